@@ -1,0 +1,1 @@
+# bench/ is collected only when named explicitly (pyproject's testpaths = tests).

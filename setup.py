@@ -1,0 +1,65 @@
+"""Declares the Cython extensions built from engine/ (everything else is in pyproject.toml).
+
+engine/ is installed as the package ``pyroute._engine``. Cython finds ``.pxd`` files by the
+module's qualified name, so with that package-dir mapping it would silently ignore
+``engine/x.pxd`` (cdef attributes declared there would become slow Python attributes) and
+could not resolve ``cimport pyroute._engine.x``. We therefore copy engine/*.pxd into
+build/cython-include/pyroute/_engine/ and point cythonize's include_path at it; generated C
+goes to build/cython, never into the source tree.
+
+Build knobs (environment):
+  PYROUTE_DEBUG=1     bounds checks, line tracing, -O0 -g
+  PYROUTE_ANNOTATE=1  Cython's HTML annotation next to the generated C (build/cython)
+"""
+import glob
+import os
+import shutil
+
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DEBUG = os.environ.get("PYROUTE_DEBUG") == "1"
+ANNOTATE = os.environ.get("PYROUTE_ANNOTATE") == "1"
+INCLUDE = os.path.join("build", "cython-include")
+
+
+def _stage_pxd():
+    """Mirror engine/*.pxd as pyroute/_engine/*.pxd so Cython resolves them by qualified name."""
+    target = os.path.join(HERE, INCLUDE, "pyroute", "_engine")
+    shutil.rmtree(os.path.join(HERE, INCLUDE), ignore_errors=True)
+    os.makedirs(target)
+    for pkg in (os.path.dirname(target), target):
+        open(os.path.join(pkg, "__init__.pxd"), "w").close()
+    for pxd in glob.glob(os.path.join(HERE, "engine", "*.pxd")):
+        shutil.copy2(pxd, target)
+
+
+def _extensions():
+    args = ["-O0", "-g"] if DEBUG else ["-O3"]
+    exts = []
+    for pyx in sorted(glob.glob(os.path.join("engine", "*.pyx"))):
+        mod = os.path.splitext(os.path.basename(pyx))[0]
+        exts.append(Extension("pyroute._engine." + mod, [pyx], extra_compile_args=args,
+                              define_macros=[("CYTHON_TRACE_NOGIL", "1")] if DEBUG else []))
+    return exts
+
+
+_stage_pxd()
+setup(
+    ext_modules=cythonize(
+        _extensions(),
+        include_path=[INCLUDE],
+        build_dir=os.path.join("build", "cython"),
+        annotate=ANNOTATE,
+        compiler_directives={
+            "language_level": 3,
+            "boundscheck": DEBUG,
+            "wraparound": DEBUG,
+            "initializedcheck": DEBUG,
+            "cdivision": True,
+            "linetrace": DEBUG,
+            "embedsignature": True,
+        },
+    ),
+)
