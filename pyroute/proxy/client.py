@@ -42,7 +42,7 @@ class ClientConn:
         "resp_mode", "resp_left", "resp_dec", "ubuf", "head_req", "expect", "sent_100",
         "upgrade", "resp_extra", "route", "up_ok", "client_eof",
         # middleware context
-        "path", "query", "set_headers",
+        "path", "query", "set_headers", "server_index",
         "_recv", "_send",
     )
 
