@@ -72,6 +72,7 @@ cdef struct Field:
     Span name               # into raw
     Span value              # into raw, OWS trimmed
     int id                  # HeaderId
+    uint32_t hash           # case-folded name hash ('_' folded to '-'), see _hash_step
 
 
 cdef struct Limits:
@@ -158,3 +159,59 @@ cdef class ResponseParser:
     cpdef Response parse(self, object buf, Py_ssize_t start=*, bint head_request=*)
 
 
+cdef enum ChunkState:
+    CS_SIZE = 0             # in a chunk-size line
+    CS_DATA                 # in chunk data
+    CS_DATA_CR              # expecting CR after data
+    CS_DATA_LF              # expecting LF after data
+    CS_TRAILER              # in the trailer section
+    CS_DONE
+
+
+@cython.final
+cdef class ChunkedDecoder:
+    cdef int state                      # ChunkState
+    cdef long long remaining            # data bytes left in the current chunk
+    cdef Py_ssize_t line_len            # bytes of the current size line / trailer line so far
+    cdef Py_ssize_t trailer_len         # bytes of trailer section so far
+    cdef Py_ssize_t max_line
+    cdef Py_ssize_t max_trailer
+    cdef int size_digits
+    cdef int line_phase                 # inside a size line: 0 digits, 1 extension, 2 got CR
+    cdef int trailer_phase              # inside a trailer line, see _trailer_byte
+    cdef readonly Py_ssize_t data_start # payload range found by the last feed(): [data_start,
+    cdef readonly Py_ssize_t data_stop  #  data_stop) into the buffer passed; empty when equal
+    cdef readonly long long total       # payload bytes decoded so far
+    cdef readonly bint done             # the last chunk and the trailer section were read
+    cpdef Py_ssize_t feed(self, object buf, Py_ssize_t pos, Py_ssize_t end=*) except -1
+
+
+@cython.final
+cdef class BodyLength:
+    cdef readonly long long remaining
+    cpdef long long take(self, long long available) noexcept
+
+
+cdef struct NameMatch:
+    # a header name compiled at config load: matched by hash and length, then confirmed
+    uint32_t hash
+    Py_ssize_t length
+    const char *lname       # lowercase, owned by Forwarder._keep
+    int id                  # HeaderId of the name (H_OTHER for others)
+
+
+@cython.final
+cdef class Forwarder:
+    cdef list _keep                     # owns every byte string the C fields below point to
+    cdef bytes server_name
+    cdef bint tls
+    cdef bint forwarded
+    cdef bytes req_set_blob             # "Name: value\r\n"... for request_set, serialised once
+    cdef bytes resp_set_blob
+    cdef NameMatch *req_drop            # request_set + request_remove names
+    cdef Py_ssize_t n_req_drop
+    cdef NameMatch *resp_drop
+    cdef Py_ssize_t n_resp_drop
+    cdef uint64_t req_override          # HeaderIds request_set/remove take over from Traefik's
+    cpdef bytes request_head(self, Request req, bytes peer_ip, bint trusted=*, bytes host=*, bytes path=*)
+    cpdef bytes response_head(self, Response resp, bint keep_alive=*, object chunked=*, bint keep_alive_10=*)

@@ -28,7 +28,8 @@ cdef object _HttpParseError = _errors.HttpParseError
 
 __all__ = ["NONE", "LENGTH", "CHUNKED", "CLOSE", "TUNNEL", "DEFAULT_MAX_LINE", "DEFAULT_MAX_HEAD",
            "DEFAULT_MAX_FIELDS", "DEFAULT_MAX_CHUNK_LINE", "DEFAULT_MAX_TRAILER",
-           "Request", "RequestParser", "Response", "ResponseParser"]
+           "Request", "RequestParser", "Response", "ResponseParser", "ChunkedDecoder",
+           "chunk_header", "CHUNK_END", "LAST_CHUNK", "BodyLength", "Forwarder"]
 
 # ---------------------------------------------------------------------------------------------
 # Python-visible constants
@@ -271,6 +272,7 @@ cdef Py_ssize_t _field_line(const unsigned char *p, Py_ssize_t i, Field *f) noex
         return _fail(400, "empty field name")
     f.name.start = start
     f.name.stop = i
+    f.hash = h
     f.id = _known_id(h, p + start, i - start)
     i += 1
     while p[i] == 32 or p[i] == 9:
@@ -1058,3 +1060,649 @@ cdef class ResponseParser:
         if rc < 0:
             raise _error(rc)
         return r
+
+
+# ---------------------------------------------------------------------------------------------
+# Bodies: chunked decoding (RFC 9112 §7.1) over buffer slices, encoding, length counting
+
+cdef Py_ssize_t _chunked(ChunkedDecoder d, const unsigned char *p, Py_ssize_t i, Py_ssize_t end) noexcept nogil:
+    # Consumes p[i:end] up to and including at most one payload range; returns the offset it
+    # reached or -status. Framing bytes are checked one by one; payload is skipped in one step.
+    cdef unsigned char c
+    cdef long long take
+    cdef int v
+    while i < end:
+        c = p[i]
+        if d.state == CS_DATA:
+            take = end - i
+            if take > d.remaining:
+                take = d.remaining
+            d.data_start = i
+            d.data_stop = i + take
+            d.remaining -= take
+            d.total += take
+            if d.remaining == 0:
+                d.state = CS_DATA_CR
+            return i + take
+        elif d.state == CS_SIZE:
+            d.line_len += 1
+            if d.line_len > d.max_line:
+                return _fail(400, "chunk-size line too long")
+            if d.line_phase == 0:
+                v = HEX[c]
+                if v >= 0:
+                    if d.remaining or v:
+                        d.size_digits += 1
+                        if d.size_digits > 15:
+                            return _fail(400, "chunk size too large")
+                    d.remaining = d.remaining * 16 + v
+                elif d.line_len == 1:
+                    return _fail(400, "invalid chunk size")
+                elif c == 59:      # ';' chunk-ext
+                    d.line_phase = 1
+                elif c == 13:
+                    d.line_phase = 2
+                elif c == 32 or c == 9:
+                    d.line_phase = 3   # BWS, then ';'
+                else:
+                    return _fail(400, "invalid chunk size")
+            elif d.line_phase == 1:
+                # extension: visible chars, SP, HTAB; a CR must end the line (no bare CR/LF)
+                if c == 13:
+                    d.line_phase = 2
+                elif not VALUE[c]:
+                    return _fail(400, "invalid character in chunk extension")
+            elif d.line_phase == 3:
+                if c == 59:
+                    d.line_phase = 1
+                elif c != 32 and c != 9:
+                    return _fail(400, "invalid chunk size line")
+            else:
+                if c != 10:
+                    return _fail(400, "bare CR in chunk-size line")
+                d.line_phase = 0
+                d.line_len = 0
+                d.size_digits = 0
+                d.state = CS_DATA if d.remaining else CS_TRAILER
+        elif d.state == CS_DATA_CR:
+            if c != 13:
+                return _fail(400, "chunk data not followed by CRLF")
+            d.state = CS_DATA_LF
+        elif d.state == CS_DATA_LF:
+            if c != 10:
+                return _fail(400, "chunk data not followed by CRLF")
+            d.state = CS_SIZE
+        elif d.state == CS_TRAILER:
+            d.trailer_len += 1
+            if d.trailer_len > d.max_trailer:
+                return _fail(431, "trailer section too large")
+            # trailer-section = *( field-line CRLF ) CRLF, fields as in heads, CRLF only
+            if d.trailer_phase == 0:          # line start
+                if c == 13:
+                    d.trailer_phase = 4
+                elif TCHAR[c]:
+                    d.trailer_phase = 1
+                else:
+                    return _fail(400, "invalid trailer field")
+            elif d.trailer_phase == 1:        # name
+                if c == 58:
+                    d.trailer_phase = 2
+                elif not TCHAR[c]:
+                    return _fail(400, "invalid trailer field name")
+            elif d.trailer_phase == 2:        # value
+                if c == 13:
+                    d.trailer_phase = 3
+                elif not VALUE[c]:
+                    return _fail(400, "invalid character in trailer field")
+            elif d.trailer_phase == 3:        # CR seen at the end of a field line
+                if c != 10:
+                    return _fail(400, "bare CR in trailer section")
+                d.trailer_phase = 0
+            else:                             # CR of the final empty line seen
+                if c != 10:
+                    return _fail(400, "bare CR in trailer section")
+                d.state = CS_DONE
+                d.done = True
+                return i + 1
+        else:
+            return i
+        i += 1
+    return i
+
+
+@cython.final
+cdef class ChunkedDecoder:
+    """Streaming chunked decoder over buffer slices; see http1.pyi for the contract."""
+
+    def __init__(self, Py_ssize_t max_line=DEFAULT_MAX_CHUNK_LINE, Py_ssize_t max_trailer=DEFAULT_MAX_TRAILER):
+        if max_line < 3 or max_trailer < 2:
+            raise ValueError("max_line must be >= 3 and max_trailer >= 2")
+        self.max_line = max_line
+        self.max_trailer = max_trailer
+
+    def reset(self):
+        """Start a new chunked body."""
+        self.state = CS_SIZE
+        self.remaining = self.line_len = self.trailer_len = self.total = 0
+        self.size_digits = self.line_phase = self.trailer_phase = 0
+        self.data_start = self.data_stop = 0
+        self.done = False
+
+    cpdef Py_ssize_t feed(self, object buf, Py_ssize_t pos, Py_ssize_t end=-1) except -1:
+        cdef Py_ssize_t n, rc
+        cdef const unsigned char *p = _buffer(buf, &n)
+        if end < 0:
+            end = n
+        if pos < 0 or pos > end or end > n:
+            raise ValueError("pos/end out of range")
+        self.data_start = self.data_stop = pos
+        rc = _chunked(self, p, pos, end)
+        if rc < 0:
+            self.state = CS_DONE
+            raise _error(rc)
+        return rc
+
+
+cdef bytes CHUNK_END_B = b"\r\n"
+cdef bytes LAST_CHUNK_B = b"0\r\n\r\n"
+CHUNK_END = CHUNK_END_B
+LAST_CHUNK = LAST_CHUNK_B
+
+
+cdef inline Py_ssize_t _hex(char *out, unsigned long long v) noexcept nogil:
+    cdef char tmp[16]
+    cdef Py_ssize_t n = 0, k
+    while True:
+        tmp[n] = b"0123456789abcdef"[v & 15]
+        n += 1
+        v >>= 4
+        if v == 0:
+            break
+    for k in range(n):
+        out[k] = tmp[n - 1 - k]
+    return n
+
+
+cpdef bytes chunk_header(long long size):
+    """The chunk-size line for a chunk of ``size`` (> 0) bytes: ``b"%x\\r\\n" % size``."""
+    cdef char out[20]
+    cdef Py_ssize_t n
+    if size <= 0:
+        raise ValueError("chunk size must be > 0 (LAST_CHUNK ends the body)")
+    n = _hex(out, <unsigned long long>size)
+    out[n] = 13
+    out[n + 1] = 10
+    return PyBytes_FromStringAndSize(out, n + 2)
+
+
+@cython.final
+cdef class BodyLength:
+    """Counts a Content-Length body: ``take(available)`` -> how many bytes belong to it."""
+
+    def __init__(self, long long length):
+        if length < 0:
+            raise ValueError("length must be >= 0")
+        self.remaining = length
+
+    @property
+    def done(self):
+        return self.remaining == 0
+
+    cpdef long long take(self, long long available) noexcept:
+        if available > self.remaining:
+            available = self.remaining
+        self.remaining -= available
+        return available
+
+
+# ---------------------------------------------------------------------------------------------
+# Head rewriting for forwarding
+
+cdef uint64_t _bit(int hid) noexcept nogil:
+    return (<uint64_t>1) << hid
+
+
+# hop-by-hop and re-emitted fields, never copied from a request head to the upstream one:
+# RFC 9110 §7.6.1 (Connection and what it names, Keep-Alive, Proxy-Connection, TE, Trailer,
+# Transfer-Encoding, Upgrade), Go's ReverseProxy hopHeaders (Proxy-Authorization,
+# Proxy-Authenticate), Host/Content-Length (re-emitted from the parsed form), Expect (the server
+# answers 100-continue itself), X-Forwarded-For/-Server (Traefik rebuilds them).
+cdef uint64_t DROP_REQ = (_bit(H_HOST) | _bit(H_CONTENT_LENGTH) | _bit(H_TRANSFER_ENCODING)
+                          | _bit(H_CONNECTION) | _bit(H_UPGRADE) | _bit(H_KEEP_ALIVE)
+                          | _bit(H_PROXY_CONNECTION) | _bit(H_TE) | _bit(H_TRAILER)
+                          | _bit(H_PROXY_AUTHORIZATION) | _bit(H_PROXY_AUTHENTICATE) | _bit(H_EXPECT)
+                          | _bit(H_X_FORWARDED_FOR) | _bit(H_X_FORWARDED_SERVER))
+cdef uint64_t DROP_RESP = (_bit(H_CONTENT_LENGTH) | _bit(H_TRANSFER_ENCODING) | _bit(H_CONNECTION)
+                           | _bit(H_UPGRADE) | _bit(H_KEEP_ALIVE) | _bit(H_PROXY_CONNECTION)
+                           | _bit(H_TE) | _bit(H_PROXY_AUTHORIZATION) | _bit(H_PROXY_AUTHENTICATE))
+
+
+cdef struct Out:
+    char *p
+    Py_ssize_t n
+
+
+cdef inline void _put(Out *o, const void *s, Py_ssize_t n) noexcept nogil:
+    memcpy(o.p + o.n, s, n)
+    o.n += n
+
+
+cdef inline void _puts(Out *o, const char *s, Py_ssize_t n) noexcept nogil:
+    memcpy(o.p + o.n, s, n)
+    o.n += n
+
+
+cdef inline void _put_span(Out *o, const char *raw, Span s) noexcept nogil:
+    memcpy(o.p + o.n, raw + s.start, s.stop - s.start)
+    o.n += s.stop - s.start
+
+
+cdef inline void _put_field(Out *o, const char *raw, Field *f) noexcept nogil:
+    _put_span(o, raw, f.name)
+    o.p[o.n] = 58
+    o.p[o.n + 1] = 32
+    o.n += 2
+    _put_span(o, raw, f.value)
+    o.p[o.n] = 13
+    o.p[o.n + 1] = 10
+    o.n += 2
+
+
+cdef inline void _put_dec(Out *o, long long v) noexcept nogil:
+    cdef char tmp[24]
+    cdef int n = 0
+    while True:
+        tmp[n] = 48 + v % 10
+        n += 1
+        v //= 10
+        if v == 0:
+            break
+    while n:
+        n -= 1
+        o.p[o.n] = tmp[n]
+        o.n += 1
+
+
+cdef inline bint _ieq2(const unsigned char *a, Py_ssize_t an, const unsigned char *b, Py_ssize_t bn) noexcept nogil:
+    if an != bn:
+        return False
+    cdef Py_ssize_t k
+    for k in range(an):
+        if LOWER[a[k]] != LOWER[b[k]]:
+            return False
+    return True
+
+
+cdef inline bint _named_by_connection(const unsigned char *raw, Field *f, Span *toks, int n) noexcept nogil:
+    cdef int k
+    for k in range(n):
+        if _ieq2(raw + f.name.start, f.name.stop - f.name.start, raw + toks[k].start, toks[k].stop - toks[k].start):
+            return True
+    return False
+
+
+cdef inline bint _in_names(const unsigned char *raw, Field *f, NameMatch *names, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t k
+    for k in range(n):
+        if names[k].hash == f.hash and names[k].length == f.name.stop - f.name.start:
+            if _ieq(raw + f.name.start, names[k].length, names[k].lname, names[k].length):
+                return True
+    return False
+
+
+cdef inline bint _has_token(const unsigned char *p, Span v, const char *lit, Py_ssize_t ln) noexcept nogil:
+    cdef Py_ssize_t pos = v.start
+    cdef Span tok
+    while _next_token(p, &pos, v.stop, &tok) == 1:
+        if _ieq(p + tok.start, tok.stop - tok.start, lit, ln):
+            return True
+    return False
+
+
+cdef inline Span _first_value(Field *fields, Py_ssize_t n, int hid) noexcept nogil:
+    cdef Span none
+    cdef Py_ssize_t k
+    for k in range(n):
+        if fields[k].id == hid:
+            return fields[k].value
+    none.start = -1
+    none.stop = -1
+    return none
+
+
+cdef inline Span _host_port(const unsigned char *p, Span host) noexcept nogil:
+    # the port of host[:port] ([v6]:port included), start == -1 when none
+    cdef Span port
+    cdef Py_ssize_t k = host.stop
+    port.start = -1
+    port.stop = -1
+    while k > host.start:
+        k -= 1
+        if p[k] == 58:
+            if k + 1 < host.stop:
+                port.start = k + 1
+                port.stop = host.stop
+            return port
+        if p[k] == 93 or not (48 <= p[k] <= 57):
+            return port
+    return port
+
+
+cdef Py_ssize_t _request_head(Forwarder fw, Request req, Out *o, const char *peer, Py_ssize_t peer_n,
+                              bint trusted, const char *host, Py_ssize_t host_n,
+                              const char *path, Py_ssize_t path_n) noexcept:
+    cdef const char *raw = PyBytes_AS_STRING(req.raw)
+    cdef const unsigned char *u = <const unsigned char *>raw
+    cdef Py_ssize_t k
+    cdef Field *f
+    cdef uint64_t bit, have = 0, skip
+    cdef bint websocket = False, first_xff = True
+    cdef Span v
+    # request line: HTTP/1.1 upstream, whatever the client spoke
+    _put_span(o, raw, req._method)
+    o.p[o.n] = 32
+    o.n += 1
+    if path != NULL:
+        _puts(o, path, path_n)
+        if req._query.start >= 0:
+            o.p[o.n] = 63
+            o.n += 1
+            _put_span(o, raw, req._query)
+    elif req.absolute_form and req.method_id != M_CONNECT:
+        # RFC 9112 §3.2.2: forward in origin-form, the authority went to Host
+        if req._path.start == req._path.stop:
+            o.p[o.n] = 47
+            o.n += 1
+        else:
+            _put_span(o, raw, req._path)
+        if req._query.start >= 0:
+            o.p[o.n] = 63
+            o.n += 1
+            _put_span(o, raw, req._query)
+    else:
+        _put_span(o, raw, req._target)
+    _puts(o, " HTTP/1.1\r\nHost: ", 17)
+    if host != NULL:
+        _puts(o, host, host_n)
+    elif req._host.start >= 0:
+        _put_span(o, raw, req._host)
+    _puts(o, "\r\n", 2)
+    skip = DROP_REQ
+    if not trusted:
+        skip |= MANAGED_X      # Traefik: untrusted peers' X-Forwarded-* are deleted first
+    for k in range(req.n_fields):
+        f = &req.fields[k]
+        bit = _bit(f.id)
+        if bit & skip:
+            continue
+        # CVE-2024-45410: every header Connection names goes, except Traefik's own X-headers
+        if req.n_conn_tokens and not (bit & MANAGED_X) and _named_by_connection(u, f, req._conn_tokens, req.n_conn_tokens):
+            continue
+        if fw.n_req_drop and _in_names(u, f, fw.req_drop, fw.n_req_drop):
+            continue
+        have |= bit
+        _put_field(o, raw, f)
+    if fw.forwarded:
+        have |= fw.req_override
+        if not (have & _bit(H_X_REAL_IP)) and peer_n:
+            _puts(o, "X-Real-Ip: ", 11)
+            _puts(o, peer, peer_n)
+            _puts(o, "\r\n", 2)
+        if req._upgrade.start >= 0:
+            websocket = _has_token(u, req._upgrade, "websocket", 9)
+        v.start = -1
+        if have & _bit(H_X_FORWARDED_PROTO):
+            v = _first_value(req.fields, req.n_fields, H_X_FORWARDED_PROTO)
+        elif not (fw.req_override & _bit(H_X_FORWARDED_PROTO)):
+            if websocket:
+                _puts(o, "X-Forwarded-Proto: wss\r\n" if fw.tls else "X-Forwarded-Proto: ws\r\n", 24 if fw.tls else 23)
+            else:
+                _puts(o, "X-Forwarded-Proto: https\r\n" if fw.tls else "X-Forwarded-Proto: http\r\n", 26 if fw.tls else 25)
+        if not (have & _bit(H_X_FORWARDED_PORT)):
+            # forwarded_header.go forwardedPort: Host's port, else 443 for https/wss/TLS, else 80
+            _puts(o, "X-Forwarded-Port: ", 18)
+            v = _host_port(u, req._host) if req._host.start >= 0 else v
+            if req._host.start >= 0 and v.start >= 0:
+                _put_span(o, raw, v)
+            else:
+                v = _first_value(req.fields, req.n_fields, H_X_FORWARDED_PROTO) if (have & _bit(H_X_FORWARDED_PROTO) and trusted) else v
+                if fw.tls or (v.start >= 0 and (_ieq(u + v.start, v.stop - v.start, "https", 5) or _ieq(u + v.start, v.stop - v.start, "wss", 3))):
+                    _puts(o, "443", 3)
+                else:
+                    _puts(o, "80", 2)
+            _puts(o, "\r\n", 2)
+        if not (have & _bit(H_X_FORWARDED_HOST)) and req._host.start >= 0 and req._host.stop > req._host.start:
+            _puts(o, "X-Forwarded-Host: ", 18)
+            _put_span(o, raw, req._host)
+            _puts(o, "\r\n", 2)
+        if not (fw.req_override & _bit(H_X_FORWARDED_FOR)):
+            # prior values (trusted peers only) joined with ", ", then the peer (Go ReverseProxy)
+            _puts(o, "X-Forwarded-For: ", 17)
+            if trusted:
+                for k in range(req.n_fields):
+                    if req.fields[k].id == H_X_FORWARDED_FOR:
+                        if not first_xff:
+                            _puts(o, ", ", 2)
+                        first_xff = False
+                        _put_span(o, raw, req.fields[k].value)
+            if peer_n:
+                if not first_xff:
+                    _puts(o, ", ", 2)
+                _puts(o, peer, peer_n)
+            _puts(o, "\r\n", 2)
+        if PyBytes_GET_SIZE(fw.server_name) and not (fw.req_override & _bit(H_X_FORWARDED_SERVER)):
+            _puts(o, "X-Forwarded-Server: ", 20)
+            _puts(o, PyBytes_AS_STRING(fw.server_name), PyBytes_GET_SIZE(fw.server_name))
+            _puts(o, "\r\n", 2)
+    _puts(o, PyBytes_AS_STRING(fw.req_set_blob), PyBytes_GET_SIZE(fw.req_set_blob))
+    if req.te_trailers:
+        _puts(o, "Te: trailers\r\n", 14)   # as Go's ReverseProxy: the one TE value kept
+    if req.framing == FRAMING_LENGTH:
+        _puts(o, "Content-Length: ", 16)
+        _put_dec(o, req.content_length)
+        _puts(o, "\r\n", 2)
+    elif req.framing == FRAMING_CHUNKED:
+        _puts(o, "Transfer-Encoding: chunked\r\n", 28)
+    if req._upgrade.start >= 0:
+        _puts(o, "Connection: Upgrade\r\nUpgrade: ", 30)
+        _put_span(o, raw, req._upgrade)
+        _puts(o, "\r\n", 2)
+    _puts(o, "\r\n", 2)
+    return o.n
+
+
+cdef Py_ssize_t _response_head(Forwarder fw, Response resp, Out *o, bint keep_alive, int chunked,
+                               bint keep_alive_10) noexcept:
+    # chunked: -1 mirror the response, 1 write chunked, 0 no Transfer-Encoding
+    cdef const char *raw = PyBytes_AS_STRING(resp.raw)
+    cdef const unsigned char *u = <const unsigned char *>raw
+    cdef Py_ssize_t k
+    cdef Field *f
+    cdef uint64_t skip = DROP_RESP
+    cdef bint te_out = chunked == 1 or (chunked == -1 and (resp.seen & _bit(H_TRANSFER_ENCODING)) != 0)
+    if not te_out:
+        skip |= _bit(H_TRAILER)   # trailers only travel in a chunked body
+    _puts(o, "HTTP/1.1 ", 9)
+    _put_dec(o, resp.status)
+    o.p[o.n] = 32
+    o.n += 1
+    _put_span(o, raw, resp._reason)
+    _puts(o, "\r\n", 2)
+    for k in range(resp.n_fields):
+        f = &resp.fields[k]
+        if _bit(f.id) & skip:
+            continue
+        if resp.n_conn_tokens and _named_by_connection(u, f, resp._conn_tokens, resp.n_conn_tokens):
+            continue
+        if fw.n_resp_drop and _in_names(u, f, fw.resp_drop, fw.n_resp_drop):
+            continue
+        _put_field(o, raw, f)
+    _puts(o, PyBytes_AS_STRING(fw.resp_set_blob), PyBytes_GET_SIZE(fw.resp_set_blob))
+    if resp.status == 101:
+        _puts(o, "Connection: Upgrade\r\nUpgrade: ", 30)
+        _put_span(o, raw, resp._upgrade)
+        _puts(o, "\r\n\r\n", 4)
+        return o.n
+    if te_out:
+        _puts(o, "Transfer-Encoding: chunked\r\n", 28)
+    elif resp.content_length >= 0:
+        _puts(o, "Content-Length: ", 16)
+        _put_dec(o, resp.content_length)
+        _puts(o, "\r\n", 2)
+    if resp.status >= 200:
+        if not keep_alive:
+            _puts(o, "Connection: close\r\n", 19)
+        elif keep_alive_10:
+            _puts(o, "Connection: keep-alive\r\n", 24)
+    _puts(o, "\r\n", 2)
+    return o.n
+
+
+cdef enum:
+    STACK_OUT = 4096
+
+
+cdef NameMatch *_compile_names(list names, list keep, uint64_t *ids) except? NULL:
+    cdef NameMatch *out
+    cdef Py_ssize_t k
+    cdef bytes lname
+    cdef uint32_t h
+    cdef unsigned char c
+    if not names:
+        return NULL
+    out = <NameMatch *>PyMem_Malloc(len(names) * sizeof(NameMatch))
+    if out == NULL:
+        raise MemoryError()
+    for k in range(len(names)):
+        lname = names[k]
+        h = 0
+        for c in lname:
+            h = _hash_step(h, NAME[c])
+        keep.append(lname)
+        out[k].hash = h
+        out[k].length = len(lname)
+        out[k].lname = <const char *>lname
+        out[k].id = _known_id(h, <const unsigned char *>lname, len(lname))
+        ids[0] |= _bit(out[k].id) if out[k].id else 0
+    return out
+
+
+cdef bint _all_in(bytes s, unsigned char *table) noexcept:
+    cdef const unsigned char *p = <const unsigned char *>PyBytes_AS_STRING(s)
+    cdef Py_ssize_t k
+    for k in range(PyBytes_GET_SIZE(s)):
+        if not table[p[k]]:
+            return False
+    return True
+
+
+cdef bytes _field_name(object name, str what):
+    if not isinstance(name, bytes) or not name or any(not TCHAR[c] for c in name):
+        raise ValueError("%s: invalid header name %r" % (what, name))
+    return (<bytes>name).lower()
+
+
+cdef bytes _set_blob(object pairs, list names, str what):
+    cdef list parts = []
+    for name, value in pairs:
+        names.append(_field_name(name, what))
+        if not isinstance(value, bytes) or any(not VALUE[c] for c in value):
+            raise ValueError("%s: invalid value for header %r" % (what, name))
+        parts.append(name + b": " + value.strip(b" \t") + b"\r\n")
+    return b"".join(parts)
+
+
+@cython.final
+cdef class Forwarder:
+    """Builds forwarded request and response heads; see http1.pyi for the rules."""
+
+    def __cinit__(self):
+        self.req_drop = NULL
+        self.resp_drop = NULL
+
+    def __dealloc__(self):
+        PyMem_Free(self.req_drop)
+        PyMem_Free(self.resp_drop)
+
+    def __init__(self, *, server_name=None, bint tls=False, bint forwarded=True,
+                 request_set=(), request_remove=(), response_set=(), response_remove=()):
+        cdef list req_names = [], resp_names = []
+        cdef uint64_t ids = 0, unused = 0
+        if server_name is None:
+            import socket
+            server_name = socket.gethostname().encode("ascii", "replace")
+        if not isinstance(server_name, bytes) or any(not VALUE[c] for c in server_name):
+            raise ValueError("server_name: expected bytes without control characters")
+        self.server_name = server_name
+        self.tls = tls
+        self.forwarded = forwarded
+        self._keep = []
+        self.req_set_blob = _set_blob(request_set, req_names, "request_set")
+        self.resp_set_blob = _set_blob(response_set, resp_names, "response_set")
+        req_names += [_field_name(n, "request_remove") for n in request_remove]
+        resp_names += [_field_name(n, "response_remove") for n in response_remove]
+        PyMem_Free(self.req_drop)
+        PyMem_Free(self.resp_drop)
+        self.req_drop = self.resp_drop = NULL
+        self.n_req_drop = self.n_resp_drop = 0
+        self.req_drop = _compile_names(req_names, self._keep, &ids)
+        self.n_req_drop = len(req_names)
+        self.req_override = ids
+        self.resp_drop = _compile_names(resp_names, self._keep, &unused)
+        self.n_resp_drop = len(resp_names)
+
+    cpdef bytes request_head(self, Request req, bytes peer_ip, bint trusted=False, bytes host=None,
+                             bytes path=None):
+        """The head to send upstream for ``req`` (CRLF bytes); see http1.pyi."""
+        cdef char stack[STACK_OUT]
+        cdef Out o
+        cdef Py_ssize_t bound = (PyBytes_GET_SIZE(req.raw) + 4 * req.n_fields + 2 * PyBytes_GET_SIZE(peer_ip)
+                                 + PyBytes_GET_SIZE(self.server_name) + PyBytes_GET_SIZE(self.req_set_blob)
+                                 + 2 * (req._host.stop - req._host.start) + 400)
+        if host is not None:
+            bound += PyBytes_GET_SIZE(host)
+            if not _all_in(host, VALUE):
+                raise ValueError("host: control characters")
+        if path is not None:
+            bound += PyBytes_GET_SIZE(path)
+            if not path.startswith(b"/") or not _all_in(path, TARGET):
+                raise ValueError("path: must start with '/' and hold request-target characters only")
+        o.n = 0
+        if bound <= STACK_OUT:
+            o.p = &stack[0]
+        else:
+            o.p = <char *>PyMem_Malloc(bound)
+        if o.p == NULL:
+            raise MemoryError()
+        try:
+            _request_head(self, req, &o, PyBytes_AS_STRING(peer_ip), PyBytes_GET_SIZE(peer_ip), trusted,
+                          PyBytes_AS_STRING(host) if host is not None else NULL,
+                          PyBytes_GET_SIZE(host) if host is not None else 0,
+                          PyBytes_AS_STRING(path) if path is not None else NULL,
+                          PyBytes_GET_SIZE(path) if path is not None else 0)
+            return PyBytes_FromStringAndSize(o.p, o.n)
+        finally:
+            if o.p != &stack[0]:
+                PyMem_Free(o.p)
+
+    cpdef bytes response_head(self, Response resp, bint keep_alive=True, object chunked=None,
+                              bint keep_alive_10=False):
+        """The head to send to the client for ``resp`` (CRLF bytes); see http1.pyi."""
+        cdef char stack[STACK_OUT]
+        cdef Out o
+        cdef Py_ssize_t bound = (PyBytes_GET_SIZE(resp.raw) + 4 * resp.n_fields
+                                 + PyBytes_GET_SIZE(self.resp_set_blob) + 200)
+        o.n = 0
+        if bound <= STACK_OUT:
+            o.p = &stack[0]
+        else:
+            o.p = <char *>PyMem_Malloc(bound)
+        if o.p == NULL:
+            raise MemoryError()
+        try:
+            _response_head(self, resp, &o, keep_alive, -1 if chunked is None else (1 if chunked else 0),
+                           keep_alive_10)
+            return PyBytes_FromStringAndSize(o.p, o.n)
+        finally:
+            if o.p != &stack[0]:
+                PyMem_Free(o.p)
