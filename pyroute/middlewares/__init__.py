@@ -3,9 +3,10 @@
 A middleware is built once per config load from its dynamic-config spec
 (``http.middlewares[name] = {kind: spec}``). Per request the router's chain runs in
 declaration order: ``on_request(conn)`` returns None to continue or the bytes of a complete
-response to answer directly; middlewares that touch responses also have
-``on_response(conn, resp, extra)`` (run in reverse order), appending ``(name, value or None)``
-header edits to ``extra``. ``conn`` is the client connection: ``conn.req`` (the parsed head),
+response to answer directly. Middlewares whose effect is fixed at load (``static = True``, e.g.
+custom request/response headers) instead contribute header edits to the route's
+``http1.Forwarder`` (``compile_edits``), so they cost nothing per request; response-phase
+edits apply in reverse declaration order, as Traefik's nested handlers do. ``conn`` is the client connection: ``conn.req`` (the parsed head),
 ``conn.path``/``conn.query`` (bytes, may be replaced), ``conn.remote_ip``,
 ``conn.set_headers`` (request header edits, a list or None), ``conn.ep.tls``.
 

@@ -9,7 +9,6 @@ SUPPORTED = {"customRequestHeaders", "customResponseHeaders"}
 
 class Headers:
     __slots__ = ("request", "response")
-    resp = True
 
     def __init__(self, spec):
         unknown = sorted(k for k in spec if k not in SUPPORTED and spec[k] not in (None, [], {}))
@@ -25,18 +24,16 @@ class Headers:
         for name, value in mapping.items():
             if not isinstance(value, str):
                 raise ValueError("header %s: expected a string value" % name)
-            edits.append((name.lower().encode("latin-1"),
+            edits.append((name.encode("latin-1"),
                           value.encode("latin-1") if value != "" else None))
         return edits
 
-    def on_request(self, conn):
-        if self.request:
-            if conn.set_headers is None:
-                conn.set_headers = list(self.request)
-            else:
-                conn.set_headers.extend(self.request)
-        return None
+    # Static edits: compiled into the route's http1.Forwarder at config load
+    # (``compile_edits``), so nothing runs per request.
+    static = True
 
-    def on_response(self, conn, resp, extra):
-        if self.response:
-            extra.extend(self.response)
+    def compile_edits(self, req_set, req_remove, resp_set, resp_remove):
+        for name, value in self.request:
+            (req_remove.append(name) if value is None else req_set.append((name, value)))
+        for name, value in self.response:
+            (resp_remove.append(name) if value is None else resp_set.append((name, value)))

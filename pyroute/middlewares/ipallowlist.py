@@ -35,7 +35,7 @@ FORBIDDEN = (status_line(403) + b"Content-Type: text/plain; charset=utf-8\r\n"
 
 class IPAllowList:
     __slots__ = ("nets", "depth", "excluded", "status_code", "_cache")
-    resp = False
+    static = False
 
     def __init__(self, spec):
         self.nets = _nets(spec.get("sourceRange"), "sourceRange")

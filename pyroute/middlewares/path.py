@@ -8,7 +8,7 @@ def _leading_slash(p):
 class StripPrefix:
     """Removes the first matching prefix and says so in X-Forwarded-Prefix."""
     __slots__ = ("prefixes",)
-    resp = False
+    static = False
 
     def __init__(self, spec):
         prefixes = spec.get("prefixes") or []
@@ -26,14 +26,14 @@ class StripPrefix:
                 edits = conn.set_headers
                 if edits is None:
                     conn.set_headers = edits = []
-                edits.append((b"x-forwarded-prefix", prefix.strip()))
+                edits.append((b"X-Forwarded-Prefix", prefix.strip()))
                 return None
         return None
 
 
 class AddPrefix:
     __slots__ = ("prefix",)
-    resp = False
+    static = False
 
     def __init__(self, spec):
         prefix = spec.get("prefix", "")

@@ -4,7 +4,7 @@ from ..proxy.responses import status_line, REASONS
 
 class RedirectScheme:
     __slots__ = ("scheme", "port", "permanent")
-    resp = False
+    static = False
 
     def __init__(self, spec):
         scheme = spec.get("scheme") or "https"

@@ -3,46 +3,47 @@
 States: HEAD (waiting for / reading a request head), BODY (streaming the request body to the
 backend; the response may already be arriving), WAIT (request sent; streaming the response),
 TUNNEL (after 101 Switching Protocols), CLOSED. One ``recv`` per readiness event; one ``send``
-per piece of output (head and the body bytes that came with it leave together); interest in
-EPOLLOUT is added only while output waits, and reading stops only for backpressure.
+per piece of output (a head leaves together with the body bytes that came with it); EPOLLOUT
+interest only while output waits; reading stops only for backpressure, so a slow reader stops
+pyroute reading from the backend and nothing is buffered beyond one receive.
 
 TLS: the socket-like object only needs ``recv(n)``, ``send(b)``, ``fileno()``, ``close()``;
-a pyOpenSSL ``Connection`` fits, with its WantRead/WantWrite errors listed in ``WOULD_BLOCK``.
+a pyOpenSSL ``Connection`` fits, with its WantRead/WantWrite errors added to ``WOULD_BLOCK``.
 """
-import socket
-
 from .._engine import http1
 from .._engine.errors import HttpParseError
 from ..server.loop import EPOLLIN, EPOLLOUT
-from . import heads
 from .responses import CONTINUE_100, bad_request_response, error_response
+from .upstream import UpstreamConn
 
 S_HEAD, S_BODY, S_WAIT, S_TUNNEL, S_CLOSED = range(5)
 R_NONE, R_HEAD, R_BODY, R_DONE = range(4)
 # how the response body reaches the client
-F_ASIS, F_LENGTH, F_CHUNKED, F_CLOSE = range(4)
+F_ASIS = 0       # no body (HEAD, 1xx, 204, 304)
+F_LENGTH = 1     # Content-Length, bytes relayed
+F_CHUNKED = 2    # chunked relayed verbatim once validated by the decoder
+F_RECHUNK = 3    # until-close body sent chunked to an HTTP/1.1 client
+F_DECHUNK = 4    # chunked body sent until close to an HTTP/1.0 client
+F_RAW = 5        # until-close body sent until close to an HTTP/1.0 client
 
 NONE, LENGTH, CHUNKED, CLOSE = http1.NONE, http1.LENGTH, http1.CHUNKED, http1.CLOSE
+chunk_header = http1.chunk_header
+LAST_CHUNK = http1.LAST_CHUNK
 MAX_PIPELINED = 65536      # bytes of further requests buffered while one is in flight
-MAX_RESPONSE_HEAD = 65536  # Go's Transport MaxResponseHeaderBytes default is 1 MiB; refused: 502
-CHUNK_END = b"0\r\n\r\n"
+MAX_RESPONSE_HEAD = 65536  # bigger backend heads are refused with 502
 WOULD_BLOCK = (BlockingIOError, InterruptedError)
-
-
-def _chunk(data):
-    return b"%x\r\n" % len(data) + data + b"\r\n"
 
 
 class ClientConn:
     __slots__ = (
         "env", "loop", "ep", "sock", "fd", "events", "buf", "out", "state", "closing",
-        "remote_ip", "trusted", "deadline", "requests", "paused",
+        "remote_ip", "trusted", "deadline", "requests", "paused", "client_eof",
         # the exchange in progress
-        "req", "keep_alive", "up", "server", "service", "req_left", "req_dec", "resp_state",
-        "resp_mode", "resp_left", "resp_dec", "ubuf", "head_req", "expect", "sent_100",
-        "upgrade", "resp_extra", "route", "up_ok", "client_eof",
+        "req", "keep_alive", "up", "server", "service", "server_index", "route", "req_left",
+        "req_dec", "resp_state", "resp_mode", "resp_left", "resp_dec", "ubuf", "head_req",
+        "sent_100", "up_ok", "retry_head", "fwd_path",
         # middleware context
-        "path", "query", "set_headers", "server_index",
+        "path", "query", "set_headers", "resp_extra",
         "_recv", "_send",
     )
 
@@ -63,6 +64,7 @@ class ClientConn:
         self.requests = 0
         self.paused = False
         self.client_eof = False
+        self.keep_alive = True
         self._reset_exchange()
         self.events = EPOLLIN
         self.loop.register(self.fd, EPOLLIN, self)
@@ -79,11 +81,12 @@ class ClientConn:
         self.resp_dec = None
         self.resp_state = R_NONE
         self.ubuf = None
-        self.upgrade = None
-        self.resp_extra = None
         self.set_headers = None
+        self.resp_extra = None
         self.sent_100 = False
         self.up_ok = True
+        self.retry_head = None
+        self.req_left = 0
 
     # ---- events ---------------------------------------------------------------------
 
@@ -141,7 +144,7 @@ class ClientConn:
 
     def on_eof(self):
         state = self.state
-        if state == S_HEAD or state == S_BODY or state == S_TUNNEL:
+        if state != S_WAIT or self.closing:
             self.abort()
             return
         # request complete, response pending: finish it, then close (half-closed client)
@@ -195,17 +198,26 @@ class ClientConn:
             self.close()
             return
         up = self.up
-        if up is not None and not up.closed:
+        if up is not None and not up.closed and self.resp_state != R_HEAD:
             up.set_events(up.events | EPOLLIN)
+
+    def _close_after_output(self):
+        self.closing = True
+        if self.out is None:
+            self.close()
 
     # ---- requests -------------------------------------------------------------------
 
     def process(self):
         """Parse and start the requests waiting in ``buf`` (state HEAD)."""
         env = self.env
+        parser = env.parser
+        if env.parser_owner is not self:
+            parser.reset()           # one parser per worker; its incremental state is ours now
+            env.parser_owner = self
         while self.state == S_HEAD and self.buf and not self.closing:
             try:
-                req = env.parser.parse(self.buf, 0)
+                req = parser.parse(self.buf, 0)
             except HttpParseError as e:
                 self.reject(e.status)
                 return
@@ -215,57 +227,56 @@ class ClientConn:
             self.begin(req)
 
     def reject(self, status):
-        # codec refusal: Go answers "400 Bad Request" and closes
+        # codec refusal: Go answers e.g. "400 Bad Request" and closes
+        self.env.parser_owner = None
         self.state = S_WAIT
-        self.closing = True
         self.buf = bytearray()
+        self.closing = True
         if self.write(bad_request_response(status)):
             self.close()
 
-    def local_response(self, data, keep):
+    def _next_request(self):
+        self._reset_exchange()
+        self.state = S_HEAD
+        it = self.ep.idle_timeout
+        self.deadline = self.loop.now + it if it else 0.0
+        if self.env.draining and not self.buf:
+            self._close_after_output()
+
+    def local_response(self, data, keep=True):
         """Answer the current request from pyroute itself (router miss, middleware, error)."""
         req = self.req
         if req.framing != NONE and req.content_length != 0:
             keep = False      # its body was not read: the connection cannot be reused
-        if not keep or not self.keep_alive:
-            self.closing = True
-            self.state = S_WAIT
-            if self.write(data):
-                self.close()
-            return
         self.requests += 1
-        self._reset_exchange()
-        self.state = S_HEAD
-        it = self.ep.idle_timeout
-        self.deadline = self.loop.now + it if it else 0.0
+        if not keep or not self.keep_alive:
+            self.state = S_WAIT
+            self.write(data)
+            self._close_after_output()
+            return
         self.write(data)
+        self._next_request()
 
     def error(self, status):
-        """Answer ``status`` as Traefik does; close when output had started or must."""
-        if self.resp_state >= R_BODY or self.state == S_TUNNEL:
-            self.abort()      # bytes of a response already left: only closing is honest
+        """Answer ``status`` as Traefik does, or close when response bytes already left."""
+        if self.state == S_CLOSED:
             return
-        req = self.req
-        head = req is not None and req.method == b"HEAD"
-        if self.state == S_BODY or self.req_dec is not None and not self.req_dec.done:
-            keep = False
-        else:
-            keep = self.keep_alive and not self.client_eof
+        if self.resp_state == R_BODY or self.resp_state == R_DONE or self.state == S_TUNNEL:
+            self.abort()
+            return
         self._release_upstream(False)
-        self.closing = not keep
-        data = error_response(status, close=not keep, head_only=head)
+        keep = self.keep_alive and not self.client_eof and self.state != S_BODY
+        req = self.req
+        data = error_response(status, not keep, req is not None and req.method_id == 2)
+        self.requests += 1
         if not keep:
             self.state = S_WAIT
-            if self.write(data):
-                self.close()
+            self.write(data)
+            self._close_after_output()
             return
-        self._reset_exchange()
-        self.state = S_HEAD
-        self.requests += 1
-        it = self.ep.idle_timeout
-        self.deadline = self.loop.now + it if it else 0.0
         self.write(data)
-        if self.buf:
+        self._next_request()
+        if self.buf and self.state == S_HEAD:
             self.process()
 
     def begin(self, req):
@@ -275,10 +286,7 @@ class ClientConn:
         self.keep_alive = req.keep_alive and not env.draining
         norm = ep.normalize(req)
         if norm.__class__ is int:
-            self.state = S_WAIT
-            self.closing = True
-            if self.write(bad_request_response(norm)):
-                self.close()
+            self.reject(norm)
             return
         path, query = norm
         self.path = path
@@ -286,50 +294,41 @@ class ClientConn:
         entry = env.snapshot.entries.get(ep.name)
         rid = -1 if entry is None else entry.route(req, path, query, self.remote_ip, ep.tls)
         if rid < 0:
-            self.local_response(error_response(404, not self.keep_alive,
-                                               req.method == b"HEAD"), True)
+            if rid < -1:
+                self.reject(400)
+            else:
+                self.local_response(error_response(404, not self.keep_alive,
+                                                   req.method_id == 2))
             return
         route = entry.targets[rid]
         self.route = route
-        if route.middlewares:
-            for mw in route.middlewares:
-                answer = mw.on_request(self)
-                if answer is not None:
-                    self.local_response(answer, True)
-                    return
+        for mw in route.middlewares:
+            answer = mw.on_request(self)
+            if answer is not None:
+                self.local_response(answer)
+                return
         server = route.service.pick(self)
         if server is None:
-            self.local_response(error_response(503, not self.keep_alive,
-                                               req.method == b"HEAD"), True)
+            self.local_response(error_response(503, not self.keep_alive, req.method_id == 2))
             return
         self.server = server
-        self.head_req = req.method == b"HEAD"
-        self.expect = req.expect_100_continue
+        self.head_req = req.method_id == 2
         up = server.pool.get(self.loop)
         up.client = self
         self.up = up
-        up.reads += 1
-        upgrade = req.upgrade or None
-        self.upgrade = upgrade
-        framing = req.framing
-        if framing == LENGTH:
-            body_framing = 1
-        elif framing == CHUNKED:
-            body_framing = 2
-        else:
-            body_framing = 0
-        proto = ep.proto
-        if upgrade is not None and upgrade.lower() == b"websocket":
-            proto = ep.ws_proto
-        target = path if query is None else path + b"?" + query
-        head = heads.request_head(
-            req, req.method, target,
-            req.host if server.pass_host else server.host_header,
-            self.remote_ip, proto, ep.forwarded_port(req.host), env.server_name,
-            self.trusted, self.set_headers, body_framing, req.content_length, upgrade)
+        path = self.path
+        head = route.forwarder.request_head(
+            req, self.remote_ip, self.trusted,
+            None if server.pass_host else server.host_header,
+            None if path is req.path else path)
+        if self.set_headers:
+            # per-request header edits (stripPrefix's X-Forwarded-Prefix) go before the blank line
+            head = head[:-2] + b"".join([n + b": " + v + b"\r\n" for n, v in self.set_headers]) \
+                + b"\r\n"
         self.resp_state = R_HEAD
         self.ubuf = bytearray()
-        if body_framing == 1:
+        framing = req.framing
+        if framing == LENGTH and req.content_length:
             left = req.content_length
             buf = self.buf
             if buf:
@@ -339,17 +338,20 @@ class ClientConn:
                 left -= take
             self.req_left = left
             self.state = S_BODY if left else S_WAIT
-        elif body_framing == 2:
+        elif framing == CHUNKED:
             self.req_dec = env.new_chunked_decoder()
             self.state = S_BODY
             if self.buf:
                 data = bytes(self.buf)
                 self.buf = bytearray()
-                head += self._decode_request_chunks(data)
-                if self.state == S_CLOSED:
+                head += self._take_request_chunks(data)
+                if self.state == S_CLOSED or self.req is None:
                     return
         else:
             self.state = S_WAIT
+            if up.reads:
+                self.retry_head = head    # a reused connection may have been closed: retry
+        up.reads += 1
         if self.state == S_WAIT:
             self._request_sent()
         if not up.write(head) and self.state == S_BODY:
@@ -357,7 +359,7 @@ class ClientConn:
 
     def _request_sent(self):
         # request fully forwarded: the response timers start (Go: responseHeaderTimeout after
-        # the request is written; writeTimeout from the request read)
+        # the request is written; writeTimeout counts from the request read)
         wt = self.ep.write_timeout
         self.deadline = self.loop.now + wt if wt else 0.0
         up = self.up
@@ -380,43 +382,35 @@ class ClientConn:
             self.req_left = left - n
             if self.req_left == 0:
                 self._request_sent()
-            if up is None:
-                self._maybe_finish()           # response already complete (early answer)
+        else:
+            data = self._take_request_chunks(data)
+            if self.state == S_CLOSED or self.req is None:
                 return
-            if not up.write(data):
-                self.pause_reading()
-            return
-        out = self._decode_request_chunks(data)
-        if self.state == S_CLOSED:
-            return
         if up is None:
-            self._maybe_finish()
+            self._maybe_finish()               # the response already completed
             return
-        if out and not up.write(out):
+        if data and not up.write(data):
             self.pause_reading()
 
-    def _decode_request_chunks(self, data):
-        # strict chunked decoding (http1.ChunkedDecoder); re-encoded for the backend so that
-        # only canonical framing ever leaves pyroute (RFC 9112 §7.1)
+    def _take_request_chunks(self, data):
+        # strict chunked validation (http1.ChunkedDecoder); validated framing is forwarded
+        # verbatim, bytes after the last chunk belong to the next request
         dec = self.req_dec
-        parts = []
         pos = 0
         end = len(data)
         try:
             while pos < end and not dec.done:
                 pos = dec.feed(data, pos, end)
-                if dec.data_stop > dec.data_start:
-                    parts.append(_chunk(data[dec.data_start:dec.data_stop]))
         except HttpParseError as e:
             self._release_upstream(False)
             self.reject(e.status)
             return b""
         if dec.done:
-            parts.append(CHUNK_END)
             if pos < end:
                 self.buf += data[pos:]
+                data = data[:pos]
             self._request_sent()
-        return b"".join(parts)
+        return data
 
     def on_upstream_drained(self, up):
         if self.state == S_BODY or self.state == S_TUNNEL:
@@ -446,10 +440,17 @@ class ClientConn:
     def _response_head(self, up):
         env = self.env
         ubuf = self.ubuf
+        rparser = env.rparser
+        req = self.req
+        route = self.route
         while True:
+            if env.rparser_owner is not self:
+                rparser.reset()
+                env.rparser_owner = self
             try:
-                resp = env.rparser.parse(ubuf, 0, self.head_req)
+                resp = rparser.parse(ubuf, 0, self.head_req)
             except HttpParseError:
+                env.rparser_owner = None
                 self.up_ok = False
                 self.error(502)
                 return
@@ -459,33 +460,31 @@ class ClientConn:
                     self.error(502)
                 return
             del ubuf[:resp.head_length]
-            status = resp.status
-            if status == 101:
+            env.rparser_owner = None
+            if not resp.interim:
                 break
-            if resp.interim:
-                if status == 100:
-                    # relay the backend's 100 to a client that asked, once
-                    if self.expect and not self.sent_100:
-                        self.sent_100 = True
-                        self.write(CONTINUE_100)
-                else:
-                    self.write(heads.response_head(resp, F_ASIS, False, None, None))
-                if not ubuf:
-                    return
-                continue
-            break
+            if resp.status == 100:
+                # relay the backend's 100 to a client that asked for it, once
+                if req.expect_100_continue and not self.sent_100:
+                    self.sent_100 = True
+                    self.write(CONTINUE_100)
+            else:
+                self.write(route.forwarder.response_head(resp, True, None))
+            if not ubuf:
+                return
+        self.retry_head = None
         up.deadline = 0.0
-        up.reads += 0
-        req = self.req
+        status = resp.status
         if status == 101:
-            if self.upgrade is None or not resp.upgrade:
+            if req.upgrade is None or resp.upgrade is None:
                 self.up_ok = False
-                self.error(502)        # Go: "unsolicited 101" / protocol switch mismatch
+                self.error(502)        # Go: a 101 nobody asked for is a protocol error
                 return
             self.state = S_TUNNEL
             self.resp_state = R_DONE
             self.deadline = 0.0
-            head = heads.response_head(resp, F_ASIS, False, None, resp.upgrade)
+            up.deadline = 0.0
+            head = route.forwarder.response_head(resp, True, None)
             if ubuf:
                 head += ubuf
             self.ubuf = None
@@ -499,47 +498,49 @@ class ClientConn:
             return
         framing = resp.framing
         http10 = req.version == 10
+        chunked = None
         if framing == LENGTH:
             mode = F_LENGTH
             self.resp_left = resp.content_length
         elif framing == CHUNKED:
-            mode = F_CLOSE if http10 else F_CHUNKED
             self.resp_dec = env.new_chunked_decoder()
+            if http10:
+                mode = F_DECHUNK
+                chunked = False
+                self.keep_alive = False
+            else:
+                mode = F_CHUNKED
         elif framing == CLOSE:
-            mode = F_CLOSE if http10 else F_CHUNKED
             self.up_ok = False
+            if http10:
+                mode = F_RAW
+                chunked = False
+                self.keep_alive = False
+            else:
+                mode = F_RECHUNK
+                chunked = True
         else:
             mode = F_ASIS
         if not resp.keep_alive:
             self.up_ok = False
         self.resp_mode = mode
-        if mode == F_CLOSE:
-            self.keep_alive = False
-        extra = None
-        route = self.route
-        if route.resp_middlewares:
-            extra = []
-            for mw in route.resp_middlewares:
-                mw.on_response(self, resp, extra)
-        if self.resp_extra is not None:
-            extra = (extra or []) + self.resp_extra
-        close = not self.keep_alive
-        if mode == F_ASIS:
-            out = heads.response_head(resp, 0, close, extra, None)
-            self.resp_state = R_BODY
-            ok = self.write(out)
-            self._response_done(up, bool(ubuf))
-            if not ok and self.up is not None:
-                up.set_events(up.events & ~EPOLLIN)
-            return
-        head = heads.response_head(resp, 1 if mode == F_LENGTH else (2 if mode == F_CHUNKED
-                                                                       else 3), close, extra,
-                                   None)
+        keep = self.keep_alive
+        head = route.forwarder.response_head(resp, keep, chunked, keep and http10)
+        if self.resp_extra:
+            head = head[:-2] + b"".join([n + b": " + v + b"\r\n" for n, v in self.resp_extra]) \
+                + b"\r\n"
         self.resp_state = R_BODY
         self.ubuf = None
+        if mode == F_ASIS:
+            if ubuf:
+                self.up_ok = False
+            ok = self.write(head)
+            if self.state != S_CLOSED:
+                self._response_done()
+            return
         self._response_body(up, bytes(ubuf) if ubuf else b"", head)
 
-    def _response_body(self, up, data, head=b""):
+    def _response_body(self, up, data, head=None):
         mode = self.resp_mode
         done = False
         if mode == F_LENGTH:
@@ -553,81 +554,98 @@ class ClientConn:
                 done = True
             else:
                 self.resp_left = left - n
-            out = head + data if head else data
-        elif mode == F_CHUNKED and self.resp_dec is None:
-            # until-close body re-encoded as chunks for an HTTP/1.1 client
-            out = head + _chunk(data) if data else head
-        else:
+        elif mode == F_CHUNKED or mode == F_DECHUNK:
             dec = self.resp_dec
-            parts = [head] if head else []
             pos = 0
             end = len(data)
+            parts = None if mode == F_CHUNKED else []
             try:
                 while pos < end and not dec.done:
                     pos = dec.feed(data, pos, end)
-                    if dec.data_stop > dec.data_start:
-                        piece = data[dec.data_start:dec.data_stop]
-                        parts.append(_chunk(piece) if mode == F_CHUNKED else piece)
+                    if parts is not None and dec.data_stop > dec.data_start:
+                        parts.append(data[dec.data_start:dec.data_stop])
             except HttpParseError:
-                # broken framing from the backend after the head left: cut the response
+                # broken framing from the backend: cut the response (the client sees it
+                # truncated), never forward what could be read two ways
                 self.up_ok = False
-                if head:
+                if head is not None:
                     self.write(head)
                 self.abort()
                 return
             if dec.done:
                 if pos < end:
                     self.up_ok = False
-                if mode == F_CHUNKED:
-                    parts.append(CHUNK_END)
                 done = True
-            out = b"".join(parts)
-        ok = self.write(out) if out else True
+            if parts is None:
+                data = data[:pos] if pos < end else data
+            else:
+                data = b"".join(parts)
+        elif mode == F_RECHUNK:
+            if data:
+                data = chunk_header(len(data)) + data + b"\r\n"
+        if head is not None:
+            data = head + data
+        ok = self.write(data) if data else True
         if self.state == S_CLOSED:
             return
         if done:
-            self._response_done(up, False)
+            self._response_done()
         elif not ok:
             up.set_events(up.events & ~EPOLLIN)
 
     def on_upstream_eof(self, up):
+        if up is not self.up:
+            return
         if self.state == S_TUNNEL:
-            self.closing = True
             self._release_upstream(False)
-            if self.out is None:
-                self.close()
+            self._close_after_output()
             return
         if self.resp_state == R_HEAD:
+            if self.retry_head is not None and not self.ubuf:
+                self._retry()
+                return
             self.up_ok = False
-            if up.reads > 1 and not self.ubuf and self.req_left_zero():
-                pass
             self.error(502)
             return
-        if self.resp_state == R_BODY and self.resp_mode in (F_CHUNKED, F_CLOSE) \
-                and self.resp_dec is None:
+        if self.resp_state == R_BODY and (self.resp_mode == F_RECHUNK or self.resp_mode == F_RAW):
             # the until-close body ended
             self.up_ok = False
-            if self.resp_mode == F_CHUNKED:
-                self.write(CHUNK_END)
+            if self.resp_mode == F_RECHUNK:
+                self.write(LAST_CHUNK)
             if self.state != S_CLOSED:
-                self._response_done(up, False)
+                self._response_done()
             return
         # truncated body: nothing honest to add, close the client connection
         self.abort()
 
-    def req_left_zero(self):
-        return self.req_dec is None and self.req_left == 0
+    def _retry(self):
+        # A pooled connection the backend had closed (keep-alive race): send the same
+        # body-less request once more on a fresh connection, as Go's Transport does.
+        head = self.retry_head
+        self.retry_head = None
+        old = self.up
+        old.client = None
+        old.close()
+        up = UpstreamConn(self.loop, old.pool)
+        up.client = self
+        up.reads = 1
+        self.up = up
+        self.ubuf = bytearray()
+        up.write(head)
+        self._request_sent()
 
     def on_upstream_error(self, up, status, why):
         if up is not self.up:
+            return
+        if self.resp_state == R_HEAD and self.retry_head is not None and not self.ubuf \
+                and status == 502:
+            self._retry()
             return
         self.up = None
         self.up_ok = False
         self.error(status)
 
-    def _response_done(self, up, extra_bytes):
-        if extra_bytes:
-            self.up_ok = False
+    def _response_done(self):
         self.resp_state = R_DONE
         self._maybe_finish()
 
@@ -639,27 +657,17 @@ class ClientConn:
             # rest of the body cannot be skipped safely on either connection
             self.up_ok = False
             self._release_upstream(False)
-            self.closing = True
-            if self.out is None:
-                self.close()
+            self._close_after_output()
             return
         self._release_upstream(self.up_ok)
         if self.service is not None:
             self.service.done(self)
         self.requests += 1
         if not self.keep_alive:
-            self.closing = True
-            if self.out is None:
-                self.close()
+            self._close_after_output()
             return
-        self._reset_exchange()
-        self.state = S_HEAD
-        it = self.ep.idle_timeout
-        self.deadline = self.loop.now + it if it else 0.0
-        if self.env.draining and not self.buf:
-            self.closing = True
-            if self.out is None:
-                self.close()
+        self._next_request()
+        if self.state != S_HEAD:
             return
         self.resume_reading()
         if self.buf:
@@ -673,27 +681,33 @@ class ClientConn:
             return
         self.up = None
         if reusable and not up.closed and up.out is None and not up.connecting:
-            up.set_events(EPOLLIN)
+            if up.events != EPOLLIN:
+                up.set_events(EPOLLIN)
             up.pool.put(up, self.loop.now)
         else:
+            up.client = None
             up.close()
 
     # ---- teardown -------------------------------------------------------------------
 
     def abort(self):
         """Close both sides now (timeouts, resets, failures after output started)."""
-        self._release_upstream(False)
         self.close()
 
     def close(self):
         if self.state == S_CLOSED:
             return
         self._release_upstream(False)
+        if self.service is not None:
+            self.service.done(self)
+            self.service = None
         self.state = S_CLOSED
         self.deadline = 0.0
         self.loop.timed.discard(self)
         self.loop.unregister(self.fd)
         self.env.clients.discard(self)
+        if self.env.parser_owner is self:
+            self.env.parser_owner = None
         try:
             self.sock.close()
         except OSError:

@@ -12,7 +12,8 @@ import socket
 from urllib.parse import urlsplit
 
 from .._engine.balance import P2C, WRR, Sticky, cookie_name, sticky_value
-from ..errors import ConfigError
+from .._engine.http1 import Forwarder
+from ..errors import ConfigError, RuleSyntaxError
 from .. import middlewares as mw_registry
 from ..manifests import qualified
 from ..static import parse_duration
@@ -106,14 +107,32 @@ class Weighted:
 
 
 class Route:
-    __slots__ = ("name", "middlewares", "resp_middlewares", "service")
+    """A router compiled: request-phase middlewares, the service tree, the head Forwarder."""
+    __slots__ = ("name", "middlewares", "service", "forwarder")
 
-    def __init__(self, name, middlewares, service):
+    def __init__(self, name, chain, service, server_name, tls=False):
         self.name = name
-        self.middlewares = tuple(middlewares)
-        # response phase in reverse declaration order
-        self.resp_middlewares = tuple(m for m in reversed(middlewares) if m.resp)
+        self.middlewares = tuple(m for m in chain if not m.static)
+        req_set, req_remove, resp_set, resp_remove = [], [], [], []
+        for m in chain:
+            if m.static:
+                m.compile_edits(req_set, req_remove, [], [])
+        # response edits: the innermost middleware's applies first, the outermost's last wins
+        for m in reversed(chain):
+            if m.static:
+                m.compile_edits([], [], resp_set, resp_remove)
         self.service = service
+        self.forwarder = Forwarder(server_name=server_name, tls=tls, forwarded=True,
+                                   request_set=_last_wins(req_set), request_remove=req_remove,
+                                   response_set=_last_wins(resp_set),
+                                   response_remove=resp_remove)
+
+
+def _last_wins(edits):
+    seen = {}
+    for name, value in edits:
+        seen[name.lower()] = (name, value)
+    return list(seen.values())
 
 
 class EntryRoutes:
@@ -245,7 +264,7 @@ def _sticky(spec, service_name, handler_names):
     same = (cookie.get("sameSite") or "").lower()
     if same in ("none", "lax", "strict"):
         attrs += "; SameSite=" + same.capitalize()
-    set_cookies = [(b"set-cookie", ("%s=%s%s" % (name, sticky_value(h), attrs)).encode("latin-1"))
+    set_cookies = [(b"Set-Cookie", ("%s=%s%s" % (name, sticky_value(h), attrs)).encode("latin-1"))
                    for h in handler_names]
     return Sticky(name, handler_names), set_cookies
 
@@ -327,8 +346,10 @@ class Compiler:
         return self.middlewares[key]
 
 
-def compile_config(config, pools, route_table_factory=None):
+def compile_config(config, pools, route_table_factory=None, server_name=None):
     """RuntimeConfig -> Snapshot. Raises only on whole-config failures."""
+    if server_name is None:
+        server_name = socket.gethostname().encode("ascii", "replace")
     from .._engine.rules import RouteTable
     make_table = route_table_factory or RouteTable
     comp = Compiler(config, pools)
@@ -352,15 +373,26 @@ def compile_config(config, pools, route_table_factory=None):
             errors.append(ConfigError("router disabled: %s" % e, kind="Router", name=rname,
                                       field="service"))
             continue
-        route = Route(rname, chain, service)
+        route = Route(rname, chain, service, server_name)
         for ep in router.get("entryPoints") or config.static.default_entry_points():
             if ep in per_ep:
                 per_ep[ep].append((rname, router, route))
     entries = {}
     for ep, items in per_ep.items():
-        if not items:
-            continue
-        table = make_table([(name, r["rule"], r.get("priority") or 0, r.get("ruleSyntax") or "")
-                            for name, r, _ in items])
-        entries[ep] = EntryRoutes(table, [route for _, _, route in items])
+        while items:
+            try:
+                table = make_table([(name, r["rule"], r.get("priority") or 0,
+                                     r.get("ruleSyntax") or "") for name, r, _ in items])
+            except (RuleSyntaxError, ValueError) as e:
+                # the manifests layer disables routers with bad rules; should one get here
+                # anyway, it alone is left out
+                bad = getattr(e, "router", None)
+                if bad is None or not any(n == bad for n, _, _ in items):
+                    raise ConfigError("entry point %s: %s" % (ep, e)) from None
+                errors.append(ConfigError("router disabled: %s" % e, kind="Router", name=bad,
+                                          field="rule"))
+                items = [it for it in items if it[0] != bad]
+                continue
+            entries[ep] = EntryRoutes(table, [route for _, _, route in items])
+            break
     return Snapshot(entries, errors, config)

@@ -23,14 +23,16 @@ from .loop import EPOLLIN, Loop
 class Env:
     """Per-worker state the connections share."""
 
-    __slots__ = ("loop", "snapshot", "parser", "rparser", "draining", "server_name", "clients",
-                 "pools", "new_chunked_decoder")
+    __slots__ = ("loop", "snapshot", "parser", "rparser", "parser_owner", "rparser_owner",
+                 "draining", "server_name", "clients", "pools", "new_chunked_decoder")
 
     def __init__(self, loop):
         self.loop = loop
         self.snapshot = None
         self.parser = None
         self.rparser = None
+        self.parser_owner = None     # the connection whose partial head the parser scanned
+        self.rparser_owner = None
         self.draining = False
         self.server_name = socket.gethostname().encode()
         self.clients = set()
