@@ -455,7 +455,9 @@ class ClientConn:
                 self.error(502)
                 return
             if resp is None:
-                if len(ubuf) > MAX_RESPONSE_HEAD:
+                # Go reads the status line first: garbage there is a 502 at once, not a hang
+                if len(ubuf) > MAX_RESPONSE_HEAD or not (
+                        ubuf.startswith(b"HTTP/") or b"HTTP/".startswith(ubuf)):
                     self.up_ok = False
                     self.error(502)
                 return
