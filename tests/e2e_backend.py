@@ -38,11 +38,12 @@ def _read_chunked(f):
 
 
 class Backend:
-    def __init__(self, name="be", port=0):
+    def __init__(self, name="be", port=0, host="127.0.0.1"):
         self.name = name
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", port))
+        self.sock.bind((host, port))
+        self.host = host
         self.sock.listen(512)
         self.port = self.sock.getsockname()[1]
         self.requests = []          # (method, target, headers dict lower-case, body)

@@ -36,13 +36,16 @@ def static_yaml(port, read="60s", write="0s", idle="180s", grace="10s", trusted=
 
 
 def backend_service(name, ports, namespace="default"):
-    """A Service + EndpointSlice whose endpoints are 127.0.0.1 on each of ``ports``."""
+    """A Service + one EndpointSlice per endpoint: ``ports`` holds ports (on 127.0.0.1) or
+    (ip, port) pairs. Traefik keeps one server per endpoint IP, so servers of one service
+    need distinct loopback addresses (127.0.0.2, ...)."""
     eps = "".join(
         "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n"
         "  name: %s-%d\n  namespace: %s\n  labels: {kubernetes.io/service-name: %s}\n"
         "addressType: IPv4\nports: [{name: http, port: %d}]\n"
-        "endpoints: [{addresses: [\"127.0.0.1\"], conditions: {ready: true}}]\n"
-        % (name, i, namespace, name, p) for i, p in enumerate(ports))
+        "endpoints: [{addresses: [\"%s\"], conditions: {ready: true}}]\n"
+        % (name, i, namespace, name, p[1] if isinstance(p, tuple) else p,
+           p[0] if isinstance(p, tuple) else "127.0.0.1") for i, p in enumerate(ports))
     return ("apiVersion: v1\nkind: Service\nmetadata: {name: %s, namespace: %s}\n"
             "spec:\n  ports: [{name: http, port: 80}]\n" % (name, namespace)) + eps
 

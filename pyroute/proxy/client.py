@@ -363,7 +363,7 @@ class ClientConn:
         wt = self.ep.write_timeout
         self.deadline = self.loop.now + wt if wt else 0.0
         up = self.up
-        if up is not None and self.resp_state == R_HEAD:
+        if up is not None and self.resp_state == R_HEAD and not up.connecting:
             ht = up.pool.header_timeout
             if ht:
                 up.deadline = self.loop.now + ht
@@ -417,7 +417,11 @@ class ClientConn:
             self.resume_reading()
 
     def on_upstream_connected(self, up):
-        pass
+        # the dial deadline is over; a request already complete starts its header timeout
+        if self.state == S_WAIT and self.resp_state == R_HEAD:
+            ht = up.pool.header_timeout
+            if ht:
+                up.deadline = self.loop.now + ht
 
     # ---- responses ------------------------------------------------------------------
 
