@@ -32,7 +32,7 @@ def static_yaml(port, read="60s", write="0s", idle="180s", grace="10s", trusted=
         "      respondingTimeouts: {readTimeout: %s, writeTimeout: %s, idleTimeout: %s}\n"
         "      lifeCycle: {graceTimeOut: %s}\n"
         "%s"
-        "log: {level: WARN}\n" % (port, read, write, idle, grace, trusted_block))
+        "log: {level: INFO}\n" % (port, read, write, idle, grace, trusted_block))
 
 
 def backend_service(name, ports, namespace="default"):

@@ -188,6 +188,8 @@ class Worker:
         for c in list(env.clients):
             if c.is_idle():
                 c.close()
+            else:
+                c.keep_alive = False     # its response says "Connection: close"
         log("debug", "worker draining", worker=self.index, reason=why,
             connections=len(env.clients))
 
