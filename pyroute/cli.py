@@ -13,6 +13,7 @@ from ._version import __version__
 # their top-level imports light.
 COMMANDS = (
     ("check", "pyroute.manifests.check", "validate manifests, one problem per line"),
+    ("explain", "pyroute.manifests.explain", "show which router a request reaches, and why"),
     ("version", "pyroute.cli", "print pyroute's version"),
 )
 
