@@ -470,8 +470,8 @@ cdef inline const unsigned char *_buffer(object buf, Py_ssize_t *n) except NULL:
 
 
 cdef int _check_limits(Limits *lim, Py_ssize_t max_line, Py_ssize_t max_head, Py_ssize_t max_fields) except -1:
-    if max_line < 16 or max_head < max_line or max_fields < 1:
-        raise ValueError("limits: need max_line >= 16, max_head >= max_line, max_fields >= 1")
+    if max_line < 16 or max_head < 16 or max_fields < 1:
+        raise ValueError("limits: need max_line >= 16, max_head >= 16, max_fields >= 1")
     lim.max_line = max_line
     lim.max_head = max_head
     lim.max_fields = max_fields

@@ -138,6 +138,27 @@ class _Err(Exception):
         self.matcher = matcher
 
 
+cdef inline int _simple_escape(unsigned char c) noexcept:
+    # Go's one-letter escapes in an interpreted string (\' exists only in rune literals)
+    if c == 97:
+        return 7      # \a
+    if c == 98:
+        return 8      # \b
+    if c == 102:
+        return 12     # \f
+    if c == 110:
+        return 10     # \n
+    if c == 114:
+        return 13     # \r
+    if c == 116:
+        return 9      # \t
+    if c == 118:
+        return 11     # \v
+    if c == 92 or c == 34:
+        return c      # \\ and \"
+    return -1
+
+
 cdef bytes _unquote_interpreted(const unsigned char* s, Py_ssize_t start, Py_ssize_t n,
                                 Py_ssize_t* end):
     # Go interpreted string literal starting at s[start] == '"'; sets end past the closing quote.
@@ -160,9 +181,9 @@ cdef bytes _unquote_interpreted(const unsigned char* s, Py_ssize_t start, Py_ssi
         if i + 1 >= n:
             raise _Err("string literal not terminated", start)
         c = s[i + 1]
-        if c in b'abfnrtv\\"':
-            out.append({b'a': 7, b'b': 8, b'f': 12, b'n': 10, b'r': 13, b't': 9, b'v': 11,
-                        b'\\': 92, b'"': 34}[c])
+        v = _simple_escape(c)
+        if v >= 0:
+            out.append(<unsigned char>v)
             i += 2
             continue
         if c >= b'0' and c <= b'7':

@@ -14,6 +14,7 @@ from ._version import __version__
 COMMANDS = (
     ("run", "pyroute.server.run", "serve manifests (no arguments: a bundled demo)"),
     ("check", "pyroute.manifests.check", "validate manifests, one problem per line"),
+    ("explain", "pyroute.manifests.explain", "show which router a request reaches, and why"),
     ("version", "pyroute.cli", "print pyroute's version"),
 )
 

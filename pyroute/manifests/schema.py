@@ -8,6 +8,7 @@ cover only the fields pyroute reads and let everything else through.
 import json
 from importlib import resources
 
+import fastjsonschema
 import jsonschema
 
 __all__ = ["validate"]
@@ -56,20 +57,43 @@ CORE = {
     "ConfigMap": {"type": "object", "properties": {"data": _STRMAP}},
 }
 
+_schemas = {}
 _validators = {}
+_gates = {}
 
 
-def _validator(kind):
-    v = _validators.get(kind)
-    if v is None:
+def _schema(kind):
+    schema = _schemas.get(kind)
+    if schema is None:
         if kind in CORE:
             schema = CORE[kind]
         else:
             text = resources.files("pyroute").joinpath("schemas", kind + ".json").read_text()
             schema = json.loads(text)
+        _schemas[kind] = schema
+    return schema
+
+
+def _validator(kind):
+    """jsonschema's validator: the reference, and the source of every error message."""
+    v = _validators.get(kind)
+    if v is None:
+        schema = _schema(kind)
         cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft7Validator)
         v = _validators[kind] = cls(schema)
     return v
+
+
+def _gate(kind):
+    """fastjsonschema's compiled check of the same schema: a fast "valid?" for the common case.
+
+    It only decides that an object is valid; whenever it objects, jsonschema re-checks and
+    words the errors (tests/test_manifests_schema.py checks the two agree).
+    """
+    g = _gates.get(kind)
+    if g is None:
+        g = _gates[kind] = fastjsonschema.compile(_schema(kind), use_formats=False)
+    return g
 
 
 def _describe(err):
@@ -135,6 +159,11 @@ def _json_type(x):
 
 def validate(obj):
     """ConfigErrors for everything in ``obj`` (a K8sObject) its schema refuses (empty if valid)."""
+    try:
+        _gate(obj.kind)(obj.body)
+        return []
+    except fastjsonschema.JsonSchemaException:
+        pass
     v = _validator(obj.kind)
     errs = []
     for err in v.iter_errors(obj.body):

@@ -40,6 +40,61 @@ KNOWN_KINDS = {
 
 EXTENSIONS = (".yaml", ".yml", ".json")
 
+_STR = "tag:yaml.org,2002:str"
+_MAP = "tag:yaml.org,2002:map"
+_SEQ = "tag:yaml.org,2002:seq"
+_ScalarNode, _MappingNode, _SequenceNode = yaml.ScalarNode, yaml.MappingNode, yaml.SequenceNode
+
+
+class _Loader(_Loader):
+    """libyaml parser whose implicit-tag resolution is memoised.
+
+    Resolving a plain scalar's tag runs a regular expression per scalar in Python; manifests
+    repeat the same keys and values thousands of times, so the answer is cached per loader.
+    """
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self._tags = {}
+
+    def resolve(self, kind, value, implicit):
+        key = (kind, value, implicit)
+        tag = self._tags.get(key)
+        if tag is None:
+            tag = self._tags[key] = super().resolve(kind, value, implicit)
+        return tag
+
+
+class _Fallback(Exception):
+    """The document uses a YAML feature the fast constructor leaves to PyYAML (merge keys...)."""
+
+
+def _construct(node, loader, depth=0):
+    """Python data for a node: str/map/seq built directly, other scalars by PyYAML.
+
+    About four times faster than SafeConstructor for manifests; anything unusual (merge keys,
+    explicit tags, recursion through aliases) raises _Fallback and PyYAML builds the document.
+    """
+    t = type(node)
+    if t is _ScalarNode:
+        if node.tag == _STR:
+            return node.value
+        return loader.construct_object(node, deep=True)
+    if depth > 64:
+        raise _Fallback()
+    if t is _MappingNode:
+        if node.tag != _MAP:
+            raise _Fallback()
+        out = {}
+        for k, v in node.value:
+            if type(k) is not _ScalarNode or k.tag != _STR:
+                raise _Fallback()
+            out[k.value] = _construct(v, loader, depth + 1)
+        return out
+    if t is _SequenceNode and node.tag == _SEQ:
+        return [_construct(v, loader, depth + 1) for v in node.value]
+    raise _Fallback()
+
 
 def field_path(path):
     """``("spec", "routes", 0, "match")`` -> ``"spec.routes[0].match"``."""
@@ -53,12 +108,17 @@ def field_path(path):
 
 
 class K8sObject:
-    """One Kubernetes object read from a file: its body plus where it was written."""
+    """One Kubernetes object read from a file: its body plus where it was written.
 
-    __slots__ = ("kind", "api_version", "namespace", "name", "body", "file", "line", "_node",
+    The YAML node tree is not kept (it would triple the memory of a large configuration and slow
+    every later garbage collection); the line of a field is found by parsing the document again
+    when a message needs it.
+    """
+
+    __slots__ = ("kind", "api_version", "namespace", "name", "body", "file", "line", "_doc",
                  "_base")
 
-    def __init__(self, body, file, node, base=()):
+    def __init__(self, body, file, line, doc, base=()):
         self.body = body
         self.kind = body.get("kind")
         self.api_version = body.get("apiVersion")
@@ -66,9 +126,9 @@ class K8sObject:
         self.name = meta.get("name") or meta.get("generateName") or ""
         self.namespace = meta.get("namespace") or "default"
         self.file = file
-        self._node = node
-        self._base = base          # path of this object inside its document (kind: List items)
-        self.line = node.start_mark.line + 1 if node is not None else None
+        self.line = line           # first line of the object
+        self._doc = doc            # index of its document in the file
+        self._base = base          # its path inside that document (kind: List items)
 
     @property
     def spec(self):
@@ -86,20 +146,13 @@ class K8sObject:
 
     def line_of(self, path):
         """Line (1-based) of the node at ``path``, or of its deepest existing ancestor."""
-        node = self._node
+        node = _document_node(self.file, self._doc)
         if node is None:
-            return None
+            return self.line
+        node = _child(node, self._base) or node
         line = node.start_mark.line + 1
-        for key in tuple(self._base) + tuple(path):
-            child = None
-            if isinstance(node, yaml.MappingNode) and not isinstance(key, int):
-                for k, v in node.value:
-                    if k.value == key:
-                        child = v
-                        break
-            elif isinstance(node, yaml.SequenceNode) and isinstance(key, int):
-                if 0 <= key < len(node.value):
-                    child = node.value[key]
+        for key in path:
+            child = _child(node, (key,))
             if child is None:
                 break
             node = child
@@ -114,6 +167,29 @@ class K8sObject:
 
     def __repr__(self):
         return "<%s %s at %s:%s>" % (self.kind, self.ref, self.file, self.line)
+
+
+_node_cache = {}   # file -> [document nodes]; the few files that have errors
+
+
+def _document_node(file, index):
+    nodes = _node_cache.get(file)
+    if nodes is None:
+        if len(_node_cache) > 16:
+            _node_cache.clear()
+        nodes = []
+        try:
+            with open(file, "rb") as f:
+                loader = _Loader(f.read())
+            try:
+                while loader.check_node():
+                    nodes.append(loader.get_node())
+            finally:
+                loader.dispose()
+        except (OSError, yaml.YAMLError):
+            pass
+        _node_cache[file] = nodes
+    return nodes[index] if index < len(nodes) else None
 
 
 def _files(paths, errors):
@@ -139,14 +215,20 @@ def _read_file(path, errors, out):
     except OSError as e:
         errors.append(ConfigError("cannot read: %s" % e.strerror, file=path))
         return
+    _node_cache.pop(path, None)
     loader = _Loader(data)
+    doc = -1
     try:
         while loader.check_node():
             node = loader.get_node()
+            doc += 1
             if node is None:
                 continue
-            body = loader.construct_document(node)
-            _add_document(path, node, body, errors, out)
+            try:
+                body = _construct(node, loader)
+            except _Fallback:
+                body = loader.construct_document(node)
+            _add_document(path, node, doc, body, errors, out)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
         problem = getattr(e, "problem", None) or str(e)
@@ -156,7 +238,7 @@ def _read_file(path, errors, out):
         loader.dispose()
 
 
-def _add_document(path, node, body, errors, out, base=()):
+def _add_document(path, node, doc, body, errors, out, base=()):
     line = node.start_mark.line + 1
     if body is None:
         return
@@ -174,13 +256,13 @@ def _add_document(path, node, body, errors, out, base=()):
             return
         for i, item in enumerate(items):
             sub = _child(node, ("items", i))
-            _add_document(path, sub if sub is not None else node, item, errors, out,
-                          base=())
+            _add_document(path, sub if sub is not None else node, doc, item, errors, out,
+                          base=base + ("items", i))
         return
     accepted = KNOWN_KINDS.get(body["kind"])
     if accepted is None or body["apiVersion"] not in accepted:
         return  # a kind pyroute does not use
-    obj = K8sObject(body, path, node, base)
+    obj = K8sObject(body, path, node.start_mark.line + 1, doc, base)
     meta = body.get("metadata")
     if not isinstance(meta, dict) or not isinstance(meta.get("name") or meta.get("generateName"),
                                                     str):
@@ -213,6 +295,7 @@ def _child(node, path):
 def read_paths(paths):
     """Read every manifest under ``paths``: returns (objects, errors, files_read)."""
     errors, objects, files = [], [], []
+    _node_cache.clear()
     for f in _files(paths, errors):
         files.append(f)
         _read_file(f, errors, objects)
