@@ -362,6 +362,10 @@ def compile_config(config, pools, route_table_factory=None, server_name=None):
         if router.get("tls") is not None:
             # TLS routers are served by the TLS entry point side (pyroute.tls), not here
             continue
+        if router.get("parentRefs") is not None:
+            # child routers of multi-layer routing are reached through their parent only
+            # (not served yet: they are never attached to an entry point directly)
+            continue
         try:
             chain = [comp.middleware(m) for m in router.get("middlewares") or []]
             service = comp.service(router["service"])
