@@ -230,4 +230,14 @@ class Worker:
 
 
 def worker_main(config, pipe, index):
-    return Worker(config, pipe, index).run()
+    worker = Worker(config, pipe, index)
+    profile = os.environ.get("PYROUTE_PROFILE")
+    if not profile:
+        return worker.run()
+    # PYROUTE_PROFILE=/path/prefix: each worker writes cProfile stats to prefix.<pid> on exit
+    import cProfile
+    prof = cProfile.Profile()
+    try:
+        return prof.runcall(worker.run)
+    finally:
+        prof.dump_stats("%s.%d" % (profile, os.getpid()))
