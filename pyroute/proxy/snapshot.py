@@ -13,12 +13,13 @@ from urllib.parse import urlsplit
 
 from .._engine.balance import P2C, WRR, Sticky, cookie_name, sticky_value
 from .._engine.http1 import Forwarder
+import socket as _socket
 from ..errors import ConfigError, RuleSyntaxError
 from .. import middlewares as mw_registry
 from ..manifests import qualified
 from ..static import parse_duration
 from .normalize import Normalizer
-from .upstream import Pool
+from .._engine.conn import Pool
 
 DEFAULT_DIAL_TIMEOUT = 30.0        # Traefik ServersTransport forwardingTimeouts defaults
 DEFAULT_IDLE_CONN_TIMEOUT = 90.0

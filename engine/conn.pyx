@@ -1,53 +1,293 @@
-"""The client side of a proxied exchange: one ``ClientConn`` per accepted connection.
+# cython: language_level=3
+"""The per-connection state machines of a proxied exchange: client side and upstream side.
 
-States: HEAD (waiting for / reading a request head), BODY (streaming the request body to the
-backend; the response may already be arriving), WAIT (request sent; streaming the response),
-TUNNEL (after 101 Switching Protocols), CLOSED. One ``recv`` per readiness event; one ``send``
-per piece of output (a head leaves together with the body bytes that came with it); EPOLLOUT
-interest only while output waits; reading stops only for backpressure, so a slow reader stops
-pyroute reading from the backend and nothing is buffered beyond one receive.
+A worker's epoll loop (pyroute.server.loop) calls ``on_event(events)`` on these objects.
+One ``recv`` per readiness event; one ``send`` per piece of output (a head leaves together
+with the body bytes that came with it); EPOLLOUT interest only while output waits; reading
+stops only for backpressure, so a slow reader stops pyroute reading from the backend and
+nothing is buffered beyond one receive per direction.
 
-TLS: the socket-like object only needs ``recv(n)``, ``send(b)``, ``fileno()``, ``close()``;
-a pyOpenSSL ``Connection`` fits, with its WantRead/WantWrite errors added to ``WOULD_BLOCK``.
+``ClientConn`` drives the protocol; ``UpstreamConn`` is a thin I/O object that reports to the
+client connection owning it. While idle in its ``Pool`` an upstream connection stays
+registered for reading, so a backend that closes it (or sends anything unasked) is seen at
+once and the connection dropped; one that saw anything odd is never put back.
+
+TLS: the socket-like object needs ``recv(n)``, ``send(b)``, ``fileno()``, ``close()``; a
+pyOpenSSL ``Connection`` fits, with its WantRead/WantWrite errors added to ``WOULD_BLOCK``
+(``set_would_block``).
+
+Middlewares and services see the client connection as their context: ``req``, ``path``,
+``query``, ``remote_ip``, ``ep``, ``set_headers``, ``resp_extra`` (public attributes).
 """
-from .._engine import http1
-from .._engine.errors import HttpParseError
-from ..server.loop import EPOLLIN, EPOLLOUT
-from .responses import CONTINUE_100, bad_request_response, error_response
-from .upstream import UpstreamConn
+cimport cython
+import errno
+import select
+import socket
 
-S_HEAD, S_BODY, S_WAIT, S_TUNNEL, S_CLOSED = range(5)
-R_NONE, R_HEAD, R_BODY, R_DONE = range(4)
-# how the response body reaches the client
-F_ASIS = 0       # no body (HEAD, 1xx, 204, 304)
-F_LENGTH = 1     # Content-Length, bytes relayed
-F_CHUNKED = 2    # chunked relayed verbatim once validated by the decoder
-F_RECHUNK = 3    # until-close body sent chunked to an HTTP/1.1 client
-F_DECHUNK = 4    # chunked body sent until close to an HTTP/1.0 client
-F_RAW = 5        # until-close body sent until close to an HTTP/1.0 client
+from pyroute._engine.http1 cimport (RequestParser, ResponseParser, Request, Response,
+                                    ChunkedDecoder, Forwarder)
+from pyroute._engine.rules cimport RouteTable
+from pyroute._engine import http1 as _http1
+from pyroute._engine.errors import HttpParseError
+from pyroute._engine.responses import CONTINUE_100, bad_request_response, error_response
 
-NONE, LENGTH, CHUNKED, CLOSE = http1.NONE, http1.LENGTH, http1.CHUNKED, http1.CLOSE
-chunk_header = http1.chunk_header
-LAST_CHUNK = http1.LAST_CHUNK
-MAX_PIPELINED = 65536      # bytes of further requests buffered while one is in flight
-MAX_RESPONSE_HEAD = 65536  # bigger backend heads are refused with 502
-WOULD_BLOCK = (BlockingIOError, InterruptedError)
+cdef int EPOLLIN = select.EPOLLIN
+cdef int EPOLLOUT = select.EPOLLOUT
+cdef int FR_NONE = _http1.NONE
+cdef int FR_LENGTH = _http1.LENGTH
+cdef int FR_CHUNKED = _http1.CHUNKED
+cdef int FR_CLOSE = _http1.CLOSE
+cdef object chunk_header = _http1.chunk_header
+cdef bytes LAST_CHUNK = _http1.LAST_CHUNK
+cdef object _HttpParseError = HttpParseError
+cdef object _error_response = error_response
+cdef object _bad_request_response = bad_request_response
+cdef bytes _CONTINUE_100 = CONTINUE_100
+cdef object WOULD_BLOCK = (BlockingIOError, InterruptedError)
+cdef tuple _CONNECT_OK = (0, errno.EINPROGRESS, errno.EAGAIN, errno.EWOULDBLOCK)
+cdef Py_ssize_t MAX_PIPELINED = 65536      # bytes of later requests buffered meanwhile
+cdef Py_ssize_t MAX_RESPONSE_HEAD = 65536  # bigger backend heads are refused with 502
+cdef int M_HEAD = 2                        # http1 method id of HEAD
 
 
-class ClientConn:
-    __slots__ = (
-        "env", "loop", "ep", "sock", "fd", "events", "buf", "out", "state", "closing",
-        "remote_ip", "trusted", "deadline", "requests", "paused", "client_eof",
-        # the exchange in progress
-        "req", "keep_alive", "up", "server", "service", "server_index", "route", "req_left",
-        "req_dec", "resp_state", "resp_mode", "resp_left", "resp_dec", "ubuf", "head_req",
-        "sent_100", "up_ok", "retry_head", "fwd_path",
-        # middleware context
-        "path", "query", "set_headers", "resp_extra",
-        "_recv", "_send",
-    )
+def set_would_block(exc_types):
+    """Add exception types that mean "try again on the next event" (TLS WantRead/Write)."""
+    global WOULD_BLOCK
+    WOULD_BLOCK = tuple(set(WOULD_BLOCK) | set(exc_types))
 
-    def __init__(self, env, ep, sock, remote_ip):
+
+@cython.final
+cdef class Env:
+    """Per-worker state shared by the connections."""
+
+    def __init__(self, loop, pools):
+        self.loop = loop
+        self.pools = pools
+        self.snapshot = None
+        self.parser = RequestParser()
+        self.rparser = ResponseParser()
+        self.parser_owner = None
+        self.rparser_owner = None
+        self.draining = False
+        self.clients = set()
+
+
+# ---- upstream side ----------------------------------------------------------------------
+
+@cython.final
+cdef class Pool:
+    """Idle keep-alive connections to one server (address + transport settings)."""
+
+    def __init__(self, addr, int family, int max_idle, double dial_timeout,
+                 double header_timeout, double idle_timeout, str name):
+        self.addr = addr
+        self.family = family
+        self.idle = []
+        self.max_idle = max_idle
+        self.dial_timeout = dial_timeout
+        self.header_timeout = header_timeout
+        self.idle_timeout = idle_timeout
+        self.name = name
+
+    cdef UpstreamConn get(self, object loop):
+        cdef UpstreamConn up
+        if self.idle:
+            up = self.idle.pop()
+            up.deadline = 0.0
+            return up
+        return UpstreamConn(loop, self)
+
+    cdef void put(self, UpstreamConn up, double now):
+        if len(self.idle) >= self.max_idle:
+            up.close()
+            return
+        up.client = None
+        up.deadline = now + self.idle_timeout if self.idle_timeout else 0.0
+        self.idle.append(up)
+
+    cdef void discard(self, UpstreamConn up):
+        try:
+            self.idle.remove(up)
+        except ValueError:
+            pass
+
+    def close_all(self):
+        for up in self.idle:
+            up.close()
+        self.idle = []
+
+
+@cython.final
+cdef class UpstreamConn:
+    def __init__(self, loop, Pool pool):
+        self.loop = loop
+        self.pool = pool
+        self.client = None
+        self.out = None
+        self.closed = False
+        self.reads = 0
+        sock = socket.socket(pool.family, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock = sock
+        self.fd = sock.fileno()
+        self._recv = sock.recv
+        self._send = sock.send
+        err = sock.connect_ex(pool.addr)
+        # refused at once (nothing listens on loopback): reported by the first event, which
+        # epoll delivers at once for a socket whose connect failed
+        self.err = 0 if err in _CONNECT_OK else err
+        self.connecting = True
+        self.events = EPOLLOUT | EPOLLIN
+        loop.register(self.fd, self.events, self)
+        self.deadline = loop.now + pool.dial_timeout if pool.dial_timeout else 0.0
+        loop.timed.add(self)
+
+    cdef void set_events(self, int events) except *:
+        if events != self.events and not self.closed:
+            self.events = events
+            self.loop.modify(self.fd, events)
+
+    def on_event(self, int ev):
+        cdef ClientConn client
+        cdef int err
+        if self.connecting:
+            err = self.err or self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if err:
+                client = self.client
+                self.close()
+                if client is not None:
+                    client.on_upstream_error(self, 502)
+                return
+            self.connecting = False
+            self.deadline = 0.0
+            if self.client is not None:
+                self.client.on_upstream_connected(self)
+            if self.out is not None:
+                self.flush()
+                if self.closed:
+                    return
+            if self.out is None:
+                self.set_events(EPOLLIN)
+            if not ev & EPOLLIN:
+                return
+        if ev & EPOLLOUT and self.out is not None:
+            self.flush()
+            if self.closed:
+                return
+        if ev & ~EPOLLOUT:
+            self.on_readable()
+
+    cdef void on_readable(self) except *:
+        cdef ClientConn client
+        try:
+            data = self._recv(65536)
+        except WOULD_BLOCK:
+            return
+        except OSError:
+            client = self.client
+            self.close()
+            if client is not None:
+                client.on_upstream_error(self, 502)
+            return
+        client = self.client
+        if client is None:
+            # idle in the pool: EOF or unsolicited bytes -> never reuse
+            self.pool.discard(self)
+            self.close()
+            return
+        if data:
+            client.on_upstream_data(self, data)
+        else:
+            client.on_upstream_eof(self)
+
+    cdef bint write(self, bytes data) except *:
+        """Send ``data``; True when all of it left, False when the rest waits."""
+        cdef Py_ssize_t n
+        cdef ClientConn client
+        if self.out is not None:
+            self.out = self.out + data
+            return False
+        if self.connecting:
+            self.out = data
+            return False
+        try:
+            n = self._send(data)
+        except WOULD_BLOCK:
+            n = 0
+        except OSError:
+            client = self.client
+            self.close()
+            if client is not None:
+                client.on_upstream_error(self, 502)
+            return False
+        if n == len(data):
+            return True
+        self.out = data[n:]
+        self.set_events(self.events | EPOLLOUT)
+        return False
+
+    cdef void flush(self) except *:
+        cdef Py_ssize_t n
+        cdef ClientConn client
+        data = self.out
+        try:
+            n = self._send(data)
+        except WOULD_BLOCK:
+            return
+        except OSError:
+            client = self.client
+            self.close()
+            if client is not None:
+                client.on_upstream_error(self, 502)
+            return
+        if n < len(data):
+            self.out = data[n:]
+            return
+        self.out = None
+        self.set_events(self.events & ~EPOLLOUT)
+        if self.client is not None:
+            self.client.on_upstream_drained(self)
+
+    def on_timeout(self, now):
+        cdef ClientConn client = self.client
+        if self.connecting:
+            self.close()
+            if client is not None:
+                client.on_upstream_error(self, 504)      # dial timeout
+            return
+        if client is None:          # idle too long in the pool
+            self.pool.discard(self)
+            self.close()
+            return
+        self.close()
+        client.on_upstream_error(self, 504)              # responseHeaderTimeout
+
+    def abort(self):
+        cdef ClientConn client = self.client
+        self.pool.discard(self)
+        self.close()
+        if client is not None:
+            client.close()
+
+    cpdef close(self):
+        if self.closed:
+            return
+        self.closed = True
+        self.deadline = 0.0
+        self.loop.timed.discard(self)
+        self.loop.unregister(self.fd)
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+# ---- client side ------------------------------------------------------------------------
+
+@cython.final
+cdef class ClientConn:
+    def __init__(self, Env env, ep, sock, bytes remote_ip):
         self.env = env
         self.loop = env.loop
         self.ep = ep
@@ -55,7 +295,7 @@ class ClientConn:
         self.fd = sock.fileno()
         self._recv = sock.recv
         self._send = sock.send
-        self.remote_ip = remote_ip              # bytes, e.g. b"127.0.0.1"
+        self.remote_ip = remote_ip              # e.g. b"127.0.0.1"
         self.trusted = ep.is_trusted(remote_ip)
         self.buf = bytearray()
         self.out = None
@@ -68,10 +308,11 @@ class ClientConn:
         self._reset_exchange()
         self.events = EPOLLIN
         self.loop.register(self.fd, EPOLLIN, self)
-        self.deadline = self.loop.now + ep.idle_timeout if ep.idle_timeout else 0.0
+        it = ep.idle_timeout
+        self.deadline = self.loop.now + it if it else 0.0
         self.loop.timed.add(self)
 
-    def _reset_exchange(self):
+    cdef void _reset_exchange(self):
         self.req = None
         self.up = None
         self.server = None
@@ -90,12 +331,12 @@ class ClientConn:
 
     # ---- events ---------------------------------------------------------------------
 
-    def set_events(self, events):
+    cdef void set_events(self, int events) except *:
         if events != self.events and self.state != S_CLOSED:
             self.events = events
             self.loop.modify(self.fd, events)
 
-    def on_event(self, ev):
+    def on_event(self, int ev):
         if ev & EPOLLOUT:
             self.flush()
             if self.state == S_CLOSED:
@@ -103,13 +344,14 @@ class ClientConn:
         if ev & ~EPOLLOUT:
             self.on_readable()
 
-    def on_readable(self):
+    cdef void on_readable(self) except *:
+        cdef int state
         try:
             data = self._recv(65536)
         except WOULD_BLOCK:
             return
         except OSError:
-            self.abort()
+            self.close()
             return
         if not data:
             self.on_eof()
@@ -133,19 +375,18 @@ class ClientConn:
             if len(self.buf) > MAX_PIPELINED:
                 self.pause_reading()
 
-    def pause_reading(self):
+    cdef void pause_reading(self) except *:
         self.paused = True
         self.set_events(self.events & ~EPOLLIN)
 
-    def resume_reading(self):
+    cdef void resume_reading(self) except *:
         if self.paused and not self.client_eof:
             self.paused = False
             self.set_events(self.events | EPOLLIN)
 
-    def on_eof(self):
-        state = self.state
-        if state != S_WAIT or self.closing:
-            self.abort()
+    cdef void on_eof(self) except *:
+        if self.state != S_WAIT or self.closing:
+            self.close()
             return
         # request complete, response pending: finish it, then close (half-closed client)
         self.client_eof = True
@@ -153,23 +394,24 @@ class ClientConn:
         self.set_events(self.events & ~EPOLLIN)
 
     def on_timeout(self, now):
-        # idle keep-alive (idleTimeout), head/body too slow (readTimeout) or response too slow
-        # to write (writeTimeout): Go's server closes the connection without an answer.
-        self.abort()
+        # idle keep-alive (idleTimeout), head/body too slow (readTimeout) or response too
+        # slow to write (writeTimeout): Go's server closes the connection without an answer
+        self.close()
 
     # ---- output ---------------------------------------------------------------------
 
-    def write(self, data):
+    cdef bint write(self, bytes data) except *:
         """Send ``data`` now if possible; False when some waits (the caller should pause)."""
+        cdef Py_ssize_t n
         if self.out is not None:
-            self.out += data
+            self.out = self.out + data
             return False
         try:
             n = self._send(data)
         except WOULD_BLOCK:
             n = 0
         except OSError:
-            self.abort()
+            self.close()
             return False
         if n == len(data):
             return True
@@ -177,7 +419,8 @@ class ClientConn:
         self.set_events(self.events | EPOLLOUT)
         return False
 
-    def flush(self):
+    cdef void flush(self) except *:
+        cdef Py_ssize_t n
         data = self.out
         if data is None:
             self.set_events(self.events & ~EPOLLOUT)
@@ -187,7 +430,7 @@ class ClientConn:
         except WOULD_BLOCK:
             return
         except OSError:
-            self.abort()
+            self.close()
             return
         if n < len(data):
             self.out = data[n:]
@@ -201,24 +444,25 @@ class ClientConn:
         if up is not None and not up.closed and self.resp_state != R_HEAD:
             up.set_events(up.events | EPOLLIN)
 
-    def _close_after_output(self):
+    cdef void _close_after_output(self) except *:
         self.closing = True
         if self.out is None:
             self.close()
 
     # ---- requests -------------------------------------------------------------------
 
-    def process(self):
+    cdef void process(self) except *:
         """Parse and start the requests waiting in ``buf`` (state HEAD)."""
-        env = self.env
-        parser = env.parser
+        cdef Env env = self.env
+        cdef RequestParser parser = env.parser
+        cdef Request req
         if env.parser_owner is not self:
             parser.reset()           # one parser per worker; its incremental state is ours now
             env.parser_owner = self
         while self.state == S_HEAD and self.buf and not self.closing:
             try:
                 req = parser.parse(self.buf, 0)
-            except HttpParseError as e:
+            except _HttpParseError as e:
                 self.reject(e.status)
                 return
             if req is None:
@@ -226,16 +470,16 @@ class ClientConn:
             del self.buf[:req.head_length]
             self.begin(req)
 
-    def reject(self, status):
+    cdef void reject(self, int status) except *:
         # codec refusal: Go answers e.g. "400 Bad Request" and closes
         self.env.parser_owner = None
         self.state = S_WAIT
         self.buf = bytearray()
         self.closing = True
-        if self.write(bad_request_response(status)):
+        if self.write(_bad_request_response(status)):
             self.close()
 
-    def _next_request(self):
+    cdef void _next_request(self) except *:
         self._reset_exchange()
         self.state = S_HEAD
         it = self.ep.idle_timeout
@@ -243,10 +487,10 @@ class ClientConn:
         if self.env.draining and not self.buf:
             self._close_after_output()
 
-    def local_response(self, data, keep=True):
+    def local_response(self, bytes data, bint keep=True):
         """Answer the current request from pyroute itself (router miss, middleware, error)."""
-        req = self.req
-        if req.framing != NONE and req.content_length != 0:
+        cdef Request req = self.req
+        if req.framing != FR_NONE and req.content_length != 0:
             keep = False      # its body was not read: the connection cannot be reused
         self.requests += 1
         if not keep or not self.keep_alive:
@@ -257,17 +501,18 @@ class ClientConn:
         self.write(data)
         self._next_request()
 
-    def error(self, status):
+    def error(self, int status):
         """Answer ``status`` as Traefik does, or close when response bytes already left."""
+        cdef bint keep
         if self.state == S_CLOSED:
             return
         if self.resp_state == R_BODY or self.resp_state == R_DONE or self.state == S_TUNNEL:
-            self.abort()
+            self.close()
             return
         self._release_upstream(False)
         keep = self.keep_alive and not self.client_eof and self.state != S_BODY
-        req = self.req
-        data = error_response(status, not keep, req is not None and req.method_id == 2)
+        data = _error_response(status, not keep,
+                               self.req is not None and self.req.method_id == M_HEAD)
         self.requests += 1
         if not keep:
             self.state = S_WAIT
@@ -279,8 +524,13 @@ class ClientConn:
         if self.buf and self.state == S_HEAD:
             self.process()
 
-    def begin(self, req):
-        env = self.env
+    cdef void begin(self, Request req) except *:
+        cdef Env env = self.env
+        cdef UpstreamConn up
+        cdef int rid, framing
+        cdef long long left
+        cdef Py_ssize_t take
+        cdef bytes head
         ep = self.ep
         self.req = req
         self.keep_alive = req.keep_alive and not env.draining
@@ -288,17 +538,18 @@ class ClientConn:
         if norm.__class__ is int:
             self.reject(norm)
             return
-        path, query = norm
-        self.path = path
-        self.query = query
+        self.path = norm[0]
+        self.query = norm[1]
         entry = env.snapshot.entries.get(ep.name)
-        rid = -1 if entry is None else entry.route(req, path, query, self.remote_ip, ep.tls)
+        rid = -1 if entry is None else (<RouteTable> entry.table).route(
+            req.method, req.host, self.path, self.query if self.query is not None else b"",
+            req.headers if entry.needs_headers else None, self.remote_ip, ep.tls)
         if rid < 0:
             if rid < -1:
                 self.reject(400)
             else:
-                self.local_response(error_response(404, not self.keep_alive,
-                                                   req.method_id == 2))
+                self.local_response(_error_response(404, not self.keep_alive,
+                                                    req.method_id == M_HEAD))
             return
         route = entry.targets[rid]
         self.route = route
@@ -309,26 +560,27 @@ class ClientConn:
                 return
         server = route.service.pick(self)
         if server is None:
-            self.local_response(error_response(503, not self.keep_alive, req.method_id == 2))
+            self.local_response(_error_response(503, not self.keep_alive,
+                                                req.method_id == M_HEAD))
             return
         self.server = server
-        self.head_req = req.method_id == 2
-        up = server.pool.get(self.loop)
+        self.head_req = req.method_id == M_HEAD
+        up = (<Pool> server.pool).get(self.loop)
         up.client = self
         self.up = up
         path = self.path
-        head = route.forwarder.request_head(
+        head = (<Forwarder> route.forwarder).request_head(
             req, self.remote_ip, self.trusted,
             None if server.pass_host else server.host_header,
             None if path is req.path else path)
         if self.set_headers:
-            # per-request header edits (stripPrefix's X-Forwarded-Prefix) go before the blank line
+            # per-request edits (stripPrefix's X-Forwarded-Prefix) go before the blank line
             head = head[:-2] + b"".join([n + b": " + v + b"\r\n" for n, v in self.set_headers]) \
                 + b"\r\n"
         self.resp_state = R_HEAD
         self.ubuf = bytearray()
         framing = req.framing
-        if framing == LENGTH and req.content_length:
+        if framing == FR_LENGTH and req.content_length:
             left = req.content_length
             buf = self.buf
             if buf:
@@ -338,8 +590,8 @@ class ClientConn:
                 left -= take
             self.req_left = left
             self.state = S_BODY if left else S_WAIT
-        elif framing == CHUNKED:
-            self.req_dec = env.new_chunked_decoder()
+        elif framing == FR_CHUNKED:
+            self.req_dec = ChunkedDecoder()
             self.state = S_BODY
             if self.buf:
                 data = bytes(self.buf)
@@ -357,21 +609,22 @@ class ClientConn:
         if not up.write(head) and self.state == S_BODY:
             self.pause_reading()
 
-    def _request_sent(self):
+    cdef void _request_sent(self) except *:
         # request fully forwarded: the response timers start (Go: responseHeaderTimeout after
         # the request is written; writeTimeout counts from the request read)
+        cdef UpstreamConn up = self.up
         wt = self.ep.write_timeout
         self.deadline = self.loop.now + wt if wt else 0.0
-        up = self.up
         if up is not None and self.resp_state == R_HEAD and not up.connecting:
-            ht = up.pool.header_timeout
-            if ht:
-                up.deadline = self.loop.now + ht
+            if up.pool.header_timeout:
+                up.deadline = self.loop.now + up.pool.header_timeout
         if self.state == S_BODY:
             self.state = S_WAIT
 
-    def feed_body(self, data):
-        up = self.up
+    cdef void feed_body(self, bytes data) except *:
+        cdef UpstreamConn up = self.up
+        cdef long long left
+        cdef Py_ssize_t n
         if self.req_dec is None:
             left = self.req_left
             n = len(data)
@@ -392,16 +645,15 @@ class ClientConn:
         if data and not up.write(data):
             self.pause_reading()
 
-    def _take_request_chunks(self, data):
+    cdef bytes _take_request_chunks(self, bytes data):
         # strict chunked validation (http1.ChunkedDecoder); validated framing is forwarded
         # verbatim, bytes after the last chunk belong to the next request
-        dec = self.req_dec
-        pos = 0
-        end = len(data)
+        cdef ChunkedDecoder dec = self.req_dec
+        cdef Py_ssize_t pos = 0, end = len(data)
         try:
             while pos < end and not dec.done:
                 pos = dec.feed(data, pos, end)
-        except HttpParseError as e:
+        except _HttpParseError as e:
             self._release_upstream(False)
             self.reject(e.status)
             return b""
@@ -412,23 +664,21 @@ class ClientConn:
             self._request_sent()
         return data
 
-    def on_upstream_drained(self, up):
+    cdef void on_upstream_drained(self, UpstreamConn up) except *:
         if self.state == S_BODY or self.state == S_TUNNEL:
             self.resume_reading()
 
-    def on_upstream_connected(self, up):
+    cdef void on_upstream_connected(self, UpstreamConn up) except *:
         # the dial deadline is over; a request already complete starts its header timeout
-        if self.state == S_WAIT and self.resp_state == R_HEAD:
-            ht = up.pool.header_timeout
-            if ht:
-                up.deadline = self.loop.now + ht
+        if self.state == S_WAIT and self.resp_state == R_HEAD and up.pool.header_timeout:
+            up.deadline = self.loop.now + up.pool.header_timeout
 
     # ---- responses ------------------------------------------------------------------
 
-    def on_upstream_data(self, up, data):
-        rs = self.resp_state
+    cdef void on_upstream_data(self, UpstreamConn up, bytes data) except *:
+        cdef int rs = self.resp_state
         if rs == R_BODY:
-            self._response_body(up, data)
+            self._response_body(up, data, None)
         elif rs == R_HEAD:
             self.ubuf += data
             self._response_head(up)
@@ -441,19 +691,22 @@ class ClientConn:
             self.up_ok = False
             up.set_events(up.events & ~EPOLLIN)
 
-    def _response_head(self, up):
-        env = self.env
-        ubuf = self.ubuf
-        rparser = env.rparser
-        req = self.req
-        route = self.route
+    cdef void _response_head(self, UpstreamConn up) except *:
+        cdef Env env = self.env
+        cdef bytearray ubuf = self.ubuf
+        cdef ResponseParser rparser = env.rparser
+        cdef Request req = self.req
+        cdef Response resp
+        cdef Forwarder fwd = <Forwarder> self.route.forwarder
+        cdef int status, framing, mode
+        cdef bint http10, keep
         while True:
             if env.rparser_owner is not self:
                 rparser.reset()
                 env.rparser_owner = self
             try:
                 resp = rparser.parse(ubuf, 0, self.head_req)
-            except HttpParseError:
+            except _HttpParseError:
                 env.rparser_owner = None
                 self.up_ok = False
                 self.error(502)
@@ -467,15 +720,15 @@ class ClientConn:
                 return
             del ubuf[:resp.head_length]
             env.rparser_owner = None
-            if not resp.interim:
+            if not (100 <= resp.status < 200 and resp.status != 101):
                 break
             if resp.status == 100:
                 # relay the backend's 100 to a client that asked for it, once
                 if req.expect_100_continue and not self.sent_100:
                     self.sent_100 = True
-                    self.write(CONTINUE_100)
+                    self.write(_CONTINUE_100)
             else:
-                self.write(route.forwarder.response_head(resp, True, None))
+                self.write(fwd.response_head(resp, True, None))
             if not ubuf:
                 return
         self.retry_head = None
@@ -489,8 +742,7 @@ class ClientConn:
             self.state = S_TUNNEL
             self.resp_state = R_DONE
             self.deadline = 0.0
-            up.deadline = 0.0
-            head = route.forwarder.response_head(resp, True, None)
+            head = fwd.response_head(resp, True, None)
             if ubuf:
                 head += ubuf
             self.ubuf = None
@@ -505,18 +757,18 @@ class ClientConn:
         framing = resp.framing
         http10 = req.version == 10
         chunked = None
-        if framing == LENGTH:
+        if framing == FR_LENGTH:
             mode = F_LENGTH
             self.resp_left = resp.content_length
-        elif framing == CHUNKED:
-            self.resp_dec = env.new_chunked_decoder()
+        elif framing == FR_CHUNKED:
+            self.resp_dec = ChunkedDecoder()
             if http10:
                 mode = F_DECHUNK
                 chunked = False
                 self.keep_alive = False
             else:
                 mode = F_CHUNKED
-        elif framing == CLOSE:
+        elif framing == FR_CLOSE:
             self.up_ok = False
             if http10:
                 mode = F_RAW
@@ -531,7 +783,7 @@ class ClientConn:
             self.up_ok = False
         self.resp_mode = mode
         keep = self.keep_alive
-        head = route.forwarder.response_head(resp, keep, chunked, keep and http10)
+        head = fwd.response_head(resp, keep, chunked, keep and http10)
         if self.resp_extra:
             head = head[:-2] + b"".join([n + b": " + v + b"\r\n" for n, v in self.resp_extra]) \
                 + b"\r\n"
@@ -540,15 +792,20 @@ class ClientConn:
         if mode == F_ASIS:
             if ubuf:
                 self.up_ok = False
-            ok = self.write(head)
+            self.write(head)
             if self.state != S_CLOSED:
-                self._response_done()
+                self.resp_state = R_DONE
+                self._maybe_finish()
             return
         self._response_body(up, bytes(ubuf) if ubuf else b"", head)
 
-    def _response_body(self, up, data, head=None):
-        mode = self.resp_mode
-        done = False
+    cdef void _response_body(self, UpstreamConn up, bytes data, bytes head) except *:
+        cdef int mode = self.resp_mode
+        cdef bint done = False, ok
+        cdef long long left
+        cdef Py_ssize_t n, pos, end
+        cdef ChunkedDecoder dec
+        cdef list parts
         if mode == F_LENGTH:
             left = self.resp_left
             n = len(data)
@@ -570,20 +827,21 @@ class ClientConn:
                     pos = dec.feed(data, pos, end)
                     if parts is not None and dec.data_stop > dec.data_start:
                         parts.append(data[dec.data_start:dec.data_stop])
-            except HttpParseError:
+            except _HttpParseError:
                 # broken framing from the backend: cut the response (the client sees it
                 # truncated), never forward what could be read two ways
                 self.up_ok = False
                 if head is not None:
                     self.write(head)
-                self.abort()
+                self.close()
                 return
             if dec.done:
                 if pos < end:
                     self.up_ok = False
                 done = True
             if parts is None:
-                data = data[:pos] if pos < end else data
+                if pos < end:
+                    data = data[:pos]
             else:
                 data = b"".join(parts)
         elif mode == F_RECHUNK:
@@ -595,11 +853,12 @@ class ClientConn:
         if self.state == S_CLOSED:
             return
         if done:
-            self._response_done()
+            self.resp_state = R_DONE
+            self._maybe_finish()
         elif not ok:
             up.set_events(up.events & ~EPOLLIN)
 
-    def on_upstream_eof(self, up):
+    cdef void on_upstream_eof(self, UpstreamConn up) except *:
         if up is not self.up:
             return
         if self.state == S_TUNNEL:
@@ -619,17 +878,18 @@ class ClientConn:
             if self.resp_mode == F_RECHUNK:
                 self.write(LAST_CHUNK)
             if self.state != S_CLOSED:
-                self._response_done()
+                self.resp_state = R_DONE
+                self._maybe_finish()
             return
         # truncated body: nothing honest to add, close the client connection
-        self.abort()
+        self.close()
 
-    def _retry(self):
+    cdef void _retry(self) except *:
         # A pooled connection the backend had closed (keep-alive race): send the same
         # body-less request once more on a fresh connection, as Go's Transport does.
-        head = self.retry_head
+        cdef bytes head = self.retry_head
+        cdef UpstreamConn old = self.up, up
         self.retry_head = None
-        old = self.up
         old.client = None
         old.close()
         up = UpstreamConn(self.loop, old.pool)
@@ -640,7 +900,7 @@ class ClientConn:
         up.write(head)
         self._request_sent()
 
-    def on_upstream_error(self, up, status, why):
+    cdef void on_upstream_error(self, UpstreamConn up, int status) except *:
         if up is not self.up:
             return
         if self.resp_state == R_HEAD and self.retry_head is not None and not self.ubuf \
@@ -651,11 +911,7 @@ class ClientConn:
         self.up_ok = False
         self.error(status)
 
-    def _response_done(self):
-        self.resp_state = R_DONE
-        self._maybe_finish()
-
-    def _maybe_finish(self):
+    cdef void _maybe_finish(self) except *:
         if self.resp_state != R_DONE:
             return
         if self.state == S_BODY:
@@ -681,8 +937,8 @@ class ClientConn:
             self.deadline = self.loop.now + rt if rt else 0.0
             self.process()
 
-    def _release_upstream(self, reusable):
-        up = self.up
+    cdef void _release_upstream(self, bint reusable) except *:
+        cdef UpstreamConn up = self.up
         if up is None:
             return
         self.up = None
@@ -697,10 +953,10 @@ class ClientConn:
     # ---- teardown -------------------------------------------------------------------
 
     def abort(self):
-        """Close both sides now (timeouts, resets, failures after output started)."""
+        """Close both sides now (timeouts, resets, internal failures)."""
         self.close()
 
-    def close(self):
+    cpdef close(self):
         if self.state == S_CLOSED:
             return
         self._release_upstream(False)
