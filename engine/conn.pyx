@@ -534,12 +534,19 @@ cdef class ClientConn:
         ep = self.ep
         self.req = req
         self.keep_alive = req.keep_alive and not env.draining
-        norm = ep.normalize(req)
-        if norm.__class__ is int:
-            self.reject(norm)
-            return
-        self.path = norm[0]
-        self.query = norm[1]
+        path = req.path
+        if ep.fast_path and path is not None and b"%" not in path and b"/." not in path \
+                and b"//" not in path:
+            # nothing for the entry point's normalisation to do (the common case)
+            self.path = path
+            self.query = req.query
+        else:
+            norm = ep.normalize(req)
+            if norm.__class__ is int:
+                self.reject(norm)
+                return
+            self.path = norm[0]
+            self.query = norm[1]
         entry = env.snapshot.entries.get(ep.name)
         rid = -1 if entry is None else (<RouteTable> entry.table).route(
             req.method, req.host, self.path, self.query if self.query is not None else b"",
@@ -558,7 +565,9 @@ cdef class ClientConn:
             if answer is not None:
                 self.local_response(answer)
                 return
-        server = route.service.pick(self)
+        server = route.single
+        if server is None:
+            server = route.service.pick(self)
         if server is None:
             self.local_response(_error_response(503, not self.keep_alive,
                                                 req.method_id == M_HEAD))
@@ -979,3 +988,34 @@ cdef class ClientConn:
 
     def is_idle(self):
         return self.state == S_HEAD and not self.buf and self.out is None
+
+
+# ---- the event loop ---------------------------------------------------------------------
+
+def run_loop(loop):
+    """The worker's epoll loop (``pyroute.server.loop.Loop`` holds its state): dispatches
+    ``handler.on_event(events)``, keeps ``loop.now`` (monotonic) current and calls
+    ``loop.sweep(now)`` (timeouts, drain checks) every ``SWEEP_INTERVAL``. A handler that
+    raises is logged and aborted by ``loop._fail``: a worker never dies on a request."""
+    cdef dict handlers = loop.handlers
+    cdef object poll = loop.ep.poll
+    cdef object monotonic = loop._monotonic
+    cdef double now, timeout, next_sweep
+    cdef list events
+    cdef tuple item
+    while loop.running:
+        timeout = loop.next_sweep - loop.now
+        events = poll(timeout if timeout > 0 else 0)
+        now = monotonic()
+        loop.now = now
+        for item in events:
+            h = handlers.get(item[0])
+            if h is None:
+                continue
+            try:
+                h.on_event(item[1])
+            except Exception as e:  # a worker never dies on a request
+                loop._fail(h, e)
+        if now >= loop.next_sweep:
+            loop.next_sweep = now + loop.sweep_interval
+            loop.sweep(now)

@@ -109,7 +109,7 @@ class Weighted:
 
 class Route:
     """A router compiled: request-phase middlewares, the service tree, the head Forwarder."""
-    __slots__ = ("name", "middlewares", "service", "forwarder")
+    __slots__ = ("name", "middlewares", "service", "forwarder", "single")
 
     def __init__(self, name, chain, service, server_name, tls=False):
         self.name = name
@@ -123,6 +123,8 @@ class Route:
             if m.static:
                 m.compile_edits([], [], resp_set, resp_remove)
         self.service = service
+        # a plain one-server service: the connection skips the pick call
+        self.single = getattr(service, "single", None)
         self.forwarder = Forwarder(server_name=server_name, tls=tls, forwarded=True,
                                    request_set=_last_wins(req_set), request_remove=req_remove,
                                    response_set=_last_wins(resp_set),
@@ -167,6 +169,8 @@ class EntryPointRuntime:
         self.insecure = ep.forwarded_insecure
         self.trusted_nets = [ipaddress.ip_network(t, strict=False) for t in ep.trusted_ips]
         self.normalize = Normalizer(ep.sanitize_path, ep.encode_query_semicolons)
+        # a path without '%', "/." or "//" needs no normalisation unless queries are rewritten
+        self.fast_path = not ep.encode_query_semicolons
         self._trust_cache = {}
 
     def is_trusted(self, ip):
