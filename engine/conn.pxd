@@ -52,6 +52,8 @@ cdef class Pool:
     cdef public double header_timeout     # responseHeaderTimeout; 0 = none
     cdef public double idle_timeout       # idleConnTimeout
     cdef public str name
+    cdef public object ssl_ctx            # ssl.SSLContext for https servers, or None
+    cdef public str server_hostname       # SNI / verified name (ServersTransport serverName)
     cdef UpstreamConn get(self, object loop)
     cdef void put(self, UpstreamConn up, double now)
     cdef void discard(self, UpstreamConn up)
@@ -71,12 +73,16 @@ cdef class UpstreamConn:
     cdef public bint closed
     cdef public int reads                 # requests sent on this connection
     cdef public int err                   # connect() error seen at once, 0: none
+    cdef public bint tls                  # https server: TLS over this connection
+    cdef public bint handshaking          # TLS handshake in progress
     cdef object _recv
     cdef object _send
     cdef void set_events(self, int events) except *
     cdef void on_readable(self) except *
     cdef bint write(self, bytes data) except *
     cdef void flush(self) except *
+    cdef void _connected(self) except *
+    cdef void _handshake(self) except *
     cpdef close(self)
 
 

@@ -23,6 +23,7 @@ cimport cython
 import errno
 import select
 import socket
+import ssl
 
 from pyroute._engine.http1 cimport (RequestParser, ResponseParser, Request, Response,
                                     ChunkedDecoder, Forwarder)
@@ -43,7 +44,10 @@ cdef object _HttpParseError = HttpParseError
 cdef object _error_response = error_response
 cdef object _bad_request_response = bad_request_response
 cdef bytes _CONTINUE_100 = CONTINUE_100
-cdef object WOULD_BLOCK = (BlockingIOError, InterruptedError)
+cdef object WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError,
+                          ssl.SSLWantWriteError)
+cdef object _SSLWantRead = ssl.SSLWantReadError
+cdef object _SSLWantWrite = ssl.SSLWantWriteError
 cdef tuple _CONNECT_OK = (0, errno.EINPROGRESS, errno.EAGAIN, errno.EWOULDBLOCK)
 cdef Py_ssize_t MAX_PIPELINED = 65536      # bytes of later requests buffered meanwhile
 cdef Py_ssize_t MAX_RESPONSE_HEAD = 65536  # bigger backend heads are refused with 502
@@ -79,7 +83,10 @@ cdef class Pool:
     """Idle keep-alive connections to one server (address + transport settings)."""
 
     def __init__(self, addr, int family, int max_idle, double dial_timeout,
-                 double header_timeout, double idle_timeout, str name):
+                 double header_timeout, double idle_timeout, str name, ssl_ctx=None,
+                 server_hostname=None):
+        self.ssl_ctx = ssl_ctx
+        self.server_hostname = server_hostname
         self.addr = addr
         self.family = family
         self.idle = []
@@ -126,6 +133,8 @@ cdef class UpstreamConn:
         self.out = None
         self.closed = False
         self.reads = 0
+        self.tls = pool.ssl_ctx is not None
+        self.handshaking = False
         sock = socket.socket(pool.family, socket.SOCK_STREAM)
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -159,17 +168,19 @@ cdef class UpstreamConn:
                 if client is not None:
                     client.on_upstream_error(self, 502)
                 return
-            self.connecting = False
-            self.deadline = 0.0
-            if self.client is not None:
-                self.client.on_upstream_connected(self)
-            if self.out is not None:
-                self.flush()
-                if self.closed:
-                    return
-            if self.out is None:
-                self.set_events(EPOLLIN)
-            if not ev & EPOLLIN:
+            if self.tls and not self.handshaking:
+                # https server (ServersTransport): TLS handshake before the request goes out
+                self.handshaking = True
+                self.sock = self.pool.ssl_ctx.wrap_socket(
+                    self.sock, server_hostname=self.pool.server_hostname,
+                    do_handshake_on_connect=False)
+                self._recv = self.sock.recv
+                self._send = self.sock.send
+            if self.handshaking:
+                self._handshake()
+                return
+            self._connected()
+            if self.closed or not ev & EPOLLIN:
                 return
         if ev & EPOLLOUT and self.out is not None:
             self.flush()
@@ -177,6 +188,38 @@ cdef class UpstreamConn:
                 return
         if ev & ~EPOLLOUT:
             self.on_readable()
+
+    cdef void _handshake(self) except *:
+        cdef ClientConn client
+        try:
+            self.sock.do_handshake()
+        except _SSLWantRead:
+            self.set_events(EPOLLIN)
+            return
+        except _SSLWantWrite:
+            self.set_events(EPOLLIN | EPOLLOUT)
+            return
+        except (OSError, ValueError):
+            # certificate refused, handshake failure: Traefik answers 502
+            client = self.client
+            self.close()
+            if client is not None:
+                client.on_upstream_error(self, 502)
+            return
+        self.handshaking = False
+        self._connected()
+
+    cdef void _connected(self) except *:
+        self.connecting = False
+        self.deadline = 0.0
+        if self.client is not None:
+            self.client.on_upstream_connected(self)
+        if self.out is not None:
+            self.flush()
+            if self.closed:
+                return
+        if self.out is None:
+            self.set_events(EPOLLIN)
 
     cdef void on_readable(self) except *:
         cdef ClientConn client
@@ -198,6 +241,11 @@ cdef class UpstreamConn:
             return
         if data:
             client.on_upstream_data(self, data)
+            # TLS: decrypted bytes can wait inside the SSL object with nothing left on the
+            # socket for epoll to report; read them now unless the client asked us to pause
+            if self.tls and not self.closed and self.events & EPOLLIN and \
+                    self.client is not None and self.sock.pending():
+                self.on_readable()
         else:
             client.on_upstream_eof(self)
 
@@ -443,6 +491,8 @@ cdef class ClientConn:
         up = self.up
         if up is not None and not up.closed and self.resp_state != R_HEAD:
             up.set_events(up.events | EPOLLIN)
+            if up.tls and up.sock.pending():
+                up.on_readable()
 
     cdef void _close_after_output(self) except *:
         self.closing = True

@@ -204,8 +204,9 @@ class Pools:
     def __init__(self):
         self.pools = {}
 
-    def get(self, host, port, transport):
-        key = (host, port) + transport
+    def get(self, host, port, transport, tls=None):
+        """``tls``: None for http, else (key, ssl.SSLContext, server name) for https."""
+        key = (host, port) + transport + ((tls[0], tls[2]) if tls else ())
         pool = self.pools.get(key)
         if pool is None:
             try:
@@ -214,7 +215,8 @@ class Pools:
                 raise ValueError("cannot resolve %s: %s" % (host, e)) from None
             family, _, _, _, addr = infos[0]
             max_idle, dial, header, idle = transport
-            pool = Pool(addr, family, max_idle, dial, header, idle, "%s:%d" % (host, port))
+            pool = Pool(addr, family, max_idle, dial, header, idle, "%s:%d" % (host, port),
+                        tls[1] if tls else None, tls[2] if tls else None)
             self.pools[key] = pool
         return pool
 
@@ -232,6 +234,42 @@ def _dur(value, default):
     if value is None or value == "":
         return default
     return parse_duration(value)
+
+
+def _client_tls(dynamic, name, host):
+    """(key, SSLContext, server name) for https servers, from the ServersTransport: serverName,
+    insecureSkipVerify, rootCAs (PEM), certificates (client cert + key, PEM). Without a
+    transport: verified against the system's roots, server name = the URL's host (Traefik)."""
+    import ssl
+    import tempfile
+    st = {}
+    if name:
+        transports = dynamic.get("http", {}).get("serversTransports", {})
+        st = transports.get(qualified(name)) or transports.get(name) or {}
+    if st.get("disableHTTP2") is False:
+        pass  # HTTP/2 to backends does not exist in pyroute yet: HTTP/1.1 over TLS either way
+    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    ctx.set_alpn_protocols(["http/1.1"])
+    roots = st.get("rootCAs") or []
+    if roots:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.set_alpn_protocols(["http/1.1"])
+        for pem in roots:
+            ctx.load_verify_locations(cadata=pem if isinstance(pem, str) else pem.decode())
+    if st.get("insecureSkipVerify"):
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    for cert in st.get("certificates") or []:
+        # ssl loads client certificates from files only: a private temporary file, removed
+        # as soon as it is read
+        with tempfile.NamedTemporaryFile("w", suffix=".pem") as f:
+            f.write(cert["certFile"].rstrip() + "\n" + cert["keyFile"].rstrip() + "\n")
+            f.flush()
+            ctx.load_cert_chain(f.name)
+    server_name = st.get("serverName") or host
+    # the pool key changes with the transport's content, so a reload with new CAs or
+    # certificates never reuses connections (or a context) made with the old ones
+    return ((name or "", repr(sorted(st.items()))), ctx, server_name)
 
 
 def _transport(dynamic, name):
@@ -281,6 +319,7 @@ class Compiler:
         self.pools = pools
         self.services = {}
         self.middlewares = {}
+        self.tls_contexts = {}
 
     def service(self, name, stack=()):
         key = qualified(name)
@@ -324,11 +363,18 @@ class Compiler:
             if parts.scheme == "h2c":
                 raise ValueError("server %s: h2c needs HTTP/2, which pyroute does not speak yet"
                                  % url)
-            if parts.scheme != "http":
-                raise ValueError("server %s: scheme %r to backends is not supported yet"
+            if parts.scheme not in ("http", "https"):
+                raise ValueError("server %s: scheme %r to backends is not supported"
                                  % (url, parts.scheme))
-            port = parts.port or 80
-            pool = self.pools.get(parts.hostname, port, transport)
+            tls = None
+            if parts.scheme == "https":
+                key = (lb.get("serversTransport") or "", parts.hostname)
+                tls = self.tls_contexts.get(key)
+                if tls is None:
+                    tls = _client_tls(self.dynamic, lb.get("serversTransport"), parts.hostname)
+                    self.tls_contexts[key] = tls
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+            pool = self.pools.get(parts.hostname, port, transport, tls)
             servers.append(Server(url, pool, parts.netloc.encode(), pass_host))
             weights.append(s.get("weight", 1))
             urls.append(url)
