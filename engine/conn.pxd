@@ -128,6 +128,7 @@ cdef class ClientConn:
     cdef public object query
     cdef public list set_headers
     cdef public list resp_extra
+    cdef public object mirror             # (Mirroring, [servers]) when this request is mirrored
     cdef object _recv
     cdef object _send
 

@@ -372,6 +372,7 @@ cdef class ClientConn:
         self.ubuf = None
         self.set_headers = None
         self.resp_extra = None
+        self.mirror = None
         self.sent_100 = False
         self.up_ok = True
         self.retry_head = None
@@ -663,6 +664,9 @@ cdef class ClientConn:
             if up.reads:
                 self.retry_head = head    # a reused connection may have been closed: retry
         up.reads += 1
+        if self.mirror is not None:
+            # copies for mirror services; never delays the main request
+            self.mirror[0].send(self, head, self.state != S_BODY)
         if self.state == S_WAIT:
             self._request_sent()
         if not up.write(head) and self.state == S_BODY:

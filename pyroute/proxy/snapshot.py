@@ -18,6 +18,7 @@ from ..errors import ConfigError, RuleSyntaxError
 from .. import middlewares as mw_registry
 from ..manifests import qualified
 from ..static import parse_duration
+from .mirror import Mirroring
 from .normalize import Normalizer
 from .._engine.conn import Pool
 
@@ -346,7 +347,17 @@ class Compiler:
             sticky, cookies = _sticky(w.get("sticky"), key, names)
             svc = Weighted(children, weights, sticky, cookies)
         elif "mirroring" in spec:
-            raise ValueError("mirroring services are not supported by pyroute yet")
+            mspec = spec["mirroring"]
+            main = self.service(mspec["service"], stack + (key,))
+            mirrors = []
+            for m in mspec.get("mirrors") or []:
+                percent = int(m.get("percent", 0) or 0)
+                if not 0 <= percent <= 100:
+                    raise ValueError("mirror %s: percent must be in [0, 100]" % m.get("name"))
+                mirrors.append((self.service(m["name"], stack + (key,)), percent))
+            max_body = mspec.get("maxBodySize")
+            svc = Mirroring(main, mirrors, mspec.get("mirrorBody", True) is not False,
+                            -1 if max_body is None else int(max_body))
         else:
             kind = next((k for k in spec if k not in ("status", "error")), "?")
             raise ValueError("%s services are not supported by pyroute yet" % kind)
