@@ -40,6 +40,7 @@ cdef class Env:
     cdef public bint draining
     cdef public set clients
     cdef public object pools
+    cdef bytearray rbuf                   # the worker's one receive buffer (recv_into)
 
 
 @cython.final
@@ -54,7 +55,7 @@ cdef class Pool:
     cdef public str name
     cdef public object ssl_ctx            # ssl.SSLContext for https servers, or None
     cdef public str server_hostname       # SNI / verified name (ServersTransport serverName)
-    cdef UpstreamConn get(self, object loop)
+    cdef UpstreamConn get(self, Env env)
     cdef void put(self, UpstreamConn up, double now)
     cdef void discard(self, UpstreamConn up)
 
@@ -75,8 +76,7 @@ cdef class UpstreamConn:
     cdef public int err                   # connect() error seen at once, 0: none
     cdef public bint tls                  # https server: TLS over this connection
     cdef public bint handshaking          # TLS handshake in progress
-    cdef object _recv
-    cdef object _send
+    cdef Env env
     cdef void set_events(self, int events) except *
     cdef void on_readable(self) except *
     cdef bint write(self, bytes data) except *
@@ -129,8 +129,6 @@ cdef class ClientConn:
     cdef public list set_headers
     cdef public list resp_extra
     cdef public object mirror             # (Mirroring, [servers]) when this request is mirrored
-    cdef object _recv
-    cdef object _send
 
     cdef void _reset_exchange(self)
     cdef void set_events(self, int events) except *
