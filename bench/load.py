@@ -300,7 +300,7 @@ def strace_count(proc, seconds=3, conns=16):
         args += ["-p", str(p)]
     st = subprocess.Popen(args, stderr=subprocess.DEVNULL)
     time.sleep(1.0)
-    r = wrk(proc.port, SMALL, conns, seconds)
+    r = wrk(proc.port, SMALL, conns, seconds, None if conns > 64 else "1")
     st.send_signal(signal.SIGINT)
     st.wait(20)
     text = out.read_text()

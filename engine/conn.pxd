@@ -76,8 +76,9 @@ cdef class UpstreamConn:
     cdef public int err                   # connect() error seen at once, 0: none
     cdef public bint tls                  # https server: TLS over this connection
     cdef public bint handshaking          # TLS handshake in progress
+    cdef public bint paused               # backpressure: not reading (the client cannot take it)
+    cdef public bint hup                  # the peer closed its side: read on until EOF
     cdef Env env
-    cdef void set_events(self, int events) except *
     cdef void on_readable(self) except *
     cdef bint write(self, bytes data) except *
     cdef void flush(self) except *
@@ -99,6 +100,8 @@ cdef class ClientConn:
     cdef public int state                 # ClientState
     cdef public bint closing
     cdef public bytes remote_ip
+    cdef public bint tls                  # TLS connection (reads loop until WantRead)
+    cdef public bint hup                  # the peer closed its side: read on until EOF
     cdef public bint trusted
     cdef public double deadline
     cdef public long requests
@@ -131,8 +134,8 @@ cdef class ClientConn:
     cdef public object mirror             # (Mirroring, [servers]) when this request is mirrored
 
     cdef void _reset_exchange(self)
-    cdef void set_events(self, int events) except *
     cdef void on_readable(self) except *
+    cdef void _received(self, bytes data) except *
     cdef void pause_reading(self) except *
     cdef void resume_reading(self) except *
     cdef void on_eof(self) except *

@@ -3,8 +3,9 @@
 
 A worker's epoll loop (pyroute.server.loop) calls ``on_event(events)`` on these objects.
 One ``recv`` per readiness event; one ``send`` per piece of output (a head leaves together
-with the body bytes that came with it); EPOLLOUT interest only while output waits; reading
-stops only for backpressure, so a slow reader stops pyroute reading from the backend and
+with the body bytes that came with it); sockets are registered once, edge-triggered, and
+never re-registered (no epoll_ctl per request or for backpressure); reading stops only for
+backpressure, so a slow reader stops pyroute reading from the backend and
 nothing is buffered beyond one receive per direction.
 
 ``ClientConn`` drives the protocol; ``UpstreamConn`` is a thin I/O object that reports to the
@@ -36,6 +37,12 @@ from pyroute._engine.responses import CONTINUE_100, bad_request_response, error_
 
 cdef int EPOLLIN = select.EPOLLIN
 cdef int EPOLLOUT = select.EPOLLOUT
+# Connections are registered once, edge-triggered, for everything they will ever need: no
+# epoll_ctl per request or for backpressure. A read that fills the buffer is followed by
+# another (the socket may hold more); a shorter one drained it, and new bytes make a new edge.
+cdef object ET_EVENTS = select.EPOLLIN | select.EPOLLOUT | select.EPOLLRDHUP | select.EPOLLET
+# the peer's FIN can come with the last bytes in one edge: then read on until EOF
+cdef int HUP = select.EPOLLRDHUP | select.EPOLLHUP | select.EPOLLERR
 cdef int FR_NONE = _http1.NONE
 cdef int FR_LENGTH = _http1.LENGTH
 cdef int FR_CHUNKED = _http1.CHUNKED
@@ -158,15 +165,12 @@ cdef class UpstreamConn:
         # epoll delivers at once for a socket whose connect failed
         self.err = 0 if err in _CONNECT_OK else err
         self.connecting = True
-        self.events = EPOLLOUT | EPOLLIN
-        loop.register(self.fd, self.events, self)
+        self.paused = False
+        self.hup = False
+        self.events = 0       # registered once for everything (ET_EVENTS)
+        loop.register(self.fd, ET_EVENTS, self)
         self.deadline = loop.now + pool.dial_timeout if pool.dial_timeout else 0.0
         loop.timed.add(self)
-
-    cdef void set_events(self, int events) except *:
-        if events != self.events and not self.closed:
-            self.events = events
-            self.loop.modify(self.fd, events)
 
     def on_event(self, int ev):
         cdef ClientConn client
@@ -191,23 +195,21 @@ cdef class UpstreamConn:
             self._connected()
             if self.closed or not ev & EPOLLIN:
                 return
+        if ev & HUP:
+            self.hup = True
         if ev & EPOLLOUT and self.out is not None:
             self.flush()
             if self.closed:
                 return
-        if ev & ~EPOLLOUT:
+        if ev & ~EPOLLOUT and not self.paused:
             self.on_readable()
 
     cdef void _handshake(self) except *:
         cdef ClientConn client
         try:
             self.sock.do_handshake()
-        except _SSLWantRead:
-            self.set_events(EPOLLIN)
-            return
-        except _SSLWantWrite:
-            self.set_events(EPOLLIN | EPOLLOUT)
-            return
+        except (_SSLWantRead, _SSLWantWrite):
+            return          # the next edge continues it
         except (OSError, ValueError):
             # certificate refused, handshake failure: Traefik answers 502
             client = self.client
@@ -225,38 +227,36 @@ cdef class UpstreamConn:
             self.client.on_upstream_connected(self)
         if self.out is not None:
             self.flush()
-            if self.closed:
-                return
-        if self.out is None:
-            self.set_events(EPOLLIN)
 
     cdef void on_readable(self) except *:
         cdef ClientConn client
-        try:
-            data = _recv(self.env, self.sock)
-        except WOULD_BLOCK:
-            return
-        except OSError:
+        while True:
+            try:
+                data = _recv(self.env, self.sock)
+            except WOULD_BLOCK:
+                return
+            except OSError:
+                client = self.client
+                self.close()
+                if client is not None:
+                    client.on_upstream_error(self, 502)
+                return
             client = self.client
-            self.close()
-            if client is not None:
-                client.on_upstream_error(self, 502)
-            return
-        client = self.client
-        if client is None:
-            # idle in the pool: EOF or unsolicited bytes -> never reuse
-            self.pool.discard(self)
-            self.close()
-            return
-        if data:
+            if client is None:
+                # idle in the pool: EOF or unsolicited bytes -> never reuse
+                self.pool.discard(self)
+                self.close()
+                return
+            if not data:
+                client.on_upstream_eof(self)
+                return
             client.on_upstream_data(self, data)
-            # TLS: decrypted bytes can wait inside the SSL object with nothing left on the
-            # socket for epoll to report; read them now unless the client asked us to pause
-            if self.tls and not self.closed and self.events & EPOLLIN and \
-                    self.client is not None and self.sock.pending():
-                self.on_readable()
-        else:
-            client.on_upstream_eof(self)
+            if self.closed or self.paused or self.client is not client:
+                return
+            # a short read drained the socket; not so with TLS, which returns one record
+            # per read: read on until it would block
+            if len(data) < RECV_SIZE and not self.tls and not self.hup:
+                return
 
     cdef bint write(self, bytes data) except *:
         """Send ``data``; True when all of it left, False when the rest waits."""
@@ -280,8 +280,7 @@ cdef class UpstreamConn:
             return False
         if n == len(data):
             return True
-        self.out = data[n:]
-        self.set_events(self.events | EPOLLOUT)
+        self.out = data[n:]      # sent when the EPOLLOUT edge comes
         return False
 
     cdef void flush(self) except *:
@@ -302,7 +301,6 @@ cdef class UpstreamConn:
             self.out = data[n:]
             return
         self.out = None
-        self.set_events(self.events & ~EPOLLOUT)
         if self.client is not None:
             self.client.on_upstream_drained(self)
 
@@ -351,6 +349,8 @@ cdef class ClientConn:
         self.sock = sock
         self.fd = sock.fileno()
         self.remote_ip = remote_ip              # e.g. b"127.0.0.1"
+        self.tls = False                        # set by the TLS layer for TLS connections
+        self.hup = False
         self.trusted = ep.is_trusted(remote_ip)
         self.buf = bytearray()
         self.out = None
@@ -361,8 +361,8 @@ cdef class ClientConn:
         self.client_eof = False
         self.keep_alive = True
         self._reset_exchange()
-        self.events = EPOLLIN
-        self.loop.register(self.fd, EPOLLIN, self)
+        self.events = 0       # registered once for everything (ET_EVENTS)
+        self.loop.register(self.fd, ET_EVENTS, self)
         it = ep.idle_timeout
         self.deadline = self.loop.now + it if it else 0.0
         self.loop.timed.add(self)
@@ -387,32 +387,39 @@ cdef class ClientConn:
 
     # ---- events ---------------------------------------------------------------------
 
-    cdef void set_events(self, int events) except *:
-        if events != self.events and self.state != S_CLOSED:
-            self.events = events
-            self.loop.modify(self.fd, events)
-
     def on_event(self, int ev):
-        if ev & EPOLLOUT:
+        if ev & HUP:
+            self.hup = True
+        if ev & EPOLLOUT and self.out is not None:
             self.flush()
             if self.state == S_CLOSED:
                 return
-        if ev & ~EPOLLOUT:
+        if ev & ~EPOLLOUT and not self.paused:
             self.on_readable()
 
     cdef void on_readable(self) except *:
-        cdef int state
-        try:
-            data = _recv(self.env, self.sock)
-        except WOULD_BLOCK:
-            return
-        except OSError:
-            self.close()
-            return
-        if not data:
-            self.on_eof()
-            return
-        state = self.state
+        cdef Py_ssize_t n
+        while True:
+            try:
+                data = _recv(self.env, self.sock)
+            except WOULD_BLOCK:
+                return
+            except OSError:
+                self.close()
+                return
+            n = len(data)
+            if n == 0:
+                self.on_eof()
+                return
+            self._received(data)
+            # a short read drained the socket (a new edge announces new bytes); TLS returns
+            # one record per read, so a TLS connection reads on until it would block
+            if (n < RECV_SIZE and not self.tls and not self.hup) or self.paused \
+                    or self.state == S_CLOSED or self.client_eof:
+                return
+
+    cdef void _received(self, bytes data) except *:
+        cdef int state = self.state
         if state == S_HEAD:
             if not self.buf:
                 # a request begins: Go's ReadTimeout runs from here to the end of its body
@@ -432,13 +439,12 @@ cdef class ClientConn:
                 self.pause_reading()
 
     cdef void pause_reading(self) except *:
-        self.paused = True
-        self.set_events(self.events & ~EPOLLIN)
+        self.paused = True           # bytes wait in the kernel: TCP pushes back on the peer
 
     cdef void resume_reading(self) except *:
         if self.paused and not self.client_eof:
             self.paused = False
-            self.set_events(self.events | EPOLLIN)
+            self.on_readable()       # no edge will come for bytes already waiting
 
     cdef void on_eof(self) except *:
         if self.state != S_WAIT or self.closing:
@@ -447,7 +453,6 @@ cdef class ClientConn:
         # request complete, response pending: finish it, then close (half-closed client)
         self.client_eof = True
         self.keep_alive = False
-        self.set_events(self.events & ~EPOLLIN)
 
     def on_timeout(self, now):
         # idle keep-alive (idleTimeout), head/body too slow (readTimeout) or response too
@@ -471,15 +476,13 @@ cdef class ClientConn:
             return False
         if n == len(data):
             return True
-        self.out = data[n:]
-        self.set_events(self.events | EPOLLOUT)
+        self.out = data[n:]          # sent when the EPOLLOUT edge comes
         return False
 
     cdef void flush(self) except *:
         cdef Py_ssize_t n
         data = self.out
         if data is None:
-            self.set_events(self.events & ~EPOLLOUT)
             return
         try:
             n = self.sock.send(data)
@@ -492,15 +495,13 @@ cdef class ClientConn:
             self.out = data[n:]
             return
         self.out = None
-        self.set_events(self.events & ~EPOLLOUT)
         if self.closing:
             self.close()
             return
         up = self.up
-        if up is not None and not up.closed and self.resp_state != R_HEAD:
-            up.set_events(up.events | EPOLLIN)
-            if up.tls and up.sock.pending():
-                up.on_readable()
+        if up is not None and not up.closed and up.paused and self.resp_state != R_HEAD:
+            up.paused = False
+            up.on_readable()         # bytes that waited for us: no edge announces them
 
     cdef void _close_after_output(self) except *:
         self.closing = True
@@ -754,12 +755,12 @@ cdef class ClientConn:
             self._response_head(up)
         elif self.state == S_TUNNEL:
             if not self.write(data):
-                up.set_events(up.events & ~EPOLLIN)
+                up.paused = True
         else:
             # bytes after a complete response (e.g. a second, unasked response): the
             # connection is out of step and must never be reused
             self.up_ok = False
-            up.set_events(up.events & ~EPOLLIN)
+            up.paused = True
 
     cdef void _response_head(self, UpstreamConn up) except *:
         cdef Env env = self.env
@@ -820,9 +821,9 @@ cdef class ClientConn:
                 data = bytes(self.buf)
                 self.buf = bytearray()
                 up.write(data)
-            self.resume_reading()
             if not self.write(head):
-                up.set_events(up.events & ~EPOLLIN)
+                up.paused = True
+            self.resume_reading()
             return
         framing = resp.framing
         http10 = req.version == 10
@@ -926,7 +927,7 @@ cdef class ClientConn:
             self.resp_state = R_DONE
             self._maybe_finish()
         elif not ok:
-            up.set_events(up.events & ~EPOLLIN)
+            up.paused = True
 
     cdef void on_upstream_eof(self, UpstreamConn up) except *:
         if up is not self.up:
@@ -1012,9 +1013,8 @@ cdef class ClientConn:
         if up is None:
             return
         self.up = None
-        if reusable and not up.closed and up.out is None and not up.connecting:
-            if up.events != EPOLLIN:
-                up.set_events(EPOLLIN)
+        if reusable and not up.closed and up.out is None and not up.connecting \
+                and not up.paused:
             up.pool.put(up, self.loop.now)
         else:
             up.client = None
