@@ -342,14 +342,14 @@ cdef class UpstreamConn:
 
 @cython.final
 cdef class ClientConn:
-    def __init__(self, Env env, ep, sock, bytes remote_ip):
+    def __init__(self, Env env, ep, sock, bytes remote_ip, bint tls=False):
         self.env = env
         self.loop = env.loop
         self.ep = ep
         self.sock = sock
         self.fd = sock.fileno()
         self.remote_ip = remote_ip              # e.g. b"127.0.0.1"
-        self.tls = False                        # set by the TLS layer for TLS connections
+        self.tls = tls                          # a pyOpenSSL Connection (pyroute.tls)
         self.hup = False
         self.trusted = ep.is_trusted(remote_ip)
         self.buf = bytearray()
@@ -606,7 +606,7 @@ cdef class ClientConn:
                 return
             self.path = norm[0]
             self.query = norm[1]
-        entry = env.snapshot.entries.get(ep.name)
+        entry = (env.snapshot.entries_tls if self.tls else env.snapshot.entries).get(ep.name)
         rid = -1 if entry is None else (<RouteTable> entry.table).route(
             req.method, req.host, self.path, self.query if self.query is not None else b"",
             req.headers if entry.needs_headers else None, self.remote_ip, ep.tls)
@@ -619,6 +619,13 @@ cdef class ClientConn:
             return
         route = entry.targets[rid]
         self.route = route
+        if self.tls and ep.tls_option_check is not None and \
+                not ep.tls_option_check(self, route.name):
+            # Traefik: the router's TLS option differs from the one the connection was made
+            # with (SNI vs Host): 421 Misdirected Request
+            self.local_response(_error_response(421, not self.keep_alive,
+                                                req.method_id == M_HEAD))
+            return
         for mw in route.middlewares:
             answer = mw.on_request(self)
             if answer is not None:

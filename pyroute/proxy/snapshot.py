@@ -170,6 +170,9 @@ class EntryPointRuntime:
         self.insecure = ep.forwarded_insecure
         self.trusted_nets = [ipaddress.ip_network(t, strict=False) for t in ep.trusted_ips]
         self.normalize = Normalizer(ep.sanitize_path, ep.encode_query_semicolons)
+        # pyroute.tls sets this: (conn, router name) -> False when the router's TLS option is
+        # not the one the connection was made with (answered 421)
+        self.tls_option_check = None
         # a path without '%', "/." or "//" needs no normalisation unless queries are rewritten
         self.fast_path = not ep.encode_query_semicolons
         self._trust_cache = {}
@@ -223,10 +226,13 @@ class Pools:
 
 
 class Snapshot:
-    """One compiled configuration. ``entries``: entry point name -> EntryRoutes."""
+    """One compiled configuration: entry point name -> EntryRoutes, for plain connections
+    (``entries``: routers without ``tls``) and TLS ones (``entries_tls``), as Traefik keeps
+    TLS and non-TLS routers apart on one entry point."""
 
-    def __init__(self, entries, errors, config):
+    def __init__(self, entries, entries_tls, errors, config):
         self.entries = entries
+        self.entries_tls = entries_tls
         self.errors = errors
         self.config = config
 
@@ -417,13 +423,12 @@ def compile_config(config, pools, route_table_factory=None, server_name=None):
     comp = Compiler(config, pools)
     errors = []
     per_ep = {name: [] for name in config.static.entry_points}
+    per_ep_tls = {name: [] for name in config.static.entry_points}
     routers = config.dynamic.get("http", {}).get("routers", {})
     for rname, router in routers.items():
         if router.get("status", "enabled") != "enabled":
             continue
-        if router.get("tls") is not None:
-            # TLS routers are served by the TLS entry point side (pyroute.tls), not here
-            continue
+        tls = router.get("tls") is not None
         if router.get("parentRefs") is not None:
             # child routers of multi-layer routing are reached through their parent only
             # (not served yet: they are never attached to an entry point directly)
@@ -439,10 +444,17 @@ def compile_config(config, pools, route_table_factory=None, server_name=None):
             errors.append(ConfigError("router disabled: %s" % e, kind="Router", name=rname,
                                       field="service"))
             continue
-        route = Route(rname, chain, service, server_name)
+        route = Route(rname, chain, service, server_name, tls)
+        target = per_ep_tls if tls else per_ep
         for ep in router.get("entryPoints") or config.static.default_entry_points():
-            if ep in per_ep:
-                per_ep[ep].append((rname, router, route))
+            if ep in target:
+                target[ep].append((rname, router, route))
+    entries = _tables(per_ep, make_table, errors)
+    entries_tls = _tables(per_ep_tls, make_table, errors)
+    return Snapshot(entries, entries_tls, errors, config)
+
+
+def _tables(per_ep, make_table, errors):
     entries = {}
     for ep, items in per_ep.items():
         while items:
@@ -461,4 +473,4 @@ def compile_config(config, pools, route_table_factory=None, server_name=None):
                 continue
             entries[ep] = EntryRoutes(table, [route for _, _, route in items])
             break
-    return Snapshot(entries, errors, config)
+    return entries
