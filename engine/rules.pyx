@@ -1724,7 +1724,10 @@ cdef class RouteTable:
         self.slots = NULL
         self.catch_all = NULL
 
-    def __init__(self, routes, syntax="v3"):
+    def __init__(self, routes, syntax="v3", index=True):
+        """routes: (name, rule, priority) or (name, rule, priority, syntax) tuples; priority 0
+        means Traefik's default. index=False puts every route in the catch-all list (a linear
+        scan in priority order: the benchmarks' peer)."""
         cdef int i, rank
         cdef Rule rule
         cdef Bucket* bk
@@ -1777,7 +1780,7 @@ cdef class RouteTable:
             rule = self._rules[i]
             self.by_rank[rank] = <PyObject*>rule
             self.index_of_rank[rank] = i
-            if rule.host_keys is None:
+            if rule.host_keys is None or not index:
                 self.catch_all[self.n_catch_all] = rank
                 self.n_catch_all += 1
             else:
