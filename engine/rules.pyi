@@ -25,6 +25,7 @@ class Rule:
                                  # per un-negated Host(`**.x`)
     domains: list[str]           # parse_domains(rule, syntax)
     host_keys: Optional[frozenset[bytes]]   # exact hosts it can only match (index keys), or None
+    wildcard_keys: Optional[frozenset[bytes]]  # parents of its "*.parent" hosts, or None
     uses_headers: bool
     uses_query: bool
     uses_client_ip: bool
