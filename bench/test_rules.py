@@ -14,6 +14,11 @@ def host_routes(n):
             for i in range(n)]
 
 
+def wildcard_routes(n):
+    return [("w%d" % i, "Host(`*.h%d.example.com`) && PathPrefix(`/api`)" % i, 0)
+            for i in range(n)]
+
+
 def prefix_routes(n):
     return [("p%d" % i, "Host(`one.example`) && PathPrefix(`/p%d`)" % i, 0) for i in range(n)]
 
@@ -24,7 +29,8 @@ _TABLES = {}
 def table(kind, n, index):
     key = (kind, n, index)
     if key not in _TABLES:
-        routes = host_routes(n) if kind == "hosts" else prefix_routes(n)
+        routes = {"hosts": host_routes, "wildcards": wildcard_routes,
+                  "prefix": prefix_routes}[kind](n)
         _TABLES[key] = rules.RouteTable(routes, index=index)
     return _TABLES[key]
 
@@ -48,6 +54,15 @@ def test_route_fast_path_hosts(benchmark, n, mode):
     host = ("h%d.example.com" % (n // 2)).encode()
     assert t.route(b"GET", host, b"/api/x", b"", None, b"10.0.0.1", False) >= 0
     benchmark(t.route, b"GET", host, b"/api/x", b"", None, b"10.0.0.1", False)
+
+
+@pytest.mark.parametrize("mode", ["indexed", "linear"])
+def test_match_wildcard_hosts(benchmark, mode):
+    benchmark.group = "match: 10000 wildcard host routers (*.hN.example.com)"
+    t = table("wildcards", 10000, mode == "indexed")
+    assert t.match(host="x.h5000.example.com", path="/api/x") == "w5000"
+    benchmark(t.match, method="GET", host="x.h5000.example.com", path="/api/x", query="",
+              headers=[], remote_addr="10.0.0.1:1", tls=False)
 
 
 @pytest.mark.parametrize("mode", ["indexed", "linear"])

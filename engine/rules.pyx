@@ -1566,6 +1566,8 @@ cdef class Rule:
             n = PyList_GET_SIZE(<object>r.headers)
             for i in range(n):
                 item = PyList_GET_ITEM(<object>r.headers, i)
+                if type(<object>item) is not tuple or PyTuple_GET_SIZE(<object>item) != 2:
+                    raise TypeError("headers must be (bytes, bytes) tuples")
                 name = <object>PyTuple_GET_ITEM(<object>item, 0)
                 value = <object>PyTuple_GET_ITEM(<object>item, 1)
                 if type(name) is not bytes or type(value) is not bytes:

@@ -143,6 +143,10 @@ def test_route_rejects_non_bytes_headers():
     t = table(("a", "Header(`X`, `1`)", 0))
     with pytest.raises(TypeError):
         t.route(b"GET", None, b"/", b"", [("X", "1")], None, False)
+    with pytest.raises(TypeError):
+        t.route(b"GET", None, b"/", b"", [[b"X", b"1"]], None, False)
+    with pytest.raises(TypeError):
+        t.route(b"GET", None, b"/", b"", [(b"X",)], None, False)
 
 
 def test_needs_flags_say_what_to_build():
