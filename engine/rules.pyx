@@ -595,10 +595,12 @@ def _brace_indices(str s):
 
 
 def _mux_pattern(str tpl, str typ):
-    """gorilla/mux newRouteRegexp: the regexp a v2 template stands for, and its variables."""
+    """containous/mux newRouteRegexp: the regexp a v2 template stands for, and its variables.
+    Capture groups inside a variable's pattern are accepted, as Traefik's fork accepts them."""
     idxs = _brace_indices(tpl)
     default = {"query": ".*", "host": "[^.]+"}.get(typ, "[^/]+")
-    out = ["^"]
+    # containous/mux (Traefik's fork): host matching is case-insensitive
+    out = ["(?i)^" if typ == "host" else "^"]
     names = []
     end = 0
     for a, b in idxs:
@@ -622,12 +624,9 @@ def _mux_pattern(str tpl, str typ):
         out.append("$")
     pattern = "".join(out)
     try:
-        checked = re2.compile(pattern, _RE2_CHECK_OPTIONS)
+        re2.compile(pattern, _RE2_CHECK_OPTIONS)
     except re2.error as e:
         raise ValueError("invalid template %r: %s" % (tpl, _re_error(e)))
-    if checked._regexp.NumberOfCapturingGroups() != len(names):
-        raise ValueError("template %r contains capture groups in its regexp: only "
-                         "non-capturing groups are accepted, e.g. (?:pattern)" % tpl)
     return pattern, names
 
 
