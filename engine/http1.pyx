@@ -238,6 +238,22 @@ cdef object _header_get(bytes raw, Field *fields, Py_ssize_t n, name):
     return None
 
 
+cdef list _connection_options(bytes raw, Field *fields, Py_ssize_t n):
+    cdef const unsigned char *p = <const unsigned char *>PyBytes_AS_STRING(raw)
+    cdef list out = []
+    cdef Py_ssize_t k, pos
+    cdef Span tok
+    for k in range(n):
+        if fields[k].id == H_CONNECTION:
+            pos = fields[k].value.start
+            while _next_token(p, &pos, fields[k].value.stop, &tok) == 1:
+                if not (_ieq(p + tok.start, tok.stop - tok.start, "close", 5)
+                        or _ieq(p + tok.start, tok.stop - tok.start, "keep-alive", 10)
+                        or _ieq(p + tok.start, tok.stop - tok.start, "upgrade", 7)):
+                    out.append(_slice(raw, tok))
+    return out
+
+
 # ---------------------------------------------------------------------------------------------
 # One field line: name ":" OWS value OWS (CR)LF   (RFC 9112 §5)
 
@@ -671,9 +687,6 @@ cdef Py_ssize_t _request_fields(Request r, const unsigned char *p, Py_ssize_t i,
                 elif _ieq(p + tok.start, tok.stop - tok.start, "upgrade", 7):
                     conn_upgrade = True
                 else:
-                    if r.n_conn_tokens == MAX_CONN_TOKENS:
-                        return _fail(400, "too many Connection options")
-                    r._conn_tokens[r.n_conn_tokens] = tok
                     r.n_conn_tokens += 1
         elif uid == H_UPGRADE:
             if upgrade.start >= 0:
@@ -783,7 +796,7 @@ cdef class Request:
     @property
     def connection_options(self):
         """Connection options other than close/keep-alive/upgrade (they name hop-by-hop headers)."""
-        return [_slice(self.raw, self._conn_tokens[k]) for k in range(self.n_conn_tokens)]
+        return _connection_options(self.raw, self.fields, self.n_fields)
 
     def __repr__(self):
         return "<Request %r %r HTTP/%d.%d>" % (self.method, self.target, self.version // 10, self.version % 10)
@@ -881,7 +894,7 @@ cdef class Response:
     @property
     def connection_options(self):
         """Connection options other than close/keep-alive/upgrade (they name hop-by-hop headers)."""
-        return [_slice(self.raw, self._conn_tokens[k]) for k in range(self.n_conn_tokens)]
+        return _connection_options(self.raw, self.fields, self.n_fields)
 
     def __repr__(self):
         return "<Response HTTP/%d.%d %d>" % (self.version // 10, self.version % 10, self.status)
@@ -968,9 +981,6 @@ cdef Py_ssize_t _response_fields(Response r, const unsigned char *p, Py_ssize_t 
                 elif _ieq(p + tok.start, tok.stop - tok.start, "upgrade", 7):
                     conn_upgrade = True
                 else:
-                    if r.n_conn_tokens == MAX_CONN_TOKENS:
-                        return _fail(502, "too many Connection options")
-                    r._conn_tokens[r.n_conn_tokens] = tok
                     r.n_conn_tokens += 1
         elif uid == H_UPGRADE:
             upgrade = f.value
@@ -1333,11 +1343,16 @@ cdef inline bint _ieq2(const unsigned char *a, Py_ssize_t an, const unsigned cha
     return True
 
 
-cdef inline bint _named_by_connection(const unsigned char *raw, Field *f, Span *toks, int n) noexcept nogil:
-    cdef int k
+cdef bint _named_by_connection(const unsigned char *raw, Field *f, Field *fields, Py_ssize_t n) noexcept nogil:
+    # rare path (only when Connection names headers): re-read the Connection fields
+    cdef Py_ssize_t k, pos
+    cdef Span tok
     for k in range(n):
-        if _ieq2(raw + f.name.start, f.name.stop - f.name.start, raw + toks[k].start, toks[k].stop - toks[k].start):
-            return True
+        if fields[k].id == H_CONNECTION:
+            pos = fields[k].value.start
+            while _next_token(raw, &pos, fields[k].value.stop, &tok) == 1:
+                if _ieq2(raw + f.name.start, f.name.stop - f.name.start, raw + tok.start, tok.stop - tok.start):
+                    return True
     return False
 
 
@@ -1436,7 +1451,7 @@ cdef Py_ssize_t _request_head(Forwarder fw, Request req, Out *o, const char *pee
         if bit & skip:
             continue
         # CVE-2024-45410: every header Connection names goes, except Traefik's own X-headers
-        if req.n_conn_tokens and not (bit & MANAGED_X) and _named_by_connection(u, f, req._conn_tokens, req.n_conn_tokens):
+        if req.n_conn_tokens and not (bit & MANAGED_X) and _named_by_connection(u, f, req.fields, req.n_fields):
             continue
         if fw.n_req_drop and _in_names(u, f, fw.req_drop, fw.n_req_drop):
             continue
@@ -1532,7 +1547,7 @@ cdef Py_ssize_t _response_head(Forwarder fw, Response resp, Out *o, bint keep_al
         f = &resp.fields[k]
         if _bit(f.id) & skip:
             continue
-        if resp.n_conn_tokens and _named_by_connection(u, f, resp._conn_tokens, resp.n_conn_tokens):
+        if resp.n_conn_tokens and _named_by_connection(u, f, resp.fields, resp.n_fields):
             continue
         if fw.n_resp_drop and _in_names(u, f, fw.resp_drop, fw.n_resp_drop):
             continue
