@@ -90,7 +90,8 @@ class Response:
     @property
     def interim(self) -> bool: ...          # 1xx other than 101: parse the next head after it
     @property
-    def upgrade(self) -> Optional[bytes]: ... # Upgrade's value on a 101
+    def upgrade(self) -> Optional[bytes]: ... # Upgrade's value on a 101 (the server must still
+                                              # check that the request asked for an upgrade)
     @property
     def headers(self) -> List[Tuple[bytes, bytes]]: ...
     @property
@@ -171,6 +172,15 @@ class Forwarder:
     ``Content-Length: n`` for LENGTH, ``Transfer-Encoding: chunked`` for CHUNKED (the body is
     forwarded as chunked); ``Connection: Upgrade`` + ``Upgrade`` when the client upgrades.
 
+    ``server_name`` (X-Forwarded-Server) defaults to the machine's hostname, as Traefik's
+    os.Hostname(); ``tls`` is whether the entry point terminates TLS; ``forwarded=False`` leaves
+    X-Forwarded-*/X-Real-Ip alone (hop-by-hop removal still applies). ``peer_ip`` is the client
+    address without port (b"" when unknown: then no X-Real-Ip and nothing appended to
+    X-Forwarded-For); ``trusted`` is the result of the entry point's forwardedHeaders.trustedIPs
+    (or insecure) check for that peer. A header that ``request_set``/``request_remove`` names
+    replaces Traefik's computed X-Forwarded-* value of that name. Expect is not forwarded (the
+    server answers 100-continue itself).
+
     Response heads (``response_head``): ``HTTP/1.1 status reason``; hop-by-hop headers removed
     as above (Upgrade kept on a 101); ``response_remove`` / ``response_set``; framing:
     ``chunked=None`` mirrors the response (Content-Length kept, chunked stays chunked),
@@ -180,7 +190,7 @@ class Forwarder:
     ``Connection: keep-alive`` (HTTP/1.0 client that asked for it).
     """
 
-    def __init__(self, *, server_name: bytes = b"", tls: bool = False, forwarded: bool = True,
+    def __init__(self, *, server_name: Optional[bytes] = None, tls: bool = False, forwarded: bool = True,
                  request_set: Sequence[Tuple[bytes, bytes]] = (),
                  request_remove: Sequence[bytes] = (),
                  response_set: Sequence[Tuple[bytes, bytes]] = (),

@@ -257,9 +257,17 @@ cdef list _connection_options(bytes raw, Field *fields, Py_ssize_t n):
 # ---------------------------------------------------------------------------------------------
 # One field line: name ":" OWS value OWS (CR)LF   (RFC 9112 §5)
 
-cdef Py_ssize_t _field_line(const unsigned char *p, Py_ssize_t i, Field *f) noexcept nogil:
-    # p[i] starts a non-empty line of a complete head (an LF follows somewhere), returns the
-    # offset of the next line or -status.
+cdef inline bint _plain8(uint64_t w) noexcept nogil:
+    # True when none of the 8 bytes is < 0x20 or 0x7F (SWAR "has less" / "has zero" tests), so
+    # all are field-vchar, SP or obs-text; HTAB and the rest go through the byte loop.
+    cdef uint64_t d = w ^ 0x7F7F7F7F7F7F7F7FULL
+    return (((w - 0x2020202020202020ULL) & ~w) | ((d - 0x0101010101010101ULL) & ~d)) & 0x8080808080808080ULL == 0
+
+
+cdef Py_ssize_t _field_line(const unsigned char *p, Py_ssize_t i, Py_ssize_t n, Field *f) noexcept nogil:
+    # p[i] starts a non-empty line of a complete head p[0:n] (an LF follows somewhere), returns
+    # the offset of the next line or -status.
+    cdef uint64_t w
     cdef uint32_t h = 0
     cdef unsigned char c, l
     cdef Py_ssize_t start = i, vstart, vend
@@ -294,6 +302,11 @@ cdef Py_ssize_t _field_line(const unsigned char *p, Py_ssize_t i, Field *f) noex
     while p[i] == 32 or p[i] == 9:
         i += 1
     vstart = i
+    while i + 8 <= n:
+        memcpy(&w, p + i, 8)
+        if not _plain8(w):
+            break
+        i += 8
     while VALUE[p[i]]:
         i += 1
     c = p[i]
@@ -647,7 +660,7 @@ cdef Py_ssize_t _request_fields(Request r, const unsigned char *p, Py_ssize_t i,
     upgrade.start = -1
     while i < end and p[i] != 10 and not (p[i] == 13 and p[i + 1] == 10):
         f = _push_field(&r.fields, &r.n_fields, &r.cap_fields, r.inline_fields)
-        i = _field_line(p, i, f)
+        i = _field_line(p, i, end, f)
         if i < 0:
             return i
         uid = f.id
@@ -946,7 +959,7 @@ cdef Py_ssize_t _response_fields(Response r, const unsigned char *p, Py_ssize_t 
     upgrade.start = -1
     while i < end and p[i] != 10 and not (p[i] == 13 and p[i + 1] == 10):
         f = _push_field(&r.fields, &r.n_fields, &r.cap_fields, r.inline_fields)
-        i = _field_line(p, i, f)
+        i = _field_line(p, i, end, f)
         if i < 0:
             return _fail(502, _reason)
         uid = f.id
