@@ -752,6 +752,9 @@ cdef class Request:
         self.fields = self.inline_fields
         self.cap_fields = INLINE_FIELDS
 
+    def __init__(self):
+        raise TypeError("Request objects come from RequestParser.parse()")
+
     def __dealloc__(self):
         if self.fields != self.inline_fields:
             PyMem_Free(self.fields)
@@ -871,6 +874,9 @@ cdef class Response:
     def __cinit__(self):
         self.fields = self.inline_fields
         self.cap_fields = INLINE_FIELDS
+
+    def __init__(self):
+        raise TypeError("Response objects come from ResponseParser.parse()")
 
     def __dealloc__(self):
         if self.fields != self.inline_fields:
@@ -1679,11 +1685,13 @@ cdef class Forwarder:
         self.resp_drop = _compile_names(resp_names, self._keep, &unused)
         self.n_resp_drop = len(resp_names)
 
-    cpdef bytes request_head(self, Request req, bytes peer_ip, bint trusted=False, bytes host=None,
-                             bytes path=None):
+    cpdef bytes request_head(self, Request req, bytes peer_ip, bint trusted=False,
+                             bytes host=None, bytes path=None):
         """The head to send upstream for ``req`` (CRLF bytes); see http1.pyi."""
         cdef char stack[STACK_OUT]
         cdef Out o
+        if req is None or peer_ip is None:
+            raise TypeError("request_head needs a Request and the peer address as bytes")
         cdef Py_ssize_t bound = (PyBytes_GET_SIZE(req.raw) + 4 * req.n_fields + 2 * PyBytes_GET_SIZE(peer_ip)
                                  + PyBytes_GET_SIZE(self.server_name) + PyBytes_GET_SIZE(self.req_set_blob)
                                  + 2 * (req._host.stop - req._host.start) + 400)
@@ -1718,6 +1726,8 @@ cdef class Forwarder:
         """The head to send to the client for ``resp`` (CRLF bytes); see http1.pyi."""
         cdef char stack[STACK_OUT]
         cdef Out o
+        if resp is None:
+            raise TypeError("response_head needs a Response")
         cdef Py_ssize_t bound = (PyBytes_GET_SIZE(resp.raw) + 4 * resp.n_fields
                                  + PyBytes_GET_SIZE(self.resp_set_blob) + 200)
         o.n = 0

@@ -208,3 +208,17 @@ def test_response_nul_never_reaches_output():
     # the parser refuses it first; the builder only ever sees validated fields
     with pytest.raises(http1.HttpParseError):
         resp(b"HTTP/1.1 200 OK\r\nX: a\x00b\r\nContent-Length: 0\r\n\r\n")
+
+
+def test_wrong_arguments_are_type_errors_not_crashes():
+    r = req(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+    with pytest.raises(TypeError):
+        FWD.request_head(None, b"1.1.1.1")
+    with pytest.raises(TypeError):
+        FWD.request_head(r, None)
+    with pytest.raises(TypeError):
+        FWD.response_head(None)
+    with pytest.raises(TypeError):
+        http1.Request()
+    with pytest.raises(TypeError):
+        http1.Response()
