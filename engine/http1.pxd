@@ -211,5 +211,7 @@ cdef class Forwarder:
     cdef NameMatch *resp_drop
     cdef Py_ssize_t n_resp_drop
     cdef uint64_t req_override          # HeaderIds request_set/remove take over from Traefik's
-    cpdef bytes request_head(self, Request req, bytes peer_ip, bint trusted=*, bytes host=*, bytes path=*)
-    cpdef bytes response_head(self, Response resp, bint keep_alive=*, object chunked=*, bint keep_alive_10=*)
+    cpdef bytes request_head(self, Request req, bytes peer_ip, bint trusted=*, bytes host=*, bytes path=*,
+                             object extra=*)
+    cpdef bytes response_head(self, Response resp, bint keep_alive=*, object chunked=*, bint keep_alive_10=*,
+                              object extra=*)

@@ -15,6 +15,17 @@ CHUNKED: int   # chunked transfer coding: use ChunkedDecoder
 CLOSE: int     # responses only: body until the backend closes (keep_alive is False)
 TUNNEL: int    # responses only: 101 Switching Protocols, relay bytes both ways
 
+METHOD_OTHER: int            # Request.method_id values
+METHOD_GET: int
+METHOD_HEAD: int
+METHOD_POST: int
+METHOD_PUT: int
+METHOD_DELETE: int
+METHOD_CONNECT: int
+METHOD_OPTIONS: int
+METHOD_TRACE: int
+METHOD_PATCH: int
+
 DEFAULT_MAX_LINE: int        # 8192: request line -> 414 beyond
 DEFAULT_MAX_HEAD: int        # 32768: whole head -> 431 beyond
 DEFAULT_MAX_FIELDS: int      # 100 header lines -> 431 beyond
@@ -181,6 +192,9 @@ class Forwarder:
     replaces Traefik's computed X-Forwarded-* value of that name. Expect is not forwarded (the
     server answers 100-continue itself).
 
+    ``extra``: per-call (name, value) pairs appended after the configured ones (e.g. a sticky
+    session Set-Cookie); checked per call (ValueError on a bad name or a CR/LF/NUL in a value).
+
     Response heads (``response_head``): ``HTTP/1.1 status reason``; hop-by-hop headers removed
     as above (Upgrade kept on a 101); ``response_remove`` / ``response_set``; framing:
     ``chunked=None`` mirrors the response (Content-Length kept, chunked stays chunked),
@@ -196,6 +210,8 @@ class Forwarder:
                  response_set: Sequence[Tuple[bytes, bytes]] = (),
                  response_remove: Sequence[bytes] = ()) -> None: ...
     def request_head(self, req: Request, peer_ip: bytes, trusted: bool = False,
-                     host: Optional[bytes] = None, path: Optional[bytes] = None) -> bytes: ...
+                     host: Optional[bytes] = None, path: Optional[bytes] = None,
+                     extra: Optional[Sequence[Tuple[bytes, bytes]]] = None) -> bytes: ...
     def response_head(self, resp: Response, keep_alive: bool = True,
-                      chunked: Optional[bool] = None, keep_alive_10: bool = False) -> bytes: ...
+                      chunked: Optional[bool] = None, keep_alive_10: bool = False,
+                      extra: Optional[Sequence[Tuple[bytes, bytes]]] = None) -> bytes: ...

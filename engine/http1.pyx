@@ -29,7 +29,9 @@ cdef object _HttpParseError = _errors.HttpParseError
 __all__ = ["NONE", "LENGTH", "CHUNKED", "CLOSE", "TUNNEL", "DEFAULT_MAX_LINE", "DEFAULT_MAX_HEAD",
            "DEFAULT_MAX_FIELDS", "DEFAULT_MAX_CHUNK_LINE", "DEFAULT_MAX_TRAILER",
            "Request", "RequestParser", "Response", "ResponseParser", "ChunkedDecoder",
-           "chunk_header", "CHUNK_END", "LAST_CHUNK", "BodyLength", "Forwarder"]
+           "chunk_header", "CHUNK_END", "LAST_CHUNK", "BodyLength", "Forwarder",
+           "METHOD_OTHER", "METHOD_GET", "METHOD_HEAD", "METHOD_POST", "METHOD_PUT", "METHOD_DELETE",
+           "METHOD_CONNECT", "METHOD_OPTIONS", "METHOD_TRACE", "METHOD_PATCH"]
 
 # ---------------------------------------------------------------------------------------------
 # Python-visible constants
@@ -38,6 +40,10 @@ LENGTH = FRAMING_LENGTH
 CHUNKED = FRAMING_CHUNKED
 CLOSE = FRAMING_CLOSE
 TUNNEL = FRAMING_TUNNEL
+
+METHOD_OTHER, METHOD_GET, METHOD_HEAD, METHOD_POST, METHOD_PUT = M_OTHER, M_GET, M_HEAD, M_POST, M_PUT
+METHOD_DELETE, METHOD_CONNECT, METHOD_OPTIONS, METHOD_TRACE, METHOD_PATCH = (
+    M_DELETE, M_CONNECT, M_OPTIONS, M_TRACE, M_PATCH)
 
 DEFAULT_MAX_LINE = 8192        # request line -> 414 beyond (nginx: large_client_header_buffers 8k)
 DEFAULT_MAX_HEAD = 32768       # whole head -> 431 beyond
@@ -1424,7 +1430,8 @@ cdef inline Span _host_port(const unsigned char *p, Span host) noexcept nogil:
 
 cdef Py_ssize_t _request_head(Forwarder fw, Request req, Out *o, const char *peer, Py_ssize_t peer_n,
                               bint trusted, const char *host, Py_ssize_t host_n,
-                              const char *path, Py_ssize_t path_n) noexcept:
+                              const char *path, Py_ssize_t path_n, const char *extra,
+                              Py_ssize_t extra_n) noexcept:
     cdef const char *raw = PyBytes_AS_STRING(req.raw)
     cdef const unsigned char *u = <const unsigned char *>raw
     cdef Py_ssize_t k
@@ -1529,6 +1536,8 @@ cdef Py_ssize_t _request_head(Forwarder fw, Request req, Out *o, const char *pee
             _puts(o, PyBytes_AS_STRING(fw.server_name), PyBytes_GET_SIZE(fw.server_name))
             _puts(o, "\r\n", 2)
     _puts(o, PyBytes_AS_STRING(fw.req_set_blob), PyBytes_GET_SIZE(fw.req_set_blob))
+    if extra_n:
+        _puts(o, extra, extra_n)
     if req.te_trailers:
         _puts(o, "Te: trailers\r\n", 14)   # as Go's ReverseProxy: the one TE value kept
     if req.framing == FRAMING_LENGTH:
@@ -1546,7 +1555,7 @@ cdef Py_ssize_t _request_head(Forwarder fw, Request req, Out *o, const char *pee
 
 
 cdef Py_ssize_t _response_head(Forwarder fw, Response resp, Out *o, bint keep_alive, int chunked,
-                               bint keep_alive_10) noexcept:
+                               bint keep_alive_10, const char *extra, Py_ssize_t extra_n) noexcept:
     # chunked: -1 mirror the response, 1 write chunked, 0 no Transfer-Encoding
     cdef const char *raw = PyBytes_AS_STRING(resp.raw)
     cdef const unsigned char *u = <const unsigned char *>raw
@@ -1572,6 +1581,8 @@ cdef Py_ssize_t _response_head(Forwarder fw, Response resp, Out *o, bint keep_al
             continue
         _put_field(o, raw, f)
     _puts(o, PyBytes_AS_STRING(fw.resp_set_blob), PyBytes_GET_SIZE(fw.resp_set_blob))
+    if extra_n:
+        _puts(o, extra, extra_n)
     if resp.status == 101:
         _puts(o, "Connection: Upgrade\r\nUpgrade: ", 30)
         _put_span(o, raw, resp._upgrade)
@@ -1631,16 +1642,20 @@ cdef bint _all_in(bytes s, unsigned char *table) noexcept:
 
 
 cdef bytes _field_name(object name, str what):
-    if not isinstance(name, bytes) or not name or any(not TCHAR[c] for c in name):
+    if not isinstance(name, bytes) or not name or not _all_in(name, TCHAR):
         raise ValueError("%s: invalid header name %r" % (what, name))
     return (<bytes>name).lower()
 
 
 cdef bytes _set_blob(object pairs, list names, str what):
+    # "Name: value\r\n"... from (name, value) pairs, both checked (no CR/LF/NUL can slip in)
     cdef list parts = []
+    cdef bytes lname
     for name, value in pairs:
-        names.append(_field_name(name, what))
-        if not isinstance(value, bytes) or any(not VALUE[c] for c in value):
+        lname = _field_name(name, what)
+        if names is not None:
+            names.append(lname)
+        if not isinstance(value, bytes) or not _all_in(value, VALUE):
             raise ValueError("%s: invalid value for header %r" % (what, name))
         parts.append(name + b": " + value.strip(b" \t") + b"\r\n")
     return b"".join(parts)
@@ -1686,7 +1701,7 @@ cdef class Forwarder:
         self.n_resp_drop = len(resp_names)
 
     cpdef bytes request_head(self, Request req, bytes peer_ip, bint trusted=False,
-                             bytes host=None, bytes path=None):
+                             bytes host=None, bytes path=None, object extra=None):
         """The head to send upstream for ``req`` (CRLF bytes); see http1.pyi."""
         cdef char stack[STACK_OUT]
         cdef Out o
@@ -1695,6 +1710,8 @@ cdef class Forwarder:
         cdef Py_ssize_t bound = (PyBytes_GET_SIZE(req.raw) + 4 * req.n_fields + 2 * PyBytes_GET_SIZE(peer_ip)
                                  + PyBytes_GET_SIZE(self.server_name) + PyBytes_GET_SIZE(self.req_set_blob)
                                  + 2 * (req._host.stop - req._host.start) + 400)
+        cdef bytes blob = _set_blob(extra, None, "extra") if extra else B_EMPTY
+        bound += PyBytes_GET_SIZE(blob)
         if host is not None:
             bound += PyBytes_GET_SIZE(host)
             if not _all_in(host, VALUE):
@@ -1715,14 +1732,15 @@ cdef class Forwarder:
                           PyBytes_AS_STRING(host) if host is not None else NULL,
                           PyBytes_GET_SIZE(host) if host is not None else 0,
                           PyBytes_AS_STRING(path) if path is not None else NULL,
-                          PyBytes_GET_SIZE(path) if path is not None else 0)
+                          PyBytes_GET_SIZE(path) if path is not None else 0,
+                          PyBytes_AS_STRING(blob), PyBytes_GET_SIZE(blob))
             return PyBytes_FromStringAndSize(o.p, o.n)
         finally:
             if o.p != &stack[0]:
                 PyMem_Free(o.p)
 
     cpdef bytes response_head(self, Response resp, bint keep_alive=True, object chunked=None,
-                              bint keep_alive_10=False):
+                              bint keep_alive_10=False, object extra=None):
         """The head to send to the client for ``resp`` (CRLF bytes); see http1.pyi."""
         cdef char stack[STACK_OUT]
         cdef Out o
@@ -1730,6 +1748,8 @@ cdef class Forwarder:
             raise TypeError("response_head needs a Response")
         cdef Py_ssize_t bound = (PyBytes_GET_SIZE(resp.raw) + 4 * resp.n_fields
                                  + PyBytes_GET_SIZE(self.resp_set_blob) + 200)
+        cdef bytes blob = _set_blob(extra, None, "extra") if extra else B_EMPTY
+        bound += PyBytes_GET_SIZE(blob)
         o.n = 0
         if bound <= STACK_OUT:
             o.p = &stack[0]
@@ -1739,7 +1759,7 @@ cdef class Forwarder:
             raise MemoryError()
         try:
             _response_head(self, resp, &o, keep_alive, -1 if chunked is None else (1 if chunked else 0),
-                           keep_alive_10)
+                           keep_alive_10, PyBytes_AS_STRING(blob), PyBytes_GET_SIZE(blob))
             return PyBytes_FromStringAndSize(o.p, o.n)
         finally:
             if o.p != &stack[0]:

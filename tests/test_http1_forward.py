@@ -222,3 +222,22 @@ def test_wrong_arguments_are_type_errors_not_crashes():
         http1.Request()
     with pytest.raises(TypeError):
         http1.Response()
+
+
+def test_per_call_extra_headers():
+    r = req(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+    head = FWD.request_head(r, b"1.1.1.1", extra=[(b"X-Auth-User", b"alice")])
+    assert b"\r\nX-Auth-User: alice\r\n" in head
+    rs = resp(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+    head = FWD.response_head(rs, extra=[(b"Set-Cookie", b"_srv=abc; Path=/")])
+    assert head == b"HTTP/1.1 200 OK\r\nSet-Cookie: _srv=abc; Path=/\r\nContent-Length: 0\r\n\r\n"
+    with pytest.raises(ValueError):
+        FWD.response_head(rs, extra=[(b"Set-Cookie", b"a\r\nX: injected")])
+    with pytest.raises(ValueError):
+        FWD.request_head(r, b"1.1.1.1", extra=[(b"Bad:Name", b"v")])
+
+
+def test_method_ids():
+    assert req(b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\n").method_id == http1.METHOD_HEAD
+    assert req(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").method_id == http1.METHOD_GET
+    assert req(b"get / HTTP/1.1\r\nHost: a\r\n\r\n").method_id == http1.METHOD_OTHER  # case-sensitive
