@@ -16,7 +16,7 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
-from cpython.list cimport PyList_New, PyList_SET_ITEM
+from cpython.list cimport PyList_GET_ITEM, PyList_New, PyList_SET_ITEM
 from cpython.ref cimport Py_INCREF
 from libc.stdint cimport uint32_t, uint64_t
 from libc.string cimport memchr, memcmp, memcpy
@@ -215,13 +215,31 @@ cdef inline bytes _slice(bytes raw, Span s):
     return PyBytes_FromStringAndSize(PyBytes_AS_STRING(raw) + s.start, s.stop - s.start)
 
 
+# Field names repeat from request to request (User-Agent, Accept, ...): a small cache keyed by
+# the name hash hands out the same bytes object when the exact spelling matches.
+cdef list _name_cache = [None] * 256
+
+
+cdef inline bytes _name_bytes(bytes raw, Field *f):
+    cdef Py_ssize_t n = f.name.stop - f.name.start
+    cdef const char *src = PyBytes_AS_STRING(raw) + f.name.start
+    cdef int slot = f.hash & 255
+    cdef object cached = <object>PyList_GET_ITEM(_name_cache, slot)
+    if (cached is not None and PyBytes_GET_SIZE(cached) == n
+            and memcmp(PyBytes_AS_STRING(cached), src, n) == 0):
+        return <bytes>cached
+    cdef bytes b = PyBytes_FromStringAndSize(src, n)
+    _name_cache[slot] = b
+    return b
+
+
 cdef list _header_list(bytes raw, Field *fields, Py_ssize_t n):
     cdef list out = PyList_New(n)
     cdef Py_ssize_t k
     cdef tuple t
     cdef bytes a, b
     for k in range(n):
-        a = _slice(raw, fields[k].name)
+        a = _name_bytes(raw, &fields[k])
         b = _slice(raw, fields[k].value)
         t = PyTuple_New(2)
         Py_INCREF(a)
