@@ -210,6 +210,8 @@ cdef class Forwarder:
     cdef Py_ssize_t n_req_drop
     cdef NameMatch *resp_drop
     cdef Py_ssize_t n_resp_drop
+    cdef bint xff_reset                 # request_set/remove name X-Forwarded-For: no client values
+    cdef bytes xff_prior                # request_set's X-Forwarded-For value (None: not set)
     cdef uint64_t req_override          # HeaderIds request_set/remove take over from Traefik's
     cpdef bytes request_head(self, Request req, bytes peer_ip, bint trusted=*, bytes host=*, bytes path=*,
                              object extra=*)

@@ -189,7 +189,9 @@ class Forwarder:
     address without port (b"" when unknown: then no X-Real-Ip and nothing appended to
     X-Forwarded-For); ``trusted`` is the result of the entry point's forwardedHeaders.trustedIPs
     (or insecure) check for that peer. A header that ``request_set``/``request_remove`` names
-    replaces Traefik's computed X-Forwarded-* value of that name. Expect is not forwarded (the
+    replaces Traefik's computed X-Forwarded-* value of that name (Traefik runs forwardedheaders
+    before the headers middleware), except X-Forwarded-For, to which the peer is still appended
+    as Go's ReverseProxy does (set: "value, peer"; removed: "peer"). Expect is not forwarded (the
     server answers 100-continue itself).
 
     ``extra``: per-call (name, value) pairs appended after the configured ones (e.g. a sticky

@@ -1537,7 +1537,10 @@ cdef Py_ssize_t _request_head(Forwarder fw, Request req, Out *o, const char *pee
         if not (fw.req_override & _bit(H_X_FORWARDED_FOR)):
             # prior values (trusted peers only) joined with ", ", then the peer (Go ReverseProxy)
             _puts(o, "X-Forwarded-For: ", 17)
-            if trusted:
+            if fw.xff_prior is not None:
+                first_xff = False
+                _puts(o, PyBytes_AS_STRING(fw.xff_prior), PyBytes_GET_SIZE(fw.xff_prior))
+            elif trusted and not fw.xff_reset:
                 for k in range(req.n_fields):
                     if req.fields[k].id == H_X_FORWARDED_FOR:
                         if not first_xff:
@@ -1698,13 +1701,23 @@ cdef class Forwarder:
         if server_name is None:
             import socket
             server_name = socket.gethostname().encode("ascii", "replace")
-        if not isinstance(server_name, bytes) or any(not VALUE[c] for c in server_name):
+        if not isinstance(server_name, bytes) or not _all_in(server_name, VALUE):
             raise ValueError("server_name: expected bytes without control characters")
         self.server_name = server_name
         self.tls = tls
         self.forwarded = forwarded
         self._keep = []
-        self.req_set_blob = _set_blob(request_set, req_names, "request_set")
+        # a set X-Forwarded-For is the prior value Go's ReverseProxy appends the peer to
+        self.xff_prior = None
+        request_set = list(request_set)
+        for name, value in request_set:
+            if isinstance(name, bytes) and name.lower() == b"x-forwarded-for":
+                self.xff_prior = value.strip(b" \t") if isinstance(value, bytes) else value
+        self.req_set_blob = _set_blob([(n, v) for n, v in request_set if not (
+            isinstance(n, bytes) and n.lower() == b"x-forwarded-for")], req_names, "request_set")
+        if self.xff_prior is not None:
+            _set_blob([(b"X-Forwarded-For", self.xff_prior)], None, "request_set")
+            req_names.append(b"x-forwarded-for")
         self.resp_set_blob = _set_blob(response_set, resp_names, "response_set")
         req_names += [_field_name(n, "request_remove") for n in request_remove]
         resp_names += [_field_name(n, "response_remove") for n in response_remove]
@@ -1714,6 +1727,11 @@ cdef class Forwarder:
         self.n_req_drop = self.n_resp_drop = 0
         self.req_drop = _compile_names(req_names, self._keep, &ids)
         self.n_req_drop = len(req_names)
+        # Traefik runs forwardedheaders before the headers middleware: what a middleware sets or
+        # deletes wins, except that Go's ReverseProxy still appends the peer to a deleted
+        # X-Forwarded-For (it only omits it when the header is set to nil)
+        self.xff_reset = b"x-forwarded-for" in req_names
+        ids &= ~_bit(H_X_FORWARDED_FOR)
         self.req_override = ids
         self.resp_drop = _compile_names(resp_names, self._keep, &unused)
         self.n_resp_drop = len(resp_names)
@@ -1729,7 +1747,7 @@ cdef class Forwarder:
                                  + PyBytes_GET_SIZE(self.server_name) + PyBytes_GET_SIZE(self.req_set_blob)
                                  + 2 * (req._host.stop - req._host.start) + 400)
         cdef bytes blob = _set_blob(extra, None, "extra") if extra else B_EMPTY
-        bound += PyBytes_GET_SIZE(blob)
+        bound += PyBytes_GET_SIZE(blob) + (PyBytes_GET_SIZE(self.xff_prior) if self.xff_prior is not None else 0)
         if host is not None:
             bound += PyBytes_GET_SIZE(host)
             if not _all_in(host, VALUE):

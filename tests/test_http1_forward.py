@@ -241,3 +241,17 @@ def test_method_ids():
     assert req(b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\n").method_id == http1.METHOD_HEAD
     assert req(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").method_id == http1.METHOD_GET
     assert req(b"get / HTTP/1.1\r\nHost: a\r\n\r\n").method_id == http1.METHOD_OTHER  # case-sensitive
+
+
+def test_headers_middleware_removing_x_forwarded_headers():
+    # Traefik: forwardedheaders first, then customRequestHeaders deletes; Go's ReverseProxy then
+    # appends the peer to X-Forwarded-For again (only a nil value omits it)
+    fwd = http1.Forwarder(server_name=b"s", request_remove=[b"X-Forwarded-For", b"X-Forwarded-Proto", b"X-Real-Ip"])
+    r = req(b"GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 9.9.9.9\r\nX-Forwarded-Proto: https\r\n\r\n")
+    _, hs = fields(fwd.request_head(r, b"1.1.1.1", True))
+    assert values(hs, b"x-forwarded-for") == [b"1.1.1.1"]
+    assert values(hs, b"x-forwarded-proto") == [] and values(hs, b"x-real-ip") == []
+    assert values(hs, b"x-forwarded-port") == [b"443"]     # computed from the trusted proto
+    fwd = http1.Forwarder(server_name=b"s", request_set=[(b"X-Forwarded-For", b"7.7.7.7")])
+    _, hs = fields(fwd.request_head(r, b"1.1.1.1", True))
+    assert values(hs, b"x-forwarded-for") == [b"7.7.7.7, 1.1.1.1"]
