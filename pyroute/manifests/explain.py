@@ -150,6 +150,14 @@ class Explainer:
         for m in r.get("middlewares") or ():
             self._expand_middleware(m, chain, set())
         out["middlewares"] = chain
+        ctx = {"method": method, "tls": tls, "host": host or "", "uri": t.request_uri,
+               "headers": headers, "client_ip": client_ip}
+        for m in chain:
+            answer = _middleware_answer(m, ctx)
+            if answer is not None:
+                out["status"], note = answer
+                out["notes"].append("middleware %s answers: %s" % (m["name"], note))
+                return out
         svc = r.get("service")
         if svc is not None:
             out["service"] = self._tree(qualified(svc), None, set())
@@ -238,6 +246,92 @@ class Explainer:
                             headers=headers, remote_addr=client_ip):
                 out["notes"].append("router %s would match but is disabled: %s"
                                     % (name, "; ".join(r.get("error", []))))
+
+
+def _middleware_answer(m, ctx):
+    """(status, why) when a middleware answers the request itself, else None.
+
+    Covers the middlewares whose decision depends only on the request: ipAllowList,
+    redirectScheme, and basicAuth/digestAuth without credentials.
+    """
+    kind, cfg = m.get("type"), m.get("config") or {}
+    if kind in ("ipAllowList", "ipWhiteList"):
+        import ipaddress
+        ip = _strategy_ip(cfg.get("ipStrategy"), ctx)
+        try:
+            addr = ipaddress.ip_address(ip)
+            allowed = any(addr in ipaddress.ip_network(r, strict=False)
+                          for r in cfg.get("sourceRange") or ())
+        except ValueError:
+            allowed = False
+        if not allowed:
+            return cfg.get("rejectStatusCode") or 403, "client IP %s is not in %s" % (
+                ip, ", ".join(cfg.get("sourceRange") or ()))
+        return None
+    if kind == "redirectScheme":
+        old = _client_url(ctx)
+        port = str(cfg.get("port") or "")
+        scheme = cfg.get("scheme") or "https"
+        if port and not ((scheme == "http" and port == "80") or (scheme == "https" and
+                                                                 port == "443")):
+            port = ":" + port
+        else:
+            port = ""
+        rest = old.split("://", 1)[1]
+        hostpart, slash, path = rest.partition("/")
+        host = hostpart.rsplit(":", 1)[0] if not hostpart.endswith("]") else hostpart
+        new = "%s://%s%s%s%s" % (scheme, host, port, slash, path)
+        if new == old:
+            return None
+        get = ctx["method"] == "GET"
+        if cfg.get("permanent"):
+            return (301 if get else 308), "redirect to " + new
+        return (302 if get else 307), "redirect to " + new
+    if kind in ("basicAuth", "digestAuth"):
+        field = "authorization"
+        if not any(k.lower() == field for k, _ in ctx["headers"]):
+            return 401, "no credentials (Authorization header)"
+    return None
+
+
+def _strategy_ip(strategy, ctx):
+    # Traefik ip strategies: RemoteAddr (default), depth in X-Forwarded-For, excludedIPs pool.
+    if not strategy:
+        return ctx["client_ip"]
+    xff = [v.strip() for k, val in ctx["headers"] if k.lower() == "x-forwarded-for"
+           for v in val.split(",") if v.strip()]
+    depth = strategy.get("depth") or 0
+    if depth > 0:
+        return xff[-depth] if depth <= len(xff) else ""
+    excluded = strategy.get("excludedIPs") or ()
+    if excluded:
+        import ipaddress
+        nets = [ipaddress.ip_network(e, strict=False) for e in excluded]
+        for v in reversed(xff):
+            try:
+                if not any(ipaddress.ip_address(v) in n for n in nets):
+                    return v
+            except ValueError:
+                return v
+        return ""
+    return ctx["client_ip"]
+
+
+def _client_url(ctx):
+    # Traefik redirect clientRequestURL: scheme from TLS / X-Forwarded-Proto, default ports
+    # dropped.
+    scheme = "https" if ctx["tls"] else "http"
+    for k, v in ctx["headers"]:
+        if k.lower() == "x-forwarded-proto" and v:
+            scheme = {"wss": "https", "ws": "http"}.get(v, v)
+    host = ctx["host"]
+    port = ""
+    if (host.startswith("[") and "]:" in host) or (not host.startswith("[") and ":" in host):
+        host, port = host.rsplit(":", 1)
+        port = ":" + port
+    if (scheme == "http" and port == ":80") or (scheme == "https" and port == ":443"):
+        port = ""
+    return "%s://%s%s%s" % (scheme, host, port, ctx["uri"])
 
 
 def _has_servers(node):
