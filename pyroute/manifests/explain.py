@@ -78,7 +78,7 @@ class Explainer:
         headers = list(headers)
         tls = scheme == "https"
         host = authority or _header(headers, "host")
-        ep = self._entry_point(entrypoint, authority)
+        ep = self._entry_point(entrypoint, authority, tls)
         out = {"status": None, "entrypoint": ep.name if ep else entrypoint, "router": None,
                "rule": None, "priority": None, "middlewares": [], "service": None,
                "tls": None, "matched": [], "notes": []}
@@ -166,15 +166,18 @@ class Explainer:
                 out["notes"].append("the service has no server to send the request to")
         return out
 
-    def _entry_point(self, name, authority):
+    def _entry_point(self, name, authority, tls=False):
         eps = self.rc.static.entry_points
         if name:
             return eps.get(name)
+        # The entry point listening on the URL's port (80/443 when the URL names none)...
+        port = "443" if tls else "80"
         if authority and ":" in authority.rsplit("]", 1)[-1]:
             port = authority.rsplit(":", 1)[1]
-            for ep in eps.values():
-                if str(ep.port) == port:
-                    return ep
+        for ep in eps.values():
+            if str(ep.port) == port:
+                return ep
+        # ... else the first default entry point.
         defaults = self.rc.static.default_entry_points()
         return eps[defaults[0]] if defaults else None
 
