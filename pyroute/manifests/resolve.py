@@ -132,6 +132,8 @@ class Resolver:
         self.service_sources = {}     # qualified service name -> (obj, path)
         self.middleware_sources = {}  # qualified middleware name -> obj
         self.ingress_routers = {}     # (ns, name) of IngressRoute -> [qualified router names]
+        self._servers_cache = {}
+        self._current = None
 
     # -- errors ---------------------------------------------------------------------------
     def err(self, obj, message, path=(), severity="error"):
@@ -298,6 +300,24 @@ class Resolver:
         return normalize(make_id(parent_ns, name))
 
     def load_servers(self, parent_ns, spec, path):
+        # Many routes share a backend: the servers of one (Service, port, scheme, mode) are
+        # computed once per load (errors are raised again from the cache, with this path).
+        key = (parent_ns, spec.get("namespace"), spec.get("name"), spec.get("port"),
+               spec.get("scheme"), spec.get("nativeLB"), spec.get("nodePortLB"),
+               spec.get("healthCheck") is not None)
+        hit = self._servers_cache.get(key)
+        if hit is None:
+            try:
+                hit = (self._load_servers(parent_ns, spec, ()), None)
+            except RefError as e:
+                hit = (None, e)
+            self._servers_cache[key] = hit
+        servers, err = hit
+        if err is not None:
+            raise RefError(err.message, path + err.path)
+        return [dict(s) for s in servers]
+
+    def _load_servers(self, parent_ns, spec, path):
         namespace = spec.get("namespace") or parent_ns
         if not _is_namespace_allowed(self.crd.allow_cross_namespace, parent_ns, namespace):
             raise RefError("load balancer service %s/%s is not in the parent resource namespace "
