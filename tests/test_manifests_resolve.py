@@ -663,3 +663,23 @@ spec:
     _, orphan = router(rc, "default", "orphan", "PathPrefix(`/x`)")
     assert orphan["status"] == "disabled"
     assert "parent IngressRoute default/nobody does not exist" in orphan["error"]
+
+
+def test_provider_qualified_service_references(tmp_path):
+    write(tmp_path, "a.yaml",
+          route(services="        - {name: wrr@kubernetescrd, kind: TraefikService}"),
+          route(name="int", match="Host(`i.example.com`)",
+                services="        - {name: api@internal, kind: TraefikService}"), """\
+apiVersion: traefik.io/v1alpha1
+kind: TraefikService
+metadata: {name: wrr}
+spec:
+  weighted:
+    services: [{name: whoami, port: 80}]
+""", service("whoami"))
+    rc = load(tmp_path)
+    _, r = router(rc, "default", "app", "Host(`a.example.com`)")
+    assert (r["service"], r["status"]) == ("default-wrr", "enabled")
+    _, r = router(rc, "default", "int", "Host(`i.example.com`)")
+    assert r["service"] == "api@internal"
+    assert r["error"] == ["the service 'api@internal' does not exist"]

@@ -58,3 +58,23 @@ def test_forwarded_headers_trust():
     assert ForwardedHeaders(insecure=True).strip(headers, "192.168.1.1") == headers
     assert ForwardedHeaders().strip(headers, "10.9.8.7") == [("Host", "a")]
     assert len(X_HEADERS) == 10
+
+
+from hypothesis import given, strategies as st  # noqa: E402
+
+SEGMENTS = st.lists(st.sampled_from(["a", "b", ".", "..", "", "%2F", "%41", "c%20d", "~x"]),
+                    max_size=8)
+
+
+@given(SEGMENTS, st.booleans())
+def test_sanitized_paths_are_clean_and_stable(segments, trailing):
+    target = "/" + "/".join(segments) + ("/" if trailing else "")
+    t = normalize_target(target)
+    assert t.status == 0
+    assert t.path.startswith("/")
+    parts = t.path.split("/")[1:]
+    assert "." not in parts and ".." not in parts
+    assert "//" not in t.path
+    # normalising again changes nothing: the server and explain agree on one form
+    again = normalize_target(t.request_uri)
+    assert (again.path, again.routing_path, again.query) == (t.path, t.routing_path, t.query)
