@@ -683,3 +683,23 @@ spec:
     _, r = router(rc, "default", "int", "Host(`i.example.com`)")
     assert r["service"] == "api@internal"
     assert r["error"] == ["the service 'api@internal' does not exist"]
+
+
+def test_service_level_middlewares(tmp_path):
+    write(tmp_path, "a.yaml",
+          route(services="        - name: whoami\n          port: 80\n"
+                         "          middlewares: [{name: add-header}, {name: nope}]"),
+          service("whoami"), """\
+apiVersion: traefik.io/v1alpha1
+kind: Middleware
+metadata: {name: add-header}
+spec:
+  headers: {customRequestHeaders: {X-Svc: "1"}}
+""")
+    rc = load(tmp_path)
+    name, r = router(rc, "default", "app", "Host(`a.example.com`)")
+    svc = services(rc)[name]
+    assert svc["middlewares"] == ["default-add-header@kubernetescrd", "default-nope@kubernetescrd"]
+    assert svc["status"] == "disabled"
+    assert r["status"] == "disabled"
+    assert any("middleware 'default-nope@kubernetescrd' does not exist" in e for e in errors(rc))

@@ -230,6 +230,8 @@ class Explainer:
                 child = self._tree(qualified(svc["failover"][role]), None, seen)
                 child["role"] = "main" if role == "service" else "fallback"
                 node["children"].append(child)
+        if svc.get("middlewares"):
+            node["middlewares"] = list(svc["middlewares"])
         if svc.get("status") != "enabled":
             node["status"] = "disabled"
         return node
@@ -432,6 +434,8 @@ def _render_tree(node, indent, add):
         extra.append(node["status"])
     add("%s%s  %s%s" % (indent, label, node["type"], ("  (" + ", ".join(extra) + ")")
                         if extra else ""))
+    for m in node.get("middlewares") or ():
+        add("%s  middleware %s (service-level, after the router's)" % (indent, m))
     for s in node["servers"]:
         add("%s  %s  weight %s" % (indent, s["url"], s["weight"]))
     if node["type"] == "loadBalancer" and not node["servers"]:

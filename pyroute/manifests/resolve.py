@@ -209,6 +209,10 @@ class Resolver:
         kind = spec.get("kind") or "Service"
         if kind == "Service":
             lb = self.build_servers_lb(namespace, spec, path)
+            if spec.get("middlewares"):
+                # Service-level middlewares (run after the router's), named like a route's.
+                lb["middlewares"] = [qualified(m) for m in self.middleware_keys(
+                    parent_ns, spec["middlewares"], path)]
             return self.full_service_name(namespace, spec, spec.get("port")), lb
         if kind == "TraefikService":
             full = self.full_service_name(namespace, spec, 0)
@@ -575,7 +579,8 @@ class Resolver:
         router["status"] = "enabled"
         if qname in self.http["routers"]:
             self.err(obj, "router %s is produced twice (same IngressRoute name and rule); the "
-                     "later one replaces the earlier, as in Traefik" % qname, (), "warning")
+                     "later one replaces the earlier, as in Traefik" % qname,
+                     self.router_sources[qname].path + ("match",), "warning")
         self.http["routers"][qname] = router
         for message, path in errors:
             self.disable(router, message)
@@ -1025,6 +1030,14 @@ class Resolver:
                 src = self.service_sources.get(name)
                 if src is not None:
                     self.err(src[0], "service %s is part of a reference cycle" % name, src[1])
+        for name, svc in services.items():
+            for mw in svc.get("middlewares") or ():
+                if mw not in self.http["middlewares"] and svc.get("status") == "enabled":
+                    self.disable(svc, "middleware %r does not exist" % mw)
+                    src = self.service_sources.get(name)
+                    if src is not None:
+                        self.err(src[0], "service %s: middleware %r does not exist"
+                                 % (name, mw), src[1] + ("middlewares",))
         for name, svc in services.items():
             lb = svc.get("loadBalancer")
             if svc.get("status") == "enabled" and lb is not None and not lb["servers"]:
