@@ -228,6 +228,9 @@ class Resolver:
         base, provider = split_provider(name)
         if provider == PROVIDER:
             return normalize("%s-%s" % (namespace, base))
+        if spec.get("namespace") and self._current is not None:
+            self.err(self._current, "namespace %r is ignored in cross-provider context"
+                     % spec["namespace"], (), "warning")
         return normalize(base) + SEPARATOR + provider
 
     def build_servers_lb(self, namespace, spec, path):
@@ -605,6 +608,9 @@ class Resolver:
                                "disallowed, the namespace field needs to be explicitly specified"
                                % name, mpath + ("name",))
             if SEPARATOR in name:
+                if mi.get("namespace") and self._current is not None:
+                    self.err(self._current, "namespace %r is ignored in cross-provider context"
+                             % mi["namespace"], mpath + ("namespace",), "warning")
                 mds.append(name)
                 continue
             mns = ns
