@@ -248,3 +248,14 @@ def test_cli_bad_header():
 def _static_is_used(monkeypatch):
     # keep the helper imported (static() builds web/websecure for load())
     assert static().entry_points["websecure"].port == 8443
+
+
+def test_denied_encoded_characters_after_routing(tmp_path):
+    st = tmp_path / "static.yaml"
+    st.write_text("entryPoints:\n  web:\n    address: '127.0.0.1:8000'\n"
+                  "    http: {encodedCharacters: {allowEncodedSlash: false}}\n")
+    ex = Explainer(manifests.load([DEMO], manifests_static(str(st))))
+    res = ex.explain("GET", "http://demo.localhost/a%2Fb")
+    assert res["status"] == 400 and "%2F" in res["notes"][-1]
+    assert ex.explain("GET", "http://nowhere.localhost/a%2Fb")["status"] == 404
+    assert demo().explain("GET", "http://demo.localhost/a%2Fb")["status"] is None

@@ -1,7 +1,8 @@
 """The entry point's request normalisation (Traefik createHTTPServer's wrappers)."""
 import pytest
 
-from pyroute.normalize import ForwardedHeaders, X_HEADERS, clean_path, normalize_target
+from pyroute.normalize import (ForwardedHeaders, X_HEADERS, clean_path, denied_escape,
+                               normalize_target)
 
 
 @pytest.mark.parametrize("path,want", [
@@ -78,3 +79,11 @@ def test_sanitized_paths_are_clean_and_stable(segments, trailing):
     # normalising again changes nothing: the server and explain agree on one form
     again = normalize_target(t.request_uri)
     assert (again.path, again.routing_path, again.query) == (t.path, t.routing_path, t.query)
+
+
+def test_denied_escapes():
+    denied = frozenset({"%2F", "%2f", "%00"})
+    assert denied_escape("/a%2Fb", denied) == "%2F"
+    assert denied_escape("/a%20b%00", denied) == "%00"
+    assert denied_escape("/a%20b", denied) is None
+    assert denied_escape("/a%2Fb", frozenset()) is None

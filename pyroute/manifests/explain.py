@@ -141,6 +141,8 @@ class Explainer:
             return out
         r = self.rc.dynamic["http"]["routers"][winner]
         out["router"] = winner
+        from ..normalize import denied_escape
+        esc = denied_escape(t.path, ep.denied_encoded_characters)
         out["rule"] = r["rule"]
         out["priority"] = next(m["priority"] for m in matched if m["router"] == winner)
         chain = []
@@ -150,6 +152,12 @@ class Explainer:
         for m in r.get("middlewares") or ():
             self._expand_middleware(m, chain, set())
         out["middlewares"] = chain
+        if esc is not None:
+            # Traefik: the root router's denyEncodedPathCharacters handler, before middlewares
+            out["status"] = 400
+            out["notes"].append("encoded character %s is denied on entry point %s "
+                                "(http.encodedCharacters)" % (esc, ep.name))
+            return out
         ctx = {"method": method, "tls": tls, "host": host or "", "uri": t.request_uri,
                "headers": headers, "client_ip": client_ip}
         for m in chain:
