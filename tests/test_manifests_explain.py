@@ -259,3 +259,11 @@ def test_denied_encoded_characters_after_routing(tmp_path):
     assert res["status"] == 400 and "%2F" in res["notes"][-1]
     assert ex.explain("GET", "http://nowhere.localhost/a%2Fb")["status"] == 404
     assert demo().explain("GET", "http://demo.localhost/a%2Fb")["status"] is None
+
+
+def test_tls_option_on_a_router_without_host_warns(tmp_path):
+    write(tmp_path, "a.yaml", TLS_ROUTES.replace("Host(`shop.example.com`)", "PathPrefix(`/`)"),
+          service("whoami"))
+    warnings = [e.render() for e in analyse(load(tmp_path))]
+    assert any("TLS option default-modern cannot apply: the rule names no Host" in w
+               for w in warnings), warnings

@@ -14,7 +14,7 @@ It needs the rule engine for the effective priorities; without it, only the TLS 
 import re
 
 from .names import qualified
-from .rulecheck import rules_available
+from .rulecheck import domains, rules_available
 from .routing import TLSHosts, route_entries
 
 __all__ = ["analyse"]
@@ -166,6 +166,13 @@ def analyse(rc):
     found = []
     if rules_available():
         _never_wins(rc, found)
+    for name, r in rc.dynamic["http"]["routers"].items():
+        opt = (r.get("tls") or {}).get("options")
+        if r.get("status") == "enabled" and opt and opt != "default" and not domains(
+                r["rule"], r.get("ruleSyntax", "")) and rules_available():
+            found.append((name, "TLS option %s cannot apply: the rule names no Host, and the "
+                          "option is chosen by the TLS server name; the default option is used"
+                          % opt))
     for ep in rc.static.entry_points:
         hosts = TLSHosts(rc, ep)
         for host, by_option in sorted(hosts.conflicts.items()):
