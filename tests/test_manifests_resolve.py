@@ -466,7 +466,8 @@ spec:
     rc = load(tmp_path)
     assert errors(rc) == []
     name, _ = router(rc, "default", "app", "Host(`a.example.com`)")
-    assert services(rc)[name]["loadBalancer"]["serversTransport"] == "default-mtls"
+    # qualified, as in Traefik's API (integration/testdata/rawdata-crd.json)
+    assert services(rc)[name]["loadBalancer"]["serversTransport"] == "default-mtls@kubernetescrd"
     st = rc.dynamic["http"]["serversTransports"]["default-mtls@kubernetescrd"]
     assert st["serverName"] == "backend.internal"
     assert st["certificates"] == [{"certFile": "CERT", "keyFile": "KEY"}]

@@ -96,8 +96,9 @@ class ServicesMixin:
             lb["sticky"] = {"cookie": self.cookie(sticky["cookie"])}
         st = spec.get("serversTransport")
         if st:
-            lb["serversTransport"] = self.servers_transport_key(namespace, st,
-                                                                path + ("serversTransport",))
+            # Qualified, as Traefik's service manager rewrites it (and its API shows it).
+            lb["serversTransport"] = qualified(self.servers_transport_key(
+                namespace, st, path + ("serversTransport",)))
         return {"loadBalancer": lb}
 
     @staticmethod
