@@ -704,3 +704,15 @@ spec:
     assert svc["status"] == "disabled"
     assert r["status"] == "disabled"
     assert any("middleware 'default-nope@kubernetescrd' does not exist" in e for e in errors(rc))
+
+
+def test_missing_servers_transport_disables_the_service(tmp_path):
+    write(tmp_path, "a.yaml",
+          route(services="        - {name: whoami, port: 80, serversTransport: nope}"),
+          service("whoami"))
+    rc = load(tmp_path)
+    _, r = router(rc, "default", "app", "Host(`a.example.com`)")
+    assert r["status"] == "disabled"
+    assert any("spec.routes[0].services[0].serversTransport: service default-app-"
+               in e and "servers transport 'default-nope@kubernetescrd' not found" in e
+               for e in errors(rc))

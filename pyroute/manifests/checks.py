@@ -45,6 +45,14 @@ class ChecksMixin:
                 if src is not None:
                     self.err(src[0], "service %s is part of a reference cycle" % name, src[1])
         for name, svc in services.items():
+            st = (svc.get("loadBalancer") or {}).get("serversTransport")
+            if st and st not in self.http["serversTransports"] and svc.get("status") == "enabled":
+                # Traefik's service manager: the transport must exist for the service to build
+                self.disable(svc, "servers transport %r not found" % st)
+                src = self.service_sources.get(name)
+                if src is not None:
+                    self.err(src[0], "service %s: servers transport %r not found" % (name, st),
+                             src[1] + ("serversTransport",))
             for mw in svc.get("middlewares") or ():
                 if mw not in self.http["middlewares"] and svc.get("status") == "enabled":
                     self.disable(svc, "middleware %r does not exist" % mw)
