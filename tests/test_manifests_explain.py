@@ -267,3 +267,54 @@ def test_tls_option_on_a_router_without_host_warns(tmp_path):
     warnings = [e.render() for e in analyse(load(tmp_path))]
     assert any("TLS option default-modern cannot apply: the rule names no Host" in w
                for w in warnings), warnings
+
+
+def test_multi_layer_routing_walks_parent_then_children(tmp_path):
+    write(tmp_path, "a.yaml", """\
+apiVersion: traefik.io/v1alpha1
+kind: IngressRoute
+metadata: {name: api}
+spec:
+  entryPoints: [web]
+  routes:
+    - match: Host(`api.example.com`)
+      middlewares: [{name: strip}]
+---
+apiVersion: traefik.io/v1alpha1
+kind: IngressRoute
+metadata: {name: admin}
+spec:
+  parentRefs: [{name: api}]
+  routes:
+    - match: Header(`X-Role`, `admin`)
+      services: [{name: whoami, port: 80}]
+---
+apiVersion: traefik.io/v1alpha1
+kind: Middleware
+metadata: {name: strip}
+spec:
+  stripPrefix: {prefixes: [/v1]}
+""", service("whoami"))
+    ex = Explainer(load(tmp_path))
+    res = ex.explain("GET", "http://api.example.com:8000/v1/x", [("X-Role", "admin")])
+    parent = manifests.qualified(manifests.router_name("default", "api", "Host(`api.example.com`)"))
+    assert res["router"] == manifests.qualified(manifests.router_name(
+        "default", "admin", "Header(`X-Role`, `admin`)"))
+    assert [m["parent"] for m in res["matched"]] == [None, parent]
+    assert [m["name"] for m in res["middlewares"]] == ["default-strip@kubernetescrd"]
+    res = ex.explain("GET", "http://api.example.com:8000/v1/x")
+    assert res["status"] == 404
+    assert "matched but none of its children does" in res["notes"][0]
+
+
+def test_cli_entrypoint_and_sni_flags(tmp_path):
+    ca = trustme.CA()
+    write(tmp_path, "a.yaml", TLS_ROUTES, service("whoami"),
+          _secret("shop-cert", ca.issue_cert("shop.example.com")))
+    st = tmp_path / "static.yaml"
+    st.write_text("entryPoints:\n  web: {address: ':8000'}\n  websecure: {address: ':8443'}\n")
+    out = run("explain", "-c", str(st), str(tmp_path / "a.yaml"), "https://shop.example.com/",
+              "--entrypoint", "websecure", "--sni", "blog.example.com", "--json")
+    res = json.loads(out.stdout)
+    assert (res["entrypoint"], res["status"]) == ("websecure", 421)
+    assert res["tls"]["sni"] == "blog.example.com"
