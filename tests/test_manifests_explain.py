@@ -12,7 +12,7 @@ import pyroute
 from manifests_util import load, service, static, write
 from pyroute import manifests
 from pyroute.manifests.analysis import analyse
-from pyroute.manifests.explain import Explainer
+from pyroute.manifests.trace import Explainer
 
 DEMO = os.path.join(os.path.dirname(pyroute.__file__), "demo")
 
