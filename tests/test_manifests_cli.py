@@ -95,3 +95,13 @@ def test_static_config_errors_and_paths_from_the_static_file(tmp_path):
 def test_help_lists_check_and_explain():
     out = run("--help")
     assert "check" in out.stdout and "explain" in out.stdout
+
+
+def test_static_file_inside_the_manifest_folder_is_not_a_manifest(tmp_path):
+    write(tmp_path, "app.yaml", BROKEN.replace("name: cart\n          port: 8080",
+                                               "name: whoami\n          port: 80"),
+          service("whoami", ns="web"))
+    (tmp_path / "static.yaml").write_text("entryPoints:\n  web: {address: ':8000'}\n")
+    out = run("check", "-c", str(tmp_path / "static.yaml"), str(tmp_path))
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "in 1 file(s)" in out.stderr

@@ -79,7 +79,7 @@ def load(paths=(), static=None):
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        objects, errors, files = read_paths(all_paths)
+        objects, errors, files = read_paths(all_paths, skip=(static.source,))
         valid = []
         for obj in objects:
             problems = schema.validate(obj)

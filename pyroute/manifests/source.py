@@ -309,11 +309,15 @@ def _child(node, path):
     return node
 
 
-def read_paths(paths):
-    """Read every manifest under ``paths``: returns (objects, errors, files_read)."""
+def read_paths(paths, skip=()):
+    """Read every manifest under ``paths`` (files in ``skip`` excepted, e.g. the static
+    configuration when it sits in a manifest folder): returns (objects, errors, files_read)."""
     errors, objects, files = [], [], []
     _node_cache.clear()
+    skip = {os.path.abspath(p) for p in skip if p}
     for f in _files(paths, errors):
+        if os.path.abspath(f) in skip:
+            continue
         files.append(f)
         _read_file(f, errors, objects)
     return objects, errors, files
