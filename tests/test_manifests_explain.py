@@ -36,6 +36,7 @@ def test_winner_losers_middlewares_and_service_tree():
     assert [m["router"] for m in res["matched"]] == [
         res["router"], manifests.qualified(manifests.router_name(
             "default", "demo", "Host(`demo.localhost`)"))]
+    assert [m["why"] for m in res["matched"]] == ["winner", "lower priority (22 < 44)"]
     assert [(m["name"], m["type"]) for m in res["middlewares"]] == [
         ("default-strip-api@kubernetescrd", "stripPrefix"),
         ("default-demo-headers@kubernetescrd", "headers")]

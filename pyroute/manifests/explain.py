@@ -57,10 +57,11 @@ def render_text(res):
         add("router       %s" % res["router"])
         add("  rule       %s" % res["rule"])
         add("  priority   %s" % res["priority"])
-        for m in res["matched"][1:]:
-            if m["parent"] == res["matched"][0]["parent"] or m["router"] != res["router"]:
-                add("  also matched, lost: %s (priority %s: %s)" % (
-                    m["router"], m["priority"], m["rule"]))
+    for m in res["matched"]:
+        if m["router"] != res["router"]:
+            add("also matched %s (priority %s, rule %s): %s" % (
+                m["router"], m["priority"], m["rule"], m["why"]))
+    if res["router"]:
         if res["middlewares"]:
             add("middlewares")
             for i, m in enumerate(res["middlewares"], 1):

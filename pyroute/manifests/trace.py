@@ -98,18 +98,28 @@ class Explainer:
             names = table.match_all(method=method, host=host, path=t.path, query=query,
                                     headers=headers, remote_addr=client_ip, tls=tls)
             prio = dict(zip(table.names, table.priorities))
-            for n in names:
-                r = self.rc.dynamic["http"]["routers"][n]
-                matched.append({"router": n, "rule": r["rule"], "priority": prio[n],
-                                "parent": parent})
             if not names:
                 break
-            winner = names[0]
             from .routing import children_of
-            if not children_of(self.rc, winner):
+            first = names[0]
+            has_children = bool(children_of(self.rc, first))
+            for n in names:
+                r = self.rc.dynamic["http"]["routers"][n]
+                if n != first:
+                    why = ("lower priority (%d < %d)" % (prio[n], prio[first])
+                           if prio[n] < prio[first] else
+                           "same priority %d: Traefik leaves the order open, pyroute takes "
+                           "the router names in order" % prio[n])
+                elif has_children:
+                    why = "parent: its child routers are matched next"
+                else:
+                    why = "winner"
+                matched.append({"router": n, "rule": r["rule"], "priority": prio[n],
+                                "parent": parent, "why": why})
+            if not has_children:
+                winner = first
                 break
-            parent = winner
-            winner = None
+            parent = first
         out["matched"] = matched
         if winner is None:
             out["status"] = 404
