@@ -283,3 +283,18 @@ def test_line_of_nested_fields(tmp_path):
     assert obj.line == 2
     assert obj.line_of(("spec", "routes", 0, "services", 0, "port")) == 13
     assert obj.line_of(("spec", "routes", 0, "nothere")) == 9
+
+
+def test_committed_schemas_are_what_the_generator_makes(tmp_path):
+    import pathlib
+    import subprocess
+    import sys
+    repo = pathlib.Path(__file__).resolve().parent.parent
+    ref = repo.parent / "shared" / "reference" / "traefik"
+    assert ref.is_dir(), "CI provides ../shared beside the clone"
+    subprocess.run([sys.executable, str(repo / "scripts" / "gen_schemas.py"), str(ref),
+                    str(tmp_path)], check=True, capture_output=True)
+    generated = sorted(p.name for p in tmp_path.iterdir())
+    assert generated == sorted(p.name for p in (repo / "pyroute" / "schemas").iterdir())
+    for name in generated:
+        assert (tmp_path / name).read_text() == (repo / "pyroute" / "schemas" / name).read_text()

@@ -466,7 +466,8 @@ spec:
     rc = load(tmp_path)
     assert errors(rc) == []
     name, _ = router(rc, "default", "app", "Host(`a.example.com`)")
-    assert services(rc)[name]["loadBalancer"]["serversTransport"] == "default-mtls"
+    # qualified, as in Traefik's API (integration/testdata/rawdata-crd.json)
+    assert services(rc)[name]["loadBalancer"]["serversTransport"] == "default-mtls@kubernetescrd"
     st = rc.dynamic["http"]["serversTransports"]["default-mtls@kubernetescrd"]
     assert st["serverName"] == "backend.internal"
     assert st["certificates"] == [{"certFile": "CERT", "keyFile": "KEY"}]
@@ -663,3 +664,55 @@ spec:
     _, orphan = router(rc, "default", "orphan", "PathPrefix(`/x`)")
     assert orphan["status"] == "disabled"
     assert "parent IngressRoute default/nobody does not exist" in orphan["error"]
+
+
+def test_provider_qualified_service_references(tmp_path):
+    write(tmp_path, "a.yaml",
+          route(services="        - {name: wrr@kubernetescrd, kind: TraefikService}"),
+          route(name="int", match="Host(`i.example.com`)",
+                services="        - {name: api@internal, kind: TraefikService}"), """\
+apiVersion: traefik.io/v1alpha1
+kind: TraefikService
+metadata: {name: wrr}
+spec:
+  weighted:
+    services: [{name: whoami, port: 80}]
+""", service("whoami"))
+    rc = load(tmp_path)
+    _, r = router(rc, "default", "app", "Host(`a.example.com`)")
+    assert (r["service"], r["status"]) == ("default-wrr", "enabled")
+    _, r = router(rc, "default", "int", "Host(`i.example.com`)")
+    assert r["service"] == "api@internal"
+    assert r["error"] == ["the service 'api@internal' does not exist"]
+
+
+def test_service_level_middlewares(tmp_path):
+    write(tmp_path, "a.yaml",
+          route(services="        - name: whoami\n          port: 80\n"
+                         "          middlewares: [{name: add-header}, {name: nope}]"),
+          service("whoami"), """\
+apiVersion: traefik.io/v1alpha1
+kind: Middleware
+metadata: {name: add-header}
+spec:
+  headers: {customRequestHeaders: {X-Svc: "1"}}
+""")
+    rc = load(tmp_path)
+    name, r = router(rc, "default", "app", "Host(`a.example.com`)")
+    svc = services(rc)[name]
+    assert svc["middlewares"] == ["default-add-header@kubernetescrd", "default-nope@kubernetescrd"]
+    assert svc["status"] == "disabled"
+    assert r["status"] == "disabled"
+    assert any("middleware 'default-nope@kubernetescrd' does not exist" in e for e in errors(rc))
+
+
+def test_missing_servers_transport_disables_the_service(tmp_path):
+    write(tmp_path, "a.yaml",
+          route(services="        - {name: whoami, port: 80, serversTransport: nope}"),
+          service("whoami"))
+    rc = load(tmp_path)
+    _, r = router(rc, "default", "app", "Host(`a.example.com`)")
+    assert r["status"] == "disabled"
+    assert any("spec.routes[0].services[0].serversTransport: service default-app-"
+               in e and "servers transport 'default-nope@kubernetescrd' not found" in e
+               for e in errors(rc))

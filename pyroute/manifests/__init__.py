@@ -18,7 +18,16 @@ from dataclasses import dataclass, field
 from ..errors import ConfigError
 from .names import qualified, router_name
 
-__all__ = ["load", "RuntimeConfig", "qualified", "router_name", "ConfigError"]
+__all__ = ["load", "RuntimeConfig", "qualified", "router_name", "ConfigError", "demo_path"]
+
+
+def demo_path():
+    """Folder of the bundled demo manifests (what ``pyroute run`` serves without arguments).
+
+    Entry point ``web``; backends expected on 127.0.0.1:18081, 18082 and 18083.
+    """
+    import os
+    return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "demo")
 
 
 @dataclass(frozen=True)
@@ -70,7 +79,7 @@ def load(paths=(), static=None):
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        objects, errors, files = read_paths(all_paths)
+        objects, errors, files = read_paths(all_paths, skip=(static.source,))
         valid = []
         for obj in objects:
             problems = schema.validate(obj)
