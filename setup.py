@@ -16,7 +16,7 @@ import os
 import shutil
 
 from Cython.Build import cythonize
-from setuptools import Extension, setup
+from setuptools import Extension, find_packages, setup
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEBUG = os.environ.get("PYROUTE_DEBUG") == "1"
@@ -47,6 +47,9 @@ def _extensions():
 
 _stage_pxd()
 setup(
+    # pyroute._engine lives in engine/ (package-dir in pyproject.toml): find_packages looks for
+    # a pyroute/_engine folder and would leave it out, so it is named here.
+    packages=find_packages(include=["pyroute", "pyroute.*"]) + ["pyroute._engine"],
     ext_modules=cythonize(
         _extensions(),
         include_path=[INCLUDE],
