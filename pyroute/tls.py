@@ -36,7 +36,6 @@ import logging
 import os
 import re
 import socket
-import warnings
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -116,6 +115,12 @@ DEFAULT_CIPHERS = (
     "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
     "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
     "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+)
+
+# Added to the default list only when an option allows TLS 1.0/1.1, which have no AEAD suite:
+# the ECDHE CBC-SHA suites that Go (hence Traefik) also enables by default.
+LEGACY_CIPHERS = (
+    "ECDHE-ECDSA-AES128-SHA:ECDHE-RSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA:ECDHE-RSA-AES256-SHA"
 )
 
 # Traefik: CurveIDs (Go's names and the RFC 8446 names) -> OpenSSL group names.
@@ -483,6 +488,8 @@ class TLSOption:
                         err("cipherSuites", "no cipher suite left for TLS 1.2 and below, and "
                             "maxVersion forbids TLS 1.3: no handshake could succeed")
                     self.min_version = SSL.TLS1_3_VERSION
+        if self.min_version < SSL.TLS1_2_VERSION and suites is None:
+            self.ciphers += ":" + LEGACY_CIPHERS
         if self.min_version < SSL.TLS1_2_VERSION and self.ciphers:
             # TLS 1.0/1.1 sign with SHA-1, which OpenSSL refuses above security level 0; the
             # operator asked for these versions explicitly.
@@ -604,12 +611,9 @@ class TLSOption:
             store = ctx.get_cert_store()
             for ca in self.client_cas:
                 store.add_cert(crypto.X509.from_cryptography(ca))
-            if self.client_cas:
+            for ca in self.client_cas:
                 # The CA names the client is told to pick a certificate for (Go: ClientCAs).
-                names = [crypto.X509.from_cryptography(ca).get_subject() for ca in self.client_cas]
-                with warnings.catch_warnings():   # X509Name is deprecated, and the only way
-                    warnings.simplefilter("ignore", DeprecationWarning)
-                    ctx.set_client_ca_list(names)
+                ctx.add_client_ca(ca)
             ctx.set_verify(self.verify_mode, _accept_any if self.verify_any else None)
         # Sessions: a per-option session id context, so a session is only resumed under the
         # option it was made with; tickets unless disableSessionTickets (which, as in Go, turns

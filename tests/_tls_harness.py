@@ -13,6 +13,7 @@ import socket
 import ssl
 import threading
 
+from cryptography.x509.oid import NameOID
 from OpenSSL import SSL
 
 from pyroute import tls
@@ -173,7 +174,7 @@ class _Conn:
             body = b"Misdirected Request\n"
             return (b"HTTP/1.1 421 Misdirected Request\r\nContent-Length: %d\r\n\r\n%s"
                     % (len(body), body))
-        peer = self.tls.get_peer_certificate()
+        peer = self.tls.get_peer_certificate(as_cryptography=True)
         cert = config.served_certificate(self.tls)
         info = {
             "option": config.option_name_of(self.tls),
@@ -181,8 +182,10 @@ class _Conn:
             "version": self.tls.get_protocol_version_name(),
             "cipher": self.tls.get_cipher_name(),
             "alpn": (self.tls.get_alpn_proto_negotiated() or b"").decode(),
-            "client_cn": (peer.get_subject().CN if peer is not None else None),
+            "client_cn": (peer.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+                          if peer is not None else None),
             "resumed": tls.session_reused(self.tls),
+            "group": self.tls.get_group_name(),
         }
         body = json.dumps(info).encode()
         return (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
@@ -245,8 +248,49 @@ def get(conn, host, path="/"):
         return status, body.decode()
 
 
+class Peer:
+    """What the client saw of a finished connection."""
+
+    def __init__(self, conn):
+        self.der = conn.getpeercert(binary_form=True)
+        self.version = conn.version()
+        self.cipher = conn.cipher()[0]
+        self.alpn = conn.selected_alpn_protocol()
+        self.session = conn.session
+        self.session_reused = conn.session_reused
+
+
 def fetch(port, ctx, server_name, host=None, **kw):
-    """Connect, handshake, GET /, close: (status, body, ssl socket info)."""
+    """Connect, handshake, GET /, close: (status, body, Peer)."""
     with connect(port, ctx, server_name, **kw) as conn:
         status, body = get(conn, host or server_name or "127.0.0.1")
-        return status, body, conn
+        return status, body, Peer(conn)
+
+
+# -- certificates ---------------------------------------------------------------------------
+
+def pem_pair(leaf):
+    """(certFile, keyFile) PEM text of a trustme LeafCert, chain included, as a Secret holds."""
+    chain = b"".join(blob.bytes() for blob in leaf.cert_chain_pems).decode()
+    return chain, leaf.private_key_pem.bytes().decode()
+
+
+def certificate_entry(leaf, **extra):
+    cert, key = pem_pair(leaf)
+    entry = {"certFile": cert, "keyFile": key}
+    entry.update(extra)
+    return entry
+
+
+def peer_names(peer):
+    """CN and DNS SANs of the certificate the server presented (a Peer)."""
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+    cert = x509.load_der_x509_certificate(peer.der)
+    cns = [a.value for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+    try:
+        sans = cert.extensions.get_extension_for_class(
+            x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
+    except x509.ExtensionNotFound:
+        sans = []
+    return cns, sans
