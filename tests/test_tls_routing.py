@@ -185,7 +185,7 @@ def test_misdirected_matches_traefik_snicheck():
     assert not tls.misdirected({"x.com": "foo", "y.com": "foo"}, "x.com", "y.com")
     assert tls.misdirected(hosts, "", "fqdn.example.com")
     # The SNI is looked up as is (no FQDN variants), the Host with and without its dot.
-    assert tls.misdirected(hosts, "fqdn.example.com", "other")
+    assert tls.misdirected(hosts, "fqdn.example.com", "fqdn.example.com.")
 
 
 # -- ClientHello peeking ---------------------------------------------------------------------
