@@ -12,6 +12,7 @@ import selectors
 import socket
 import ssl
 import threading
+import warnings
 
 from cryptography.x509.oid import NameOID
 from OpenSSL import SSL
@@ -205,10 +206,12 @@ def client_context(ca=None, *, alpn=("http/1.1",), minimum=None, maximum=None, c
         ctx.verify_mode = ssl.CERT_NONE
     if alpn:
         ctx.set_alpn_protocols(list(alpn))
-    if minimum is not None:
-        ctx.minimum_version = minimum
-    if maximum is not None:
-        ctx.maximum_version = maximum
+    with warnings.catch_warnings():   # TLS 1.0/1.1 clients are deprecated, and tested on purpose
+        warnings.simplefilter("ignore", DeprecationWarning)
+        if minimum is not None:
+            ctx.minimum_version = minimum
+        if maximum is not None:
+            ctx.maximum_version = maximum
     if ciphers is not None:
         ctx.set_ciphers(ciphers)
     if client_cert is not None:

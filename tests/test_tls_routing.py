@@ -1,4 +1,5 @@
 """Host -> TLS option association, conflicts, the 421 rule, and ClientHello peeking."""
+import functools
 import select
 import socket
 import ssl
@@ -190,6 +191,7 @@ def test_misdirected_matches_traefik_snicheck():
 
 # -- ClientHello peeking ---------------------------------------------------------------------
 
+@functools.lru_cache(maxsize=None)
 def client_hello(server_name):
     """The bytes of a real ClientHello (stdlib ssl over memory BIOs)."""
     ctx = ssl.create_default_context()
