@@ -12,6 +12,7 @@ import selectors
 import socket
 import ssl
 import threading
+import time
 import warnings
 
 from cryptography.x509.oid import NameOID
@@ -38,6 +39,14 @@ class Server:
         self._wake_r, self._wake_w = socket.socketpair()
         self.sel.register(self._wake_r, selectors.EVENT_READ, "wake")
         self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def wait_refusals(self, count, timeout=5.0):
+        """The refusal reasons, once ``count`` of them are recorded (the server thread records
+        a refusal after the client has already seen the alert or the close)."""
+        deadline = time.monotonic() + timeout
+        while len(self.refusals) < count and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return list(self.refusals)
 
     def __enter__(self):
         self.thread.start()

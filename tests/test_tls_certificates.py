@@ -141,7 +141,7 @@ def test_sni_strict_refuses_unknown_and_missing_server_names(ca):
         for name in ("unknown.example.com", None):
             with pytest.raises(ssl.SSLError, match="HANDSHAKE_FAILURE|handshake failure"):
                 fetch(srv.port, client_context(verify=False), name)
-        assert srv.refusals == [
+        assert srv.wait_refusals(2) == [
             "strict SNI enabled - No certificate found for domain: 'unknown.example.com', "
             "closing connection",
             "strict SNI enabled - No certificate found for domain: '127.0.0.1', "

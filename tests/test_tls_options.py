@@ -173,7 +173,7 @@ def test_unknown_cipher_breaks_the_option_and_closes_its_hosts(ca, rsa_leaf):
     with Server(config) as srv:
         # Never served with weaker settings: the connection is closed before any handshake.
         assert refused(srv.port, client_context(ca), "bad.example.com")
-        assert srv.refusals == ["broken TLS options bad: " + err.render()]
+        assert srv.wait_refusals(1) == ["broken TLS options bad: " + err.render()]
         assert fetch(srv.port, client_context(ca), "good.example.com")[0] == 200
 
 
@@ -269,7 +269,8 @@ def test_alpn_never_advertises_what_pyroute_cannot_speak(ca, rsa_leaf):
             # when nothing overlaps; without ALPN the client just gets HTTP/1.1.
             assert refused(srv.port, client_context(ca, alpn=("h2",)), name)
             assert fetch(srv.port, client_context(ca, alpn=()), name)[2].alpn is None
-        assert any(r.startswith("no application protocol in common") for r in srv.refusals)
+        reasons = srv.wait_refusals(2)
+        assert any(r.startswith("no application protocol in common") for r in reasons)
         # Nothing left to advertise: ALPN is not acknowledged, h2 is never selected.
         _, _, peer = fetch(srv.port, client_context(ca, alpn=("h2",)), "h2only.example.com")
         assert peer.alpn is None

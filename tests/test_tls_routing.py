@@ -89,7 +89,7 @@ def test_unknown_option_closes_the_router_hosts(ca, leaf):
     with Server(config) as srv:
         with pytest.raises((ssl.SSLError, ConnectionError)):
             fetch(srv.port, client_context(ca), "x.example.com")
-        assert srv.refusals == ["unknown TLS options: nosuch"]
+        assert srv.wait_refusals(1) == ["unknown TLS options: nosuch"]
         assert fetch(srv.port, client_context(ca), "y.example.com")[1]["option"] == "foo"
 
 
@@ -102,7 +102,9 @@ def test_broken_default_option_closes_unmapped_connections(ca, leaf):
         for name in ("other.example.com", None):
             with pytest.raises((ssl.SSLError, ConnectionError)):
                 fetch(srv.port, client_context(verify=False), name)
-        assert all(r.startswith("broken default TLS options:") for r in srv.refusals)
+        reasons = srv.wait_refusals(2)
+        assert len(reasons) == 2
+        assert all(r.startswith("broken default TLS options:") for r in reasons)
 
 
 def test_router_without_host_rule_does_not_claim_hosts(ca, leaf):
