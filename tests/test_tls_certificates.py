@@ -200,3 +200,20 @@ def test_ip_san_names_are_indexed():
     leaf = ca.issue_cert("::1", "10.0.0.1")
     cert = tls.Certificate.from_pem(*[certificate_entry(leaf)[k] for k in ("certFile", "keyFile")])
     assert {str(ipaddress.ip_address(n)) for n in cert.names} == {"::1", "10.0.0.1"}
+
+
+def test_reload_swaps_certificates_without_dropping_connections(ca):
+    old = ca.issue_cert("reload.example.com")
+    new = ca.issue_cert("reload.example.com", "extra.example.com")
+    first = build([certificate_entry(old)])
+    with Server(first) as srv:
+        from _tls_harness import connect, get
+        with connect(srv.port, client_context(ca), "reload.example.com") as kept:
+            assert get(kept, "reload.example.com")[0] == 200
+            srv.config = build([certificate_entry(new)])      # what a worker does on reload
+            # The established connection keeps going on the context it was made with...
+            status, body = get(kept, "reload.example.com")
+            assert status == 200 and body["certificate"] == "tls.certificates[0]"
+            # ...while new connections get the new certificate.
+            _, _, peer = fetch(srv.port, client_context(ca), "extra.example.com")
+            assert peer_names(peer)[1] == ["reload.example.com", "extra.example.com"]
