@@ -117,6 +117,21 @@ DEFAULT_CIPHERS = (
     "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
 )
 
+# Traefik's DefaultTLSOptions (what the manifests layer fills in for an option that leaves the
+# fields out): Go's crypto/tls CipherSuites() and h2, http/1.1, acme-tls/1. An option carrying
+# exactly these lists is served with pyroute's safe defaults instead: Mozilla intermediate (Go's
+# list also has the ECDHE CBC-SHA suites, obsolete and flagged by scanners) and http/1.1.
+TRAEFIK_DEFAULT_CIPHER_SUITES = frozenset((
+    "TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256",
+    "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA", "TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA",
+    "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA", "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA",
+    "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256", "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+    "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256", "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+    "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
+    "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
+))
+TRAEFIK_DEFAULT_ALPN = ("h2", "http/1.1", "acme-tls/1")
+
 # Added to the default list only when an option allows TLS 1.0/1.1, which have no AEAD suite:
 # the ECDHE CBC-SHA suites that Go (hence Traefik) also enables by default.
 LEGACY_CIPHERS = (
@@ -461,6 +476,8 @@ class TLSOption:
 
         self.ciphers = DEFAULT_CIPHERS
         suites = spec.get("cipherSuites")
+        if isinstance(suites, list) and frozenset(suites) == TRAEFIK_DEFAULT_CIPHER_SUITES:
+            suites = None
         if suites is not None:
             if not isinstance(suites, list):
                 err("cipherSuites", "must be a list of cipher suite names")
@@ -565,7 +582,7 @@ class TLSOption:
 
         self.alpn = SERVED_ALPN
         protos = spec.get("alpnProtocols")
-        if protos is not None:
+        if protos is not None and tuple(protos) != TRAEFIK_DEFAULT_ALPN:
             if not isinstance(protos, list):
                 err("alpnProtocols", "must be a list of protocol names")
             else:
@@ -805,14 +822,15 @@ class TLSConfig:
     # -- build --------------------------------------------------------------------------------
 
     @classmethod
-    def build(cls, dynamic_tls, routers, entry_point=None):
+    def build(cls, dynamic_tls, routers, entry_point=None, default_entry_points=None):
         """Compile the dynamic configuration's ``tls`` section and the TLS routers of
-        ``entry_point`` (all routers when None) into a TLSConfig."""
+        ``entry_point`` (all routers when None) into a TLSConfig. A router without
+        ``entryPoints`` belongs to ``default_entry_points`` (to every entry point when None)."""
         self = cls()
         dynamic_tls = dynamic_tls or {}
         self._build_store(dynamic_tls)
         self._build_options(dynamic_tls.get("options") or {})
-        self._associate_hosts(routers or {}, entry_point)
+        self._associate_hosts(routers or {}, entry_point, default_entry_points)
         for err in self.errors:
             (log.warning if err.severity == "warning" else log.error)("%s", err.render())
         return self
@@ -878,7 +896,7 @@ class TLSConfig:
             self.errors.extend(option.compile())
             self.options[name] = option
 
-    def _associate_hosts(self, routers, entry_point):
+    def _associate_hosts(self, routers, entry_point, default_entry_points):
         # Traefik buildEntryPointHandler: tlsOptionsForHost (conflicts -> default) and
         # tlsOptionsForHostSNI (every option seen per host, to report the conflict).
         claims = {}
@@ -886,10 +904,10 @@ class TLSConfig:
         for rname, router in routers.items():
             if not isinstance(router, dict) or router.get("tls") is None:
                 continue
-            if router.get("status") == "disabled":
-                continue
-            eps = router.get("entryPoints") or ()
-            if entry_point is not None and eps and entry_point not in eps:
+            # Traefik (GetRoutersByEntryPoints) associates every TLS router's hosts, disabled ones
+            # included: a router whose option is unknown still gets its hosts closed.
+            eps = router.get("entryPoints") or default_entry_points
+            if entry_point is not None and eps is not None and entry_point not in eps:
                 continue
             tls = router["tls"] or {}
             ref = tls.get("options") or ""

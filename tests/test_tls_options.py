@@ -296,6 +296,22 @@ def test_session_resumption(ca, rsa_leaf, tls_max):
         assert not nt2.session_reused and body["resumed"] is False
 
 
+def test_traefik_default_lists_mean_safe_defaults(ca, rsa_leaf):
+    # What the manifests layer fills in for a TLSOption without these fields (Traefik's
+    # DefaultTLSOptions): served with Mozilla intermediate and http/1.1, without warnings.
+    go_default = sorted(tls.TRAEFIK_DEFAULT_CIPHER_SUITES)
+    config = serve(ca, rsa_leaf, {"default": {"cipherSuites": go_default,
+                                              "alpnProtocols": ["h2", "http/1.1", "acme-tls/1"],
+                                              "minVersion": "VersionTLS12"}})
+    assert config.errors == []
+    option = config.options["default"]
+    assert (option.ciphers, option.alpn) == (tls.DEFAULT_CIPHERS, (b"http/1.1",))
+    with Server(config) as srv:
+        # CBC suites from Go's list are not offered.
+        assert refused(srv.port, client_context(ca, maximum=TLS12, ciphers="ECDHE-RSA-AES128-SHA"),
+                       "a.example.com")
+
+
 def test_unknown_option_fields_are_errors(ca, rsa_leaf):
     config = serve(ca, rsa_leaf, {"x": {"minversion": "VersionTLS12", "sniStrict": "yes"}})
     assert sorted(e.render() for e in config.errors) == [

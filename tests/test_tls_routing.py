@@ -22,11 +22,11 @@ def leaf(ca):
     return ca.issue_cert("*.example.com", "example.net", "*.example.net")
 
 
-def build(leaf, routers, options=None, entry_point=None):
+def build(leaf, routers, options=None, **kw):
     opts = {"foo": {}, "bar": {}, "strict12": {"maxVersion": "VersionTLS12"}}
     opts.update(options or {})
     return tls.TLSConfig.build({"certificates": [certificate_entry(leaf)], "options": opts},
-                               routers, entry_point=entry_point)
+                               routers, **kw)
 
 
 def router(rule, options=None, **tls_fields):
@@ -132,10 +132,15 @@ def test_entry_point_and_status_filter_routers(leaf):
         "web": dict(router("Host(`w.example.com`)", "foo"), entryPoints=["websecure"]),
         "other": dict(router("Host(`o.example.com`)", "bar"), entryPoints=["internal"]),
         "any": router("Host(`any.example.com`)", "bar"),
+        # Disabled routers still claim their hosts (Traefik's GetRoutersByEntryPoints).
         "off": dict(router("Host(`off.example.com`)", "foo"), status="disabled"),
     }
     config = build(leaf, routers, entry_point="websecure")
-    assert config.host_options == {"w.example.com": "foo", "any.example.com": "bar"}
+    assert config.host_options == {"w.example.com": "foo", "any.example.com": "bar",
+                                   "off.example.com": "foo"}
+    # A router without entryPoints belongs to the default entry points only.
+    config = build(leaf, routers, entry_point="websecure", default_entry_points=["web"])
+    assert config.host_options == {"w.example.com": "foo"}
 
 
 def test_cert_resolver_is_reported_and_default_certificate_served(ca, leaf):
