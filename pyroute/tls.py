@@ -49,6 +49,7 @@ from .errors import ConfigError
 __all__ = [
     "TLSConfig", "TLSRefused", "TLSOption", "CertificateStore", "Certificate",
     "handshake", "parse_client_hello", "is_tls_record_start", "session_reused", "misdirected",
+    "TLSStream",
     "DEFAULT_OPTION", "DEFAULT_GENERATED_CN", "SERVED_ALPN",
 ]
 
@@ -1096,3 +1097,59 @@ def handshake(conn):
 def session_reused(conn):
     """Whether the handshake resumed a session (SSL_session_reused; pyOpenSSL has no wrapper)."""
     return bool(_lib.SSL_session_reused(conn._ssl))
+
+
+class TLSStream:
+    """A finished TLS connection with a socket's face, for connection code written for plain
+    sockets: ``recv`` returns b"" at EOF (close_notify or not), raises BlockingIOError when it
+    would block (either way round: TLS may need to write to read), OSError on a failure;
+    ``send`` likewise. ``conn`` is the pyOpenSSL Connection (option, SNI, peer certificate)."""
+
+    __slots__ = ("conn", "sock", "_recv", "_send", "_pending")
+
+    def __init__(self, conn, sock):
+        self.conn = conn
+        self.sock = sock
+        self._recv = conn.recv
+        self._send = conn.send
+        self._pending = conn.pending
+
+    def fileno(self):
+        return self.sock.fileno()
+
+    def recv(self, n):
+        try:
+            data = self._recv(n)
+            # One SSL_read returns one record at most: take what OpenSSL already decrypted, so
+            # nothing waits in its buffer while epoll (which only sees the socket) stays quiet.
+            while len(data) < n and self._pending():
+                data += self._recv(n - len(data))
+            return data
+        except (SSL.WantReadError, SSL.WantWriteError):
+            raise BlockingIOError() from None
+        except SSL.ZeroReturnError:
+            return b""
+        except SSL.SysCallError as exc:
+            if exc.args and exc.args[0] == -1:     # EOF without close_notify
+                return b""
+            raise OSError(exc.args[0] if exc.args else 0, str(exc)) from None
+        except SSL.Error as exc:
+            raise OSError(0, "TLS read failed: %s" % _ssl_error_text(exc)) from None
+
+    def send(self, data):
+        try:
+            return self._send(data)
+        except (SSL.WantWriteError, SSL.WantReadError):
+            raise BlockingIOError() from None
+        except SSL.SysCallError as exc:
+            raise OSError(exc.args[0] if exc.args else 0, str(exc)) from None
+        except SSL.Error as exc:
+            raise OSError(0, "TLS write failed: %s" % _ssl_error_text(exc)) from None
+
+    def close(self):
+        try:
+            # Go's tls.Conn.Close sends close_notify; best effort, never blocking.
+            self.conn.shutdown()
+        except (SSL.Error, OSError):
+            pass
+        self.sock.close()

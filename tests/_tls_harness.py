@@ -91,6 +91,7 @@ class _Conn:
         self.sock = sock
         self.tls = None
         self.state = self.SNIFF
+        self.stream = None
         self.buf = b""
         self.out = b""
         self.registered = selectors.EVENT_READ
@@ -103,7 +104,10 @@ class _Conn:
             self.server.sel.unregister(self.sock)
         except (KeyError, ValueError):
             pass
-        self.sock.close()
+        if self.stream is not None:
+            self.stream.close()
+        else:
+            self.sock.close()
 
     def want(self, events):
         if events != self.registered:
@@ -137,18 +141,16 @@ class _Conn:
             if want == tls.WANT_WRITE:
                 return self.want(selectors.EVENT_WRITE)
             self.state = self.REQUEST
+            self.stream = tls.TLSStream(self.tls, self.sock)
             self.want(selectors.EVENT_READ)
         if self.out:
             return self._flush()
+        # From here on the connection is used as a plain socket would be (what the worker does).
         try:
-            data = self.tls.recv(65536)
-        except SSL.WantReadError:
-            return self.want(selectors.EVENT_READ)
-        except SSL.WantWriteError:
-            return self.want(selectors.EVENT_WRITE)
-        except (SSL.ZeroReturnError, SSL.SysCallError):
-            return self.close()
-        except SSL.Error as exc:
+            data = self.stream.recv(65536)
+        except BlockingIOError:
+            return
+        except OSError as exc:
             return self.close("read failed: %s" % exc)
         if not data:
             return self.close()
@@ -161,12 +163,10 @@ class _Conn:
 
     def _flush(self):
         try:
-            n = self.tls.send(self.out)
-        except SSL.WantWriteError:
+            n = self.stream.send(self.out)
+        except BlockingIOError:
             return self.want(selectors.EVENT_WRITE)
-        except SSL.WantReadError:
-            return self.want(selectors.EVENT_READ)
-        except SSL.Error:
+        except OSError:
             return self.close()
         self.out = self.out[n:]
         self.want(selectors.EVENT_WRITE if self.out else selectors.EVENT_READ)
@@ -180,6 +180,10 @@ class _Conn:
                 host = value.strip()
         host_only = host.rsplit(":", 1)[0] if not host.endswith("]") else host
         config = self.server.config
+        target = lines[0].split(" ")[1] if " " in lines[0] else "/"
+        if target.startswith("/big/"):
+            body = b"0123456789abcdef" * (int(target[5:]) // 16)
+            return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
         if config.is_misdirected(self.tls, host_only):
             body = b"Misdirected Request\n"
             return (b"HTTP/1.1 421 Misdirected Request\r\nContent-Length: %d\r\n\r\n%s"

@@ -326,3 +326,13 @@ def test_keep_alive_requests_after_handshake(ca, rsa_leaf):
             for _ in range(20):
                 status, body = get(conn, "a.example.com")
                 assert status == 200 and body["option"] == "default"
+
+
+def test_large_responses_cross_partial_tls_writes(ca, rsa_leaf):
+    config = serve(ca, rsa_leaf, {})
+    with Server(config) as srv:
+        with connect(srv.port, client_context(ca), "a.example.com") as conn:
+            for size in (16 * 1024 * 1024, 1024, 5 * 1024 * 1024 + 16):
+                status, body = get(conn, "a.example.com", "/big/%d" % size)
+                assert status == 200 and len(body) == size // 16 * 16
+                assert body[:32] == "0123456789abcdef" * 2
