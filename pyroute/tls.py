@@ -827,14 +827,29 @@ class TLSConfig:
         """Compile the dynamic configuration's ``tls`` section and the TLS routers of
         ``entry_point`` (all routers when None) into a TLSConfig. A router without
         ``entryPoints`` belongs to ``default_entry_points`` (to every entry point when None)."""
-        self = cls()
+        return cls.build_entry_points(dynamic_tls, routers, [entry_point],
+                                      default_entry_points)[entry_point]
+
+    @classmethod
+    def build_entry_points(cls, dynamic_tls, routers, entry_points, default_entry_points=None):
+        """One TLSConfig per entry point name, sharing the certificate store and the option
+        contexts (built once); each has its own host -> option association, as Traefik builds
+        one per entry point. Errors about the shared parts are on the first one only."""
+        shared = cls()
         dynamic_tls = dynamic_tls or {}
-        self._build_store(dynamic_tls)
-        self._build_options(dynamic_tls.get("options") or {})
-        self._associate_hosts(routers or {}, entry_point, default_entry_points)
-        for err in self.errors:
-            (log.warning if err.severity == "warning" else log.error)("%s", err.render())
-        return self
+        shared._build_store(dynamic_tls)
+        shared._build_options(dynamic_tls.get("options") or {})
+        configs = {}
+        for i, name in enumerate(entry_points):
+            config = cls()
+            config.store = shared.store
+            config.options = shared.options
+            config.errors = list(shared.errors) if i == 0 else []
+            config._associate_hosts(routers or {}, name, default_entry_points)
+            for err in config.errors:
+                (log.warning if err.severity == "warning" else log.error)("%s", err.render())
+            configs[name] = config
+        return configs
 
     def _error(self, message, severity="error", **where):
         self.errors.append(ConfigError(message, severity=severity, **where))

@@ -310,3 +310,14 @@ def test_parse_domains_minimal_extraction():
         "a.com", "b.com"]
     assert tls.parse_domains("Host(`x.com`, `y.com`)") == ["x.com", "y.com"]
     assert tls.parse_domains("PathPrefix(`/`)") == []
+
+
+def test_entry_points_share_contexts_but_not_host_maps(leaf):
+    routers = {"a": dict(router("Host(`a.example.com`)", "foo"), entryPoints=["one"]),
+               "b": dict(router("Host(`a.example.com`)", "bar"), entryPoints=["two"])}
+    configs = tls.TLSConfig.build_entry_points(
+        {"certificates": [certificate_entry(leaf)], "options": {"foo": {}, "bar": {}}},
+        routers, ["one", "two"])
+    assert configs["one"].host_options == {"a.example.com": "foo"}
+    assert configs["two"].host_options == {"a.example.com": "bar"}   # no conflict across EPs
+    assert configs["one"].options["foo"].base is configs["two"].options["foo"].base
