@@ -34,7 +34,6 @@ import hashlib
 import ipaddress
 import logging
 import os
-import re
 import socket
 
 from cryptography import x509
@@ -44,7 +43,8 @@ from cryptography.x509.oid import NameOID
 from OpenSSL import SSL, crypto
 from OpenSSL._util import lib as _lib  # SSL_CTX_set1_curves_list has no public wrapper
 
-from .errors import ConfigError
+from . import rules
+from .errors import ConfigError, RuleSyntaxError
 
 __all__ = [
     "TLSConfig", "TLSRefused", "TLSOption", "CertificateStore", "Certificate",
@@ -768,22 +768,6 @@ def _ssl_error_text(exc):
 # --------------------------------------------------------------------------------------------
 # Host -> option association
 
-# Minimal Host() extraction until pyroute.rules.parse_domains (branch `rules`) is on main: the
-# arguments of every Host matcher, lower-cased, as Traefik's ParseDomains (tree.ParseMatchers
-# ["Host"]) returns them. TODO(rules): replace with pyroute.rules.parse_domains.
-_HOST_CALL = re.compile(r"(?<![A-Za-z0-9_])Host\s*\(([^)]*)\)")
-_QUOTED = re.compile(r"`([^`]*)`|\"((?:[^\"\\]|\\.)*)\"")
-
-
-def parse_domains(rule):
-    domains = []
-    for call in _HOST_CALL.finditer(rule or ""):
-        for m in _QUOTED.finditer(call.group(1)):
-            value = m.group(1) if m.group(1) is not None else m.group(2)
-            domains.append(value.lower())
-    return domains
-
-
 def _qualified_option(ref, options):
     """The key in ``tls.options`` a router's ``tls.options`` reference designates, or None.
 
@@ -940,7 +924,15 @@ class TLSConfig:
                             "resolvers yet: ACME comes later); the router is served with the "
                             "certificates of the store, else the default certificate" % resolver,
                             kind="Router", name=rname, field="tls.certResolver")
-            for host in parse_domains(router.get("rule", "")):
+            try:
+                # Traefik httpmuxer.ParseDomains: the (non-negated) Host names, lower-cased.
+                hosts = rules.parse_domains(router.get("rule") or "",
+                                            router.get("ruleSyntax") or "v3")
+            except RuleSyntaxError as exc:
+                self._error("invalid rule %s, error: %s" % (router.get("rule"), exc.message),
+                            kind="Router", name=rname, field="rule")
+                continue
+            for host in hosts:
                 claims.setdefault(host, {}).setdefault(oname, rname)
         for host, by_option in claims.items():
             if len(by_option) == 1:

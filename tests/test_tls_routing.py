@@ -304,20 +304,14 @@ def test_client_closing_before_hello_is_refused(leaf):
     server.close()
 
 
-def test_parse_domains_minimal_extraction():
-    # Stand-in for pyroute.rules.parse_domains until the rules module lands.
-    assert tls.parse_domains("Host(`A.com`) && !Host(\"b.com\") || HostRegexp(`c`)") == [
-        "a.com", "b.com"]
-    assert tls.parse_domains("Host(`x.com`, `y.com`)") == ["x.com", "y.com"]
-    assert tls.parse_domains("PathPrefix(`/`)") == []
-
-
-def test_entry_points_share_contexts_but_not_host_maps(leaf):
-    routers = {"a": dict(router("Host(`a.example.com`)", "foo"), entryPoints=["one"]),
-               "b": dict(router("Host(`a.example.com`)", "bar"), entryPoints=["two"])}
-    configs = tls.TLSConfig.build_entry_points(
-        {"certificates": [certificate_entry(leaf)], "options": {"foo": {}, "bar": {}}},
-        routers, ["one", "two"])
-    assert configs["one"].host_options == {"a.example.com": "foo"}
-    assert configs["two"].host_options == {"a.example.com": "bar"}   # no conflict across EPs
-    assert configs["one"].options["foo"].base is configs["two"].options["foo"].base
+def test_hosts_come_from_the_rule_language(leaf):
+    config = build(leaf, {
+        "neg": router("Host(`a.example.com`) && !Host(`b.example.com`)", "foo"),
+        "v2": dict(router("Host(`c.example.com`, `d.example.com`)", "bar"), ruleSyntax="v2"),
+        "bad": router("Host(`e.example.com`", "foo"),
+    })
+    assert config.host_options == {"a.example.com": "foo", "c.example.com": "bar",
+                                   "d.example.com": "bar"}
+    (err,) = config.errors
+    assert (err.name, err.field) == ("bad", "rule")
+    assert err.message.startswith("invalid rule Host(`e.example.com`, error:")
