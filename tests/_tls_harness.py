@@ -24,12 +24,12 @@ from pyroute import tls
 class Server:
     """Serve ``config`` (a TLSConfig) on 127.0.0.1 in a background thread."""
 
-    def __init__(self, config):
+    def __init__(self, config, port=0):
         self.config = config
         self.refusals = []            # reasons of connections closed by TLSRefused
         self.listener = socket.socket()
         self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.listener.bind(("127.0.0.1", 0))
+        self.listener.bind(("127.0.0.1", port))
         self.listener.listen(64)
         self.listener.setblocking(False)
         self.port = self.listener.getsockname()[1]
