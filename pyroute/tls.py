@@ -633,14 +633,12 @@ class TLSOption:
                 # The CA names the client is told to pick a certificate for (Go: ClientCAs).
                 ctx.add_client_ca(ca)
             ctx.set_verify(self.verify_mode, _accept_any if self.verify_any else None)
-        # Sessions: a per-option session id context, so a session is only resumed under the
-        # option it was made with; tickets unless disableSessionTickets (which, as in Go, turns
-        # resumption off altogether: no stateful cache either).
+        # Sessions: resumption by tickets only, as Go (hence Traefik) has no server-side session
+        # cache: TLS 1.2 tickets and TLS 1.3 stateless tickets, unless disableSessionTickets,
+        # which turns resumption off altogether. The session id context is per option, so a
+        # session is only resumed under the option it was made with.
         ctx.set_session_id(self._session_id)
-        if self.tickets:
-            ctx.set_session_cache_mode(SSL.SESS_CACHE_SERVER)
-        else:
-            ctx.set_session_cache_mode(SSL.SESS_CACHE_OFF)
+        ctx.set_session_cache_mode(SSL.SESS_CACHE_OFF)
         if self.alpn:
             ctx.set_alpn_select_callback(self._select_alpn)
         if cert is not None:
