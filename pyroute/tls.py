@@ -1031,6 +1031,13 @@ class TLSConfig:
         server_name = raw.decode("ascii", "replace").strip() if raw else ""
         return misdirected(self.host_options, server_name, host)
 
+    def misdirected_request(self, server_name, host):
+        """The 421 check for a request on a TLS connection: ``server_name`` is the connection's
+        SNI (``TLSStream.server_name``), ``host`` the raw Host header (bytes, port included)."""
+        if not self.host_options:
+            return False          # nothing maps to an option: every name is "default"
+        return misdirected(self.host_options, server_name, _host_without_port(host))
+
     def served_certificate(self, conn):
         """The Certificate the handshake presented (after it completed)."""
         return conn.get_app_data().certificate
@@ -1044,6 +1051,19 @@ def misdirected(host_options, server_name, host):
         return False
     return (_find_option(host_options, host, True)
             != _find_option(host_options, server_name, False))
+
+
+def _host_without_port(raw):
+    # Traefik snicheck getHost: net.SplitHostPort(req.Host), else req.Host as it is.
+    host = raw.decode("latin-1") if isinstance(raw, (bytes, bytearray)) else (raw or "")
+    if host.startswith("["):
+        end = host.find("]")
+        if end > 0 and host[end + 1:end + 2] == ":":
+            return host[1:end]
+        return host
+    if host.count(":") == 1:
+        return host.split(":", 1)[0]
+    return host
 
 
 def _find_option(host_options, host, fqdn):
@@ -1110,11 +1130,15 @@ class TLSStream:
     would block (either way round: TLS may need to write to read), OSError on a failure;
     ``send`` likewise. ``conn`` is the pyOpenSSL Connection (option, SNI, peer certificate)."""
 
-    __slots__ = ("conn", "sock", "_recv", "_send", "_pending")
+    __slots__ = ("conn", "sock", "server_name", "option", "_recv", "_send", "_pending")
 
     def __init__(self, conn, sock):
         self.conn = conn
         self.sock = sock
+        raw = conn.get_servername()
+        # Go's req.TLS.ServerName: the SNI as sent (Traefik's SNICheck trims it), "" if none.
+        self.server_name = raw.decode("ascii", "replace").strip() if raw else ""
+        self.option = conn.get_app_data().option.name    # the TLS option it was made with
         self._recv = conn.recv
         self._send = conn.send
         self._pending = conn.pending

@@ -315,3 +315,14 @@ def test_hosts_come_from_the_rule_language(leaf):
     (err,) = config.errors
     assert (err.name, err.field) == ("bad", "rule")
     assert err.message.startswith("invalid rule Host(`e.example.com`, error:")
+
+
+def test_misdirected_request_takes_the_raw_host_header(leaf):
+    config = build(leaf, {"a": router("Host(`a.example.com`)", "foo")})
+    assert config.misdirected_request("", b"a.example.com:8443")
+    assert config.misdirected_request("other.example.com", b"a.example.com")
+    assert not config.misdirected_request("a.example.com", b"A.EXAMPLE.COM:443")
+    assert not config.misdirected_request("x.example.com", b"[::1]:443")
+    assert not config.misdirected_request("x.example.com", b"")
+    empty = build(leaf, {})
+    assert not empty.misdirected_request("", b"a.example.com")
