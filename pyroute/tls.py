@@ -32,7 +32,6 @@ non-blocking selectors loop: :meth:`TLSConfig.accept` peeks the ClientHello (wai
 import datetime
 import hashlib
 import ipaddress
-import logging
 import os
 import socket
 
@@ -52,8 +51,6 @@ __all__ = [
     "TLSStream",
     "DEFAULT_OPTION", "DEFAULT_GENERATED_CN", "SERVED_ALPN",
 ]
-
-log = logging.getLogger("pyroute.tls")
 
 DEFAULT_OPTION = "default"          # Traefik: DefaultTLSConfigName
 DEFAULT_STORE = "default"           # Traefik: DefaultTLSStoreName
@@ -816,7 +813,8 @@ class TLSConfig:
     def build_entry_points(cls, dynamic_tls, routers, entry_points, default_entry_points=None):
         """One TLSConfig per entry point name, sharing the certificate store and the option
         contexts (built once); each has its own host -> option association, as Traefik builds
-        one per entry point. Errors about the shared parts are on the first one only."""
+        one per entry point. Errors about the shared parts are on the first one only; they are
+        returned, not logged: the caller reports them with the rest of the configuration's."""
         shared = cls()
         dynamic_tls = dynamic_tls or {}
         shared._build_store(dynamic_tls)
@@ -828,8 +826,6 @@ class TLSConfig:
             config.options = shared.options
             config.errors = list(shared.errors) if i == 0 else []
             config._associate_hosts(routers or {}, name, default_entry_points)
-            for err in config.errors:
-                (log.warning if err.severity == "warning" else log.error)("%s", err.render())
             configs[name] = config
         return configs
 
