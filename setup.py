@@ -47,8 +47,8 @@ def _extensions():
 
 _stage_pxd()
 setup(
-    # find_packages cannot discover pyroute._engine (its sources are in engine/, mapped by
-    # package-dir); without it a non-editable install would lack engine/*.py, *.pxd and *.pyi.
+    # pyroute._engine lives in engine/ (package-dir in pyproject.toml): find_packages looks for
+    # a pyroute/_engine folder and would leave it out, so it is named here.
     packages=find_packages(include=["pyroute", "pyroute.*"]) + ["pyroute._engine"],
     ext_modules=cythonize(
         _extensions(),

@@ -1,0 +1,308 @@
+"""Objects -> Traefik's dynamic configuration, as Traefik's Kubernetes CRD provider builds it.
+
+Mirrors traefik/traefik ``pkg/provider/kubernetes/crd/kubernetes.go`` and
+``kubernetes_http.go``, then the checks Traefik's runtime does when it wires routers. The
+Resolver is assembled from one part per concern:
+
+- this module: the object store and IngressRoute -> routers (loadIngressRouteConfiguration,
+  makeMiddlewareKeys, multi-layer parentRefs);
+- ``services``: Service/EndpointSlice -> servers, TraefikService trees, ServersTransports;
+- ``middlewares``: Middleware objects; ``tlsconfig``: TLSOption/TLSStore/certificates;
+- ``secrets``: Secret and ConfigMap data; ``checks``: status and errors after the build.
+
+Where Traefik logs an error and skips a route, pyroute keeps the router in the output with
+``"status": "disabled"`` and its ``"error"`` list (Traefik's runtime API shape), and records a
+ConfigError pointing at the field; everything else is still served.
+"""
+from .checks import ChecksMixin
+from .common import RefError, is_namespace_allowed
+from .labels import matches, parse_selector
+from .middlewares import MiddlewaresMixin
+from .names import PROVIDER, SEPARATOR, make_id, make_service_key, normalize, qualified
+from .secrets import SecretsMixin
+from .services import ServicesMixin
+from .tlsconfig import TLSMixin
+
+__all__ = ["resolve", "RouteSource", "RefError"]
+
+
+class RouteSource:
+    """Where a router came from: the IngressRoute and the index of its route."""
+
+    __slots__ = ("obj", "index")
+
+    def __init__(self, obj, index):
+        self.obj = obj
+        self.index = index
+
+    @property
+    def path(self):
+        return ("spec", "routes", self.index)
+
+
+class Store:
+    """The objects of one load, indexed as Traefik's Kubernetes client serves them."""
+
+    def __init__(self, objects, crd):
+        self.by_kind = {}
+        self.slices = {}              # (namespace, service name) -> [EndpointSlice]
+        selector = parse_selector(crd.label_selector)
+        namespaces = set(crd.namespaces)
+        self.duplicates = []
+        for obj in objects:
+            if namespaces and obj.namespace not in namespaces:
+                continue
+            if selector and obj.api_version.startswith("traefik.") and not matches(
+                    selector, obj.metadata.get("labels")):
+                continue
+            table = self.by_kind.setdefault(obj.kind, {})
+            key = (obj.namespace, obj.name)
+            if key in table:
+                prev = table[key]
+                self.duplicates.append(obj.error(
+                    "%s %s is defined again (first at %s:%s); the later definition is used, "
+                    "as kubectl apply would" % (obj.kind, obj.ref, prev.file, prev.line),
+                    severity="warning"))
+            table[key] = obj
+        for obj in self.by_kind.get("EndpointSlice", {}).values():
+            svc = (obj.metadata.get("labels") or {}).get("kubernetes.io/service-name")
+            if svc:
+                self.slices.setdefault((obj.namespace, svc), []).append(obj)
+
+    def get(self, kind, namespace, name):
+        return self.by_kind.get(kind, {}).get((namespace, name))
+
+    def all(self, kind):
+        return list(self.by_kind.get(kind, {}).values())
+
+
+class Resolver(SecretsMixin, ServicesMixin, MiddlewaresMixin, TLSMixin, ChecksMixin):
+    """One load: objects in, Traefik's dynamic configuration and ConfigErrors out."""
+
+    def __init__(self, objects, static):
+        self.static = static
+        self.crd = static.providers_crd
+        self.store = Store(objects, self.crd)
+        self.errors = list(self.store.duplicates)
+        self.http = {"routers": {}, "services": {}, "middlewares": {}, "serversTransports": {}}
+        self.tls = {"options": {}, "stores": {}, "certificates": []}
+        self.tls_configs = {}         # "ns/secret" -> certificate dict
+        self.router_sources = {}      # qualified router name -> RouteSource
+        self.service_sources = {}     # qualified service name -> (obj, path)
+        self.middleware_sources = {}  # qualified middleware name -> obj
+        self.ingress_routers = {}     # (ns, name) of IngressRoute -> [qualified router names]
+        self._servers_cache = {}
+        self._current = None
+
+    def err(self, obj, message, path=(), severity="error"):
+        e = obj.error(message, tuple(path), severity=severity)
+        self.errors.append(e)
+        return e
+
+    def should_process(self, obj):
+        wanted = self.crd.ingress_class
+        cls = obj.spec.get("ingressClassName") or (obj.metadata.get("annotations") or {}).get(
+            "kubernetes.io/ingress.class", "")
+        # Traefik shouldProcessIngress
+        return wanted == cls or (not wanted and cls in ("", "traefik"))
+
+    def ingress_routes(self):
+        for obj in sorted(self.store.all("IngressRoute"), key=lambda o: (o.namespace, o.name)):
+            if not self.should_process(obj):
+                continue
+            self.ingress_route(obj)
+
+    def ingress_route(self, obj):
+        self._current = obj
+        spec = obj.spec
+        ns = obj.namespace
+        tls = spec.get("tls")
+        if tls is not None and tls.get("secretName"):
+            key = ns + "/" + tls["secretName"]
+            if key not in self.tls_configs:
+                try:
+                    cert, priv = self.certificate_blocks(ns, tls["secretName"])
+                    self.tls_configs[key] = {"certFile": cert, "keyFile": priv}
+                except RefError as e:
+                    self.err(obj, "Error configuring TLS: " + e.message,
+                             ("spec", "tls", "secretName"))
+        names = self.ingress_routers.setdefault((ns, obj.name), [])
+        for i, route in enumerate(spec.get("routes") or ()):
+            rpath = ("spec", "routes", i)
+            match = route.get("match") or ""
+            if route.get("kind") not in (None, "", "Rule"):
+                self.err(obj, "Unsupported match kind: %s. Only \"Rule\" is supported for now."
+                         % route.get("kind"), rpath + ("kind",))
+                continue
+            if not match:
+                self.err(obj, "Empty match rule", rpath + ("match",))
+                continue
+            rname = normalize(make_id(ns, make_service_key(match, obj.name)))
+            qname = qualified(rname)
+            errors = []
+            router = {}
+            eps = list(spec.get("entryPoints") or ())
+            router["entryPoints"] = eps
+            mds = []
+            try:
+                mds = self.middleware_keys(ns, route.get("middlewares") or (), rpath)
+            except RefError as e:
+                errors.append(("Failed to create middleware keys: " + e.message, e.path))
+            if mds:
+                router["middlewares"] = [qualified(m) for m in mds]
+            service_name = rname
+            services = route.get("services") or []
+            try:
+                if len(services) > 1:
+                    self.add_service(service_name, self.build_services_lb(
+                        ns, services, None, service_name, rpath + ("services",)),
+                        (obj, rpath + ("services",)))
+                elif len(services) == 1:
+                    full, lb = self.name_and_service(ns, services[0], rpath + ("services", 0))
+                    if lb is not None:
+                        self.add_service(service_name, lb, (obj, rpath + ("services", 0)))
+                    else:
+                        service_name = full
+                else:
+                    service_name = None
+            except RefError as e:
+                errors.append((e.message, e.path))
+            if service_name is not None:
+                router["service"] = service_name
+            router["rule"] = match
+            if route.get("priority"):
+                router["priority"] = route["priority"]
+            if route.get("syntax"):
+                router["ruleSyntax"] = route["syntax"]
+            if tls is not None:
+                rtls = {}
+                if tls.get("certResolver"):
+                    rtls["certResolver"] = tls["certResolver"]
+                if tls.get("domains"):
+                    rtls["domains"] = tls["domains"]
+                opts = tls.get("options") or {}
+                if opts.get("name"):
+                    oname = opts["name"]
+                    ons = opts.get("namespace") or ""
+                    if SEPARATOR not in oname:
+                        ons = ons or ns
+                        oname = make_id(ons, oname)
+                    elif ons:
+                        self.err(obj, "Namespace %r is ignored in cross-provider context" % ons,
+                                 ("spec", "tls", "options", "namespace"), "warning")
+                    if SEPARATOR not in opts["name"] and not is_namespace_allowed(
+                            self.crd.allow_cross_namespace, ns, ons):
+                        errors.append(("TLSOption %s/%s is not in the IngressRoute namespace %s"
+                                       % (ons, opts["name"], ns),
+                                       ("spec", "tls", "options", "namespace")))
+                    else:
+                        rtls["options"] = oname
+                router["tls"] = rtls
+            obs = dict(route.get("observability") or {})
+            for k in ("accessLogs", "metrics", "tracing"):
+                obs.setdefault(k, True)   # Traefik applyDefaultObservabilityModel
+            obs.setdefault("traceVerbosity", "minimal")
+            router["observability"] = obs
+            self.router_sources[qname] = RouteSource(obj, i)
+            names.append(qname)
+            self.set_router(qname, router, obj, errors)
+
+    def set_router(self, qname, router, obj, errors):
+        router["status"] = "enabled"
+        if qname in self.http["routers"]:
+            self.err(obj, "router %s is produced twice (same IngressRoute name and rule); the "
+                     "later one replaces the earlier, as in Traefik" % qname,
+                     self.router_sources[qname].path + ("match",), "warning")
+        self.http["routers"][qname] = router
+        for message, path in errors:
+            self.disable(router, message)
+            src = self.router_sources[qname]
+            self.err(obj, message, src.path + tuple(path) if path and path[0] != "spec"
+                     else tuple(path) or src.path)
+
+    @staticmethod
+    def disable(entry, message):
+        entry["status"] = "disabled"
+        entry.setdefault("error", [])
+        if message not in entry["error"]:
+            entry["error"].append(message)
+
+    def middleware_keys(self, ns, middlewares, rpath):
+        mds = []
+        for k, mi in enumerate(middlewares):
+            name = mi.get("name", "")
+            mpath = rpath + ("middlewares", k)
+            if not self.crd.allow_cross_namespace and name.endswith(SEPARATOR + PROVIDER):
+                raise RefError("invalid reference to middleware %s: with crossnamespace "
+                               "disallowed, the namespace field needs to be explicitly specified"
+                               % name, mpath + ("name",))
+            if SEPARATOR in name:
+                if mi.get("namespace") and self._current is not None:
+                    self.err(self._current, "namespace %r is ignored in cross-provider context"
+                             % mi["namespace"], mpath + ("namespace",), "warning")
+                mds.append(name)
+                continue
+            mns = ns
+            if mi.get("namespace"):
+                if not is_namespace_allowed(self.crd.allow_cross_namespace, ns, mi["namespace"]):
+                    raise RefError("middleware %s/%s is not in the IngressRoute namespace %s"
+                                   % (mi["namespace"], name, ns), mpath + ("namespace",))
+                mns = mi["namespace"]
+            mds.append(normalize(make_id(mns, name)))
+        return mds
+
+    def parent_refs(self):
+        """Multi-layer routing: a child IngressRoute's routers name their parents' routers."""
+        for obj in self.store.all("IngressRoute"):
+            refs = obj.spec.get("parentRefs")
+            if not refs or not self.should_process(obj):
+                continue
+            parents = []
+            problems = []
+            for k, ref in enumerate(refs):
+                pns = ref.get("namespace") or obj.namespace
+                path = ("spec", "parentRefs", k)
+                if not is_namespace_allowed(self.crd.allow_cross_namespace, obj.namespace, pns):
+                    problems.append(("parent IngressRoute %s/%s is not in the namespace %s (set "
+                                     "allowCrossNamespace to allow it)"
+                                     % (pns, ref.get("name"), obj.namespace), path))
+                    continue
+                names = self.ingress_routers.get((pns, ref.get("name")))
+                if names is None:
+                    problems.append(("parent IngressRoute %s/%s does not exist"
+                                     % (pns, ref.get("name")), path + ("name",)))
+                    continue
+                parents.extend(names)
+            if obj.spec.get("entryPoints"):
+                self.err(obj, "a child IngressRoute (with parentRefs) must not set entryPoints: "
+                         "it inherits its parents'", ("spec", "entryPoints"), "warning")
+            for qname in self.ingress_routers.get((obj.namespace, obj.name), ()):
+                router = self.http["routers"][qname]
+                router["parentRefs"] = parents
+                router.pop("entryPoints", None) if not obj.spec.get("entryPoints") else None
+                for message, path in problems:
+                    self.disable(router, message)
+            for message, path in problems:
+                self.err(obj, message, path)
+
+    def run(self):
+        self._current = None
+        self.tls_stores()
+        self.tls_options()
+        self.middlewares()
+        self.ingress_routes()
+        self.parent_refs()
+        self.traefik_services()
+        self.servers_transports()
+        self.certificates()
+        self.check_services()
+        self.check_middlewares()
+        self.check_routers()
+        return {"http": self.http, "tls": self.tls}
+
+
+def resolve(objects, static):
+    """(dynamic, errors, resolver) for already-validated objects."""
+    r = Resolver(objects, static)
+    dynamic = r.run()
+    return dynamic, r.errors, r

@@ -1,0 +1,173 @@
+"""Validating objects against the CRDs' OpenAPI schemas (and the core kinds pyroute reads).
+
+Traefik kinds use the JSON schemas generated from Traefik's CRD definitions by
+``scripts/gen_schemas.py`` (package data ``pyroute/schemas/*.json``). Core kinds (Service,
+Endpoints, EndpointSlice, Secret, ConfigMap) are checked against the small schemas below, which
+cover only the fields pyroute reads and let everything else through.
+"""
+import json
+from importlib import resources
+
+import fastjsonschema
+import jsonschema
+
+__all__ = ["validate"]
+
+_INT_OR_STRING = {"anyOf": [{"type": "integer"}, {"type": "string"}]}
+_STR = {"type": "string"}
+_BOOL = {"type": "boolean"}
+_STRMAP = {"type": "object", "additionalProperties": {"type": "string"}}
+
+CORE = {
+    "Service": {"type": "object", "properties": {"spec": {"type": "object", "properties": {
+        "type": {"enum": ["ClusterIP", "NodePort", "LoadBalancer", "ExternalName"]},
+        "clusterIP": _STR,
+        "externalName": _STR,
+        "ports": {"type": "array", "items": {"type": "object", "required": ["port"],
+                                             "properties": {
+                                                 "name": _STR,
+                                                 "port": {"type": "integer", "minimum": 1,
+                                                          "maximum": 65535},
+                                                 "targetPort": _INT_OR_STRING,
+                                                 "nodePort": {"type": "integer"},
+                                                 "protocol": {"enum": ["TCP", "UDP", "SCTP"]}}}},
+    }}}},
+    "Endpoints": {"type": "object", "properties": {"subsets": {"type": "array", "items": {
+        "type": "object", "properties": {
+            "addresses": {"type": "array", "items": {"type": "object", "required": ["ip"],
+                                                     "properties": {"ip": _STR}}},
+            "notReadyAddresses": {"type": "array", "items": {
+                "type": "object", "required": ["ip"], "properties": {"ip": _STR}}},
+            "ports": {"type": "array", "items": {"type": "object", "required": ["port"],
+                                                 "properties": {"name": _STR,
+                                                                "port": {"type": "integer"}}}},
+        }}}}},
+    "EndpointSlice": {"type": "object", "required": ["addressType"], "properties": {
+        "addressType": {"enum": ["IPv4", "IPv6", "FQDN"]},
+        "endpoints": {"type": "array", "items": {"type": "object", "required": ["addresses"],
+                                                 "properties": {
+            "addresses": {"type": "array", "items": _STR, "minItems": 1},
+            "conditions": {"type": "object", "properties": {
+                "ready": _BOOL, "serving": _BOOL, "terminating": _BOOL}}}}},
+        "ports": {"type": "array", "items": {"type": "object", "properties": {
+            "name": _STR, "port": {"type": "integer"}, "protocol": _STR}}},
+    }},
+    "Secret": {"type": "object", "properties": {"type": _STR, "data": _STRMAP,
+                                                "stringData": _STRMAP}},
+    "ConfigMap": {"type": "object", "properties": {"data": _STRMAP}},
+}
+
+_schemas = {}
+_validators = {}
+_gates = {}
+
+
+def _schema(kind):
+    schema = _schemas.get(kind)
+    if schema is None:
+        if kind in CORE:
+            schema = CORE[kind]
+        else:
+            text = resources.files("pyroute").joinpath("schemas", kind + ".json").read_text()
+            schema = json.loads(text)
+        _schemas[kind] = schema
+    return schema
+
+
+def _validator(kind):
+    """jsonschema's validator: the reference, and the source of every error message."""
+    v = _validators.get(kind)
+    if v is None:
+        schema = _schema(kind)
+        cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft7Validator)
+        v = _validators[kind] = cls(schema)
+    return v
+
+
+def _gate(kind):
+    """fastjsonschema's compiled check of the same schema: a fast "valid?" for the common case.
+
+    It only decides that an object is valid; whenever it objects, jsonschema re-checks and
+    words the errors (tests/test_manifests_schema.py checks the two agree).
+    """
+    g = _gates.get(kind)
+    if g is None:
+        g = _gates[kind] = fastjsonschema.compile(_schema(kind), use_formats=False)
+    return g
+
+
+def _describe(err):
+    """(path tuple, message) for one jsonschema error, worded for a manifest author."""
+    path = tuple(err.absolute_path)
+    v = err.validator
+    if v == "additionalProperties":
+        extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
+        if extra:
+            known = ", ".join(sorted(err.schema.get("properties", {})))
+            return path + (extra[0],), "unknown field %r (known: %s)" % (extra[0], known)
+    if v == "required":
+        missing = err.message.split("'")[1] if "'" in err.message else err.message
+        return path + (missing,), "required field is missing"
+    if v == "type":
+        expected = err.validator_value
+        if isinstance(expected, list):
+            expected = " or ".join(expected)
+        return path, "expected %s, got %s" % (_a(expected), _json_type(err.instance))
+    if v == "anyOf" and err.schema.get("anyOf") == _INT_OR_STRING["anyOf"]:
+        return path, "expected an integer or a string, got %s" % _json_type(err.instance)
+    if v == "enum":
+        return path, "must be one of %s (got %r)" % (
+            ", ".join(repr(x) for x in err.validator_value), err.instance)
+    if v == "pattern":
+        comment = _comment(err)
+        return path, comment or "%r does not match %s" % (err.instance, err.validator_value)
+    if v == "not" and "required" in (err.validator_value or {}):
+        return path, _comment(err) or "fields %s cannot be used together" % (
+            " and ".join(err.validator_value["required"]))
+    if v in ("minimum", "maximum"):
+        return path, "%r is out of range (%s %s)" % (err.instance, v, err.validator_value)
+    return path, err.message
+
+
+def _comment(err):
+    # CEL rules translated by gen_schemas.py carry Kubernetes' message as $comment.
+    return err.schema.get("$comment") if isinstance(err.schema, dict) else None
+
+
+def _a(t):
+    return {"integer": "an integer", "object": "a mapping", "array": "a list",
+            "string": "a string", "boolean": "true or false", "number": "a number"}.get(t, t)
+
+
+def _json_type(x):
+    if isinstance(x, bool):
+        return "a boolean"
+    if isinstance(x, int):
+        return "an integer"
+    if isinstance(x, float):
+        return "a number"
+    if isinstance(x, str):
+        return "a string %r" % x if len(x) < 40 else "a string"
+    if isinstance(x, list):
+        return "a list"
+    if isinstance(x, dict):
+        return "a mapping"
+    if x is None:
+        return "null"
+    return type(x).__name__
+
+
+def validate(obj):
+    """ConfigErrors for everything in ``obj`` (a K8sObject) its schema refuses (empty if valid)."""
+    try:
+        _gate(obj.kind)(obj.body)
+        return []
+    except fastjsonschema.JsonSchemaException:
+        pass
+    v = _validator(obj.kind)
+    errs = []
+    for err in v.iter_errors(obj.body):
+        path, msg = _describe(err)
+        errs.append(obj.error(msg, path))
+    errs.sort(key=lambda e: (e.line or 0, e.field or ""))
+    return errs
