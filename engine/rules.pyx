@@ -229,6 +229,16 @@ cdef list _lex(bytes src):
     cdef unsigned char c
     cdef Py_ssize_t end = 0
     toks = []
+    # Go's scanner: NUL is an illegal character anywhere, a byte order mark is skipped at the
+    # very start and illegal elsewhere.
+    j = src.find(b"\x00")
+    if j >= 0:
+        raise _Err("illegal character NUL", j)
+    if src.startswith(b"\xef\xbb\xbf"):
+        i = 3
+    j = src.find(b"\xef\xbb\xbf", i)
+    if j >= 0:
+        raise _Err("illegal byte order mark", j)
     while True:
         # blanks and comments; a newline (or a comment holding one) ends an operand
         while i < n:
