@@ -1809,6 +1809,8 @@ cdef class RouteTable:
         cdef Bucket* bk
         cdef unsigned long long h
         cdef Py_ssize_t j
+        if self.by_rank != NULL:
+            raise TypeError("RouteTable is immutable: build a new one")
         default_syntax = _check_syntax(syntax)
         self.names = []
         self.priorities = []

@@ -174,6 +174,13 @@ def test_bad_rule_names_its_router():
     assert info.value.router == "broken"
 
 
+def test_table_cannot_be_rebuilt_in_place():
+    t = table(("a", "Path(`/`)", 0))
+    with pytest.raises(TypeError):
+        t.__init__([("b", "Path(`/b`)", 0)])
+    assert t.match(path="/") == "a"
+
+
 def test_table_introspection():
     t = table(("b", "Path(`/`)", 0), ("a", "PathPrefix(`/x`)", 0))
     assert len(t) == 2
