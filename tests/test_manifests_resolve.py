@@ -325,8 +325,7 @@ def test_traefik_service_trees(tmp_path):
                      {"name": "default-mirror", "weight": 1}],
         "sticky": {"cookie": {"name": "lb", "path": "/"}}}
     assert svcs["default-mirror@kubernetescrd"]["mirroring"] == {
-        "service": "default-v1-80", "mirrors": [{"name": "default-v2-80", "percent": 10}],
-        "mirrorBody": True}
+        "service": "default-v1-80", "mirrors": [{"name": "default-v2-80", "percent": 10}]}
     assert svcs["default-hrw@kubernetescrd"]["highestRandomWeight"]["services"] == [
         {"name": "default-v1-80", "weight": 10}, {"name": "default-v2-80", "weight": 20}]
     assert svcs["default-fo@kubernetescrd"]["failover"] == {
