@@ -8,7 +8,8 @@ from rules_oracle import LinearTable
 HOSTS = ["a.example", "b.example", "c.example", "A.example.", "x.a.example"]
 ATOMS = (
     ["Host(`%s`)" % h for h in HOSTS]
-    + ["Host(`*.example`)", "Host(`*`)", "HostRegexp(`^b`)", "PathPrefix(`/`)",
+    + ["Host(`*.example`)", "Host(`*.A.example.`)", "Host(`*`)", "Host(`**.example`)",
+       "HostRegexp(`^b`)", "PathPrefix(`/`)",
        "PathPrefix(`/x`)", "Path(`/x`)", "Path(`/x/y`)", "Method(`GET`)", "Method(`POST`)",
        "Header(`X-A`, `1`)", "Query(`q`, `1`)", "ClientIP(`10.0.0.0/8`)"]
 )
@@ -32,7 +33,7 @@ route_sets = st.lists(
 requests = st.fixed_dictionaries({
     "method": st.sampled_from(["GET", "POST"]),
     "host": st.sampled_from(HOSTS + ["b.example:80", "X.A.example", "z.example", "a.example.",
-                                     "[::1]:80", None]),
+                                     "[::1]:80", "y.x.a.example", ".a.example", None]),
     "path": st.sampled_from(["/", "/x", "/x/y", "/z", "http://c.example/x"]),
     "query": st.sampled_from(["", "q=1", "q=2&q=1"]),
     "headers": st.sampled_from([[], [("x-a", "1")], [("X-A", "2")]]),
