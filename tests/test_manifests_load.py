@@ -38,6 +38,7 @@ def test_folders_are_read_recursively_with_yaml_yml_json_and_multi_documents(tmp
     rc = load(tmp_path)
     assert errors(rc) == []
     assert sorted(p.split("/")[-1] for p in rc.sources) == ["mw.json", "route.yml", "svc.yaml"]
+    assert rc.paths == (str(tmp_path),)
     assert len(rc.dynamic["http"]["routers"]) == 1
     assert "default-strip@kubernetescrd" in rc.dynamic["http"]["middlewares"]
 
