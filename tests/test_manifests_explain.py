@@ -208,11 +208,16 @@ spec:
     - match: Host(`b.example.com`)
       syntax: v4
       services: [{name: whoami, port: 80}]
+    - match: Host(`c.example.com`)
+      priority: 9223372036854774900
+      services: [{name: whoami, port: 80}]
 """, service("whoami"))
     rc = load(tmp_path)
     errs = [e.render() for e in rc.errors if e.severity == "error"]
     assert any("spec.routes[0].match: invalid rule" in e for e in errs), errs
     assert any("spec.routes[1].match: invalid rule syntax 'v4'" in e for e in errs), errs
+    assert any("spec.routes[2].priority: the router priority 9223372036854774900 exceeds the "
+               "max user-defined priority" in e for e in errs), errs
     assert all(r["status"] == "disabled" for r in rc.dynamic["http"]["routers"].values())
 
 

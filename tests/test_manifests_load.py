@@ -38,6 +38,7 @@ def test_folders_are_read_recursively_with_yaml_yml_json_and_multi_documents(tmp
     rc = load(tmp_path)
     assert errors(rc) == []
     assert sorted(p.split("/")[-1] for p in rc.sources) == ["mw.json", "route.yml", "svc.yaml"]
+    assert rc.paths == (str(tmp_path),)
     assert len(rc.dynamic["http"]["routers"]) == 1
     assert "default-strip@kubernetescrd" in rc.dynamic["http"]["middlewares"]
 
@@ -188,10 +189,20 @@ ports: [{name: http, port: 8080}]
 endpoints:
   - addresses: ["10.0.0.1"]
     conditions: {ready: yes}
+---
+apiVersion: traefik.io/v1alpha1
+kind: Middleware
+metadata: {name: dated}
+spec:
+  headers:
+    customRequestHeaders: {X-Since: 2024-01-01}
 """, ROUTE)
     rc = load(tmp_path)
     assert errors(rc) == []
     assert len(rc.dynamic["http"]["routers"]) == 1
+    # an unquoted date is a string, as Kubernetes reads it
+    assert rc.dynamic["http"]["middlewares"]["default-dated@kubernetescrd"]["headers"] == {
+        "customRequestHeaders": {"X-Since": "2024-01-01"}}
 
 
 # -- the fast schema gate agrees with jsonschema -----------------------------------------------

@@ -325,8 +325,7 @@ def test_traefik_service_trees(tmp_path):
                      {"name": "default-mirror", "weight": 1}],
         "sticky": {"cookie": {"name": "lb", "path": "/"}}}
     assert svcs["default-mirror@kubernetescrd"]["mirroring"] == {
-        "service": "default-v1-80", "mirrors": [{"name": "default-v2-80", "percent": 10}],
-        "mirrorBody": True}
+        "service": "default-v1-80", "mirrors": [{"name": "default-v2-80", "percent": 10}]}
     assert svcs["default-hrw@kubernetescrd"]["highestRandomWeight"]["services"] == [
         {"name": "default-v1-80", "weight": 10}, {"name": "default-v2-80", "weight": 20}]
     assert svcs["default-fo@kubernetescrd"]["failover"] == {
@@ -716,3 +715,38 @@ def test_missing_servers_transport_disables_the_service(tmp_path):
     assert any("spec.routes[0].services[0].serversTransport: service default-app-"
                in e and "servers transport 'default-nope@kubernetescrd' not found" in e
                for e in errors(rc))
+
+
+def test_dump_is_json_and_deterministic(tmp_path):
+    import json
+    write(tmp_path, "a.yaml", route(), route(name="b", match="Host(`b.example.com`)"),
+          service("whoami"), TRAEFIK_SERVICES.split("---\n")[0].replace(
+              "      - {name: mirror, kind: TraefikService, weight: 1}\n", ""),
+          service("v1"))
+    first = json.dumps(load(tmp_path).dynamic, sort_keys=False)
+    assert json.dumps(load(tmp_path).dynamic, sort_keys=False) == first
+
+
+def test_route_entries_split_tls_plain_and_children(tmp_path):
+    from pyroute.manifests.routing import route_entries
+    write(tmp_path, "a.yaml", route(), route(name="sec", match="Host(`s.example.com`)").replace(
+        "  entryPoints: [web]\n", "  entryPoints: [web]\n  tls: {}\n"), """\
+apiVersion: traefik.io/v1alpha1
+kind: IngressRoute
+metadata: {name: child}
+spec:
+  parentRefs: [{name: app}]
+  routes:
+    - match: PathPrefix(`/c`)
+      priority: 7
+      syntax: v2
+      services: [{name: whoami, port: 80}]
+""", service("whoami"))
+    rc = load(tmp_path)
+    app, _ = router(rc, "default", "app", "Host(`a.example.com`)")
+    sec, _ = router(rc, "default", "sec", "Host(`s.example.com`)")
+    child, _ = router(rc, "default", "child", "PathPrefix(`/c`)")
+    assert route_entries(rc, "web", False) == [(app, "Host(`a.example.com`)", 0, "")]
+    assert route_entries(rc, "web", True) == [(sec, "Host(`s.example.com`)", 0, "")]
+    assert route_entries(rc, "websecure", False) == []
+    assert route_entries(rc, "web", False, parent=app) == [(child, "PathPrefix(`/c`)", 7, "v2")]

@@ -38,6 +38,7 @@ class RuntimeConfig:
     dynamic: dict                        # Traefik's dynamic configuration shape (JSON-able)
     errors: tuple = ()                   # ConfigError, severity "error" or "warning"
     sources: tuple = ()                  # files read (for the reload watcher)
+    paths: tuple = ()                    # files/folders searched: a new file there counts too
     router_sources: dict = field(default_factory=dict, repr=False)  # router -> RouteSource
 
     @property
@@ -95,7 +96,8 @@ def load(paths=(), static=None):
     errors = _dedupe(errors)
     errors.sort(key=lambda e: (str(e.file or ""), e.line or 0))
     return RuntimeConfig(static=static, dynamic=dynamic, errors=tuple(errors),
-                         sources=tuple(files), router_sources=resolver.router_sources)
+                         sources=tuple(files), paths=tuple(all_paths),
+                         router_sources=resolver.router_sources)
 
 
 def _dedupe(errors):

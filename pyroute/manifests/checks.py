@@ -5,7 +5,7 @@ with the reason (Traefik's router manager); services and chains referring to mis
 parts are disabled too, and reference cycles are refused.
 """
 from .names import qualified
-from .rulecheck import check_rule
+from .rulecheck import check_priority, check_rule
 from .tlsconfig import DEFAULT_TLS
 
 __all__ = ["ChecksMixin"]
@@ -128,6 +128,9 @@ class ChecksMixin:
             rule_error = check_rule(router["rule"], router.get("ruleSyntax", ""))
             if rule_error is not None:
                 problems.append((rule_error, ("match",)))
+            prio_error = check_priority(router.get("priority", 0))
+            if prio_error is not None:
+                problems.append((prio_error, ("priority",)))
             for message, path in problems:
                 if message in router.get("error", ()):
                     continue

@@ -332,7 +332,8 @@ class ServicesMixin:
                 entry["percent"] = mirror["percent"]
             mirrors.append(entry)
         out = {"service": main, "mirrors": mirrors}
-        out["mirrorBody"] = m.get("mirrorBody", True)
+        if m.get("mirrorBody") is not None:   # absent: Traefik's default (true)
+            out["mirrorBody"] = m["mirrorBody"]
         if m.get("maxBodySize") is not None:
             out["maxBodySize"] = m["maxBodySize"]
         return {"mirroring": out}

@@ -65,6 +65,10 @@ class _Loader(_Loader):
         return tag
 
 
+# Kubernetes reads YAML as JSON (sigs.k8s.io/yaml): an unquoted date stays a string.
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", lambda loader, node: node.value)
+
+
 class _Fallback(Exception):
     """The document uses a YAML feature the fast constructor leaves to PyYAML (merge keys...)."""
 
