@@ -1,6 +1,8 @@
 """Fuzzing with hypothesis: arbitrary and mutated bytes never crash the codec, and the codec
 accepts exactly what the plain-Python rule oracle accepts (same status when it refuses, same
 fields when it accepts). The long campaign is scripts/fuzz_http1.py."""
+import os
+
 import h11
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -11,7 +13,8 @@ from pyroute.errors import HttpParseError
 import http1_oracle as oracle
 from test_http1_differential import requests
 
-SETTINGS = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# HTTP1_FUZZ_EXAMPLES raises the number of examples for long runs outside the suite
+SETTINGS = settings(max_examples=int(os.environ.get("HTTP1_FUZZ_EXAMPLES", 400)), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # bytes that matter to HTTP/1.1 framing, plus a few whole snippets that steer into the rules
 ATOMS = [b"\r", b"\n", b"\r\n", b" ", b"\t", b"\x00", b"\x0b", b"\x7f", b"\xff", b":", b",", b";",
