@@ -137,11 +137,48 @@ def test_valid_chunked_bodies_decode(data, step):
 # ---- responses: never crash, never accept what the rules refuse ------------------------------------
 
 valid_response = st.sampled_from([
+    b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 5\r\nConnection: keep-alive, x\r\n\r\n",
+    b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n",
+    b"HTTP/1.1 100 Continue\r\n\r\n",
+    b"HTTP/1.1 200\r\nServer: x\r\n\r\n",
     b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n",
     b"HTTP/1.1 204 No Content\r\n\r\n",
     b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
     b"HTTP/1.0 304 Not Modified\r\nETag: x\r\n\r\n",
     b"HTTP/1.1 500 Oops\r\nTransfer-Encoding: chunked\r\nX-A: 1\r\n\r\n"])
+
+
+def pyroute_response(raw, head_request, **limits):
+    try:
+        r = http1.ResponseParser(**limits).parse(bytearray(raw), 0, head_request)
+    except HttpParseError as e:
+        return "error", e.status
+    return oracle.NEED if r is None else ("ok", r)
+
+
+def assert_response_same_as_oracle(raw, head_request, **limits):
+    kind, got = pyroute_response(raw, head_request, **limits)
+    okind, want = oracle.parse_response(raw, 0, head_request, **limits)
+    assert kind == okind, (raw, got, want)
+    if kind == "error":
+        assert got == want == 502
+    elif kind == "ok":
+        assert (got.status, got.reason, got.version, got.headers, got.content_length, got.framing,
+                got.keep_alive, got.upgrade, got.head_length) == tuple(
+            want[k] for k in ("status", "reason", "version", "headers", "content_length", "framing",
+                              "keep_alive", "upgrade", "head_length")), raw
+
+
+@SETTINGS
+@given(st.one_of(mutated(valid_response), st.binary(max_size=200)), st.booleans())
+def test_responses_match_the_rules(raw, head_request):
+    assert_response_same_as_oracle(raw, head_request)
+
+
+@SETTINGS
+@given(mutated(valid_response), st.booleans(), st.integers(16, 80), st.integers(16, 200), st.integers(1, 6))
+def test_responses_with_small_limits(raw, head_request, max_line, max_head, max_fields):
+    assert_response_same_as_oracle(raw, head_request, max_line=max_line, max_head=max_head, max_fields=max_fields)
 
 
 @SETTINGS
