@@ -1,0 +1,1180 @@
+"""TLS termination with pyOpenSSL, as Traefik v3 does it for HTTPS routers.
+
+What this module mirrors, and where in Traefik it comes from:
+
+- TLS options (``tls.options``) become one pyOpenSSL context per option
+  (``pkg/tls/tlsmanager.go`` buildTLSConfig): minVersion/maxVersion, cipherSuites (Go's names,
+  ``pkg/tls/cipher.go``, mapped to OpenSSL's), curvePreferences (``CurveIDs``), clientAuth (CA
+  bundles + the five Go ``ClientAuthType`` values), sniStrict, alpnProtocols,
+  disableSessionTickets. An option that fails to build is *broken*: connections whose server name
+  maps to it are closed (Traefik's ``brokenTLSRouter``), never served with weaker settings.
+- The certificate store (``pkg/tls/certificate_store.go``): certificates from ``tls.certificates``
+  (Secrets), the ``default`` TLSStore's ``defaultCertificate``, else a self-signed certificate
+  generated at start (CN ``TRAEFIK DEFAULT CERT``, ``pkg/tls/generate``). Selection by SNI: exact
+  names and wildcards by Traefik's ``matchDomain``, the best match being the greatest matching
+  name; no SNI -> the local IP address is the name; no match -> default certificate, or a failed
+  handshake when the option is ``sniStrict``.
+- Host -> TLS option association (``pkg/server/router/tcp/manager.go`` buildEntryPointHandler):
+  the ``Host`` domains of every TLS router map to the router's option; a host claimed by two
+  different options maps to ``default`` (the seed's "Conflicting TLS Options"). The option of a
+  connection is picked from the SNI *before* the handshake, as Traefik does by peeking the
+  ClientHello (``pkg/server/router/tcp/router.go`` clientHelloInfo): that is what lets every option
+  field (protocol versions and curves included) apply exactly.
+- The 421 rule (``pkg/middlewares/snicheck``): a request whose Host header maps to another TLS
+  option than its SNI does is answered 421 Misdirected Request.
+
+Connections are socket-backed ``OpenSSL.SSL.Connection`` objects in accept state, made for a
+non-blocking selectors loop: :meth:`TLSConfig.accept` peeks the ClientHello (waiting with
+``SO_RCVLOWAT`` when it has not fully arrived, so a level-triggered selector does not spin),
+:func:`handshake` drives the handshake step by step, and reads/writes raise
+``SSL.WantReadError``/``SSL.WantWriteError`` where a plain socket raises ``BlockingIOError``.
+"""
+import datetime
+import hashlib
+import ipaddress
+import os
+import socket
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import NameOID
+from OpenSSL import SSL, crypto
+from OpenSSL._util import lib as _lib  # SSL_CTX_set1_curves_list has no public wrapper
+
+from . import rules
+from .errors import ConfigError, RuleSyntaxError
+
+__all__ = [
+    "TLSConfig", "TLSRefused", "TLSOption", "CertificateStore", "Certificate",
+    "handshake", "parse_client_hello", "is_tls_record_start", "session_reused", "misdirected",
+    "TLSStream",
+    "DEFAULT_OPTION", "DEFAULT_GENERATED_CN", "SERVED_ALPN",
+]
+
+DEFAULT_OPTION = "default"          # Traefik: DefaultTLSConfigName
+DEFAULT_STORE = "default"           # Traefik: DefaultTLSStoreName
+DEFAULT_GENERATED_CN = "TRAEFIK DEFAULT CERT"   # Traefik: generate.DefaultDomain
+
+# Application protocols pyroute speaks. Traefik's default is h2, http/1.1, acme-tls/1; pyroute
+# never advertises a protocol it cannot serve (no HTTP/2, no ACME TLS-ALPN yet).
+SERVED_ALPN = ("http/1.1",)
+
+# Traefik: MinVersion / MaxVersion maps (pkg/tls/tls.go).
+VERSIONS = {
+    "VersionTLS10": SSL.TLS1_VERSION,
+    "VersionTLS11": SSL.TLS1_1_VERSION,
+    "VersionTLS12": SSL.TLS1_2_VERSION,
+    "VersionTLS13": SSL.TLS1_3_VERSION,
+}
+_VERSION_NAMES = {
+    SSL.TLS1_VERSION: "TLSv1", SSL.TLS1_1_VERSION: "TLSv1.1",
+    SSL.TLS1_2_VERSION: "TLSv1.2", SSL.TLS1_3_VERSION: "TLSv1.3",
+}
+
+# Traefik's cipher suite names (Go's crypto/tls constants, pkg/tls/cipher.go) -> OpenSSL names.
+# None: accepted as Traefik accepts it, but has no TLS 1.2 cipher behind it: TLS 1.3 suites are
+# not configurable (Go ignores them; OpenSSL's TLS 1.3 defaults are Go's set) and
+# TLS_FALLBACK_SCSV is a signal OpenSSL always honours.
+CIPHER_SUITES = {
+    "TLS_RSA_WITH_RC4_128_SHA": "RC4-SHA",
+    "TLS_RSA_WITH_3DES_EDE_CBC_SHA": "DES-CBC3-SHA",
+    "TLS_RSA_WITH_AES_128_CBC_SHA": "AES128-SHA",
+    "TLS_RSA_WITH_AES_256_CBC_SHA": "AES256-SHA",
+    "TLS_RSA_WITH_AES_128_CBC_SHA256": "AES128-SHA256",
+    "TLS_RSA_WITH_AES_128_GCM_SHA256": "AES128-GCM-SHA256",
+    "TLS_RSA_WITH_AES_256_GCM_SHA384": "AES256-GCM-SHA384",
+    "TLS_ECDHE_ECDSA_WITH_RC4_128_SHA": "ECDHE-ECDSA-RC4-SHA",
+    "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA": "ECDHE-ECDSA-AES128-SHA",
+    "TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA": "ECDHE-ECDSA-AES256-SHA",
+    "TLS_ECDHE_RSA_WITH_RC4_128_SHA": "ECDHE-RSA-RC4-SHA",
+    "TLS_ECDHE_RSA_WITH_3DES_EDE_CBC_SHA": "ECDHE-RSA-DES-CBC3-SHA",
+    "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA": "ECDHE-RSA-AES128-SHA",
+    "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA": "ECDHE-RSA-AES256-SHA",
+    "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256": "ECDHE-ECDSA-AES128-SHA256",
+    "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256": "ECDHE-RSA-AES128-SHA256",
+    "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256": "ECDHE-RSA-AES128-GCM-SHA256",
+    "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256": "ECDHE-ECDSA-AES128-GCM-SHA256",
+    "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384": "ECDHE-RSA-AES256-GCM-SHA384",
+    "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384": "ECDHE-ECDSA-AES256-GCM-SHA384",
+    "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305": "ECDHE-RSA-CHACHA20-POLY1305",
+    "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256": "ECDHE-RSA-CHACHA20-POLY1305",
+    "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305": "ECDHE-ECDSA-CHACHA20-POLY1305",
+    "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256": "ECDHE-ECDSA-CHACHA20-POLY1305",
+    "TLS_AES_128_GCM_SHA256": None,
+    "TLS_AES_256_GCM_SHA384": None,
+    "TLS_CHACHA20_POLY1305_SHA256": None,
+    "TLS_FALLBACK_SCSV": None,
+}
+
+# Mozilla's "intermediate" TLS 1.2 list without the DHE suites (Go, hence Traefik, has no DHE):
+# the same set as Traefik's default cipher suites, in server-preference order.
+DEFAULT_CIPHERS = (
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+)
+
+# Traefik's DefaultTLSOptions (what the manifests layer fills in for an option that leaves the
+# fields out): Go's crypto/tls CipherSuites() and h2, http/1.1, acme-tls/1. An option carrying
+# exactly these lists is served with pyroute's safe defaults instead: Mozilla intermediate (Go's
+# list also has the ECDHE CBC-SHA suites, obsolete and flagged by scanners) and http/1.1.
+TRAEFIK_DEFAULT_CIPHER_SUITES = frozenset((
+    "TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256",
+    "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA", "TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA",
+    "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA", "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA",
+    "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256", "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+    "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256", "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+    "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
+    "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
+))
+TRAEFIK_DEFAULT_ALPN = ("h2", "http/1.1", "acme-tls/1")
+
+# Added to the default list only when an option allows TLS 1.0/1.1, which have no AEAD suite:
+# the ECDHE CBC-SHA suites that Go (hence Traefik) also enables by default.
+LEGACY_CIPHERS = (
+    "ECDHE-ECDSA-AES128-SHA:ECDHE-RSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA:ECDHE-RSA-AES256-SHA"
+)
+
+# Traefik: CurveIDs (Go's names and the RFC 8446 names) -> OpenSSL group names.
+CURVES = {
+    "secp256r1": "P-256", "CurveP256": "P-256",
+    "secp384r1": "P-384", "CurveP384": "P-384",
+    "secp521r1": "P-521", "CurveP521": "P-521",
+    "x25519": "X25519", "X25519": "X25519",
+    "x25519mlkem768": "X25519MLKEM768", "X25519MLKEM768": "X25519MLKEM768",
+    "secp256r1mlkem768": "SecP256r1MLKEM768", "SecP256r1MLKEM768": "SecP256r1MLKEM768",
+    "secp384r1mlkem1024": "SecP384r1MLKEM1024", "SecP384r1MLKEM1024": "SecP384r1MLKEM1024",
+}
+
+CLIENT_AUTH_TYPES = ("NoClientCert", "RequestClientCert", "RequireAnyClientCert",
+                     "VerifyClientCertIfGiven", "RequireAndVerifyClientCert")
+
+_OPTION_FIELDS = frozenset((
+    "minVersion", "maxVersion", "cipherSuites", "curvePreferences", "clientAuth", "sniStrict",
+    "alpnProtocols", "disableSessionTickets", "preferServerCipherSuites"))
+
+# A ClientHello record: 5-byte header + at most 2^14 bytes (RFC 8446 §5.1).
+_MAX_HELLO_RECORD = 5 + (1 << 14)
+
+
+class TLSRefused(Exception):
+    """A TLS connection that must be closed before (or instead of) a handshake; ``reason`` says
+    why, for the log (broken TLS option, strict SNI, client gone)."""
+
+    def __init__(self, reason):
+        super().__init__(reason)
+        self.reason = reason
+
+
+# --------------------------------------------------------------------------------------------
+# ClientHello peeking (first bytes of a connection, before any TLS state exists)
+
+def is_tls_record_start(first_byte):
+    """Whether a connection's first byte starts TLS: a handshake record (0x16), or 0x80, an
+    SSLv2-style hello, which Traefik also counts as TLS (and the handshake then refuses)."""
+    return first_byte == 0x16 or first_byte == 0x80
+
+
+def parse_client_hello(data):
+    """Read the SNI from the first TLS record of a connection.
+
+    Returns ``(complete, server_name)``: ``complete`` is False while the record announced by the
+    header has not fully arrived (``server_name`` is then the number of bytes needed, an int);
+    once complete, ``server_name`` is the lower-cased host name or None (no SNI, or a hello this
+    parser cannot read: such connections get the default option, as in Traefik, whose sniffing
+    handshake then fails the same way).
+    """
+    n = len(data)
+    if n < 5:
+        return False, 5
+    if data[0] != 0x16:
+        return True, None
+    need = 5 + ((data[3] << 8) | data[4])
+    if need > _MAX_HELLO_RECORD:
+        return True, None
+    if n < need:
+        return False, need
+    return True, _sni_from_handshake(memoryview(data)[5:need])
+
+
+def _sni_from_handshake(msg):
+    # RFC 8446 §4.1.2 ClientHello; RFC 6066 §3 server_name. Any inconsistency -> None.
+    if len(msg) < 4 or msg[0] != 1:
+        return None
+    body_len = (msg[1] << 16) | (msg[2] << 8) | msg[3]
+    end = 4 + body_len
+    if end > len(msg):
+        return None   # hello spans several records: Traefik's sniffer reads one record only
+    p = 4 + 2 + 32                                  # legacy_version, random
+    if p >= end:
+        return None
+    p += 1 + msg[p]                                 # legacy_session_id
+    if p + 2 > end:
+        return None
+    p += 2 + ((msg[p] << 8) | msg[p + 1])           # cipher_suites
+    if p >= end:
+        return None
+    p += 1 + msg[p]                                 # legacy_compression_methods
+    if p + 2 > end:
+        return None
+    ext_end = p + 2 + ((msg[p] << 8) | msg[p + 1])
+    p += 2
+    if ext_end > end:
+        return None
+    while p + 4 <= ext_end:
+        etype = (msg[p] << 8) | msg[p + 1]
+        elen = (msg[p + 2] << 8) | msg[p + 3]
+        p += 4
+        if p + elen > ext_end:
+            return None
+        if etype == 0:                               # server_name
+            q = p + 2                                # skip server_name_list length
+            stop = p + elen
+            while q + 3 <= stop:
+                ntype = msg[q]
+                nlen = (msg[q + 1] << 8) | msg[q + 2]
+                q += 3
+                if q + nlen > stop:
+                    return None
+                if ntype == 0:                       # host_name
+                    try:
+                        return canonical_domain(bytes(msg[q:q + nlen]).decode("ascii"))
+                    except UnicodeDecodeError:
+                        return None
+                q += nlen
+            return None
+        p += elen
+    return None
+
+
+def canonical_domain(name):
+    """Traefik's types.CanonicalDomain: trimmed and lower-cased."""
+    return name.strip().lower()
+
+
+# --------------------------------------------------------------------------------------------
+# Certificates and the store
+
+class Certificate:
+    """A certificate (with its chain) and its key, ready to be put in a context."""
+
+    __slots__ = ("leaf", "chain", "key", "names", "label")
+
+    def __init__(self, leaf, chain, key, names, label):
+        self.leaf = leaf          # cryptography x509.Certificate
+        self.chain = chain        # tuple of intermediates, leaf excluded, in PEM order
+        self.key = key            # cryptography private key
+        self.names = names        # tuple: CN, DNS SANs, IP SANs (lower-cased), Traefik's order
+        self.label = label        # what logs call it
+
+    @classmethod
+    def from_pem(cls, cert_pem, key_pem, label=""):
+        """Parse a PEM chain (leaf first) and its PEM key; ValueError says what is wrong."""
+        if isinstance(cert_pem, str):
+            cert_pem = cert_pem.encode()
+        if isinstance(key_pem, str):
+            key_pem = key_pem.encode()
+        if not cert_pem or not cert_pem.strip():
+            raise ValueError("certificate is empty")
+        if not key_pem or not key_pem.strip():
+            raise ValueError("key is empty")
+        try:
+            certs = x509.load_pem_x509_certificates(cert_pem)
+        except ValueError as exc:
+            raise ValueError("certificate is not valid PEM: %s" % exc) from None
+        try:
+            key = serialization.load_pem_private_key(key_pem, password=None)
+        except (ValueError, TypeError) as exc:
+            raise ValueError("key is not a valid unencrypted PEM private key: %s" % exc) from None
+        leaf = certs[0]
+        if leaf.public_key().public_bytes(
+                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo) != \
+                key.public_key().public_bytes(
+                    serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo):
+            raise ValueError("key does not match the certificate")
+        names = _certificate_names(leaf)
+        return cls(leaf, tuple(certs[1:]), key, names, label or (names[0] if names else "?"))
+
+
+def _certificate_names(cert):
+    # Traefik parseCertificate: CN first, then DNS SANs and IP SANs that differ from the CN.
+    names = []
+    cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    cn = cns[0].value if cns else ""
+    if cn:
+        names.append(cn.lower())
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        san = None
+    if san is not None:
+        for dns in san.get_values_for_type(x509.DNSName):
+            if dns != cn:
+                names.append(dns.lower())
+        for ip in san.get_values_for_type(x509.IPAddress):
+            if str(ip) != cn:
+                names.append(str(ip).lower())
+    return tuple(names)
+
+
+_generated_default = None
+
+
+def generated_default_certificate():
+    """The self-signed default certificate, generated once per process as Traefik does at
+    start (``pkg/tls/generate``): RSA 2048, CN ``TRAEFIK DEFAULT CERT``, one random
+    ``<hex>.<hex>.traefik.default`` DNS name, valid one year."""
+    global _generated_default
+    if _generated_default is None:
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        z = hashlib.sha256(os.urandom(100)).hexdigest()
+        domain = "%s.%s.traefik.default" % (z[:32], z[32:])
+        now = datetime.datetime.now(datetime.timezone.utc)
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, DEFAULT_GENERATED_CN)])
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(name).issuer_name(name)
+            .public_key(key.public_key())
+            .serial_number(int.from_bytes(os.urandom(16), "big"))
+            .not_valid_before(now).not_valid_after(now + datetime.timedelta(days=365))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            # Traefik sets keyEncipherment only; digitalSignature is added because ECDHE_RSA
+            # (every default suite) signs with the key, and strict clients check it.
+            .add_extension(x509.KeyUsage(
+                digital_signature=True, key_encipherment=True, content_commitment=False,
+                data_encipherment=False, key_agreement=False, key_cert_sign=False,
+                crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(domain)]), critical=False)
+            .sign(key, hashes.SHA256())
+        )
+        _generated_default = Certificate(cert, (), key, _certificate_names(cert),
+                                         "generated default certificate")
+    return _generated_default
+
+
+class CertificateStore:
+    """Traefik's CertificateStore for the ``default`` store: dynamic certificates by name, and
+    the default certificate."""
+
+    __slots__ = ("certificates", "default", "_by_name", "_cache")
+
+    _CACHE_MAX = 4096   # SNI -> certificate memo; cleared when full (SNIs are client-chosen)
+
+    def __init__(self, certificates, default):
+        self.certificates = tuple(certificates)
+        self.default = default
+        by_name = {}
+        for cert in self.certificates:
+            for name in cert.names:
+                # Traefik keeps the first certificate for a given set of names; for a single
+                # name shared by several certificates its map order decides. pyroute: the first
+                # one in configuration order, deterministically.
+                by_name.setdefault(name.rstrip("."), cert)
+        self._by_name = by_name
+        self._cache = {}
+
+    def best(self, server_name):
+        """The certificate Traefik's GetBestCertificate picks for this (canonical) server name,
+        or None when no certificate matches (the caller then serves the default one, or fails
+        under sniStrict)."""
+        try:
+            return self._cache[server_name]
+        except KeyError:
+            pass
+        best = None
+        best_name = None
+        by_name = self._by_name
+        # matchDomain: the name itself, then its labels replaced by '*' from the left, one more
+        # each time; among matching names the greatest one (sort.Strings, last) wins.
+        if server_name in by_name:
+            best, best_name = by_name[server_name], server_name
+        labels = server_name.split(".")
+        for i in range(len(labels)):
+            candidate = ".".join(["*"] * (i + 1) + labels[i + 1:])
+            cert = by_name.get(candidate)
+            if cert is not None and (best_name is None or candidate > best_name):
+                best, best_name = cert, candidate
+        if len(self._cache) >= self._CACHE_MAX:
+            self._cache.clear()
+        self._cache[server_name] = best
+        return best
+
+
+# --------------------------------------------------------------------------------------------
+# TLS options
+
+class _ConnInfo:
+    """What a TLS connection carries (``Connection.get_app_data()``)."""
+
+    __slots__ = ("option", "server_name", "local_ip", "refused", "certificate")
+
+    def __init__(self, option, server_name, local_ip):
+        self.option = option              # TLSOption the connection was made with
+        self.server_name = server_name    # SNI as peeked from the ClientHello (canonical) or None
+        self.local_ip = local_ip          # the name to match when the client sends no SNI
+        self.refused = None               # reason, when the SNI callback refused the handshake
+        self.certificate = None           # the Certificate served
+
+
+class TLSOption:
+    """One TLS option compiled into pyOpenSSL contexts: a base context per option (sessions,
+    ticket keys and the SNI callback live there) and one context per certificate served under
+    it, switched to by the SNI callback. ``error`` is set when the option is broken."""
+
+    __slots__ = ("name", "spec", "error", "min_version", "max_version", "ciphers",
+                 "curves", "verify_mode", "verify_any", "client_cas", "sni_strict", "alpn",
+                 "tickets", "store", "base", "_by_cert", "_refusing", "_session_id")
+
+    def __init__(self, name, spec, store):
+        self.name = name
+        self.spec = spec
+        self.store = store
+        self.error = None
+        self._by_cert = {}
+        self._refusing = None
+        self.base = None
+        self._session_id = hashlib.sha256(b"pyroute-tls-option\0" + name.encode()).digest()[:32]
+
+    # -- compile ------------------------------------------------------------------------------
+
+    def compile(self):
+        """Validate the spec; return the list of ConfigErrors (severity error makes the option
+        broken, warnings do not)."""
+        problems = []
+        spec = self.spec if isinstance(self.spec, dict) else {}
+
+        def err(field, message, severity="error"):
+            problems.append(ConfigError(message, kind="TLSOption", name=self.name, field=field,
+                                        severity=severity))
+
+        if not isinstance(self.spec, dict):
+            err(None, "must be a mapping, got %s" % type(self.spec).__name__)
+        for key in spec:
+            if key not in _OPTION_FIELDS:
+                err(key, "unknown field")
+
+        self.min_version = SSL.TLS1_2_VERSION   # Traefik default: VersionTLS12
+        self.max_version = 0                    # 0: the highest OpenSSL supports (TLS 1.3)
+        for field in ("minVersion", "maxVersion"):
+            value = spec.get(field)
+            if value in (None, ""):
+                continue
+            if value not in VERSIONS:
+                err(field, "unknown TLS version %r (expected one of %s)"
+                    % (value, ", ".join(VERSIONS)))
+                continue
+            if field == "minVersion":
+                self.min_version = VERSIONS[value]
+            else:
+                self.max_version = VERSIONS[value]
+        if self.max_version and self.max_version < self.min_version:
+            err("maxVersion", "maxVersion %s is below minVersion %s"
+                % (_VERSION_NAMES[self.max_version], _VERSION_NAMES[self.min_version]))
+
+        self.ciphers = DEFAULT_CIPHERS
+        suites = spec.get("cipherSuites")
+        if isinstance(suites, list) and frozenset(suites) == TRAEFIK_DEFAULT_CIPHER_SUITES:
+            suites = None
+        if suites is not None:
+            if not isinstance(suites, list):
+                err("cipherSuites", "must be a list of cipher suite names")
+            else:
+                names = []
+                for i, suite in enumerate(suites):
+                    if suite not in CIPHER_SUITES:
+                        # Traefik: "invalid CipherSuite: %s"
+                        err("cipherSuites[%d]" % i, "invalid CipherSuite: %s" % (suite,))
+                        continue
+                    ossl = CIPHER_SUITES[suite]
+                    if ossl is None:
+                        continue
+                    if not _cipher_available(ossl):
+                        err("cipherSuites[%d]" % i, "cipher suite %s (OpenSSL %s) is not available "
+                            "in this OpenSSL build (%s)" % (suite, ossl, _openssl_version()))
+                        continue
+                    if ossl not in names:
+                        names.append(ossl)
+                self.ciphers = ":".join(names) if names else None
+                if self.ciphers is None:
+                    # Only TLS 1.3 names (or an empty list): in Go no TLS 1.2 handshake can
+                    # succeed; OpenSSL cannot hold an empty TLS 1.2 list, so TLS 1.3 it is.
+                    if self.max_version and self.max_version < SSL.TLS1_3_VERSION:
+                        err("cipherSuites", "no cipher suite left for TLS 1.2 and below, and "
+                            "maxVersion forbids TLS 1.3: no handshake could succeed")
+                    self.min_version = SSL.TLS1_3_VERSION
+        if self.min_version < SSL.TLS1_2_VERSION and suites is None:
+            self.ciphers += ":" + LEGACY_CIPHERS
+        if self.min_version < SSL.TLS1_2_VERSION and self.ciphers:
+            # TLS 1.0/1.1 sign with SHA-1, which OpenSSL refuses above security level 0; the
+            # operator asked for these versions explicitly.
+            self.ciphers += ":@SECLEVEL=0"
+
+        self.curves = None
+        curves = spec.get("curvePreferences")
+        if curves is not None:
+            if not isinstance(curves, list):
+                err("curvePreferences", "must be a list of curve names")
+            else:
+                groups = []
+                for i, curve in enumerate(curves):
+                    group = CURVES.get(curve)
+                    if group is None:
+                        # Traefik: "invalid CurveID in curvePreferences: %s"
+                        err("curvePreferences[%d]" % i,
+                            "invalid CurveID in curvePreferences: %s" % (curve,))
+                    elif not _group_available(group):
+                        err("curvePreferences[%d]" % i, "curve %s (OpenSSL %s) is not available in "
+                            "this OpenSSL build (%s)" % (curve, group, _openssl_version()))
+                    elif group not in groups:
+                        groups.append(group)
+                if groups:
+                    self.curves = ":".join(groups)
+
+        self.verify_mode = SSL.VERIFY_NONE
+        self.verify_any = False
+        self.client_cas = ()
+        client_auth = spec.get("clientAuth") or {}
+        if not isinstance(client_auth, dict):
+            err("clientAuth", "must be a mapping")
+            client_auth = {}
+        for key in client_auth:
+            if key not in ("caFiles", "clientAuthType", "secretNames"):
+                err("clientAuth." + key, "unknown field")
+        cas = []
+        for i, pem in enumerate(client_auth.get("caFiles") or ()):
+            try:
+                if isinstance(pem, str):
+                    pem = pem.encode()
+                found = x509.load_pem_x509_certificates(pem)
+            except (ValueError, TypeError) as exc:
+                # Traefik: "invalid certificate(s) content"
+                err("clientAuth.caFiles[%d]" % i, "invalid certificate(s) content: %s" % exc)
+                continue
+            cas.extend(found)
+        self.client_cas = tuple(cas)
+        auth_type = client_auth.get("clientAuthType") or ""
+        if cas:
+            # Traefik: CA files alone mean RequireAndVerifyClientCert.
+            auth_type = auth_type or "RequireAndVerifyClientCert"
+        if auth_type:
+            if auth_type not in CLIENT_AUTH_TYPES:
+                err("clientAuth.clientAuthType", "unknown client auth type %r (expected one of %s)"
+                    % (auth_type, ", ".join(CLIENT_AUTH_TYPES)))
+            elif not cas and auth_type in ("VerifyClientCertIfGiven",
+                                           "RequireAndVerifyClientCert"):
+                err("clientAuth.clientAuthType",
+                    "invalid clientAuthType: %s, CAFiles is required" % auth_type)
+            elif auth_type == "RequestClientCert":
+                self.verify_mode, self.verify_any = SSL.VERIFY_PEER, True
+            elif auth_type == "RequireAnyClientCert":
+                self.verify_mode = SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT
+                self.verify_any = True
+            elif auth_type == "VerifyClientCertIfGiven":
+                self.verify_mode = SSL.VERIFY_PEER
+            elif auth_type == "RequireAndVerifyClientCert":
+                self.verify_mode = SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT
+
+        self.sni_strict = _flag(spec, "sniStrict", err)
+        self.tickets = not _flag(spec, "disableSessionTickets", err)
+
+        self.alpn = SERVED_ALPN
+        protos = spec.get("alpnProtocols")
+        if protos is not None and tuple(protos) != TRAEFIK_DEFAULT_ALPN:
+            if not isinstance(protos, list):
+                err("alpnProtocols", "must be a list of protocol names")
+            else:
+                served = []
+                for i, proto in enumerate(protos):
+                    if proto in SERVED_ALPN:
+                        if proto not in served:
+                            served.append(proto)
+                    else:
+                        err("alpnProtocols[%d]" % i, "%r is not spoken by pyroute (it serves %s); "
+                            "it is not advertised" % (proto, ", ".join(SERVED_ALPN)),
+                            severity="warning")
+                self.alpn = tuple(served)
+        self.alpn = tuple(p.encode() for p in self.alpn)
+
+        if any(p.severity == "error" for p in problems):
+            self.error = "; ".join(p.render() for p in problems if p.severity == "error")
+            return problems
+        try:
+            self.base = self._context(self.store.default, with_callback=True)
+        except (SSL.Error, ValueError) as exc:
+            self.error = "cannot build TLS context: %s" % (_ssl_error_text(exc),)
+            problems.append(ConfigError(self.error, kind="TLSOption", name=self.name))
+        return problems
+
+    def _context(self, cert, with_callback=False):
+        ctx = SSL.Context(SSL.TLS_SERVER_METHOD)
+        ctx.set_min_proto_version(self.min_version)
+        ctx.set_max_proto_version(self.max_version)
+        # Safe defaults whatever the option says: no compression (CRIME), no renegotiation,
+        # the server's cipher order.
+        options = SSL.OP_NO_COMPRESSION | SSL.OP_NO_RENEGOTIATION | SSL.OP_CIPHER_SERVER_PREFERENCE
+        if not self.tickets:
+            options |= SSL.OP_NO_TICKET
+        ctx.set_options(options)
+        ctx.set_mode(SSL.MODE_RELEASE_BUFFERS)   # idle keep-alive connections hold no buffers
+        if self.ciphers:
+            ctx.set_cipher_list(self.ciphers.encode())
+        if self.curves is not None:
+            if _lib.SSL_CTX_set1_curves_list(ctx._context, self.curves.encode()) != 1:
+                raise ValueError("OpenSSL refused curves %s" % self.curves)
+        if self.verify_mode != SSL.VERIFY_NONE:
+            store = ctx.get_cert_store()
+            for ca in self.client_cas:
+                store.add_cert(crypto.X509.from_cryptography(ca))
+            for ca in self.client_cas:
+                # The CA names the client is told to pick a certificate for (Go: ClientCAs).
+                ctx.add_client_ca(ca)
+            ctx.set_verify(self.verify_mode, _accept_any if self.verify_any else None)
+        # Sessions: resumption by tickets only, as Go (hence Traefik) has no server-side session
+        # cache: TLS 1.2 tickets and TLS 1.3 stateless tickets, unless disableSessionTickets,
+        # which turns resumption off altogether. The session id context is per option, so a
+        # session is only resumed under the option it was made with.
+        ctx.set_session_id(self._session_id)
+        ctx.set_session_cache_mode(SSL.SESS_CACHE_OFF)
+        if self.alpn:
+            ctx.set_alpn_select_callback(self._select_alpn)
+        if cert is not None:
+            ctx.use_certificate(cert.leaf)
+            for extra in cert.chain:
+                ctx.add_extra_chain_cert(extra)
+            ctx.use_privatekey(cert.key)
+            ctx.check_privatekey()
+        if with_callback:
+            ctx.set_tlsext_servername_callback(self._on_server_name)
+        return ctx
+
+    # -- handshake callbacks ------------------------------------------------------------------
+
+    def _select_alpn(self, conn, offered):
+        # Traefik/Go: when the client offers ALPN and nothing overlaps, the handshake fails
+        # (no_application_protocol alert).
+        for proto in self.alpn:
+            if proto in offered:
+                return proto
+        raise _NoALPNOverlap("no application protocol in common (client offered %s, pyroute "
+                             "serves %s)" % (b", ".join(offered).decode("ascii", "replace"),
+                                             b", ".join(self.alpn).decode()))
+
+    def _on_server_name(self, conn):
+        # Runs inside SSL_do_handshake; it must not raise (pyOpenSSL would print a traceback).
+        info = conn.get_app_data()
+        try:
+            raw = conn.get_servername()
+            if raw:
+                name = canonical_domain(raw.decode("ascii", "replace"))
+            else:
+                # Traefik: no SNI -> the local IP address is the name to match.
+                name = info.local_ip
+            cert = self.store.best(name) if name else None
+            if cert is None:
+                if self.sni_strict:
+                    info.refused = ("strict SNI enabled - No certificate found for domain: %r, "
+                                    "closing connection" % (name,))
+                    conn.set_context(self._refusing_context())
+                    return
+                cert = self.store.default
+            info.certificate = cert
+            if cert is not self.store.default:
+                conn.set_context(self.context_for(cert))
+        except Exception as exc:   # noqa: BLE001 - reported on the connection, never raised
+            info.refused = "TLS server name callback failed: %s" % (exc,)
+            try:
+                conn.set_context(self._refusing_context())
+            except Exception:   # noqa: BLE001
+                pass
+
+    def context_for(self, cert):
+        """The context serving ``cert`` under this option (built once, then reused)."""
+        ctx = self._by_cert.get(id(cert))
+        if ctx is None:
+            ctx = self._context(cert)
+            self._by_cert[id(cert)] = ctx
+        return ctx
+
+    def _refusing_context(self):
+        # Same option, no certificate: the handshake fails with a handshake_failure alert,
+        # which is how a refused server name ends (Traefik returns an error from GetCertificate).
+        if self._refusing is None:
+            self._refusing = self._context(None)
+        return self._refusing
+
+
+class _NoALPNOverlap(Exception):
+    pass
+
+
+def _accept_any(conn, cert, errno, depth, ok):
+    # RequestClientCert / RequireAnyClientCert: Go asks for a certificate but does not verify it.
+    return True
+
+
+def _flag(spec, field, err):
+    value = spec.get(field, False)
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        err(field, "must be true or false, got %r" % (value,))
+        return False
+    return value
+
+
+_availability = {}
+
+
+def _cipher_available(name):
+    key = ("cipher", name)
+    if key not in _availability:
+        try:
+            ctx = SSL.Context(SSL.TLS_SERVER_METHOD)
+            ctx.set_cipher_list((name + ":@SECLEVEL=0").encode())
+            listed = SSL.Connection(ctx, None).get_cipher_list()
+            _availability[key] = name in listed
+        except SSL.Error:
+            _availability[key] = False
+    return _availability[key]
+
+
+def _group_available(name):
+    key = ("group", name)
+    if key not in _availability:
+        ctx = SSL.Context(SSL.TLS_SERVER_METHOD)
+        ok = _lib.SSL_CTX_set1_curves_list(ctx._context, name.encode()) == 1
+        # A failed set leaves OpenSSL's error queue non-empty: drain it.
+        _lib.ERR_clear_error()
+        _availability[key] = ok
+    return _availability[key]
+
+
+def _openssl_version():
+    return SSL.OpenSSL_version(SSL.OPENSSL_VERSION).decode()
+
+
+def _ssl_error_text(exc):
+    if isinstance(exc, SSL.Error) and exc.args and isinstance(exc.args[0], list):
+        return "; ".join(":".join(str(x) for x in e if x) for e in exc.args[0]) or repr(exc)
+    return str(exc)
+
+
+# --------------------------------------------------------------------------------------------
+# Host -> option association
+
+def _qualified_option(ref, options):
+    """The key in ``tls.options`` a router's ``tls.options`` reference designates, or None.
+
+    Traefik: "" and "default" are the default option; any other name is qualified with the
+    router's provider (``provider.GetQualifiedName``), here ``@kubernetescrd`` when the config
+    keys carry provider suffixes.
+    """
+    if not ref or ref == DEFAULT_OPTION:
+        return DEFAULT_OPTION
+    if ref in options:
+        return ref
+    if "@" not in ref and ref + "@kubernetescrd" in options:
+        return ref + "@kubernetescrd"
+    if "@" in ref and ref.split("@", 1)[0] in options:
+        return ref.split("@", 1)[0]
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# The compiled TLS configuration of an entry point
+
+class TLSConfig:
+    """Everything TLS for one entry point, compiled once per configuration load.
+
+    ``errors`` lists ConfigErrors found while building (the configuration still serves: a broken
+    option closes only its hosts' connections). Attributes are read-only after build.
+    """
+
+    def __init__(self):
+        self.errors = []
+        self.options = {}            # option name -> TLSOption (default always present)
+        self.store = None            # CertificateStore
+        self.host_options = {}       # host (lower-case) -> option name, conflicts resolved
+        self.router_options = {}     # TLS router name -> option name it asked for
+        self._sni_options = {}       # host -> TLSOption, or a str: why its connections close
+
+    # -- build --------------------------------------------------------------------------------
+
+    @classmethod
+    def build(cls, dynamic_tls, routers, entry_point=None, default_entry_points=None):
+        """Compile the dynamic configuration's ``tls`` section and the TLS routers of
+        ``entry_point`` (all routers when None) into a TLSConfig. A router without
+        ``entryPoints`` belongs to ``default_entry_points`` (to every entry point when None)."""
+        return cls.build_entry_points(dynamic_tls, routers, [entry_point],
+                                      default_entry_points)[entry_point]
+
+    @classmethod
+    def build_entry_points(cls, dynamic_tls, routers, entry_points, default_entry_points=None):
+        """One TLSConfig per entry point name, sharing the certificate store and the option
+        contexts (built once); each has its own host -> option association, as Traefik builds
+        one per entry point. Errors about the shared parts are on the first one only; they are
+        returned, not logged: the caller reports them with the rest of the configuration's."""
+        shared = cls()
+        dynamic_tls = dynamic_tls or {}
+        shared._build_store(dynamic_tls)
+        shared._build_options(dynamic_tls.get("options") or {})
+        configs = {}
+        for i, name in enumerate(entry_points):
+            config = cls()
+            config.store = shared.store
+            config.options = shared.options
+            config.errors = list(shared.errors) if i == 0 else []
+            config._associate_hosts(routers or {}, name, default_entry_points)
+            configs[name] = config
+        return configs
+
+    def _error(self, message, severity="error", **where):
+        self.errors.append(ConfigError(message, severity=severity, **where))
+
+    def _build_store(self, dynamic_tls):
+        certs = []
+        for i, entry in enumerate(dynamic_tls.get("certificates") or ()):
+            label = "tls.certificates[%d]" % i
+            if not isinstance(entry, dict):
+                self._error("must be a mapping", kind="Certificate", name=label)
+                continue
+            try:
+                cert = Certificate.from_pem(entry.get("certFile"), entry.get("keyFile"),
+                                            label=label)
+            except ValueError as exc:
+                # Traefik: "Unable to append certificate ... to store", the rest still serves.
+                self._error(str(exc), kind="Certificate", name=label, field="certFile")
+                continue
+            stores = entry.get("stores") or [DEFAULT_STORE]
+            if DEFAULT_STORE not in stores:
+                self._error("stores %s: only the %r store is used (Traefik ignores the others); "
+                            "this certificate is not served" % (stores, DEFAULT_STORE),
+                            severity="warning", kind="Certificate", name=label, field="stores")
+                continue
+            certs.append(cert)
+        default = None
+        stores = dynamic_tls.get("stores") or {}
+        for name, spec in stores.items():
+            if name != DEFAULT_STORE:
+                self._error("only the %r TLS store is used; this one is ignored" % DEFAULT_STORE,
+                            severity="warning", kind="TLSStore", name=name)
+                continue
+            spec = spec or {}
+            if spec.get("defaultGeneratedCert"):
+                self._error("defaultGeneratedCert needs a certificate resolver (ACME), which "
+                            "pyroute does not have yet; using %s" % (
+                                "defaultCertificate" if spec.get("defaultCertificate")
+                                else "the generated default certificate"),
+                            severity="warning", kind="TLSStore", name=name,
+                            field="defaultGeneratedCert")
+            dc = spec.get("defaultCertificate")
+            if dc:
+                try:
+                    default = Certificate.from_pem(dc.get("certFile"), dc.get("keyFile"),
+                                                   label="TLSStore default certificate")
+                except (ValueError, AttributeError) as exc:
+                    # Traefik: "Error while creating certificate store" -> generated default.
+                    self._error("%s; serving the generated default certificate instead" % exc,
+                                kind="TLSStore", name=name, field="defaultCertificate")
+        if default is None:
+            default = generated_default_certificate()
+        self.store = CertificateStore(certs, default)
+
+    def _build_options(self, specs):
+        names = list(specs)
+        if DEFAULT_OPTION not in specs:
+            names.insert(0, DEFAULT_OPTION)
+        for name in names:
+            option = TLSOption(name, specs.get(name, {}), self.store)
+            self.errors.extend(option.compile())
+            self.options[name] = option
+
+    def _associate_hosts(self, routers, entry_point, default_entry_points):
+        # Traefik buildEntryPointHandler: tlsOptionsForHost (conflicts -> default) and
+        # tlsOptionsForHostSNI (every option seen per host, to report the conflict).
+        claims = {}
+        options = self.options
+        for rname, router in routers.items():
+            if not isinstance(router, dict) or router.get("tls") is None:
+                continue
+            # Traefik (GetRoutersByEntryPoints) associates every TLS router's hosts, disabled ones
+            # included: a router whose option is unknown still gets its hosts closed.
+            eps = router.get("entryPoints") or default_entry_points
+            if entry_point is not None and eps is not None and entry_point not in eps:
+                continue
+            tls = router["tls"] or {}
+            ref = tls.get("options") or ""
+            oname = _qualified_option(ref, options)
+            if oname is None:
+                # Traefik: "unknown TLS options: %s" -> the router's hosts are closed.
+                self._error("unknown TLS options: %s; TLS connections for this router's hosts "
+                            "are closed" % ref, kind="Router", name=rname, field="tls.options")
+                oname = ref
+            self.router_options[rname] = oname
+            resolver = tls.get("certResolver")
+            if resolver:
+                self._error("certificate resolver %r does not exist (pyroute has no certificate "
+                            "resolvers yet: ACME comes later); the router is served with the "
+                            "certificates of the store, else the default certificate" % resolver,
+                            kind="Router", name=rname, field="tls.certResolver")
+            try:
+                # Traefik httpmuxer.ParseDomains: the (non-negated) Host names, lower-cased.
+                hosts = rules.parse_domains(router.get("rule") or "",
+                                            router.get("ruleSyntax") or "v3")
+            except RuleSyntaxError as exc:
+                self._error("invalid rule %s, error: %s" % (router.get("rule"), exc.message),
+                            kind="Router", name=rname, field="rule")
+                continue
+            for host in hosts:
+                claims.setdefault(host, {}).setdefault(oname, rname)
+        for host, by_option in claims.items():
+            if len(by_option) == 1:
+                oname = next(iter(by_option))
+            else:
+                oname = DEFAULT_OPTION
+                for oname_claim, rname in by_option.items():
+                    self._error("found different TLS options for routers on the same host %s, so "
+                                "using the default TLS options instead" % host,
+                                severity="warning", kind="Router", name=rname, field="tls.options")
+            self.host_options[host] = oname
+        for host, oname in self.host_options.items():
+            # Traefik's HostSNI matcher compares lower-case names, the host without its FQDN dot.
+            key = host.rstrip(".") if host != "." else host
+            option = options.get(oname)
+            if option is None:
+                self._sni_options[key] = "unknown TLS options: %s" % oname
+            elif option.error is not None:
+                self._sni_options[key] = "broken TLS options %s: %s" % (oname, option.error)
+            else:
+                self._sni_options[key] = option
+        default = options[DEFAULT_OPTION]
+        self._default = ("broken default TLS options: %s" % default.error
+                         if default.error is not None else default)
+
+    # -- per connection -----------------------------------------------------------------------
+
+    def option_for_server_name(self, server_name):
+        """The TLSOption for a (canonical) SNI, or a str: why its connections are closed."""
+        if server_name:
+            found = self._sni_options.get(server_name)
+            if found is not None:
+                return found
+        return self._default
+
+    def new_connection(self, sock, server_name=None):
+        """A non-blocking server-side TLS connection on ``sock`` (accept state), made with the
+        option that ``server_name`` (the SNI peeked from the ClientHello) maps to. Raises
+        TLSRefused when that option is broken (Traefik closes such connections at once)."""
+        option = self.option_for_server_name(server_name)
+        if isinstance(option, str):
+            raise TLSRefused(option)
+        conn = SSL.Connection(option.base, sock)
+        try:
+            local_ip = sock.getsockname()[0]
+        except (OSError, IndexError, TypeError):
+            local_ip = ""
+        conn.set_app_data(_ConnInfo(option, server_name, local_ip))
+        conn.set_accept_state()
+        return conn
+
+    def accept(self, sock):
+        """Start TLS on a freshly accepted non-blocking socket whose first byte is TLS.
+
+        Peeks the ClientHello record without consuming it. Returns the Connection once the
+        record is there; returns None while it is incomplete, after setting SO_RCVLOWAT so that
+        the selector reports the socket readable only when the rest has arrived (call again
+        then). Raises TLSRefused (close the socket) when the client went away or its option is
+        broken.
+        """
+        try:
+            data = sock.recv(_MAX_HELLO_RECORD, socket.MSG_PEEK)
+        except (BlockingIOError, InterruptedError):
+            return None
+        except OSError as exc:
+            raise TLSRefused("client connection failed: %s" % exc) from None
+        if not data:
+            raise TLSRefused("client closed the connection before its TLS hello")
+        complete, result = parse_client_hello(data)
+        if not complete:
+            lowat = _get_lowat(sock)
+            if lowat >= result:
+                # Woken with the threshold already set and the record still short: the peer
+                # closed (EOF wakes a reader) or sent less than it announced; let the handshake
+                # read what is there and fail or succeed on its own.
+                _set_lowat(sock, 1)
+                return self.new_connection(sock, None)
+            _set_lowat(sock, result)
+            return None
+        if _get_lowat(sock) != 1:
+            _set_lowat(sock, 1)
+        return self.new_connection(sock, result)
+
+    @staticmethod
+    def option_name_of(conn):
+        """The name of the TLS option a connection was made with."""
+        return conn.get_app_data().option.name
+
+    def router_option(self, router_name):
+        """The TLS option a TLS router asked for (``default`` when none), or None for a router
+        this entry point does not serve over TLS."""
+        return self.router_options.get(router_name)
+
+    def is_misdirected(self, conn, host):
+        """Traefik's SNICheck: True when the request's Host (``host``, the Host header without
+        its port) maps to another TLS option than the connection's SNI does -> answer 421."""
+        raw = conn.get_servername()
+        server_name = raw.decode("ascii", "replace").strip() if raw else ""
+        return misdirected(self.host_options, server_name, host)
+
+    def misdirected_request(self, server_name, host):
+        """The 421 check for a request on a TLS connection: ``server_name`` is the connection's
+        SNI (``TLSStream.server_name``), ``host`` the raw Host header (bytes, port included)."""
+        if not self.host_options:
+            return False          # nothing maps to an option: every name is "default"
+        return misdirected(self.host_options, server_name, _host_without_port(host))
+
+    def served_certificate(self, conn):
+        """The Certificate the handshake presented (after it completed)."""
+        return conn.get_app_data().certificate
+
+
+def misdirected(host_options, server_name, host):
+    """pkg/middlewares/snicheck ServeHTTP, on plain strings: ``host_options`` maps lower-case
+    hosts to option names (conflicts already resolved)."""
+    host = host.strip()
+    if host.lower() == server_name.lower():
+        return False
+    return (_find_option(host_options, host, True)
+            != _find_option(host_options, server_name, False))
+
+
+def _host_without_port(raw):
+    # Traefik snicheck getHost: net.SplitHostPort(req.Host), else req.Host as it is.
+    host = raw.decode("latin-1") if isinstance(raw, (bytes, bytearray)) else (raw or "")
+    if host.startswith("["):
+        end = host.find("]")
+        if end > 0 and host[end + 1:end + 2] == ":":
+            return host[1:end]
+        return host
+    if host.count(":") == 1:
+        return host.split(":", 1)[0]
+    return host
+
+
+def _find_option(host_options, host, fqdn):
+    for candidate in (host, host.lower()):
+        found = host_options.get(candidate)
+        if found is not None:
+            return found
+        if fqdn:
+            if candidate.endswith("."):
+                found = host_options.get(candidate[:-1])
+            else:
+                found = host_options.get(candidate + ".")
+            if found is not None:
+                return found
+    return DEFAULT_OPTION
+
+
+def _get_lowat(sock):
+    return sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT)
+
+
+def _set_lowat(sock, value):
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, value)
+
+
+# --------------------------------------------------------------------------------------------
+# Handshake driving
+
+WANT_READ = 1
+WANT_WRITE = 2
+
+
+def handshake(conn):
+    """Advance a non-blocking server handshake. Returns 0 when it is complete, WANT_READ or
+    WANT_WRITE for the event to wait for; raises TLSRefused (with the reason) when it failed."""
+    try:
+        conn.do_handshake()
+        return 0
+    except SSL.WantReadError:
+        return WANT_READ
+    except SSL.WantWriteError:
+        return WANT_WRITE
+    except _NoALPNOverlap as exc:
+        raise TLSRefused(str(exc)) from None
+    except SSL.ZeroReturnError:
+        raise TLSRefused("client closed the TLS connection during the handshake") from None
+    except SSL.SysCallError as exc:
+        raise TLSRefused("client connection failed during the TLS handshake: %s"
+                         % (exc.args[1] if len(exc.args) > 1 else exc)) from None
+    except SSL.Error as exc:
+        info = conn.get_app_data()
+        reason = getattr(info, "refused", None)
+        raise TLSRefused(reason or "TLS handshake failed: %s" % _ssl_error_text(exc)) from None
+
+
+def session_reused(conn):
+    """Whether the handshake resumed a session (SSL_session_reused; pyOpenSSL has no wrapper)."""
+    return bool(_lib.SSL_session_reused(conn._ssl))
+
+
+class TLSStream:
+    """A finished TLS connection with a socket's face, for connection code written for plain
+    sockets: ``recv`` returns b"" at EOF (close_notify or not), raises BlockingIOError when it
+    would block (either way round: TLS may need to write to read), OSError on a failure;
+    ``send`` likewise. ``conn`` is the pyOpenSSL Connection (option, SNI, peer certificate)."""
+
+    __slots__ = ("conn", "sock", "server_name", "option", "_recv", "_send", "_pending")
+
+    def __init__(self, conn, sock):
+        self.conn = conn
+        self.sock = sock
+        raw = conn.get_servername()
+        # Go's req.TLS.ServerName: the SNI as sent (Traefik's SNICheck trims it), "" if none.
+        self.server_name = raw.decode("ascii", "replace").strip() if raw else ""
+        self.option = conn.get_app_data().option.name    # the TLS option it was made with
+        self._recv = conn.recv
+        self._send = conn.send
+        self._pending = conn.pending
+
+    def fileno(self):
+        return self.sock.fileno()
+
+    def recv(self, n):
+        try:
+            data = self._recv(n)
+            # One SSL_read returns one record at most: take what OpenSSL already decrypted, so
+            # nothing waits in its buffer while epoll (which only sees the socket) stays quiet.
+            while len(data) < n and self._pending():
+                data += self._recv(n - len(data))
+            return data
+        except (SSL.WantReadError, SSL.WantWriteError):
+            raise BlockingIOError() from None
+        except SSL.ZeroReturnError:
+            return b""
+        except SSL.SysCallError as exc:
+            if exc.args and exc.args[0] == -1:     # EOF without close_notify
+                return b""
+            raise OSError(exc.args[0] if exc.args else 0, str(exc)) from None
+        except SSL.Error as exc:
+            raise OSError(0, "TLS read failed: %s" % _ssl_error_text(exc)) from None
+
+    def send(self, data):
+        try:
+            return self._send(data)
+        except (SSL.WantWriteError, SSL.WantReadError):
+            raise BlockingIOError() from None
+        except SSL.SysCallError as exc:
+            raise OSError(exc.args[0] if exc.args else 0, str(exc)) from None
+        except SSL.Error as exc:
+            raise OSError(0, "TLS write failed: %s" % _ssl_error_text(exc)) from None
+
+    def close(self):
+        try:
+            # Go's tls.Conn.Close sends close_notify; best effort, never blocking.
+            self.conn.shutdown()
+        except (SSL.Error, OSError):
+            pass
+        self.sock.close()
