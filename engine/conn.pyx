@@ -594,11 +594,15 @@ cdef class ClientConn:
         self.req = req
         self.keep_alive = req.keep_alive and not env.draining
         path = req.path
-        if ep.fast_path and path is not None and b"%" not in path and b"/." not in path \
-                and b"//" not in path:
+        query = req.query
+        raw_path = path
+        query_changed = False
+        denied = False
+        if path is not None and b"%" not in path and b"/." not in path \
+                and b"//" not in path and (query is None or b";" not in query):
             # nothing for the entry point's normalisation to do (the common case)
             self.path = path
-            self.query = req.query
+            self.query = query
         else:
             norm = ep.normalize(req)
             if norm.__class__ is int:
@@ -606,6 +610,9 @@ cdef class ClientConn:
                 return
             self.path = norm[0]
             self.query = norm[1]
+            denied = norm[2]
+            query_changed = self.query != query
+            raw_path = None
         entry = (env.snapshot.entries_tls if self.tls else env.snapshot.entries).get(ep.name)
         rid = -1 if entry is None else (<RouteTable> entry.table).route(
             req.method, req.host, self.path, self.query if self.query is not None else b"",
@@ -616,6 +623,10 @@ cdef class ClientConn:
             else:
                 self.local_response(_error_response(404, not self.keep_alive,
                                                     req.method_id == M_HEAD))
+            return
+        if denied:
+            # Traefik v3.6 http.encodedCharacters: the matched (root) router refuses it
+            self.reject(400)
             return
         route = entry.targets[rid]
         self.route = route
@@ -647,7 +658,12 @@ cdef class ClientConn:
         head = (<Forwarder> route.forwarder).request_head(
             req, self.remote_ip, self.trusted,
             None if server.pass_host else server.host_header,
-            None if path is req.path else path)
+            None if path is raw_path else path)
+        if query_changed:
+            # the normalised query (';' -> '&') replaces the one the forwarder copies
+            head = (req.method + b" " + path + (b"?" + self.query if self.query is not None
+                                                else b"") + b" HTTP/1.1"
+                    + head[head.index(b"\r\n"):])
         if self.set_headers:
             # per-request edits (stripPrefix's X-Forwarded-Prefix) go before the blank line
             head = head[:-2] + b"".join([n + b": " + v + b"\r\n" for n, v in self.set_headers]) \

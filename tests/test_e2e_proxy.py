@@ -367,3 +367,14 @@ def test_streamed_response_reaches_the_client_as_it_comes(env):
         assert time.time() - t0 < 1.0          # the whole body takes 1.5 s
         status, hdrs, body, _ = _read_buffered(s, data)
         assert body == b"".join(b"drip%02d" % i for i in range(5))
+
+
+def test_entry_point_normalisation(env):
+    # dot segments and repeated slashes cleaned (sanitizePath), unreserved escapes decoded,
+    # ';' in the query read as '&' (Go's AllowQuerySemicolons), '#' refused
+    _, _, body = get(env["port"], "/a/../b//c/./%7Ed?x=1;y=2", "a.test")
+    assert echo(body)["target"] == "/b/c/~d?x=1&y=2"
+    assert request(env["port"], b"GET /a#b HTTP/1.1\r\nHost: a.test\r\n\r\n")[0] == 400
+    # encoded slash kept encoded (allowed by default in Traefik v3.6)
+    _, _, body = get(env["port"], "/x%2Fy", "a.test")
+    assert echo(body)["target"] == "/x%2Fy"

@@ -169,12 +169,13 @@ class EntryPointRuntime:
         self.default_port = b"443" if tls else b"80"
         self.insecure = ep.forwarded_insecure
         self.trusted_nets = [ipaddress.ip_network(t, strict=False) for t in ep.trusted_ips]
-        self.normalize = Normalizer(ep.sanitize_path, ep.encode_query_semicolons)
+        self.normalize = Normalizer(ep.sanitize_path, ep.encode_query_semicolons,
+                                    getattr(ep, "denied_encoded_characters", frozenset()))
         # pyroute.tls sets this: (conn, router name) -> False when the router's TLS option is
         # not the one the connection was made with (answered 421)
         self.tls_option_check = None
-        # a path without '%', "/." or "//" needs no normalisation unless queries are rewritten
-        self.fast_path = not ep.encode_query_semicolons
+        # a path without '%', "/." or "//" and a query without ';' need no normalisation
+        self.fast_path = True
         self._trust_cache = {}
 
     def is_trusted(self, ip):
