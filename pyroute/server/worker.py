@@ -202,7 +202,7 @@ class Worker:
         # everything built so far (config, tables, pools) lives as long as the process: move
         # it out of the cyclic GC's generations so collections only walk per-request objects
         gc.freeze()
-        self.loop.run()
+        self.loop.run(self.env)
         return 0
 
     def _on_term(self, signum, frame):
