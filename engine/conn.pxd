@@ -147,6 +147,7 @@ cdef class ClientConn:
     cdef void flush(self) except *
     cdef void _close_after_output(self) except *
     cdef void process(self) except *
+    cdef bint _process_fast(self, bytes data) except -1
     cdef void reject(self, int status) except *
     cdef void _next_request(self) except *
     cdef void begin(self, Request req) except *
@@ -154,7 +155,9 @@ cdef class ClientConn:
     cdef void feed_body(self, bytes data) except *
     cdef bytes _take_request_chunks(self, bytes data)
     cdef void on_upstream_data(self, UpstreamConn up, bytes data) except *
+    cdef bint _response_head_fast(self, UpstreamConn up, bytes data) except -1
     cdef void _response_head(self, UpstreamConn up) except *
+    cdef void _response_start(self, UpstreamConn up, Response resp, bytes rest) except *
     cdef void _response_body(self, UpstreamConn up, bytes data, bytes head) except *
     cdef void on_upstream_eof(self, UpstreamConn up) except *
     cdef void _retry(self) except *

@@ -428,6 +428,8 @@ cdef class ClientConn:
             if not self.buf:
                 # a request begins: Go's ReadTimeout runs from here to the end of its body
                 self.deadline = self.env.now + self.read_timeout if self.read_timeout else 0.0
+                if self._process_fast(data):
+                    return
             self.buf += data
             self.process()
         elif state == S_BODY:
@@ -531,6 +533,31 @@ cdef class ClientConn:
                 return
             del self.buf[:req.head_length]
             self.begin(req)
+
+    cdef bint _process_fast(self, bytes data) except -1:
+        # The common case: a whole request head at the start of one read, parsed in place
+        # (no copy into ``buf``); bytes after it (body, pipelined requests) go to ``buf``.
+        cdef Env env = self.env
+        cdef RequestParser parser = env.parser
+        cdef Request req
+        if env.parser_owner is not self:
+            parser.reset()
+            env.parser_owner = self
+        try:
+            req = parser.parse(data, 0)
+        except _HttpParseError as e:
+            self.reject(e.status)
+            return True
+        if req is None:
+            # incomplete: ``buf`` gets the same bytes at the same offsets, so the parser's
+            # incremental scan goes on from where it stopped
+            return False
+        if len(data) > req.head_length:
+            self.buf += data[req.head_length:]
+        self.begin(req)
+        if self.state == S_HEAD and self.buf and not self.closing:
+            self.process()
+        return True
 
     cdef void reject(self, int status) except *:
         # codec refusal: Go answers e.g. "400 Bad Request" and closes
@@ -671,7 +698,7 @@ cdef class ClientConn:
             head = head[:-2] + b"".join([n + b": " + v + b"\r\n" for n, v in self.set_headers]) \
                 + b"\r\n"
         self.resp_state = R_HEAD
-        self.ubuf = bytearray()
+        self.ubuf = None
         framing = req.framing
         if framing == FR_LENGTH and req.content_length:
             left = req.content_length
@@ -775,6 +802,10 @@ cdef class ClientConn:
         if rs == R_BODY:
             self._response_body(up, data, None)
         elif rs == R_HEAD:
+            if not self.ubuf and self._response_head_fast(up, data):
+                return
+            if self.ubuf is None:
+                self.ubuf = bytearray()
             self.ubuf += data
             self._response_head(up)
         elif self.state == S_TUNNEL:
@@ -786,6 +817,28 @@ cdef class ClientConn:
             self.up_ok = False
             up.paused = True
 
+    cdef bint _response_head_fast(self, UpstreamConn up, bytes data) except -1:
+        # The common case: a whole final response head at the start of one read, parsed in
+        # place (no buffer copy). Anything else (partial, 1xx, errors) takes _response_head.
+        cdef Env env = self.env
+        cdef ResponseParser rparser = env.rparser
+        cdef Response resp
+        if env.rparser_owner is not None:
+            return False
+        try:
+            resp = rparser.parse(data, 0, self.head_req)
+        except _HttpParseError:
+            rparser.reset()
+            return False           # the slow path parses again and answers 502
+        if resp is None:
+            rparser.reset()
+            return False
+        if 100 <= resp.status < 200:
+            return False
+        self._response_start(up, resp, data[resp.head_length:] if len(data) > resp.head_length
+                             else b"")
+        return True
+
     cdef void _response_head(self, UpstreamConn up) except *:
         cdef Env env = self.env
         cdef bytearray ubuf = self.ubuf
@@ -793,8 +846,6 @@ cdef class ClientConn:
         cdef Request req = self.req
         cdef Response resp
         cdef Forwarder fwd = <Forwarder> self.route.forwarder
-        cdef int status, framing, mode
-        cdef bint http10, keep
         while True:
             if env.rparser_owner is not self:
                 rparser.reset()
@@ -826,6 +877,16 @@ cdef class ClientConn:
                 self.write(fwd.response_head(resp, True, None))
             if not ubuf:
                 return
+        rest = bytes(ubuf) if ubuf else b""
+        self.ubuf = None
+        self._response_start(up, resp, rest)
+
+    cdef void _response_start(self, UpstreamConn up, Response resp, bytes rest) except *:
+        # a final response head arrived: ``rest`` = the bytes after it in what was read
+        cdef Request req = self.req
+        cdef Forwarder fwd = <Forwarder> self.route.forwarder
+        cdef int status, framing, mode
+        cdef bint http10, keep
         self.retry_head = None
         up.deadline = 0.0
         status = resp.status
@@ -838,9 +899,8 @@ cdef class ClientConn:
             self.resp_state = R_DONE
             self.deadline = 0.0
             head = fwd.response_head(resp, True, None)
-            if ubuf:
-                head += ubuf
-            self.ubuf = None
+            if rest:
+                head += rest
             if self.buf:
                 data = bytes(self.buf)
                 self.buf = bytearray()
@@ -883,16 +943,15 @@ cdef class ClientConn:
             head = head[:-2] + b"".join([n + b": " + v + b"\r\n" for n, v in self.resp_extra]) \
                 + b"\r\n"
         self.resp_state = R_BODY
-        self.ubuf = None
         if mode == F_ASIS:
-            if ubuf:
+            if rest:
                 self.up_ok = False
             self.write(head)
             if self.state != S_CLOSED:
                 self.resp_state = R_DONE
                 self._maybe_finish()
             return
-        self._response_body(up, bytes(ubuf) if ubuf else b"", head)
+        self._response_body(up, rest, head)
 
     cdef void _response_body(self, UpstreamConn up, bytes data, bytes head) except *:
         cdef int mode = self.resp_mode
@@ -991,7 +1050,7 @@ cdef class ClientConn:
         up.client = self
         up.reads = 1
         self.up = up
-        self.ubuf = bytearray()
+        self.ubuf = None
         up.write(head)
         self._request_sent()
 
