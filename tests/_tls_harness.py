@@ -92,6 +92,7 @@ class _Conn:
         self.tls = None
         self.state = self.SNIFF
         self.stream = None
+        self.closing = False
         self.buf = b""
         self.out = b""
         self.registered = selectors.EVENT_READ
@@ -158,6 +159,8 @@ class _Conn:
         while b"\r\n\r\n" in self.buf:
             head, self.buf = self.buf.split(b"\r\n\r\n", 1)
             self.out += self._respond(head)
+            if head.split(b"\r\n", 1)[0].endswith(b"HTTP/1.0"):
+                self.closing = True          # HTTP/1.0: the response ends at close
         if self.out:
             self._flush()
 
@@ -169,6 +172,8 @@ class _Conn:
         except OSError:
             return self.close()
         self.out = self.out[n:]
+        if not self.out and self.closing:
+            return self.close()
         self.want(selectors.EVENT_WRITE if self.out else selectors.EVENT_READ)
 
     def _respond(self, head):
