@@ -65,7 +65,6 @@ cdef enum HeaderId:
 
 cdef enum:
     INLINE_FIELDS = 24      # fields stored inside the head object; more go to a heap array
-    MAX_CONN_TOKENS = 8     # Connection options other than close/keep-alive/upgrade we track
 
 
 cdef struct Field:
@@ -90,8 +89,8 @@ cdef class Request:
     cdef Span _query                    # after '?', start == -1: no '?'
     cdef Span _host                     # authority of an absolute-form target, else Host's value
     cdef Span _upgrade                  # Upgrade's value when Connection has "upgrade", else -1
-    cdef Span _conn_tokens[MAX_CONN_TOKENS]   # Connection options naming other headers
-    cdef int n_conn_tokens
+    cdef int n_conn_tokens              # Connection options other than close/keep-alive/upgrade
+                                        # (they name hop-by-hop headers; re-read from fields)
     cdef readonly int method_id         # Method
     cdef readonly int version           # 10 or 11
     cdef readonly bint keep_alive       # RFC 9112 §9.3: by version and Connection
@@ -116,7 +115,6 @@ cdef class Response:
     cdef readonly bytes raw
     cdef Span _reason
     cdef Span _upgrade
-    cdef Span _conn_tokens[MAX_CONN_TOKENS]
     cdef int n_conn_tokens
     cdef readonly int status
     cdef readonly int version
@@ -212,6 +210,10 @@ cdef class Forwarder:
     cdef Py_ssize_t n_req_drop
     cdef NameMatch *resp_drop
     cdef Py_ssize_t n_resp_drop
+    cdef bint xff_reset                 # request_set/remove name X-Forwarded-For: no client values
+    cdef bytes xff_prior                # request_set's X-Forwarded-For value (None: not set)
     cdef uint64_t req_override          # HeaderIds request_set/remove take over from Traefik's
-    cpdef bytes request_head(self, Request req, bytes peer_ip, bint trusted=*, bytes host=*, bytes path=*)
-    cpdef bytes response_head(self, Response resp, bint keep_alive=*, object chunked=*, bint keep_alive_10=*)
+    cpdef bytes request_head(self, Request req, bytes peer_ip, bint trusted=*, bytes host=*, bytes path=*,
+                             object extra=*)
+    cpdef bytes response_head(self, Response resp, bint keep_alive=*, object chunked=*, bint keep_alive_10=*,
+                              object extra=*)

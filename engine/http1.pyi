@@ -15,6 +15,17 @@ CHUNKED: int   # chunked transfer coding: use ChunkedDecoder
 CLOSE: int     # responses only: body until the backend closes (keep_alive is False)
 TUNNEL: int    # responses only: 101 Switching Protocols, relay bytes both ways
 
+METHOD_OTHER: int            # Request.method_id values
+METHOD_GET: int
+METHOD_HEAD: int
+METHOD_POST: int
+METHOD_PUT: int
+METHOD_DELETE: int
+METHOD_CONNECT: int
+METHOD_OPTIONS: int
+METHOD_TRACE: int
+METHOD_PATCH: int
+
 DEFAULT_MAX_LINE: int        # 8192: request line -> 414 beyond
 DEFAULT_MAX_HEAD: int        # 32768: whole head -> 431 beyond
 DEFAULT_MAX_FIELDS: int      # 100 header lines -> 431 beyond
@@ -90,7 +101,8 @@ class Response:
     @property
     def interim(self) -> bool: ...          # 1xx other than 101: parse the next head after it
     @property
-    def upgrade(self) -> Optional[bytes]: ... # Upgrade's value on a 101
+    def upgrade(self) -> Optional[bytes]: ... # Upgrade's value on a 101 (the server must still
+                                              # check that the request asked for an upgrade)
     @property
     def headers(self) -> List[Tuple[bytes, bytes]]: ...
     @property
@@ -171,6 +183,20 @@ class Forwarder:
     ``Content-Length: n`` for LENGTH, ``Transfer-Encoding: chunked`` for CHUNKED (the body is
     forwarded as chunked); ``Connection: Upgrade`` + ``Upgrade`` when the client upgrades.
 
+    ``server_name`` (X-Forwarded-Server) defaults to the machine's hostname, as Traefik's
+    os.Hostname(); ``tls`` is whether the entry point terminates TLS; ``forwarded=False`` leaves
+    X-Forwarded-*/X-Real-Ip alone (hop-by-hop removal still applies). ``peer_ip`` is the client
+    address without port (b"" when unknown: then no X-Real-Ip and nothing appended to
+    X-Forwarded-For); ``trusted`` is the result of the entry point's forwardedHeaders.trustedIPs
+    (or insecure) check for that peer. A header that ``request_set``/``request_remove`` names
+    replaces Traefik's computed X-Forwarded-* value of that name (Traefik runs forwardedheaders
+    before the headers middleware), except X-Forwarded-For, to which the peer is still appended
+    as Go's ReverseProxy does (set: "value, peer"; removed: "peer"). Expect is not forwarded (the
+    server answers 100-continue itself).
+
+    ``extra``: per-call (name, value) pairs appended after the configured ones (e.g. a sticky
+    session Set-Cookie); checked per call (ValueError on a bad name or a CR/LF/NUL in a value).
+
     Response heads (``response_head``): ``HTTP/1.1 status reason``; hop-by-hop headers removed
     as above (Upgrade kept on a 101); ``response_remove`` / ``response_set``; framing:
     ``chunked=None`` mirrors the response (Content-Length kept, chunked stays chunked),
@@ -180,12 +206,14 @@ class Forwarder:
     ``Connection: keep-alive`` (HTTP/1.0 client that asked for it).
     """
 
-    def __init__(self, *, server_name: bytes = b"", tls: bool = False, forwarded: bool = True,
+    def __init__(self, *, server_name: Optional[bytes] = None, tls: bool = False, forwarded: bool = True,
                  request_set: Sequence[Tuple[bytes, bytes]] = (),
                  request_remove: Sequence[bytes] = (),
                  response_set: Sequence[Tuple[bytes, bytes]] = (),
                  response_remove: Sequence[bytes] = ()) -> None: ...
     def request_head(self, req: Request, peer_ip: bytes, trusted: bool = False,
-                     host: Optional[bytes] = None, path: Optional[bytes] = None) -> bytes: ...
+                     host: Optional[bytes] = None, path: Optional[bytes] = None,
+                     extra: Optional[Sequence[Tuple[bytes, bytes]]] = None) -> bytes: ...
     def response_head(self, resp: Response, keep_alive: bool = True,
-                      chunked: Optional[bool] = None, keep_alive_10: bool = False) -> bytes: ...
+                      chunked: Optional[bool] = None, keep_alive_10: bool = False,
+                      extra: Optional[Sequence[Tuple[bytes, bytes]]] = None) -> bytes: ...

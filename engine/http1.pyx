@@ -16,7 +16,7 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
-from cpython.list cimport PyList_New, PyList_SET_ITEM
+from cpython.list cimport PyList_GET_ITEM, PyList_New, PyList_SET_ITEM
 from cpython.ref cimport Py_INCREF
 from libc.stdint cimport uint32_t, uint64_t
 from libc.string cimport memchr, memcmp, memcpy
@@ -29,7 +29,9 @@ cdef object _HttpParseError = _errors.HttpParseError
 __all__ = ["NONE", "LENGTH", "CHUNKED", "CLOSE", "TUNNEL", "DEFAULT_MAX_LINE", "DEFAULT_MAX_HEAD",
            "DEFAULT_MAX_FIELDS", "DEFAULT_MAX_CHUNK_LINE", "DEFAULT_MAX_TRAILER",
            "Request", "RequestParser", "Response", "ResponseParser", "ChunkedDecoder",
-           "chunk_header", "CHUNK_END", "LAST_CHUNK", "BodyLength", "Forwarder"]
+           "chunk_header", "CHUNK_END", "LAST_CHUNK", "BodyLength", "Forwarder",
+           "METHOD_OTHER", "METHOD_GET", "METHOD_HEAD", "METHOD_POST", "METHOD_PUT", "METHOD_DELETE",
+           "METHOD_CONNECT", "METHOD_OPTIONS", "METHOD_TRACE", "METHOD_PATCH"]
 
 # ---------------------------------------------------------------------------------------------
 # Python-visible constants
@@ -38,6 +40,10 @@ LENGTH = FRAMING_LENGTH
 CHUNKED = FRAMING_CHUNKED
 CLOSE = FRAMING_CLOSE
 TUNNEL = FRAMING_TUNNEL
+
+METHOD_OTHER, METHOD_GET, METHOD_HEAD, METHOD_POST, METHOD_PUT = M_OTHER, M_GET, M_HEAD, M_POST, M_PUT
+METHOD_DELETE, METHOD_CONNECT, METHOD_OPTIONS, METHOD_TRACE, METHOD_PATCH = (
+    M_DELETE, M_CONNECT, M_OPTIONS, M_TRACE, M_PATCH)
 
 DEFAULT_MAX_LINE = 8192        # request line -> 414 beyond (nginx: large_client_header_buffers 8k)
 DEFAULT_MAX_HEAD = 32768       # whole head -> 431 beyond
@@ -209,13 +215,31 @@ cdef inline bytes _slice(bytes raw, Span s):
     return PyBytes_FromStringAndSize(PyBytes_AS_STRING(raw) + s.start, s.stop - s.start)
 
 
+# Field names repeat from request to request (User-Agent, Accept, ...): a small cache keyed by
+# the name hash hands out the same bytes object when the exact spelling matches.
+cdef list _name_cache = [None] * 256
+
+
+cdef inline bytes _name_bytes(bytes raw, Field *f):
+    cdef Py_ssize_t n = f.name.stop - f.name.start
+    cdef const char *src = PyBytes_AS_STRING(raw) + f.name.start
+    cdef int slot = f.hash & 255
+    cdef object cached = <object>PyList_GET_ITEM(_name_cache, slot)
+    if (cached is not None and PyBytes_GET_SIZE(cached) == n
+            and memcmp(PyBytes_AS_STRING(cached), src, n) == 0):
+        return <bytes>cached
+    cdef bytes b = PyBytes_FromStringAndSize(src, n)
+    _name_cache[slot] = b
+    return b
+
+
 cdef list _header_list(bytes raw, Field *fields, Py_ssize_t n):
     cdef list out = PyList_New(n)
     cdef Py_ssize_t k
     cdef tuple t
     cdef bytes a, b
     for k in range(n):
-        a = _slice(raw, fields[k].name)
+        a = _name_bytes(raw, &fields[k])
         b = _slice(raw, fields[k].value)
         t = PyTuple_New(2)
         Py_INCREF(a)
@@ -238,12 +262,36 @@ cdef object _header_get(bytes raw, Field *fields, Py_ssize_t n, name):
     return None
 
 
+cdef list _connection_options(bytes raw, Field *fields, Py_ssize_t n):
+    cdef const unsigned char *p = <const unsigned char *>PyBytes_AS_STRING(raw)
+    cdef list out = []
+    cdef Py_ssize_t k, pos
+    cdef Span tok
+    for k in range(n):
+        if fields[k].id == H_CONNECTION:
+            pos = fields[k].value.start
+            while _next_token(p, &pos, fields[k].value.stop, &tok) == 1:
+                if not (_ieq(p + tok.start, tok.stop - tok.start, "close", 5)
+                        or _ieq(p + tok.start, tok.stop - tok.start, "keep-alive", 10)
+                        or _ieq(p + tok.start, tok.stop - tok.start, "upgrade", 7)):
+                    out.append(_slice(raw, tok))
+    return out
+
+
 # ---------------------------------------------------------------------------------------------
 # One field line: name ":" OWS value OWS (CR)LF   (RFC 9112 §5)
 
-cdef Py_ssize_t _field_line(const unsigned char *p, Py_ssize_t i, Field *f) noexcept nogil:
-    # p[i] starts a non-empty line of a complete head (an LF follows somewhere), returns the
-    # offset of the next line or -status.
+cdef inline bint _plain8(uint64_t w) noexcept nogil:
+    # True when none of the 8 bytes is < 0x20 or 0x7F (SWAR "has less" / "has zero" tests), so
+    # all are field-vchar, SP or obs-text; HTAB and the rest go through the byte loop.
+    cdef uint64_t d = w ^ 0x7F7F7F7F7F7F7F7FULL
+    return (((w - 0x2020202020202020ULL) & ~w) | ((d - 0x0101010101010101ULL) & ~d)) & 0x8080808080808080ULL == 0
+
+
+cdef Py_ssize_t _field_line(const unsigned char *p, Py_ssize_t i, Py_ssize_t n, Field *f) noexcept nogil:
+    # p[i] starts a non-empty line of a complete head p[0:n] (an LF follows somewhere), returns
+    # the offset of the next line or -status.
+    cdef uint64_t w
     cdef uint32_t h = 0
     cdef unsigned char c, l
     cdef Py_ssize_t start = i, vstart, vend
@@ -278,6 +326,11 @@ cdef Py_ssize_t _field_line(const unsigned char *p, Py_ssize_t i, Field *f) noex
     while p[i] == 32 or p[i] == 9:
         i += 1
     vstart = i
+    while i + 8 <= n:
+        memcpy(&w, p + i, 8)
+        if not _plain8(w):
+            break
+        i += 8
     while VALUE[p[i]]:
         i += 1
     c = p[i]
@@ -631,7 +684,7 @@ cdef Py_ssize_t _request_fields(Request r, const unsigned char *p, Py_ssize_t i,
     upgrade.start = -1
     while i < end and p[i] != 10 and not (p[i] == 13 and p[i + 1] == 10):
         f = _push_field(&r.fields, &r.n_fields, &r.cap_fields, r.inline_fields)
-        i = _field_line(p, i, f)
+        i = _field_line(p, i, end, f)
         if i < 0:
             return i
         uid = f.id
@@ -671,9 +724,6 @@ cdef Py_ssize_t _request_fields(Request r, const unsigned char *p, Py_ssize_t i,
                 elif _ieq(p + tok.start, tok.stop - tok.start, "upgrade", 7):
                     conn_upgrade = True
                 else:
-                    if r.n_conn_tokens == MAX_CONN_TOKENS:
-                        return _fail(400, "too many Connection options")
-                    r._conn_tokens[r.n_conn_tokens] = tok
                     r.n_conn_tokens += 1
         elif uid == H_UPGRADE:
             if upgrade.start >= 0:
@@ -725,6 +775,9 @@ cdef class Request:
     def __cinit__(self):
         self.fields = self.inline_fields
         self.cap_fields = INLINE_FIELDS
+
+    def __init__(self):
+        raise TypeError("Request objects come from RequestParser.parse()")
 
     def __dealloc__(self):
         if self.fields != self.inline_fields:
@@ -783,7 +836,7 @@ cdef class Request:
     @property
     def connection_options(self):
         """Connection options other than close/keep-alive/upgrade (they name hop-by-hop headers)."""
-        return [_slice(self.raw, self._conn_tokens[k]) for k in range(self.n_conn_tokens)]
+        return _connection_options(self.raw, self.fields, self.n_fields)
 
     def __repr__(self):
         return "<Request %r %r HTTP/%d.%d>" % (self.method, self.target, self.version // 10, self.version % 10)
@@ -846,6 +899,9 @@ cdef class Response:
         self.fields = self.inline_fields
         self.cap_fields = INLINE_FIELDS
 
+    def __init__(self):
+        raise TypeError("Response objects come from ResponseParser.parse()")
+
     def __dealloc__(self):
         if self.fields != self.inline_fields:
             PyMem_Free(self.fields)
@@ -881,7 +937,7 @@ cdef class Response:
     @property
     def connection_options(self):
         """Connection options other than close/keep-alive/upgrade (they name hop-by-hop headers)."""
-        return [_slice(self.raw, self._conn_tokens[k]) for k in range(self.n_conn_tokens)]
+        return _connection_options(self.raw, self.fields, self.n_fields)
 
     def __repr__(self):
         return "<Response HTTP/%d.%d %d>" % (self.version // 10, self.version % 10, self.status)
@@ -933,7 +989,7 @@ cdef Py_ssize_t _response_fields(Response r, const unsigned char *p, Py_ssize_t 
     upgrade.start = -1
     while i < end and p[i] != 10 and not (p[i] == 13 and p[i + 1] == 10):
         f = _push_field(&r.fields, &r.n_fields, &r.cap_fields, r.inline_fields)
-        i = _field_line(p, i, f)
+        i = _field_line(p, i, end, f)
         if i < 0:
             return _fail(502, _reason)
         uid = f.id
@@ -968,9 +1024,6 @@ cdef Py_ssize_t _response_fields(Response r, const unsigned char *p, Py_ssize_t 
                 elif _ieq(p + tok.start, tok.stop - tok.start, "upgrade", 7):
                     conn_upgrade = True
                 else:
-                    if r.n_conn_tokens == MAX_CONN_TOKENS:
-                        return _fail(502, "too many Connection options")
-                    r._conn_tokens[r.n_conn_tokens] = tok
                     r.n_conn_tokens += 1
         elif uid == H_UPGRADE:
             upgrade = f.value
@@ -1333,11 +1386,16 @@ cdef inline bint _ieq2(const unsigned char *a, Py_ssize_t an, const unsigned cha
     return True
 
 
-cdef inline bint _named_by_connection(const unsigned char *raw, Field *f, Span *toks, int n) noexcept nogil:
-    cdef int k
+cdef bint _named_by_connection(const unsigned char *raw, Field *f, Field *fields, Py_ssize_t n) noexcept nogil:
+    # rare path (only when Connection names headers): re-read the Connection fields
+    cdef Py_ssize_t k, pos
+    cdef Span tok
     for k in range(n):
-        if _ieq2(raw + f.name.start, f.name.stop - f.name.start, raw + toks[k].start, toks[k].stop - toks[k].start):
-            return True
+        if fields[k].id == H_CONNECTION:
+            pos = fields[k].value.start
+            while _next_token(raw, &pos, fields[k].value.stop, &tok) == 1:
+                if _ieq2(raw + f.name.start, f.name.stop - f.name.start, raw + tok.start, tok.stop - tok.start):
+                    return True
     return False
 
 
@@ -1390,7 +1448,8 @@ cdef inline Span _host_port(const unsigned char *p, Span host) noexcept nogil:
 
 cdef Py_ssize_t _request_head(Forwarder fw, Request req, Out *o, const char *peer, Py_ssize_t peer_n,
                               bint trusted, const char *host, Py_ssize_t host_n,
-                              const char *path, Py_ssize_t path_n) noexcept:
+                              const char *path, Py_ssize_t path_n, const char *extra,
+                              Py_ssize_t extra_n) noexcept:
     cdef const char *raw = PyBytes_AS_STRING(req.raw)
     cdef const unsigned char *u = <const unsigned char *>raw
     cdef Py_ssize_t k
@@ -1436,7 +1495,7 @@ cdef Py_ssize_t _request_head(Forwarder fw, Request req, Out *o, const char *pee
         if bit & skip:
             continue
         # CVE-2024-45410: every header Connection names goes, except Traefik's own X-headers
-        if req.n_conn_tokens and not (bit & MANAGED_X) and _named_by_connection(u, f, req._conn_tokens, req.n_conn_tokens):
+        if req.n_conn_tokens and not (bit & MANAGED_X) and _named_by_connection(u, f, req.fields, req.n_fields):
             continue
         if fw.n_req_drop and _in_names(u, f, fw.req_drop, fw.n_req_drop):
             continue
@@ -1478,7 +1537,10 @@ cdef Py_ssize_t _request_head(Forwarder fw, Request req, Out *o, const char *pee
         if not (fw.req_override & _bit(H_X_FORWARDED_FOR)):
             # prior values (trusted peers only) joined with ", ", then the peer (Go ReverseProxy)
             _puts(o, "X-Forwarded-For: ", 17)
-            if trusted:
+            if fw.xff_prior is not None:
+                first_xff = False
+                _puts(o, PyBytes_AS_STRING(fw.xff_prior), PyBytes_GET_SIZE(fw.xff_prior))
+            elif trusted and not fw.xff_reset:
                 for k in range(req.n_fields):
                     if req.fields[k].id == H_X_FORWARDED_FOR:
                         if not first_xff:
@@ -1495,6 +1557,8 @@ cdef Py_ssize_t _request_head(Forwarder fw, Request req, Out *o, const char *pee
             _puts(o, PyBytes_AS_STRING(fw.server_name), PyBytes_GET_SIZE(fw.server_name))
             _puts(o, "\r\n", 2)
     _puts(o, PyBytes_AS_STRING(fw.req_set_blob), PyBytes_GET_SIZE(fw.req_set_blob))
+    if extra_n:
+        _puts(o, extra, extra_n)
     if req.te_trailers:
         _puts(o, "Te: trailers\r\n", 14)   # as Go's ReverseProxy: the one TE value kept
     if req.framing == FRAMING_LENGTH:
@@ -1512,7 +1576,7 @@ cdef Py_ssize_t _request_head(Forwarder fw, Request req, Out *o, const char *pee
 
 
 cdef Py_ssize_t _response_head(Forwarder fw, Response resp, Out *o, bint keep_alive, int chunked,
-                               bint keep_alive_10) noexcept:
+                               bint keep_alive_10, const char *extra, Py_ssize_t extra_n) noexcept:
     # chunked: -1 mirror the response, 1 write chunked, 0 no Transfer-Encoding
     cdef const char *raw = PyBytes_AS_STRING(resp.raw)
     cdef const unsigned char *u = <const unsigned char *>raw
@@ -1532,12 +1596,14 @@ cdef Py_ssize_t _response_head(Forwarder fw, Response resp, Out *o, bint keep_al
         f = &resp.fields[k]
         if _bit(f.id) & skip:
             continue
-        if resp.n_conn_tokens and _named_by_connection(u, f, resp._conn_tokens, resp.n_conn_tokens):
+        if resp.n_conn_tokens and _named_by_connection(u, f, resp.fields, resp.n_fields):
             continue
         if fw.n_resp_drop and _in_names(u, f, fw.resp_drop, fw.n_resp_drop):
             continue
         _put_field(o, raw, f)
     _puts(o, PyBytes_AS_STRING(fw.resp_set_blob), PyBytes_GET_SIZE(fw.resp_set_blob))
+    if extra_n:
+        _puts(o, extra, extra_n)
     if resp.status == 101:
         _puts(o, "Connection: Upgrade\r\nUpgrade: ", 30)
         _put_span(o, raw, resp._upgrade)
@@ -1597,16 +1663,20 @@ cdef bint _all_in(bytes s, unsigned char *table) noexcept:
 
 
 cdef bytes _field_name(object name, str what):
-    if not isinstance(name, bytes) or not name or any(not TCHAR[c] for c in name):
+    if not isinstance(name, bytes) or not name or not _all_in(name, TCHAR):
         raise ValueError("%s: invalid header name %r" % (what, name))
     return (<bytes>name).lower()
 
 
 cdef bytes _set_blob(object pairs, list names, str what):
+    # "Name: value\r\n"... from (name, value) pairs, both checked (no CR/LF/NUL can slip in)
     cdef list parts = []
+    cdef bytes lname
     for name, value in pairs:
-        names.append(_field_name(name, what))
-        if not isinstance(value, bytes) or any(not VALUE[c] for c in value):
+        lname = _field_name(name, what)
+        if names is not None:
+            names.append(lname)
+        if not isinstance(value, bytes) or not _all_in(value, VALUE):
             raise ValueError("%s: invalid value for header %r" % (what, name))
         parts.append(name + b": " + value.strip(b" \t") + b"\r\n")
     return b"".join(parts)
@@ -1631,13 +1701,23 @@ cdef class Forwarder:
         if server_name is None:
             import socket
             server_name = socket.gethostname().encode("ascii", "replace")
-        if not isinstance(server_name, bytes) or any(not VALUE[c] for c in server_name):
+        if not isinstance(server_name, bytes) or not _all_in(server_name, VALUE):
             raise ValueError("server_name: expected bytes without control characters")
         self.server_name = server_name
         self.tls = tls
         self.forwarded = forwarded
         self._keep = []
-        self.req_set_blob = _set_blob(request_set, req_names, "request_set")
+        # a set X-Forwarded-For is the prior value Go's ReverseProxy appends the peer to
+        self.xff_prior = None
+        request_set = list(request_set)
+        for name, value in request_set:
+            if isinstance(name, bytes) and name.lower() == b"x-forwarded-for":
+                self.xff_prior = value.strip(b" \t") if isinstance(value, bytes) else value
+        self.req_set_blob = _set_blob([(n, v) for n, v in request_set if not (
+            isinstance(n, bytes) and n.lower() == b"x-forwarded-for")], req_names, "request_set")
+        if self.xff_prior is not None:
+            _set_blob([(b"X-Forwarded-For", self.xff_prior)], None, "request_set")
+            req_names.append(b"x-forwarded-for")
         self.resp_set_blob = _set_blob(response_set, resp_names, "response_set")
         req_names += [_field_name(n, "request_remove") for n in request_remove]
         resp_names += [_field_name(n, "response_remove") for n in response_remove]
@@ -1647,18 +1727,27 @@ cdef class Forwarder:
         self.n_req_drop = self.n_resp_drop = 0
         self.req_drop = _compile_names(req_names, self._keep, &ids)
         self.n_req_drop = len(req_names)
+        # Traefik runs forwardedheaders before the headers middleware: what a middleware sets or
+        # deletes wins, except that Go's ReverseProxy still appends the peer to a deleted
+        # X-Forwarded-For (it only omits it when the header is set to nil)
+        self.xff_reset = b"x-forwarded-for" in req_names
+        ids &= ~_bit(H_X_FORWARDED_FOR)
         self.req_override = ids
         self.resp_drop = _compile_names(resp_names, self._keep, &unused)
         self.n_resp_drop = len(resp_names)
 
-    cpdef bytes request_head(self, Request req, bytes peer_ip, bint trusted=False, bytes host=None,
-                             bytes path=None):
+    cpdef bytes request_head(self, Request req, bytes peer_ip, bint trusted=False,
+                             bytes host=None, bytes path=None, object extra=None):
         """The head to send upstream for ``req`` (CRLF bytes); see http1.pyi."""
         cdef char stack[STACK_OUT]
         cdef Out o
+        if req is None or peer_ip is None:
+            raise TypeError("request_head needs a Request and the peer address as bytes")
         cdef Py_ssize_t bound = (PyBytes_GET_SIZE(req.raw) + 4 * req.n_fields + 2 * PyBytes_GET_SIZE(peer_ip)
                                  + PyBytes_GET_SIZE(self.server_name) + PyBytes_GET_SIZE(self.req_set_blob)
                                  + 2 * (req._host.stop - req._host.start) + 400)
+        cdef bytes blob = _set_blob(extra, None, "extra") if extra else B_EMPTY
+        bound += PyBytes_GET_SIZE(blob) + (PyBytes_GET_SIZE(self.xff_prior) if self.xff_prior is not None else 0)
         if host is not None:
             bound += PyBytes_GET_SIZE(host)
             if not _all_in(host, VALUE):
@@ -1679,19 +1768,24 @@ cdef class Forwarder:
                           PyBytes_AS_STRING(host) if host is not None else NULL,
                           PyBytes_GET_SIZE(host) if host is not None else 0,
                           PyBytes_AS_STRING(path) if path is not None else NULL,
-                          PyBytes_GET_SIZE(path) if path is not None else 0)
+                          PyBytes_GET_SIZE(path) if path is not None else 0,
+                          PyBytes_AS_STRING(blob), PyBytes_GET_SIZE(blob))
             return PyBytes_FromStringAndSize(o.p, o.n)
         finally:
             if o.p != &stack[0]:
                 PyMem_Free(o.p)
 
     cpdef bytes response_head(self, Response resp, bint keep_alive=True, object chunked=None,
-                              bint keep_alive_10=False):
+                              bint keep_alive_10=False, object extra=None):
         """The head to send to the client for ``resp`` (CRLF bytes); see http1.pyi."""
         cdef char stack[STACK_OUT]
         cdef Out o
+        if resp is None:
+            raise TypeError("response_head needs a Response")
         cdef Py_ssize_t bound = (PyBytes_GET_SIZE(resp.raw) + 4 * resp.n_fields
                                  + PyBytes_GET_SIZE(self.resp_set_blob) + 200)
+        cdef bytes blob = _set_blob(extra, None, "extra") if extra else B_EMPTY
+        bound += PyBytes_GET_SIZE(blob)
         o.n = 0
         if bound <= STACK_OUT:
             o.p = &stack[0]
@@ -1701,7 +1795,7 @@ cdef class Forwarder:
             raise MemoryError()
         try:
             _response_head(self, resp, &o, keep_alive, -1 if chunked is None else (1 if chunked else 0),
-                           keep_alive_10)
+                           keep_alive_10, PyBytes_AS_STRING(blob), PyBytes_GET_SIZE(blob))
             return PyBytes_FromStringAndSize(o.p, o.n)
         finally:
             if o.p != &stack[0]:

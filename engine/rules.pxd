@@ -131,7 +131,8 @@ cdef class Rule:
     cdef IPNet* nets
     cdef int n_nets
     cdef int uses
-    cdef readonly object host_keys        # frozenset of bucket keys, or None: may match any host
+    cdef readonly object host_keys        # frozenset of exact-host bucket keys, or None: any host
+    cdef readonly object wildcard_keys    # frozenset of "*.<key>" suffix keys, or None: any host
     cdef list _keep
 
     cdef int _fill(self, list nodes, list matchers, list nets, int root) except -1
@@ -159,8 +160,10 @@ cdef class RouteTable:
     cdef PyObject** by_rank               # borrowed Rule per rank
     cdef int* index_of_rank               # constructor index per rank
     cdef int n
-    cdef Bucket* slots
+    cdef Bucket* slots                    # exact host (trailing dots stripped) -> ranks
     cdef Py_ssize_t cap                   # power of two
+    cdef Bucket* wslots                   # parent domain of a "*.parent" wildcard -> ranks
+    cdef Py_ssize_t wcap
     cdef int* catch_all                   # ranks of routes outside every bucket, ascending
     cdef int n_catch_all
     cdef int uses

@@ -229,6 +229,16 @@ cdef list _lex(bytes src):
     cdef unsigned char c
     cdef Py_ssize_t end = 0
     toks = []
+    # Go's scanner: NUL is an illegal character anywhere, a byte order mark is skipped at the
+    # very start and illegal elsewhere.
+    j = src.find(b"\x00")
+    if j >= 0:
+        raise _Err("illegal character NUL", j)
+    if src.startswith(b"\xef\xbb\xbf"):
+        i = 3
+    j = src.find(b"\xef\xbb\xbf", i)
+    if j >= 0:
+        raise _Err("illegal byte order mark", j)
     while True:
         # blanks and comments; a newline (or a comment holding one) ends an operand
         while i < n:
@@ -595,10 +605,12 @@ def _brace_indices(str s):
 
 
 def _mux_pattern(str tpl, str typ):
-    """gorilla/mux newRouteRegexp: the regexp a v2 template stands for, and its variables."""
+    """containous/mux newRouteRegexp: the regexp a v2 template stands for, and its variables.
+    Capture groups inside a variable's pattern are accepted, as Traefik's fork accepts them."""
     idxs = _brace_indices(tpl)
     default = {"query": ".*", "host": "[^.]+"}.get(typ, "[^/]+")
-    out = ["^"]
+    # containous/mux (Traefik's fork): host matching is case-insensitive
+    out = ["(?i)^" if typ == "host" else "^"]
     names = []
     end = 0
     for a, b in idxs:
@@ -622,12 +634,9 @@ def _mux_pattern(str tpl, str typ):
         out.append("$")
     pattern = "".join(out)
     try:
-        checked = re2.compile(pattern, _RE2_CHECK_OPTIONS)
+        re2.compile(pattern, _RE2_CHECK_OPTIONS)
     except re2.error as e:
         raise ValueError("invalid template %r: %s" % (tpl, _re_error(e)))
-    if checked._regexp.NumberOfCapturingGroups() != len(names):
-        raise ValueError("template %r contains capture groups in its regexp: only "
-                         "non-capturing groups are accepted, e.g. (?:pattern)" % tpl)
     return pattern, names
 
 
@@ -882,35 +891,46 @@ cdef class _Builder:
             raise _Err(str(e), p, name)
 
 
-cdef object _exact_hosts(object ast, str syntax):
-    # The bucket keys a rule can only match, or None when it may match any host.
+cdef object _host_constraint(object ast, str syntax):
+    # Which hosts a rule can only match, for the index: (exact keys, wildcard suffix keys), or
+    # None when it may match any host. Any one side of an '&&' is a sound constraint; an '||'
+    # needs both sides constrained; a negation constrains nothing.
     tag = ast[0]
     if tag == "call":
         name = ast[1]
         if name == "Host" or (syntax == "v2" and name == "HostHeader"):
-            keys = set()
+            exact = set()
+            wild = set()
             for v in ast[2]:
                 h = _ascii_lower(v)
                 if syntax == "v3" and h.startswith(b"*"):
-                    return None   # wildcards and the catch-all live in the catch-all list
-                keys.add(_host_key(h))
-            return keys
+                    # "*.example.com": exactly one label before "example.com" (bucket key);
+                    # "*", "**." and other star forms stay in the catch-all list
+                    suffix = _host_key(h[2:])
+                    if not h.startswith(b"*.") or h.startswith(b"**") or not suffix:
+                        return None
+                    wild.add(suffix)
+                else:
+                    exact.add(_host_key(h))
+            return (exact, wild)
         return None
     if tag == "and":
-        a = _exact_hosts(ast[1], syntax)
-        b = _exact_hosts(ast[2], syntax)
+        a = _host_constraint(ast[1], syntax)
+        b = _host_constraint(ast[2], syntax)
         if a is None:
             return b
         if b is None:
             return a
-        return a & b
+        if not a[1] and not b[1]:
+            return (a[0] & b[0], set())
+        return a if len(a[0]) + len(a[1]) <= len(b[0]) + len(b[1]) else b
     if tag == "or":
-        a = _exact_hosts(ast[1], syntax)
-        b = _exact_hosts(ast[2], syntax)
+        a = _host_constraint(ast[1], syntax)
+        b = _host_constraint(ast[2], syntax)
         if a is None or b is None:
             return None
-        return a | b
-    return None   # negations may match any host
+        return (a[0] | b[0], a[1] | b[1])
+    return None
 
 
 cdef int _positive_domains(object ast, bint negated, list out) except -1:
@@ -967,8 +987,9 @@ cpdef Rule compile_rule(str rule, str syntax="v3"):
         if d.startswith("**."):
             r.priority -= 2
     r.uses = b.uses
-    hosts = _exact_hosts(ast, syntax)
-    r.host_keys = None if hosts is None else frozenset(hosts)
+    hosts = _host_constraint(ast, syntax)
+    r.host_keys = None if hosts is None else frozenset(hosts[0])
+    r.wildcard_keys = None if hosts is None else frozenset(hosts[1])
     r._keep = []
     r._fill(b.nodes, b.matchers, b.nets, root)
     return r
@@ -1554,6 +1575,8 @@ cdef class Rule:
             n = PyList_GET_SIZE(<object>r.headers)
             for i in range(n):
                 item = PyList_GET_ITEM(<object>r.headers, i)
+                if type(<object>item) is not tuple or PyTuple_GET_SIZE(<object>item) != 2:
+                    raise TypeError("headers must be (bytes, bytes) tuples")
                 name = <object>PyTuple_GET_ITEM(<object>item, 0)
                 value = <object>PyTuple_GET_ITEM(<object>item, 1)
                 if type(name) is not bytes or type(value) is not bytes:
@@ -1714,6 +1737,58 @@ cdef unsigned long long _hash(const unsigned char* s, Py_ssize_t n) noexcept:
     return h
 
 
+cdef Bucket* _buckets_build(dict buckets, list keep, Py_ssize_t* cap_out) except NULL:
+    # Open addressing, load factor <= 1/2; keys owned by keep.
+    cdef Py_ssize_t cap = 8, j
+    cdef unsigned long long h
+    cdef Bucket* bk
+    cdef Bucket* slots
+    cdef int i
+    while cap < 2 * len(buckets) + 8:
+        cap *= 2
+    slots = <Bucket*>PyMem_Malloc(cap * sizeof(Bucket))
+    if slots == NULL:
+        raise MemoryError()
+    memset(slots, 0, cap * sizeof(Bucket))
+    cap_out[0] = cap
+    for key, ranks in buckets.items():
+        keep.append(key)
+        h = _hash(<const unsigned char*>PyBytes_AS_STRING(key), len(key))
+        j = h & (cap - 1)
+        while slots[j].key != NULL:
+            j = (j + 1) & (cap - 1)
+        bk = &slots[j]
+        bk.key = <const unsigned char*>PyBytes_AS_STRING(key)
+        bk.key_n = len(key)
+        bk.hash = h
+        bk.n = len(ranks)
+        bk.ranks = <int*>PyMem_Malloc(len(ranks) * sizeof(int))
+        if bk.ranks == NULL:
+            raise MemoryError()
+        for i, rank in enumerate(ranks):
+            bk.ranks[i] = rank
+    return slots
+
+
+cdef void _buckets_free(Bucket* slots, Py_ssize_t cap) noexcept:
+    cdef Py_ssize_t j
+    if slots != NULL:
+        for j in range(cap):
+            PyMem_Free(slots[j].ranks)
+        PyMem_Free(slots)
+
+
+cdef Bucket* _buckets_find(Bucket* slots, Py_ssize_t cap, const unsigned char* k,
+                           Py_ssize_t kn) noexcept:
+    cdef unsigned long long hv = _hash(k, kn)
+    cdef Py_ssize_t j = hv & (cap - 1)
+    while slots[j].key != NULL:
+        if slots[j].hash == hv and _eq(slots[j].key, slots[j].key_n, k, kn):
+            return &slots[j]
+        j = (j + 1) & (cap - 1)
+    return NULL
+
+
 @cython.final
 cdef class RouteTable:
     """Routers of one entry point (and one of TLS / non-TLS), matched in Traefik's order."""
@@ -1722,14 +1797,20 @@ cdef class RouteTable:
         self.by_rank = NULL
         self.index_of_rank = NULL
         self.slots = NULL
+        self.wslots = NULL
         self.catch_all = NULL
 
-    def __init__(self, routes, syntax="v3"):
+    def __init__(self, routes, syntax="v3", index=True):
+        """routes: (name, rule, priority) or (name, rule, priority, syntax) tuples; priority 0
+        means Traefik's default. index=False puts every route in the catch-all list (a linear
+        scan in priority order: the benchmarks' peer)."""
         cdef int i, rank
         cdef Rule rule
         cdef Bucket* bk
         cdef unsigned long long h
         cdef Py_ssize_t j
+        if self.by_rank != NULL:
+            raise TypeError("RouteTable is immutable: build a new one")
         default_syntax = _check_syntax(syntax)
         self.names = []
         self.priorities = []
@@ -1773,46 +1854,25 @@ cdef class RouteTable:
         if self.by_rank == NULL or self.index_of_rank == NULL or self.catch_all == NULL:
             raise MemoryError()
         buckets = {}
+        wbuckets = {}
         for rank, (_, _, i) in enumerate(entries):
             rule = self._rules[i]
             self.by_rank[rank] = <PyObject*>rule
             self.index_of_rank[rank] = i
-            if rule.host_keys is None:
+            if rule.host_keys is None or not index:
                 self.catch_all[self.n_catch_all] = rank
                 self.n_catch_all += 1
             else:
                 for key in rule.host_keys:
                     buckets.setdefault(key, []).append(rank)
-        self.cap = 8
-        while self.cap < 2 * len(buckets) + 8:
-            self.cap *= 2
-        self.slots = <Bucket*>PyMem_Malloc(self.cap * sizeof(Bucket))
-        if self.slots == NULL:
-            raise MemoryError()
-        memset(self.slots, 0, self.cap * sizeof(Bucket))
-        for key, ranks in buckets.items():
-            self._keys.append(key)
-            h = _hash(<const unsigned char*>PyBytes_AS_STRING(key), len(key))
-            j = h & (self.cap - 1)
-            while self.slots[j].key != NULL:
-                j = (j + 1) & (self.cap - 1)
-            bk = &self.slots[j]
-            bk.key = <const unsigned char*>PyBytes_AS_STRING(key)
-            bk.key_n = len(key)
-            bk.hash = h
-            bk.n = len(ranks)
-            bk.ranks = <int*>PyMem_Malloc(len(ranks) * sizeof(int))
-            if bk.ranks == NULL:
-                raise MemoryError()
-            for i, rank in enumerate(ranks):
-                bk.ranks[i] = rank
+                for key in rule.wildcard_keys:
+                    wbuckets.setdefault(key, []).append(rank)
+        self.slots = _buckets_build(buckets, self._keys, &self.cap)
+        self.wslots = _buckets_build(wbuckets, self._keys, &self.wcap)
 
     def __dealloc__(self):
-        cdef Py_ssize_t j
-        if self.slots != NULL:
-            for j in range(self.cap):
-                PyMem_Free(self.slots[j].ranks)
-            PyMem_Free(self.slots)
+        _buckets_free(self.slots, self.cap)
+        _buckets_free(self.wslots, self.wcap)
         PyMem_Free(self.by_rank)
         PyMem_Free(self.index_of_rank)
         PyMem_Free(self.catch_all)
@@ -1822,32 +1882,44 @@ cdef class RouteTable:
 
     cdef int _walk(self, Req* r, list out) except -2:
         # First matching rank (out is None), or every matching rank appended to out; -1: none.
+        # Candidates: the exact-host bucket, the wildcard bucket of the host's parent domain
+        # and the catch-all list, merged by rank (a rule in two lists advances both at once,
+        # so it is evaluated once).
         cdef const unsigned char* h = r.host
-        cdef Py_ssize_t hn = r.host_n, j
-        cdef unsigned long long hv
-        cdef Bucket* bk = NULL
+        cdef Py_ssize_t hn = r.host_n, d
+        cdef Bucket* bk
         cdef int* b = NULL
-        cdef int nb = 0, i = 0, c = 0, rank, hit
+        cdef int* w = NULL
+        cdef int* c = self.catch_all
+        cdef int nb = 0, nw = 0, nc = self.n_catch_all, ib = 0, iw = 0, ic = 0
+        cdef int rank, hit
         while hn > 0 and h[hn - 1] == b'.':
             hn -= 1
         if hn > 0:
-            hv = _hash(h, hn)
-            j = hv & (self.cap - 1)
-            while self.slots[j].key != NULL:
-                if self.slots[j].hash == hv and _eq(self.slots[j].key, self.slots[j].key_n, h, hn):
-                    bk = &self.slots[j]
-                    b = bk.ranks
-                    nb = bk.n
-                    break
-                j = (j + 1) & (self.cap - 1)
-        # merge the host bucket and the catch-all list, both ascending by rank
-        while i < nb or c < self.n_catch_all:
-            if c >= self.n_catch_all or (i < nb and b[i] < self.catch_all[c]):
-                rank = b[i]
-                i += 1
-            else:
-                rank = self.catch_all[c]
-                c += 1
+            bk = _buckets_find(self.slots, self.cap, h, hn)
+            if bk != NULL:
+                b = bk.ranks
+                nb = bk.n
+            d = _find(h, hn, b'.')
+            if d >= 0 and d + 1 < hn:
+                bk = _buckets_find(self.wslots, self.wcap, h + d + 1, hn - d - 1)
+                if bk != NULL:
+                    w = bk.ranks
+                    nw = bk.n
+        while ib < nb or iw < nw or ic < nc:
+            rank = self.n
+            if ib < nb:
+                rank = b[ib]
+            if iw < nw and w[iw] < rank:
+                rank = w[iw]
+            if ic < nc and c[ic] < rank:
+                rank = c[ic]
+            if ib < nb and b[ib] == rank:
+                ib += 1
+            if iw < nw and w[iw] == rank:
+                iw += 1
+            if ic < nc and c[ic] == rank:
+                ic += 1
             hit = (<Rule>self.by_rank[rank]).eval_node((<Rule>self.by_rank[rank]).root, r)
             if hit:
                 if out is None:

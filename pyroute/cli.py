@@ -12,6 +12,7 @@ from ._version import __version__
 # (name, module, one-line help). Modules are imported when the parser is built, so keep
 # their top-level imports light.
 COMMANDS = (
+    ("run", "pyroute.server.run", "serve manifests (no arguments: a bundled demo)"),
     ("check", "pyroute.manifests.check", "validate manifests, one problem per line"),
     ("explain", "pyroute.manifests.explain", "show which router a request reaches, and why"),
     ("version", "pyroute.cli", "print pyroute's version"),

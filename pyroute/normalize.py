@@ -17,6 +17,9 @@ API (all pure functions of their arguments, built once per entry point where not
     t.query         # raw query forwarded upstream ("x=1&y=2"), None when there is no "?"
     t.request_uri   # path + ("?" + query)
 
+    denied_escape(t.path, ep.denied_encoded_characters)   # after routing, for root routers:
+                                    # the escape to refuse with 400, or None
+
     fh = ForwardedHeaders(trusted_ips=("10.0.0.0/8",), insecure=False)   # once per entry point
     fh.trusted(client_ip)                  # whether X-Forwarded-* from this peer are kept
     headers = fh.strip(headers, client_ip) # [(name, value)] without X-Forwarded-* if untrusted
@@ -24,7 +27,7 @@ API (all pure functions of their arguments, built once per entry point where not
 import ipaddress
 
 __all__ = ["Target", "normalize_target", "clean_path", "ForwardedHeaders", "X_HEADERS",
-           "split_target"]
+           "split_target", "denied_escape"]
 
 # RFC 3986 §2.3 unreserved characters: %XX of these is equivalent to the character itself
 # (Traefik normalizePath decodes them in the raw path and upper-cases every other %xx).
@@ -186,6 +189,23 @@ def normalize_target(target, sanitize=True, encode_semicolons=False):
         query = query.replace(";", "%3B" if encode_semicolons else "&")
     return Target(0, "", raw.decode("latin-1"),
                   routing.decode("utf-8", "surrogateescape"), query)
+
+
+def denied_escape(path, denied):
+    """The first ``%XX`` of ``path`` in ``denied`` (Traefik denyEncodedPathCharacters), or None.
+
+    Traefik runs this check in each root router's handler, i.e. after routing: a request that no
+    router matches is a 404 whatever its path holds.
+    """
+    if not denied or "%" not in path:
+        return None
+    i = path.find("%")
+    while i >= 0:
+        esc = path[i:i + 3]
+        if esc in denied:
+            return esc
+        i = path.find("%", i + 1)
+    return None
 
 
 class ForwardedHeaders:

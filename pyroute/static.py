@@ -21,7 +21,11 @@ Shape::
           respondingTimeouts: {readTimeout: 60s, writeTimeout: 0s, idleTimeout: 180s}
           lifeCycle: {requestAcceptGraceTimeout: 0s, graceTimeOut: 10s}
         forwardedHeaders: {trustedIPs: ["10.0.0.0/8"], insecure: false}
-        http: {sanitizePath: true, encodeQuerySemicolons: false, maxHeaderBytes: 1048576}
+        http:
+          sanitizePath: true
+          encodeQuerySemicolons: false
+          maxHeaderBytes: 1048576
+          encodedCharacters: {allowEncodedSlash: true, ...}   # Traefik v3.6, all true
     providers:
       kubernetesCRD:
         allowCrossNamespace: false
@@ -67,6 +71,9 @@ class EntryPoint:
     sanitize_path: bool = True
     encode_query_semicolons: bool = False
     max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
+    # Escapes a root router refuses with 400 (Traefik v3.6 http.encodedCharacters; every
+    # allow* defaults to true, so the set is empty unless the static config denies some).
+    denied_encoded_characters: frozenset = frozenset()
 
     @property
     def address(self):
@@ -207,6 +214,18 @@ class _Reader:
         return tuple(v)
 
 
+# Traefik mapDeniedCharacters: option -> the escapes it allows.
+_ENCODED_CHARACTERS = {
+    "allowEncodedSlash": ("%2F", "%2f"),
+    "allowEncodedBackSlash": ("%5C", "%5c"),
+    "allowEncodedNullCharacter": ("%00",),
+    "allowEncodedSemicolon": ("%3B", "%3b"),
+    "allowEncodedPercent": ("%25",),
+    "allowEncodedQuestionMark": ("%3F", "%3f"),
+    "allowEncodedHash": ("%23",),
+}
+
+
 def _parse_address(r, field, text):
     if not isinstance(text, str):
         raise r.error(field, "expected an address such as \":8000\"")
@@ -250,7 +269,12 @@ def _entry_point(r, name, raw):
                           "invalid IP or CIDR %r" % cidr) from None
     http_f = f + ".http"
     http = r.mapping(m.get("http"), http_f,
-                     {"sanitizePath", "encodeQuerySemicolons", "maxHeaderBytes"})
+                     {"sanitizePath", "encodeQuerySemicolons", "maxHeaderBytes",
+                      "encodedCharacters"})
+    ec_f = http_f + ".encodedCharacters"
+    ec = r.mapping(http.get("encodedCharacters"), ec_f, set(_ENCODED_CHARACTERS))
+    denied = frozenset(esc for key, escapes in _ENCODED_CHARACTERS.items()
+                       if not r.boolean(ec, key, ec_f, True) for esc in escapes)
     mhb = http.get("maxHeaderBytes", DEFAULT_MAX_HEADER_BYTES)
     if isinstance(mhb, bool) or not isinstance(mhb, int) or mhb <= 0:
         raise r.error(http_f + ".maxHeaderBytes", "expected a positive integer")
@@ -267,6 +291,7 @@ def _entry_point(r, name, raw):
         sanitize_path=r.boolean(http, "sanitizePath", http_f, True),
         encode_query_semicolons=r.boolean(http, "encodeQuerySemicolons", http_f, False),
         max_header_bytes=mhb,
+        denied_encoded_characters=denied,
     )
 
 

@@ -208,3 +208,50 @@ def test_response_nul_never_reaches_output():
     # the parser refuses it first; the builder only ever sees validated fields
     with pytest.raises(http1.HttpParseError):
         resp(b"HTTP/1.1 200 OK\r\nX: a\x00b\r\nContent-Length: 0\r\n\r\n")
+
+
+def test_wrong_arguments_are_type_errors_not_crashes():
+    r = req(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+    with pytest.raises(TypeError):
+        FWD.request_head(None, b"1.1.1.1")
+    with pytest.raises(TypeError):
+        FWD.request_head(r, None)
+    with pytest.raises(TypeError):
+        FWD.response_head(None)
+    with pytest.raises(TypeError):
+        http1.Request()
+    with pytest.raises(TypeError):
+        http1.Response()
+
+
+def test_per_call_extra_headers():
+    r = req(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+    head = FWD.request_head(r, b"1.1.1.1", extra=[(b"X-Auth-User", b"alice")])
+    assert b"\r\nX-Auth-User: alice\r\n" in head
+    rs = resp(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+    head = FWD.response_head(rs, extra=[(b"Set-Cookie", b"_srv=abc; Path=/")])
+    assert head == b"HTTP/1.1 200 OK\r\nSet-Cookie: _srv=abc; Path=/\r\nContent-Length: 0\r\n\r\n"
+    with pytest.raises(ValueError):
+        FWD.response_head(rs, extra=[(b"Set-Cookie", b"a\r\nX: injected")])
+    with pytest.raises(ValueError):
+        FWD.request_head(r, b"1.1.1.1", extra=[(b"Bad:Name", b"v")])
+
+
+def test_method_ids():
+    assert req(b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\n").method_id == http1.METHOD_HEAD
+    assert req(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").method_id == http1.METHOD_GET
+    assert req(b"get / HTTP/1.1\r\nHost: a\r\n\r\n").method_id == http1.METHOD_OTHER  # case-sensitive
+
+
+def test_headers_middleware_removing_x_forwarded_headers():
+    # Traefik: forwardedheaders first, then customRequestHeaders deletes; Go's ReverseProxy then
+    # appends the peer to X-Forwarded-For again (only a nil value omits it)
+    fwd = http1.Forwarder(server_name=b"s", request_remove=[b"X-Forwarded-For", b"X-Forwarded-Proto", b"X-Real-Ip"])
+    r = req(b"GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 9.9.9.9\r\nX-Forwarded-Proto: https\r\n\r\n")
+    _, hs = fields(fwd.request_head(r, b"1.1.1.1", True))
+    assert values(hs, b"x-forwarded-for") == [b"1.1.1.1"]
+    assert values(hs, b"x-forwarded-proto") == [] and values(hs, b"x-real-ip") == []
+    assert values(hs, b"x-forwarded-port") == [b"443"]     # computed from the trusted proto
+    fwd = http1.Forwarder(server_name=b"s", request_set=[(b"X-Forwarded-For", b"7.7.7.7")])
+    _, hs = fields(fwd.request_head(r, b"1.1.1.1", True))
+    assert values(hs, b"x-forwarded-for") == [b"7.7.7.7, 1.1.1.1"]

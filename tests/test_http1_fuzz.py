@@ -1,6 +1,7 @@
 """Fuzzing with hypothesis: arbitrary and mutated bytes never crash the codec, and the codec
 accepts exactly what the plain-Python rule oracle accepts (same status when it refuses, same
 fields when it accepts). The long campaign is scripts/fuzz_http1.py."""
+import h11
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -164,3 +165,39 @@ def test_responses_never_crash_and_accepted_ones_are_clean(raw, head_request):
     # and the head pyroute would forward reads the same in h11 (an independent parser)
     out = http1.Forwarder(server_name=b"s").response_head(r)
     assert out.endswith(b"\r\n\r\n") and b"\r\n\r\n" not in out[:-4]
+
+
+# ---- forwarded heads of whatever was accepted -------------------------------------------------------
+
+HOP = {b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"transfer-encoding",
+       b"upgrade", b"proxy-authorization", b"proxy-authenticate", b"expect"}
+
+
+@SETTINGS
+@given(mutated(valid_head), st.booleans(), st.booleans())
+def test_forwarded_head_of_any_accepted_request_is_clean(raw, trusted, tls):
+    try:
+        r = http1.RequestParser().parse(bytearray(raw), 0)
+    except HttpParseError:
+        return
+    if r is None:
+        return
+    out = http1.Forwarder(server_name=b"s", tls=tls).request_head(r, b"10.0.0.1", trusted)
+    again = http1.RequestParser().parse(bytearray(out), 0)       # pyroute reads it back ...
+    conn = h11.Connection(h11.SERVER)                            # ... and so does h11
+    conn.receive_data(out)
+    ev = conn.next_event()
+    assert bytes(ev.method) == r.method and again.method == r.method
+    names = [n.lower() for n, _ in again.headers]
+    assert names.count(b"host") == 1 and again.host == r.host
+    assert (again.framing, again.content_length) == (r.framing, r.content_length)
+    # Connection cannot remove Traefik's managed X-headers (any '_' spelling, isManagedXHeader)
+    named = {o.lower() for o in r.connection_options if o.lower().replace(b"_", b"-") not in oracle._MANAGED_X}
+    for n in names:
+        assert n not in named, (raw, out)
+        assert n not in HOP or (n == b"te" and r.te_trailers) or (
+            n == b"transfer-encoding" and r.framing == http1.CHUNKED) or (
+            n in (b"connection", b"upgrade") and r.upgrade is not None), (raw, out)
+    if not trusted:
+        assert names.count(b"x-forwarded-for") == 1 and again.header(b"x-forwarded-for") == b"10.0.0.1"
+    assert out.count(b"\n") == out.count(b"\r\n")

@@ -38,6 +38,7 @@ def test_folders_are_read_recursively_with_yaml_yml_json_and_multi_documents(tmp
     rc = load(tmp_path)
     assert errors(rc) == []
     assert sorted(p.split("/")[-1] for p in rc.sources) == ["mw.json", "route.yml", "svc.yaml"]
+    assert rc.paths == (str(tmp_path),)
     assert len(rc.dynamic["http"]["routers"]) == 1
     assert "default-strip@kubernetescrd" in rc.dynamic["http"]["middlewares"]
 
@@ -188,10 +189,20 @@ ports: [{name: http, port: 8080}]
 endpoints:
   - addresses: ["10.0.0.1"]
     conditions: {ready: yes}
+---
+apiVersion: traefik.io/v1alpha1
+kind: Middleware
+metadata: {name: dated}
+spec:
+  headers:
+    customRequestHeaders: {X-Since: 2024-01-01}
 """, ROUTE)
     rc = load(tmp_path)
     assert errors(rc) == []
     assert len(rc.dynamic["http"]["routers"]) == 1
+    # an unquoted date is a string, as Kubernetes reads it
+    assert rc.dynamic["http"]["middlewares"]["default-dated@kubernetescrd"]["headers"] == {
+        "customRequestHeaders": {"X-Since": "2024-01-01"}}
 
 
 # -- the fast schema gate agrees with jsonschema -----------------------------------------------
@@ -283,3 +294,18 @@ def test_line_of_nested_fields(tmp_path):
     assert obj.line == 2
     assert obj.line_of(("spec", "routes", 0, "services", 0, "port")) == 13
     assert obj.line_of(("spec", "routes", 0, "nothere")) == 9
+
+
+def test_committed_schemas_are_what_the_generator_makes(tmp_path):
+    import pathlib
+    import subprocess
+    import sys
+    repo = pathlib.Path(__file__).resolve().parent.parent
+    ref = repo.parent / "shared" / "reference" / "traefik"
+    assert ref.is_dir(), "CI provides ../shared beside the clone"
+    subprocess.run([sys.executable, str(repo / "scripts" / "gen_schemas.py"), str(ref),
+                    str(tmp_path)], check=True, capture_output=True)
+    generated = sorted(p.name for p in tmp_path.iterdir())
+    assert generated == sorted(p.name for p in (repo / "pyroute" / "schemas").iterdir())
+    for name in generated:
+        assert (tmp_path / name).read_text() == (repo / "pyroute" / "schemas" / name).read_text()

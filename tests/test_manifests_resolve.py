@@ -325,8 +325,7 @@ def test_traefik_service_trees(tmp_path):
                      {"name": "default-mirror", "weight": 1}],
         "sticky": {"cookie": {"name": "lb", "path": "/"}}}
     assert svcs["default-mirror@kubernetescrd"]["mirroring"] == {
-        "service": "default-v1-80", "mirrors": [{"name": "default-v2-80", "percent": 10}],
-        "mirrorBody": True}
+        "service": "default-v1-80", "mirrors": [{"name": "default-v2-80", "percent": 10}]}
     assert svcs["default-hrw@kubernetescrd"]["highestRandomWeight"]["services"] == [
         {"name": "default-v1-80", "weight": 10}, {"name": "default-v2-80", "weight": 20}]
     assert svcs["default-fo@kubernetescrd"]["failover"] == {
@@ -466,7 +465,8 @@ spec:
     rc = load(tmp_path)
     assert errors(rc) == []
     name, _ = router(rc, "default", "app", "Host(`a.example.com`)")
-    assert services(rc)[name]["loadBalancer"]["serversTransport"] == "default-mtls"
+    # qualified, as in Traefik's API (integration/testdata/rawdata-crd.json)
+    assert services(rc)[name]["loadBalancer"]["serversTransport"] == "default-mtls@kubernetescrd"
     st = rc.dynamic["http"]["serversTransports"]["default-mtls@kubernetescrd"]
     assert st["serverName"] == "backend.internal"
     assert st["certificates"] == [{"certFile": "CERT", "keyFile": "KEY"}]
@@ -663,3 +663,90 @@ spec:
     _, orphan = router(rc, "default", "orphan", "PathPrefix(`/x`)")
     assert orphan["status"] == "disabled"
     assert "parent IngressRoute default/nobody does not exist" in orphan["error"]
+
+
+def test_provider_qualified_service_references(tmp_path):
+    write(tmp_path, "a.yaml",
+          route(services="        - {name: wrr@kubernetescrd, kind: TraefikService}"),
+          route(name="int", match="Host(`i.example.com`)",
+                services="        - {name: api@internal, kind: TraefikService}"), """\
+apiVersion: traefik.io/v1alpha1
+kind: TraefikService
+metadata: {name: wrr}
+spec:
+  weighted:
+    services: [{name: whoami, port: 80}]
+""", service("whoami"))
+    rc = load(tmp_path)
+    _, r = router(rc, "default", "app", "Host(`a.example.com`)")
+    assert (r["service"], r["status"]) == ("default-wrr", "enabled")
+    _, r = router(rc, "default", "int", "Host(`i.example.com`)")
+    assert r["service"] == "api@internal"
+    assert r["error"] == ["the service 'api@internal' does not exist"]
+
+
+def test_service_level_middlewares(tmp_path):
+    write(tmp_path, "a.yaml",
+          route(services="        - name: whoami\n          port: 80\n"
+                         "          middlewares: [{name: add-header}, {name: nope}]"),
+          service("whoami"), """\
+apiVersion: traefik.io/v1alpha1
+kind: Middleware
+metadata: {name: add-header}
+spec:
+  headers: {customRequestHeaders: {X-Svc: "1"}}
+""")
+    rc = load(tmp_path)
+    name, r = router(rc, "default", "app", "Host(`a.example.com`)")
+    svc = services(rc)[name]
+    assert svc["middlewares"] == ["default-add-header@kubernetescrd", "default-nope@kubernetescrd"]
+    assert svc["status"] == "disabled"
+    assert r["status"] == "disabled"
+    assert any("middleware 'default-nope@kubernetescrd' does not exist" in e for e in errors(rc))
+
+
+def test_missing_servers_transport_disables_the_service(tmp_path):
+    write(tmp_path, "a.yaml",
+          route(services="        - {name: whoami, port: 80, serversTransport: nope}"),
+          service("whoami"))
+    rc = load(tmp_path)
+    _, r = router(rc, "default", "app", "Host(`a.example.com`)")
+    assert r["status"] == "disabled"
+    assert any("spec.routes[0].services[0].serversTransport: service default-app-"
+               in e and "servers transport 'default-nope@kubernetescrd' not found" in e
+               for e in errors(rc))
+
+
+def test_dump_is_json_and_deterministic(tmp_path):
+    import json
+    write(tmp_path, "a.yaml", route(), route(name="b", match="Host(`b.example.com`)"),
+          service("whoami"), TRAEFIK_SERVICES.split("---\n")[0].replace(
+              "      - {name: mirror, kind: TraefikService, weight: 1}\n", ""),
+          service("v1"))
+    first = json.dumps(load(tmp_path).dynamic, sort_keys=False)
+    assert json.dumps(load(tmp_path).dynamic, sort_keys=False) == first
+
+
+def test_route_entries_split_tls_plain_and_children(tmp_path):
+    from pyroute.manifests.routing import route_entries
+    write(tmp_path, "a.yaml", route(), route(name="sec", match="Host(`s.example.com`)").replace(
+        "  entryPoints: [web]\n", "  entryPoints: [web]\n  tls: {}\n"), """\
+apiVersion: traefik.io/v1alpha1
+kind: IngressRoute
+metadata: {name: child}
+spec:
+  parentRefs: [{name: app}]
+  routes:
+    - match: PathPrefix(`/c`)
+      priority: 7
+      syntax: v2
+      services: [{name: whoami, port: 80}]
+""", service("whoami"))
+    rc = load(tmp_path)
+    app, _ = router(rc, "default", "app", "Host(`a.example.com`)")
+    sec, _ = router(rc, "default", "sec", "Host(`s.example.com`)")
+    child, _ = router(rc, "default", "child", "PathPrefix(`/c`)")
+    assert route_entries(rc, "web", False) == [(app, "Host(`a.example.com`)", 0, "")]
+    assert route_entries(rc, "web", True) == [(sec, "Host(`s.example.com`)", 0, "")]
+    assert route_entries(rc, "websecure", False) == []
+    assert route_entries(rc, "web", False, parent=app) == [(child, "PathPrefix(`/c`)", 7, "v2")]

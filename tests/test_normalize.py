@@ -1,7 +1,8 @@
 """The entry point's request normalisation (Traefik createHTTPServer's wrappers)."""
 import pytest
 
-from pyroute.normalize import ForwardedHeaders, X_HEADERS, clean_path, normalize_target
+from pyroute.normalize import (ForwardedHeaders, X_HEADERS, clean_path, denied_escape,
+                               normalize_target)
 
 
 @pytest.mark.parametrize("path,want", [
@@ -58,3 +59,31 @@ def test_forwarded_headers_trust():
     assert ForwardedHeaders(insecure=True).strip(headers, "192.168.1.1") == headers
     assert ForwardedHeaders().strip(headers, "10.9.8.7") == [("Host", "a")]
     assert len(X_HEADERS) == 10
+
+
+from hypothesis import given, strategies as st  # noqa: E402
+
+SEGMENTS = st.lists(st.sampled_from(["a", "b", ".", "..", "", "%2F", "%41", "c%20d", "~x"]),
+                    max_size=8)
+
+
+@given(SEGMENTS, st.booleans())
+def test_sanitized_paths_are_clean_and_stable(segments, trailing):
+    target = "/" + "/".join(segments) + ("/" if trailing else "")
+    t = normalize_target(target)
+    assert t.status == 0
+    assert t.path.startswith("/")
+    parts = t.path.split("/")[1:]
+    assert "." not in parts and ".." not in parts
+    assert "//" not in t.path
+    # normalising again changes nothing: the server and explain agree on one form
+    again = normalize_target(t.request_uri)
+    assert (again.path, again.routing_path, again.query) == (t.path, t.routing_path, t.query)
+
+
+def test_denied_escapes():
+    denied = frozenset({"%2F", "%2f", "%00"})
+    assert denied_escape("/a%2Fb", denied) == "%2F"
+    assert denied_escape("/a%20b%00", denied) == "%00"
+    assert denied_escape("/a%20b", denied) is None
+    assert denied_escape("/a%2Fb", frozenset()) is None

@@ -8,7 +8,8 @@ from rules_oracle import LinearTable
 HOSTS = ["a.example", "b.example", "c.example", "A.example.", "x.a.example"]
 ATOMS = (
     ["Host(`%s`)" % h for h in HOSTS]
-    + ["Host(`*.example`)", "Host(`*`)", "HostRegexp(`^b`)", "PathPrefix(`/`)",
+    + ["Host(`*.example`)", "Host(`*.A.example.`)", "Host(`*`)", "Host(`**.example`)",
+       "HostRegexp(`^b`)", "PathPrefix(`/`)",
        "PathPrefix(`/x`)", "Path(`/x`)", "Path(`/x/y`)", "Method(`GET`)", "Method(`POST`)",
        "Header(`X-A`, `1`)", "Query(`q`, `1`)", "ClientIP(`10.0.0.0/8`)"]
 )
@@ -32,7 +33,7 @@ route_sets = st.lists(
 requests = st.fixed_dictionaries({
     "method": st.sampled_from(["GET", "POST"]),
     "host": st.sampled_from(HOSTS + ["b.example:80", "X.A.example", "z.example", "a.example.",
-                                     "[::1]:80", None]),
+                                     "[::1]:80", "y.x.a.example", ".a.example", None]),
     "path": st.sampled_from(["/", "/x", "/x/y", "/z", "http://c.example/x"]),
     "query": st.sampled_from(["", "q=1", "q=2&q=1"]),
     "headers": st.sampled_from([[], [("x-a", "1")], [("X-A", "2")]]),
@@ -63,3 +64,28 @@ def test_route_fast_path_agrees_with_match(routes, req):
                       ip, False)
     name = table.match(**req)
     assert (table.names[idx] if idx >= 0 else None) == name
+
+
+V2_ATOMS = ["Host(`a.example`, `B.example`)", "HostHeader(`c.example.`)", "Host(`x.a.example`)",
+            "HostRegexp(`{s:[a-z]+}.example`)", "Path(`/x`, `/x/y`)", "PathPrefix(`/{v}`)",
+            "Method(`GET`, `post`)", "Query(`q=1`)", "Headers(`X-A`, `1`)", "ClientIP(`10.1.2.3`)"]
+v2_rule_text = st.recursive(
+    st.sampled_from(V2_ATOMS),
+    lambda inner: st.one_of(
+        st.tuples(inner, st.sampled_from([" && ", " || "]), inner).map(lambda t: "".join(t)),
+        inner.map(lambda r: "!(%s)" % r),
+    ),
+    max_leaves=4,
+)
+v2_route_sets = st.lists(st.tuples(v2_rule_text, st.sampled_from([0, 0, 5, 50])),
+                         min_size=1, max_size=10).map(
+    lambda rs: [("r%02d" % i, text, prio) for i, (text, prio) in enumerate(rs)])
+
+
+@settings(max_examples=150, deadline=None)
+@given(v2_route_sets, st.lists(requests, min_size=1, max_size=6))
+def test_indexed_table_equals_linear_scan_v2(routes, reqs):
+    table = rules.RouteTable(routes, syntax="v2")
+    oracle = LinearTable(routes, syntax="v2")
+    for req in reqs:
+        assert table.match_all(**req) == oracle.match_all(**req)

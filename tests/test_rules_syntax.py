@@ -133,6 +133,12 @@ def test_bad_string_literals(rule, pos, what):
     assert e.pos == pos
 
 
+def test_nul_and_inner_byte_order_marks_are_illegal_as_in_go():
+    assert err("Path(`/a\x00`)").message == "illegal character NUL"
+    assert err("Path(`/a`) && \ufeffPath(`/b`)").message == "illegal byte order mark"
+    assert rules.compile("\ufeffPath(`/a`)").matches(path="/a")    # skipped at the start
+
+
 def test_arguments_must_be_string_literals():
     assert "is a number" in err("Path(1)").message
     assert "a is not defined" in err("Path(a)").message

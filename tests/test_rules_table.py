@@ -73,7 +73,11 @@ def test_bucket_keys():
     assert rules.compile("Host(`a`) && (Host(`a`) || Host(`b`))").host_keys == {b"a"}
     assert rules.compile("Host(`a`) || Path(`/`)").host_keys is None
     assert rules.compile("!Host(`a`)").host_keys is None
-    assert rules.compile("Host(`*.a`)").host_keys is None
+    r = rules.compile("Host(`*.a.example.`) || Host(`b`)")
+    assert (r.host_keys, r.wildcard_keys) == ({b"b"}, {b"a.example"})
+    for rule in ("Host(`*`)", "Host(`**.a`)", "Host(`*a.b`)", "Host(`*.`)"):
+        assert rules.compile(rule).host_keys is None
+    assert rules.compile("Host(`*.a`)", "v2").host_keys == {b"*.a"}      # literal in v2
     assert rules.compile("HostRegexp(`a`)").host_keys is None
     assert rules.compile("Host(`a`, `B`)", "v2").host_keys == {b"a", b"b"}
 
@@ -83,6 +87,17 @@ def test_indexed_rules_match_trailing_periods_and_ports():
     assert t.match(host="a.example.:80") == "r"
     assert t.match(host="B.EXAMPLE") == "dot"
     assert t.match(host="b.example.") == "dot"
+
+
+def test_wildcard_bucket_is_merged_with_exact_and_catch_all():
+    t = table(("wild", "Host(`*.example.com`)", 30),
+              ("exact", "Host(`a.example.com`)", 20),
+              ("both", "Host(`a.example.com`) || Host(`*.example.com`)", 25),
+              ("any", "PathPrefix(`/`)", 10))
+    assert t.match_all(host="a.example.com") == ["wild", "both", "exact", "any"]
+    assert t.match_all(host="B.example.com.:80") == ["wild", "both", "any"]
+    assert t.match_all(host="x.b.example.com") == ["any"]
+    assert t.match_all(host=".example.com") == ["wild", "both", "any"]   # empty first label
 
 
 def test_contradictory_hosts_never_match():
@@ -128,6 +143,10 @@ def test_route_rejects_non_bytes_headers():
     t = table(("a", "Header(`X`, `1`)", 0))
     with pytest.raises(TypeError):
         t.route(b"GET", None, b"/", b"", [("X", "1")], None, False)
+    with pytest.raises(TypeError):
+        t.route(b"GET", None, b"/", b"", [[b"X", b"1"]], None, False)
+    with pytest.raises(TypeError):
+        t.route(b"GET", None, b"/", b"", [(b"X",)], None, False)
 
 
 def test_needs_flags_say_what_to_build():
@@ -153,6 +172,13 @@ def test_bad_rule_names_its_router():
     with pytest.raises(rules.RuleSyntaxError) as info:
         table(("good", "Path(`/`)", 0), ("broken", "Path(`/`", 0))
     assert info.value.router == "broken"
+
+
+def test_table_cannot_be_rebuilt_in_place():
+    t = table(("a", "Path(`/`)", 0))
+    with pytest.raises(TypeError):
+        t.__init__([("b", "Path(`/b`)", 0)])
+    assert t.match(path="/") == "a"
 
 
 def test_table_introspection():

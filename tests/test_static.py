@@ -19,6 +19,7 @@ def test_defaults():
     assert (ep.request_accept_grace_timeout, ep.grace_timeout) == (0.0, 10.0)
     assert ep.sanitize_path is True and ep.encode_query_semicolons is False
     assert ep.max_header_bytes == 1 << 20
+    assert ep.denied_encoded_characters == frozenset()
     assert st.default_entry_points() == ["web"]
     assert st.providers_crd.allow_cross_namespace is False
 
@@ -35,7 +36,11 @@ entryPoints:
       respondingTimeouts: {readTimeout: 1m30s, writeTimeout: 5, idleTimeout: 500ms}
       lifeCycle: {requestAcceptGraceTimeout: 2s, graceTimeOut: 1h}
     forwardedHeaders: {trustedIPs: ["10.0.0.0/8", "fd00::/8"], insecure: false}
-    http: {sanitizePath: false, encodeQuerySemicolons: true, maxHeaderBytes: 8192}
+    http:
+      sanitizePath: false
+      encodeQuerySemicolons: true
+      maxHeaderBytes: 8192
+      encodedCharacters: {allowEncodedSlash: false, allowEncodedHash: false}
 providers:
   kubernetesCRD:
     allowCrossNamespace: true
@@ -58,6 +63,7 @@ accessLog: {filePath: /tmp/access.log}
     assert sec.trusted_ips == ("10.0.0.0/8", "fd00::/8")
     assert (sec.sanitize_path, sec.encode_query_semicolons, sec.max_header_bytes) == \
         (False, True, 8192)
+    assert sec.denied_encoded_characters == frozenset({"%2F", "%2f", "%23"})
     assert st.default_entry_points() == ["websecure"]
     crd = st.providers_crd
     assert crd.allow_cross_namespace and crd.allow_external_name_services

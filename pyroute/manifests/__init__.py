@@ -18,7 +18,16 @@ from dataclasses import dataclass, field
 from ..errors import ConfigError
 from .names import qualified, router_name
 
-__all__ = ["load", "RuntimeConfig", "qualified", "router_name", "ConfigError"]
+__all__ = ["load", "RuntimeConfig", "qualified", "router_name", "ConfigError", "demo_path"]
+
+
+def demo_path():
+    """Folder of the bundled demo manifests (what ``pyroute run`` serves without arguments).
+
+    Entry point ``web``; backends expected on 127.0.0.1:18081, 18082 and 18083.
+    """
+    import os
+    return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "demo")
 
 
 @dataclass(frozen=True)
@@ -29,6 +38,7 @@ class RuntimeConfig:
     dynamic: dict                        # Traefik's dynamic configuration shape (JSON-able)
     errors: tuple = ()                   # ConfigError, severity "error" or "warning"
     sources: tuple = ()                  # files read (for the reload watcher)
+    paths: tuple = ()                    # files/folders searched: a new file there counts too
     router_sources: dict = field(default_factory=dict, repr=False)  # router -> RouteSource
 
     @property
@@ -70,7 +80,7 @@ def load(paths=(), static=None):
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        objects, errors, files = read_paths(all_paths)
+        objects, errors, files = read_paths(all_paths, skip=(static.source,))
         valid = []
         for obj in objects:
             problems = schema.validate(obj)
@@ -86,7 +96,8 @@ def load(paths=(), static=None):
     errors = _dedupe(errors)
     errors.sort(key=lambda e: (str(e.file or ""), e.line or 0))
     return RuntimeConfig(static=static, dynamic=dynamic, errors=tuple(errors),
-                         sources=tuple(files), router_sources=resolver.router_sources)
+                         sources=tuple(files), paths=tuple(all_paths),
+                         router_sources=resolver.router_sources)
 
 
 def _dedupe(errors):

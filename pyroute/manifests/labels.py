@@ -1,4 +1,4 @@
-"""Kubernetes label selectors (``providers.kubernetesCRD.labelSelector``) and EndpointSlice ownership.
+"""Kubernetes label selectors, for ``providers.kubernetesCRD.labelSelector``.
 
 The selector grammar is Kubernetes' (k8s.io/apimachinery/pkg/labels): comma-separated
 requirements, each ``key``, ``!key``, ``key=value``, ``key==value``, ``key!=value``,

@@ -6,7 +6,7 @@ TLS option mapping).
 """
 from ..errors import RuleSyntaxError
 
-__all__ = ["check_rule", "domains", "rules_available"]
+__all__ = ["check_rule", "check_priority", "domains", "rules_available"]
 
 SYNTAXES = ("", "v2", "v3", "default")
 
@@ -40,6 +40,17 @@ def check_rule(rule, syntax=""):
         rules.compile(rule, syntax or "v3")
     except RuleSyntaxError as e:
         return "invalid rule: %s" % e.message + (" (at position %d)" % e.pos)
+    return None
+
+
+def check_priority(priority):
+    """None if a router may have ``priority``, else why not (Traefik keeps the top for itself)."""
+    rules = _rules()
+    if rules is None or not priority:
+        return None
+    if priority > rules.MAX_USER_PRIORITY:
+        return ("the router priority %d exceeds the max user-defined priority %d"
+                % (priority, rules.MAX_USER_PRIORITY))
     return None
 
 

@@ -65,6 +65,10 @@ class _Loader(_Loader):
         return tag
 
 
+# Kubernetes reads YAML as JSON (sigs.k8s.io/yaml): an unquoted date stays a string.
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", lambda loader, node: node.value)
+
+
 class _Fallback(Exception):
     """The document uses a YAML feature the fast constructor leaves to PyYAML (merge keys...)."""
 
@@ -122,9 +126,12 @@ class K8sObject:
         self.body = body
         self.kind = body.get("kind")
         self.api_version = body.get("apiVersion")
-        meta = body.get("metadata") or {}
-        self.name = meta.get("name") or meta.get("generateName") or ""
-        self.namespace = meta.get("namespace") or "default"
+        meta = body.get("metadata")
+        meta = meta if isinstance(meta, dict) else {}
+        name = meta.get("name") or meta.get("generateName")
+        self.name = name if isinstance(name, str) else ""
+        ns = meta.get("namespace")
+        self.namespace = ns if isinstance(ns, str) and ns else "default"
         self.file = file
         self.line = line           # first line of the object
         self._doc = doc            # index of its document in the file
@@ -263,16 +270,30 @@ def _add_document(path, node, doc, body, errors, out, base=()):
     if accepted is None or body["apiVersion"] not in accepted:
         return  # a kind pyroute does not use
     obj = K8sObject(body, path, node.start_mark.line + 1, doc, base)
-    meta = body.get("metadata")
-    if not isinstance(meta, dict) or not isinstance(meta.get("name") or meta.get("generateName"),
-                                                    str):
-        errors.append(obj.error("metadata.name is required", ("metadata",)))
-        return
-    ns = meta.get("namespace")
-    if ns is not None and not isinstance(ns, str):
-        errors.append(obj.error("must be a string", ("metadata", "namespace")))
+    problem = _metadata_problem(body.get("metadata"))
+    if problem:
+        errors.append(obj.error(problem[1], problem[0]))
         return
     out.append(obj)
+
+
+def _metadata_problem(meta):
+    """(path, message) for metadata the API server would refuse, else None."""
+    if not isinstance(meta, dict):
+        return ("metadata",), "metadata must be a mapping with a name"
+    name = meta.get("name") or meta.get("generateName")
+    if not isinstance(name, str) or not name:
+        return ("metadata",), "metadata.name is required"
+    if meta.get("namespace") is not None and not isinstance(meta["namespace"], str):
+        return ("metadata", "namespace"), "must be a string"
+    for key in ("labels", "annotations"):
+        value = meta.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+            return ("metadata", key), "must be a mapping of strings to strings"
+    return None
 
 
 def _child(node, path):
@@ -292,11 +313,15 @@ def _child(node, path):
     return node
 
 
-def read_paths(paths):
-    """Read every manifest under ``paths``: returns (objects, errors, files_read)."""
+def read_paths(paths, skip=()):
+    """Read every manifest under ``paths`` (files in ``skip`` excepted, e.g. the static
+    configuration when it sits in a manifest folder): returns (objects, errors, files_read)."""
     errors, objects, files = [], [], []
     _node_cache.clear()
+    skip = {os.path.abspath(p) for p in skip if p}
     for f in _files(paths, errors):
+        if os.path.abspath(f) in skip:
+            continue
         files.append(f)
         _read_file(f, errors, objects)
     return objects, errors, files

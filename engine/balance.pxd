@@ -1,0 +1,43 @@
+# Load-balancing primitives: the per-request part of a service (engine/balance.pyx).
+# Every pick returns a child index (int); -1 means "no available child" (-> 503).
+cimport cython
+
+
+@cython.final
+cdef class WRR:
+    # Traefik's weighted round-robin (pkg/server/service/loadbalancer/wrr): earliest deadline
+    # first over a binary heap laid out exactly as Go's container/heap, so the pick sequence
+    # (ties included) is Traefik's.
+    cdef int n                  # children in the heap (weight > 0)
+    cdef int *heap              # heap of child indexes, ordered by deadline
+    cdef double *deadline       # per child index; owned
+    cdef double *inv_weight     # per child index: 1/weight; owned
+    cdef double cur_deadline
+    cdef inline bint _less(self, int a, int b) noexcept
+    cdef inline void _swap(self, int a, int b) noexcept
+    cdef void _up(self, int j) noexcept
+    cdef bint _down(self, int i0, int n) noexcept
+    cdef int pick(self) noexcept
+
+
+@cython.final
+cdef class P2C:
+    # Traefik's "p2c" strategy: two distinct random children, the one with fewer requests in
+    # flight wins (ties: the first drawn). Counts are per worker process.
+    cdef int n
+    cdef int *inflight          # per child index; owned
+    cdef unsigned long long rng # xorshift64* state
+    cdef inline unsigned long long _rand(self) noexcept
+    cdef int pick(self) noexcept
+    cdef void release(self, int child) noexcept
+
+
+@cython.final
+cdef class Sticky:
+    # Traefik's sticky cookie: cookie value -> child index (sha256 names, plus the legacy
+    # fnv64 forms Traefik still accepts so sessions survive a switch between proxies).
+    cdef readonly bytes name            # cookie name (bytes, as on the wire)
+    cdef dict by_value                  # bytes value -> int child
+    cdef dict legacy_values             # bytes value -> int child (cookie must be rewritten)
+    cdef readonly list values           # child index -> bytes value written in Set-Cookie
+    cdef int lookup(self, bytes cookie_header, bint *rewrite)

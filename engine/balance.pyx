@@ -1,0 +1,249 @@
+# cython: language_level=3
+"""Load balancing: Traefik's WRR (EDF heap), p2c, and sticky-cookie lookup.
+
+Everything here is built once per config load; ``pick`` runs per request and returns a
+child index, never a Python object.
+"""
+cimport cython
+from libc.stdlib cimport malloc, free
+from libc.string cimport memchr
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+import hashlib
+import os
+
+
+@cython.final
+cdef class WRR:
+    """Weighted round-robin as Traefik's ``wrr.Balancer``.
+
+    ``weights[i]`` is child i's weight; a child with weight <= 0 is never picked (Traefik:
+    "non-positive weight is meaningless", AddService ignores it). Children are pushed in
+    order, as Traefik's service manager adds them.
+    """
+
+    def __cinit__(self, weights):
+        cdef int count = len(weights)
+        cdef int i
+        self.heap = <int *> malloc(max(count, 1) * sizeof(int))
+        self.deadline = <double *> malloc(max(count, 1) * sizeof(double))
+        self.inv_weight = <double *> malloc(max(count, 1) * sizeof(double))
+        if not self.heap or not self.deadline or not self.inv_weight:
+            raise MemoryError()
+        self.n = 0
+        self.cur_deadline = 0.0
+        for i in range(count):
+            w = weights[i]
+            if w is None:
+                w = 1           # Traefik: weight defaults to 1
+            if w <= 0:
+                continue
+            self.inv_weight[i] = 1.0 / <double> w
+            # AddService: deadline = curDeadline + 1/weight, then heap.Push
+            self.deadline[i] = self.cur_deadline + self.inv_weight[i]
+            self.heap[self.n] = i
+            self.n += 1
+            self._up(self.n - 1)
+
+    def __dealloc__(self):
+        free(self.heap)
+        free(self.deadline)
+        free(self.inv_weight)
+
+    cdef inline bint _less(self, int a, int b) noexcept:
+        return self.deadline[self.heap[a]] < self.deadline[self.heap[b]]
+
+    cdef inline void _swap(self, int a, int b) noexcept:
+        cdef int t = self.heap[a]
+        self.heap[a] = self.heap[b]
+        self.heap[b] = t
+
+    cdef void _up(self, int j) noexcept:
+        # Go container/heap.up
+        cdef int i
+        while True:
+            i = (j - 1) // 2
+            if i == j or not self._less(j, i):
+                break
+            self._swap(i, j)
+            j = i
+
+    cdef bint _down(self, int i0, int n) noexcept:
+        # Go container/heap.down
+        cdef int i = i0, j, j1, j2
+        while True:
+            j1 = 2 * i + 1
+            if j1 >= n or j1 < 0:
+                break
+            j = j1
+            j2 = j1 + 1
+            if j2 < n and self._less(j2, j1):
+                j = j2
+            if not self._less(j, i):
+                break
+            self._swap(i, j)
+            i = j
+        return i > i0
+
+    cdef int pick(self) noexcept:
+        # nextServer: heap.Pop (swap root with last, down), bump its deadline, heap.Push.
+        cdef int child
+        if self.n == 0:
+            return -1
+        self._swap(0, self.n - 1)
+        self._down(0, self.n - 1)
+        child = self.heap[self.n - 1]
+        self.cur_deadline = self.deadline[child]
+        self.deadline[child] += self.inv_weight[child]
+        self._up(self.n - 1)
+        return child
+
+    def next(self):
+        """Pick the next child index (-1 when no child has a positive weight)."""
+        return self.pick()
+
+
+@cython.final
+cdef class P2C:
+    """Power of two choices: fewer in-flight requests wins (Traefik's ``p2c`` strategy)."""
+
+    def __cinit__(self, int n, seed=None):
+        self.n = n
+        self.inflight = <int *> malloc(max(n, 1) * sizeof(int))
+        if not self.inflight:
+            raise MemoryError()
+        for i in range(n):
+            self.inflight[i] = 0
+        if seed is None:
+            seed = int.from_bytes(os.urandom(8), "little")
+        self.rng = (<unsigned long long> seed) | 1
+
+    def __dealloc__(self):
+        free(self.inflight)
+
+    cdef inline unsigned long long _rand(self) noexcept:
+        # xorshift64*: a fast PRNG is enough to spread load; nothing here is secret.
+        cdef unsigned long long x = self.rng
+        x ^= x >> 12
+        x ^= x << 25
+        x ^= x >> 27
+        self.rng = x
+        return x * 2685821657736338717ULL
+
+    cdef int pick(self) noexcept:
+        cdef int a, b
+        if self.n <= 0:
+            return -1
+        if self.n == 1:
+            a = 0
+        else:
+            a = <int> (self._rand() % <unsigned long long> self.n)
+            b = <int> (self._rand() % <unsigned long long> (self.n - 1))
+            if b >= a:
+                b += 1
+            if self.inflight[b] < self.inflight[a]:
+                a = b
+        self.inflight[a] += 1
+        return a
+
+    cdef void release(self, int child) noexcept:
+        if 0 <= child < self.n and self.inflight[child] > 0:
+            self.inflight[child] -= 1
+
+    def next(self):
+        """Pick a child index; the caller must ``done(i)`` when its request ends."""
+        return self.pick()
+
+    def done(self, int child):
+        self.release(child)
+
+    def in_flight(self, int child):
+        return self.inflight[child]
+
+
+# ---- sticky cookies -------------------------------------------------------------------
+
+def cookie_name(name, service_name):
+    """Traefik's cookie name: the configured one sanitised (RFC 2616 token characters, others
+    -> '_'), or "_" + the first 5 hex digits of sha1("_TRAEFIK_BACKEND_" + service name)
+    (pkg/server/cookie/cookie.go, cookieNameLength = 6)."""
+    if name:
+        out = []
+        for ch in name:
+            if ch.isascii() and (ch.isalnum() or ch in "!#$%&'*+-.^`|~"):
+                out.append(ch)
+            else:
+                out.append("_")
+        return "".join(out)
+    return ("_" + hashlib.sha1(("_TRAEFIK_BACKEND_" + service_name).encode()).hexdigest())[:6]
+
+
+def sticky_value(handler_name):
+    """Traefik v3's cookie value: sha256 of the handler name (a server URL, or a child
+    service name in a weighted service), hex, first 16 characters (sticky.go sha256Hash)."""
+    return hashlib.sha256(handler_name.encode()).hexdigest()[:16]
+
+
+def _fnv64(text):
+    # Go's hash/fnv New64 (FNV-1, not 1a), formatted with strconv.FormatUint(h, 16).
+    h = 0xcbf29ce484222325
+    for byte in text.encode():
+        h = (h * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
+        h ^= byte
+    return "%x" % h
+
+
+@cython.final
+cdef class Sticky:
+    """Cookie -> child lookup for one service's sticky sessions."""
+
+    def __cinit__(self, str name, handler_names):
+        self.name = name.encode("latin-1")
+        self.by_value = {}
+        self.legacy_values = {}
+        self.values = []
+        for i, hname in enumerate(handler_names):
+            v = sticky_value(hname)
+            self.values.append(v.encode())
+            self.by_value[v.encode()] = i
+            # Traefik's compatibility map: raw name, fnv(name), fnv(fnv(name)).
+            f = _fnv64(hname)
+            for legacy in (hname, f, _fnv64(f)):
+                self.legacy_values.setdefault(legacy.encode("latin-1"), i)
+
+    cdef int lookup(self, bytes cookie_header, bint *rewrite):
+        # Find our cookie in a Cookie header ("a=b; c=d"); -1 when absent or unknown.
+        cdef const char *s = PyBytes_AS_STRING(cookie_header)
+        cdef Py_ssize_t n = PyBytes_GET_SIZE(cookie_header)
+        cdef const char *nm = PyBytes_AS_STRING(self.name)
+        cdef Py_ssize_t nl = PyBytes_GET_SIZE(self.name)
+        cdef Py_ssize_t i = 0, start, eq, end
+        rewrite[0] = False
+        while i < n:
+            while i < n and (s[i] == b' ' or s[i] == b'\t' or s[i] == b';'):
+                i += 1
+            start = i
+            while i < n and s[i] != b';':
+                i += 1
+            end = i
+            eq = start
+            while eq < end and s[eq] != b'=':
+                eq += 1
+            if eq < end and eq - start == nl and cookie_header[start:eq] == self.name:
+                value = cookie_header[eq + 1:end].strip()
+                if len(value) >= 2 and value[:1] == b'"' and value[-1:] == b'"':
+                    value = value[1:-1]
+                child = self.by_value.get(value)
+                if child is not None:
+                    return child
+                child = self.legacy_values.get(value)
+                if child is not None:
+                    rewrite[0] = True
+                    return child
+                return -1
+        return -1
+
+    def find(self, bytes cookie_header):
+        """(child index or -1, whether the cookie uses a legacy value and must be rewritten)."""
+        cdef bint rewrite = False
+        cdef int child = self.lookup(cookie_header, &rewrite)
+        return child, bool(rewrite)

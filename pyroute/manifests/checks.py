@@ -1,0 +1,172 @@
+"""The checks Traefik's runtime makes when it wires the configuration.
+
+A router whose entry points, service, middlewares, TLS option or rule do not hold is disabled
+with the reason (Traefik's router manager); services and chains referring to missing or disabled
+parts are disabled too, and reference cycles are refused.
+"""
+from .names import qualified
+from .rulecheck import check_priority, check_rule
+from .tlsconfig import DEFAULT_TLS
+
+__all__ = ["ChecksMixin"]
+
+
+class ChecksMixin:
+    """Resolver part: status and errors after everything is built."""
+
+    def check_services(self):
+        services = self.http["services"]
+        changed = True
+        while changed:
+            changed = False
+            for name, svc in services.items():
+                if svc.get("status") != "enabled":
+                    continue
+                for child in _children(svc):
+                    q = qualified(child)
+                    target = services.get(q)
+                    problem = None
+                    if target is None:
+                        problem = "the service %r does not exist" % q
+                    elif target.get("status") != "enabled":
+                        problem = "the service %r is disabled" % q
+                    if problem:
+                        self.disable(svc, problem)
+                        src = self.service_sources.get(name)
+                        if src is not None:
+                            self.err(src[0], "service %s: %s" % (name, problem), src[1])
+                        changed = True
+                        break
+        # cycles: a service must not reach itself
+        for name in list(services):
+            if services[name].get("status") == "enabled" and _reaches(services, name, name):
+                self.disable(services[name], "the service %r is part of a cycle" % name)
+                src = self.service_sources.get(name)
+                if src is not None:
+                    self.err(src[0], "service %s is part of a reference cycle" % name, src[1])
+        for name, svc in services.items():
+            st = (svc.get("loadBalancer") or {}).get("serversTransport")
+            if st and st not in self.http["serversTransports"] and svc.get("status") == "enabled":
+                # Traefik's service manager: the transport must exist for the service to build
+                self.disable(svc, "servers transport %r not found" % st)
+                src = self.service_sources.get(name)
+                if src is not None:
+                    self.err(src[0], "service %s: servers transport %r not found" % (name, st),
+                             src[1] + ("serversTransport",))
+            for mw in svc.get("middlewares") or ():
+                if mw not in self.http["middlewares"] and svc.get("status") == "enabled":
+                    self.disable(svc, "middleware %r does not exist" % mw)
+                    src = self.service_sources.get(name)
+                    if src is not None:
+                        self.err(src[0], "service %s: middleware %r does not exist"
+                                 % (name, mw), src[1] + ("middlewares",))
+        for name, svc in services.items():
+            lb = svc.get("loadBalancer")
+            if svc.get("status") == "enabled" and lb is not None and not lb["servers"]:
+                src = self.service_sources.get(name)
+                if src is not None:
+                    self.err(src[0], "service %s has no servers: every request to it gets 503"
+                             % name, src[1], "warning")
+
+    def check_middlewares(self):
+        mws = self.http["middlewares"]
+        for name, mw in mws.items():
+            if mw.get("status") != "enabled":
+                continue
+            chain = (mw.get("chain") or {}).get("middlewares") or ()
+            for child in chain:
+                q = qualified(child)
+                if q not in mws:
+                    msg = "middleware %r does not exist" % q
+                    self.disable(mw, msg)
+                    obj = self.middleware_sources[name]
+                    self.err(obj, msg, ("spec", "chain", "middlewares"))
+            es = mw.get("errors")
+            if es and es.get("service") and qualified(es["service"]) not in self.http["services"]:
+                self.disable(mw, "the service %r does not exist" % qualified(es["service"]))
+
+    def check_routers(self):
+        eps_known = self.static.entry_points
+        default_eps = self.static.default_entry_points()
+        for name, router in self.http["routers"].items():
+            src = self.router_sources[name]
+            obj, rpath = src.obj, src.path
+            problems = []
+            if "parentRefs" not in router:
+                if not router.get("entryPoints"):
+                    router["entryPoints"] = list(default_eps)
+                missing = [ep for ep in router["entryPoints"] if ep not in eps_known]
+                for ep in missing:
+                    self.err(obj, "entryPoint %r doesn't exist (known: %s)"
+                             % (ep, ", ".join(eps_known)), ("spec", "entryPoints"))
+                if missing and len(missing) == len(router["entryPoints"]):
+                    self.disable(router, "no valid entryPoint for this router")
+            svc = router.get("service")
+            if svc is not None and router.get("status") == "enabled":
+                q = qualified(svc)
+                target = self.http["services"].get(q)
+                if target is None:
+                    problems.append(("the service %r does not exist" % q, ("services",)))
+                elif target.get("status") != "enabled":
+                    problems.append(("the service %r is disabled: %s" % (
+                        q, "; ".join(target.get("error", []))), ("services",)))
+            elif not self._has_children(name) and router.get("status") == "enabled":
+                problems.append(("the router has no service", ()))
+            for k, mw in enumerate(router.get("middlewares") or ()):
+                target = self.http["middlewares"].get(mw)
+                if target is None:
+                    problems.append(("middleware %r does not exist" % mw, ("middlewares", k)))
+                elif target.get("status") != "enabled":
+                    problems.append(("middleware %r is disabled: %s" % (
+                        mw, "; ".join(target.get("error", []))), ("middlewares", k)))
+            tls = router.get("tls")
+            if tls is not None and tls.get("options"):
+                opt = tls["options"]
+                qopt = opt if opt == DEFAULT_TLS else qualified(opt)
+                if qopt not in self.tls["options"]:
+                    problems.append(("unknown TLS options: %s" % qopt, None))
+            rule_error = check_rule(router["rule"], router.get("ruleSyntax", ""))
+            if rule_error is not None:
+                problems.append((rule_error, ("match",)))
+            prio_error = check_priority(router.get("priority", 0))
+            if prio_error is not None:
+                problems.append((prio_error, ("priority",)))
+            for message, path in problems:
+                if message in router.get("error", ()):
+                    continue
+                self.disable(router, message)
+                fpath = ("spec", "tls", "options") if path is None else rpath + tuple(path)
+                self.err(obj, message, fpath)
+
+    def _has_children(self, qname):
+        for r in self.http["routers"].values():
+            if qname in (r.get("parentRefs") or ()):
+                return True
+        return False
+
+
+def _children(svc):
+    for key in ("weighted", "highestRandomWeight"):
+        if key in svc:
+            for s in svc[key].get("services") or ():
+                yield s["name"]
+    if "mirroring" in svc:
+        yield svc["mirroring"]["service"]
+        for m in svc["mirroring"].get("mirrors") or ():
+            yield m["name"]
+    if "failover" in svc:
+        yield svc["failover"]["service"]
+        yield svc["failover"]["fallback"]
+
+
+def _reaches(services, start, target, seen=None):
+    seen = set() if seen is None else seen
+    for child in _children(services[start]):
+        q = qualified(child)
+        if q == target:
+            return True
+        if q in services and q not in seen:
+            seen.add(q)
+            if _reaches(services, q, target, seen):
+                return True
+    return False

@@ -1,0 +1,377 @@
+"""Tracing one request through a RuntimeConfig: what ``pyroute explain`` reports.
+
+``Explainer(rc).explain(method, url, headers, client_ip, entrypoint, sni)`` returns a dict:
+``status`` (None when the request is forwarded to a service, else the status pyroute answers:
+400, 404, 421, 503, or a middleware's 30x/401/403), ``entrypoint``, ``router``, ``rule``,
+``priority``, ``middlewares`` (the chain, chains expanded), ``service`` (the tree
+``{"name", "type", "servers": [{"url", "weight"}], "children": [...]}``), ``tls`` (server
+name, option, certificate), ``matched`` (every router that matched, winner first) and
+``notes`` (why). Route tables are built once per (entry point, TLS) and reused, so
+``--requests`` answers many requests in one process.
+"""
+
+
+class Explainer:
+    """Answers requests against one RuntimeConfig; tables are built once and reused."""
+
+    def __init__(self, rc):
+        self.rc = rc
+        self._tables = {}
+        self._tls = {}
+        self._fh = {}
+
+    # -- tables -------------------------------------------------------------------------------
+    def table(self, entry_point, tls, parent=None):
+        key = (entry_point, tls, parent)
+        t = self._tables.get(key)
+        if t is None:
+            from .. import rules
+            from .routing import route_entries
+            t = self._tables[key] = rules.RouteTable(
+                route_entries(self.rc, entry_point, tls, parent))
+        return t
+
+    def tls_hosts(self, entry_point):
+        t = self._tls.get(entry_point)
+        if t is None:
+            from .routing import TLSHosts
+            t = self._tls[entry_point] = TLSHosts(self.rc, entry_point)
+        return t
+
+    def forwarded(self, ep):
+        fh = self._fh.get(ep.name)
+        if fh is None:
+            from ..normalize import ForwardedHeaders
+            fh = self._fh[ep.name] = ForwardedHeaders.for_entry_point(ep)
+        return fh
+
+    # -- one request --------------------------------------------------------------------------
+    def explain(self, method="GET", url="/", headers=(), client_ip="127.0.0.1", entrypoint=None,
+                sni=None):
+        from ..normalize import normalize_target
+        from .names import qualified
+
+        static = self.rc.static
+        scheme, authority, target = _split_url(url)
+        headers = list(headers)
+        tls = scheme == "https"
+        host = authority or _header(headers, "host")
+        ep = self._entry_point(entrypoint, authority, tls)
+        out = {"status": None, "entrypoint": ep.name if ep else entrypoint, "router": None,
+               "rule": None, "priority": None, "middlewares": [], "service": None,
+               "tls": None, "matched": [], "notes": []}
+        if ep is None:
+            out["status"] = 0
+            out["notes"].append("no entry point %r (known: %s)" % (
+                entrypoint, ", ".join(static.entry_points)))
+            return out
+        t = normalize_target(target, ep.sanitize_path, ep.encode_query_semicolons)
+        if t.status:
+            out["status"] = t.status
+            out["notes"].append("refused before routing: " + t.reason)
+            return out
+        out["path"] = t.path
+        out["query"] = t.query
+        headers = self.forwarded(ep).strip(headers, client_ip)
+        if tls:
+            server_name = (sni if sni is not None else _hostname(host or "")).lower()
+            hosts = self.tls_hosts(ep.name)
+            option = hosts.option_for(server_name)
+            cert, sans = hosts.certificate_for(server_name)
+            out["tls"] = {"sni": server_name, "option": option, "certificate": cert,
+                          "certificate_names": sans}
+            host_option = hosts.option_for(_hostname(host or ""))
+            if host and host_option != option:
+                # Traefik: the Host header's TLS option must be the connection's (domain
+                # fronting) -> 421 Misdirected Request.
+                out["status"] = 421
+                out["notes"].append("Host %r uses TLS option %r but the connection was made "
+                                    "with %r (SNI %r)" % (_hostname(host), host_option, option,
+                                                          server_name))
+                return out
+        query = t.query or ""
+        matched = []
+        parent = None
+        winner = None
+        while True:
+            table = self.table(ep.name, tls, parent)
+            names = table.match_all(method=method, host=host, path=t.path, query=query,
+                                    headers=headers, remote_addr=client_ip, tls=tls)
+            prio = dict(zip(table.names, table.priorities))
+            if not names:
+                break
+            from .routing import children_of
+            first = names[0]
+            has_children = bool(children_of(self.rc, first))
+            for n in names:
+                r = self.rc.dynamic["http"]["routers"][n]
+                if n != first:
+                    why = ("lower priority (%d < %d)" % (prio[n], prio[first])
+                           if prio[n] < prio[first] else
+                           "same priority %d: Traefik leaves the order open, pyroute takes "
+                           "the router names in order" % prio[n])
+                elif has_children:
+                    why = "parent: its child routers are matched next"
+                else:
+                    why = "winner"
+                matched.append({"router": n, "rule": r["rule"], "priority": prio[n],
+                                "parent": parent, "why": why})
+            if not has_children:
+                winner = first
+                break
+            parent = first
+        out["matched"] = matched
+        if winner is None:
+            out["status"] = 404
+            out["notes"].append("no router matches" if parent is None else
+                                "router %s matched but none of its children does" % parent)
+            self._disabled_matches(out, ep, tls, method, host, t, query, headers, client_ip)
+            return out
+        r = self.rc.dynamic["http"]["routers"][winner]
+        out["router"] = winner
+        from ..normalize import denied_escape
+        esc = denied_escape(t.path, ep.denied_encoded_characters)
+        out["rule"] = r["rule"]
+        out["priority"] = next(m["priority"] for m in matched if m["router"] == winner)
+        chain = []
+        if parent is not None:
+            for m in self.rc.dynamic["http"]["routers"][parent].get("middlewares") or ():
+                self._expand_middleware(m, chain, set())
+        for m in r.get("middlewares") or ():
+            self._expand_middleware(m, chain, set())
+        out["middlewares"] = chain
+        if esc is not None:
+            # Traefik: the root router's denyEncodedPathCharacters handler, before middlewares
+            out["status"] = 400
+            out["notes"].append("encoded character %s is denied on entry point %s "
+                                "(http.encodedCharacters)" % (esc, ep.name))
+            return out
+        ctx = {"method": method, "tls": tls, "host": host or "", "uri": t.request_uri,
+               "headers": headers, "client_ip": client_ip}
+        for m in chain:
+            answer = _middleware_answer(m, ctx)
+            if answer is not None:
+                out["status"], note = answer
+                out["notes"].append("middleware %s answers: %s" % (m["name"], note))
+                return out
+        svc = r.get("service")
+        if svc is not None:
+            out["service"] = self._tree(qualified(svc), None, set())
+            if not _has_servers(out["service"]):
+                out["status"] = 503
+                out["notes"].append("the service has no server to send the request to")
+        return out
+
+    def _entry_point(self, name, authority, tls=False):
+        eps = self.rc.static.entry_points
+        if name:
+            return eps.get(name)
+        # The entry point listening on the URL's port (80/443 when the URL names none)...
+        port = "443" if tls else "80"
+        if authority and ":" in authority.rsplit("]", 1)[-1]:
+            port = authority.rsplit(":", 1)[1]
+        for ep in eps.values():
+            if str(ep.port) == port:
+                return ep
+        # ... else the first default entry point.
+        defaults = self.rc.static.default_entry_points()
+        return eps[defaults[0]] if defaults else None
+
+    def _expand_middleware(self, name, chain, seen):
+        mw = self.rc.dynamic["http"]["middlewares"].get(name)
+        if mw is None or name in seen:
+            chain.append({"name": name, "type": None, "status": "missing"})
+            return
+        seen.add(name)
+        kind = next((k for k in mw if k not in ("status", "error")), None)
+        if kind == "chain":
+            chain.append({"name": name, "type": "chain"})
+            for child in mw["chain"]["middlewares"]:
+                self._expand_middleware(child, chain, seen)
+            return
+        chain.append({"name": name, "type": kind, "config": mw.get(kind)})
+
+    def _tree(self, name, weight, seen):
+        from .names import qualified
+        svc = self.rc.dynamic["http"]["services"].get(name)
+        node = {"name": name, "type": None, "servers": [], "children": []}
+        if weight is not None:
+            node["weight"] = weight
+        if svc is None or name in seen:
+            node["type"] = "missing" if svc is None else "cycle"
+            return node
+        seen = seen | {name}
+        if "loadBalancer" in svc:
+            node["type"] = "loadBalancer"
+            node["servers"] = [{"url": s["url"], "weight": s.get("weight", 1)}
+                               for s in svc["loadBalancer"]["servers"]]
+        for kind in ("weighted", "highestRandomWeight"):
+            if kind in svc:
+                node["type"] = kind
+                node["children"] = [self._tree(qualified(c["name"]), c.get("weight", 1), seen)
+                                    for c in svc[kind]["services"]]
+        if "mirroring" in svc:
+            node["type"] = "mirroring"
+            main = self._tree(qualified(svc["mirroring"]["service"]), None, seen)
+            main["role"] = "main"
+            node["children"] = [main]
+            for m in svc["mirroring"].get("mirrors") or ():
+                child = self._tree(qualified(m["name"]), None, seen)
+                child["role"] = "mirror %d%%" % m.get("percent", 0)
+                node["children"].append(child)
+        if "failover" in svc:
+            node["type"] = "failover"
+            node["children"] = []
+            for role in ("service", "fallback"):
+                child = self._tree(qualified(svc["failover"][role]), None, seen)
+                child["role"] = "main" if role == "service" else "fallback"
+                node["children"].append(child)
+        if svc.get("middlewares"):
+            node["middlewares"] = list(svc["middlewares"])
+        if svc.get("status") != "enabled":
+            node["status"] = "disabled"
+        return node
+
+    def _disabled_matches(self, out, ep, tls, method, host, t, query, headers, client_ip):
+        from .. import rules
+        for name, r in self.rc.dynamic["http"]["routers"].items():
+            if r.get("status") == "enabled" or ep.name not in (r.get("entryPoints") or ()):
+                continue
+            if ("tls" in r) != tls:
+                continue
+            try:
+                rule = rules.compile(r["rule"], r.get("ruleSyntax") or "v3")
+            except rules.RuleSyntaxError:
+                continue
+            if rule.matches(method=method, host=host, path=t.path, query=query,
+                            headers=headers, remote_addr=client_ip):
+                out["notes"].append("router %s would match but is disabled: %s"
+                                    % (name, "; ".join(r.get("error", []))))
+
+
+def _middleware_answer(m, ctx):
+    """(status, why) when a middleware answers the request itself, else None.
+
+    Covers the middlewares whose decision depends only on the request: ipAllowList,
+    redirectScheme, and basicAuth/digestAuth without credentials.
+    """
+    kind, cfg = m.get("type"), m.get("config") or {}
+    if kind in ("ipAllowList", "ipWhiteList"):
+        import ipaddress
+        ip = _strategy_ip(cfg.get("ipStrategy"), ctx)
+        try:
+            addr = ipaddress.ip_address(ip)
+            allowed = any(addr in ipaddress.ip_network(r, strict=False)
+                          for r in cfg.get("sourceRange") or ())
+        except ValueError:
+            allowed = False
+        if not allowed:
+            return cfg.get("rejectStatusCode") or 403, "client IP %s is not in %s" % (
+                ip, ", ".join(cfg.get("sourceRange") or ()))
+        return None
+    if kind == "redirectScheme":
+        old = _client_url(ctx)
+        port = str(cfg.get("port") or "")
+        scheme = cfg.get("scheme") or "https"
+        if port and not ((scheme == "http" and port == "80") or (scheme == "https" and
+                                                                 port == "443")):
+            port = ":" + port
+        else:
+            port = ""
+        rest = old.split("://", 1)[1]
+        hostpart, slash, path = rest.partition("/")
+        host = hostpart.rsplit(":", 1)[0] if not hostpart.endswith("]") else hostpart
+        new = "%s://%s%s%s%s" % (scheme, host, port, slash, path)
+        if new == old:
+            return None
+        get = ctx["method"] == "GET"
+        if cfg.get("permanent"):
+            return (301 if get else 308), "redirect to " + new
+        return (302 if get else 307), "redirect to " + new
+    if kind in ("basicAuth", "digestAuth"):
+        field = "authorization"
+        if not any(k.lower() == field for k, _ in ctx["headers"]):
+            return 401, "no credentials (Authorization header)"
+    return None
+
+
+def _strategy_ip(strategy, ctx):
+    # Traefik ip strategies: RemoteAddr (default), depth in X-Forwarded-For, excludedIPs pool.
+    if not strategy:
+        return ctx["client_ip"]
+    xff = [v.strip() for k, val in ctx["headers"] if k.lower() == "x-forwarded-for"
+           for v in val.split(",") if v.strip()]
+    depth = strategy.get("depth") or 0
+    if depth > 0:
+        return xff[-depth] if depth <= len(xff) else ""
+    excluded = strategy.get("excludedIPs") or ()
+    if excluded:
+        import ipaddress
+        nets = [ipaddress.ip_network(e, strict=False) for e in excluded]
+        for v in reversed(xff):
+            try:
+                if not any(ipaddress.ip_address(v) in n for n in nets):
+                    return v
+            except ValueError:
+                return v
+        return ""
+    return ctx["client_ip"]
+
+
+def _client_url(ctx):
+    # Traefik redirect clientRequestURL: scheme from TLS / X-Forwarded-Proto, default ports
+    # dropped.
+    scheme = "https" if ctx["tls"] else "http"
+    for k, v in ctx["headers"]:
+        if k.lower() == "x-forwarded-proto" and v:
+            scheme = {"wss": "https", "ws": "http"}.get(v, v)
+    host = ctx["host"]
+    port = ""
+    if (host.startswith("[") and "]:" in host) or (not host.startswith("[") and ":" in host):
+        host, port = host.rsplit(":", 1)
+        port = ":" + port
+    if (scheme == "http" and port == ":80") or (scheme == "https" and port == ":443"):
+        port = ""
+    return "%s://%s%s%s" % (scheme, host, port, ctx["uri"])
+
+
+def _has_servers(node):
+    if node.get("status") == "disabled" or node["type"] in ("missing", "cycle"):
+        return False
+    if node["type"] == "loadBalancer":
+        return bool(node["servers"])
+    kids = node["children"]
+    if node["type"] == "mirroring":
+        kids = kids[:1]
+    return any(_has_servers(k) for k in kids)
+
+
+def _split_url(url):
+    """(scheme, authority, origin-form target) of http(s)://authority/target or /target."""
+    for scheme in ("http", "https"):
+        prefix = scheme + "://"
+        if url.lower().startswith(prefix):
+            rest = url[len(prefix):]
+            cut = len(rest)
+            for c in "/?":
+                i = rest.find(c)
+                if 0 <= i < cut:
+                    cut = i
+            target = rest[cut:] or "/"
+            if target.startswith("?"):
+                target = "/" + target
+            return scheme, rest[:cut], target
+    return "http", "", url
+
+
+def _hostname(host):
+    if host.startswith("["):
+        return host[1:host.find("]")].lower()
+    return host.rsplit(":", 1)[0].lower() if host.count(":") == 1 else host.lower()
+
+
+def _header(headers, name):
+    for k, v in headers:
+        if k.lower() == name:
+            return v
+    return None

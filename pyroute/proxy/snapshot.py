@@ -1,0 +1,398 @@
+"""Compiles a RuntimeConfig into what a worker walks per request (an immutable Snapshot).
+
+Per entry point: a RouteTable (pyroute._engine.rules) over the enabled routers attached to it,
+and per route its middleware chain and service tree. Services pick a ``Server``; servers share
+connection pools across reloads (``Pools``), so a reload never drops idle backend connections
+to servers that stay. Anything pyroute cannot serve (an unknown middleware kind, a service kind
+or backend scheme not implemented yet) disables the routers that use it, with a ConfigError
+naming the router and the reason; the rest is served.
+"""
+import ipaddress
+import socket
+from urllib.parse import urlsplit
+
+from .._engine.balance import P2C, WRR, Sticky, cookie_name, sticky_value
+from .._engine.http1 import Forwarder
+from ..errors import ConfigError, RuleSyntaxError
+from .. import middlewares as mw_registry
+from ..manifests import qualified
+from ..static import parse_duration
+from .normalize import Normalizer
+from .upstream import Pool
+
+DEFAULT_DIAL_TIMEOUT = 30.0        # Traefik ServersTransport forwardingTimeouts defaults
+DEFAULT_IDLE_CONN_TIMEOUT = 90.0
+DEFAULT_MAX_IDLE = 200             # Traefik: maxIdleConnsPerHost 200
+
+
+class Server:
+    __slots__ = ("url", "pool", "host_header", "pass_host")
+
+    def __init__(self, url, pool, host_header, pass_host):
+        self.url = url
+        self.pool = pool
+        self.host_header = host_header     # bytes "host:port" for passHostHeader: false
+        self.pass_host = pass_host
+
+
+class LoadBalancer:
+    """A loadBalancer service: WRR (Traefik's default) or p2c over its servers."""
+    __slots__ = ("servers", "wrr", "p2c", "sticky", "set_cookies", "single")
+
+    def __init__(self, servers, weights, strategy, sticky, set_cookies):
+        self.servers = servers
+        self.wrr = WRR(weights) if strategy != "p2c" else None
+        self.p2c = P2C(len(servers)) if strategy == "p2c" else None
+        self.sticky = sticky
+        self.set_cookies = set_cookies
+        # one server, no stickiness, no p2c bookkeeping: pick is a constant
+        self.single = servers[0] if (len(servers) == 1 and weights[0] != 0 and sticky is None
+                                     and self.p2c is None) else None
+
+    def pick(self, conn):
+        if self.single is not None:
+            return self.single
+        i = -1
+        if self.sticky is not None:
+            cookie = conn.req.header(b"cookie")
+            if cookie:
+                i, rewrite = self.sticky.find(cookie)
+                if i >= 0 and rewrite:
+                    conn.resp_extra = (conn.resp_extra or []) + [self.set_cookies[i]]
+        if i < 0:
+            if self.p2c is not None:
+                i = self.p2c.next()
+                conn.service = self
+            else:
+                i = self.wrr.next()
+            if i < 0:
+                return None
+            if self.sticky is not None:
+                conn.resp_extra = (conn.resp_extra or []) + [self.set_cookies[i]]
+        elif self.p2c is not None:
+            conn.service = self
+        conn.server_index = i
+        return self.servers[i]
+
+    def done(self, conn):
+        if self.p2c is not None:
+            self.p2c.done(conn.server_index)
+
+
+class Weighted:
+    """A weighted TraefikService: WRR over child services (each a service tree)."""
+    __slots__ = ("children", "wrr", "sticky", "set_cookies")
+
+    def __init__(self, children, weights, sticky, set_cookies):
+        self.children = children
+        self.wrr = WRR(weights)
+        self.sticky = sticky
+        self.set_cookies = set_cookies
+
+    def pick(self, conn):
+        i = -1
+        if self.sticky is not None:
+            cookie = conn.req.header(b"cookie")
+            if cookie:
+                i, rewrite = self.sticky.find(cookie)
+                if i >= 0 and rewrite:
+                    conn.resp_extra = (conn.resp_extra or []) + [self.set_cookies[i]]
+        if i < 0:
+            i = self.wrr.next()
+            if i < 0:
+                return None
+            if self.sticky is not None:
+                conn.resp_extra = (conn.resp_extra or []) + [self.set_cookies[i]]
+        return self.children[i].pick(conn)
+
+
+class Route:
+    """A router compiled: request-phase middlewares, the service tree, the head Forwarder."""
+    __slots__ = ("name", "middlewares", "service", "forwarder")
+
+    def __init__(self, name, chain, service, server_name, tls=False):
+        self.name = name
+        self.middlewares = tuple(m for m in chain if not m.static)
+        req_set, req_remove, resp_set, resp_remove = [], [], [], []
+        for m in chain:
+            if m.static:
+                m.compile_edits(req_set, req_remove, [], [])
+        # response edits: the innermost middleware's applies first, the outermost's last wins
+        for m in reversed(chain):
+            if m.static:
+                m.compile_edits([], [], resp_set, resp_remove)
+        self.service = service
+        self.forwarder = Forwarder(server_name=server_name, tls=tls, forwarded=True,
+                                   request_set=_last_wins(req_set), request_remove=req_remove,
+                                   response_set=_last_wins(resp_set),
+                                   response_remove=resp_remove)
+
+
+def _last_wins(edits):
+    seen = {}
+    for name, value in edits:
+        seen[name.lower()] = (name, value)
+    return list(seen.values())
+
+
+class EntryRoutes:
+    __slots__ = ("table", "targets", "needs_headers", "needs_ip")
+
+    def __init__(self, table, targets):
+        self.table = table
+        self.targets = targets
+        self.needs_headers = table.needs_headers
+        self.needs_ip = table.needs_client_ip
+
+    def route(self, req, path, query, remote_ip, tls):
+        return self.table.route(req.method, req.host, path, query if query is not None else b"",
+                                req.headers if self.needs_headers else None, remote_ip, tls)
+
+
+class EntryPointRuntime:
+    """What a client connection needs from its entry point (static config), computed once."""
+
+    def __init__(self, ep, tls=False):
+        self.name = ep.name
+        self.ep = ep
+        self.tls = tls
+        self.read_timeout = ep.read_timeout
+        self.write_timeout = ep.write_timeout
+        self.idle_timeout = ep.idle_timeout
+        self.grace_timeout = ep.grace_timeout
+        self.proto = b"https" if tls else b"http"
+        self.ws_proto = b"wss" if tls else b"ws"
+        self.default_port = b"443" if tls else b"80"
+        self.insecure = ep.forwarded_insecure
+        self.trusted_nets = [ipaddress.ip_network(t, strict=False) for t in ep.trusted_ips]
+        self.normalize = Normalizer(ep.sanitize_path, ep.encode_query_semicolons)
+        self._trust_cache = {}
+
+    def is_trusted(self, ip):
+        if self.insecure:
+            return True
+        if not self.trusted_nets:
+            return False
+        ok = self._trust_cache.get(ip)
+        if ok is None:
+            try:
+                addr = ipaddress.ip_address(ip.decode())
+                if addr.version == 6 and addr.ipv4_mapped is not None:
+                    addr = addr.ipv4_mapped
+                ok = any(addr in n for n in self.trusted_nets)
+            except ValueError:
+                ok = False
+            if len(self._trust_cache) < 4096:
+                self._trust_cache[ip] = ok
+        return ok
+
+    def forwarded_port(self, host):
+        # Traefik forwardedheaders: the Host's port, else 443/80 by scheme
+        if host.endswith(b"]") or b":" not in host:
+            return self.default_port
+        return host.rsplit(b":", 1)[1] or self.default_port
+
+
+class Pools:
+    """Connection pools by (address, transport settings); shared by successive snapshots."""
+
+    def __init__(self):
+        self.pools = {}
+
+    def get(self, host, port, transport):
+        key = (host, port) + transport
+        pool = self.pools.get(key)
+        if pool is None:
+            try:
+                infos = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
+            except socket.gaierror as e:
+                raise ValueError("cannot resolve %s: %s" % (host, e)) from None
+            family, _, _, _, addr = infos[0]
+            max_idle, dial, header, idle = transport
+            pool = Pool(addr, family, max_idle, dial, header, idle, "%s:%d" % (host, port))
+            self.pools[key] = pool
+        return pool
+
+
+class Snapshot:
+    """One compiled configuration. ``entries``: entry point name -> EntryRoutes."""
+
+    def __init__(self, entries, errors, config):
+        self.entries = entries
+        self.errors = errors
+        self.config = config
+
+
+def _dur(value, default):
+    if value is None or value == "":
+        return default
+    return parse_duration(value)
+
+
+def _transport(dynamic, name):
+    if not name:
+        return (DEFAULT_MAX_IDLE, DEFAULT_DIAL_TIMEOUT, 0.0, DEFAULT_IDLE_CONN_TIMEOUT)
+    st = dynamic.get("http", {}).get("serversTransports", {}).get(qualified(name)) or \
+        dynamic.get("http", {}).get("serversTransports", {}).get(name)
+    if st is None:
+        raise ValueError("serversTransport %s not found" % name)
+    ft = st.get("forwardingTimeouts") or {}
+    max_idle = st.get("maxIdleConnsPerHost")
+    return (DEFAULT_MAX_IDLE if max_idle in (None, 0) else int(max_idle),
+            _dur(ft.get("dialTimeout"), DEFAULT_DIAL_TIMEOUT),
+            _dur(ft.get("responseHeaderTimeout"), 0.0),
+            _dur(ft.get("idleConnTimeout"), DEFAULT_IDLE_CONN_TIMEOUT))
+
+
+def _sticky(spec, service_name, handler_names):
+    cookie = (spec or {}).get("cookie")
+    if cookie is None:
+        return None, None
+    name = cookie_name(cookie.get("name") or "", service_name)
+    attrs = "; Path=" + (cookie.get("path") or "/")
+    if cookie.get("domain"):
+        attrs += "; Domain=" + cookie["domain"]
+    max_age = cookie.get("maxAge") or 0
+    if max_age > 0:
+        attrs += "; Max-Age=%d" % max_age
+    elif max_age < 0:
+        attrs += "; Max-Age=0"
+    if cookie.get("httpOnly"):
+        attrs += "; HttpOnly"
+    if cookie.get("secure"):
+        attrs += "; Secure"
+    same = (cookie.get("sameSite") or "").lower()
+    if same in ("none", "lax", "strict"):
+        attrs += "; SameSite=" + same.capitalize()
+    set_cookies = [(b"Set-Cookie", ("%s=%s%s" % (name, sticky_value(h), attrs)).encode("latin-1"))
+                   for h in handler_names]
+    return Sticky(name, handler_names), set_cookies
+
+
+class Compiler:
+    def __init__(self, config, pools):
+        self.config = config
+        self.dynamic = config.dynamic
+        self.pools = pools
+        self.services = {}
+        self.middlewares = {}
+
+    def service(self, name, stack=()):
+        key = qualified(name)
+        if key in self.services:
+            return self.services[key]
+        if key in stack:
+            raise ValueError("service %s refers to itself" % key)
+        spec = self.dynamic.get("http", {}).get("services", {}).get(key)
+        if spec is None:
+            raise ValueError("service %s not found" % key)
+        if spec.get("status") == "disabled":
+            raise ValueError("service %s is disabled" % key)
+        if "loadBalancer" in spec:
+            svc = self._load_balancer(key, spec["loadBalancer"])
+        elif "weighted" in spec:
+            w = spec["weighted"]
+            children, weights, names = [], [], []
+            for child in w.get("services") or []:
+                children.append(self.service(child["name"], stack + (key,)))
+                weights.append(child.get("weight", 1))
+                names.append(child["name"])
+            if not children:
+                raise ValueError("weighted service %s has no services" % key)
+            sticky, cookies = _sticky(w.get("sticky"), key, names)
+            svc = Weighted(children, weights, sticky, cookies)
+        elif "mirroring" in spec:
+            raise ValueError("mirroring services are not supported by pyroute yet")
+        else:
+            kind = next((k for k in spec if k not in ("status", "error")), "?")
+            raise ValueError("%s services are not supported by pyroute yet" % kind)
+        self.services[key] = svc
+        return svc
+
+    def _load_balancer(self, key, lb):
+        servers, weights, urls = [], [], []
+        transport = _transport(self.dynamic, lb.get("serversTransport"))
+        pass_host = lb.get("passHostHeader", True)
+        for s in lb.get("servers") or []:
+            url = s.get("url") or ""
+            parts = urlsplit(url)
+            if parts.scheme == "h2c":
+                raise ValueError("server %s: h2c needs HTTP/2, which pyroute does not speak yet"
+                                 % url)
+            if parts.scheme != "http":
+                raise ValueError("server %s: scheme %r to backends is not supported yet"
+                                 % (url, parts.scheme))
+            port = parts.port or 80
+            pool = self.pools.get(parts.hostname, port, transport)
+            servers.append(Server(url, pool, parts.netloc.encode(), pass_host))
+            weights.append(s.get("weight", 1))
+            urls.append(url)
+        if not servers:
+            raise ValueError("service %s has no servers" % key)
+        sticky, cookies = _sticky(lb.get("sticky"), key, urls)
+        strategy = (lb.get("strategy") or "wrr").lower()
+        if strategy not in ("wrr", "p2c", "roundrobin", ""):
+            raise ValueError("load-balancing strategy %r is not supported yet" % strategy)
+        return LoadBalancer(servers, weights, "p2c" if strategy == "p2c" else "wrr", sticky,
+                            cookies)
+
+    def middleware(self, name):
+        key = qualified(name)
+        if key not in self.middlewares:
+            spec = self.dynamic.get("http", {}).get("middlewares", {}).get(key)
+            if spec is None:
+                raise ConfigError("middleware %s not found" % key, kind="Middleware", name=key)
+            self.middlewares[key] = mw_registry.build(key, spec)
+        return self.middlewares[key]
+
+
+def compile_config(config, pools, route_table_factory=None, server_name=None):
+    """RuntimeConfig -> Snapshot. Raises only on whole-config failures."""
+    if server_name is None:
+        server_name = socket.gethostname().encode("ascii", "replace")
+    from .._engine.rules import RouteTable
+    make_table = route_table_factory or RouteTable
+    comp = Compiler(config, pools)
+    errors = []
+    per_ep = {name: [] for name in config.static.entry_points}
+    routers = config.dynamic.get("http", {}).get("routers", {})
+    for rname, router in routers.items():
+        if router.get("status", "enabled") != "enabled":
+            continue
+        if router.get("tls") is not None:
+            # TLS routers are served by the TLS entry point side (pyroute.tls), not here
+            continue
+        try:
+            chain = [comp.middleware(m) for m in router.get("middlewares") or []]
+            service = comp.service(router["service"])
+        except ConfigError as e:
+            errors.append(ConfigError("router disabled: %s" % e.message, kind="Router",
+                                      name=rname, field="middlewares"))
+            continue
+        except ValueError as e:
+            errors.append(ConfigError("router disabled: %s" % e, kind="Router", name=rname,
+                                      field="service"))
+            continue
+        route = Route(rname, chain, service, server_name)
+        for ep in router.get("entryPoints") or config.static.default_entry_points():
+            if ep in per_ep:
+                per_ep[ep].append((rname, router, route))
+    entries = {}
+    for ep, items in per_ep.items():
+        while items:
+            try:
+                table = make_table([(name, r["rule"], r.get("priority") or 0,
+                                     r.get("ruleSyntax") or "") for name, r, _ in items])
+            except (RuleSyntaxError, ValueError) as e:
+                # the manifests layer disables routers with bad rules; should one get here
+                # anyway, it alone is left out
+                bad = getattr(e, "router", None)
+                if bad is None or not any(n == bad for n, _, _ in items):
+                    raise ConfigError("entry point %s: %s" % (ep, e)) from None
+                errors.append(ConfigError("router disabled: %s" % e, kind="Router", name=bad,
+                                          field="rule"))
+                items = [it for it in items if it[0] != bad]
+                continue
+            entries[ep] = EntryRoutes(table, [route for _, _, route in items])
+            break
+    return Snapshot(entries, errors, config)

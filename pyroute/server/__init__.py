@@ -1,0 +1,2 @@
+"""Processes: the master (``master``), workers (``worker``) and their event loop (``loop``);
+``run`` is the ``pyroute run`` command."""

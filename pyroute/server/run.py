@@ -1,0 +1,98 @@
+"""``pyroute run [--config STATIC] [PATH...] [--workers N]``: serve manifests.
+
+Without a static config and without paths it serves the bundled demo: the IngressRoutes in
+``pyroute/demo`` and echo backends on 127.0.0.1:18081-18083, and prints URLs to try.
+"""
+import dataclasses
+import os
+import signal
+import sys
+
+from ..errors import ConfigError
+from .log import log, set_level
+
+DEMO_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "demo")
+
+
+def add_arguments(parser):
+    parser.add_argument("paths", nargs="*", metavar="PATH",
+                        help="manifest files or folders (default: the bundled demo)")
+    parser.add_argument("-c", "--config", metavar="STATIC",
+                        help="static configuration (YAML, Traefik's shape)")
+    parser.add_argument("-w", "--workers", type=int, default=0,
+                        help="worker processes (default: the number of CPUs)")
+
+
+def load_config(static_path, paths):
+    """Load and compile-check a configuration; raises ConfigError when it cannot serve."""
+    from ..manifests import load
+    from ..proxy.snapshot import Pools, compile_config
+    from ..static import load_static
+    static = load_static(static_path)
+    config = load(paths, static)
+    # compiling here (route tables, middlewares, services) validates what workers will build
+    snap = compile_config(config, Pools())
+    config = dataclasses.replace(config, errors=tuple(config.errors) + tuple(snap.errors),
+                                 router_sources={})
+    return config
+
+
+def describe(config):
+    routers = config.dynamic.get("http", {}).get("routers", {})
+    services = config.dynamic.get("http", {}).get("services", {})
+    enabled = sum(1 for r in routers.values() if r.get("status", "enabled") == "enabled")
+    errors = sum(1 for e in config.errors if getattr(e, "severity", "error") == "error")
+    warnings = len(config.errors) - errors
+    return "%d router(s) (%d enabled), %d service(s), %d error(s), %d warning(s)" % (
+        len(routers), enabled, len(services), errors, warnings)
+
+
+def _print_errors(config):
+    from ..manifests.check import render
+    for e in config.errors:
+        try:
+            print(render(e), file=sys.stderr)
+        except Exception:
+            print(str(e), file=sys.stderr)
+
+
+def main(args):
+    from .master import Master
+    from .worker import worker_main
+    demo = not args.paths and not args.config
+    paths = [DEMO_DIR] if demo else list(args.paths)
+    try:
+        config = load_config(args.config, paths)
+    except ConfigError as e:
+        print(e.render(), file=sys.stderr)
+        return 1
+    set_level(config.static.log.level)
+    _print_errors(config)
+    workers = args.workers or os.cpu_count() or 1
+    for name, ep in config.static.entry_points.items():
+        print("pyroute: entry point %s listening on http://%s" % (name, ep.address), flush=True)
+    print("pyroute: serving %s with %d worker(s)" % (describe(config), workers), flush=True)
+    demo_pid = 0
+    if demo:
+        from .demo import start_demo_backends
+        demo_pid = start_demo_backends()
+        ep = next(iter(config.static.entry_points.values()))
+        base = "http://%s" % ep.address
+        print("pyroute: demo backends on 127.0.0.1:18081-18083; try:\n"
+              "  curl -H 'Host: demo.localhost' %s/\n"
+              "  curl -H 'Host: demo.localhost' %s/api/users\n"
+              "  curl -H 'Host: demo.localhost' %s/split\n"
+              "  curl -i -H 'Host: secure.localhost' %s/" % (base, base, base, base), flush=True)
+    watch = list(config.sources) + [p for p in paths if os.path.isdir(p)]
+    grace = max([ep.grace_timeout for ep in config.static.entry_points.values()] or [10.0])
+    master = Master(config, lambda: load_config(args.config, paths), worker_main, workers,
+                    grace, watch_paths=watch, describe=describe)
+    try:
+        return master.run()
+    finally:
+        if demo_pid:
+            try:
+                os.kill(demo_pid, signal.SIGTERM)
+                os.waitpid(demo_pid, 0)
+            except OSError:
+                pass

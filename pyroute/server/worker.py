@@ -1,0 +1,233 @@
+"""A worker process: its own listeners (SO_REUSEPORT, bound once for life), one epoll loop.
+
+The worker serves the compiled Snapshot it holds; a new config arrives from the master on the
+worker's socketpair, is compiled here and swapped in between events — exchanges in flight keep
+the route/service objects they already hold, so they finish on the config they began with.
+SIGTERM: stop accepting, close idle keep-alive connections, let in-flight exchanges finish
+(their responses say ``Connection: close``), exit when none is left or the grace period ends.
+SIGQUIT: exit at once.
+"""
+import os
+import pickle
+import signal
+import socket
+import struct
+
+from .._engine import http1
+from ..proxy.client import ClientConn
+from ..proxy.snapshot import EntryPointRuntime, Pools, compile_config
+from .log import log
+from .loop import EPOLLIN, Loop
+
+
+class Env:
+    """Per-worker state the connections share."""
+
+    __slots__ = ("loop", "snapshot", "parser", "rparser", "parser_owner", "rparser_owner",
+                 "draining", "server_name", "clients", "pools", "new_chunked_decoder")
+
+    def __init__(self, loop):
+        self.loop = loop
+        self.snapshot = None
+        self.parser = None
+        self.rparser = None
+        self.parser_owner = None     # the connection whose partial head the parser scanned
+        self.rparser_owner = None
+        self.draining = False
+        self.server_name = socket.gethostname().encode()
+        self.clients = set()
+        self.pools = Pools()
+        self.new_chunked_decoder = http1.ChunkedDecoder
+
+
+def bind_listener(ep):
+    """A non-blocking listening socket for an entry point, with SO_REUSEPORT."""
+    host = ep.host
+    infos = socket.getaddrinfo(host or None, ep.port, 0, socket.SOCK_STREAM, 0,
+                               socket.AI_PASSIVE)
+    family, stype, proto, _, addr = infos[0]
+    if not host:
+        # every interface: prefer the dual-stack IPv6 socket when there is one
+        for info in infos:
+            if info[0] == socket.AF_INET6:
+                family, stype, proto, _, addr = info
+                break
+    sock = socket.socket(family, stype, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    if family == socket.AF_INET6 and not host:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    sock.bind(addr)
+    sock.listen(4096)
+    sock.setblocking(False)
+    return sock
+
+
+class Acceptor:
+    __slots__ = ("worker", "sock", "ep", "fd")
+
+    def __init__(self, worker, sock, ep):
+        self.worker = worker
+        self.sock = sock
+        self.ep = ep
+        self.fd = sock.fileno()
+
+    def on_event(self, ev):
+        try:
+            conn, addr = self.sock.accept()
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as e:
+            log("warn", "accept failed", entryPointName=self.ep.name, error=str(e))
+            return
+        conn.setblocking(False)
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        env = self.worker.env
+        ip = addr[0]
+        if ip.startswith("::ffff:") and "." in ip:
+            ip = ip[7:]
+        env.clients.add(ClientConn(env, self.ep, conn, ip.encode()))
+
+    def abort(self):
+        pass
+
+
+class ConfigPipe:
+    """Reads config messages (length-prefixed pickles) from the master."""
+
+    __slots__ = ("worker", "sock", "fd", "buf")
+
+    def __init__(self, worker, sock):
+        self.worker = worker
+        self.sock = sock
+        self.sock.setblocking(False)
+        self.fd = sock.fileno()
+        self.buf = b""
+
+    def on_event(self, ev):
+        try:
+            data = self.sock.recv(1 << 20)
+        except BlockingIOError:
+            return
+        if not data:
+            # the master is gone: nobody supervises us any more, drain and exit
+            self.worker.loop.unregister(self.fd)
+            self.worker.start_drain("master exited")
+            return
+        self.buf += data
+        while len(self.buf) >= 4:
+            (n,) = struct.unpack_from("!I", self.buf)
+            if len(self.buf) < 4 + n:
+                break
+            payload, self.buf = self.buf[4:4 + n], self.buf[4 + n:]
+            self.worker.apply(pickle.loads(payload))
+
+    def abort(self):
+        pass
+
+
+class Signals:
+    """The wakeup fd of Python's signal handling: makes epoll return when a signal arrives."""
+
+    __slots__ = ("worker", "sock", "fd", "_w")
+
+    def __init__(self, worker):
+        self.worker = worker
+        self.sock, wsock = socket.socketpair()
+        self.sock.setblocking(False)
+        wsock.setblocking(False)
+        self.fd = self.sock.fileno()
+        self._w = wsock
+        signal.set_wakeup_fd(wsock.fileno(), warn_on_full_buffer=False)
+
+    def on_event(self, ev):
+        try:
+            self.sock.recv(512)
+        except BlockingIOError:
+            pass
+
+    def abort(self):
+        pass
+
+
+class Worker:
+    def __init__(self, config, pipe, index):
+        self.index = index
+        self.loop = Loop()
+        self.env = Env(self.loop)
+        self.env.parser = http1.RequestParser()
+        self.env.rparser = http1.ResponseParser()
+        self.pipe = pipe
+        self.listeners = []
+        self.entry_points = {name: EntryPointRuntime(ep) for name, ep in
+                             config.static.entry_points.items()}
+        self.env.snapshot = compile_config(config, self.env.pools)
+        self.drain_deadline = 0.0
+
+    def apply(self, config):
+        try:
+            snap = compile_config(config, self.env.pools)
+        except Exception as e:  # the master validated it; keep serving the old one anyway
+            log("error", "worker could not compile the new configuration; keeping the old one",
+                error=str(e))
+            return
+        self.env.snapshot = snap      # swapped between events: nothing is mid-request here
+        log("debug", "worker swapped configuration", worker=self.index)
+
+    def start_drain(self, why):
+        env = self.env
+        if env.draining:
+            return
+        env.draining = True
+        for acc in self.listeners:
+            self.loop.unregister(acc.fd)
+            acc.sock.close()
+        self.listeners = []
+        grace = max([ep.grace_timeout for ep in self.entry_points.values()] or [10.0])
+        self.drain_deadline = self.loop.now + grace
+        for c in list(env.clients):
+            if c.is_idle():
+                c.close()
+            else:
+                c.keep_alive = False     # its response says "Connection: close"
+        log("debug", "worker draining", worker=self.index, reason=why,
+            connections=len(env.clients))
+
+    def _check(self, now):
+        if self.term:
+            self.term = False
+            self.start_drain("SIGTERM")
+        env = self.env
+        if env.draining:
+            for c in list(env.clients):
+                if c.is_idle():
+                    c.close()
+            if not env.clients or now >= self.drain_deadline:
+                self.loop.running = False
+
+    def run(self):
+        self.term = False
+        signal.signal(signal.SIGTERM, self._on_term)
+        signal.signal(signal.SIGQUIT, lambda *a: os._exit(0))
+        sig = Signals(self)
+        self.loop.register(sig.fd, EPOLLIN, sig)
+        for name, ep in self.entry_points.items():
+            sock = bind_listener(ep.ep)
+            acc = Acceptor(self, sock, ep)
+            self.listeners.append(acc)
+            self.loop.register(acc.fd, EPOLLIN, acc)
+        if self.pipe is not None:
+            cp = ConfigPipe(self, self.pipe)
+            self.loop.register(cp.fd, EPOLLIN, cp)
+        self.loop.idle_hooks.append(self._check)
+        self.loop.run()
+        return 0
+
+    def _on_term(self, signum, frame):
+        # handled by the loop (the wakeup fd makes epoll return at once)
+        self.term = True
+        self.loop.next_sweep = 0.0
+
+
+def worker_main(config, pipe, index):
+    return Worker(config, pipe, index).run()

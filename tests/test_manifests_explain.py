@@ -1,0 +1,326 @@
+"""``pyroute explain`` and the check warnings that need the rule engine."""
+import base64
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import trustme
+
+import pyroute
+from manifests_util import load, service, static, write
+from pyroute import manifests
+from pyroute.manifests.analysis import analyse
+from pyroute.manifests.trace import Explainer
+
+DEMO = os.path.join(os.path.dirname(pyroute.__file__), "demo")
+
+
+def run(*args, stdin=None):
+    return subprocess.run([sys.executable, "-m", "pyroute", *args], capture_output=True,
+                          text=True, timeout=120, input=stdin)
+
+
+def demo():
+    return Explainer(manifests.load([DEMO]))
+
+
+def test_winner_losers_middlewares_and_service_tree():
+    res = demo().explain("GET", "http://demo.localhost:8000/api/users")
+    assert res["status"] is None
+    assert res["router"] == manifests.qualified(manifests.router_name(
+        "default", "demo", "Host(`demo.localhost`) && PathPrefix(`/api`)"))
+    assert res["rule"] == "Host(`demo.localhost`) && PathPrefix(`/api`)"
+    assert res["priority"] == len(res["rule"])
+    assert [m["router"] for m in res["matched"]] == [
+        res["router"], manifests.qualified(manifests.router_name(
+            "default", "demo", "Host(`demo.localhost`)"))]
+    assert [m["why"] for m in res["matched"]] == ["winner", "lower priority (22 < 44)"]
+    assert [(m["name"], m["type"]) for m in res["middlewares"]] == [
+        ("default-strip-api@kubernetescrd", "stripPrefix"),
+        ("default-demo-headers@kubernetescrd", "headers")]
+    assert res["service"]["type"] == "loadBalancer"
+    assert res["service"]["servers"] == [{"url": "http://127.0.0.1:18082", "weight": 1}]
+
+
+def test_weighted_service_tree():
+    res = demo().explain("GET", "http://demo.localhost/split")
+    tree = res["service"]
+    assert (tree["name"], tree["type"]) == ("default-split@kubernetescrd", "weighted")
+    assert [(c["name"], c["weight"], c["servers"]) for c in tree["children"]] == [
+        ("default-echo-a-80@kubernetescrd", 3, [{"url": "http://127.0.0.1:18081", "weight": 1}]),
+        ("default-echo-c-80@kubernetescrd", 1, [{"url": "http://127.0.0.1:18083", "weight": 1}])]
+
+
+def test_normalisation_happens_before_routing():
+    ex = demo()
+    # dot segments are removed before matching: /api/../v1 routes like /v1
+    res = ex.explain("GET", "http://demo.localhost/api/../v1/x?a=1;b=2")
+    assert res["rule"] == "Host(`demo.localhost`) && PathPrefix(`/v1`)"
+    assert res["path"] == "/v1/x" and res["query"] == "a=1&b=2"
+    assert ex.explain("GET", "http://demo.localhost/a#b")["status"] == 400
+    assert ex.explain("GET", "http://demo.localhost/a%zz")["status"] == 400
+    assert ex.explain("GET", "http://unknown.localhost/")["status"] == 404
+
+
+def test_sanitize_path_off_changes_the_route(tmp_path):
+    st = tmp_path / "static.yaml"
+    st.write_text("entryPoints:\n  web:\n    address: '127.0.0.1:8000'\n"
+                  "    http: {sanitizePath: false}\n")
+    rc = manifests.load([DEMO], manifests_static(str(st)))
+    res = Explainer(rc).explain("GET", "http://demo.localhost/api/../v1/x")
+    assert res["rule"] == "Host(`demo.localhost`) && PathPrefix(`/api`)"
+
+
+def manifests_static(path):
+    from pyroute.static import load_static
+    return load_static(path)
+
+
+def test_middleware_answers_and_forwarded_headers():
+    ex = demo()
+    assert ex.explain("GET", "http://admin.localhost/", client_ip="10.1.2.3")["status"] == 403
+    assert ex.explain("GET", "http://admin.localhost/", client_ip="127.0.0.1")["status"] is None
+    res = ex.explain("POST", "http://secure.localhost:8000/x?y=1")
+    assert res["status"] == 307
+    assert "redirect to https://secure.localhost/x?y=1" in res["notes"][-1]
+    # a client-sent X-Forwarded-Proto is dropped (127.0.0.1 is not a trusted IP), so the
+    # request still counts as plain HTTP and is redirected
+    res = ex.explain("GET", "http://secure.localhost/", [("X-Forwarded-Proto", "https")])
+    assert res["status"] == 302
+
+
+def test_trusted_forwarded_proto_is_kept(tmp_path):
+    st = tmp_path / "static.yaml"
+    st.write_text("entryPoints:\n  web:\n    address: '127.0.0.1:8000'\n"
+                  "    forwardedHeaders: {trustedIPs: [127.0.0.1]}\n")
+    rc = manifests.load([DEMO], manifests_static(str(st)))
+    res = Explainer(rc).explain("GET", "http://secure.localhost/",
+                                [("X-Forwarded-Proto", "https")])
+    assert res["status"] is None   # already https: no redirect
+
+
+TLS_ROUTES = """\
+apiVersion: traefik.io/v1alpha1
+kind: IngressRoute
+metadata: {name: shop}
+spec:
+  entryPoints: [websecure]
+  routes:
+    - match: Host(`shop.example.com`)
+      services: [{name: whoami, port: 80}]
+  tls:
+    secretName: shop-cert
+    options: {name: modern}
+---
+apiVersion: traefik.io/v1alpha1
+kind: IngressRoute
+metadata: {name: blog}
+spec:
+  entryPoints: [websecure]
+  routes:
+    - match: Host(`blog.example.com`)
+      services: [{name: whoami, port: 80}]
+  tls: {}
+---
+apiVersion: traefik.io/v1alpha1
+kind: TLSOption
+metadata: {name: modern}
+spec: {minVersion: VersionTLS13}
+"""
+
+
+def _secret(name, cert):
+    return """\
+apiVersion: v1
+kind: Secret
+metadata: {name: %s}
+type: kubernetes.io/tls
+data:
+  tls.crt: %s
+  tls.key: %s
+""" % (name, base64.b64encode(cert.cert_chain_pems[0].bytes()).decode(),
+       base64.b64encode(cert.private_key_pem.bytes()).decode())
+
+
+def test_tls_option_certificate_and_421(tmp_path):
+    ca = trustme.CA()
+    write(tmp_path, "a.yaml", TLS_ROUTES, service("whoami"),
+          _secret("shop-cert", ca.issue_cert("shop.example.com")))
+    ex = Explainer(load(tmp_path))
+    res = ex.explain("GET", "https://shop.example.com:8443/")
+    assert res["status"] is None
+    assert res["tls"]["option"] == "default-modern@kubernetescrd"
+    assert res["tls"]["certificate_names"] == ["shop.example.com"]
+    res = ex.explain("GET", "https://blog.example.com/", entrypoint="websecure")
+    assert res["tls"]["option"] == "default"
+    assert res["tls"]["certificate"].startswith("pyroute's generated")
+    # domain fronting: SNI blog (default option), Host shop (modern option) -> 421
+    res = ex.explain("GET", "https://shop.example.com:8443/", sni="blog.example.com")
+    assert res["status"] == 421
+    # plain HTTP does not reach TLS routers
+    assert ex.explain("GET", "http://shop.example.com:8000/")["status"] == 404
+
+
+def test_never_winning_router_and_tls_conflict_warnings(tmp_path):
+    write(tmp_path, "a.yaml", """\
+apiVersion: traefik.io/v1alpha1
+kind: IngressRoute
+metadata: {name: app}
+spec:
+  entryPoints: [web]
+  routes:
+    - match: Host(`a.example.com`)
+      priority: 100
+      services: [{name: whoami, port: 80}]
+    - match: Host(`a.example.com`) && PathPrefix(`/api`)
+      services: [{name: whoami, port: 80}]
+    - match: Host(`a.example.com`) && Path(`/x`) && Method(`POST`)
+      services: [{name: whoami, port: 80}]
+    - match: Host(`b.example.com`) && PathPrefix(`/api`)
+      services: [{name: whoami, port: 80}]
+    - match: Host(`a.example.com`) || Host(`c.example.com`)
+      services: [{name: whoami, port: 80}]
+""", TLS_ROUTES.replace("shop.example.com", "x.example.com").replace(
+        "blog.example.com", "x.example.com"), service("whoami"))
+    rc = load(tmp_path)
+    warnings = [e.render() for e in analyse(rc)]
+    never = [w for w in warnings if "can never win" in w]
+    assert len(never) == 2
+    assert "spec.routes[1].match: router default-app-" in never[0]
+    assert "spec.routes[2].match: router default-app-" in never[1]
+    conflicts = [w for w in warnings if "different TLS options" in w]
+    assert len(conflicts) == 2
+    assert all("host 'x.example.com' is served on entry point websecure" in w
+               for w in conflicts)
+
+
+def test_invalid_rule_disables_the_router(tmp_path):
+    write(tmp_path, "a.yaml", """\
+apiVersion: traefik.io/v1alpha1
+kind: IngressRoute
+metadata: {name: app}
+spec:
+  routes:
+    - match: Host(`a.example.com`) && Foo(`/x`)
+      services: [{name: whoami, port: 80}]
+    - match: Host(`b.example.com`)
+      syntax: v4
+      services: [{name: whoami, port: 80}]
+    - match: Host(`c.example.com`)
+      priority: 9223372036854774900
+      services: [{name: whoami, port: 80}]
+""", service("whoami"))
+    rc = load(tmp_path)
+    errs = [e.render() for e in rc.errors if e.severity == "error"]
+    assert any("spec.routes[0].match: invalid rule" in e for e in errs), errs
+    assert any("spec.routes[1].match: invalid rule syntax 'v4'" in e for e in errs), errs
+    assert any("spec.routes[2].priority: the router priority 9223372036854774900 exceeds the "
+               "max user-defined priority" in e for e in errs), errs
+    assert all(r["status"] == "disabled" for r in rc.dynamic["http"]["routers"].values())
+
+
+def test_cli_text_json_and_requests():
+    out = run("explain", DEMO, "GET", "http://demo.localhost/api/users")
+    assert out.returncode == 0, out.stderr
+    assert "router       default-demo-" in out.stdout
+    assert "1. default-strip-api@kubernetescrd  stripPrefix" in out.stdout
+    assert "http://127.0.0.1:18082  weight 1" in out.stdout
+    out = run("explain", DEMO, "http://nowhere.localhost/", "--json")
+    res = json.loads(out.stdout)
+    assert {"status", "entrypoint", "router", "rule", "priority", "middlewares", "service",
+            "tls", "matched"} <= set(res)
+    assert res["status"] == 404 and res["entrypoint"] == "web"
+    reqs = "\n".join(json.dumps(r) for r in [
+        {"method": "GET", "url": "http://demo.localhost/"},
+        {"url": "/split", "headers": [["Host", "demo.localhost"]]},
+        {"url": "http://admin.localhost/", "client_ip": "192.0.2.1"},
+    ])
+    out = run("explain", DEMO, "--requests", "-", stdin=reqs + "\n")
+    assert out.returncode == 0, out.stderr
+    lines = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [r["status"] for r in lines] == [None, None, 403]
+    assert lines[1]["service"]["type"] == "weighted"
+
+
+def test_cli_bad_header():
+    out = run("explain", DEMO, "/", "-H", "nocolon")
+    assert out.returncode == 2
+    assert "not 'Name: value'" in out.stderr
+
+
+@pytest.fixture(autouse=True)
+def _static_is_used(monkeypatch):
+    # keep the helper imported (static() builds web/websecure for load())
+    assert static().entry_points["websecure"].port == 8443
+
+
+def test_denied_encoded_characters_after_routing(tmp_path):
+    st = tmp_path / "static.yaml"
+    st.write_text("entryPoints:\n  web:\n    address: '127.0.0.1:8000'\n"
+                  "    http: {encodedCharacters: {allowEncodedSlash: false}}\n")
+    ex = Explainer(manifests.load([DEMO], manifests_static(str(st))))
+    res = ex.explain("GET", "http://demo.localhost/a%2Fb")
+    assert res["status"] == 400 and "%2F" in res["notes"][-1]
+    assert ex.explain("GET", "http://nowhere.localhost/a%2Fb")["status"] == 404
+    assert demo().explain("GET", "http://demo.localhost/a%2Fb")["status"] is None
+
+
+def test_tls_option_on_a_router_without_host_warns(tmp_path):
+    write(tmp_path, "a.yaml", TLS_ROUTES.replace("Host(`shop.example.com`)", "PathPrefix(`/`)"),
+          service("whoami"))
+    warnings = [e.render() for e in analyse(load(tmp_path))]
+    assert any("TLS option default-modern cannot apply: the rule names no Host" in w
+               for w in warnings), warnings
+
+
+def test_multi_layer_routing_walks_parent_then_children(tmp_path):
+    write(tmp_path, "a.yaml", """\
+apiVersion: traefik.io/v1alpha1
+kind: IngressRoute
+metadata: {name: api}
+spec:
+  entryPoints: [web]
+  routes:
+    - match: Host(`api.example.com`)
+      middlewares: [{name: strip}]
+---
+apiVersion: traefik.io/v1alpha1
+kind: IngressRoute
+metadata: {name: admin}
+spec:
+  parentRefs: [{name: api}]
+  routes:
+    - match: Header(`X-Role`, `admin`)
+      services: [{name: whoami, port: 80}]
+---
+apiVersion: traefik.io/v1alpha1
+kind: Middleware
+metadata: {name: strip}
+spec:
+  stripPrefix: {prefixes: [/v1]}
+""", service("whoami"))
+    ex = Explainer(load(tmp_path))
+    res = ex.explain("GET", "http://api.example.com:8000/v1/x", [("X-Role", "admin")])
+    parent = manifests.qualified(manifests.router_name("default", "api", "Host(`api.example.com`)"))
+    assert res["router"] == manifests.qualified(manifests.router_name(
+        "default", "admin", "Header(`X-Role`, `admin`)"))
+    assert [m["parent"] for m in res["matched"]] == [None, parent]
+    assert [m["name"] for m in res["middlewares"]] == ["default-strip@kubernetescrd"]
+    res = ex.explain("GET", "http://api.example.com:8000/v1/x")
+    assert res["status"] == 404
+    assert "matched but none of its children does" in res["notes"][0]
+
+
+def test_cli_entrypoint_and_sni_flags(tmp_path):
+    ca = trustme.CA()
+    write(tmp_path, "a.yaml", TLS_ROUTES, service("whoami"),
+          _secret("shop-cert", ca.issue_cert("shop.example.com")))
+    st = tmp_path / "static.yaml"
+    st.write_text("entryPoints:\n  web: {address: ':8000'}\n  websecure: {address: ':8443'}\n")
+    out = run("explain", "-c", str(st), str(tmp_path / "a.yaml"), "https://shop.example.com/",
+              "--entrypoint", "websecure", "--sni", "blog.example.com", "--json")
+    res = json.loads(out.stdout)
+    assert (res["entrypoint"], res["status"]) == ("websecure", 421)
+    assert res["tls"]["sni"] == "blog.example.com"
