@@ -7,8 +7,9 @@ per piece of output (a head leaves together with the body bytes that came with i
 interest only while output waits; reading stops only for backpressure, so a slow reader stops
 pyroute reading from the backend and nothing is buffered beyond one receive.
 
-TLS: the socket-like object only needs ``recv(n)``, ``send(b)``, ``fileno()``, ``close()``;
-a pyOpenSSL ``Connection`` fits, with its WantRead/WantWrite errors added to ``WOULD_BLOCK``.
+TLS: ``sock`` is then a ``pyroute.tls.TLSStream`` (a finished handshake with a socket's face:
+``recv``/``send``/``fileno``/``close``, BlockingIOError when it would block) and ``ep`` the TLS
+side of the entry point (``ep.tls``): TLS routers only, and the 421 check of Traefik's SNICheck.
 """
 from .._engine import http1
 from .._engine.errors import HttpParseError
@@ -291,7 +292,19 @@ class ClientConn:
         path, query = norm
         self.path = path
         self.query = query
-        entry = env.snapshot.entries.get(ep.name)
+        if ep.tls:
+            # Traefik's SNICheck wraps the HTTPS handler: a Host whose TLS option differs from
+            # the one of the connection's SNI (domain fronting) gets 421, before routing.
+            snap = env.snapshot
+            tls_config = snap.tls.get(ep.name)
+            if tls_config is not None and tls_config.misdirected_request(self.sock.server_name,
+                                                                         req.host or b""):
+                self.local_response(error_response(421, not self.keep_alive,
+                                                   req.method_id == 2))
+                return
+            entry = snap.tls_entries.get(ep.name)
+        else:
+            entry = env.snapshot.entries.get(ep.name)
         rid = -1 if entry is None else entry.route(req, path, query, self.remote_ip, ep.tls)
         if rid < 0:
             if rid < -1:

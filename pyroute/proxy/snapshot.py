@@ -1,7 +1,8 @@
 """Compiles a RuntimeConfig into what a worker walks per request (an immutable Snapshot).
 
-Per entry point: a RouteTable (pyroute._engine.rules) over the enabled routers attached to it,
-and per route its middleware chain and service tree. Services pick a ``Server``; servers share
+Per entry point: a RouteTable (pyroute._engine.rules) over the enabled plain routers attached
+to it, another over its TLS routers, the TLS configuration (pyroute.tls: option contexts,
+certificates, Host -> option association), and per route its middleware chain and service tree. Services pick a ``Server``; servers share
 connection pools across reloads (``Pools``), so a reload never drops idle backend connections
 to servers that stay. Anything pyroute cannot serve (an unknown middleware kind, a service kind
 or backend scheme not implemented yet) disables the routers that use it, with a ConfigError
@@ -15,6 +16,7 @@ from .._engine.balance import P2C, WRR, Sticky, cookie_name, sticky_value
 from .._engine.http1 import Forwarder
 from ..errors import ConfigError, RuleSyntaxError
 from .. import middlewares as mw_registry
+from .. import tls
 from ..manifests import qualified
 from ..static import parse_duration
 from .normalize import Normalizer
@@ -215,10 +217,14 @@ class Pools:
 
 
 class Snapshot:
-    """One compiled configuration. ``entries``: entry point name -> EntryRoutes."""
+    """One compiled configuration. ``entries``: entry point name -> EntryRoutes of its plain
+    routers; ``tls_entries``: the same for its TLS routers (served over TLS connections only);
+    ``tls``: entry point name -> pyroute.tls.TLSConfig (option contexts, certificates, SNI)."""
 
-    def __init__(self, entries, errors, config):
+    def __init__(self, entries, errors, config, tls_entries=None, tls=None):
         self.entries = entries
+        self.tls_entries = tls_entries or {}
+        self.tls = tls or {}
         self.errors = errors
         self.config = config
 
@@ -355,13 +361,14 @@ def compile_config(config, pools, route_table_factory=None, server_name=None):
     comp = Compiler(config, pools)
     errors = []
     per_ep = {name: [] for name in config.static.entry_points}
+    per_ep_tls = {name: [] for name in config.static.entry_points}
     routers = config.dynamic.get("http", {}).get("routers", {})
     for rname, router in routers.items():
         if router.get("status", "enabled") != "enabled":
             continue
-        if router.get("tls") is not None:
-            # TLS routers are served by the TLS entry point side (pyroute.tls), not here
-            continue
+        # Traefik: a router with a tls section serves TLS connections only, the others plain
+        # connections only (the worker tells them apart by the first byte).
+        tls_router = router.get("tls") is not None
         try:
             chain = [comp.middleware(m) for m in router.get("middlewares") or []]
             service = comp.service(router["service"])
@@ -373,10 +380,22 @@ def compile_config(config, pools, route_table_factory=None, server_name=None):
             errors.append(ConfigError("router disabled: %s" % e, kind="Router", name=rname,
                                       field="service"))
             continue
-        route = Route(rname, chain, service, server_name)
+        route = Route(rname, chain, service, server_name, tls=tls_router)
+        target = per_ep_tls if tls_router else per_ep
         for ep in router.get("entryPoints") or config.static.default_entry_points():
-            if ep in per_ep:
-                per_ep[ep].append((rname, router, route))
+            if ep in target:
+                target[ep].append((rname, router, route))
+    entries = _tables(per_ep, make_table, errors)
+    tls_entries = _tables(per_ep_tls, make_table, errors)
+    tls_configs = tls.TLSConfig.build_entry_points(
+        config.dynamic.get("tls"), routers, list(config.static.entry_points),
+        config.static.default_entry_points())
+    for cfg in tls_configs.values():
+        errors.extend(cfg.errors)
+    return Snapshot(entries, errors, config, tls_entries, tls_configs)
+
+
+def _tables(per_ep, make_table, errors):
     entries = {}
     for ep, items in per_ep.items():
         while items:
@@ -395,4 +414,4 @@ def compile_config(config, pools, route_table_factory=None, server_name=None):
                 continue
             entries[ep] = EntryRoutes(table, [route for _, _, route in items])
             break
-    return Snapshot(entries, errors, config)
+    return entries

@@ -1,0 +1,109 @@
+"""A new connection before it is a ClientConn: TLS or plain, then the TLS handshake.
+
+Traefik serves TLS and non-TLS routers on one entry point and tells them apart by the first
+byte of the connection (``pkg/server/router/tcp/router.go``: 0x16, a TLS handshake record, or
+0x80, an SSLv2-style hello that the handshake then refuses). ``Sniffer`` peeks that byte: a
+plain connection becomes a ``ClientConn`` on the socket at once; a TLS one goes through
+``TLSConfig.accept`` (which picks the TLS option from the SNI of the ClientHello, waiting with
+SO_RCVLOWAT while the hello is incomplete) and the non-blocking handshake, then becomes a
+``ClientConn`` on a ``TLSStream`` with the TLS side of the entry point. The entry point's
+readTimeout bounds all of it (Go's ReadTimeout covers the handshake). A refused or failed
+handshake is closed and logged at debug level with its reason ("http: TLS handshake error" in
+Traefik).
+"""
+import socket
+
+from .. import tls
+from ..server.log import log
+from ..server.loop import EPOLLIN, EPOLLOUT
+from .client import ClientConn
+
+_PEEK = socket.MSG_PEEK
+
+
+class Sniffer:
+    __slots__ = ("env", "loop", "ep", "tls_ep", "sock", "fd", "remote_ip", "conn", "events",
+                 "deadline")
+
+    def __init__(self, env, ep, tls_ep, sock, remote_ip):
+        self.env = env
+        self.loop = env.loop
+        self.ep = ep
+        self.tls_ep = tls_ep
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.remote_ip = remote_ip
+        self.conn = None            # the pyOpenSSL Connection once the ClientHello is there
+        self.events = EPOLLIN
+        self.loop.register(self.fd, EPOLLIN, self)
+        rt = ep.read_timeout
+        self.deadline = self.loop.now + rt if rt else 0.0
+        self.loop.timed.add(self)
+
+    def on_event(self, ev):
+        if self.conn is None:
+            try:
+                first = self.sock.recv(1, _PEEK)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                self.close()
+                return
+            if not first:
+                self.close()
+                return
+            if not tls.is_tls_record_start(first[0]):
+                self._hand_over(self.ep, self.sock)
+                return
+            config = self.env.snapshot.tls.get(self.ep.name)
+            try:
+                if config is None:
+                    raise tls.TLSRefused("no TLS configuration for this entry point")
+                self.conn = config.accept(self.sock)
+            except tls.TLSRefused as e:
+                self._refuse(e.reason)
+                return
+            if self.conn is None:
+                return         # the rest of the ClientHello is on its way (SO_RCVLOWAT)
+        try:
+            want = tls.handshake(self.conn)
+        except tls.TLSRefused as e:
+            self._refuse(e.reason)
+            return
+        if want == tls.WANT_READ:
+            self._want(EPOLLIN)
+        elif want == tls.WANT_WRITE:
+            self._want(EPOLLOUT)
+        else:
+            self._hand_over(self.tls_ep, tls.TLSStream(self.conn, self.sock))
+
+    def _want(self, events):
+        if events != self.events:
+            self.events = events
+            self.loop.modify(self.fd, events)
+
+    def _hand_over(self, ep, stream):
+        self._forget()
+        self.env.clients.add(ClientConn(self.env, ep, stream, self.remote_ip))
+
+    def _refuse(self, reason):
+        log("debug", "TLS handshake error", entryPointName=self.ep.name,
+            remoteAddr=self.remote_ip.decode("ascii", "replace"), error=reason)
+        self.close()
+
+    def _forget(self):
+        self.loop.unregister(self.fd)
+        self.loop.timed.discard(self)
+        self.env.clients.discard(self)
+
+    def on_timeout(self, now):
+        self.close()
+
+    def is_idle(self):
+        return True        # no request started yet: draining closes it
+
+    def close(self):
+        self._forget()
+        self.sock.close()
+
+    abort = close
