@@ -34,6 +34,7 @@ import hashlib
 import ipaddress
 import os
 import socket
+import threading
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -156,6 +157,9 @@ _OPTION_FIELDS = frozenset((
 
 # A ClientHello record: 5-byte header + at most 2^14 bytes (RFC 8446 §5.1).
 _MAX_HELLO_RECORD = 5 + (1 << 14)
+# Where ClientHellos are peeked: one buffer per thread (a worker has one), never one per
+# connection.
+_local = threading.local()
 
 
 class TLSRefused(Exception):
@@ -407,14 +411,20 @@ class CertificateStore:
 class _ConnInfo:
     """What a TLS connection carries (``Connection.get_app_data()``)."""
 
-    __slots__ = ("option", "server_name", "local_ip", "refused", "certificate")
+    __slots__ = ("option", "server_name", "sock", "refused", "certificate")
 
-    def __init__(self, option, server_name, local_ip):
+    def __init__(self, option, server_name, sock):
         self.option = option              # TLSOption the connection was made with
         self.server_name = server_name    # SNI as peeked from the ClientHello (canonical) or None
-        self.local_ip = local_ip          # the name to match when the client sends no SNI
+        self.sock = sock                  # for the local address, when the client sends no SNI
         self.refused = None               # reason, when the SNI callback refused the handshake
         self.certificate = None           # the Certificate served
+
+    def local_ip(self):
+        try:
+            return self.sock.getsockname()[0]
+        except (OSError, IndexError, TypeError):
+            return ""
 
 
 class TLSOption:
@@ -669,7 +679,7 @@ class TLSOption:
                 name = canonical_domain(raw.decode("ascii", "replace"))
             else:
                 # Traefik: no SNI -> the local IP address is the name to match.
-                name = info.local_ip
+                name = info.local_ip()
             cert = self.store.best(name) if name else None
             if cert is None:
                 if self.sni_strict:
@@ -970,35 +980,33 @@ class TLSConfig:
         if isinstance(option, str):
             raise TLSRefused(option)
         conn = SSL.Connection(option.base, sock)
-        try:
-            local_ip = sock.getsockname()[0]
-        except (OSError, IndexError, TypeError):
-            local_ip = ""
-        conn.set_app_data(_ConnInfo(option, server_name, local_ip))
+        conn.set_app_data(_ConnInfo(option, server_name, sock))
         conn.set_accept_state()
         return conn
 
-    def accept(self, sock):
+    def accept(self, sock, again=False):
         """Start TLS on a freshly accepted non-blocking socket whose first byte is TLS.
 
         Peeks the ClientHello record without consuming it. Returns the Connection once the
         record is there; returns None while it is incomplete, after setting SO_RCVLOWAT so that
-        the selector reports the socket readable only when the rest has arrived (call again
-        then). Raises TLSRefused (close the socket) when the client went away or its option is
-        broken.
+        the selector reports the socket readable only when the rest has arrived: call again
+        then, with ``again=True``. Raises TLSRefused (close the socket) when the client went
+        away or its option is broken.
         """
+        buf = getattr(_local, "peek", None)
+        if buf is None:
+            buf = _local.peek = bytearray(_MAX_HELLO_RECORD)
         try:
-            data = sock.recv(_MAX_HELLO_RECORD, socket.MSG_PEEK)
+            n = sock.recv_into(buf, _MAX_HELLO_RECORD, socket.MSG_PEEK)
         except (BlockingIOError, InterruptedError):
             return None
         except OSError as exc:
             raise TLSRefused("client connection failed: %s" % exc) from None
-        if not data:
+        if not n:
             raise TLSRefused("client closed the connection before its TLS hello")
-        complete, result = parse_client_hello(data)
+        complete, result = parse_client_hello(memoryview(buf)[:n])
         if not complete:
-            lowat = _get_lowat(sock)
-            if lowat >= result:
+            if again and _get_lowat(sock) >= result:
                 # Woken with the threshold already set and the record still short: the peer
                 # closed (EOF wakes a reader) or sent less than it announced; let the handshake
                 # read what is there and fail or succeed on its own.
@@ -1006,7 +1014,7 @@ class TLSConfig:
                 return self.new_connection(sock, None)
             _set_lowat(sock, result)
             return None
-        if _get_lowat(sock) != 1:
+        if again:
             _set_lowat(sock, 1)
         return self.new_connection(sock, result)
 

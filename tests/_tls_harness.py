@@ -93,6 +93,7 @@ class _Conn:
         self.state = self.SNIFF
         self.stream = None
         self.closing = False
+        self.hello_wait = False
         self.buf = b""
         self.out = b""
         self.registered = selectors.EVENT_READ
@@ -130,8 +131,9 @@ class _Conn:
                 return self.close("plain connection on a TLS-only harness")
             self.state = self.HELLO
         if self.state == self.HELLO:
-            conn = self.server.config.accept(self.sock)
+            conn = self.server.config.accept(self.sock, again=self.hello_wait)
             if conn is None:
+                self.hello_wait = True
                 return
             self.tls = conn
             self.state = self.HANDSHAKE

@@ -23,7 +23,7 @@ _PEEK = socket.MSG_PEEK
 
 class Sniffer:
     __slots__ = ("env", "loop", "ep", "tls_ep", "sock", "fd", "remote_ip", "conn", "events",
-                 "deadline")
+                 "deadline", "hello_wait")
 
     def __init__(self, env, ep, tls_ep, sock, remote_ip):
         self.env = env
@@ -34,6 +34,7 @@ class Sniffer:
         self.fd = sock.fileno()
         self.remote_ip = remote_ip
         self.conn = None            # the pyOpenSSL Connection once the ClientHello is there
+        self.hello_wait = False     # the ClientHello was incomplete: SO_RCVLOWAT is set
         self.events = EPOLLIN
         self.loop.register(self.fd, EPOLLIN, self)
         rt = ep.read_timeout
@@ -59,12 +60,13 @@ class Sniffer:
             try:
                 if config is None:
                     raise tls.TLSRefused("no TLS configuration for this entry point")
-                self.conn = config.accept(self.sock)
+                self.conn = config.accept(self.sock, self.hello_wait)
             except tls.TLSRefused as e:
                 self._refuse(e.reason)
                 return
             if self.conn is None:
-                return         # the rest of the ClientHello is on its way (SO_RCVLOWAT)
+                self.hello_wait = True   # the rest of the ClientHello is on its way
+                return
         try:
             want = tls.handshake(self.conn)
         except tls.TLSRefused as e:
