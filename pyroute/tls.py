@@ -41,7 +41,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 from OpenSSL import SSL, crypto
-from OpenSSL._util import lib as _lib  # SSL_CTX_set1_curves_list has no public wrapper
+# pyOpenSSL's cffi handles: SSL_CTX_set1_curves_list and SSL_session_reused have no public
+# wrapper, and the per-read/per-write/handshake calls go straight to OpenSSL (pyOpenSSL's
+# Connection.recv allocates a 64 KiB buffer per call and raises an exception per would-block);
+# failures are still turned into exceptions by pyOpenSSL's own Connection._raise_ssl_error.
+from OpenSSL._util import ffi as _ffi
+from OpenSSL._util import lib as _lib
 
 from . import rules
 from .errors import ConfigError, RuleSyntaxError
@@ -49,7 +54,7 @@ from .errors import ConfigError, RuleSyntaxError
 __all__ = [
     "TLSConfig", "TLSRefused", "TLSOption", "CertificateStore", "Certificate",
     "handshake", "parse_client_hello", "is_tls_record_start", "session_reused", "misdirected",
-    "TLSStream",
+    "TLSStream", "PLAIN",
     "DEFAULT_OPTION", "DEFAULT_GENERATED_CN", "SERVED_ALPN",
 ]
 
@@ -160,6 +165,9 @@ _MAX_HELLO_RECORD = 5 + (1 << 14)
 # Where ClientHellos are peeked: one buffer per thread (a worker has one), never one per
 # connection.
 _local = threading.local()
+
+
+PLAIN = "plain"   # TLSConfig.accept: the connection does not start with TLS
 
 
 class TLSRefused(Exception):
@@ -985,9 +993,10 @@ class TLSConfig:
         return conn
 
     def accept(self, sock, again=False):
-        """Start TLS on a freshly accepted non-blocking socket whose first byte is TLS.
+        """Start TLS on a freshly accepted non-blocking socket, if it speaks TLS.
 
-        Peeks the ClientHello record without consuming it. Returns the Connection once the
+        Returns PLAIN when the first byte is not TLS (nothing consumed: serve it as plain
+        HTTP). Otherwise peeks the ClientHello record without consuming it. Returns the Connection once the
         record is there; returns None while it is incomplete, after setting SO_RCVLOWAT so that
         the selector reports the socket readable only when the rest has arrived: call again
         then, with ``again=True``. Raises TLSRefused (close the socket) when the client went
@@ -1004,6 +1013,8 @@ class TLSConfig:
             raise TLSRefused("client connection failed: %s" % exc) from None
         if not n:
             raise TLSRefused("client closed the connection before its TLS hello")
+        if not again and not is_tls_record_start(buf[0]):
+            return PLAIN
         complete, result = parse_client_hello(memoryview(buf)[:n])
         if not complete:
             if again and _get_lowat(sock) >= result:
@@ -1100,16 +1111,29 @@ WANT_READ = 1
 WANT_WRITE = 2
 
 
+_SSL_do_handshake = _lib.SSL_do_handshake
+_SSL_read = _lib.SSL_read
+_SSL_write = _lib.SSL_write
+_SSL_get_error = _lib.SSL_get_error
+_ERROR_WANT_READ = _lib.SSL_ERROR_WANT_READ
+_ERROR_WANT_WRITE = _lib.SSL_ERROR_WANT_WRITE
+_MAX_PLAINTEXT = 1 << 14       # one TLS record's plaintext (RFC 8446 §5.1)
+
+
 def handshake(conn):
     """Advance a non-blocking server handshake. Returns 0 when it is complete, WANT_READ or
     WANT_WRITE for the event to wait for; raises TLSRefused (with the reason) when it failed."""
-    try:
-        conn.do_handshake()
+    ssl = conn._ssl
+    result = _SSL_do_handshake(ssl)
+    if result == 1:
         return 0
-    except SSL.WantReadError:
+    error = _SSL_get_error(ssl, result)
+    if error == _ERROR_WANT_READ:
         return WANT_READ
-    except SSL.WantWriteError:
+    if error == _ERROR_WANT_WRITE:
         return WANT_WRITE
+    try:
+        conn._raise_ssl_error(ssl, result)
     except _NoALPNOverlap as exc:
         raise TLSRefused(str(exc)) from None
     except SSL.ZeroReturnError:
@@ -1121,6 +1145,7 @@ def handshake(conn):
         info = conn.get_app_data()
         reason = getattr(info, "refused", None)
         raise TLSRefused(reason or "TLS handshake failed: %s" % _ssl_error_text(exc)) from None
+    raise TLSRefused("TLS handshake failed (OpenSSL error %d)" % error)
 
 
 def session_reused(conn):
@@ -1132,9 +1157,13 @@ class TLSStream:
     """A finished TLS connection with a socket's face, for connection code written for plain
     sockets: ``recv`` returns b"" at EOF (close_notify or not), raises BlockingIOError when it
     would block (either way round: TLS may need to write to read), OSError on a failure;
-    ``send`` likewise. ``conn`` is the pyOpenSSL Connection (option, SNI, peer certificate)."""
+    ``send`` likewise. ``conn`` is the pyOpenSSL Connection (option, SNI, peer certificate).
 
-    __slots__ = ("conn", "sock", "server_name", "option", "_recv", "_send", "_pending")
+    ``recv(n)`` returns at most one TLS record (16 KiB): OpenSSL reads one record per call
+    without read-ahead, so nothing decrypted waits inside OpenSSL while the socket, which the
+    event loop watches, is drained; the next record is still in the socket."""
+
+    __slots__ = ("conn", "sock", "server_name", "option", "_ssl")
 
     def __init__(self, conn, sock):
         self.conn = conn
@@ -1143,23 +1172,23 @@ class TLSStream:
         # Go's req.TLS.ServerName: the SNI as sent (Traefik's SNICheck trims it), "" if none.
         self.server_name = raw.decode("ascii", "replace").strip() if raw else ""
         self.option = conn.get_app_data().option.name    # the TLS option it was made with
-        self._recv = conn.recv
-        self._send = conn.send
-        self._pending = conn.pending
+        self._ssl = conn._ssl
 
     def fileno(self):
         return self.sock.fileno()
 
     def recv(self, n):
+        buf = getattr(_local, "read", None)
+        if buf is None:
+            buf = _local.read = _ffi.new("char[]", _MAX_PLAINTEXT)
+        result = _SSL_read(self._ssl, buf, n if n < _MAX_PLAINTEXT else _MAX_PLAINTEXT)
+        if result > 0:
+            return _ffi.buffer(buf, result)[:]
+        error = _SSL_get_error(self._ssl, result)
+        if error == _ERROR_WANT_READ or error == _ERROR_WANT_WRITE:
+            raise BlockingIOError()
         try:
-            data = self._recv(n)
-            # One SSL_read returns one record at most: take what OpenSSL already decrypted, so
-            # nothing waits in its buffer while epoll (which only sees the socket) stays quiet.
-            while len(data) < n and self._pending():
-                data += self._recv(n - len(data))
-            return data
-        except (SSL.WantReadError, SSL.WantWriteError):
-            raise BlockingIOError() from None
+            self.conn._raise_ssl_error(self._ssl, result)
         except SSL.ZeroReturnError:
             return b""
         except SSL.SysCallError as exc:
@@ -1167,17 +1196,28 @@ class TLSStream:
                 return b""
             raise OSError(exc.args[0] if exc.args else 0, str(exc)) from None
         except SSL.Error as exc:
-            raise OSError(0, "TLS read failed: %s" % _ssl_error_text(exc)) from None
+            text = _ssl_error_text(exc)
+            if "unexpected eof" in text:           # OpenSSL 3+: EOF without close_notify
+                return b""
+            raise OSError(0, "TLS read failed: %s" % text) from None
+        return b""
 
     def send(self, data):
+        if not data:
+            return 0
+        result = _SSL_write(self._ssl, _ffi.from_buffer(data), len(data))
+        if result > 0:
+            return result
+        error = _SSL_get_error(self._ssl, result)
+        if error == _ERROR_WANT_WRITE or error == _ERROR_WANT_READ:
+            raise BlockingIOError()
         try:
-            return self._send(data)
-        except (SSL.WantWriteError, SSL.WantReadError):
-            raise BlockingIOError() from None
+            self.conn._raise_ssl_error(self._ssl, result)
         except SSL.SysCallError as exc:
             raise OSError(exc.args[0] if exc.args else 0, str(exc)) from None
         except SSL.Error as exc:
             raise OSError(0, "TLS write failed: %s" % _ssl_error_text(exc)) from None
+        raise OSError(0, "TLS write failed (OpenSSL error %d)" % error)
 
     def close(self):
         try:

@@ -326,3 +326,16 @@ def test_misdirected_request_takes_the_raw_host_header(leaf):
     assert not config.misdirected_request("x.example.com", b"")
     empty = build(leaf, {})
     assert not empty.misdirected_request("", b"a.example.com")
+
+
+def test_accept_tells_plain_from_tls_without_consuming(leaf):
+    config = build(leaf, {})
+    client, server = tcp_pair()
+    try:
+        client.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert readable(server, 2)
+        assert config.accept(server) is tls.PLAIN
+        assert server.recv(100).startswith(b"GET / HTTP/1.1")
+    finally:
+        client.close()
+        server.close()

@@ -2,23 +2,19 @@
 
 Traefik serves TLS and non-TLS routers on one entry point and tells them apart by the first
 byte of the connection (``pkg/server/router/tcp/router.go``: 0x16, a TLS handshake record, or
-0x80, an SSLv2-style hello that the handshake then refuses). ``Sniffer`` peeks that byte: a
-plain connection becomes a ``ClientConn`` on the socket at once; a TLS one goes through
-``TLSConfig.accept`` (which picks the TLS option from the SNI of the ClientHello, waiting with
-SO_RCVLOWAT while the hello is incomplete) and the non-blocking handshake, then becomes a
-``ClientConn`` on a ``TLSStream`` with the TLS side of the entry point. The entry point's
+0x80, an SSLv2-style hello that the handshake then refuses). ``Sniffer`` peeks the first bytes
+once (``TLSConfig.accept``): a plain connection becomes a ``ClientConn`` on the socket at once;
+a TLS one gets the TLS option its ClientHello's SNI maps to (waiting with SO_RCVLOWAT while the
+hello is incomplete), goes through the non-blocking handshake, then becomes a ``ClientConn`` on
+a ``TLSStream`` with the TLS side of the entry point. The entry point's
 readTimeout bounds all of it (Go's ReadTimeout covers the handshake). A refused or failed
 handshake is closed and logged at debug level with its reason ("http: TLS handshake error" in
 Traefik).
 """
-import socket
-
 from .. import tls
 from ..server.log import log
 from ..server.loop import EPOLLIN, EPOLLOUT
 from .client import ClientConn
-
-_PEEK = socket.MSG_PEEK
 
 
 class Sniffer:
@@ -43,30 +39,19 @@ class Sniffer:
 
     def on_event(self, ev):
         if self.conn is None:
+            # One peek tells TLS from plain and, for TLS, reads the SNI of the ClientHello.
             try:
-                first = self.sock.recv(1, _PEEK)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                self.close()
-                return
-            if not first:
-                self.close()
-                return
-            if not tls.is_tls_record_start(first[0]):
-                self._hand_over(self.ep, self.sock)
-                return
-            config = self.env.snapshot.tls.get(self.ep.name)
-            try:
-                if config is None:
-                    raise tls.TLSRefused("no TLS configuration for this entry point")
-                self.conn = config.accept(self.sock, self.hello_wait)
+                conn = self.env.snapshot.tls[self.ep.name].accept(self.sock, self.hello_wait)
             except tls.TLSRefused as e:
                 self._refuse(e.reason)
                 return
-            if self.conn is None:
+            if conn is None:
                 self.hello_wait = True   # the rest of the ClientHello is on its way
                 return
+            if conn is tls.PLAIN:
+                self._hand_over(self.ep, self.sock)
+                return
+            self.conn = conn
         try:
             want = tls.handshake(self.conn)
         except tls.TLSRefused as e:
