@@ -430,9 +430,11 @@ class _ConnInfo:
 
     def local_ip(self):
         try:
-            return self.sock.getsockname()[0]
+            ip = self.sock.getsockname()[0]
         except (OSError, IndexError, TypeError):
             return ""
+        # a dual-stack listener sees IPv4 clients as ::ffff:a.b.c.d; Go reports a.b.c.d
+        return ip[7:] if ip.startswith("::ffff:") and "." in ip else ip
 
 
 class TLSOption:
