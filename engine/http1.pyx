@@ -1335,11 +1335,6 @@ cdef struct Out:
     Py_ssize_t n
 
 
-cdef inline void _put(Out *o, const void *s, Py_ssize_t n) noexcept nogil:
-    memcpy(o.p + o.n, s, n)
-    o.n += n
-
-
 cdef inline void _puts(Out *o, const char *s, Py_ssize_t n) noexcept nogil:
     memcpy(o.p + o.n, s, n)
     o.n += n

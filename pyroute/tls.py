@@ -1186,6 +1186,10 @@ class TLSStream:
         result = _SSL_read(self._ssl, buf, n if n < _MAX_PLAINTEXT else _MAX_PLAINTEXT)
         if result > 0:
             return _ffi.buffer(buf, result)[:]
+        return self._failed_read(result)
+
+    def _failed_read(self, result):
+        # b"" at EOF; raises BlockingIOError (would block) or OSError (failure)
         error = _SSL_get_error(self._ssl, result)
         if error == _ERROR_WANT_READ or error == _ERROR_WANT_WRITE:
             raise BlockingIOError()
@@ -1203,6 +1207,14 @@ class TLSStream:
                 return b""
             raise OSError(0, "TLS read failed: %s" % text) from None
         return b""
+
+    def recv_into(self, buffer, nbytes=0):
+        """Decrypt into ``buffer`` (no copy); like socket.recv_into, 0 at EOF."""
+        result = _SSL_read(self._ssl, _ffi.from_buffer("char[]", buffer, True),
+                           nbytes or len(buffer))
+        if result > 0:
+            return result
+        return len(self._failed_read(result))
 
     def send(self, data):
         if not data:

@@ -6,7 +6,7 @@ Each input is routed by its first byte to one check:
   1 the same with small limits taken from the input
   2 request fed in pieces (split points from the input) == fed whole
   3 chunked body vs the oracle, fed in pieces, small caps
-  4 response head: no crash, only 502 refusals, forwarded head re-parses
+  4 response head vs the oracle (same verdict and fields), forwarded head re-parses
   5 accepted request -> forwarded head -> must re-parse to the same method/target/headers
 Findings abort with the input saved by libFuzzer (crash-*). Coverage feedback comes from the
 oracle's Python code (atheris instruments it); the Cython side is checked, not instrumented.
@@ -118,14 +118,23 @@ def check_chunked(step, max_line, max_trailer, data):
 
 
 def check_response(head_request, raw):
+    want = oracle.parse_response(raw, 0, head_request)
     try:
         r = http1.ResponseParser().parse(bytearray(raw), 0, head_request)
     except HttpParseError as e:
-        if e.status != 502:
-            raise
+        if want != ("error", e.status) or e.status != 502:
+            raise AssertionError("response verdict differs: %r vs %r for %r" % (e.status, want, raw))
         return
     if r is None:
+        if want != oracle.NEED:
+            raise AssertionError("response verdict differs: need vs %r for %r" % (want, raw))
         return
+    mine = (r.status, r.reason, r.version, r.headers, r.content_length, r.framing, r.keep_alive,
+            r.upgrade, r.head_length)
+    if want[0] != "ok" or mine != tuple(want[1][k] for k in (
+            "status", "reason", "version", "headers", "content_length", "framing", "keep_alive",
+            "upgrade", "head_length")):
+        raise AssertionError("response differs: %r vs %r for %r" % (mine, want, raw))
     out = FWD.response_head(r)
     again = http1.ResponseParser().parse(bytearray(out), 0, head_request)
     if again is None or again.status != r.status:

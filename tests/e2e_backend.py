@@ -38,7 +38,8 @@ def _read_chunked(f):
 
 
 class Backend:
-    def __init__(self, name="be", port=0, host="127.0.0.1"):
+    def __init__(self, name="be", port=0, host="127.0.0.1", tls=None):
+        self.tls = tls              # ssl.SSLContext (server side) for an https backend
         self.name = name
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -60,7 +61,18 @@ class Backend:
                 return
             with self.lock:
                 self.connections += 1
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+            threading.Thread(target=self._serve_tls if self.tls else self._serve, args=(conn,),
+                             daemon=True).start()
+
+    def _serve_tls(self, conn):
+        try:
+            conn.settimeout(10)
+            conn = self.tls.wrap_socket(conn, server_side=True)
+            conn.settimeout(None)
+        except (OSError, ValueError):
+            conn.close()
+            return
+        self._serve(conn)
 
     def close(self):
         self.running = False

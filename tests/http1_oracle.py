@@ -293,3 +293,84 @@ def decode_chunked(data, max_line=4096, max_trailer=8192):
     if len(data) - pos > max_trailer:
         return "error", 431
     return "need", bytes(payload)
+
+
+_STATUS = re.compile(rb"HTTP/([0-9])\.([0-9]) ([0-9]{3})(?: (" + _VAL + rb"*))?")
+
+
+def parse_response(buf, start=0, head_request=False, max_line=8192, max_head=32768, max_fields=100):
+    """Response heads from backends (every refusal is 502).
+    -> ("need", None) | ("error", 502) | ("ok", dict)."""
+    try:
+        found = find_head(bytes(buf[start:]), max_line, max_head, max_fields, 502, 502, request=False)
+        if found == NEED:
+            return NEED
+        msg_start, end = found
+        return "ok", _response(bytes(buf[start + msg_start:start + end]), end, head_request)
+    except Refused as e:
+        return "error", e.status
+
+
+def _response(head, head_length, head_request):
+    lines = _lines(head)
+    line = lines[0]
+    m = _STATUS.fullmatch(line)
+    if b"\r" in line or not m or (m.group(1), m.group(2)) not in ((b"1", b"1"), (b"1", b"0")):
+        raise Refused(502)
+    status = int(m.group(3))
+    if not 100 <= status <= 599:
+        raise Refused(502)
+    v11 = m.group(2) == b"1"
+    r = dict(status=status, reason=m.group(4) or b"", version=11 if v11 else 10, headers=[],
+             content_length=-1, framing=0, upgrade=None, head_length=head_length)
+    seen = set()
+    close = keep = upgrade_token = False
+    upgrade = None
+    for line in lines[1:]:
+        fm = _FIELD.fullmatch(line)
+        if b"\r" in line or not fm:
+            raise Refused(502)
+        name, value = fm.group(1), fm.group(2).rstrip(b" \t")
+        r["headers"].append((name, value))
+        lname = name.lower()
+        if lname == b"content-length":
+            if not re.fullmatch(rb"[0-9]{1,18}", value):
+                raise Refused(502)
+            if lname in seen and int(value) != r["content_length"]:
+                raise Refused(502)
+            r["content_length"] = int(value)
+        elif lname == b"transfer-encoding":
+            codings = _tokens(value)
+            if lname in seen or codings is None or [c.lower() for c in codings] != [b"chunked"]:
+                raise Refused(502)
+        elif lname == b"connection":
+            toks = _tokens(value)
+            if toks is None:
+                raise Refused(502)
+            low = [t.lower() for t in toks]
+            close |= b"close" in low
+            keep |= b"keep-alive" in low
+            upgrade_token |= b"upgrade" in low
+        elif lname == b"upgrade":
+            upgrade = value
+        seen.add(lname)
+    has_cl, has_te = b"content-length" in seen, b"transfer-encoding" in seen
+    if (has_cl and has_te) or (has_te and not v11):
+        raise Refused(502)
+    if status < 200:
+        if has_cl or has_te:
+            raise Refused(502)
+        if status == 101:
+            if not (upgrade_token and upgrade is not None):
+                raise Refused(502)
+            r["upgrade"], r["framing"] = upgrade, 4
+        r["keep_alive"] = status != 101
+        return r
+    if status == 204 and ((has_cl and r["content_length"] != 0) or has_te):
+        raise Refused(502)
+    if status == 304 and has_te:
+        raise Refused(502)
+    if status not in (204, 304) and not head_request:
+        r["framing"] = 2 if has_te else 1 if has_cl else 3
+    r["keep_alive"] = ((not close) if v11 else (keep and not close)) and r["framing"] != 3
+    return r

@@ -1,5 +1,7 @@
 """Differential tests: generated valid messages must read the same in pyroute, h11 and httptools
 (method, target, version, headers, framing), and exactly as the plain-Python rule oracle says."""
+import os
+
 import h11
 import httptools
 from hypothesis import HealthCheck, given, settings
@@ -9,7 +11,8 @@ from pyroute import http1
 
 from http1_oracle import parse_request as oracle_request
 
-SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# HTTP1_FUZZ_EXAMPLES raises the number of examples for long runs outside the suite
+SETTINGS = settings(max_examples=int(os.environ.get("HTTP1_FUZZ_EXAMPLES", 300)), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 TOKEN_CHARS = "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 PCHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~!$&'()*+,;=:@"

@@ -1,6 +1,8 @@
 """Fuzzing with hypothesis: arbitrary and mutated bytes never crash the codec, and the codec
 accepts exactly what the plain-Python rule oracle accepts (same status when it refuses, same
 fields when it accepts). The long campaign is scripts/fuzz_http1.py."""
+import os
+
 import h11
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -11,7 +13,8 @@ from pyroute.errors import HttpParseError
 import http1_oracle as oracle
 from test_http1_differential import requests
 
-SETTINGS = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# HTTP1_FUZZ_EXAMPLES raises the number of examples for long runs outside the suite
+SETTINGS = settings(max_examples=int(os.environ.get("HTTP1_FUZZ_EXAMPLES", 400)), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # bytes that matter to HTTP/1.1 framing, plus a few whole snippets that steer into the rules
 ATOMS = [b"\r", b"\n", b"\r\n", b" ", b"\t", b"\x00", b"\x0b", b"\x7f", b"\xff", b":", b",", b";",
@@ -134,11 +137,48 @@ def test_valid_chunked_bodies_decode(data, step):
 # ---- responses: never crash, never accept what the rules refuse ------------------------------------
 
 valid_response = st.sampled_from([
+    b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 5\r\nConnection: keep-alive, x\r\n\r\n",
+    b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n",
+    b"HTTP/1.1 100 Continue\r\n\r\n",
+    b"HTTP/1.1 200\r\nServer: x\r\n\r\n",
     b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n",
     b"HTTP/1.1 204 No Content\r\n\r\n",
     b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
     b"HTTP/1.0 304 Not Modified\r\nETag: x\r\n\r\n",
     b"HTTP/1.1 500 Oops\r\nTransfer-Encoding: chunked\r\nX-A: 1\r\n\r\n"])
+
+
+def pyroute_response(raw, head_request, **limits):
+    try:
+        r = http1.ResponseParser(**limits).parse(bytearray(raw), 0, head_request)
+    except HttpParseError as e:
+        return "error", e.status
+    return oracle.NEED if r is None else ("ok", r)
+
+
+def assert_response_same_as_oracle(raw, head_request, **limits):
+    kind, got = pyroute_response(raw, head_request, **limits)
+    okind, want = oracle.parse_response(raw, 0, head_request, **limits)
+    assert kind == okind, (raw, got, want)
+    if kind == "error":
+        assert got == want == 502
+    elif kind == "ok":
+        assert (got.status, got.reason, got.version, got.headers, got.content_length, got.framing,
+                got.keep_alive, got.upgrade, got.head_length) == tuple(
+            want[k] for k in ("status", "reason", "version", "headers", "content_length", "framing",
+                              "keep_alive", "upgrade", "head_length")), raw
+
+
+@SETTINGS
+@given(st.one_of(mutated(valid_response), st.binary(max_size=200)), st.booleans())
+def test_responses_match_the_rules(raw, head_request):
+    assert_response_same_as_oracle(raw, head_request)
+
+
+@SETTINGS
+@given(mutated(valid_response), st.booleans(), st.integers(16, 80), st.integers(16, 200), st.integers(1, 6))
+def test_responses_with_small_limits(raw, head_request, max_line, max_head, max_fields):
+    assert_response_same_as_oracle(raw, head_request, max_line=max_line, max_head=max_head, max_fields=max_fields)
 
 
 @SETTINGS

@@ -1,6 +1,5 @@
-"""The proxied exchange: client connections, upstream connections and pools, canned answers.
-
-Per-config objects (routes, services, servers, middleware chains) are compiled by
-``pyroute.proxy.snapshot``; the per-connection state machines live in ``client`` and
-``upstream`` and are driven by ``pyroute.server.loop``.
+"""The proxied exchange, per config: ``snapshot`` compiles a RuntimeConfig into route tables,
+middleware chains, service trees and connection pools; ``normalize`` is the entry point's
+request normalisation. The per-connection state machines (client side, upstream side, pools)
+are Cython: ``pyroute._engine.conn``.
 """

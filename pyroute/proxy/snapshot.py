@@ -14,13 +14,15 @@ from urllib.parse import urlsplit
 
 from .._engine.balance import P2C, WRR, Sticky, cookie_name, sticky_value
 from .._engine.http1 import Forwarder
+import socket as _socket
 from ..errors import ConfigError, RuleSyntaxError
 from .. import middlewares as mw_registry
 from .. import tls
 from ..manifests import qualified
 from ..static import parse_duration
+from .mirror import Mirroring
 from .normalize import Normalizer
-from .upstream import Pool
+from .._engine.conn import Pool
 
 DEFAULT_DIAL_TIMEOUT = 30.0        # Traefik ServersTransport forwardingTimeouts defaults
 DEFAULT_IDLE_CONN_TIMEOUT = 90.0
@@ -110,7 +112,7 @@ class Weighted:
 
 class Route:
     """A router compiled: request-phase middlewares, the service tree, the head Forwarder."""
-    __slots__ = ("name", "middlewares", "service", "forwarder")
+    __slots__ = ("name", "middlewares", "service", "forwarder", "single")
 
     def __init__(self, name, chain, service, server_name, tls=False):
         self.name = name
@@ -124,6 +126,8 @@ class Route:
             if m.static:
                 m.compile_edits([], [], resp_set, resp_remove)
         self.service = service
+        # a plain one-server service: the connection skips the pick call
+        self.single = getattr(service, "single", None)
         self.forwarder = Forwarder(server_name=server_name, tls=tls, forwarded=True,
                                    request_set=_last_wins(req_set), request_remove=req_remove,
                                    response_set=_last_wins(resp_set),
@@ -168,6 +172,8 @@ class EntryPointRuntime:
         self.insecure = ep.forwarded_insecure
         self.trusted_nets = [ipaddress.ip_network(t, strict=False) for t in ep.trusted_ips]
         self.normalize = Normalizer(ep.sanitize_path, ep.encode_query_semicolons)
+        # a path without '%', "/." or "//" needs no normalisation unless queries are rewritten
+        self.fast_path = not ep.encode_query_semicolons
         self._trust_cache = {}
 
     def is_trusted(self, ip):
@@ -201,8 +207,9 @@ class Pools:
     def __init__(self):
         self.pools = {}
 
-    def get(self, host, port, transport):
-        key = (host, port) + transport
+    def get(self, host, port, transport, tls=None):
+        """``tls``: None for http, else (key, ssl.SSLContext, server name) for https."""
+        key = (host, port) + transport + ((tls[0], tls[2]) if tls else ())
         pool = self.pools.get(key)
         if pool is None:
             try:
@@ -211,7 +218,8 @@ class Pools:
                 raise ValueError("cannot resolve %s: %s" % (host, e)) from None
             family, _, _, _, addr = infos[0]
             max_idle, dial, header, idle = transport
-            pool = Pool(addr, family, max_idle, dial, header, idle, "%s:%d" % (host, port))
+            pool = Pool(addr, family, max_idle, dial, header, idle, "%s:%d" % (host, port),
+                        tls[1] if tls else None, tls[2] if tls else None)
             self.pools[key] = pool
         return pool
 
@@ -233,6 +241,42 @@ def _dur(value, default):
     if value is None or value == "":
         return default
     return parse_duration(value)
+
+
+def _client_tls(dynamic, name, host):
+    """(key, SSLContext, server name) for https servers, from the ServersTransport: serverName,
+    insecureSkipVerify, rootCAs (PEM), certificates (client cert + key, PEM). Without a
+    transport: verified against the system's roots, server name = the URL's host (Traefik)."""
+    import ssl
+    import tempfile
+    st = {}
+    if name:
+        transports = dynamic.get("http", {}).get("serversTransports", {})
+        st = transports.get(qualified(name)) or transports.get(name) or {}
+    if st.get("disableHTTP2") is False:
+        pass  # HTTP/2 to backends does not exist in pyroute yet: HTTP/1.1 over TLS either way
+    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    ctx.set_alpn_protocols(["http/1.1"])
+    roots = st.get("rootCAs") or []
+    if roots:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.set_alpn_protocols(["http/1.1"])
+        for pem in roots:
+            ctx.load_verify_locations(cadata=pem if isinstance(pem, str) else pem.decode())
+    if st.get("insecureSkipVerify"):
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    for cert in st.get("certificates") or []:
+        # ssl loads client certificates from files only: a private temporary file, removed
+        # as soon as it is read
+        with tempfile.NamedTemporaryFile("w", suffix=".pem") as f:
+            f.write(cert["certFile"].rstrip() + "\n" + cert["keyFile"].rstrip() + "\n")
+            f.flush()
+            ctx.load_cert_chain(f.name)
+    server_name = st.get("serverName") or host
+    # the pool key changes with the transport's content, so a reload with new CAs or
+    # certificates never reuses connections (or a context) made with the old ones
+    return ((name or "", repr(sorted(st.items()))), ctx, server_name)
 
 
 def _transport(dynamic, name):
@@ -282,6 +326,7 @@ class Compiler:
         self.pools = pools
         self.services = {}
         self.middlewares = {}
+        self.tls_contexts = {}
 
     def service(self, name, stack=()):
         key = qualified(name)
@@ -308,7 +353,17 @@ class Compiler:
             sticky, cookies = _sticky(w.get("sticky"), key, names)
             svc = Weighted(children, weights, sticky, cookies)
         elif "mirroring" in spec:
-            raise ValueError("mirroring services are not supported by pyroute yet")
+            mspec = spec["mirroring"]
+            main = self.service(mspec["service"], stack + (key,))
+            mirrors = []
+            for m in mspec.get("mirrors") or []:
+                percent = int(m.get("percent", 0) or 0)
+                if not 0 <= percent <= 100:
+                    raise ValueError("mirror %s: percent must be in [0, 100]" % m.get("name"))
+                mirrors.append((self.service(m["name"], stack + (key,)), percent))
+            max_body = mspec.get("maxBodySize")
+            svc = Mirroring(main, mirrors, mspec.get("mirrorBody", True) is not False,
+                            -1 if max_body is None else int(max_body))
         else:
             kind = next((k for k in spec if k not in ("status", "error")), "?")
             raise ValueError("%s services are not supported by pyroute yet" % kind)
@@ -325,11 +380,18 @@ class Compiler:
             if parts.scheme == "h2c":
                 raise ValueError("server %s: h2c needs HTTP/2, which pyroute does not speak yet"
                                  % url)
-            if parts.scheme != "http":
-                raise ValueError("server %s: scheme %r to backends is not supported yet"
+            if parts.scheme not in ("http", "https"):
+                raise ValueError("server %s: scheme %r to backends is not supported"
                                  % (url, parts.scheme))
-            port = parts.port or 80
-            pool = self.pools.get(parts.hostname, port, transport)
+            tls = None
+            if parts.scheme == "https":
+                key = (lb.get("serversTransport") or "", parts.hostname)
+                tls = self.tls_contexts.get(key)
+                if tls is None:
+                    tls = _client_tls(self.dynamic, lb.get("serversTransport"), parts.hostname)
+                    self.tls_contexts[key] = tls
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+            pool = self.pools.get(parts.hostname, port, transport, tls)
             servers.append(Server(url, pool, parts.netloc.encode(), pass_host))
             weights.append(s.get("weight", 1))
             urls.append(url)
@@ -365,6 +427,10 @@ def compile_config(config, pools, route_table_factory=None, server_name=None):
     routers = config.dynamic.get("http", {}).get("routers", {})
     for rname, router in routers.items():
         if router.get("status", "enabled") != "enabled":
+            continue
+        if router.get("parentRefs") is not None:
+            # child routers of multi-layer routing are reached through their parent only
+            # (not served yet: they are never attached to an entry point directly)
             continue
         # Traefik: a router with a tls section serves TLS connections only, the others plain
         # connections only (the worker tells them apart by the first byte).

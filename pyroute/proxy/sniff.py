@@ -14,7 +14,7 @@ Traefik).
 from .. import tls
 from ..server.log import log
 from ..server.loop import EPOLLIN, EPOLLOUT
-from .client import ClientConn
+from .._engine.conn import ClientConn
 
 
 class Sniffer:
@@ -62,7 +62,8 @@ class Sniffer:
         elif want == tls.WANT_WRITE:
             self._want(EPOLLOUT)
         else:
-            self._hand_over(self.tls_ep, tls.TLSStream(self.conn, self.sock))
+            client = self._hand_over(self.tls_ep, tls.TLSStream(self.conn, self.sock))
+            client.tls = True     # TLS returns a record per read: the connection reads on
 
     def _want(self, events):
         if events != self.events:
@@ -71,7 +72,9 @@ class Sniffer:
 
     def _hand_over(self, ep, stream):
         self._forget()
-        self.env.clients.add(ClientConn(self.env, ep, stream, self.remote_ip))
+        client = ClientConn(self.env, ep, stream, self.remote_ip)
+        self.env.clients.add(client)
+        return client
 
     def _refuse(self, reason):
         log("debug", "TLS handshake error", entryPointName=self.ep.name,

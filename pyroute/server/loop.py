@@ -23,7 +23,7 @@ class Loop:
     """Dispatches ``handler.on_event(events)``; ``timed`` objects get ``on_timeout(now)``."""
 
     __slots__ = ("ep", "handlers", "timed", "now", "running", "next_sweep", "idle_hooks",
-                 "_poll", "_monotonic")
+                 "sweep_interval", "_poll", "_monotonic")
 
     def __init__(self):
         self.ep = select.epoll()
@@ -33,6 +33,7 @@ class Loop:
         self.running = True
         self.next_sweep = self.now + SWEEP_INTERVAL
         self.idle_hooks = []     # called after each sweep (drain checks, ...)
+        self.sweep_interval = SWEEP_INTERVAL
         self._poll = self.ep.poll
         self._monotonic = time.monotonic
 
@@ -51,24 +52,9 @@ class Loop:
                 pass
 
     def run(self):
-        handlers = self.handlers
-        poll = self._poll
-        monotonic = self._monotonic
-        while self.running:
-            timeout = self.next_sweep - self.now
-            events = poll(timeout if timeout > 0 else 0)
-            self.now = now = monotonic()
-            for fd, ev in events:
-                h = handlers.get(fd)
-                if h is None:
-                    continue
-                try:
-                    h.on_event(ev)
-                except Exception as e:  # a worker never dies on a request
-                    self._fail(h, e)
-            if now >= self.next_sweep:
-                self.next_sweep = now + SWEEP_INTERVAL
-                self.sweep(now)
+        # the dispatch loop itself is Cython (it runs for every event)
+        from .._engine.conn import run_loop
+        run_loop(self)
 
     def sweep(self, now):
         expired = [c for c in self.timed if 0 < c.deadline <= now]

@@ -13,31 +13,11 @@ import signal
 import socket
 import struct
 
-from .._engine import http1
+from .._engine.conn import Env
 from ..proxy.sniff import Sniffer
 from ..proxy.snapshot import EntryPointRuntime, Pools, compile_config
 from .log import log
 from .loop import EPOLLIN, Loop
-
-
-class Env:
-    """Per-worker state the connections share."""
-
-    __slots__ = ("loop", "snapshot", "parser", "rparser", "parser_owner", "rparser_owner",
-                 "draining", "server_name", "clients", "pools", "new_chunked_decoder")
-
-    def __init__(self, loop):
-        self.loop = loop
-        self.snapshot = None
-        self.parser = None
-        self.rparser = None
-        self.parser_owner = None     # the connection whose partial head the parser scanned
-        self.rparser_owner = None
-        self.draining = False
-        self.server_name = socket.gethostname().encode()
-        self.clients = set()
-        self.pools = Pools()
-        self.new_chunked_decoder = http1.ChunkedDecoder
 
 
 def bind_listener(ep):
@@ -87,7 +67,7 @@ class Acceptor:
         ip = addr[0]
         if ip.startswith("::ffff:") and "." in ip:
             ip = ip[7:]
-        # TLS or plain is told by the connection's first byte (Traefik does the same)
+        # TLS or plain is told by the connection's first bytes (Traefik does the same)
         env.clients.add(Sniffer(env, self.ep, self.tls_ep, conn, ip.encode()))
 
     def abort(self):
@@ -156,9 +136,7 @@ class Worker:
     def __init__(self, config, pipe, index):
         self.index = index
         self.loop = Loop()
-        self.env = Env(self.loop)
-        self.env.parser = http1.RequestParser()
-        self.env.rparser = http1.ResponseParser()
+        self.env = Env(self.loop, Pools())
         self.pipe = pipe
         self.listeners = []
         self.entry_points = {name: EntryPointRuntime(ep) for name, ep in
@@ -234,4 +212,14 @@ class Worker:
 
 
 def worker_main(config, pipe, index):
-    return Worker(config, pipe, index).run()
+    worker = Worker(config, pipe, index)
+    profile = os.environ.get("PYROUTE_PROFILE")
+    if not profile:
+        return worker.run()
+    # PYROUTE_PROFILE=/path/prefix: each worker writes cProfile stats to prefix.<pid> on exit
+    import cProfile
+    prof = cProfile.Profile()
+    try:
+        return prof.runcall(worker.run)
+    finally:
+        prof.dump_stats("%s.%d" % (profile, os.getpid()))

@@ -1,0 +1,386 @@
+"""Load run: pyroute beside nginx, HAProxy and Caddy as reverse proxies, side by side.
+
+    .venv/bin/python bench/load.py [--rounds 3] [--duration 4] [--idle 10000] [--strace]
+
+One origin (nginx, one worker) serves a small response and a 16 KiB one. Each proxy runs one
+worker pinned to CPU 0 (``taskset``); the origin and wrk share CPU 1. Rounds are interleaved
+(every proxy once per round) and medians reported: requests/s, p50/p99 latency and the proxy's
+CPU time per request split into user and kernel (utime/stime deltas of its processes in
+/proc/<pid>/stat over the run, divided by the requests wrk completed) — on 2 cores wrk's core
+saturates first, so CPU per request is the comparable number. ``--idle N`` opens N idle
+keep-alive connections (each after one request) and reports the proxy's RSS growth per
+connection. ``--strace`` counts system calls per proxied keep-alive request (``strace -c -f``
+over a fixed run with 16 connections). ``--unpinned`` runs 2 workers without pinning.
+Needs nginx, haproxy, caddy, wrk and strace on PATH (Debian packages).
+"""
+import argparse
+import os
+import re
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+CLK = os.sysconf("SC_CLK_TCK")
+SMALL = "/small"
+BIG = "/16k"
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def wait_port(port, timeout=15):
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("nothing listens on %d" % port)
+
+
+def cpu_of(pids):
+    user = sys_ = 0
+    for pid in pids:
+        try:
+            fields = Path("/proc/%d/stat" % pid).read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        user += int(fields[11])
+        sys_ += int(fields[12])
+    return user / CLK, sys_ / CLK
+
+
+def rss_of(pids):
+    total = 0
+    for pid in pids:
+        try:
+            for line in Path("/proc/%d/status" % pid).read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+        except OSError:
+            pass
+    return total
+
+
+def children(pid):
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+class Proc:
+    def __init__(self, name, argv, port, cpu, env=None, worker_pids=None):
+        self.name = name
+        self.port = port
+        cmd = (["taskset", "-c", cpu] if cpu else []) + argv
+        self.p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                  env=env, preexec_fn=os.setsid)
+        wait_port(port)
+        time.sleep(0.3)
+        self._workers = worker_pids
+
+    def pids(self):
+        if self._workers:
+            return self._workers(self.p.pid)
+        return [self.p.pid] + children(self.p.pid)
+
+    def stop(self):
+        try:
+            os.killpg(self.p.pid, signal.SIGTERM)
+        except OSError:
+            pass
+        try:
+            self.p.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.p.pid, signal.SIGKILL)
+
+
+def start_origin(tmp, port):
+    root = tmp / "www"
+    root.mkdir(mode=0o755)
+    (root / "small").write_text("hello from origin\n")
+    (root / "16k").write_bytes(b"x" * 16384)
+    conf = tmp / "origin.conf"
+    conf.write_text("""
+worker_processes 1; daemon off; pid %s/origin.pid; error_log /dev/null crit;
+events { worker_connections 20000; }
+http { access_log off; keepalive_requests 1000000;
+  server { listen 127.0.0.1:%d reuseport; root %s;
+    location / { default_type text/plain; } } }
+""" % (tmp, port, root))
+    return Proc("origin", ["nginx", "-c", str(conf)], port, "1")
+
+
+def start_nginx(tmp, port, origin, cpu, workers=1):
+    conf = tmp / ("nginx-%d.conf" % port)
+    conf.write_text("""
+worker_processes %d; daemon off; pid %s/nginx-%d.pid; error_log /dev/null crit;
+worker_rlimit_nofile 19000;
+events { worker_connections 20000; }
+http { access_log off; keepalive_requests 1000000; keepalive_timeout 300s;
+  upstream origin { server 127.0.0.1:%d; keepalive 256; }
+  server { listen 127.0.0.1:%d; server_name bench.test;
+    location / { proxy_pass http://origin; proxy_http_version 1.1;
+                 proxy_set_header Connection ""; proxy_set_header Host $host; } } }
+""" % (workers, tmp, port, origin, port))
+    return Proc("nginx", ["nginx", "-c", str(conf)], port, cpu,
+                worker_pids=lambda pid: children(pid))
+
+
+def start_haproxy(tmp, port, origin, cpu, workers=1):
+    conf = tmp / ("haproxy-%d.cfg" % port)
+    conf.write_text("""
+global
+  nbthread %d
+  maxconn 9800
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 300s
+  timeout server 300s
+  http-reuse always
+frontend fe
+  bind 127.0.0.1:%d
+  default_backend be
+backend be
+  server origin 127.0.0.1:%d
+""" % (workers, port, origin))
+    return Proc("haproxy", ["haproxy", "-f", str(conf)], port, cpu)
+
+
+def start_caddy(tmp, port, origin, cpu, workers=1):
+    conf = tmp / ("Caddyfile-%d" % port)
+    conf.write_text("""{
+  admin off
+  auto_https off
+}
+http://127.0.0.1:%d {
+  reverse_proxy 127.0.0.1:%d
+}
+""" % (port, origin))
+    env = dict(os.environ, GOMAXPROCS=str(workers), HOME=str(tmp))
+    return Proc("caddy", ["caddy", "run", "--config", str(conf), "--adapter", "caddyfile"],
+                port, cpu, env=env)
+
+
+def start_pyroute(tmp, port, origin, cpu, workers=1):
+    d = tmp / ("pyroute-%d" % port)
+    d.mkdir()
+    (d / "static.yaml").write_text(
+        "entryPoints:\n  web:\n    address: \"127.0.0.1:%d\"\n"
+        "    transport: {respondingTimeouts: {idleTimeout: 300s}}\nlog: {level: ERROR}\n" % port)
+    (d / "m.yaml").write_text("""
+apiVersion: v1
+kind: Service
+metadata: {name: origin, namespace: default}
+spec: {ports: [{name: http, port: 80}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: origin-1, namespace: default, labels: {kubernetes.io/service-name: origin}}
+addressType: IPv4
+ports: [{name: http, port: %d}]
+endpoints: [{addresses: ["127.0.0.1"], conditions: {ready: true}}]
+---
+apiVersion: traefik.io/v1alpha1
+kind: IngressRoute
+metadata: {name: bench, namespace: default}
+spec:
+  entryPoints: [web]
+  routes:
+    - {match: Host(`bench.test`), kind: Rule, services: [{name: origin, port: 80}]}
+""" % origin)
+    py = str(REPO / ".venv" / "bin" / "python")
+    return Proc("pyroute", [py, "-m", "pyroute", "run", "-c", str(d / "static.yaml"),
+                            str(d / "m.yaml"), "-w", str(workers)], port, cpu,
+                worker_pids=lambda pid: children(pid))
+
+
+STARTERS = {"pyroute": start_pyroute, "nginx": start_nginx, "haproxy": start_haproxy,
+            "caddy": start_caddy}
+
+
+def wrk(port, path, conns, duration, cpu="1"):
+    cmd = (["taskset", "-c", cpu] if cpu else []) + [
+        "wrk", "-t1" if conns <= 64 else "-t2", "-c%d" % conns, "-d%ds" % duration, "--latency",
+        "-H", "Host: bench.test", "http://127.0.0.1:%d%s" % (port, path)]
+    out = subprocess.run(cmd, capture_output=True, text=True).stdout
+    reqs = int(re.search(r"(\d+) requests in", out).group(1))
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    errs = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    sock_errs = re.search(r"Socket errors: (.*)", out)
+    lat = {}
+    for q in ("50", "99"):
+        m = re.search(r"\s%s%%\s+([\d.]+)(us|ms|s)" % q, out)
+        v = float(m.group(1))
+        lat[q] = v / 1000 if m.group(2) == "us" else (v * 1000 if m.group(2) == "s" else v)
+    return {"requests": reqs, "rps": rps, "p50": lat["50"], "p99": lat["99"],
+            "errors": (int(errs.group(1)) if errs else 0), "socket_errors": sock_errs and sock_errs.group(1)}
+
+
+def measure(proc, path, conns, duration, cpu):
+    pids = proc.pids()
+    u0, s0 = cpu_of(pids)
+    r = wrk(proc.port, path, conns, duration, cpu)
+    u1, s1 = cpu_of(pids)
+    n = max(1, r["requests"])
+    r["user_us"] = (u1 - u0) / n * 1e6
+    r["sys_us"] = (s1 - s0) / n * 1e6
+    r["cpu_us"] = r["user_us"] + r["sys_us"]
+    return r
+
+
+def idle_memory(proc, n):
+    """RSS growth of the proxy per idle keep-alive connection (each made one request)."""
+    import selectors
+    pids = proc.pids()
+    before = rss_of(pids)
+    socks = []
+    req = b"GET /small HTTP/1.1\r\nHost: bench.test\r\n\r\n"
+    for i in range(n):
+        s = socket.socket()
+        s.setblocking(False)
+        s.connect_ex(("127.0.0.1", proc.port))
+        socks.append(s)
+        if len(socks) % 500 == 0:
+            time.sleep(0.05)
+    time.sleep(0.5)
+    sel = selectors.DefaultSelector()
+    pending = {}
+    for s in socks:
+        try:
+            s.send(req)
+            pending[s] = b""
+            sel.register(s, selectors.EVENT_READ)
+        except OSError:
+            pass
+    end = time.time() + 60
+    while pending and time.time() < end:
+        for key, _ in sel.select(1.0):
+            s = key.fileobj
+            try:
+                d = s.recv(65536)
+            except BlockingIOError:
+                continue
+            except OSError:
+                d = b""
+            buf = pending[s] + d
+            if not d or b"hello from origin" in buf:
+                sel.unregister(s)
+                del pending[s]
+            else:
+                pending[s] = buf
+    time.sleep(1.0)
+    after = rss_of(pids)
+    ok = n - len(pending)
+    for s in socks:
+        s.close()
+    return (after - before) / max(1, ok), ok
+
+
+def strace_count(proc, seconds=3, conns=16):
+    """System calls per proxied keep-alive request (strace -c -f on the proxy's workers)."""
+    pids = proc.pids()
+    out = Path(tempfile.mktemp(suffix=".strace"))
+    args = ["strace", "-c", "-f", "-o", str(out)]
+    for p in pids:
+        args += ["-p", str(p)]
+    st = subprocess.Popen(args, stderr=subprocess.DEVNULL)
+    time.sleep(1.0)
+    r = wrk(proc.port, SMALL, conns, seconds, None if conns > 64 else "1")
+    st.send_signal(signal.SIGINT)
+    st.wait(20)
+    text = out.read_text()
+    m = re.search(r"^-+\s.*\n\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(\d+)?\s*total", text, re.M)
+    total = 0
+    per = {}
+    for line in text.splitlines():
+        f = line.split()
+        if len(f) >= 5 and f[0].replace(".", "").isdigit() and f[-1] != "total":
+            calls = int(f[3])
+            per[f[-1]] = calls
+            total += calls
+    return total / max(1, r["requests"]), {k: round(v / max(1, r["requests"]), 2)
+                                           for k, v in sorted(per.items(), key=lambda x: -x[1])}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--duration", type=int, default=4)
+    ap.add_argument("--proxies", default="pyroute,nginx,haproxy,caddy")
+    ap.add_argument("--conns", default="64,1000")
+    ap.add_argument("--paths", default="%s,%s" % (SMALL, BIG))
+    ap.add_argument("--idle", type=int, default=0)
+    ap.add_argument("--strace", action="store_true")
+    ap.add_argument("--unpinned", action="store_true", help="2 workers each, no pinning")
+    args = ap.parse_args()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 65536), hard))
+    for tool in ("nginx", "haproxy", "caddy", "wrk", "taskset"):
+        if shutil.which(tool) is None:
+            sys.exit("%s is missing: apt-get install nginx haproxy caddy wrk util-linux" % tool)
+    tmp = Path(tempfile.mkdtemp(prefix="pyroute-bench-"))
+    tmp.chmod(0o755)            # the origin's nginx worker (www-data) reads files under it
+    origin_port = free_port()
+    origin = start_origin(tmp, origin_port)
+    workers = 2 if args.unpinned else 1
+    cpu = None if args.unpinned else "0"
+    wrk_cpu = None if args.unpinned else "1"
+    names = args.proxies.split(",")
+    procs = {n: STARTERS[n](tmp, free_port(), origin_port, cpu, workers) for n in names}
+    results = {}
+    try:
+        for rnd in range(args.rounds):
+            for path in args.paths.split(","):
+                for conns in map(int, args.conns.split(",")):
+                    for n in names:
+                        r = measure(procs[n], path, conns, args.duration, wrk_cpu)
+                        results.setdefault((path, conns, n), []).append(r)
+                        print("round %d %-8s %-6s c=%-5d %8.0f req/s p50 %.2fms p99 %.2fms "
+                              "cpu %.1fus (user %.1f sys %.1f) err %s" % (
+                                  rnd, n, path, conns, r["rps"], r["p50"], r["p99"], r["cpu_us"],
+                                  r["user_us"], r["sys_us"], r["errors"]), flush=True)
+        print("\nmedians (%d rounds, %ds each; %s)" % (
+            args.rounds, args.duration, "2 workers unpinned" if args.unpinned else
+            "1 worker pinned to CPU 0, wrk+origin on CPU 1"))
+        print("%-7s %-6s %-8s %9s %8s %8s %8s %8s %8s" % ("path", "conns", "proxy", "req/s",
+                                                          "p50 ms", "p99 ms", "cpu us", "user us",
+                                                          "sys us"))
+        for (path, conns, n), rs in results.items():
+            med = {k: statistics.median(r[k] for r in rs)
+                   for k in ("rps", "p50", "p99", "cpu_us", "user_us", "sys_us")}
+            print("%-7s %-6d %-8s %9.0f %8.2f %8.2f %8.1f %8.1f %8.1f" % (
+                path, conns, n, med["rps"], med["p50"], med["p99"], med["cpu_us"],
+                med["user_us"], med["sys_us"]))
+        if args.strace:
+            print("\nsystem calls per keep-alive request (strace -c -f, 16 connections)")
+            for n in names:
+                per, detail = strace_count(procs[n])
+                print("%-8s %5.2f  %s" % (n, per, detail))
+        if args.idle:
+            print("\nmemory per idle keep-alive connection (%d connections)" % args.idle)
+            for n in names:
+                per, ok = idle_memory(procs[n], args.idle)
+                print("%-8s %7.2f KiB  (%d connections held)" % (n, per / 1024, ok))
+    finally:
+        for p in procs.values():
+            p.stop()
+        origin.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,162 @@
+# The per-connection state machines of a proxied exchange (engine/conn.pyx).
+cimport cython
+from pyroute._engine.http1 cimport (RequestParser, ResponseParser, Request, Response,
+                                    ChunkedDecoder, Forwarder)
+
+
+cdef enum ClientState:
+    S_HEAD = 0      # waiting for / reading a request head
+    S_BODY = 1      # streaming the request body upstream (the response may be arriving)
+    S_WAIT = 2      # request sent; waiting for / streaming the response
+    S_TUNNEL = 3    # after 101 Switching Protocols: bytes both ways
+    S_CLOSED = 4
+
+
+cdef enum RespState:
+    R_NONE = 0
+    R_HEAD = 1      # reading the response head
+    R_BODY = 2      # streaming the response body
+    R_DONE = 3
+
+
+cdef enum RespMode:
+    F_ASIS = 0      # no body (HEAD, 204, 304)
+    F_LENGTH = 1    # Content-Length, bytes relayed
+    F_CHUNKED = 2   # chunked relayed verbatim once validated by the decoder
+    F_RECHUNK = 3   # until-close body sent chunked to an HTTP/1.1 client
+    F_DECHUNK = 4   # chunked body sent until close to an HTTP/1.0 client
+    F_RAW = 5       # until-close body sent until close to an HTTP/1.0 client
+
+
+@cython.final
+cdef class Env:
+    # per-worker state shared by its connections
+    cdef public object loop
+    cdef public object snapshot
+    cdef public RequestParser parser
+    cdef public ResponseParser rparser
+    cdef public object parser_owner       # connection whose partial head the parser scanned
+    cdef public object rparser_owner
+    cdef public bint draining
+    cdef public set clients
+    cdef public object pools
+    cdef bytearray rbuf                   # the worker's one receive buffer (recv_into)
+
+
+@cython.final
+cdef class Pool:
+    cdef public object addr
+    cdef public int family
+    cdef public list idle                 # UpstreamConn, most recently used last
+    cdef public int max_idle              # maxIdleConnsPerHost
+    cdef public double dial_timeout       # seconds; 0 = none
+    cdef public double header_timeout     # responseHeaderTimeout; 0 = none
+    cdef public double idle_timeout       # idleConnTimeout
+    cdef public str name
+    cdef public object ssl_ctx            # ssl.SSLContext for https servers, or None
+    cdef public str server_hostname       # SNI / verified name (ServersTransport serverName)
+    cdef UpstreamConn get(self, Env env)
+    cdef void put(self, UpstreamConn up, double now)
+    cdef void discard(self, UpstreamConn up)
+
+
+@cython.final
+cdef class UpstreamConn:
+    cdef public object loop
+    cdef public Pool pool
+    cdef public object sock
+    cdef public int fd
+    cdef public ClientConn client         # owner during an exchange; None while pooled
+    cdef public int events
+    cdef public object out                # bytes waiting for EPOLLOUT, or None
+    cdef public bint connecting
+    cdef public double deadline
+    cdef public bint closed
+    cdef public int reads                 # requests sent on this connection
+    cdef public int err                   # connect() error seen at once, 0: none
+    cdef public bint tls                  # https server: TLS over this connection
+    cdef public bint handshaking          # TLS handshake in progress
+    cdef public bint paused               # backpressure: not reading (the client cannot take it)
+    cdef public bint hup                  # the peer closed its side: read on until EOF
+    cdef Env env
+    cdef void on_readable(self) except *
+    cdef bint write(self, bytes data) except *
+    cdef void flush(self) except *
+    cdef void _connected(self) except *
+    cdef void _handshake(self) except *
+    cpdef close(self)
+
+
+@cython.final
+cdef class ClientConn:
+    cdef public Env env
+    cdef public object loop
+    cdef public object ep
+    cdef public object sock
+    cdef public int fd
+    cdef public int events
+    cdef public bytearray buf
+    cdef public object out
+    cdef public int state                 # ClientState
+    cdef public bint closing
+    cdef public bytes remote_ip
+    cdef public bint tls                  # TLS connection (reads loop until WantRead)
+    cdef public bint hup                  # the peer closed its side: read on until EOF
+    cdef public bint trusted
+    cdef public double deadline
+    cdef public long requests
+    cdef public bint paused
+    cdef public bint client_eof
+    # the exchange in progress
+    cdef public Request req
+    cdef public bint keep_alive
+    cdef public UpstreamConn up
+    cdef public object server
+    cdef public object service            # service to tell when the exchange ends (p2c)
+    cdef public int server_index
+    cdef public object route
+    cdef public long long req_left
+    cdef public ChunkedDecoder req_dec
+    cdef public int resp_state            # RespState
+    cdef public int resp_mode             # RespMode
+    cdef public long long resp_left
+    cdef public ChunkedDecoder resp_dec
+    cdef public bytearray ubuf
+    cdef public bint head_req
+    cdef public bint sent_100
+    cdef public bint up_ok
+    cdef public bytes retry_head
+    # middleware context
+    cdef public bytes path
+    cdef public object query
+    cdef public list set_headers
+    cdef public list resp_extra
+    cdef public object mirror             # (Mirroring, [servers]) when this request is mirrored
+
+    cdef void _reset_exchange(self)
+    cdef void on_readable(self) except *
+    cdef void _received(self, bytes data) except *
+    cdef void pause_reading(self) except *
+    cdef void resume_reading(self) except *
+    cdef void on_eof(self) except *
+    cdef bint write(self, bytes data) except *
+    cdef void flush(self) except *
+    cdef void _close_after_output(self) except *
+    cdef void process(self) except *
+    cdef void reject(self, int status) except *
+    cdef void _next_request(self) except *
+    cdef void begin(self, Request req) except *
+    cdef void _request_sent(self) except *
+    cdef void feed_body(self, bytes data) except *
+    cdef bytes _take_request_chunks(self, bytes data)
+    cdef void on_upstream_data(self, UpstreamConn up, bytes data) except *
+    cdef void _response_head(self, UpstreamConn up) except *
+    cdef void _response_body(self, UpstreamConn up, bytes data, bytes head) except *
+    cdef void on_upstream_eof(self, UpstreamConn up) except *
+    cdef void _retry(self) except *
+    cdef void on_upstream_error(self, UpstreamConn up, int status) except *
+    cdef void on_upstream_connected(self, UpstreamConn up) except *
+    cdef void on_upstream_drained(self, UpstreamConn up) except *
+    cdef void _maybe_finish(self) except *
+    cdef void _release_upstream(self, bint reusable) except *
+    cpdef close(self)

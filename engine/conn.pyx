@@ -1,0 +1,1095 @@
+# cython: language_level=3
+"""The per-connection state machines of a proxied exchange: client side and upstream side.
+
+A worker's epoll loop (pyroute.server.loop) calls ``on_event(events)`` on these objects.
+One ``recv`` per readiness event; one ``send`` per piece of output (a head leaves together
+with the body bytes that came with it); sockets are registered once, edge-triggered, and
+never re-registered (no epoll_ctl per request or for backpressure); reading stops only for
+backpressure, so a slow reader stops pyroute reading from the backend and
+nothing is buffered beyond one receive per direction.
+
+``ClientConn`` drives the protocol; ``UpstreamConn`` is a thin I/O object that reports to the
+client connection owning it. While idle in its ``Pool`` an upstream connection stays
+registered for reading, so a backend that closes it (or sends anything unasked) is seen at
+once and the connection dropped; one that saw anything odd is never put back.
+
+TLS: a client connection's socket-like object needs ``recv_into(buf)``, ``send(b)``,
+``fileno()``, ``close()``: a ``pyroute.tls.TLSStream`` (finished handshake; BlockingIOError when
+it would block) with ``tls`` set and ``ep.tls`` true: TLS routers only (``snapshot.tls_entries``)
+and the 421 check of Traefik's SNICheck (``snapshot.tls``).
+
+Middlewares and services see the client connection as their context: ``req``, ``path``,
+``query``, ``remote_ip``, ``ep``, ``set_headers``, ``resp_extra`` (public attributes).
+"""
+cimport cython
+import errno
+import select
+import socket
+import ssl
+
+from pyroute._engine.http1 cimport (RequestParser, ResponseParser, Request, Response,
+                                    ChunkedDecoder, Forwarder)
+from pyroute._engine.rules cimport RouteTable
+from pyroute._engine import http1 as _http1
+from cpython.bytes cimport PyBytes_FromStringAndSize
+from cpython.bytearray cimport PyByteArray_AS_STRING
+from pyroute._engine.errors import HttpParseError
+from pyroute._engine.responses import CONTINUE_100, bad_request_response, error_response
+
+cdef int EPOLLIN = select.EPOLLIN
+cdef int EPOLLOUT = select.EPOLLOUT
+# Connections are registered once, edge-triggered, for everything they will ever need: no
+# epoll_ctl per request or for backpressure. A read that fills the buffer is followed by
+# another (the socket may hold more); a shorter one drained it, and new bytes make a new edge.
+cdef object ET_EVENTS = select.EPOLLIN | select.EPOLLOUT | select.EPOLLRDHUP | select.EPOLLET
+# the peer's FIN can come with the last bytes in one edge: then read on until EOF
+cdef int HUP = select.EPOLLRDHUP | select.EPOLLHUP | select.EPOLLERR
+cdef int FR_NONE = _http1.NONE
+cdef int FR_LENGTH = _http1.LENGTH
+cdef int FR_CHUNKED = _http1.CHUNKED
+cdef int FR_CLOSE = _http1.CLOSE
+cdef object chunk_header = _http1.chunk_header
+cdef bytes LAST_CHUNK = _http1.LAST_CHUNK
+cdef object _HttpParseError = HttpParseError
+cdef object _error_response = error_response
+cdef object _bad_request_response = bad_request_response
+cdef bytes _CONTINUE_100 = CONTINUE_100
+cdef object WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError,
+                          ssl.SSLWantWriteError)
+cdef object _SSLWantRead = ssl.SSLWantReadError
+cdef object _SSLWantWrite = ssl.SSLWantWriteError
+cdef tuple _CONNECT_OK = (0, errno.EINPROGRESS, errno.EAGAIN, errno.EWOULDBLOCK)
+cdef Py_ssize_t MAX_PIPELINED = 65536      # bytes of later requests buffered meanwhile
+cdef Py_ssize_t MAX_RESPONSE_HEAD = 65536  # bigger backend heads are refused with 502
+cdef int M_HEAD = 2                        # http1 method id of HEAD
+cdef Py_ssize_t RECV_SIZE = 65536
+
+
+def set_would_block(exc_types):
+    """Add exception types that mean "try again on the next event" (TLS WantRead/Write)."""
+    global WOULD_BLOCK
+    WOULD_BLOCK = tuple(set(WOULD_BLOCK) | set(exc_types))
+
+
+@cython.final
+cdef class Env:
+    """Per-worker state shared by the connections."""
+
+    def __init__(self, loop, pools):
+        self.loop = loop
+        self.pools = pools
+        self.snapshot = None
+        self.parser = RequestParser()
+        self.rparser = ResponseParser()
+        self.parser_owner = None
+        self.rparser_owner = None
+        self.draining = False
+        self.clients = set()
+        self.rbuf = bytearray(RECV_SIZE)
+
+
+cdef inline bytes _recv(Env env, object sock):
+    # One receive into the worker's buffer, copied out at its exact size: no 64 KiB
+    # allocation per read, and no per-connection buffer held while a connection idles.
+    cdef Py_ssize_t n = sock.recv_into(env.rbuf)
+    return PyBytes_FromStringAndSize(PyByteArray_AS_STRING(env.rbuf), n)
+
+
+# ---- upstream side ----------------------------------------------------------------------
+
+@cython.final
+cdef class Pool:
+    """Idle keep-alive connections to one server (address + transport settings)."""
+
+    def __init__(self, addr, int family, int max_idle, double dial_timeout,
+                 double header_timeout, double idle_timeout, str name, ssl_ctx=None,
+                 server_hostname=None):
+        self.ssl_ctx = ssl_ctx
+        self.server_hostname = server_hostname
+        self.addr = addr
+        self.family = family
+        self.idle = []
+        self.max_idle = max_idle
+        self.dial_timeout = dial_timeout
+        self.header_timeout = header_timeout
+        self.idle_timeout = idle_timeout
+        self.name = name
+
+    cdef UpstreamConn get(self, Env env):
+        cdef UpstreamConn up
+        if self.idle:
+            up = self.idle.pop()
+            up.deadline = 0.0
+            return up
+        return UpstreamConn(env, self)
+
+    cdef void put(self, UpstreamConn up, double now):
+        if len(self.idle) >= self.max_idle:
+            up.close()
+            return
+        up.client = None
+        up.deadline = now + self.idle_timeout if self.idle_timeout else 0.0
+        self.idle.append(up)
+
+    cdef void discard(self, UpstreamConn up):
+        try:
+            self.idle.remove(up)
+        except ValueError:
+            pass
+
+    def close_all(self):
+        for up in self.idle:
+            up.close()
+        self.idle = []
+
+
+@cython.final
+cdef class UpstreamConn:
+    def __init__(self, Env env, Pool pool):
+        loop = env.loop
+        self.env = env
+        self.loop = loop
+        self.pool = pool
+        self.client = None
+        self.out = None
+        self.closed = False
+        self.reads = 0
+        self.tls = pool.ssl_ctx is not None
+        self.handshaking = False
+        sock = socket.socket(pool.family, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock = sock
+        self.fd = sock.fileno()
+        err = sock.connect_ex(pool.addr)
+        # refused at once (nothing listens on loopback): reported by the first event, which
+        # epoll delivers at once for a socket whose connect failed
+        self.err = 0 if err in _CONNECT_OK else err
+        self.connecting = True
+        self.paused = False
+        self.hup = False
+        self.events = 0       # registered once for everything (ET_EVENTS)
+        loop.register(self.fd, ET_EVENTS, self)
+        self.deadline = loop.now + pool.dial_timeout if pool.dial_timeout else 0.0
+        loop.timed.add(self)
+
+    def on_event(self, int ev):
+        cdef ClientConn client
+        cdef int err
+        if self.connecting:
+            err = self.err or self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if err:
+                client = self.client
+                self.close()
+                if client is not None:
+                    client.on_upstream_error(self, 502)
+                return
+            if self.tls and not self.handshaking:
+                # https server (ServersTransport): TLS handshake before the request goes out
+                self.handshaking = True
+                self.sock = self.pool.ssl_ctx.wrap_socket(
+                    self.sock, server_hostname=self.pool.server_hostname,
+                    do_handshake_on_connect=False)
+            if self.handshaking:
+                self._handshake()
+                return
+            self._connected()
+            if self.closed or not ev & EPOLLIN:
+                return
+        if ev & HUP:
+            self.hup = True
+        if ev & EPOLLOUT and self.out is not None:
+            self.flush()
+            if self.closed:
+                return
+        if ev & ~EPOLLOUT and not self.paused:
+            self.on_readable()
+
+    cdef void _handshake(self) except *:
+        cdef ClientConn client
+        try:
+            self.sock.do_handshake()
+        except (_SSLWantRead, _SSLWantWrite):
+            return          # the next edge continues it
+        except (OSError, ValueError):
+            # certificate refused, handshake failure: Traefik answers 502
+            client = self.client
+            self.close()
+            if client is not None:
+                client.on_upstream_error(self, 502)
+            return
+        self.handshaking = False
+        self._connected()
+
+    cdef void _connected(self) except *:
+        self.connecting = False
+        self.deadline = 0.0
+        if self.client is not None:
+            self.client.on_upstream_connected(self)
+        if self.out is not None:
+            self.flush()
+
+    cdef void on_readable(self) except *:
+        cdef ClientConn client
+        while True:
+            try:
+                data = _recv(self.env, self.sock)
+            except WOULD_BLOCK:
+                return
+            except OSError:
+                client = self.client
+                self.close()
+                if client is not None:
+                    client.on_upstream_error(self, 502)
+                return
+            client = self.client
+            if client is None:
+                # idle in the pool: EOF or unsolicited bytes -> never reuse
+                self.pool.discard(self)
+                self.close()
+                return
+            if not data:
+                client.on_upstream_eof(self)
+                return
+            client.on_upstream_data(self, data)
+            if self.closed or self.paused or self.client is not client:
+                return
+            # a short read drained the socket; not so with TLS, which returns one record
+            # per read: read on until it would block
+            if len(data) < RECV_SIZE and not self.tls and not self.hup:
+                return
+
+    cdef bint write(self, bytes data) except *:
+        """Send ``data``; True when all of it left, False when the rest waits."""
+        cdef Py_ssize_t n
+        cdef ClientConn client
+        if self.out is not None:
+            self.out = self.out + data
+            return False
+        if self.connecting:
+            self.out = data
+            return False
+        try:
+            n = self.sock.send(data)
+        except WOULD_BLOCK:
+            n = 0
+        except OSError:
+            client = self.client
+            self.close()
+            if client is not None:
+                client.on_upstream_error(self, 502)
+            return False
+        if n == len(data):
+            return True
+        self.out = data[n:]      # sent when the EPOLLOUT edge comes
+        return False
+
+    cdef void flush(self) except *:
+        cdef Py_ssize_t n
+        cdef ClientConn client
+        data = self.out
+        try:
+            n = self.sock.send(data)
+        except WOULD_BLOCK:
+            return
+        except OSError:
+            client = self.client
+            self.close()
+            if client is not None:
+                client.on_upstream_error(self, 502)
+            return
+        if n < len(data):
+            self.out = data[n:]
+            return
+        self.out = None
+        if self.client is not None:
+            self.client.on_upstream_drained(self)
+
+    def on_timeout(self, now):
+        cdef ClientConn client = self.client
+        if self.connecting:
+            self.close()
+            if client is not None:
+                client.on_upstream_error(self, 504)      # dial timeout
+            return
+        if client is None:          # idle too long in the pool
+            self.pool.discard(self)
+            self.close()
+            return
+        self.close()
+        client.on_upstream_error(self, 504)              # responseHeaderTimeout
+
+    def abort(self):
+        cdef ClientConn client = self.client
+        self.pool.discard(self)
+        self.close()
+        if client is not None:
+            client.close()
+
+    cpdef close(self):
+        if self.closed:
+            return
+        self.closed = True
+        self.deadline = 0.0
+        self.loop.timed.discard(self)
+        self.loop.unregister(self.fd)
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+# ---- client side ------------------------------------------------------------------------
+
+@cython.final
+cdef class ClientConn:
+    def __init__(self, Env env, ep, sock, bytes remote_ip):
+        self.env = env
+        self.loop = env.loop
+        self.ep = ep
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.remote_ip = remote_ip              # e.g. b"127.0.0.1"
+        self.tls = False                        # set by the TLS layer for TLS connections
+        self.hup = False
+        self.trusted = ep.is_trusted(remote_ip)
+        self.buf = bytearray()
+        self.out = None
+        self.state = S_HEAD
+        self.closing = False
+        self.requests = 0
+        self.paused = False
+        self.client_eof = False
+        self.keep_alive = True
+        self._reset_exchange()
+        self.events = 0       # registered once for everything (ET_EVENTS)
+        self.loop.register(self.fd, ET_EVENTS, self)
+        it = ep.idle_timeout
+        self.deadline = self.loop.now + it if it else 0.0
+        self.loop.timed.add(self)
+
+    cdef void _reset_exchange(self):
+        self.req = None
+        self.up = None
+        self.server = None
+        self.service = None
+        self.route = None
+        self.req_dec = None
+        self.resp_dec = None
+        self.resp_state = R_NONE
+        self.ubuf = None
+        self.set_headers = None
+        self.resp_extra = None
+        self.mirror = None
+        self.sent_100 = False
+        self.up_ok = True
+        self.retry_head = None
+        self.req_left = 0
+
+    # ---- events ---------------------------------------------------------------------
+
+    def on_event(self, int ev):
+        if ev & HUP:
+            self.hup = True
+        if ev & EPOLLOUT and self.out is not None:
+            self.flush()
+            if self.state == S_CLOSED:
+                return
+        if ev & ~EPOLLOUT and not self.paused:
+            self.on_readable()
+
+    cdef void on_readable(self) except *:
+        cdef Py_ssize_t n
+        while True:
+            try:
+                data = _recv(self.env, self.sock)
+            except WOULD_BLOCK:
+                return
+            except OSError:
+                self.close()
+                return
+            n = len(data)
+            if n == 0:
+                self.on_eof()
+                return
+            self._received(data)
+            # a short read drained the socket (a new edge announces new bytes); TLS returns
+            # one record per read, so a TLS connection reads on until it would block
+            if (n < RECV_SIZE and not self.tls and not self.hup) or self.paused \
+                    or self.state == S_CLOSED or self.client_eof:
+                return
+
+    cdef void _received(self, bytes data) except *:
+        cdef int state = self.state
+        if state == S_HEAD:
+            if not self.buf:
+                # a request begins: Go's ReadTimeout runs from here to the end of its body
+                rt = self.ep.read_timeout
+                self.deadline = self.loop.now + rt if rt else 0.0
+            self.buf += data
+            self.process()
+        elif state == S_BODY:
+            self.feed_body(data)
+        elif state == S_TUNNEL:
+            if not self.up.write(data):
+                self.pause_reading()
+        elif state == S_WAIT:
+            # pipelined requests (answered in order once this exchange is over)
+            self.buf += data
+            if len(self.buf) > MAX_PIPELINED:
+                self.pause_reading()
+
+    cdef void pause_reading(self) except *:
+        self.paused = True           # bytes wait in the kernel: TCP pushes back on the peer
+
+    cdef void resume_reading(self) except *:
+        if self.paused and not self.client_eof:
+            self.paused = False
+            self.on_readable()       # no edge will come for bytes already waiting
+
+    cdef void on_eof(self) except *:
+        if self.state != S_WAIT or self.closing:
+            self.close()
+            return
+        # request complete, response pending: finish it, then close (half-closed client)
+        self.client_eof = True
+        self.keep_alive = False
+
+    def on_timeout(self, now):
+        # idle keep-alive (idleTimeout), head/body too slow (readTimeout) or response too
+        # slow to write (writeTimeout): Go's server closes the connection without an answer
+        self.close()
+
+    # ---- output ---------------------------------------------------------------------
+
+    cdef bint write(self, bytes data) except *:
+        """Send ``data`` now if possible; False when some waits (the caller should pause)."""
+        cdef Py_ssize_t n
+        if self.out is not None:
+            self.out = self.out + data
+            return False
+        try:
+            n = self.sock.send(data)
+        except WOULD_BLOCK:
+            n = 0
+        except OSError:
+            self.close()
+            return False
+        if n == len(data):
+            return True
+        self.out = data[n:]          # sent when the EPOLLOUT edge comes
+        return False
+
+    cdef void flush(self) except *:
+        cdef Py_ssize_t n
+        data = self.out
+        if data is None:
+            return
+        try:
+            n = self.sock.send(data)
+        except WOULD_BLOCK:
+            return
+        except OSError:
+            self.close()
+            return
+        if n < len(data):
+            self.out = data[n:]
+            return
+        self.out = None
+        if self.closing:
+            self.close()
+            return
+        up = self.up
+        if up is not None and not up.closed and up.paused and self.resp_state != R_HEAD:
+            up.paused = False
+            up.on_readable()         # bytes that waited for us: no edge announces them
+
+    cdef void _close_after_output(self) except *:
+        self.closing = True
+        if self.out is None:
+            self.close()
+
+    # ---- requests -------------------------------------------------------------------
+
+    cdef void process(self) except *:
+        """Parse and start the requests waiting in ``buf`` (state HEAD)."""
+        cdef Env env = self.env
+        cdef RequestParser parser = env.parser
+        cdef Request req
+        if env.parser_owner is not self:
+            parser.reset()           # one parser per worker; its incremental state is ours now
+            env.parser_owner = self
+        while self.state == S_HEAD and self.buf and not self.closing:
+            try:
+                req = parser.parse(self.buf, 0)
+            except _HttpParseError as e:
+                self.reject(e.status)
+                return
+            if req is None:
+                return
+            del self.buf[:req.head_length]
+            self.begin(req)
+
+    cdef void reject(self, int status) except *:
+        # codec refusal: Go answers e.g. "400 Bad Request" and closes
+        self.env.parser_owner = None
+        self.state = S_WAIT
+        self.buf = bytearray()
+        self.closing = True
+        if self.write(_bad_request_response(status)):
+            self.close()
+
+    cdef void _next_request(self) except *:
+        self._reset_exchange()
+        self.state = S_HEAD
+        it = self.ep.idle_timeout
+        self.deadline = self.loop.now + it if it else 0.0
+        if self.env.draining and not self.buf:
+            self._close_after_output()
+
+    def local_response(self, bytes data, bint keep=True):
+        """Answer the current request from pyroute itself (router miss, middleware, error)."""
+        cdef Request req = self.req
+        if req.framing != FR_NONE and req.content_length != 0:
+            keep = False      # its body was not read: the connection cannot be reused
+        self.requests += 1
+        if not keep or not self.keep_alive:
+            self.state = S_WAIT
+            self.write(data)
+            self._close_after_output()
+            return
+        self.write(data)
+        self._next_request()
+
+    def error(self, int status):
+        """Answer ``status`` as Traefik does, or close when response bytes already left."""
+        cdef bint keep
+        if self.state == S_CLOSED:
+            return
+        if self.resp_state == R_BODY or self.resp_state == R_DONE or self.state == S_TUNNEL:
+            self.close()
+            return
+        self._release_upstream(False)
+        keep = self.keep_alive and not self.client_eof and self.state != S_BODY
+        data = _error_response(status, not keep,
+                               self.req is not None and self.req.method_id == M_HEAD)
+        self.requests += 1
+        if not keep:
+            self.state = S_WAIT
+            self.write(data)
+            self._close_after_output()
+            return
+        self.write(data)
+        self._next_request()
+        if self.buf and self.state == S_HEAD:
+            self.process()
+
+    cdef void begin(self, Request req) except *:
+        cdef Env env = self.env
+        cdef UpstreamConn up
+        cdef int rid, framing
+        cdef long long left
+        cdef Py_ssize_t take
+        cdef bytes head
+        ep = self.ep
+        self.req = req
+        self.keep_alive = req.keep_alive and not env.draining
+        path = req.path
+        if ep.fast_path and path is not None and b"%" not in path and b"/." not in path \
+                and b"//" not in path:
+            # nothing for the entry point's normalisation to do (the common case)
+            self.path = path
+            self.query = req.query
+        else:
+            norm = ep.normalize(req)
+            if norm.__class__ is int:
+                self.reject(norm)
+                return
+            self.path = norm[0]
+            self.query = norm[1]
+        if ep.tls:
+            # Traefik's SNICheck wraps the HTTPS handler: a Host whose TLS option differs from
+            # the one its SNI maps to (domain fronting) gets 421, before routing. TLS routers
+            # live in their own tables.
+            tls_config = env.snapshot.tls.get(ep.name)
+            if tls_config is not None and tls_config.misdirected_request(
+                    self.sock.server_name, req.host or b""):
+                self.local_response(_error_response(421, not self.keep_alive,
+                                                    req.method_id == M_HEAD))
+                return
+            entry = env.snapshot.tls_entries.get(ep.name)
+        else:
+            entry = env.snapshot.entries.get(ep.name)
+        rid = -1 if entry is None else (<RouteTable> entry.table).route(
+            req.method, req.host, self.path, self.query if self.query is not None else b"",
+            req.headers if entry.needs_headers else None, self.remote_ip, ep.tls)
+        if rid < 0:
+            if rid < -1:
+                self.reject(400)
+            else:
+                self.local_response(_error_response(404, not self.keep_alive,
+                                                    req.method_id == M_HEAD))
+            return
+        route = entry.targets[rid]
+        self.route = route
+        for mw in route.middlewares:
+            answer = mw.on_request(self)
+            if answer is not None:
+                self.local_response(answer)
+                return
+        server = route.single
+        if server is None:
+            server = route.service.pick(self)
+        if server is None:
+            self.local_response(_error_response(503, not self.keep_alive,
+                                                req.method_id == M_HEAD))
+            return
+        self.server = server
+        self.head_req = req.method_id == M_HEAD
+        up = (<Pool> server.pool).get(self.env)
+        up.client = self
+        self.up = up
+        path = self.path
+        head = (<Forwarder> route.forwarder).request_head(
+            req, self.remote_ip, self.trusted,
+            None if server.pass_host else server.host_header,
+            None if path is req.path else path)
+        if self.set_headers:
+            # per-request edits (stripPrefix's X-Forwarded-Prefix) go before the blank line
+            head = head[:-2] + b"".join([n + b": " + v + b"\r\n" for n, v in self.set_headers]) \
+                + b"\r\n"
+        self.resp_state = R_HEAD
+        self.ubuf = bytearray()
+        framing = req.framing
+        if framing == FR_LENGTH and req.content_length:
+            left = req.content_length
+            buf = self.buf
+            if buf:
+                take = left if left < len(buf) else len(buf)
+                head += buf[:take]
+                del buf[:take]
+                left -= take
+            self.req_left = left
+            self.state = S_BODY if left else S_WAIT
+        elif framing == FR_CHUNKED:
+            self.req_dec = ChunkedDecoder()
+            self.state = S_BODY
+            if self.buf:
+                data = bytes(self.buf)
+                self.buf = bytearray()
+                head += self._take_request_chunks(data)
+                if self.state == S_CLOSED or self.req is None:
+                    return
+        else:
+            self.state = S_WAIT
+            if up.reads:
+                self.retry_head = head    # a reused connection may have been closed: retry
+        up.reads += 1
+        if self.mirror is not None:
+            # copies for mirror services; never delays the main request
+            self.mirror[0].send(self, head, self.state != S_BODY)
+        if self.state == S_WAIT:
+            self._request_sent()
+        if not up.write(head) and self.state == S_BODY:
+            self.pause_reading()
+
+    cdef void _request_sent(self) except *:
+        # request fully forwarded: the response timers start (Go: responseHeaderTimeout after
+        # the request is written; writeTimeout counts from the request read)
+        cdef UpstreamConn up = self.up
+        wt = self.ep.write_timeout
+        self.deadline = self.loop.now + wt if wt else 0.0
+        if up is not None and self.resp_state == R_HEAD and not up.connecting:
+            if up.pool.header_timeout:
+                up.deadline = self.loop.now + up.pool.header_timeout
+        if self.state == S_BODY:
+            self.state = S_WAIT
+
+    cdef void feed_body(self, bytes data) except *:
+        cdef UpstreamConn up = self.up
+        cdef long long left
+        cdef Py_ssize_t n
+        if self.req_dec is None:
+            left = self.req_left
+            n = len(data)
+            if n > left:
+                self.buf += data[left:]       # the next pipelined request
+                data = data[:left]
+                n = left
+            self.req_left = left - n
+            if self.req_left == 0:
+                self._request_sent()
+        else:
+            data = self._take_request_chunks(data)
+            if self.state == S_CLOSED or self.req is None:
+                return
+        if up is None:
+            self._maybe_finish()               # the response already completed
+            return
+        if data and not up.write(data):
+            self.pause_reading()
+
+    cdef bytes _take_request_chunks(self, bytes data):
+        # strict chunked validation (http1.ChunkedDecoder); validated framing is forwarded
+        # verbatim, bytes after the last chunk belong to the next request
+        cdef ChunkedDecoder dec = self.req_dec
+        cdef Py_ssize_t pos = 0, end = len(data)
+        try:
+            while pos < end and not dec.done:
+                pos = dec.feed(data, pos, end)
+        except _HttpParseError as e:
+            self._release_upstream(False)
+            self.reject(e.status)
+            return b""
+        if dec.done:
+            if pos < end:
+                self.buf += data[pos:]
+                data = data[:pos]
+            self._request_sent()
+        return data
+
+    cdef void on_upstream_drained(self, UpstreamConn up) except *:
+        if self.state == S_BODY or self.state == S_TUNNEL:
+            self.resume_reading()
+
+    cdef void on_upstream_connected(self, UpstreamConn up) except *:
+        # the dial deadline is over; a request already complete starts its header timeout
+        if self.state == S_WAIT and self.resp_state == R_HEAD and up.pool.header_timeout:
+            up.deadline = self.loop.now + up.pool.header_timeout
+
+    # ---- responses ------------------------------------------------------------------
+
+    cdef void on_upstream_data(self, UpstreamConn up, bytes data) except *:
+        cdef int rs = self.resp_state
+        if rs == R_BODY:
+            self._response_body(up, data, None)
+        elif rs == R_HEAD:
+            self.ubuf += data
+            self._response_head(up)
+        elif self.state == S_TUNNEL:
+            if not self.write(data):
+                up.paused = True
+        else:
+            # bytes after a complete response (e.g. a second, unasked response): the
+            # connection is out of step and must never be reused
+            self.up_ok = False
+            up.paused = True
+
+    cdef void _response_head(self, UpstreamConn up) except *:
+        cdef Env env = self.env
+        cdef bytearray ubuf = self.ubuf
+        cdef ResponseParser rparser = env.rparser
+        cdef Request req = self.req
+        cdef Response resp
+        cdef Forwarder fwd = <Forwarder> self.route.forwarder
+        cdef int status, framing, mode
+        cdef bint http10, keep
+        while True:
+            if env.rparser_owner is not self:
+                rparser.reset()
+                env.rparser_owner = self
+            try:
+                resp = rparser.parse(ubuf, 0, self.head_req)
+            except _HttpParseError:
+                env.rparser_owner = None
+                self.up_ok = False
+                self.error(502)
+                return
+            if resp is None:
+                # Go reads the status line first: garbage there is a 502 at once, not a hang
+                if len(ubuf) > MAX_RESPONSE_HEAD or not (
+                        ubuf.startswith(b"HTTP/") or b"HTTP/".startswith(ubuf)):
+                    self.up_ok = False
+                    self.error(502)
+                return
+            del ubuf[:resp.head_length]
+            env.rparser_owner = None
+            if not (100 <= resp.status < 200 and resp.status != 101):
+                break
+            if resp.status == 100:
+                # relay the backend's 100 to a client that asked for it, once
+                if req.expect_100_continue and not self.sent_100:
+                    self.sent_100 = True
+                    self.write(_CONTINUE_100)
+            else:
+                self.write(fwd.response_head(resp, True, None))
+            if not ubuf:
+                return
+        self.retry_head = None
+        up.deadline = 0.0
+        status = resp.status
+        if status == 101:
+            if req.upgrade is None or resp.upgrade is None:
+                self.up_ok = False
+                self.error(502)        # Go: a 101 nobody asked for is a protocol error
+                return
+            self.state = S_TUNNEL
+            self.resp_state = R_DONE
+            self.deadline = 0.0
+            head = fwd.response_head(resp, True, None)
+            if ubuf:
+                head += ubuf
+            self.ubuf = None
+            if self.buf:
+                data = bytes(self.buf)
+                self.buf = bytearray()
+                up.write(data)
+            if not self.write(head):
+                up.paused = True
+            self.resume_reading()
+            return
+        framing = resp.framing
+        http10 = req.version == 10
+        chunked = None
+        if framing == FR_LENGTH:
+            mode = F_LENGTH
+            self.resp_left = resp.content_length
+        elif framing == FR_CHUNKED:
+            self.resp_dec = ChunkedDecoder()
+            if http10:
+                mode = F_DECHUNK
+                chunked = False
+                self.keep_alive = False
+            else:
+                mode = F_CHUNKED
+        elif framing == FR_CLOSE:
+            self.up_ok = False
+            if http10:
+                mode = F_RAW
+                chunked = False
+                self.keep_alive = False
+            else:
+                mode = F_RECHUNK
+                chunked = True
+        else:
+            mode = F_ASIS
+        if not resp.keep_alive:
+            self.up_ok = False
+        self.resp_mode = mode
+        keep = self.keep_alive
+        head = fwd.response_head(resp, keep, chunked, keep and http10)
+        if self.resp_extra:
+            head = head[:-2] + b"".join([n + b": " + v + b"\r\n" for n, v in self.resp_extra]) \
+                + b"\r\n"
+        self.resp_state = R_BODY
+        self.ubuf = None
+        if mode == F_ASIS:
+            if ubuf:
+                self.up_ok = False
+            self.write(head)
+            if self.state != S_CLOSED:
+                self.resp_state = R_DONE
+                self._maybe_finish()
+            return
+        self._response_body(up, bytes(ubuf) if ubuf else b"", head)
+
+    cdef void _response_body(self, UpstreamConn up, bytes data, bytes head) except *:
+        cdef int mode = self.resp_mode
+        cdef bint done = False, ok
+        cdef long long left
+        cdef Py_ssize_t n, pos, end
+        cdef ChunkedDecoder dec
+        cdef list parts
+        if mode == F_LENGTH:
+            left = self.resp_left
+            n = len(data)
+            if n >= left:
+                if n > left:
+                    self.up_ok = False          # more than announced: never reuse
+                    data = data[:left]
+                self.resp_left = 0
+                done = True
+            else:
+                self.resp_left = left - n
+        elif mode == F_CHUNKED or mode == F_DECHUNK:
+            dec = self.resp_dec
+            pos = 0
+            end = len(data)
+            parts = None if mode == F_CHUNKED else []
+            try:
+                while pos < end and not dec.done:
+                    pos = dec.feed(data, pos, end)
+                    if parts is not None and dec.data_stop > dec.data_start:
+                        parts.append(data[dec.data_start:dec.data_stop])
+            except _HttpParseError:
+                # broken framing from the backend: cut the response (the client sees it
+                # truncated), never forward what could be read two ways
+                self.up_ok = False
+                if head is not None:
+                    self.write(head)
+                self.close()
+                return
+            if dec.done:
+                if pos < end:
+                    self.up_ok = False
+                done = True
+            if parts is None:
+                if pos < end:
+                    data = data[:pos]
+            else:
+                data = b"".join(parts)
+        elif mode == F_RECHUNK:
+            if data:
+                data = chunk_header(len(data)) + data + b"\r\n"
+        if head is not None:
+            data = head + data
+        ok = self.write(data) if data else True
+        if self.state == S_CLOSED:
+            return
+        if done:
+            self.resp_state = R_DONE
+            self._maybe_finish()
+        elif not ok:
+            up.paused = True
+
+    cdef void on_upstream_eof(self, UpstreamConn up) except *:
+        if up is not self.up:
+            return
+        if self.state == S_TUNNEL:
+            self._release_upstream(False)
+            self._close_after_output()
+            return
+        if self.resp_state == R_HEAD:
+            if self.retry_head is not None and not self.ubuf:
+                self._retry()
+                return
+            self.up_ok = False
+            self.error(502)
+            return
+        if self.resp_state == R_BODY and (self.resp_mode == F_RECHUNK or self.resp_mode == F_RAW):
+            # the until-close body ended
+            self.up_ok = False
+            if self.resp_mode == F_RECHUNK:
+                self.write(LAST_CHUNK)
+            if self.state != S_CLOSED:
+                self.resp_state = R_DONE
+                self._maybe_finish()
+            return
+        # truncated body: nothing honest to add, close the client connection
+        self.close()
+
+    cdef void _retry(self) except *:
+        # A pooled connection the backend had closed (keep-alive race): send the same
+        # body-less request once more on a fresh connection, as Go's Transport does.
+        cdef bytes head = self.retry_head
+        cdef UpstreamConn old = self.up, up
+        self.retry_head = None
+        old.client = None
+        old.close()
+        up = UpstreamConn(self.env, old.pool)
+        up.client = self
+        up.reads = 1
+        self.up = up
+        self.ubuf = bytearray()
+        up.write(head)
+        self._request_sent()
+
+    cdef void on_upstream_error(self, UpstreamConn up, int status) except *:
+        if up is not self.up:
+            return
+        if self.resp_state == R_HEAD and self.retry_head is not None and not self.ubuf \
+                and status == 502:
+            self._retry()
+            return
+        self.up = None
+        self.up_ok = False
+        self.error(status)
+
+    cdef void _maybe_finish(self) except *:
+        if self.resp_state != R_DONE:
+            return
+        if self.state == S_BODY:
+            # the backend answered before the request body ended (early response): the
+            # rest of the body cannot be skipped safely on either connection
+            self.up_ok = False
+            self._release_upstream(False)
+            self._close_after_output()
+            return
+        self._release_upstream(self.up_ok)
+        if self.service is not None:
+            self.service.done(self)
+        self.requests += 1
+        if not self.keep_alive:
+            self._close_after_output()
+            return
+        self._next_request()
+        if self.state != S_HEAD:
+            return
+        self.resume_reading()
+        if self.buf:
+            rt = self.ep.read_timeout
+            self.deadline = self.loop.now + rt if rt else 0.0
+            self.process()
+
+    cdef void _release_upstream(self, bint reusable) except *:
+        cdef UpstreamConn up = self.up
+        if up is None:
+            return
+        self.up = None
+        if reusable and not up.closed and up.out is None and not up.connecting \
+                and not up.paused:
+            up.pool.put(up, self.loop.now)
+        else:
+            up.client = None
+            up.close()
+
+    # ---- teardown -------------------------------------------------------------------
+
+    def abort(self):
+        """Close both sides now (timeouts, resets, internal failures)."""
+        self.close()
+
+    cpdef close(self):
+        if self.state == S_CLOSED:
+            return
+        self._release_upstream(False)
+        if self.service is not None:
+            self.service.done(self)
+            self.service = None
+        self.state = S_CLOSED
+        self.deadline = 0.0
+        self.loop.timed.discard(self)
+        self.loop.unregister(self.fd)
+        self.env.clients.discard(self)
+        if self.env.parser_owner is self:
+            self.env.parser_owner = None
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+        self.buf = None
+        self.out = None
+
+    def is_idle(self):
+        return self.state == S_HEAD and not self.buf and self.out is None
+
+
+# ---- the event loop ---------------------------------------------------------------------
+
+def run_loop(loop):
+    """The worker's epoll loop (``pyroute.server.loop.Loop`` holds its state): dispatches
+    ``handler.on_event(events)``, keeps ``loop.now`` (monotonic) current and calls
+    ``loop.sweep(now)`` (timeouts, drain checks) every ``SWEEP_INTERVAL``. A handler that
+    raises is logged and aborted by ``loop._fail``: a worker never dies on a request."""
+    cdef dict handlers = loop.handlers
+    cdef object poll = loop.ep.poll
+    cdef object monotonic = loop._monotonic
+    cdef double now, timeout, next_sweep
+    cdef list events
+    cdef tuple item
+    while loop.running:
+        timeout = loop.next_sweep - loop.now
+        events = poll(timeout if timeout > 0 else 0)
+        now = monotonic()
+        loop.now = now
+        for item in events:
+            h = handlers.get(item[0])
+            if h is None:
+                continue
+            try:
+                h.on_event(item[1])
+            except Exception as e:  # a worker never dies on a request
+                loop._fail(h, e)
+        if now >= loop.next_sweep:
+            loop.next_sweep = now + loop.sweep_interval
+            loop.sweep(now)
