@@ -15,8 +15,8 @@ once and the connection dropped; one that saw anything odd is never put back.
 
 TLS: a client connection's socket-like object needs ``recv_into(buf)``, ``send(b)``,
 ``fileno()``, ``close()``: a ``pyroute.tls.TLSStream`` (finished handshake; BlockingIOError when
-it would block) with ``tls`` set and ``ep.tls`` true: TLS routers only (``snapshot.tls_entries``)
-and the 421 check of Traefik's SNICheck (``snapshot.tls``).
+it would block), with ``tls`` true and the TLS side of the entry point (``ep.tls``): TLS routers
+only (``snapshot.entries_tls``) and the 421 check of Traefik's SNICheck (``snapshot.tls``).
 
 Middlewares and services see the client connection as their context: ``req``, ``path``,
 ``query``, ``remote_ip``, ``ep``, ``set_headers``, ``resp_extra`` (public attributes).
@@ -343,14 +343,14 @@ cdef class UpstreamConn:
 
 @cython.final
 cdef class ClientConn:
-    def __init__(self, Env env, ep, sock, bytes remote_ip):
+    def __init__(self, Env env, ep, sock, bytes remote_ip, bint tls=False):
         self.env = env
         self.loop = env.loop
         self.ep = ep
         self.sock = sock
         self.fd = sock.fileno()
         self.remote_ip = remote_ip              # e.g. b"127.0.0.1"
-        self.tls = False                        # set by the TLS layer for TLS connections
+        self.tls = tls                          # a pyOpenSSL Connection (pyroute.tls)
         self.hup = False
         self.trusted = ep.is_trusted(remote_ip)
         self.buf = bytearray()
@@ -595,11 +595,15 @@ cdef class ClientConn:
         self.req = req
         self.keep_alive = req.keep_alive and not env.draining
         path = req.path
-        if ep.fast_path and path is not None and b"%" not in path and b"/." not in path \
-                and b"//" not in path:
+        query = req.query
+        raw_path = path
+        query_changed = False
+        denied = False
+        if path is not None and b"%" not in path and b"/." not in path \
+                and b"//" not in path and (query is None or b";" not in query):
             # nothing for the entry point's normalisation to do (the common case)
             self.path = path
-            self.query = req.query
+            self.query = query
         else:
             norm = ep.normalize(req)
             if norm.__class__ is int:
@@ -607,17 +611,20 @@ cdef class ClientConn:
                 return
             self.path = norm[0]
             self.query = norm[1]
-        if ep.tls:
+            denied = norm[2]
+            query_changed = self.query != query
+            raw_path = None
+        if self.tls:
             # Traefik's SNICheck wraps the HTTPS handler: a Host whose TLS option differs from
-            # the one its SNI maps to (domain fronting) gets 421, before routing. TLS routers
-            # live in their own tables.
+            # the one the connection's SNI maps to (domain fronting) gets 421, before routing
+            # (pyroute.tls: TLSConfig.misdirected_request). TLS routers have their own tables.
             tls_config = env.snapshot.tls.get(ep.name)
             if tls_config is not None and tls_config.misdirected_request(
                     self.sock.server_name, req.host or b""):
                 self.local_response(_error_response(421, not self.keep_alive,
                                                     req.method_id == M_HEAD))
                 return
-            entry = env.snapshot.tls_entries.get(ep.name)
+            entry = env.snapshot.entries_tls.get(ep.name)
         else:
             entry = env.snapshot.entries.get(ep.name)
         rid = -1 if entry is None else (<RouteTable> entry.table).route(
@@ -629,6 +636,10 @@ cdef class ClientConn:
             else:
                 self.local_response(_error_response(404, not self.keep_alive,
                                                     req.method_id == M_HEAD))
+            return
+        if denied:
+            # Traefik v3.6 http.encodedCharacters: the matched (root) router refuses it
+            self.reject(400)
             return
         route = entry.targets[rid]
         self.route = route
@@ -653,7 +664,12 @@ cdef class ClientConn:
         head = (<Forwarder> route.forwarder).request_head(
             req, self.remote_ip, self.trusted,
             None if server.pass_host else server.host_header,
-            None if path is req.path else path)
+            None if path is raw_path else path)
+        if query_changed:
+            # the normalised query (';' -> '&') replaces the one the forwarder copies
+            head = (req.method + b" " + path + (b"?" + self.query if self.query is not None
+                                                else b"") + b" HTTP/1.1"
+                    + head[head.index(b"\r\n"):])
         if self.set_headers:
             # per-request edits (stripPrefix's X-Forwarded-Prefix) go before the blank line
             head = head[:-2] + b"".join([n + b": " + v + b"\r\n" for n, v in self.set_headers]) \

@@ -142,6 +142,16 @@ class Backend:
                 left -= k
             conn.sendall(out + b"0\r\n\r\n")
             return True
+        if parts[0] == "drip":
+            # N chunks, MS milliseconds apart: a streamed response
+            n, ms = int(parts[1]), int(parts[2])
+            conn.sendall(b"HTTP/1.1 200 OK\r\nX-Backend: " + name
+                         + b"\r\nTransfer-Encoding: chunked\r\n\r\n")
+            for i in range(n):
+                conn.sendall(b"6\r\ndrip%02d\r\n" % i)
+                time.sleep(ms / 1000.0)
+            conn.sendall(b"0\r\n\r\n")
+            return True
         if parts[0] == "close":
             n = int(parts[1])
             conn.sendall(b"HTTP/1.1 200 OK\r\nX-Backend: " + name + b"\r\nConnection: close\r\n\r\n"

@@ -19,7 +19,7 @@ def free_port():
     return port
 
 
-def static_yaml(port, read="60s", write="0s", idle="180s", grace="10s", trusted=()):
+def static_yaml(port, read="60s", write="0s", idle="180s", grace="10s", trusted=(), http=""):
     trusted_block = ""
     if trusted:
         trusted_block = "    forwardedHeaders:\n      trustedIPs: [%s]\n" % ", ".join(
@@ -32,7 +32,9 @@ def static_yaml(port, read="60s", write="0s", idle="180s", grace="10s", trusted=
         "      respondingTimeouts: {readTimeout: %s, writeTimeout: %s, idleTimeout: %s}\n"
         "      lifeCycle: {graceTimeOut: %s}\n"
         "%s"
-        "log: {level: INFO}\n" % (port, read, write, idle, grace, trusted_block))
+        "%s"
+        "log: {level: INFO}\n" % (port, read, write, idle, grace, trusted_block,
+                                  ("    http: %s\n" % http) if http else ""))
 
 
 def backend_service(name, ports, namespace="default"):

@@ -199,3 +199,45 @@ def test_bare_pyroute_run_serves_the_demo():
         proc.send_signal(signal.SIGTERM)
         out = proc.communicate(timeout=20)[0].decode()
     assert "curl -H 'Host: demo.localhost'" in out
+
+
+def test_second_signal_stops_at_once(tmp_path):
+    be = Backend("a")
+    proxy = Pyroute(tmp_path, manifests(be.port, 1), workers=1, grace="30s")
+    try:
+        proxy.start()
+        s = socket.create_connection(("127.0.0.1", proxy.port))
+        s.sendall(b"GET /slow/20000 HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        time.sleep(0.3)
+        t0 = time.time()
+        proxy.signal(signal.SIGTERM)
+        time.sleep(0.3)
+        assert proxy.proc.poll() is None       # draining: the slow request holds it
+        proxy.signal(signal.SIGINT)
+        proxy.proc.wait(5)
+        assert time.time() - t0 < 3
+        s.close()
+    finally:
+        proxy.stop()
+        be.close()
+
+
+def test_crash_looping_workers_make_the_master_give_up(tmp_path):
+    # the entry point's port is held by a socket without SO_REUSEPORT: every worker fails
+    # to bind and dies; after a few restarts with backoff the master gives up and exits 1
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.1", 0))
+    blocker.listen(1)
+    port = blocker.getsockname()[1]
+    be = Backend("a")
+    proxy = Pyroute(tmp_path, manifests(be.port, 1), port=port, workers=1)
+    try:
+        proxy.start(wait=False)
+        assert proxy.proc.wait(30) == 1
+        out = proxy.output()
+        assert "worker died; restarting" in out and "not restarting it" in out
+        assert "every worker is in a crash loop" in out
+    finally:
+        proxy.stop()
+        blocker.close()
+        be.close()

@@ -353,3 +353,28 @@ def test_sticky_cookie_keeps_a_client_on_one_server(env):
         status, hdrs, body = get(env["port"], "/", "sticky.test", "Cookie: %s=%s\r\n" % (name, value))
         assert echo(body)["backend"] == first
         assert "set-cookie" not in hdrs
+
+
+def test_streamed_response_reaches_the_client_as_it_comes(env):
+    # flushInterval: pyroute holds no response bytes back, each chunk leaves as it arrives
+    with socket.create_connection(("127.0.0.1", env["port"])) as s:
+        s.sendall(b"GET /drip/5/300 HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        s.settimeout(5)
+        t0 = time.time()
+        data = b""
+        while b"drip00" not in data:
+            data += s.recv(65536)
+        assert time.time() - t0 < 1.0          # the whole body takes 1.5 s
+        status, hdrs, body, _ = _read_buffered(s, data)
+        assert body == b"".join(b"drip%02d" % i for i in range(5))
+
+
+def test_entry_point_normalisation(env):
+    # dot segments and repeated slashes cleaned (sanitizePath), unreserved escapes decoded,
+    # ';' in the query read as '&' (Go's AllowQuerySemicolons), '#' refused
+    _, _, body = get(env["port"], "/a/../b//c/./%7Ed?x=1;y=2", "a.test")
+    assert echo(body)["target"] == "/b/c/~d?x=1&y=2"
+    assert request(env["port"], b"GET /a#b HTTP/1.1\r\nHost: a.test\r\n\r\n")[0] == 400
+    # encoded slash kept encoded (allowed by default in Traefik v3.6)
+    _, _, body = get(env["port"], "/x%2Fy", "a.test")
+    assert echo(body)["target"] == "/x%2Fy"

@@ -171,9 +171,10 @@ class EntryPointRuntime:
         self.default_port = b"443" if tls else b"80"
         self.insecure = ep.forwarded_insecure
         self.trusted_nets = [ipaddress.ip_network(t, strict=False) for t in ep.trusted_ips]
-        self.normalize = Normalizer(ep.sanitize_path, ep.encode_query_semicolons)
-        # a path without '%', "/." or "//" needs no normalisation unless queries are rewritten
-        self.fast_path = not ep.encode_query_semicolons
+        self.normalize = Normalizer(ep.sanitize_path, ep.encode_query_semicolons,
+                                    getattr(ep, "denied_encoded_characters", frozenset()))
+        # a path without '%', "/." or "//" and a query without ';' need no normalisation
+        self.fast_path = True
         self._trust_cache = {}
 
     def is_trusted(self, ip):
@@ -225,13 +226,14 @@ class Pools:
 
 
 class Snapshot:
-    """One compiled configuration. ``entries``: entry point name -> EntryRoutes of its plain
-    routers; ``tls_entries``: the same for its TLS routers (served over TLS connections only);
-    ``tls``: entry point name -> pyroute.tls.TLSConfig (option contexts, certificates, SNI)."""
+    """One compiled configuration: entry point name -> EntryRoutes, for plain connections
+    (``entries``: routers without ``tls``) and TLS ones (``entries_tls``), as Traefik keeps
+    TLS and non-TLS routers apart on one entry point; ``tls``: entry point name ->
+    pyroute.tls.TLSConfig (option contexts, certificates, Host -> TLS option, 421 check)."""
 
-    def __init__(self, entries, errors, config, tls_entries=None, tls=None):
+    def __init__(self, entries, entries_tls, errors, config, tls=None):
         self.entries = entries
-        self.tls_entries = tls_entries or {}
+        self.entries_tls = entries_tls
         self.tls = tls or {}
         self.errors = errors
         self.config = config
@@ -446,19 +448,19 @@ def compile_config(config, pools, route_table_factory=None, server_name=None):
             errors.append(ConfigError("router disabled: %s" % e, kind="Router", name=rname,
                                       field="service"))
             continue
-        route = Route(rname, chain, service, server_name, tls=tls_router)
+        route = Route(rname, chain, service, server_name, tls_router)
         target = per_ep_tls if tls_router else per_ep
         for ep in router.get("entryPoints") or config.static.default_entry_points():
             if ep in target:
                 target[ep].append((rname, router, route))
     entries = _tables(per_ep, make_table, errors)
-    tls_entries = _tables(per_ep_tls, make_table, errors)
+    entries_tls = _tables(per_ep_tls, make_table, errors)
     tls_configs = tls.TLSConfig.build_entry_points(
         config.dynamic.get("tls"), routers, list(config.static.entry_points),
         config.static.default_entry_points())
     for cfg in tls_configs.values():
         errors.extend(cfg.errors)
-    return Snapshot(entries, errors, config, tls_entries, tls_configs)
+    return Snapshot(entries, entries_tls, errors, config, tls_configs)
 
 
 def _tables(per_ep, make_table, errors):

@@ -62,19 +62,16 @@ class Sniffer:
         elif want == tls.WANT_WRITE:
             self._want(EPOLLOUT)
         else:
-            client = self._hand_over(self.tls_ep, tls.TLSStream(self.conn, self.sock))
-            client.tls = True     # TLS returns a record per read: the connection reads on
+            self._hand_over(self.tls_ep, tls.TLSStream(self.conn, self.sock), True)
 
     def _want(self, events):
         if events != self.events:
             self.events = events
             self.loop.modify(self.fd, events)
 
-    def _hand_over(self, ep, stream):
+    def _hand_over(self, ep, stream, is_tls=False):
         self._forget()
-        client = ClientConn(self.env, ep, stream, self.remote_ip)
-        self.env.clients.add(client)
-        return client
+        self.env.clients.add(ClientConn(self.env, ep, stream, self.remote_ip, is_tls))
 
     def _refuse(self, reason):
         log("debug", "TLS handshake error", entryPointName=self.ep.name,
