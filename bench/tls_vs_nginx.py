@@ -19,6 +19,7 @@ Mozilla intermediate TLS 1.2 suites, session tickets on. Prints medians per metr
 pyroute/nginx ratios.
 """
 import argparse
+import base64
 import datetime
 import os
 import re
@@ -31,7 +32,6 @@ import sys
 import tempfile
 import textwrap
 import time
-import base64
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization

@@ -31,14 +31,13 @@ non-blocking selectors loop: :meth:`TLSConfig.accept` peeks the ClientHello (wai
 """
 import datetime
 import hashlib
-import ipaddress
 import os
 import socket
 import threading
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 from OpenSSL import SSL, crypto
 # pyOpenSSL's cffi handles: SSL_CTX_set1_curves_list and SSL_session_reused have no public
@@ -998,8 +997,8 @@ class TLSConfig:
         """Start TLS on a freshly accepted non-blocking socket, if it speaks TLS.
 
         Returns PLAIN when the first byte is not TLS (nothing consumed: serve it as plain
-        HTTP). Otherwise peeks the ClientHello record without consuming it. Returns the Connection once the
-        record is there; returns None while it is incomplete, after setting SO_RCVLOWAT so that
+        HTTP). Otherwise peeks the ClientHello record without consuming it and returns the
+        Connection once the record is there; returns None while it is incomplete, after setting SO_RCVLOWAT so that
         the selector reports the socket readable only when the rest has arrived: call again
         then, with ``again=True``. Raises TLSRefused (close the socket) when the client went
         away or its option is broken.

@@ -16,7 +16,6 @@ import time
 import warnings
 
 from cryptography.x509.oid import NameOID
-from OpenSSL import SSL
 
 from pyroute import tls
 
