@@ -184,6 +184,12 @@ def main():
                       % (name, n, med["rps"], med.get("p50_us", 0), med.get("p99_us", 0),
                          med["cpu_us_per_req"], med["non2xx"], med["socket_errors"]), flush=True)
         stop(origin)
+    except Exception:
+        for log in sorted(os.listdir(tmp)):
+            if log.endswith((".log", ".err")):
+                with open(os.path.join(tmp, log), errors="replace") as f:
+                    print("--- %s\n%s" % (log, f.read()[-3000:]))
+        raise
     finally:
         for p in procs:
             if p.poll() is None:
