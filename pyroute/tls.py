@@ -270,7 +270,7 @@ def canonical_domain(name):
 class Certificate:
     """A certificate (with its chain) and its key, ready to be put in a context."""
 
-    __slots__ = ("leaf", "chain", "key", "names", "label")
+    __slots__ = ("leaf", "chain", "key", "names", "label", "_fingerprint")
 
     def __init__(self, leaf, chain, key, names, label):
         self.leaf = leaf          # cryptography x509.Certificate
@@ -278,6 +278,14 @@ class Certificate:
         self.key = key            # cryptography private key
         self.names = names        # tuple: CN, DNS SANs, IP SANs (lower-cased), Traefik's order
         self.label = label        # what logs call it
+        self._fingerprint = None
+
+    def fingerprint(self):
+        """SHA-256 of the chain as served (identifies the certificate across reloads)."""
+        if self._fingerprint is None:
+            self._fingerprint = b"".join(c.fingerprint(hashes.SHA256())
+                                         for c in (self.leaf,) + self.chain)
+        return self._fingerprint
 
     @classmethod
     def from_pem(cls, cert_pem, key_pem, label=""):
@@ -618,8 +626,21 @@ class TLSOption:
         if any(p.severity == "error" for p in problems):
             self.error = "; ".join(p.render() for p in problems if p.severity == "error")
             return problems
+        # The base context holds the session ticket keys (OpenSSL makes them at SSL_CTX_new).
+        # It is reused while the option's settings and default certificate stay the same: a
+        # context built in the master before the workers fork is then every worker's, so a
+        # ticket issued by one worker resumes on another, and tickets survive reloads.
+        key = (self.min_version, self.max_version, self.ciphers, self.curves,
+               self.verify_mode, self.verify_any,
+               tuple(ca.fingerprint(hashes.SHA256()) for ca in self.client_cas), self.tickets,
+               self.alpn, self._session_id, self.store.default.fingerprint())
+        self.base = _base_contexts.get(key)
+        if self.base is not None:
+            _base_contexts_used[key] = self.base
+            return problems
         try:
             self.base = self._context(self.store.default, with_callback=True)
+            _base_contexts_used[key] = self.base
         except (SSL.Error, ValueError) as exc:
             self.error = "cannot build TLS context: %s" % (_ssl_error_text(exc),)
             problems.append(ConfigError(self.error, kind="TLSOption", name=self.name))
@@ -664,7 +685,7 @@ class TLSOption:
             ctx.use_privatekey(cert.key)
             ctx.check_privatekey()
         if with_callback:
-            ctx.set_tlsext_servername_callback(self._on_server_name)
+            ctx.set_tlsext_servername_callback(_on_server_name)
         return ctx
 
     # -- handshake callbacks ------------------------------------------------------------------
@@ -679,9 +700,9 @@ class TLSOption:
                              "serves %s)" % (b", ".join(offered).decode("ascii", "replace"),
                                              b", ".join(self.alpn).decode()))
 
-    def _on_server_name(self, conn):
-        # Runs inside SSL_do_handshake; it must not raise (pyOpenSSL would print a traceback).
-        info = conn.get_app_data()
+    def on_server_name(self, conn, info):
+        """The SNI callback's work for a connection made with this option: pick the
+        certificate (switching to its context), or refuse under sniStrict."""
         try:
             raw = conn.get_servername()
             if raw:
@@ -721,6 +742,18 @@ class TLSOption:
         if self._refusing is None:
             self._refusing = self._context(None)
         return self._refusing
+
+
+def _on_server_name(conn):
+    # Set on base contexts, which outlive configurations: the option is the connection's own.
+    # Runs inside SSL_do_handshake; it must not raise (pyOpenSSL would print a traceback).
+    info = conn.get_app_data()
+    info.option.on_server_name(conn, info)
+
+
+# Base contexts by settings (see TLSOption.compile); each build keeps only those it uses.
+_base_contexts = {}
+_base_contexts_used = {}
 
 
 class _NoALPNOverlap(Exception):
@@ -834,10 +867,13 @@ class TLSConfig:
         contexts (built once); each has its own host -> option association, as Traefik builds
         one per entry point. Errors about the shared parts are on the first one only; they are
         returned, not logged: the caller reports them with the rest of the configuration's."""
+        global _base_contexts, _base_contexts_used
         shared = cls()
         dynamic_tls = dynamic_tls or {}
         shared._build_store(dynamic_tls)
+        _base_contexts_used = {}
         shared._build_options(dynamic_tls.get("options") or {})
+        _base_contexts, _base_contexts_used = _base_contexts_used, {}
         configs = {}
         for i, name in enumerate(entry_points):
             config = cls()

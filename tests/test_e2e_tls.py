@@ -166,6 +166,18 @@ def test_default_certificate_and_resumption(tmp_path, backend):
         assert again["reused"]
 
 
+def test_tickets_resume_on_every_worker(tmp_path, backend):
+    # Contexts built by the master before the fork are every worker's: a ticket from one
+    # worker resumes on another (SO_REUSEPORT spreads these connections over both).
+    manifests = backend_service("be", [backend.port]) + route("r", "r.example.com", "{}")
+    with Pyroute(tmp_path, manifests, workers=2) as pr:
+        ctx = client()
+        _, _, _, first = tls_get(pr.port, ctx, "r.example.com")
+        reused = [tls_get(pr.port, ctx, "r.example.com", session=first["session"])[3]["reused"]
+                  for _ in range(12)]
+        assert all(reused), reused
+
+
 def test_reload_swaps_certificates_and_keeps_connections(tmp_path, ca, backend):
     old = ca.issue_cert("r.example.com")
     new = ca.issue_cert("r.example.com", "new.example.com")
