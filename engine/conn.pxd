@@ -37,6 +37,7 @@ cdef class Env:
     cdef public ResponseParser rparser
     cdef public object parser_owner       # connection whose partial head the parser scanned
     cdef public object rparser_owner
+    cdef public double now                # monotonic time of the current loop turn
     cdef public bint draining
     cdef public set clients
     cdef public object pools
@@ -107,6 +108,9 @@ cdef class ClientConn:
     cdef public long requests
     cdef public bint paused
     cdef public bint client_eof
+    cdef double read_timeout              # the entry point's respondingTimeouts (s; 0: none)
+    cdef double write_timeout
+    cdef double idle_timeout
     # the exchange in progress
     cdef public Request req
     cdef public bint keep_alive

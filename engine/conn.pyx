@@ -84,6 +84,7 @@ cdef class Env:
         self.parser_owner = None
         self.rparser_owner = None
         self.draining = False
+        self.now = loop.now
         self.clients = set()
         self.rbuf = bytearray(RECV_SIZE)
 
@@ -350,6 +351,9 @@ cdef class ClientConn:
         self.sock = sock
         self.fd = sock.fileno()
         self.remote_ip = remote_ip              # e.g. b"127.0.0.1"
+        self.read_timeout = ep.read_timeout
+        self.write_timeout = ep.write_timeout
+        self.idle_timeout = ep.idle_timeout
         self.tls = tls                          # a pyOpenSSL Connection (pyroute.tls)
         self.hup = False
         self.trusted = ep.is_trusted(remote_ip)
@@ -424,8 +428,7 @@ cdef class ClientConn:
         if state == S_HEAD:
             if not self.buf:
                 # a request begins: Go's ReadTimeout runs from here to the end of its body
-                rt = self.ep.read_timeout
-                self.deadline = self.loop.now + rt if rt else 0.0
+                self.deadline = self.env.now + self.read_timeout if self.read_timeout else 0.0
             self.buf += data
             self.process()
         elif state == S_BODY:
@@ -542,8 +545,7 @@ cdef class ClientConn:
     cdef void _next_request(self) except *:
         self._reset_exchange()
         self.state = S_HEAD
-        it = self.ep.idle_timeout
-        self.deadline = self.loop.now + it if it else 0.0
+        self.deadline = self.env.now + self.idle_timeout if self.idle_timeout else 0.0
         if self.env.draining and not self.buf:
             self._close_after_output()
 
@@ -713,11 +715,10 @@ cdef class ClientConn:
         # request fully forwarded: the response timers start (Go: responseHeaderTimeout after
         # the request is written; writeTimeout counts from the request read)
         cdef UpstreamConn up = self.up
-        wt = self.ep.write_timeout
-        self.deadline = self.loop.now + wt if wt else 0.0
+        self.deadline = self.env.now + self.write_timeout if self.write_timeout else 0.0
         if up is not None and self.resp_state == R_HEAD and not up.connecting:
             if up.pool.header_timeout:
-                up.deadline = self.loop.now + up.pool.header_timeout
+                up.deadline = self.env.now + up.pool.header_timeout
         if self.state == S_BODY:
             self.state = S_WAIT
 
@@ -771,7 +772,7 @@ cdef class ClientConn:
     cdef void on_upstream_connected(self, UpstreamConn up) except *:
         # the dial deadline is over; a request already complete starts its header timeout
         if self.state == S_WAIT and self.resp_state == R_HEAD and up.pool.header_timeout:
-            up.deadline = self.loop.now + up.pool.header_timeout
+            up.deadline = self.env.now + up.pool.header_timeout
 
     # ---- responses ------------------------------------------------------------------
 
@@ -1033,8 +1034,7 @@ cdef class ClientConn:
             return
         self.resume_reading()
         if self.buf:
-            rt = self.ep.read_timeout
-            self.deadline = self.loop.now + rt if rt else 0.0
+            self.deadline = self.env.now + self.read_timeout if self.read_timeout else 0.0
             self.process()
 
     cdef void _release_upstream(self, bint reusable) except *:
@@ -1044,7 +1044,7 @@ cdef class ClientConn:
         self.up = None
         if reusable and not up.closed and up.out is None and not up.connecting \
                 and not up.paused:
-            up.pool.put(up, self.loop.now)
+            up.pool.put(up, self.env.now)
         else:
             up.client = None
             up.close()
@@ -1082,7 +1082,7 @@ cdef class ClientConn:
 
 # ---- the event loop ---------------------------------------------------------------------
 
-def run_loop(loop):
+def run_loop(loop, Env env=None):
     """The worker's epoll loop (``pyroute.server.loop.Loop`` holds its state): dispatches
     ``handler.on_event(events)``, keeps ``loop.now`` (monotonic) current and calls
     ``loop.sweep(now)`` (timeouts, drain checks) every ``SWEEP_INTERVAL``. A handler that
@@ -1098,6 +1098,8 @@ def run_loop(loop):
         events = poll(timeout if timeout > 0 else 0)
         now = monotonic()
         loop.now = now
+        if env is not None:
+            env.now = now
         for item in events:
             h = handlers.get(item[0])
             if h is None:

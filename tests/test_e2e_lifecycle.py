@@ -241,3 +241,29 @@ def test_crash_looping_workers_make_the_master_give_up(tmp_path):
         proxy.stop()
         blocker.close()
         be.close()
+
+
+def test_responding_timeouts_idle_and_read(tmp_path):
+    be = Backend("a")
+    proxy = Pyroute(tmp_path, manifests(be.port, 1), workers=1, read="1s", idle="1s")
+    try:
+        proxy.start()
+        # idleTimeout: a keep-alive connection left idle is closed without a word
+        idle = socket.create_connection(("127.0.0.1", proxy.port))
+        idle.sendall(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        assert read_response(idle)[0] == 200
+        t0 = time.time()
+        idle.settimeout(5)
+        assert idle.recv(100) == b""
+        assert 0.8 <= time.time() - t0 < 3
+        # readTimeout: a head that never ends is cut off
+        slow = socket.create_connection(("127.0.0.1", proxy.port))
+        slow.sendall(b"GET / HTTP/1.1\r\nHost: a.te")
+        t0 = time.time()
+        slow.settimeout(5)
+        assert slow.recv(100) == b""
+        assert 0.8 <= time.time() - t0 < 3
+        assert get(proxy.port, "/", "a.test")[0] == 200
+    finally:
+        proxy.stop()
+        be.close()

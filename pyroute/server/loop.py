@@ -51,10 +51,11 @@ class Loop:
             except (OSError, ValueError):
                 pass
 
-    def run(self):
-        # the dispatch loop itself is Cython (it runs for every event)
+    def run(self, env=None):
+        """Run until ``running`` is False; ``env`` (pyroute._engine.conn.Env) gets ``now``
+        too. The dispatch loop itself is Cython: it runs for every event."""
         from .._engine.conn import run_loop
-        run_loop(self)
+        run_loop(self, env)
 
     def sweep(self, now):
         expired = [c for c in self.timed if 0 < c.deadline <= now]

@@ -83,7 +83,10 @@ def main(args):
               "  curl -H 'Host: demo.localhost' %s/api/users\n"
               "  curl -H 'Host: demo.localhost' %s/split\n"
               "  curl -i -H 'Host: secure.localhost' %s/" % (base, base, base, base), flush=True)
-    watch = list(config.sources) + [p for p in paths if os.path.isdir(p)]
+    # files read, plus every folder searched (a new manifest there counts too), plus the
+    # static configuration itself
+    watch = list(config.sources) + list(getattr(config, "paths", ()) or ()) + \
+        [p for p in paths if os.path.isdir(p)] + ([args.config] if args.config else [])
     grace = max([ep.grace_timeout for ep in config.static.entry_points.values()] or [10.0])
     master = Master(config, lambda: load_config(args.config, paths), worker_main, workers,
                     grace, watch_paths=watch, describe=describe)

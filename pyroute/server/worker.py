@@ -7,6 +7,7 @@ SIGTERM: stop accepting, close idle keep-alive connections, let in-flight exchan
 (their responses say ``Connection: close``), exit when none is left or the grace period ends.
 SIGQUIT: exit at once.
 """
+import gc
 import os
 import pickle
 import signal
@@ -154,6 +155,7 @@ class Worker:
                 error=str(e))
             return
         self.env.snapshot = snap      # swapped between events: nothing is mid-request here
+        gc.freeze()                   # config objects live long: keep them out of GC passes
         log("debug", "worker swapped configuration", worker=self.index)
 
     def start_drain(self, why):
@@ -202,7 +204,10 @@ class Worker:
             cp = ConfigPipe(self, self.pipe)
             self.loop.register(cp.fd, EPOLLIN, cp)
         self.loop.idle_hooks.append(self._check)
-        self.loop.run()
+        # everything built so far (config, tables, pools) lives as long as the process: move
+        # it out of the cyclic GC's generations so collections only walk per-request objects
+        gc.freeze()
+        self.loop.run(self.env)
         return 0
 
     def _on_term(self, signum, frame):
