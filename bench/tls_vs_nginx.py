@@ -9,6 +9,8 @@ one run, interleaved round by round:
   GET each so TLS 1.3 tickets are read), and ``-reuse`` (resumed handshakes);
 - requests per second over keep-alive TLS: ``wrk -t1 -c16`` on a route to a backend (an nginx
   answering 200 from CPU 1), both proxies forwarding to it over keep-alive HTTP/1.1;
+- the same without TLS (new connection per request, keep-alive), to tell TLS's own cost from
+  the proxy's;
 - CPU time of the server worker per handshake / per request (from /proc/PID/stat), the figure
   that holds on a noisy machine.
 
@@ -17,6 +19,7 @@ Mozilla intermediate TLS 1.2 suites, session tickets on. Prints medians per metr
 pyroute/nginx ratios.
 """
 import argparse
+import base64
 import datetime
 import os
 import re
@@ -29,7 +32,6 @@ import sys
 import tempfile
 import textwrap
 import time
-import base64
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -150,9 +152,11 @@ def s_time(port, mode, seconds):
     return n, secs
 
 
-def wrk(port, seconds):
-    out = subprocess.run(["taskset", "-c", "1", "wrk", "-t1", "-c16", "-d%ds" % seconds,
-                          "-H", "Host: %s" % HOST, "https://127.0.0.1:%d/" % port],
+def wrk(port, seconds, scheme="https", close=False):
+    cmd = ["taskset", "-c", "1", "wrk", "-t1", "-c16", "-d%ds" % seconds, "-H", "Host: %s" % HOST]
+    if close:
+        cmd += ["-H", "Connection: close"]
+    out = subprocess.run(cmd + ["%s://127.0.0.1:%d/" % (scheme, port)],
                          capture_output=True, text=True, timeout=seconds + 30).stdout
     m = re.search(r"(\d+) requests in", out)
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
@@ -164,20 +168,28 @@ def wrk(port, seconds):
     return int(m.group(1)), float(rps.group(1))
 
 
-def measure(name, port, pid, seconds, results):
-    for metric, run in (("full handshakes", lambda: s_time(port, "-new", seconds)),
-                        ("resumed handshakes", lambda: s_time(port, "-reuse", seconds)),
-                        ("keep-alive requests", lambda: wrk(port, seconds))):
+METRICS = ("full handshakes", "resumed handshakes", "keep-alive requests",
+           "plain new connections", "plain keep-alive requests")
+
+
+def measure(name, port, plain_port, pid, seconds, results):
+    for metric, run in (
+            ("full handshakes", lambda: s_time(port, "-new", seconds)),
+            ("resumed handshakes", lambda: s_time(port, "-reuse", seconds)),
+            ("keep-alive requests", lambda: wrk(port, seconds)),
+            # the same without TLS, to tell TLS's cost from the proxy's
+            ("plain new connections", lambda: wrk(plain_port, seconds, "http", close=True)),
+            ("plain keep-alive requests", lambda: wrk(plain_port, seconds, "http"))):
         before = cpu_seconds(pid)
         t0 = time.monotonic()
-        if metric == "keep-alive requests":
+        if metric not in ("full handshakes", "resumed handshakes"):
             n, rate = run()
         else:
             n, secs = run()
             rate = n / (time.monotonic() - t0)
         cpu = cpu_seconds(pid) - before
         results.setdefault((name, metric), []).append((rate, cpu / max(n, 1) * 1e6))
-        print("  %-8s %-20s %10.0f /s   %8.1f us CPU each" % (name, metric, rate,
+        print("  %-8s %-26s %10.0f /s   %8.1f us CPU each" % (name, metric, rate,
                                                               cpu / max(n, 1) * 1e6),
               flush=True)
 
@@ -197,6 +209,7 @@ def main():
         cert_pem, key_pem = make_cert(args.key, work)
         backend = free_port()
         nginx_port = free_port()
+        nginx_plain = free_port()
         pyroute_port = free_port()
         procs.append(start_nginx(os.path.join(work, "backend"), """\
             server { listen 127.0.0.1:%d; keepalive_requests 1000000;
@@ -205,6 +218,7 @@ def main():
             upstream backend { server 127.0.0.1:%d; keepalive 32; }
             server {
                 listen 127.0.0.1:%d ssl;
+                listen 127.0.0.1:%d;
                 ssl_certificate %s/cert.pem;
                 ssl_certificate_key %s/key.pem;
                 ssl_protocols TLSv1.2 TLSv1.3;
@@ -214,7 +228,7 @@ def main():
                 keepalive_requests 1000000;
                 location / { proxy_pass http://backend; proxy_http_version 1.1;
                              proxy_set_header Connection ""; }
-            }""" % (backend, nginx_port, work, work, CIPHERS), 0))
+            }""" % (backend, nginx_port, nginx_plain, work, work, CIPHERS), 0))
         manifests = os.path.join(work, "manifests")
         os.makedirs(manifests)
         b64 = lambda b: base64.b64encode(b).decode()  # noqa: E731
@@ -256,6 +270,16 @@ def main():
                       kind: Rule
                       services: [{name: backend, port: 80}]
                   tls: {secretName: bench-cert}
+                ---
+                apiVersion: traefik.io/v1alpha1
+                kind: IngressRoute
+                metadata: {name: bench-plain, namespace: default}
+                spec:
+                  entryPoints: [websecure]
+                  routes:
+                    - match: PathPrefix(`/`)
+                      kind: Rule
+                      services: [{name: backend, port: 80}]
                 """) % (b64(cert_pem), b64(key_pem), backend, backend))
         static = os.path.join(work, "static.yaml")
         with open(static, "w") as f:
@@ -267,8 +291,9 @@ def main():
         procs.append(pyroute)
         for port in (backend, nginx_port, pyroute_port):
             wait_port(port)
-        targets = (("pyroute", pyroute_port, worker_pid(pyroute.pid)),
-                   ("nginx", nginx_port, worker_pid(procs[1].pid)))
+        # pyroute serves TLS and plain HTTP on one entry point (first-byte sniff)
+        targets = (("pyroute", pyroute_port, pyroute_port, worker_pid(pyroute.pid)),
+                   ("nginx", nginx_port, nginx_plain, worker_pid(procs[1].pid)))
         print("pyroute %s, nginx %s, %s certificate, %ds per measurement, %d rounds" % (
             subprocess.run([args.pyroute, "version"], capture_output=True,
                            text=True).stdout.strip(),
@@ -277,15 +302,15 @@ def main():
         results = {}
         for r in range(args.rounds):
             print("round %d" % (r + 1), flush=True)
-            for name, port, pid in (targets if r % 2 == 0 else targets[::-1]):
-                measure(name, port, pid, args.seconds, results)
+            for name, port, plain_port, pid in (targets if r % 2 == 0 else targets[::-1]):
+                measure(name, port, plain_port, pid, args.seconds, results)
         print("\nmedians (pyroute / nginx)")
-        for metric in ("full handshakes", "resumed handshakes", "keep-alive requests"):
+        for metric in METRICS:
             p = [x for x in results[("pyroute", metric)]]
             n = [x for x in results[("nginx", metric)]]
             pr, pc = statistics.median(x[0] for x in p), statistics.median(x[1] for x in p)
             nr, nc = statistics.median(x[0] for x in n), statistics.median(x[1] for x in n)
-            print("  %-20s pyroute %8.0f/s %7.1f us CPU | nginx %8.0f/s %7.1f us CPU | "
+            print("  %-26s pyroute %8.0f/s %7.1f us CPU | nginx %8.0f/s %7.1f us CPU | "
                   "rate %.2fx, CPU %.2fx" % (metric, pr, pc, nr, nc, pr / nr, pc / nc))
     finally:
         for proc in procs:

@@ -13,9 +13,10 @@ client connection owning it. While idle in its ``Pool`` an upstream connection s
 registered for reading, so a backend that closes it (or sends anything unasked) is seen at
 once and the connection dropped; one that saw anything odd is never put back.
 
-TLS: the socket-like object needs ``recv(n)``, ``send(b)``, ``fileno()``, ``close()``; a
-pyOpenSSL ``Connection`` fits, with its WantRead/WantWrite errors added to ``WOULD_BLOCK``
-(``set_would_block``).
+TLS: a client connection's socket-like object needs ``recv_into(buf)``, ``send(b)``,
+``fileno()``, ``close()``: a ``pyroute.tls.TLSStream`` (finished handshake; BlockingIOError when
+it would block), with ``tls`` true and the TLS side of the entry point (``ep.tls``): TLS routers
+only (``snapshot.entries_tls``) and the 421 check of Traefik's SNICheck (``snapshot.tls``).
 
 Middlewares and services see the client connection as their context: ``req``, ``path``,
 ``query``, ``remote_ip``, ``ep``, ``set_headers``, ``resp_extra`` (public attributes).
@@ -642,7 +643,19 @@ cdef class ClientConn:
             denied = norm[2]
             query_changed = self.query != query
             raw_path = None
-        entry = (env.snapshot.entries_tls if self.tls else env.snapshot.entries).get(ep.name)
+        if self.tls:
+            # Traefik's SNICheck wraps the HTTPS handler: a Host whose TLS option differs from
+            # the one the connection's SNI maps to (domain fronting) gets 421, before routing
+            # (pyroute.tls: TLSConfig.misdirected_request). TLS routers have their own tables.
+            tls_config = env.snapshot.tls.get(ep.name)
+            if tls_config is not None and tls_config.misdirected_request(
+                    self.sock.server_name, req.host or b""):
+                self.local_response(_error_response(421, not self.keep_alive,
+                                                    req.method_id == M_HEAD))
+                return
+            entry = env.snapshot.entries_tls.get(ep.name)
+        else:
+            entry = env.snapshot.entries.get(ep.name)
         rid = -1 if entry is None else (<RouteTable> entry.table).route(
             req.method, req.host, self.path, self.query if self.query is not None else b"",
             req.headers if entry.needs_headers else None, self.remote_ip, ep.tls)
@@ -659,13 +672,6 @@ cdef class ClientConn:
             return
         route = entry.targets[rid]
         self.route = route
-        if self.tls and ep.tls_option_check is not None and \
-                not ep.tls_option_check(self, route.name):
-            # Traefik: the router's TLS option differs from the one the connection was made
-            # with (SNI vs Host): 421 Misdirected Request
-            self.local_response(_error_response(421, not self.keep_alive,
-                                                req.method_id == M_HEAD))
-            return
         for mw in route.middlewares:
             answer = mw.on_request(self)
             if answer is not None:

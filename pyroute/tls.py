@@ -31,16 +31,21 @@ non-blocking selectors loop: :meth:`TLSConfig.accept` peeks the ClientHello (wai
 """
 import datetime
 import hashlib
-import ipaddress
 import os
 import socket
+import threading
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 from OpenSSL import SSL, crypto
-from OpenSSL._util import lib as _lib  # SSL_CTX_set1_curves_list has no public wrapper
+# pyOpenSSL's cffi handles: SSL_CTX_set1_curves_list and SSL_session_reused have no public
+# wrapper, and the per-read/per-write/handshake calls go straight to OpenSSL (pyOpenSSL's
+# Connection.recv allocates a 64 KiB buffer per call and raises an exception per would-block);
+# failures are still turned into exceptions by pyOpenSSL's own Connection._raise_ssl_error.
+from OpenSSL._util import ffi as _ffi
+from OpenSSL._util import lib as _lib
 
 from . import rules
 from .errors import ConfigError, RuleSyntaxError
@@ -48,7 +53,7 @@ from .errors import ConfigError, RuleSyntaxError
 __all__ = [
     "TLSConfig", "TLSRefused", "TLSOption", "CertificateStore", "Certificate",
     "handshake", "parse_client_hello", "is_tls_record_start", "session_reused", "misdirected",
-    "TLSStream",
+    "TLSStream", "PLAIN",
     "DEFAULT_OPTION", "DEFAULT_GENERATED_CN", "SERVED_ALPN",
 ]
 
@@ -156,6 +161,12 @@ _OPTION_FIELDS = frozenset((
 
 # A ClientHello record: 5-byte header + at most 2^14 bytes (RFC 8446 §5.1).
 _MAX_HELLO_RECORD = 5 + (1 << 14)
+# Where ClientHellos are peeked: one buffer per thread (a worker has one), never one per
+# connection.
+_local = threading.local()
+
+
+PLAIN = "plain"   # TLSConfig.accept: the connection does not start with TLS
 
 
 class TLSRefused(Exception):
@@ -259,7 +270,7 @@ def canonical_domain(name):
 class Certificate:
     """A certificate (with its chain) and its key, ready to be put in a context."""
 
-    __slots__ = ("leaf", "chain", "key", "names", "label")
+    __slots__ = ("leaf", "chain", "key", "names", "label", "_fingerprint")
 
     def __init__(self, leaf, chain, key, names, label):
         self.leaf = leaf          # cryptography x509.Certificate
@@ -267,6 +278,14 @@ class Certificate:
         self.key = key            # cryptography private key
         self.names = names        # tuple: CN, DNS SANs, IP SANs (lower-cased), Traefik's order
         self.label = label        # what logs call it
+        self._fingerprint = None
+
+    def fingerprint(self):
+        """SHA-256 of the chain as served (identifies the certificate across reloads)."""
+        if self._fingerprint is None:
+            self._fingerprint = b"".join(c.fingerprint(hashes.SHA256())
+                                         for c in (self.leaf,) + self.chain)
+        return self._fingerprint
 
     @classmethod
     def from_pem(cls, cert_pem, key_pem, label=""):
@@ -407,14 +426,22 @@ class CertificateStore:
 class _ConnInfo:
     """What a TLS connection carries (``Connection.get_app_data()``)."""
 
-    __slots__ = ("option", "server_name", "local_ip", "refused", "certificate")
+    __slots__ = ("option", "server_name", "sock", "refused", "certificate")
 
-    def __init__(self, option, server_name, local_ip):
+    def __init__(self, option, server_name, sock):
         self.option = option              # TLSOption the connection was made with
         self.server_name = server_name    # SNI as peeked from the ClientHello (canonical) or None
-        self.local_ip = local_ip          # the name to match when the client sends no SNI
+        self.sock = sock                  # for the local address, when the client sends no SNI
         self.refused = None               # reason, when the SNI callback refused the handshake
         self.certificate = None           # the Certificate served
+
+    def local_ip(self):
+        try:
+            ip = self.sock.getsockname()[0]
+        except (OSError, IndexError, TypeError):
+            return ""
+        # a dual-stack listener sees IPv4 clients as ::ffff:a.b.c.d; Go reports a.b.c.d
+        return ip[7:] if ip.startswith("::ffff:") and "." in ip else ip
 
 
 class TLSOption:
@@ -599,8 +626,21 @@ class TLSOption:
         if any(p.severity == "error" for p in problems):
             self.error = "; ".join(p.render() for p in problems if p.severity == "error")
             return problems
+        # The base context holds the session ticket keys (OpenSSL makes them at SSL_CTX_new).
+        # It is reused while the option's settings and default certificate stay the same: a
+        # context built in the master before the workers fork is then every worker's, so a
+        # ticket issued by one worker resumes on another, and tickets survive reloads.
+        key = (self.min_version, self.max_version, self.ciphers, self.curves,
+               self.verify_mode, self.verify_any,
+               tuple(ca.fingerprint(hashes.SHA256()) for ca in self.client_cas), self.tickets,
+               self.alpn, self._session_id, self.store.default.fingerprint())
+        self.base = _base_contexts.get(key)
+        if self.base is not None:
+            _base_contexts_used[key] = self.base
+            return problems
         try:
             self.base = self._context(self.store.default, with_callback=True)
+            _base_contexts_used[key] = self.base
         except (SSL.Error, ValueError) as exc:
             self.error = "cannot build TLS context: %s" % (_ssl_error_text(exc),)
             problems.append(ConfigError(self.error, kind="TLSOption", name=self.name))
@@ -645,7 +685,7 @@ class TLSOption:
             ctx.use_privatekey(cert.key)
             ctx.check_privatekey()
         if with_callback:
-            ctx.set_tlsext_servername_callback(self._on_server_name)
+            ctx.set_tlsext_servername_callback(_on_server_name)
         return ctx
 
     # -- handshake callbacks ------------------------------------------------------------------
@@ -660,16 +700,16 @@ class TLSOption:
                              "serves %s)" % (b", ".join(offered).decode("ascii", "replace"),
                                              b", ".join(self.alpn).decode()))
 
-    def _on_server_name(self, conn):
-        # Runs inside SSL_do_handshake; it must not raise (pyOpenSSL would print a traceback).
-        info = conn.get_app_data()
+    def on_server_name(self, conn, info):
+        """The SNI callback's work for a connection made with this option: pick the
+        certificate (switching to its context), or refuse under sniStrict."""
         try:
             raw = conn.get_servername()
             if raw:
                 name = canonical_domain(raw.decode("ascii", "replace"))
             else:
                 # Traefik: no SNI -> the local IP address is the name to match.
-                name = info.local_ip
+                name = info.local_ip()
             cert = self.store.best(name) if name else None
             if cert is None:
                 if self.sni_strict:
@@ -702,6 +742,18 @@ class TLSOption:
         if self._refusing is None:
             self._refusing = self._context(None)
         return self._refusing
+
+
+def _on_server_name(conn):
+    # Set on base contexts, which outlive configurations: the option is the connection's own.
+    # Runs inside SSL_do_handshake; it must not raise (pyOpenSSL would print a traceback).
+    info = conn.get_app_data()
+    info.option.on_server_name(conn, info)
+
+
+# Base contexts by settings (see TLSOption.compile); each build keeps only those it uses.
+_base_contexts = {}
+_base_contexts_used = {}
 
 
 class _NoALPNOverlap(Exception):
@@ -815,10 +867,13 @@ class TLSConfig:
         contexts (built once); each has its own host -> option association, as Traefik builds
         one per entry point. Errors about the shared parts are on the first one only; they are
         returned, not logged: the caller reports them with the rest of the configuration's."""
+        global _base_contexts, _base_contexts_used
         shared = cls()
         dynamic_tls = dynamic_tls or {}
         shared._build_store(dynamic_tls)
+        _base_contexts_used = {}
         shared._build_options(dynamic_tls.get("options") or {})
+        _base_contexts, _base_contexts_used = _base_contexts_used, {}
         configs = {}
         for i, name in enumerate(entry_points):
             config = cls()
@@ -970,35 +1025,36 @@ class TLSConfig:
         if isinstance(option, str):
             raise TLSRefused(option)
         conn = SSL.Connection(option.base, sock)
-        try:
-            local_ip = sock.getsockname()[0]
-        except (OSError, IndexError, TypeError):
-            local_ip = ""
-        conn.set_app_data(_ConnInfo(option, server_name, local_ip))
+        conn.set_app_data(_ConnInfo(option, server_name, sock))
         conn.set_accept_state()
         return conn
 
-    def accept(self, sock):
-        """Start TLS on a freshly accepted non-blocking socket whose first byte is TLS.
+    def accept(self, sock, again=False):
+        """Start TLS on a freshly accepted non-blocking socket, if it speaks TLS.
 
-        Peeks the ClientHello record without consuming it. Returns the Connection once the
-        record is there; returns None while it is incomplete, after setting SO_RCVLOWAT so that
-        the selector reports the socket readable only when the rest has arrived (call again
-        then). Raises TLSRefused (close the socket) when the client went away or its option is
-        broken.
+        Returns PLAIN when the first byte is not TLS (nothing consumed: serve it as plain
+        HTTP). Otherwise peeks the ClientHello record without consuming it and returns the
+        Connection once the record is there; returns None while it is incomplete, after setting SO_RCVLOWAT so that
+        the selector reports the socket readable only when the rest has arrived: call again
+        then, with ``again=True``. Raises TLSRefused (close the socket) when the client went
+        away or its option is broken.
         """
+        buf = getattr(_local, "peek", None)
+        if buf is None:
+            buf = _local.peek = bytearray(_MAX_HELLO_RECORD)
         try:
-            data = sock.recv(_MAX_HELLO_RECORD, socket.MSG_PEEK)
+            n = sock.recv_into(buf, _MAX_HELLO_RECORD, socket.MSG_PEEK)
         except (BlockingIOError, InterruptedError):
             return None
         except OSError as exc:
             raise TLSRefused("client connection failed: %s" % exc) from None
-        if not data:
+        if not n:
             raise TLSRefused("client closed the connection before its TLS hello")
-        complete, result = parse_client_hello(data)
+        if not again and not is_tls_record_start(buf[0]):
+            return PLAIN
+        complete, result = parse_client_hello(memoryview(buf)[:n])
         if not complete:
-            lowat = _get_lowat(sock)
-            if lowat >= result:
+            if again and _get_lowat(sock) >= result:
                 # Woken with the threshold already set and the record still short: the peer
                 # closed (EOF wakes a reader) or sent less than it announced; let the handshake
                 # read what is there and fail or succeed on its own.
@@ -1006,7 +1062,7 @@ class TLSConfig:
                 return self.new_connection(sock, None)
             _set_lowat(sock, result)
             return None
-        if _get_lowat(sock) != 1:
+        if again:
             _set_lowat(sock, 1)
         return self.new_connection(sock, result)
 
@@ -1092,16 +1148,29 @@ WANT_READ = 1
 WANT_WRITE = 2
 
 
+_SSL_do_handshake = _lib.SSL_do_handshake
+_SSL_read = _lib.SSL_read
+_SSL_write = _lib.SSL_write
+_SSL_get_error = _lib.SSL_get_error
+_ERROR_WANT_READ = _lib.SSL_ERROR_WANT_READ
+_ERROR_WANT_WRITE = _lib.SSL_ERROR_WANT_WRITE
+_MAX_PLAINTEXT = 1 << 14       # one TLS record's plaintext (RFC 8446 §5.1)
+
+
 def handshake(conn):
     """Advance a non-blocking server handshake. Returns 0 when it is complete, WANT_READ or
     WANT_WRITE for the event to wait for; raises TLSRefused (with the reason) when it failed."""
-    try:
-        conn.do_handshake()
+    ssl = conn._ssl
+    result = _SSL_do_handshake(ssl)
+    if result == 1:
         return 0
-    except SSL.WantReadError:
+    error = _SSL_get_error(ssl, result)
+    if error == _ERROR_WANT_READ:
         return WANT_READ
-    except SSL.WantWriteError:
+    if error == _ERROR_WANT_WRITE:
         return WANT_WRITE
+    try:
+        conn._raise_ssl_error(ssl, result)
     except _NoALPNOverlap as exc:
         raise TLSRefused(str(exc)) from None
     except SSL.ZeroReturnError:
@@ -1113,6 +1182,7 @@ def handshake(conn):
         info = conn.get_app_data()
         reason = getattr(info, "refused", None)
         raise TLSRefused(reason or "TLS handshake failed: %s" % _ssl_error_text(exc)) from None
+    raise TLSRefused("TLS handshake failed (OpenSSL error %d)" % error)
 
 
 def session_reused(conn):
@@ -1124,9 +1194,13 @@ class TLSStream:
     """A finished TLS connection with a socket's face, for connection code written for plain
     sockets: ``recv`` returns b"" at EOF (close_notify or not), raises BlockingIOError when it
     would block (either way round: TLS may need to write to read), OSError on a failure;
-    ``send`` likewise. ``conn`` is the pyOpenSSL Connection (option, SNI, peer certificate)."""
+    ``send`` likewise. ``conn`` is the pyOpenSSL Connection (option, SNI, peer certificate).
 
-    __slots__ = ("conn", "sock", "server_name", "option", "_recv", "_send", "_pending")
+    ``recv(n)`` returns at most one TLS record (16 KiB): OpenSSL reads one record per call
+    without read-ahead, so nothing decrypted waits inside OpenSSL while the socket, which the
+    event loop watches, is drained; the next record is still in the socket."""
+
+    __slots__ = ("conn", "sock", "server_name", "option", "_ssl")
 
     def __init__(self, conn, sock):
         self.conn = conn
@@ -1135,23 +1209,27 @@ class TLSStream:
         # Go's req.TLS.ServerName: the SNI as sent (Traefik's SNICheck trims it), "" if none.
         self.server_name = raw.decode("ascii", "replace").strip() if raw else ""
         self.option = conn.get_app_data().option.name    # the TLS option it was made with
-        self._recv = conn.recv
-        self._send = conn.send
-        self._pending = conn.pending
+        self._ssl = conn._ssl
 
     def fileno(self):
         return self.sock.fileno()
 
     def recv(self, n):
+        buf = getattr(_local, "read", None)
+        if buf is None:
+            buf = _local.read = _ffi.new("char[]", _MAX_PLAINTEXT)
+        result = _SSL_read(self._ssl, buf, n if n < _MAX_PLAINTEXT else _MAX_PLAINTEXT)
+        if result > 0:
+            return _ffi.buffer(buf, result)[:]
+        return self._failed_read(result)
+
+    def _failed_read(self, result):
+        # b"" at EOF; raises BlockingIOError (would block) or OSError (failure)
+        error = _SSL_get_error(self._ssl, result)
+        if error == _ERROR_WANT_READ or error == _ERROR_WANT_WRITE:
+            raise BlockingIOError()
         try:
-            data = self._recv(n)
-            # One SSL_read returns one record at most: take what OpenSSL already decrypted, so
-            # nothing waits in its buffer while epoll (which only sees the socket) stays quiet.
-            while len(data) < n and self._pending():
-                data += self._recv(n - len(data))
-            return data
-        except (SSL.WantReadError, SSL.WantWriteError):
-            raise BlockingIOError() from None
+            self.conn._raise_ssl_error(self._ssl, result)
         except SSL.ZeroReturnError:
             return b""
         except SSL.SysCallError as exc:
@@ -1159,17 +1237,36 @@ class TLSStream:
                 return b""
             raise OSError(exc.args[0] if exc.args else 0, str(exc)) from None
         except SSL.Error as exc:
-            raise OSError(0, "TLS read failed: %s" % _ssl_error_text(exc)) from None
+            text = _ssl_error_text(exc)
+            if "unexpected eof" in text:           # OpenSSL 3+: EOF without close_notify
+                return b""
+            raise OSError(0, "TLS read failed: %s" % text) from None
+        return b""
+
+    def recv_into(self, buffer, nbytes=0):
+        """Decrypt into ``buffer`` (no copy); like socket.recv_into, 0 at EOF."""
+        result = _SSL_read(self._ssl, _ffi.from_buffer("char[]", buffer, True),
+                           nbytes or len(buffer))
+        if result > 0:
+            return result
+        return len(self._failed_read(result))
 
     def send(self, data):
+        if not data:
+            return 0
+        result = _SSL_write(self._ssl, _ffi.from_buffer(data), len(data))
+        if result > 0:
+            return result
+        error = _SSL_get_error(self._ssl, result)
+        if error == _ERROR_WANT_WRITE or error == _ERROR_WANT_READ:
+            raise BlockingIOError()
         try:
-            return self._send(data)
-        except (SSL.WantWriteError, SSL.WantReadError):
-            raise BlockingIOError() from None
+            self.conn._raise_ssl_error(self._ssl, result)
         except SSL.SysCallError as exc:
             raise OSError(exc.args[0] if exc.args else 0, str(exc)) from None
         except SSL.Error as exc:
             raise OSError(0, "TLS write failed: %s" % _ssl_error_text(exc)) from None
+        raise OSError(0, "TLS write failed (OpenSSL error %d)" % error)
 
     def close(self):
         try:

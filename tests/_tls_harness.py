@@ -16,7 +16,6 @@ import time
 import warnings
 
 from cryptography.x509.oid import NameOID
-from OpenSSL import SSL
 
 from pyroute import tls
 
@@ -92,6 +91,8 @@ class _Conn:
         self.tls = None
         self.state = self.SNIFF
         self.stream = None
+        self.closing = False
+        self.hello_wait = False
         self.buf = b""
         self.out = b""
         self.registered = selectors.EVENT_READ
@@ -129,8 +130,9 @@ class _Conn:
                 return self.close("plain connection on a TLS-only harness")
             self.state = self.HELLO
         if self.state == self.HELLO:
-            conn = self.server.config.accept(self.sock)
+            conn = self.server.config.accept(self.sock, again=self.hello_wait)
             if conn is None:
+                self.hello_wait = True
                 return
             self.tls = conn
             self.state = self.HANDSHAKE
@@ -158,6 +160,8 @@ class _Conn:
         while b"\r\n\r\n" in self.buf:
             head, self.buf = self.buf.split(b"\r\n\r\n", 1)
             self.out += self._respond(head)
+            if head.split(b"\r\n", 1)[0].endswith(b"HTTP/1.0"):
+                self.closing = True          # HTTP/1.0: the response ends at close
         if self.out:
             self._flush()
 
@@ -169,6 +173,8 @@ class _Conn:
         except OSError:
             return self.close()
         self.out = self.out[n:]
+        if not self.out and self.closing:
+            return self.close()
         self.want(selectors.EVENT_WRITE if self.out else selectors.EVENT_READ)
 
     def _respond(self, head):

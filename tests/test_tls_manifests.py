@@ -123,9 +123,10 @@ metadata: {name: %s, namespace: apps}
 spec: {minVersion: VersionTLS13}
 """ % n for n in ("foo", "bar"))
     write(tmp_path, "opts.yaml", opts)
-    rc, config = tls_config(tmp_path,
-                            ingress_route("ingressroute01", "example.net", "{options: {name: foo}}"),
-                            ingress_route("ingressroute02", "example.net", "{options: {name: bar}}"))
+    rc, config = tls_config(
+        tmp_path,
+        ingress_route("ingressroute01", "example.net", "{options: {name: foo}}"),
+        ingress_route("ingressroute02", "example.net", "{options: {name: bar}}"))
     assert config.host_options == {"example.net": "default"}
     assert sum("found different TLS options" in e.message for e in config.errors) == 2
     with Server(config) as srv:

@@ -336,3 +336,21 @@ def test_large_responses_cross_partial_tls_writes(ca, rsa_leaf):
                 status, body = get(conn, "a.example.com", "/big/%d" % size)
                 assert status == 200 and len(body) == size // 16 * 16
                 assert body[:32] == "0123456789abcdef" * 2
+
+
+def test_base_contexts_are_reused_while_settings_stay(ca, rsa_leaf):
+    # The base context holds the ticket keys: the same settings and default certificate give
+    # the same context (so workers forked after the master's build share keys, and tickets
+    # survive reloads); any change gives a new one.
+    first = serve(ca, rsa_leaf, {"a": {"minVersion": "VersionTLS12"}})
+    again = serve(ca, rsa_leaf, {"a": {"minVersion": "VersionTLS12"}})
+    changed = serve(ca, rsa_leaf, {"a": {"minVersion": "VersionTLS13"}})
+    assert again.options["a"].base is first.options["a"].base
+    assert changed.options["a"].base is not first.options["a"].base
+    assert changed.options["default"].base is first.options["default"].base
+    with Server(first) as srv:
+        ctx = client_context(ca)
+        _, _, peer = fetch(srv.port, ctx, "a.example.com")
+        srv.config = again                      # a reload with the same settings
+        _, body, resumed = fetch(srv.port, ctx, "a.example.com", session=peer.session)
+        assert resumed.session_reused and body["resumed"] is True

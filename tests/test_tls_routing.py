@@ -264,7 +264,7 @@ def test_split_client_hello_waits_without_spinning(leaf):
         assert not readable(server, 0.2)
         client.sendall(hello[40:])
         assert readable(server, 2)
-        conn = config.accept(server)
+        conn = config.accept(server, again=True)
         assert config.option_name_of(conn) == "strict12"
         assert server.getsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT) == 1
         # Nothing was consumed: OpenSSL reads the whole hello and answers it.
@@ -284,7 +284,7 @@ def test_client_leaving_mid_hello_is_refused(leaf):
         assert readable(server, 2) and config.accept(server) is None
         client.close()
         assert readable(server, 2)
-        conn = config.accept(server)     # woken by EOF with the record still short
+        conn = config.accept(server, again=True)   # woken by EOF, the record still short
         assert conn is not None and config.option_name_of(conn) == "default"
         with pytest.raises(tls.TLSRefused):
             while True:
@@ -326,3 +326,16 @@ def test_misdirected_request_takes_the_raw_host_header(leaf):
     assert not config.misdirected_request("x.example.com", b"")
     empty = build(leaf, {})
     assert not empty.misdirected_request("", b"a.example.com")
+
+
+def test_accept_tells_plain_from_tls_without_consuming(leaf):
+    config = build(leaf, {})
+    client, server = tcp_pair()
+    try:
+        client.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert readable(server, 2)
+        assert config.accept(server) is tls.PLAIN
+        assert server.recv(100).startswith(b"GET / HTTP/1.1")
+    finally:
+        client.close()
+        server.close()

@@ -1,7 +1,8 @@
 """Compiles a RuntimeConfig into what a worker walks per request (an immutable Snapshot).
 
-Per entry point: a RouteTable (pyroute._engine.rules) over the enabled routers attached to it,
-and per route its middleware chain and service tree. Services pick a ``Server``; servers share
+Per entry point: a RouteTable (pyroute._engine.rules) over the enabled plain routers attached
+to it, another over its TLS routers, the TLS configuration (pyroute.tls: option contexts,
+certificates, Host -> option association), and per route its middleware chain and service tree. Services pick a ``Server``; servers share
 connection pools across reloads (``Pools``), so a reload never drops idle backend connections
 to servers that stay. Anything pyroute cannot serve (an unknown middleware kind, a service kind
 or backend scheme not implemented yet) disables the routers that use it, with a ConfigError
@@ -16,6 +17,7 @@ from .._engine.http1 import Forwarder
 import socket as _socket
 from ..errors import ConfigError, RuleSyntaxError
 from .. import middlewares as mw_registry
+from .. import tls
 from ..manifests import qualified
 from ..static import parse_duration
 from .mirror import Mirroring
@@ -171,9 +173,6 @@ class EntryPointRuntime:
         self.trusted_nets = [ipaddress.ip_network(t, strict=False) for t in ep.trusted_ips]
         self.normalize = Normalizer(ep.sanitize_path, ep.encode_query_semicolons,
                                     getattr(ep, "denied_encoded_characters", frozenset()))
-        # pyroute.tls sets this: (conn, router name) -> False when the router's TLS option is
-        # not the one the connection was made with (answered 421)
-        self.tls_option_check = None
         # a path without '%', "/." or "//" and a query without ';' need no normalisation
         self.fast_path = True
         self._trust_cache = {}
@@ -229,11 +228,13 @@ class Pools:
 class Snapshot:
     """One compiled configuration: entry point name -> EntryRoutes, for plain connections
     (``entries``: routers without ``tls``) and TLS ones (``entries_tls``), as Traefik keeps
-    TLS and non-TLS routers apart on one entry point."""
+    TLS and non-TLS routers apart on one entry point; ``tls``: entry point name ->
+    pyroute.tls.TLSConfig (option contexts, certificates, Host -> TLS option, 421 check)."""
 
-    def __init__(self, entries, entries_tls, errors, config):
+    def __init__(self, entries, entries_tls, errors, config, tls=None):
         self.entries = entries
         self.entries_tls = entries_tls
+        self.tls = tls or {}
         self.errors = errors
         self.config = config
 
@@ -429,11 +430,13 @@ def compile_config(config, pools, route_table_factory=None, server_name=None):
     for rname, router in routers.items():
         if router.get("status", "enabled") != "enabled":
             continue
-        tls = router.get("tls") is not None
         if router.get("parentRefs") is not None:
             # child routers of multi-layer routing are reached through their parent only
             # (not served yet: they are never attached to an entry point directly)
             continue
+        # Traefik: a router with a tls section serves TLS connections only, the others plain
+        # connections only (the worker tells them apart by the first byte).
+        tls_router = router.get("tls") is not None
         try:
             chain = [comp.middleware(m) for m in router.get("middlewares") or []]
             service = comp.service(router["service"])
@@ -445,14 +448,19 @@ def compile_config(config, pools, route_table_factory=None, server_name=None):
             errors.append(ConfigError("router disabled: %s" % e, kind="Router", name=rname,
                                       field="service"))
             continue
-        route = Route(rname, chain, service, server_name, tls)
-        target = per_ep_tls if tls else per_ep
+        route = Route(rname, chain, service, server_name, tls_router)
+        target = per_ep_tls if tls_router else per_ep
         for ep in router.get("entryPoints") or config.static.default_entry_points():
             if ep in target:
                 target[ep].append((rname, router, route))
     entries = _tables(per_ep, make_table, errors)
     entries_tls = _tables(per_ep_tls, make_table, errors)
-    return Snapshot(entries, entries_tls, errors, config)
+    tls_configs = tls.TLSConfig.build_entry_points(
+        config.dynamic.get("tls"), routers, list(config.static.entry_points),
+        config.static.default_entry_points())
+    for cfg in tls_configs.values():
+        errors.extend(cfg.errors)
+    return Snapshot(entries, entries_tls, errors, config, tls_configs)
 
 
 def _tables(per_ep, make_table, errors):

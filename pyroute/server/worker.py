@@ -14,7 +14,8 @@ import signal
 import socket
 import struct
 
-from .._engine.conn import ClientConn, Env
+from .._engine.conn import Env
+from ..proxy.sniff import Sniffer
 from ..proxy.snapshot import EntryPointRuntime, Pools, compile_config
 from .log import log
 from .loop import EPOLLIN, Loop
@@ -44,12 +45,13 @@ def bind_listener(ep):
 
 
 class Acceptor:
-    __slots__ = ("worker", "sock", "ep", "fd")
+    __slots__ = ("worker", "sock", "ep", "tls_ep", "fd")
 
-    def __init__(self, worker, sock, ep):
+    def __init__(self, worker, sock, ep, tls_ep):
         self.worker = worker
         self.sock = sock
-        self.ep = ep
+        self.ep = ep              # the entry point as plain connections see it
+        self.tls_ep = tls_ep      # the same entry point for TLS connections (ep.tls True)
         self.fd = sock.fileno()
 
     def on_event(self, ev):
@@ -66,7 +68,8 @@ class Acceptor:
         ip = addr[0]
         if ip.startswith("::ffff:") and "." in ip:
             ip = ip[7:]
-        env.clients.add(ClientConn(env, self.ep, conn, ip.encode()))
+        # TLS or plain is told by the connection's first bytes (Traefik does the same)
+        env.clients.add(Sniffer(env, self.ep, self.tls_ep, conn, ip.encode()))
 
     def abort(self):
         pass
@@ -139,6 +142,8 @@ class Worker:
         self.listeners = []
         self.entry_points = {name: EntryPointRuntime(ep) for name, ep in
                              config.static.entry_points.items()}
+        self.tls_entry_points = {name: EntryPointRuntime(ep, tls=True) for name, ep in
+                                 config.static.entry_points.items()}
         self.env.snapshot = compile_config(config, self.env.pools)
         self.drain_deadline = 0.0
 
@@ -192,7 +197,7 @@ class Worker:
         self.loop.register(sig.fd, EPOLLIN, sig)
         for name, ep in self.entry_points.items():
             sock = bind_listener(ep.ep)
-            acc = Acceptor(self, sock, ep)
+            acc = Acceptor(self, sock, ep, self.tls_entry_points[name])
             self.listeners.append(acc)
             self.loop.register(acc.fd, EPOLLIN, acc)
         if self.pipe is not None:

@@ -1,0 +1,96 @@
+"""A new connection before it is a ClientConn: TLS or plain, then the TLS handshake.
+
+Traefik serves TLS and non-TLS routers on one entry point and tells them apart by the first
+byte of the connection (``pkg/server/router/tcp/router.go``: 0x16, a TLS handshake record, or
+0x80, an SSLv2-style hello that the handshake then refuses). ``Sniffer`` peeks the first bytes
+once (``TLSConfig.accept``): a plain connection becomes a ``ClientConn`` on the socket at once;
+a TLS one gets the TLS option its ClientHello's SNI maps to (waiting with SO_RCVLOWAT while the
+hello is incomplete), goes through the non-blocking handshake, then becomes a ``ClientConn`` on
+a ``TLSStream`` with the TLS side of the entry point. The entry point's
+readTimeout bounds all of it (Go's ReadTimeout covers the handshake). A refused or failed
+handshake is closed and logged at debug level with its reason ("http: TLS handshake error" in
+Traefik).
+"""
+from .. import tls
+from ..server.log import log
+from ..server.loop import EPOLLIN, EPOLLOUT
+from .._engine.conn import ClientConn
+
+
+class Sniffer:
+    __slots__ = ("env", "loop", "ep", "tls_ep", "sock", "fd", "remote_ip", "conn", "events",
+                 "deadline", "hello_wait")
+
+    def __init__(self, env, ep, tls_ep, sock, remote_ip):
+        self.env = env
+        self.loop = env.loop
+        self.ep = ep
+        self.tls_ep = tls_ep
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.remote_ip = remote_ip
+        self.conn = None            # the pyOpenSSL Connection once the ClientHello is there
+        self.hello_wait = False     # the ClientHello was incomplete: SO_RCVLOWAT is set
+        self.events = EPOLLIN
+        self.loop.register(self.fd, EPOLLIN, self)
+        rt = ep.read_timeout
+        self.deadline = self.loop.now + rt if rt else 0.0
+        self.loop.timed.add(self)
+
+    def on_event(self, ev):
+        if self.conn is None:
+            # One peek tells TLS from plain and, for TLS, reads the SNI of the ClientHello.
+            try:
+                conn = self.env.snapshot.tls[self.ep.name].accept(self.sock, self.hello_wait)
+            except tls.TLSRefused as e:
+                self._refuse(e.reason)
+                return
+            if conn is None:
+                self.hello_wait = True   # the rest of the ClientHello is on its way
+                return
+            if conn is tls.PLAIN:
+                self._hand_over(self.ep, self.sock)
+                return
+            self.conn = conn
+        try:
+            want = tls.handshake(self.conn)
+        except tls.TLSRefused as e:
+            self._refuse(e.reason)
+            return
+        if want == tls.WANT_READ:
+            self._want(EPOLLIN)
+        elif want == tls.WANT_WRITE:
+            self._want(EPOLLOUT)
+        else:
+            self._hand_over(self.tls_ep, tls.TLSStream(self.conn, self.sock), True)
+
+    def _want(self, events):
+        if events != self.events:
+            self.events = events
+            self.loop.modify(self.fd, events)
+
+    def _hand_over(self, ep, stream, is_tls=False):
+        self._forget()
+        self.env.clients.add(ClientConn(self.env, ep, stream, self.remote_ip, is_tls))
+
+    def _refuse(self, reason):
+        log("debug", "TLS handshake error", entryPointName=self.ep.name,
+            remoteAddr=self.remote_ip.decode("ascii", "replace"), error=reason)
+        self.close()
+
+    def _forget(self):
+        self.loop.unregister(self.fd)
+        self.loop.timed.discard(self)
+        self.env.clients.discard(self)
+
+    def on_timeout(self, now):
+        self.close()
+
+    def is_idle(self):
+        return True        # no request started yet: draining closes it
+
+    def close(self):
+        self._forget()
+        self.sock.close()
+
+    abort = close

@@ -1,0 +1,202 @@
+"""End to end over `pyroute run`: TLS termination on an entry point that also serves plain HTTP,
+certificates from Secrets, TLSOptions, the 421 rule, reloads, resumption."""
+import base64
+import json
+import socket
+import ssl
+import time
+
+import pytest
+import trustme
+
+from e2e_backend import Backend
+from e2e_support import Pyroute, backend_service, read_response
+
+TLS12 = ssl.TLSVersion.TLSv1_2
+
+
+@pytest.fixture(scope="module")
+def ca():
+    return trustme.CA()
+
+
+@pytest.fixture()
+def backend():
+    be = Backend("be")
+    yield be
+    be.close()
+
+
+def secret(name, leaf=None, ca_pem=None):
+    data = {}
+    if leaf is not None:
+        data["tls.crt"] = b"".join(b.bytes() for b in leaf.cert_chain_pems)
+        data["tls.key"] = leaf.private_key_pem.bytes()
+    if ca_pem is not None:
+        data["ca.crt"] = ca_pem
+    body = "".join("  %s: %s\n" % (k, base64.b64encode(v).decode()) for k, v in data.items())
+    return ("---\napiVersion: v1\nkind: Secret\nmetadata: {name: %s, namespace: default}\n"
+            "type: kubernetes.io/tls\ndata:\n%s" % (name, body))
+
+
+def route(name, host, tls=None):
+    out = ("---\napiVersion: traefik.io/v1alpha1\nkind: IngressRoute\n"
+           "metadata: {name: %s, namespace: default}\nspec:\n  entryPoints: [web]\n"
+           "  routes:\n    - match: Host(`%s`)\n      kind: Rule\n"
+           "      services: [{name: be, port: 80}]\n" % (name, host))
+    if tls is not None:
+        out += "  tls: %s\n" % tls
+    return out
+
+
+def tls_option(name, spec):
+    return ("---\napiVersion: traefik.io/v1alpha1\nkind: TLSOption\n"
+            "metadata: {name: %s, namespace: default}\nspec: %s\n" % (name, spec))
+
+
+def client(ca=None, **kw):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if ca is not None:
+        ca.configure_trust(ctx)
+    else:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    for key, value in kw.items():
+        setattr(ctx, key, value)
+    return ctx
+
+
+def tls_get(port, ctx, sni, host=None, path="/", session=None):
+    """(status, headers, body, ssl info) of one GET over a new TLS connection."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname=sni, session=session) as s:
+            s.sendall(("GET %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (path, host or sni)).encode())
+            status, headers, body, _ = read_response(s)
+            return status, headers, body, {"version": s.version(), "session": s.session,
+                                           "reused": s.session_reused,
+                                           "cert": s.getpeercert(binary_form=True)}
+
+
+def plain_get(port, host):
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(("GET / HTTP/1.1\r\nHost: %s\r\n\r\n" % host).encode())
+        return read_response(s)[:3]
+
+
+def cert_names(der):
+    from cryptography import x509
+    cert = x509.load_der_x509_certificate(der)
+    return cert.extensions.get_extension_for_class(
+        x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
+
+
+def test_tls_and_plain_routers_share_the_entry_point(tmp_path, ca, backend):
+    leaf = ca.issue_cert("secure.example.com")
+    manifests = (backend_service("be", [backend.port]) + secret("cert", leaf)
+                 + route("secure", "secure.example.com", "{secretName: cert}")
+                 + route("plain", "plain.example.com"))
+    with Pyroute(tmp_path, manifests) as pr:
+        status, _, body, info = tls_get(pr.port, client(ca), "secure.example.com")
+        assert status == 200 and info["version"] == "TLSv1.3"
+        seen = dict((k.lower(), v) for k, v in json.loads(body)["headers"])
+        assert seen["x-forwarded-proto"] == "https"
+        assert seen["x-forwarded-port"] == "443"
+        status, _, body = plain_get(pr.port, "plain.example.com")
+        assert status == 200
+        assert dict((k.lower(), v) for k, v in json.loads(body)["headers"])[
+            "x-forwarded-proto"] == "http"
+        # A TLS router is reachable only over TLS, a plain router only over plain HTTP.
+        assert plain_get(pr.port, "secure.example.com")[0] == 404
+        assert tls_get(pr.port, client(), "plain.example.com")[0] == 404
+
+
+def test_misdirected_request_across_options(tmp_path, ca, backend):
+    leaf = ca.issue_cert("a.example.com", "b.example.com", "c.example.com")
+    manifests = (backend_service("be", [backend.port]) + secret("cert", leaf)
+                 + tls_option("strict", "{minVersion: VersionTLS12, sniStrict: true}")
+                 + route("a", "a.example.com", "{secretName: cert}")
+                 + route("b", "b.example.com", "{secretName: cert, options: {name: strict}}")
+                 + route("c", "c.example.com", "{secretName: cert}"))
+    with Pyroute(tmp_path, manifests) as pr:
+        assert tls_get(pr.port, client(ca), "a.example.com", "c.example.com")[0] == 200
+        status, headers, body, _ = tls_get(pr.port, client(ca), "a.example.com", "b.example.com")
+        assert (status, body) == (421, b"Misdirected Request\n")
+        assert tls_get(pr.port, client(ca), "b.example.com", "a.example.com")[0] == 421
+        assert tls_get(pr.port, client(ca), "b.example.com")[0] == 200
+
+
+def test_tls_options_apply_per_host(tmp_path, ca, backend):
+    leaf = ca.issue_cert("*.example.com")
+    client_ca = trustme.CA()
+    manifests = (backend_service("be", [backend.port]) + secret("cert", leaf)
+                 + secret("client-ca", ca_pem=client_ca.cert_pem.bytes())
+                 + tls_option("modern", "{minVersion: VersionTLS13}")
+                 + tls_option("mtls", "{clientAuth: {secretNames: [client-ca], "
+                                      "clientAuthType: RequireAndVerifyClientCert}}")
+                 + tls_option("broken", "{cipherSuites: [TLS_NOT_A_SUITE]}")
+                 + route("m", "modern.example.com", "{secretName: cert, options: {name: modern}}")
+                 + route("t", "mtls.example.com", "{secretName: cert, options: {name: mtls}}")
+                 + route("x", "broken.example.com", "{secretName: cert, options: {name: broken}}")
+                 + route("d", "plain-tls.example.com", "{secretName: cert}"))
+    with Pyroute(tmp_path, manifests) as pr:
+        assert "invalid CipherSuite: TLS_NOT_A_SUITE" in pr.output()
+        with pytest.raises(ssl.SSLError):
+            tls_get(pr.port, client(ca, maximum_version=TLS12), "modern.example.com")
+        assert tls_get(pr.port, client(ca), "modern.example.com")[3]["version"] == "TLSv1.3"
+        assert tls_get(pr.port, client(ca, maximum_version=TLS12),
+                       "plain-tls.example.com")[3]["version"] == "TLSv1.2"
+        with pytest.raises((ssl.SSLError, ConnectionError)):
+            tls_get(pr.port, client(ca), "mtls.example.com")
+        ctx = client(ca)
+        client_ca.issue_cert("someone", common_name="someone").configure_cert(ctx)
+        assert tls_get(pr.port, ctx, "mtls.example.com")[0] == 200
+        # The broken option closes its hosts' connections, never serves them weaker.
+        with pytest.raises((ssl.SSLError, ConnectionError)):
+            tls_get(pr.port, client(ca), "broken.example.com")
+        assert tls_get(pr.port, client(ca), "plain-tls.example.com")[0] == 200
+
+
+def test_default_certificate_and_resumption(tmp_path, backend):
+    manifests = backend_service("be", [backend.port]) + route("r", "r.example.com", "{}")
+    with Pyroute(tmp_path, manifests) as pr:
+        ctx = client()
+        _, _, _, first = tls_get(pr.port, ctx, "r.example.com")
+        assert cert_names(first["cert"])[0].endswith(".traefik.default")
+        _, _, _, again = tls_get(pr.port, ctx, "r.example.com", session=first["session"])
+        assert again["reused"]
+
+
+def test_tickets_resume_on_every_worker(tmp_path, backend):
+    # Contexts built by the master before the fork are every worker's: a ticket from one
+    # worker resumes on another (SO_REUSEPORT spreads these connections over both).
+    manifests = backend_service("be", [backend.port]) + route("r", "r.example.com", "{}")
+    with Pyroute(tmp_path, manifests, workers=2) as pr:
+        ctx = client()
+        _, _, _, first = tls_get(pr.port, ctx, "r.example.com")
+        reused = [tls_get(pr.port, ctx, "r.example.com", session=first["session"])[3]["reused"]
+                  for _ in range(12)]
+        assert all(reused), reused
+
+
+def test_reload_swaps_certificates_and_keeps_connections(tmp_path, ca, backend):
+    old = ca.issue_cert("r.example.com")
+    new = ca.issue_cert("r.example.com", "new.example.com")
+    base = backend_service("be", [backend.port]) + route("r", "r.example.com",
+                                                         "{secretName: cert}")
+    with Pyroute(tmp_path, base + secret("cert", old)) as pr:
+        raw = socket.create_connection(("127.0.0.1", pr.port), timeout=10)
+        kept = client(ca).wrap_socket(raw, server_hostname="r.example.com")
+        kept.sendall(b"GET / HTTP/1.1\r\nHost: r.example.com\r\n\r\n")
+        assert read_response(kept)[0] == 200
+        pr.write_manifests(base + secret("cert", new))
+        deadline = time.time() + 15
+        while time.time() < deadline:
+            info = tls_get(pr.port, client(ca), "r.example.com")[3]
+            if "new.example.com" in cert_names(info["cert"]):
+                break
+            time.sleep(0.2)
+        else:
+            raise AssertionError("the new certificate was never served: " + pr.output())
+        kept.sendall(b"GET / HTTP/1.1\r\nHost: r.example.com\r\n\r\n")
+        assert read_response(kept)[0] == 200
+        kept.close()
