@@ -51,7 +51,7 @@ from . import rules
 from .errors import ConfigError, RuleSyntaxError
 
 __all__ = [
-    "TLSConfig", "TLSRefused", "TLSOption", "CertificateStore", "Certificate",
+    "TLSConfig", "HostOptions", "TLSRefused", "TLSOption", "CertificateStore", "Certificate",
     "handshake", "parse_client_hello", "is_tls_record_start", "session_reused", "misdirected",
     "TLSStream", "PLAIN",
     "DEFAULT_OPTION", "DEFAULT_GENERATED_CN", "SERVED_ALPN",
@@ -710,14 +710,12 @@ class TLSOption:
             else:
                 # Traefik: no SNI -> the local IP address is the name to match.
                 name = info.local_ip()
-            cert = self.store.best(name) if name else None
+            cert = self.certificate_for(name)
             if cert is None:
-                if self.sni_strict:
-                    info.refused = ("strict SNI enabled - No certificate found for domain: %r, "
-                                    "closing connection" % (name,))
-                    conn.set_context(self._refusing_context())
-                    return
-                cert = self.store.default
+                info.refused = ("strict SNI enabled - No certificate found for domain: %r, "
+                                "closing connection" % (name,))
+                conn.set_context(self._refusing_context())
+                return
             info.certificate = cert
             if cert is not self.store.default:
                 conn.set_context(self.context_for(cert))
@@ -727,6 +725,15 @@ class TLSOption:
                 conn.set_context(self._refusing_context())
             except Exception:   # noqa: BLE001
                 pass
+
+    def certificate_for(self, name):
+        """The Certificate a handshake for (canonical) server name ``name`` is served under
+        this option (Traefik's GetCertificate): the store's best match, else the default
+        certificate, or None when the option is ``sniStrict`` (the handshake is refused)."""
+        cert = self.store.best(name) if name else None
+        if cert is None and not self.sni_strict:
+            cert = self.store.default
+        return cert
 
     def context_for(self, cert):
         """The context serving ``cert`` under this option (built once, then reused)."""
@@ -834,6 +841,85 @@ def _qualified_option(ref, options):
 
 
 # --------------------------------------------------------------------------------------------
+# Host -> TLS option association
+
+class HostOptions:
+    """Traefik's Host -> TLS option association for one entry point (buildEntryPointHandler:
+    tlsOptionsForHost, conflicts -> default; tlsOptionsForHostSNI, every option seen per host,
+    to report the conflict). Pure data, no OpenSSL: ``pyroute check`` reports conflicts from it
+    and TLSConfig serves connections with it.
+
+    ``host_options``: lower-case host -> option name, conflicts resolved; ``router_options``:
+    TLS router -> the option name it asked for; ``claims``: host -> {option name: [routers]};
+    ``errors``: ConfigErrors (unknown options, certificate resolvers, conflicts, bad rules).
+    """
+
+    __slots__ = ("host_options", "router_options", "claims", "errors")
+
+    def __init__(self, routers, entry_point, default_entry_points, option_names):
+        """``routers``: the dynamic configuration's http.routers; ``entry_point``: None for
+        every entry point; ``option_names``: the keys of tls.options (``default`` implied)."""
+        self.host_options = {}
+        self.router_options = {}
+        self.claims = claims = {}
+        self.errors = []
+        for rname, router in routers.items():
+            if not isinstance(router, dict) or router.get("tls") is None:
+                continue
+            # Traefik (GetRoutersByEntryPoints) associates every TLS router's hosts, disabled ones
+            # included: a router whose option is unknown still gets its hosts closed.
+            eps = router.get("entryPoints") or default_entry_points
+            if entry_point is not None and eps is not None and entry_point not in eps:
+                continue
+            tls = router["tls"] or {}
+            ref = tls.get("options") or ""
+            oname = _qualified_option(ref, option_names)
+            if oname is None:
+                # Traefik: "unknown TLS options: %s" -> the router's hosts are closed.
+                self._error("unknown TLS options: %s; TLS connections for this router's hosts "
+                            "are closed" % ref, kind="Router", name=rname, field="tls.options")
+                oname = ref
+            self.router_options[rname] = oname
+            resolver = tls.get("certResolver")
+            if resolver:
+                self._error("certificate resolver %r does not exist (pyroute has no certificate "
+                            "resolvers yet: ACME comes later); the router is served with the "
+                            "certificates of the store, else the default certificate" % resolver,
+                            kind="Router", name=rname, field="tls.certResolver")
+            try:
+                # Traefik httpmuxer.ParseDomains: the (non-negated) Host names, lower-cased.
+                hosts = rules.parse_domains(router.get("rule") or "",
+                                            router.get("ruleSyntax") or "v3")
+            except RuleSyntaxError as exc:
+                self._error("invalid rule %s, error: %s" % (router.get("rule"), exc.message),
+                            kind="Router", name=rname, field="rule")
+                continue
+            for host in hosts:
+                by_option = claims.setdefault(host, {})
+                if rname not in by_option.setdefault(oname, []):
+                    by_option[oname].append(rname)
+        for host, by_option in claims.items():
+            if len(by_option) == 1:
+                self.host_options[host] = next(iter(by_option))
+                continue
+            self.host_options[host] = DEFAULT_OPTION
+            for rnames in by_option.values():
+                self._error("found different TLS options for routers on the same host %s, so "
+                            "using the default TLS options instead" % host,
+                            severity="warning", kind="Router", name=rnames[0],
+                            field="tls.options")
+
+    def _error(self, message, severity="error", **where):
+        self.errors.append(ConfigError(message, severity=severity, **where))
+
+    @property
+    def conflicts(self):
+        """host -> {option name: [routers]} for the hosts claimed by different options."""
+        return {host: by_option for host, by_option in self.claims.items()
+                if len(by_option) > 1}
+
+
+# --------------------------------------------------------------------------------------------
 # The compiled TLS configuration of an entry point
 
 class TLSConfig:
@@ -883,6 +969,14 @@ class TLSConfig:
             config._associate_hosts(routers or {}, name, default_entry_points)
             configs[name] = config
         return configs
+
+    @classmethod
+    def from_runtime(cls, config):
+        """One TLSConfig per entry point of a RuntimeConfig: what the server serves with and
+        what ``pyroute explain`` answers from (one build, so they cannot disagree)."""
+        return cls.build_entry_points(
+            config.dynamic.get("tls"), config.dynamic.get("http", {}).get("routers", {}),
+            list(config.static.entry_points), config.static.default_entry_points())
 
     def _error(self, message, severity="error", **where):
         self.errors.append(ConfigError(message, severity=severity, **where))
@@ -946,53 +1040,11 @@ class TLSConfig:
             self.options[name] = option
 
     def _associate_hosts(self, routers, entry_point, default_entry_points):
-        # Traefik buildEntryPointHandler: tlsOptionsForHost (conflicts -> default) and
-        # tlsOptionsForHostSNI (every option seen per host, to report the conflict).
-        claims = {}
+        hosts = HostOptions(routers, entry_point, default_entry_points, self.options)
+        self.errors.extend(hosts.errors)
+        self.host_options = hosts.host_options
+        self.router_options = hosts.router_options
         options = self.options
-        for rname, router in routers.items():
-            if not isinstance(router, dict) or router.get("tls") is None:
-                continue
-            # Traefik (GetRoutersByEntryPoints) associates every TLS router's hosts, disabled ones
-            # included: a router whose option is unknown still gets its hosts closed.
-            eps = router.get("entryPoints") or default_entry_points
-            if entry_point is not None and eps is not None and entry_point not in eps:
-                continue
-            tls = router["tls"] or {}
-            ref = tls.get("options") or ""
-            oname = _qualified_option(ref, options)
-            if oname is None:
-                # Traefik: "unknown TLS options: %s" -> the router's hosts are closed.
-                self._error("unknown TLS options: %s; TLS connections for this router's hosts "
-                            "are closed" % ref, kind="Router", name=rname, field="tls.options")
-                oname = ref
-            self.router_options[rname] = oname
-            resolver = tls.get("certResolver")
-            if resolver:
-                self._error("certificate resolver %r does not exist (pyroute has no certificate "
-                            "resolvers yet: ACME comes later); the router is served with the "
-                            "certificates of the store, else the default certificate" % resolver,
-                            kind="Router", name=rname, field="tls.certResolver")
-            try:
-                # Traefik httpmuxer.ParseDomains: the (non-negated) Host names, lower-cased.
-                hosts = rules.parse_domains(router.get("rule") or "",
-                                            router.get("ruleSyntax") or "v3")
-            except RuleSyntaxError as exc:
-                self._error("invalid rule %s, error: %s" % (router.get("rule"), exc.message),
-                            kind="Router", name=rname, field="rule")
-                continue
-            for host in hosts:
-                claims.setdefault(host, {}).setdefault(oname, rname)
-        for host, by_option in claims.items():
-            if len(by_option) == 1:
-                oname = next(iter(by_option))
-            else:
-                oname = DEFAULT_OPTION
-                for oname_claim, rname in by_option.items():
-                    self._error("found different TLS options for routers on the same host %s, so "
-                                "using the default TLS options instead" % host,
-                                severity="warning", kind="Router", name=rname, field="tls.options")
-            self.host_options[host] = oname
         for host, oname in self.host_options.items():
             # Traefik's HostSNI matcher compares lower-case names, the host without its FQDN dot.
             key = host.rstrip(".") if host != "." else host
@@ -1016,6 +1068,22 @@ class TLSConfig:
             if found is not None:
                 return found
         return self._default
+
+    def handshake_outcome(self, server_name):
+        """What a handshake whose SNI is ``server_name`` (canonical; "" for none) gets, decided
+        by the same lookups as a served connection (for ``pyroute explain``):
+        ``(option name, Certificate or None, refusal reason or None)``."""
+        option = self.option_for_server_name(server_name)
+        if isinstance(option, str):
+            key = server_name.rstrip(".") if server_name else ""
+            name = next((o for h, o in self.host_options.items()
+                         if key and (h.rstrip(".") if h != "." else h) == key), DEFAULT_OPTION)
+            return name, None, option
+        cert = option.certificate_for(server_name)
+        if cert is None:
+            return option.name, None, ("strict SNI enabled - No certificate found for domain: "
+                                       "%r, closing connection" % (server_name,))
+        return option.name, cert, None
 
     def new_connection(self, sock, server_name=None):
         """A non-blocking server-side TLS connection on ``sock`` (accept state), made with the
@@ -1082,6 +1150,10 @@ class TLSConfig:
         raw = conn.get_servername()
         server_name = raw.decode("ascii", "replace").strip() if raw else ""
         return misdirected(self.host_options, server_name, host)
+
+    def host_option(self, host):
+        """The option name the 421 check gives a Host header (str or bytes, port included)."""
+        return _find_option(self.host_options, _host_without_port(host).strip(), True)
 
     def misdirected_request(self, server_name, host):
         """The 421 check for a request on a TLS connection: ``server_name`` is the connection's

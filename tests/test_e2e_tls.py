@@ -200,3 +200,66 @@ def test_reload_swaps_certificates_and_keeps_connections(tmp_path, ca, backend):
         kept.sendall(b"GET / HTTP/1.1\r\nHost: r.example.com\r\n\r\n")
         assert read_response(kept)[0] == 200
         kept.close()
+
+
+def test_explain_agrees_with_served_connections(tmp_path, ca, backend):
+    # `pyroute explain` answers from the server's own TLSConfig: the option a handshake gets
+    # and the 421 decision agree with real connections, for a conflict (x: modern and tls12 ->
+    # default), a wildcard Host (Traefik's HostSNI takes no wildcard: *.example.com maps no
+    # SNI, so w.example.com gets default) and a disabled router (its host is still associated,
+    # as Traefik's GetRoutersByEntryPoints does).
+    from pyroute import manifests, static
+    from pyroute.manifests.trace import Explainer
+
+    leaf = ca.issue_cert("*.example.com")
+    manifests_text = (
+        backend_service("be", [backend.port]) + secret("cert", leaf)
+        + tls_option("modern", "{minVersion: VersionTLS13}")
+        + tls_option("tls12", "{maxVersion: VersionTLS12}")
+        + route("m", "m.example.com", "{secretName: cert, options: {name: modern}}")
+        + route("wild", "*.example.com", "{secretName: cert, options: {name: modern}}")
+        + route("x1", "x.example.com", "{secretName: cert, options: {name: modern}}")
+        + route("x2", "x.example.com", "{secretName: cert, options: {name: tls12}}")
+        + route("d", "d.example.com", "{secretName: cert}")
+        + route("gone", "off.example.com", "{secretName: cert, options: {name: modern}}").replace(
+            "{name: be,", "{name: no-such-service,"))
+    with Pyroute(tmp_path, manifests_text) as pr:
+        rc = manifests.load([pr.mdir], static.load_static(pr.static))
+        assert rc.dynamic["http"]["routers"][next(
+            n for n in rc.dynamic["http"]["routers"] if "-gone-" in n)]["status"] != "enabled"
+        explainer = Explainer(rc)
+
+        def explained(sni, host):
+            return explainer.explain("GET", "https://%s/" % host, entrypoint="web", sni=sni)
+
+        def served_option(sni):
+            # modern refuses TLS 1.2, tls12 refuses TLS 1.3, default takes both
+            try:
+                tls_get(pr.port, client(ca, maximum_version=TLS12), sni)
+                v12 = True
+            except (ssl.SSLError, ConnectionError):
+                v12 = False
+            try:
+                tls_get(pr.port, client(ca, minimum_version=ssl.TLSVersion.TLSv1_3), sni)
+                v13 = True
+            except (ssl.SSLError, ConnectionError):
+                v13 = False
+            return {(False, True): "modern", (True, False): "tls12",
+                    (True, True): "default"}[(v12, v13)]
+
+        expected = {"m.example.com": "modern", "w.example.com": "default",
+                    "x.example.com": "default", "d.example.com": "default",
+                    "off.example.com": "modern"}
+        for sni, want in expected.items():
+            option = explained(sni, sni)["tls"]["option"]
+            assert option.split("-")[-1].split("@")[0] == want, (sni, option)
+            assert served_option(sni) == want, sni
+        for sni, host, want in (("d.example.com", "m.example.com", 421),
+                                ("d.example.com", "w.example.com", 200),
+                                ("d.example.com", "x.example.com", 200),
+                                ("m.example.com", "x.example.com", 421),
+                                ("d.example.com", "*.example.com", 421)):
+            res = explained(sni, host)
+            assert (421 if res["status"] == 421 else 200) == want, (sni, host, res)
+            status = tls_get(pr.port, client(ca), sni, host)[0]
+            assert (421 if status == 421 else 200) == want, (sni, host, status)

@@ -15,7 +15,7 @@ import re
 
 from .names import qualified
 from .rulecheck import domains, rules_available
-from .routing import TLSHosts, route_entries
+from .routing import route_entries
 
 __all__ = ["analyse"]
 
@@ -173,8 +173,12 @@ def analyse(rc):
             found.append((name, "TLS option %s cannot apply: the rule names no Host, and the "
                           "option is chosen by the TLS server name; the default option is used"
                           % opt))
+    from ..tls import HostOptions
+    routers = rc.dynamic["http"]["routers"]
+    option_names = rc.dynamic.get("tls", {}).get("options") or {}
     for ep in rc.static.entry_points:
-        hosts = TLSHosts(rc, ep)
+        # the association the server makes (pyroute.tls), disabled routers included as Traefik
+        hosts = HostOptions(routers, ep, rc.static.default_entry_points(), option_names)
         for host, by_option in sorted(hosts.conflicts.items()):
             desc = "; ".join("%s by %s" % (opt, ", ".join(sorted(names)))
                              for opt, names in sorted(by_option.items()))

@@ -2,7 +2,8 @@
 
 ``Explainer(rc).explain(method, url, headers, client_ip, entrypoint, sni)`` returns a dict:
 ``status`` (None when the request is forwarded to a service, else the status pyroute answers:
-400, 404, 421, 503, or a middleware's 30x/401/403), ``entrypoint``, ``router``, ``rule``,
+400, 404, 421, 503, or a middleware's 30x/401/403; 0 when the connection is closed without an
+answer: no such entry point, or a refused TLS handshake), ``entrypoint``, ``router``, ``rule``,
 ``priority``, ``middlewares`` (the chain, chains expanded), ``service`` (the tree
 ``{"name", "type", "servers": [{"url", "weight"}], "children": [...]}``), ``tls`` (server
 name, option, certificate), ``matched`` (every router that matched, winner first) and
@@ -17,7 +18,7 @@ class Explainer:
     def __init__(self, rc):
         self.rc = rc
         self._tables = {}
-        self._tls = {}
+        self._tls = None
         self._fh = {}
 
     # -- tables -------------------------------------------------------------------------------
@@ -31,12 +32,12 @@ class Explainer:
                 route_entries(self.rc, entry_point, tls, parent))
         return t
 
-    def tls_hosts(self, entry_point):
-        t = self._tls.get(entry_point)
-        if t is None:
-            from .routing import TLSHosts
-            t = self._tls[entry_point] = TLSHosts(self.rc, entry_point)
-        return t
+    def tls_config(self, entry_point):
+        """The entry point's pyroute.tls.TLSConfig, built as the server builds it."""
+        if self._tls is None:
+            from .. import tls
+            self._tls = tls.TLSConfig.from_runtime(self.rc)
+        return self._tls[entry_point]
 
     def forwarded(self, ep):
         fh = self._fh.get(ep.name)
@@ -74,19 +75,26 @@ class Explainer:
         out["query"] = t.query
         headers = self.forwarded(ep).strip(headers, client_ip)
         if tls:
-            server_name = (sni if sni is not None else _hostname(host or "")).lower()
-            hosts = self.tls_hosts(ep.name)
-            option = hosts.option_for(server_name)
-            cert, sans = hosts.certificate_for(server_name)
-            out["tls"] = {"sni": server_name, "option": option, "certificate": cert,
-                          "certificate_names": sans}
-            host_option = hosts.option_for(_hostname(host or ""))
-            if host and host_option != option:
+            # The server's own decisions (pyroute.tls.TLSConfig): the option and certificate
+            # the handshake gets from the SNI, then the 421 check on the Host header.
+            from ..tls import canonical_domain
+            server_name = canonical_domain(sni if sni is not None else _hostname(host or ""))
+            cfg = self.tls_config(ep.name)
+            option, cert, refused = cfg.handshake_outcome(server_name)
+            out["tls"] = {"sni": server_name, "option": option,
+                          "certificate": _certificate_description(cfg, cert),
+                          "certificate_names": list(cert.names) if cert is not None else []}
+            if refused is not None:
+                out["status"] = 0
+                out["notes"].append("the TLS handshake is refused: " + refused)
+                return out
+            if cfg.misdirected_request(server_name, host or ""):
                 # Traefik: the Host header's TLS option must be the connection's (domain
                 # fronting) -> 421 Misdirected Request.
                 out["status"] = 421
                 out["notes"].append("Host %r uses TLS option %r but the connection was made "
-                                    "with %r (SNI %r)" % (_hostname(host), host_option, option,
+                                    "with %r (SNI %r)" % (_hostname(host or ""),
+                                                          cfg.host_option(host or ""), option,
                                                           server_name))
                 return out
         query = t.query or ""
@@ -344,6 +352,16 @@ def _has_servers(node):
     if node["type"] == "mirroring":
         kids = kids[:1]
     return any(_has_servers(k) for k in kids)
+
+
+def _certificate_description(cfg, cert):
+    if cert is None:
+        return "none"
+    if cert is cfg.store.default:
+        if cert.label == "TLSStore default certificate":
+            return "the default TLSStore's defaultCertificate"
+        return "pyroute's generated self-signed default certificate"
+    return "%s (%s)" % (cert.label, ", ".join(cert.names) or "no names")
 
 
 def _split_url(url):

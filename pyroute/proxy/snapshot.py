@@ -455,9 +455,7 @@ def compile_config(config, pools, route_table_factory=None, server_name=None):
                 target[ep].append((rname, router, route))
     entries = _tables(per_ep, make_table, errors)
     entries_tls = _tables(per_ep_tls, make_table, errors)
-    tls_configs = tls.TLSConfig.build_entry_points(
-        config.dynamic.get("tls"), routers, list(config.static.entry_points),
-        config.static.default_entry_points())
+    tls_configs = tls.TLSConfig.from_runtime(config)
     for cfg in tls_configs.values():
         errors.extend(cfg.errors)
     return Snapshot(entries, entries_tls, errors, config, tls_configs)
