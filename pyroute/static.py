@@ -25,7 +25,7 @@ Shape::
           sanitizePath: true
           encodeQuerySemicolons: false
           maxHeaderBytes: 1048576
-          encodedCharacters: {allowEncodedSlash: true, ...}   # Traefik v3.6, all true
+          encodedCharacters: {allowEncodedSlash: false, ...}  # Traefik >= v3.6.4: see below
     providers:
       kubernetesCRD:
         allowCrossNamespace: false
@@ -55,6 +55,22 @@ __all__ = ["StaticConfig", "EntryPoint", "ProvidersCRD", "Log", "AccessLog", "lo
 DEFAULT_MAX_HEADER_BYTES = 1 << 20  # Traefik: http.DefaultMaxHeaderBytes (1 MiB)
 
 
+# Traefik mapDeniedCharacters: option -> the escapes it allows.
+_ENCODED_CHARACTERS = {
+    "allowEncodedSlash": ("%2F", "%2f"),
+    "allowEncodedBackSlash": ("%5C", "%5c"),
+    "allowEncodedNullCharacter": ("%00",),
+    "allowEncodedSemicolon": ("%3B", "%3b"),
+    "allowEncodedPercent": ("%25",),
+    "allowEncodedQuestionMark": ("%3F", "%3f"),
+    "allowEncodedHash": ("%23",),
+}
+# Traefik >= v3.6.4 (CVE-2025-66490): every allow* defaults to false except allowEncodedPercent.
+_ENCODED_ALLOWED_BY_DEFAULT = {"allowEncodedPercent"}
+DEFAULT_DENIED_ENCODED = frozenset(esc for key, escapes in _ENCODED_CHARACTERS.items()
+                                   if key not in _ENCODED_ALLOWED_BY_DEFAULT for esc in escapes)
+
+
 @dataclass(frozen=True)
 class EntryPoint:
     name: str
@@ -71,9 +87,10 @@ class EntryPoint:
     sanitize_path: bool = True
     encode_query_semicolons: bool = False
     max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
-    # Escapes a root router refuses with 400 (Traefik v3.6 http.encodedCharacters; every
-    # allow* defaults to true, so the set is empty unless the static config denies some).
-    denied_encoded_characters: frozenset = frozenset()
+    # Escapes a root router refuses with 400 (http.encodedCharacters). Since Traefik v2.11.32 /
+    # v3.6.4 (CVE-2025-66490) encoded '/', '\\', NUL, ';', '?' and '#' are refused unless allowed;
+    # '%25' stays allowed.
+    denied_encoded_characters: frozenset = DEFAULT_DENIED_ENCODED
 
     @property
     def address(self):
@@ -214,16 +231,6 @@ class _Reader:
         return tuple(v)
 
 
-# Traefik mapDeniedCharacters: option -> the escapes it allows.
-_ENCODED_CHARACTERS = {
-    "allowEncodedSlash": ("%2F", "%2f"),
-    "allowEncodedBackSlash": ("%5C", "%5c"),
-    "allowEncodedNullCharacter": ("%00",),
-    "allowEncodedSemicolon": ("%3B", "%3b"),
-    "allowEncodedPercent": ("%25",),
-    "allowEncodedQuestionMark": ("%3F", "%3f"),
-    "allowEncodedHash": ("%23",),
-}
 
 
 def _parse_address(r, field, text):
@@ -274,7 +281,8 @@ def _entry_point(r, name, raw):
     ec_f = http_f + ".encodedCharacters"
     ec = r.mapping(http.get("encodedCharacters"), ec_f, set(_ENCODED_CHARACTERS))
     denied = frozenset(esc for key, escapes in _ENCODED_CHARACTERS.items()
-                       if not r.boolean(ec, key, ec_f, True) for esc in escapes)
+                       if not r.boolean(ec, key, ec_f, key in _ENCODED_ALLOWED_BY_DEFAULT)
+                       for esc in escapes)
     mhb = http.get("maxHeaderBytes", DEFAULT_MAX_HEADER_BYTES)
     if isinstance(mhb, bool) or not isinstance(mhb, int) or mhb <= 0:
         raise r.error(http_f + ".maxHeaderBytes", "expected a positive integer")

@@ -19,7 +19,9 @@ def test_defaults():
     assert (ep.request_accept_grace_timeout, ep.grace_timeout) == (0.0, 10.0)
     assert ep.sanitize_path is True and ep.encode_query_semicolons is False
     assert ep.max_header_bytes == 1 << 20
-    assert ep.denied_encoded_characters == frozenset()
+    # Traefik >= v3.6.4 (CVE-2025-66490): encoded / \\ NUL ; ? # refused by default, %25 allowed
+    assert ep.denied_encoded_characters == frozenset(
+        {"%2F", "%2f", "%5C", "%5c", "%00", "%3B", "%3b", "%3F", "%3f", "%23"})
     assert st.default_entry_points() == ["web"]
     assert st.providers_crd.allow_cross_namespace is False
 
@@ -40,7 +42,10 @@ entryPoints:
       sanitizePath: false
       encodeQuerySemicolons: true
       maxHeaderBytes: 8192
-      encodedCharacters: {allowEncodedSlash: false, allowEncodedHash: false}
+      encodedCharacters: {allowEncodedSlash: false, allowEncodedHash: false,
+                          allowEncodedBackSlash: true, allowEncodedNullCharacter: true,
+                          allowEncodedSemicolon: true, allowEncodedQuestionMark: true,
+                          allowEncodedPercent: false}
 providers:
   kubernetesCRD:
     allowCrossNamespace: true
@@ -63,7 +68,7 @@ accessLog: {filePath: /tmp/access.log}
     assert sec.trusted_ips == ("10.0.0.0/8", "fd00::/8")
     assert (sec.sanitize_path, sec.encode_query_semicolons, sec.max_header_bytes) == \
         (False, True, 8192)
-    assert sec.denied_encoded_characters == frozenset({"%2F", "%2f", "%23"})
+    assert sec.denied_encoded_characters == frozenset({"%2F", "%2f", "%23", "%25"})
     assert st.default_entry_points() == ["websecure"]
     crd = st.providers_crd
     assert crd.allow_cross_namespace and crd.allow_external_name_services
