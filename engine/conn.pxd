@@ -152,6 +152,7 @@ cdef class ClientConn:
     cdef void _next_request(self) except *
     cdef void begin(self, Request req) except *
     cdef void _request_sent(self) except *
+    cdef void expect_continue_timeout(self) except *
     cdef void feed_body(self, bytes data) except *
     cdef bytes _take_request_chunks(self, bytes data)
     cdef void on_upstream_data(self, UpstreamConn up, bytes data) except *

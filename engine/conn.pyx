@@ -63,6 +63,12 @@ cdef Py_ssize_t MAX_PIPELINED = 65536      # bytes of later requests buffered me
 cdef Py_ssize_t MAX_RESPONSE_HEAD = 65536  # bigger backend heads are refused with 502
 cdef int M_HEAD = 2                        # http1 method id of HEAD
 cdef Py_ssize_t RECV_SIZE = 65536
+# Traefik's backend transport sets http.Transport.ExpectContinueTimeout = 1s
+# (pkg/server/service/transport.go): a request with "Expect: 100-continue" waits that long for
+# the backend's 100, then its body is read anyway — and Go's server answers the client
+# "100 Continue" when the body is first read. A backend that never sends 100 costs 1 s, not a
+# hang. (Timers run on the loop's sweep, so it fires within SWEEP_INTERVAL after 1 s.)
+cdef double EXPECT_CONTINUE_TIMEOUT = 1.0
 
 
 def set_would_block(exc_types):
@@ -316,6 +322,12 @@ cdef class UpstreamConn:
         if client is None:          # idle too long in the pool
             self.pool.discard(self)
             self.close()
+            return
+        if client.state == S_BODY:
+            # the request body is still to come: responseHeaderTimeout has not started (Go
+            # starts it once the request is written), the only timer is ExpectContinueTimeout
+            self.deadline = 0.0
+            client.expect_continue_timeout()
             return
         self.close()
         client.on_upstream_error(self, 504)              # responseHeaderTimeout
@@ -735,8 +747,21 @@ cdef class ClientConn:
             self.mirror[0].send(self, head, self.state != S_BODY)
         if self.state == S_WAIT:
             self._request_sent()
-        if not up.write(head) and self.state == S_BODY:
-            self.pause_reading()
+        if self.state == S_BODY:
+            if req.expect_100_continue and not up.connecting:
+                up.deadline = self.env.now + EXPECT_CONTINUE_TIMEOUT
+            if not up.write(head):
+                self.pause_reading()
+        else:
+            up.write(head)
+
+    cdef void expect_continue_timeout(self) except *:
+        # ExpectContinueTimeout passed without the backend's 100: Traefik sends the body
+        # anyway, so the client is told "100 Continue" (once) and may send it
+        if self.req is not None and self.req.expect_100_continue and not self.sent_100 \
+                and self.state == S_BODY:
+            self.sent_100 = True
+            self.write(_CONTINUE_100)
 
     cdef void _request_sent(self) except *:
         # request fully forwarded: the response timers start (Go: responseHeaderTimeout after
@@ -744,8 +769,9 @@ cdef class ClientConn:
         cdef UpstreamConn up = self.up
         self.deadline = self.env.now + self.write_timeout if self.write_timeout else 0.0
         if up is not None and self.resp_state == R_HEAD and not up.connecting:
-            if up.pool.header_timeout:
-                up.deadline = self.env.now + up.pool.header_timeout
+            # (replaces an ExpectContinueTimeout deadline the body's arrival made moot)
+            up.deadline = self.env.now + up.pool.header_timeout if up.pool.header_timeout \
+                else 0.0
         if self.state == S_BODY:
             self.state = S_WAIT
 
@@ -800,6 +826,8 @@ cdef class ClientConn:
         # the dial deadline is over; a request already complete starts its header timeout
         if self.state == S_WAIT and self.resp_state == R_HEAD and up.pool.header_timeout:
             up.deadline = self.env.now + up.pool.header_timeout
+        elif self.state == S_BODY and self.req is not None and self.req.expect_100_continue:
+            up.deadline = self.env.now + EXPECT_CONTINUE_TIMEOUT
 
     # ---- responses ------------------------------------------------------------------
 

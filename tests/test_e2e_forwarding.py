@@ -1,0 +1,130 @@
+"""End to end: forwarding details with their own settings — ServersTransport dialTimeout (504),
+``Expect: 100-continue`` against a backend that never sends 100 (Traefik's 1 s
+ExpectContinueTimeout), ``responseForwarding.flushInterval``."""
+import json
+import socket
+import time
+
+import pytest
+
+from e2e_backend import Backend
+from e2e_support import Pyroute, backend_service, read_response
+
+
+def syn_dropping_listener():
+    """A loopback address whose SYNs go unanswered: a listener with backlog 0 whose accept
+    queue is full (Linux drops SYNs to a full queue), so a connect there never completes."""
+    lst = socket.socket()
+    lst.bind(("127.0.0.1", 0))
+    lst.listen(0)
+    held = []
+    for _ in range(8):
+        s = socket.socket()
+        s.settimeout(0.3)
+        held.append(s)
+        try:
+            s.connect(lst.getsockname())
+        except socket.timeout:
+            break
+    else:
+        raise AssertionError("the accept queue never filled")
+    return lst, held
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("forwarding")
+    a = Backend("a")
+    lst, held = syn_dropping_listener()
+    m = backend_service("svc-a", [a.port]) + "---\n" + backend_service(
+        "svc-syn", [lst.getsockname()[1]])
+    m += """---
+apiVersion: traefik.io/v1alpha1
+kind: ServersTransport
+metadata: {name: dial1, namespace: default}
+spec:
+  forwardingTimeouts: {dialTimeout: 1s}
+---
+apiVersion: traefik.io/v1alpha1
+kind: IngressRoute
+metadata: {name: main, namespace: default}
+spec:
+  entryPoints: [web]
+  routes:
+    - {match: Host(`a.test`), kind: Rule, services: [{name: svc-a, port: 80}]}
+    - match: Host(`syn.test`)
+      kind: Rule
+      services: [{name: svc-syn, port: 80, serversTransport: dial1}]
+    - match: Host(`flush-default.test`)
+      kind: Rule
+      services: [{name: svc-a, port: 80}]
+    - match: Host(`flush-100ms.test`)
+      kind: Rule
+      services: [{name: svc-a, port: 80, responseForwarding: {flushInterval: 100ms}}]
+    - match: Host(`flush-now.test`)
+      kind: Rule
+      services: [{name: svc-a, port: 80, responseForwarding: {flushInterval: "-1"}}]
+"""
+    proxy = Pyroute(tmp, m, workers=1)
+    proxy.start()
+    yield {"port": proxy.port, "a": a, "proxy": proxy}
+    proxy.stop()
+    a.close()
+    for s in held:
+        s.close()
+    lst.close()
+
+
+def test_dial_timeout_answers_504(env):
+    # the backend never answers the SYN: ServersTransport dialTimeout (1s) -> 504, as Traefik
+    # (its proxy error handler maps a net.Error with Timeout() to 504)
+    for _ in range(2):      # and again: nothing of the first attempt is left behind
+        t0 = time.time()
+        with socket.create_connection(("127.0.0.1", env["port"])) as s:
+            s.sendall(b"GET / HTTP/1.1\r\nHost: syn.test\r\n\r\n")
+            status, _, body, _ = read_response(s, timeout=10)
+        took = time.time() - t0
+        assert status == 504 and body == b"Gateway Timeout\n"
+        assert 0.9 <= took < 2.5, took
+    with socket.create_connection(("127.0.0.1", env["port"])) as s:
+        s.sendall(b"GET /x HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        assert read_response(s)[0] == 200
+
+
+def test_expect_continue_without_a_backend_100_releases_the_body_after_1s(env):
+    # the backend reads the body without ever sending 100 Continue: like Traefik (Go's
+    # Transport.ExpectContinueTimeout = 1s), pyroute tells the client "100 Continue" after
+    # about a second instead of leaving both sides waiting for each other
+    for reuse in (False, True):        # on a fresh and on a pooled backend connection
+        with socket.create_connection(("127.0.0.1", env["port"])) as s:
+            s.sendall(b"POST /echo HTTP/1.1\r\nHost: a.test\r\nContent-Length: 5\r\n"
+                      b"Expect: 100-continue\r\n\r\n")
+            t0 = time.time()
+            s.settimeout(5)
+            interim = s.recv(4096)
+            took = time.time() - t0
+            assert interim == b"HTTP/1.1 100 Continue\r\n\r\n", interim
+            assert 0.9 <= took < 2.0, took
+            s.sendall(b"hello")
+            status, _, body, _ = read_response(s)
+            assert status == 200 and json.loads(body)["body"] == "hello"
+            # the connection (and the backend one) stays usable: no stray timer fires
+            s.sendall(b"GET /after HTTP/1.1\r\nHost: a.test\r\n\r\n")
+            status, _, body, _ = read_response(s)
+            assert status == 200 and json.loads(body)["target"] == "/after"
+        time.sleep(1.5)                # past any timer left over from the exchange
+        status = None
+        with socket.create_connection(("127.0.0.1", env["port"])) as s:
+            s.sendall(b"GET /later HTTP/1.1\r\nHost: a.test\r\n\r\n")
+            assert read_response(s)[0] == 200
+
+
+def test_expect_continue_client_that_sends_the_body_at_once(env):
+    # a client that does not wait for 100 is served at once (nothing waits on the timer)
+    with socket.create_connection(("127.0.0.1", env["port"])) as s:
+        t0 = time.time()
+        s.sendall(b"POST /echo HTTP/1.1\r\nHost: a.test\r\nContent-Length: 5\r\n"
+                  b"Expect: 100-continue\r\n\r\nhello")
+        status, _, body, _ = read_response(s)
+        assert status == 200 and json.loads(body)["body"] == "hello"
+        assert time.time() - t0 < 0.9
