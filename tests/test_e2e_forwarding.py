@@ -67,6 +67,8 @@ spec:
 """
     proxy = Pyroute(tmp, m, workers=1)
     proxy.start()
+    # every router loads, the negative flushInterval ("-1": flush at once) included
+    assert "5 router(s) (5 enabled), 5 service(s), 0 error(s)" in proxy.output(), proxy.output()
     yield {"port": proxy.port, "a": a, "proxy": proxy}
     proxy.stop()
     a.close()
@@ -128,3 +130,29 @@ def test_expect_continue_client_that_sends_the_body_at_once(env):
         status, _, body, _ = read_response(s)
         assert status == 200 and json.loads(body)["body"] == "hello"
         assert time.time() - t0 < 0.9
+
+
+@pytest.mark.parametrize("host", ["flush-default.test", "flush-100ms.test", "flush-now.test"])
+def test_streamed_chunks_arrive_within_the_flush_interval(env, host):
+    # responseForwarding.flushInterval (default 100ms, 100ms, negative = at once): each chunk
+    # of a streamed response reaches the client well before the backend sends the next one
+    # (the backend sends a chunk every 400 ms; each must arrive within 400 ms of the first's
+    # schedule plus slack for a loaded CI machine, i.e. never batched with a later one)
+    with socket.create_connection(("127.0.0.1", env["port"])) as s:
+        s.sendall(("GET /drip/4/400 HTTP/1.1\r\nHost: %s\r\n\r\n" % host).encode())
+        s.settimeout(5)
+        data = b""
+        seen = {}
+        while len(seen) < 4:
+            chunk = s.recv(65536)
+            assert chunk, "closed early"
+            data += chunk
+            now = time.time()
+            for i in range(4):
+                if i not in seen and b"drip%02d" % i in data:
+                    seen[i] = now
+        while not data.endswith(b"0\r\n\r\n"):
+            data += s.recv(65536)
+    for i in range(1, 4):
+        gap = seen[i] - seen[0]
+        assert 0.4 * i - 0.15 <= gap <= 0.4 * i + 0.3, (i, gap)
