@@ -111,6 +111,8 @@ cdef class ClientConn:
     cdef double read_timeout              # the entry point's respondingTimeouts (s; 0: none)
     cdef double write_timeout
     cdef double idle_timeout
+    cdef long max_requests                # transport.keepAliveMaxRequests (0: no limit)
+    cdef double close_at                  # accepted + keepAliveMaxTime (0: no limit)
     # the exchange in progress
     cdef public Request req
     cdef public bint keep_alive

@@ -366,6 +366,9 @@ cdef class ClientConn:
         self.read_timeout = ep.read_timeout
         self.write_timeout = ep.write_timeout
         self.idle_timeout = ep.idle_timeout
+        self.max_requests = ep.keep_alive_max_requests
+        mt = ep.keep_alive_max_time
+        self.close_at = self.loop.now + mt if mt else 0.0
         self.tls = tls                          # a pyOpenSSL Connection (pyroute.tls)
         self.hup = False
         self.trusted = ep.is_trusted(remote_ip)
@@ -635,6 +638,12 @@ cdef class ClientConn:
         ep = self.ep
         self.req = req
         self.keep_alive = req.keep_alive and not env.draining
+        # Traefik's keepAlive middleware (server_entrypoint_tcp.go): the response to request
+        # number keepAliveMaxRequests, or to a request begun keepAliveMaxTime after the
+        # connection was accepted, carries "Connection: close" and the connection ends
+        if (self.max_requests and self.requests + 1 >= self.max_requests) or \
+                (self.close_at and env.now >= self.close_at):
+            self.keep_alive = False
         path = req.path
         query = req.query
         raw_path = path

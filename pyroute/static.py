@@ -82,6 +82,11 @@ class EntryPoint:
     idle_timeout: float = 180.0
     request_accept_grace_timeout: float = 0.0
     grace_timeout: float = 10.0
+    # transport.keepAliveMaxRequests / keepAliveMaxTime (Traefik v3): the response to the
+    # Nth request, or the first one after that much time since the connection was accepted,
+    # says "Connection: close"; 0 = no limit (Traefik's default)
+    keep_alive_max_requests: int = 0
+    keep_alive_max_time: float = 0.0
     trusted_ips: tuple = ()          # CIDRs / IPs whose X-Forwarded-* headers are kept
     forwarded_insecure: bool = False  # keep X-Forwarded-* from anyone
     sanitize_path: bool = True
@@ -258,7 +263,8 @@ def _entry_point(r, name, raw):
         raise r.error(f + ".address", "required (e.g. \":8000\")")
     host, port = _parse_address(r, f + ".address", m["address"])
     transport = r.mapping(m.get("transport"), f + ".transport",
-                          {"respondingTimeouts", "lifeCycle"})
+                          {"respondingTimeouts", "lifeCycle", "keepAliveMaxRequests",
+                           "keepAliveMaxTime"})
     rt_f = f + ".transport.respondingTimeouts"
     rt = r.mapping(transport.get("respondingTimeouts"), rt_f,
                    {"readTimeout", "writeTimeout", "idleTimeout"})
@@ -283,6 +289,10 @@ def _entry_point(r, name, raw):
     denied = frozenset(esc for key, escapes in _ENCODED_CHARACTERS.items()
                        if not r.boolean(ec, key, ec_f, key in _ENCODED_ALLOWED_BY_DEFAULT)
                        for esc in escapes)
+    kmr = transport.get("keepAliveMaxRequests", 0)
+    if isinstance(kmr, bool) or not isinstance(kmr, int) or kmr < 0:
+        raise r.error(f + ".transport.keepAliveMaxRequests",
+                      "expected a non-negative integer (0 = no limit)")
     mhb = http.get("maxHeaderBytes", DEFAULT_MAX_HEADER_BYTES)
     if isinstance(mhb, bool) or not isinstance(mhb, int) or mhb <= 0:
         raise r.error(http_f + ".maxHeaderBytes", "expected a positive integer")
@@ -294,6 +304,8 @@ def _entry_point(r, name, raw):
         idle_timeout=r.duration(rt, "idleTimeout", rt_f, 180.0),
         request_accept_grace_timeout=r.duration(lc, "requestAcceptGraceTimeout", lc_f, 0.0),
         grace_timeout=r.duration(lc, "graceTimeOut", lc_f, 10.0),
+        keep_alive_max_requests=kmr,
+        keep_alive_max_time=r.duration(transport, "keepAliveMaxTime", f + ".transport", 0.0),
         trusted_ips=trusted,
         forwarded_insecure=r.boolean(fh, "insecure", fh_f, False),
         sanitize_path=r.boolean(http, "sanitizePath", http_f, True),

@@ -156,3 +156,75 @@ def test_streamed_chunks_arrive_within_the_flush_interval(env, host):
     for i in range(1, 4):
         gap = seen[i] - seen[0]
         assert 0.4 * i - 0.15 <= gap <= 0.4 * i + 0.3, (i, gap)
+
+
+def test_keep_alive_max_requests_and_max_time_close_the_connection(tmp_path):
+    # entryPoints.web.transport.keepAliveMaxRequests / keepAliveMaxTime (Traefik v3): the
+    # response to the Nth request, or the first request after the time is up, carries
+    # "Connection: close" and the connection is closed after it
+    a = Backend("a")
+    proxy = Pyroute(tmp_path, backend_service("svc-a", [a.port]) + """---
+apiVersion: traefik.io/v1alpha1
+kind: IngressRoute
+metadata: {name: main, namespace: default}
+spec:
+  entryPoints: [web]
+  routes:
+    - {match: Host(`a.test`), kind: Rule, services: [{name: svc-a, port: 80}]}
+""", workers=1)
+    static = proxy.static.read_text()
+    proxy.static.write_text(static.replace(
+        "    transport:\n", "    transport:\n      keepAliveMaxRequests: 3\n"
+        "      keepAliveMaxTime: 1500ms\n"))
+    try:
+        proxy.start()
+        with socket.create_connection(("127.0.0.1", proxy.port)) as s:
+            for i in range(3):
+                s.sendall(b"GET /n%d HTTP/1.1\r\nHost: a.test\r\n\r\n" % i)
+                status, hdrs, body, rest = read_response(s)
+                assert status == 200 and json.loads(body)["target"] == "/n%d" % i
+                assert hdrs.get("connection") == ("close" if i == 2 else None), (i, hdrs)
+            s.settimeout(5)
+            assert rest == b"" and s.recv(100) == b""       # closed after the 3rd
+        # pipelined: the 3rd answer closes, the 4th request is never answered
+        with socket.create_connection(("127.0.0.1", proxy.port)) as s:
+            s.sendall(b"".join(b"GET /p%d HTTP/1.1\r\nHost: a.test\r\n\r\n" % i
+                               for i in range(4)))
+            rest = b""
+            got = []
+            for i in range(3):
+                status, hdrs, body, rest = _read_with(s, rest)
+                got.append((json.loads(body)["target"], hdrs.get("connection")))
+            assert got == [("/p0", None), ("/p1", None), ("/p2", "close")]
+            s.settimeout(5)
+            assert rest == b"" and s.recv(100) == b""
+        # keepAliveMaxTime: a request begun 1.5 s after the connection was accepted closes it
+        with socket.create_connection(("127.0.0.1", proxy.port)) as s:
+            s.sendall(b"GET /t0 HTTP/1.1\r\nHost: a.test\r\n\r\n")
+            assert "connection" not in read_response(s)[1]
+            time.sleep(1.7)
+            s.sendall(b"GET /t1 HTTP/1.1\r\nHost: a.test\r\n\r\n")
+            status, hdrs, _, rest = read_response(s)
+            assert status == 200 and hdrs.get("connection") == "close"
+            s.settimeout(5)
+            assert s.recv(100) == b""
+    finally:
+        proxy.stop()
+        a.close()
+
+
+def _read_with(sock, rest):
+    """read_response on a socket whose first bytes were already read (pipelining)."""
+    class Pre:
+        def __init__(self):
+            self.data = rest
+
+        def settimeout(self, t):
+            sock.settimeout(t)
+
+        def recv(self, n):
+            if self.data:
+                d, self.data = self.data, b""
+                return d
+            return sock.recv(n)
+    return read_response(Pre())

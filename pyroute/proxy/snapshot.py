@@ -166,6 +166,8 @@ class EntryPointRuntime:
         self.write_timeout = ep.write_timeout
         self.idle_timeout = ep.idle_timeout
         self.grace_timeout = ep.grace_timeout
+        self.keep_alive_max_requests = ep.keep_alive_max_requests
+        self.keep_alive_max_time = ep.keep_alive_max_time
         self.proto = b"https" if tls else b"http"
         self.ws_proto = b"wss" if tls else b"ws"
         self.default_port = b"443" if tls else b"80"
