@@ -228,3 +228,80 @@ def _read_with(sock, rest):
                 return d
             return sock.recv(n)
     return read_response(Pre())
+
+
+def test_failover_service_uses_the_fallback_when_main_has_no_available_server(tmp_path):
+    # TraefikService failover: main while it has a server to pick, fallback otherwise (no
+    # health checks yet: "down" = no available server), errors.status refused as unsupported
+    a, b = Backend("a"), Backend("b")
+    m = backend_service("svc-a", [a.port]) + "---\n" + backend_service("svc-b", [b.port])
+    m += """---
+apiVersion: v1
+kind: Service
+metadata: {name: svc-empty, namespace: default}
+spec:
+  ports: [{name: http, port: 80}]
+---
+apiVersion: traefik.io/v1alpha1
+kind: TraefikService
+metadata: {name: fo-up, namespace: default}
+spec:
+  failover:
+    service: {name: svc-a, port: 80}
+    fallback: {name: svc-b, port: 80}
+    errors: {}
+---
+apiVersion: traefik.io/v1alpha1
+kind: TraefikService
+metadata: {name: fo-down, namespace: default}
+spec:
+  failover:
+    service: {name: svc-empty, port: 80}
+    fallback: {name: svc-b, port: 80}
+    errors: {}
+---
+apiVersion: traefik.io/v1alpha1
+kind: TraefikService
+metadata: {name: fo-status, namespace: default}
+spec:
+  failover:
+    service: {name: svc-a, port: 80}
+    fallback: {name: svc-b, port: 80}
+    errors: {status: ["500-503"]}
+---
+apiVersion: traefik.io/v1alpha1
+kind: IngressRoute
+metadata: {name: main, namespace: default}
+spec:
+  entryPoints: [web]
+  routes:
+    - match: Host(`up.test`)
+      kind: Rule
+      services: [{name: fo-up, kind: TraefikService}]
+    - match: Host(`down.test`)
+      kind: Rule
+      services: [{name: fo-down, kind: TraefikService}]
+    - match: Host(`status.test`)
+      kind: Rule
+      services: [{name: fo-status, kind: TraefikService}]
+"""
+    proxy = Pyroute(tmp_path, m, workers=1)
+    proxy.static.write_text(proxy.static.read_text()
+                            + "providers:\n  kubernetesCRD: {allowEmptyServices: true}\n")
+    try:
+        proxy.start()
+        for host, backend in (("up.test", "a"), ("down.test", "b")):
+            for _ in range(3):
+                with socket.create_connection(("127.0.0.1", proxy.port)) as s:
+                    s.sendall(("GET / HTTP/1.1\r\nHost: %s\r\n\r\n" % host).encode())
+                    status, _, body, _ = read_response(s)
+                assert status == 200 and json.loads(body)["backend"] == backend, host
+        with socket.create_connection(("127.0.0.1", proxy.port)) as s:
+            s.sendall(b"GET / HTTP/1.1\r\nHost: status.test\r\n\r\n")
+            assert read_response(s)[0] == 404          # its router is disabled, with a reason
+        assert "errors (fail over on status codes) is not supported by pyroute yet" in \
+            proxy.output()
+    finally:
+        proxy.stop()
+        a.close()
+        b.close()
