@@ -638,9 +638,9 @@ cdef class ClientConn:
         ep = self.ep
         self.req = req
         self.keep_alive = req.keep_alive and not env.draining
-        # Traefik's keepAlive middleware (server_entrypoint_tcp.go): the response to request
-        # number keepAliveMaxRequests, or to a request begun keepAliveMaxTime after the
-        # connection was accepted, carries "Connection: close" and the connection ends
+        # Traefik's newKeepAliveMiddleware (pkg/server/keepalive_middleware.go): the response
+        # to request number keepAliveMaxRequests, or to a request begun keepAliveMaxTime after
+        # the connection was accepted, says "Connection: close" and the connection ends
         if (self.max_requests and self.requests + 1 >= self.max_requests) or \
                 (self.close_at and env.now >= self.close_at):
             self.keep_alive = False
