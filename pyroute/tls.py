@@ -1226,6 +1226,8 @@ _SSL_write = _lib.SSL_write
 _SSL_get_error = _lib.SSL_get_error
 _ERROR_WANT_READ = _lib.SSL_ERROR_WANT_READ
 _ERROR_WANT_WRITE = _lib.SSL_ERROR_WANT_WRITE
+_SSL_shutdown = _lib.SSL_shutdown
+_ERR_clear_error = _lib.ERR_clear_error
 _MAX_PLAINTEXT = 1 << 14       # one TLS record's plaintext (RFC 8446 §5.1)
 
 
@@ -1317,8 +1319,15 @@ class TLSStream:
 
     def recv_into(self, buffer, nbytes=0):
         """Decrypt into ``buffer`` (no copy); like socket.recv_into, 0 at EOF."""
-        result = _SSL_read(self._ssl, _ffi.from_buffer("char[]", buffer, True),
-                           nbytes or len(buffer))
+        # The worker passes the same read buffer every time: its cffi view is made once per
+        # thread (and keeps that buffer exported, i.e. not resizable, which it never is).
+        cached = getattr(_local, "view", None)
+        if cached is not None and cached[0] is buffer:
+            view = cached[1]
+        else:
+            view = _ffi.from_buffer("char[]", buffer, True)
+            _local.view = (buffer, view)
+        result = _SSL_read(self._ssl, view, nbytes or len(buffer))
         if result > 0:
             return result
         return len(self._failed_read(result))
@@ -1326,7 +1335,9 @@ class TLSStream:
     def send(self, data):
         if not data:
             return 0
-        result = _SSL_write(self._ssl, _ffi.from_buffer(data), len(data))
+        # bytes go to cffi as they are (no copy, no cdata object); other buffers get a view
+        result = _SSL_write(self._ssl, data if data.__class__ is bytes else _ffi.from_buffer(data),
+                            len(data))
         if result > 0:
             return result
         error = _SSL_get_error(self._ssl, result)
@@ -1341,9 +1352,8 @@ class TLSStream:
         raise OSError(0, "TLS write failed (OpenSSL error %d)" % error)
 
     def close(self):
-        try:
-            # Go's tls.Conn.Close sends close_notify; best effort, never blocking.
-            self.conn.shutdown()
-        except (SSL.Error, OSError):
-            pass
+        # Go's tls.Conn.Close sends close_notify; best effort, never blocking: whatever
+        # SSL_shutdown says, the socket closes, and OpenSSL's error queue is left empty.
+        if _SSL_shutdown(self._ssl) < 0:
+            _ERR_clear_error()
         self.sock.close()
