@@ -1274,7 +1274,7 @@ class TLSStream:
     without read-ahead, so nothing decrypted waits inside OpenSSL while the socket, which the
     event loop watches, is drained; the next record is still in the socket."""
 
-    __slots__ = ("conn", "sock", "server_name", "option", "_ssl")
+    __slots__ = ("conn", "sock", "server_name", "option", "_ssl", "_buffer", "_view")
 
     def __init__(self, conn, sock):
         self.conn = conn
@@ -1284,6 +1284,8 @@ class TLSStream:
         self.server_name = raw.decode("ascii", "replace").strip() if raw else ""
         self.option = conn.get_app_data().option.name    # the TLS option it was made with
         self._ssl = conn._ssl
+        self._buffer = None
+        self._view = None
 
     def fileno(self):
         return self.sock.fileno()
@@ -1319,17 +1321,18 @@ class TLSStream:
 
     def recv_into(self, buffer, nbytes=0):
         """Decrypt into ``buffer`` (no copy); like socket.recv_into, 0 at EOF."""
-        # The worker passes the same read buffer every time: its cffi view is made once per
-        # thread (and keeps that buffer exported, i.e. not resizable, which it never is).
-        cached = getattr(_local, "view", None)
-        if cached is not None and cached[0] is buffer:
-            view = cached[1]
-        else:
-            view = _ffi.from_buffer("char[]", buffer, True)
-            _local.view = (buffer, view)
-        result = _SSL_read(self._ssl, view, nbytes or len(buffer))
+        # The worker passes its one read buffer every time: the cffi view of it is made once
+        # per connection (it keeps that buffer exported, i.e. not resizable: it never is).
+        if buffer is not self._buffer:
+            self._view = _ffi.from_buffer("char[]", buffer, True)
+            self._buffer = buffer
+        ssl = self._ssl
+        result = _SSL_read(ssl, self._view, nbytes or len(buffer))
         if result > 0:
             return result
+        error = _SSL_get_error(ssl, result)
+        if error == _ERROR_WANT_READ or error == _ERROR_WANT_WRITE:
+            raise BlockingIOError       # the common way out (the read after the last record)
         return len(self._failed_read(result))
 
     def send(self, data):
