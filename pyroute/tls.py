@@ -376,7 +376,7 @@ class CertificateStore:
     """Traefik's CertificateStore for the ``default`` store: dynamic certificates by name, and
     the default certificate."""
 
-    __slots__ = ("certificates", "default", "_by_name", "_cache")
+    __slots__ = ("certificates", "default", "names_ips", "_by_name", "_cache")
 
     _CACHE_MAX = 4096   # SNI -> certificate memo; cleared when full (SNIs are client-chosen)
 
@@ -391,6 +391,11 @@ class CertificateStore:
                 # one in configuration order, deterministically.
                 by_name.setdefault(name.rstrip("."), cert)
         self._by_name = by_name
+        # whether a local IP address (the name of a connection without SNI) can match a
+        # certificate: an IP name, or a wildcard over digit labels (e.g. *.0.0.1)
+        self.names_ips = any(":" in name or all(label == "*" or label.isdigit()
+                                                for label in name.split("."))
+                             for name in by_name)
         self._cache = {}
 
     def best(self, server_name):
@@ -704,12 +709,19 @@ class TLSOption:
         """The SNI callback's work for a connection made with this option: pick the
         certificate (switching to its context), or refuse under sniStrict."""
         try:
-            raw = conn.get_servername()
-            if raw:
-                name = canonical_domain(raw.decode("ascii", "replace"))
-            else:
-                # Traefik: no SNI -> the local IP address is the name to match.
-                name = info.local_ip()
+            # The SNI as peeked from the ClientHello (the same bytes OpenSSL parsed), else ask
+            # OpenSSL (no SNI, or a hello the peek could not read).
+            name = info.server_name
+            if name is None:
+                raw = conn.get_servername()
+                if raw:
+                    name = canonical_domain(raw.decode("ascii", "replace"))
+                elif self.sni_strict or self.store.names_ips:
+                    # Traefik: no SNI -> the local IP address is the name to match (sniStrict's
+                    # refusal names it too).
+                    name = info.local_ip()
+                else:
+                    name = ""     # no certificate could match an IP: the default one
             cert = self.certificate_for(name)
             if cert is None:
                 info.refused = ("strict SNI enabled - No certificate found for domain: %r, "
@@ -1279,10 +1291,15 @@ class TLSStream:
     def __init__(self, conn, sock):
         self.conn = conn
         self.sock = sock
-        raw = conn.get_servername()
-        # Go's req.TLS.ServerName: the SNI as sent (Traefik's SNICheck trims it), "" if none.
-        self.server_name = raw.decode("ascii", "replace").strip() if raw else ""
-        self.option = conn.get_app_data().option.name    # the TLS option it was made with
+        info = conn.get_app_data()
+        name = info.server_name       # peeked from the ClientHello: trimmed, lower-cased
+        if name is None:
+            raw = conn.get_servername()
+            name = raw.decode("ascii", "replace").strip() if raw else ""
+        # Go's req.TLS.ServerName: the SNI as sent (Traefik's SNICheck trims it and compares
+        # without case), "" if none.
+        self.server_name = name
+        self.option = info.option.name    # the TLS option it was made with
         self._ssl = conn._ssl
         self._buffer = None
         self._view = None
