@@ -1114,9 +1114,9 @@ class TLSConfig:
 
         Returns PLAIN when the first byte is not TLS (nothing consumed: serve it as plain
         HTTP). Otherwise peeks the ClientHello record without consuming it and returns the
-        Connection once the record is there; returns None while it is incomplete, after setting SO_RCVLOWAT so that
-        the selector reports the socket readable only when the rest has arrived: call again
-        then, with ``again=True``. Raises TLSRefused (close the socket) when the client went
+        Connection once the record is there; returns None while it is incomplete, after
+        setting SO_RCVLOWAT so that the selector reports the socket readable only when the rest
+        has arrived: call again then, with ``again=True``. Raises TLSRefused (close the socket) when the client went
         away or its option is broken.
         """
         buf = getattr(_local, "peek", None)
