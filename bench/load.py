@@ -278,7 +278,7 @@ def idle_memory(proc, n):
             except OSError:
                 d = b""
             buf = pending[s] + d
-            if not d or b"hello from origin" in buf:
+            if not d or b"hello from origin" in buf or b"\r\n\r\n" in buf:
                 sel.unregister(s)
                 del pending[s]
             else:

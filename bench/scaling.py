@@ -22,8 +22,9 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from load import cpu_of, wait_port  # noqa: E402  (bench/ is a folder of scripts, not a package)
 ORIGIN_PORT, NGINX_PORT, PYROUTE_PORT = 19001, 19080, 19081
-TICK = os.sysconf("SC_CLK_TCK")
 
 
 def nginx_conf(tmp, workers, body):
@@ -58,30 +59,6 @@ def tree_pids(pid):
         except OSError:
             pass
     return pids
-
-
-def cpu_ticks(pids):
-    total = 0
-    for p in pids:
-        try:
-            with open("/proc/%d/stat" % p) as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])   # utime, stime (after the comm field)
-        except OSError:
-            pass
-    return total
-
-
-def wait_port(port, timeout=20.0):
-    import socket
-    end = time.time() + timeout
-    while time.time() < end:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.5).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError("nothing listens on %d" % port)
 
 
 def parse_wrk(out):
@@ -163,16 +140,16 @@ def main():
                                     "-H", "Host: bench.local", "http://127.0.0.1:%d/" % port],
                                    capture_output=True)          # warm-up: pools, caches
                     pids = tree_pids(p.pid)
-                    t0 = cpu_ticks(pids)
+                    t0 = sum(cpu_of(pids))
                     out = subprocess.run(
                         ["taskset", "-c", wrk_cores, a.wrk, "-t%d" % wrk_threads,
                          "-c%d" % (a.conns_per_worker * n), "-d%ds" % a.duration, "--latency",
                          "-H", "Host: bench.local", "http://127.0.0.1:%d/" % port],
                         capture_output=True, text=True).stdout
-                    t1 = cpu_ticks(pids)
+                    t1 = sum(cpu_of(pids))
                     stop(p)
                     r = parse_wrk(out)
-                    r["cpu_us_per_req"] = (t1 - t0) / TICK * 1e6 / max(1, r["requests"])
+                    r["cpu_us_per_req"] = (t1 - t0) * 1e6 / max(1, r["requests"])
                     rows[name].append(r)
             for name, rs in rows.items():
                 med = {k: statistics.median(r[k] for r in rs)

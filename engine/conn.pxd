@@ -111,6 +111,8 @@ cdef class ClientConn:
     cdef double read_timeout              # the entry point's respondingTimeouts (s; 0: none)
     cdef double write_timeout
     cdef double idle_timeout
+    cdef long max_requests                # transport.keepAliveMaxRequests (0: no limit)
+    cdef double close_at                  # accepted + keepAliveMaxTime (0: no limit)
     # the exchange in progress
     cdef public Request req
     cdef public bint keep_alive
@@ -147,14 +149,18 @@ cdef class ClientConn:
     cdef void flush(self) except *
     cdef void _close_after_output(self) except *
     cdef void process(self) except *
+    cdef bint _process_fast(self, bytes data) except -1
     cdef void reject(self, int status) except *
     cdef void _next_request(self) except *
     cdef void begin(self, Request req) except *
     cdef void _request_sent(self) except *
+    cdef void expect_continue_timeout(self) except *
     cdef void feed_body(self, bytes data) except *
     cdef bytes _take_request_chunks(self, bytes data)
     cdef void on_upstream_data(self, UpstreamConn up, bytes data) except *
+    cdef bint _response_head_fast(self, UpstreamConn up, bytes data) except -1
     cdef void _response_head(self, UpstreamConn up) except *
+    cdef void _response_start(self, UpstreamConn up, Response resp, bytes rest) except *
     cdef void _response_body(self, UpstreamConn up, bytes data, bytes head) except *
     cdef void on_upstream_eof(self, UpstreamConn up) except *
     cdef void _retry(self) except *

@@ -63,6 +63,12 @@ cdef Py_ssize_t MAX_PIPELINED = 65536      # bytes of later requests buffered me
 cdef Py_ssize_t MAX_RESPONSE_HEAD = 65536  # bigger backend heads are refused with 502
 cdef int M_HEAD = 2                        # http1 method id of HEAD
 cdef Py_ssize_t RECV_SIZE = 65536
+# Traefik's backend transport sets http.Transport.ExpectContinueTimeout = 1s
+# (pkg/server/service/transport.go): a request with "Expect: 100-continue" waits that long for
+# the backend's 100, then its body is read anyway — and Go's server answers the client
+# "100 Continue" when the body is first read. A backend that never sends 100 costs 1 s, not a
+# hang. (Timers run on the loop's sweep, so it fires within SWEEP_INTERVAL after 1 s.)
+cdef double EXPECT_CONTINUE_TIMEOUT = 1.0
 
 
 def set_would_block(exc_types):
@@ -317,6 +323,12 @@ cdef class UpstreamConn:
             self.pool.discard(self)
             self.close()
             return
+        if client.state == S_BODY:
+            # the request body is still to come: responseHeaderTimeout has not started (Go
+            # starts it once the request is written), the only timer is ExpectContinueTimeout
+            self.deadline = 0.0
+            client.expect_continue_timeout()
+            return
         self.close()
         client.on_upstream_error(self, 504)              # responseHeaderTimeout
 
@@ -354,6 +366,9 @@ cdef class ClientConn:
         self.read_timeout = ep.read_timeout
         self.write_timeout = ep.write_timeout
         self.idle_timeout = ep.idle_timeout
+        self.max_requests = ep.keep_alive_max_requests
+        mt = ep.keep_alive_max_time
+        self.close_at = self.loop.now + mt if mt else 0.0
         self.tls = tls                          # a pyOpenSSL Connection (pyroute.tls)
         self.hup = False
         self.trusted = ep.is_trusted(remote_ip)
@@ -429,6 +444,8 @@ cdef class ClientConn:
             if not self.buf:
                 # a request begins: Go's ReadTimeout runs from here to the end of its body
                 self.deadline = self.env.now + self.read_timeout if self.read_timeout else 0.0
+                if self._process_fast(data):
+                    return
             self.buf += data
             self.process()
         elif state == S_BODY:
@@ -533,6 +550,31 @@ cdef class ClientConn:
             del self.buf[:req.head_length]
             self.begin(req)
 
+    cdef bint _process_fast(self, bytes data) except -1:
+        # The common case: a whole request head at the start of one read, parsed in place
+        # (no copy into ``buf``); bytes after it (body, pipelined requests) go to ``buf``.
+        cdef Env env = self.env
+        cdef RequestParser parser = env.parser
+        cdef Request req
+        if env.parser_owner is not self:
+            parser.reset()
+            env.parser_owner = self
+        try:
+            req = parser.parse(data, 0)
+        except _HttpParseError as e:
+            self.reject(e.status)
+            return True
+        if req is None:
+            # incomplete: ``buf`` gets the same bytes at the same offsets, so the parser's
+            # incremental scan goes on from where it stopped
+            return False
+        if len(data) > req.head_length:
+            self.buf += data[req.head_length:]
+        self.begin(req)
+        if self.state == S_HEAD and self.buf and not self.closing:
+            self.process()
+        return True
+
     cdef void reject(self, int status) except *:
         # codec refusal: Go answers e.g. "400 Bad Request" and closes
         self.env.parser_owner = None
@@ -596,6 +638,12 @@ cdef class ClientConn:
         ep = self.ep
         self.req = req
         self.keep_alive = req.keep_alive and not env.draining
+        # Traefik's keepAlive middleware (server_entrypoint_tcp.go): the response to request
+        # number keepAliveMaxRequests, or to a request begun keepAliveMaxTime after the
+        # connection was accepted, carries "Connection: close" and the connection ends
+        if (self.max_requests and self.requests + 1 >= self.max_requests) or \
+                (self.close_at and env.now >= self.close_at):
+            self.keep_alive = False
         path = req.path
         query = req.query
         raw_path = path
@@ -680,7 +728,7 @@ cdef class ClientConn:
             head = head[:-2] + b"".join([n + b": " + v + b"\r\n" for n, v in self.set_headers]) \
                 + b"\r\n"
         self.resp_state = R_HEAD
-        self.ubuf = bytearray()
+        self.ubuf = None
         framing = req.framing
         if framing == FR_LENGTH and req.content_length:
             left = req.content_length
@@ -711,8 +759,21 @@ cdef class ClientConn:
             self.mirror[0].send(self, head, self.state != S_BODY)
         if self.state == S_WAIT:
             self._request_sent()
-        if not up.write(head) and self.state == S_BODY:
-            self.pause_reading()
+        if self.state == S_BODY:
+            if req.expect_100_continue and not up.connecting:
+                up.deadline = self.env.now + EXPECT_CONTINUE_TIMEOUT
+            if not up.write(head):
+                self.pause_reading()
+        else:
+            up.write(head)
+
+    cdef void expect_continue_timeout(self) except *:
+        # ExpectContinueTimeout passed without the backend's 100: Traefik sends the body
+        # anyway, so the client is told "100 Continue" (once) and may send it
+        if self.req is not None and self.req.expect_100_continue and not self.sent_100 \
+                and self.state == S_BODY:
+            self.sent_100 = True
+            self.write(_CONTINUE_100)
 
     cdef void _request_sent(self) except *:
         # request fully forwarded: the response timers start (Go: responseHeaderTimeout after
@@ -720,8 +781,9 @@ cdef class ClientConn:
         cdef UpstreamConn up = self.up
         self.deadline = self.env.now + self.write_timeout if self.write_timeout else 0.0
         if up is not None and self.resp_state == R_HEAD and not up.connecting:
-            if up.pool.header_timeout:
-                up.deadline = self.env.now + up.pool.header_timeout
+            # (replaces an ExpectContinueTimeout deadline the body's arrival made moot)
+            up.deadline = self.env.now + up.pool.header_timeout if up.pool.header_timeout \
+                else 0.0
         if self.state == S_BODY:
             self.state = S_WAIT
 
@@ -776,6 +838,8 @@ cdef class ClientConn:
         # the dial deadline is over; a request already complete starts its header timeout
         if self.state == S_WAIT and self.resp_state == R_HEAD and up.pool.header_timeout:
             up.deadline = self.env.now + up.pool.header_timeout
+        elif self.state == S_BODY and self.req is not None and self.req.expect_100_continue:
+            up.deadline = self.env.now + EXPECT_CONTINUE_TIMEOUT
 
     # ---- responses ------------------------------------------------------------------
 
@@ -784,6 +848,10 @@ cdef class ClientConn:
         if rs == R_BODY:
             self._response_body(up, data, None)
         elif rs == R_HEAD:
+            if not self.ubuf and self._response_head_fast(up, data):
+                return
+            if self.ubuf is None:
+                self.ubuf = bytearray()
             self.ubuf += data
             self._response_head(up)
         elif self.state == S_TUNNEL:
@@ -795,6 +863,28 @@ cdef class ClientConn:
             self.up_ok = False
             up.paused = True
 
+    cdef bint _response_head_fast(self, UpstreamConn up, bytes data) except -1:
+        # The common case: a whole final response head at the start of one read, parsed in
+        # place (no buffer copy). Anything else (partial, 1xx, errors) takes _response_head.
+        cdef Env env = self.env
+        cdef ResponseParser rparser = env.rparser
+        cdef Response resp
+        if env.rparser_owner is not None:
+            return False
+        try:
+            resp = rparser.parse(data, 0, self.head_req)
+        except _HttpParseError:
+            rparser.reset()
+            return False           # the slow path parses again and answers 502
+        if resp is None:
+            rparser.reset()
+            return False
+        if 100 <= resp.status < 200:
+            return False
+        self._response_start(up, resp, data[resp.head_length:] if len(data) > resp.head_length
+                             else b"")
+        return True
+
     cdef void _response_head(self, UpstreamConn up) except *:
         cdef Env env = self.env
         cdef bytearray ubuf = self.ubuf
@@ -802,8 +892,6 @@ cdef class ClientConn:
         cdef Request req = self.req
         cdef Response resp
         cdef Forwarder fwd = <Forwarder> self.route.forwarder
-        cdef int status, framing, mode
-        cdef bint http10, keep
         while True:
             if env.rparser_owner is not self:
                 rparser.reset()
@@ -835,6 +923,16 @@ cdef class ClientConn:
                 self.write(fwd.response_head(resp, True, None))
             if not ubuf:
                 return
+        rest = bytes(ubuf) if ubuf else b""
+        self.ubuf = None
+        self._response_start(up, resp, rest)
+
+    cdef void _response_start(self, UpstreamConn up, Response resp, bytes rest) except *:
+        # a final response head arrived: ``rest`` = the bytes after it in what was read
+        cdef Request req = self.req
+        cdef Forwarder fwd = <Forwarder> self.route.forwarder
+        cdef int status, framing, mode
+        cdef bint http10, keep
         self.retry_head = None
         up.deadline = 0.0
         status = resp.status
@@ -847,9 +945,8 @@ cdef class ClientConn:
             self.resp_state = R_DONE
             self.deadline = 0.0
             head = fwd.response_head(resp, True, None)
-            if ubuf:
-                head += ubuf
-            self.ubuf = None
+            if rest:
+                head += rest
             if self.buf:
                 data = bytes(self.buf)
                 self.buf = bytearray()
@@ -892,16 +989,15 @@ cdef class ClientConn:
             head = head[:-2] + b"".join([n + b": " + v + b"\r\n" for n, v in self.resp_extra]) \
                 + b"\r\n"
         self.resp_state = R_BODY
-        self.ubuf = None
         if mode == F_ASIS:
-            if ubuf:
+            if rest:
                 self.up_ok = False
             self.write(head)
             if self.state != S_CLOSED:
                 self.resp_state = R_DONE
                 self._maybe_finish()
             return
-        self._response_body(up, bytes(ubuf) if ubuf else b"", head)
+        self._response_body(up, rest, head)
 
     cdef void _response_body(self, UpstreamConn up, bytes data, bytes head) except *:
         cdef int mode = self.resp_mode
@@ -1000,7 +1096,7 @@ cdef class ClientConn:
         up.client = self
         up.reads = 1
         self.up = up
-        self.ubuf = bytearray()
+        self.ubuf = None
         up.write(head)
         self._request_sent()
 

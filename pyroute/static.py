@@ -25,7 +25,7 @@ Shape::
           sanitizePath: true
           encodeQuerySemicolons: false
           maxHeaderBytes: 1048576
-          encodedCharacters: {allowEncodedSlash: true, ...}   # Traefik v3.6, all true
+          encodedCharacters: {allowEncodedSlash: false, ...}  # Traefik >= v3.6.4: see below
     providers:
       kubernetesCRD:
         allowCrossNamespace: false
@@ -55,6 +55,22 @@ __all__ = ["StaticConfig", "EntryPoint", "ProvidersCRD", "Log", "AccessLog", "lo
 DEFAULT_MAX_HEADER_BYTES = 1 << 20  # Traefik: http.DefaultMaxHeaderBytes (1 MiB)
 
 
+# Traefik mapDeniedCharacters: option -> the escapes it allows.
+_ENCODED_CHARACTERS = {
+    "allowEncodedSlash": ("%2F", "%2f"),
+    "allowEncodedBackSlash": ("%5C", "%5c"),
+    "allowEncodedNullCharacter": ("%00",),
+    "allowEncodedSemicolon": ("%3B", "%3b"),
+    "allowEncodedPercent": ("%25",),
+    "allowEncodedQuestionMark": ("%3F", "%3f"),
+    "allowEncodedHash": ("%23",),
+}
+# Traefik >= v3.6.4 (CVE-2025-66490): every allow* defaults to false except allowEncodedPercent.
+_ENCODED_ALLOWED_BY_DEFAULT = {"allowEncodedPercent"}
+DEFAULT_DENIED_ENCODED = frozenset(esc for key, escapes in _ENCODED_CHARACTERS.items()
+                                   if key not in _ENCODED_ALLOWED_BY_DEFAULT for esc in escapes)
+
+
 @dataclass(frozen=True)
 class EntryPoint:
     name: str
@@ -66,14 +82,20 @@ class EntryPoint:
     idle_timeout: float = 180.0
     request_accept_grace_timeout: float = 0.0
     grace_timeout: float = 10.0
+    # transport.keepAliveMaxRequests / keepAliveMaxTime (Traefik v3): the response to the
+    # Nth request, or the first one after that much time since the connection was accepted,
+    # says "Connection: close"; 0 = no limit (Traefik's default)
+    keep_alive_max_requests: int = 0
+    keep_alive_max_time: float = 0.0
     trusted_ips: tuple = ()          # CIDRs / IPs whose X-Forwarded-* headers are kept
     forwarded_insecure: bool = False  # keep X-Forwarded-* from anyone
     sanitize_path: bool = True
     encode_query_semicolons: bool = False
     max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
-    # Escapes a root router refuses with 400 (Traefik v3.6 http.encodedCharacters; every
-    # allow* defaults to true, so the set is empty unless the static config denies some).
-    denied_encoded_characters: frozenset = frozenset()
+    # Escapes a root router refuses with 400 (http.encodedCharacters). Since Traefik v2.11.32 /
+    # v3.6.4 (CVE-2025-66490) encoded '/', '\\', NUL, ';', '?' and '#' are refused unless allowed;
+    # '%25' stays allowed.
+    denied_encoded_characters: frozenset = DEFAULT_DENIED_ENCODED
 
     @property
     def address(self):
@@ -214,16 +236,6 @@ class _Reader:
         return tuple(v)
 
 
-# Traefik mapDeniedCharacters: option -> the escapes it allows.
-_ENCODED_CHARACTERS = {
-    "allowEncodedSlash": ("%2F", "%2f"),
-    "allowEncodedBackSlash": ("%5C", "%5c"),
-    "allowEncodedNullCharacter": ("%00",),
-    "allowEncodedSemicolon": ("%3B", "%3b"),
-    "allowEncodedPercent": ("%25",),
-    "allowEncodedQuestionMark": ("%3F", "%3f"),
-    "allowEncodedHash": ("%23",),
-}
 
 
 def _parse_address(r, field, text):
@@ -251,7 +263,8 @@ def _entry_point(r, name, raw):
         raise r.error(f + ".address", "required (e.g. \":8000\")")
     host, port = _parse_address(r, f + ".address", m["address"])
     transport = r.mapping(m.get("transport"), f + ".transport",
-                          {"respondingTimeouts", "lifeCycle"})
+                          {"respondingTimeouts", "lifeCycle", "keepAliveMaxRequests",
+                           "keepAliveMaxTime"})
     rt_f = f + ".transport.respondingTimeouts"
     rt = r.mapping(transport.get("respondingTimeouts"), rt_f,
                    {"readTimeout", "writeTimeout", "idleTimeout"})
@@ -274,7 +287,12 @@ def _entry_point(r, name, raw):
     ec_f = http_f + ".encodedCharacters"
     ec = r.mapping(http.get("encodedCharacters"), ec_f, set(_ENCODED_CHARACTERS))
     denied = frozenset(esc for key, escapes in _ENCODED_CHARACTERS.items()
-                       if not r.boolean(ec, key, ec_f, True) for esc in escapes)
+                       if not r.boolean(ec, key, ec_f, key in _ENCODED_ALLOWED_BY_DEFAULT)
+                       for esc in escapes)
+    kmr = transport.get("keepAliveMaxRequests", 0)
+    if isinstance(kmr, bool) or not isinstance(kmr, int) or kmr < 0:
+        raise r.error(f + ".transport.keepAliveMaxRequests",
+                      "expected a non-negative integer (0 = no limit)")
     mhb = http.get("maxHeaderBytes", DEFAULT_MAX_HEADER_BYTES)
     if isinstance(mhb, bool) or not isinstance(mhb, int) or mhb <= 0:
         raise r.error(http_f + ".maxHeaderBytes", "expected a positive integer")
@@ -286,6 +304,8 @@ def _entry_point(r, name, raw):
         idle_timeout=r.duration(rt, "idleTimeout", rt_f, 180.0),
         request_accept_grace_timeout=r.duration(lc, "requestAcceptGraceTimeout", lc_f, 0.0),
         grace_timeout=r.duration(lc, "graceTimeOut", lc_f, 10.0),
+        keep_alive_max_requests=kmr,
+        keep_alive_max_time=r.duration(transport, "keepAliveMaxTime", f + ".transport", 0.0),
         trusted_ips=trusted,
         forwarded_insecure=r.boolean(fh, "insecure", fh_f, False),
         sanitize_path=r.boolean(http, "sanitizePath", http_f, True),

@@ -8,8 +8,11 @@ import sys
 import threading
 import time
 
+import pytest
+
 from e2e_backend import Backend
-from e2e_support import (REPO, Pyroute, backend_service, get, read_response, worker_pids)
+from e2e_support import (REPO, Pyroute, backend_service, free_port, get, read_response,
+                          worker_pids)
 
 
 def manifests(port, version, extra_route=""):
@@ -264,6 +267,46 @@ def test_responding_timeouts_idle_and_read(tmp_path):
         assert slow.recv(100) == b""
         assert 0.8 <= time.time() - t0 < 3
         assert get(proxy.port, "/", "a.test")[0] == 200
+    finally:
+        proxy.stop()
+        be.close()
+
+
+def test_reload_with_entry_point_changes_logs_restart_needed_and_applies_the_rest(tmp_path):
+    # Listeners are bound once, for life: a reload that adds or changes an entry point names
+    # it in a log line (a restart is needed) and still applies the routers/services.
+    be = Backend("a")
+    proxy = Pyroute(tmp_path, manifests(be.port, 1), workers=1)
+    extra = free_port()
+    try:
+        proxy.start()
+        wait_version(proxy.port, 1)
+        static = proxy.static.read_text().replace("readTimeout: 60s", "readTimeout: 30s")
+        assert static != proxy.static.read_text()
+        static = static.replace("log:", "  extra:\n    address: \"127.0.0.1:%d\"\nlog:" % extra)
+        proxy.static.write_text(static)
+        (proxy.mdir / "config.yaml").write_text(manifests(be.port, 2))
+        proxy.signal(signal.SIGHUP)
+        wait_version(proxy.port, 2)          # the rest of the config was applied
+        out = proxy.output()
+        line = [ln for ln in out.splitlines() if "entry point changes need a restart" in ln]
+        assert line, out
+        assert "extra (added)" in line[0] and "web (changed)" in line[0]
+        with pytest.raises(OSError):         # no listener opened by a reload
+            socket.create_connection(("127.0.0.1", extra), timeout=1).close()
+        # a worker forked after the reload binds what the others hold, not the new entry point
+        pid = worker_pids(proxy.proc.pid)[0]
+        os.kill(pid, signal.SIGKILL)
+        end = time.time() + 10
+        while time.time() < end:
+            now = worker_pids(proxy.proc.pid)
+            if now and pid not in now:
+                break
+            time.sleep(0.05)
+        proxy.wait_ready()
+        wait_version(proxy.port, 2)
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", extra), timeout=1).close()
     finally:
         proxy.stop()
         be.close()

@@ -17,9 +17,12 @@ def test_defaults():
     assert (ep.name, ep.host, ep.port) == ("web", "127.0.0.1", 8000)
     assert (ep.read_timeout, ep.write_timeout, ep.idle_timeout) == (60.0, 0.0, 180.0)
     assert (ep.request_accept_grace_timeout, ep.grace_timeout) == (0.0, 10.0)
+    assert (ep.keep_alive_max_requests, ep.keep_alive_max_time) == (0, 0.0)   # no limit
     assert ep.sanitize_path is True and ep.encode_query_semicolons is False
     assert ep.max_header_bytes == 1 << 20
-    assert ep.denied_encoded_characters == frozenset()
+    # Traefik >= v3.6.4 (CVE-2025-66490): encoded / \\ NUL ; ? # refused by default, %25 allowed
+    assert ep.denied_encoded_characters == frozenset(
+        {"%2F", "%2f", "%5C", "%5c", "%00", "%3B", "%3b", "%3F", "%3f", "%23"})
     assert st.default_entry_points() == ["web"]
     assert st.providers_crd.allow_cross_namespace is False
 
@@ -35,12 +38,17 @@ entryPoints:
     transport:
       respondingTimeouts: {readTimeout: 1m30s, writeTimeout: 5, idleTimeout: 500ms}
       lifeCycle: {requestAcceptGraceTimeout: 2s, graceTimeOut: 1h}
+      keepAliveMaxRequests: 100
+      keepAliveMaxTime: 2m
     forwardedHeaders: {trustedIPs: ["10.0.0.0/8", "fd00::/8"], insecure: false}
     http:
       sanitizePath: false
       encodeQuerySemicolons: true
       maxHeaderBytes: 8192
-      encodedCharacters: {allowEncodedSlash: false, allowEncodedHash: false}
+      encodedCharacters: {allowEncodedSlash: false, allowEncodedHash: false,
+                          allowEncodedBackSlash: true, allowEncodedNullCharacter: true,
+                          allowEncodedSemicolon: true, allowEncodedQuestionMark: true,
+                          allowEncodedPercent: false}
 providers:
   kubernetesCRD:
     allowCrossNamespace: true
@@ -60,10 +68,11 @@ accessLog: {filePath: /tmp/access.log}
     assert (sec.host, sec.port, sec.address) == ("::1", 8443, "[::1]:8443")
     assert (sec.read_timeout, sec.write_timeout, sec.idle_timeout) == (90.0, 5.0, 0.5)
     assert (sec.request_accept_grace_timeout, sec.grace_timeout) == (2.0, 3600.0)
+    assert (sec.keep_alive_max_requests, sec.keep_alive_max_time) == (100, 120.0)
     assert sec.trusted_ips == ("10.0.0.0/8", "fd00::/8")
     assert (sec.sanitize_path, sec.encode_query_semicolons, sec.max_header_bytes) == \
         (False, True, 8192)
-    assert sec.denied_encoded_characters == frozenset({"%2F", "%2f", "%23"})
+    assert sec.denied_encoded_characters == frozenset({"%2F", "%2f", "%23", "%25"})
     assert st.default_entry_points() == ["websecure"]
     crd = st.providers_crd
     assert crd.allow_cross_namespace and crd.allow_external_name_services
@@ -85,6 +94,12 @@ accessLog: {filePath: /tmp/access.log}
     ("entryPoints:\n  web:\n    address: ':80'\n    transport:\n      respondingTimeouts:\n"
      "        readTimeout: 10x\n", "entryPoints.web.transport.respondingTimeouts.readTimeout",
      "invalid duration"),
+    ("entryPoints:\n  web:\n    address: ':80'\n    transport: {keepAliveMaxRequests: -1}\n",
+     "entryPoints.web.transport.keepAliveMaxRequests", "non-negative integer"),
+    ("entryPoints:\n  web:\n    address: ':80'\n    transport: {keepAliveMaxTime: soon}\n",
+     "entryPoints.web.transport.keepAliveMaxTime", "invalid duration"),
+    ("entryPoints:\n  web:\n    address: ':80'\n    transport: {keepAliveMaxReqs: 3}\n",
+     "entryPoints.web.transport.keepAliveMaxReqs", "unknown key"),
     ("entryPoints:\n  web:\n    address: ':80'\n    forwardedHeaders: {trustedIPs: [10.0.0/99]}\n",
      "entryPoints.web.forwardedHeaders.trustedIPs[0]", "invalid IP or CIDR"),
     ("entryPoints:\n  a: {address: ':80'}\n  b: {address: ':80'}\n", "entryPoints.b.address",

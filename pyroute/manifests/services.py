@@ -82,11 +82,19 @@ class ServicesMixin:
                     p.get("failureWindow"), 10.0, path + ("passiveHealthCheck", "failureWindow")))}
         pass_host = spec.get("passHostHeader")
         lb["passHostHeader"] = True if pass_host is None else pass_host
-        flush = 0.1   # Traefik ResponseForwarding default flushInterval: 100ms
+        # Traefik ResponseForwarding: flushInterval defaults to 100ms; a negative value means
+        # "flush after every write" (ptypes.Duration: a bare number is seconds, "-1" = -1s).
+        # pyroute writes every read from the backend to the client at once, which meets any
+        # interval (the bytes are never held back for longer), so the value is validated and
+        # kept in the dynamic configuration, and nothing per request depends on it.
+        flush = 0.1
         rf = spec.get("responseForwarding") or {}
         if rf.get("flushInterval"):
             try:
-                flush = parse_duration(rf["flushInterval"])
+                raw = rf["flushInterval"]
+                negative = isinstance(raw, str) and raw.strip().startswith("-")
+                flush = parse_duration(raw.strip()[1:] if negative else raw)
+                flush = -flush if negative else flush
             except ValueError as e:
                 raise RefError("unable to parse flushInterval: %s" % e,
                                path + ("responseForwarding", "flushInterval")) from None

@@ -110,6 +110,32 @@ class Weighted:
         return self.children[i].pick(conn)
 
 
+class Failover:
+    """A failover TraefikService: the main service while it has an available server, else the
+    fallback. Traefik switches on the main service's health-check status; pyroute has no
+    health checks yet, so "down" means the main service has no server to pick (no endpoints,
+    every weight 0) — then the fallback answers, and with neither a 503 (as Traefik)."""
+    __slots__ = ("main", "fallback")
+
+    def __init__(self, main, fallback):
+        self.main = main
+        self.fallback = fallback
+
+    def pick(self, conn):
+        server = self.main.pick(conn)
+        if server is None:
+            server = self.fallback.pick(conn)
+        return server
+
+
+class Unavailable:
+    """A load balancer without servers (an empty Service inside a failover): never picks."""
+    __slots__ = ()
+
+    def pick(self, conn):
+        return None
+
+
 class Route:
     """A router compiled: request-phase middlewares, the service tree, the head Forwarder."""
     __slots__ = ("name", "middlewares", "service", "forwarder", "single")
@@ -166,6 +192,8 @@ class EntryPointRuntime:
         self.write_timeout = ep.write_timeout
         self.idle_timeout = ep.idle_timeout
         self.grace_timeout = ep.grace_timeout
+        self.keep_alive_max_requests = ep.keep_alive_max_requests
+        self.keep_alive_max_time = ep.keep_alive_max_time
         self.proto = b"https" if tls else b"http"
         self.ws_proto = b"wss" if tls else b"ws"
         self.default_port = b"443" if tls else b"80"
@@ -330,7 +358,7 @@ class Compiler:
         self.middlewares = {}
         self.tls_contexts = {}
 
-    def service(self, name, stack=()):
+    def service(self, name, stack=(), allow_empty=False):
         key = qualified(name)
         if key in self.services:
             return self.services[key]
@@ -342,6 +370,8 @@ class Compiler:
         if spec.get("status") == "disabled":
             raise ValueError("service %s is disabled" % key)
         if "loadBalancer" in spec:
+            if allow_empty and not spec["loadBalancer"].get("servers"):
+                return Unavailable()     # not cached: a router using it directly still errs
             svc = self._load_balancer(key, spec["loadBalancer"])
         elif "weighted" in spec:
             w = spec["weighted"]
@@ -366,6 +396,15 @@ class Compiler:
             max_body = mspec.get("maxBodySize")
             svc = Mirroring(main, mirrors, mspec.get("mirrorBody", True) is not False,
                             -1 if max_body is None else int(max_body))
+        elif "failover" in spec:
+            fspec = spec["failover"]
+            if (fspec.get("errors") or {}).get("status"):
+                # Traefik >= v3.6 also fails over on the main service's error statuses (with
+                # the request body buffered); pyroute does not yet: refuse rather than ignore
+                raise ValueError("failover service %s: errors (fail over on status codes) is "
+                                 "not supported by pyroute yet" % key)
+            svc = Failover(self.service(fspec["service"], stack + (key,), True),
+                           self.service(fspec["fallback"], stack + (key,), True))
         else:
             kind = next((k for k in spec if k not in ("status", "error")), "?")
             raise ValueError("%s services are not supported by pyroute yet" % kind)

@@ -6,6 +6,7 @@ socketpair (length-prefixed pickle of the RuntimeConfig, written only by this pr
 an invalid one is refused with a log line and the workers keep what they have.
 Workers inherit the current config through fork, so a restarted worker is current too.
 """
+import dataclasses
 import errno
 import os
 import pickle
@@ -51,6 +52,9 @@ class Master:
     def __init__(self, config, loader, worker_main, workers, grace_timeout, watch_paths=(),
                  describe=None):
         self.config = config
+        # Listeners are bound once per worker, for life (issue 5): the entry points they were
+        # bound with stay in force until a restart, whatever a reload's static config says.
+        self.entry_points = config.static.entry_points
         self.loader = loader
         self.worker_main = worker_main
         self.slots = [_Slot(i) for i in range(workers)]
@@ -137,6 +141,7 @@ class Master:
             log("error", "configuration reload refused; keeping the previous one",
                 trigger=why, error=str(e))
             return False
+        config = self._keep_entry_points(config)
         self.config = config
         for slot in self.slots:
             if slot.pipe is not None:
@@ -146,6 +151,24 @@ class Master:
                     pass  # worker is dying; it gets the new config when it is forked again
         log("info", "configuration reloaded", trigger=why, summary=self.describe(config))
         return True
+
+    def _keep_entry_points(self, config):
+        """``config`` with the entry points the listeners were bound with.
+
+        A reload never opens or closes a listener, so an added, removed or changed entry point
+        takes effect only after a restart: say so, naming them, and apply the rest (routers on
+        an entry point that does not exist yet attach to nothing until then)."""
+        old, new = self.entry_points, config.static.entry_points
+        if new == old:
+            return config
+        changed = sorted(n for n in set(old) | set(new) if old.get(n) != new.get(n))
+        what = ", ".join("%s (%s)" % (n, "added" if n not in old else
+                                      "removed" if n not in new else "changed")
+                         for n in changed)
+        log("warn", "entry point changes need a restart; listeners keep their current "
+            "settings, the rest of the configuration is applied", entryPoints=what)
+        static = dataclasses.replace(config.static, entry_points=old)
+        return dataclasses.replace(config, static=static)
 
     # ---- main loop ------------------------------------------------------------------
 
