@@ -713,7 +713,10 @@ cdef class ClientConn:
         path = self.path
         head = (<Forwarder> route.forwarder).request_head(
             req, self.remote_ip, self.trusted,
-            None if server.pass_host else server.host_header,
+            # Go's transport writes the server URL's host when the request's is empty (an
+            # HTTP/1.0 request without Host): never an empty Host upstream
+            None if server.pass_host and 0 <= req._host.start < req._host.stop
+            else server.host_header,
             None if path is raw_path else path)
         if query_changed:
             # the normalised query (';' -> '&') replaces the one the forwarder copies

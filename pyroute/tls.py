@@ -376,7 +376,7 @@ class CertificateStore:
     """Traefik's CertificateStore for the ``default`` store: dynamic certificates by name, and
     the default certificate."""
 
-    __slots__ = ("certificates", "default", "_by_name", "_cache")
+    __slots__ = ("certificates", "default", "names_ips", "_by_name", "_cache")
 
     _CACHE_MAX = 4096   # SNI -> certificate memo; cleared when full (SNIs are client-chosen)
 
@@ -391,6 +391,11 @@ class CertificateStore:
                 # one in configuration order, deterministically.
                 by_name.setdefault(name.rstrip("."), cert)
         self._by_name = by_name
+        # whether a local IP address (the name of a connection without SNI) can match a
+        # certificate: an IP name, or a wildcard over digit labels (e.g. *.0.0.1)
+        self.names_ips = any(":" in name or all(label == "*" or label.isdigit()
+                                                for label in name.split("."))
+                             for name in by_name)
         self._cache = {}
 
     def best(self, server_name):
@@ -704,12 +709,19 @@ class TLSOption:
         """The SNI callback's work for a connection made with this option: pick the
         certificate (switching to its context), or refuse under sniStrict."""
         try:
-            raw = conn.get_servername()
-            if raw:
-                name = canonical_domain(raw.decode("ascii", "replace"))
-            else:
-                # Traefik: no SNI -> the local IP address is the name to match.
-                name = info.local_ip()
+            # The SNI as peeked from the ClientHello (the same bytes OpenSSL parsed), else ask
+            # OpenSSL (no SNI, or a hello the peek could not read).
+            name = info.server_name
+            if name is None:
+                raw = conn.get_servername()
+                if raw:
+                    name = canonical_domain(raw.decode("ascii", "replace"))
+                elif self.sni_strict or self.store.names_ips:
+                    # Traefik: no SNI -> the local IP address is the name to match (sniStrict's
+                    # refusal names it too).
+                    name = info.local_ip()
+                else:
+                    name = ""     # no certificate could match an IP: the default one
             cert = self.certificate_for(name)
             if cert is None:
                 info.refused = ("strict SNI enabled - No certificate found for domain: %r, "
@@ -1102,9 +1114,9 @@ class TLSConfig:
 
         Returns PLAIN when the first byte is not TLS (nothing consumed: serve it as plain
         HTTP). Otherwise peeks the ClientHello record without consuming it and returns the
-        Connection once the record is there; returns None while it is incomplete, after setting SO_RCVLOWAT so that
-        the selector reports the socket readable only when the rest has arrived: call again
-        then, with ``again=True``. Raises TLSRefused (close the socket) when the client went
+        Connection once the record is there; returns None while it is incomplete, after
+        setting SO_RCVLOWAT so that the selector reports the socket readable only when the rest
+        has arrived: call again then, with ``again=True``. Raises TLSRefused (close the socket) when the client went
         away or its option is broken.
         """
         buf = getattr(_local, "peek", None)
@@ -1226,6 +1238,8 @@ _SSL_write = _lib.SSL_write
 _SSL_get_error = _lib.SSL_get_error
 _ERROR_WANT_READ = _lib.SSL_ERROR_WANT_READ
 _ERROR_WANT_WRITE = _lib.SSL_ERROR_WANT_WRITE
+_SSL_shutdown = _lib.SSL_shutdown
+_ERR_clear_error = _lib.ERR_clear_error
 _MAX_PLAINTEXT = 1 << 14       # one TLS record's plaintext (RFC 8446 §5.1)
 
 
@@ -1272,16 +1286,23 @@ class TLSStream:
     without read-ahead, so nothing decrypted waits inside OpenSSL while the socket, which the
     event loop watches, is drained; the next record is still in the socket."""
 
-    __slots__ = ("conn", "sock", "server_name", "option", "_ssl")
+    __slots__ = ("conn", "sock", "server_name", "option", "_ssl", "_buffer", "_view")
 
     def __init__(self, conn, sock):
         self.conn = conn
         self.sock = sock
-        raw = conn.get_servername()
-        # Go's req.TLS.ServerName: the SNI as sent (Traefik's SNICheck trims it), "" if none.
-        self.server_name = raw.decode("ascii", "replace").strip() if raw else ""
-        self.option = conn.get_app_data().option.name    # the TLS option it was made with
+        info = conn.get_app_data()
+        name = info.server_name       # peeked from the ClientHello: trimmed, lower-cased
+        if name is None:
+            raw = conn.get_servername()
+            name = raw.decode("ascii", "replace").strip() if raw else ""
+        # Go's req.TLS.ServerName: the SNI as sent (Traefik's SNICheck trims it and compares
+        # without case), "" if none.
+        self.server_name = name
+        self.option = info.option.name    # the TLS option it was made with
         self._ssl = conn._ssl
+        self._buffer = None
+        self._view = None
 
     def fileno(self):
         return self.sock.fileno()
@@ -1317,16 +1338,26 @@ class TLSStream:
 
     def recv_into(self, buffer, nbytes=0):
         """Decrypt into ``buffer`` (no copy); like socket.recv_into, 0 at EOF."""
-        result = _SSL_read(self._ssl, _ffi.from_buffer("char[]", buffer, True),
-                           nbytes or len(buffer))
+        # The worker passes its one read buffer every time: the cffi view of it is made once
+        # per connection (it keeps that buffer exported, i.e. not resizable: it never is).
+        if buffer is not self._buffer:
+            self._view = _ffi.from_buffer("char[]", buffer, True)
+            self._buffer = buffer
+        ssl = self._ssl
+        result = _SSL_read(ssl, self._view, nbytes or len(buffer))
         if result > 0:
             return result
+        error = _SSL_get_error(ssl, result)
+        if error == _ERROR_WANT_READ or error == _ERROR_WANT_WRITE:
+            raise BlockingIOError       # the common way out (the read after the last record)
         return len(self._failed_read(result))
 
     def send(self, data):
         if not data:
             return 0
-        result = _SSL_write(self._ssl, _ffi.from_buffer(data), len(data))
+        # bytes go to cffi as they are (no copy, no cdata object); other buffers get a view
+        result = _SSL_write(self._ssl, data if data.__class__ is bytes else _ffi.from_buffer(data),
+                            len(data))
         if result > 0:
             return result
         error = _SSL_get_error(self._ssl, result)
@@ -1341,9 +1372,8 @@ class TLSStream:
         raise OSError(0, "TLS write failed (OpenSSL error %d)" % error)
 
     def close(self):
-        try:
-            # Go's tls.Conn.Close sends close_notify; best effort, never blocking.
-            self.conn.shutdown()
-        except (SSL.Error, OSError):
-            pass
+        # Go's tls.Conn.Close sends close_notify; best effort, never blocking: whatever
+        # SSL_shutdown says, the socket closes, and OpenSSL's error queue is left empty.
+        if _SSL_shutdown(self._ssl) < 0:
+            _ERR_clear_error()
         self.sock.close()

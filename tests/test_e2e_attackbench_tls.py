@@ -31,7 +31,8 @@ def tls_manifests(ca, client_ca):
                                        "clientAuthType: RequireAndVerifyClientCert}}"))
     service = "      services: [{name: ab-backend, port: 80, serversTransport: ab-transport}]\n"
     for name, tls, routes in (
-            ("ab-tls", "{}", (("PathPrefix(`/__blocked`)", 1000, True), ("PathPrefix(`/`)", 1, False))),
+            ("ab-tls", "{}", (("PathPrefix(`/__blocked`)", 1000, True),
+                              ("PathPrefix(`/`)", 1, False))),
             ("ab-tls-a", "{secretName: a-cert}", (("Host(`a.test`)", 0, False),)),
             ("ab-tls-b", "{secretName: b-cert, options: {name: client-auth}}",
              (("Host(`b.test`)", 0, False),))):

@@ -263,3 +263,19 @@ def test_explain_agrees_with_served_connections(tmp_path, ca, backend):
             assert (421 if res["status"] == 421 else 200) == want, (sni, host, res)
             status = tls_get(pr.port, client(ca), sni, host)[0]
             assert (421 if status == 421 else 200) == want, (sni, host, status)
+
+
+def test_http10_request_without_host_gets_the_servers_host(tmp_path, backend):
+    # What `openssl s_time -www /` sends: "GET / HTTP/1.0" and no Host. Traefik's transport (Go)
+    # writes the server URL's host when the request has none; an empty Host would be a 400 at
+    # any HTTP/1.1 backend (and a new backend connection each time).
+    manifests = (backend_service("be", [backend.port])
+                 + route("any", "x", "{}").replace("Host(`x`)", "PathPrefix(`/`)"))
+    with Pyroute(tmp_path, manifests) as pr:
+        with socket.create_connection(("127.0.0.1", pr.port), timeout=10) as raw:
+            with client().wrap_socket(raw) as s:
+                s.sendall(b"GET /h10 HTTP/1.0\r\n\r\n")
+                status = read_response(s)[0]
+        assert status == 200
+        seen = [r for r in backend.requests if r[1] == "/h10"]
+        assert seen and seen[0][2]["host"] == "127.0.0.1:%d" % backend.port, seen
