@@ -374,6 +374,35 @@ cdef inline int _next_token(const unsigned char *p, Py_ssize_t *pos, Py_ssize_t 
     return 1
 
 
+# Connection options (RFC 9110 §7.6.1), the same for requests and responses
+cdef enum:
+    CONN_CLOSE = 1
+    CONN_KEEP_ALIVE = 2
+    CONN_UPGRADE = 4
+
+
+cdef inline int _connection_flags(const unsigned char *p, Span v, int *others) noexcept nogil:
+    # Returns the CONN_* flags the value names (others: count of any other option), -1 when the
+    # value is not a list of tokens.
+    cdef Py_ssize_t pos = v.start
+    cdef Span tok
+    cdef int rc, flags = 0
+    while True:
+        rc = _next_token(p, &pos, v.stop, &tok)
+        if rc == 0:
+            return flags
+        if rc < 0:
+            return -1
+        if _ieq(p + tok.start, tok.stop - tok.start, "close", 5):
+            flags |= CONN_CLOSE
+        elif _ieq(p + tok.start, tok.stop - tok.start, "keep-alive", 10):
+            flags |= CONN_KEEP_ALIVE
+        elif _ieq(p + tok.start, tok.stop - tok.start, "upgrade", 7):
+            flags |= CONN_UPGRADE
+        else:
+            others[0] += 1
+
+
 cdef inline long long _content_length(const unsigned char *p, Span v) noexcept nogil:
     # RFC 9110 §8.6: 1*DIGIT only; '+5', '1_0', '5 0', '5, 5' and overflow -> -1
     cdef long long n = 0
@@ -710,21 +739,12 @@ cdef Py_ssize_t _request_fields(Request r, const unsigned char *p, Py_ssize_t i,
             if rc < 0:
                 return rc
         elif uid == H_CONNECTION:
-            pos = f.value.start
-            while True:
-                rc = _next_token(p, &pos, f.value.stop, &tok)
-                if rc == 0:
-                    break
-                if rc < 0:
-                    return _fail(400, "malformed Connection")
-                if _ieq(p + tok.start, tok.stop - tok.start, "close", 5):
-                    conn_close = True
-                elif _ieq(p + tok.start, tok.stop - tok.start, "keep-alive", 10):
-                    conn_keep = True
-                elif _ieq(p + tok.start, tok.stop - tok.start, "upgrade", 7):
-                    conn_upgrade = True
-                else:
-                    r.n_conn_tokens += 1
+            rc = _connection_flags(p, f.value, &r.n_conn_tokens)
+            if rc < 0:
+                return _fail(400, "malformed Connection")
+            conn_close = conn_close or (rc & CONN_CLOSE) != 0
+            conn_keep = conn_keep or (rc & CONN_KEEP_ALIVE) != 0
+            conn_upgrade = conn_upgrade or (rc & CONN_UPGRADE) != 0
         elif uid == H_UPGRADE:
             if upgrade.start >= 0:
                 return _fail(400, "repeated Upgrade")
@@ -1010,21 +1030,12 @@ cdef Py_ssize_t _response_fields(Response r, const unsigned char *p, Py_ssize_t 
             if rc < 0:
                 return rc
         elif uid == H_CONNECTION:
-            pos = f.value.start
-            while True:
-                rc = _next_token(p, &pos, f.value.stop, &tok)
-                if rc == 0:
-                    break
-                if rc < 0:
-                    return _fail(502, "malformed Connection")
-                if _ieq(p + tok.start, tok.stop - tok.start, "close", 5):
-                    conn_close = True
-                elif _ieq(p + tok.start, tok.stop - tok.start, "keep-alive", 10):
-                    conn_keep = True
-                elif _ieq(p + tok.start, tok.stop - tok.start, "upgrade", 7):
-                    conn_upgrade = True
-                else:
-                    r.n_conn_tokens += 1
+            rc = _connection_flags(p, f.value, &r.n_conn_tokens)
+            if rc < 0:
+                return _fail(502, "malformed Connection")
+            conn_close = conn_close or (rc & CONN_CLOSE) != 0
+            conn_keep = conn_keep or (rc & CONN_KEEP_ALIVE) != 0
+            conn_upgrade = conn_upgrade or (rc & CONN_UPGRADE) != 0
         elif uid == H_UPGRADE:
             upgrade = f.value
         r.seen |= (<uint64_t>1) << uid
