@@ -121,8 +121,8 @@ def _check_percent(b):
     return True
 
 
-def _normalize_raw(b):
-    # Traefik normalizePath: decode unreserved %XX, upper-case the other escapes.
+def _decode_escapes(b, decoded, upper_kept):
+    # Decode the %XX whose byte is in `decoded`; keep the others, upper-cased if `upper_kept`.
     out = bytearray()
     i = 0
     n = len(b)
@@ -133,32 +133,25 @@ def _normalize_raw(b):
             i += 1
             continue
         code = int(b[i + 1:i + 3], 16)
-        if code in _UNRESERVED:
+        if code in decoded:
             out.append(code)
         else:
-            out += b"%" + b[i + 1:i + 3].upper()
+            out += b"%" + b[i + 1:i + 3].upper() if upper_kept else b[i:i + 3]
         i += 3
     return bytes(out)
+
+
+_NOT_RESERVED = frozenset(range(256)) - _RESERVED
+
+
+def _normalize_raw(b):
+    # Traefik normalizePath: decode unreserved %XX, upper-case the other escapes.
+    return _decode_escapes(b, _UNRESERVED, True)
 
 
 def _routing(b):
     # Traefik routingPath: decode every %XX except the reserved characters.
-    out = bytearray()
-    i = 0
-    n = len(b)
-    while i < n:
-        c = b[i]
-        if c != 0x25:
-            out.append(c)
-            i += 1
-            continue
-        code = int(b[i + 1:i + 3], 16)
-        if code in _RESERVED:
-            out += b[i:i + 3]
-        else:
-            out.append(code)
-        i += 3
-    return bytes(out)
+    return _decode_escapes(b, _NOT_RESERVED, False)
 
 
 def normalize_target(target, sanitize=True, encode_semicolons=False):
