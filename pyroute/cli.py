@@ -5,6 +5,7 @@ Each subcommand lives in the module that owns its concern; that module provides
 """
 import argparse
 import importlib
+import os
 import sys
 
 from ._version import __version__
@@ -59,7 +60,11 @@ def main(argv=None):
     if args._name == "version":
         print("pyroute " + __version__)
         return 0
-    return args._module.main(args)
+    try:
+        return args._module.main(args)
+    except BrokenPipeError:   # `pyroute check ... | head`: the reader left; not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

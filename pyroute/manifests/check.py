@@ -32,15 +32,6 @@ def render(error):
 
 
 def main(args):
-    try:
-        return _main(args)
-    except BrokenPipeError:   # `pyroute ... | head`: the reader left; not an error
-        import os
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
-
-
-def _main(args):
     from ..errors import ConfigError
     from ..static import load_static
     from . import load
