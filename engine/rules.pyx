@@ -1382,31 +1382,20 @@ cdef bint _dmhe(const unsigned char* d, Py_ssize_t dn, const unsigned char* e,
     return _eq(d, dn, e, en)
 
 
-cdef bint _host_v3(const unsigned char* h, Py_ssize_t hn, const unsigned char* e,
-                   Py_ssize_t en) noexcept:
-    # Traefik matcher.go host(): the expression, then a trailing period on either side.
+cdef bint _host_eq(const unsigned char* h, Py_ssize_t hn, const unsigned char* e,
+                   Py_ssize_t en, bint v2) noexcept:
+    # Traefik matcher.go host() (v3: the expression, domain-matching wildcards) and
+    # matcher_v2.go hostV2() (exact); both then retry with a trailing period on either side.
     if hn == 0:
         return False
-    if _dmhe(h, hn, e, en):
+    if _eq(h, hn, e, en) if v2 else _dmhe(h, hn, e, en):
         return True
-    if en > 0 and e[en - 1] == b'.' and _dmhe(h, hn, e, en - 1):
-        return True
-    if h[hn - 1] == b'.' and _dmhe(h, hn - 1, e, en):
-        return True
-    return False
-
-
-cdef bint _host_v2(const unsigned char* h, Py_ssize_t hn, const unsigned char* e,
-                   Py_ssize_t en) noexcept:
-    # Traefik matcher_v2.go hostV2(): exact, then a trailing period on either side.
-    if hn == 0:
-        return False
-    if _eq(h, hn, e, en):
-        return True
-    if en > 0 and e[en - 1] == b'.' and _eq(h, hn, e, en - 1):
-        return True
-    if h[hn - 1] == b'.' and _eq(h, hn - 1, e, en):
-        return True
+    if en > 0 and e[en - 1] == b'.':
+        if _eq(h, hn, e, en - 1) if v2 else _dmhe(h, hn, e, en - 1):
+            return True
+    if h[hn - 1] == b'.':
+        if _eq(h, hn - 1, e, en) if v2 else _dmhe(h, hn - 1, e, en):
+            return True
     return False
 
 
@@ -1552,11 +1541,11 @@ cdef class Rule:
         cdef int j
         cdef unsigned char* buf
         if k == M_HOST:
-            return _host_v3(r.host, r.host_n, m.s1, m.n1)
+            return _host_eq(r.host, r.host_n, m.s1, m.n1, False)
         if k == M_HOST_ANY:
             return 1
         if k == M_HOST_V2:
-            return _host_v2(r.host, r.host_n, m.s1, m.n1)
+            return _host_eq(r.host, r.host_n, m.s1, m.n1, True)
         if k == M_PATH or k == M_PATH_PREFIX or k == M_PATH_REGEXP:
             if r.rpath_state == 0:
                 _routing_path(r)
