@@ -172,7 +172,7 @@ METRICS = ("full handshakes", "resumed handshakes", "keep-alive requests",
            "plain new connections", "plain keep-alive requests")
 
 
-def measure(name, port, plain_port, pid, seconds, results):
+def measure(name, port, plain_port, pid, seconds, results, only):
     for metric, run in (
             ("full handshakes", lambda: s_time(port, "-new", seconds)),
             ("resumed handshakes", lambda: s_time(port, "-reuse", seconds)),
@@ -180,6 +180,8 @@ def measure(name, port, plain_port, pid, seconds, results):
             # the same without TLS, to tell TLS's cost from the proxy's
             ("plain new connections", lambda: wrk(plain_port, seconds, "http", close=True)),
             ("plain keep-alive requests", lambda: wrk(plain_port, seconds, "http"))):
+        if only and metric not in only:
+            continue
         before = cpu_seconds(pid)
         t0 = time.monotonic()
         if metric not in ("full handshakes", "resumed handshakes"):
@@ -200,6 +202,12 @@ def main():
     ap.add_argument("--seconds", type=int, default=8)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--key", choices=("ecdsa", "rsa"), default="ecdsa")
+    ap.add_argument("--only", action="append", choices=METRICS, metavar="METRIC",
+                    help="measure only this metric (repeatable; default: all of %s)"
+                    % ", ".join(METRICS))
+    ap.add_argument("--serve", action="store_true",
+                    help="start both servers, print their ports and worker pids, and wait "
+                    "(for perf/strace by hand); Ctrl-C stops them")
     ap.add_argument("--pyroute", default=shutil.which("pyroute") or
                     os.path.join(os.path.dirname(sys.executable), "pyroute"))
     args = ap.parse_args()
@@ -299,13 +307,26 @@ def main():
                            text=True).stdout.strip(),
             subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip(),
             args.key, args.seconds, args.rounds))
+        if args.serve:
+            for name, port, plain_port, pid in targets:
+                print("%s: TLS port %d, plain port %d, worker pid %d" % (name, port, plain_port,
+                                                                         pid), flush=True)
+            # SIGTERM too (a background job ignores SIGINT): stop the servers on the way out
+            signal.signal(signal.SIGTERM, signal.default_int_handler)
+            try:
+                while True:
+                    time.sleep(3600)
+            except KeyboardInterrupt:
+                return
         results = {}
         for r in range(args.rounds):
             print("round %d" % (r + 1), flush=True)
             for name, port, plain_port, pid in (targets if r % 2 == 0 else targets[::-1]):
-                measure(name, port, plain_port, pid, args.seconds, results)
+                measure(name, port, plain_port, pid, args.seconds, results, args.only)
         print("\nmedians (pyroute / nginx)")
         for metric in METRICS:
+            if args.only and metric not in args.only:
+                continue
             p = [x for x in results[("pyroute", metric)]]
             n = [x for x in results[("nginx", metric)]]
             pr, pc = statistics.median(x[0] for x in p), statistics.median(x[1] for x in p)

@@ -356,7 +356,11 @@ cdef class UpstreamConn:
 
 @cython.final
 cdef class ClientConn:
-    def __init__(self, Env env, ep, sock, bytes remote_ip, bint tls=False):
+    def __init__(self, Env env, ep, sock, bytes remote_ip, bint tls=False,
+                 bint registered=False):
+        # ``registered``: the socket is already in the epoll set with ET_EVENTS (a Sniffer
+        # registered it): take that registration over instead of an epoll_ctl DEL + ADD, and
+        # let the caller read at once (bytes that already arrived make no new edge)
         self.env = env
         self.loop = env.loop
         self.ep = ep
@@ -382,7 +386,10 @@ cdef class ClientConn:
         self.keep_alive = True
         self._reset_exchange()
         self.events = 0       # registered once for everything (ET_EVENTS)
-        self.loop.register(self.fd, ET_EVENTS, self)
+        if registered:
+            self.loop.handlers[self.fd] = self
+        else:
+            self.loop.register(self.fd, ET_EVENTS, self)
         it = ep.idle_timeout
         self.deadline = self.loop.now + it if it else 0.0
         self.loop.timed.add(self)
@@ -1164,7 +1171,7 @@ cdef class ClientConn:
         self.state = S_CLOSED
         self.deadline = 0.0
         self.loop.timed.discard(self)
-        self.loop.unregister(self.fd)
+        self.loop.forget(self.fd)     # no epoll_ctl: the close below takes it out of the set
         self.env.clients.discard(self)
         if self.env.parser_owner is self:
             self.env.parser_owner = None

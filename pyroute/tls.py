@@ -40,14 +40,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 from OpenSSL import SSL, crypto
-# pyOpenSSL's cffi handles: SSL_CTX_set1_curves_list and SSL_session_reused have no public
-# wrapper, and the per-read/per-write/handshake calls go straight to OpenSSL (pyOpenSSL's
-# Connection.recv allocates a 64 KiB buffer per call and raises an exception per would-block);
-# failures are still turned into exceptions by pyOpenSSL's own Connection._raise_ssl_error.
-from OpenSSL._util import ffi as _ffi
+# pyOpenSSL's cffi handle: SSL_CTX_set1_curves_list and SSL_get_error have no public wrapper.
+# The per-event calls (handshake steps, reads, writes) go straight to OpenSSL from
+# engine/tlsio.pyx; failures are still turned into exceptions by pyOpenSSL's own
+# Connection._raise_ssl_error (the hooks below).
 from OpenSSL._util import lib as _lib
 
 from . import rules
+from ._engine import tlsio as _tlsio
 from .errors import ConfigError, RuleSyntaxError
 
 __all__ = [
@@ -1098,7 +1098,8 @@ class TLSConfig:
         return option.name, cert, None
 
     def new_connection(self, sock, server_name=None):
-        """A non-blocking server-side TLS connection on ``sock`` (accept state), made with the
+        """A non-blocking server-side TLS connection on ``sock`` (accept state, a TLSStream
+        whose ``handshake()`` drives it), made with the
         option that ``server_name`` (the SNI peeked from the ClientHello) maps to. Raises
         TLSRefused when that option is broken (Traefik closes such connections at once)."""
         option = self.option_for_server_name(server_name)
@@ -1107,7 +1108,8 @@ class TLSConfig:
         conn = SSL.Connection(option.base, sock)
         conn.set_app_data(_ConnInfo(option, server_name, sock))
         conn.set_accept_state()
-        return conn
+        # server_name None: the peek read none; the stream asks OpenSSL after the handshake
+        return TLSStream(conn, sock, server_name, option.name)
 
     def accept(self, sock, again=False):
         """Start TLS on a freshly accepted non-blocking socket, if it speaks TLS.
@@ -1147,19 +1149,19 @@ class TLSConfig:
         return self.new_connection(sock, result)
 
     @staticmethod
-    def option_name_of(conn):
-        """The name of the TLS option a connection was made with."""
-        return conn.get_app_data().option.name
+    def option_name_of(stream):
+        """The name of the TLS option a connection (a TLSStream) was made with."""
+        return stream.option
 
     def router_option(self, router_name):
         """The TLS option a TLS router asked for (``default`` when none), or None for a router
         this entry point does not serve over TLS."""
         return self.router_options.get(router_name)
 
-    def is_misdirected(self, conn, host):
+    def is_misdirected(self, stream, host):
         """Traefik's SNICheck: True when the request's Host (``host``, the Host header without
         its port) maps to another TLS option than the connection's SNI does -> answer 421."""
-        raw = conn.get_servername()
+        raw = stream.conn.get_servername()
         server_name = raw.decode("ascii", "replace").strip() if raw else ""
         return misdirected(self.host_options, server_name, host)
 
@@ -1174,9 +1176,9 @@ class TLSConfig:
             return False          # nothing maps to an option: every name is "default"
         return misdirected(self.host_options, server_name, _host_without_port(host))
 
-    def served_certificate(self, conn):
+    def served_certificate(self, stream):
         """The Certificate the handshake presented (after it completed)."""
-        return conn.get_app_data().certificate
+        return stream.conn.get_app_data().certificate
 
 
 def misdirected(host_options, server_name, host):
@@ -1226,37 +1228,30 @@ def _set_lowat(sock, value):
 
 
 # --------------------------------------------------------------------------------------------
-# Handshake driving
+# Handshake driving and the established stream (engine/tlsio.pyx does the per-event work)
 
-WANT_READ = 1
-WANT_WRITE = 2
-
-
-_SSL_do_handshake = _lib.SSL_do_handshake
-_SSL_read = _lib.SSL_read
-_SSL_write = _lib.SSL_write
-_SSL_get_error = _lib.SSL_get_error
-_ERROR_WANT_READ = _lib.SSL_ERROR_WANT_READ
-_ERROR_WANT_WRITE = _lib.SSL_ERROR_WANT_WRITE
-_SSL_shutdown = _lib.SSL_shutdown
-_ERR_clear_error = _lib.ERR_clear_error
-_MAX_PLAINTEXT = 1 << 14       # one TLS record's plaintext (RFC 8446 §5.1)
+WANT_READ = _tlsio.WANT_READ
+WANT_WRITE = _tlsio.WANT_WRITE
+TLSStream = _tlsio.TLSStream
 
 
-def handshake(conn):
-    """Advance a non-blocking server handshake. Returns 0 when it is complete, WANT_READ or
-    WANT_WRITE for the event to wait for; raises TLSRefused (with the reason) when it failed."""
-    ssl = conn._ssl
-    result = _SSL_do_handshake(ssl)
-    if result == 1:
-        return 0
-    error = _SSL_get_error(ssl, result)
-    if error == _ERROR_WANT_READ:
-        return WANT_READ
-    if error == _ERROR_WANT_WRITE:
-        return WANT_WRITE
+def handshake(stream):
+    """Advance a non-blocking server handshake (``stream``: what TLSConfig.accept returned).
+    Returns 0 when it is complete, WANT_READ or WANT_WRITE for the event to wait for; raises
+    TLSRefused (with the reason) when it failed."""
+    return stream.handshake()
+
+
+def session_reused(stream):
+    """Whether the handshake resumed a session (SSL_session_reused; pyOpenSSL has no wrapper)."""
+    return stream.session_reused()
+
+
+def _handshake_failed(stream, result):
+    # tlsio hook: a handshake step failed; raise TLSRefused with the reason for the log
+    conn = stream.conn
     try:
-        conn._raise_ssl_error(ssl, result)
+        conn._raise_ssl_error(conn._ssl, result)
     except _NoALPNOverlap as exc:
         raise TLSRefused(str(exc)) from None
     except SSL.ZeroReturnError:
@@ -1268,112 +1263,47 @@ def handshake(conn):
         info = conn.get_app_data()
         reason = getattr(info, "refused", None)
         raise TLSRefused(reason or "TLS handshake failed: %s" % _ssl_error_text(exc)) from None
-    raise TLSRefused("TLS handshake failed (OpenSSL error %d)" % error)
+    raise TLSRefused("TLS handshake failed (OpenSSL error %d)"
+                     % _lib.SSL_get_error(conn._ssl, result))
 
 
-def session_reused(conn):
-    """Whether the handshake resumed a session (SSL_session_reused; pyOpenSSL has no wrapper)."""
-    return bool(_lib.SSL_session_reused(conn._ssl))
-
-
-class TLSStream:
-    """A finished TLS connection with a socket's face, for connection code written for plain
-    sockets: ``recv`` returns b"" at EOF (close_notify or not), raises BlockingIOError when it
-    would block (either way round: TLS may need to write to read), OSError on a failure;
-    ``send`` likewise. ``conn`` is the pyOpenSSL Connection (option, SNI, peer certificate).
-
-    ``recv(n)`` returns at most one TLS record (16 KiB): OpenSSL reads one record per call
-    without read-ahead, so nothing decrypted waits inside OpenSSL while the socket, which the
-    event loop watches, is drained; the next record is still in the socket."""
-
-    __slots__ = ("conn", "sock", "server_name", "option", "_ssl", "_buffer", "_view")
-
-    def __init__(self, conn, sock):
-        self.conn = conn
-        self.sock = sock
-        info = conn.get_app_data()
-        name = info.server_name       # peeked from the ClientHello: trimmed, lower-cased
-        if name is None:
-            raw = conn.get_servername()
-            name = raw.decode("ascii", "replace").strip() if raw else ""
-        # Go's req.TLS.ServerName: the SNI as sent (Traefik's SNICheck trims it and compares
-        # without case), "" if none.
-        self.server_name = name
-        self.option = info.option.name    # the TLS option it was made with
-        self._ssl = conn._ssl
-        self._buffer = None
-        self._view = None
-
-    def fileno(self):
-        return self.sock.fileno()
-
-    def recv(self, n):
-        buf = getattr(_local, "read", None)
-        if buf is None:
-            buf = _local.read = _ffi.new("char[]", _MAX_PLAINTEXT)
-        result = _SSL_read(self._ssl, buf, n if n < _MAX_PLAINTEXT else _MAX_PLAINTEXT)
-        if result > 0:
-            return _ffi.buffer(buf, result)[:]
-        return self._failed_read(result)
-
-    def _failed_read(self, result):
-        # b"" at EOF; raises BlockingIOError (would block) or OSError (failure)
-        error = _SSL_get_error(self._ssl, result)
-        if error == _ERROR_WANT_READ or error == _ERROR_WANT_WRITE:
-            raise BlockingIOError()
-        try:
-            self.conn._raise_ssl_error(self._ssl, result)
-        except SSL.ZeroReturnError:
-            return b""
-        except SSL.SysCallError as exc:
-            if exc.args and exc.args[0] == -1:     # EOF without close_notify
-                return b""
-            raise OSError(exc.args[0] if exc.args else 0, str(exc)) from None
-        except SSL.Error as exc:
-            text = _ssl_error_text(exc)
-            if "unexpected eof" in text:           # OpenSSL 3+: EOF without close_notify
-                return b""
-            raise OSError(0, "TLS read failed: %s" % text) from None
-        return b""
-
-    def recv_into(self, buffer, nbytes=0):
-        """Decrypt into ``buffer`` (no copy); like socket.recv_into, 0 at EOF."""
-        # The worker passes its one read buffer every time: the cffi view of it is made once
-        # per connection (it keeps that buffer exported, i.e. not resizable: it never is).
-        if buffer is not self._buffer:
-            self._view = _ffi.from_buffer("char[]", buffer, True)
-            self._buffer = buffer
-        ssl = self._ssl
-        result = _SSL_read(ssl, self._view, nbytes or len(buffer))
-        if result > 0:
-            return result
-        error = _SSL_get_error(ssl, result)
-        if error == _ERROR_WANT_READ or error == _ERROR_WANT_WRITE:
-            raise BlockingIOError       # the common way out (the read after the last record)
-        return len(self._failed_read(result))
-
-    def send(self, data):
-        if not data:
+def _read_failed(stream, result):
+    # tlsio hook: 0 at EOF (close_notify or not), else OSError
+    conn = stream.conn
+    try:
+        conn._raise_ssl_error(conn._ssl, result)
+    except SSL.ZeroReturnError:
+        return 0
+    except SSL.SysCallError as exc:
+        if exc.args and exc.args[0] == -1:     # EOF without close_notify
             return 0
-        # bytes go to cffi as they are (no copy, no cdata object); other buffers get a view
-        result = _SSL_write(self._ssl, data if data.__class__ is bytes else _ffi.from_buffer(data),
-                            len(data))
-        if result > 0:
-            return result
-        error = _SSL_get_error(self._ssl, result)
-        if error == _ERROR_WANT_WRITE or error == _ERROR_WANT_READ:
-            raise BlockingIOError()
-        try:
-            self.conn._raise_ssl_error(self._ssl, result)
-        except SSL.SysCallError as exc:
-            raise OSError(exc.args[0] if exc.args else 0, str(exc)) from None
-        except SSL.Error as exc:
-            raise OSError(0, "TLS write failed: %s" % _ssl_error_text(exc)) from None
-        raise OSError(0, "TLS write failed (OpenSSL error %d)" % error)
+        raise OSError(exc.args[0] if exc.args else 0, str(exc)) from None
+    except SSL.Error as exc:
+        text = _ssl_error_text(exc)
+        if "unexpected eof" in text:           # OpenSSL 3+: EOF without close_notify
+            return 0
+        raise OSError(0, "TLS read failed: %s" % text) from None
+    return 0
 
-    def close(self):
-        # Go's tls.Conn.Close sends close_notify; best effort, never blocking: whatever
-        # SSL_shutdown says, the socket closes, and OpenSSL's error queue is left empty.
-        if _SSL_shutdown(self._ssl) < 0:
-            _ERR_clear_error()
-        self.sock.close()
+
+def _write_failed(stream, result):
+    # tlsio hook: always raises OSError
+    conn = stream.conn
+    try:
+        conn._raise_ssl_error(conn._ssl, result)
+    except SSL.SysCallError as exc:
+        raise OSError(exc.args[0] if exc.args else 0, str(exc)) from None
+    except SSL.Error as exc:
+        raise OSError(0, "TLS write failed: %s" % _ssl_error_text(exc)) from None
+    raise OSError(0, "TLS write failed (OpenSSL error %d)"
+                  % _lib.SSL_get_error(conn._ssl, result))
+
+
+def _server_name_of(stream):
+    # tlsio hook, once the handshake is done, when the peek read no SNI: ask OpenSSL (Go's
+    # req.TLS.ServerName: the SNI as sent, "" if none; SNICheck trims it)
+    raw = stream.conn.get_servername()
+    return raw.decode("ascii", "replace").strip() if raw else ""
+
+
+_tlsio.bind(_handshake_failed, _read_failed, _write_failed, _server_name_of)

@@ -143,7 +143,7 @@ class _Conn:
             if want == tls.WANT_WRITE:
                 return self.want(selectors.EVENT_WRITE)
             self.state = self.REQUEST
-            self.stream = tls.TLSStream(self.tls, self.sock)
+            self.stream = self.tls
             self.want(selectors.EVENT_READ)
         if self.out:
             return self._flush()
@@ -194,18 +194,18 @@ class _Conn:
             body = b"Misdirected Request\n"
             return (b"HTTP/1.1 421 Misdirected Request\r\nContent-Length: %d\r\n\r\n%s"
                     % (len(body), body))
-        peer = self.tls.get_peer_certificate(as_cryptography=True)
+        peer = self.tls.conn.get_peer_certificate(as_cryptography=True)
         cert = config.served_certificate(self.tls)
         info = {
             "option": config.option_name_of(self.tls),
             "certificate": cert.label if cert is not None else None,
-            "version": self.tls.get_protocol_version_name(),
-            "cipher": self.tls.get_cipher_name(),
-            "alpn": (self.tls.get_alpn_proto_negotiated() or b"").decode(),
+            "version": self.tls.conn.get_protocol_version_name(),
+            "cipher": self.tls.conn.get_cipher_name(),
+            "alpn": (self.tls.conn.get_alpn_proto_negotiated() or b"").decode(),
             "client_cn": (peer.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
                           if peer is not None else None),
             "resumed": tls.session_reused(self.tls),
-            "group": self.tls.get_group_name(),
+            "group": self.tls.conn.get_group_name(),
         }
         body = json.dumps(info).encode()
         return (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"

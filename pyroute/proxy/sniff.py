@@ -13,12 +13,19 @@ Traefik).
 """
 from .. import tls
 from ..server.log import log
-from ..server.loop import EPOLLIN, EPOLLOUT
+from ..server.loop import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLRDHUP, ET_EVENTS
 from .._engine.conn import ClientConn
+
+# events that can make a peek or a handshake read progress (bytes, EOF, an error)
+_READ_EVENTS = EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR
 
 
 class Sniffer:
-    __slots__ = ("env", "loop", "ep", "tls_ep", "sock", "fd", "remote_ip", "conn", "events",
+    """Registered once, edge-triggered, with the events a ClientConn uses: the ClientConn that
+    follows takes the registration over (no epoll_ctl between sniffing and serving), and closing
+    the socket takes it out of the epoll set."""
+
+    __slots__ = ("env", "loop", "ep", "tls_ep", "sock", "fd", "remote_ip", "conn", "wait",
                  "deadline", "hello_wait")
 
     def __init__(self, env, ep, tls_ep, sock, remote_ip):
@@ -29,15 +36,17 @@ class Sniffer:
         self.sock = sock
         self.fd = sock.fileno()
         self.remote_ip = remote_ip
-        self.conn = None            # the pyOpenSSL Connection once the ClientHello is there
+        self.conn = None            # the TLSStream once the ClientHello is there
         self.hello_wait = False     # the ClientHello was incomplete: SO_RCVLOWAT is set
-        self.events = EPOLLIN
-        self.loop.register(self.fd, EPOLLIN, self)
+        self.wait = _READ_EVENTS    # the events that can move this connection on
+        self.loop.register(self.fd, ET_EVENTS, self)
         rt = ep.read_timeout
         self.deadline = self.loop.now + rt if rt else 0.0
         self.loop.timed.add(self)
 
     def on_event(self, ev):
+        if not ev & self.wait:
+            return                  # e.g. the first edge: writable, before the ClientHello
         if self.conn is None:
             # One peek tells TLS from plain and, for TLS, reads the SNI of the ClientHello.
             try:
@@ -53,35 +62,35 @@ class Sniffer:
                 return
             self.conn = conn
         try:
-            want = tls.handshake(self.conn)
+            want = self.conn.handshake()
         except tls.TLSRefused as e:
             self._refuse(e.reason)
             return
+        # edge-triggered: OpenSSL said so after a read or write that would block, so an edge
+        # of that kind will come
         if want == tls.WANT_READ:
-            self._want(EPOLLIN)
+            self.wait = _READ_EVENTS
         elif want == tls.WANT_WRITE:
-            self._want(EPOLLOUT)
+            self.wait = EPOLLOUT | EPOLLHUP | EPOLLERR
         else:
-            self._hand_over(self.tls_ep, tls.TLSStream(self.conn, self.sock), True)
-
-    def _want(self, events):
-        if events != self.events:
-            self.events = events
-            self.loop.modify(self.fd, events)
+            self._hand_over(self.tls_ep, self.conn, True)
 
     def _hand_over(self, ep, stream, is_tls=False):
-        self._forget()
-        self.env.clients.add(ClientConn(self.env, ep, stream, self.remote_ip, is_tls))
+        self.loop.timed.discard(self)
+        self.env.clients.discard(self)
+        client = ClientConn(self.env, ep, stream, self.remote_ip, is_tls, True)
+        self.env.clients.add(client)
+        # Bytes already there (the peeked request; a request that came with the client's
+        # Finished) make no new edge: read now.
+        try:
+            client.on_event(EPOLLIN)
+        except Exception as e:   # as the loop does for a handler that raises
+            self.loop._fail(client, e)
 
     def _refuse(self, reason):
         log("debug", "TLS handshake error", entryPointName=self.ep.name,
             remoteAddr=self.remote_ip.decode("ascii", "replace"), error=reason)
         self.close()
-
-    def _forget(self):
-        self.loop.unregister(self.fd)
-        self.loop.timed.discard(self)
-        self.env.clients.discard(self)
 
     def on_timeout(self, now):
         self.close()
@@ -90,7 +99,9 @@ class Sniffer:
         return True        # no request started yet: draining closes it
 
     def close(self):
-        self._forget()
+        self.loop.forget(self.fd)       # closing the socket takes it out of the epoll set
+        self.loop.timed.discard(self)
+        self.env.clients.discard(self)
         self.sock.close()
 
     abort = close

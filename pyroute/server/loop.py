@@ -16,6 +16,10 @@ EPOLLOUT = select.EPOLLOUT
 EPOLLERR = select.EPOLLERR
 EPOLLHUP = select.EPOLLHUP
 EPOLLRDHUP = select.EPOLLRDHUP
+# How client connections are registered (engine/conn.pyx's ET_EVENTS): once, edge-triggered,
+# for everything they will ever need. A Sniffer registers the same way, so the ClientConn
+# that follows it takes the registration over without an epoll_ctl.
+ET_EVENTS = select.EPOLLIN | select.EPOLLOUT | select.EPOLLRDHUP | select.EPOLLET
 SWEEP_INTERVAL = 0.5
 
 
@@ -43,6 +47,11 @@ class Loop:
 
     def modify(self, fd, events):
         self.ep.modify(fd, events)
+
+    def forget(self, fd):
+        """Drop ``fd``'s handler without an epoll_ctl: for a socket about to be closed, since
+        closing its only descriptor removes it from the epoll set (what nginx does too)."""
+        self.handlers.pop(fd, None)
 
     def unregister(self, fd):
         if self.handlers.pop(fd, None) is not None:

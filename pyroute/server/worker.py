@@ -14,11 +14,18 @@ import signal
 import socket
 import struct
 
+import _socket
+
 from .._engine.conn import Env
 from ..proxy.sniff import Sniffer
 from ..proxy.snapshot import EntryPointRuntime, Pools, compile_config
 from .log import log
 from .loop import EPOLLIN, Loop
+
+
+_SOCK_STREAM = int(socket.SOCK_STREAM)
+_IPPROTO_TCP = socket.IPPROTO_TCP
+_TCP_NODELAY = socket.TCP_NODELAY
 
 
 def bind_listener(ep):
@@ -45,7 +52,7 @@ def bind_listener(ep):
 
 
 class Acceptor:
-    __slots__ = ("worker", "sock", "ep", "tls_ep", "fd")
+    __slots__ = ("worker", "sock", "ep", "tls_ep", "fd", "family", "_accept")
 
     def __init__(self, worker, sock, ep, tls_ep):
         self.worker = worker
@@ -53,17 +60,22 @@ class Acceptor:
         self.ep = ep              # the entry point as plain connections see it
         self.tls_ep = tls_ep      # the same entry point for TLS connections (ep.tls True)
         self.fd = sock.fileno()
+        self.family = int(sock.family)
+        self._accept = sock._accept
 
     def on_event(self, ev):
         try:
-            conn, addr = self.sock.accept()
+            fd, addr = self._accept()
         except (BlockingIOError, InterruptedError):
             return
         except OSError as e:
             log("warn", "accept failed", entryPointName=self.ep.name, error=str(e))
             return
+        # the C socket object: socket.accept's Python wrapper converts family and type to
+        # enums per call, and nothing here needs the Python-level socket class
+        conn = _socket.socket(self.family, _SOCK_STREAM, 0, fd)
         conn.setblocking(False)
-        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        conn.setsockopt(_IPPROTO_TCP, _TCP_NODELAY, 1)
         env = self.worker.env
         ip = addr[0]
         if ip.startswith("::ffff:") and "." in ip:
