@@ -192,9 +192,10 @@ def parse_client_hello(data):
 
     Returns ``(complete, server_name)``: ``complete`` is False while the record announced by the
     header has not fully arrived (``server_name`` is then the number of bytes needed, an int);
-    once complete, ``server_name`` is the lower-cased host name or None (no SNI, or a hello this
-    parser cannot read: such connections get the default option, as in Traefik, whose sniffing
-    handshake then fails the same way).
+    once complete, ``server_name`` is the lower-cased host name, "" when the hello carries no
+    server_name extension, or None for a hello this parser cannot read (it spans records, or is
+    not one): such connections get the default option, as in Traefik, whose sniffing
+    handshake then fails the same way, and OpenSSL's reading of the SNI picks the certificate.
     """
     n = len(data)
     if n < 5:
@@ -210,7 +211,8 @@ def parse_client_hello(data):
 
 
 def _sni_from_handshake(msg):
-    # RFC 8446 §4.1.2 ClientHello; RFC 6066 §3 server_name. Any inconsistency -> None.
+    # RFC 8446 §4.1.2 ClientHello; RFC 6066 §3 server_name. No server_name -> "", any
+    # inconsistency -> None.
     if len(msg) < 4 or msg[0] != 1:
         return None
     body_len = (msg[1] << 16) | (msg[2] << 8) | msg[3]
@@ -227,6 +229,8 @@ def _sni_from_handshake(msg):
     if p >= end:
         return None
     p += 1 + msg[p]                                 # legacy_compression_methods
+    if p == end:
+        return ""                                   # no extensions at all
     if p + 2 > end:
         return None
     ext_end = p + 2 + ((msg[p] << 8) | msg[p + 1])
@@ -256,7 +260,7 @@ def _sni_from_handshake(msg):
                 q += nlen
             return None
         p += elen
-    return None
+    return "" if p == ext_end else None
 
 
 def canonical_domain(name):
@@ -435,7 +439,7 @@ class _ConnInfo:
 
     def __init__(self, option, server_name, sock):
         self.option = option              # TLSOption the connection was made with
-        self.server_name = server_name    # SNI as peeked from the ClientHello (canonical) or None
+        self.server_name = server_name    # SNI as peeked (canonical; "": none; None: unread)
         self.sock = sock                  # for the local address, when the client sends no SNI
         self.refused = None               # reason, when the SNI callback refused the handshake
         self.certificate = None           # the Certificate served
@@ -450,13 +454,15 @@ class _ConnInfo:
 
 
 class TLSOption:
-    """One TLS option compiled into pyOpenSSL contexts: a base context per option (sessions,
-    ticket keys and the SNI callback live there) and one context per certificate served under
-    it, switched to by the SNI callback. ``error`` is set when the option is broken."""
+    """One TLS option compiled into pyOpenSSL contexts: a base context per option (connections
+    are made on it: sessions and ticket keys live there) and one context per certificate served
+    under it, switched to before the handshake from the SNI the peek read (or, for a hello the
+    peek could not read, by the SNI callback of the ``fallback`` context). ``error`` is set when
+    the option is broken."""
 
     __slots__ = ("name", "spec", "error", "min_version", "max_version", "ciphers",
                  "curves", "verify_mode", "verify_any", "client_cas", "sni_strict", "alpn",
-                 "tickets", "store", "base", "_by_cert", "_refusing", "_session_id")
+                 "tickets", "store", "base", "_by_cert", "_refusing", "_fallback", "_session_id")
 
     def __init__(self, name, spec, store):
         self.name = name
@@ -465,6 +471,7 @@ class TLSOption:
         self.error = None
         self._by_cert = {}
         self._refusing = None
+        self._fallback = None
         self.base = None
         self._session_id = hashlib.sha256(b"pyroute-tls-option\0" + name.encode()).digest()[:32]
 
@@ -644,7 +651,7 @@ class TLSOption:
             _base_contexts_used[key] = self.base
             return problems
         try:
-            self.base = self._context(self.store.default, with_callback=True)
+            self.base = self._context(self.store.default)
             _base_contexts_used[key] = self.base
         except (SSL.Error, ValueError) as exc:
             self.error = "cannot build TLS context: %s" % (_ssl_error_text(exc),)
@@ -705,23 +712,16 @@ class TLSOption:
                              "serves %s)" % (b", ".join(offered).decode("ascii", "replace"),
                                              b", ".join(self.alpn).decode()))
 
-    def on_server_name(self, conn, info):
-        """The SNI callback's work for a connection made with this option: pick the
-        certificate (switching to its context), or refuse under sniStrict."""
+    def select_certificate(self, conn, info, name):
+        """Pick the certificate for (canonical) SNI ``name`` ("" for none), switching ``conn``
+        to its context, or set up the refusal under sniStrict. Runs before the handshake when
+        the peek read the ClientHello (no SNI callback into Python per handshake), else from
+        the SNI callback of the option's ``fallback`` context."""
         try:
-            # The SNI as peeked from the ClientHello (the same bytes OpenSSL parsed), else ask
-            # OpenSSL (no SNI, or a hello the peek could not read).
-            name = info.server_name
-            if name is None:
-                raw = conn.get_servername()
-                if raw:
-                    name = canonical_domain(raw.decode("ascii", "replace"))
-                elif self.sni_strict or self.store.names_ips:
-                    # Traefik: no SNI -> the local IP address is the name to match (sniStrict's
-                    # refusal names it too).
-                    name = info.local_ip()
-                else:
-                    name = ""     # no certificate could match an IP: the default one
+            if not name and (self.sni_strict or self.store.names_ips):
+                # Traefik: no SNI -> the local IP address is the name to match (sniStrict's
+                # refusal names it too); else no certificate could match: the default one.
+                name = info.local_ip()
             cert = self.certificate_for(name)
             if cert is None:
                 info.refused = ("strict SNI enabled - No certificate found for domain: %r, "
@@ -755,6 +755,14 @@ class TLSOption:
             self._by_cert[id(cert)] = ctx
         return ctx
 
+    def fallback_context(self):
+        """The option's context with the SNI callback, for a connection whose ClientHello the
+        peek could not read: switched to before its handshake (the session context stays the
+        base one, whose ticket keys every worker shares)."""
+        if self._fallback is None:
+            self._fallback = self._context(self.store.default, with_callback=True)
+        return self._fallback
+
     def _refusing_context(self):
         # Same option, no certificate: the handshake fails with a handshake_failure alert,
         # which is how a refused server name ends (Traefik returns an error from GetCertificate).
@@ -764,10 +772,16 @@ class TLSOption:
 
 
 def _on_server_name(conn):
-    # Set on base contexts, which outlive configurations: the option is the connection's own.
-    # Runs inside SSL_do_handshake; it must not raise (pyOpenSSL would print a traceback).
+    # Set on fallback contexts only (a ClientHello the peek could not read): the option is the
+    # connection's own. Runs inside SSL_do_handshake; it must not raise (pyOpenSSL would print
+    # a traceback).
     info = conn.get_app_data()
-    info.option.on_server_name(conn, info)
+    try:
+        raw = conn.get_servername()
+    except Exception:   # noqa: BLE001 - reported as a refusal by select_certificate
+        raw = None
+    info.option.select_certificate(
+        conn, info, canonical_domain(raw.decode("ascii", "replace")) if raw else "")
 
 
 # Base contexts by settings (see TLSOption.compile); each build keeps only those it uses.
@@ -1106,8 +1120,13 @@ class TLSConfig:
         if isinstance(option, str):
             raise TLSRefused(option)
         conn = SSL.Connection(option.base, sock)
-        conn.set_app_data(_ConnInfo(option, server_name, sock))
+        info = _ConnInfo(option, server_name, sock)
+        conn.set_app_data(info)
         conn.set_accept_state()
+        if server_name is None:
+            conn.set_context(option.fallback_context())   # OpenSSL reads the SNI
+        else:
+            option.select_certificate(conn, info, server_name)
         # server_name None: the peek read none; the stream asks OpenSSL after the handshake
         return TLSStream(conn, sock, server_name, option.name)
 

@@ -221,7 +221,7 @@ def test_parse_client_hello_reads_sni():
     obj = no_sni.wrap_bio(inc, out)
     with pytest.raises(ssl.SSLWantReadError):
         obj.do_handshake()
-    assert tls.parse_client_hello(out.read()) == (True, None)
+    assert tls.parse_client_hello(out.read()) == (True, "")     # read, and no SNI in it
 
 
 @settings(max_examples=300, deadline=None)
@@ -336,6 +336,55 @@ def test_accept_tells_plain_from_tls_without_consuming(leaf):
         assert readable(server, 2)
         assert config.accept(server) is tls.PLAIN
         assert server.recv(100).startswith(b"GET / HTTP/1.1")
+    finally:
+        client.close()
+        server.close()
+
+
+def test_hello_spanning_two_records_gets_default_option_and_certificate_by_sni(ca, leaf):
+    # The peek reads one record (as Traefik's sniffer does): a ClientHello fragmented over two
+    # records maps to the default option, and OpenSSL's own reading of the SNI (the fallback
+    # context's callback) still picks the certificate, as Go's GetCertificate does in Traefik.
+    config = build(leaf, {"r": router("Host(`split.example.com`)", "strict12")})
+    client_ctx = ssl.create_default_context()
+    ca.configure_trust(client_ctx)
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = client_ctx.wrap_bio(incoming, outgoing, server_hostname="split.example.com")
+    with pytest.raises(ssl.SSLWantReadError):
+        obj.do_handshake()
+    hello = outgoing.read()
+    body = hello[5:]
+    assert len(hello) == 5 + len(body) and hello[0] == 0x16
+    cut = 60
+    records = b"".join(hello[:3] + len(part).to_bytes(2, "big") + part
+                       for part in (body[:cut], body[cut:]))
+    assert tls.parse_client_hello(records) == (True, None)     # the peek cannot read it
+    client, server = tcp_pair()
+    try:
+        client.sendall(records)
+        assert readable(server, 2)
+        stream = config.accept(server)
+        assert stream is not None and config.option_name_of(stream) == "default"
+        client.settimeout(2)
+        done = False
+        for _ in range(20):
+            state = tls.handshake(stream)
+            done = done or state == 0
+            if readable(client, 0.2):
+                incoming.write(client.recv(65536))
+            try:
+                obj.do_handshake()
+                client.sendall(outgoing.read())
+                if done:
+                    break
+            except ssl.SSLWantReadError:
+                client.sendall(outgoing.read())
+            readable(server, 0.2)
+        assert done
+        cert = config.served_certificate(stream)
+        assert cert is not None and "*.example.com" in cert.names
+        assert stream.server_name == "split.example.com"
+        assert obj.version() == "TLSv1.3"     # the default option, not strict12's TLS 1.2
     finally:
         client.close()
         server.close()
