@@ -112,27 +112,20 @@ CIPHER_SUITES = {
     "TLS_FALLBACK_SCSV": None,
 }
 
-# Mozilla's "intermediate" TLS 1.2 list without the DHE suites (Go, hence Traefik, has no DHE):
-# the same set as Traefik's default cipher suites, in server-preference order.
+# Mozilla's "intermediate" TLS 1.2 list without the DHE suites (Go, hence Traefik, has no DHE),
+# in server-preference order: what an option that leaves cipherSuites out is served with.
+# A deliberate deviation from Traefik, whose Options.SetDefaults fills in Go's CipherSuites()
+# (these six plus the four ECDHE CBC-SHA suites, obsolete and flagged by scanners): the issue
+# asks for safe defaults without configuration. An option that lists suites, Go's list
+# included, gets exactly those (the manifests layer leaves the field out when it is unset).
 DEFAULT_CIPHERS = (
     "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
     "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
     "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
 )
 
-# Traefik's DefaultTLSOptions (what the manifests layer fills in for an option that leaves the
-# fields out): Go's crypto/tls CipherSuites() and h2, http/1.1, acme-tls/1. An option carrying
-# exactly these lists is served with pyroute's safe defaults instead: Mozilla intermediate (Go's
-# list also has the ECDHE CBC-SHA suites, obsolete and flagged by scanners) and http/1.1.
-TRAEFIK_DEFAULT_CIPHER_SUITES = frozenset((
-    "TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256",
-    "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA", "TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA",
-    "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA", "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA",
-    "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256", "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
-    "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256", "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
-    "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
-    "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
-))
+# Traefik's default ALPN list (DefaultTLSOptions, filled in by the manifests layer): served as
+# http/1.1 only, without a warning, since pyroute speaks neither h2 nor acme-tls/1 yet.
 TRAEFIK_DEFAULT_ALPN = ("h2", "http/1.1", "acme-tls/1")
 
 # Added to the default list only when an option allows TLS 1.0/1.1, which have no AEAD suite:
@@ -513,8 +506,6 @@ class TLSOption:
 
         self.ciphers = DEFAULT_CIPHERS
         suites = spec.get("cipherSuites")
-        if isinstance(suites, list) and frozenset(suites) == TRAEFIK_DEFAULT_CIPHER_SUITES:
-            suites = None
         if suites is not None:
             if not isinstance(suites, list):
                 err("cipherSuites", "must be a list of cipher suite names")

@@ -141,6 +141,10 @@ def test_routes_by_host_and_answers_404_otherwise(env):
     assert status == 200 and echo(body)["backend"] == "b" and echo(body)["target"] == "/y?q=1"
     status, hdrs, body = get(env["port"], "/", "nowhere.test")
     assert status == 404 and body == b"404 page not found\n"
+    # no TLS router on the entry point: `pyroute run` says plain HTTP only
+    out = env["proxy"].output()
+    assert "entry point web listening on http://127.0.0.1:%d\n" % env["port"] in out
+    assert "https://" not in out
 
 
 def test_forwarded_headers_and_hop_by_hop(env):

@@ -96,6 +96,9 @@ def test_tls_and_plain_routers_share_the_entry_point(tmp_path, ca, backend):
                  + route("secure", "secure.example.com", "{secretName: cert}")
                  + route("plain", "plain.example.com"))
     with Pyroute(tmp_path, manifests) as pr:
+        # what `pyroute run` says is served: both schemes on the one port
+        assert ("entry point web listening on http://127.0.0.1:%d and https://127.0.0.1:%d "
+                "(1 plain router(s), 1 TLS router(s))" % (pr.port, pr.port)) in pr.output()
         status, _, body, info = tls_get(pr.port, client(ca), "secure.example.com")
         assert status == 200 and info["version"] == "TLSv1.3"
         seen = dict((k.lower(), v) for k, v in json.loads(body)["headers"])

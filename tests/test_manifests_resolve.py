@@ -565,6 +565,12 @@ spec:
   sniStrict: true
 ---
 apiVersion: traefik.io/v1alpha1
+kind: TLSOption
+metadata: {name: pinned}
+spec:
+  cipherSuites: [TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA]
+---
+apiVersion: traefik.io/v1alpha1
 kind: TLSStore
 metadata: {name: default}
 spec:
@@ -578,6 +584,12 @@ spec:
     assert tls["options"]["default-modern@kubernetescrd"]["minVersion"] == "VersionTLS13"
     assert tls["options"]["default-modern@kubernetescrd"]["sniStrict"] is True
     assert tls["options"]["default"]["minVersion"] == "VersionTLS12"   # Traefik's defaults
+    # cipherSuites left out stays absent (pyroute serves Mozilla intermediate for it, where
+    # Traefik fills in Go's list): only a listed set is passed on, and then served exactly
+    assert "cipherSuites" not in tls["options"]["default-modern@kubernetescrd"]
+    assert "cipherSuites" not in tls["options"]["default"]
+    assert tls["options"]["default-pinned@kubernetescrd"]["cipherSuites"] == [
+        "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA"]
     assert tls["stores"]["default"] == {"defaultCertificate": {"certFile": "FB-CERT",
                                                                "keyFile": "FB-KEY"}}
     assert tls["certificates"] == [{"certFile": "SITE-CERT", "keyFile": "SITE-KEY"}]

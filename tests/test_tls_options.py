@@ -296,20 +296,51 @@ def test_session_resumption(ca, rsa_leaf, tls_max):
         assert not nt2.session_reused and body["resumed"] is False
 
 
-def test_traefik_default_lists_mean_safe_defaults(ca, rsa_leaf):
-    # What the manifests layer fills in for a TLSOption without these fields (Traefik's
-    # DefaultTLSOptions): served with Mozilla intermediate and http/1.1, without warnings.
-    go_default = sorted(tls.TRAEFIK_DEFAULT_CIPHER_SUITES)
-    config = serve(ca, rsa_leaf, {"default": {"cipherSuites": go_default,
-                                              "alpnProtocols": ["h2", "http/1.1", "acme-tls/1"],
+# Go's crypto/tls CipherSuites(): what Traefik fills in for an option without cipherSuites.
+GO_DEFAULT_SUITES = [
+    "TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256",
+    "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA", "TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA",
+    "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA", "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA",
+    "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256", "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+    "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256", "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+    "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256", "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
+]
+
+
+def test_unset_cipher_suites_mean_mozilla_intermediate(ca, rsa_leaf):
+    # What the manifests layer passes for a TLSOption without cipherSuites (the field absent)
+    # and Traefik's default ALPN list: Mozilla intermediate and http/1.1, without warnings.
+    config = serve(ca, rsa_leaf, {"default": {"alpnProtocols": ["h2", "http/1.1", "acme-tls/1"],
                                               "minVersion": "VersionTLS12"}})
     assert config.errors == []
     option = config.options["default"]
     assert (option.ciphers, option.alpn) == (tls.DEFAULT_CIPHERS, (b"http/1.1",))
     with Server(config) as srv:
-        # CBC suites from Go's list are not offered.
+        # The CBC suites of Go's list are not offered...
         assert refused(srv.port, client_context(ca, maximum=TLS12, ciphers="ECDHE-RSA-AES128-SHA"),
                        "a.example.com")
+        # ...the AEAD ones are.
+        _, _, peer = fetch(srv.port, client_context(ca, maximum=TLS12,
+                                                    ciphers="ECDHE-RSA-CHACHA20-POLY1305"),
+                           "a.example.com")
+        assert peer.cipher == "ECDHE-RSA-CHACHA20-POLY1305"
+
+
+def test_listed_cipher_suites_are_served_exactly_even_gos_own_list(ca, rsa_leaf):
+    # An option that lists suites gets exactly those, Go's default list included (its CBC-SHA
+    # suites too): pyroute only substitutes its safe default when the field is absent.
+    config = serve(ca, rsa_leaf, {"default": {"cipherSuites": list(GO_DEFAULT_SUITES)}})
+    assert config.errors == []
+    assert config.options["default"].ciphers.split(":") == [
+        "ECDHE-ECDSA-AES128-SHA", "ECDHE-ECDSA-AES256-SHA", "ECDHE-RSA-AES128-SHA",
+        "ECDHE-RSA-AES256-SHA", "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-ECDSA-AES256-GCM-SHA384",
+        "ECDHE-RSA-AES128-GCM-SHA256", "ECDHE-RSA-AES256-GCM-SHA384",
+        "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305"]
+    with Server(config) as srv:
+        _, _, peer = fetch(srv.port, client_context(ca, maximum=TLS12,
+                                                    ciphers="ECDHE-RSA-AES128-SHA"),
+                           "a.example.com")
+        assert peer.cipher == "ECDHE-RSA-AES128-SHA"
 
 
 def test_unknown_option_fields_are_errors(ca, rsa_leaf):

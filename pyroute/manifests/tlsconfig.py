@@ -7,20 +7,15 @@ and Traefik's DefaultTLSOptions apply when no ``default`` TLSOption exists.
 from .common import RefError
 from .names import make_id, qualified
 
-__all__ = ["TLSMixin", "DEFAULT_TLS", "ALPN_DEFAULT", "GO_CIPHER_SUITES"]
+__all__ = ["TLSMixin", "DEFAULT_TLS", "ALPN_DEFAULT"]
 
 DEFAULT_TLS = "default"
 ALPN_DEFAULT = ["h2", "http/1.1", "acme-tls/1"]
-# Go's crypto/tls CipherSuites() (the secure list), Traefik's DefaultTLSOptions.CipherSuites.
-GO_CIPHER_SUITES = [
-    "TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256",
-    "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA", "TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA",
-    "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA", "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA",
-    "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256", "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
-    "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256", "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
-    "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
-    "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
-]
+# cipherSuites: Traefik's Options.SetDefaults fills in Go's crypto/tls CipherSuites() when a
+# TLSOption leaves the field out. pyroute deliberately does not: an option without
+# cipherSuites is served with Mozilla's "intermediate" TLS 1.2 list (pyroute.tls
+# DEFAULT_CIPHERS; Go's list adds the ECDHE CBC-SHA suites), and the field stays absent here so
+# that an option which lists suites, Go's own list included, gets exactly those.
 
 
 class TLSMixin:
@@ -46,9 +41,9 @@ class TLSMixin:
             if obj.name == DEFAULT_TLS:
                 oid = DEFAULT_TLS
                 defaults_in.append(obj)
-            opt = {"alpnProtocols": list(spec.get("alpnProtocols") or ALPN_DEFAULT),
-                   "cipherSuites": list(spec["cipherSuites"]) if spec.get("cipherSuites")
-                   is not None else list(GO_CIPHER_SUITES)}
+            opt = {"alpnProtocols": list(spec.get("alpnProtocols") or ALPN_DEFAULT)}
+            if spec.get("cipherSuites") is not None:
+                opt["cipherSuites"] = list(spec["cipherSuites"])
             for key in ("minVersion", "maxVersion", "curvePreferences", "sniStrict",
                         "disableSessionTickets"):
                 if spec.get(key) not in (None, "", False, []):
@@ -70,8 +65,7 @@ class TLSMixin:
         if DEFAULT_TLS not in self.tls["options"] and len(defaults_in) <= 1:
             # Traefik mergeConfiguration: DefaultTLSOptions when no provider defines "default".
             self.tls["options"][DEFAULT_TLS] = {"alpnProtocols": list(ALPN_DEFAULT),
-                                                "minVersion": "VersionTLS12",
-                                                "cipherSuites": list(GO_CIPHER_SUITES)}
+                                                "minVersion": "VersionTLS12"}
 
     def tls_stores(self):
         defaults_in = []

@@ -47,6 +47,35 @@ def describe(config):
         len(routers), enabled, len(services), errors, warnings)
 
 
+def served_routers(config, entry_point):
+    """``(plain, tls)``: how many enabled routers an entry point serves over plain HTTP and
+    over TLS. Both kinds share the entry point's port, told apart by the first byte of each
+    connection, as Traefik does."""
+    routers = config.dynamic.get("http", {}).get("routers", {})
+    default_eps = config.static.default_entry_points()
+    plain = tls = 0
+    for router in routers.values():
+        if not isinstance(router, dict) or router.get("status", "enabled") != "enabled":
+            continue
+        if entry_point not in (router.get("entryPoints") or default_eps):
+            continue
+        if router.get("tls") is not None:
+            tls += 1
+        else:
+            plain += 1
+    return plain, tls
+
+
+def listening_line(config, name, address):
+    """What ``pyroute run`` says an entry point serves: http:// always (a request no plain
+    router matches gets 404), https:// too when TLS routers are on it."""
+    plain, tls = served_routers(config, name)
+    if not tls:
+        return "pyroute: entry point %s listening on http://%s" % (name, address)
+    return ("pyroute: entry point %s listening on http://%s and https://%s "
+            "(%d plain router(s), %d TLS router(s))" % (name, address, address, plain, tls))
+
+
 def _print_errors(config):
     from ..manifests.check import render
     for e in config.errors:
@@ -70,7 +99,7 @@ def main(args):
     _print_errors(config)
     workers = args.workers or os.cpu_count() or 1
     for name, ep in config.static.entry_points.items():
-        print("pyroute: entry point %s listening on http://%s" % (name, ep.address), flush=True)
+        print(listening_line(config, name, ep.address), flush=True)
     print("pyroute: serving %s with %d worker(s)" % (describe(config), workers), flush=True)
     demo_pid = 0
     if demo:
