@@ -186,3 +186,86 @@ cdef class TLSStream:
         if _SSL_shutdown(self.ssl) < 0:
             _ERR_clear_error()
         self.sock.close()
+
+
+# ---- the ClientHello peek ----------------------------------------------------------------
+
+cdef Py_ssize_t MAX_HELLO_RECORD = 5 + (1 << 14)   # header + at most 2^14 bytes (RFC 8446 §5.1)
+
+
+def parse_client_hello(data, Py_ssize_t n=-1):
+    """Read the SNI from the first TLS record of a connection (``data[:n]``, all of it when
+    ``n`` is -1): see pyroute.tls.parse_client_hello, which this is."""
+    cdef Py_buffer view
+    cdef const unsigned char *p
+    cdef Py_ssize_t need
+    PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+    try:
+        if n < 0 or n > view.len:
+            n = view.len
+        p = <const unsigned char *> view.buf
+        if n < 5:
+            return False, 5
+        if p[0] != 0x16:
+            return True, None
+        need = 5 + ((p[3] << 8) | p[4])
+        if need > MAX_HELLO_RECORD:
+            return True, None
+        if n < need:
+            return False, need
+        return True, _sni_from_handshake(p + 5, need - 5)
+    finally:
+        PyBuffer_Release(&view)
+
+
+cdef object _sni_from_handshake(const unsigned char *msg, Py_ssize_t size):
+    # RFC 8446 §4.1.2 ClientHello; RFC 6066 §3 server_name. No server_name extension -> "",
+    # any inconsistency -> None (a hello this parser cannot read).
+    cdef Py_ssize_t end, p, ext_end, elen, q, stop, nlen
+    cdef int etype
+    if size < 4 or msg[0] != 1:
+        return None
+    end = 4 + ((msg[1] << 16) | (msg[2] << 8) | msg[3])
+    if end > size:
+        return None   # hello spans several records: Traefik's sniffer reads one record only
+    p = 4 + 2 + 32                                  # legacy_version, random
+    if p >= end:
+        return None
+    p += 1 + msg[p]                                 # legacy_session_id
+    if p + 2 > end:
+        return None
+    p += 2 + ((msg[p] << 8) | msg[p + 1])           # cipher_suites
+    if p >= end:
+        return None
+    p += 1 + msg[p]                                 # legacy_compression_methods
+    if p == end:
+        return ""                                   # no extensions at all
+    if p + 2 > end:
+        return None
+    ext_end = p + 2 + ((msg[p] << 8) | msg[p + 1])
+    p += 2
+    if ext_end > end:
+        return None
+    while p + 4 <= ext_end:
+        etype = (msg[p] << 8) | msg[p + 1]
+        elen = (msg[p + 2] << 8) | msg[p + 3]
+        p += 4
+        if p + elen > ext_end:
+            return None
+        if etype == 0:                              # server_name
+            q = p + 2                               # skip server_name_list length
+            stop = p + elen
+            while q + 3 <= stop:
+                nlen = (msg[q + 1] << 8) | msg[q + 2]
+                if q + 3 + nlen > stop:
+                    return None
+                if msg[q] == 0:                     # host_name
+                    try:
+                        # Traefik's types.CanonicalDomain: trimmed and lower-cased
+                        return (<bytes> msg[q + 3:q + 3 + nlen]).decode("ascii").strip().lower()
+                    except UnicodeDecodeError:
+                        return None
+                q += 3 + nlen
+            return None
+        p += elen
+    return "" if p == ext_end else None

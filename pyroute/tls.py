@@ -189,71 +189,12 @@ def parse_client_hello(data):
     server_name extension, or None for a hello this parser cannot read (it spans records, or is
     not one): such connections get the default option, as in Traefik, whose sniffing
     handshake then fails the same way, and OpenSSL's reading of the SNI picks the certificate.
+    (The parser is engine/tlsio.pyx's: it runs for every TLS connection.)
     """
-    n = len(data)
-    if n < 5:
-        return False, 5
-    if data[0] != 0x16:
-        return True, None
-    need = 5 + ((data[3] << 8) | data[4])
-    if need > _MAX_HELLO_RECORD:
-        return True, None
-    if n < need:
-        return False, need
-    return True, _sni_from_handshake(memoryview(data)[5:need])
+    return _parse_client_hello(data)
 
 
-def _sni_from_handshake(msg):
-    # RFC 8446 §4.1.2 ClientHello; RFC 6066 §3 server_name. No server_name -> "", any
-    # inconsistency -> None.
-    if len(msg) < 4 or msg[0] != 1:
-        return None
-    body_len = (msg[1] << 16) | (msg[2] << 8) | msg[3]
-    end = 4 + body_len
-    if end > len(msg):
-        return None   # hello spans several records: Traefik's sniffer reads one record only
-    p = 4 + 2 + 32                                  # legacy_version, random
-    if p >= end:
-        return None
-    p += 1 + msg[p]                                 # legacy_session_id
-    if p + 2 > end:
-        return None
-    p += 2 + ((msg[p] << 8) | msg[p + 1])           # cipher_suites
-    if p >= end:
-        return None
-    p += 1 + msg[p]                                 # legacy_compression_methods
-    if p == end:
-        return ""                                   # no extensions at all
-    if p + 2 > end:
-        return None
-    ext_end = p + 2 + ((msg[p] << 8) | msg[p + 1])
-    p += 2
-    if ext_end > end:
-        return None
-    while p + 4 <= ext_end:
-        etype = (msg[p] << 8) | msg[p + 1]
-        elen = (msg[p + 2] << 8) | msg[p + 3]
-        p += 4
-        if p + elen > ext_end:
-            return None
-        if etype == 0:                               # server_name
-            q = p + 2                                # skip server_name_list length
-            stop = p + elen
-            while q + 3 <= stop:
-                ntype = msg[q]
-                nlen = (msg[q + 1] << 8) | msg[q + 2]
-                q += 3
-                if q + nlen > stop:
-                    return None
-                if ntype == 0:                       # host_name
-                    try:
-                        return canonical_domain(bytes(msg[q:q + nlen]).decode("ascii"))
-                    except UnicodeDecodeError:
-                        return None
-                q += nlen
-            return None
-        p += elen
-    return "" if p == ext_end else None
+_parse_client_hello = _tlsio.parse_client_hello
 
 
 def canonical_domain(name):
@@ -1144,7 +1085,7 @@ class TLSConfig:
             raise TLSRefused("client closed the connection before its TLS hello")
         if not again and not is_tls_record_start(buf[0]):
             return PLAIN
-        complete, result = parse_client_hello(memoryview(buf)[:n])
+        complete, result = _parse_client_hello(buf, n)
         if not complete:
             if again and _get_lowat(sock) >= result:
                 # Woken with the threshold already set and the record still short: the peer

@@ -10,6 +10,7 @@ from hypothesis import given, settings, strategies as st
 
 from pyroute import tls
 from _tls_harness import Server, certificate_entry, client_context, fetch
+from tls_hello_oracle import oracle_parse_client_hello
 
 
 @pytest.fixture(scope="module")
@@ -233,6 +234,28 @@ def test_parse_client_hello_never_raises(noise, cut):
         complete, result = tls.parse_client_hello(data)
         assert isinstance(complete, bool)
         assert result is None or isinstance(result, (str, int))
+        assert (complete, result) == oracle_parse_client_hello(data)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(min_value=0, max_value=2000), st.integers(min_value=0, max_value=255),
+       st.sampled_from(["a.example.com", "Mixed.Case.Example", ".".join(["x" * 60] * 3), None]))
+def test_parse_client_hello_agrees_with_python_oracle(where, value, name):
+    # one byte of a real hello changed anywhere: the C parser and its Python twin agree
+    hello = bytearray(client_hello(name) if name else client_hello_without_sni())
+    hello[where % len(hello)] = value
+    assert tls.parse_client_hello(bytes(hello)) == oracle_parse_client_hello(bytes(hello))
+
+
+@functools.lru_cache(maxsize=None)
+def client_hello_without_sni():
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(incoming, outgoing)
+    with pytest.raises(ssl.SSLWantReadError):
+        obj.do_handshake()
+    return outgoing.read()
 
 
 def tcp_pair():
