@@ -561,7 +561,10 @@ cdef class ClientConn:
             self.flush()
             if self.state == S_CLOSED:
                 return
-        if ev & ~EPOLLOUT and not self.paused:
+        # TLS: a read that had to write first (a KeyUpdate to answer, RFC 8446 §4.6.3, with
+        # the socket buffer full) goes on once writable: no read edge comes for bytes waiting
+        if (ev & ~EPOLLOUT or (self.tls and ev & EPOLLOUT and self.sock.read_wants_write)) \
+                and not self.paused:
             self.on_readable()
 
     cdef void on_readable(self) except *:

@@ -96,6 +96,9 @@ cdef class TLSStream:
     cdef public str server_name
     cdef public str option
     cdef SSL *ssl                   # conn's, alive as long as conn
+    # The last read could not go on before a write (a TLS 1.3 KeyUpdate asking for one back
+    # while the socket buffer is full, RFC 8446 §4.6.3): retry the read once writable.
+    cdef readonly bint read_wants_write
 
     def __init__(self, conn, sock, str server_name, str option):
         self.conn = conn
@@ -142,8 +145,10 @@ cdef class TLSStream:
         finally:
             PyBuffer_Release(&view)
         if result > 0:
+            self.read_wants_write = False
             return result
         error = _SSL_get_error(self.ssl, result)
+        self.read_wants_write = error == _WANT_WRITE
         if error == _WANT_READ or error == _WANT_WRITE:
             raise BlockingIOError
         return _read_failed(self, result)
@@ -155,23 +160,36 @@ cdef class TLSStream:
         return bytes(buf)
 
     def send(self, data):
-        """Encrypt and write ``data`` (bytes-like); returns the bytes taken, as socket.send."""
+        """Encrypt and write ``data`` (bytes-like); returns the bytes taken, as socket.send:
+        fewer than given only when the socket is full (an EPOLLOUT edge follows), raises
+        BlockingIOError when it took none."""
         cdef Py_buffer view
-        cdef int result, error
+        cdef int result = 1, error
+        cdef Py_ssize_t total = 0, left, n
+        cdef char *buf
         PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+        n = view.len
         try:
-            if view.len == 0:
-                return 0
-            # OpenSSL's rule for a write that would block: retry with the same bytes, which is
-            # what a caller written for sockets does with what send() did not take
-            result = _SSL_write(self.ssl, view.buf,
-                                <int> (view.len if view.len < 0x40000000 else 0x40000000))
+            buf = <char *> view.buf
+            # pyOpenSSL contexts set SSL_MODE_ENABLE_PARTIAL_WRITE: SSL_write returns after
+            # each record, so write on until all is taken or the socket is full (a short
+            # count that is not "full" would wait for an edge that never comes). What is not
+            # taken is passed again (SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER), as OpenSSL asks.
+            while total < n:
+                left = n - total
+                result = _SSL_write(self.ssl, buf + total,
+                                    <int> (left if left < 0x40000000 else 0x40000000))
+                if result <= 0:
+                    break
+                total += result
         finally:
             PyBuffer_Release(&view)
-        if result > 0:
-            return result
+        if total == n:
+            return total
         error = _SSL_get_error(self.ssl, result)
         if error == _WANT_WRITE or error == _WANT_READ:
+            if total:
+                return total
             raise BlockingIOError
         _write_failed(self, result)
         return 0        # not reached: the hook raises

@@ -4,6 +4,8 @@ import base64
 import json
 import socket
 import ssl
+import subprocess
+import threading
 import time
 
 import pytest
@@ -282,3 +284,115 @@ def test_http10_request_without_host_gets_the_servers_host(tmp_path, backend):
         assert status == 200
         seen = [r for r in backend.requests if r[1] == "/h10"]
         assert seen and seen[0][2]["host"] == "127.0.0.1:%d" % backend.port, seen
+
+
+class _Relay:
+    """A TCP relay between a client and pyroute whose server-to-client direction the test can
+    hold, so that pyroute's socket send buffer fills while the client still reaches it."""
+
+    def __init__(self, target_port):
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.target_port = target_port
+        self.flowing = threading.Event()
+        self.flowing.set()
+        self.threads = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        client, _ = self.listener.accept()
+        server = socket.create_connection(("127.0.0.1", self.target_port))
+        self.socks = (client, server)
+        for src, dst, gate in ((client, server, None), (server, client, self.flowing)):
+            t = threading.Thread(target=self._pump, args=(src, dst, gate), daemon=True)
+            t.start()
+            self.threads.append(t)
+
+    @staticmethod
+    def _pump(src, dst, gate):
+        try:
+            while True:
+                if gate is not None:
+                    gate.wait()
+                data = src.recv(65536)
+                if not data:
+                    dst.shutdown(socket.SHUT_WR)
+                    return
+                dst.sendall(data)
+        except OSError:
+            return
+
+    def close(self):
+        self.flowing.set()
+        self.listener.close()
+        for s in getattr(self, "socks", ()):
+            s.close()
+
+
+def test_key_update_asking_for_one_back_while_the_socket_buffer_is_full(tmp_path, ca, backend):
+    # RFC 8446 §4.6.3: a KeyUpdate with update_requested arrives while pyroute's socket buffer
+    # is full (a big response the client is not reading). OpenSSL answers it with the next
+    # record pyroute writes (never from inside the read), and pyroute's reads retry after a
+    # write should a read ever need one (TLSStream.read_wants_write). The response must go on
+    # under the new keys to its last byte, and pyroute's own KeyUpdate must reach the client.
+    leaf = ca.issue_cert("secure.example.com")
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    manifests = (backend_service("be", [backend.port]) + secret("cert", leaf)
+                 + route("secure", "secure.example.com", "{secretName: cert}"))
+    size = 32 * 1024 * 1024
+    with Pyroute(tmp_path, manifests) as pr:
+        relay = _Relay(pr.port)
+        # openssl s_client: a line "K" sends a KeyUpdate asking for one back; -msg shows the
+        # handshake messages it receives
+        proc = subprocess.Popen(
+            ["openssl", "s_client", "-connect", "127.0.0.1:%d" % relay.port, "-servername",
+             "secure.example.com", "-tls1_3", "-CAfile", str(ca_file), "-msg"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        out = bytearray()
+        reader = threading.Thread(target=lambda: [out.extend(b) for b in
+                                                  iter(lambda: proc.stdout.read1(65536), b"")],
+                                  daemon=True)
+        reader.start()
+        try:
+            deadline = time.monotonic() + 10
+            while b"Verify return code: 0" not in out and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert b"Verify return code: 0" in out, out.decode(errors="replace")
+            relay.flowing.clear()          # pyroute's answer now piles up in its socket buffer
+            proc.stdin.write(b"GET /big/%d HTTP/1.1\r\nHost: secure.example.com\r\n\r\n" % size)
+            proc.stdin.flush()
+            time.sleep(1.0)
+            before = out.count(b"x")
+            assert before < size // 2        # held back: pyroute's socket buffer is full
+            proc.stdin.write(b"K\n")
+            proc.stdin.flush()
+            time.sleep(0.5)
+            relay.flowing.set()
+            deadline = time.monotonic() + 30
+            while out.count(b"x") < size and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert out.count(b"x") >= size, "the response stopped after the KeyUpdate"
+            assert b"KEYUPDATE" in out       # s_client sent its KeyUpdate...
+            sent = out.index(b"KEYUPDATE")
+            # ...and received pyroute's (decrypting the rest of the body with the new keys)
+            assert b"KeyUpdate" in out[sent:]
+        finally:
+            proc.kill()
+            proc.wait()
+            relay.close()
+
+
+def test_responses_bigger_than_one_record_flow_without_waiting(tmp_path, ca, backend):
+    # pyOpenSSL contexts write one record (16 KiB) per SSL_write (partial-write mode): the
+    # stream writes on until the socket is full, or a short count would wait for an EPOLLOUT
+    # edge that never comes (the response stalled after its first 16 KiB).
+    leaf = ca.issue_cert("secure.example.com")
+    manifests = (backend_service("be", [backend.port]) + secret("cert", leaf)
+                 + route("secure", "secure.example.com", "{secretName: cert}"))
+    with Pyroute(tmp_path, manifests) as pr:
+        started = time.monotonic()
+        status, _, body, _ = tls_get(pr.port, client(ca), "secure.example.com",
+                                     path="/big/3000000")
+        assert status == 200 and len(body) == 3000000
+        assert time.monotonic() - started < 5
