@@ -102,6 +102,31 @@ cdef inline bytes _recv(Env env, object sock):
     return PyBytes_FromStringAndSize(PyByteArray_AS_STRING(env.rbuf), n)
 
 
+cdef bytes _head_only(bytes data):
+    # a HEAD request gets the head of pyroute's own answer, never its body (Go's server
+    # discards what a handler writes for HEAD); the body would be read as the next response
+    cdef Py_ssize_t end = data.find(b"\r\n\r\n")
+    return data if end < 0 or end + 4 == len(data) else data[:end + 4]
+
+
+cdef bytes _closing(bytes data):
+    # The last response pyroute answers itself on a connection says so, as Go's server does
+    # when it closes after the reply (server.go chunkWriter.writeHeader: closeAfterReply ->
+    # delete any Connection header, write "Connection: close"). Local answers only; cached
+    # error responses built with close=True already carry it and come back unchanged.
+    cdef Py_ssize_t end = data.find(b"\r\n\r\n")
+    cdef list lines
+    if end < 0:
+        return data
+    head = data[:end]
+    if head.find(b"\r\nConnection: close") >= 0:
+        return data
+    lines = [line for line in head.split(b"\r\n")
+             if not line[:11].lower() == b"connection:"]
+    lines.append(b"Connection: close")
+    return b"\r\n".join(lines) + data[end:]
+
+
 # ---- upstream side ----------------------------------------------------------------------
 
 @cython.final
@@ -596,10 +621,12 @@ cdef class ClientConn:
         cdef Request req = self.req
         if req.framing != FR_NONE and req.content_length != 0:
             keep = False      # its body was not read: the connection cannot be reused
+        if req.method_id == M_HEAD:
+            data = _head_only(data)
         self.requests += 1
         if not keep or not self.keep_alive:
             self.state = S_WAIT
-            self.write(data)
+            self.write(_closing(data))
             self._close_after_output()
             return
         self.write(data)
