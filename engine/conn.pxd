@@ -110,6 +110,7 @@ cdef class ClientConn:
     cdef public bint client_eof
     cdef double read_timeout              # the entry point's respondingTimeouts (s; 0: none)
     cdef double write_timeout
+    cdef double write_deadline            # head read + writeTimeout (0: none)
     cdef double idle_timeout
     cdef long max_requests                # transport.keepAliveMaxRequests (0: no limit)
     cdef double close_at                  # accepted + keepAliveMaxTime (0: no limit)

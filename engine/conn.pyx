@@ -127,6 +127,18 @@ cdef bytes _closing(bytes data):
     return b"\r\n".join(lines) + data[end:]
 
 
+cdef inline void _arm_write_timeout(ClientConn c) noexcept:
+    # Go's http.Server WriteTimeout (Traefik respondingTimeouts.writeTimeout): readRequest sets
+    # the write deadline once the request head has been read (server.go: defer
+    # SetWriteDeadline(now + WriteTimeout)), so it covers reading the body, waiting for the
+    # backend and writing the whole response. Go fails the next write after it; pyroute closes
+    # the connection at the deadline (the client sees the same: no or a cut response). While
+    # the body is read the read deadline runs too: the earlier one wins.
+    c.write_deadline = c.env.now + c.write_timeout
+    if c.deadline == 0.0 or c.write_deadline < c.deadline:
+        c.deadline = c.write_deadline
+
+
 # ---- upstream side ----------------------------------------------------------------------
 
 @cython.final
@@ -573,6 +585,8 @@ cdef class ClientConn:
             if req is None:
                 return
             del self.buf[:req.head_length]
+            if self.write_timeout:
+                _arm_write_timeout(self)
             self.begin(req)
 
     cdef bint _process_fast(self, bytes data) except -1:
@@ -595,6 +609,8 @@ cdef class ClientConn:
             return False
         if len(data) > req.head_length:
             self.buf += data[req.head_length:]
+        if self.write_timeout:
+            _arm_write_timeout(self)
         self.begin(req)
         if self.state == S_HEAD and self.buf and not self.closing:
             self.process()
@@ -803,10 +819,11 @@ cdef class ClientConn:
             self.write(_CONTINUE_100)
 
     cdef void _request_sent(self) except *:
-        # request fully forwarded: the response timers start (Go: responseHeaderTimeout after
-        # the request is written; writeTimeout counts from the request read)
+        # request fully forwarded: the read timeout is over, the writeTimeout armed when the
+        # head was read goes on; the backend's responseHeaderTimeout starts (Go: once the
+        # request is written)
         cdef UpstreamConn up = self.up
-        self.deadline = self.env.now + self.write_timeout if self.write_timeout else 0.0
+        self.deadline = self.write_deadline
         if up is not None and self.resp_state == R_HEAD and not up.connecting:
             # (replaces an ExpectContinueTimeout deadline the body's arrival made moot)
             up.deadline = self.env.now + up.pool.header_timeout if up.pool.header_timeout \
