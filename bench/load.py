@@ -118,7 +118,7 @@ def start_origin(tmp, port):
 worker_processes 1; daemon off; pid %s/origin.pid; error_log /dev/null crit;
 events { worker_connections 20000; }
 http { access_log off; keepalive_requests 1000000;
-  server { listen 127.0.0.1:%d reuseport; root %s;
+  server { listen 127.0.0.1:%d reuseport backlog=4096; root %s;
     location / { default_type text/plain; } } }
 """ % (tmp, port, root))
     return Proc("origin", ["nginx", "-c", str(conf)], port, "1")
@@ -132,7 +132,7 @@ worker_rlimit_nofile 19000;
 events { worker_connections 20000; }
 http { access_log off; keepalive_requests 1000000; keepalive_timeout 300s;
   upstream origin { server 127.0.0.1:%d; keepalive 256; }
-  server { listen 127.0.0.1:%d; server_name bench.test;
+  server { listen 127.0.0.1:%d backlog=4096; server_name bench.test;
     location / { proxy_pass http://origin; proxy_http_version 1.1;
                  proxy_set_header Connection ""; proxy_set_header Host $host; } } }
 """ % (workers, tmp, port, origin, port))
@@ -153,7 +153,7 @@ defaults
   timeout server 300s
   http-reuse always
 frontend fe
-  bind 127.0.0.1:%d
+  bind 127.0.0.1:%d backlog 4096
   default_backend be
 backend be
   server origin 127.0.0.1:%d

@@ -42,6 +42,7 @@ cdef class Env:
     cdef public set clients
     cdef public object pools
     cdef bytearray rbuf                   # the worker's one receive buffer (recv_into)
+    cdef char *rptr                       # its bytes (never resized)
 
 
 @cython.final
@@ -61,12 +62,35 @@ cdef class Pool:
     cdef void discard(self, UpstreamConn up)
 
 
+# What ClientConn.begin reads per request from the compiled snapshot
+# (pyroute.proxy.snapshot subclasses these in Python): C fields, not attribute lookups.
+cdef class ServerTarget:
+    cdef public Pool pool
+    cdef public bytes host_header         # "host:port" sent when the client's Host is not
+    cdef public bint pass_host
+
+
+cdef class RouteTarget:
+    cdef public tuple middlewares         # request-phase middlewares (non-static)
+    cdef public object service            # has pick(conn) -> ServerTarget or None
+    cdef public Forwarder forwarder
+    cdef public object single             # ServerTarget when the service is one plain server
+
+
+cdef class EntryTable:
+    cdef public object table              # pyroute._engine.rules.RouteTable
+    cdef public list targets              # RouteTarget per rule id
+    cdef public bint needs_headers
+    cdef public bint needs_ip
+
+
 @cython.final
 cdef class UpstreamConn:
     cdef public object loop
     cdef public Pool pool
     cdef public object sock
     cdef public int fd
+    cdef bint raw                         # plain socket: recv/send on fd directly (not TLS)
     cdef public ClientConn client         # owner during an exchange; None while pooled
     cdef public int events
     cdef public object out                # bytes waiting for EPOLLOUT, or None
@@ -80,6 +104,7 @@ cdef class UpstreamConn:
     cdef public bint paused               # backpressure: not reading (the client cannot take it)
     cdef public bint hup                  # the peer closed its side: read on until EOF
     cdef Env env
+    cdef void on_event_c(self, int ev) except *
     cdef void on_readable(self) except *
     cdef bint write(self, bytes data) except *
     cdef void flush(self) except *
@@ -95,6 +120,10 @@ cdef class ClientConn:
     cdef public object ep
     cdef public object sock
     cdef public int fd
+    cdef bint raw                         # plain socket: recv/send on fd directly (not TLS)
+    cdef object ep_name
+    cdef object snap                      # the snapshot ``entry`` was looked up in
+    cdef EntryTable entry                 # this connection's routes in ``snap`` (or None)
     cdef public int events
     cdef public bytearray buf
     cdef public object out
@@ -141,6 +170,7 @@ cdef class ClientConn:
     cdef public object mirror             # (Mirroring, [servers]) when this request is mirrored
 
     cdef void _reset_exchange(self)
+    cdef void on_event_c(self, int ev) except *
     cdef void on_readable(self) except *
     cdef void _received(self, bytes data) except *
     cdef void pause_reading(self) except *

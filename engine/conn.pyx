@@ -22,7 +22,8 @@ Middlewares and services see the client connection as their context: ``req``, ``
 ``query``, ``remote_ip``, ``ep``, ``set_headers``, ``resp_extra`` (public attributes).
 """
 cimport cython
-import errno
+import errno as _errno_mod
+import os
 import select
 import socket
 import ssl
@@ -31,8 +32,36 @@ from pyroute._engine.http1 cimport (RequestParser, ResponseParser, Request, Resp
                                     ChunkedDecoder, Forwarder)
 from pyroute._engine.rules cimport RouteTable
 from pyroute._engine import http1 as _http1
-from cpython.bytes cimport PyBytes_FromStringAndSize
+from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.bytearray cimport PyByteArray_AS_STRING
+from cpython.dict cimport PyDict_GetItem
+from cpython.ref cimport PyObject
+from libc.errno cimport errno, EAGAIN, EINTR
+from libc.string cimport memchr
+from libc.stdint cimport uint32_t, uint64_t
+from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
+
+# The per-request I/O calls libc directly on plain sockets: socket.recv_into/send cost an
+# argument parse, a buffer export, a GIL release and an exception per EAGAIN each — more user
+# time than the rest of a proxied request's bookkeeping. TLS streams keep their Python methods.
+cdef extern from "<sys/socket.h>" nogil:
+    ssize_t c_recv "recv"(int fd, void *buf, size_t n, int flags)
+    ssize_t c_send "send"(int fd, const void *buf, size_t n, int flags)
+    enum: MSG_NOSIGNAL
+
+cdef extern from "<sys/epoll.h>" nogil:
+    ctypedef union epoll_data_t:
+        void *ptr
+        int fd
+        uint32_t u32
+        uint64_t u64
+    cdef struct epoll_event:
+        uint32_t events
+        epoll_data_t data
+    int epoll_wait(int epfd, epoll_event *events, int maxevents, int timeout)
+
+cdef extern from "Python.h":
+    int PyErr_CheckSignals() except -1
 from pyroute._engine.errors import HttpParseError
 from pyroute._engine.responses import CONTINUE_100, bad_request_response, error_response
 
@@ -58,7 +87,7 @@ cdef object WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadErr
                           ssl.SSLWantWriteError)
 cdef object _SSLWantRead = ssl.SSLWantReadError
 cdef object _SSLWantWrite = ssl.SSLWantWriteError
-cdef tuple _CONNECT_OK = (0, errno.EINPROGRESS, errno.EAGAIN, errno.EWOULDBLOCK)
+cdef tuple _CONNECT_OK = (0, _errno_mod.EINPROGRESS, _errno_mod.EAGAIN, _errno_mod.EWOULDBLOCK)
 cdef Py_ssize_t MAX_PIPELINED = 65536      # bytes of later requests buffered meanwhile
 cdef Py_ssize_t MAX_RESPONSE_HEAD = 65536  # bigger backend heads are refused with 502
 cdef int M_HEAD = 2                        # http1 method id of HEAD
@@ -93,13 +122,88 @@ cdef class Env:
         self.now = loop.now
         self.clients = set()
         self.rbuf = bytearray(RECV_SIZE)
+        self.rptr = PyByteArray_AS_STRING(self.rbuf)
 
 
-cdef inline bytes _recv(Env env, object sock):
+cdef object _os_error(int e):
+    return OSError(e, os.strerror(e))
+
+
+cdef inline bytes _recv(Env env, object sock, int fd, bint raw):
     # One receive into the worker's buffer, copied out at its exact size: no 64 KiB
     # allocation per read, and no per-connection buffer held while a connection idles.
-    cdef Py_ssize_t n = sock.recv_into(env.rbuf)
-    return PyBytes_FromStringAndSize(PyByteArray_AS_STRING(env.rbuf), n)
+    # None: nothing to read now (would block). OSError: the connection failed.
+    cdef Py_ssize_t n
+    cdef int e
+    if raw:
+        while True:
+            n = c_recv(fd, env.rptr, RECV_SIZE, 0)
+            if n >= 0:
+                break
+            e = errno
+            if e == EINTR:
+                continue
+            if e == EAGAIN:            # == EWOULDBLOCK on Linux
+                return None
+            raise _os_error(e)
+    else:
+        try:
+            n = sock.recv_into(env.rbuf)
+        except WOULD_BLOCK:
+            return None
+    return PyBytes_FromStringAndSize(env.rptr, n)
+
+
+cdef inline Py_ssize_t _send(object sock, int fd, bint raw, bytes data) except -1:
+    # One send; the number of bytes the kernel took (0 when it would block). OSError: failed.
+    cdef Py_ssize_t n
+    cdef int e
+    if raw:
+        while True:
+            n = c_send(fd, PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data), MSG_NOSIGNAL)
+            if n >= 0:
+                return n
+            e = errno
+            if e == EINTR:
+                continue
+            if e == EAGAIN:            # == EWOULDBLOCK on Linux
+                return 0
+            raise _os_error(e)
+    try:
+        return sock.send(data)
+    except WOULD_BLOCK:
+        return 0
+
+
+cdef inline bint _plain_path(bytes path, bytes query):
+    # True when the entry point's normalisation has nothing to do: no '%', no "/." or "//"
+    # in the path, no ';' in the query (one pass, no temporary objects)
+    cdef const char *p = PyBytes_AS_STRING(path)
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(path), i
+    cdef char c, prev = 0
+    for i in range(n):
+        c = p[i]
+        if c == b'%' or (prev == b'/' and (c == b'.' or c == b'/')):
+            return False
+        prev = c
+    if query is not None and memchr(PyBytes_AS_STRING(query), b';',
+                                    PyBytes_GET_SIZE(query)) != NULL:
+        return False
+    return True
+
+
+# ---- what a request reads from the compiled configuration -----------------------------
+
+cdef class ServerTarget:
+    """Base of ``pyroute.proxy.snapshot.Server``: the fields read per request."""
+
+
+cdef class RouteTarget:
+    """Base of ``pyroute.proxy.snapshot.Route``."""
+
+
+cdef class EntryTable:
+    """Base of ``pyroute.proxy.snapshot.EntryRoutes``."""
 
 
 cdef bytes _head_only(bytes data):
@@ -199,6 +303,7 @@ cdef class UpstreamConn:
         self.closed = False
         self.reads = 0
         self.tls = pool.ssl_ctx is not None
+        self.raw = not self.tls
         self.handshaking = False
         sock = socket.socket(pool.family, socket.SOCK_STREAM)
         sock.setblocking(False)
@@ -218,6 +323,9 @@ cdef class UpstreamConn:
         loop.timed.add(self)
 
     def on_event(self, int ev):
+        self.on_event_c(ev)
+
+    cdef void on_event_c(self, int ev) except *:
         cdef ClientConn client
         cdef int err
         if self.connecting:
@@ -277,14 +385,14 @@ cdef class UpstreamConn:
         cdef ClientConn client
         while True:
             try:
-                data = _recv(self.env, self.sock)
-            except WOULD_BLOCK:
-                return
+                data = _recv(self.env, self.sock, self.fd, self.raw)
             except OSError:
                 client = self.client
                 self.close()
                 if client is not None:
                     client.on_upstream_error(self, 502)
+                return
+            if data is None:
                 return
             client = self.client
             if client is None:
@@ -314,9 +422,7 @@ cdef class UpstreamConn:
             self.out = data
             return False
         try:
-            n = self.sock.send(data)
-        except WOULD_BLOCK:
-            n = 0
+            n = _send(self.sock, self.fd, self.raw, data)
         except OSError:
             client = self.client
             self.close()
@@ -333,14 +439,14 @@ cdef class UpstreamConn:
         cdef ClientConn client
         data = self.out
         try:
-            n = self.sock.send(data)
-        except WOULD_BLOCK:
-            return
+            n = _send(self.sock, self.fd, self.raw, data)
         except OSError:
             client = self.client
             self.close()
             if client is not None:
                 client.on_upstream_error(self, 502)
+            return
+        if n == 0:
             return
         if n < len(data):
             self.out = data[n:]
@@ -407,6 +513,10 @@ cdef class ClientConn:
         mt = ep.keep_alive_max_time
         self.close_at = self.loop.now + mt if mt else 0.0
         self.tls = tls                          # a pyOpenSSL Connection (pyroute.tls)
+        self.raw = not tls
+        self.ep_name = ep.name
+        self.snap = None
+        self.entry = None
         self.hup = False
         self.trusted = ep.is_trusted(remote_ip)
         self.buf = bytearray()
@@ -445,6 +555,9 @@ cdef class ClientConn:
     # ---- events ---------------------------------------------------------------------
 
     def on_event(self, int ev):
+        self.on_event_c(ev)
+
+    cdef void on_event_c(self, int ev) except *:
         if ev & HUP:
             self.hup = True
         if ev & EPOLLOUT and self.out is not None:
@@ -458,11 +571,11 @@ cdef class ClientConn:
         cdef Py_ssize_t n
         while True:
             try:
-                data = _recv(self.env, self.sock)
-            except WOULD_BLOCK:
-                return
+                data = _recv(self.env, self.sock, self.fd, self.raw)
             except OSError:
                 self.close()
+                return
+            if data is None:
                 return
             n = len(data)
             if n == 0:
@@ -526,9 +639,7 @@ cdef class ClientConn:
             self.out = self.out + data
             return False
         try:
-            n = self.sock.send(data)
-        except WOULD_BLOCK:
-            n = 0
+            n = _send(self.sock, self.fd, self.raw, data)
         except OSError:
             self.close()
             return False
@@ -543,11 +654,11 @@ cdef class ClientConn:
         if data is None:
             return
         try:
-            n = self.sock.send(data)
-        except WOULD_BLOCK:
-            return
+            n = _send(self.sock, self.fd, self.raw, data)
         except OSError:
             self.close()
+            return
+        if n == 0:
             return
         if n < len(data):
             self.out = data[n:]
@@ -677,7 +788,10 @@ cdef class ClientConn:
         cdef int rid, framing
         cdef long long left
         cdef Py_ssize_t take
-        cdef bytes head
+        cdef bytes head, path, query, raw_path
+        cdef EntryTable entry
+        cdef RouteTarget route
+        cdef ServerTarget server
         ep = self.ep
         self.req = req
         self.keep_alive = req.keep_alive and not env.draining
@@ -687,13 +801,12 @@ cdef class ClientConn:
         if (self.max_requests and self.requests + 1 >= self.max_requests) or \
                 (self.close_at and env.now >= self.close_at):
             self.keep_alive = False
-        path = req.path
-        query = req.query
+        path = req.get_path()
+        query = req.get_query()
         raw_path = path
         query_changed = False
         denied = False
-        if path is not None and b"%" not in path and b"/." not in path \
-                and b"//" not in path and (query is None or b";" not in query):
+        if path is not None and _plain_path(path, query):
             # nothing for the entry point's normalisation to do (the common case)
             self.path = path
             self.query = query
@@ -717,12 +830,16 @@ cdef class ClientConn:
                 self.local_response(_error_response(421, not self.keep_alive,
                                                     req.method_id == M_HEAD))
                 return
-            entry = env.snapshot.entries_tls.get(ep.name)
-        else:
-            entry = env.snapshot.entries.get(ep.name)
+        snap = env.snapshot
+        if snap is not self.snap:
+            # first request on this connection, or a reload swapped the configuration
+            self.snap = snap
+            self.entry = (snap.entries_tls if self.tls else snap.entries).get(self.ep_name)
+        entry = self.entry
         rid = -1 if entry is None else (<RouteTable> entry.table).route(
-            req.method, req.host, self.path, self.query if self.query is not None else b"",
-            req.headers if entry.needs_headers else None, self.remote_ip, ep.tls)
+            req.get_method(), req.get_host(), self.path,
+            self.query if self.query is not None else b"",
+            req.headers if entry.needs_headers else None, self.remote_ip, self.tls)
         if rid < 0:
             if rid < -1:
                 self.reject(400)
@@ -734,7 +851,7 @@ cdef class ClientConn:
             # Traefik v3.6 http.encodedCharacters: the matched (root) router refuses it
             self.reject(400)
             return
-        route = entry.targets[rid]
+        route = <RouteTarget> entry.targets[rid]
         self.route = route
         for mw in route.middlewares:
             answer = mw.on_request(self)
@@ -750,11 +867,11 @@ cdef class ClientConn:
             return
         self.server = server
         self.head_req = req.method_id == M_HEAD
-        up = (<Pool> server.pool).get(self.env)
+        up = server.pool.get(self.env)
         up.client = self
         self.up = up
         path = self.path
-        head = (<Forwarder> route.forwarder).request_head(
+        head = route.forwarder.request_head(
             req, self.remote_ip, self.trusted,
             # Go's transport writes the server URL's host when the request's is empty (an
             # HTTP/1.0 request without Host): never an empty Host upstream
@@ -935,7 +1052,7 @@ cdef class ClientConn:
         cdef ResponseParser rparser = env.rparser
         cdef Request req = self.req
         cdef Response resp
-        cdef Forwarder fwd = <Forwarder> self.route.forwarder
+        cdef Forwarder fwd = (<RouteTarget> self.route).forwarder
         while True:
             if env.rparser_owner is not self:
                 rparser.reset()
@@ -974,7 +1091,7 @@ cdef class ClientConn:
     cdef void _response_start(self, UpstreamConn up, Response resp, bytes rest) except *:
         # a final response head arrived: ``rest`` = the bytes after it in what was read
         cdef Request req = self.req
-        cdef Forwarder fwd = <Forwarder> self.route.forwarder
+        cdef Forwarder fwd = (<RouteTarget> self.route).forwarder
         cdef int status, framing, mode
         cdef bint http10, keep
         self.retry_head = None
@@ -1225,30 +1342,64 @@ cdef class ClientConn:
 
 # ---- the event loop ---------------------------------------------------------------------
 
+cdef enum:
+    MAX_EVENTS = 512
+
+
+cdef inline double _monotonic() noexcept nogil:
+    # the clock time.monotonic() reads, without a Python call per loop turn
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return ts.tv_sec + ts.tv_nsec * 1e-9
+
+
 def run_loop(loop, Env env=None):
     """The worker's epoll loop (``pyroute.server.loop.Loop`` holds its state): dispatches
     ``handler.on_event(events)``, keeps ``loop.now`` (monotonic) current and calls
     ``loop.sweep(now)`` (timeouts, drain checks) every ``SWEEP_INTERVAL``. A handler that
-    raises is logged and aborted by ``loop._fail``: a worker never dies on a request."""
+    raises is logged and aborted by ``loop._fail``: a worker never dies on a request.
+
+    epoll_wait is called directly into a C array (``select.epoll.poll`` builds a list of
+    tuples per call), and the proxy's own connections get their cdef ``on_event_c``
+    without a Python method call; other handlers (listeners, signals, config pipe,
+    sniffers, mirrors) get ``on_event``."""
     cdef dict handlers = loop.handlers
-    cdef object poll = loop.ep.poll
-    cdef object monotonic = loop._monotonic
-    cdef double now, timeout, next_sweep
-    cdef list events
-    cdef tuple item
+    cdef int epfd = loop.ep.fileno()
+    cdef epoll_event events[MAX_EVENTS]
+    cdef int n, i, ms, ev
+    cdef double now, timeout
+    cdef PyObject *hp
+    cdef object h
+    cdef type client_type = ClientConn, upstream_type = UpstreamConn
     while loop.running:
         timeout = loop.next_sweep - loop.now
-        events = poll(timeout if timeout > 0 else 0)
-        now = monotonic()
+        ms = <int>(timeout * 1000.0) + 1 if timeout > 0 else 0
+        with nogil:
+            n = epoll_wait(epfd, events, MAX_EVENTS, ms)
+        if n < 0:
+            if errno != EINTR:
+                raise _os_error(errno)
+            n = 0
+        # Python-level signal handlers (SIGTERM: drain) run here; the wakeup fd makes
+        # epoll_wait return when one is pending
+        PyErr_CheckSignals()
+        now = _monotonic()
         loop.now = now
         if env is not None:
             env.now = now
-        for item in events:
-            h = handlers.get(item[0])
-            if h is None:
+        for i in range(n):
+            hp = PyDict_GetItem(handlers, events[i].data.fd)
+            if hp == NULL:
                 continue
+            h = <object>hp
+            ev = events[i].events
             try:
-                h.on_event(item[1])
+                if type(h) is client_type:
+                    (<ClientConn>h).on_event_c(ev)
+                elif type(h) is upstream_type:
+                    (<UpstreamConn>h).on_event_c(ev)
+                else:
+                    h.on_event(ev)
             except Exception as e:  # a worker never dies on a request
                 loop._fail(h, e)
         if now >= loop.next_sweep:

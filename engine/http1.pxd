@@ -108,6 +108,11 @@ cdef class Request:
 
     @staticmethod
     cdef Request new()
+    # the properties' values for Cython callers (no attribute lookup through the type)
+    cdef bytes get_method(self)
+    cdef bytes get_host(self)
+    cdef bytes get_path(self)
+    cdef bytes get_query(self)
 
 
 @cython.final

@@ -813,11 +813,29 @@ cdef class Request:
         r.content_length = -1
         return r
 
-    @property
-    def method(self):
+    cdef bytes get_method(self):
         if self.method_id != M_OTHER:
             return METHOD_NAMES[self.method_id]
         return _slice(self.raw, self._method)
+
+    cdef bytes get_path(self):
+        if self._path.start < 0:
+            return None
+        if self._path.start == self._path.stop:
+            return B_SLASH   # absolute-form without a path: RFC 9112 §3.2.2 says "/"
+        return _slice(self.raw, self._path)
+
+    cdef bytes get_query(self):
+        return _slice(self.raw, self._query)
+
+    cdef bytes get_host(self):
+        if self._host.start < 0:
+            return B_EMPTY
+        return _slice(self.raw, self._host)
+
+    @property
+    def method(self):
+        return self.get_method()
 
     @property
     def target(self):
@@ -825,21 +843,15 @@ cdef class Request:
 
     @property
     def path(self):
-        if self._path.start < 0:
-            return None
-        if self._path.start == self._path.stop:
-            return B_SLASH   # absolute-form without a path: RFC 9112 §3.2.2 says "/"
-        return _slice(self.raw, self._path)
+        return self.get_path()
 
     @property
     def query(self):
-        return _slice(self.raw, self._query)
+        return self.get_query()
 
     @property
     def host(self):
-        if self._host.start < 0:
-            return B_EMPTY
-        return _slice(self.raw, self._host)
+        return self.get_host()
 
     @property
     def upgrade(self):
@@ -898,7 +910,12 @@ cdef class RequestParser:
             _scan_reset(&self.scan, -1)
             raise _error(end)
         cdef Request r = Request.new()
-        r.raw = PyBytes_FromStringAndSize(<const char *>p + self.scan.msg_start, end - self.scan.msg_start)
+        if end == n and self.scan.msg_start == 0 and type(buf) is bytes:
+            # the common case: one read that is exactly one head; bytes are immutable, so
+            # the head can own the caller's object instead of a copy of it
+            r.raw = <bytes>buf
+        else:
+            r.raw = PyBytes_FromStringAndSize(<const char *>p + self.scan.msg_start, end - self.scan.msg_start)
         r.head_length = end - start
         _scan_reset(&self.scan, -1)
         rc = _parse_request(r, &self.limits)

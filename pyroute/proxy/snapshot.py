@@ -22,15 +22,15 @@ from ..manifests import qualified
 from ..static import parse_duration
 from .mirror import Mirroring
 from .normalize import Normalizer
-from .._engine.conn import Pool
+from .._engine.conn import EntryTable, Pool, RouteTarget, ServerTarget
 
 DEFAULT_DIAL_TIMEOUT = 30.0        # Traefik ServersTransport forwardingTimeouts defaults
 DEFAULT_IDLE_CONN_TIMEOUT = 90.0
 DEFAULT_MAX_IDLE = 200             # Traefik: maxIdleConnsPerHost 200
 
 
-class Server:
-    __slots__ = ("url", "pool", "host_header", "pass_host")
+class Server(ServerTarget):
+    __slots__ = ("url",)
 
     def __init__(self, url, pool, host_header, pass_host):
         self.url = url
@@ -136,9 +136,9 @@ class Unavailable:
         return None
 
 
-class Route:
+class Route(RouteTarget):
     """A router compiled: request-phase middlewares, the service tree, the head Forwarder."""
-    __slots__ = ("name", "middlewares", "service", "forwarder", "single")
+    __slots__ = ("name",)
 
     def __init__(self, name, chain, service, server_name, tls=False):
         self.name = name
@@ -167,8 +167,8 @@ def _last_wins(edits):
     return list(seen.values())
 
 
-class EntryRoutes:
-    __slots__ = ("table", "targets", "needs_headers", "needs_ip")
+class EntryRoutes(EntryTable):
+    __slots__ = ()
 
     def __init__(self, table, targets):
         self.table = table
