@@ -167,7 +167,7 @@ cdef class ClientConn:
     cdef public object query
     cdef public list set_headers
     cdef public list resp_extra
-    cdef public object mirror             # (Mirroring, [servers]) when this request is mirrored
+    cdef public object mirror             # pyroute.proxy.mirror.MirrorRequest, or None
 
     cdef void _reset_exchange(self)
     cdef void on_event_c(self, int ev) except *

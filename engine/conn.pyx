@@ -915,8 +915,8 @@ cdef class ClientConn:
                 self.retry_head = head    # a reused connection may have been closed: retry
         up.reads += 1
         if self.mirror is not None:
-            # copies for mirror services; never delays the main request
-            self.mirror[0].send(self, head, self.state != S_BODY)
+            # copies for mirror services (pyroute.proxy.mirror); never delays the main request
+            self.mirror.start(self, head, self.state != S_BODY)
         if self.state == S_WAIT:
             self._request_sent()
         if self.state == S_BODY:
@@ -966,6 +966,9 @@ cdef class ClientConn:
             data = self._take_request_chunks(data)
             if self.state == S_CLOSED or self.req is None:
                 return
+        if self.mirror is not None:
+            # the body as forwarded, copied aside for mirror services (sent once complete)
+            self.mirror.body(self, data, self.state != S_BODY)
         if up is None:
             self._maybe_finish()               # the response already completed
             return
