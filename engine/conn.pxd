@@ -75,6 +75,8 @@ cdef class RouteTarget:
     cdef public object service            # has pick(conn) -> ServerTarget or None
     cdef public Forwarder forwarder
     cdef public object single             # ServerTarget when the service is one plain server
+    cdef public object children           # multi-layer routing: the child routers' EntryTable
+                                          # (parent routers; service None), else None
 
 
 cdef class EntryTable:
@@ -184,6 +186,7 @@ cdef class ClientConn:
     cdef void reject(self, int status) except *
     cdef void _next_request(self) except *
     cdef void begin(self, Request req) except *
+    cdef RouteTarget _route_child(self, RouteTarget route)
     cdef void _request_sent(self) except *
     cdef void expect_continue_timeout(self) except *
     cdef void feed_body(self, bytes data) except *

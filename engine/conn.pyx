@@ -858,6 +858,10 @@ cdef class ClientConn:
             if answer is not None:
                 self.local_response(answer)
                 return
+        if route.children is not None:
+            route = self._route_child(route)      # multi-layer routing (parentRefs)
+            if route is None:
+                return
         server = route.single
         if server is None:
             server = route.service.pick(self)
@@ -926,6 +930,38 @@ cdef class ClientConn:
                 self.pause_reading()
         else:
             up.write(head)
+
+    cdef RouteTarget _route_child(self, RouteTarget route):
+        # Multi-layer routing (Traefik v3.6 parentRefs): the parent's middlewares ran; its
+        # children's table (built at config load) picks the next router, on the request as
+        # the middlewares above left it (path, query, headers); that router's middlewares run,
+        # and so on down to a leaf router, whose service answers. No child matches: 404, as
+        # Traefik's child muxer. None: answered here.
+        cdef Request req = self.req
+        cdef EntryTable children
+        cdef int rid
+        while route.children is not None:
+            children = <EntryTable> route.children
+            rid = (<RouteTable> children.table).route(
+                req.get_method(), req.get_host(), self.path,
+                self.query if self.query is not None else b"",
+                children.headers(self) if children.needs_headers else None, self.remote_ip,
+                self.tls)
+            if rid < 0:
+                if rid < -1:
+                    self.reject(400)
+                else:
+                    self.local_response(_error_response(404, not self.keep_alive,
+                                                        req.method_id == M_HEAD))
+                return None
+            route = <RouteTarget> children.targets[rid]
+            self.route = route
+            for mw in route.middlewares:
+                answer = mw.on_request(self)
+                if answer is not None:
+                    self.local_response(answer)
+                    return None
+        return route
 
     cdef void expect_continue_timeout(self) except *:
         # ExpectContinueTimeout passed without the backend's 100: Traefik sends the body
