@@ -221,3 +221,50 @@ def test_explain_agrees_with_the_server(env):
             assert res["status"] is None and res["router"].startswith(
                 "default-%s-" % expected), (path, res)
             assert status == 200 and _doc(body)["backend"] == backends[path], path
+
+
+def test_children_of_a_tls_parent_serve_its_tls_connections(tmp_path):
+    # children carry no tls section: they serve the connections their parent serves (Traefik)
+    import ssl
+    be = Backend("tls-child")
+    m = backend_service("be", [be.port]) + """---
+apiVersion: traefik.io/v1alpha1
+kind: IngressRoute
+metadata: {name: sec, namespace: default}
+spec:
+  entryPoints: [web]
+  routes:
+    - match: Host(`sec.test`)
+      kind: Rule
+  tls: {}
+---
+apiVersion: traefik.io/v1alpha1
+kind: IngressRoute
+metadata: {name: sec-child, namespace: default}
+spec:
+  parentRefs: [{name: sec}]
+  routes:
+    - match: PathPrefix(`/c`)
+      kind: Rule
+      services: [{name: be, port: 80}]
+"""
+    proxy = Pyroute(tmp_path, m, workers=1)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    try:
+        proxy.start()
+        for path, expected in (("/c/1", 200), ("/other", 404)):
+            with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as raw:
+                with ctx.wrap_socket(raw, server_hostname="sec.test") as s:
+                    s.sendall(b"GET %s HTTP/1.1\r\nHost: sec.test\r\n\r\n" % path.encode())
+                    status, _, body, _ = read_response(s)
+            assert status == expected, path
+            if expected == 200:
+                doc = _doc(body)
+                assert doc["backend"] == "tls-child" and doc["h"]["x-forwarded-proto"] == "https"
+        # the TLS router and its child serve no plain connection
+        assert get(proxy.port, "/c/1", "sec.test")[0] == 404
+    finally:
+        proxy.stop()
+        be.close()
