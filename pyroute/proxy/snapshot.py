@@ -12,7 +12,7 @@ import ipaddress
 import socket
 from urllib.parse import urlsplit
 
-from .._engine.balance import P2C, WRR, Sticky, cookie_name, sticky_value
+from .._engine.balance import HRW, P2C, WRR, Sticky, cookie_name, sticky_value
 from .._engine.http1 import Forwarder
 import socket as _socket
 from ..errors import ConfigError, RuleSyntaxError
@@ -40,7 +40,8 @@ class Server(ServerTarget):
 
 
 class LoadBalancer:
-    """A loadBalancer service: WRR (Traefik's default) or p2c over its servers."""
+    """A loadBalancer service: WRR (Traefik's default) or p2c over its servers (``strategy:
+    hrw`` is ``HighestRandomWeight``)."""
     __slots__ = ("servers", "wrr", "p2c", "sticky", "set_cookies", "single")
 
     def __init__(self, servers, weights, strategy, sticky, set_cookies):
@@ -107,6 +108,27 @@ class Weighted:
                 return None
             if self.sticky is not None:
                 conn.resp_extra = (conn.resp_extra or []) + [self.set_cookies[i]]
+        return self.children[i].pick(conn)
+
+
+class HighestRandomWeight:
+    """Traefik's hrw balancer (a loadBalancer with ``strategy: hrw``, or a
+    ``highestRandomWeight`` TraefikService): the client's IP (the connection's peer, Traefik's
+    RemoteAddrStrategy) always picks the same child, weighted (engine ``balance.HRW``).
+    Traefik's hrw takes no sticky cookie."""
+    __slots__ = ("children", "hrw", "servers")
+
+    def __init__(self, children, names, weights, servers=False):
+        self.children = children
+        self.hrw = HRW(names, weights)
+        self.servers = servers          # children are Servers (a load balancer), not services
+
+    def pick(self, conn):
+        i = self.hrw.next(conn.remote_ip)
+        if i < 0:
+            return None
+        if self.servers:
+            return self.children[i]
         return self.children[i].pick(conn)
 
 
@@ -422,6 +444,16 @@ class Compiler:
                 raise ValueError("weighted service %s has no services" % key)
             sticky, cookies = _sticky(w.get("sticky"), key, names)
             svc = Weighted(children, weights, sticky, cookies)
+        elif "highestRandomWeight" in spec:
+            h = spec["highestRandomWeight"]
+            children, weights, names = [], [], []
+            for child in h.get("services") or []:
+                children.append(self.service(child["name"], stack + (key,)))
+                weights.append(child.get("weight", 1))
+                names.append(child["name"])     # Traefik's handler name: the service's
+            if not children:
+                raise ValueError("highestRandomWeight service %s has no services" % key)
+            svc = HighestRandomWeight(children, names, weights)
         elif "mirroring" in spec:
             mspec = spec["mirroring"]
             main = self.service(mspec["service"], stack + (key,))
@@ -478,6 +510,9 @@ class Compiler:
             raise ValueError("service %s has no servers" % key)
         sticky, cookies = _sticky(lb.get("sticky"), key, urls)
         strategy = (lb.get("strategy") or "wrr").lower()
+        if strategy == "hrw":
+            # Traefik's service manager: lb.AddServer(server.URL, ...) — the URL is the name
+            return HighestRandomWeight(servers, urls, weights, servers=True)
         if strategy not in ("wrr", "p2c", "roundrobin", ""):
             raise ValueError("load-balancing strategy %r is not supported yet" % strategy)
         return LoadBalancer(servers, weights, "p2c" if strategy == "p2c" else "wrr", sticky,
