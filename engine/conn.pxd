@@ -179,6 +179,7 @@ cdef class ClientConn:
     cdef void resume_reading(self) except *
     cdef void on_eof(self) except *
     cdef bint write(self, bytes data) except *
+    cdef bint write_head(self, bytes head, bytes body) except *
     cdef void flush(self) except *
     cdef void _close_after_output(self) except *
     cdef void process(self) except *
