@@ -245,3 +245,69 @@ def test_mirrors_get_bodies_that_arrive_after_the_head(tmp_path):
         main.close()
         mirror.close()
         stream.close()
+
+
+def test_mirror_to_an_https_server(tmp_path):
+    # a mirror behind https (ServersTransport TLS settings) gets its copy over TLS
+    import ssl
+    import trustme
+    ca = trustme.CA()
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("mirror.internal").configure_cert(server_ctx)
+    main, mirror = Backend("main"), Backend("tls-mirror", tls=server_ctx)
+    m = backend_service("main", [main.port]) + """---
+apiVersion: v1
+kind: Service
+metadata: {name: secure, namespace: default}
+spec:
+  ports: [{name: https, port: 443}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: secure-1
+  namespace: default
+  labels: {kubernetes.io/service-name: secure}
+addressType: IPv4
+ports: [{name: https, port: %d}]
+endpoints: [{addresses: ["127.0.0.1"], conditions: {ready: true}}]
+---
+apiVersion: traefik.io/v1alpha1
+kind: ServersTransport
+metadata: {name: skip, namespace: default}
+spec:
+  insecureSkipVerify: true
+---
+apiVersion: traefik.io/v1alpha1
+kind: TraefikService
+metadata: {name: to-tls, namespace: default}
+spec:
+  mirroring:
+    name: main
+    port: 80
+    mirrors: [{name: secure, port: 443, percent: 100, serversTransport: skip}]
+---
+apiVersion: traefik.io/v1alpha1
+kind: IngressRoute
+metadata: {name: r, namespace: default}
+spec:
+  entryPoints: [web]
+  routes:
+    - {match: Host(`m.test`), kind: Rule, services: [{name: to-tls, kind: TraefikService}]}
+""" % mirror.port
+    proxy = Pyroute(tmp_path, m)
+    try:
+        proxy.start()
+        status, body = _send_in_pieces(
+            proxy.port, b"POST /secure HTTP/1.1\r\nHost: m.test\r\nContent-Length: 10\r\n\r\n",
+            [b"01234", b"56789"])
+        assert status == 200 and json.loads(body)["backend"] == "main"
+        end = time.time() + 5
+        while not mirror.requests and time.time() < end:
+            time.sleep(0.05)
+        assert [(r[0], r[1], r[3]) for r in mirror.requests] == [
+            ("POST", "/secure", b"0123456789")], proxy.output()
+    finally:
+        proxy.stop()
+        main.close()
+        mirror.close()

@@ -16,6 +16,7 @@ as its payload passes the limit), so memory per request stays within maxBodySize
 A chunked body is mirrored as one chunk of its payload (trailers are not copied).
 """
 import socket
+import ssl
 
 from .._engine.http1 import LAST_CHUNK, ChunkedDecoder, chunk_header
 from ..server.loop import EPOLLIN, EPOLLOUT
@@ -137,49 +138,74 @@ class MirrorRequest:
 
 
 class MirrorConn:
-    """One mirrored request: connect, send, read the answer until the backend closes."""
+    """One mirrored request: connect (TLS for an https server, with its ServersTransport's
+    context and server name), send, read the answer until the backend closes."""
 
-    __slots__ = ("loop", "sock", "fd", "out", "deadline", "closed")
+    __slots__ = ("loop", "sock", "fd", "out", "deadline", "closed", "connected", "ssl_ctx",
+                 "server_hostname", "handshaking")
 
     def __init__(self, loop, pool, data):
         self.loop = loop
         self.out = memoryview(data)       # slices of it cost nothing, whatever the body size
         self.closed = False
+        self.connected = False
+        self.handshaking = False
+        self.ssl_ctx = pool.ssl_ctx
+        self.server_hostname = pool.server_hostname
         sock = socket.socket(pool.family, socket.SOCK_STREAM)
         sock.setblocking(False)
         self.sock = sock
         self.fd = sock.fileno()
         sock.connect_ex(pool.addr)
-        loop.register(self.fd, EPOLLOUT | EPOLLIN, self)
+        loop.register(self.fd, EPOLLOUT, self)
         self.deadline = loop.now + MIRROR_TIMEOUT
         loop.timed.add(self)
 
     def on_event(self, ev):
-        if self.out is not None:
+        if not self.connected:
             if self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
                 self.abort()
                 return
-            if not ev & EPOLLOUT:
-                return
-            try:
-                n = self.sock.send(self.out)
-            except BlockingIOError:
-                return
-            except OSError:
-                self.abort()
-                return
-            self.out = self.out[n:] or None
-            if self.out is None:
-                self.loop.modify(self.fd, EPOLLIN)
-            return
+            self.connected = True
+            if self.ssl_ctx is not None:
+                try:
+                    self.sock = self.ssl_ctx.wrap_socket(
+                        self.sock, server_hostname=self.server_hostname,
+                        do_handshake_on_connect=False)
+                except (OSError, ValueError):
+                    self.abort()
+                    return
+                self.handshaking = True
         try:
-            data = self.sock.recv(65536)
-        except BlockingIOError:
+            if self.handshaking and not self._handshake():
+                return
+            if self.out is not None:
+                n = self.sock.send(self.out)
+                self.out = self.out[n:] or None
+                if self.out is None:
+                    self.loop.modify(self.fd, EPOLLIN)
+                return
+            while self.sock.recv(65536):
+                pass
+        except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
             return
-        except OSError:
-            data = b""
-        if not data:
-            self.abort()
+        except (OSError, ValueError):
+            pass
+        self.abort()       # the answer ended (or the connection failed): done
+
+    def _handshake(self):
+        # True once the TLS handshake is done; meanwhile wait for the direction it needs
+        try:
+            self.sock.do_handshake()
+        except ssl.SSLWantReadError:
+            self.loop.modify(self.fd, EPOLLIN)
+            return False
+        except ssl.SSLWantWriteError:
+            self.loop.modify(self.fd, EPOLLOUT)
+            return False
+        self.handshaking = False
+        self.loop.modify(self.fd, EPOLLOUT)
+        return True
 
     def on_timeout(self, now):
         self.abort()
