@@ -2,9 +2,10 @@
 
 Per entry point: a RouteTable (pyroute._engine.rules) over the enabled plain routers attached
 to it, another over its TLS routers, the TLS configuration (pyroute.tls: option contexts,
-certificates, Host -> option association), and per route its middleware chain and service tree. Services pick a ``Server``; servers share
-connection pools across reloads (``Pools``), so a reload never drops idle backend connections
-to servers that stay. Anything pyroute cannot serve (an unknown middleware kind, a service kind
+certificates, Host -> option association), and per route its middleware chain and service
+tree — or, for a parent router of multi-layer routing, the RouteTable of its children
+(``ChildRoutes``). Services pick a ``Server``; servers share connection pools across reloads
+(``Pools``), so a reload never drops idle backend connections to servers that stay. Anything pyroute cannot serve (an unknown middleware kind, a service kind
 or backend scheme not implemented yet) disables the routers that use it, with a ConfigError
 naming the router and the reason; the rest is served.
 """
