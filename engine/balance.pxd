@@ -41,3 +41,15 @@ cdef class Sticky:
     cdef dict legacy_values             # bytes value -> int child (cookie must be rewritten)
     cdef readonly list values           # child index -> bytes value written in Set-Cookie
     cdef int lookup(self, bytes cookie_header, bint *rewrite)
+
+
+@cython.final
+cdef class HRW:
+    # Traefik's highest random weight (pkg/server/service/loadbalancer/hrw): rendezvous
+    # hashing of the client IP with each child's name; the same IP always picks the same child.
+    cdef int n                  # children (all of them; weight <= 0 ones have weight 0)
+    cdef list names             # bytes per child index (kept alive for the pointers below)
+    cdef const char **name_ptr  # owned array of pointers into ``names``
+    cdef Py_ssize_t *name_len   # owned
+    cdef double *weight         # owned; <= 0: never picked (Traefik's Add ignores it)
+    cdef int pick(self, const char *src, Py_ssize_t n) noexcept

@@ -1,5 +1,6 @@
 # cython: language_level=3
-"""Load balancing: Traefik's WRR (EDF heap), p2c, and sticky-cookie lookup.
+"""Load balancing: Traefik's WRR (EDF heap), p2c, HRW (rendezvous hashing), and sticky-cookie
+lookup.
 
 Everything here is built once per config load; ``pick`` runs per request and returns a
 child index, never a Python object.
@@ -7,6 +8,8 @@ child index, never a Python object.
 cimport cython
 from libc.stdlib cimport malloc, free
 from libc.string cimport memchr
+from libc.math cimport log, INFINITY
+from libc.stdint cimport uint64_t
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 import hashlib
 import os
@@ -100,6 +103,75 @@ cdef class WRR:
     def next(self):
         """Pick the next child index (-1 when no child has a positive weight)."""
         return self.pick()
+
+
+cdef uint64_t FNV64_OFFSET = 14695981039346656037ULL
+cdef uint64_t FNV64_PRIME = 1099511628211ULL
+
+
+cdef inline uint64_t _fnv1a(uint64_t h, const char *p, Py_ssize_t n) noexcept:
+    # Go's hash/fnv New64a, continued over more bytes (hashing a then b == hashing a + b)
+    cdef Py_ssize_t i
+    for i in range(n):
+        h ^= <unsigned char> p[i]
+        h *= FNV64_PRIME
+    return h
+
+
+@cython.final
+cdef class HRW:
+    """Highest random weight as Traefik's ``hrw.Balancer``: for a client IP ``src`` each child
+    scores ``weight / -ln(fnv64a(src + name) / 2**64)`` (getNodeScore) and the highest score
+    wins (the first child on ties: Traefik keeps a strictly greater one). ``names`` are
+    Traefik's handler names: a server's URL in a load balancer, a child service's name in a
+    highestRandomWeight service. A child with weight <= 0 is never picked (Traefik's Add
+    ignores it)."""
+
+    def __cinit__(self, names, weights):
+        cdef int count = len(names)
+        cdef int i
+        self.n = count
+        self.names = [n.encode() if isinstance(n, str) else bytes(n) for n in names]
+        self.name_ptr = <const char **> malloc(max(count, 1) * sizeof(char *))
+        self.name_len = <Py_ssize_t *> malloc(max(count, 1) * sizeof(Py_ssize_t))
+        self.weight = <double *> malloc(max(count, 1) * sizeof(double))
+        if not self.name_ptr or not self.name_len or not self.weight:
+            raise MemoryError()
+        for i in range(count):
+            self.name_ptr[i] = PyBytes_AS_STRING(self.names[i])
+            self.name_len[i] = PyBytes_GET_SIZE(self.names[i])
+            w = weights[i]
+            self.weight[i] = 1.0 if w is None else <double> w    # Traefik: default weight 1
+
+    def __dealloc__(self):
+        free(self.name_ptr)
+        free(self.name_len)
+        free(self.weight)
+
+    cdef int pick(self, const char *src, Py_ssize_t n) noexcept:
+        cdef uint64_t h0 = _fnv1a(FNV64_OFFSET, src, n), h
+        cdef double best = 0.0, score, s
+        cdef int i, chosen = -1
+        for i in range(self.n):
+            if self.weight[i] <= 0:
+                continue
+            h = _fnv1a(h0, self.name_ptr[i], self.name_len[i])
+            # float64(sum) / 2**64 (C's uint64 -> double rounds to nearest, as Go's does)
+            score = <double> h / 18446744073709551616.0
+            if score == 0.0:
+                s = 0.0                     # Go: 1 / -ln(0) = 1 / +Inf = 0
+            elif score == 1.0:
+                s = -INFINITY               # Go: 1 / -ln(1) = 1 / -0 = -Inf
+            else:
+                s = (1.0 / -log(score)) * self.weight[i]
+            if s > best:
+                best = s
+                chosen = i
+        return chosen
+
+    def next(self, bytes src):
+        """The child index for client IP ``src`` (e.g. b"10.0.0.1"), -1 when none can be."""
+        return self.pick(PyBytes_AS_STRING(src), PyBytes_GET_SIZE(src))
 
 
 @cython.final

@@ -75,6 +75,8 @@ cdef class RouteTarget:
     cdef public object service            # has pick(conn) -> ServerTarget or None
     cdef public Forwarder forwarder
     cdef public object single             # ServerTarget when the service is one plain server
+    cdef public object children           # multi-layer routing: the child routers' EntryTable
+                                          # (parent routers; service None), else None
 
 
 cdef class EntryTable:
@@ -139,6 +141,7 @@ cdef class ClientConn:
     cdef public bint client_eof
     cdef double read_timeout              # the entry point's respondingTimeouts (s; 0: none)
     cdef double write_timeout
+    cdef double write_deadline            # head read + writeTimeout (0: none)
     cdef double idle_timeout
     cdef long max_requests                # transport.keepAliveMaxRequests (0: no limit)
     cdef double close_at                  # accepted + keepAliveMaxTime (0: no limit)
@@ -166,7 +169,7 @@ cdef class ClientConn:
     cdef public object query
     cdef public list set_headers
     cdef public list resp_extra
-    cdef public object mirror             # (Mirroring, [servers]) when this request is mirrored
+    cdef public object mirror             # pyroute.proxy.mirror.MirrorRequest, or None
 
     cdef void _reset_exchange(self)
     cdef void on_event_c(self, int ev) except *
@@ -184,6 +187,7 @@ cdef class ClientConn:
     cdef void reject(self, int status) except *
     cdef void _next_request(self) except *
     cdef void begin(self, Request req) except *
+    cdef RouteTarget _route_child(self, RouteTarget route)
     cdef void _request_sent(self) except *
     cdef void expect_continue_timeout(self) except *
     cdef void feed_body(self, bytes data) except *

@@ -233,6 +233,43 @@ cdef class EntryTable:
     """Base of ``pyroute.proxy.snapshot.EntryRoutes``."""
 
 
+cdef bytes _head_only(bytes data):
+    # a HEAD request gets the head of pyroute's own answer, never its body (Go's server
+    # discards what a handler writes for HEAD); the body would be read as the next response
+    cdef Py_ssize_t end = data.find(b"\r\n\r\n")
+    return data if end < 0 or end + 4 == len(data) else data[:end + 4]
+
+
+cdef bytes _closing(bytes data):
+    # The last response pyroute answers itself on a connection says so, as Go's server does
+    # when it closes after the reply (server.go chunkWriter.writeHeader: closeAfterReply ->
+    # delete any Connection header, write "Connection: close"). Local answers only; cached
+    # error responses built with close=True already carry it and come back unchanged.
+    cdef Py_ssize_t end = data.find(b"\r\n\r\n")
+    cdef list lines
+    if end < 0:
+        return data
+    head = data[:end]
+    if head.find(b"\r\nConnection: close") >= 0:
+        return data
+    lines = [line for line in head.split(b"\r\n")
+             if not line[:11].lower() == b"connection:"]
+    lines.append(b"Connection: close")
+    return b"\r\n".join(lines) + data[end:]
+
+
+cdef inline void _arm_write_timeout(ClientConn c) noexcept:
+    # Go's http.Server WriteTimeout (Traefik respondingTimeouts.writeTimeout): readRequest sets
+    # the write deadline once the request head has been read (server.go: defer
+    # SetWriteDeadline(now + WriteTimeout)), so it covers reading the body, waiting for the
+    # backend and writing the whole response. Go fails the next write after it; pyroute closes
+    # the connection at the deadline (the client sees the same: no or a cut response). While
+    # the body is read the read deadline runs too: the earlier one wins.
+    c.write_deadline = c.env.now + c.write_timeout
+    if c.deadline == 0.0 or c.write_deadline < c.deadline:
+        c.deadline = c.write_deadline
+
+
 # ---- upstream side ----------------------------------------------------------------------
 
 @cython.final
@@ -683,6 +720,9 @@ cdef class ClientConn:
             self.out = data[n:]
             return
         self.out = None
+        if self.state == S_HEAD and self.write_timeout and not self.buf:
+            # a finished response's tail has left: the connection is idle from now on
+            self.deadline = self.env.now + self.idle_timeout if self.idle_timeout else 0.0
         if self.closing:
             self.close()
             return
@@ -715,6 +755,8 @@ cdef class ClientConn:
             if req is None:
                 return
             del self.buf[:req.head_length]
+            if self.write_timeout:
+                _arm_write_timeout(self)
             self.begin(req)
 
     cdef bint _process_fast(self, bytes data) except -1:
@@ -737,6 +779,8 @@ cdef class ClientConn:
             return False
         if len(data) > req.head_length:
             self.buf += data[req.head_length:]
+        if self.write_timeout:
+            _arm_write_timeout(self)
         self.begin(req)
         if self.state == S_HEAD and self.buf and not self.closing:
             self.process()
@@ -754,7 +798,12 @@ cdef class ClientConn:
     cdef void _next_request(self) except *:
         self._reset_exchange()
         self.state = S_HEAD
-        self.deadline = self.env.now + self.idle_timeout if self.idle_timeout else 0.0
+        if self.out is not None and self.write_timeout:
+            # the response's tail still waits for the client: writeTimeout goes on covering
+            # it (Go's write deadline); the idle timeout starts once it has left (flush)
+            self.deadline = self.write_deadline
+        else:
+            self.deadline = self.env.now + self.idle_timeout if self.idle_timeout else 0.0
         if self.env.draining and not self.buf:
             self._close_after_output()
 
@@ -763,10 +812,12 @@ cdef class ClientConn:
         cdef Request req = self.req
         if req.framing != FR_NONE and req.content_length != 0:
             keep = False      # its body was not read: the connection cannot be reused
+        if req.method_id == M_HEAD:
+            data = _head_only(data)
         self.requests += 1
         if not keep or not self.keep_alive:
             self.state = S_WAIT
-            self.write(data)
+            self.write(_closing(data))
             self._close_after_output()
             return
         self.write(data)
@@ -871,6 +922,10 @@ cdef class ClientConn:
             if answer is not None:
                 self.local_response(answer)
                 return
+        if route.children is not None:
+            route = self._route_child(route)      # multi-layer routing (parentRefs)
+            if route is None:
+                return
         server = route.single
         if server is None:
             server = route.service.pick(self)
@@ -928,8 +983,8 @@ cdef class ClientConn:
                 self.retry_head = head    # a reused connection may have been closed: retry
         up.reads += 1
         if self.mirror is not None:
-            # copies for mirror services; never delays the main request
-            self.mirror[0].send(self, head, self.state != S_BODY)
+            # copies for mirror services (pyroute.proxy.mirror); never delays the main request
+            self.mirror.start(self, head, self.state != S_BODY)
         if self.state == S_WAIT:
             self._request_sent()
         if self.state == S_BODY:
@@ -940,6 +995,38 @@ cdef class ClientConn:
         else:
             up.write(head)
 
+    cdef RouteTarget _route_child(self, RouteTarget route):
+        # Multi-layer routing (Traefik v3.6 parentRefs): the parent's middlewares ran; its
+        # children's table (built at config load) picks the next router, on the request as
+        # the middlewares above left it (path, query, headers); that router's middlewares run,
+        # and so on down to a leaf router, whose service answers. No child matches: 404, as
+        # Traefik's child muxer. None: answered here.
+        cdef Request req = self.req
+        cdef EntryTable children
+        cdef int rid
+        while route.children is not None:
+            children = <EntryTable> route.children
+            rid = (<RouteTable> children.table).route(
+                req.get_method(), req.get_host(), self.path,
+                self.query if self.query is not None else b"",
+                children.headers(self) if children.needs_headers else None, self.remote_ip,
+                self.tls)
+            if rid < 0:
+                if rid < -1:
+                    self.reject(400)
+                else:
+                    self.local_response(_error_response(404, not self.keep_alive,
+                                                        req.method_id == M_HEAD))
+                return None
+            route = <RouteTarget> children.targets[rid]
+            self.route = route
+            for mw in route.middlewares:
+                answer = mw.on_request(self)
+                if answer is not None:
+                    self.local_response(answer)
+                    return None
+        return route
+
     cdef void expect_continue_timeout(self) except *:
         # ExpectContinueTimeout passed without the backend's 100: Traefik sends the body
         # anyway, so the client is told "100 Continue" (once) and may send it
@@ -949,10 +1036,11 @@ cdef class ClientConn:
             self.write(_CONTINUE_100)
 
     cdef void _request_sent(self) except *:
-        # request fully forwarded: the response timers start (Go: responseHeaderTimeout after
-        # the request is written; writeTimeout counts from the request read)
+        # request fully forwarded: the read timeout is over, the writeTimeout armed when the
+        # head was read goes on; the backend's responseHeaderTimeout starts (Go: once the
+        # request is written)
         cdef UpstreamConn up = self.up
-        self.deadline = self.env.now + self.write_timeout if self.write_timeout else 0.0
+        self.deadline = self.write_deadline
         if up is not None and self.resp_state == R_HEAD and not up.connecting:
             # (replaces an ExpectContinueTimeout deadline the body's arrival made moot)
             up.deadline = self.env.now + up.pool.header_timeout if up.pool.header_timeout \
@@ -978,6 +1066,9 @@ cdef class ClientConn:
             data = self._take_request_chunks(data)
             if self.state == S_CLOSED or self.req is None:
                 return
+        if self.mirror is not None:
+            # the body as forwarded, copied aside for mirror services (sent once complete)
+            self.mirror.body(self, data, self.state != S_BODY)
         if up is None:
             self._maybe_finish()               # the response already completed
             return

@@ -762,3 +762,5 @@ spec:
     assert route_entries(rc, "web", True) == [(sec, "Host(`s.example.com`)", 0, "")]
     assert route_entries(rc, "websecure", False) == []
     assert route_entries(rc, "web", False, parent=app) == [(child, "PathPrefix(`/c`)", 7, "v2")]
+    # children carry no tls section: they serve whatever connections their parent serves
+    assert route_entries(rc, "web", True, parent=app) == [(child, "PathPrefix(`/c`)", 7, "v2")]

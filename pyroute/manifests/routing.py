@@ -8,7 +8,8 @@ which both use too):
     ``[(router name, rule, priority, ruleSyntax)]`` for ``RouteTable``: the enabled routers on
     ``entry_point`` that serve TLS connections (``tls=True``: routers with a ``tls`` section) or
     plain ones (``tls=False``), top-level routers when ``parent`` is None, else the children
-    (``parentRefs``) of router ``parent``.
+    (``parentRefs``) of router ``parent`` (children carry no ``tls`` section: they serve the
+    connections their parent serves).
 """
 __all__ = ["route_entries", "children_of"]
 
@@ -18,10 +19,10 @@ def route_entries(rc, entry_point, tls, parent=None):
     for name, r in rc.dynamic["http"]["routers"].items():
         if r.get("status") != "enabled":
             continue
-        if ("tls" in r) != bool(tls):
-            continue
         parents = r.get("parentRefs")
         if parent is None:
+            if ("tls" in r) != bool(tls):
+                continue
             if parents is not None or entry_point not in (r.get("entryPoints") or ()):
                 continue
         elif parent not in (parents or ()):

@@ -98,12 +98,17 @@ class Explainer:
                                                           server_name))
                 return out
         query = t.query or ""
+        path = t.path
+        from ..normalize import denied_escape
+        esc = denied_escape(t.path, ep.denied_encoded_characters)
+        routers = self.rc.dynamic["http"]["routers"]
         matched = []
+        chain = []
         parent = None
         winner = None
         while True:
             table = self.table(ep.name, tls, parent)
-            names = table.match_all(method=method, host=host, path=t.path, query=query,
+            names = table.match_all(method=method, host=host, path=path, query=query,
                                     headers=headers, remote_addr=client_ip, tls=tls)
             prio = dict(zip(table.names, table.priorities))
             if not names:
@@ -112,7 +117,7 @@ class Explainer:
             first = names[0]
             has_children = bool(children_of(self.rc, first))
             for n in names:
-                r = self.rc.dynamic["http"]["routers"][n]
+                r = routers[n]
                 if n != first:
                     why = ("lower priority (%d < %d)" % (prio[n], prio[first])
                            if prio[n] < prio[first] else
@@ -127,6 +132,29 @@ class Explainer:
             if not has_children:
                 winner = first
                 break
+            if parent is None and esc is not None:
+                winner = first      # refused by the root router itself (below)
+                break
+            # Traefik (multi-layer routing): a parent's middlewares run before its children
+            # are matched, and the children see the request as they leave it
+            start = len(chain)
+            for m in routers[first].get("middlewares") or ():
+                self._expand_middleware(m, chain, set())
+            for m in chain[start:]:
+                ctx = {"method": method, "tls": tls, "host": host or "",
+                       "uri": path + ("?" + t.query if t.query is not None else ""),
+                       "headers": headers, "client_ip": client_ip}
+                answer = _middleware_answer(m, ctx)
+                if answer is not None:
+                    out["matched"] = matched
+                    out["router"] = first
+                    out["rule"] = routers[first]["rule"]
+                    out["priority"] = prio[first]
+                    out["middlewares"] = chain
+                    out["status"], note = answer
+                    out["notes"].append("middleware %s answers: %s" % (m["name"], note))
+                    return out
+                path, headers = _request_edits(m, path, headers)
             parent = first
         out["matched"] = matched
         if winner is None:
@@ -135,28 +163,25 @@ class Explainer:
                                 "router %s matched but none of its children does" % parent)
             self._disabled_matches(out, ep, tls, method, host, t, query, headers, client_ip)
             return out
-        r = self.rc.dynamic["http"]["routers"][winner]
+        r = routers[winner]
         out["router"] = winner
-        from ..normalize import denied_escape
-        esc = denied_escape(t.path, ep.denied_encoded_characters)
         out["rule"] = r["rule"]
         out["priority"] = next(m["priority"] for m in matched if m["router"] == winner)
-        chain = []
-        if parent is not None:
-            for m in self.rc.dynamic["http"]["routers"][parent].get("middlewares") or ():
-                self._expand_middleware(m, chain, set())
-        for m in r.get("middlewares") or ():
-            self._expand_middleware(m, chain, set())
-        out["middlewares"] = chain
         if esc is not None:
             # Traefik: the root router's denyEncodedPathCharacters handler, before middlewares
             out["status"] = 400
             out["notes"].append("encoded character %s is denied on entry point %s "
                                 "(http.encodedCharacters)" % (esc, ep.name))
             return out
-        ctx = {"method": method, "tls": tls, "host": host or "", "uri": t.request_uri,
+        leaf_start = len(chain)     # the parents' middlewares were checked on the way down
+        for m in r.get("middlewares") or ():
+            self._expand_middleware(m, chain, set())
+        out["middlewares"] = chain
+        ctx = {"method": method, "tls": tls, "host": host or "",
+               "uri": path + ("?" + t.query if t.query is not None else "")
+               if parent is not None else t.request_uri,
                "headers": headers, "client_ip": client_ip}
-        for m in chain:
+        for m in chain[leaf_start:]:
             answer = _middleware_answer(m, ctx)
             if answer is not None:
                 out["status"], note = answer
@@ -301,6 +326,29 @@ def _middleware_answer(m, ctx):
         if not any(k.lower() == field for k, _ in ctx["headers"]):
             return 401, "no credentials (Authorization header)"
     return None
+
+
+def _request_edits(m, path, headers):
+    """(path, headers) after a middleware's request edits, as the server applies them:
+    stripPrefix (and its X-Forwarded-Prefix), addPrefix, headers' customRequestHeaders."""
+    kind, cfg = m.get("type"), m.get("config") or {}
+    if kind == "stripPrefix":
+        for prefix in cfg.get("prefixes") or ():
+            if path.startswith(prefix):
+                path = path[len(prefix):]
+                path = path if path.startswith("/") else "/" + path
+                headers = [(k, v) for k, v in headers if k.lower() != "x-forwarded-prefix"]
+                headers = headers + [("X-Forwarded-Prefix", prefix.strip())]
+                break
+    elif kind == "addPrefix" and cfg.get("prefix"):
+        prefix = cfg["prefix"]
+        path = (prefix if prefix.startswith("/") else "/" + prefix) + path
+    elif kind == "headers":
+        for name, value in (cfg.get("customRequestHeaders") or {}).items():
+            headers = [(k, v) for k, v in headers if k.lower() != name.lower()]
+            if value != "":
+                headers = headers + [(name, value)]
+    return path, headers
 
 
 def _strategy_ip(strategy, ctx):

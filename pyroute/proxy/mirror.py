@@ -4,15 +4,25 @@ The main service answers; each mirror gets its share of requests, chosen determi
 Traefik does (mirror.go getActiveMirrors: a mirror takes request n when
 ``count * 100 < n * percent``). Mirrors are fire-and-forget: each copy goes out on its own
 connection with ``Connection: close``, its answer is read and dropped, and nothing a mirror
-does (slow, failing, refusing) delays or changes the main response. Bodies are copied when
-``mirrorBody`` (default true) and the whole body came with the head and fits ``maxBodySize``
-(default -1: any); otherwise the request is not mirrored.
+does (slow, failing, refusing) delays or changes the main response.
+
+Bodies (Traefik's newReusableRequest): the main request streams to its backend as always;
+a mirrored request's body is copied aside as it passes (``MirrorRequest.body``, called by the
+client connection for each piece it forwards) and the copies leave once the whole body has
+been read. ``maxBodySize`` (default -1: no limit) bounds that copy: a body over it is not
+mirrored (a Content-Length over it is never copied at all; a chunked body is dropped as soon
+as its payload passes the limit), so memory per request stays within maxBodySize when set.
+``mirrorBody: false``: mirrors get the request without its body (``Content-Length: 0``).
+A chunked body is mirrored as one chunk of its payload (trailers are not copied).
 """
 import socket
+import ssl
 
+from .._engine.http1 import LAST_CHUNK, ChunkedDecoder, chunk_header
 from ..server.loop import EPOLLIN, EPOLLOUT
 
 MIRROR_TIMEOUT = 30.0
+_NONE, _LENGTH, _CHUNKED = 0, 1, 2        # http1 framing ids (NONE, LENGTH, CHUNKED)
 
 
 class Mirroring:
@@ -39,23 +49,88 @@ class Mirroring:
                 if target is not None:
                     chosen = (chosen or []) + [target]
         if chosen:
-            conn.mirror = (self, chosen)
+            conn.mirror = MirrorRequest(self, chosen)
         return server
 
     def done(self, conn):
         pass
 
-    def send(self, conn, head, body_in_head):
-        """Send copies of the request (``head`` = the forwarded head, maybe with body)."""
+
+def _without_body(head):
+    """The forwarded head of a request whose body is not mirrored: Content-Length: 0."""
+    lines = [line for line in head[:-4].split(b"\r\n")
+             if line[:15].lower() != b"content-length:"
+             and line[:18].lower() != b"transfer-encoding:"]
+    return b"\r\n".join(lines) + b"\r\nContent-Length: 0\r\n\r\n"
+
+
+class MirrorRequest:
+    """The copies of one request for its mirrors (``conn.mirror`` while it is forwarded)."""
+
+    __slots__ = ("mirroring", "servers", "head", "parts", "size", "dec")
+
+    def __init__(self, mirroring, servers):
+        self.mirroring = mirroring
+        self.servers = servers
+        self.head = None
+        self.parts = None           # body pieces (payload only), None: nothing to copy
+        self.size = 0               # payload bytes copied
+        self.dec = None             # ChunkedDecoder over a chunked body's forwarded bytes
+
+    def start(self, conn, data, complete):
+        """``data``: the forwarded head (with the body bytes that came with it);
+        ``complete``: the whole body is in it."""
+        end = data.find(b"\r\n\r\n") + 4
+        # the copy closes its connection when answered (fire and forget)
+        head = data[:end - 4] + b"\r\nConnection: close\r\n\r\n"
         req = conn.req
-        if req.framing != 0 and req.content_length != 0:
-            if not self.mirror_body or not body_in_head:
+        m = self.mirroring
+        if req.framing == _NONE or req.content_length == 0:
+            self._send(conn, head)
+            return
+        if not m.mirror_body:
+            self._send(conn, _without_body(head))
+            return
+        if req.framing == _LENGTH and 0 <= m.max_body < req.content_length:
+            conn.mirror = None      # Traefik: "no mirroring, request body larger than allowed"
+            return
+        self.head = head
+        self.parts = []
+        if req.framing == _CHUNKED:
+            self.dec = ChunkedDecoder()
+        self.body(conn, data[end:], complete)
+
+    def body(self, conn, data, complete):
+        """The next forwarded piece of the body; ``complete``: it was the last."""
+        if self.parts is None:
+            return
+        dec = self.dec
+        if dec is None:
+            if data:
+                self.parts.append(data)
+                self.size += len(data)
+        else:
+            # the connection validated this framing already: only the payload is kept
+            pos, end = 0, len(data)
+            while pos < end and not dec.done:
+                pos = dec.feed(data, pos, end)
+                if dec.data_stop > dec.data_start:
+                    self.parts.append(data[dec.data_start:dec.data_stop])
+            self.size = dec.total
+            if 0 <= self.mirroring.max_body < self.size:
+                self.parts = None   # over maxBodySize: not mirrored, nothing more is kept
+                conn.mirror = None
                 return
-            if self.max_body >= 0 and req.content_length > self.max_body:
-                return
-        end = head.find(b"\r\n\r\n")
-        data = head[:end] + b"\r\nConnection: close" + head[end:]
-        for server in conn.mirror[1]:
+        if complete:
+            body = b"".join(self.parts)
+            self.parts = None
+            if dec is not None:
+                body = (chunk_header(len(body)) + body + b"\r\n" if body else b"") + LAST_CHUNK
+            self._send(conn, self.head + body)
+            conn.mirror = None
+
+    def _send(self, conn, data):
+        for server in self.servers:
             try:
                 MirrorConn(conn.loop, server.pool, data)
             except OSError:
@@ -63,49 +138,74 @@ class Mirroring:
 
 
 class MirrorConn:
-    """One mirrored request: connect, send, read the answer until the backend closes."""
+    """One mirrored request: connect (TLS for an https server, with its ServersTransport's
+    context and server name), send, read the answer until the backend closes."""
 
-    __slots__ = ("loop", "sock", "fd", "out", "deadline", "closed")
+    __slots__ = ("loop", "sock", "fd", "out", "deadline", "closed", "connected", "ssl_ctx",
+                 "server_hostname", "handshaking")
 
     def __init__(self, loop, pool, data):
         self.loop = loop
-        self.out = data
+        self.out = memoryview(data)       # slices of it cost nothing, whatever the body size
         self.closed = False
+        self.connected = False
+        self.handshaking = False
+        self.ssl_ctx = pool.ssl_ctx
+        self.server_hostname = pool.server_hostname
         sock = socket.socket(pool.family, socket.SOCK_STREAM)
         sock.setblocking(False)
         self.sock = sock
         self.fd = sock.fileno()
         sock.connect_ex(pool.addr)
-        loop.register(self.fd, EPOLLOUT | EPOLLIN, self)
+        loop.register(self.fd, EPOLLOUT, self)
         self.deadline = loop.now + MIRROR_TIMEOUT
         loop.timed.add(self)
 
     def on_event(self, ev):
-        if self.out is not None:
+        if not self.connected:
             if self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
                 self.abort()
                 return
-            if not ev & EPOLLOUT:
-                return
-            try:
-                n = self.sock.send(self.out)
-            except BlockingIOError:
-                return
-            except OSError:
-                self.abort()
-                return
-            self.out = self.out[n:] or None
-            if self.out is None:
-                self.loop.modify(self.fd, EPOLLIN)
-            return
+            self.connected = True
+            if self.ssl_ctx is not None:
+                try:
+                    self.sock = self.ssl_ctx.wrap_socket(
+                        self.sock, server_hostname=self.server_hostname,
+                        do_handshake_on_connect=False)
+                except (OSError, ValueError):
+                    self.abort()
+                    return
+                self.handshaking = True
         try:
-            data = self.sock.recv(65536)
-        except BlockingIOError:
+            if self.handshaking and not self._handshake():
+                return
+            if self.out is not None:
+                n = self.sock.send(self.out)
+                self.out = self.out[n:] or None
+                if self.out is None:
+                    self.loop.modify(self.fd, EPOLLIN)
+                return
+            while self.sock.recv(65536):
+                pass
+        except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
             return
-        except OSError:
-            data = b""
-        if not data:
-            self.abort()
+        except (OSError, ValueError):
+            pass
+        self.abort()       # the answer ended (or the connection failed): done
+
+    def _handshake(self):
+        # True once the TLS handshake is done; meanwhile wait for the direction it needs
+        try:
+            self.sock.do_handshake()
+        except ssl.SSLWantReadError:
+            self.loop.modify(self.fd, EPOLLIN)
+            return False
+        except ssl.SSLWantWriteError:
+            self.loop.modify(self.fd, EPOLLOUT)
+            return False
+        self.handshaking = False
+        self.loop.modify(self.fd, EPOLLOUT)
+        return True
 
     def on_timeout(self, now):
         self.abort()

@@ -2,9 +2,10 @@
 
 Per entry point: a RouteTable (pyroute._engine.rules) over the enabled plain routers attached
 to it, another over its TLS routers, the TLS configuration (pyroute.tls: option contexts,
-certificates, Host -> option association), and per route its middleware chain and service tree. Services pick a ``Server``; servers share
-connection pools across reloads (``Pools``), so a reload never drops idle backend connections
-to servers that stay. Anything pyroute cannot serve (an unknown middleware kind, a service kind
+certificates, Host -> option association), and per route its middleware chain and service
+tree — or, for a parent router of multi-layer routing, the RouteTable of its children
+(``ChildRoutes``). Services pick a ``Server``; servers share connection pools across reloads
+(``Pools``), so a reload never drops idle backend connections to servers that stay. Anything pyroute cannot serve (an unknown middleware kind, a service kind
 or backend scheme not implemented yet) disables the routers that use it, with a ConfigError
 naming the router and the reason; the rest is served.
 """
@@ -12,7 +13,7 @@ import ipaddress
 import socket
 from urllib.parse import urlsplit
 
-from .._engine.balance import P2C, WRR, Sticky, cookie_name, sticky_value
+from .._engine.balance import HRW, P2C, WRR, Sticky, cookie_name, sticky_value
 from .._engine.http1 import Forwarder
 import socket as _socket
 from ..errors import ConfigError, RuleSyntaxError
@@ -40,7 +41,8 @@ class Server(ServerTarget):
 
 
 class LoadBalancer:
-    """A loadBalancer service: WRR (Traefik's default) or p2c over its servers."""
+    """A loadBalancer service: WRR (Traefik's default) or p2c over its servers (``strategy:
+    hrw`` is ``HighestRandomWeight``)."""
     __slots__ = ("servers", "wrr", "p2c", "sticky", "set_cookies", "single")
 
     def __init__(self, servers, weights, strategy, sticky, set_cookies):
@@ -110,6 +112,27 @@ class Weighted:
         return self.children[i].pick(conn)
 
 
+class HighestRandomWeight:
+    """Traefik's hrw balancer (a loadBalancer with ``strategy: hrw``, or a
+    ``highestRandomWeight`` TraefikService): the client's IP (the connection's peer, Traefik's
+    RemoteAddrStrategy) always picks the same child, weighted (engine ``balance.HRW``).
+    Traefik's hrw takes no sticky cookie."""
+    __slots__ = ("children", "hrw", "servers")
+
+    def __init__(self, children, names, weights, servers=False):
+        self.children = children
+        self.hrw = HRW(names, weights)
+        self.servers = servers          # children are Servers (a load balancer), not services
+
+    def pick(self, conn):
+        i = self.hrw.next(conn.remote_ip)
+        if i < 0:
+            return None
+        if self.servers:
+            return self.children[i]
+        return self.children[i].pick(conn)
+
+
 class Failover:
     """A failover TraefikService: the main service while it has an available server, else the
     fallback. Traefik switches on the main service's health-check status; pyroute has no
@@ -137,12 +160,20 @@ class Unavailable:
 
 
 class Route(RouteTarget):
-    """A router compiled: request-phase middlewares, the service tree, the head Forwarder."""
+    """A router compiled: request-phase middlewares, the service tree, the head Forwarder.
+
+    Multi-layer routing (Traefik v3.6 ``parentRefs``): a router with child routers has no
+    service but ``children``, the table its children are matched in (``ChildRoutes``) once its
+    own middlewares ran; ``inherited`` is the chain of the routers above a child, whose static
+    header edits its Forwarder applies too (their request-phase middlewares ran already)."""
     __slots__ = ("name",)
 
-    def __init__(self, name, chain, service, server_name, tls=False):
+    def __init__(self, name, chain, service, server_name, tls=False, inherited=(),
+                 children=None):
         self.name = name
         self.middlewares = tuple(m for m in chain if not m.static)
+        self.children = children
+        chain = list(inherited) + list(chain)
         req_set, req_remove, resp_set, resp_remove = [], [], [], []
         for m in chain:
             if m.static:
@@ -179,6 +210,36 @@ class EntryRoutes(EntryTable):
     def route(self, req, path, query, remote_ip, tls):
         return self.table.route(req.method, req.host, path, query if query is not None else b"",
                                 req.headers if self.needs_headers else None, remote_ip, tls)
+
+
+class ChildRoutes(EntryTable):
+    """The child routers of one parent router (multi-layer routing), as a route table built at
+    config load. Traefik matches them against the request as the parents' middlewares left
+    it: the connection's path and query, and — when a child rule looks at headers — the
+    request's headers with the header edits of the middlewares above (``headers``)."""
+    __slots__ = ("req_set", "req_remove")
+
+    def __init__(self, table, targets, inherited):
+        self.table = table
+        self.targets = targets
+        self.needs_headers = table.needs_headers
+        self.needs_ip = table.needs_client_ip
+        req_set, req_remove = [], []
+        for m in inherited:
+            if m.static:
+                m.compile_edits(req_set, req_remove, [], [])
+        self.req_set = _last_wins(req_set)
+        self.req_remove = {n.lower() for n in req_remove} | {n.lower() for n, _ in self.req_set}
+
+    def headers(self, conn):
+        """The headers the child rules see (only called when a child rule needs headers)."""
+        headers = conn.req.headers
+        extra = list(self.req_set) + list(conn.set_headers or ())
+        if not extra and not self.req_remove:
+            return headers
+        drop = self.req_remove | {n.lower() for n, _ in conn.set_headers or ()}
+        return [(n, v) for n, v in headers if n.lower() not in drop] + \
+            [(n, v) for n, v in extra if v is not None]
 
 
 class EntryPointRuntime:
@@ -384,6 +445,16 @@ class Compiler:
                 raise ValueError("weighted service %s has no services" % key)
             sticky, cookies = _sticky(w.get("sticky"), key, names)
             svc = Weighted(children, weights, sticky, cookies)
+        elif "highestRandomWeight" in spec:
+            h = spec["highestRandomWeight"]
+            children, weights, names = [], [], []
+            for child in h.get("services") or []:
+                children.append(self.service(child["name"], stack + (key,)))
+                weights.append(child.get("weight", 1))
+                names.append(child["name"])     # Traefik's handler name: the service's
+            if not children:
+                raise ValueError("highestRandomWeight service %s has no services" % key)
+            svc = HighestRandomWeight(children, names, weights)
         elif "mirroring" in spec:
             mspec = spec["mirroring"]
             main = self.service(mspec["service"], stack + (key,))
@@ -440,6 +511,9 @@ class Compiler:
             raise ValueError("service %s has no servers" % key)
         sticky, cookies = _sticky(lb.get("sticky"), key, urls)
         strategy = (lb.get("strategy") or "wrr").lower()
+        if strategy == "hrw":
+            # Traefik's service manager: lb.AddServer(server.URL, ...) — the URL is the name
+            return HighestRandomWeight(servers, urls, weights, servers=True)
         if strategy not in ("wrr", "p2c", "roundrobin", ""):
             raise ValueError("load-balancing strategy %r is not supported yet" % strategy)
         return LoadBalancer(servers, weights, "p2c" if strategy == "p2c" else "wrr", sticky,
@@ -466,19 +540,27 @@ def compile_config(config, pools, route_table_factory=None, server_name=None):
     per_ep = {name: [] for name in config.static.entry_points}
     per_ep_tls = {name: [] for name in config.static.entry_points}
     routers = config.dynamic.get("http", {}).get("routers", {})
+    layers = _Layers(comp, routers, server_name, make_table, errors)
     for rname, router in routers.items():
         if router.get("status", "enabled") != "enabled":
             continue
         if router.get("parentRefs") is not None:
-            # child routers of multi-layer routing are reached through their parent only
-            # (not served yet: they are never attached to an entry point directly)
+            # child routers of multi-layer routing are reached through their parents only
+            # (in the parents' ChildRoutes), never from an entry point directly
             continue
         # Traefik: a router with a tls section serves TLS connections only, the others plain
         # connections only (the worker tells them apart by the first byte).
         tls_router = router.get("tls") is not None
         try:
             chain = [comp.middleware(m) for m in router.get("middlewares") or []]
-            service = comp.service(router["service"])
+            if rname in layers.children:
+                # a parent router: its children are routed to, its service (if any) is not
+                # (Traefik's buildHTTPHandler: ChildRefs first)
+                route = Route(rname, chain, None, server_name, tls_router,
+                              children=layers.table(rname, chain, tls_router, (rname,)))
+            else:
+                route = Route(rname, chain, comp.service(router["service"]), server_name,
+                              tls_router)
         except ConfigError as e:
             errors.append(ConfigError("router disabled: %s" % e.message, kind="Router",
                                       name=rname, field="middlewares"))
@@ -487,7 +569,6 @@ def compile_config(config, pools, route_table_factory=None, server_name=None):
             errors.append(ConfigError("router disabled: %s" % e, kind="Router", name=rname,
                                       field="service"))
             continue
-        route = Route(rname, chain, service, server_name, tls_router)
         target = per_ep_tls if tls_router else per_ep
         for ep in router.get("entryPoints") or config.static.default_entry_points():
             if ep in target:
@@ -498,6 +579,63 @@ def compile_config(config, pools, route_table_factory=None, server_name=None):
     for cfg in tls_configs.values():
         errors.extend(cfg.errors)
     return Snapshot(entries, entries_tls, errors, config, tls_configs)
+
+
+class _Layers:
+    """Builds the ChildRoutes of parent routers (multi-layer routing), recursively: a child
+    may itself be a parent. A child reached through several parents gets one compiled Route
+    per path (the header edits above it differ); its errors are reported once."""
+
+    def __init__(self, comp, routers, server_name, make_table, errors):
+        self.comp = comp
+        self.routers = routers
+        self.server_name = server_name
+        self.make_table = make_table
+        self.errors = errors
+        self.reported = set()
+        self.children = {}       # parent name -> enabled child names, in config order
+        for name, r in routers.items():
+            if r.get("status", "enabled") != "enabled":
+                continue
+            for parent in r.get("parentRefs") or ():
+                self.children.setdefault(parent, []).append(name)
+
+    def _error(self, name, message, field):
+        if name not in self.reported:
+            self.reported.add(name)
+            self.errors.append(ConfigError("router disabled: %s" % message, kind="Router",
+                                           name=name, field=field))
+
+    def table(self, parent, inherited, tls, path):
+        items = []
+        for name in self.children.get(parent, ()):
+            if name in path:
+                self._error(name, "parentRefs form a cycle (%s)" % " -> ".join(
+                    path + (name,)), "parentRefs")
+                continue
+            r = self.routers[name]
+            try:
+                chain = [self.comp.middleware(m) for m in r.get("middlewares") or []]
+                above = list(inherited) + chain
+                if name in self.children:
+                    route = Route(name, chain, None, self.server_name, tls, inherited,
+                                  children=self.table(name, above, tls, path + (name,)))
+                else:
+                    route = Route(name, chain, self.comp.service(r["service"]),
+                                  self.server_name, tls, inherited)
+            except ConfigError as e:
+                self._error(name, e.message, "middlewares")
+                continue
+            except (ValueError, KeyError) as e:
+                self._error(name, e if isinstance(e, ValueError) else "the router has no "
+                            "service", "service")
+                continue
+            items.append((name, r, route))
+        built = _tables({parent: items}, self.make_table, self.errors)
+        if parent not in built:
+            return ChildRoutes(self.make_table([]), [], inherited)
+        entry = built[parent]
+        return ChildRoutes(entry.table, entry.targets, inherited)
 
 
 def _tables(per_ep, make_table, errors):
