@@ -598,8 +598,10 @@ cdef class ClientConn:
             self.flush()
             if self.state == S_CLOSED:
                 return
-        # TLS: a read that had to write first (a KeyUpdate to answer, RFC 8446 §4.6.3, with
-        # the socket buffer full) goes on once writable: no read edge comes for bytes waiting
+        # TLS: a read that OpenSSL could not go on with before a write (want-write from
+        # SSL_read, the socket buffer full) resumes once writable: no read edge comes for
+        # bytes already waiting. (OpenSSL sends its answer to a KeyUpdate, RFC 8446 §4.6.3,
+        # with the next write, so that case never needs it; tests/test_e2e_tls.py covers it.)
         if (ev & ~EPOLLOUT or (self.tls and ev & EPOLLOUT and self.sock.read_wants_write)) \
                 and not self.paused:
             self.on_readable()

@@ -96,8 +96,9 @@ cdef class TLSStream:
     cdef public str server_name
     cdef public str option
     cdef SSL *ssl                   # conn's, alive as long as conn
-    # The last read could not go on before a write (a TLS 1.3 KeyUpdate asking for one back
-    # while the socket buffer is full, RFC 8446 §4.6.3): retry the read once writable.
+    # The last read could not go on before a write (SSL_read said want-write, the socket
+    # buffer full): retry the read once writable. OpenSSL answers a KeyUpdate asking for one
+    # back (RFC 8446 §4.6.3) with the next write, not from inside the read.
     cdef readonly bint read_wants_write
 
     def __init__(self, conn, sock, str server_name, str option):
