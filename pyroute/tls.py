@@ -23,11 +23,12 @@ What this module mirrors, and where in Traefik it comes from:
 - The 421 rule (``pkg/middlewares/snicheck``): a request whose Host header maps to another TLS
   option than its SNI does is answered 421 Misdirected Request.
 
-Connections are socket-backed ``OpenSSL.SSL.Connection`` objects in accept state, made for a
-non-blocking selectors loop: :meth:`TLSConfig.accept` peeks the ClientHello (waiting with
-``SO_RCVLOWAT`` when it has not fully arrived, so a level-triggered selector does not spin),
-:func:`handshake` drives the handshake step by step, and reads/writes raise
-``SSL.WantReadError``/``SSL.WantWriteError`` where a plain socket raises ``BlockingIOError``.
+Connections are socket-backed ``OpenSSL.SSL.Connection`` objects in accept state, driven by a
+``TLSStream`` (engine/tlsio.pyx: handshake steps, reads and writes are direct OpenSSL calls) in
+a non-blocking event loop: :meth:`TLSConfig.accept` peeks the ClientHello (waiting with
+``SO_RCVLOWAT`` when it has not fully arrived, so a selector does not spin) and returns the
+stream, :func:`handshake` drives the handshake step by step, and the stream then reads and
+writes as a non-blocking socket does (``BlockingIOError`` when it would block).
 """
 import datetime
 import hashlib
