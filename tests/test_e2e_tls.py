@@ -396,3 +396,49 @@ def test_responses_bigger_than_one_record_flow_without_waiting(tmp_path, ca, bac
                                      path="/big/3000000")
         assert status == 200 and len(body) == 3000000
         assert time.monotonic() - started < 5
+
+
+def test_client_hello_in_two_pieces_is_served(tmp_path, ca, backend):
+    # The Sniffer is registered edge-triggered: a ClientHello that arrives in two segments
+    # waits (SO_RCVLOWAT set to the record's length) for the rest, then the handshake goes on.
+    leaf = ca.issue_cert("secure.example.com")
+    manifests = (backend_service("be", [backend.port]) + secret("cert", leaf)
+                 + route("secure", "secure.example.com", "{secretName: cert}"))
+    with Pyroute(tmp_path, manifests) as pr:
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        obj = client(ca).wrap_bio(incoming, outgoing, server_hostname="secure.example.com")
+        with socket.create_connection(("127.0.0.1", pr.port), timeout=10) as sock:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            with pytest.raises(ssl.SSLWantReadError):
+                obj.do_handshake()
+            hello = outgoing.read()
+            sock.sendall(hello[:40])
+            time.sleep(0.3)
+            sock.sendall(hello[40:])
+            while True:
+                data = sock.recv(65536)
+                assert data, "pyroute closed the connection during the handshake"
+                incoming.write(data)
+                try:
+                    obj.do_handshake()
+                    break
+                except ssl.SSLWantReadError:
+                    sock.sendall(outgoing.read())
+            obj.write(b"GET / HTTP/1.1\r\nHost: secure.example.com\r\nConnection: close\r\n\r\n")
+            sock.sendall(outgoing.read())
+            answer = b""
+            while True:
+                data = sock.recv(65536)
+                if not data:
+                    break
+                incoming.write(data)
+                try:
+                    while True:
+                        chunk = obj.read(65536)
+                        if not chunk:
+                            break
+                        answer += chunk
+                except (ssl.SSLWantReadError, ssl.SSLZeroReturnError):
+                    pass
+            assert answer.startswith(b"HTTP/1.1 200 OK\r\n"), answer[:200]
+            assert obj.version() == "TLSv1.3"
