@@ -16,6 +16,7 @@ import socket
 import struct
 import time
 
+from .health import HealthChecks
 from .log import log
 
 CRASH_WINDOW = 60.0      # seconds over which worker deaths count as a crash loop
@@ -66,11 +67,18 @@ class Master:
         self.pending_signals = []
         self.reload_at = 0.0
         self.exit_code = 0
+        # active health checks: probed here, once for all workers (see pyroute.server.health)
+        self.health = HealthChecks()
+        self.health.configure(config)
 
     # ---- processes ------------------------------------------------------------------
 
     def _spawn(self, slot):
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        down = self.health.down()
+        if down:
+            # queued before the fork: the worker applies it before it serves (Worker.run)
+            send_config(parent, ("health", True, down))
         pid = os.fork()
         if pid == 0:  # worker
             code = 1
@@ -143,14 +151,21 @@ class Master:
             return False
         config = self._keep_entry_points(config)
         self.config = config
+        # health status first (servers that stay keep theirs), then the config it applies to
+        self.health.configure(config)
+        self.health.take_changes()
+        self._send_all(("health", True, self.health.down()))
+        self._send_all(config)
+        log("info", "configuration reloaded", trigger=why, summary=self.describe(config))
+        return True
+
+    def _send_all(self, message):
         for slot in self.slots:
             if slot.pipe is not None:
                 try:
-                    send_config(slot.pipe, config)
+                    send_config(slot.pipe, message)
                 except OSError:
-                    pass  # worker is dying; it gets the new config when it is forked again
-        log("info", "configuration reloaded", trigger=why, summary=self.describe(config))
-        return True
+                    pass  # worker is dying; it gets the new state when it is forked again
 
     def _keep_entry_points(self, config):
         """``config`` with the entry points the listeners were bound with.
@@ -184,6 +199,7 @@ class Master:
         for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
             signal.signal(sig, self._on_signal)
         sel.register(rsock, selectors.EVENT_READ, "signal")
+        self.health.sel = sel
         watcher = None
         if self.watch_paths:
             try:
@@ -203,8 +219,13 @@ class Master:
                         timeout = min(timeout, max(0.0, slot.restart_at - now))
                 if self.reload_at:
                     timeout = min(timeout, max(0.0, self.reload_at - now))
-                for key, _ in sel.select(timeout):
-                    if key.data == "signal":
+                due = self.health.timeout(now)
+                if due is not None:
+                    timeout = min(timeout, due)
+                for key, events in sel.select(timeout):
+                    if not isinstance(key.data, str):
+                        key.data.on_event(events)       # a health-check probe
+                    elif key.data == "signal":
                         try:
                             while rsock.recv(512):
                                 pass
@@ -222,6 +243,11 @@ class Master:
                         self._stop(signum)
                 self._reap()
                 now = time.monotonic()
+                if not self.stopping:
+                    self.health.run_due(now)
+                    changes = self.health.take_changes()
+                    if changes:
+                        self._send_all(("health", False, changes))
                 if self.reload_at and now >= self.reload_at and not self.stopping:
                     self.reload_at = 0.0
                     self.reload("file change")

@@ -146,17 +146,37 @@ class Worker:
                                  config.static.entry_points.items()}
         self.env.snapshot = compile_config(config, self.env.pools)
         self.drain_deadline = 0.0
+        self.down = set()             # (service, url) the master's health checks say are down
 
     def apply(self, config):
+        if isinstance(config, tuple) and config[0] == "health":
+            self.apply_health(config[1], config[2])
+            return
         try:
             snap = compile_config(config, self.env.pools)
         except Exception as e:  # the master validated it; keep serving the old one anyway
             log("error", "worker could not compile the new configuration; keeping the old one",
                 error=str(e))
             return
+        for service, url in self.down:
+            snap.set_health(service, url, False)
         self.env.snapshot = snap      # swapped between events: nothing is mid-request here
         gc.freeze()                   # config objects live long: keep them out of GC passes
         log("debug", "worker swapped configuration", worker=self.index)
+
+    def apply_health(self, full, items):
+        """Server status from the master's health checks (pyroute.server.health)."""
+        snap = self.env.snapshot
+        if full:
+            for service, url in self.down:
+                snap.set_health(service, url, True)
+            self.down = set()
+        for service, url, up in items:
+            if up:
+                self.down.discard((service, url))
+            else:
+                self.down.add((service, url))
+            snap.set_health(service, url, up)
 
     def start_drain(self, why):
         env = self.env
@@ -202,6 +222,7 @@ class Worker:
             self.loop.register(acc.fd, EPOLLIN, acc)
         if self.pipe is not None:
             cp = ConfigPipe(self, self.pipe)
+            cp.on_event(EPOLLIN)      # what the master queued before the fork (health status)
             self.loop.register(cp.fd, EPOLLIN, cp)
         self.loop.idle_hooks.append(self._check)
         # everything built so far (config, tables, pools) lives as long as the process: move
