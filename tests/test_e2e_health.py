@@ -2,9 +2,12 @@
 propagation through TraefikServices with ``healthCheck: {}``), with real backends on 127.0.0.1
 whose health endpoint the tests flip, and ``pyroute run`` probing them from its master."""
 import json
+import ssl
 import subprocess
 import sys
 import time
+
+import trustme
 
 from e2e_backend import Backend
 from e2e_support import REPO, Pyroute, get, worker_pids
@@ -14,11 +17,11 @@ class HealthBackend(Backend):
     """A backend whose ``/health...`` answers ``self.health`` (a status code), after
     ``self.delay`` seconds; ``/moved`` redirects to ``/ok``. Probes are recorded apart."""
 
-    def __init__(self, name):
+    def __init__(self, name, tls=None):
         self.health = 200
         self.delay = 0.0
         self.probes = []
-        super().__init__(name)
+        super().__init__(name, tls=tls)
 
     def _answer(self, conn, f, method, target, version, raw_headers, headers, body):
         if target.startswith("/health") or target in ("/moved", "/ok"):
@@ -36,11 +39,11 @@ class HealthBackend(Backend):
         return super()._answer(conn, f, method, target, version, raw_headers, headers, body)
 
 
-def external(name, port):
+def external(name, port, scheme="http"):
     """An ExternalName Service on 127.0.0.1:port (Traefik: health checks only for these)."""
     return ("---\napiVersion: v1\nkind: Service\nmetadata: {name: %s, namespace: default}\n"
             "spec:\n  type: ExternalName\n  externalName: 127.0.0.1\n"
-            "  ports: [{name: http, port: %d}]\n" % (name, port))
+            "  ports: [{name: %s, port: %d}]\n" % (name, scheme, port))
 
 
 def route(host, service, kind="Service", port=None, hc=None):
@@ -256,3 +259,45 @@ def test_health_check_refuses_grpc_mode_and_explain_shows_settings(tmp_path):
     text = out.stdout + out.stderr
     assert "healthCheck" in text and "/hz" in text and "10s" in text, text
     a.close()
+
+
+def test_health_probes_https_servers_with_their_servers_transport(tmp_path):
+    ca = trustme.CA()
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("backend.internal").configure_cert(ctx)
+    secure = HealthBackend("secure", tls=ctx)
+    m = external("svc-s", secure.port, "https")
+    m += """---
+apiVersion: traefik.io/v1alpha1
+kind: ServersTransport
+metadata: {name: skip, namespace: default}
+spec:
+  insecureSkipVerify: true
+---
+apiVersion: traefik.io/v1alpha1
+kind: IngressRoute
+metadata: {name: main, namespace: default}
+spec:
+  entryPoints: [web]
+  routes:
+    - match: Host(`skip.test`)
+      kind: Rule
+      services: [{name: svc-s, port: %d, serversTransport: skip, healthCheck: %s}]
+    - match: Host(`verify.test`)
+      kind: Rule
+      services: [{name: svc-s, port: %d, healthCheck: %s}]
+""" % (secure.port, FAST, secure.port, FAST)
+    proxy = start(tmp_path, m)
+    try:
+        # probes go over TLS with the service's ServersTransport: skip verifies nothing and
+        # stays UP; without it the unknown CA fails the handshake: DOWN
+        assert wait_for(lambda: len(secure.probes) >= 2, True)
+        assert backend_of(proxy.port, "skip.test") == "secure"
+        assert wait_for(lambda: backend_of(proxy.port, "verify.test"), 503) == 503
+        assert backend_of(proxy.port, "skip.test") == "secure"
+        assert "CERTIFICATE_VERIFY_FAILED" in proxy.output()
+        secure.health = 500
+        assert wait_for(lambda: backend_of(proxy.port, "skip.test"), 503) == 503
+    finally:
+        proxy.stop()
+        secure.close()

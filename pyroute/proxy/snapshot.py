@@ -541,11 +541,11 @@ class Compiler:
                                  % (url, parts.scheme))
             tls = None
             if parts.scheme == "https":
-                key = (lb.get("serversTransport") or "", parts.hostname)
-                tls = self.tls_contexts.get(key)
+                tls_key = (lb.get("serversTransport") or "", parts.hostname)
+                tls = self.tls_contexts.get(tls_key)
                 if tls is None:
                     tls = _client_tls(self.dynamic, lb.get("serversTransport"), parts.hostname)
-                    self.tls_contexts[key] = tls
+                    self.tls_contexts[tls_key] = tls
             port = parts.port or (443 if parts.scheme == "https" else 80)
             pool = self.pools.get(parts.hostname, port, transport, tls)
             servers.append(Server(url, pool, parts.netloc.encode(), pass_host))
