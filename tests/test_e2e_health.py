@@ -130,8 +130,9 @@ spec:
 
 
 def test_health_failover_follows_main_status_and_back(tmp_path):
-    main, spare = HealthBackend("main"), HealthBackend("spare")
+    main, spare, x = HealthBackend("main"), HealthBackend("spare"), HealthBackend("x")
     m = external("svc-main", main.port) + external("svc-spare", spare.port)
+    m += external("svc-x", x.port)
     m += """---
 apiVersion: traefik.io/v1alpha1
 kind: TraefikService
@@ -141,21 +142,50 @@ spec:
     service: {name: svc-main, port: %d, healthCheck: %s}
     fallback: {name: svc-spare, port: %d}
     errors: {}
-""" % (main.port, FAST, spare.port)
-    m += ingress([route("fo.test", "fo", "TraefikService")])
+---
+apiVersion: traefik.io/v1alpha1
+kind: TraefikService
+metadata: {name: fo2, namespace: default}
+spec:
+  failover:
+    healthCheck: {}
+    service: {name: svc-main, port: %d, healthCheck: %s}
+    fallback: {name: svc-spare, port: %d, healthCheck: %s}
+    errors: {}
+---
+apiVersion: traefik.io/v1alpha1
+kind: TraefikService
+metadata: {name: top, namespace: default}
+spec:
+  weighted:
+    healthCheck: {}
+    services:
+      - {name: fo2, kind: TraefikService}
+      - {name: svc-x, port: %d, healthCheck: %s}
+""" % (main.port, FAST, spare.port, main.port, FAST, spare.port, FAST, x.port, FAST)
+    m += ingress([route("fo.test", "fo", "TraefikService"),
+                  route("top.test", "top", "TraefikService")])
     proxy = start(tmp_path, m)
     try:
         assert {backend_of(proxy.port, "fo.test") for _ in range(4)} == {"main"}
         main.health = 500
         assert wait_for(lambda: backend_of(proxy.port, "fo.test"), "spare") == "spare"
         assert {backend_of(proxy.port, "fo.test") for _ in range(4)} == {"spare"}
+        # the failover with healthCheck {} reports main-or-fallback UP to its parent
+        assert {backend_of(proxy.port, "top.test") for _ in range(4)} == {"spare", "x"}
+        spare.health = 500                    # both sides down: top drops the failover
+        assert wait_for(lambda: {backend_of(proxy.port, "top.test") for _ in range(4)},
+                        {"x"}) == {"x"}
+        assert backend_of(proxy.port, "fo.test") == 503
         main.health = 200
         assert wait_for(lambda: backend_of(proxy.port, "fo.test"), "main") == "main"
         assert {backend_of(proxy.port, "fo.test") for _ in range(4)} == {"main"}
+        assert wait_for(lambda: {backend_of(proxy.port, "top.test") for _ in range(4)},
+                        {"main", "x"}) == {"main", "x"}
     finally:
         proxy.stop()
-        main.close()
-        spare.close()
+        for b in (main, spare, x):
+            b.close()
 
 
 def test_health_probe_request_status_timeout_redirects(tmp_path):
@@ -239,7 +269,16 @@ def test_health_status_survives_reload_and_worker_restart(tmp_path):
 
 def test_health_check_refuses_grpc_mode_and_explain_shows_settings(tmp_path):
     a = HealthBackend("a")
-    m = external("svc-a", a.port) + ingress([
+    m = external("svc-a", a.port) + """---
+apiVersion: traefik.io/v1alpha1
+kind: TraefikService
+metadata: {name: w, namespace: default}
+spec:
+  weighted:
+    healthCheck: {}
+    services: [{name: svc-a, port: %d}]
+""" % a.port + ingress([
+        route("w.test", "w", "TraefikService"),
         route("grpc.test", "svc-a", port=a.port, hc="{mode: grpc}"),
         route("http.test", "svc-a", port=a.port,
               hc="{path: /hz, interval: 10s, headers: {X-A: b}}")])
@@ -253,6 +292,12 @@ def test_health_check_refuses_grpc_mode_and_explain_shows_settings(tmp_path):
     text = out.stdout + out.stderr
     assert "healthCheck mode grpc is not supported by pyroute" in text
     assert "healthCheck.mode" in text
+    # a weighted service with healthCheck {} over a child without health checks: Traefik
+    # does not build it (the child cannot report its status)
+    assert ("TraefikService default/w: spec.weighted.healthCheck: service "
+            "default-w@kubernetescrd: cannot register default-svc-a-%d@kubernetescrd as "
+            "updater for default-w@kubernetescrd" % a.port) in text, text
+    assert "warning: healthCheck on a weighted TraefikService is a pyroute extension" in text
     out = subprocess.run([sys.executable, "-m", "pyroute", "explain", "-c", str(static),
                           str(tmp_path / "m.yaml"), "http://http.test/"],
                          capture_output=True, text=True, cwd=str(REPO))

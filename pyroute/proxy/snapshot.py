@@ -22,7 +22,7 @@ from .. import tls
 from ..manifests import qualified
 from ..static import parse_duration
 from .mirror import Mirroring
-from .status import CheckedBalancer, CheckedFailover, CheckedMirroring, register_child
+from .status import CheckedBalancer, CheckedFailover, register_child
 from .normalize import Normalizer
 from .._engine.conn import EntryTable, Pool, RouteTarget, ServerTarget
 
@@ -487,11 +487,8 @@ class Compiler:
                     raise ValueError("mirror %s: percent must be in [0, 100]" % m.get("name"))
                 mirrors.append((self.service(m["name"], stack + (key,)), percent))
             max_body = mspec.get("maxBodySize")
-            cls = Mirroring if mspec.get("healthCheck") is None else CheckedMirroring
-            svc = cls(main, mirrors, mspec.get("mirrorBody", True) is not False,
-                      -1 if max_body is None else int(max_body))
-            if cls is CheckedMirroring:
-                svc.name = key
+            svc = Mirroring(main, mirrors, mspec.get("mirrorBody", True) is not False,
+                            -1 if max_body is None else int(max_body))
         elif "failover" in spec:
             fspec = spec["failover"]
             if (fspec.get("errors") or {}).get("status"):

@@ -14,12 +14,12 @@ path changes.
 - ``CheckedFailover``: Traefik's failover: the main service while its status is UP, else the
   fallback while its status is UP, else 503. Its own ``healthCheck: {}`` makes it report
   main-or-fallback UP to its parents.
-- ``CheckedMirroring``: a mirroring service with ``healthCheck: {}`` reports its main service's
-  status (Traefik's mirror.RegisterStatusUpdater).
-"""
-from .mirror import Mirroring
 
-__all__ = ["CheckedBalancer", "CheckedFailover", "CheckedMirroring", "register_child"]
+A mirroring service never reports status: Traefik's CRD cannot set a mirroring's own
+``healthCheck`` (the ``healthCheck`` key of a mirroring TraefikService is its main Service's
+check), so a parent with ``healthCheck: {}`` refuses a mirroring child, as Traefik does.
+"""
+__all__ = ["CheckedBalancer", "CheckedFailover", "register_child"]
 
 
 def register_child(child, child_name, parent_name, fn):
@@ -164,11 +164,3 @@ class CheckedFailover:
             return self.fallback.pick(conn)
         return None
 
-
-class CheckedMirroring(Mirroring):
-    """A mirroring service with ``healthCheck``: its parents follow its main service."""
-    __slots__ = ("name",)
-    wants = True
-
-    def register(self, fn):
-        register_child(self.main, "the main service", self.name, fn)
