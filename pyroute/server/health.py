@@ -26,6 +26,7 @@ requests again after every configuration change).
 import errno
 import json
 import os
+import selectors
 import socket
 import ssl
 import time
@@ -130,16 +131,22 @@ class HealthChecks:
                 continue                 # refused by the config layer
             for server in lb.get("servers") or ():
                 url = server.get("url") or ""
-                purl = probe_url(url, hc)
-                parts = urlsplit(purl)
-                tls = None
-                if parts.scheme == "https":
-                    ck = (lb.get("serversTransport") or "", parts.hostname)
-                    if ck not in tls_cache:
-                        tls_cache[ck] = _client_tls(dynamic, lb.get("serversTransport"),
-                                                    parts.hostname)
-                    tls = tls_cache[ck]
-                t = Target(name, url, hc, tls, now)
+                try:
+                    purl = probe_url(url, hc)
+                    parts = urlsplit(purl)
+                    tls = None
+                    if parts.scheme == "https":
+                        ck = (lb.get("serversTransport") or "", parts.hostname)
+                        if ck not in tls_cache:
+                            tls_cache[ck] = _client_tls(dynamic, lb.get("serversTransport"),
+                                                        parts.hostname)
+                        tls = tls_cache[ck]
+                    t = Target(name, url, hc, tls, now)
+                except (ValueError, OSError, ssl.SSLError) as e:
+                    # the workers refuse what cannot be built; the master just cannot probe it
+                    log("error", "cannot set up the health check", serviceName=name,
+                        targetURL=url, error=str(e))
+                    continue
                 if t.key in self.targets:
                     continue             # Traefik keys a service's targets by URL
                 prev = old.pop(t.key, None)
@@ -252,7 +259,6 @@ class Probe:
         self._watch(True)
 
     def _watch(self, write):
-        import selectors
         mask = selectors.EVENT_WRITE if write else selectors.EVENT_READ
         if self.registered:
             self.checks.sel.modify(self.sock, mask, self)
@@ -261,6 +267,8 @@ class Probe:
             self.registered = True
 
     def on_event(self, mask):
+        if self.state == _CONNECTING and not mask & selectors.EVENT_WRITE:
+            return      # a stale event for the socket a redirect replaced in this batch
         try:
             self._step()
         except ssl.SSLError as e:
