@@ -248,11 +248,10 @@ def test_health_status_survives_reload_and_worker_restart(tmp_path):
         other = hc.replace("/health", "/health-other")
         proxy.write_manifests(m + ingress([route("other.test", "svc-a", port=a.port, hc=other)])
                               .replace("name: main", "name: other"))
-        assert wait_for(lambda: "configuration reloaded" in proxy.output(), True)
-        assert backend_of(proxy.port, "a.test") == 503     # same service, same settings
         # a route of its own is a service of its own (Traefik names it after the route):
         # a new target, UP until probed
-        assert backend_of(proxy.port, "other.test") == "a"
+        assert wait_for(lambda: backend_of(proxy.port, "other.test"), "a") == "a"
+        assert backend_of(proxy.port, "a.test") == 503     # same service, same settings
         pid = worker_pids(proxy.proc.pid)[0]
         subprocess.run(["kill", "-KILL", str(pid)])
         assert wait_for(lambda: bool(worker_pids(proxy.proc.pid)) and

@@ -75,6 +75,31 @@ def probe_url(server_url, hc):
     return urlunsplit((scheme, netloc, parts.path, parts.query, ""))
 
 
+def _used_services(dynamic):
+    """Names of the services enabled routers reach (Traefik builds only those, and only their
+    health checkers run)."""
+    from ..manifests import qualified
+    http = dynamic.get("http", {})
+    services = http.get("services", {})
+    todo = [r["service"] for r in http.get("routers", {}).values()
+            if r.get("status", "enabled") == "enabled" and r.get("service")]
+    seen = set()
+    while todo:
+        name = qualified(todo.pop())
+        if name in seen:
+            continue
+        seen.add(name)
+        spec = services.get(name) or {}
+        for kind in ("weighted", "highestRandomWeight"):
+            todo += [c["name"] for c in (spec.get(kind) or {}).get("services") or ()]
+        m = spec.get("mirroring") or {}
+        todo += ([m["service"]] if m.get("service") else []) + \
+            [x["name"] for x in m.get("mirrors") or ()]
+        f = spec.get("failover") or {}
+        todo += [f[k] for k in ("service", "fallback") if f.get(k)]
+    return seen
+
+
 class Target:
     """One server of one health-checked service."""
     __slots__ = ("service", "url", "key", "hc", "interval", "unhealthy_interval", "timeout",
@@ -122,7 +147,10 @@ class HealthChecks:
         services = dynamic.get("http", {}).get("services", {})
         old, self.targets = self.targets, {}
         tls_cache = {}
+        used = _used_services(dynamic)
         for name, spec in sorted(services.items()):
+            if name not in used:
+                continue                 # Traefik checks only the services routers build
             lb = spec.get("loadBalancer")
             if not lb or spec.get("status") == "disabled" or lb.get("healthCheck") is None:
                 continue
