@@ -79,6 +79,16 @@ class ChecksMixin:
                 continue
             kind = next((k for k in ("weighted", "highestRandomWeight", "failover")
                          if k in svc), None)
+            if kind == "failover" and svc[kind].get("healthCheck") is None:
+                main = services.get(qualified(svc[kind].get("service") or ""))
+                src = self.service_sources.get(name)
+                if main is not None and not _reports_status(main) and src is not None:
+                    self.err(src[0], "service %s: its main service %s has no health check: "
+                             "Traefik refuses such a failover (the main must report its "
+                             "status); pyroute fails over when the main has no available "
+                             "server" % (name, qualified(svc[kind]["service"])),
+                             src[1] + ("spec", "failover", "service"), "warning")
+                continue
             if kind is None or svc[kind].get("healthCheck") is None:
                 continue
             if kind == "failover":
