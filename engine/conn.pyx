@@ -710,6 +710,9 @@ cdef class ClientConn:
             self.out = data[n:]
             return
         self.out = None
+        if self.state == S_HEAD and self.write_timeout and not self.buf:
+            # a finished response's tail has left: the connection is idle from now on
+            self.deadline = self.env.now + self.idle_timeout if self.idle_timeout else 0.0
         if self.closing:
             self.close()
             return
@@ -785,7 +788,12 @@ cdef class ClientConn:
     cdef void _next_request(self) except *:
         self._reset_exchange()
         self.state = S_HEAD
-        self.deadline = self.env.now + self.idle_timeout if self.idle_timeout else 0.0
+        if self.out is not None and self.write_timeout:
+            # the response's tail still waits for the client: writeTimeout goes on covering
+            # it (Go's write deadline); the idle timeout starts once it has left (flush)
+            self.deadline = self.write_deadline
+        else:
+            self.deadline = self.env.now + self.idle_timeout if self.idle_timeout else 0.0
         if self.env.draining and not self.buf:
             self._close_after_output()
 
