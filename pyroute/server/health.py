@@ -7,7 +7,8 @@ moment). The master's loop drives the probes without blocking (non-blocking sock
 selector, TLS included) and pushes each status change to every worker over the config
 socketpair, as ``("health", full, [(service, url, up), ...])`` (``full``: the list holds every
 server that is down and everything else is up); a worker applies it to its compiled services
-(pyroute.proxy.status). A worker started later gets the full list before it serves.
+(pyroute.proxy.status). A worker forked later inherits the list of down servers with the
+config, before it serves.
 
 As Traefik: every server starts UP; a healthy server is probed every ``interval`` (default
 30s), an unhealthy one every ``unhealthyInterval`` (default: interval); a probe is one HTTP

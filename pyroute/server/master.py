@@ -44,7 +44,8 @@ def send_config(sock, config):
 
 
 class Master:
-    """Supervises ``workers`` worker processes running ``worker_main(config, pipe, index)``.
+    """Supervises ``workers`` worker processes running ``worker_main(config, pipe, index,
+    down)`` (``down``: (service, url, False) for every server health checks found down).
 
     ``loader()`` returns a fresh validated config or raises (ConfigError or any error: the
     reload is refused). ``watch_paths`` are watched with inotify for changes.
@@ -75,10 +76,6 @@ class Master:
 
     def _spawn(self, slot):
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        down = self.health.down()
-        if down:
-            # queued before the fork: the worker applies it before it serves (Worker.run)
-            send_config(parent, ("health", True, down))
         pid = os.fork()
         if pid == 0:  # worker
             code = 1
@@ -92,7 +89,8 @@ class Master:
                     signal.signal(sig, signal.SIG_DFL)
                 # Ctrl-C reaches the whole process group: the master turns it into SIGTERM.
                 signal.signal(signal.SIGINT, signal.SIG_IGN)
-                code = self.worker_main(self.config, child, slot.index)
+                # the servers health checks found down (inherited, like the config)
+                code = self.worker_main(self.config, child, slot.index, self.health.down())
             except BaseException as e:  # the worker must never take the master's path
                 log("error", "worker failed", error=repr(e))
             finally:

@@ -134,7 +134,7 @@ class Signals:
 
 
 class Worker:
-    def __init__(self, config, pipe, index):
+    def __init__(self, config, pipe, index, down=()):
         self.index = index
         self.loop = Loop()
         self.env = Env(self.loop, Pools())
@@ -147,6 +147,7 @@ class Worker:
         self.env.snapshot = compile_config(config, self.env.pools)
         self.drain_deadline = 0.0
         self.down = set()             # (service, url) the master's health checks say are down
+        self.apply_health(True, down)
 
     def apply(self, config):
         if isinstance(config, tuple) and config[0] == "health":
@@ -222,7 +223,6 @@ class Worker:
             self.loop.register(acc.fd, EPOLLIN, acc)
         if self.pipe is not None:
             cp = ConfigPipe(self, self.pipe)
-            cp.on_event(EPOLLIN)      # what the master queued before the fork (health status)
             self.loop.register(cp.fd, EPOLLIN, cp)
         self.loop.idle_hooks.append(self._check)
         # everything built so far (config, tables, pools) lives as long as the process: move
@@ -237,8 +237,8 @@ class Worker:
         self.loop.next_sweep = 0.0
 
 
-def worker_main(config, pipe, index):
-    worker = Worker(config, pipe, index)
+def worker_main(config, pipe, index, down=()):
+    worker = Worker(config, pipe, index, down)
     profile = os.environ.get("PYROUTE_PROFILE")
     if not profile:
         return worker.run()
