@@ -345,3 +345,43 @@ spec:
     finally:
         proxy.stop()
         secure.close()
+
+
+def test_health_sticky_cookie_to_a_down_child_moves_to_a_healthy_one(tmp_path):
+    # Traefik: "If the server specified in the cookie becomes unhealthy, the request will be
+    # forwarded to a new server (and the cookie will keep track of the new server)."
+    a, b = HealthBackend("a"), HealthBackend("b")
+    m = external("svc-a", a.port) + external("svc-b", b.port)
+    m += """---
+apiVersion: traefik.io/v1alpha1
+kind: TraefikService
+metadata: {name: sticky, namespace: default}
+spec:
+  weighted:
+    healthCheck: {}
+    sticky: {cookie: {name: lb}}
+    services:
+      - {name: svc-a, port: %d, healthCheck: %s}
+      - {name: svc-b, port: %d, healthCheck: %s}
+""" % (a.port, FAST, b.port, FAST)
+    m += ingress([route("s.test", "sticky", "TraefikService")])
+    proxy = start(tmp_path, m)
+    try:
+        cookies = {}
+        for _ in range(2):
+            status, headers, body = get(proxy.port, "/", "s.test")
+            cookies[json.loads(body)["backend"]] = headers["set-cookie"].split(";")[0]
+        assert set(cookies) == {"a", "b"}
+        for _ in range(3):            # the cookie keeps its child
+            _, headers, body = get(proxy.port, "/", "s.test", "Cookie: %s\r\n" % cookies["b"])
+            assert json.loads(body)["backend"] == "b" and "set-cookie" not in headers
+        b.health = 503
+
+        def with_b_cookie():
+            _, headers, body = get(proxy.port, "/", "s.test", "Cookie: %s\r\n" % cookies["b"])
+            return json.loads(body)["backend"], headers.get("set-cookie", "").split(";")[0]
+        assert wait_for(with_b_cookie, ("a", cookies["a"])) == ("a", cookies["a"])
+    finally:
+        proxy.stop()
+        a.close()
+        b.close()
