@@ -217,7 +217,7 @@ class Master:
                         timeout = min(timeout, max(0.0, slot.restart_at - now))
                 if self.reload_at:
                     timeout = min(timeout, max(0.0, self.reload_at - now))
-                due = self.health.timeout(now)
+                due = None if self.stopping else self.health.timeout(now)
                 if due is not None:
                     timeout = min(timeout, due)
                 for key, events in sel.select(timeout):
