@@ -5,6 +5,8 @@ on SIGHUP, when a watched manifest changes) and hands a valid one to every worke
 socketpair (length-prefixed pickle of the RuntimeConfig, written only by this process);
 an invalid one is refused with a log line and the workers keep what they have.
 Workers inherit the current config through fork, so a restarted worker is current too.
+The master also runs the active health checks (pyroute.server.health) and sends each status
+change over the same socketpair (a ``("health", ...)`` message).
 """
 import dataclasses
 import errno
