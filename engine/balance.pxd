@@ -13,11 +13,15 @@ cdef class WRR:
     cdef double *deadline       # per child index; owned
     cdef double *inv_weight     # per child index: 1/weight; owned
     cdef double cur_deadline
+    cdef int count              # children given (the heap holds those with weight > 0)
+    cdef unsigned char *state   # per child index: ST_IN_HEAP | ST_DOWN bits; owned
+    cdef int n_up               # heap children not marked down (health checks)
     cdef inline bint _less(self, int a, int b) noexcept
     cdef inline void _swap(self, int a, int b) noexcept
     cdef void _up(self, int j) noexcept
     cdef bint _down(self, int i0, int n) noexcept
     cdef int pick(self) noexcept
+    cdef int pick_up(self) noexcept
 
 
 @cython.final
@@ -27,8 +31,12 @@ cdef class P2C:
     cdef int n
     cdef int *inflight          # per child index; owned
     cdef unsigned long long rng # xorshift64* state
+    cdef unsigned char *down    # per child index: 1 = down (health checks); owned
+    cdef int *up_list           # the children not down, in index order; owned
+    cdef int n_up
     cdef inline unsigned long long _rand(self) noexcept
     cdef int pick(self) noexcept
+    cdef int pick_up(self) noexcept
     cdef void release(self, int child) noexcept
 
 
@@ -52,4 +60,6 @@ cdef class HRW:
     cdef const char **name_ptr  # owned array of pointers into ``names``
     cdef Py_ssize_t *name_len   # owned
     cdef double *weight         # owned; <= 0: never picked (Traefik's Add ignores it)
+    cdef unsigned char *down    # per child index: 1 = down (health checks); owned
     cdef int pick(self, const char *src, Py_ssize_t n) noexcept
+    cdef int pick_up(self, const char *src, Py_ssize_t n) noexcept

@@ -6,13 +6,18 @@ Everything here is built once per config load; ``pick`` runs per request and ret
 child index, never a Python object.
 """
 cimport cython
-from libc.stdlib cimport malloc, free
+from libc.stdlib cimport malloc, calloc, free
 from libc.string cimport memchr
 from libc.math cimport log, INFINITY
 from libc.stdint cimport uint64_t
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 import hashlib
 import os
+
+
+cdef enum:
+    ST_IN_HEAP = 1      # WRR child with a positive weight
+    ST_DOWN = 2         # marked down by a health check
 
 
 @cython.final
@@ -30,9 +35,11 @@ cdef class WRR:
         self.heap = <int *> malloc(max(count, 1) * sizeof(int))
         self.deadline = <double *> malloc(max(count, 1) * sizeof(double))
         self.inv_weight = <double *> malloc(max(count, 1) * sizeof(double))
-        if not self.heap or not self.deadline or not self.inv_weight:
+        self.state = <unsigned char *> calloc(max(count, 1), sizeof(unsigned char))
+        if not self.heap or not self.deadline or not self.inv_weight or not self.state:
             raise MemoryError()
         self.n = 0
+        self.count = count
         self.cur_deadline = 0.0
         for i in range(count):
             w = weights[i]
@@ -44,13 +51,16 @@ cdef class WRR:
             # AddService: deadline = curDeadline + 1/weight, then heap.Push
             self.deadline[i] = self.cur_deadline + self.inv_weight[i]
             self.heap[self.n] = i
+            self.state[i] = ST_IN_HEAP
             self.n += 1
             self._up(self.n - 1)
+        self.n_up = self.n
 
     def __dealloc__(self):
         free(self.heap)
         free(self.deadline)
         free(self.inv_weight)
+        free(self.state)
 
     cdef inline bint _less(self, int a, int b) noexcept:
         return self.deadline[self.heap[a]] < self.deadline[self.heap[b]]
@@ -100,9 +110,37 @@ cdef class WRR:
         self._up(self.n - 1)
         return child
 
+    cdef int pick_up(self) noexcept:
+        # Traefik's nextServer with health checks: children are popped in deadline order
+        # (a down child's deadline advances too, so the healthy ones keep their weights'
+        # proportions) until one is up; none up -> -1 ("no available server", 503).
+        cdef int child
+        if self.n_up <= 0:
+            return -1
+        while True:
+            child = self.pick()
+            if not (self.state[child] & ST_DOWN):
+                return child
+
     def next(self):
         """Pick the next child index (-1 when no child has a positive weight)."""
         return self.pick()
+
+    def next_up(self):
+        """Pick the next child index among those not marked down (-1 when none is up)."""
+        return self.pick_up()
+
+    def set_up(self, int child, bint up):
+        """Mark child ``child`` up or down (health checks); returns whether any child with
+        a positive weight is up (Traefik: a balancer is UP while its status set is not
+        empty; weight 0 children never enter it)."""
+        if not 0 <= child < self.count:
+            raise IndexError(child)
+        cdef unsigned char st = self.state[child]
+        if st & ST_IN_HEAP and bool(st & ST_DOWN) == bool(up):
+            self.n_up += 1 if up else -1
+        self.state[child] = (st & ~ST_DOWN) if up else (st | ST_DOWN)
+        return self.n_up > 0
 
 
 cdef uint64_t FNV64_OFFSET = 14695981039346656037ULL
@@ -116,6 +154,16 @@ cdef inline uint64_t _fnv1a(uint64_t h, const char *p, Py_ssize_t n) noexcept:
         h ^= <unsigned char> p[i]
         h *= FNV64_PRIME
     return h
+
+
+cdef inline double _hrw_score(uint64_t h, double weight) noexcept:
+    # getNodeScore for the health-checked pick (pick() keeps its own copy of this arithmetic)
+    cdef double score = <double> h / 18446744073709551616.0
+    if score == 0.0:
+        return 0.0
+    if score == 1.0:
+        return -INFINITY
+    return (1.0 / -log(score)) * weight
 
 
 @cython.final
@@ -135,7 +183,8 @@ cdef class HRW:
         self.name_ptr = <const char **> malloc(max(count, 1) * sizeof(char *))
         self.name_len = <Py_ssize_t *> malloc(max(count, 1) * sizeof(Py_ssize_t))
         self.weight = <double *> malloc(max(count, 1) * sizeof(double))
-        if not self.name_ptr or not self.name_len or not self.weight:
+        self.down = <unsigned char *> calloc(max(count, 1), sizeof(unsigned char))
+        if not self.name_ptr or not self.name_len or not self.weight or not self.down:
             raise MemoryError()
         for i in range(count):
             self.name_ptr[i] = PyBytes_AS_STRING(self.names[i])
@@ -147,6 +196,7 @@ cdef class HRW:
         free(self.name_ptr)
         free(self.name_len)
         free(self.weight)
+        free(self.down)
 
     cdef int pick(self, const char *src, Py_ssize_t n) noexcept:
         cdef uint64_t h0 = _fnv1a(FNV64_OFFSET, src, n), h
@@ -169,9 +219,35 @@ cdef class HRW:
                 chosen = i
         return chosen
 
+    cdef int pick_up(self, const char *src, Py_ssize_t n) noexcept:
+        # pick() over the children not marked down (Traefik's hrw nextServer skips the
+        # handlers missing from its status set); a separate loop so pick() stays as it was
+        cdef uint64_t h0 = _fnv1a(FNV64_OFFSET, src, n)
+        cdef double best = 0.0, s
+        cdef int i, chosen = -1
+        for i in range(self.n):
+            if self.weight[i] <= 0 or self.down[i]:
+                continue
+            s = _hrw_score(_fnv1a(h0, self.name_ptr[i], self.name_len[i]), self.weight[i])
+            if s > best:
+                best = s
+                chosen = i
+        return chosen
+
     def next(self, bytes src):
         """The child index for client IP ``src`` (e.g. b"10.0.0.1"), -1 when none can be."""
         return self.pick(PyBytes_AS_STRING(src), PyBytes_GET_SIZE(src))
+
+    def next_up(self, bytes src):
+        """As ``next``, among the children not marked down."""
+        return self.pick_up(PyBytes_AS_STRING(src), PyBytes_GET_SIZE(src))
+
+    def set_up(self, int child, bint up):
+        """Mark a child up or down; returns whether any child with a positive weight is up."""
+        if not 0 <= child < self.n:
+            raise IndexError(child)
+        self.down[child] = 0 if up else 1
+        return any(self.weight[i] > 0 and not self.down[i] for i in range(self.n))
 
 
 @cython.final
@@ -181,16 +257,22 @@ cdef class P2C:
     def __cinit__(self, int n, seed=None):
         self.n = n
         self.inflight = <int *> malloc(max(n, 1) * sizeof(int))
-        if not self.inflight:
+        self.down = <unsigned char *> calloc(max(n, 1), sizeof(unsigned char))
+        self.up_list = <int *> malloc(max(n, 1) * sizeof(int))
+        if not self.inflight or not self.down or not self.up_list:
             raise MemoryError()
         for i in range(n):
             self.inflight[i] = 0
+            self.up_list[i] = i
+        self.n_up = n
         if seed is None:
             seed = int.from_bytes(os.urandom(8), "little")
         self.rng = (<unsigned long long> seed) | 1
 
     def __dealloc__(self):
         free(self.inflight)
+        free(self.down)
+        free(self.up_list)
 
     cdef inline unsigned long long _rand(self) noexcept:
         # xorshift64*: a fast PRNG is enough to spread load; nothing here is secret.
@@ -217,6 +299,26 @@ cdef class P2C:
         self.inflight[a] += 1
         return a
 
+    cdef int pick_up(self) noexcept:
+        # Traefik's p2c with health checks: two distinct random children among the healthy
+        # ones, fewer in flight wins; none healthy -> -1
+        cdef int a, b, ia, ib
+        if self.n_up <= 0:
+            return -1
+        if self.n_up == 1:
+            a = self.up_list[0]
+        else:
+            ia = <int> (self._rand() % <unsigned long long> self.n_up)
+            ib = <int> (self._rand() % <unsigned long long> (self.n_up - 1))
+            if ib >= ia:
+                ib += 1
+            a = self.up_list[ia]
+            b = self.up_list[ib]
+            if self.inflight[b] < self.inflight[a]:
+                a = b
+        self.inflight[a] += 1
+        return a
+
     cdef void release(self, int child) noexcept:
         if 0 <= child < self.n and self.inflight[child] > 0:
             self.inflight[child] -= 1
@@ -224,6 +326,23 @@ cdef class P2C:
     def next(self):
         """Pick a child index; the caller must ``done(i)`` when its request ends."""
         return self.pick()
+
+    def next_up(self):
+        """As ``next``, among the children not marked down (-1 when none is up)."""
+        return self.pick_up()
+
+    def set_up(self, int child, bint up):
+        """Mark a child up or down; returns whether any child is up."""
+        cdef int i
+        if not 0 <= child < self.n:
+            raise IndexError(child)
+        self.down[child] = 0 if up else 1
+        self.n_up = 0
+        for i in range(self.n):
+            if not self.down[i]:
+                self.up_list[self.n_up] = i
+                self.n_up += 1
+        return self.n_up > 0
 
     def done(self, int child):
         self.release(child)

@@ -83,3 +83,50 @@ def test_sticky_accepts_legacy_values_and_asks_for_rewrite():
     urls = ["http://10.0.0.1:80", "http://10.0.0.2:80"]
     s = Sticky("c", urls)
     assert s.find(b"c=http://10.0.0.2:80") == (1, True)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(min_value=0, max_value=6), st.booleans()),
+                min_size=1, max_size=8))
+def test_wrr_health_down_children_skipped_healthy_keep_their_weights(children):
+    # Traefik's nextServer with health checks: a down child is popped (its deadline moves
+    # on) but not returned, so the healthy ones keep exactly their weights' proportions
+    weights = [w for w, _ in children]
+    wrr = WRR(weights)
+    any_up = False
+    for i, (w, up) in enumerate(children):
+        any_up = wrr.set_up(i, up)
+    healthy = {i: w for i, (w, up) in enumerate(children) if up and w > 0}
+    assert any_up == bool(healthy)
+    if not healthy:
+        assert wrr.next_up() == -1
+        return
+    n = sum(healthy.values())
+    assert Counter(wrr.next_up() for _ in range(3 * n)) == Counter(
+        {i: 3 * w for i, w in healthy.items()})
+    for i in range(len(children)):      # all back up: plain blocks again (after a resync)
+        wrr.set_up(i, True)
+    assert set(wrr.next_up() for _ in range(4 * sum(weights))) == \
+        {i for i, w in enumerate(weights) if w > 0}
+
+
+def test_p2c_and_hrw_health_pick_only_healthy_children():
+    from pyroute._engine.balance import HRW
+    p2c = P2C(4, seed=7)
+    assert p2c.set_up(1, False) and p2c.set_up(3, False)
+    assert {p2c.next_up() for _ in range(200)} == {0, 2}
+    p2c.set_up(0, False)
+    assert not p2c.set_up(2, False) and p2c.next_up() == -1
+    hrw = HRW(["a", "b", "c"], [1, 1, 1])
+    first = hrw.next(b"10.0.0.9")
+    assert hrw.next_up(b"10.0.0.9") == first
+    hrw.set_up(first, False)
+    second = hrw.next_up(b"10.0.0.9")
+    assert second not in (first, -1)
+    # the remaining children keep their order for this client: the next best one
+    for i in range(3):
+        if i not in (first, second):
+            hrw.set_up(i, False)
+    assert hrw.next_up(b"10.0.0.9") == second
+    hrw.set_up(second, False)
+    assert hrw.next_up(b"10.0.0.9") == -1 and hrw.next(b"10.0.0.9") == first

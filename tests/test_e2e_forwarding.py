@@ -231,8 +231,9 @@ def _read_with(sock, rest):
 
 
 def test_failover_service_uses_the_fallback_when_main_has_no_available_server(tmp_path):
-    # TraefikService failover: main while it has a server to pick, fallback otherwise (no
-    # health checks yet: "down" = no available server), errors.status refused as unsupported
+    # TraefikService failover whose main has no health check (Traefik refuses it; pyroute
+    # warns): main while it has a server to pick, fallback otherwise; errors.status refused
+    # as unsupported. Failover on health-check status: tests/test_e2e_health.py
     a, b = Backend("a"), Backend("b")
     m = backend_service("svc-a", [a.port]) + "---\n" + backend_service("svc-b", [b.port])
     m += """---
@@ -301,6 +302,7 @@ spec:
             assert read_response(s)[0] == 404          # its router is disabled, with a reason
         assert "errors (fail over on status codes) is not supported by pyroute yet" in \
             proxy.output()
+        assert "has no health check: Traefik refuses such a failover" in proxy.output()
     finally:
         proxy.stop()
         a.close()

@@ -16,6 +16,7 @@ class ChecksMixin:
 
     def check_services(self):
         services = self.http["services"]
+        self._check_status_updaters(services)
         changed = True
         while changed:
             changed = False
@@ -67,6 +68,45 @@ class ChecksMixin:
                 if src is not None:
                     self.err(src[0], "service %s has no servers: every request to it gets 503"
                              % name, src[1], "warning")
+
+    def _check_status_updaters(self, services):
+        # Traefik's service manager: a weighted/highestRandomWeight service with healthCheck
+        # needs every child to report its status (RegisterStatusUpdater), and so does a
+        # failover with healthCheck for its fallback; a child reports only when it enables
+        # health checks itself. Otherwise the service is not built.
+        for name, svc in services.items():
+            if svc.get("status") != "enabled":
+                continue
+            kind = next((k for k in ("weighted", "highestRandomWeight", "failover")
+                         if k in svc), None)
+            if kind == "failover" and svc[kind].get("healthCheck") is None:
+                main = services.get(qualified(svc[kind].get("service") or ""))
+                src = self.service_sources.get(name)
+                if main is not None and not _reports_status(main) and src is not None:
+                    self.err(src[0], "service %s: its main service %s has no health check: "
+                             "Traefik refuses such a failover (the main must report its "
+                             "status); pyroute fails over when the main has no available "
+                             "server" % (name, qualified(svc[kind]["service"])),
+                             src[1] + ("spec", "failover", "service"), "warning")
+                continue
+            if kind is None or svc[kind].get("healthCheck") is None:
+                continue
+            if kind == "failover":
+                children = [svc[kind].get("service"), svc[kind].get("fallback")]
+            else:
+                children = [c["name"] for c in svc[kind].get("services") or ()]
+            for child in children:
+                target = services.get(qualified(child or ""))
+                if target is None or _reports_status(target):
+                    continue
+                problem = ("cannot register %s as updater for %s: healthCheck not enabled in "
+                           "config for it" % (qualified(child), name))
+                self.disable(svc, problem)
+                src = self.service_sources.get(name)
+                if src is not None:
+                    self.err(src[0], "service %s: %s" % (name, problem),
+                             src[1] + ("spec", kind, "healthCheck"))
+                break
 
     def check_middlewares(self):
         mws = self.http["middlewares"]
@@ -169,4 +209,13 @@ def _reaches(services, start, target, seen=None):
             seen.add(q)
             if _reaches(services, q, target, seen):
                 return True
+    return False
+
+
+def _reports_status(svc):
+    """Whether a service reports health-check status to its parents (Traefik: it enables
+    health checks itself; a mirroring service from the CRD never does)."""
+    for kind in ("loadBalancer", "weighted", "highestRandomWeight", "failover"):
+        if kind in svc:
+            return svc[kind].get("healthCheck") is not None
     return False

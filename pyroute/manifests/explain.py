@@ -91,12 +91,34 @@ def _render_tree(node, indent, add):
                         if extra else ""))
     for m in node.get("middlewares") or ():
         add("%s  middleware %s (service-level, after the router's)" % (indent, m))
+    hc = node.get("healthCheck")
+    if hc is not None:
+        add("%s  healthCheck %s" % (indent, _health(hc, node["type"])))
     for s in node["servers"]:
         add("%s  %s  weight %s" % (indent, s["url"], s["weight"]))
     if node["type"] == "loadBalancer" and not node["servers"]:
         add("%s  (no servers)" % indent)
     for child in node["children"]:
         _render_tree(child, indent + "  ", add)
+
+
+def _health(hc, kind):
+    """One line for a service's health-check settings (Traefik's defaults filled in)."""
+    if kind != "loadBalancer":
+        return "{} (children report their status; this service reports its own upwards)"
+    parts = ["%s %s" % ((hc.get("method") or "GET").upper(), hc.get("path") or "/")]
+    for key in ("scheme", "port", "hostname"):
+        if hc.get(key):
+            parts.append("%s %s" % (key, hc[key]))
+    parts.append("expect %s" % (hc.get("status") or "200-399"))
+    parts.append("every %s (unhealthy: %s), timeout %s" % (
+        hc.get("interval"), hc.get("unhealthyInterval"), hc.get("timeout")))
+    if hc.get("headers"):
+        parts.append("headers %s" % ", ".join("%s: %s" % kv for kv in
+                                             sorted(hc["headers"].items())))
+    if hc.get("followRedirects") is False:
+        parts.append("redirects not followed")
+    return "; ".join(parts)
 
 
 def _public(res):

@@ -73,6 +73,15 @@ class ServicesMixin:
                 hc.get("unhealthyInterval"), parse_duration(hc["interval"]),
                 path + ("healthCheck", "unhealthyInterval")))
             hc.setdefault("followRedirects", True)
+            # Traefik ServerHealthCheck.SetDefaults: mode http (anything but grpc probes HTTP)
+            hc["mode"] = hc.get("mode") or "http"
+            if hc["mode"] == "grpc":
+                raise RefError("healthCheck mode grpc is not supported by pyroute (the gRPC "
+                               "health protocol needs HTTP/2); use mode http",
+                               path + ("healthCheck", "mode"))
+            if hc.get("scheme") not in (None, "", "http", "https"):
+                raise RefError("healthCheck scheme %r is not supported (http or https)"
+                               % hc["scheme"], path + ("healthCheck", "scheme"))
             lb["healthCheck"] = hc
         if spec.get("passiveHealthCheck") is not None:
             p = spec["passiveHealthCheck"]
@@ -276,7 +285,8 @@ class ServicesMixin:
             return "http"
         raise RefError("invalid scheme %r specified" % scheme, path + ("scheme",))
 
-    def build_services_lb(self, namespace, services, sticky, name, path, key="weighted"):
+    def build_services_lb(self, namespace, services, sticky, name, path, key="weighted",
+                          health=None):
         wrr = []
         for j, svc in enumerate(services):
             full, k8s = self.name_and_service(namespace, svc, path + (j,))
@@ -287,7 +297,20 @@ class ServicesMixin:
         out = {"services": wrr}
         if sticky and sticky.get("cookie") is not None:
             out["sticky"] = {"cookie": self.cookie(sticky["cookie"])}
+        if health is not None:
+            out["healthCheck"] = {}
         return {key: out}
+
+    def status_extension(self, obj, spec, part):
+        """``healthCheck: {}`` of a weighted/highestRandomWeight/failover TraefikService: the
+        service reports its children's status to its parents (Traefik's dynamic
+        configuration has it; Traefik's CRD does not, so it is a pyroute extension)."""
+        if spec.get("healthCheck") is None:
+            return None
+        self.err(obj, "healthCheck on a %s TraefikService is a pyroute extension: Traefik's "
+                 "CRD has no such field (Traefik sets it from its File provider only)" % part,
+                 ("spec", part, "healthCheck"), "warning")
+        return {}
 
     def add_service(self, name, service, source=None):
         service.setdefault("status", "enabled")
@@ -305,12 +328,16 @@ class ServicesMixin:
                     w = spec["weighted"]
                     svc = self.build_services_lb(obj.namespace, w.get("services") or [],
                                                  w.get("sticky"), sid,
-                                                 ("spec", "weighted", "services"))
+                                                 ("spec", "weighted", "services"),
+                                                 health=self.status_extension(obj, w,
+                                                                              "weighted"))
                 elif spec.get("highestRandomWeight") is not None:
                     h = spec["highestRandomWeight"]
                     svc = self.build_services_lb(obj.namespace, h.get("services") or [], None,
                                                  sid, ("spec", "highestRandomWeight", "services"),
-                                                 key="highestRandomWeight")
+                                                 key="highestRandomWeight",
+                                                 health=self.status_extension(
+                                                     obj, h, "highestRandomWeight"))
                 elif spec.get("mirroring") is not None:
                     svc = self.mirroring(obj, spec["mirroring"])
                 elif spec.get("failover") is not None:
@@ -357,6 +384,9 @@ class ServicesMixin:
             out[key] = name
         if f.get("errors") is not None:
             out["errors"] = f["errors"]
+        health = self.status_extension(obj, f, "failover")
+        if health is not None:
+            out["healthCheck"] = health
         return {"failover": out}
 
     def servers_transports(self):

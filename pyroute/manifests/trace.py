@@ -259,6 +259,11 @@ class Explainer:
                 child = self._tree(qualified(svc["failover"][role]), None, seen)
                 child["role"] = "main" if role == "service" else "fallback"
                 node["children"].append(child)
+        for kind in ("loadBalancer", "weighted", "highestRandomWeight", "mirroring",
+                     "failover"):
+            if kind in svc and svc[kind].get("healthCheck") is not None:
+                # active checks (load balancer) or status propagation ({}: TraefikServices)
+                node["healthCheck"] = svc[kind]["healthCheck"]
         if svc.get("middlewares"):
             node["middlewares"] = list(svc["middlewares"])
         if svc.get("status") != "enabled":

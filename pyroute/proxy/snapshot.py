@@ -22,6 +22,7 @@ from .. import tls
 from ..manifests import qualified
 from ..static import parse_duration
 from .mirror import Mirroring
+from .status import CheckedBalancer, CheckedFailover, register_child
 from .normalize import Normalizer
 from .._engine.conn import EntryTable, Pool, RouteTarget, ServerTarget
 
@@ -134,10 +135,11 @@ class HighestRandomWeight:
 
 
 class Failover:
-    """A failover TraefikService: the main service while it has an available server, else the
-    fallback. Traefik switches on the main service's health-check status; pyroute has no
-    health checks yet, so "down" means the main service has no server to pick (no endpoints,
-    every weight 0) — then the fallback answers, and with neither a 503 (as Traefik)."""
+    """A failover TraefikService whose main service reports no health-check status: the main
+    service while it has an available server, else the fallback (with neither, 503). Traefik
+    refuses such a failover (its main must be a healthcheck.StatusUpdater); pyroute keeps
+    serving it this way. A main service with health checks gets ``status.CheckedFailover``,
+    which switches on the main's status as Traefik does."""
     __slots__ = ("main", "fallback")
 
     def __init__(self, main, fallback):
@@ -320,12 +322,21 @@ class Snapshot:
     TLS and non-TLS routers apart on one entry point; ``tls``: entry point name ->
     pyroute.tls.TLSConfig (option contexts, certificates, Host -> TLS option, 421 check)."""
 
-    def __init__(self, entries, entries_tls, errors, config, tls=None):
+    def __init__(self, entries, entries_tls, errors, config, tls=None, health=None):
         self.entries = entries
         self.entries_tls = entries_tls
+        # service name -> status.CheckedBalancer of a load balancer with health checks: where
+        # the master's probe results land (``set_health``)
+        self.health = health or {}
         self.tls = tls or {}
         self.errors = errors
         self.config = config
+
+    def set_health(self, service, url, up):
+        """A probe result from the master: server ``url`` of ``service`` is up or down."""
+        lb = self.health.get(service)
+        if lb is not None:
+            lb.set_status(url, up)
 
 
 def _dur(value, default):
@@ -418,6 +429,7 @@ class Compiler:
         self.services = {}
         self.middlewares = {}
         self.tls_contexts = {}
+        self.health = {}        # service name -> CheckedBalancer (load balancer with checks)
 
     def service(self, name, stack=(), allow_empty=False):
         key = qualified(name)
@@ -444,7 +456,12 @@ class Compiler:
             if not children:
                 raise ValueError("weighted service %s has no services" % key)
             sticky, cookies = _sticky(w.get("sticky"), key, names)
-            svc = Weighted(children, weights, sticky, cookies)
+            if w.get("healthCheck") is not None:
+                svc = CheckedBalancer(key, "weighted", children, names, False,
+                                      wrr=WRR(weights), sticky=sticky, set_cookies=cookies)
+                self._listen(svc, children, names)
+            else:
+                svc = Weighted(children, weights, sticky, cookies)
         elif "highestRandomWeight" in spec:
             h = spec["highestRandomWeight"]
             children, weights, names = [], [], []
@@ -454,7 +471,12 @@ class Compiler:
                 names.append(child["name"])     # Traefik's handler name: the service's
             if not children:
                 raise ValueError("highestRandomWeight service %s has no services" % key)
-            svc = HighestRandomWeight(children, names, weights)
+            if h.get("healthCheck") is not None:
+                svc = CheckedBalancer(key, "HRW", children, names, False,
+                                      hrw=HRW(names, weights))
+                self._listen(svc, children, names)
+            else:
+                svc = HighestRandomWeight(children, names, weights)
         elif "mirroring" in spec:
             mspec = spec["mirroring"]
             main = self.service(mspec["service"], stack + (key,))
@@ -474,13 +496,32 @@ class Compiler:
                 # the request body buffered); pyroute does not yet: refuse rather than ignore
                 raise ValueError("failover service %s: errors (fail over on status codes) is "
                                  "not supported by pyroute yet" % key)
-            svc = Failover(self.service(fspec["service"], stack + (key,), True),
-                           self.service(fspec["fallback"], stack + (key,), True))
+            main = self.service(fspec["service"], stack + (key,), True)
+            fallback = self.service(fspec["fallback"], stack + (key,), True)
+            wants = fspec.get("healthCheck") is not None
+            if getattr(main, "wants", False) or wants:
+                # Traefik's failover: follows its main service's health-check status
+                # (and its fallback's when the failover itself has healthCheck)
+                svc = CheckedFailover(key, main, fallback, wants)
+                register_child(main, qualified(fspec["service"]), key, svc.set_main)
+                if wants:
+                    register_child(fallback, qualified(fspec["fallback"]), key,
+                                   svc.set_fallback)
+            else:
+                svc = Failover(main, fallback)
         else:
             kind = next((k for k in spec if k not in ("status", "error")), "?")
             raise ValueError("%s services are not supported by pyroute yet" % kind)
         self.services[key] = svc
         return svc
+
+    @staticmethod
+    def _listen(parent, children, names):
+        # Traefik getWRRServiceHandler/getHRWServiceHandler with healthCheck: every child
+        # must report its status (RegisterStatusUpdater), or the service is not built
+        for child, name in zip(children, names):
+            register_child(child, qualified(name), parent.name,
+                           lambda up, name=name: parent.set_status(name, up))
 
     def _load_balancer(self, key, lb):
         servers, weights, urls = [], [], []
@@ -497,11 +538,11 @@ class Compiler:
                                  % (url, parts.scheme))
             tls = None
             if parts.scheme == "https":
-                key = (lb.get("serversTransport") or "", parts.hostname)
-                tls = self.tls_contexts.get(key)
+                tls_key = (lb.get("serversTransport") or "", parts.hostname)
+                tls = self.tls_contexts.get(tls_key)
                 if tls is None:
                     tls = _client_tls(self.dynamic, lb.get("serversTransport"), parts.hostname)
-                    self.tls_contexts[key] = tls
+                    self.tls_contexts[tls_key] = tls
             port = parts.port or (443 if parts.scheme == "https" else 80)
             pool = self.pools.get(parts.hostname, port, transport, tls)
             servers.append(Server(url, pool, parts.netloc.encode(), pass_host))
@@ -511,6 +552,23 @@ class Compiler:
             raise ValueError("service %s has no servers" % key)
         sticky, cookies = _sticky(lb.get("sticky"), key, urls)
         strategy = (lb.get("strategy") or "wrr").lower()
+        hc = lb.get("healthCheck")
+        if hc is not None:
+            if hc.get("mode") == "grpc":
+                # Traefik probes gRPC's health protocol over HTTP/2, which pyroute lacks
+                raise ValueError("service %s: healthCheck mode grpc is not supported by "
+                                 "pyroute (it needs HTTP/2); use mode http" % key)
+            if strategy not in ("wrr", "p2c", "hrw", "roundrobin", ""):
+                raise ValueError("load-balancing strategy %r is not supported yet" % strategy)
+            # its servers' status comes from the master's probes (pyroute.server.health)
+            svc = CheckedBalancer(
+                key, "load-balancer", servers, urls, True,
+                wrr=WRR(weights) if strategy in ("wrr", "roundrobin", "") else None,
+                p2c=P2C(len(servers)) if strategy == "p2c" else None,
+                hrw=HRW(urls, weights) if strategy == "hrw" else None,
+                sticky=sticky if strategy != "hrw" else None, set_cookies=cookies)
+            self.health[key] = svc
+            return svc
         if strategy == "hrw":
             # Traefik's service manager: lb.AddServer(server.URL, ...) — the URL is the name
             return HighestRandomWeight(servers, urls, weights, servers=True)
@@ -578,7 +636,7 @@ def compile_config(config, pools, route_table_factory=None, server_name=None):
     tls_configs = tls.TLSConfig.from_runtime(config)
     for cfg in tls_configs.values():
         errors.extend(cfg.errors)
-    return Snapshot(entries, entries_tls, errors, config, tls_configs)
+    return Snapshot(entries, entries_tls, errors, config, tls_configs, comp.health)
 
 
 class _Layers:

@@ -5,6 +5,8 @@ on SIGHUP, when a watched manifest changes) and hands a valid one to every worke
 socketpair (length-prefixed pickle of the RuntimeConfig, written only by this process);
 an invalid one is refused with a log line and the workers keep what they have.
 Workers inherit the current config through fork, so a restarted worker is current too.
+The master also runs the active health checks (pyroute.server.health) and sends each status
+change over the same socketpair (a ``("health", ...)`` message).
 """
 import dataclasses
 import errno
@@ -16,6 +18,7 @@ import socket
 import struct
 import time
 
+from .health import HealthChecks
 from .log import log
 
 CRASH_WINDOW = 60.0      # seconds over which worker deaths count as a crash loop
@@ -43,7 +46,8 @@ def send_config(sock, config):
 
 
 class Master:
-    """Supervises ``workers`` worker processes running ``worker_main(config, pipe, index)``.
+    """Supervises ``workers`` worker processes running ``worker_main(config, pipe, index,
+    down)`` (``down``: (service, url, False) for every server health checks found down).
 
     ``loader()`` returns a fresh validated config or raises (ConfigError or any error: the
     reload is refused). ``watch_paths`` are watched with inotify for changes.
@@ -66,6 +70,9 @@ class Master:
         self.pending_signals = []
         self.reload_at = 0.0
         self.exit_code = 0
+        # active health checks: probed here, once for all workers (see pyroute.server.health)
+        self.health = HealthChecks()
+        self.health.configure(config)
 
     # ---- processes ------------------------------------------------------------------
 
@@ -84,7 +91,8 @@ class Master:
                     signal.signal(sig, signal.SIG_DFL)
                 # Ctrl-C reaches the whole process group: the master turns it into SIGTERM.
                 signal.signal(signal.SIGINT, signal.SIG_IGN)
-                code = self.worker_main(self.config, child, slot.index)
+                # the servers health checks found down (inherited, like the config)
+                code = self.worker_main(self.config, child, slot.index, self.health.down())
             except BaseException as e:  # the worker must never take the master's path
                 log("error", "worker failed", error=repr(e))
             finally:
@@ -143,14 +151,21 @@ class Master:
             return False
         config = self._keep_entry_points(config)
         self.config = config
+        # health status first (servers that stay keep theirs), then the config it applies to
+        self.health.configure(config)
+        self.health.take_changes()
+        self._send_all(("health", True, self.health.down()))
+        self._send_all(config)
+        log("info", "configuration reloaded", trigger=why, summary=self.describe(config))
+        return True
+
+    def _send_all(self, message):
         for slot in self.slots:
             if slot.pipe is not None:
                 try:
-                    send_config(slot.pipe, config)
+                    send_config(slot.pipe, message)
                 except OSError:
-                    pass  # worker is dying; it gets the new config when it is forked again
-        log("info", "configuration reloaded", trigger=why, summary=self.describe(config))
-        return True
+                    pass  # worker is dying; it gets the new state when it is forked again
 
     def _keep_entry_points(self, config):
         """``config`` with the entry points the listeners were bound with.
@@ -184,6 +199,7 @@ class Master:
         for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
             signal.signal(sig, self._on_signal)
         sel.register(rsock, selectors.EVENT_READ, "signal")
+        self.health.sel = sel
         watcher = None
         if self.watch_paths:
             try:
@@ -203,8 +219,13 @@ class Master:
                         timeout = min(timeout, max(0.0, slot.restart_at - now))
                 if self.reload_at:
                     timeout = min(timeout, max(0.0, self.reload_at - now))
-                for key, _ in sel.select(timeout):
-                    if key.data == "signal":
+                due = None if self.stopping else self.health.timeout(now)
+                if due is not None:
+                    timeout = min(timeout, due)
+                for key, events in sel.select(timeout):
+                    if not isinstance(key.data, str):
+                        key.data.on_event(events)       # a health-check probe
+                    elif key.data == "signal":
                         try:
                             while rsock.recv(512):
                                 pass
@@ -222,6 +243,11 @@ class Master:
                         self._stop(signum)
                 self._reap()
                 now = time.monotonic()
+                if not self.stopping:
+                    self.health.run_due(now)
+                    changes = self.health.take_changes()
+                    if changes:
+                        self._send_all(("health", False, changes))
                 if self.reload_at and now >= self.reload_at and not self.stopping:
                     self.reload_at = 0.0
                     self.reload("file change")

@@ -146,7 +146,7 @@ class Signals:
 
 
 class Worker:
-    def __init__(self, config, pipe, index):
+    def __init__(self, config, pipe, index, down=()):
         self.index = index
         self.loop = Loop()
         self.env = Env(self.loop, Pools())
@@ -158,17 +158,38 @@ class Worker:
                                  config.static.entry_points.items()}
         self.env.snapshot = compile_config(config, self.env.pools)
         self.drain_deadline = 0.0
+        self.down = set()             # (service, url) the master's health checks say are down
+        self.apply_health(True, down)
 
     def apply(self, config):
+        if isinstance(config, tuple) and config[0] == "health":
+            self.apply_health(config[1], config[2])
+            return
         try:
             snap = compile_config(config, self.env.pools)
         except Exception as e:  # the master validated it; keep serving the old one anyway
             log("error", "worker could not compile the new configuration; keeping the old one",
                 error=str(e))
             return
+        for service, url in self.down:
+            snap.set_health(service, url, False)
         self.env.snapshot = snap      # swapped between events: nothing is mid-request here
         gc.freeze()                   # config objects live long: keep them out of GC passes
         log("debug", "worker swapped configuration", worker=self.index)
+
+    def apply_health(self, full, items):
+        """Server status from the master's health checks (pyroute.server.health)."""
+        snap = self.env.snapshot
+        if full:
+            for service, url in self.down:
+                snap.set_health(service, url, True)
+            self.down = set()
+        for service, url, up in items:
+            if up:
+                self.down.discard((service, url))
+            else:
+                self.down.add((service, url))
+            snap.set_health(service, url, up)
 
     def start_drain(self, why):
         env = self.env
@@ -228,8 +249,8 @@ class Worker:
         self.loop.next_sweep = 0.0
 
 
-def worker_main(config, pipe, index):
-    worker = Worker(config, pipe, index)
+def worker_main(config, pipe, index, down=()):
+    worker = Worker(config, pipe, index, down)
     profile = os.environ.get("PYROUTE_PROFILE")
     if not profile:
         return worker.run()

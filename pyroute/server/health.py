@@ -1,0 +1,421 @@
+"""Active HTTP health checks (Traefik's pkg/healthcheck), run by the master.
+
+Where probes run: in the master, once per pyroute instance. The master never touches a
+request, so a probe can never delay one; N workers probing on their own would send N times
+the probes and could disagree about a server for a while (each would see it fail at another
+moment). The master's loop drives the probes without blocking (non-blocking sockets in its
+selector, TLS included) and pushes each status change to every worker over the config
+socketpair, as ``("health", full, [(service, url, up), ...])`` (``full``: the list holds every
+server that is down and everything else is up); a worker applies it to its compiled services
+(pyroute.proxy.status). A worker forked later inherits the list of down servers with the
+config, before it serves.
+
+As Traefik: every server starts UP; a healthy server is probed every ``interval`` (default
+30s), an unhealthy one every ``unhealthyInterval`` (default: interval); a probe is one HTTP
+request to the server URL resolved with ``path``, ``scheme`` and ``port`` replaced when set,
+``method`` (GET), ``hostname`` as Host, ``headers`` set; it fails on a connection error, on no
+response head within ``timeout`` (5s; redirects included) or on a status other than
+``status`` (default: any 2xx/3xx); with ``followRedirects`` (default true) up to 10 redirects
+are followed as Go's client does. Each failure is logged ("Health check failed."), and each
+change of a server's status.
+
+Deviation, on purpose: a reload keeps the status of a server that stays in a service with the
+same health-check settings (Traefik rebuilds its balancers with every server UP and first
+probes one interval later — traefik/traefik#13218, PR #13223 — so a known-down server gets
+requests again after every configuration change).
+"""
+import errno
+import json
+import os
+import selectors
+import socket
+import ssl
+import time
+from urllib.parse import urljoin, urlsplit, urlunsplit
+
+from ..static import parse_duration
+from .log import log
+
+DEFAULT_INTERVAL = 30.0     # Traefik dynamic.DefaultHealthCheckInterval
+DEFAULT_TIMEOUT = 5.0       # dynamic.DefaultHealthCheckTimeout
+MAX_REDIRECTS = 10          # Go's http.Client default CheckRedirect
+MAX_HEAD = 65536
+_REDIRECTS = (301, 302, 303, 307, 308)
+_CONNECTING, _HANDSHAKE, _SENDING, _READING = range(4)
+
+
+def _duration(value, default, what, service):
+    try:
+        d = parse_duration(value) if value not in (None, "") else default
+    except ValueError:
+        d = 0.0
+    if d <= 0:
+        log("error", "Health check %s smaller than zero, default value will be used instead."
+            % what, serviceName=service)
+        return default
+    return d
+
+
+def _canonical(name):
+    # Go's textproto.CanonicalMIMEHeaderKey, as http.Header.Set applies it
+    if not all(c.isalnum() or c in "-!#$%&'*+.^_`|~" for c in name):
+        return name
+    return "-".join(p[:1].upper() + p[1:].lower() for p in name.split("-"))
+
+
+def probe_url(server_url, hc):
+    """The URL Traefik's newRequest builds: the server URL resolved with ``path``, then
+    ``scheme`` and ``port`` replaced when set."""
+    url = urljoin(server_url, hc.get("path") or "")
+    parts = urlsplit(url)
+    scheme = hc.get("scheme") or parts.scheme
+    netloc = parts.netloc
+    if hc.get("port"):
+        host = parts.hostname or ""
+        netloc = ("[%s]" % host if ":" in host else host) + ":%d" % int(hc["port"])
+    return urlunsplit((scheme, netloc, parts.path, parts.query, ""))
+
+
+def _used_services(dynamic):
+    """Names of the services enabled routers reach (Traefik builds only those, and only their
+    health checkers run)."""
+    from ..manifests import qualified
+    http = dynamic.get("http", {})
+    services = http.get("services", {})
+    todo = [r["service"] for r in http.get("routers", {}).values()
+            if r.get("status", "enabled") == "enabled" and r.get("service")]
+    seen = set()
+    while todo:
+        name = qualified(todo.pop())
+        if name in seen:
+            continue
+        seen.add(name)
+        spec = services.get(name) or {}
+        for kind in ("weighted", "highestRandomWeight"):
+            todo += [c["name"] for c in (spec.get(kind) or {}).get("services") or ()]
+        m = spec.get("mirroring") or {}
+        todo += ([m["service"]] if m.get("service") else []) + \
+            [x["name"] for x in m.get("mirrors") or ()]
+        f = spec.get("failover") or {}
+        todo += [f[k] for k in ("service", "fallback") if f.get(k)]
+    return seen
+
+
+class Target:
+    """One server of one health-checked service."""
+    __slots__ = ("service", "url", "key", "hc", "interval", "unhealthy_interval", "timeout",
+                 "method", "headers", "hostname", "status", "follow", "tls", "up", "next_at",
+                 "probe")
+
+    def __init__(self, service, url, hc, tls, now):
+        self.service = service
+        self.url = url
+        self.hc = hc
+        self.tls = tls                 # (key, SSLContext, server name) from the transport
+        self.key = (service, url, json.dumps(hc, sort_keys=True), tls[0] if tls else None)
+        self.interval = _duration(hc.get("interval"), DEFAULT_INTERVAL, "interval", service)
+        self.unhealthy_interval = _duration(hc.get("unhealthyInterval"), self.interval,
+                                            "unhealthy interval", service)
+        self.timeout = _duration(hc.get("timeout"), DEFAULT_TIMEOUT, "timeout", service)
+        self.method = (hc.get("method") or "GET").upper()
+        self.hostname = hc.get("hostname") or ""
+        self.headers = [(_canonical(str(k)), str(v)) for k, v in
+                        sorted((hc.get("headers") or {}).items())]
+        self.status = int(hc.get("status") or 0)
+        self.follow = hc.get("followRedirects", True) is not False
+        self.up = True                 # Traefik: servers are UP until a check says otherwise
+        self.next_at = now + self.interval   # the first check comes one interval after start
+        self.probe = None
+
+
+class HealthChecks:
+    """The master's health checkers: targets from the config, probes in the master's loop.
+
+    ``sel``: the master's selector (probe sockets are registered with the Probe as data);
+    ``changes`` collects (service, url, up) until the master sends them to the workers.
+    """
+
+    def __init__(self, sel=None):
+        self.sel = sel
+        self.targets = {}              # key -> Target
+        self.changes = []
+
+    def configure(self, config, now=None):
+        """Targets for ``config``; a server whose service and settings stay keeps its status."""
+        from ..proxy.snapshot import _client_tls
+        now = time.monotonic() if now is None else now
+        dynamic = config.dynamic
+        services = dynamic.get("http", {}).get("services", {})
+        old, self.targets = self.targets, {}
+        tls_cache = {}
+        used = _used_services(dynamic)
+        for name, spec in sorted(services.items()):
+            if name not in used:
+                continue                 # Traefik checks only the services routers build
+            lb = spec.get("loadBalancer")
+            if not lb or spec.get("status") == "disabled" or lb.get("healthCheck") is None:
+                continue
+            hc = lb["healthCheck"]
+            if hc.get("mode") == "grpc":
+                continue                 # refused by the config layer
+            for server in lb.get("servers") or ():
+                url = server.get("url") or ""
+                try:
+                    purl = probe_url(url, hc)
+                    parts = urlsplit(purl)
+                    tls = None
+                    if parts.scheme == "https":
+                        ck = (lb.get("serversTransport") or "", parts.hostname)
+                        if ck not in tls_cache:
+                            tls_cache[ck] = _client_tls(dynamic, lb.get("serversTransport"),
+                                                        parts.hostname)
+                        tls = tls_cache[ck]
+                    t = Target(name, url, hc, tls, now)
+                except (ValueError, OSError, ssl.SSLError) as e:
+                    # the workers refuse what cannot be built; the master just cannot probe it
+                    log("error", "cannot set up the health check", serviceName=name,
+                        targetURL=url, error=str(e))
+                    continue
+                if t.key in self.targets:
+                    continue             # Traefik keys a service's targets by URL
+                prev = old.pop(t.key, None)
+                if prev is not None:
+                    t.up, t.next_at, t.probe = prev.up, prev.next_at, prev.probe
+                    if t.probe is not None:
+                        t.probe.target = t
+                self.targets[t.key] = t
+        for t in old.values():
+            if t.probe is not None:
+                t.probe.close()
+
+    def down(self):
+        """Every server now down: (service, url, False) — what a new worker needs."""
+        return [(t.service, t.url, False) for t in self.targets.values() if not t.up]
+
+    def timeout(self, now):
+        """Seconds until something is due (a probe to start or to time out)."""
+        best = None
+        for t in self.targets.values():
+            at = t.probe.deadline if t.probe is not None else t.next_at
+            best = at if best is None or at < best else best
+        return None if best is None else max(0.0, best - now)
+
+    def run_due(self, now):
+        for t in list(self.targets.values()):
+            if t.probe is not None:
+                if now >= t.probe.deadline:
+                    t.probe.fail("HTTP request failed: context deadline exceeded "
+                                 "(timeout %gs)" % t.timeout)
+            elif now >= t.next_at:
+                Probe(self, t, now)          # sets t.probe; a result clears it
+
+    def result(self, target, error):
+        """A probe ended: ``error`` None means healthy."""
+        target.probe = None
+        if self.targets.get(target.key) is not target:
+            return                       # dropped by a reload meanwhile
+        up = error is None
+        if not up:
+            log("warn", "Health check failed.", serviceName=target.service,
+                targetURL=target.url, error=error)
+        if up != target.up:
+            target.up = up
+            log("info", "Health check status changed", serviceName=target.service,
+                targetURL=target.url, status="UP" if up else "DOWN")
+            self.changes.append((target.service, target.url, up))
+        # Traefik: healthy targets wait ``interval``, unhealthy ones ``unhealthyInterval``
+        started = target.next_at
+        step = target.interval if up else target.unhealthy_interval
+        now = time.monotonic()
+        target.next_at = started + step if started + step > now else now
+
+    def take_changes(self):
+        changes, self.changes = self.changes, []
+        return changes
+
+
+class Probe:
+    """One health-check request, driven by the master's selector (never blocks)."""
+    __slots__ = ("checks", "target", "deadline", "url", "method", "host", "redirects", "sock",
+                 "state", "out", "buf", "registered")
+
+    def __init__(self, checks, target, now):
+        self.checks = checks
+        self.target = target
+        target.probe = self
+        target.next_at = now
+        self.deadline = now + target.timeout         # covers redirects too (Go's context)
+        self.url = probe_url(target.url, target.hc)
+        self.method = target.method
+        self.host = target.hostname
+        self.redirects = 0
+        self.sock = None
+        self.registered = False
+        try:
+            self._connect()
+        except (OSError, ValueError) as e:
+            self.fail("HTTP request failed: %s" % e)
+
+    def _request(self, parts):
+        path = parts.path or "/"
+        if parts.query:
+            path += "?" + parts.query
+        host = self.host or parts.netloc
+        lines = ["%s %s HTTP/1.1" % (self.method, path), "Host: " + host]
+        names = {n.lower() for n, _ in self.target.headers}
+        if "user-agent" not in names:
+            lines.append("User-Agent: Go-http-client/1.1")   # what Traefik's probes send
+        lines += ["%s: %s" % (n, v) for n, v in self.target.headers if n.lower() != "host"]
+        if self.method != "HEAD" and "accept-encoding" not in names:
+            lines.append("Accept-Encoding: gzip")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+    def _connect(self):
+        parts = urlsplit(self.url)
+        if parts.scheme not in ("http", "https"):
+            raise ValueError("unsupported protocol scheme %r" % parts.scheme)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        family, _, _, _, addr = socket.getaddrinfo(parts.hostname, port, 0,
+                                                   socket.SOCK_STREAM)[0]
+        self.out = self._request(parts)
+        self.buf = b""
+        self.sock = socket.socket(family, socket.SOCK_STREAM)
+        self.sock.setblocking(False)
+        err = self.sock.connect_ex(addr)
+        if err not in (0, errno.EINPROGRESS, errno.EAGAIN):
+            raise OSError(err, "dial tcp %s:%d: %s" % (parts.hostname, port, os.strerror(err)))
+        self.state = _CONNECTING
+        self._watch(True)
+
+    def _watch(self, write):
+        mask = selectors.EVENT_WRITE if write else selectors.EVENT_READ
+        if self.registered:
+            self.checks.sel.modify(self.sock, mask, self)
+        else:
+            self.checks.sel.register(self.sock, mask, self)
+            self.registered = True
+
+    def on_event(self, mask):
+        if self.state == _CONNECTING and not mask & selectors.EVENT_WRITE:
+            return      # a stale event for the socket a redirect replaced in this batch
+        try:
+            self._step()
+        except ssl.SSLError as e:
+            self.fail("HTTP request failed: tls: %s" % (e.reason or e))
+        except (OSError, ValueError) as e:
+            self.fail("HTTP request failed: %s" % e)
+
+    def _step(self):
+        if self.state == _CONNECTING:
+            err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if err:
+                raise OSError(err, "dial tcp: %s" % os.strerror(err))
+            tls = self.target.tls if urlsplit(self.url).scheme == "https" else None
+            if tls is not None:
+                self.checks.sel.unregister(self.sock)
+                self.registered = False
+                self.sock = tls[1].wrap_socket(self.sock, server_hostname=tls[2],
+                                               do_handshake_on_connect=False)
+                self.state = _HANDSHAKE
+            else:
+                self.state = _SENDING
+        if self.state == _HANDSHAKE:
+            try:
+                self.sock.do_handshake()
+            except ssl.SSLWantReadError:
+                self._watch(False)
+                return
+            except ssl.SSLWantWriteError:
+                self._watch(True)
+                return
+            self.state = _SENDING
+        if self.state == _SENDING:
+            try:
+                n = self.sock.send(self.out)
+            except (BlockingIOError, ssl.SSLWantWriteError):
+                self._watch(True)
+                return
+            self.out = self.out[n:]
+            if self.out:
+                self._watch(True)
+                return
+            self.state = _READING
+            self._watch(False)
+            return
+        while True:
+            try:
+                data = self.sock.recv(65536)
+            except (BlockingIOError, ssl.SSLWantReadError):
+                return
+            if not data:
+                raise OSError(0, "EOF before a response head")
+            self.buf += data
+            if self._response():
+                return
+            if len(self.buf) > MAX_HEAD:
+                raise ValueError("response head too large")
+
+    def _response(self):
+        """Parse what was read; True when the probe is over (or restarted for a redirect)."""
+        while True:
+            end = self.buf.find(b"\r\n\r\n")
+            if end < 0:
+                return False
+            head, self.buf = self.buf[:end], self.buf[end + 4:]
+            lines = head.split(b"\r\n")
+            try:
+                code = int(lines[0].split()[1])
+            except (IndexError, ValueError):
+                raise ValueError("malformed HTTP response %r" % lines[0][:80]) from None
+            if 100 <= code < 200 and code != 101:
+                continue                    # interim response: the real one follows
+            break
+        location = None
+        for line in lines[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"location":
+                location = value.strip().decode("latin-1")
+        t = self.target
+        if t.follow and code in _REDIRECTS and location:
+            self.redirects += 1
+            if self.redirects > MAX_REDIRECTS:
+                self.fail("HTTP request failed: stopped after %d redirects" % MAX_REDIRECTS)
+                return True
+            # Go's redirectBehavior: 301/302/303 turn other methods into GET; a Host set
+            # by hand survives only a relative redirect
+            if code in (301, 302, 303) and self.method not in ("GET", "HEAD"):
+                self.method = "GET"
+            if urlsplit(location).netloc:
+                self.host = ""
+            self.url = urljoin(self.url, location)
+            self._close_socket()
+            self._connect()
+            return True
+        if t.status == 0 and not 200 <= code < 400:
+            self.fail("received error status code: %d" % code)
+        elif t.status and code != t.status:
+            self.fail("received error status code: %d expected status code: %d"
+                      % (code, t.status))
+        else:
+            self._close_socket()
+            self.checks.result(t, None)
+        return True
+
+    def _close_socket(self):
+        if self.sock is not None:
+            if self.registered:
+                try:
+                    self.checks.sel.unregister(self.sock)
+                except (KeyError, ValueError):
+                    pass
+                self.registered = False
+            self.sock.close()
+            self.sock = None
+
+    def fail(self, error):
+        self._close_socket()
+        self.checks.result(self.target, error)
+
+    def close(self):
+        """Dropped by a reload: no result."""
+        self._close_socket()
