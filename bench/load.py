@@ -167,7 +167,7 @@ def start_caddy(tmp, port, origin, cpu, workers=1):
   admin off
   auto_https off
 }
-http://127.0.0.1:%d {
+http://:%d {
   reverse_proxy 127.0.0.1:%d
 }
 """ % (port, origin))
@@ -229,6 +229,25 @@ def wrk(port, path, conns, duration, cpu="1"):
         lat[q] = v / 1000 if m.group(2) == "us" else (v * 1000 if m.group(2) == "s" else v)
     return {"requests": reqs, "rps": rps, "p50": lat["50"], "p99": lat["99"],
             "errors": (int(errs.group(1)) if errs else 0), "socket_errors": sock_errs and sock_errs.group(1)}
+
+
+def check_proxied(proc):
+    """Every proxy must answer both paths with the origin's bodies: a proxy that answers
+    something else (Caddy answers an empty 200 for a Host its site address does not match)
+    would be measured doing no proxying at all."""
+    for path, body in ((SMALL, b"hello from origin\n"), (BIG, b"x" * 16384)):
+        s = socket.create_connection(("127.0.0.1", proc.port), 5)
+        s.sendall(b"GET %s HTTP/1.1\r\nHost: bench.test\r\nConnection: close\r\n\r\n"
+                  % path.encode())
+        data = b""
+        while True:
+            d = s.recv(65536)
+            if not d:
+                break
+            data += d
+        s.close()
+        if not data.startswith(b"HTTP/1.1 200") or not data.endswith(b"\r\n\r\n" + body):
+            sys.exit("%s does not proxy %s to the origin: %r" % (proc.name, path, data[:300]))
 
 
 def measure(proc, path, conns, duration, cpu):
@@ -355,6 +374,8 @@ def main():
     procs = {n: STARTERS[n](tmp, free_port(), origin_port, cpu, workers) for n in names}
     results = {}
     try:
+        for n in names:
+            check_proxied(procs[n])
         for rnd in range(args.rounds):
             for path in args.paths.split(","):
                 for conns in map(int, args.conns.split(",")):
