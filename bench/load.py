@@ -116,7 +116,7 @@ def start_origin(tmp, port):
     conf = tmp / "origin.conf"
     conf.write_text("""
 worker_processes 1; daemon off; pid %s/origin.pid; error_log /dev/null crit;
-events { worker_connections 20000; }
+events { worker_connections 20000; multi_accept on; }
 http { access_log off; keepalive_requests 1000000;
   server { listen 127.0.0.1:%d reuseport backlog=4096; root %s;
     location / { default_type text/plain; } } }
@@ -129,7 +129,7 @@ def start_nginx(tmp, port, origin, cpu, workers=1):
     conf.write_text("""
 worker_processes %d; daemon off; pid %s/nginx-%d.pid; error_log /dev/null crit;
 worker_rlimit_nofile 19000;
-events { worker_connections 20000; }
+events { worker_connections 20000; multi_accept on; }
 http { access_log off; keepalive_requests 1000000; keepalive_timeout 300s;
   upstream origin { server 127.0.0.1:%d; keepalive 256; }
   server { listen 127.0.0.1:%d backlog=4096; server_name bench.test;
