@@ -97,6 +97,12 @@ class Proc:
             return self._workers(self.p.pid)
         return [self.p.pid] + children(self.p.pid)
 
+    def signal(self, sig):
+        try:
+            os.killpg(self.p.pid, sig)
+        except OSError:
+            pass
+
     def stop(self):
         try:
             os.killpg(self.p.pid, signal.SIGTERM)
@@ -379,8 +385,21 @@ def main():
         for rnd in range(args.rounds):
             for path in args.paths.split(","):
                 for conns in map(int, args.conns.split(",")):
-                    for n in names:
-                        r = measure(procs[n], path, conns, args.duration, wrk_cpu)
+                    # each round starts with another proxy, and the proxies not measured
+                    # are stopped (SIGSTOP) meanwhile: Caddy's Go runtime keeps working on
+                    # CPU 0 for seconds after a heavy run (GC, scavenger), which otherwise
+                    # fell on whichever proxy came next
+                    for n in names[rnd % len(names):] + names[:rnd % len(names)]:
+                        for other in names:
+                            if other != n:
+                                procs[other].signal(signal.SIGSTOP)
+                        time.sleep(0.3)
+                        try:
+                            r = measure(procs[n], path, conns, args.duration, wrk_cpu)
+                        finally:
+                            for other in names:
+                                if other != n:
+                                    procs[other].signal(signal.SIGCONT)
                         results.setdefault((path, conns, n), []).append(r)
                         print("round %d %-8s %-6s c=%-5d %8.0f req/s p50 %.2fms p99 %.2fms "
                               "cpu %.1fus (user %.1f sys %.1f) err %s" % (
