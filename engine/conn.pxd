@@ -57,6 +57,8 @@ cdef class Pool:
     cdef public str name
     cdef public object ssl_ctx            # ssl.SSLContext for https servers, or None
     cdef public str server_hostname       # SNI / verified name (ServersTransport serverName)
+    cdef public object resolver           # host name: its addresses (pyroute.proxy.dns); None: addr
+    cdef public object verify             # callable(ssl socket) -> bool after the handshake, or None
     cdef UpstreamConn get(self, Env env)
     cdef void put(self, UpstreamConn up, double now)
     cdef void discard(self, UpstreamConn up)
@@ -105,7 +107,10 @@ cdef class UpstreamConn:
     cdef public bint handshaking          # TLS handshake in progress
     cdef public bint paused               # backpressure: not reading (the client cannot take it)
     cdef public bint hup                  # the peer closed its side: read on until EOF
+    cdef list addrs                       # the name's addresses when dialing one (Go's dialer)
+    cdef int addr_index                   # the address being dialed
     cdef Env env
+    cdef void _dial(self) except *
     cdef void on_event_c(self, int ev) except *
     cdef void on_readable(self) except *
     cdef bint write(self, bytes data) except *

@@ -278,9 +278,13 @@ cdef class Pool:
 
     def __init__(self, addr, int family, int max_idle, double dial_timeout,
                  double header_timeout, double idle_timeout, str name, ssl_ctx=None,
-                 server_hostname=None):
+                 server_hostname=None, resolver=None, verify=None):
         self.ssl_ctx = ssl_ctx
         self.server_hostname = server_hostname
+        # a host name (not an IP): each new connection dials the addresses the resolver has
+        # now, in order, as Go's dialer does (``addr``/``family`` are then unused)
+        self.resolver = resolver
+        self.verify = verify
         self.addr = addr
         self.family = family
         self.idle = []
@@ -332,22 +336,38 @@ cdef class UpstreamConn:
         self.tls = pool.ssl_ctx is not None
         self.raw = not self.tls
         self.handshaking = False
-        sock = socket.socket(pool.family, socket.SOCK_STREAM)
-        sock.setblocking(False)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.sock = sock
-        self.fd = sock.fileno()
-        err = sock.connect_ex(pool.addr)
-        # refused at once (nothing listens on loopback): reported by the first event, which
-        # epoll delivers at once for a socket whose connect failed
-        self.err = 0 if err in _CONNECT_OK else err
         self.connecting = True
         self.paused = False
         self.hup = False
         self.events = 0       # registered once for everything (ET_EVENTS)
-        loop.register(self.fd, ET_EVENTS, self)
+        self.addrs = pool.resolver.addresses() if pool.resolver is not None else None
+        self.addr_index = 0
+        self._dial()
         self.deadline = loop.now + pool.dial_timeout if pool.dial_timeout else 0.0
         loop.timed.add(self)
+
+    cdef void _dial(self) except *:
+        cdef Pool pool = self.pool
+        family, addr = pool.family, pool.addr
+        if self.addrs is not None:
+            if self.addr_index < len(self.addrs):
+                family, addr = self.addrs[self.addr_index]
+            else:
+                family, addr = socket.AF_INET, None     # the name has no address: 502
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock = sock
+        self.fd = sock.fileno()
+        if addr is None:
+            # an unconnected socket: epoll reports it hung up at once, and err is the answer
+            self.err = _errno_mod.EHOSTUNREACH
+        else:
+            err = sock.connect_ex(addr)
+            # refused at once (nothing listens on loopback): reported by the first event,
+            # which epoll delivers at once for a socket whose connect failed
+            self.err = 0 if err in _CONNECT_OK else err
+        self.loop.register(self.fd, ET_EVENTS, self)
 
     def on_event(self, int ev):
         self.on_event_c(ev)
@@ -358,6 +378,14 @@ cdef class UpstreamConn:
         if self.connecting:
             err = self.err or self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
             if err:
+                if self.addrs is not None and self.addr_index + 1 < len(self.addrs):
+                    # Go's dialer: the name's next address, in order, within the same dial
+                    # timeout
+                    self.loop.unregister(self.fd)
+                    self.sock.close()
+                    self.addr_index += 1
+                    self._dial()
+                    return
                 client = self.client
                 self.close()
                 if client is not None:
@@ -398,6 +426,13 @@ cdef class UpstreamConn:
                 client.on_upstream_error(self, 502)
             return
         self.handshaking = False
+        if self.pool.verify is not None and not self.pool.verify(self.sock):
+            # a check the ServersTransport asks for beyond the chain (peerCertURI): 502
+            client = self.client
+            self.close()
+            if client is not None:
+                client.on_upstream_error(self, 502)
+            return
         self._connected()
 
     cdef void _connected(self) except *:

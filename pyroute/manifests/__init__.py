@@ -61,6 +61,7 @@ def load(paths=(), static=None):
     ``static`` is a StaticConfig (None: ``load_static(None)``). Raises ConfigError only when the
     whole configuration is unusable (no manifest path at all).
     """
+    from .. import compat
     from ..static import load_static
     from . import schema
     from .resolve import resolve
@@ -88,6 +89,9 @@ def load(paths=(), static=None):
                 errors.extend(problems)
             else:
                 valid.append(obj)
+                # fields pyroute reads but does not apply (pyroute.compat): a warning each
+                errors.extend(compat.object_warnings(obj))
+        errors.extend(compat.static_warnings(static))
         dynamic, resolve_errors, resolver = resolve(valid, static)
         errors.extend(resolve_errors)
     finally:

@@ -3,7 +3,11 @@
 Each problem is printed as ``file:line: Kind namespace/name: field.path: message`` (warnings
 carry ``warning:`` before the message). Exit status 1 when there is at least one error.
 ``--dump`` prints the resolved configuration as JSON in the shape of Traefik's dynamic
-configuration (problems then go to stderr).
+configuration (problems then go to stderr). ``--compat`` adds one ``compat:`` line per Traefik
+field the files use, with pyroute's status (pyroute.compat); ignored ones are warnings too.
+
+The verdict is ``pyroute run``'s: the configuration is compiled as the server compiles it
+(pyroute.verdict), so every router ``run`` would disable is reported, with the same message.
 """
 import json
 import sys
@@ -17,6 +21,9 @@ def add_arguments(parser):
     parser.add_argument("--dump", action="store_true",
                         help="print the resolved dynamic configuration as JSON")
     parser.add_argument("--no-warnings", action="store_true", help="print errors only")
+    parser.add_argument("--compat", action="store_true",
+                        help="also print pyroute's status (supported / ignored / refused) of "
+                             "every Traefik field these files use")
 
 
 def render(error):
@@ -34,12 +41,15 @@ def render(error):
 def main(args):
     from ..errors import ConfigError
     from ..static import load_static
+    from ..verdict import verdict
     from . import load
     from .analysis import analyse
 
     try:
         static = load_static(args.config)
         rc = load(args.paths, static)
+        # the compilation `pyroute run` does: what it disables is disabled here too
+        rc, _ = verdict(rc)
     except ConfigError as e:
         print(e.render(), file=sys.stderr)
         return 1
@@ -49,6 +59,10 @@ def main(args):
         if e.severity == "warning" and args.no_warnings:
             continue
         print(render(e), file=out)
+    if getattr(args, "compat", False):
+        from .. import compat
+        for line in compat.render_used(compat.used_fields(args.paths, static)):
+            print("compat: " + line, file=out)
     if args.dump:
         json.dump(rc.dynamic, sys.stdout, indent=2)
         sys.stdout.write("\n")

@@ -123,12 +123,14 @@ def _health(hc, kind):
 
 def _public(res):
     return {k: res[k] for k in ("status", "entrypoint", "router", "rule", "priority",
-                                "middlewares", "service", "tls", "matched", "notes")}
+                                "middlewares", "service", "tls", "matched", "disabled",
+                                "notes")}
 
 
 def main(args):
     from ..errors import ConfigError
     from ..static import load_static
+    from ..verdict import verdict
     from . import load
 
     positional = list(args.args)
@@ -147,6 +149,8 @@ def main(args):
         return 2
     try:
         rc = load(positional, load_static(args.config))
+        # answer what `pyroute run` serves: routers its compilation disables are disabled
+        rc, _ = verdict(rc)
     except ConfigError as e:
         print(e.render(), file=sys.stderr)
         return 1
@@ -154,7 +158,7 @@ def main(args):
     if n_err:
         print("pyroute explain: the configuration has %d error(s) (see pyroute check); "
               "explaining with the rest" % n_err, file=sys.stderr)
-    ex = Explainer(rc)
+    ex = Explainer(rc, compiled=True)
     if args.requests:
         src = sys.stdin if args.requests == "-" else open(args.requests)
         with src:

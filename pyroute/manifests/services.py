@@ -432,8 +432,8 @@ class ServicesMixin:
                     timeouts[key] = format_duration(default)
             st = {"forwardingTimeouts": timeouts}
             for key in ("serverName", "insecureSkipVerify", "disableHTTP2", "maxIdleConnsPerHost",
-                        "peerCertURI", "spiffe"):
-                if spec.get(key) not in (None, "", False, 0):
+                        "peerCertURI", "spiffe", "cipherSuites", "minVersion", "maxVersion"):
+                if spec.get(key) not in (None, "", False, 0, []):
                     st[key] = spec[key]
             if root_cas:
                 st["rootCAs"] = root_cas

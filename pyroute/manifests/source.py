@@ -268,6 +268,10 @@ def _add_document(path, node, doc, body, errors, out, base=()):
         return
     accepted = KNOWN_KINDS.get(body["kind"])
     if accepted is None or body["apiVersion"] not in accepted:
+        from ..compat import IGNORED_KINDS, ignored_kind_warning
+        if body["kind"] in IGNORED_KINDS and body["apiVersion"] in TRAEFIK_GROUPS:
+            # a Traefik kind pyroute does not serve (TCP/UDP): never dropped without a word
+            errors.append(ignored_kind_warning(body["kind"], body, path, line))
         return  # a kind pyroute does not use
     obj = K8sObject(body, path, node.start_mark.line + 1, doc, base)
     problem = _metadata_problem(body.get("metadata"))

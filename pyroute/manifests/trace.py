@@ -15,7 +15,12 @@ name, option, certificate), ``matched`` (every router that matched, winner first
 class Explainer:
     """Answers requests against one RuntimeConfig; tables are built once and reused."""
 
-    def __init__(self, rc):
+    def __init__(self, rc, compiled=False):
+        # Answer what `pyroute run` serves: the routers its compilation disables are disabled
+        # here too (pyroute.verdict), never simulated. ``compiled``: rc comes from verdict().
+        if not compiled:
+            from ..verdict import verdict
+            rc = verdict(rc)[0]
         self.rc = rc
         self._tables = {}
         self._tls = None
@@ -60,7 +65,7 @@ class Explainer:
         ep = self._entry_point(entrypoint, authority, tls)
         out = {"status": None, "entrypoint": ep.name if ep else entrypoint, "router": None,
                "rule": None, "priority": None, "middlewares": [], "service": None,
-               "tls": None, "matched": [], "notes": []}
+               "tls": None, "matched": [], "disabled": [], "notes": []}
         if ep is None:
             out["status"] = 0
             out["notes"].append("no entry point %r (known: %s)" % (
@@ -157,11 +162,14 @@ class Explainer:
                 path, headers = _request_edits(m, path, headers)
             parent = first
         out["matched"] = matched
+        if parent is None:
+            # routers that match but are disabled (by the manifests or by the compilation
+            # `pyroute run` does) are not in the tables: say so, whatever answers instead
+            self._disabled_matches(out, ep, tls, method, host, t, query, headers, client_ip)
         if winner is None:
             out["status"] = 404
             out["notes"].append("no router matches" if parent is None else
                                 "router %s matched but none of its children does" % parent)
-            self._disabled_matches(out, ep, tls, method, host, t, query, headers, client_ip)
             return out
         r = routers[winner]
         out["router"] = winner
@@ -283,6 +291,8 @@ class Explainer:
                 continue
             if rule.matches(method=method, host=host, path=t.path, query=query,
                             headers=headers, remote_addr=client_ip):
+                out.setdefault("disabled", []).append(
+                    {"router": name, "rule": r["rule"], "error": list(r.get("error", []))})
                 out["notes"].append("router %s would match but is disabled: %s"
                                     % (name, "; ".join(r.get("error", []))))
 

@@ -294,24 +294,38 @@ class EntryPointRuntime:
 
 
 class Pools:
-    """Connection pools by (address, transport settings); shared by successive snapshots."""
+    """Connection pools by (address, transport settings); shared by successive snapshots.
 
-    def __init__(self):
+    A server whose host is a name gets a ``dns.Resolver``: each new connection dials the
+    name's current addresses in order (pyroute.proxy.dns); nothing is looked up here, so a
+    configuration never depends on DNS. ``prefetch``: start each name's first lookup when its
+    pool is made (the worker); the master's validation and ``pyroute check`` leave it off.
+    ``lookup``: the resolver's lookup function (default getaddrinfo)."""
+
+    def __init__(self, prefetch=False, lookup=None):
         self.pools = {}
+        self.prefetch = prefetch
+        self.lookup = lookup
 
     def get(self, host, port, transport, tls=None):
-        """``tls``: None for http, else (key, ssl.SSLContext, server name) for https."""
+        """``tls``: None for http, else (key, ssl.SSLContext, server name[, verify]) for
+        https (``verify``: a check of the peer after the handshake, or None)."""
         key = (host, port) + transport + ((tls[0], tls[2]) if tls else ())
         pool = self.pools.get(key)
         if pool is None:
+            resolver = None
             try:
-                infos = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
-            except socket.gaierror as e:
-                raise ValueError("cannot resolve %s: %s" % (host, e)) from None
-            family, _, _, _, addr = infos[0]
+                ip = ipaddress.ip_address(host)
+                family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
+                addr = (host, port, 0, 0) if ip.version == 6 else (host, port)
+            except ValueError:
+                from .dns import Resolver
+                resolver = Resolver(host, port, self.lookup, prefetch=self.prefetch)
+                family, addr = socket.AF_INET, None
             max_idle, dial, header, idle = transport
             pool = Pool(addr, family, max_idle, dial, header, idle, "%s:%d" % (host, port),
-                        tls[1] if tls else None, tls[2] if tls else None)
+                        tls[1] if tls else None, tls[2] if tls else None, resolver,
+                        tls[3] if tls and len(tls) > 3 else None)
             self.pools[key] = pool
         return pool
 
@@ -346,15 +360,24 @@ def _dur(value, default):
 
 
 def _client_tls(dynamic, name, host):
-    """(key, SSLContext, server name) for https servers, from the ServersTransport: serverName,
-    insecureSkipVerify, rootCAs (PEM), certificates (client cert + key, PEM). Without a
-    transport: verified against the system's roots, server name = the URL's host (Traefik)."""
+    """(key, SSLContext, server name, verify) for https servers, from the ServersTransport:
+    serverName, insecureSkipVerify, rootCAs (PEM), certificates (client cert + key, PEM),
+    minVersion / maxVersion / cipherSuites (Go's names, as TLSOption's), peerCertURI.
+    Without a transport: verified against the system's roots, server name = the URL's host
+    (Traefik). ``verify``: None, or the peerCertURI check run after the handshake. Raises
+    ValueError for what pyroute cannot honour (spiffe): never a weaker check than asked."""
     import ssl
     import tempfile
     st = {}
     if name:
         transports = dynamic.get("http", {}).get("serversTransports", {})
         st = transports.get(qualified(name)) or transports.get(name) or {}
+    if st.get("spiffe") is not None:
+        # Traefik: "SPIFFE is enabled for this transport, but not configured" without a
+        # SPIFFE workload API (static spiffe.workloadAPIAddr); pyroute has no client for it
+        raise ValueError("serversTransport %s: spiffe needs a SPIFFE workload API, which "
+                         "pyroute does not support; the service is not served rather than "
+                         "served without the SPIFFE check" % name)
     if st.get("disableHTTP2") is False:
         pass  # HTTP/2 to backends does not exist in pyroute yet: HTTP/1.1 over TLS either way
     ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
@@ -365,9 +388,59 @@ def _client_tls(dynamic, name, host):
         ctx.set_alpn_protocols(["http/1.1"])
         for pem in roots:
             ctx.load_verify_locations(cadata=pem if isinstance(pem, str) else pem.decode())
-    if st.get("insecureSkipVerify"):
+    uri = st.get("peerCertURI") or ""
+    verify = None
+    if uri:
+        # Traefik (VerifyPeerCertificate): the chain is verified against rootCAs (the
+        # system's without), the host name is not, and a URI SAN must equal peerCertURI;
+        # insecureSkipVerify does not lift that check
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        verify = _peer_uri_check(uri)
+    elif st.get("insecureSkipVerify"):
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
+    versions = {"VersionTLS10": ssl.TLSVersion.TLSv1, "VersionTLS11": ssl.TLSVersion.TLSv1_1,
+                "VersionTLS12": ssl.TLSVersion.TLSv1_2, "VersionTLS13": ssl.TLSVersion.TLSv1_3}
+    for field in ("minVersion", "maxVersion"):
+        value = st.get(field)
+        if value in (None, ""):
+            continue
+        if value not in versions:
+            raise ValueError("serversTransport %s: %s: unknown TLS version %r (expected one of "
+                             "%s)" % (name, field, value, ", ".join(versions)))
+        try:
+            if field == "minVersion":
+                ctx.minimum_version = versions[value]
+            else:
+                ctx.maximum_version = versions[value]
+        except ValueError as e:
+            raise ValueError("serversTransport %s: %s %s: %s" % (name, field, value, e)) \
+                from None
+    if ctx.maximum_version != ssl.TLSVersion.MAXIMUM_SUPPORTED and \
+            ctx.minimum_version != ssl.TLSVersion.MINIMUM_SUPPORTED and \
+            ctx.maximum_version < ctx.minimum_version:
+        raise ValueError("serversTransport %s: maxVersion is below minVersion" % name)
+    suites = st.get("cipherSuites")
+    if suites:
+        names = []
+        for suite in suites:
+            if suite not in tls.CIPHER_SUITES:
+                raise ValueError("serversTransport %s: cipherSuites: invalid CipherSuite: %s"
+                                 % (name, suite))
+            ossl = tls.CIPHER_SUITES[suite]
+            if ossl is not None and ossl not in names:
+                names.append(ossl)
+        if names:
+            try:
+                ctx.set_ciphers(":".join(names))
+            except ssl.SSLError:
+                raise ValueError("serversTransport %s: cipherSuites: none of %s is available "
+                                 "in this OpenSSL build" % (name, ", ".join(suites))) from None
+        else:
+            # only TLS 1.3 suites named (Go ignores those: not configurable): TLS 1.2 and
+            # below would have no suite at all, so only TLS 1.3 can be negotiated
+            ctx.minimum_version = ssl.TLSVersion.TLSv1_3
     for cert in st.get("certificates") or []:
         # ssl loads client certificates from files only: a private temporary file, removed
         # as soon as it is read
@@ -378,7 +451,20 @@ def _client_tls(dynamic, name, host):
     server_name = st.get("serverName") or host
     # the pool key changes with the transport's content, so a reload with new CAs or
     # certificates never reuses connections (or a context) made with the old ones
-    return ((name or "", repr(sorted(st.items()))), ctx, server_name)
+    return ((name or "", repr(sorted(st.items()))), ctx, server_name, verify)
+
+
+def _peer_uri_check(uri):
+    """The peerCertURI check: the verified peer certificate has ``uri`` among its URI SANs
+    (Traefik verifyServerCertMatchesURI: an exact match)."""
+    def verify(sock):
+        try:
+            cert = sock.getpeercert()
+        except (ValueError, OSError):
+            return False
+        return any(kind == "URI" and value == uri
+                   for kind, value in (cert or {}).get("subjectAltName", ()))
+    return verify
 
 
 def _transport(dynamic, name):
@@ -443,9 +529,12 @@ class Compiler:
         if spec.get("status") == "disabled":
             raise ValueError("service %s is disabled" % key)
         if "loadBalancer" in spec:
-            if allow_empty and not spec["loadBalancer"].get("servers"):
-                return Unavailable()     # not cached: a router using it directly still errs
-            svc = self._load_balancer(key, spec["loadBalancer"])
+            if not spec["loadBalancer"].get("servers"):
+                # a Service without endpoints, kept by allowEmptyServices (the manifests layer
+                # refuses it otherwise): Traefik's load balancer has no server to pick, 503
+                svc = Unavailable()
+            else:
+                svc = self._load_balancer(key, spec["loadBalancer"])
         elif "weighted" in spec:
             w = spec["weighted"]
             children, weights, names = [], [], []
@@ -527,7 +616,14 @@ class Compiler:
         servers, weights, urls = [], [], []
         transport = _transport(self.dynamic, lb.get("serversTransport"))
         pass_host = lb.get("passHostHeader", True)
+        strategy = (lb.get("strategy") or "wrr").lower()
+        sticky_lb = (lb.get("sticky") or {}).get("cookie") is not None
         for s in lb.get("servers") or []:
+            if s.get("fenced") and (strategy not in ("wrr", "roundrobin", "") or
+                                    lb.get("healthCheck") is not None or not sticky_lb):
+                # a terminating-but-serving endpoint (Traefik v3.7 fenced server) receives
+                # sticky traffic only: without a WRR sticky cookie to reach it, none at all
+                continue
             url = s.get("url") or ""
             parts = urlsplit(url)
             if parts.scheme == "h2c":
@@ -546,12 +642,14 @@ class Compiler:
             port = parts.port or (443 if parts.scheme == "https" else 80)
             pool = self.pools.get(parts.hostname, port, transport, tls)
             servers.append(Server(url, pool, parts.netloc.encode(), pass_host))
-            weights.append(s.get("weight", 1))
+            # fenced: out of the WRR rotation (weight 0 is never picked), its sticky cookie
+            # still reaches it (Traefik's WRR keeps fenced servers for sticky sessions)
+            weights.append(0 if s.get("fenced") else s.get("weight", 1))
             urls.append(url)
         if not servers:
-            raise ValueError("service %s has no servers" % key)
+            # every endpoint is terminating: nothing takes new requests (503)
+            return Unavailable()
         sticky, cookies = _sticky(lb.get("sticky"), key, urls)
-        strategy = (lb.get("strategy") or "wrr").lower()
         hc = lb.get("healthCheck")
         if hc is not None:
             if hc.get("mode") == "grpc":

@@ -26,15 +26,14 @@ def add_arguments(parser):
 def load_config(static_path, paths):
     """Load and compile-check a configuration; raises ConfigError when it cannot serve."""
     from ..manifests import load
-    from ..proxy.snapshot import Pools, compile_config
     from ..static import load_static
+    from ..verdict import verdict
     static = load_static(static_path)
     config = load(paths, static)
-    # compiling here (route tables, middlewares, services) validates what workers will build
-    snap = compile_config(config, Pools())
-    config = dataclasses.replace(config, errors=tuple(config.errors) + tuple(snap.errors),
-                                 router_sources={})
-    return config
+    # compiling here (route tables, middlewares, services) validates what workers will build;
+    # the routers it cannot build are marked disabled, with the errors `pyroute check` prints
+    config, _ = verdict(config)
+    return dataclasses.replace(config, router_sources={})
 
 
 def describe(config):

@@ -153,7 +153,7 @@ class Worker:
     def __init__(self, config, pipe, index, down=()):
         self.index = index
         self.loop = Loop()
-        self.env = Env(self.loop, Pools())
+        self.env = Env(self.loop, Pools(prefetch=True))
         self.pipe = pipe
         self.listeners = []
         self.entry_points = {name: EntryPointRuntime(ep) for name, ep in
