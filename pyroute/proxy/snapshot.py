@@ -368,6 +368,7 @@ def _client_tls(dynamic, name, host):
     ValueError for what pyroute cannot honour (spiffe): never a weaker check than asked."""
     import ssl
     import tempfile
+    import warnings
     st = {}
     if name:
         transports = dynamic.get("http", {}).get("serversTransports", {})
@@ -410,10 +411,12 @@ def _client_tls(dynamic, name, host):
             raise ValueError("serversTransport %s: %s: unknown TLS version %r (expected one of "
                              "%s)" % (name, field, value, ", ".join(versions)))
         try:
-            if field == "minVersion":
-                ctx.minimum_version = versions[value]
-            else:
-                ctx.maximum_version = versions[value]
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)   # TLS 1.0/1.1: asked for
+                if field == "minVersion":
+                    ctx.minimum_version = versions[value]
+                else:
+                    ctx.maximum_version = versions[value]
         except ValueError as e:
             raise ValueError("serversTransport %s: %s %s: %s" % (name, field, value, e)) \
                 from None
@@ -714,6 +717,9 @@ def compile_config(config, pools, route_table_factory=None, server_name=None):
                 # (Traefik's buildHTTPHandler: ChildRefs first)
                 route = Route(rname, chain, None, server_name, tls_router,
                               children=layers.table(rname, chain, tls_router, (rname,)))
+            elif router.get("service") is None:
+                # Traefik: "the service is missing on the router" (no children either)
+                raise ValueError("the router has no service")
             else:
                 route = Route(rname, chain, comp.service(router["service"]), server_name,
                               tls_router)
