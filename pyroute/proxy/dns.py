@@ -49,10 +49,10 @@ class Resolver:
     __slots__ = ("host", "port", "ttl", "lookup", "addrs", "expires", "_pid", "_busy",
                  "_first", "_lock")
 
-    def __init__(self, host, port, lookup=None, ttl=TTL, prefetch=False):
+    def __init__(self, host, port, lookup=None, ttl=None, prefetch=False):
         self.host = host
         self.port = port
-        self.ttl = ttl
+        self.ttl = TTL if ttl is None else ttl
         self.lookup = lookup or _lookup
         self.addrs = None          # None: never answered yet
         self.expires = 0.0
@@ -83,14 +83,15 @@ class Resolver:
                          daemon=True).start()
 
     def _run(self):
+        addrs, ttl = [], FAILED_TTL
         try:
-            addrs = self.lookup(self.host, self.port)
+            addrs = list(self.lookup(self.host, self.port))
             ttl = self.ttl
-        except (OSError, UnicodeError):
-            addrs = []
-            ttl = FAILED_TTL
-        self.addrs = list(addrs)             # one reference swap: the loop sees old or new
-        self.expires = time.monotonic() + ttl
-        with self._lock:
-            self._busy = False
-        self._first.set()
+        except Exception:       # gaierror, a bad name, a failing hook: no address (502)
+            pass
+        finally:
+            self.addrs = addrs               # one reference swap: the loop sees old or new
+            self.expires = time.monotonic() + ttl
+            with self._lock:
+                self._busy = False
+            self._first.set()
