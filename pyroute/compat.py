@@ -139,6 +139,9 @@ ROWS = (
     ("Middleware", "spec", SUPPORTED, ""),
 )
 
+# Ignored fields whose warning another module already gives, with more detail (pyroute.tls).
+WARNED_ELSEWHERE = {("TLSStore", "spec.defaultGeneratedCert")}
+
 # Traefik kinds pyroute does not serve: each object is dropped with a warning naming it.
 IGNORED_KINDS = {
     "IngressRouteTCP": "TCP routing is not implemented",
@@ -278,8 +281,9 @@ def table():
             if kind == "Middleware" and path.startswith("spec.headers.") and \
                     path.count(".") > 2:
                 continue
-            st, note, _ = status(kind, path, rows)
-            out.append((kind, path, st, note))
+            st, note, pattern = status(kind, path, rows)
+            # a note is written once, on the row that sets the status
+            out.append((kind, path, st, note if pattern == path else ""))
     for kind, note in IGNORED_KINDS.items():
         out.append((kind, "(any)", IGNORED, note))
     for key, value in sorted(static_keys().items()):
@@ -319,7 +323,8 @@ def object_warnings(obj):
                 p = "%s.%s" % (path, k)
                 rp = real + (k,)
                 st, note, pattern = status(obj.kind, p, rows)
-                if st == IGNORED and not _unset(v):
+                if st == IGNORED and not _unset(v) and \
+                        (obj.kind, pattern) not in WARNED_ELSEWHERE:
                     if (pattern, rp) not in seen:
                         seen.add((pattern, rp))
                         out.append(obj.error("%s is not applied by pyroute (ignored): %s"
@@ -406,15 +411,19 @@ def used_fields(paths, static):
     from .manifests.source import read_paths
     rows = _table()
     counts = {}
-    objects, _, _ = read_paths(list(paths), skip=(getattr(static, "source", None),))
+    crd = getattr(static, "providers_crd", None)
+    paths = list(getattr(crd, "paths", ()) or ()) + [p for p in paths]
+    objects, _, _ = read_paths(paths, skip=(getattr(static, "source", None),))
     for obj in objects:
         if obj.kind not in KINDS_WITH_SCHEMAS:
             continue
         used = []
         _used_paths(obj.spec if isinstance(obj.spec, dict) else {}, "spec", used)
+        keys = set()
         for path in used:
             st, note, pattern = status(obj.kind, path, rows)
-            key = (obj.kind, pattern or path, st, note)
+            keys.add((obj.kind, pattern or path, st, note))
+        for key in keys:          # counted once per object
             counts[key] = counts.get(key, 0) + 1
     path = getattr(static, "source", None)
     if path and os.path.isfile(path):
@@ -422,10 +431,12 @@ def used_fields(paths, static):
         with open(path) as f:
             data = yaml.safe_load(f)
         keys = static_keys()
-        for key in static_used_keys(data):
+        used = static_used_keys(data)
+        for key in used:
             st, note, pattern = static_status(key, keys)
-            k = ("static", pattern or key, st, note)
-            counts[k] = counts.get(k, 0) + 1
+            if st is None and any(u.startswith(key + ".") for u in used):
+                continue          # a section (entryPoints, log): its keys are listed
+            counts[("static", pattern or key, st, note)] = 1
     return [k + (n,) for k, n in counts.items()]
 
 
