@@ -464,6 +464,16 @@ def render_markdown():
              "(`check` and `run` give the same verdict).",
              "",
              "`pyroute check --compat FILES` prints the status of the fields your files use.",
+             "",
+             "## One verdict",
+             "",
+             "`pyroute check`, `pyroute explain` and `pyroute run` judge a configuration the "
+             "same way: `check` and `explain` compile it with the compiler `run` serves with "
+             "(`pyroute/verdict.py`), so every router `run` would disable (a refused field "
+             "below, an unknown middleware kind, a service kind, strategy or scheme pyroute "
+             "lacks) is an error of `check` naming the file, line, IngressRoute and route "
+             "field, is shown disabled by `check --dump`, and is shown disabled with that "
+             "reason by `explain` (which never simulates it).",
              ""]
     current = None
     for kind, field, st, note in table():
