@@ -259,20 +259,24 @@ spec:
     - match: Host(`plain.test`)
       kind: Rule
       services: [{name: app, port: 80}]
+    - match: Host(`p2c.test`)
+      kind: Rule
+      services: [{name: app, port: 80, strategy: p2c, sticky: {cookie: {name: s}}}]
 """ % (ready.port, fenced.port)
     proxy = Pyroute(tmp_path, m)
     try:
         proxy.start()
-        for host in ("plain.test", "sticky.test"):
+        for host in ("plain.test", "sticky.test", "p2c.test"):
             for _ in range(6):
                 status, headers, body = get(proxy.port, "/", host)
                 assert status == 200
                 assert json.loads(body)["backend"] == "ready", host   # never a new session
         # an existing session on the terminating endpoint keeps reaching it
         cookie = "s=%s" % sticky_value("http://127.0.0.2:%d" % fenced.port)
-        status, _, body = request(proxy.port, (
-            "GET / HTTP/1.1\r\nHost: sticky.test\r\nCookie: %s\r\n\r\n" % cookie).encode())
-        assert status == 200 and json.loads(body)["backend"] == "fenced"
+        for host in ("sticky.test", "p2c.test"):
+            status, _, body = request(proxy.port, (
+                "GET / HTTP/1.1\r\nHost: %s\r\nCookie: %s\r\n\r\n" % (host, cookie)).encode())
+            assert status == 200 and json.loads(body)["backend"] == "fenced", host
     finally:
         proxy.stop()
         ready.close()

@@ -214,15 +214,17 @@ class ServicesMixin:
                 continue
             for ep in es.get("endpoints") or ():
                 cond = ep.get("conditions") or {}
-                # Traefik k8s.EndpointServing: ready || serving (an unset condition is false).
-                if not (cond.get("ready") is True or cond.get("serving") is True):
+                # Traefik v3.7 (crd loadServers): the Serving condition decides, an unset one
+                # meaning true (the Kubernetes API's reading); a terminating endpoint that
+                # still serves is a fenced server (sticky traffic only).
+                if cond.get("serving") is False:
                     continue
                 for address in ep.get("addresses") or ():
                     if address in seen:
                         continue
                     seen.add(address)
                     server = {"url": "%s://%s" % (protocol, join_host_port(address, port))}
-                    if cond.get("terminating") is True and cond.get("serving") is True:
+                    if cond.get("terminating") is True:
                         server["fenced"] = True
                     servers.append(server)
         if not servers and not self.crd.allow_empty_services:

@@ -44,14 +44,20 @@ class Server(ServerTarget):
 class LoadBalancer:
     """A loadBalancer service: WRR (Traefik's default) or p2c over its servers (``strategy:
     hrw`` is ``HighestRandomWeight``)."""
-    __slots__ = ("servers", "wrr", "p2c", "sticky", "set_cookies", "single")
+    __slots__ = ("servers", "wrr", "p2c", "sticky", "set_cookies", "single", "p2c_up")
 
-    def __init__(self, servers, weights, strategy, sticky, set_cookies):
+    def __init__(self, servers, weights, strategy, sticky, set_cookies, fenced=()):
         self.servers = servers
         self.wrr = WRR(weights) if strategy != "p2c" else None
         self.p2c = P2C(len(servers)) if strategy == "p2c" else None
         self.sticky = sticky
         self.set_cookies = set_cookies
+        # fenced servers (terminating endpoints): sticky sessions only. WRR: weight 0 (never
+        # picked); p2c: marked down, picks skip them
+        self.p2c_up = bool(fenced) and self.p2c is not None
+        if self.p2c_up:
+            for i in fenced:
+                self.p2c.set_up(i, False)
         # one server, no stickiness, no p2c bookkeeping: pick is a constant
         self.single = servers[0] if (len(servers) == 1 and weights[0] != 0 and sticky is None
                                      and self.p2c is None) else None
@@ -68,7 +74,9 @@ class LoadBalancer:
                     conn.resp_extra = (conn.resp_extra or []) + [self.set_cookies[i]]
         if i < 0:
             if self.p2c is not None:
-                i = self.p2c.next()
+                i = self.p2c.next_up() if self.p2c_up else self.p2c.next()
+                if i < 0:
+                    return None
                 conn.service = self
             else:
                 i = self.wrr.next()
@@ -621,12 +629,17 @@ class Compiler:
         pass_host = lb.get("passHostHeader", True)
         strategy = (lb.get("strategy") or "wrr").lower()
         sticky_lb = (lb.get("sticky") or {}).get("cookie") is not None
+        fenced = []
         for s in lb.get("servers") or []:
-            if s.get("fenced") and (strategy not in ("wrr", "roundrobin", "") or
-                                    lb.get("healthCheck") is not None or not sticky_lb):
-                # a terminating-but-serving endpoint (Traefik v3.7 fenced server) receives
-                # sticky traffic only: without a WRR sticky cookie to reach it, none at all
+            if s.get("fenced") and (not sticky_lb or strategy == "hrw" or (
+                    strategy == "p2c" and lb.get("healthCheck") is not None)):
+                # a terminating endpoint (Traefik v3.7 fenced server) receives sticky traffic
+                # only: without a sticky cookie to reach it (hrw has none), none at all.
+                # (p2c with health checks: left out too, a deviation: Traefik keeps it for
+                # its sticky sessions)
                 continue
+            if s.get("fenced"):
+                fenced.append(len(servers))
             url = s.get("url") or ""
             parts = urlsplit(url)
             if parts.scheme == "h2c":
@@ -676,7 +689,7 @@ class Compiler:
         if strategy not in ("wrr", "p2c", "roundrobin", ""):
             raise ValueError("load-balancing strategy %r is not supported yet" % strategy)
         return LoadBalancer(servers, weights, "p2c" if strategy == "p2c" else "wrr", sticky,
-                            cookies)
+                            cookies, fenced)
 
     def middleware(self, name):
         key = qualified(name)
