@@ -87,10 +87,12 @@ endpoints: [{addresses: ["%s"], conditions: {ready: true}}]
 
 
 def transport(name, **fields):
+    fields.setdefault("rootCAsSecrets", ["ca"])
+    if not fields["rootCAsSecrets"]:
+        del fields["rootCAsSecrets"]
     body = "".join("  %s: %s\n" % (k, json.dumps(v)) for k, v in fields.items())
     return ("---\napiVersion: traefik.io/v1alpha1\nkind: ServersTransport\n"
-            "metadata: {name: %s, namespace: default}\nspec:\n  rootCAsSecrets: [ca]\n%s"
-            % (name, body))
+            "metadata: {name: %s, namespace: default}\nspec:\n%s" % (name, body))
 
 
 def route(host, service, port, st):
@@ -120,7 +122,14 @@ def test_servers_transport_tls_fields(tmp_path):
     m += transport("uri-other", peerCertURI="spiffe://example.org/other")
     m += transport("uri-other-insecure", peerCertURI="spiffe://example.org/other",
                    insecureSkipVerify=True)
-    m += transport("min13", minVersion="VersionTLS13")
+    m += transport("uri-ok-wrong-name", peerCertURI="spiffe://example.org/app",
+                   serverName="wrong.internal")
+    m += transport("uri-ok-insecure", peerCertURI="spiffe://EXAMPLE.org/app",
+                   serverName="wrong.internal", insecureSkipVerify=True)
+    m += transport("uri-ok-insecure-other-ca", peerCertURI="spiffe://example.org/app",
+                   insecureSkipVerify=True, rootCAsSecrets=[])
+    # Traefik refuses a minVersion without a maxVersion (it compares it with 0)
+    m += transport("min13", minVersion="VersionTLS13", maxVersion="VersionTLS13")
     m += transport("max12", maxVersion="VersionTLS12")
     m += transport("c128", cipherSuites=["TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"])
     m += transport("c256", cipherSuites=["TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384"])
@@ -129,6 +138,9 @@ def test_servers_transport_tls_fields(tmp_path):
     m += route("uri-ok.test", "any", 443, "uri-ok")
     m += route("uri-other.test", "any", 443, "uri-other")
     m += route("uri-insecure.test", "any", 443, "uri-other-insecure")
+    m += route("uri-wrong-name.test", "any", 443, "uri-ok-wrong-name")
+    m += route("uri-ok-insecure.test", "any", 443, "uri-ok-insecure")
+    m += route("uri-insecure-no-ca.test", "any", 443, "uri-ok-insecure-other-ca")
     m += route("min13-vs-12.test", "tls12", 443, "min13")
     m += route("min13-vs-any.test", "any", 443, "min13")
     m += route("max12-vs-13.test", "tls13", 443, "max12")
@@ -139,13 +151,16 @@ def test_servers_transport_tls_fields(tmp_path):
     try:
         proxy.start()
         ok = {"uri-ok.test": "any", "min13-vs-any.test": "any", "max12-vs-12.test": "tls12",
-              "c256.test": "aes256"}
+              "c256.test": "aes256", "uri-ok-insecure.test": "any"}
         for host, name in ok.items():
             status, _, body = get(proxy.port, "/", host)
             assert status == 200, (host, status, body, proxy.output()[-3000:])
             assert json.loads(body)["backend"] == name
         backends = {"any": any_tls, "tls12": tls12, "tls13": tls13, "aes256": aes256}
+        # peerCertURI adds to the host name check (without insecureSkipVerify) and keeps the
+        # chain check (with it: the system's roots do not vouch for the test CA)
         for host, name in (("uri-other.test", "any"), ("uri-insecure.test", "any"),
+                           ("uri-wrong-name.test", "any"), ("uri-insecure-no-ca.test", "any"),
                            ("min13-vs-12.test", "tls12"), ("max12-vs-13.test", "tls13"),
                            ("c128.test", "aes256")):
             before = len(backends[name].requests)

@@ -81,6 +81,10 @@ DISABLING = {
                                 kind=", scheme: https, serversTransport: tv") +
     "---\napiVersion: traefik.io/v1alpha1\nkind: ServersTransport\nmetadata: {name: tv}\n"
     "spec:\n  minVersion: VersionTLS12\n  maxVersion: VersionTLS11\n",
+    "transport-min-only": _route("tm", "Host(`tm.example`)",
+                                 kind=", scheme: https, serversTransport: tm") +
+    "---\napiVersion: traefik.io/v1alpha1\nkind: ServersTransport\nmetadata: {name: tm}\n"
+    "spec:\n  minVersion: VersionTLS12\n",
     "transport-cipher": _route("tc", "Host(`tc.example`)",
                                kind=", scheme: https, serversTransport: tc") +
     "---\napiVersion: traefik.io/v1alpha1\nkind: ServersTransport\nmetadata: {name: tc}\n"

@@ -399,16 +399,15 @@ def _client_tls(dynamic, name, host):
             ctx.load_verify_locations(cadata=pem if isinstance(pem, str) else pem.decode())
     uri = st.get("peerCertURI") or ""
     verify = None
-    if uri:
-        # Traefik (VerifyPeerCertificate): the chain is verified against rootCAs (the
-        # system's without), the host name is not, and a URI SAN must equal peerCertURI;
-        # insecureSkipVerify does not lift that check
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_REQUIRED
-        verify = _peer_uri_check(uri)
-    elif st.get("insecureSkipVerify"):
+    if st.get("insecureSkipVerify"):
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
+    if uri:
+        # Traefik (VerifyPeerCertificate, run after Go's own verification): a URI SAN must
+        # equal peerCertURI, and the chain is verified against rootCAs (the system's
+        # without) even under insecureSkipVerify, which then only lifts the host name check
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        verify = _peer_uri_check(uri)
     versions = {"VersionTLS10": ssl.TLSVersion.TLSv1, "VersionTLS11": ssl.TLSVersion.TLSv1_1,
                 "VersionTLS12": ssl.TLSVersion.TLSv1_2, "VersionTLS13": ssl.TLSVersion.TLSv1_3}
     for field in ("minVersion", "maxVersion"):
@@ -428,10 +427,16 @@ def _client_tls(dynamic, name, host):
         except ValueError as e:
             raise ValueError("serversTransport %s: %s %s: %s" % (name, field, value, e)) \
                 from None
-    if ctx.maximum_version != ssl.TLSVersion.MAXIMUM_SUPPORTED and \
-            ctx.minimum_version != ssl.TLSVersion.MINIMUM_SUPPORTED and \
-            ctx.maximum_version < ctx.minimum_version:
-        raise ValueError("serversTransport %s: maxVersion is below minVersion" % name)
+    order = list(versions)
+    low = order.index(st["minVersion"]) + 1 if st.get("minVersion") else 0
+    high = order.index(st["maxVersion"]) + 1 if st.get("maxVersion") else 0
+    if low > high:
+        # Traefik createTLSConfig compares the two values, an unset maxVersion being 0: it
+        # refuses a minVersion above maxVersion, and so a minVersion without a maxVersion
+        # (the transport is dropped and the services using it fail); so does pyroute
+        raise ValueError("serversTransport %s: TLS minimum version %s is above the maximum "
+                         "version %s (Traefik refuses a minVersion without a maxVersion too)"
+                         % (name, st["minVersion"], st.get("maxVersion") or '""'))
     suites = st.get("cipherSuites")
     if suites:
         names = []
@@ -473,7 +478,7 @@ def _peer_uri_check(uri):
             cert = sock.getpeercert()
         except (ValueError, OSError):
             return False
-        return any(kind == "URI" and value == uri
+        return any(kind == "URI" and value.lower() == uri.lower()       # strings.EqualFold
                    for kind, value in (cert or {}).get("subjectAltName", ()))
     return verify
 
@@ -626,6 +631,12 @@ class Compiler:
     def _load_balancer(self, key, lb):
         servers, weights, urls = [], [], []
         transport = _transport(self.dynamic, lb.get("serversTransport"))
+        if lb.get("serversTransport") and (lb["serversTransport"], None) not in self.tls_contexts:
+            # Traefik builds a transport's TLS settings whatever the servers' scheme: one it
+            # refuses (spiffe without a workload API, a bad version or suite) fails every
+            # service using it, http ones too
+            self.tls_contexts[(lb["serversTransport"], None)] = _client_tls(
+                self.dynamic, lb["serversTransport"], "")
         pass_host = lb.get("passHostHeader", True)
         strategy = (lb.get("strategy") or "wrr").lower()
         sticky_lb = (lb.get("sticky") or {}).get("cookie") is not None
