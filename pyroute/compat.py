@@ -106,9 +106,10 @@ ROWS = (
     ("ServersTransport", "spec.disableHTTP2", SUPPORTED,
      "pyroute always speaks HTTP/1.1 to backends"),
     ("ServersTransport", "spec.peerCertURI", SUPPORTED,
-     "chain verified, host name not, a URI SAN must equal it (else 502)"),
+     "a URI SAN must equal it, on top of the usual checks (else 502)"),
     ("ServersTransport", "spec.cipherSuites", SUPPORTED, "Go's names, as TLSOption's"),
-    ("ServersTransport", "spec.minVersion", SUPPORTED, ""),
+    ("ServersTransport", "spec.minVersion", SUPPORTED, "as Traefik, refused without a "
+                                                       "maxVersion"),
     ("ServersTransport", "spec.maxVersion", SUPPORTED, ""),
     ("ServersTransport", "spec.spiffe", REFUSED,
      "needs a SPIFFE workload API: the services using the transport are refused"),
