@@ -6,6 +6,7 @@ import json
 import ssl
 import subprocess
 import sys
+import time
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -296,3 +297,42 @@ spec:
         proxy.stop()
         ready.close()
         fenced.close()
+
+
+def test_mirrors_to_an_external_name_are_resolved_per_connection(tmp_path):
+    main, copy = Backend("main"), Backend("copy")
+    m = EXTERNAL % ("main", "localhost", main.port) + EXTERNAL % ("copy", "localhost", copy.port)
+    m += """---
+apiVersion: traefik.io/v1alpha1
+kind: TraefikService
+metadata: {name: mirrored, namespace: default}
+spec:
+  mirroring:
+    name: main
+    port: %d
+    mirrors: [{name: copy, port: %d, percent: 100}]
+---
+apiVersion: traefik.io/v1alpha1
+kind: IngressRoute
+metadata: {name: r, namespace: default}
+spec:
+  entryPoints: [web]
+  routes:
+    - match: Host(`m.test`)
+      kind: Rule
+      services: [{name: mirrored, kind: TraefikService}]
+""" % (main.port, copy.port)
+    proxy = Pyroute(tmp_path, m)
+    proxy.static.write_text(static_yaml(proxy.port) + PROVIDERS)
+    try:
+        proxy.start()
+        status, _, body = get(proxy.port, "/m", "m.test")
+        assert status == 200 and json.loads(body)["backend"] == "main", proxy.output()[-2000:]
+        end = time.time() + 5
+        while not copy.requests and time.time() < end:
+            time.sleep(0.05)
+        assert [r[1] for r in copy.requests] == ["/m"]
+    finally:
+        proxy.stop()
+        main.close()
+        copy.close()

@@ -142,7 +142,7 @@ class MirrorConn:
     context and server name), send, read the answer until the backend closes."""
 
     __slots__ = ("loop", "sock", "fd", "out", "deadline", "closed", "connected", "ssl_ctx",
-                 "server_hostname", "handshaking")
+                 "server_hostname", "handshaking", "verify")
 
     def __init__(self, loop, pool, data):
         self.loop = loop
@@ -152,14 +152,24 @@ class MirrorConn:
         self.handshaking = False
         self.ssl_ctx = pool.ssl_ctx
         self.server_hostname = pool.server_hostname
-        sock = socket.socket(pool.family, socket.SOCK_STREAM)
+        self.verify = pool.verify                 # peerCertURI, checked after the handshake
+        family, addr = pool.family, pool.addr
+        if pool.resolver is not None:
+            # a host name: its first current address (pyroute.proxy.dns; a mirror is
+            # best effort, the other addresses are not tried); none: dropped
+            addrs = pool.resolver.addresses()
+            family, addr = addrs[0] if addrs else (socket.AF_INET, None)
+        sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setblocking(False)
         self.sock = sock
         self.fd = sock.fileno()
-        sock.connect_ex(pool.addr)
+        if addr is not None:
+            sock.connect_ex(addr)
         loop.register(self.fd, EPOLLOUT, self)
         self.deadline = loop.now + MIRROR_TIMEOUT
         loop.timed.add(self)
+        if addr is None:
+            self.abort()              # the name has no address: the mirror is dropped
 
     def on_event(self, ev):
         if not self.connected:
@@ -204,6 +214,8 @@ class MirrorConn:
             self.loop.modify(self.fd, EPOLLOUT)
             return False
         self.handshaking = False
+        if self.verify is not None and not self.verify(self.sock):
+            raise OSError("the backend's certificate lacks the peerCertURI")   # -> abort
         self.loop.modify(self.fd, EPOLLOUT)
         return True
 
