@@ -310,20 +310,30 @@ def _unset(value):
     return value is None or value == {} or value == [] or value == ""
 
 
+_status_cache = {}      # (kind, field path) -> status(): paths are the schemas', so bounded
+
+
 def object_warnings(obj):
     """Warnings (ConfigError) for the ignored fields a manifest object sets."""
     if obj.kind not in KINDS_WITH_SCHEMAS:
         return []
     rows = _table()
+    cache = _status_cache
     out = []
     seen = set()
+    kind = obj.kind
 
     def walk(value, path, real):
         if isinstance(value, dict):
             for k, v in value.items():
-                p = "%s.%s" % (path, k)
+                p = path + "." + k
                 rp = real + (k,)
-                st, note, pattern = status(obj.kind, p, rows)
+                hit = cache.get((kind, p))
+                if hit is None:
+                    hit = cache[(kind, p)] = status(kind, p, rows)
+                st, note, pattern = hit
+                if st == SUPPORTED and not isinstance(v, (dict, list)):
+                    continue
                 if st == IGNORED and not _unset(v) and \
                         (obj.kind, pattern) not in WARNED_ELSEWHERE:
                     if (pattern, rp) not in seen:
