@@ -20,6 +20,7 @@ import time
 
 from .health import HealthChecks
 from .log import log
+from .proctitle import set_title
 
 CRASH_WINDOW = 60.0      # seconds over which worker deaths count as a crash loop
 CRASH_LIMIT = 5          # deaths of one worker slot within CRASH_WINDOW -> give up on it
@@ -91,6 +92,7 @@ class Master:
                     signal.signal(sig, signal.SIG_DFL)
                 # Ctrl-C reaches the whole process group: the master turns it into SIGTERM.
                 signal.signal(signal.SIGINT, signal.SIG_IGN)
+                set_title("pyroute: worker %d" % slot.index, "pyroute-wrk%d" % slot.index)
                 # the servers health checks found down (inherited, like the config)
                 code = self.worker_main(self.config, child, slot.index, self.health.down())
             except BaseException as e:  # the worker must never take the master's path
@@ -191,6 +193,7 @@ class Master:
         self.pending_signals.append(signum)
 
     def run(self):
+        set_title("pyroute: master", "pyroute-master")
         sel = selectors.DefaultSelector()
         rsock, wsock = socket.socketpair()
         rsock.setblocking(False)
