@@ -12,7 +12,7 @@ import yaml
 
 from ..errors import ConfigError
 
-__all__ = ["K8sObject", "read_paths", "field_path", "KNOWN_KINDS"]
+__all__ = ["K8sObject", "read_paths", "field_path", "KNOWN_KINDS", "SourceError"]
 
 try:
     _Loader = yaml.CSafeLoader
@@ -165,6 +165,12 @@ def _check_expansion(node, budget):
     return aliased, size - distinct_bytes
 
 
+class SourceError(ConfigError):
+    """A manifest path that could not be read or parsed (missing, unreadable, invalid YAML, over
+    the expansion limits): its objects are unknown, not absent. A reload that meets one keeps
+    the previous configuration, as Traefik's file provider does."""
+
+
 class _Fallback(Exception):
     """The document uses a YAML feature the fast constructor leaves to PyYAML (merge keys...)."""
 
@@ -309,7 +315,7 @@ def _files(paths, errors):
         elif os.path.exists(path):
             yield path
         else:
-            errors.append(ConfigError("no such file or directory", file=path))
+            errors.append(SourceError("no such file or directory", file=path))
 
 
 def _read_file(path, errors, out):
@@ -317,7 +323,7 @@ def _read_file(path, errors, out):
         with open(path, "rb") as f:
             data = f.read()
     except OSError as e:
-        errors.append(ConfigError("cannot read: %s" % e.strerror, file=path))
+        errors.append(SourceError("cannot read: %s" % e.strerror, file=path))
         return
     _node_cache.pop(path, None)
     loader = _Loader(data)
@@ -334,7 +340,7 @@ def _read_file(path, errors, out):
                 try:
                     nodes, size = _check_expansion(node, budget)
                 except _Limit as e:
-                    errors.append(ConfigError("invalid YAML: %s" % e.args[0], file=path,
+                    errors.append(SourceError("invalid YAML: %s" % e.args[0], file=path,
                                               line=e.args[1] + 1))
                     return
                 budget = (budget[0] - nodes, budget[1] - size)
@@ -346,7 +352,7 @@ def _read_file(path, errors, out):
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
         problem = getattr(e, "problem", None) or str(e)
-        errors.append(ConfigError("invalid YAML: %s" % problem, file=path,
+        errors.append(SourceError("invalid YAML: %s" % problem, file=path,
                                   line=mark.line + 1 if mark else None))
     finally:
         loader.dispose()

@@ -40,6 +40,36 @@ class _Slot:
         self.given_up = False
 
 
+class _Load:
+    __slots__ = ("pid", "fd", "why", "chunks", "started")
+
+    def __init__(self, pid, fd, why):
+        self.pid = pid
+        self.fd = fd
+        self.why = why
+        self.chunks = []
+        self.started = time.monotonic()
+
+
+class _Refusal(Exception):
+    def __init__(self, message, level, errors):
+        super().__init__(message)
+        self.level = level
+        self.errors = errors
+
+
+def _log_errors(errors, level=None):
+    """Each configuration problem on its own line, as ``pyroute check`` prints it."""
+    from ..manifests.check import render
+    for e in errors:
+        try:
+            line = render(e)
+        except Exception:
+            line = str(e)
+        log(level or ("warn" if getattr(e, "severity", "error") == "warning" else "error"),
+            line)
+
+
 def send_config(sock, config):
     """Write one config message (used by the master; read by ``read_config``)."""
     data = pickle.dumps(config, protocol=pickle.HIGHEST_PROTOCOL)
@@ -71,6 +101,9 @@ class Master:
         self.pending_signals = []
         self.reload_at = 0.0
         self.exit_code = 0
+        self.sel = None
+        self.loading = None      # the reload being loaded in a child process (_Load)
+        self.load_again = None   # a reload asked for meanwhile: its trigger
         # active health checks: probed here, once for all workers (see pyroute.server.health)
         self.health = HealthChecks()
         self.health.configure(config)
@@ -87,6 +120,8 @@ class Master:
                 for other in self.slots:
                     if other.pipe is not None:
                         other.pipe.close()
+                if self.loading is not None:
+                    os.close(self.loading.fd)
                 signal.set_wakeup_fd(-1)
                 for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGCHLD, signal.SIGQUIT):
                     signal.signal(sig, signal.SIG_DFL)
@@ -145,21 +180,131 @@ class Master:
     # ---- config ---------------------------------------------------------------------
 
     def reload(self, why):
+        """Load and apply a new config in this process (blocking; the main loop uses
+        ``_start_load``, which loads in a child process)."""
         try:
             config = self.loader()
         except Exception as e:  # any failure refuses the new config, old one keeps serving
-            log("error", "configuration reload refused; keeping the previous one",
-                trigger=why, error=str(e))
+            self._refused(why, e)
             return False
-        config = self._keep_entry_points(config)
+        self._apply(config, why)
+        return True
+
+    def _refused(self, why, e):
+        level = getattr(e, "level", "error")
+        _log_errors(getattr(e, "errors", ()), level)
+        log(level, "configuration reload refused; keeping the previous one",
+            trigger=why, error=str(e))
+
+    def _apply(self, config, why, payload=None):
+        """Make ``config`` current; ``payload``: its pickle, when it arrived as one (sent to
+        the workers as is)."""
+        kept = self._keep_entry_points(config)
+        if kept is not config:
+            config, payload = kept, None
         self.config = config
         # health status first (servers that stay keep theirs), then the config it applies to
         self.health.configure(config)
         self.health.take_changes()
         self._send_all(("health", True, self.health.down()))
-        self._send_all(config)
+        if payload is None:
+            self._send_all(config)
+        else:
+            self._send_raw(struct.pack("!I", len(payload)) + payload)
+        _log_errors(getattr(config, "errors", ()))
         log("info", "configuration reloaded", trigger=why, summary=self.describe(config))
-        return True
+
+    # ---- loading off the supervision path ---------------------------------------------
+    # Loading and compile-checking a big configuration takes seconds (a 50 MB manifest: tens of
+    # seconds); the master's loop must keep reaping and restarting workers, probing health and
+    # answering signals meanwhile. A reload is loaded in a child process forked for it (the
+    # process image has no other thread, so fork is safe), which writes the pickled result on a
+    # pipe and exits; the loop reads the pipe between its other events. Reloads asked for while
+    # one loads are coalesced into one more after it.
+
+    def _start_load(self, why):
+        if self.loading is not None:
+            self.load_again = why
+            return
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the loader
+            code = 0
+            try:
+                os.close(r)
+                for slot in self.slots:
+                    if slot.pipe is not None:
+                        slot.pipe.close()   # a worker must see EOF when the master is gone
+                signal.set_wakeup_fd(-1)
+                for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
+                    signal.signal(sig, signal.SIG_DFL)
+                set_title("pyroute: loader", "pyroute-loader")
+                try:
+                    config = self.loader()
+                    out = b"C" + pickle.dumps(config, protocol=pickle.HIGHEST_PROTOCOL)
+                except Exception as e:
+                    errs = list(getattr(e, "errors", ()))
+                    out = b"E" + pickle.dumps((str(e), getattr(e, "level", "error"), errs),
+                                              protocol=pickle.HIGHEST_PROTOCOL)
+                view = memoryview(out)
+                while view:
+                    view = view[os.write(w, view):]
+            except BaseException:
+                code = 1
+            finally:
+                os._exit(code)
+        os.close(w)
+        os.set_blocking(r, False)
+        self.loading = _Load(pid, r, why)
+        self.sel.register(r, selectors.EVENT_READ, "loader")
+
+    def _on_loader(self):
+        load = self.loading
+        while True:
+            try:
+                chunk = os.read(load.fd, 1 << 20)
+            except BlockingIOError:
+                return
+            except OSError:
+                chunk = b""
+            if not chunk:
+                break
+            load.chunks.append(chunk)
+        self.sel.unregister(load.fd)
+        os.close(load.fd)
+        self.loading = None
+        data = b"".join(load.chunks)
+        load.chunks = []
+        took = "%.2fs" % (time.monotonic() - load.started)
+        if not self.stopping:
+            if data[:1] == b"C":
+                payload = data[1:]
+                try:
+                    config = pickle.loads(payload)
+                except Exception as e:
+                    log("error", "configuration reload refused; keeping the previous one",
+                        trigger=load.why, error="unreadable result from the loader: %r" % e)
+                else:
+                    log("debug", "configuration loaded", trigger=load.why, took=took)
+                    self._apply(config, load.why, payload)
+            elif data[:1] == b"E":
+                message, level, errs = pickle.loads(data[1:])
+                exc = _Refusal(message, level, errs)
+                self._refused(load.why, exc)
+            else:
+                log("error", "configuration reload refused; keeping the previous one",
+                    trigger=load.why, error="the loader process died")
+        if self.load_again and not self.stopping:
+            why, self.load_again = self.load_again, None
+            self._start_load(why)
+
+    def _send_raw(self, data):
+        for slot in self.slots:
+            if slot.pipe is not None:
+                try:
+                    slot.pipe.sendall(data)
+                except OSError:
+                    pass
 
     def _send_all(self, message):
         for slot in self.slots:
@@ -194,7 +339,7 @@ class Master:
 
     def run(self):
         set_title("pyroute: master", "pyroute-master")
-        sel = selectors.DefaultSelector()
+        sel = self.sel = selectors.DefaultSelector()
         rsock, wsock = socket.socketpair()
         rsock.setblocking(False)
         wsock.setblocking(False)
@@ -234,14 +379,17 @@ class Master:
                                 pass
                         except BlockingIOError:
                             pass
+                    elif key.data == "loader":
+                        self._on_loader()
                     elif key.data == "watch" and watcher.relevant():
+                        # settle: a reload once the writes have stopped for a moment
                         self.reload_at = time.monotonic() + RELOAD_DEBOUNCE
                 signals, self.pending_signals = self.pending_signals, []
                 for signum in signals:
                     if signum == signal.SIGCHLD:
                         self._reap()
                     elif signum == signal.SIGHUP and not self.stopping:
-                        self.reload("SIGHUP")
+                        self._start_load("SIGHUP")
                     elif signum in (signal.SIGTERM, signal.SIGINT):
                         self._stop(signum)
                 self._reap()
@@ -253,7 +401,7 @@ class Master:
                         self._send_all(("health", False, changes))
                 if self.reload_at and now >= self.reload_at and not self.stopping:
                     self.reload_at = 0.0
-                    self.reload("file change")
+                    self._start_load("file change")
                 if self.stopping:
                     if not any(s.pid for s in self.slots):
                         break
@@ -269,6 +417,11 @@ class Master:
             signal.set_wakeup_fd(-1)
             if watcher is not None:
                 watcher.close()
+            if self.loading is not None:
+                try:
+                    os.kill(self.loading.pid, signal.SIGKILL)
+                except OSError:
+                    pass
             self._kill_all(signal.SIGKILL)
             self._reap()
         return self.exit_code
