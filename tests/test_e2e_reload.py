@@ -116,10 +116,10 @@ def test_slow_in_place_writer_is_read_once_closed_with_requests_flowing(tmp_path
         for v in (1, 2, 3):
             text = manifests(be.port, v)
             with open(path, "w") as f:            # truncates: the file is empty now
-                for i in range(0, len(text), 200):
-                    f.write(text[i:i + 200])
+                for i in range(0, len(text), 300):
+                    f.write(text[i:i + 300])
                     f.flush()
-                    time.sleep(0.15)              # longer than the settle time
+                    time.sleep(0.4)               # longer than the settle time
             wait_version(proxy.port, v)
         time.sleep(0.3)
         load.stop()
@@ -142,6 +142,7 @@ def test_atomic_rename_configmap_swap_and_new_file_are_reloaded(tmp_path):
         d = cm / ("..2026_12_02_%02d" % stamp)
         d.mkdir()
         (d / "config.yaml").write_text(manifests(be.port, version))
+        time.sleep(0.5)                          # longer than the settle time
         tmp = cm / "..data_tmp"
         os.symlink(d.name, tmp)
         os.rename(tmp, cm / "..data")            # the atomic swap
