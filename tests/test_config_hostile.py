@@ -3,7 +3,6 @@
 The bomb runs in a subprocess under an RLIMIT_AS: a regression fails the test (MemoryError or
 a kill) instead of eating the machine.
 """
-import os
 import resource
 import subprocess
 import sys

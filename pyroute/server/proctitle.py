@@ -7,10 +7,7 @@
 import ctypes
 import ctypes.util
 
-try:
-    from setproctitle import setproctitle as _setproctitle
-except ImportError:  # a dependency; without it only comm changes
-    _setproctitle = None
+from setproctitle import setproctitle as _setproctitle   # a dependency (pyproject.toml)
 
 PR_SET_NAME = 15
 
@@ -23,12 +20,8 @@ except (OSError, AttributeError):
 
 def set_title(title, comm=None):
     """Name this process ``title`` (command line) and ``comm`` (default: ``title`` without the
-    ``pyroute: `` prefix, prefixed ``pyroute-``; cut to 15 bytes by the kernel)."""
-    if _setproctitle is not None:
-        try:
-            _setproctitle(title)
-        except Exception:
-            pass
+    ``pyroute: `` prefix and spaces, prefixed ``pyroute-``; the kernel keeps 15 bytes)."""
+    _setproctitle(title)
     if comm is None:
         comm = "pyroute-" + title.split(": ", 1)[-1].replace(" ", "")
     if _prctl is not None:
