@@ -77,14 +77,19 @@ DISABLING = {
     "spiffe": _route("sp", "Host(`sp.example`)", kind=", scheme: https, serversTransport: sp") +
     "---\napiVersion: traefik.io/v1alpha1\nkind: ServersTransport\nmetadata: {name: sp}\n"
     "spec:\n  spiffe: {ids: ['spiffe://example.org/app']}\n",
-    "transport-version": _route("tv", "Host(`tv.example`)",
-                                kind=", scheme: https, serversTransport: tv") +
-    "---\napiVersion: traefik.io/v1alpha1\nkind: ServersTransport\nmetadata: {name: tv}\n"
-    "spec:\n  minVersion: VersionTLS12\n  maxVersion: VersionTLS11\n",
     "transport-min-only": _route("tm", "Host(`tm.example`)",
                                  kind=", scheme: https, serversTransport: tm") +
     "---\napiVersion: traefik.io/v1alpha1\nkind: ServersTransport\nmetadata: {name: tm}\n"
     "spec:\n  minVersion: VersionTLS12\n",
+}
+
+# Refused by the compiler today; the provider layer may come to sanitise them first (as
+# Traefik's CRD provider does): compared for one verdict, not asserted disabled.
+TRANSPORT_SETS = {
+    "transport-version": _route("tv", "Host(`tv.example`)",
+                                kind=", scheme: https, serversTransport: tv") +
+    "---\napiVersion: traefik.io/v1alpha1\nkind: ServersTransport\nmetadata: {name: tv}\n"
+    "spec:\n  minVersion: VersionTLS12\n  maxVersion: VersionTLS11\n",
     "transport-cipher": _route("tc", "Host(`tc.example`)",
                                kind=", scheme: https, serversTransport: tc") +
     "---\napiVersion: traefik.io/v1alpha1\nkind: ServersTransport\nmetadata: {name: tc}\n"
@@ -112,6 +117,7 @@ def _test_yaml_strings():
 def _sets():
     sets = {"demo": None}
     sets.update({"disabling-" + k: BACKEND + v for k, v in DISABLING.items()})
+    sets.update({"disabling-" + k: BACKEND + v for k, v in TRANSPORT_SETS.items()})
     sets.update({"tests-" + k: BACKEND + "---\n" + v for k, v in _test_yaml_strings().items()})
     return sets
 
@@ -202,11 +208,14 @@ def test_each_disabling_reason_is_an_error_of_check(tmp_path, reason):
     disabled = [n for n, r in dynamic["http"]["routers"].items() if r["status"] == "disabled"]
     assert len(disabled) == 1, (disabled, err)
     assert dynamic["http"]["routers"][disabled[0]]["error"], dynamic
-    # file:line: IngressRoute ns/name: spec.routes[0].<field>: router ... disabled: reason
-    line = next(ln for ln in err.splitlines() if "disabled:" in ln and disabled[0] in ln)
-    assert line.startswith(os.path.join(path, "config.yaml") + ":"), line
-    assert ": IngressRoute default/" in line, line
-    assert "spec.routes[0].middlewares" in line or "spec.routes[0].services" in line, line
+    # file:line: IngressRoute ns/name: spec.routes[0].<field>: ... the reason
+    f = os.path.join(path, "config.yaml") + ":"
+    lines = [ln for ln in err.splitlines() if ln.startswith(f) and "warning:" not in ln and
+             ": IngressRoute default/" in ln and ("spec.routes[0].middlewares" in ln or
+                                                  "spec.routes[0].services" in ln)]
+    assert lines, err
+    line = lines[0]
+    assert int(line[len(f):].split(":")[0]) > 0, line
     assert "1 disabled" in err
 
 
