@@ -180,9 +180,15 @@ def _rows():
     rows = {}
     for kind, pattern, status, note in ROWS:
         rows[(kind, pattern)] = (status, note)
+    from .proxy import snapshot
+    # service-level middlewares: applied once the compiler wraps such services (``Chained``)
+    service_mw = ((SUPPORTED, "after the router's, as Traefik") if hasattr(snapshot, "Chained")
+                  else None)
     for kind, places in SERVICE_PLACES.items():
         for place in places:
             for sub, status, note in SERVICE_ROWS:
+                if sub == "middlewares" and service_mw is not None:
+                    status, note = service_mw
                 key = (kind, place + ("." + sub if sub else ""))
                 rows.setdefault(key, (status, note))
     from . import middlewares
