@@ -109,6 +109,7 @@ cdef class UpstreamConn:
     cdef public bint hup                  # the peer closed its side: read on until EOF
     cdef list addrs                       # the name's addresses when dialing one (Go's dialer)
     cdef int addr_index                   # the address being dialed
+    cdef double dial_deadline             # monotonic end of the whole dial; 0: none
     cdef Env env
     cdef void _dial(self) except *
     cdef void on_event_c(self, int ev) except *

@@ -342,8 +342,9 @@ cdef class UpstreamConn:
         self.events = 0       # registered once for everything (ET_EVENTS)
         self.addrs = pool.resolver.addresses() if pool.resolver is not None else None
         self.addr_index = 0
+        self.dial_deadline = loop.now + pool.dial_timeout if pool.dial_timeout else 0.0
+        self.deadline = self.dial_deadline
         self._dial()
-        self.deadline = loop.now + pool.dial_timeout if pool.dial_timeout else 0.0
         loop.timed.add(self)
 
     cdef void _dial(self) except *:
@@ -368,6 +369,14 @@ cdef class UpstreamConn:
             # which epoll delivers at once for a socket whose connect failed
             self.err = 0 if err in _CONNECT_OK else err
         self.loop.register(self.fd, ET_EVENTS, self)
+        if self.addrs is not None and self.dial_deadline:
+            # Go's dialSerial (partialDeadline): each address gets the time left shared by
+            # the addresses left, at least 2 s (or what is left, if less)
+            left = self.dial_deadline - self.loop.now
+            share = left / max(1, len(self.addrs) - self.addr_index)
+            if share < 2.0:
+                share = left if left < 2.0 else 2.0
+            self.deadline = self.loop.now + share
 
     def on_event(self, int ev):
         self.on_event_c(ev)
@@ -520,6 +529,14 @@ cdef class UpstreamConn:
     def on_timeout(self, now):
         cdef ClientConn client = self.client
         if self.connecting:
+            if (not self.handshaking and self.addrs is not None and
+                    self.addr_index + 1 < len(self.addrs) and now < self.dial_deadline):
+                # this address's share of the dial timeout is over: the next one (Go)
+                self.loop.unregister(self.fd)
+                self.sock.close()
+                self.addr_index += 1
+                self._dial()
+                return
             self.close()
             if client is not None:
                 client.on_upstream_error(self, 504)      # dial timeout

@@ -34,6 +34,7 @@ def _free_port_refusing(host="127.0.0.2"):
 
 def _dial(env, pool, timeout=5.0):
     """One new backend connection, the loop run until it connected or failed."""
+    env.loop.now = time.monotonic()
     up = UpstreamConn(env, pool)
     end = time.monotonic() + timeout
     while up.connecting and not up.closed and time.monotonic() < end:
@@ -41,6 +42,8 @@ def _dial(env, pool, timeout=5.0):
             handler = env.loop.handlers.get(fd)
             if handler is not None:
                 handler.on_event(ev)
+        env.loop.now = time.monotonic()
+        env.loop.sweep(env.loop.now)      # the deadlines, as the worker's loop checks them
     return up
 
 
@@ -133,3 +136,47 @@ def test_failed_lookup_leaves_no_address_then_recovers(monkeypatch):
     r.addresses()                     # stale (failed): refresh started
     time.sleep(0.1)
     assert r.addresses() == [(socket.AF_INET, ("127.0.0.1", 80))]
+
+
+def _blackhole(host="127.0.0.3"):
+    """A loopback address:port whose SYNs go unanswered (a full accept queue): a connect
+    there neither succeeds nor fails until it times out."""
+    lst = socket.socket()
+    lst.bind((host, 0))
+    lst.listen(0)
+    port = lst.getsockname()[1]
+    fillers = []
+    for _ in range(4):
+        c = socket.socket()
+        c.setblocking(False)
+        c.connect_ex((host, port))
+        fillers.append(c)
+        time.sleep(0.02)
+    return lst, fillers, port
+
+
+def test_an_address_that_never_answers_gets_its_share_of_the_dial_timeout():
+    srv = _listener()
+    port = srv.getsockname()[1]
+    lst, fillers, hole = _blackhole()
+
+    def lookup(host, p):
+        return [(socket.AF_INET, ("127.0.0.3", hole)), (socket.AF_INET, ("127.0.0.1", port))]
+    loop = Loop()
+    pools = Pools(prefetch=True, lookup=lookup)
+    env = Env(loop, pools)
+    # Go's partialDeadline: 4 s for two addresses -> 2 s each
+    pool = pools.get("slow.test", port, (10, 4.0, 0.0, 90.0))
+    t0 = time.monotonic()
+    up = _dial(env, pool, timeout=6.0)
+    elapsed = time.monotonic() - t0
+    try:
+        assert not up.closed and not up.connecting
+        assert up.sock.getpeername() == ("127.0.0.1", port)
+        assert 1.5 < elapsed < 3.5, elapsed
+    finally:
+        up.close()
+        srv.close()
+        lst.close()
+        for c in fillers:
+            c.close()

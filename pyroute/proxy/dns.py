@@ -18,8 +18,9 @@ without a restart or a reload.
 - ``pyroute check`` and the master's validation never look a name up: DNS is per connection,
   and a name that does not resolve is a 502, not a configuration error (Traefik).
 
-Go re-resolves on every dial and splits its dial timeout across the addresses; pyroute caches
-for ``TTL`` seconds and gives the whole dial timeout to the dial of all addresses.
+Each address gets Go's share of the dial timeout (engine UpstreamConn: the time left divided by
+the addresses left, at least 2 s). Go re-resolves on every dial (pyroute caches for ``TTL``
+seconds) and races the other address family after 300 ms (pyroute dials one at a time).
 """
 import os
 import socket
