@@ -113,6 +113,11 @@ class ProvidersCRD:
     label_selector: str = ""
     ingress_class: str = ""
     paths: tuple = ()                # absolute paths of manifest files/folders
+    disable_cluster_scope_resources: bool = False   # no Node objects (nodePortLB refused)
+    throttle_duration: float = 0.0   # seconds; Traefik's default 0 (no throttling)
+    # Traefik crossProviderNamespaces: None (unset) = every namespace may name ``x@provider``
+    # objects; a tuple = only those namespaces (an empty tuple: none)
+    cross_provider_namespaces: object = None
 
 
 @dataclass(frozen=True)
@@ -321,9 +326,10 @@ def _providers(r, raw, base_dir):
     k = r.mapping(m.get("kubernetesCRD"), f, {
         "allowCrossNamespace", "allowExternalNameServices", "allowEmptyServices",
         "nativeLBByDefault", "namespaces", "labelSelector", "ingressClass", "paths",
-        "throttleDuration"})
-    if "throttleDuration" in k:
-        r.duration(k, "throttleDuration", f, 0.0)   # accepted for compatibility; validated only
+        "throttleDuration", "crossProviderNamespaces", "disableClusterScopeResources"})
+    throttle = r.duration(k, "throttleDuration", f, 0.0)   # files are read whole: no events
+    cross_provider = (None if k.get("crossProviderNamespaces") is None
+                      else r.strings(k, "crossProviderNamespaces", f))
     paths = tuple(os.path.normpath(os.path.join(base_dir, p)) for p in r.strings(k, "paths", f))
     selector = r.string(k, "labelSelector", f, "")
     from .manifests.labels import parse_selector   # light module, no cycle at import time
@@ -340,6 +346,9 @@ def _providers(r, raw, base_dir):
         label_selector=selector,
         ingress_class=r.string(k, "ingressClass", f, ""),
         paths=paths,
+        disable_cluster_scope_resources=r.boolean(k, "disableClusterScopeResources", f, False),
+        throttle_duration=throttle,
+        cross_provider_namespaces=cross_provider,
     )
 
 
