@@ -400,7 +400,7 @@ spec:
     _, r = router(rc, "default", "app", "Host(`a.example.com`)")
     # name@kubernetescrd is refused without allowCrossNamespace (the namespace could be anything)
     assert r["status"] == "disabled"
-    assert "with crossnamespace disallowed" in r["error"][0]
+    assert "@kubernetescrd references are disallowed" in r["error"][0]
     rc = load(tmp_path, allowCrossNamespace=True)
     _, r = router(rc, "default", "app", "Host(`a.example.com`)")
     assert r["middlewares"] == ["default-strip@kubernetescrd", "default-auth@kubernetescrd",
@@ -526,9 +526,14 @@ spec:
         "carol:{SHA}5en6G6MezRroT3XKqkdPOmY/BfQ="]
     assert mws["default-both@kubernetescrd"]["chain"]["middlewares"] == [
         "default-auth@kubernetescrd", "default-kauth@kubernetescrd"]
-    assert "default-two-kinds@kubernetescrd" not in mws
-    assert any("exactly one middleware type (found addPrefix, stripPrefix)" in e
-               for e in errors(rc))
+    # Traefik's provider keeps both kinds; its runtime refuses the Middleware
+    two = mws["default-two-kinds@kubernetescrd"]
+    assert two["addPrefix"] == {"prefix": "/a"} and two["stripPrefix"] == {"prefixes": ["/b"]}
+    assert two["status"] == "disabled"
+    assert two["error"] == ["cannot create middleware: multi-types middleware not supported, "
+                            "consider declaring two different pieces of middleware instead"]
+    assert any("multi-types middleware not supported" in e and
+               "(found addPrefix, stripPrefix)" in e for e in errors(rc))
 
 
 def test_errors_middleware_builds_its_service(tmp_path):
@@ -674,7 +679,11 @@ spec:
     assert "entryPoints" not in child
     _, orphan = router(rc, "default", "orphan", "PathPrefix(`/x`)")
     assert orphan["status"] == "disabled"
-    assert "parent IngressRoute default/nobody does not exist" in orphan["error"]
+    assert orphan["error"] == ["Error resolving parent routers: parent IngressRoute "
+                               "default/nobody does not exist"]
+    # Traefik skips the whole IngressRoute: no service is built for it
+    assert "service" not in orphan
+    assert not [n for n in services(rc) if n.startswith("default-orphan-")]
 
 
 def test_provider_qualified_service_references(tmp_path):
