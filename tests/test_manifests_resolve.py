@@ -169,11 +169,13 @@ endpoints:
 """)
     rc = load(tmp_path)
     name, _ = router(rc, "default", "app", "Host(`a.example.com`)")
-    # ready -> server; serving+terminating -> fenced server; neither -> left out; an endpoint
-    # without conditions counts as not ready (Traefik: ptr.Deref(Ready, false)); addresses are
-    # deduplicated; a slice without the service's port name contributes nothing.
+    # Traefik >= v3.6.7 ("Fix condition used for serving and fenced endpoints"): serving decides,
+    # an unset condition counts as true (ptr.Deref(Serving, true)); terminating -> fenced;
+    # serving false -> left out; addresses are deduplicated; a slice without the service's
+    # port name contributes nothing.
     assert services(rc)[name]["loadBalancer"]["servers"] == [
-        {"url": "http://10.0.0.1:8080"}, {"url": "http://10.0.0.2:8080", "fenced": True}]
+        {"url": "http://10.0.0.1:8080"}, {"url": "http://10.0.0.2:8080", "fenced": True},
+        {"url": "http://10.0.0.4:8080"}]
 
 
 def test_endpoints_object_is_used_when_there_is_no_endpointslice(tmp_path):

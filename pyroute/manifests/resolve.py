@@ -50,6 +50,13 @@ class Store:
         namespaces = set(crd.namespaces)
         self.duplicates = []
         for obj in objects:
+            if obj.kind == "Node":
+                # cluster-scoped: no namespace filter; not watched at all when
+                # disableClusterScopeResources is set
+                if crd.disable_cluster_scope_resources:
+                    continue
+                self.by_kind.setdefault("Node", {})[("", obj.name)] = obj
+                continue
             if namespaces and obj.namespace not in namespaces:
                 continue
             if selector and obj.api_version.startswith("traefik.") and not matches(

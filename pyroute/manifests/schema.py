@@ -55,6 +55,11 @@ CORE = {
     "Secret": {"type": "object", "properties": {"type": _STR, "data": _STRMAP,
                                                 "stringData": _STRMAP}},
     "ConfigMap": {"type": "object", "properties": {"data": _STRMAP}},
+    "Node": {"type": "object", "properties": {"status": {"type": "object", "properties": {
+        "addresses": {"type": "array", "items": {"type": "object",
+                                                 "required": ["type", "address"],
+                                                 "properties": {"type": _STR,
+                                                                "address": _STR}}}}}}},
 }
 
 _schemas = {}

@@ -73,9 +73,12 @@ class ServicesMixin:
                 hc.get("unhealthyInterval"), parse_duration(hc["interval"]),
                 path + ("healthCheck", "unhealthyInterval")))
             hc.setdefault("followRedirects", True)
-            # Traefik ServerHealthCheck.SetDefaults: mode http (anything but grpc probes HTTP)
-            hc["mode"] = hc.get("mode") or "http"
-            if hc["mode"] == "grpc":
+            # Traefik buildServersLB: SetDefaults sets mode "http", then any mode other than
+            # "http" is copied over it, an unset one ("") included (the health checker probes
+            # HTTP for anything but grpc)
+            if hc.get("mode") in (None, ""):
+                hc.pop("mode", None)
+            if hc.get("mode") == "grpc":
                 raise RefError("healthCheck mode grpc is not supported by pyroute (the gRPC "
                                "health protocol needs HTTP/2); use mode http",
                                path + ("healthCheck", "mode"))
@@ -200,8 +203,7 @@ class ServicesMixin:
                                "for service: %s/%s" % (namespace, name), path + ("nativeLB",))
             return [{"url": "%s://%s" % (protocol, join_host_port(cip, svc_port["port"]))}]
         if svc_type == "NodePort" and spec.get("nodePortLB"):
-            raise RefError("nodePortLB needs Kubernetes Node objects, which pyroute does not "
-                           "read", path + ("nodePortLB",))
+            return self.node_port_servers(namespace, name, svc_port, protocol, path)
         servers = []
         seen = set()
         for es in self.endpoint_slices(namespace, name):
@@ -214,15 +216,16 @@ class ServicesMixin:
                 continue
             for ep in es.get("endpoints") or ():
                 cond = ep.get("conditions") or {}
-                # Traefik k8s.EndpointServing: ready || serving (an unset condition is false).
-                if not (cond.get("ready") is True or cond.get("serving") is True):
+                # Traefik loadServers: the serving condition decides, an unset one counts as
+                # true (Kubernetes: "nil should be interpreted as true")
+                if cond.get("serving") is False:
                     continue
                 for address in ep.get("addresses") or ():
                     if address in seen:
                         continue
                     seen.add(address)
                     server = {"url": "%s://%s" % (protocol, join_host_port(address, port))}
-                    if cond.get("terminating") is True and cond.get("serving") is True:
+                    if cond.get("terminating") is True:
                         server["fenced"] = True
                     servers.append(server)
         if not servers and not self.crd.allow_empty_services:
@@ -230,6 +233,27 @@ class ServicesMixin:
                            "or Endpoints for port %s; set allowEmptyServices to keep it)"
                            % (namespace, name, svc_port.get("name") or svc_port.get("port")),
                            path + ("name",))
+        return servers
+
+    def node_port_servers(self, namespace, name, svc_port, protocol, path):
+        """Traefik loadServers for ``nodePortLB`` on a NodePort Service: every node's
+        InternalIP with the port's nodePort (Node objects read from the manifests)."""
+        if self.crd.disable_cluster_scope_resources:
+            raise RefError("nodes lookup is disabled (disableClusterScopeResources)",
+                           path + ("nodePortLB",))
+        nodes = sorted(self.store.all("Node"), key=lambda o: o.name)
+        if not nodes:
+            raise RefError("nodes not found for NodePort service %s/%s" % (namespace, name),
+                           path + ("nodePortLB",))
+        servers = []
+        for node in nodes:
+            for addr in (node.body.get("status") or {}).get("addresses") or ():
+                if addr.get("type") == "InternalIP":
+                    servers.append({"url": "%s://%s" % (protocol, join_host_port(
+                        addr.get("address", ""), svc_port.get("nodePort") or 0))})
+        if not servers:
+            raise RefError("no servers were generated for service %s in namespace" % name,
+                           path + ("nodePortLB",))
         return servers
 
     def endpoint_slices(self, namespace, name):
