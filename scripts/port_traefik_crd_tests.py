@@ -36,6 +36,9 @@ OPTION_FIELDS = {
     "disableClusterScope": "disableClusterScopeResources",
     "NativeLBByDefault": "nativeLBByDefault",
 }
+EXTRA_FIXTURES = ["with_middleware_cross_provider.yml", "with_service_cross_provider.yml",
+                  "with_tls_option_cross_provider.yml",
+                  "with_servers_transport_cross_provider.yml"]
 TYPE_SOURCES = ["pkg/config/dynamic/config.go", "pkg/config/dynamic/http_config.go",
                 "pkg/config/dynamic/middlewares.go", "pkg/config/dynamic/plugins.go",
                 "pkg/tls/certificate.go", "pkg/tls/tls.go", "pkg/types/tls.go",
@@ -439,6 +442,8 @@ def main():
                               "expected": {"http": exp.get("http", {}),
                                            "tls": exp.get("tls", {})}})
             paths.update(c.get("paths") or [])
+    # fixtures of the tests ported by hand (tests/test_manifests_provider.py)
+    paths.update(EXTRA_FIXTURES)
     for p in sorted(paths):
         os.makedirs(os.path.dirname(os.path.join(out_dir, "fixtures", p)), exist_ok=True)
         with open(os.path.join(out_dir, "fixtures", p), "w") as f:

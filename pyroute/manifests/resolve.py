@@ -98,6 +98,9 @@ class Resolver(SecretsMixin, ServicesMixin, MiddlewaresMixin, TLSMixin, ChecksMi
         self.service_sources = {}     # qualified service name -> (obj, path)
         self.middleware_sources = {}  # qualified middleware name -> obj
         self.ingress_routers = {}     # (ns, name) of IngressRoute -> [qualified router names]
+        # routers Traefik's provider drops (kept here, disabled, to report them): they are
+        # not in Traefik's runtime configuration, so no TLS host association comes from them
+        self.dropped_routers = set()
         self._servers_cache = {}
         self._current = None
 
@@ -270,6 +273,10 @@ class Resolver(SecretsMixin, ServicesMixin, MiddlewaresMixin, TLSMixin, ChecksMi
                      "later one replaces the earlier, as in Traefik" % qname,
                      self.router_sources[qname].path + ("match",), "warning")
         self.http["routers"][qname] = router
+        if errors:
+            self.dropped_routers.add(qname)
+        else:
+            self.dropped_routers.discard(qname)
         for message, path in errors:
             self.disable(router, message)
             src = self.router_sources[qname]

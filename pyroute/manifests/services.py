@@ -5,7 +5,8 @@ loadServers, buildServicesLB, buildMirroring, parseServiceProtocol) and the Serv
 part of kubernetes.go.
 """
 from ..static import parse_duration
-from .common import RefError, is_namespace_allowed, join_host_port, port_set
+from .common import (RefError, is_cross_provider_namespace_allowed, is_namespace_allowed,
+                     join_host_port, port_set)
 from .names import (PROVIDER, SEPARATOR, format_duration, make_id, normalize, qualified,
                     split_provider)
 
@@ -19,10 +20,15 @@ class ServicesMixin:
         """Traefik nameAndService: (full name, service dict or None for a TraefikService)."""
         name = spec.get("name", "")
         namespace = spec.get("namespace") or parent_ns
-        if not is_namespace_allowed(self.crd.allow_cross_namespace, parent_ns, namespace):
+        if SEPARATOR not in name and not is_namespace_allowed(self.crd.allow_cross_namespace,
+                                                              parent_ns, namespace):
             raise RefError("service %s/%s not in the parent resource namespace %s (set "
                            "allowCrossNamespace to allow it)"
                            % (spec.get("namespace", ""), name, parent_ns), path + ("namespace",))
+        if SEPARATOR in name and not is_cross_provider_namespace_allowed(
+                self.crd.cross_provider_namespaces, parent_ns):
+            raise RefError("service %r reference is not allowed: namespace %r is not in "
+                           "crossProviderNamespaces" % (name, parent_ns), path + ("name",))
         kind = spec.get("kind") or "Service"
         if kind == "Service":
             lb = self.build_servers_lb(namespace, spec, path)
@@ -141,6 +147,10 @@ class ServicesMixin:
             raise RefError("invalid reference to serversTransport %s: namespace-name@kubernetescrd "
                            "format is not allowed when crossnamespace is disallowed" % name, path)
         if SEPARATOR in name:
+            if not is_cross_provider_namespace_allowed(self.crd.cross_provider_namespaces,
+                                                       parent_ns):
+                raise RefError("serversTransport %r reference is not allowed: namespace %r is "
+                               "not in crossProviderNamespaces" % (name, parent_ns), path)
             return name
         return normalize(make_id(parent_ns, name))
 
