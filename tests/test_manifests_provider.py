@@ -560,3 +560,113 @@ spec:
     finally:
         proxy.stop()
         be.close()
+
+
+# -- ServersTransport: TLS versions and suites, verifications pyroute lacks ------------------
+
+TRANSPORT = """\
+apiVersion: traefik.io/v1alpha1
+kind: ServersTransport
+metadata: {name: st}
+spec:
+%s
+---
+apiVersion: traefik.io/v1alpha1
+kind: IngressRoute
+metadata: {name: app}
+spec:
+  entryPoints: [web]
+  routes:
+    - match: Host(`a.example.com`)
+      kind: Rule
+      services: [{name: whoami, port: 80, serversTransport: st}]
+"""
+
+
+def test_servers_transport_versions_and_suites_as_traefik_checks_them(tmp_path):
+    write(tmp_path, "a.yaml", TRANSPORT % "  minVersion: VersionTLS13\n"
+          "  cipherSuites: [TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256]", service("whoami"))
+    st = load(tmp_path).dynamic["http"]["serversTransports"]["default-st@kubernetescrd"]
+    assert st["minVersion"] == "VersionTLS13"
+    assert st["cipherSuites"] == ["TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"]
+    write(tmp_path, "a.yaml", TRANSPORT % "  minVersion: VersionTLS13\n"
+          "  maxVersion: VersionTLS12\n  cipherSuites: [TLS_NOPE]", service("whoami"))
+    rc = load(tmp_path)
+    st = rc.dynamic["http"]["serversTransports"]["default-st@kubernetescrd"]
+    assert st["minVersion"] == "VersionTLS12" and "maxVersion" not in st
+    assert "cipherSuites" not in st
+    assert any("cipher suite not supported: TLS_NOPE" in e for e in errors(rc))
+    assert any("above or equal to the MaxVersion" in e for e in errors(rc))
+
+
+def test_a_transport_verification_pyroute_lacks_is_never_skipped(tmp_path):
+    write(tmp_path, "a.yaml", TRANSPORT % "  peerCertURI: spiffe://example.org/backend",
+          service("whoami"))
+    rc = load(tmp_path)
+    name, r = router(rc, "default", "app", "Host(`a.example.com`)")
+    svc = services(rc)[name]
+    assert svc["status"] == "disabled"
+    assert "sets peerCertURI, which pyroute does not verify yet" in svc["error"][0]
+    assert r["status"] == "disabled"
+
+
+def test_servers_transport_min_version_is_enforced_end_to_end(tmp_path):
+    import ssl
+    import trustme
+    ca = trustme.CA()
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("backend.internal").configure_cert(ctx)
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2          # a backend stuck on TLS 1.2
+    be = Backend("tls12", tls=ctx)
+    ca_pem = base64.b64encode(ca.cert_pem.bytes()).decode()
+    m = """\
+apiVersion: v1
+kind: Service
+metadata: {name: secure, namespace: default}
+spec:
+  ports: [{name: https, port: 443}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: secure-1
+  namespace: default
+  labels: {kubernetes.io/service-name: secure}
+addressType: IPv4
+ports: [{name: https, port: %d}]
+endpoints: [{addresses: ["127.0.0.1"], conditions: {ready: true}}]
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: ca, namespace: default}
+data: {ca.crt: %s}
+""" % (be.port, ca_pem)
+    for name, version in (("v12", "VersionTLS12"), ("v13", "VersionTLS13")):
+        m += """---
+apiVersion: traefik.io/v1alpha1
+kind: ServersTransport
+metadata: {name: %s, namespace: default}
+spec:
+  serverName: backend.internal
+  rootCAs: [{secret: ca}]
+  minVersion: %s
+---
+apiVersion: traefik.io/v1alpha1
+kind: IngressRoute
+metadata: {name: %s, namespace: default}
+spec:
+  entryPoints: [web]
+  routes:
+    - match: Host(`%s.test`)
+      kind: Rule
+      services: [{name: secure, port: 443, serversTransport: %s}]
+""" % (name, version, name, name, name)
+    proxy = Pyroute(tmp_path, m)
+    try:
+        proxy.start()
+        assert get(proxy.port, "/", "v12.test")[0] == 200, proxy.output()
+        # minVersion TLS 1.3 refuses the TLS 1.2 backend: Traefik answers 502
+        assert get(proxy.port, "/", "v13.test")[0] == 502
+    finally:
+        proxy.stop()
+        be.close()

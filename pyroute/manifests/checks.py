@@ -28,6 +28,18 @@ class ChecksMixin:
                 if src is not None:
                     self.err(src[0], "service %s: servers transport %r not found" % (name, st),
                              src[1] + ("serversTransport",))
+            transport = self.http["serversTransports"].get(st) if st else None
+            unverified = [k for k in _UNVERIFIED if (transport or {}).get(k)]
+            if unverified and svc.get("status") == "enabled":
+                # a verification the user asked for is never skipped: not served instead
+                problem = ("servers transport %r sets %s, which pyroute does not verify yet; "
+                           "the service is not served rather than served unverified"
+                           % (st, ", ".join(unverified)))
+                self.disable(svc, problem)
+                src = self.service_sources.get(name)
+                if src is not None:
+                    self.err(src[0], "service %s: %s" % (name, problem),
+                             src[1] + ("serversTransport",))
             for mw in svc.get("middlewares") or ():
                 if mw not in self.http["middlewares"] and svc.get("status") == "enabled":
                     self.disable(svc, "middleware %r does not exist" % mw)
@@ -194,6 +206,10 @@ class ChecksMixin:
             if qname in (r.get("parentRefs") or ()):
                 return True
         return False
+
+
+# ServersTransport checks of the backend's certificate that pyroute's upstream TLS lacks
+_UNVERIFIED = ("peerCertURI", "peerCertSANs", "spiffe")
 
 
 def _children(svc):

@@ -423,6 +423,37 @@ class ServicesMixin:
             out["healthCheck"] = health
         return {"failover": out}
 
+    def transport_tls_versions(self, obj, spec):
+        """cipherSuites, minVersion, maxVersion of a ServersTransport, checked as Traefik's
+        provider checks them (an unknown suite drops the list, an unknown version is ignored,
+        min >= max falls back to VersionTLS12 and no maximum)."""
+        from ..tls import CIPHER_SUITES, VERSIONS
+        out = {}
+        suites = spec.get("cipherSuites")
+        if suites is not None:
+            unknown = [c for c in suites if c not in CIPHER_SUITES]
+            if unknown:
+                self.err(obj, "cipher suite not supported: %s, falling back to default "
+                         "CipherSuite." % unknown[0], ("spec", "cipherSuites"))
+            elif suites:
+                out["cipherSuites"] = list(suites)
+        order = ("VersionTLS10", "VersionTLS11", "VersionTLS12", "VersionTLS13")
+        for key, label in (("minVersion", "minimum"), ("maxVersion", "maximum")):
+            value = spec.get(key) or ""
+            if value and value not in VERSIONS:
+                self.err(obj, "invalid TLS %s version: %s" % (label, value), ("spec", key))
+            elif value:
+                out[key] = value
+        if spec.get("minVersion") and spec.get("maxVersion") and \
+                spec["minVersion"] in VERSIONS and spec["maxVersion"] in VERSIONS and \
+                order.index(spec["minVersion"]) >= order.index(spec["maxVersion"]):
+            self.err(obj, "CipherSuite MinVersion, %s, above or equal to the MaxVersion, %s. "
+                     "Falling back to default MaxVersion and MinVersion"
+                     % (spec["minVersion"], spec["maxVersion"]), ("spec", "minVersion"))
+            out["minVersion"] = "VersionTLS12"
+            out.pop("maxVersion", None)
+        return out
+
     def servers_transports(self):
         for obj in sorted(self.store.all("ServersTransport"), key=lambda o: (o.namespace, o.name)):
             spec = obj.spec
@@ -466,9 +497,10 @@ class ServicesMixin:
                     timeouts[key] = format_duration(default)
             st = {"forwardingTimeouts": timeouts}
             for key in ("serverName", "insecureSkipVerify", "disableHTTP2", "maxIdleConnsPerHost",
-                        "peerCertURI", "spiffe"):
-                if spec.get(key) not in (None, "", False, 0):
+                        "peerCertURI", "peerCertSANs", "spiffe"):
+                if spec.get(key) not in (None, "", False, 0, []):
                     st[key] = spec[key]
+            st.update(self.transport_tls_versions(obj, spec))
             if root_cas:
                 st["rootCAs"] = root_cas
             if certs:

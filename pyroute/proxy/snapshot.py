@@ -375,10 +375,31 @@ def _client_tls(dynamic, name, host):
             f.write(cert["certFile"].rstrip() + "\n" + cert["keyFile"].rstrip() + "\n")
             f.flush()
             ctx.load_cert_chain(f.name)
+    _transport_versions(ctx, st)
     server_name = st.get("serverName") or host
     # the pool key changes with the transport's content, so a reload with new CAs or
     # certificates never reuses connections (or a context) made with the old ones
     return ((name or "", repr(sorted(st.items()))), ctx, server_name)
+
+
+def _transport_versions(ctx, st):
+    """ServersTransport minVersion / maxVersion / cipherSuites (TLS 1.2 suites; Go, like
+    OpenSSL here, does not configure TLS 1.3 ones), already checked by pyroute.manifests."""
+    import ssl
+    from ..tls import CIPHER_SUITES
+    versions = {"VersionTLS10": ssl.TLSVersion.TLSv1, "VersionTLS11": ssl.TLSVersion.TLSv1_1,
+                "VersionTLS12": ssl.TLSVersion.TLSv1_2, "VersionTLS13": ssl.TLSVersion.TLSv1_3}
+    if st.get("minVersion") in versions:
+        ctx.minimum_version = versions[st["minVersion"]]
+    if st.get("maxVersion") in versions:
+        ctx.maximum_version = versions[st["maxVersion"]]
+    suites = [CIPHER_SUITES.get(c) for c in st.get("cipherSuites") or ()]
+    suites = [c for c in suites if c]
+    if suites:
+        try:
+            ctx.set_ciphers(":".join(suites))
+        except ssl.SSLError:
+            pass    # none of them in this OpenSSL: its defaults (never weaker ones)
 
 
 def _transport(dynamic, name):
