@@ -670,3 +670,52 @@ spec:
     finally:
         proxy.stop()
         be.close()
+
+
+# -- ingress class, TLS stores ----------------------------------------------------------------
+
+def test_ingress_class_name_wins_over_the_deprecated_annotation(tmp_path):
+    write(tmp_path, "a.yaml", service("whoami"), """\
+apiVersion: traefik.io/v1alpha1
+kind: IngressRoute
+metadata:
+  name: empty-class
+  annotations: {kubernetes.io/ingress.class: internal}
+spec:
+  ingressClassName: ""
+  entryPoints: [web]
+  routes: [{match: Host(`a.example.com`), kind: Rule, services: [{name: whoami, port: 80}]}]
+---
+apiVersion: traefik.io/v1alpha1
+kind: IngressRoute
+metadata:
+  name: annotated
+  annotations: {kubernetes.io/ingress.class: internal}
+spec:
+  entryPoints: [web]
+  routes: [{match: Host(`b.example.com`), kind: Rule, services: [{name: whoami, port: 80}]}]
+""")
+    def names(rc):
+        return sorted(n.split("-")[1] for n in rc.dynamic["http"]["routers"])
+    # spec.ingressClassName "" is the class, the annotation is not looked at (Traefik
+    # getIngressClassName): only the annotated one belongs to "internal"
+    assert names(load(tmp_path, ingressClass="internal")) == ["annotated"]
+    rc = load(tmp_path)
+    assert names(rc) == ["empty"]
+    assert any("deprecated annotation" in e for e in errors(rc, "warning"))
+
+
+def test_a_tls_store_certificate_that_cannot_be_read_is_skipped(tmp_path):
+    from manifests_util import tls_secret
+    write(tmp_path, "a.yaml", tls_secret("good"), """\
+apiVersion: traefik.io/v1alpha1
+kind: TLSStore
+metadata: {name: default}
+spec:
+  certificates: [{secretName: missing}, {secretName: good}]
+""")
+    rc = load(tmp_path)
+    assert "default" in rc.dynamic["tls"]["stores"]
+    assert rc.dynamic["tls"]["certificates"] == [
+        {"certFile": "CERT", "keyFile": "KEY", "stores": ["default"]}]
+    assert any("Unable to read certificate secret default/missing" in e for e in errors(rc))

@@ -110,14 +110,23 @@ class Resolver(SecretsMixin, ServicesMixin, MiddlewaresMixin, TLSMixin, ChecksMi
         return e
 
     def should_process(self, obj):
+        # Traefik getIngressClassName: spec.ingressClassName when set (even empty), else the
+        # deprecated kubernetes.io/ingress.class annotation when not empty; then
+        # shouldProcessIngress
         wanted = self.crd.ingress_class
-        cls = obj.spec.get("ingressClassName") or (obj.metadata.get("annotations") or {}).get(
-            "kubernetes.io/ingress.class", "")
-        # Traefik shouldProcessIngress
-        return wanted == cls or (not wanted and cls in ("", "traefik"))
+        if "ingressClassName" in obj.spec and obj.spec["ingressClassName"] is not None:
+            cls = obj.spec["ingressClassName"]
+        else:
+            cls = (obj.metadata.get("annotations") or {}).get("kubernetes.io/ingress.class") or ""
+        return wanted == cls or (not wanted and cls == "traefik")
 
     def ingress_routes(self):
         for obj in sorted(self.store.all("IngressRoute"), key=lambda o: (o.namespace, o.name)):
+            if obj.spec.get("ingressClassName") is None and (
+                    obj.metadata.get("annotations") or {}).get("kubernetes.io/ingress.class"):
+                self.err(obj, "'kubernetes.io/ingress.class' is a deprecated annotation, please "
+                         "use spec.ingressClassName instead.",
+                         ("metadata", "annotations", "kubernetes.io/ingress.class"), "warning")
             if not self.should_process(obj):
                 continue
             self.ingress_route(obj)
