@@ -719,3 +719,69 @@ spec:
     assert rc.dynamic["tls"]["certificates"] == [
         {"certFile": "CERT", "keyFile": "KEY", "stores": ["default"]}]
     assert any("Unable to read certificate secret default/missing" in e for e in errors(rc))
+
+
+def test_service_middlewares_are_relative_to_the_service_s_namespace(tmp_path):
+    # Traefik buildServersLB: makeMiddlewareKeys(svc.Namespace, ...), the Service's namespace
+    write(tmp_path, "a.yaml", service("whoami", ns="backend"), """\
+apiVersion: traefik.io/v1alpha1
+kind: IngressRoute
+metadata: {name: app, namespace: front}
+spec:
+  entryPoints: [web]
+  routes:
+    - match: Host(`a.example.com`)
+      kind: Rule
+      services: [{name: whoami, namespace: backend, port: 80, middlewares: [{name: strip}]}]
+---
+apiVersion: traefik.io/v1alpha1
+kind: Middleware
+metadata: {name: strip, namespace: backend}
+spec: {stripPrefix: {prefixes: [/api]}}
+""")
+    rc = load(tmp_path, allowCrossNamespace=True)
+    name, r = router(rc, "front", "app", "Host(`a.example.com`)")
+    assert services(rc)[name]["loadBalancer"]["middlewares"] == ["backend-strip@kubernetescrd"]
+    assert r["status"] == "enabled"
+
+
+def test_an_endpointslice_port_without_a_name_matches_no_service_port(tmp_path):
+    # Traefik: p.Name != nil && svcPort.Name == *p.Name
+    write(tmp_path, "a.yaml", """\
+apiVersion: v1
+kind: Service
+metadata: {name: whoami}
+spec:
+  ports: [{port: 80}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: whoami-1
+  labels: {kubernetes.io/service-name: whoami}
+addressType: IPv4
+ports: [{port: 8080}]
+endpoints: [{addresses: ["10.0.0.1"]}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: whoami-2
+  labels: {kubernetes.io/service-name: whoami}
+addressType: IPv4
+ports: [{name: "", port: 9090}]
+endpoints: [{addresses: ["10.0.0.2"]}]
+---
+apiVersion: traefik.io/v1alpha1
+kind: IngressRoute
+metadata: {name: app}
+spec:
+  entryPoints: [web]
+  routes:
+    - match: Host(`a.example.com`)
+      kind: Rule
+      services: [{name: whoami, port: 80}]
+""")
+    rc = load(tmp_path)
+    name, _ = router(rc, "default", "app", "Host(`a.example.com`)")
+    assert services(rc)[name]["loadBalancer"]["servers"] == [{"url": "http://10.0.0.2:9090"}]

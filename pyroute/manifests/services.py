@@ -33,9 +33,15 @@ class ServicesMixin:
         if kind == "Service":
             lb = self.build_servers_lb(namespace, spec, path)
             if spec.get("middlewares"):
-                # Service-level middlewares (run after the router's), named like a route's.
-                lb["middlewares"] = [qualified(m) for m in self.middleware_keys(
-                    parent_ns, spec["middlewares"], path)]
+                # Service-level middlewares (run after the router's), named like a route's,
+                # relative to the Service's namespace (Traefik buildServersLB: svc.Namespace)
+                try:
+                    lb["middlewares"] = [qualified(m) for m in self.middleware_keys(
+                        namespace if SEPARATOR not in name else parent_ns,
+                        spec["middlewares"], path)]
+                except RefError as e:
+                    raise RefError("could not create middleware keys: " + e.message,
+                                   e.path) from None
             return self.full_service_name(namespace, spec, spec.get("port")), lb
         if kind == "TraefikService":
             full = self.full_service_name(namespace, spec, 0)
@@ -219,7 +225,9 @@ class ServicesMixin:
         for es in self.endpoint_slices(namespace, name):
             port = 0
             for p in es.get("ports") or ():
-                if (p.get("name") or "") == (svc_port.get("name") or ""):
+                # Traefik: p.Name != nil && svcPort.Name == *p.Name (a slice port without a
+                # name matches nothing; the EndpointSlice controller always writes one)
+                if p.get("name") is not None and p["name"] == (svc_port.get("name") or ""):
                     port = p.get("port") or 0
                     break
             if not port:
@@ -239,10 +247,11 @@ class ServicesMixin:
                         server["fenced"] = True
                     servers.append(server)
         if not servers and not self.crd.allow_empty_services:
-            raise RefError("no servers found for %s/%s (no ready endpoint in its EndpointSlices "
-                           "or Endpoints for port %s; set allowEmptyServices to keep it)"
-                           % (namespace, name, svc_port.get("name") or svc_port.get("port")),
-                           path + ("name",))
+            raise RefError("no servers found for %s/%s (no serving endpoint in its "
+                           "EndpointSlices or Endpoints for port %s, whose EndpointSlice port "
+                           "must be named %r; set allowEmptyServices to keep it)"
+                           % (namespace, name, svc_port.get("name") or svc_port.get("port"),
+                              svc_port.get("name") or ""), path + ("name",))
         return servers
 
     def node_port_servers(self, namespace, name, svc_port, protocol, path):
