@@ -741,7 +741,7 @@ spec: {stripPrefix: {prefixes: [/api]}}
 """)
     rc = load(tmp_path, allowCrossNamespace=True)
     name, r = router(rc, "front", "app", "Host(`a.example.com`)")
-    assert services(rc)[name]["loadBalancer"]["middlewares"] == ["backend-strip@kubernetescrd"]
+    assert services(rc)[name]["middlewares"] == ["backend-strip@kubernetescrd"]
     assert r["status"] == "enabled"
 
 
