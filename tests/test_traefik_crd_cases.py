@@ -71,8 +71,7 @@ DISAGREE = {
     ("TestLoadIngressRoutes", "ServersTransport"):
         "the fixture's ServersTransport foo/test has a rootCAs entry with both secret and "
         "configMap, which the CRD's validation rule refuses (a cluster never stores it; pyroute "
-        "refuses the object too), and it sets peerCertSANs, a v3.7 field missing from the CRD "
-        "pyroute's schemas are generated from",
+        "refuses the object too)",
 }
 
 
