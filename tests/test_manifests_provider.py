@@ -599,14 +599,18 @@ def test_servers_transport_versions_and_suites_as_traefik_checks_them(tmp_path):
     assert any("above or equal to the MaxVersion" in e for e in errors(rc))
 
 
-def test_a_transport_verification_pyroute_lacks_is_never_skipped(tmp_path):
-    write(tmp_path, "a.yaml", TRANSPORT % "  peerCertURI: spiffe://example.org/backend",
-          service("whoami"))
+@pytest.mark.parametrize("field,spec", [
+    ("peerCertURI", "  peerCertURI: spiffe://example.org/backend"),
+    ("peerCertSANs", "  peerCertSANs: [{type: DNSName, value: backend.internal}]"),
+    ("spiffe", "  spiffe: {ids: [spiffe://example.org/backend]}"),
+])
+def test_a_transport_verification_pyroute_lacks_is_never_skipped(tmp_path, field, spec):
+    write(tmp_path, "a.yaml", TRANSPORT % spec, service("whoami"))
     rc = load(tmp_path)
     name, r = router(rc, "default", "app", "Host(`a.example.com`)")
     svc = services(rc)[name]
     assert svc["status"] == "disabled"
-    assert "sets peerCertURI, which pyroute does not verify yet" in svc["error"][0]
+    assert "sets %s, which pyroute does not verify yet" % field in svc["error"][0]
     assert r["status"] == "disabled"
 
 
