@@ -41,6 +41,8 @@ EXTRA_FIXTURES = ["with_middleware_cross_provider.yml", "with_service_cross_prov
                   "with_servers_transport_cross_provider.yml"]
 TYPE_SOURCES = ["pkg/config/dynamic/config.go", "pkg/config/dynamic/http_config.go",
                 "pkg/config/dynamic/middlewares.go", "pkg/config/dynamic/plugins.go",
+                "pkg/config/dynamic/tcp_config.go", "pkg/config/dynamic/tcp_middlewares.go",
+                "pkg/config/dynamic/udp_config.go",
                 "pkg/tls/certificate.go", "pkg/tls/tls.go", "pkg/types/tls.go",
                 "pkg/types/domains.go"]
 DURATIONS = {"time.Nanosecond": 1, "time.Microsecond": 1000, "time.Millisecond": 10**6,
@@ -137,7 +139,8 @@ class Parser:
     def take(self, value=None):
         tok = self.t[self.i]
         if value is not None and tok[1] != value:
-            raise SyntaxError("expected %r, got %r near %r" % (value, tok[1], self.t[self.i:self.i + 8]))
+            raise SyntaxError("expected %r, got %r near %r"
+                              % (value, tok[1], self.t[self.i:self.i + 8]))
         self.i += 1
         return tok
 
@@ -204,7 +207,8 @@ class Parser:
             return self.composite(("slice", ("scalar",)))
         # struct: Field: value
         if len(typ) < 2:
-            raise SyntaxError("struct literal of unknown type near %r" % (self.t[self.i-5:self.i + 8],))
+            raise SyntaxError("struct literal of unknown type near %r"
+                              % (self.t[self.i - 5:self.i + 8],))
         fields = {}
         while self.peek()[1] != "}":
             _, name = self.take()
@@ -241,7 +245,7 @@ class Parser:
             if jname == "-":
                 continue
             if isinstance(value, Ptr):
-                value = unptr(value.value)
+                value = value.value
             elif omit and is_zero(value):
                 continue
             out[jname] = value
@@ -344,10 +348,6 @@ def as_duration(v):
     return v
 
 
-def unptr(v):
-    return v
-
-
 def is_zero(v):
     return v is None or v is False or (not isinstance(v, bool) and v == 0 and
                                        isinstance(v, (int, float))) or v == "" or v == [] or v == {}
@@ -371,16 +371,11 @@ def prune(v):
     return v
 
 
-def test_cases(text, func):
-    start = text.index("func %s(" % func)
-    body = text[start:]
-    m = re.search(r"testCases := \[\]struct \{", body)
-    seg = body[m.end():]
-    return seg
-
-
 def parse_cases(text, func, structs, consts):
-    seg = test_cases(text, func)
+    """The ``testCases`` table of Go test ``func``: (cases, struct field names, unknown
+    fields)."""
+    body = text[text.index("func %s(" % func):]
+    seg = body[re.search(r"testCases := \[\]struct \{", body).end():]
     close = seg.index("\n\t}{")
     fields_text = seg[:close]
     struct_fields = re.findall(r"^\s*(\w+)\s", fields_text, re.M)
