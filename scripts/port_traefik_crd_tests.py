@@ -37,6 +37,7 @@ OPTION_FIELDS = {
     "NativeLBByDefault": "nativeLBByDefault",
 }
 EXTRA_FIXTURES = ["with_middleware_cross_provider.yml", "with_service_cross_provider.yml",
+                  "with_multiple_endpointslices.yml",
                   "with_tls_option_cross_provider.yml",
                   "with_servers_transport_cross_provider.yml"]
 TYPE_SOURCES = ["pkg/config/dynamic/config.go", "pkg/config/dynamic/http_config.go",

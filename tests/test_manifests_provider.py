@@ -789,3 +789,14 @@ spec:
     rc = load(tmp_path)
     name, _ = router(rc, "default", "app", "Host(`a.example.com`)")
     assert services(rc)[name]["loadBalancer"]["servers"] == [{"url": "http://10.0.0.2:9090"}]
+
+
+def test_multiple_endpoint_addresses():
+    # TestLoadIngressRoutes_multipleEndpointAddresses: every address of every slice, once
+    # (Traefik compares them as a set)
+    rc = load_fixtures(["services.yml", "with_multiple_endpointslices.yml"])
+    svc = services(rc)["default-test-route-6b204d94623b3df4370c@kubernetescrd"]
+    assert sorted(s["url"] for s in svc["loadBalancer"]["servers"]) == [
+        "http://10.10.0.3:8080", "http://10.10.0.4:8080", "http://10.10.0.5:8080",
+        "http://10.10.0.6:8080"]
+    assert svc["status"] == "enabled"
