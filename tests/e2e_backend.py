@@ -25,8 +25,10 @@ FAULTS = {
     # not HTTP at all (HTTP/0.9-style): no status line
     "no-status": b"sorry, no status line here\r\n\r\n",
     "nul-header": b"HTTP/1.1 200 OK\r\nX-Fault: be\x00fore\r\nContent-Length: 3\r\n\r\nabc",
-    "cr-header": b"HTTP/1.1 200 OK\r\nX-Fault: a\rSet-Cookie: stolen=1\r\nContent-Length: 3\r\n\r\nabc",
-    "lf-in-value": b"HTTP/1.1 200 OK\r\nX-Fault: a\nSet-Cookie: stolen=1\r\nContent-Length: 3\r\n\r\nabc",
+    "cr-header": b"HTTP/1.1 200 OK\r\nX-Fault: a\rSet-Cookie: stolen=1\r\n"
+                 b"Content-Length: 3\r\n\r\nabc",
+    "lf-in-value": b"HTTP/1.1 200 OK\r\nX-Fault: a\nSet-Cookie: stolen=1\r\n"
+                   b"Content-Length: 3\r\n\r\nabc",
     # Content-Length and Transfer-Encoding together: the chunked body is the real one
     "cl-te": b"HTTP/1.1 200 OK\r\nContent-Length: 77\r\nTransfer-Encoding: chunked\r\n\r\n"
              b"3\r\nabc\r\n0\r\n\r\n",
@@ -38,9 +40,11 @@ FAULTS = {
     "204-body": b"HTTP/1.1 204 No Content\r\nContent-Length: 6\r\n\r\npoison",
     "unasked-101": b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n"
                    b"Upgrade: websocket\r\n\r\n",
-    "huge-header": b"HTTP/1.1 200 OK\r\nX-Huge: " + b"h" * 102400 + b"\r\nContent-Length: 3\r\n\r\nabc",
+    "huge-header": b"HTTP/1.1 200 OK\r\nX-Huge: " + b"h" * 102400
+                   + b"\r\nContent-Length: 3\r\n\r\nabc",
     # a WebSocket handshake the backend turns down: HTTP goes on on this connection
-    "ws-426": b"HTTP/1.1 426 Upgrade Required\r\nSec-WebSocket-Version: 13\r\nContent-Length: 0\r\n\r\n",
+    "ws-426": b"HTTP/1.1 426 Upgrade Required\r\nSec-WebSocket-Version: 13\r\n"
+              b"Content-Length: 0\r\n\r\n",
 }
 # Fault answers after which the backend keeps the connection open and reads on (so a test sees
 # whether the proxy closes it); the timed ones are in Backend._fault.
