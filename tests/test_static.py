@@ -85,11 +85,12 @@ accessLog: {filePath: /tmp/access.log}
 
 @pytest.mark.parametrize("text,field,message", [
     ("entryPoints:\n  web:\n    adress: ':80'\n", "entryPoints.web.adress", "unknown key 'adress'"),
-    ("entrypoints: {}\n", "entrypoints", "unknown key 'entrypoints'"),
-    ("entryPoints:\n  web: {address: ':80', http: {sanitizePath: 1}}\n",
+    ("entryPoint: {}\n", "entryPoint", "did you mean 'entryPoints'?"),
+    ("entryPoints:\n  web: {address: ':80', http: {sanitizePath: maybe}}\n",
      "entryPoints.web.http.sanitizePath", "expected true or false"),
     ("entryPoints:\n  web: {address: ':99999'}\n", "entryPoints.web.address", "out of range"),
-    ("entryPoints:\n  web: {address: ':80/udp'}\n", "entryPoints.web.address", "TCP only"),
+    ("entryPoints:\n  web: {address: ':80/sctp'}\n", "entryPoints.web.address",
+     "invalid protocol"),
     ("entryPoints:\n  web: {address: 'nope'}\n", "entryPoints.web.address", "invalid address"),
     ("entryPoints:\n  web:\n    address: ':80'\n    transport:\n      respondingTimeouts:\n"
      "        readTimeout: 10x\n", "entryPoints.web.transport.respondingTimeouts.readTimeout",
@@ -106,8 +107,8 @@ accessLog: {filePath: /tmp/access.log}
      "same address as entry point 'a'"),
     ("providers:\n  kubernetesCRD: {labelSelector: 'a in (b'}\n",
      "providers.kubernetesCRD.labelSelector", "invalid label selector"),
-    ("providers:\n  docker: {}\n", "providers.docker", "unknown key 'docker'"),
-    ("log: {level: loud}\n", "log.level", "unknown level"),
+    ("providers:\n  kubernetesCRDs: {}\n", "providers.kubernetesCRDs",
+     "did you mean 'kubernetesCRD'?"),
 ])
 def test_errors_name_file_and_key(tmp_path, text, field, message):
     path = write(tmp_path, text)
