@@ -237,6 +237,10 @@ class EntryPoint:
     # http.tls: None or the router tls section it gives routers without one
     # ({"options": ..., "certResolver": ..., "domains": [...]}, empty fields left out)
     tls: object = None
+    # Traefik builds an entry point "model" (internal provider, entryPointModels) when http
+    # has middlewares, tls or encodedCharacters, or observability is set: routers on several
+    # entry points are then split per entry point (``<ep>-<router>``)
+    has_model: bool = False
 
     @property
     def address(self):
@@ -907,6 +911,8 @@ def _entry_point(r, name, m):
         redirections=redirections,
         middlewares=tuple(http.get("middlewares", ())),
         tls=tls,
+        has_model=bool(http.get("middlewares") or tls is not None
+                       or "encodedCharacters" in http or "observability" in m),
     )
 
 

@@ -142,3 +142,280 @@ def test_bad_durations(value):
         return
     with pytest.raises(ValueError):
         parse_duration(value)
+
+
+# --- every Traefik v3.7 key is known; what pyroute ignores is a warning ------------------------
+
+from pyroute.static import STATIC_KEYS, parse_flags  # noqa: E402
+
+
+def test_static_keys_cover_traefik():
+    for key in ["global.checkNewVersion", "global.sendAnonymousUsage", "api.dashboard",
+                "api.insecure", "ping.entryPoint", "metrics.prometheus.entryPoint",
+                "metrics.datadog.address", "metrics.statsD.prefix",
+                "metrics.influxDB2.additionalLabels", "metrics.otlp.grpc.endpoint",
+                "tracing.otlp.http.endpoint", "log.maxBackups", "accessLog.fields.names.<name>",
+                "providers.kubernetesIngress.ingressClass", "providers.docker.network",
+                "providers.file.directory", "providers.kubernetesGateway.experimentalChannel",
+                "providers.kubernetesCRD.disableClusterScopeResources",
+                "certificatesResolvers.<name>.acme.email",
+                "certificatesResolvers.<name>.acme.dnsChallenge.provider",
+                "experimental.plugins.<name>.moduleName", "core.defaultRuleSyntax",
+                "hostResolver.cnameFlattening", "serversTransport.insecureSkipVerify",
+                "tcpServersTransport.dialTimeout", "spiffe.workloadAPIAddr",
+                "ocsp.responderOverrides", "entryPoints.<name>.http.tls.certResolver",
+                "entryPoints.<name>.http.tls.domains[n].main",
+                "entryPoints.<name>.http.redirections.entryPoint.priority",
+                "entryPoints.<name>.http2.maxConcurrentStreams",
+                "entryPoints.<name>.proxyProtocol.trustedIPs"]:
+        assert key in STATIC_KEYS, key
+    assert len(STATIC_KEYS) > 550
+    assert {s for s, _ in STATIC_KEYS.values()} <= {"supported", "ignored", "refused"}
+    for key in ["entryPoints.<name>.address", "entryPoints.<name>.http.middlewares",
+                "entryPoints.<name>.http.redirections.entryPoint.to",
+                "entryPoints.<name>.http.tls", "entryPoints.<name>.proxyProtocol.insecure",
+                "entryPoints.<name>.http.maxHeaderBytes",
+                "entryPoints.<name>.transport.lifeCycle.requestAcceptGraceTimeout",
+                "providers.kubernetesCRD.namespaces", "providers.kubernetesCRD.throttleDuration"]:
+        assert STATIC_KEYS[key][0] == "supported", key
+    for key in ["api", "ping", "metrics.prometheus", "providers.kubernetesIngress",
+                "providers.kubernetesCRD.endpoint", "providers.kubernetesCRD.token",
+                "providers.kubernetesCRD.certAuthFilePath", "certificatesResolvers.<name>"]:
+        assert STATIC_KEYS[key][0] == "ignored" and STATIC_KEYS[key][1], key
+
+
+def test_ignored_keys_warn_once_each(tmp_path):
+    path = write(tmp_path, """\
+global: {checkNewVersion: false}
+api: {dashboard: true, insecure: false}
+ping: {}
+metrics:
+  prometheus: {entryPoint: metrics, addRoutersLabels: true}
+entryPoints:
+  web: {address: ":8000", http2: {maxConcurrentStreams: 100}}
+  websecure: {address: ":8443", http2: {maxConcurrentStreams: 100}}
+providers:
+  kubernetesCRD: {endpoint: "https://k8s", token: x, throttleDuration: 2s,
+                  disableClusterScopeResources: true, namespaces: [a]}
+  kubernetesIngress: {}
+""")
+    st = load_static(path)
+    got = [(w.field, w.line, w.severity) for w in st.warnings]
+    assert got == [("global", 1, "warning"), ("api", 2, "warning"), ("ping", 3, "warning"),
+                   ("metrics", 4, "warning"),
+                   ("entryPoints.web.http2", 7, "warning"),
+                   ("entryPoints.websecure.http2", 8, "warning"),
+                   ("providers.kubernetesCRD.endpoint", 10, "warning"),
+                   ("providers.kubernetesCRD.token", 10, "warning"),
+                   ("providers.kubernetesIngress", 12, "warning")]
+    assert all("pyroute ignores this key" in w.message for w in st.warnings)
+    assert all(w.file == path for w in st.warnings)
+    crd = st.providers_crd
+    assert crd.throttle_duration == 2.0 and crd.disable_cluster_scope_resources is True
+    assert crd.namespaces == ("a",)
+
+
+def test_unknown_key_suggests_closest_with_line(tmp_path):
+    path = write(tmp_path, "entryPoints:\n  web:\n    address: ':80'\n    http:\n"
+                           "      redirections:\n        entrypoint:\n          too: websecure\n")
+    with pytest.raises(ConfigError) as info:
+        load_static(path)
+    e = info.value
+    assert (e.file, e.line) == (path, 7)
+    assert e.field == "entryPoints.web.http.redirections.entryPoint.too"
+    assert "did you mean 'to'?" in e.message
+
+
+def test_keys_are_case_insensitive_as_paerser(tmp_path):
+    path = write(tmp_path, "ENTRYPOINTS:\n  Web:\n    ADDRESS: ':8081'\n    asdefault: 'true'\n"
+                           "LOG: {Level: debug}\n")
+    st = load_static(path)
+    assert list(st.entry_points) == ["Web"]          # map names keep their spelling
+    ep = st.entry_points["Web"]
+    assert ep.port == 8081 and ep.as_default is True and st.log.level == "DEBUG"
+
+
+def test_invalid_log_level_falls_back_to_error_as_traefik(tmp_path):
+    st = load_static(write(tmp_path, "log: {level: loud}\n"))
+    assert st.log.level == "ERROR"
+    assert [w.field for w in st.warnings] == ["log.level"]
+
+
+def test_udp_entry_point_is_a_warning_not_a_failure(tmp_path):
+    st = load_static(write(tmp_path, "entryPoints:\n  web: {address: ':8000'}\n"
+                                     "  dns: {address: ':5353/udp', udp: {timeout: 3s}}\n"))
+    assert list(st.entry_points) == ["web"]
+    assert any(w.field == "entryPoints.dns.address" and "UDP" in w.message
+               for w in st.warnings)
+
+
+def test_entry_point_options_parsed(tmp_path):
+    st = load_static(write(tmp_path, """\
+entryPoints:
+  web:
+    address: ":8000"
+    http:
+      redirections:
+        entryPoint: {to: websecure}
+  websecure:
+    address: ":8443"
+    proxyProtocol: {trustedIPs: ["10.0.0.0/8"]}
+    transport: {lifeCycle: {requestAcceptGraceTimeout: 5s}}
+    http:
+      middlewares: [default-compress@kubernetescrd, auth]
+      tls:
+        options: default-modern@kubernetescrd
+        certResolver: le
+        domains: [{main: example.com, sans: [www.example.com]}]
+  other:
+    address: ":9000"
+    http:
+      redirections:
+        entryPoint: {to: ":443", scheme: https, permanent: false, priority: 10}
+"""))
+    web, sec, other = (st.entry_points[n] for n in ("web", "websecure", "other"))
+    assert web.redirections == {"to": "websecure", "scheme": "https", "permanent": True,
+                                "priority": (1 << 63) - 2, "port": "8443"}
+    assert other.redirections["port"] == "443" and other.redirections["permanent"] is False
+    assert other.redirections["priority"] == 10
+    assert sec.proxy_protocol == {"trusted_ips": ["10.0.0.0/8"], "insecure": False}
+    assert web.proxy_protocol is None
+    assert sec.request_accept_grace_timeout == 5.0
+    assert sec.max_header_bytes == 1 << 20
+    assert sec.middlewares == ("default-compress@kubernetescrd", "auth")
+    assert sec.tls == {"options": "default-modern@kubernetescrd", "certResolver": "le",
+                       "domains": [{"main": "example.com", "sans": ["www.example.com"]}]}
+    assert sec.has_model and not web.has_model
+
+
+def test_redirection_to_unknown_entry_point_is_a_warning(tmp_path):
+    st = load_static(write(tmp_path, "entryPoints:\n  web:\n    address: ':8000'\n    http:\n"
+                                     "      redirections: {entryPoint: {to: nowhere}}\n"))
+    assert st.entry_points["web"].redirections is None
+    assert any("non-existing entry point: nowhere" in w.message for w in st.warnings)
+
+
+def test_toml_file_with_lines(tmp_path):
+    p = tmp_path / "traefik.toml"
+    p.write_text("""\
+[global]
+  checkNewVersion = false
+
+[entryPoints]
+  [entryPoints.web]
+    address = ":8000"
+    [entryPoints.web.http.redirections.entryPoint]
+      to = "websecure"
+  [entryPoints.websecure]
+    address = ":8443"
+    [entryPoints.websecure.http.tls]
+
+[providers.kubernetesCRD]
+  allowCrossNamespace = true
+
+[ping]
+""")
+    st = load_static(str(p))
+    assert st.entry_points["web"].redirections["port"] == "8443"
+    assert st.entry_points["websecure"].tls == {}
+    assert st.providers_crd.allow_cross_namespace is True
+    assert [(w.field, w.line) for w in st.warnings] == [("global", 1), ("ping", 16)]
+    p.write_text("[entryPoints.web]\n  address = \":8000\"\n  adress = \":1\"\n")
+    with pytest.raises(ConfigError) as info:
+        load_static(str(p))
+    assert (info.value.line, info.value.field) == (3, "entryPoints.web.adress")
+    assert "did you mean 'address'?" in info.value.message
+
+
+# --- flags and environment variables, as Traefik (paerser) reads them ------------------------
+
+HELM_ARGS = ("--entryPoints.metrics.address=:9100/tcp --entryPoints.traefik.address=:8080/tcp "
+             "--entryPoints.web.address=:8000/tcp --entryPoints.websecure.address=:8443/tcp "
+             "--api.dashboard=true --ping=true --metrics.prometheus=true "
+             "--metrics.prometheus.entrypoint=metrics --providers.kubernetescrd "
+             "--providers.kubernetescrd.allowEmptyServices=true --providers.kubernetesingress "
+             "--entryPoints.websecure.http.tls=true --log.level=INFO").split()
+
+
+def test_helm_chart_default_args():
+    st = load_static(None, args=HELM_ARGS)
+    assert st.origin == "flags"
+    assert {n: ep.port for n, ep in st.entry_points.items()} == {
+        "metrics": 9100, "traefik": 8080, "web": 8000, "websecure": 8443}
+    assert st.entry_points["websecure"].tls == {} and st.entry_points["web"].tls is None
+    assert st.providers_crd.allow_empty_services is True
+    assert [w.field for w in st.warnings] == ["api", "ping", "metrics",
+                                              "providers.kubernetesIngress"]
+    assert all(w.file == "command line" for w in st.warnings)
+    assert "(--ping)" in st.warnings[1].message
+
+
+def test_flag_forms():
+    assert parse_flags(["--log.level", "DEBUG", "--ping", "-api.insecure",
+                        "--entryPoints.web.forwardedHeaders.trustedIPs=10.0.0.0/8",
+                        "--entrypoints.web.forwardedheaders.trustedips=fd00::/8"]) == [
+        ("log.level", "DEBUG"), ("ping", "true"), ("api.insecure", "true"),
+        ("entryPoints.web.forwardedHeaders.trustedIPs", "10.0.0.0/8,fd00::/8")]
+    st = load_static(None, args=[
+        "--ENTRYPOINTS.web.ADDRESS=127.0.0.1:8001", "--entrypoints.web.http.sanitizepath=false",
+        "--entryPoints.web.http.tls.domains[0].main=example.com",
+        "--entryPoints.web.http.tls.domains[0].sans=a.example.com,b.example.com",
+        "--providers.kubernetesCRD.namespaces=a,b", "--providers.kubernetescrd.throttleDuration=3"])
+    ep = st.entry_points["web"]
+    assert (ep.host, ep.port, ep.sanitize_path) == ("127.0.0.1", 8001, False)
+    assert ep.tls == {"domains": [{"main": "example.com",
+                                   "sans": ["a.example.com", "b.example.com"]}]}
+    assert st.providers_crd.namespaces == ("a", "b")
+    assert st.providers_crd.throttle_duration == 3.0
+
+
+def test_flag_errors_suggest():
+    with pytest.raises(ConfigError) as info:
+        load_static(None, args=["--entryPoints.web.adress=:80"])
+    e = info.value
+    assert e.file == "command line" and e.field == "entryPoints.web.adress"
+    assert "did you mean 'address'?" in e.message and "--entryPoints.web.adress" in e.message
+    with pytest.raises(ConfigError, match="expected true or false"):
+        load_static(None, args=["--entryPoints.web.address=:80",
+                                "--entryPoints.web.http.sanitizePath=maybe"])
+
+
+def test_environment_variables():
+    environ = {"TRAEFIK_ENTRYPOINTS_WEB_ADDRESS": ":8002", "TRAEFIK_PING": "true",
+               "TRAEFIK_PROVIDERS_KUBERNETESCRD_ALLOWCROSSNAMESPACE": "true",
+               "TRAEFIK_ENTRYPOINTS_WEB_HTTP_TLS_DOMAINS_0_MAIN": "example.com",
+               "TRAEFIK_SERVICE_HOST": "10.0.0.1",   # Kubernetes' own variables: not read
+               "TRAEFIK_PORT": "tcp://10.0.0.1:80"}
+    st = load_static(None, environ=environ)
+    assert st.origin == "env"
+    assert st.entry_points["web"].port == 8002
+    assert st.entry_points["web"].tls == {"domains": [{"main": "example.com"}]}
+    assert st.providers_crd.allow_cross_namespace is True
+    assert [(w.file, w.field) for w in st.warnings] == [("environment", "ping")]
+    assert "TRAEFIK_PING" in st.warnings[0].message
+    with pytest.raises(ConfigError) as info:
+        load_static(None, environ={"TRAEFIK_ENTRYPOINTS_WEB_ADRESS": ":1"})
+    assert info.value.file == "environment" and "TRAEFIK_ENTRYPOINTS_WEB_ADRESS" in \
+        info.value.message
+
+
+def test_one_source_only_as_traefik(tmp_path, monkeypatch):
+    path = write(tmp_path, "entryPoints:\n  web: {address: ':8003'}\n")
+    environ = {"TRAEFIK_ENTRYPOINTS_WEB_ADDRESS": ":8004"}
+    flags = ["--entryPoints.web.address=:8005"]
+    # the file wins over flags and environment
+    st = load_static(path, args=flags, environ=environ)
+    assert st.entry_points["web"].port == 8003 and st.origin == "file"
+    assert {w.file for w in st.warnings} == {"command line", "environment"}
+    st = load_static(None, args=flags + ["--configFile=" + path], environ=environ)
+    assert st.entry_points["web"].port == 8003
+    # flags win over the environment
+    st = load_static(None, args=flags, environ=environ)
+    assert st.entry_points["web"].port == 8005 and st.origin == "flags"
+    assert [w.file for w in st.warnings] == ["environment"]
+    # Traefik's default locations: ./traefik.yaml is found (only when asked to search)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "traefik.yaml").write_text("entryPoints:\n  web: {address: ':8006'}\n")
+    assert load_static(None, args=flags, environ={"HOME": str(tmp_path / "none")},
+                       search=True).entry_points["web"].port == 8006
+    assert load_static(None, args=flags).entry_points["web"].port == 8005

@@ -161,6 +161,17 @@ class Unavailable:
         return None
 
 
+class NoopAnswer:
+    """Traefik's ``noop@internal`` service (the entry point redirection routers' service):
+    ``rw.WriteHeader(http.StatusTeapot)``, reached only when the redirection does not apply."""
+    __slots__ = ()
+    static = False
+
+    def on_request(self, conn):
+        from .responses import status_line
+        return status_line(418) + b"Content-Length: 0\r\n\r\n"
+
+
 class Route(RouteTarget):
     """A router compiled: request-phase middlewares, the service tree, the head Forwarder.
 
@@ -616,6 +627,9 @@ def compile_config(config, pools, route_table_factory=None, server_name=None):
                 # (Traefik's buildHTTPHandler: ChildRefs first)
                 route = Route(rname, chain, None, server_name, tls_router,
                               children=layers.table(rname, chain, tls_router, (rname,)))
+            elif router.get("service") == "noop@internal":
+                route = Route(rname, chain + [NoopAnswer()], Unavailable(), server_name,
+                              tls_router)
             else:
                 route = Route(rname, chain, comp.service(router["service"]), server_name,
                               tls_router)
