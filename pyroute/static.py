@@ -25,6 +25,7 @@ maxHeaderBytes 1 MiB, redirections scheme https / permanent / priority MaxInt-1)
 pyroute's one extension: ``providers.kubernetesCRD.paths`` (manifest files or folders, relative
 to the configuration file; paths given on the command line are added to them).
 """
+import dataclasses
 import difflib
 import ipaddress
 import os
@@ -476,6 +477,7 @@ def _toml_tree(text, path_name):
 
 
 def _read_file(path):
+    path = os.fspath(path)
     try:
         with open(path, "rb") as f:
             data = f.read()
@@ -1089,14 +1091,13 @@ def load_static(path=None, args=None, environ=None, search=False):
         tree, src = _flat_tree(env_pairs, "env", "environment", lambda d: env_names[d])
         st = _build(tree, src, os.getcwd())
     else:
-        return static_from_mapping({})
+        return dataclasses.replace(static_from_mapping({}), origin="default")
     if env_pairs and st.origin != "env":
         warnings.append(ConfigError(
             "TRAEFIK_* environment variables ignored (%s): as Traefik, only one configuration "
             "source is read" % ", ".join(sorted(env_names.values())),
             file="environment", severity="warning"))
     if warnings:
-        import dataclasses
         st = dataclasses.replace(st, warnings=tuple(warnings) + st.warnings)
     return st
 

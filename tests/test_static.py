@@ -413,8 +413,10 @@ def test_one_source_only_as_traefik(tmp_path, monkeypatch):
     st = load_static(None, args=flags, environ=environ)
     assert st.entry_points["web"].port == 8005 and st.origin == "flags"
     assert [w.file for w in st.warnings] == ["environment"]
-    # Traefik's default locations: ./traefik.yaml is found (only when asked to search)
+    # nothing at all: the defaults (and `pyroute run` without paths serves its demo)
     monkeypatch.chdir(tmp_path)
+    assert load_static(None, environ={"HOME": str(tmp_path)}, search=True).origin == "default"
+    # Traefik's default locations: ./traefik.yaml is found (only when asked to search)
     (tmp_path / "traefik.yaml").write_text("entryPoints:\n  web: {address: ':8006'}\n")
     assert load_static(None, args=flags, environ={"HOME": str(tmp_path / "none")},
                        search=True).entry_points["web"].port == 8006
