@@ -392,3 +392,41 @@ def test_unknown_key_in_file_names_file_and_line(tmp_path, mdir):
     assert out.returncode == 1
     assert "%s:4: provider: unknown key 'provider'" % cfg in out.stderr
     assert "did you mean 'providers'?" in out.stderr
+
+
+def test_entry_point_http_options_from_flags(tmp_path, backend):
+    # asDefault, sanitizePath, encodeQuerySemicolons given as Traefik flags
+    d = tmp_path / "m"
+    d.mkdir()
+    (d / "c.yaml").write_text(backend_service("svc", [backend.port]) + """\
+---
+apiVersion: traefik.io/v1alpha1
+kind: IngressRoute
+metadata: {name: anywhere, namespace: default}
+spec:
+  routes:
+    - match: PathPrefix(`/`)
+      kind: Rule
+      services: [{name: svc, port: 80}]
+""")
+    raw, enc, other = free_port(), free_port(), free_port()
+    run = Run(tmp_path, ["run", "-w", "1",
+                         "--entryPoints.raw.address=127.0.0.1:%d" % raw,
+                         "--entryPoints.raw.asDefault=true",
+                         "--entryPoints.raw.http.sanitizePath=false",
+                         "--entryPoints.enc.address=127.0.0.1:%d" % enc,
+                         "--entrypoints.enc.asdefault",
+                         "--entryPoints.enc.http.encodeQuerySemicolons=true",
+                         "--entryPoints.other.address=127.0.0.1:%d" % other, str(d)], other)
+    try:
+        # a router without entryPoints is on the asDefault ones only
+        assert get(other, "/x", "a.test")[0] == 404
+        status, _, body = get(raw, "/a/../b//c?x=1;y=2", "a.test")
+        # sanitizePath false: the path reaches the backend as sent; the query's ';' becomes
+        # '&' (Go's AllowQuerySemicolons, Traefik's default)
+        assert status == 200 and json.loads(body)["target"] == "/a/../b//c?x=1&y=2"
+        status, _, body = get(enc, "/a/../b?x=1;y=2", "a.test")
+        # sanitizePath (default true) cleans the path; encodeQuerySemicolons keeps ';' as %3B
+        assert status == 200 and json.loads(body)["target"] == "/b?x=1%3By=2"
+    finally:
+        run.stop()
