@@ -430,3 +430,50 @@ spec:
         assert status == 200 and json.loads(body)["target"] == "/b?x=1%3By=2"
     finally:
         run.stop()
+
+
+def test_entry_point_middleware_cannot_be_bypassed(tmp_path, backend):
+    # an ipAllowList put on the entry point guards every router there, those with their own
+    # middlewares and those without; a spoofed X-Forwarded-For does not get a client in
+    d = tmp_path / "m"
+    d.mkdir()
+    (d / "c.yaml").write_text(backend_service("svc", [backend.port]) + """\
+---
+apiVersion: traefik.io/v1alpha1
+kind: Middleware
+metadata: {name: only-ten, namespace: default}
+spec: {ipAllowList: {sourceRange: [10.0.0.0/8]}}
+---
+apiVersion: traefik.io/v1alpha1
+kind: Middleware
+metadata: {name: hdr, namespace: default}
+spec: {headers: {customRequestHeaders: {X-Router: "yes"}}}
+---
+apiVersion: traefik.io/v1alpha1
+kind: IngressRoute
+metadata: {name: apps, namespace: default}
+spec:
+  routes:
+    - match: Host(`plain.test`)
+      kind: Rule
+      services: [{name: svc, port: 80}]
+    - match: Host(`own.test`)
+      kind: Rule
+      middlewares: [{name: hdr}]
+      services: [{name: svc, port: 80}]
+      priority: 9223372036854774000
+""")
+    port, free = free_port(), free_port()
+    run = Run(tmp_path, ["run", "-w", "1", "--entryPoints.web.address=127.0.0.1:%d" % port,
+                         "--entryPoints.web.http.middlewares=default-only-ten@kubernetescrd",
+                         "--entryPoints.free.address=127.0.0.1:%d" % free, str(d)], port)
+    try:
+        for host in ("plain.test", "own.test", "unknown.test"):
+            for extra in ("", "X-Forwarded-For: 10.0.0.1\r\n", "X-Real-Ip: 10.0.0.1\r\n"):
+                status = get(port, "/", host, extra)[0]
+                assert status == (404 if host == "unknown.test" else 403), (host, extra)
+        # the same routers on an entry point without the model are reachable
+        assert get(free, "/", "plain.test")[0] == 200
+        assert get(free, "/", "own.test")[0] == 200
+    finally:
+        run.stop()
