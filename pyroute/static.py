@@ -178,8 +178,6 @@ TOP_LEVEL_KEYS = sorted({k.split(".")[0] for k in KEY_TYPES})
 _CHILDREN = {}
 for _k in KEY_TYPES:
     _parent, _, _leaf = _k.rpartition(".")
-    if _leaf.endswith("[n]"):
-        _parent, _leaf = _k[:-3].rpartition(".")[0], _k[:-3].rpartition(".")[2] + "[n]"
     _CHILDREN.setdefault(_parent, {})[_leaf.lower()] = _leaf
 # a key is "quiet" under a warning given for an ignored ancestor: one warning per subtree
 _SUBTREE_IGNORED = {k: all(STATIC_KEYS[d][0] == "ignored" for d in STATIC_KEYS
@@ -505,14 +503,12 @@ def _key_type(segments):
         name = kids.get(low)
         if name is None and "<name>" in kids:
             name = "<name>"
-        if name is None and low + "[n]" in kids:
-            name = kids[low + "[n]"]
         if name is None:
             if KEY_TYPES.get(key) == "any":
                 return key, "any"
             return None, None
         key = key + "." + name if key else name
-    return key, KEY_TYPES.get(key, "section" if key.endswith("[n]") else None)
+    return key, ("section" if key.endswith("[n]") else KEY_TYPES.get(key))
 
 
 _INDEXED = re.compile(r"^(.*?)\[(\d+)\]$")
@@ -657,7 +653,6 @@ class _Normalizer:
     def unknown(self, parent_key, path, name):
         kids = _CHILDREN.get(parent_key, {})
         names = sorted(set(kids.values()) - {"<name>"})
-        names = [n[:-3] if n.endswith("[n]") else n for n in names]
         close = difflib.get_close_matches(name.lower(), [n.lower() for n in names], n=1,
                                           cutoff=0.6)
         if close:
@@ -683,10 +678,7 @@ class _Normalizer:
                 name = str(name)
             kids = _CHILDREN.get(key, {})
             child = kids.get(name.lower())
-            if child is not None and child.endswith("[n]"):
-                child_key = (key + "." if key else "") + child
-                canonical = child[:-3]
-            elif child is None and "<name>" in kids:
+            if child is None and "<name>" in kids:
                 child_key = (key + "." if key else "") + "<name>"
                 canonical = name                   # a map name keeps its spelling
             elif child is None:

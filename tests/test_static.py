@@ -421,3 +421,116 @@ def test_one_source_only_as_traefik(tmp_path, monkeypatch):
     assert load_static(None, args=flags, environ={"HOME": str(tmp_path / "none")},
                        search=True).entry_points["web"].port == 8006
     assert load_static(None, args=flags).entry_points["web"].port == 8005
+
+
+# every flag traefik-helm-chart (v41.3, appVersion v3.7.11) can render in
+# templates/_podtemplate.tpl, but Traefik Hub's and four keys that Traefik v3.7.9 does not
+# have (core.strictTLSOptions, providers.kubernetescrd.safeNaming / defaultTLSResourcesNamespace,
+# providers.kubernetesingressnginx.modsec)
+HELM_TEMPLATE_FLAGS = [
+    "accesslog", "accesslog.addinternals", "accesslog.bufferingsize", "accesslog.dualOutput",
+    "accesslog.fields.defaultmode", "accesslog.fields.headers.defaultmode",
+    "accesslog.fields.headers.names.x", "accesslog.fields.names.StartUTC",
+    "accesslog.fields.names.x", "accesslog.fields.queryparameters.defaultmode",
+    "accesslog.filepath", "accesslog.filters.minduration", "accesslog.filters.retryattempts",
+    "accesslog.filters.statuscodes", "accesslog.format", "core.defaultRuleSyntax",
+    "experimental.abortonpluginfailure", "experimental.fastProxy",
+    "experimental.fastProxy.debug", "experimental.knative", "experimental.kubernetesgateway",
+    "experimental.localPlugins.x.moduleName", "experimental.localPlugins.x.settings.useUnsafe",
+    "experimental.otlpLogs", "experimental.plugins.x.hash", "experimental.plugins.x.moduleName",
+    "experimental.plugins.x.settings.useUnsafe", "experimental.plugins.x.version",
+    "global.checkNewVersion", "global.notAppendXForwardedFor", "global.sendAnonymousUsage",
+    "log.filePath", "log.format", "log.level", "log.noColor", "metrics.addinternals",
+    "metrics.datadog", "metrics.datadog.addEntryPointsLabels",
+    "metrics.datadog.addRoutersLabels", "metrics.datadog.addServicesLabels",
+    "metrics.datadog.address", "metrics.datadog.prefix", "metrics.datadog.pushInterval",
+    "metrics.influxdb2", "metrics.influxdb2.addEntryPointsLabels",
+    "metrics.influxdb2.addRoutersLabels", "metrics.influxdb2.addServicesLabels",
+    "metrics.influxdb2.additionalLabels.web", "metrics.influxdb2.address",
+    "metrics.influxdb2.bucket", "metrics.influxdb2.org", "metrics.influxdb2.pushInterval",
+    "metrics.influxdb2.token", "metrics.otlp.addEntryPointsLabels",
+    "metrics.otlp.addRoutersLabels", "metrics.otlp.addServicesLabels",
+    "metrics.otlp.explicitBoundaries", "metrics.otlp.pushInterval", "metrics.prometheus",
+    "metrics.prometheus.addEntryPointsLabels", "metrics.prometheus.addRoutersLabels",
+    "metrics.prometheus.addServicesLabels", "metrics.prometheus.buckets",
+    "metrics.prometheus.entrypoint", "metrics.prometheus.headerlabels.x",
+    "metrics.prometheus.manualrouting", "metrics.statsd", "metrics.statsd.addEntryPointsLabels",
+    "metrics.statsd.addRoutersLabels", "metrics.statsd.addServicesLabels",
+    "metrics.statsd.address", "metrics.statsd.prefix", "metrics.statsd.pushInterval", "ocsp",
+    "ping", "providers.file.directory", "providers.file.watch", "providers.knative",
+    "providers.knative.labelSelector", "providers.knative.namespaces",
+    "providers.kubernetescrd", "providers.kubernetescrd.allowCrossNamespace",
+    "providers.kubernetescrd.allowEmptyServices",
+    "providers.kubernetescrd.allowExternalNameServices",
+    "providers.kubernetescrd.crossProviderNamespaces",
+    "providers.kubernetescrd.disableClusterScopeResources",
+    "providers.kubernetescrd.ingressClass", "providers.kubernetescrd.labelSelector",
+    "providers.kubernetescrd.namespaces", "providers.kubernetescrd.nativeLBByDefault",
+    "providers.kubernetesgateway", "providers.kubernetesgateway.burst",
+    "providers.kubernetesgateway.crossProviderNamespaces",
+    "providers.kubernetesgateway.experimentalchannel",
+    "providers.kubernetesgateway.labelSelector", "providers.kubernetesgateway.namespaces",
+    "providers.kubernetesgateway.nativeLBByDefault", "providers.kubernetesgateway.qps",
+    "providers.kubernetesgateway.statusaddress.hostname",
+    "providers.kubernetesgateway.statusaddress.ip",
+    "providers.kubernetesgateway.statusaddress.service.name",
+    "providers.kubernetesgateway.statusaddress.service.namespace",
+    "providers.kubernetesingress", "providers.kubernetesingress.allowEmptyServices",
+    "providers.kubernetesingress.allowExternalNameServices",
+    "providers.kubernetesingress.crossProviderNamespaces",
+    "providers.kubernetesingress.disableClusterScopeResources",
+    "providers.kubernetesingress.ingressClass",
+    "providers.kubernetesingress.ingressendpoint.hostname",
+    "providers.kubernetesingress.ingressendpoint.ip",
+    "providers.kubernetesingress.ingressendpoint.publishedservice",
+    "providers.kubernetesingress.labelSelector", "providers.kubernetesingress.namespaces",
+    "providers.kubernetesingress.nativeLBByDefault",
+    "providers.kubernetesingress.strictPrefixMatching", "providers.kubernetesingressnginx",
+    "providers.kubernetesingressnginx.publishservice",
+    "providers.kubernetesingressnginx.watchnamespace", "providers.precedence",
+    "tracing.addinternals", "tracing.capturedRequestHeaders", "tracing.capturedResponseHeaders",
+    "tracing.resourceAttributes.web", "tracing.safeQueryParams", "tracing.sampleRate",
+    "tracing.serviceName", "entryPoints.web.allowACMEByPass",
+    "entryPoints.web.forwardedHeaders.insecure",
+    "entryPoints.web.forwardedHeaders.notAppendXForwardedFor",
+    "entryPoints.web.forwardedHeaders.trustedIPs", "entryPoints.web.http.maxHeaderBytes",
+    "entryPoints.web.http.middlewares",
+    "entryPoints.web.http.redirections.entryPoint.permanent",
+    "entryPoints.web.http.redirections.entryPoint.priority",
+    "entryPoints.web.http.redirections.entryPoint.scheme",
+    "entryPoints.web.http.redirections.entryPoint.to", "entryPoints.web.http.sanitizePath",
+    "entryPoints.web.http.tls", "entryPoints.web.http.tls.certResolver",
+    "entryPoints.web.http.tls.domains[0].main", "entryPoints.web.http.tls.domains[0].sans",
+    "entryPoints.web.http.tls.options", "entryPoints.web.http.underscoreHeadersStrategy",
+    "entryPoints.web.http3", "entryPoints.web.http3.advertisedPort",
+    "entryPoints.web.proxyProtocol.insecure", "entryPoints.web.proxyProtocol.trustedIPs",
+    "entryPoints.web.transport.keepAliveMaxRequests",
+    "entryPoints.web.transport.keepAliveMaxTime",
+    "entryPoints.web.transport.lifeCycle.graceTimeOut",
+    "entryPoints.web.transport.lifeCycle.requestAcceptGraceTimeout",
+    "entryPoints.web.transport.respondingTimeouts.idleTimeout",
+    "entryPoints.web.transport.respondingTimeouts.readTimeout",
+    "entryPoints.web.transport.respondingTimeouts.writeTimeout", "entryPoints.web.address",
+    "entryPoints.web.asDefault", "entryPoints.web.observability.accessLogs",
+    "entryPoints.web.observability.metrics", "entryPoints.web.observability.traceVerbosity",
+    "entryPoints.web.observability.tracing",
+]
+
+_SAMPLES = {"bool": "true", "int": "1", "float": "0.5", "duration": "2s", "list": "a,b",
+            "list:float": "0.1,0.3", "string": "x", "map": None, "section": None, "any": "x"}
+_VALUES = {"address": ":8000/tcp", "to": ":8443", "level": "INFO", "labelSelector": "app=x",
+           "trustedIPs": "10.0.0.0/8", "buckets": "0.1,0.3", "explicitBoundaries": "0.1"}
+
+
+def test_every_helm_chart_flag_loads():
+    from pyroute.static import _flat_segments, _key_type
+    args = []
+    for name in HELM_TEMPLATE_FLAGS:
+        key, typ = _key_type(_flat_segments(name))
+        assert key is not None, name
+        last = name.split(".")[-1].split("[")[0]
+        value = _VALUES.get(last, _SAMPLES.get(typ, "x"))
+        args.append("--" + name if value is None else "--%s=%s" % (name, value))
+    st = load_static(None, args=args)
+    assert st.entry_points["web"].port == 8000
+    assert all(w.severity == "warning" for w in st.warnings)

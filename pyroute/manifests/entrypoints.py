@@ -13,7 +13,7 @@ provider, ``pkg/provider/traefik/internal.go``, and ``pkg/server/aggregator.go``
 """
 import copy
 
-from .names import SEPARATOR, normalize, qualified
+from .names import SEPARATOR, normalize
 
 INTERNAL = "internal"
 NOOP_SERVICE = "noop@internal"
@@ -116,4 +116,4 @@ def redirections(static):
     return routers, middlewares, services
 
 
-__all__ = ["apply_models", "redirections", "NOOP_SERVICE", "qualified"]
+__all__ = ["apply_models", "redirections", "NOOP_SERVICE"]
