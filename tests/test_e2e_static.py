@@ -477,3 +477,26 @@ spec:
         assert get(free, "/", "own.test")[0] == 200
     finally:
         run.stop()
+
+
+def test_traefik_style_command_line_without_subcommand(tmp_path, mdir):
+    # `pyroute --entryPoints.web.address=... DIR`, as the `traefik` binary is called
+    port = free_port()
+    run = Run(tmp_path, ["--entryPoints.web.address=127.0.0.1:%d/tcp" % port,
+                         "--providers.kubernetescrd", "--log.level", "DEBUG", "-w", "1",
+                         str(mdir)], port)
+    try:
+        assert get(port, "/x", "a.test")[0] == 200
+    finally:
+        run.stop()
+
+
+def test_help_explains_the_traefik_flags():
+    for argv in (["--help"], ["run", "--help"], ["check", "--help"]):
+        out = subprocess.run([sys.executable, "-m", "pyroute"] + argv, capture_output=True,
+                             text=True, cwd=str(REPO), timeout=60)
+        assert out.returncode == 0
+        assert "--entryPoints.web.address=:8000" in out.stdout, argv
+    out = subprocess.run([sys.executable, "-m", "pyroute", "run", "--help"],
+                         capture_output=True, text=True, cwd=str(REPO), timeout=60).stdout
+    assert "TRAEFIK_ENTRYPOINTS_WEB_ADDRESS" in out and "--configFile=FILE" in out
