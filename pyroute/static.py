@@ -108,13 +108,18 @@ _SUPPORTED = {
     _CRD + "throttleDuration": "",
     _CRD + "paths": "pyroute extension: manifest files or folders, relative to the file",
     "log.level": "",
+    "serversTransport.insecureSkipVerify": "",
+    "serversTransport.rootCAs": "",
+    "serversTransport.maxIdleConnsPerHost": "",
+    "serversTransport.forwardingTimeouts.dialTimeout": "",
+    "serversTransport.forwardingTimeouts.responseHeaderTimeout": "",
+    "serversTransport.forwardingTimeouts.idleConnTimeout": "",
 }
 
 # longest matching prefix -> why pyroute ignores the keys under it
 _IGNORED_NOTES = [
     ("global", "pyroute sends no version check or usage data"),
-    ("serversTransport", "pyroute uses ServersTransport objects only; this default transport "
-                         "is not applied"),
+    ("serversTransport.spiffe", "pyroute has no SPIFFE support"),
     ("tcpServersTransport", "pyroute has no TCP routing"),
     ("entryPoints.<name>.allowACMEByPass", "pyroute has no ACME"),
     ("entryPoints.<name>.reusePort", "pyroute always binds with SO_REUSEPORT"),
@@ -283,6 +288,9 @@ class StaticConfig:
     source: str = ""                                   # file read, "" for defaults
     origin: str = "default"                            # "file" | "flags" | "env" | "default"
     warnings: tuple = ()                               # ConfigError(severity="warning")
+    # serversTransport: the transport of services that name none, as Traefik's internal
+    # provider writes it (``default@internal``, dynamic ServersTransport shape), or None
+    servers_transport: object = None
 
     def default_entry_points(self):
         """Names of the entry points a router without ``entryPoints`` attaches to.
@@ -981,6 +989,41 @@ def _access_log(m, present):
                      format=m.get("format", "common") or "common")
 
 
+def _servers_transport(r, m, base_dir):
+    """Traefik's internal serverTransport(): the static serversTransport as ``default@internal``
+    (rootCAs are types.FileOrContent: a file's path, else the PEM itself)."""
+    from .manifests.names import format_duration
+    st = {}
+    if m.get("insecureSkipVerify"):
+        st["insecureSkipVerify"] = True
+    cas = []
+    for i, ca in enumerate(m.get("rootCAs", [])):
+        path = os.path.join(base_dir, ca)
+        if os.path.isfile(path):
+            try:
+                with open(path, encoding="ascii", errors="replace") as f:
+                    ca = f.read()
+            except OSError as e:
+                raise r.error(("serversTransport", "rootCAs", i),
+                              "cannot read %s: %s" % (path, e.strerror)) from None
+        elif "-----BEGIN" not in ca:
+            raise r.error(("serversTransport", "rootCAs", i),
+                          "neither a readable file nor a PEM certificate: %r" % ca)
+        cas.append(ca)
+    if cas:
+        st["rootCAs"] = cas
+    if m.get("maxIdleConnsPerHost"):
+        st["maxIdleConnsPerHost"] = m["maxIdleConnsPerHost"]
+    ft = m.get("forwardingTimeouts")
+    if ft is not None:
+        st["forwardingTimeouts"] = {
+            k: format_duration(_nonneg(r, ("serversTransport", "forwardingTimeouts", k),
+                                       ft.get(k, default)))
+            for k, default in (("dialTimeout", 30.0), ("responseHeaderTimeout", 0.0),
+                               ("idleConnTimeout", 90.0))}
+    return st
+
+
 def _build(tree, src, base_dir, source=""):
     norm = _Normalizer(src)
     top = norm.run(tree)
@@ -1016,6 +1059,8 @@ def _build(tree, src, base_dir, source=""):
         source=source,
         origin=src.origin if src.origin != "mapping" else "file",
         warnings=tuple(warnings),
+        servers_transport=(_servers_transport(r, top["serversTransport"], base_dir)
+                           if "serversTransport" in top else None),
     )
 
 

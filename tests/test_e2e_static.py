@@ -500,3 +500,60 @@ def test_help_explains_the_traefik_flags():
     out = subprocess.run([sys.executable, "-m", "pyroute", "run", "--help"],
                          capture_output=True, text=True, cwd=str(REPO), timeout=60).stdout
     assert "TRAEFIK_ENTRYPOINTS_WEB_ADDRESS" in out and "--configFile=FILE" in out
+
+
+HTTPS_SERVICE = """\
+---
+apiVersion: v1
+kind: Service
+metadata: {name: secure, namespace: default}
+spec:
+  ports: [{name: https, port: 443}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: secure-1
+  namespace: default
+  labels: {kubernetes.io/service-name: secure}
+addressType: IPv4
+ports: [{name: https, port: %d}]
+endpoints: [{addresses: ["127.0.0.1"], conditions: {ready: true}}]
+---
+apiVersion: traefik.io/v1alpha1
+kind: IngressRoute
+metadata: {name: secure, namespace: default}
+spec:
+  routes:
+    - match: Host(`s.test`)
+      kind: Rule
+      services: [{name: secure, port: 443}]
+"""
+
+
+@pytest.mark.parametrize("transport,status", [
+    ("", 502),                                        # Go's default: the CA is not trusted
+    ("serversTransport: {insecureSkipVerify: true}\n", 200),
+    ("serversTransport:\n  rootCAs: [ca.pem]\n", 200),   # a file, relative to the config
+    ("serversTransport:\n  rootCAs: [other.pem]\n", 502),
+])
+def test_static_servers_transport_is_the_default_transport(tmp_path, transport, status):
+    trustme = pytest.importorskip("trustme")
+    ca, other = trustme.CA(), trustme.CA()
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(ctx)
+    be = Backend("tls", tls=ctx)
+    (tmp_path / "ca.pem").write_bytes(ca.cert_pem.bytes())
+    (tmp_path / "other.pem").write_bytes(other.cert_pem.bytes())
+    d = tmp_path / "m"
+    d.mkdir()
+    (d / "c.yaml").write_text(HTTPS_SERVICE % be.port)
+    port = free_port()
+    cfg = tmp_path / "traefik.yaml"
+    cfg.write_text("entryPoints:\n  web: {address: '127.0.0.1:%d'}\n%s" % (port, transport))
+    run = Run(tmp_path, ["run", "-w", "1", "-c", str(cfg), str(d)], port)
+    try:
+        assert get(port, "/x", "s.test")[0] == status, run.output()
+        assert "serversTransport: warning" not in run.output()
+    finally:
+        run.stop()

@@ -150,3 +150,17 @@ spec:
     (c,) = [r for n, r in routers.items() if r.get("parentRefs") is not None]
     assert c["parentRefs"] == [parent, "websecure-" + parent]
     assert "tls" not in c            # only root routers get the model
+
+
+def test_static_servers_transport_is_default_at_internal(tmp_path):
+    # internal.go serverTransport(): the static serversTransport as default@internal
+    rc = manifests.load([str(write(tmp_path, "m.yaml", service("whoami")))],
+                        static_from_mapping({"serversTransport": {
+                            "insecureSkipVerify": True, "maxIdleConnsPerHost": 7,
+                            "forwardingTimeouts": {"dialTimeout": "5s"}}}))
+    assert rc.dynamic["http"]["serversTransports"]["default@internal"] == {
+        "insecureSkipVerify": True, "maxIdleConnsPerHost": 7,
+        "forwardingTimeouts": {"dialTimeout": "5s", "responseHeaderTimeout": "0s",
+                               "idleConnTimeout": "1m30s"}}
+    rc = manifests.load([str(tmp_path / "m.yaml")], static_from_mapping({}))
+    assert "default@internal" not in rc.dynamic["http"]["serversTransports"]

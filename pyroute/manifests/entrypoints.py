@@ -10,6 +10,8 @@ provider, ``pkg/provider/traefik/internal.go``, and ``pkg/server/aggregator.go``
   ``HostRegexp(`^.+$`)``, the redirection's priority (default MaxInt-1, above any user router),
   middleware ``redirect-<ep>-to-<to>@internal`` (a redirectScheme to the scheme and port) and
   service ``noop@internal`` (Traefik answers 418 there, when the redirection does not apply).
+- ``serversTransport``: the ServersTransport ``default@internal``, used by every service that
+  names none.
 """
 import copy
 
@@ -116,4 +118,15 @@ def redirections(static):
     return routers, middlewares, services
 
 
-__all__ = ["apply_models", "redirections", "NOOP_SERVICE"]
+def servers_transports(static):
+    """Traefik's internal serverTransport(): the static ``serversTransport`` as the
+    ``default@internal`` ServersTransport, which services naming none use."""
+    st = getattr(static, "servers_transport", None)
+    return {} if st is None else {DEFAULT_TRANSPORT: st}
+
+
+DEFAULT_TRANSPORT = "default@internal"
+
+
+__all__ = ["apply_models", "redirections", "servers_transports", "NOOP_SERVICE",
+           "DEFAULT_TRANSPORT"]

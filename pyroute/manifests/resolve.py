@@ -18,7 +18,7 @@ from .checks import ChecksMixin
 from .common import RefError, is_namespace_allowed
 from .labels import matches, parse_selector
 from .middlewares import MiddlewaresMixin
-from .entrypoints import apply_models, redirections
+from .entrypoints import apply_models, redirections, servers_transports
 from .names import PROVIDER, SEPARATOR, make_id, make_service_key, normalize, qualified
 from .secrets import SecretsMixin
 from .services import ServicesMixin
@@ -308,6 +308,7 @@ class Resolver(SecretsMixin, ServicesMixin, MiddlewaresMixin, TLSMixin, ChecksMi
         self.http["routers"].update(routers)
         self.http["middlewares"].update(middlewares)
         self.http["services"].update(services)
+        self.http["serversTransports"].update(servers_transports(self.static))
         return {"http": self.http, "tls": self.tls}
 
 

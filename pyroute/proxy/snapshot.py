@@ -26,6 +26,7 @@ from .status import CheckedBalancer, CheckedFailover, register_child
 from .normalize import Normalizer
 from .._engine.conn import EntryTable, Pool, RouteTarget, ServerTarget
 
+DEFAULT_TRANSPORT = "default@internal"   # the static serversTransport (Traefik's internal one)
 DEFAULT_DIAL_TIMEOUT = 30.0        # Traefik ServersTransport forwardingTimeouts defaults
 DEFAULT_IDLE_CONN_TIMEOUT = 90.0
 DEFAULT_MAX_IDLE = 200             # Traefik: maxIdleConnsPerHost 200
@@ -363,9 +364,13 @@ def _client_tls(dynamic, name, host):
     import ssl
     import tempfile
     st = {}
+    transports = dynamic.get("http", {}).get("serversTransports", {})
     if name:
-        transports = dynamic.get("http", {}).get("serversTransports", {})
         st = transports.get(qualified(name)) or transports.get(name) or {}
+    elif DEFAULT_TRANSPORT in transports:
+        # the static configuration's serversTransport (Traefik: default@internal)
+        name = DEFAULT_TRANSPORT
+        st = transports[name]
     if st.get("disableHTTP2") is False:
         pass  # HTTP/2 to backends does not exist in pyroute yet: HTTP/1.1 over TLS either way
     ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
@@ -393,6 +398,8 @@ def _client_tls(dynamic, name, host):
 
 
 def _transport(dynamic, name):
+    if not name and DEFAULT_TRANSPORT in dynamic.get("http", {}).get("serversTransports", {}):
+        name = DEFAULT_TRANSPORT    # the static configuration's serversTransport
     if not name:
         return (DEFAULT_MAX_IDLE, DEFAULT_DIAL_TIMEOUT, 0.0, DEFAULT_IDLE_CONN_TIMEOUT)
     st = dynamic.get("http", {}).get("serversTransports", {}).get(qualified(name)) or \
