@@ -108,6 +108,7 @@ _SUPPORTED = {
     _CRD + "throttleDuration": "",
     _CRD + "paths": "pyroute extension: manifest files or folders, relative to the file",
     "log.level": "",
+    "core.defaultRuleSyntax": "v2 is deprecated (Traefik warns too)",
     "serversTransport.insecureSkipVerify": "",
     "serversTransport.rootCAs": "",
     "serversTransport.maxIdleConnsPerHost": "",
@@ -142,7 +143,6 @@ _IGNORED_NOTES = [
     ("hostResolver", "not implemented"),
     ("certificatesResolvers", "pyroute has no ACME or Tailscale resolver"),
     ("experimental", "pyroute has no plugins or experimental features"),
-    ("core", "not implemented: routers without ruleSyntax use the v3 syntax"),
     ("spiffe", "pyroute has no SPIFFE support"),
     ("ocsp", "pyroute does no OCSP stapling"),
 ]
@@ -291,6 +291,8 @@ class StaticConfig:
     # serversTransport: the transport of services that name none, as Traefik's internal
     # provider writes it (``default@internal``, dynamic ServersTransport shape), or None
     servers_transport: object = None
+    # core.defaultRuleSyntax: "" without a core section, else "v3" (the default) or "v2"
+    default_rule_syntax: str = ""
 
     def default_entry_points(self):
         """Names of the entry points a router without ``entryPoints`` attaches to.
@@ -942,7 +944,7 @@ def _redirect_ports(r, eps, warnings):
                                         "non-existing entry point: %s (as Traefik, no "
                                         "redirection is made)" % to, severity="warning"))
         red = dict(red, port=port) if port is not None else None
-        out[name] = EntryPoint(**{**ep.__dict__, "redirections": red})
+        out[name] = dataclasses.replace(ep, redirections=red)
     return out
 
 
@@ -1050,6 +1052,17 @@ def _build(tree, src, base_dir, source=""):
                           "same address as entry point %r" % seen[key])
         seen[key] = ep.name
     eps = _redirect_ports(r, eps, warnings)
+    syntax = ""
+    if "core" in top:
+        syntax = top["core"].get("defaultRuleSyntax") or "v3"     # Core.SetDefaults
+        if syntax not in ("v3", "v2"):
+            raise r.error(("core", "defaultRuleSyntax"), "unsupported default rule syntax "
+                          "configuration: %r (v3 or v2)" % syntax)
+        if syntax == "v2":
+            warnings.append(src.error(("core", "defaultRuleSyntax"), "v2 rules syntax is now "
+                                      "deprecated, please use v3 instead", severity="warning"))
+        # Traefik's entryPointModels: a default rule syntax gives every entry point a model
+        eps = {n: dataclasses.replace(ep, has_model=True) for n, ep in eps.items()}
     crd = _providers(r, top.get("providers") or {}, base_dir)
     return StaticConfig(
         entry_points=eps,
@@ -1061,6 +1074,7 @@ def _build(tree, src, base_dir, source=""):
         warnings=tuple(warnings),
         servers_transport=(_servers_transport(r, top["serversTransport"], base_dir)
                            if "serversTransport" in top else None),
+        default_rule_syntax=syntax,
     )
 
 

@@ -164,3 +164,25 @@ def test_static_servers_transport_is_default_at_internal(tmp_path):
                                "idleConnTimeout": "1m30s"}}
     rc = manifests.load([str(tmp_path / "m.yaml")], static_from_mapping({}))
     assert "default@internal" not in rc.dynamic["http"]["serversTransports"]
+
+
+def test_core_default_rule_syntax(tmp_path):
+    # v2 rules read with the v2 syntax; a core section gives every entry point a model
+    v2 = ingress("old", ["web", "websecure"]).replace("Host(`old.test`)",
+                                                      "Host(`old.test`,`x.test`)")
+    write(tmp_path, "m.yaml", service("whoami"), v2)
+    st = static_from_mapping({"entryPoints": {"web": {"address": ":80"},
+                                              "websecure": {"address": ":443"}},
+                              "core": {"defaultRuleSyntax": "v2"}})
+    assert st.default_rule_syntax == "v2"
+    assert any("v2 rules syntax is now deprecated" in w.message for w in st.warnings)
+    rc = manifests.load([str(tmp_path)], st)
+    routers = rc.dynamic["http"]["routers"]
+    assert sorted(n.split("-")[0] for n in routers) == ["web", "websecure"]
+    assert all(r["ruleSyntax"] == "v2" and r["status"] == "enabled" for r in routers.values())
+    # the same rule without it is refused (v3 Host takes one host)
+    rc = manifests.load([str(tmp_path)], static_from_mapping(
+        {"entryPoints": {"web": {"address": ":80"}, "websecure": {"address": ":443"}}}))
+    assert all(r["status"] == "disabled" for r in rc.dynamic["http"]["routers"].values())
+    with pytest.raises(Exception, match="unsupported default rule syntax"):
+        static_from_mapping({"core": {"defaultRuleSyntax": "v4"}})

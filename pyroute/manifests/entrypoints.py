@@ -10,6 +10,8 @@ provider, ``pkg/provider/traefik/internal.go``, and ``pkg/server/aggregator.go``
   ``HostRegexp(`^.+$`)``, the redirection's priority (default MaxInt-1, above any user router),
   middleware ``redirect-<ep>-to-<to>@internal`` (a redirectScheme to the scheme and port) and
   service ``noop@internal`` (Traefik answers 418 there, when the redirection does not apply).
+- ``core.defaultRuleSyntax``: root routers without ``ruleSyntax`` get it, and every entry
+  point has a model then (so routers on several entry points are split).
 - ``serversTransport``: the ServersTransport ``default@internal``, used by every service that
   names none.
 """
@@ -47,12 +49,17 @@ def apply_models(routers, static, sources=None):
     if not any(ep.has_model for ep in eps.values()):
         return {}
     default_eps = static.default_entry_points()
+    syntax = getattr(static, "default_rule_syntax", "")
     out = {}
     renamed = {}
     for name, router in routers.items():
         if router.get("parentRefs") is not None:
             out[name] = router
             continue
+        # core.defaultRuleSyntax, for routers that name none (Traefik's internal routers say
+        # "default", which keeps them on v3)
+        if syntax and not router.get("ruleSyntax") and not name.endswith("@internal"):
+            router["ruleSyntax"] = syntax
         names = list(router.get("entryPoints") or default_eps)
         provider = _provider_of(name)
         plain = []
