@@ -629,9 +629,8 @@ def _env_pairs(environ):
     for var in sorted(environ):
         if not var.startswith(prefixes):
             continue
+        # (a list index is a plain segment, DOMAINS_0_MAIN: read as such where a list is)
         dotted = var[len("TRAEFIK_"):].lower().replace("_", ".")
-        # paerser: a list index is written as a plain segment (DOMAINS_0_MAIN)
-        dotted = re.sub(r"\.(\d+)(?=\.|$)", r"[\1]", dotted)
         pairs.append((dotted, environ[var]))
         names[dotted] = var
     return pairs, names
