@@ -313,6 +313,9 @@ def test_check_dump_shows_traefiks_internal_routers(tmp_path, mdir):
     out = subprocess.run([sys.executable, "-m", "pyroute", "check", "--dump", "-c", str(cfg),
                           str(mdir)], capture_output=True, text=True, cwd=str(REPO))
     http = json.loads(out.stdout)["http"]
+    # pyroute check reports what pyroute ignores, one warning per key, with file and line
+    assert "%s:1: global: warning: pyroute ignores this key" % cfg in out.stderr
+    assert out.stderr.count(": api: warning:") == 1
     rt = http["routers"]["web-to-websecure@internal"]
     assert rt["rule"] == "HostRegexp(`^.+$`)" and rt["priority"] == (1 << 63) - 2
     assert rt["middlewares"] == ["redirect-web-to-websecure@internal"]
