@@ -200,11 +200,10 @@ _ENCODED_CHARACTERS = {
     "allowEncodedQuestionMark": ("%3F", "%3f"),
     "allowEncodedHash": ("%23",),
 }
-# Traefik v3.6.4 (CVE-2025-66490) refused encoded '/', '\\', NUL, ';', '?' and '#' by default;
-# since v3.6.7 / v2.11.35 (traefik/traefik adf47fba, "Make encoded character options opt-in")
-# nothing is refused unless the entry point's http.encodedCharacters says so, and inside that
-# section every allow* defaults to true (EncodedCharacters.SetDefaults). v3.7.9 is the latter.
-DEFAULT_DENIED_ENCODED = frozenset()
+# Traefik >= v3.6.4 (CVE-2025-66490): every allow* defaults to false except allowEncodedPercent.
+_ENCODED_ALLOWED_BY_DEFAULT = {"allowEncodedPercent"}
+DEFAULT_DENIED_ENCODED = frozenset(esc for key, escapes in _ENCODED_CHARACTERS.items()
+                                   if key not in _ENCODED_ALLOWED_BY_DEFAULT for esc in escapes)
 
 
 @dataclass(frozen=True)
@@ -228,8 +227,9 @@ class EntryPoint:
     sanitize_path: bool = True
     encode_query_semicolons: bool = False
     max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
-    # Escapes a root router refuses with 400: those whose http.encodedCharacters.allow* option
-    # is false (Traefik v3.7: none unless configured)
+    # Escapes a root router refuses with 400 (http.encodedCharacters). Since Traefik v2.11.32 /
+    # v3.6.4 (CVE-2025-66490) encoded '/', '\\', NUL, ';', '?' and '#' are refused unless allowed;
+    # '%25' stays allowed.
     denied_encoded_characters: frozenset = DEFAULT_DENIED_ENCODED
     # proxyProtocol: None (off) or {"trusted_ips": [CIDR...], "insecure": bool}
     proxy_protocol: object = None
@@ -862,7 +862,7 @@ def _entry_point(r, name, m):
     http = m.get("http", {})
     ec = http.get("encodedCharacters", {})
     denied = frozenset(esc for key, escapes in _ENCODED_CHARACTERS.items()
-                       if not ec.get(key, True)
+                       if not ec.get(key, key in _ENCODED_ALLOWED_BY_DEFAULT)
                        for esc in escapes)
     kmr = transport.get("keepAliveMaxRequests", 0)
     if kmr < 0:
