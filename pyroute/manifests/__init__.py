@@ -107,6 +107,8 @@ def load(paths=(), static=None):
             gc.enable()
     errors = _dedupe(errors)
     errors.sort(key=lambda e: (str(e.file or ""), e.line or 0))
+    # the static configuration's warnings (keys pyroute ignores, ...) come first
+    errors = list(getattr(static, "warnings", ())) + errors
     return RuntimeConfig(static=static, dynamic=dynamic, errors=tuple(errors),
                          sources=tuple(files), paths=tuple(all_paths),
                          router_sources=resolver.router_sources,

@@ -18,6 +18,7 @@ from .checks import ChecksMixin
 from .common import RefError, is_cross_provider_namespace_allowed, is_namespace_allowed
 from .labels import matches, parse_selector
 from .middlewares import MiddlewaresMixin
+from .entrypoints import apply_models, redirections, servers_transports
 from .names import PROVIDER, SEPARATOR, make_id, make_service_key, normalize, qualified
 from .secrets import SecretsMixin
 from .services import ServicesMixin
@@ -330,9 +331,19 @@ class Resolver(SecretsMixin, ServicesMixin, MiddlewaresMixin, TLSMixin, ChecksMi
         self.traefik_services()
         self.servers_transports()
         self.certificates()
+        # entry point models (http.middlewares, http.tls) apply before the checks, so a
+        # missing middleware or TLS option is reported as for the router's own
+        apply_models(self.http["routers"], self.static, self.router_sources)
         self.check_services()
         self.check_middlewares()
         self.check_routers()
+        # Traefik's internal provider: http.redirections routers (reach no check: they are
+        # built from the static configuration, which was checked already)
+        routers, middlewares, services = redirections(self.static)
+        self.http["routers"].update(routers)
+        self.http["middlewares"].update(middlewares)
+        self.http["services"].update(services)
+        self.http["serversTransports"].update(servers_transports(self.static))
         return {"http": self.http, "tls": self.tls}
 
 

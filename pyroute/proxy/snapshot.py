@@ -26,6 +26,7 @@ from .status import CheckedBalancer, CheckedFailover, register_child
 from .normalize import Normalizer
 from .._engine.conn import EntryTable, Pool, RouteTarget, ServerTarget
 
+DEFAULT_TRANSPORT = "default@internal"   # the static serversTransport (Traefik's internal one)
 DEFAULT_DIAL_TIMEOUT = 30.0        # Traefik ServersTransport forwardingTimeouts defaults
 DEFAULT_IDLE_CONN_TIMEOUT = 90.0
 DEFAULT_MAX_IDLE = 200             # Traefik: maxIdleConnsPerHost 200
@@ -159,6 +160,17 @@ class Unavailable:
 
     def pick(self, conn):
         return None
+
+
+class NoopAnswer:
+    """Traefik's ``noop@internal`` service (the entry point redirection routers' service):
+    ``rw.WriteHeader(http.StatusTeapot)``, reached only when the redirection does not apply."""
+    __slots__ = ()
+    static = False
+
+    def on_request(self, conn):
+        from .responses import status_line
+        return status_line(418) + b"Content-Length: 0\r\n\r\n"
 
 
 class Route(RouteTarget):
@@ -352,9 +364,13 @@ def _client_tls(dynamic, name, host):
     import ssl
     import tempfile
     st = {}
+    transports = dynamic.get("http", {}).get("serversTransports", {})
     if name:
-        transports = dynamic.get("http", {}).get("serversTransports", {})
         st = transports.get(qualified(name)) or transports.get(name) or {}
+    elif DEFAULT_TRANSPORT in transports:
+        # the static configuration's serversTransport (Traefik: default@internal)
+        name = DEFAULT_TRANSPORT
+        st = transports[name]
     if st.get("disableHTTP2") is False:
         pass  # HTTP/2 to backends does not exist in pyroute yet: HTTP/1.1 over TLS either way
     ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
@@ -403,6 +419,8 @@ def _transport_versions(ctx, st):
 
 
 def _transport(dynamic, name):
+    if not name and DEFAULT_TRANSPORT in dynamic.get("http", {}).get("serversTransports", {}):
+        name = DEFAULT_TRANSPORT    # the static configuration's serversTransport
     if not name:
         return (DEFAULT_MAX_IDLE, DEFAULT_DIAL_TIMEOUT, 0.0, DEFAULT_IDLE_CONN_TIMEOUT)
     st = dynamic.get("http", {}).get("serversTransports", {}).get(qualified(name)) or \
@@ -637,6 +655,9 @@ def compile_config(config, pools, route_table_factory=None, server_name=None):
                 # (Traefik's buildHTTPHandler: ChildRefs first)
                 route = Route(rname, chain, None, server_name, tls_router,
                               children=layers.table(rname, chain, tls_router, (rname,)))
+            elif router.get("service") == "noop@internal":
+                route = Route(rname, chain + [NoopAnswer()], Unavailable(), server_name,
+                              tls_router)
             else:
                 route = Route(rname, chain, comp.service(router["service"]), server_name,
                               tls_router)
