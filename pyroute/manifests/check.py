@@ -10,6 +10,7 @@ The verdict is ``pyroute run``'s: the configuration is compiled as the server co
 (pyroute.verdict), so every router ``run`` would disable is reported, with the same message.
 """
 import json
+import os
 import sys
 
 
@@ -17,7 +18,8 @@ def add_arguments(parser):
     parser.add_argument("paths", nargs="*", metavar="PATH",
                         help="manifest files or folders (recursively *.yaml, *.yml, *.json)")
     parser.add_argument("-c", "--config", metavar="STATIC",
-                        help="static configuration (YAML, Traefik's shape)")
+                        help="Traefik's static configuration file (YAML or TOML); Traefik's "
+                        "flags and TRAEFIK_* variables work too (see below)")
     parser.add_argument("--dump", action="store_true",
                         help="print the resolved dynamic configuration as JSON")
     parser.add_argument("--no-warnings", action="store_true", help="print errors only")
@@ -46,7 +48,8 @@ def main(args):
     from .analysis import analyse
 
     try:
-        static = load_static(args.config)
+        static = load_static(args.config, args=getattr(args, "traefik_flags", ()),
+                             environ=os.environ, search=True)
         rc = load(args.paths, static)
         # the compilation `pyroute run` does: what it disables is disabled here too
         rc, _ = verdict(rc)

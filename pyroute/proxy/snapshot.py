@@ -26,6 +26,7 @@ from .status import CheckedBalancer, CheckedFailover, register_child
 from .normalize import Normalizer
 from .._engine.conn import EntryTable, Pool, RouteTarget, ServerTarget
 
+DEFAULT_TRANSPORT = "default@internal"   # the static serversTransport (Traefik's internal one)
 DEFAULT_DIAL_TIMEOUT = 30.0        # Traefik ServersTransport forwardingTimeouts defaults
 DEFAULT_IDLE_CONN_TIMEOUT = 90.0
 DEFAULT_MAX_IDLE = 200             # Traefik: maxIdleConnsPerHost 200
@@ -167,6 +168,17 @@ class Unavailable:
 
     def pick(self, conn):
         return None
+
+
+class NoopAnswer:
+    """Traefik's ``noop@internal`` service (the entry point redirection routers' service):
+    ``rw.WriteHeader(http.StatusTeapot)``, reached only when the redirection does not apply."""
+    __slots__ = ()
+    static = False
+
+    def on_request(self, conn):
+        from .responses import status_line
+        return status_line(418) + b"Content-Length: 0\r\n\r\n"
 
 
 class Route(RouteTarget):
@@ -378,9 +390,13 @@ def _client_tls(dynamic, name, host):
     import tempfile
     import warnings
     st = {}
+    transports = dynamic.get("http", {}).get("serversTransports", {})
     if name:
-        transports = dynamic.get("http", {}).get("serversTransports", {})
         st = transports.get(qualified(name)) or transports.get(name) or {}
+    elif DEFAULT_TRANSPORT in transports:
+        # the static configuration's serversTransport (Traefik: default@internal)
+        name = DEFAULT_TRANSPORT
+        st = transports[name]
     if st.get("spiffe") is not None:
         # Traefik: "SPIFFE is enabled for this transport, but not configured" without a
         # SPIFFE workload API (static spiffe.workloadAPIAddr); pyroute has no client for it
@@ -484,6 +500,8 @@ def _peer_uri_check(uri):
 
 
 def _transport(dynamic, name):
+    if not name and DEFAULT_TRANSPORT in dynamic.get("http", {}).get("serversTransports", {}):
+        name = DEFAULT_TRANSPORT    # the static configuration's serversTransport
     if not name:
         return (DEFAULT_MAX_IDLE, DEFAULT_DIAL_TIMEOUT, 0.0, DEFAULT_IDLE_CONN_TIMEOUT)
     st = dynamic.get("http", {}).get("serversTransports", {}).get(qualified(name)) or \
@@ -741,6 +759,9 @@ def compile_config(config, pools, route_table_factory=None, server_name=None):
                 # (Traefik's buildHTTPHandler: ChildRefs first)
                 route = Route(rname, chain, None, server_name, tls_router,
                               children=layers.table(rname, chain, tls_router, (rname,)))
+            elif router.get("service") == "noop@internal":
+                route = Route(rname, chain + [NoopAnswer()], Unavailable(), server_name,
+                              tls_router)
             elif router.get("service") is None:
                 # Traefik: "the service is missing on the router" (no children either)
                 raise ValueError("the router has no service")
