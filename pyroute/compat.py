@@ -109,8 +109,10 @@ ROWS = (
      "a URI SAN must equal it, on top of the usual checks (else 502)"),
     ("ServersTransport", "spec.cipherSuites", SUPPORTED, "Go's names, as TLSOption's"),
     ("ServersTransport", "spec.minVersion", SUPPORTED, "as Traefik, refused without a "
-                                                       "maxVersion"),
+                                                       "maxVersion above it"),
     ("ServersTransport", "spec.maxVersion", SUPPORTED, ""),
+    ("ServersTransport", "spec.peerCertSANs", REFUSED,
+     "Traefik v3.7; not verified by pyroute yet: the services using the transport are refused"),
     ("ServersTransport", "spec.spiffe", REFUSED,
      "needs a SPIFFE workload API: the services using the transport are refused"),
     ("ServersTransport", "spec.forwardingTimeouts", SUPPORTED, ""),
@@ -380,7 +382,8 @@ def static_used_keys(data):
         else:
             out.append(str(k))
             _used_paths(v, str(k), out)
-    return list(dict.fromkeys(out))
+    # STATIC_KEYS writes list items ``[n]``
+    return list(dict.fromkeys(p.replace("[]", "[n]") for p in out))
 
 
 def static_status(key, keys=None):

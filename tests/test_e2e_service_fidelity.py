@@ -129,8 +129,10 @@ def test_servers_transport_tls_fields(tmp_path):
                    serverName="wrong.internal", insecureSkipVerify=True)
     m += transport("uri-ok-insecure-other-ca", peerCertURI="spiffe://example.org/app",
                    insecureSkipVerify=True, rootCAsSecrets=[])
-    # Traefik refuses a minVersion without a maxVersion (it compares it with 0)
-    m += transport("min13", minVersion="VersionTLS13", maxVersion="VersionTLS13")
+    # Traefik refuses a minVersion without a maxVersion (it compares it with 0), and its
+    # provider turns min >= max into exactly that: TLS 1.3 only cannot be asked for
+    m += transport("min11", minVersion="VersionTLS11", maxVersion="VersionTLS12")
+    m += transport("min12", minVersion="VersionTLS12", maxVersion="VersionTLS13")
     m += transport("max12", maxVersion="VersionTLS12")
     m += transport("c128", cipherSuites=["TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"])
     m += transport("c256", cipherSuites=["TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384"])
@@ -142,8 +144,9 @@ def test_servers_transport_tls_fields(tmp_path):
     m += route("uri-wrong-name.test", "any", 443, "uri-ok-wrong-name")
     m += route("uri-ok-insecure.test", "any", 443, "uri-ok-insecure")
     m += route("uri-insecure-no-ca.test", "any", 443, "uri-ok-insecure-other-ca")
-    m += route("min13-vs-12.test", "tls12", 443, "min13")
-    m += route("min13-vs-any.test", "any", 443, "min13")
+    m += route("min11-vs-13.test", "tls13", 443, "min11")
+    m += route("min12-vs-any.test", "any", 443, "min12")
+    m += route("min12-vs-12.test", "tls12", 443, "min12")
     m += route("max12-vs-13.test", "tls13", 443, "max12")
     m += route("max12-vs-12.test", "tls12", 443, "max12")
     m += route("c128.test", "aes256", 443, "c128")
@@ -151,7 +154,8 @@ def test_servers_transport_tls_fields(tmp_path):
     proxy = Pyroute(tmp_path, m)
     try:
         proxy.start()
-        ok = {"uri-ok.test": "any", "min13-vs-any.test": "any", "max12-vs-12.test": "tls12",
+        ok = {"uri-ok.test": "any", "min12-vs-any.test": "any", "min12-vs-12.test": "tls12",
+              "max12-vs-12.test": "tls12",
               "c256.test": "aes256", "uri-ok-insecure.test": "any"}
         for host, name in ok.items():
             status, _, body = get(proxy.port, "/", host)
@@ -162,7 +166,7 @@ def test_servers_transport_tls_fields(tmp_path):
         # chain check (with it: the system's roots do not vouch for the test CA)
         for host, name in (("uri-other.test", "any"), ("uri-insecure.test", "any"),
                            ("uri-wrong-name.test", "any"), ("uri-insecure-no-ca.test", "any"),
-                           ("min13-vs-12.test", "tls12"), ("max12-vs-13.test", "tls13"),
+                           ("min11-vs-13.test", "tls13"), ("max12-vs-13.test", "tls13"),
                            ("c128.test", "aes256")):
             before = len(backends[name].requests)
             status, _, body = get(proxy.port, "/", host)

@@ -672,8 +672,12 @@ spec:
     try:
         proxy.start()
         assert get(proxy.port, "/", "v12.test")[0] == 200, proxy.output()
-        # minVersion TLS 1.3 refuses the TLS 1.2 backend: Traefik answers 502
-        assert get(proxy.port, "/", "v13.test")[0] == 502
+        # minVersion TLS 1.3 = maxVersion: Traefik's provider falls back to minVersion
+        # VersionTLS12 without a maximum, which its transport manager then refuses (min above
+        # the unset max): the transport is dropped, its routers disabled, never served weaker
+        assert get(proxy.port, "/", "v13.test")[0] == 404
+        assert "TLS minimum version VersionTLS12 is above the maximum version" in \
+            proxy.output()
     finally:
         proxy.stop()
         be.close()

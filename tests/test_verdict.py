@@ -77,6 +77,10 @@ DISABLING = {
     "spiffe": _route("sp", "Host(`sp.example`)", kind=", scheme: https, serversTransport: sp") +
     "---\napiVersion: traefik.io/v1alpha1\nkind: ServersTransport\nmetadata: {name: sp}\n"
     "spec:\n  spiffe: {ids: ['spiffe://example.org/app']}\n",
+    "transport-min-equals-max": _route("te", "Host(`te.example`)",
+                                       kind=", scheme: https, serversTransport: te") +
+    "---\napiVersion: traefik.io/v1alpha1\nkind: ServersTransport\nmetadata: {name: te}\n"
+    "spec:\n  minVersion: VersionTLS13\n  maxVersion: VersionTLS13\n",
     "transport-min-only": _route("tm", "Host(`tm.example`)",
                                  kind=", scheme: https, serversTransport: tm") +
     "---\napiVersion: traefik.io/v1alpha1\nkind: ServersTransport\nmetadata: {name: tm}\n"
