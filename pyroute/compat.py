@@ -239,6 +239,16 @@ def schema_fields(kind):
     return out
 
 
+_field_sets = {}
+
+
+def _schema_field_set(kind):
+    fs = _field_sets.get(kind)
+    if fs is None:
+        fs = _field_sets[kind] = frozenset(schema_fields(kind))
+    return fs
+
+
 def _schema_children(kind, path):
     return [f[len(path) + 1:] for f in schema_fields(kind)
             if f.startswith(path + ".") and "." not in f[len(path) + 1:]
@@ -331,10 +341,16 @@ def object_warnings(obj):
     seen = set()
     kind = obj.kind
 
+    fields = _schema_field_set(kind)
+
     def walk(value, path, real):
         if isinstance(value, dict):
             for k, v in value.items():
+                if not isinstance(k, str):
+                    continue          # a free-form map's keys (statusRewrites: {404: 200})
                 p = path + "." + k
+                if p not in fields:
+                    continue          # ... or its string keys: the map's status is judged
                 rp = real + (k,)
                 hit = cache.get((kind, p))
                 if hit is None:
@@ -444,7 +460,10 @@ def used_fields(paths, static):
         used = []
         _used_paths(obj.spec if isinstance(obj.spec, dict) else {}, "spec", used)
         keys = set()
+        fields = _schema_field_set(obj.kind)
         for path in used:
+            if path not in fields:
+                continue          # a free-form map's keys: the map itself is listed
             st, note, pattern = status(obj.kind, path, rows)
             keys.add((obj.kind, pattern or path, st, note))
         for key in keys:          # counted once per object

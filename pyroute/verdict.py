@@ -37,13 +37,14 @@ def verdict(rc, pools=None):
     new_routers = None
     added = []
     for e in snap.errors:
-        if e.kind == "Router" and e.name in routers:
+        # the compiler's "router disabled: ..." errors left the router out of its tables;
+        # its other router errors (the TLS side: certResolver, option conflicts) do not
+        if e.kind == "Router" and e.name in routers and \
+                e.message.startswith("router disabled: "):
             if new_routers is None:
                 new_routers = dict(routers)
             r = dict(new_routers[e.name])
-            reason = e.message
-            if reason.startswith("router disabled: "):
-                reason = reason[len("router disabled: "):]
+            reason = e.message[len("router disabled: "):]
             r["status"] = "disabled"
             r["error"] = list(r.get("error") or ()) + [reason]
             new_routers[e.name] = r

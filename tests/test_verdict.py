@@ -118,8 +118,37 @@ def _test_yaml_strings():
     return out
 
 
+# Sets the compiler must not disable: its TLS-side router errors (certResolver) are reported,
+# the router is served.
+KEEPS = {
+    "tls-cert-resolver": "---\napiVersion: traefik.io/v1alpha1\nkind: IngressRoute\n"
+    "metadata: {name: acme, namespace: default}\nspec:\n  entryPoints: [web]\n  routes:\n"
+    "    - match: Host(`acme.example`)\n      kind: Rule\n"
+    "      services: [{name: app, port: 80}]\n  tls: {certResolver: letsencrypt}\n",
+}
+
+FIXTURES = TESTS / "data" / "traefik_crd" / "fixtures"
+
+
+def _fixture_sets():
+    """The Traefik CRD provider's test fixtures the suite ships (each with their
+    services.yml, as the provider tests load them)."""
+    out = {}
+    if not FIXTURES.is_dir():
+        return out
+    services = FIXTURES / "services.yml"
+    common = services.read_text() if services.is_file() else ""
+    for f in sorted(FIXTURES.glob("*.yml")):
+        if f.name == "services.yml":
+            continue
+        out["fixture-" + f.name] = common + "\n---\n" + f.read_text()
+    return out
+
+
 def _sets():
     sets = {"demo": None}
+    sets.update({"keeps-" + k: BACKEND + v for k, v in KEEPS.items()})
+    sets.update(_fixture_sets())
     sets.update({"disabling-" + k: BACKEND + v for k, v in DISABLING.items()})
     sets.update({"disabling-" + k: BACKEND + v for k, v in TRANSPORT_SETS.items()})
     sets.update({"tests-" + k: BACKEND + "---\n" + v for k, v in _test_yaml_strings().items()})
@@ -202,6 +231,15 @@ def test_check_and_run_give_one_verdict(tmp_path, name):
         if e.severity == "error":
             assert e.render() in err, (e.render(), err)
     assert code == (1 if any(e.severity == "error" for e in run_cfg.errors) else 0)
+
+
+@pytest.mark.parametrize("name", sorted(KEEPS))
+def test_what_the_compiler_serves_stays_enabled(tmp_path, name):
+    path = _dir(tmp_path, "keeps-" + name)
+    code, dynamic, err = _check_dump(path)
+    assert all(r["status"] == "enabled" for r in dynamic["http"]["routers"].values()), err
+    assert _served(compile_config(load([path], load_static(None)), Pools())) == \
+        set(dynamic["http"]["routers"])
 
 
 @pytest.mark.parametrize("reason", sorted(DISABLING))
