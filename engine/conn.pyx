@@ -558,6 +558,10 @@ cdef class ClientConn:
         self.paused = False
         self.client_eof = False
         self.keep_alive = True
+        self.status_code = 0
+        # the entry point's http.maxHeaderBytes as Go's server applies it (a read limit of
+        # MaxHeaderBytes + 4096 on the request head)
+        self.max_head = getattr(ep, "max_head", 0) or 32768
         self._reset_exchange()
         self.events = 0       # registered once for everything (ET_EVENTS)
         if registered:
@@ -612,6 +616,8 @@ cdef class ClientConn:
             try:
                 data = _recv(self.env, self.sock, self.fd, self.raw)
             except OSError:
+                if self.state == S_WAIT or self.state == S_BODY:
+                    self.status_code = 499      # reset by the client mid-exchange
                 self.close()
                 return
             if data is None:
@@ -660,7 +666,20 @@ cdef class ClientConn:
         if self.state != S_WAIT or self.closing:
             self.close()
             return
-        # request complete, response pending: finish it, then close (half-closed client)
+        if not self.buf:
+            # The client went away (or half-closed) while its request waits for, or streams,
+            # the response: Go's server reads in the background once the request body is
+            # read, and an EOF there cancels the request context, so Traefik's proxy abandons
+            # the backend request (logged as 499, "client closed request"). Do the same: the
+            # backend connection is closed (never reused, its exchange is cut), both fds freed
+            # now instead of when — if ever — the backend answers.
+            self.status_code = 499
+            self.up_ok = False
+            self.close()
+            return
+        # pipelined requests already read: Go's background read took their first byte and
+        # stopped, so it never sees this EOF: the response is finished, the requests read are
+        # answered, then the connection closes
         self.client_eof = True
         self.keep_alive = False
 
@@ -747,6 +766,7 @@ cdef class ClientConn:
         cdef Request req
         if env.parser_owner is not self:
             parser.reset()           # one parser per worker; its incremental state is ours now
+            parser.limits.max_head = self.max_head
             env.parser_owner = self
         while self.state == S_HEAD and self.buf and not self.closing:
             try:
@@ -769,6 +789,7 @@ cdef class ClientConn:
         cdef Request req
         if env.parser_owner is not self:
             parser.reset()
+            parser.limits.max_head = self.max_head
             env.parser_owner = self
         try:
             req = parser.parse(data, 0)

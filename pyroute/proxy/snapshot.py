@@ -257,6 +257,9 @@ class EntryPointRuntime:
         self.grace_timeout = ep.grace_timeout
         self.keep_alive_max_requests = ep.keep_alive_max_requests
         self.keep_alive_max_time = ep.keep_alive_max_time
+        # http.maxHeaderBytes: Go's server limits what it reads of a request head to
+        # MaxHeaderBytes + 4096 (server.go initialReadLimitSize) and answers 431 beyond
+        self.max_head = getattr(ep, "max_header_bytes", 1 << 20) + 4096
         self.proto = b"https" if tls else b"http"
         self.ws_proto = b"wss" if tls else b"ws"
         self.default_port = b"443" if tls else b"80"

@@ -18,6 +18,7 @@ from .._engine.conn import ClientConn
 
 # events that can make a peek or a handshake read progress (bytes, EOF, an error)
 _READ_EVENTS = EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR
+_HUP_EVENTS = EPOLLRDHUP | EPOLLHUP | EPOLLERR
 
 
 class Sniffer:
@@ -58,7 +59,7 @@ class Sniffer:
                 self.hello_wait = True   # the rest of the ClientHello is on its way
                 return
             if conn is tls.PLAIN:
-                self._hand_over(self.ep, self.sock)
+                self._hand_over(self.ep, self.sock, False, ev)
                 return
             self.conn = conn
         try:
@@ -73,17 +74,19 @@ class Sniffer:
         elif want == tls.WANT_WRITE:
             self.wait = EPOLLOUT | EPOLLHUP | EPOLLERR
         else:
-            self._hand_over(self.tls_ep, self.conn, True)
+            self._hand_over(self.tls_ep, self.conn, True, ev)
 
-    def _hand_over(self, ep, stream, is_tls=False):
+    def _hand_over(self, ep, stream, is_tls=False, ev=0):
         self.loop.timed.discard(self)
         self.env.clients.discard(self)
         client = ClientConn(self.env, ep, stream, self.remote_ip, is_tls, True)
         self.env.clients.add(client)
         # Bytes already there (the peeked request; a request that came with the client's
-        # Finished) make no new edge: read now.
+        # Finished) make no new edge: read now. The edge's hang-up bits go along: a request
+        # that came with the client's FIN makes no later edge either, so the connection must
+        # read on to the EOF now (or it would wait for the idle timeout)
         try:
-            client.on_event(EPOLLIN)
+            client.on_event(EPOLLIN | (ev & _HUP_EVENTS))
         except Exception as e:   # as the loop does for a handler that raises
             self.loop._fail(client, e)
 

@@ -54,8 +54,11 @@ class Master:
     """
 
     def __init__(self, config, loader, worker_main, workers, grace_timeout, watch_paths=(),
-                 describe=None):
+                 describe=None, listeners=None):
         self.config = config
+        # pyroute.server.listeners.Listeners: the workers' listening sockets, opened here
+        # (one instance per port); None: each worker binds its own (tests, embedding)
+        self.listeners = listeners
         # Listeners are bound once per worker, for life (issue 5): the entry points they were
         # bound with stay in force until a restart, whatever a reload's static config says.
         self.entry_points = config.static.entry_points
@@ -77,6 +80,16 @@ class Master:
     # ---- processes ------------------------------------------------------------------
 
     def _spawn(self, slot):
+        socks = None
+        if self.listeners is not None:
+            from .listeners import ListenError
+            try:
+                socks = self.listeners.take(slot.index, any(
+                    s.pid for s in self.slots if s is not slot))
+            except ListenError as e:
+                log("error", "cannot start worker", worker=slot.index, error=str(e))
+                self._worker_died(slot, 256)
+                return
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         pid = os.fork()
         if pid == 0:  # worker
@@ -86,18 +99,29 @@ class Master:
                 for other in self.slots:
                     if other.pipe is not None:
                         other.pipe.close()
+                if self.listeners is not None:
+                    self.listeners.close()     # other slots' sockets: not ours to hold
+                    self.listeners = None
                 signal.set_wakeup_fd(-1)
                 for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGCHLD, signal.SIGQUIT):
                     signal.signal(sig, signal.SIG_DFL)
                 # Ctrl-C reaches the whole process group: the master turns it into SIGTERM.
                 signal.signal(signal.SIGINT, signal.SIG_IGN)
                 # the servers health checks found down (inherited, like the config)
-                code = self.worker_main(self.config, child, slot.index, self.health.down())
+                if socks is not None:
+                    code = self.worker_main(self.config, child, slot.index,
+                                            self.health.down(), sockets=socks)
+                else:
+                    code = self.worker_main(self.config, child, slot.index,
+                                            self.health.down())
             except BaseException as e:  # the worker must never take the master's path
                 log("error", "worker failed", error=repr(e))
             finally:
                 os._exit(code or 0)
         child.close()
+        if socks is not None:
+            self.listeners.forked(socks)   # the worker has them; a copy here would keep a
+                                           # queue alive that nobody accepts from
         slot.pid = pid
         slot.pipe = parent
         slot.restart_at = 0.0
@@ -281,7 +305,10 @@ class Master:
         log("info", "stopping: draining connections", signal=signal.Signals(signum).name,
             graceTimeOut="%gs" % self.grace_timeout)
         self._kill_all(signal.SIGTERM)
-        self.draining_until = time.monotonic() + self.grace_timeout + 1.0
+        # workers keep accepting for requestAcceptGraceTimeout, then drain for graceTimeOut
+        accept_grace = max([getattr(ep, "request_accept_grace_timeout", 0.0)
+                            for ep in self.entry_points.values()] or [0.0])
+        self.draining_until = time.monotonic() + accept_grace + self.grace_timeout + 1.0
 
     def _kill_all(self, sig):
         for slot in self.slots:

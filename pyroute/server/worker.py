@@ -28,28 +28,7 @@ _IPPROTO_TCP = socket.IPPROTO_TCP
 _TCP_NODELAY = socket.TCP_NODELAY
 
 
-def bind_listener(ep):
-    """A non-blocking listening socket for an entry point, with SO_REUSEPORT."""
-    host = ep.host
-    infos = socket.getaddrinfo(host or None, ep.port, 0, socket.SOCK_STREAM, 0,
-                               socket.AI_PASSIVE)
-    family, stype, proto, _, addr = infos[0]
-    if not host:
-        # every interface: prefer the dual-stack IPv6 socket when there is one
-        for info in infos:
-            if info[0] == socket.AF_INET6:
-                family, stype, proto, _, addr = info
-                break
-    sock = socket.socket(family, stype, proto)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    if family == socket.AF_INET6 and not host:
-        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-    sock.bind(addr)
-    sock.listen(4096)
-    sock.setblocking(False)
-    return sock
-
+from .listeners import bind_listener  # noqa: E402,F401  (re-exported)
 
 
 class Acceptor:
@@ -150,8 +129,9 @@ class Signals:
 
 
 class Worker:
-    def __init__(self, config, pipe, index, down=()):
+    def __init__(self, config, pipe, index, down=(), sockets=None):
         self.index = index
+        self.sockets = sockets        # {entry point: listening socket} opened by the master
         self.loop = Loop()
         self.env = Env(self.loop, Pools())
         self.pipe = pipe
@@ -217,7 +197,26 @@ class Worker:
     def _check(self, now):
         if self.term:
             self.term = False
-            self.start_drain("SIGTERM")
+            # transport.lifeCycle.requestAcceptGraceTimeout (Traefik's TCPEntryPoint.Shutdown
+            # sleeps that long before shutting the server down): keep accepting and serving,
+            # keep-alive included, for that long; then drain (graceTimeOut starts then)
+            accept_grace = max([ep.ep.request_accept_grace_timeout
+                                for ep in self.entry_points.values()] or [0.0])
+            if accept_grace > 0 and not self.env.draining:
+                self.accept_until = now + accept_grace
+                log("info", "SIGTERM: still accepting requests before draining",
+                    worker=self.index, requestAcceptGraceTimeout="%gs" % accept_grace)
+                for acc in list(self.listeners):
+                    if acc.ep.ep.request_accept_grace_timeout <= 0:
+                        # this entry point has no grace: it stops accepting now
+                        self.loop.unregister(acc.fd)
+                        acc.sock.close()
+                        self.listeners.remove(acc)
+            else:
+                self.start_drain("SIGTERM")
+        if self.accept_until and now >= self.accept_until:
+            self.accept_until = 0.0
+            self.start_drain("SIGTERM (requestAcceptGraceTimeout over)")
         env = self.env
         if env.draining:
             for c in list(env.clients):
@@ -228,12 +227,15 @@ class Worker:
 
     def run(self):
         self.term = False
+        self.accept_until = 0.0
         signal.signal(signal.SIGTERM, self._on_term)
         signal.signal(signal.SIGQUIT, lambda *a: os._exit(0))
         sig = Signals(self)
         self.loop.register(sig.fd, EPOLLIN, sig)
         for name, ep in self.entry_points.items():
-            sock = bind_listener(ep.ep)
+            sock = self.sockets.get(name) if self.sockets else None
+            if sock is None:
+                sock = bind_listener(ep.ep)
             acc = Acceptor(self, sock, ep, self.tls_entry_points[name])
             self.listeners.append(acc)
             self.loop.register(acc.fd, EPOLLIN, acc)
@@ -253,8 +255,8 @@ class Worker:
         self.loop.next_sweep = 0.0
 
 
-def worker_main(config, pipe, index, down=()):
-    worker = Worker(config, pipe, index, down)
+def worker_main(config, pipe, index, down=(), sockets=None):
+    worker = Worker(config, pipe, index, down, sockets)
     profile = os.environ.get("PYROUTE_PROFILE")
     if not profile:
         return worker.run()

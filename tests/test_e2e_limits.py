@@ -1,0 +1,197 @@
+"""End to end: limits and failures on the network side (docs/operations.md, "Limits and
+failures"): clients that give up on a hung backend, http.maxHeaderBytes,
+lifeCycle.requestAcceptGraceTimeout."""
+import os
+import signal
+import socket
+import struct
+import threading
+import time
+
+import pytest
+
+from e2e_backend import Backend
+from e2e_support import Pyroute, backend_service, ingressroute, read_response, request, \
+    worker_pids
+
+
+class HangingBackend:
+    """Accepts, reads the request, never answers; counts the connections the peer closed."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(512)
+        self.port = self.sock.getsockname()[1]
+        self.accepted = 0
+        self.closed = 0
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with self.lock:
+                self.accepted += 1
+            threading.Thread(target=self._hold, args=(conn,), daemon=True).start()
+
+    def _hold(self, conn):
+        try:
+            while conn.recv(65536):
+                pass
+        except OSError:
+            pass
+        with self.lock:
+            self.closed += 1
+        conn.close()
+
+    def close(self):
+        self.sock.close()
+
+
+def _fds(pid):
+    return len(os.listdir("/proc/%d/fd" % pid))
+
+
+def _wait(cond, timeout=10.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if cond():
+            return True
+        time.sleep(0.05)
+    return cond()
+
+
+@pytest.fixture(scope="module")
+def hung(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("limits-hung")
+    hb = HangingBackend()
+    a = Backend("a")
+    m = backend_service("svc-hang", [hb.port]) + "---\n" + backend_service("svc-a", [a.port]) + \
+        ingressroute("main", [("Host(`hang.test`)", "svc-hang", ""),
+                              ("Host(`a.test`)", "svc-a", "")])
+    proxy = Pyroute(tmp, m, workers=2)
+    proxy.start()
+    yield {"proxy": proxy, "hb": hb, "a": a}
+    proxy.stop()
+    hb.close()
+    a.close()
+
+
+def _worker_fds(proxy):
+    pids = worker_pids(proxy.proc.pid)
+    assert len(pids) == 2
+    return sum(_fds(p) for p in pids)
+
+
+@pytest.mark.parametrize("how", ["close", "reset", "half-close"])
+def test_clients_that_give_up_on_a_hung_backend_release_both_connections(hung, how):
+    proxy, hb = hung["proxy"], hung["hb"]
+    assert request(proxy.port, b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")[0] == 200
+    time.sleep(0.3)
+    baseline = _worker_fds(proxy)
+    n = 40
+    accepted0, closed0 = hb.accepted, hb.closed
+    clients = []
+    for i in range(n):
+        s = socket.create_connection(("127.0.0.1", proxy.port))
+        s.sendall(b"GET /never/%d HTTP/1.1\r\nHost: hang.test\r\n\r\n" % i)
+        clients.append(s)
+    assert _wait(lambda: hb.accepted - accepted0 >= n), (hb.accepted, accepted0)
+    assert _worker_fds(proxy) >= baseline + 2 * n        # a client and a backend fd each
+    for s in clients:
+        if how == "reset":
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            s.close()
+        elif how == "half-close":
+            s.shutdown(socket.SHUT_WR)   # Go cancels the request on EOF too
+        else:
+            s.close()
+    # the backend sees every one of its connections closed, and the workers' fd tables are
+    # back where they were (today: both stay open until the backend answers — never)
+    assert _wait(lambda: hb.closed - closed0 >= n), (hb.closed - closed0, n)
+    assert _wait(lambda: _worker_fds(proxy) <= baseline), (_worker_fds(proxy), baseline)
+    for s in clients:
+        if how == "half-close":
+            s.settimeout(5)
+            try:
+                assert s.recv(100) == b""     # closed without an answer (Go: 499, no reply)
+            except ConnectionResetError:
+                pass
+        s.close()
+    # the proxy still serves
+    assert request(proxy.port, b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")[0] == 200
+
+
+@pytest.mark.parametrize("pause", [0.0, 0.1])
+def test_a_half_close_behind_pipelined_requests_answers_the_current_one_then_closes(hung, pause):
+    # Go's background read takes the first byte of the pipelined request and stops watching,
+    # so the half-close does not cancel the request in flight: its response comes, then the
+    # connection closes (Go cancels the next request at its own background read's EOF). With
+    # pause 0 the FIN arrives with the requests (one edge): today the EOF is never read and
+    # the connection hangs until the idle timeout.
+    proxy = hung["proxy"]
+    with socket.create_connection(("127.0.0.1", proxy.port)) as s:
+        s.sendall(b"GET /slow/300 HTTP/1.1\r\nHost: a.test\r\n\r\n"
+                  b"GET /second HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        time.sleep(pause)
+        s.shutdown(socket.SHUT_WR)
+        status, headers, body, rest = read_response(s, timeout=5)
+        assert status == 200 and b"/slow/300" in body
+        data = rest
+        s.settimeout(5)
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        assert data == b""
+
+
+# ---- http.maxHeaderBytes --------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def heads(tmp_path_factory):
+    a = Backend("a")
+    m = backend_service("svc-a", [a.port]) + ingressroute("main", [("Host(`a.test`)", "svc-a", "")])
+    default = Pyroute(tmp_path_factory.mktemp("limits-head-default"), m, workers=1)
+    small = Pyroute(tmp_path_factory.mktemp("limits-head-small"), m, workers=1,
+                    http="{maxHeaderBytes: 2048}")
+    default.start()
+    small.start()
+    yield {"default": default.port, "small": small.port, "a": a}
+    default.stop()
+    small.stop()
+    a.close()
+
+
+def _with_cookie(n):
+    # about n bytes of cookies, in lines of at most 60,000 bytes (the test backend's limit)
+    lines = b""
+    i = 0
+    while n > 0:
+        k = min(n, 60000)
+        lines += b"Cookie: c%d=" % i + b"x" * k + b"\r\n"
+        n -= k
+        i += 1
+    return b"GET / HTTP/1.1\r\nHost: a.test\r\n" + lines + b"\r\n"
+
+
+def test_default_max_header_bytes_is_one_mebibyte_as_traefik(heads):
+    # a 200 KB cookie (large JWTs, many cookies): Traefik serves it, pyroute answered 431
+    status, _, body = request(heads["default"], _with_cookie(200_000))
+    assert status == 200 and len(body) > 200_000
+    # a head across several reads, just under Go's read limit (1 MiB + 4096)
+    assert request(heads["default"], _with_cookie((1 << 20) + 4096 - 1000))[0] == 200
+    # above it: 431, as Go's server answers
+    assert request(heads["default"], _with_cookie((1 << 20) + 5000))[0] == 431
+
+
+def test_configured_max_header_bytes_is_the_limit(heads):
+    # maxHeaderBytes 2048: Go reads at most 2048 + 4096 bytes of head
+    assert request(heads["small"], _with_cookie(5000))[0] == 200
+    assert request(heads["small"], _with_cookie(7000))[0] == 431
