@@ -195,3 +195,118 @@ def test_configured_max_header_bytes_is_the_limit(heads):
     # maxHeaderBytes 2048: Go reads at most 2048 + 4096 bytes of head
     assert request(heads["small"], _with_cookie(5000))[0] == 200
     assert request(heads["small"], _with_cookie(7000))[0] == 431
+
+
+# ---- one instance per port -------------------------------------------------------------
+
+def _wait_exit(proxy, timeout=15.0):
+    try:
+        return proxy.proc.wait(timeout)
+    except Exception:
+        proxy.proc.kill()
+        proxy.proc.wait()
+        raise AssertionError("still running: %s" % proxy.output())
+
+
+def test_a_second_instance_on_the_same_port_is_refused_and_the_first_keeps_all_traffic(
+        tmp_path):
+    a, b = Backend("a"), Backend("b")
+    (tmp_path / "first").mkdir(exist_ok=True)
+    first = Pyroute(tmp_path / "first", backend_service("svc", [a.port]) + ingressroute(
+        "main", [("Host(`a.test`)", "svc", "")]), workers=2)
+    (tmp_path / "second").mkdir()
+    second = Pyroute(tmp_path / "second", backend_service("svc", [b.port]) + ingressroute(
+        "main", [("Host(`a.test`)", "svc", "")]), port=first.port, workers=2)
+    try:
+        first.start()
+        second.start(wait=False)
+        code = _wait_exit(second)
+        out = second.output()
+        assert code != 0, out
+        assert ("entry point web: cannot listen on 127.0.0.1:%d: address already in use"
+                % first.port) in out, out
+        assert "listening on" not in out and "Traceback" not in out, out
+        seen = set()
+        for i in range(40):
+            status, headers, _ = request(first.port,
+                                         b"GET /%d HTTP/1.1\r\nHost: a.test\r\n\r\n" % i)
+            assert status == 200
+            seen.add(headers["x-backend"])
+        assert seen == {"a"} and not b.requests
+    finally:
+        second.stop()
+        first.stop()
+        a.close()
+        b.close()
+
+
+def test_a_port_held_by_another_program_is_a_clear_error(tmp_path):
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen(8)
+    port = holder.getsockname()[1]
+    proxy = Pyroute(tmp_path, backend_service("svc", [1]) + ingressroute(
+        "main", [("Host(`a.test`)", "svc", "")]), port=port, workers=2)
+    try:
+        proxy.start(wait=False)
+        code = _wait_exit(proxy)
+        out = proxy.output()
+        assert code == 1, out
+        assert "pyroute: entry point web: cannot listen on 127.0.0.1:%d: address already in use" \
+            % port in out, out
+        assert "Traceback" not in out and "listening on" not in out and "worker died" not in out, out
+    finally:
+        proxy.stop()
+        holder.close()
+
+
+def test_a_restart_right_after_a_stop_is_not_refused(tmp_path):
+    # connections in TIME_WAIT from the previous run must not make the probe fail
+    a = Backend("a")
+    m = backend_service("svc", [a.port]) + ingressroute("main", [("Host(`a.test`)", "svc", "")])
+    proxy = Pyroute(tmp_path, m, workers=1)
+    try:
+        proxy.start()
+        for i in range(5):
+            assert request(proxy.port, b"GET / HTTP/1.1\r\nHost: a.test\r\n"
+                           b"Connection: close\r\n\r\n")[0] == 200
+        proxy.stop()
+        proxy.start()
+        assert request(proxy.port, b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")[0] == 200
+    finally:
+        proxy.stop()
+        a.close()
+
+
+# ---- lifeCycle.requestAcceptGraceTimeout ------------------------------------------------
+
+def test_request_accept_grace_timeout_keeps_accepting_after_sigterm(tmp_path):
+    a = Backend("a")
+    m = backend_service("svc", [a.port]) + ingressroute("main", [("Host(`a.test`)", "svc", "")])
+    proxy = Pyroute(tmp_path, m, workers=2, grace="5s, requestAcceptGraceTimeout: 2s")
+    try:
+        proxy.start()
+        ka = socket.create_connection(("127.0.0.1", proxy.port))
+        ka.sendall(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        assert read_response(ka)[0] == 200
+        t0 = time.monotonic()
+        proxy.signal(signal.SIGTERM)
+        time.sleep(0.8)
+        # still accepting and serving, keep-alive included (Traefik sleeps the grace time
+        # before it shuts the entry point down)
+        status, headers, _ = request(proxy.port, b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        assert status == 200 and headers.get("connection") != "close"
+        ka.sendall(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        status, headers, _, _ = read_response(ka)
+        assert status == 200 and headers.get("connection") != "close"
+        assert time.monotonic() - t0 < 2.0
+        # once it is over: draining; new connections are refused, the process exits
+        time.sleep(max(0.0, 3.0 - (time.monotonic() - t0)))
+        with pytest.raises(OSError):
+            request(proxy.port, b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n", timeout=2)
+        assert _wait_exit(proxy) == 0
+        assert time.monotonic() - t0 < 8.0
+        ka.close()
+    finally:
+        proxy.stop()
+        a.close()
