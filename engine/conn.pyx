@@ -664,6 +664,8 @@ cdef class ClientConn:
 
     cdef void on_eof(self) except *:
         if self.state != S_WAIT or self.closing:
+            if self.state == S_BODY:
+                self.status_code = 499      # gone before the request body ended
             self.close()
             return
         if not self.buf:
@@ -958,7 +960,18 @@ cdef class ClientConn:
             return
         self.server = server
         self.head_req = req.method_id == M_HEAD
-        up = server.pool.get(self.env)
+        try:
+            up = server.pool.get(self.env)
+        except OSError:
+            # no descriptor (EMFILE/ENFILE) or memory for the backend connection: Go's dial
+            # fails and Traefik's proxy answers 502 (the client must not be left unanswered)
+            if self.service is not None:
+                self.service.done(self)
+                self.service = None
+            self.server = None
+            self.local_response(_error_response(502, not self.keep_alive,
+                                                req.method_id == M_HEAD))
+            return
         up.client = self
         self.up = up
         path = self.path

@@ -21,6 +21,7 @@ Shape::
           respondingTimeouts: {readTimeout: 60s, writeTimeout: 0s, idleTimeout: 180s}
           lifeCycle: {requestAcceptGraceTimeout: 0s, graceTimeOut: 10s}
         forwardedHeaders: {trustedIPs: ["10.0.0.0/8"], insecure: false}
+        proxyProtocol: {trustedIPs: ["10.0.0.0/8"], insecure: false}   # PROXY v1/v2
         http:
           sanitizePath: true
           encodeQuerySemicolons: false
@@ -49,7 +50,7 @@ import yaml
 
 from .errors import ConfigError
 
-__all__ = ["StaticConfig", "EntryPoint", "ProvidersCRD", "Log", "AccessLog", "load_static",
+__all__ = ["StaticConfig", "EntryPoint", "ProxyProtocol", "ProvidersCRD", "Log", "AccessLog", "load_static",
            "parse_duration", "DEFAULT_MAX_HEADER_BYTES"]
 
 DEFAULT_MAX_HEADER_BYTES = 1 << 20  # Traefik: http.DefaultMaxHeaderBytes (1 MiB)
@@ -69,6 +70,15 @@ _ENCODED_CHARACTERS = {
 _ENCODED_ALLOWED_BY_DEFAULT = {"allowEncodedPercent"}
 DEFAULT_DENIED_ENCODED = frozenset(esc for key, escapes in _ENCODED_CHARACTERS.items()
                                    if key not in _ENCODED_ALLOWED_BY_DEFAULT for esc in escapes)
+
+
+@dataclass(frozen=True)
+class ProxyProtocol:
+    """entryPoints.<name>.proxyProtocol: a PROXY header (v1/v2) from a peer in trusted_ips
+    (or from anyone when insecure) sets the client address; from others it is read and
+    ignored (go-proxyproto's USE / IGNORE policies, as Traefik sets them)."""
+    trusted_ips: tuple = ()
+    insecure: bool = False
 
 
 @dataclass(frozen=True)
@@ -96,6 +106,7 @@ class EntryPoint:
     # v3.6.4 (CVE-2025-66490) encoded '/', '\\', NUL, ';', '?' and '#' are refused unless allowed;
     # '%25' stays allowed.
     denied_encoded_characters: frozenset = DEFAULT_DENIED_ENCODED
+    proxy_protocol: "ProxyProtocol | None" = None    # proxyProtocol; None: not enabled
 
     @property
     def address(self):
@@ -258,7 +269,8 @@ def _parse_address(r, field, text):
 
 def _entry_point(r, name, raw):
     f = "entryPoints.%s" % name
-    m = r.mapping(raw, f, {"address", "asDefault", "transport", "forwardedHeaders", "http"})
+    m = r.mapping(raw, f, {"address", "asDefault", "transport", "forwardedHeaders", "http",
+                           "proxyProtocol"})
     if "address" not in m:
         raise r.error(f + ".address", "required (e.g. \":8000\")")
     host, port = _parse_address(r, f + ".address", m["address"])
@@ -280,6 +292,23 @@ def _entry_point(r, name, raw):
         except ValueError:
             raise r.error("%s.trustedIPs[%d]" % (fh_f, i),
                           "invalid IP or CIDR %r" % cidr) from None
+    proxy_protocol = None
+    if "proxyProtocol" in m:
+        pp_f = f + ".proxyProtocol"
+        pp = r.mapping(m.get("proxyProtocol"), pp_f, {"trustedIPs", "insecure"})
+        pp_trusted = r.strings(pp, "trustedIPs", pp_f)
+        for i, cidr in enumerate(pp_trusted):
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                raise r.error("%s.trustedIPs[%d]" % (pp_f, i),
+                              "invalid IP or CIDR %r" % cidr) from None
+        pp_insecure = r.boolean(pp, "insecure", pp_f, False)
+        if not pp_insecure and not pp_trusted:
+            # Traefik: ip.NewChecker refuses an empty list and the entry point cannot start
+            raise r.error(pp_f + ".trustedIPs", "no trusted IPs provided (set trustedIPs, or "
+                          "insecure: true to trust every peer)")
+        proxy_protocol = ProxyProtocol(trusted_ips=pp_trusted, insecure=pp_insecure)
     http_f = f + ".http"
     http = r.mapping(m.get("http"), http_f,
                      {"sanitizePath", "encodeQuerySemicolons", "maxHeaderBytes",
@@ -312,6 +341,7 @@ def _entry_point(r, name, raw):
         encode_query_semicolons=r.boolean(http, "encodeQuerySemicolons", http_f, False),
         max_header_bytes=mhb,
         denied_encoded_characters=denied,
+        proxy_protocol=proxy_protocol,
     )
 
 

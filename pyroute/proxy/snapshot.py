@@ -270,6 +270,25 @@ class EntryPointRuntime:
         # a path without '%', "/." or "//" and a query without ';' need no normalisation
         self.fast_path = True
         self._trust_cache = {}
+        # proxyProtocol (pyroute.proxy.sniff reads the header): None when not enabled
+        pp = getattr(ep, "proxy_protocol", None)
+        self.proxy_protocol = pp
+        self.pp_insecure = bool(pp is not None and pp.insecure)
+        self.pp_nets = [ipaddress.ip_network(t, strict=False) for t in pp.trusted_ips] \
+            if pp is not None else []
+
+    def proxy_trusted(self, ip):
+        """Whether a PROXY header from peer ``ip`` (bytes) sets the client address (Traefik:
+        go-proxyproto USE for trustedIPs or insecure, else IGNORE)."""
+        if self.pp_insecure:
+            return True
+        try:
+            addr = ipaddress.ip_address(ip.decode())
+        except ValueError:
+            return False
+        if addr.version == 6 and addr.ipv4_mapped is not None:
+            addr = addr.ipv4_mapped
+        return any(addr.version == n.version and addr in n for n in self.pp_nets)
 
     def is_trusted(self, ip):
         if self.insecure:

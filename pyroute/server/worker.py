@@ -7,6 +7,7 @@ SIGTERM: stop accepting, close idle keep-alive connections, let in-flight exchan
 (their responses say ``Connection: close``), exit when none is left or the grace period ends.
 SIGQUIT: exit at once.
 """
+import errno
 import gc
 import os
 import pickle
@@ -52,7 +53,7 @@ class Acceptor:
         except (BlockingIOError, InterruptedError):
             return
         except OSError as e:
-            log("warn", "accept failed", entryPointName=self.ep.name, error=str(e))
+            self.worker.accept_failed(self, e)
             return
         # the C socket object: socket.accept's Python wrapper converts family and type to
         # enums per call, and nothing here needs the Python-level socket class
@@ -68,6 +69,21 @@ class Acceptor:
 
     def abort(self):
         pass
+
+
+# accept() errors that mean "no resources now" (descriptors, kernel memory): the listener
+# stays readable, so retrying at once would spin (issue #11: 50,000 log lines a second)
+_NO_RESOURCES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+ACCEPT_BACKOFF = 0.5      # seconds the listeners are out of the epoll set (nginx: 500 ms)
+LOG_INTERVAL = 10.0       # one log line per interval, with the count of what it stands for
+SPARE_DRAIN = 64          # at most this many queued connections refused per back-off
+
+
+def _spare_fd():
+    try:
+        return os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return -1
 
 
 class ConfigPipe:
@@ -142,8 +158,68 @@ class Worker:
                                  config.static.entry_points.items()}
         self.env.snapshot = compile_config(config, self.env.pools)
         self.drain_deadline = 0.0
+        # out of descriptors (accept_failed): a spare one to give up, the back-off state
+        self.spare = _spare_fd()
+        self.accept_paused = False
+        self.accept_resume_at = 0.0
+        self.accept_errors = 0        # since the last log line
+        self.accept_log_at = 0.0
+        self.refused = 0              # connections accepted and closed for lack of fds
         self.down = set()             # (service, url) the master's health checks say are down
         self.apply_health(True, down)
+
+    # ---- out of file descriptors --------------------------------------------------------
+
+    def accept_failed(self, acc, e):
+        """accept() failed. Out of descriptors (or kernel memory), the listener stays
+        readable and retrying at once spins a core: instead, as nginx does, the listeners
+        leave the epoll set for ACCEPT_BACKOFF and come back on the sweep after it. The
+        spare descriptor held for this moment is given up to accept the queued connections
+        and close them at once, so their clients see a close/reset now instead of waiting in
+        the queue (libuv's EMFILE trick); a client that retries lands, by SO_REUSEPORT's hash
+        of its new source port, most likely on a sibling worker with room. One log line per
+        LOG_INTERVAL, with the count. (Why not leave the SO_REUSEPORT group: see
+        docs/operations.md, "Limits and failures".)"""
+        now = self.loop.now
+        self.accept_errors += 1
+        if now >= self.accept_log_at:
+            log("warn" if e.errno in _NO_RESOURCES else "error",
+                "accept failed; new connections are refused for a moment", worker=self.index,
+                entryPointName=acc.ep.name, error=e.strerror or str(e),
+                count=self.accept_errors, interval="%gs" % LOG_INTERVAL)
+            self.accept_errors = 0
+            self.accept_log_at = now + LOG_INTERVAL
+        if e.errno in _NO_RESOURCES and self.spare >= 0:
+            os.close(self.spare)
+            self.spare = -1
+            refused = 0
+            for other in self.listeners:
+                while refused < SPARE_DRAIN:
+                    try:
+                        fd, _ = other._accept()
+                    except OSError:
+                        break
+                    refused += 1
+                    os.close(fd)
+            self.refused += refused
+            self.spare = _spare_fd()
+        if not self.accept_paused:
+            self.accept_paused = True
+            self.accept_resume_at = now + ACCEPT_BACKOFF
+            for other in self.listeners:
+                self.loop.unregister(other.fd)
+            self.loop.next_sweep = min(self.loop.next_sweep, self.accept_resume_at)
+
+    def _resume_accepting(self, now):
+        if not self.accept_paused or now < self.accept_resume_at:
+            return
+        self.accept_paused = False
+        if self.env.draining:
+            return
+        if self.spare < 0:
+            self.spare = _spare_fd()
+        for acc in self.listeners:
+            self.loop.register(acc.fd, EPOLLIN, acc)
 
     def apply(self, config):
         if isinstance(config, tuple) and config[0] == "health":
@@ -181,7 +257,8 @@ class Worker:
             return
         env.draining = True
         for acc in self.listeners:
-            self.loop.unregister(acc.fd)
+            if not self.accept_paused:
+                self.loop.unregister(acc.fd)
             acc.sock.close()
         self.listeners = []
         grace = max([ep.grace_timeout for ep in self.entry_points.values()] or [10.0])
@@ -195,6 +272,8 @@ class Worker:
             connections=len(env.clients))
 
     def _check(self, now):
+        if self.accept_paused:
+            self._resume_accepting(now)
         if self.term:
             self.term = False
             # transport.lifeCycle.requestAcceptGraceTimeout (Traefik's TCPEntryPoint.Shutdown
