@@ -164,6 +164,7 @@ class Worker:
         self.accept_resume_at = 0.0
         self.accept_errors = 0        # since the last log line
         self.accept_log_at = 0.0
+        self.accept_other_log_at = 0.0
         self.refused = 0              # connections accepted and closed for lack of fds
         self.down = set()             # (service, url) the master's health checks say are down
         self.apply_health(True, down)
@@ -181,15 +182,23 @@ class Worker:
         LOG_INTERVAL, with the count. (Why not leave the SO_REUSEPORT group: see
         docs/operations.md, "Limits and failures".)"""
         now = self.loop.now
+        if e.errno not in _NO_RESOURCES:
+            # e.g. ECONNABORTED (the client reset it while it was queued): nothing to back off
+            # from — pausing here would let any client stall the listener; logged, bounded
+            if now >= self.accept_other_log_at:
+                log("debug", "accept failed", worker=self.index, entryPointName=acc.ep.name,
+                    error=e.strerror or str(e))
+                self.accept_other_log_at = now + LOG_INTERVAL
+            return
         self.accept_errors += 1
         if now >= self.accept_log_at:
-            log("warn" if e.errno in _NO_RESOURCES else "error",
-                "accept failed; new connections are refused for a moment", worker=self.index,
+            log("warn", "accept failed; new connections are refused for a moment",
+                worker=self.index,
                 entryPointName=acc.ep.name, error=e.strerror or str(e),
                 count=self.accept_errors, interval="%gs" % LOG_INTERVAL)
             self.accept_errors = 0
             self.accept_log_at = now + LOG_INTERVAL
-        if e.errno in _NO_RESOURCES and self.spare >= 0:
+        if self.spare >= 0:
             os.close(self.spare)
             self.spare = -1
             refused = 0
