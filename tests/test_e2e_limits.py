@@ -92,8 +92,15 @@ def _worker_fds(proxy):
 def test_clients_that_give_up_on_a_hung_backend_release_both_connections(hung, how):
     proxy, hb = hung["proxy"], hung["hb"]
     assert request(proxy.port, b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")[0] == 200
-    time.sleep(0.3)
-    baseline = _worker_fds(proxy)
+    # both workers up and settled (the master binds the port before it forks them)
+    assert _wait(lambda: len(worker_pids(proxy.proc.pid)) == 2)
+    last = -1
+    while True:
+        time.sleep(0.3)
+        baseline = _worker_fds(proxy)
+        if baseline == last:
+            break
+        last = baseline
     n = 40
     accepted0, closed0 = hb.accepted, hb.closed
     clients = []
@@ -361,6 +368,9 @@ def test_out_of_file_descriptors(tmp_path):
     conns = []
     try:
         proxy.start()
+        # the port listens (the master binds it) before the worker is up: wait for an answer
+        # (a 404: no backend connection is opened, the pool stays empty)
+        assert request(proxy.port, b"GET / HTTP/1.1\r\nHost: none.test\r\n\r\n")[0] == 404
         (pid,) = worker_pids(proxy.proc.pid)
         time.sleep(0.3)
         free = proxy.nofile - _fds(pid)
