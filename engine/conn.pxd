@@ -145,6 +145,8 @@ cdef class ClientConn:
     cdef public long requests
     cdef public bint paused
     cdef public bint client_eof
+    cdef public int status_code           # 499: the client went away mid-exchange (for logs)
+    cdef Py_ssize_t max_head              # request head limit (http.maxHeaderBytes + 4096)
     cdef double read_timeout              # the entry point's respondingTimeouts (s; 0: none)
     cdef double write_timeout
     cdef double write_deadline            # head read + writeTimeout (0: none)

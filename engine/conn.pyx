@@ -610,6 +610,10 @@ cdef class ClientConn:
         self.paused = False
         self.client_eof = False
         self.keep_alive = True
+        self.status_code = 0
+        # the entry point's http.maxHeaderBytes as Go's server applies it (a read limit of
+        # MaxHeaderBytes + 4096 on the request head)
+        self.max_head = getattr(ep, "max_head", 0) or 32768
         self._reset_exchange()
         self.events = 0       # registered once for everything (ET_EVENTS)
         if registered:
@@ -664,6 +668,8 @@ cdef class ClientConn:
             try:
                 data = _recv(self.env, self.sock, self.fd, self.raw)
             except OSError:
+                if self.state == S_WAIT or self.state == S_BODY:
+                    self.status_code = 499      # reset by the client mid-exchange
                 self.close()
                 return
             if data is None:
@@ -710,9 +716,24 @@ cdef class ClientConn:
 
     cdef void on_eof(self) except *:
         if self.state != S_WAIT or self.closing:
+            if self.state == S_BODY:
+                self.status_code = 499      # gone before the request body ended
             self.close()
             return
-        # request complete, response pending: finish it, then close (half-closed client)
+        if not self.buf:
+            # The client went away (or half-closed) while its request waits for, or streams,
+            # the response: Go's server reads in the background once the request body is
+            # read, and an EOF there cancels the request context, so Traefik's proxy abandons
+            # the backend request (logged as 499, "client closed request"). Do the same: the
+            # backend connection is closed (never reused, its exchange is cut), both fds freed
+            # now instead of when — if ever — the backend answers.
+            self.status_code = 499
+            self.up_ok = False
+            self.close()
+            return
+        # pipelined requests already read: Go's background read took their first byte and
+        # stopped, so it never sees this EOF: the response is finished, the requests read are
+        # answered, then the connection closes
         self.client_eof = True
         self.keep_alive = False
 
@@ -799,6 +820,7 @@ cdef class ClientConn:
         cdef Request req
         if env.parser_owner is not self:
             parser.reset()           # one parser per worker; its incremental state is ours now
+            parser.limits.max_head = self.max_head
             env.parser_owner = self
         while self.state == S_HEAD and self.buf and not self.closing:
             try:
@@ -821,6 +843,7 @@ cdef class ClientConn:
         cdef Request req
         if env.parser_owner is not self:
             parser.reset()
+            parser.limits.max_head = self.max_head
             env.parser_owner = self
         try:
             req = parser.parse(data, 0)
@@ -989,7 +1012,18 @@ cdef class ClientConn:
             return
         self.server = server
         self.head_req = req.method_id == M_HEAD
-        up = server.pool.get(self.env)
+        try:
+            up = server.pool.get(self.env)
+        except OSError:
+            # no descriptor (EMFILE/ENFILE) or memory for the backend connection: Go's dial
+            # fails and Traefik's proxy answers 502 (the client must not be left unanswered)
+            if self.service is not None:
+                self.service.done(self)
+                self.service = None
+            self.server = None
+            self.local_response(_error_response(502, not self.keep_alive,
+                                                req.method_id == M_HEAD))
+            return
         up.client = self
         self.up = up
         path = self.path

@@ -106,6 +106,7 @@ _SUPPORTED = {
     _CRD + "nativeLBByDefault": "",
     _CRD + "disableClusterScopeResources": "",
     _CRD + "crossProviderNamespaces": "",
+    _CRD + "throttleDuration": "file-change reloads at most once per throttleDuration",
     _CRD + "paths": "pyroute extension: manifest files or folders, relative to the file",
     "log.level": "",
     "core.defaultRuleSyntax": "v2 is deprecated (Traefik warns too)",
@@ -133,8 +134,6 @@ _IGNORED_NOTES = [
     ("entryPoints.<name>.observability", "pyroute has no access log, metrics or tracing"),
     ("providers", "pyroute reads Kubernetes CRD manifests from files only"),
     ("providers.kubernetesCRD", "meaningless for manifests read from files"),
-    ("providers.kubernetesCRD.throttleDuration", "not implemented: file changes are coalesced "
-                                                 "with pyroute's own 0.2 s settle time"),
     ("api", "pyroute has no API or dashboard"),
     ("ping", "pyroute has no ping endpoint"),
     ("metrics", "pyroute has no metrics"),
@@ -881,6 +880,11 @@ def _entry_point(r, name, m):
         proxy_protocol = {"trusted_ips": list(_cidrs(r, p + ("proxyProtocol", "trustedIPs"),
                                                      pp.get("trustedIPs", []))),
                           "insecure": pp.get("insecure", False)}
+        if not proxy_protocol["insecure"] and not proxy_protocol["trusted_ips"]:
+            # Traefik's ip.NewChecker refuses an empty list: the entry point cannot start
+            raise r.error(p + ("proxyProtocol", "trustedIPs"),
+                          "no trusted IPs provided (set trustedIPs, or insecure: true to trust "
+                          "every peer)")
     redirections = None
     red = (http.get("redirections") or {}).get("entryPoint")
     if red is not None:

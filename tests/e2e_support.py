@@ -117,16 +117,27 @@ class Pyroute:
         return self
 
     def wait_ready(self, timeout=20.0):
+        # The master binds the port before it forks the workers (connections queue until a
+        # worker accepts), so a connect alone proves little: wait for the workers and for an
+        # answer. A request without Host is refused by the codec (400) before any routing, so
+        # no backend sees it.
         end = time.time() + timeout
         while time.time() < end:
             if self.proc.poll() is not None:
                 raise AssertionError("pyroute exited: %s" % self.output())
             try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-                return
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
+                    s.settimeout(max(0.5, end - time.time()))
+                    s.sendall(b"GET / HTTP/1.1\r\n\r\n")
+                    if not s.recv(12).startswith(b"HTTP/1.1 "):
+                        raise OSError("no answer")
+                break
             except OSError:
                 time.sleep(0.05)
-        raise AssertionError("pyroute did not listen: %s" % self.output())
+        else:
+            raise AssertionError("pyroute did not listen: %s" % self.output())
+        while len(worker_pids(self.proc.pid)) < self.workers and time.time() < end:
+            time.sleep(0.05)
 
     def output(self):
         try:

@@ -277,6 +277,9 @@ class EntryPointRuntime:
         self.grace_timeout = ep.grace_timeout
         self.keep_alive_max_requests = ep.keep_alive_max_requests
         self.keep_alive_max_time = ep.keep_alive_max_time
+        # http.maxHeaderBytes: Go's server limits what it reads of a request head to
+        # MaxHeaderBytes + 4096 (server.go initialReadLimitSize) and answers 431 beyond
+        self.max_head = getattr(ep, "max_header_bytes", 1 << 20) + 4096
         self.proto = b"https" if tls else b"http"
         self.ws_proto = b"wss" if tls else b"ws"
         self.default_port = b"443" if tls else b"80"
@@ -287,6 +290,26 @@ class EntryPointRuntime:
         # a path without '%', "/." or "//" and a query without ';' need no normalisation
         self.fast_path = True
         self._trust_cache = {}
+        # proxyProtocol (pyroute.proxy.sniff reads the header): None when not enabled
+        # (pyroute.static: None, or {"trusted_ips": [CIDR...], "insecure": bool})
+        pp = getattr(ep, "proxy_protocol", None)
+        self.proxy_protocol = pp
+        self.pp_insecure = bool(pp is not None and pp.get("insecure"))
+        self.pp_nets = [ipaddress.ip_network(t, strict=False)
+                        for t in pp.get("trusted_ips") or ()] if pp is not None else []
+
+    def proxy_trusted(self, ip):
+        """Whether a PROXY header from peer ``ip`` (bytes) sets the client address (Traefik:
+        go-proxyproto USE for trustedIPs or insecure, else IGNORE)."""
+        if self.pp_insecure:
+            return True
+        try:
+            addr = ipaddress.ip_address(ip.decode())
+        except ValueError:
+            return False
+        if addr.version == 6 and addr.ipv4_mapped is not None:
+            addr = addr.ipv4_mapped
+        return any(addr.version == n.version and addr in n for n in self.pp_nets)
 
     def is_trusted(self, ip):
         if self.insecure:

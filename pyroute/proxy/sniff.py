@@ -11,13 +11,19 @@ readTimeout bounds all of it (Go's ReadTimeout covers the handshake). A refused 
 handshake is closed and logged at debug level with its reason ("http: TLS handshake error" in
 Traefik).
 """
+import socket
+
 from .. import tls
 from ..server.log import log
 from ..server.loop import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLRDHUP, ET_EVENTS
 from .._engine.conn import ClientConn
+from .._engine import proxyproto
+
+_MSG_PEEK = socket.MSG_PEEK
 
 # events that can make a peek or a handshake read progress (bytes, EOF, an error)
 _READ_EVENTS = EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR
+_HUP_EVENTS = EPOLLRDHUP | EPOLLHUP | EPOLLERR
 
 
 class Sniffer:
@@ -26,7 +32,7 @@ class Sniffer:
     the socket takes it out of the epoll set."""
 
     __slots__ = ("env", "loop", "ep", "tls_ep", "sock", "fd", "remote_ip", "conn", "wait",
-                 "deadline", "hello_wait")
+                 "deadline", "hello_wait", "pp")
 
     def __init__(self, env, ep, tls_ep, sock, remote_ip):
         self.env = env
@@ -38,6 +44,8 @@ class Sniffer:
         self.remote_ip = remote_ip
         self.conn = None            # the TLSStream once the ClientHello is there
         self.hello_wait = False     # the ClientHello was incomplete: SO_RCVLOWAT is set
+        # proxyProtocol on the entry point: a PROXY header may come first (before TLS/HTTP)
+        self.pp = ep.proxy_protocol is not None
         self.wait = _READ_EVENTS    # the events that can move this connection on
         self.loop.register(self.fd, ET_EVENTS, self)
         rt = ep.read_timeout
@@ -47,6 +55,8 @@ class Sniffer:
     def on_event(self, ev):
         if not ev & self.wait:
             return                  # e.g. the first edge: writable, before the ClientHello
+        if self.pp and not self._proxy_header(ev):
+            return
         if self.conn is None:
             # One peek tells TLS from plain and, for TLS, reads the SNI of the ClientHello.
             try:
@@ -58,7 +68,7 @@ class Sniffer:
                 self.hello_wait = True   # the rest of the ClientHello is on its way
                 return
             if conn is tls.PLAIN:
-                self._hand_over(self.ep, self.sock)
+                self._hand_over(self.ep, self.sock, False, ev)
                 return
             self.conn = conn
         try:
@@ -73,19 +83,65 @@ class Sniffer:
         elif want == tls.WANT_WRITE:
             self.wait = EPOLLOUT | EPOLLHUP | EPOLLERR
         else:
-            self._hand_over(self.tls_ep, self.conn, True)
+            self._hand_over(self.tls_ep, self.conn, True, ev)
 
-    def _hand_over(self, ep, stream, is_tls=False):
+    def _hand_over(self, ep, stream, is_tls=False, ev=0):
         self.loop.timed.discard(self)
         self.env.clients.discard(self)
         client = ClientConn(self.env, ep, stream, self.remote_ip, is_tls, True)
         self.env.clients.add(client)
         # Bytes already there (the peeked request; a request that came with the client's
-        # Finished) make no new edge: read now.
+        # Finished) make no new edge: read now. The edge's hang-up bits go along: a request
+        # that came with the client's FIN makes no later edge either, so the connection must
+        # read on to the EOF now (or it would wait for the idle timeout)
         try:
-            client.on_event(EPOLLIN)
+            client.on_event(EPOLLIN | (ev & _HUP_EVENTS))
         except Exception as e:   # as the loop does for a handler that raises
             self.loop._fail(client, e)
+
+    def _proxy_header(self, ev):
+        """The PROXY protocol header (entry point ``proxyProtocol``), as Traefik reads it with
+        go-proxyproto before its TLS/HTTP routing: peeked (so TLS and HTTP see the stream
+        untouched when there is none), parsed by the engine (``proxyproto.parse``), then
+        exactly its bytes consumed. From a peer in ``trustedIPs`` (or any peer with
+        ``insecure``) its source address becomes the client's — X-Forwarded-For, X-Real-Ip,
+        ClientIP rules and ipAllowList see it; from any other peer it is read and ignored
+        (go-proxyproto IGNORE: the header still has to be valid). No header: the connection
+        goes on as it is (policy USE). A malformed one closes the connection. True: go on to
+        the TLS/HTTP sniff now; False: wait for the next edge (or closed)."""
+        try:
+            data = self.sock.recv(proxyproto.MAX_HEADER, _MSG_PEEK)
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError:
+            self.close()
+            return False
+        if not data:
+            self.close()            # EOF before anything
+            return False
+        try:
+            got = proxyproto.parse(data)
+        except ValueError as e:
+            log("debug", "invalid PROXY protocol header", entryPointName=self.ep.name,
+                remoteAddr=self.remote_ip.decode("ascii", "replace"), error=str(e))
+            self.close()
+            return False
+        if got is None:
+            return False            # the rest of the header (or of its signature) is coming
+        n, ip = got
+        self.pp = False
+        if not n:
+            return True
+        try:
+            self.sock.recv(n)       # exactly the header: it is all there (peeked)
+        except OSError:
+            self.close()
+            return False
+        if ip is not None and self.ep.proxy_trusted(self.remote_ip):
+            self.remote_ip = ip
+        # more bytes already there: sniff them now; else the next edge brings them (or the
+        # FIN that came with the header: read on)
+        return len(data) > n or bool(ev & _HUP_EVENTS)
 
     def _refuse(self, reason):
         log("debug", "TLS handshake error", entryPointName=self.ep.name,

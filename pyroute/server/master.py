@@ -106,8 +106,11 @@ class Master:
     """
 
     def __init__(self, config, loader, worker_main, workers, grace_timeout, watch_paths=(),
-                 describe=None):
+                 describe=None, listeners=None):
         self.config = config
+        # pyroute.server.listeners.Listeners: the workers' listening sockets, opened here
+        # (one instance per port); None: each worker binds its own (tests, embedding)
+        self.listeners = listeners
         # Listeners are bound once per worker, for life (issue 5): the entry points they were
         # bound with stay in force until a restart, whatever a reload's static config says.
         self.entry_points = config.static.entry_points
@@ -116,6 +119,7 @@ class Master:
         self.slots = [_Slot(i) for i in range(workers)]
         self.grace_timeout = grace_timeout
         self.watch_paths = list(watch_paths)
+        self.file_reload_at = -1e9       # when the last file-change reload started
         self.describe = describe or (lambda cfg: "")
         self.draining_until = 0.0
         self.stopping = False
@@ -133,6 +137,16 @@ class Master:
     # ---- processes ------------------------------------------------------------------
 
     def _spawn(self, slot):
+        socks = None
+        if self.listeners is not None:
+            from .listeners import ListenError
+            try:
+                socks = self.listeners.take(slot.index, any(
+                    s.pid for s in self.slots if s is not slot))
+            except ListenError as e:
+                log("error", "cannot start worker", worker=slot.index, error=str(e))
+                self._worker_died(slot, 256)
+                return
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         pid = os.fork()
         if pid == 0:  # worker
@@ -144,6 +158,9 @@ class Master:
                         other.pipe.close()
                 if self.loading is not None:
                     os.close(self.loading.fd)
+                if self.listeners is not None:
+                    self.listeners.close()     # other slots' sockets: not ours to hold
+                    self.listeners = None
                 signal.set_wakeup_fd(-1)
                 for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGCHLD, signal.SIGQUIT):
                     signal.signal(sig, signal.SIG_DFL)
@@ -155,12 +172,19 @@ class Master:
                 if self.config_payload is not None:
                     config = pickle.loads(self.config_payload)   # the master keeps a view only
                     self.config_payload = None
-                code = self.worker_main(config, child, slot.index, self.health.down())
+                if socks is not None:
+                    code = self.worker_main(config, child, slot.index, self.health.down(),
+                                            sockets=socks)
+                else:
+                    code = self.worker_main(config, child, slot.index, self.health.down())
             except BaseException as e:  # the worker must never take the master's path
                 log("error", "worker failed", error=repr(e))
             finally:
                 os._exit(code or 0)
         child.close()
+        if socks is not None:
+            self.listeners.forked(socks)   # the worker has them; a copy here would keep a
+                                           # queue alive that nobody accepts from
         slot.pid = pid
         slot.pipe = parent
         slot.restart_at = 0.0
@@ -418,8 +442,12 @@ class Master:
                     elif key.data == "loader":
                         self._on_loader()
                     elif key.data == "watch" and watcher.relevant():
-                        # settle: a reload once the writes have stopped for a moment
-                        self.reload_at = time.monotonic() + RELOAD_DEBOUNCE
+                        # settle: a reload once the writes have stopped for a moment; and,
+                        # as Traefik's providers.kubernetesCRD.throttleDuration, no two
+                        # file-change reloads closer than that (the last change is kept)
+                        throttle = self.config.static.providers_crd.throttle_duration
+                        self.reload_at = max(time.monotonic() + RELOAD_DEBOUNCE,
+                                             self.file_reload_at + throttle)
                 signals, self.pending_signals = self.pending_signals, []
                 for signum in signals:
                     if signum == signal.SIGCHLD:
@@ -437,6 +465,7 @@ class Master:
                         self._send_all(("health", False, changes))
                 if self.reload_at and now >= self.reload_at and not self.stopping:
                     self.reload_at = 0.0
+                    self.file_reload_at = now
                     self._start_load("file change")
                 if self.stopping:
                     if not any(s.pid for s in self.slots):
@@ -473,7 +502,10 @@ class Master:
         log("info", "stopping: draining connections", signal=signal.Signals(signum).name,
             graceTimeOut="%gs" % self.grace_timeout)
         self._kill_all(signal.SIGTERM)
-        self.draining_until = time.monotonic() + self.grace_timeout + 1.0
+        # workers keep accepting for requestAcceptGraceTimeout, then drain for graceTimeOut
+        accept_grace = max([getattr(ep, "request_accept_grace_timeout", 0.0)
+                            for ep in self.entry_points.values()] or [0.0])
+        self.draining_until = time.monotonic() + accept_grace + self.grace_timeout + 1.0
 
     def _kill_all(self, sig):
         for slot in self.slots:

@@ -146,13 +146,26 @@ def main(args):
               % ", ".join(missing), file=sys.stderr)
         return 1
     workers = args.workers or os.cpu_count() or 1
+    demo_pid = 0
+    if demo:
+        # before the listeners exist: the demo's forked process must not hold copies of them
+        from .demo import start_demo_backends
+        demo_pid = start_demo_backends()
+    # One instance per port: the master probes and binds every worker's socket before any
+    # worker exists (pyroute.server.listeners), and says "listening" only once it has them
+    from .listeners import ListenError, Listeners
+    listeners = Listeners(config.static.entry_points, workers)
+    try:
+        listeners.open()
+    except ListenError as e:
+        print("pyroute: %s" % e, file=sys.stderr, flush=True)
+        if demo_pid:
+            _stop_demo(demo_pid)
+        return 1
     for name, ep in config.static.entry_points.items():
         print(listening_line(config, name, ep.address), flush=True)
     print("pyroute: serving %s with %d worker(s)" % (describe(config), workers), flush=True)
-    demo_pid = 0
     if demo:
-        from .demo import start_demo_backends
-        demo_pid = start_demo_backends()
         ep = next(iter(config.static.entry_points.values()))
         base = "http://%s" % ep.address
         print("pyroute: demo backends on 127.0.0.1:18081-18083; try:\n"
@@ -166,14 +179,18 @@ def main(args):
         [p for p in paths if os.path.isdir(p)] + ([static.source] if static.source else [])
     grace = max([ep.grace_timeout for ep in config.static.entry_points.values()] or [10.0])
     master = Master(config, lambda: reload_config(args.config, paths, flags), worker_main,
-                    workers,
-                    grace, watch_paths=watch, describe=describe)
+                    workers, grace, watch_paths=watch, describe=describe, listeners=listeners)
     try:
         return master.run()
     finally:
+        listeners.close()
         if demo_pid:
-            try:
-                os.kill(demo_pid, signal.SIGTERM)
-                os.waitpid(demo_pid, 0)
-            except OSError:
-                pass
+            _stop_demo(demo_pid)
+
+
+def _stop_demo(pid):
+    try:
+        os.kill(pid, signal.SIGTERM)
+        os.waitpid(pid, 0)
+    except OSError:
+        pass

@@ -7,6 +7,7 @@ SIGTERM: stop accepting, close idle keep-alive connections, let in-flight exchan
 (their responses say ``Connection: close``), exit when none is left or the grace period ends.
 SIGQUIT: exit at once.
 """
+import errno
 import gc
 import os
 import pickle
@@ -28,28 +29,7 @@ _IPPROTO_TCP = socket.IPPROTO_TCP
 _TCP_NODELAY = socket.TCP_NODELAY
 
 
-def bind_listener(ep):
-    """A non-blocking listening socket for an entry point, with SO_REUSEPORT."""
-    host = ep.host
-    infos = socket.getaddrinfo(host or None, ep.port, 0, socket.SOCK_STREAM, 0,
-                               socket.AI_PASSIVE)
-    family, stype, proto, _, addr = infos[0]
-    if not host:
-        # every interface: prefer the dual-stack IPv6 socket when there is one
-        for info in infos:
-            if info[0] == socket.AF_INET6:
-                family, stype, proto, _, addr = info
-                break
-    sock = socket.socket(family, stype, proto)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    if family == socket.AF_INET6 and not host:
-        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-    sock.bind(addr)
-    sock.listen(4096)
-    sock.setblocking(False)
-    return sock
-
+from .listeners import bind_listener  # noqa: E402,F401  (re-exported)
 
 
 class Acceptor:
@@ -73,7 +53,7 @@ class Acceptor:
         except (BlockingIOError, InterruptedError):
             return
         except OSError as e:
-            log("warn", "accept failed", entryPointName=self.ep.name, error=str(e))
+            self.worker.accept_failed(self, e)
             return
         # the C socket object: socket.accept's Python wrapper converts family and type to
         # enums per call, and nothing here needs the Python-level socket class
@@ -89,6 +69,21 @@ class Acceptor:
 
     def abort(self):
         pass
+
+
+# accept() errors that mean "no resources now" (descriptors, kernel memory): the listener
+# stays readable, so retrying at once would spin (issue #11: 50,000 log lines a second)
+_NO_RESOURCES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+ACCEPT_BACKOFF = 0.5      # seconds the listeners are out of the epoll set (nginx: 500 ms)
+LOG_INTERVAL = 10.0       # one log line per interval, with the count of what it stands for
+SPARE_DRAIN = 64          # at most this many queued connections refused per back-off
+
+
+def _spare_fd():
+    try:
+        return os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return -1
 
 
 class ConfigPipe:
@@ -150,8 +145,9 @@ class Signals:
 
 
 class Worker:
-    def __init__(self, config, pipe, index, down=()):
+    def __init__(self, config, pipe, index, down=(), sockets=None):
         self.index = index
+        self.sockets = sockets        # {entry point: listening socket} opened by the master
         self.loop = Loop()
         self.env = Env(self.loop, Pools(prefetch=True))
         self.pipe = pipe
@@ -162,8 +158,77 @@ class Worker:
                                  config.static.entry_points.items()}
         self.env.snapshot = compile_config(config, self.env.pools)
         self.drain_deadline = 0.0
+        # out of descriptors (accept_failed): a spare one to give up, the back-off state
+        self.spare = _spare_fd()
+        self.accept_paused = False
+        self.accept_resume_at = 0.0
+        self.accept_errors = 0        # since the last log line
+        self.accept_log_at = 0.0
+        self.accept_other_log_at = 0.0
+        self.refused = 0              # connections accepted and closed for lack of fds
         self.down = set()             # (service, url) the master's health checks say are down
         self.apply_health(True, down)
+
+    # ---- out of file descriptors --------------------------------------------------------
+
+    def accept_failed(self, acc, e):
+        """accept() failed. Out of descriptors (or kernel memory), the listener stays
+        readable and retrying at once spins a core: instead, as nginx does, the listeners
+        leave the epoll set for ACCEPT_BACKOFF and come back on the sweep after it. The
+        spare descriptor held for this moment is given up to accept the queued connections
+        and close them at once, so their clients see a close/reset now instead of waiting in
+        the queue (libuv's EMFILE trick); a client that retries lands, by SO_REUSEPORT's hash
+        of its new source port, most likely on a sibling worker with room. One log line per
+        LOG_INTERVAL, with the count. (Why not leave the SO_REUSEPORT group: see
+        docs/operations.md, "Limits and failures".)"""
+        now = self.loop.now
+        if e.errno not in _NO_RESOURCES:
+            # e.g. ECONNABORTED (the client reset it while it was queued): nothing to back off
+            # from — pausing here would let any client stall the listener; logged, bounded
+            if now >= self.accept_other_log_at:
+                log("debug", "accept failed", worker=self.index, entryPointName=acc.ep.name,
+                    error=e.strerror or str(e))
+                self.accept_other_log_at = now + LOG_INTERVAL
+            return
+        self.accept_errors += 1
+        if now >= self.accept_log_at:
+            log("warn", "accept failed; new connections are refused for a moment",
+                worker=self.index,
+                entryPointName=acc.ep.name, error=e.strerror or str(e),
+                count=self.accept_errors, interval="%gs" % LOG_INTERVAL)
+            self.accept_errors = 0
+            self.accept_log_at = now + LOG_INTERVAL
+        if self.spare >= 0:
+            os.close(self.spare)
+            self.spare = -1
+            refused = 0
+            for other in self.listeners:
+                while refused < SPARE_DRAIN:
+                    try:
+                        fd, _ = other._accept()
+                    except OSError:
+                        break
+                    refused += 1
+                    os.close(fd)
+            self.refused += refused
+            self.spare = _spare_fd()
+        if not self.accept_paused:
+            self.accept_paused = True
+            self.accept_resume_at = now + ACCEPT_BACKOFF
+            for other in self.listeners:
+                self.loop.unregister(other.fd)
+            self.loop.next_sweep = min(self.loop.next_sweep, self.accept_resume_at)
+
+    def _resume_accepting(self, now):
+        if not self.accept_paused or now < self.accept_resume_at:
+            return
+        self.accept_paused = False
+        if self.env.draining:
+            return
+        if self.spare < 0:
+            self.spare = _spare_fd()
+        for acc in self.listeners:
+            self.loop.register(acc.fd, EPOLLIN, acc)
 
     def apply(self, config):
         if isinstance(config, tuple) and config[0] == "health":
@@ -201,7 +266,8 @@ class Worker:
             return
         env.draining = True
         for acc in self.listeners:
-            self.loop.unregister(acc.fd)
+            if not self.accept_paused:
+                self.loop.unregister(acc.fd)
             acc.sock.close()
         self.listeners = []
         grace = max([ep.grace_timeout for ep in self.entry_points.values()] or [10.0])
@@ -215,9 +281,30 @@ class Worker:
             connections=len(env.clients))
 
     def _check(self, now):
+        if self.accept_paused:
+            self._resume_accepting(now)
         if self.term:
             self.term = False
-            self.start_drain("SIGTERM")
+            # transport.lifeCycle.requestAcceptGraceTimeout (Traefik's TCPEntryPoint.Shutdown
+            # sleeps that long before shutting the server down): keep accepting and serving,
+            # keep-alive included, for that long; then drain (graceTimeOut starts then)
+            accept_grace = max([ep.ep.request_accept_grace_timeout
+                                for ep in self.entry_points.values()] or [0.0])
+            if accept_grace > 0 and not self.env.draining:
+                self.accept_until = now + accept_grace
+                log("info", "SIGTERM: still accepting requests before draining",
+                    worker=self.index, requestAcceptGraceTimeout="%gs" % accept_grace)
+                for acc in list(self.listeners):
+                    if acc.ep.ep.request_accept_grace_timeout <= 0:
+                        # this entry point has no grace: it stops accepting now
+                        self.loop.unregister(acc.fd)
+                        acc.sock.close()
+                        self.listeners.remove(acc)
+            else:
+                self.start_drain("SIGTERM")
+        if self.accept_until and now >= self.accept_until:
+            self.accept_until = 0.0
+            self.start_drain("SIGTERM (requestAcceptGraceTimeout over)")
         env = self.env
         if env.draining:
             for c in list(env.clients):
@@ -228,12 +315,15 @@ class Worker:
 
     def run(self):
         self.term = False
+        self.accept_until = 0.0
         signal.signal(signal.SIGTERM, self._on_term)
         signal.signal(signal.SIGQUIT, lambda *a: os._exit(0))
         sig = Signals(self)
         self.loop.register(sig.fd, EPOLLIN, sig)
         for name, ep in self.entry_points.items():
-            sock = bind_listener(ep.ep)
+            sock = self.sockets.get(name) if self.sockets else None
+            if sock is None:
+                sock = bind_listener(ep.ep)
             acc = Acceptor(self, sock, ep, self.tls_entry_points[name])
             self.listeners.append(acc)
             self.loop.register(acc.fd, EPOLLIN, acc)
@@ -253,8 +343,8 @@ class Worker:
         self.loop.next_sweep = 0.0
 
 
-def worker_main(config, pipe, index, down=()):
-    worker = Worker(config, pipe, index, down)
+def worker_main(config, pipe, index, down=(), sockets=None):
+    worker = Worker(config, pipe, index, down, sockets)
     profile = os.environ.get("PYROUTE_PROFILE")
     if not profile:
         return worker.run()

@@ -1,0 +1,9 @@
+"""Typed stub of pyroute._engine.proxyproto (engine/proxyproto.pyx)."""
+from typing import Optional, Tuple
+
+MAX_HEADER: int
+
+def parse(data: bytes) -> Optional[Tuple[int, Optional[bytes]]]: ...
+def v1_header(src: str, dst: str, sport: int, dport: int) -> bytes: ...
+def v2_header(src: Optional[str] = ..., dst: Optional[str] = ..., sport: int = ...,
+              dport: int = ..., local: bool = ..., tlvs: bytes = ...) -> bytes: ...
