@@ -161,8 +161,6 @@ STATIC_FALLBACK = {
     "entryPoints.<name>.forwardedHeaders": (SUPPORTED, ""),
     "entryPoints.<name>.http": (SUPPORTED, ""),
     "providers.kubernetesCRD": (SUPPORTED, "manifests read from files (paths)"),
-    "providers.kubernetesCRD.throttleDuration": (
-        IGNORED, "manifest changes are applied 0.2 s after the last one"),
     "log.level": (SUPPORTED, ""),
     "log.format": (IGNORED, "pyroute's log lines have one format (level=... msg=...)"),
     "accessLog": (IGNORED, "pyroute writes no access log yet"),
