@@ -120,7 +120,10 @@ cdef class Env:
         self.loop = loop
         self.pools = pools
         self.snapshot = None
-        self.parser = RequestParser()
+        # Go's server bounds a request head by bytes only (MaxHeaderBytes + 4096, set per
+        # connection from the entry point's http.maxHeaderBytes): no separate limit on the
+        # request line's length or on the number of header lines, so neither here
+        self.parser = RequestParser(max_line=1 << 30, max_fields=1 << 30)
         self.rparser = ResponseParser()
         self.parser_owner = None
         self.rparser_owner = None
