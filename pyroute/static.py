@@ -65,8 +65,11 @@ _ENCODED_CHARACTERS = {
     "allowEncodedQuestionMark": ("%3F", "%3f"),
     "allowEncodedHash": ("%23",),
 }
-# Traefik >= v3.6.4 (CVE-2025-66490): every allow* defaults to false except allowEncodedPercent.
-_ENCODED_ALLOWED_BY_DEFAULT = {"allowEncodedPercent"}
+# Traefik v3.6.4 (CVE-2025-66490) made every allow* default to false except
+# allowEncodedPercent; v3.6.7 went back to allowing every encoded character by default
+# (EncodedCharacters.SetDefaults in pkg/config/static/entrypoints.go, v3.7 too). The hardening
+# is one setting away: each allow* set to false (docs/security.md).
+_ENCODED_ALLOWED_BY_DEFAULT = set(_ENCODED_CHARACTERS)
 DEFAULT_DENIED_ENCODED = frozenset(esc for key, escapes in _ENCODED_CHARACTERS.items()
                                    if key not in _ENCODED_ALLOWED_BY_DEFAULT for esc in escapes)
 
@@ -92,9 +95,8 @@ class EntryPoint:
     sanitize_path: bool = True
     encode_query_semicolons: bool = False
     max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
-    # Escapes a root router refuses with 400 (http.encodedCharacters). Since Traefik v2.11.32 /
-    # v3.6.4 (CVE-2025-66490) encoded '/', '\\', NUL, ';', '?' and '#' are refused unless allowed;
-    # '%25' stays allowed.
+    # Escapes a root router refuses with 400 (http.encodedCharacters): none by default
+    # (Traefik >= v3.6.7); each allow* set to false refuses its escapes.
     denied_encoded_characters: frozenset = DEFAULT_DENIED_ENCODED
 
     @property

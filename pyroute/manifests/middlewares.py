@@ -7,6 +7,7 @@ circuitBreaker, retry) are converted like kubernetes.go's create*Middleware func
 import base64
 import hashlib
 
+from ..middlewares import check as mw_check
 from .common import RefError
 from .names import SEPARATOR, format_duration, make_id, normalize, qualified
 
@@ -36,7 +37,18 @@ class MiddlewaresMixin:
                 self.http["middlewares"][qualified(mid)] = entry
                 self.middleware_sources[qualified(mid)] = obj
                 continue
-            conf["status"] = "enabled"
+            # Traefik's own refusals (the middleware is not built) and deprecations
+            refused = []
+            for severity, field, message in mw_check(kind, conf.get(kind)):
+                path = ("spec", kind) + (tuple(field.split(".")) if field else ())
+                self.err(obj, message, path, severity)
+                if severity == "error":
+                    refused.append(message)
+            if refused:
+                conf["status"] = "disabled"
+                conf["error"] = refused
+            else:
+                conf["status"] = "enabled"
             self.http["middlewares"][qualified(mid)] = conf
             self.middleware_sources[qualified(mid)] = obj
 
