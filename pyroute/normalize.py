@@ -27,7 +27,7 @@ API (all pure functions of their arguments, built once per entry point where not
 import ipaddress
 
 __all__ = ["Target", "normalize_target", "clean_path", "ForwardedHeaders", "X_HEADERS",
-           "split_target", "denied_escape"]
+           "split_target", "denied_escape", "encoded_characters_notice"]
 
 # RFC 3986 §2.3 unreserved characters: %XX of these is equivalent to the character itself
 # (Traefik normalizePath decodes them in the raw path and upper-cases every other %xx).
@@ -234,3 +234,20 @@ class ForwardedHeaders:
         if self.trusted(client_ip):
             return list(headers)
         return [(k, v) for k, v in headers if k.lower() not in _X_HEADERS_LOWER]
+
+
+def encoded_characters_notice(static):
+    """The one line ``pyroute check`` prints (to stderr, as information) when entry points
+    allow every encoded character in request paths — Traefik's default since v3.6.7 — with
+    the setting that hardens them (docs/security.md); None when none does."""
+    names = [name for name, ep in static.entry_points.items()
+             if not ep.denied_encoded_characters]
+    if not names:
+        return None
+    return ("info: entry point%s %s allow%s every encoded character in request paths "
+            "(Traefik >= v3.6.7 default: %%2F %%5C %%00 %%3B %%25 %%3F %%23 reach routers and "
+            "backends); to refuse them with 400, set http.encodedCharacters.allowEncodedSlash, "
+            "allowEncodedBackSlash, allowEncodedNullCharacter, allowEncodedSemicolon, "
+            "allowEncodedPercent, allowEncodedQuestionMark, allowEncodedHash to false on the "
+            "entry point (see docs/security.md)"
+            % ("s" if len(names) > 1 else "", ", ".join(names), "" if len(names) > 1 else "s"))
