@@ -34,6 +34,23 @@ MIDDLEWARES = {
     "v6sub": "{ipAllowList: {sourceRange: [\"2001:db8::/128\"],"
              " ipStrategy: {depth: 1, ipv6Subnet: 64}}}",
     "v6nosub": "{ipAllowList: {sourceRange: [\"2001:db8::/128\"], ipStrategy: {depth: 1}}}",
+    # pkg/ip/strategy_test.go: DepthStrategy and PoolStrategy cases
+    "depth3": "{ipAllowList: {sourceRange: [10.0.0.3], ipStrategy: {depth: 3}}}",
+    "depth2-10": "{ipAllowList: {sourceRange: [10.0.0.2], ipStrategy: {depth: 2}}}",
+    "depth2-v4sub": "{ipAllowList: {sourceRange: [10.0.0.2],"
+                    " ipStrategy: {depth: 2, ipv6Subnet: 80}}}",
+    "depth2-v6sub": "{ipAllowList: {sourceRange: [\"::abcd:0:0:0\"],"
+                    " ipStrategy: {depth: 2, ipv6Subnet: 80}}}",
+    "depth1-v6": "{ipAllowList: {sourceRange: [\"::abcd:ffff:c0a8:1\"],"
+                 " ipStrategy: {depth: 1}}}",
+    "pool-all": "{ipAllowList: {sourceRange: [10.0.0.0/8, 127.0.0.1],"
+                " ipStrategy: {excludedIPs: [10.0.0.1, 10.0.0.2, 10.0.0.3, 10.0.0.4]}}}",
+    "pool-some": "{ipAllowList: {sourceRange: [10.0.0.3], ipStrategy: {excludedIPs:"
+                 " [10.0.0.1, 10.0.0.2]}}}",
+    "pool-cidr": "{ipAllowList: {sourceRange: [127.0.0.1], ipStrategy: {excludedIPs:"
+                 " [10.0.0.1/24]}}}",
+    "pool-all-cidr": "{ipAllowList: {sourceRange: [10.0.0.0/8], ipStrategy: {excludedIPs:"
+                     " [10.0.0.1/24]}}}",
     "teapot": "{ipAllowList: {sourceRange: [192.0.2.1], rejectStatusCode: 418}}",
     "strip-api": "{stripPrefix: {prefixes: [/api]}}",
     "strip-stat": "{stripPrefix: {prefixes: [/stat]}}",
@@ -52,6 +69,13 @@ MIDDLEWARES = {
     "zero": "{headers: {frameDeny: false, contentTypeNosniff: false,"
             " customRequestHeaders: {X-Zero: zero-value}}}",
     "empty-headers": "{headers: {}}",
+    # header_test.go TestNewHeader_customRequestHeader
+    "hdr-add": "{headers: {customRequestHeaders: {X-Custom-Request-Header: test_request}}}",
+    "hdr-delete": "{headers: {customRequestHeaders: {X-Forwarded-For: \"\","
+                  " X-Custom-Request-Header: \"\", Foo: \"\"}}}",
+    "hdr-override": "{headers: {customRequestHeaders: {Foo: test}}}",
+    "hdr-xff-lower": "{headers: {customRequestHeaders: {x-forwarded-for: \"\"}}}",
+    "sts-zero": "{headers: {stsSeconds: 0}}",     # headers_test.go TestNew_withSTSSecondsZero
     "bad-status": "{ipAllowList: {sourceRange: [127.0.0.1], rejectStatusCode: 700}}",
     "bad-subnet": "{ipAllowList: {sourceRange: [127.0.0.1],"
                   " ipStrategy: {depth: 1, ipv6Subnet: 129}}}",
@@ -84,6 +108,15 @@ ROUTES = {
     "v6sub.test": (["v6sub"], None),
     "v6nosub.test": (["v6nosub"], None),
     "teapot.test": (["teapot"], None),
+    "depth3.test": (["depth3"], None),
+    "depth2-10.test": (["depth2-10"], None),
+    "depth2-v4sub.test": (["depth2-v4sub"], None),
+    "depth2-v6sub.test": (["depth2-v6sub"], None),
+    "depth1-v6.test": (["depth1-v6"], None),
+    "pool-all.test": (["pool-all"], None),
+    "pool-some.test": (["pool-some"], None),
+    "pool-cidr.test": (["pool-cidr"], None),
+    "pool-all-cidr.test": (["pool-all-cidr"], None),
     "strip-api.test": (["strip-api"], None),
     "strip-stat.test": (["strip-stat"], None),
     "strip-stat-slash.test": (["strip-stat-slash"], None),
@@ -100,6 +133,11 @@ ROUTES = {
     "deprecated.test": (["deprecated"], None),
     "zero.test": (["zero"], None),
     "empty-headers.test": (["empty-headers"], None),
+    "hdr-add.test": (["hdr-add"], None),
+    "hdr-delete.test": (["hdr-delete"], None),
+    "hdr-override.test": (["hdr-override"], None),
+    "hdr-xff-lower.test": (["hdr-xff-lower"], None),
+    "sts-zero.test": (["sts-zero"], None),
     "bad-status.test": (["bad-status"], None),
     "bad-subnet.test": (["bad-subnet"], None),
     "with-port.test": (["with-port"], None),
@@ -250,6 +288,31 @@ def test_ipv6_subnet_groups_addresses(env):
     assert get(env, "v6sub.test", extra=xff, source=UNTRUSTED)[0] == 403
 
 
+# (middleware, X-Forwarded-For from a trusted peer, status): the strategy's choice is the one
+# address of sourceRange, so 200 says it picked what Traefik's test expects
+STRATEGY_CASES = [
+    ("depth3", "10.0.0.4,10.0.0.3,10.0.0.2,10.0.0.1", 200),             # use depth
+    ("depth2-10", None, 403),                                           # nonexistent depth
+    ("depth2-10", "10.0.0.2,10.0.0.1", 200),                            # the first IP
+    ("depth2-v4sub", "10.0.0.3,10.0.0.2,10.0.0.1", 200),                # IPv4: no subnet
+    ("depth2-v6sub", "10.0.0.3,::abcd:ffff:c0a8:1,10.0.0.1", 200),      # IPv6 /80
+    ("depth2-v6sub", "10.0.0.3,::abcd:ffff:c0a8:1%1,10.0.0.1", 200),    # zone dropped
+    ("depth1-v6", "::abcd:ffff:c0a8:1%1", 200),                         # zone ignored
+    ("pool-all", "10.0.0.4,10.0.0.3,10.0.0.2,10.0.0.1", 403),           # trust all: ""
+    ("pool-some", "10.0.0.4,10.0.0.3,10.0.0.2,10.0.0.1", 200),          # -> 10.0.0.3
+    ("pool-cidr", "127.0.0.1,10.0.0.4,10.0.0.3,10.0.0.2,10.0.0.1", 200),  # -> 127.0.0.1
+    ("pool-all-cidr", "10.0.0.4,10.0.0.3,10.0.0.2,10.0.0.1", 403),      # trust all: ""
+]
+
+
+@pytest.mark.parametrize("name,xff,status", STRATEGY_CASES)
+def test_ip_strategy_cases(env, name, xff, status):
+    extra = "X-Forwarded-For: %s\r\n" % xff if xff else ""
+    assert get(env, name + ".test", extra=extra)[0] == status
+    # the same header from a client the entry point does not trust is never read
+    assert get(env, name + ".test", extra=extra, source=UNTRUSTED)[0] == 403
+
+
 def test_reject_status_code(env):
     status, hdrs, body = get(env, "teapot.test")
     assert status == 418 and body == b"I'm a teapot"
@@ -381,6 +444,24 @@ def test_empty_x_forwarded_for_suppresses_the_header(env):
     assert header_lines(doc, "X-Forwarded-For") == []
     doc = echo(get(env, "no-xff.test", source=UNTRUSTED)[2])
     assert header_lines(doc, "X-Forwarded-For") == []
+
+
+def test_custom_request_header_cases(env):
+    foo = "Foo: bar\r\nX-Custom-Request-Header: client\r\nX-Forwarded-For: 10.1.1.1\r\n"
+    doc = echo(get(env, "hdr-add.test", extra="Foo: bar\r\n")[2])        # adds a header
+    assert header_lines(doc, "Foo") == ["bar"]
+    assert header_lines(doc, "X-Custom-Request-Header") == ["test_request"]
+    doc = echo(get(env, "hdr-delete.test", extra=foo)[2])                 # delete a header
+    assert header_lines(doc, "Foo") == [] and header_lines(doc, "X-Custom-Request-Header") == []
+    assert header_lines(doc, "X-Forwarded-For") == []
+    doc = echo(get(env, "hdr-override.test", extra="Foo: bar\r\nFoo: baz\r\n")[2])  # override
+    assert header_lines(doc, "Foo") == ["test"]
+    # another spelling of X-Forwarded-For only deletes (Header.Del): the proxy adds the peer
+    doc = echo(get(env, "hdr-xff-lower.test", extra="X-Forwarded-For: 10.1.1.1\r\n")[2])
+    assert header_lines(doc, "X-Forwarded-For") == [TRUSTED]
+    # stsSeconds: 0 makes a valid middleware that adds nothing
+    status, hdrs, _ = get(env, "sts-zero.test")
+    assert status == 200 and "strict-transport-security" not in hdrs
 
 
 def test_response_headers_reach_answers_further_down_the_chain(env):

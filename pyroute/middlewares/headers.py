@@ -75,7 +75,10 @@ class Headers:
 
     def __init__(self, spec):
         validate(spec)
-        unsupported = sorted(k for k in SECURE + CORS if _set(spec, k))
+        # stsSeconds: 0 counts as "set" for Traefik's validity check but adds nothing (the
+        # Strict-Transport-Security header needs > 0): a zero value is accepted as a no-op
+        unsupported = sorted(k for k in SECURE + CORS if _set(spec, k)
+                             and not (k == "stsSeconds" and spec.get(k) == 0))
         if unsupported:
             raise ValueError("headers option %s is not supported by pyroute yet"
                              % ", ".join(unsupported))

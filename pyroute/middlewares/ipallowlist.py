@@ -87,8 +87,10 @@ def _split_host_port(addr):
 
 def _subnet(text, bits):
     """ip.getIPv6SubnetIP: an IPv6 address -> the first address of its /bits network."""
+    zone = text.find("%")
     try:
-        ip = ipaddress.ip_address(text)
+        # netip keeps a zone (fe80::1%eth0); Prefix() drops it
+        ip = ipaddress.ip_address(text[:zone] if zone > 0 else text)
     except ValueError:
         return text
     if ip.version != 6:
