@@ -7,6 +7,7 @@ The entry point trusts 127.0.0.1 (``forwardedHeaders.trustedIPs``); requests fro
 untrusted client leave from 127.0.0.3."""
 import json
 import socket
+import time
 
 import pytest
 
@@ -102,6 +103,10 @@ ROUTES = {
     "weighted.test": ([], "[{name: svc-a, port: 80, middlewares: [{name: deny}]},"
                           " {name: svc-b, port: 80}]"),
     "ts-weighted.test": ([], "[{name: ts-wrr, kind: TraefikService}]"),
+    "ts-hrw.test": ([], "[{name: ts-hrw, kind: TraefikService}]"),
+    "ts-failover.test": ([], "[{name: ts-failover, kind: TraefikService}]"),
+    "ts-mirror.test": ([], "[{name: ts-mirror, kind: TraefikService}]"),
+    "ts-mirror-ok.test": ([], "[{name: ts-mirror-ok, kind: TraefikService}]"),
     "depth1.test": (["depth1"], None),
     "depth2.test": (["depth2"], None),
     "excl.test": (["excl"], None),
@@ -149,6 +154,11 @@ REDIRECTS = ["r-https", "r-https-8443", "r-https-perm", "r-http-80",
 
 def manifests(a, b):
     m = backend_service("svc-a", [a.port]) + "---\n" + backend_service("svc-b", [b.port])
+    # TraefikService children are named after their Service and port only (Traefik's
+    # fullServiceName): children with different middlewares need Services of their own
+    for suffix in ("w", "hrw", "fo", "m", "m2"):
+        m += "---\n" + backend_service("svc-a-" + suffix, [a.port])
+        m += "---\n" + backend_service("svc-b-" + suffix, [b.port])
     m += "".join(mw(name, spec) for name, spec in MIDDLEWARES.items())
     m += """---
 apiVersion: traefik.io/v1alpha1
@@ -157,8 +167,46 @@ metadata: {name: ts-wrr, namespace: default}
 spec:
   weighted:
     services:
-      - {name: svc-a, port: 80, weight: 1, middlewares: [{name: deny}]}
-      - {name: svc-b, port: 80, weight: 1, middlewares: [{name: svc-hdr}]}
+      - {name: svc-a-w, port: 80, weight: 1, middlewares: [{name: deny}]}
+      - {name: svc-b-w, port: 80, weight: 1, middlewares: [{name: svc-hdr}]}
+---
+apiVersion: traefik.io/v1alpha1
+kind: TraefikService
+metadata: {name: ts-hrw, namespace: default}
+spec:
+  highestRandomWeight:
+    services:
+      - {name: svc-a-hrw, port: 80, middlewares: [{name: deny}]}
+---
+apiVersion: traefik.io/v1alpha1
+kind: TraefikService
+metadata: {name: ts-failover, namespace: default}
+spec:
+  failover:
+    service: {name: svc-a-fo, port: 80, middlewares: [{name: deny}]}
+    fallback: {name: svc-b-fo, port: 80}
+    errors: {}          # the v3.7 CRD requires it (empty: fail over on health only)
+---
+apiVersion: traefik.io/v1alpha1
+kind: TraefikService
+metadata: {name: ts-mirror, namespace: default}
+spec:
+  mirroring:
+    name: svc-a-m
+    port: 80
+    middlewares: [{name: svc-hdr}]
+    mirrors:
+      - {name: svc-b-m, port: 80, percent: 100, middlewares: [{name: deny}]}
+---
+apiVersion: traefik.io/v1alpha1
+kind: TraefikService
+metadata: {name: ts-mirror-ok, namespace: default}
+spec:
+  mirroring:
+    name: svc-a-m2
+    port: 80
+    mirrors:
+      - {name: svc-b-m2, port: 80, percent: 100, middlewares: [{name: loopback}]}
 ---
 apiVersion: traefik.io/v1alpha1
 kind: IngressRoute
@@ -249,6 +297,22 @@ def test_weighted_child_middlewares_run_when_that_child_is_picked(env):
             doc = echo(body)
             assert doc["backend"] == "b" and header_lines(doc, "X-Svc") == ["svc-value"]
             assert hdrs["x-svc-resp"] == "resp-value"
+
+
+def test_traefik_service_children_middlewares(env):
+    # highestRandomWeight child and failover main: their ipAllowList refuses
+    assert get(env, "ts-hrw.test")[0] == 403
+    assert get(env, "ts-failover.test")[0] == 403
+    # mirroring: the main service's chain runs on the main request; a mirror whose chain
+    # refuses gets no copy, one whose chain accepts gets it
+    status, hdrs, body = get(env, "ts-mirror.test", "/m1")
+    assert status == 200 and header_lines(echo(body), "X-Svc") == ["svc-value"]
+    assert get(env, "ts-mirror-ok.test", "/m2")[0] == 200
+    deadline = time.time() + 5
+    while time.time() < deadline and not any(r[1] == "/m2" for r in env["b"].requests):
+        time.sleep(0.05)
+    assert any(r[1] == "/m2" for r in env["b"].requests)
+    assert not any(r[1] == "/m1" for r in env["b"].requests)
 
 
 # -- 2. ipStrategy and the forwarded-headers trust --------------------------------------------
