@@ -11,6 +11,10 @@ saturates first, so CPU per request is the comparable number. ``--idle N`` opens
 keep-alive connections (each after one request) and reports the proxy's RSS growth per
 connection. ``--strace`` counts system calls per proxied keep-alive request (``strace -c -f``
 over a fixed run with 16 connections). ``--unpinned`` runs 2 workers without pinning.
+``--baseline REF`` adds ``pyroute@REF``: the same route served by pyroute as built from the git
+commit REF (a detached worktree and its own venv under ~/.cache/pyroute-bench/, built once per
+commit), measured in the same interleaved rounds — the guard that a route without middlewares
+does not get slower as features land (``--proxies pyroute --baseline origin/main``).
 Needs nginx, haproxy, caddy, wrk and strace on PATH (Debian packages).
 """
 import argparse
@@ -82,12 +86,12 @@ def children(pid):
 
 
 class Proc:
-    def __init__(self, name, argv, port, cpu, env=None, worker_pids=None):
+    def __init__(self, name, argv, port, cpu, env=None, worker_pids=None, cwd=None):
         self.name = name
         self.port = port
         cmd = (["taskset", "-c", cpu] if cpu else []) + argv
         self.p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                  env=env, preexec_fn=os.setsid)
+                                  env=env, preexec_fn=os.setsid, cwd=cwd)
         wait_port(port)
         time.sleep(0.3)
         self._workers = worker_pids
@@ -182,7 +186,26 @@ http://:%d {
                 port, cpu, env=env)
 
 
-def start_pyroute(tmp, port, origin, cpu, workers=1):
+def build_baseline(ref):
+    """A venv with pyroute installed (not editable) from git commit ``ref``; its python."""
+    sha = subprocess.run(["git", "-C", str(REPO), "rev-parse", ref], capture_output=True,
+                         text=True, check=True).stdout.strip()
+    cache = Path.home() / ".cache" / "pyroute-bench" / sha
+    py = cache / "venv" / "bin" / "python"
+    if py.exists():
+        return str(py), sha
+    src = cache / "src"
+    if not src.exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(src), sha],
+                       check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "venv", str(cache / "venv")], check=True)
+    print("building pyroute at %s (once) ..." % sha[:12], flush=True)
+    subprocess.run([str(py), "-m", "pip", "install", "-q", str(src)], check=True)
+    return str(py), sha
+
+
+def start_pyroute(tmp, port, origin, cpu, workers=1, python=None, name="pyroute"):
     d = tmp / ("pyroute-%d" % port)
     d.mkdir()
     (d / "static.yaml").write_text(
@@ -209,10 +232,12 @@ spec:
   routes:
     - {match: Host(`bench.test`), kind: Rule, services: [{name: origin, port: 80}]}
 """ % origin)
-    py = str(REPO / ".venv" / "bin" / "python")
-    return Proc("pyroute", [py, "-m", "pyroute", "run", "-c", str(d / "static.yaml"),
-                            str(d / "m.yaml"), "-w", str(workers)], port, cpu,
-                worker_pids=lambda pid: children(pid))
+    py = python or str(REPO / ".venv" / "bin" / "python")
+    # cwd outside the repository: `python -m pyroute` must import the venv's pyroute, not
+    # the source tree's
+    return Proc(name, [py, "-m", "pyroute", "run", "-c", str(d / "static.yaml"),
+                       str(d / "m.yaml"), "-w", str(workers)], port, cpu,
+                worker_pids=lambda pid: children(pid), cwd=str(d))
 
 
 STARTERS = {"pyroute": start_pyroute, "nginx": start_nginx, "haproxy": start_haproxy,
@@ -363,10 +388,14 @@ def main():
     ap.add_argument("--idle", type=int, default=0)
     ap.add_argument("--strace", action="store_true")
     ap.add_argument("--unpinned", action="store_true", help="2 workers each, no pinning")
+    ap.add_argument("--baseline", metavar="REF",
+                    help="also measure pyroute built from git commit REF (same run)")
     args = ap.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 65536), hard))
-    for tool in ("nginx", "haproxy", "caddy", "wrk", "taskset"):
+    names = args.proxies.split(",")
+    for tool in [t for t in ("nginx", "haproxy", "caddy") if t in names] + ["nginx", "wrk",
+                                                                             "taskset"]:
         if shutil.which(tool) is None:
             sys.exit("%s is missing: apt-get install nginx haproxy caddy wrk util-linux" % tool)
     tmp = Path(tempfile.mkdtemp(prefix="pyroute-bench-"))
@@ -376,8 +405,13 @@ def main():
     workers = 2 if args.unpinned else 1
     cpu = None if args.unpinned else "0"
     wrk_cpu = None if args.unpinned else "1"
-    names = args.proxies.split(",")
     procs = {n: STARTERS[n](tmp, free_port(), origin_port, cpu, workers) for n in names}
+    if args.baseline:
+        base_py, sha = build_baseline(args.baseline)
+        base = "pyroute@%s" % sha[:7]
+        procs[base] = start_pyroute(tmp, free_port(), origin_port, cpu, workers, python=base_py,
+                                    name=base)
+        names.append(base)
     results = {}
     try:
         for n in names:
