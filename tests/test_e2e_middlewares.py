@@ -76,6 +76,7 @@ MIDDLEWARES = {
                   " X-Custom-Request-Header: \"\", Foo: \"\"}}}",
     "hdr-override": "{headers: {customRequestHeaders: {Foo: test}}}",
     "hdr-xff-lower": "{headers: {customRequestHeaders: {x-forwarded-for: \"\"}}}",
+    "frame-deny": "{headers: {frameDeny: true}}",   # security headers: not run by pyroute yet
     "sts-zero": "{headers: {stsSeconds: 0}}",     # headers_test.go TestNew_withSTSSecondsZero
     "bad-status": "{ipAllowList: {sourceRange: [127.0.0.1], rejectStatusCode: 700}}",
     "bad-subnet": "{ipAllowList: {sourceRange: [127.0.0.1],"
@@ -143,6 +144,8 @@ ROUTES = {
     "hdr-override.test": (["hdr-override"], None),
     "hdr-xff-lower.test": (["hdr-xff-lower"], None),
     "sts-zero.test": (["sts-zero"], None),
+    "frame-deny.test": (["frame-deny"], None),
+    "host-hdr-nopass.test": (["host-hdr"], "[{name: svc-a, port: 80, passHostHeader: false}]"),
     "bad-status.test": (["bad-status"], None),
     "bad-subnet.test": (["bad-subnet"], None),
     "with-port.test": (["with-port"], None),
@@ -501,6 +504,17 @@ def test_custom_host_header_replaces_the_host(env):
     assert header_lines(doc, "Host") == ["backend.internal"]
     # forwardedheaders ran before the middleware: X-Forwarded-Host is the client's
     assert header_lines(doc, "X-Forwarded-Host") == ["host-hdr.test"]
+
+
+def test_pass_host_header_false_wins_over_a_custom_host(env):
+    # Traefik's director sets outReq.Host to the server's after the middleware set req.Host
+    doc = echo(get(env, "host-hdr-nopass.test", "/h")[2])
+    assert header_lines(doc, "Host") == ["127.0.0.1:%d" % env["a"].port]
+
+
+def test_headers_options_pyroute_cannot_run_disable_the_router(env):
+    assert get(env, "frame-deny.test")[0] == 404
+    assert "headers option frameDeny is not supported by pyroute yet" in env["proxy"].output()
 
 
 def test_empty_x_forwarded_for_suppresses_the_header(env):
