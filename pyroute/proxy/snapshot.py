@@ -631,7 +631,11 @@ class Compiler:
             raise ValueError("%s services are not supported by pyroute yet" % kind)
         if spec.get("middlewares"):
             # service-level middlewares (Traefik's service manager: chain.Then(lb))
-            svc = Chained(svc, [self.middleware(m) for m in spec["middlewares"]])
+            chain = [self.middleware(m) for m in spec["middlewares"]]
+            # its header edits are compiled per route at the first request: check them now
+            # (a bad header name or value is a config error, never a failing request)
+            _forwarder(chain, b"pyroute", False)
+            svc = Chained(svc, chain)
         self.services[key] = svc
         return svc
 
