@@ -179,11 +179,10 @@ spec:
 ---
 apiVersion: discovery.k8s.io/v1
 kind: EndpointSlice
-base: &meta {name: x, namespace: default}
 metadata:
-  <<: *meta
+  <<: &meta {name: x, namespace: &ns default}
   name: whoami-1
-  labels: {kubernetes.io/service-name: whoami}
+  labels: {kubernetes.io/service-name: whoami, env: *ns}
 addressType: IPv4
 ports: [{name: http, port: 8080}]
 endpoints:
