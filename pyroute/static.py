@@ -106,6 +106,7 @@ _SUPPORTED = {
     _CRD + "nativeLBByDefault": "",
     _CRD + "disableClusterScopeResources": "",
     _CRD + "crossProviderNamespaces": "",
+    _CRD + "throttleDuration": "file-change reloads at most once per throttleDuration",
     _CRD + "paths": "pyroute extension: manifest files or folders, relative to the file",
     "log.level": "",
     "core.defaultRuleSyntax": "v2 is deprecated (Traefik warns too)",
@@ -133,8 +134,6 @@ _IGNORED_NOTES = [
     ("entryPoints.<name>.observability", "pyroute has no access log, metrics or tracing"),
     ("providers", "pyroute reads Kubernetes CRD manifests from files only"),
     ("providers.kubernetesCRD", "meaningless for manifests read from files"),
-    ("providers.kubernetesCRD.throttleDuration", "not implemented: file changes are coalesced "
-                                                 "with pyroute's own 0.2 s settle time"),
     ("api", "pyroute has no API or dashboard"),
     ("ping", "pyroute has no ping endpoint"),
     ("metrics", "pyroute has no metrics"),
@@ -201,11 +200,8 @@ _ENCODED_CHARACTERS = {
     "allowEncodedQuestionMark": ("%3F", "%3f"),
     "allowEncodedHash": ("%23",),
 }
-# Traefik v3.6.4 (CVE-2025-66490) made every allow* default to false except
-# allowEncodedPercent; v3.6.7 went back to allowing every encoded character by default
-# (EncodedCharacters.SetDefaults in pkg/config/static/entrypoints.go, v3.7 too). The hardening
-# is one setting away: each allow* set to false (docs/security.md).
-_ENCODED_ALLOWED_BY_DEFAULT = set(_ENCODED_CHARACTERS)
+# Traefik >= v3.6.4 (CVE-2025-66490): every allow* defaults to false except allowEncodedPercent.
+_ENCODED_ALLOWED_BY_DEFAULT = {"allowEncodedPercent"}
 DEFAULT_DENIED_ENCODED = frozenset(esc for key, escapes in _ENCODED_CHARACTERS.items()
                                    if key not in _ENCODED_ALLOWED_BY_DEFAULT for esc in escapes)
 
@@ -231,8 +227,9 @@ class EntryPoint:
     sanitize_path: bool = True
     encode_query_semicolons: bool = False
     max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
-    # Escapes a root router refuses with 400 (http.encodedCharacters): none by default
-    # (Traefik >= v3.6.7); each allow* set to false refuses its escapes.
+    # Escapes a root router refuses with 400 (http.encodedCharacters). Since Traefik v2.11.32 /
+    # v3.6.4 (CVE-2025-66490) encoded '/', '\\', NUL, ';', '?' and '#' are refused unless allowed;
+    # '%25' stays allowed.
     denied_encoded_characters: frozenset = DEFAULT_DENIED_ENCODED
     # proxyProtocol: None (off) or {"trusted_ips": [CIDR...], "insecure": bool}
     proxy_protocol: object = None
