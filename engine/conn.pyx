@@ -957,6 +957,13 @@ cdef class ClientConn:
         server = route.single
         if server is None:
             server = route.service.pick(self)
+            if server is not None:
+                if server.pool is None:
+                    # a service-level middleware answered (pyroute.proxy.snapshot.Chained)
+                    self.local_response((<object> server).answer)
+                    return
+                # service-level middlewares put their Route (header edits) in self.route
+                route = <RouteTarget> self.route
         if server is None:
             self.local_response(_error_response(503, not self.keep_alive,
                                                 req.method_id == M_HEAD))
@@ -982,7 +989,9 @@ cdef class ClientConn:
             req, self.remote_ip, self.trusted,
             # Go's transport writes the server URL's host when the request's is empty (an
             # HTTP/1.0 request without Host): never an empty Host upstream
-            None if server.pass_host and 0 <= req._host.start < req._host.stop
+            # (a headers middleware's Host counts as the request's: Go sets req.Host)
+            None if server.pass_host and (0 <= req._host.start < req._host.stop
+                                          or route.forwarder.request_host is not None)
             else server.host_header,
             None if path is raw_path else path)
         if query_changed:
