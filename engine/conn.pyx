@@ -120,7 +120,10 @@ cdef class Env:
         self.loop = loop
         self.pools = pools
         self.snapshot = None
-        self.parser = RequestParser()
+        # Go's server bounds a request head by bytes only (MaxHeaderBytes + 4096, set per
+        # connection from the entry point's http.maxHeaderBytes): no separate limit on the
+        # request line's length or on the number of header lines, so neither here
+        self.parser = RequestParser(max_line=1 << 30, max_fields=1 << 30)
         self.rparser = ResponseParser()
         self.parser_owner = None
         self.rparser_owner = None
@@ -1006,6 +1009,13 @@ cdef class ClientConn:
         server = route.single
         if server is None:
             server = route.service.pick(self)
+            if server is not None:
+                if server.pool is None:
+                    # a service-level middleware answered (pyroute.proxy.snapshot.Chained)
+                    self.local_response((<object> server).answer)
+                    return
+                # service-level middlewares put their Route (header edits) in self.route
+                route = <RouteTarget> self.route
         if server is None:
             self.local_response(_error_response(503, not self.keep_alive,
                                                 req.method_id == M_HEAD))
@@ -1031,7 +1041,9 @@ cdef class ClientConn:
             req, self.remote_ip, self.trusted,
             # Go's transport writes the server URL's host when the request's is empty (an
             # HTTP/1.0 request without Host): never an empty Host upstream
-            None if server.pass_host and 0 <= req._host.start < req._host.stop
+            # (a headers middleware's Host counts as the request's: Go sets req.Host)
+            None if server.pass_host and (0 <= req._host.start < req._host.stop
+                                          or route.forwarder.request_host is not None)
             else server.host_header,
             None if path is raw_path else path)
         if query_changed:

@@ -218,6 +218,8 @@ cdef class Forwarder:
     cdef bint xff_reset                 # request_set/remove name X-Forwarded-For: no client values
     cdef bytes xff_prior                # request_set's X-Forwarded-For value (None: not set)
     cdef uint64_t req_override          # HeaderIds request_set/remove take over from Traefik's
+    cdef readonly bytes request_host    # Host a headers middleware sets (None: the request's)
+    cdef bint xff_omit                  # X-Forwarded-For set to nil: no X-Forwarded-For at all
     cpdef bytes request_head(self, Request req, bytes peer_ip, bint trusted=*, bytes host=*, bytes path=*,
                              object extra=*)
     cpdef bytes response_head(self, Response resp, bint keep_alive=*, object chunked=*, bint keep_alive_10=*,

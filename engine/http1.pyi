@@ -192,7 +192,10 @@ class Forwarder:
     replaces Traefik's computed X-Forwarded-* value of that name (Traefik runs forwardedheaders
     before the headers middleware), except X-Forwarded-For, to which the peer is still appended
     as Go's ReverseProxy does (set: "value, peer"; removed: "peer"). Expect is not forwarded (the
-    server answers 100-continue itself).
+    server answers 100-continue itself). ``request_host``: the Host a headers middleware sets
+    (customRequestHeaders ``Host``), sent instead of the request's (``host`` still wins:
+    passHostHeader false); ``omit_forwarded_for``: no X-Forwarded-For line at all (Traefik's
+    ``X-Forwarded-For: ""``, which sets the header to nil for Go's ReverseProxy).
 
     ``extra``: per-call (name, value) pairs appended after the configured ones (e.g. a sticky
     session Set-Cookie); checked per call (ValueError on a bad name or a CR/LF/NUL in a value).
@@ -210,7 +213,10 @@ class Forwarder:
                  request_set: Sequence[Tuple[bytes, bytes]] = (),
                  request_remove: Sequence[bytes] = (),
                  response_set: Sequence[Tuple[bytes, bytes]] = (),
-                 response_remove: Sequence[bytes] = ()) -> None: ...
+                 response_remove: Sequence[bytes] = (),
+                 request_host: Optional[bytes] = None,
+                 omit_forwarded_for: bool = False) -> None: ...
+    request_host: Optional[bytes]
     def request_head(self, req: Request, peer_ip: bytes, trusted: bool = False,
                      host: Optional[bytes] = None, path: Optional[bytes] = None,
                      extra: Optional[Sequence[Tuple[bytes, bytes]]] = None) -> bytes: ...

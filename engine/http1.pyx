@@ -1506,6 +1506,8 @@ cdef Py_ssize_t _request_head(Forwarder fw, Request req, Out *o, const char *pee
     _puts(o, " HTTP/1.1\r\nHost: ", 17)
     if host != NULL:
         _puts(o, host, host_n)
+    elif fw.request_host is not None:
+        _puts(o, PyBytes_AS_STRING(fw.request_host), PyBytes_GET_SIZE(fw.request_host))
     elif req._host.start >= 0:
         _put_span(o, raw, req._host)
     _puts(o, "\r\n", 2)
@@ -1557,7 +1559,7 @@ cdef Py_ssize_t _request_head(Forwarder fw, Request req, Out *o, const char *pee
             _puts(o, "X-Forwarded-Host: ", 18)
             _put_span(o, raw, req._host)
             _puts(o, "\r\n", 2)
-        if not (fw.req_override & _bit(H_X_FORWARDED_FOR)):
+        if not (fw.req_override & _bit(H_X_FORWARDED_FOR)) and not fw.xff_omit:
             # prior values (trusted peers only) joined with ", ", then the peer (Go ReverseProxy)
             _puts(o, "X-Forwarded-For: ", 17)
             if fw.xff_prior is not None:
@@ -1718,7 +1720,8 @@ cdef class Forwarder:
         PyMem_Free(self.resp_drop)
 
     def __init__(self, *, server_name=None, bint tls=False, bint forwarded=True,
-                 request_set=(), request_remove=(), response_set=(), response_remove=()):
+                 request_set=(), request_remove=(), response_set=(), response_remove=(),
+                 request_host=None, bint omit_forwarded_for=False):
         cdef list req_names = [], resp_names = []
         cdef uint64_t ids = 0, unused = 0
         if server_name is None:
@@ -1727,6 +1730,13 @@ cdef class Forwarder:
         if not isinstance(server_name, bytes) or not _all_in(server_name, VALUE):
             raise ValueError("server_name: expected bytes without control characters")
         self.server_name = server_name
+        if request_host is not None and (not isinstance(request_host, bytes) or not request_host
+                                         or not _all_in(request_host, VALUE)):
+            raise ValueError("request_host: expected bytes without control characters")
+        # Traefik headers middleware: customRequestHeaders Host sets req.Host; an
+        # X-Forwarded-For set to nil makes Go's ReverseProxy add none
+        self.request_host = request_host
+        self.xff_omit = omit_forwarded_for
         self.tls = tls
         self.forwarded = forwarded
         self._keep = []
@@ -1771,6 +1781,8 @@ cdef class Forwarder:
                                  + 2 * (req._host.stop - req._host.start) + 400)
         cdef bytes blob = _set_blob(extra, None, "extra") if extra else B_EMPTY
         bound += PyBytes_GET_SIZE(blob) + (PyBytes_GET_SIZE(self.xff_prior) if self.xff_prior is not None else 0)
+        if self.request_host is not None:
+            bound += PyBytes_GET_SIZE(self.request_host)
         if host is not None:
             bound += PyBytes_GET_SIZE(host)
             if not _all_in(host, VALUE):

@@ -69,6 +69,10 @@ def main(args):
     if args.dump:
         json.dump(rc.dynamic, sys.stdout, indent=2)
         sys.stdout.write("\n")
+    from ..normalize import encoded_characters_notice
+    notice = encoded_characters_notice(rc.static)
+    if notice and not args.no_warnings:
+        print(notice, file=sys.stderr)
     n_err = sum(1 for e in problems if e.severity == "error")
     n_warn = len(problems) - n_err
     routers = rc.dynamic["http"]["routers"]

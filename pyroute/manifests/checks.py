@@ -41,12 +41,22 @@ class ChecksMixin:
                     self.err(src[0], "service %s: %s" % (name, problem),
                              src[1] + ("serversTransport",))
             for mw in svc.get("middlewares") or ():
-                if mw not in self.http["middlewares"] and svc.get("status") == "enabled":
-                    self.disable(svc, "middleware %r does not exist" % mw)
-                    src = self.service_sources.get(name)
-                    if src is not None:
-                        self.err(src[0], "service %s: middleware %r does not exist"
-                                 % (name, mw), src[1] + ("middlewares",))
+                target = self.http["middlewares"].get(mw)
+                if svc.get("status") != "enabled":
+                    break
+                if target is None:
+                    problem = "middleware %r does not exist" % mw
+                elif target.get("status") == "disabled":
+                    # Traefik's service manager: the chain does not build, nor the service
+                    problem = "middleware %r is disabled: %s" % (
+                        mw, "; ".join(target.get("error") or ()))
+                else:
+                    continue
+                self.disable(svc, problem)
+                src = self.service_sources.get(name)
+                if src is not None:
+                    self.err(src[0], "service %s: %s" % (name, problem),
+                             src[1] + ("middlewares",))
         self._propagate_disabled(services)
         # cycles: a service must not reach itself
         cycles = False

@@ -7,6 +7,7 @@ circuitBreaker, retry) are converted like kubernetes.go's create*Middleware func
 import base64
 import hashlib
 
+from ..middlewares import check as mw_check
 from .common import RefError
 from .names import SEPARATOR, format_duration, make_id, normalize, qualified
 
@@ -50,6 +51,14 @@ class MiddlewaresMixin:
                 self.disable(conf, message)
                 self.err(obj, message + (" (found %s)" % ", ".join(kinds) if kinds else ""),
                          ("spec",))
+            else:
+                # Traefik's own refusals (the middleware is not built) and deprecations
+                kind = kinds[0]
+                for severity, field, message in mw_check(kind, conf.get(kind)):
+                    path = ("spec", kind) + (tuple(field.split(".")) if field else ())
+                    self.err(obj, message, path, severity)
+                    if severity == "error":
+                        self.disable(conf, message)
             self.http["middlewares"][qualified(mid)] = conf
             self.middleware_sources[qualified(mid)] = obj
 

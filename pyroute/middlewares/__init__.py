@@ -13,7 +13,8 @@ edits apply in reverse declaration order, as Traefik's nested handlers do. ``con
 A kind pyroute does not implement (yet) is an error that disables the routers using it.
 """
 from ..errors import ConfigError
-from .headers import Headers
+from . import headers as _headers
+from .headers import Headers, edit_answer  # noqa: F401
 from .ipallowlist import IPAllowList
 from .path import AddPrefix, StripPrefix
 from .redirect import RedirectScheme
@@ -42,3 +43,39 @@ def build(name, config):
         return factory(config[kind] or {})
     except (ValueError, TypeError, KeyError) as e:
         raise ConfigError(str(e), kind="Middleware", name=name, field=kind) from None
+
+
+def _split_field(message):
+    # messages are "field.path: text" when they concern one field
+    head, sep, rest = message.partition(": ")
+    if sep and head and " " not in head:
+        return head, rest
+    return None, message
+
+
+def check(kind, spec):
+    """Problems with a middleware spec as Traefik sees them, for the manifests layer:
+    ``[(severity, field, message)]`` — "error" where Traefik refuses to build the middleware
+    (the middleware and its routers are disabled), "warning" for what Traefik accepts but
+    ignores or deprecates. Kinds pyroute does not run, and options of these kinds it cannot
+    run yet, are reported when the configuration is compiled (``build``)."""
+    factory = KINDS.get(kind)
+    if factory is None:
+        return []
+    spec = spec if spec is not None else {}
+    out = []
+    try:
+        if kind == "headers":
+            _headers.validate(spec)
+        else:
+            factory(spec)
+    except (ValueError, TypeError, AttributeError) as e:
+        field, message = _split_field(str(e))
+        out.append(("error", field, message))
+    if kind == "headers" and isinstance(spec, dict):
+        out += [("warning", f, m) for f, m in _headers.warnings(spec)]
+    if kind == "stripPrefix" and isinstance(spec, dict) and spec.get("forceSlash") is not None:
+        # Traefik New(): logs this and honours the value
+        out.append(("warning", "forceSlash", "`ForceSlash` option is deprecated, please "
+                    "remove any usage of this option."))
+    return out

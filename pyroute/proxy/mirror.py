@@ -45,8 +45,16 @@ class Mirroring:
         for i, (service, percent) in enumerate(self.mirrors):
             if self.counts[i] * 100 < self.total * percent:
                 self.counts[i] += 1
+                # a mirror's service-level middlewares decide whether it gets a copy (one
+                # that answers keeps it); their request changes stay off the main request
+                saved = (conn.route, conn.path, conn.query, conn.set_headers,
+                         len(conn.set_headers) if conn.set_headers is not None else 0)
                 target = service.pick(conn)
-                if target is not None:
+                conn.route, conn.path, conn.query, extra, n = saved
+                if extra is not None:
+                    del extra[n:]
+                conn.set_headers = extra
+                if target is not None and target.pool is not None:
                     chosen = (chosen or []) + [target]
         if chosen:
             conn.mirror = MirrorRequest(self, chosen)

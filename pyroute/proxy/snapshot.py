@@ -187,30 +187,147 @@ class Route(RouteTarget):
     Multi-layer routing (Traefik v3.6 ``parentRefs``): a router with child routers has no
     service but ``children``, the table its children are matched in (``ChildRoutes``) once its
     own middlewares ran; ``inherited`` is the chain of the routers above a child, whose static
-    header edits its Forwarder applies too (their request-phase middlewares ran already)."""
-    __slots__ = ("name",)
+    header edits its Forwarder applies too (their request-phase middlewares ran already).
+    ``chain``: the whole chain (inherited + own), which service-level middlewares extend
+    (``Chained``)."""
+    __slots__ = ("name", "chain", "server_name", "tls")
 
     def __init__(self, name, chain, service, server_name, tls=False, inherited=(),
                  children=None):
         self.name = name
-        self.middlewares = tuple(m for m in chain if not m.static)
         self.children = children
-        chain = list(inherited) + list(chain)
-        req_set, req_remove, resp_set, resp_remove = [], [], [], []
-        for m in chain:
-            if m.static:
-                m.compile_edits(req_set, req_remove, [], [])
-        # response edits: the innermost middleware's applies first, the outermost's last wins
-        for m in reversed(chain):
-            if m.static:
-                m.compile_edits([], [], resp_set, resp_remove)
+        full = list(inherited) + list(chain)
+        self.chain = full
+        self.server_name = server_name
+        self.tls = tls
+        self.middlewares = _answering(full, len(inherited))
         self.service = service
         # a plain one-server service: the connection skips the pick call
         self.single = getattr(service, "single", None)
-        self.forwarder = Forwarder(server_name=server_name, tls=tls, forwarded=True,
-                                   request_set=_last_wins(req_set), request_remove=req_remove,
-                                   response_set=_last_wins(resp_set),
-                                   response_remove=resp_remove)
+        self.forwarder = _forwarder(full, server_name, tls)
+
+
+def _forwarder(chain, server_name, tls):
+    """The head Forwarder of a chain: its static middlewares' header edits compiled in."""
+    req_set, req_remove, resp_set, resp_remove = [], [], [], []
+    host, omit_xff = None, False
+    for m in chain:
+        if m.static:
+            m.compile_edits(req_set, req_remove, [], [])
+            # headers middleware: Host sets req.Host (the innermost wins, it runs last);
+            # X-Forwarded-For "" sets the header to nil, a later value sets it again
+            if getattr(m, "host", None) is not None:
+                host = m.host
+            if getattr(m, "omit_xff", False):
+                omit_xff = True
+            elif any(n.lower() == b"x-forwarded-for" for n, _ in getattr(m, "request", ())):
+                omit_xff = False
+    # response edits: the innermost middleware's applies first, the outermost's last wins
+    for m in reversed(chain):
+        if m.static:
+            m.compile_edits([], [], resp_set, resp_remove)
+    return Forwarder(server_name=server_name, tls=tls, forwarded=True,
+                     request_set=_last_wins(req_set), request_remove=req_remove,
+                     response_set=_last_wins(resp_set), response_remove=resp_remove,
+                     request_host=host, omit_forwarded_for=omit_xff)
+
+
+class _Answering:
+    """A request-phase middleware behind static ones with response edits: its answer (403,
+    redirect, 400) passes through their response phase, as Traefik's wrapped
+    ResponseWriters do (innermost first, outermost last)."""
+    __slots__ = ("mw", "edits")
+    static = False
+
+    def __init__(self, mw, edits):
+        self.mw = mw
+        self.edits = edits          # [(sets, removes)], innermost first
+
+    def on_request(self, conn):
+        answer = self.mw.on_request(conn)
+        if answer is not None:
+            for sets, removes in self.edits:
+                answer = mw_registry.edit_answer(answer, sets, removes)
+        return answer
+
+
+def _answering(chain, start):
+    """The request-phase middlewares of ``chain[start:]``, each wrapped in ``_Answering``
+    when static middlewares before it edit responses."""
+    out = []
+    for i in range(start, len(chain)):
+        m = chain[i]
+        if m.static:
+            continue
+        edits = []
+        for outer in reversed(chain[:i]):
+            if outer.static:
+                sets, removes = [], []
+                outer.compile_edits([], [], sets, removes)
+                if sets or removes:
+                    edits.append((sets, removes))
+        out.append(_Answering(m, edits) if edits else m)
+    return tuple(out)
+
+
+class MiddlewareAnswer(ServerTarget):
+    """What ``pick`` returns when a service-level middleware answered (``pool`` None): the
+    connection sends ``answer`` as it sends a router middleware's answer."""
+    __slots__ = ("answer",)
+
+    def __init__(self, answer):
+        self.pool = None
+        self.answer = answer
+
+
+class Chained:
+    """A service with service-level middlewares (Traefik: ``services[].middlewares``, and
+    those of TraefikService children): they run in front of the service's handler, after
+    the router's chain (and for a weighted child, when that child is picked). Their request
+    phase runs here; their header edits and response phase through a Route derived once per
+    route that reaches this service (the route's chain + this one), which becomes the
+    connection's route for the rest of the exchange."""
+    __slots__ = ("inner", "chain", "derived")
+
+    def __init__(self, inner, chain):
+        self.inner = inner
+        self.chain = list(chain)
+        self.derived = {}           # route (RouteTarget) -> derived Route
+
+    # health-check status travels through the middlewares (Traefik statusUpdaterHandler)
+    @property
+    def wants(self):
+        return getattr(self.inner, "wants", False)
+
+    @property
+    def register(self):
+        return getattr(self.inner, "register", None)
+
+    def pick(self, conn):
+        route = conn.route
+        derived = self.derived.get(route)
+        if derived is None:
+            derived = Route(route.name, self.chain, None, route.server_name, route.tls,
+                            inherited=route.chain)
+            self.derived[route] = derived
+        path, query, extra = conn.path, conn.query, conn.set_headers
+        n_extra = len(extra) if extra is not None else 0
+        for mw in derived.middlewares:
+            answer = mw.on_request(conn)
+            if answer is not None:
+                return MiddlewareAnswer(answer)
+        conn.route = derived
+        server = self.inner.pick(conn)
+        if server is None:
+            # no server here: a failover's fallback must not see this service's changes
+            conn.route = route
+            conn.path, conn.query = path, query
+            if extra is None:
+                conn.set_headers = None
+            else:
+                del extra[n_extra:]
+                conn.set_headers = extra
+        return server
 
 
 def _last_wins(edits):
@@ -656,8 +773,15 @@ class Compiler:
             else:
                 svc = Failover(main, fallback)
         else:
-            kind = next((k for k in spec if k not in ("status", "error")), "?")
+            kind = next((k for k in spec if k not in ("status", "error", "middlewares")), "?")
             raise ValueError("%s services are not supported by pyroute yet" % kind)
+        if spec.get("middlewares"):
+            # service-level middlewares (Traefik's service manager: chain.Then(lb))
+            chain = [self.middleware(m) for m in spec["middlewares"]]
+            # its header edits are compiled per route at the first request: check them now
+            # (a bad header name or value is a config error, never a failing request)
+            _forwarder(chain, b"pyroute", False)
+            svc = Chained(svc, chain)
         self.services[key] = svc
         return svc
 
@@ -749,6 +873,9 @@ class Compiler:
             spec = self.dynamic.get("http", {}).get("middlewares", {}).get(key)
             if spec is None:
                 raise ConfigError("middleware %s not found" % key, kind="Middleware", name=key)
+            if spec.get("status") == "disabled":
+                raise ConfigError("middleware %s is disabled: %s" % (
+                    key, "; ".join(spec.get("error") or ())), kind="Middleware", name=key)
             self.middlewares[key] = mw_registry.build(key, spec)
         return self.middlewares[key]
 
