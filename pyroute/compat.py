@@ -200,9 +200,19 @@ def _rows():
         else:
             rows[("Middleware", "spec." + kind)] = (
                 REFUSED, "not implemented: the routers using it are disabled")
-    supported_headers = getattr(headers, "SUPPORTED", None)
+    # headers options: the middleware module's lists (CUSTOM implemented; DEPRECATED no-ops,
+    # as in Traefik v3; the security and CORS options refused)
+    supported_headers = getattr(headers, "SUPPORTED", None) or getattr(headers, "CUSTOM", None)
+    deprecated = getattr(headers, "DEPRECATED", {})
     if "headers" in kinds and supported_headers is not None:
         for option in _schema_children("Middleware", "spec.headers"):
+            if option in deprecated:
+                rows[("Middleware", "spec.headers." + option)] = (
+                    SUPPORTED, "deprecated: no effect, in Traefik v3 either (a warning)")
+    if "headers" in kinds and supported_headers is not None:
+        for option in _schema_children("Middleware", "spec.headers"):
+            if option in deprecated:
+                continue
             rows[("Middleware", "spec.headers." + option)] = (
                 (SUPPORTED, "") if option in supported_headers else
                 (REFUSED, "not implemented: the routers using it are disabled"))
