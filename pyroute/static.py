@@ -200,8 +200,11 @@ _ENCODED_CHARACTERS = {
     "allowEncodedQuestionMark": ("%3F", "%3f"),
     "allowEncodedHash": ("%23",),
 }
-# Traefik >= v3.6.4 (CVE-2025-66490): every allow* defaults to false except allowEncodedPercent.
-_ENCODED_ALLOWED_BY_DEFAULT = {"allowEncodedPercent"}
+# Traefik v3.6.4 (CVE-2025-66490) made every allow* default to false except
+# allowEncodedPercent; v3.6.7 turned them all back to true after that broke real applications
+# (APIs with %2F in identifiers). pyroute follows v3.7: everything allowed unless refused
+# (the hardening is one setting away: docs/security.md; `pyroute check` says how).
+_ENCODED_ALLOWED_BY_DEFAULT = set(_ENCODED_CHARACTERS)
 DEFAULT_DENIED_ENCODED = frozenset(esc for key, escapes in _ENCODED_CHARACTERS.items()
                                    if key not in _ENCODED_ALLOWED_BY_DEFAULT for esc in escapes)
 
@@ -227,9 +230,8 @@ class EntryPoint:
     sanitize_path: bool = True
     encode_query_semicolons: bool = False
     max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
-    # Escapes a root router refuses with 400 (http.encodedCharacters). Since Traefik v2.11.32 /
-    # v3.6.4 (CVE-2025-66490) encoded '/', '\\', NUL, ';', '?' and '#' are refused unless allowed;
-    # '%25' stays allowed.
+    # Escapes a root router refuses with 400 (http.encodedCharacters): none by default, as
+    # Traefik >= v3.6.7; each allow*: false adds its escapes.
     denied_encoded_characters: frozenset = DEFAULT_DENIED_ENCODED
     # proxyProtocol: None (off) or {"trusted_ips": [CIDR...], "insecure": bool}
     proxy_protocol: object = None
