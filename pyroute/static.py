@@ -49,7 +49,7 @@ import yaml
 
 from .errors import ConfigError
 
-__all__ = ["StaticConfig", "EntryPoint", "ProvidersCRD", "Log", "AccessLog", "load_static",
+__all__ = ["StaticConfig", "EntryPoint", "ProvidersCRD", "Log", "AccessLog", "Api", "load_static",
            "parse_duration", "DEFAULT_MAX_HEADER_BYTES"]
 
 DEFAULT_MAX_HEADER_BYTES = 1 << 20  # Traefik: http.DefaultMaxHeaderBytes (1 MiB)
@@ -128,6 +128,25 @@ class AccessLog:
     format: str = "common"
 
 
+INTERNAL_ENTRY_POINT = "traefik"   # Traefik: static.DefaultInternalEntryPointName
+
+
+@dataclass(frozen=True)
+class Api:
+    """Traefik's static ``api`` section (pyroute.api serves it from the master).
+
+    ``entry_point``: with ``insecure``, the internal entry point ``traefik`` the master's API
+    listens on (``entryPoints.traefik`` when defined, else Traefik's default ``:8080``); it is
+    not among ``StaticConfig.entry_points`` (the workers never bind it)."""
+    insecure: bool = False
+    dashboard: bool = True           # Traefik's SetDefaults: true once ``api`` is present
+    base_path: str = "/"
+    debug: bool = False
+    disable_dashboard_ad: bool = False
+    dashboard_name: str = ""
+    entry_point: object = None       # EntryPoint, with insecure
+
+
 @dataclass(frozen=True)
 class StaticConfig:
     entry_points: dict = field(default_factory=dict)   # name -> EntryPoint (do not mutate)
@@ -135,6 +154,7 @@ class StaticConfig:
     log: Log = Log()
     access_log: AccessLog = AccessLog()
     source: str = ""                                   # file read, "" for defaults
+    api: object = None                                 # Api, or None without ``api``
 
     def default_entry_points(self):
         """Names of the entry points a router without ``entryPoints`` attaches to.
@@ -366,10 +386,29 @@ def _access_log(r, raw, present):
                      format=fmt)
 
 
+def _api(r, raw, eps):
+    """``api`` -> Api; with ``insecure`` the ``traefik`` entry point moves out of ``eps`` into
+    the Api (the master serves it, not the workers)."""
+    m = r.mapping(raw, "api", {"insecure", "dashboard", "basePath", "debug",
+                               "disableDashboardAd", "dashboardName"})
+    base = r.string(m, "basePath", "api", "/") or "/"
+    if not base.startswith("/"):
+        raise r.error("api.basePath", "expected a path starting with \"/\" (got %r)" % base)
+    insecure = r.boolean(m, "insecure", "api", False)
+    ep = None
+    if insecure:
+        ep = eps.pop(INTERNAL_ENTRY_POINT, None) or EntryPoint(
+            name=INTERNAL_ENTRY_POINT, host="", port=8080)
+    return Api(insecure=insecure, dashboard=r.boolean(m, "dashboard", "api", True),
+               base_path=base, debug=r.boolean(m, "debug", "api", False),
+               disable_dashboard_ad=r.boolean(m, "disableDashboardAd", "api", False),
+               dashboard_name=r.string(m, "dashboardName", "api", ""), entry_point=ep)
+
+
 def static_from_mapping(data, source=""):
     """Build a StaticConfig from an already-parsed mapping (``source`` names it in errors)."""
     r = _Reader(source)
-    top = r.mapping(data, "", {"entryPoints", "providers", "log", "accessLog"})
+    top = r.mapping(data, "", {"entryPoints", "providers", "log", "accessLog", "api"})
     base_dir = os.path.dirname(os.path.abspath(source)) if source else os.getcwd()
     eps_raw = top.get("entryPoints")
     if eps_raw is None:
@@ -389,12 +428,22 @@ def static_from_mapping(data, source=""):
                 raise r.error("entryPoints.%s.address" % ep.name,
                               "same address as entry point %r" % seen[key])
             seen[key] = ep.name
+    api = _api(r, top["api"], eps) if "api" in top else None
+    if api is not None and api.insecure:
+        if not eps:
+            raise r.error("entryPoints", "besides \"traefik\" (the API's, with api.insecure), "
+                          "at least one entry point is needed to serve routes")
+        for ep in eps.values():
+            if (ep.host, ep.port) == (api.entry_point.host, api.entry_point.port):
+                raise r.error("entryPoints.%s.address" % ep.name,
+                              "same address as entry point 'traefik' (api.insecure)")
     return StaticConfig(
         entry_points=eps,
         providers_crd=_providers(r, top.get("providers"), base_dir),
         log=_log(r, top.get("log")),
         access_log=_access_log(r, top.get("accessLog"), "accessLog" in top),
         source=source,
+        api=api,
     )
 
 

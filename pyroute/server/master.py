@@ -28,7 +28,7 @@ RELOAD_DEBOUNCE = 0.2    # file changes arrive in bursts (write + rename): reloa
 
 
 class _Slot:
-    __slots__ = ("index", "pid", "pipe", "deaths", "restart_at", "given_up")
+    __slots__ = ("index", "pid", "pipe", "deaths", "restart_at", "given_up", "spawns")
 
     def __init__(self, index):
         self.index = index
@@ -37,6 +37,7 @@ class _Slot:
         self.deaths = []       # monotonic times of recent deaths
         self.restart_at = 0.0  # 0: no restart pending
         self.given_up = False
+        self.spawns = 0        # forks so far (the API shows spawns - 1 as restarts)
 
 
 def send_config(sock, config):
@@ -73,6 +74,12 @@ class Master:
         # active health checks: probed here, once for all workers (see pyroute.server.health)
         self.health = HealthChecks()
         self.health.configure(config)
+        self.api = None        # pyroute.api.Api: kept current on reloads (see attach_api)
+
+    def attach_api(self, api):
+        """The API (served by a thread of this process) reads the health checker and slots."""
+        self.api = api
+        api.health, api.slots = self.health, self.slots
 
     # ---- processes ------------------------------------------------------------------
 
@@ -100,6 +107,7 @@ class Master:
         child.close()
         slot.pid = pid
         slot.pipe = parent
+        slot.spawns += 1
         slot.restart_at = 0.0
         log("debug", "worker started", worker=slot.index, worker_pid=pid)
 
@@ -148,6 +156,8 @@ class Master:
         except Exception as e:  # any failure refuses the new config, old one keeps serving
             log("error", "configuration reload refused; keeping the previous one",
                 trigger=why, error=str(e))
+            if self.api is not None:
+                self.api.refused(why, e)
             return False
         config = self._keep_entry_points(config)
         self.config = config
@@ -156,6 +166,8 @@ class Master:
         self.health.take_changes()
         self._send_all(("health", True, self.health.down()))
         self._send_all(config)
+        if self.api is not None:
+            self.api.reloaded(config, why)
         log("info", "configuration reloaded", trigger=why, summary=self.describe(config))
         return True
 

@@ -119,6 +119,22 @@ def main(args):
     grace = max([ep.grace_timeout for ep in config.static.entry_points.values()] or [10.0])
     master = Master(config, lambda: load_config(args.config, paths), worker_main, workers,
                     grace, watch_paths=watch, describe=describe)
+    from .. import api as api_mod
+    try:
+        api, api_server = api_mod.start(config)
+    except OSError as e:
+        ep = config.static.api.entry_point
+        print("pyroute: cannot listen on entry point %s (%s) for the API (api.insecure): %s"
+              % (ep.name, ep.address, e.strerror or e), file=sys.stderr)
+        return 1
+    if api is not None:
+        master.attach_api(api)
+    if api_server is not None:
+        print("pyroute: API on entry point %s: http://%s%s/api/%s" % (
+            config.static.api.entry_point.name, config.static.api.entry_point.address,
+            api.base, (", dashboard on http://%s%s/dashboard/" % (
+                config.static.api.entry_point.address, api.base))
+            if config.static.api.dashboard else ""), flush=True)
     try:
         return master.run()
     finally:
