@@ -140,11 +140,36 @@ def _internal(api, entry_points):
     return routers, services, middlewares
 
 
+def _full(name, provider):
+    return name if "@" in name else "%s@%s" % (name, provider)
+
+
+def _built(routers, services):
+    """The services enabled routers reach (what Traefik builds), as health._used_services,
+    a reference qualified with the provider of the object naming it (GetQualifiedName)."""
+    todo = [_full(r["service"], provider_of(n)) for n, r in routers.items()
+            if r.get("status", "enabled") == "enabled" and r.get("service")]
+    seen = set()
+    while todo:
+        name = todo.pop()
+        if name in seen or name not in services:
+            continue
+        seen.add(name)
+        spec, p = services[name], provider_of(name)
+        for kind in ("weighted", "highestRandomWeight"):
+            todo += [_full(c["name"], p) for c in (spec.get(kind) or {}).get("services") or ()]
+        m = spec.get("mirroring") or {}
+        todo += ([_full(m["service"], p)] if m.get("service") else []) + \
+            [_full(x["name"], p) for x in m.get("mirrors") or ()]
+        f = spec.get("failover") or {}
+        todo += [_full(f[k], p) for k in ("service", "fallback") if f.get(k)]
+    return seen
+
+
 class Model:
     """What the API serves for one configuration (built in the master, then read-only)."""
 
     def __init__(self, config, generation=1):
-        from ..server.health import _used_services
         self.config = config
         self.generation = generation
         static = config.static
@@ -196,7 +221,7 @@ class Model:
         self.middlewares = middlewares
         # Traefik sets every server of a service it builds UP, then the health checker
         # changes it; services no enabled router reaches are not built (no serverStatus)
-        self.built = {n for n in _used_services(config.dynamic) if n in services}
+        self.built = _built(routers, services)
 
     # -- representations ----------------------------------------------------------------
     def router(self, name):
