@@ -8,6 +8,12 @@ from .names import qualified
 from .rulecheck import check_priority, check_rule
 from .tlsconfig import DEFAULT_TLS
 
+# Traefik's internal services (api@internal, dashboard@internal, ...): pyroute's workers do
+# not serve them; the API is served by the master on the traefik entry point (pyroute.api)
+_INTERNAL_SERVICE = ("the service %r is one of Traefik's internal services, which pyroute "
+                     "does not route to yet; use api.insecure: true and reach the API and "
+                     "dashboard on the entry point 'traefik' (the router is disabled)")
+
 __all__ = ["ChecksMixin"]
 
 
@@ -145,7 +151,9 @@ class ChecksMixin:
             if svc is not None and router.get("status") == "enabled":
                 q = qualified(svc)
                 target = self.http["services"].get(q)
-                if target is None:
+                if target is None and q.endswith("@internal"):
+                    problems.append((_INTERNAL_SERVICE % q, ("services",)))
+                elif target is None:
                     problems.append(("the service %r does not exist" % q, ("services",)))
                 elif target.get("status") != "enabled":
                     problems.append(("the service %r is disabled: %s" % (
