@@ -159,10 +159,11 @@ class StaticConfig:
     def default_entry_points(self):
         """Names of the entry points a router without ``entryPoints`` attaches to.
 
-        Traefik: the entry points marked ``asDefault``, or all of them when none is.
+        Traefik: the entry points marked ``asDefault``, or all of them when none is, never the
+        internal entry point ``traefik`` (cmd/traefik getDefaultsEntrypoints).
         """
         marked = [n for n, ep in self.entry_points.items() if ep.as_default]
-        return marked or list(self.entry_points)
+        return [n for n in (marked or list(self.entry_points)) if n != INTERNAL_ENTRY_POINT]
 
 
 # Go's time.ParseDuration units, as Traefik's ptypes.Duration accepts them.

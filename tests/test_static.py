@@ -141,3 +141,51 @@ def test_bad_durations(value):
         return
     with pytest.raises(ValueError):
         parse_duration(value)
+
+
+# ---- api (issue 15) ---------------------------------------------------------------------
+
+def test_api_section_defaults_and_traefik_entry_point():
+    from pyroute.static import static_from_mapping
+    s = static_from_mapping({"entryPoints": {"web": {"address": ":80"}}})
+    assert s.api is None
+    s = static_from_mapping({"entryPoints": {"web": {"address": ":80"}}, "api": None})
+    assert (s.api.insecure, s.api.dashboard, s.api.base_path, s.api.debug) == (
+        False, True, "/", False)                      # Traefik's API.SetDefaults
+    assert s.api.entry_point is None
+    # insecure: the internal entry point "traefik", ":8080" unless defined; the master's
+    s = static_from_mapping({"entryPoints": {"web": {"address": ":80"}},
+                             "api": {"insecure": True}})
+    assert (s.api.entry_point.name, s.api.entry_point.host, s.api.entry_point.port) == (
+        "traefik", "", 8080)
+    assert list(s.entry_points) == ["web"]
+    s = static_from_mapping({"entryPoints": {"web": {"address": ":80"},
+                                             "traefik": {"address": "127.0.0.1:9000"}},
+                             "api": {"insecure": True, "dashboard": False,
+                                     "basePath": "/x", "debug": True}})
+    assert s.api.entry_point.port == 9000 and list(s.entry_points) == ["web"]
+    assert (s.api.dashboard, s.api.base_path, s.api.debug) == (False, "/x", True)
+
+
+def test_api_section_errors_name_the_key():
+    import pytest
+    from pyroute.errors import ConfigError
+    from pyroute.static import static_from_mapping
+    for raw, field in (({"insecure": "yes"}, "api.insecure"), ({"bogus": 1}, "api.bogus"),
+                       ({"basePath": "x"}, "api.basePath")):
+        with pytest.raises(ConfigError) as e:
+            static_from_mapping({"entryPoints": {"web": {"address": ":80"}}, "api": raw},
+                                source="s.yaml")
+        assert e.value.field == field and e.value.file == "s.yaml"
+    with pytest.raises(ConfigError) as e:
+        static_from_mapping({"entryPoints": {"web": {"address": ":8080"}},
+                             "api": {"insecure": True}})
+    assert "traefik" in str(e.value)
+
+
+def test_traefik_entry_point_is_never_a_default_one():
+    from pyroute.static import static_from_mapping
+    s = static_from_mapping({"entryPoints": {"web": {"address": ":80"},
+                                             "traefik": {"address": ":8080"}}})
+    assert list(s.entry_points) == ["web", "traefik"]
+    assert s.default_entry_points() == ["web"]
