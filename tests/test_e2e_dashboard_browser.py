@@ -133,7 +133,8 @@ def test_dashboard_shows_the_api_and_explains(tmp_path, browser):
         box.clear()
         box.send_keys(url)
         browser.find_element(By.ID, "ex-go").click()
-        wait(browser, lambda d: d.find_element(By.ID, "explain-out"), what="explain")
+        out = wait(browser, lambda d: d.find_element(By.ID, "explain-out"), what="explain")
+        assert browser.find_elements(By.ID, "ex-router"), out.text
         assert browser.find_element(By.ID, "ex-router").text == want["router"]
         chain = [li.text.split()[0] for li in
                  browser.find_elements(By.CSS_SELECTOR, "#ex-chain li")]

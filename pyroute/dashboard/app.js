@@ -15,18 +15,18 @@
         if (k === "text") { el.textContent = attrs[k]; } else { el.setAttribute(k, attrs[k]); }
       }
     }
-    for (var i = 2; i < arguments.length; i++) {
-      var c = arguments[i];
-      if (c === null || c === undefined || c === false) { continue; }
-      if (Array.isArray(c)) { c.forEach(function (x) { if (x) { el.appendChild(x); } }); }
-      else if (typeof c === "string" || typeof c === "number") { el.appendChild(document.createTextNode(String(c))); }
-      else { el.appendChild(c); }
-    }
+    for (var i = 2; i < arguments.length; i++) { add(el, arguments[i]); }
     return el;
   }
+  function add(el, c) {
+    if (c === null || c === undefined || c === false) { return; }
+    if (Array.isArray(c)) { c.forEach(function (x) { add(el, x); }); }
+    else if (typeof c === "string" || typeof c === "number") { el.appendChild(document.createTextNode(String(c))); }
+    else { el.appendChild(c); }
+  }
   function badge(text, cls) { return h("span", { "class": "badge " + (cls || text), text: text }); }
-  function chips(list) {
-    return h("span", { "class": "chips" }, (list || []).map(function (x) { return h("span", { "class": "mono", text: x }); }));
+  function chips(list, cls) {
+    return h("span", { "class": "chips" + (cls ? " " + cls : "") }, (list || []).map(function (x) { return h("span", { "class": "mono", text: x }); }));
   }
   function get(path) {
     return fetch(API + path, { cache: "no-store" }).then(function (r) {
@@ -93,12 +93,12 @@
       return !q || r.name.toLowerCase().indexOf(q) >= 0 || (r.rule || "").toLowerCase().indexOf(q) >= 0;
     });
     table("routers-list", ["Status", "Router", "Rule", "Priority", "Entry points", "TLS", "Middlewares", "Service"], rows.map(function (r) {
-      return { attrs: { "data-name": r.name, "class": "router " + r.status }, cells: [
+      return { attrs: { "data-name": r.name, "class": "router is-" + r.status }, cells: [
         badge(r.status),
         h("div", null, h("code", { text: r.name }), (r.error || []).map(function (e) { return h("div", { "class": "err", text: e }); })),
         h("code", { text: r.rule || "" }),
         h("span", { text: r.priorityStr }),
-        chips(r.using || r.entryPoints),
+        chips(r.using || r.entryPoints, "nowrap"),
         r.tls ? h("span", null, badge("TLS", "ok"), " ", h("span", { "class": "mono", text: "options " + (r.tls.options || "default") + (r.tls.certResolver ? ", resolver " + r.tls.certResolver : "") })) : h("span", { "class": "muted", text: "no" }),
         chips(r.middlewares),
         h("code", { text: r.service || "" })] };
@@ -123,7 +123,7 @@
       if (s.failover) {
         children.push(h("div", null, "main ", h("code", { text: s.failover.service }), ", fallback ", h("code", { text: s.failover.fallback })));
       }
-      return { attrs: { "data-name": s.name, "class": "service " + s.status }, cells: [
+      return { attrs: { "data-name": s.name, "class": "service is-" + s.status }, cells: [
         badge(s.status),
         h("div", null, h("code", { text: s.name }), (s.error || []).map(function (e) { return h("div", { "class": "err", text: e }); })),
         h("span", { text: s.type || "" }),
@@ -133,7 +133,7 @@
   }
   function renderMiddlewares(mws) {
     table("middlewares-list", ["Status", "Middleware", "Type", "Used by"], mws.map(function (m) {
-      return { attrs: { "data-name": m.name, "class": "middleware " + m.status }, cells: [
+      return { attrs: { "data-name": m.name, "class": "middleware is-" + m.status }, cells: [
         badge(m.status),
         h("div", null, h("code", { text: m.name }), (m.error || []).map(function (e) { return h("div", { "class": "err", text: e }); })),
         h("span", { text: m.type || "" }),
@@ -154,7 +154,7 @@
     var rows = probs.map(function (p) {
       var where = (p.file || "") + (p.line ? ":" + p.line : "");
       var obj = p.kind ? p.kind + " " + (p.namespace ? p.namespace + "/" : "") + (p.name || "") : "";
-      return h("tr", { "class": "problem " + p.severity },
+      return h("tr", { "class": "problem is-" + p.severity },
         h("td", { "data-label": "Severity" }, badge(p.severity, p.severity === "warning" ? "warning" : "error")),
         h("td", { "data-label": "Where" }, h("code", { text: where })),
         h("td", { "data-label": "Object" }, h("span", { text: obj })),
