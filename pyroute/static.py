@@ -155,6 +155,8 @@ class StaticConfig:
     access_log: AccessLog = AccessLog()
     source: str = ""                                   # file read, "" for defaults
     api: object = None                                 # Api, or None without ``api``
+    warnings: tuple = ()                               # ConfigError (severity "warning"):
+                                                       # read but not done as Traefik does
 
     def default_entry_points(self):
         """Names of the entry points a router without ``entryPoints`` attaches to.
@@ -430,6 +432,17 @@ def static_from_mapping(data, source=""):
                               "same address as entry point %r" % seen[key])
             seen[key] = ep.name
     api = _api(r, top["api"], eps) if "api" in top else None
+    warnings = []
+    if api is not None and not api.insecure:
+        warnings.append(ConfigError(
+            "without api.insecure the API is served only through the service api@internal, "
+            "which pyroute does not route to yet: nothing serves the API (set api.insecure: "
+            "true to serve it on the entry point 'traefik')", file=source or None, field="api",
+            severity="warning"))
+    if api is not None and api.debug:
+        warnings.append(ConfigError(
+            "pyroute has no debug endpoints (/debug/vars, pprof): api.debug is ignored",
+            file=source or None, field="api.debug", severity="warning"))
     if api is not None and api.insecure:
         if not eps:
             raise r.error("entryPoints", "besides \"traefik\" (the API's, with api.insecure), "
@@ -445,6 +458,7 @@ def static_from_mapping(data, source=""):
         access_log=_access_log(r, top.get("accessLog"), "accessLog" in top),
         source=source,
         api=api,
+        warnings=tuple(warnings),
     )
 
 

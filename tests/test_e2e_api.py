@@ -387,3 +387,53 @@ def test_api_entry_point_busy_is_a_clear_start_error(tmp_path):
     finally:
         holder.close()
         proxy.stop()
+
+
+def test_api_static_settings_not_done_are_warned(tmp_path):
+    static_file = tmp_path / "s.yaml"
+    static_file.write_text("entryPoints:\n  web: {address: \"127.0.0.1:1\"}\n"
+                           "api: {debug: true}\n")
+    (tmp_path / "m.yaml").write_text(MANIFESTS)
+    out = subprocess.run([sys.executable, "-m", "pyroute", "check", "-c", str(static_file),
+                          str(tmp_path / "m.yaml")], capture_output=True, text=True,
+                         cwd=str(REPO), timeout=120)
+    text = out.stdout + out.stderr
+    assert "%s: api: warning: without api.insecure" % static_file in text
+    assert "%s: api.debug: warning: pyroute has no debug endpoints" % static_file in text
+
+
+def test_idle_and_slow_api_clients_never_hold_the_master(tmp_path):
+    """Clients that connect to the API and send nothing (or half a request) hold only their
+    own threads: the API answers others, and the master still reloads and restarts workers."""
+    import socket
+    proxy = start(tmp_path, MANIFESTS)
+    idle = []
+    try:
+        for i in range(20):
+            s = socket.create_connection(("127.0.0.1", proxy.api_port), timeout=5)
+            if i % 2:
+                s.sendall(b"GET /api/rawdata HTTP/1.1\r\nHost: x\r\n")   # never finished
+            idle.append(s)
+        t0 = time.time()
+        assert get_json(proxy, "/api/version")
+        assert time.time() - t0 < 2.0
+        proxy.signal(1)                                   # SIGHUP: reload
+        end = time.time() + 10
+        while get_json(proxy, "/api/pyroute/generation")["generation"] < 2:
+            assert time.time() < end, proxy.output()
+            time.sleep(0.05)
+        assert get_json(proxy, "/api/pyroute/reload")["trigger"] == "SIGHUP"
+        victim = worker_pids(proxy.proc.pid)[0]
+        os.kill(victim, 9)
+        end = time.time() + 10
+        while True:
+            pids = worker_pids(proxy.proc.pid)
+            if pids and victim not in pids:
+                break
+            assert time.time() < end
+            time.sleep(0.05)
+    finally:
+        for s in idle:
+            s.close()
+        proxy.stop()
+    assert proxy.proc.returncode == 0
