@@ -437,3 +437,15 @@ def test_idle_and_slow_api_clients_never_hold_the_master(tmp_path):
             s.close()
         proxy.stop()
     assert proxy.proc.returncode == 0
+
+
+def test_routers_on_the_api_entry_point_are_refused_with_the_reason(tmp_path):
+    static_file = tmp_path / "s.yaml"
+    static_file.write_text(static(free_port(), free_port()))
+    (tmp_path / "m.yaml").write_text(MANIFESTS.replace("entryPoints: [web]",
+                                                       "entryPoints: [traefik]"))
+    out = subprocess.run([sys.executable, "-m", "pyroute", "check", "-c", str(static_file),
+                          str(tmp_path / "m.yaml")], capture_output=True, text=True,
+                         cwd=str(REPO), timeout=120)
+    assert "entryPoint 'traefik' doesn't exist (known: web); with api.insecure the entry " \
+           "point 'traefik' serves only the API" in out.stdout

@@ -142,9 +142,14 @@ class ChecksMixin:
                 if not router.get("entryPoints"):
                     router["entryPoints"] = list(default_eps)
                 missing = [ep for ep in router["entryPoints"] if ep not in eps_known]
+                api = getattr(self.static, "api", None)
                 for ep in missing:
-                    self.err(obj, "entryPoint %r doesn't exist (known: %s)"
-                             % (ep, ", ".join(eps_known)), ("spec", "entryPoints"))
+                    self.err(obj, "entryPoint %r doesn't exist (known: %s)%s"
+                             % (ep, ", ".join(eps_known),
+                                "; with api.insecure the entry point 'traefik' serves only "
+                                "the API, from pyroute's master" if api is not None and
+                                api.insecure and ep == api.entry_point.name else ""),
+                             ("spec", "entryPoints"))
                 if missing and len(missing) == len(router["entryPoints"]):
                     self.disable(router, "no valid entryPoint for this router")
             svc = router.get("service")
