@@ -433,12 +433,6 @@ def static_from_mapping(data, source=""):
             seen[key] = ep.name
     api = _api(r, top["api"], eps) if "api" in top else None
     warnings = []
-    if api is not None and not api.insecure:
-        warnings.append(ConfigError(
-            "without api.insecure the API is served only through the service api@internal, "
-            "which pyroute does not route to yet: nothing serves the API (set api.insecure: "
-            "true to serve it on the entry point 'traefik')", file=source or None, field="api",
-            severity="warning"))
     if api is not None and api.debug:
         warnings.append(ConfigError(
             "pyroute has no debug endpoints (/debug/vars, pprof): api.debug is ignored",

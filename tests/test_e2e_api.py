@@ -350,26 +350,80 @@ def test_base_path_and_dashboard_off(tmp_path):
         proxy.stop()
 
 
-def test_api_without_insecure_opens_nothing_and_api_internal_is_reported(tmp_path):
+def test_api_internal_from_an_ingressroute_reaches_the_masters_api(tmp_path):
+    """Traefik users' way: no api.insecure, an IngressRoute to api@internal (here behind an
+    ipAllowList). The workers forward it to the master's API over its private unix socket."""
+    from e2e_support import request
+    manifests = MANIFESTS + (
+        "---\napiVersion: traefik.io/v1alpha1\nkind: Middleware\n"
+        "metadata: {name: only-10, namespace: default}\n"
+        "spec: {ipAllowList: {sourceRange: [10.0.0.0/8]}}\n"
+        "---\napiVersion: traefik.io/v1alpha1\nkind: IngressRoute\n"
+        "metadata: {name: dash, namespace: default}\nspec:\n  entryPoints: [web]\n  routes:\n"
+        "    - {match: Host(`traefik.example`), kind: Rule, services: [{name: api@internal, "
+        "kind: TraefikService}]}\n"
+        "    - {match: Host(`locked.example`), kind: Rule, middlewares: [{name: only-10}], "
+        "services: [{name: api@internal, kind: TraefikService}]}\n")
+    import glob
+    import stat
+    proxy = Pyroute(tmp_path, manifests, workers=2)
+    proxy.api_port = free_port()
+    proxy.static.write_text(static(proxy.port, proxy.api_port, api="{}"))
+    before = set(glob.glob("/tmp/pyroute-api-*"))
+    proxy.start()
+    mine = set(glob.glob("/tmp/pyroute-api-*")) - before
+    try:
+        # no api.insecure: nothing on the traefik entry point (an ordinary, unused one)
+        status, _, _ = request(proxy.api_port, b"GET /api/version HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert status == 404
+        status, headers, body = request(
+            proxy.port, b"GET /api/http/routers?search=traefik.example HTTP/1.1\r\n"
+                        b"Host: traefik.example\r\n\r\n")
+        assert status == 200 and headers["content-type"] == "application/json"
+        routers = json.loads(body)
+        assert [r["rule"] for r in routers] == ["Host(`traefik.example`)"]
+        assert routers[0]["service"] == "api@internal" and routers[0]["status"] == "enabled"
+        status, _, body = request(proxy.port, b"GET /api/http/services/api@internal HTTP/1.1"
+                                              b"\r\nHost: traefik.example\r\n\r\n")
+        svc = json.loads(body)
+        assert status == 200 and svc["provider"] == "internal" and len(svc["usedBy"]) == 2
+        status, headers, _ = request(proxy.port, b"GET / HTTP/1.1\r\nHost: traefik.example"
+                                                 b"\r\n\r\n")
+        assert (status, headers["location"]) == (302, "/dashboard/")   # dashboard.Append
+        status, headers, body = request(proxy.port, b"GET /dashboard/ HTTP/1.1\r\n"
+                                                    b"Host: traefik.example\r\n\r\n")
+        assert status == 200 and b"<title>pyroute" in body
+        # the configured check runs: 127.0.0.1 is not in 10.0.0.0/8, whatever it claims
+        for extra in (b"", b"X-Forwarded-For: 10.1.2.3\r\n", b"X-Real-Ip: 10.1.2.3\r\n"):
+            status, _, body = request(proxy.port, b"GET /api/rawdata HTTP/1.1\r\n"
+                                                  b"Host: locked.example\r\n" + extra + b"\r\n")
+            assert status == 403 and b"routers" not in body
+        # explain tells where it goes
+        res = json.loads(cli("explain", "-c", str(proxy.static), str(proxy.mdir),
+                             "http://traefik.example/api/overview", "--json"))
+        assert res["status"] is None and res["service"]["type"] == "internal"
+        # the master's socket: this user's only
+        assert len(mine) == 1
+        folder = mine.pop()
+        assert stat.S_IMODE(os.stat(folder).st_mode) == 0o700
+        assert stat.S_ISSOCK(os.stat(folder + "/api.sock").st_mode)
+    finally:
+        proxy.stop()
+    assert not os.path.exists(folder)          # removed when pyroute stops
+
+
+def test_api_internal_without_the_api_section_does_not_exist(tmp_path):
     manifests = MANIFESTS + (
         "---\napiVersion: traefik.io/v1alpha1\nkind: IngressRoute\n"
         "metadata: {name: dash, namespace: default}\nspec:\n  entryPoints: [web]\n  routes:\n"
         "    - {match: Host(`traefik.example`), kind: Rule, services: [{name: api@internal, "
         "kind: TraefikService}]}\n")
-    proxy = Pyroute(tmp_path, manifests)
-    proxy.api_port = free_port()
-    proxy.static.write_text(static(proxy.port, proxy.api_port, api="{dashboard: true}"))
-    proxy.start()
-    try:
-        # entryPoints.traefik is then an ordinary entry point of the workers (Traefik's too)
-        from e2e_support import request
-        status, _, _ = request(proxy.api_port, b"GET /api/version HTTP/1.1\r\nHost: x\r\n\r\n")
-        assert status == 404
-        assert "api@internal" in proxy.output() and "internal services" in proxy.output()
-        status, _, _ = request(proxy.port, b"GET / HTTP/1.1\r\nHost: traefik.example\r\n\r\n")
-        assert status == 404
-    finally:
-        proxy.stop()
+    (tmp_path / "m.yaml").write_text(manifests)
+    dump = json.loads(cli("check", "--dump", str(tmp_path / "m.yaml")))
+    r = next(r for r in dump["http"]["routers"].values() if r["service"] == "api@internal")
+    assert r["status"] == "disabled"
+    assert r["error"] == ["the service 'api@internal' does not exist"]    # Traefik's words
+    assert "api@internal" not in dump["http"]["services"]
 
 
 def test_api_entry_point_busy_is_a_clear_start_error(tmp_path):
@@ -398,7 +452,6 @@ def test_api_static_settings_not_done_are_warned(tmp_path):
                           str(tmp_path / "m.yaml")], capture_output=True, text=True,
                          cwd=str(REPO), timeout=120)
     text = out.stdout + out.stderr
-    assert "%s: api: warning: without api.insecure" % static_file in text
     assert "%s: api.debug: warning: pyroute has no debug endpoints" % static_file in text
 
 

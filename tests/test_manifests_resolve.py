@@ -694,10 +694,7 @@ spec:
     assert (r["service"], r["status"]) == ("default-wrr", "enabled")
     _, r = router(rc, "default", "int", "Host(`i.example.com`)")
     assert r["service"] == "api@internal"
-    # pyroute does not route to Traefik's internal services yet: said so (issue 15)
-    assert len(r["error"]) == 1 and r["error"][0].startswith(
-        "the service 'api@internal' is one of Traefik's internal services, which pyroute "
-        "does not route to yet")
+    assert r["error"] == ["the service 'api@internal' does not exist"]
 
 
 def test_service_level_middlewares(tmp_path):

@@ -177,7 +177,8 @@ class Api:
         targets = list(self.health.targets.values())   # one C-level copy: no race
         return frozenset((t.service, t.url) for t in targets if not t.up)
 
-    def handle(self, method, target, body=b""):
+    def handle(self, method, target, body=b"", internal=False):
+        """``internal``: the request came through ``api@internal`` (a worker's route)."""
         parts = urlsplit(target)
         raw_path = parts.path
         query = parse_qs(parts.query, keep_blank_values=True)
@@ -190,7 +191,7 @@ class Api:
             if raw_path.startswith("/api/"):
                 return self._api(method, raw_path, query, body)
             if self.settings.dashboard:
-                return self._dashboard(method, raw_path)
+                return self._dashboard(method, raw_path, internal)
         except BadRequest as e:
             return _error(str(e), 400)
         return _not_found()
@@ -347,14 +348,16 @@ class Api:
         return _public(res)
 
     # -- the dashboard ----------------------------------------------------------------
-    def _dashboard(self, method, path):
+    def _dashboard(self, method, path, internal=False):
         if method not in ("GET", "HEAD"):
             return 405, [], b""
         base = self.base
         if path in ("/", "/dashboard"):
-            # Traefik: / (the dashboard_redirect middleware, 301) and /dashboard (302)
-            # go to /dashboard/; X-Forwarded-Prefix is not read (the client sent it)
-            return (301 if path == "/" else 302), [("Location", base + "/dashboard/")], b""
+            # Traefik: on the traefik entry point / gets the dashboard_redirect middleware's
+            # 301, /dashboard a 302; through api@internal, {basePath} gets a 302
+            # (dashboard.Append). X-Forwarded-Prefix is not read: the client may have sent it
+            code = 301 if path == "/" and not internal else 302
+            return code, [("Location", base + "/dashboard/")], b""
         if not path.startswith("/dashboard/"):
             return _not_found()
         name = path[len("/dashboard/"):] or "index.html"

@@ -12,6 +12,7 @@ listening socket is closed in every forked child (``os.register_at_fork``).
 """
 import os
 import socket
+import socketserver
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -43,7 +44,8 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             body = self.rfile.read(n)
         try:
-            status, headers, data = api.handle(self.command, self.path, body)
+            status, headers, data = api.handle(self.command, self.path, body,
+                                               internal=self.server.internal)
         except Exception as e:  # never take the thread (or the master) down
             status, headers, data = 500, [("Content-Type", "text/plain; charset=utf-8")], \
                 ("internal error: %r\n" % e).encode()
@@ -72,10 +74,20 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 64
 
-    def __init__(self, address, family, api):
+    def __init__(self, address, family, api, internal=False):
         self.address_family = family
         self.api = api
+        self.internal = internal
         super().__init__(address, _Handler)
+
+    def server_bind(self):
+        if self.address_family == socket.AF_UNIX:
+            # HTTPServer.server_bind would resolve the path as a host name
+            socketserver.TCPServer.server_bind(self)
+            os.chmod(self.server_address, 0o600)
+            self.server_name, self.server_port = "pyroute", 0
+            return
+        super().server_bind()
 
     def handle_error(self, request, client_address):
         pass                                  # no stderr from the API thread
@@ -84,7 +96,17 @@ class _Server(ThreadingHTTPServer):
 class ApiServer:
     """Binds the entry point at once (a start error when it cannot), serves from ``start``."""
 
-    def __init__(self, api, entry_point):
+    def __init__(self, api, entry_point, unix_path=None, internal=False):
+        self.thread = None
+        self.unix_path = unix_path
+        if unix_path is not None:
+            try:
+                os.unlink(unix_path)
+            except OSError:
+                pass
+            self.server = _Server(unix_path, socket.AF_UNIX, api, internal)
+            os.register_at_fork(after_in_child=self._close_in_child)
+            return
         host = entry_point.host
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         if host == "":

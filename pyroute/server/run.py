@@ -120,8 +120,10 @@ def main(args):
     master = Master(config, lambda: load_config(args.config, paths), worker_main, workers,
                     grace, watch_paths=watch, describe=describe)
     from .. import api as api_mod
+    if getattr(config.static, "api", None) is not None:
+        api_mod.prepare()         # the socket api@internal routes go to (workers compile it)
     try:
-        api, api_server = api_mod.start(config)
+        api, api_servers = api_mod.start(config)
     except OSError as e:
         ep = config.static.api.entry_point
         print("pyroute: cannot listen on entry point %s (%s) for the API (api.insecure): %s"
@@ -129,7 +131,7 @@ def main(args):
         return 1
     if api is not None:
         master.attach_api(api)
-    if api_server is not None:
+    if config.static.api is not None and config.static.api.insecure:
         print("pyroute: API on entry point %s: http://%s%s/api/%s" % (
             config.static.api.entry_point.name, config.static.api.entry_point.address,
             api.base, (", dashboard on http://%s%s/dashboard/" % (
@@ -138,6 +140,9 @@ def main(args):
     try:
         return master.run()
     finally:
+        for server in api_servers:
+            server.stop()
+        api_mod.cleanup()
         if demo_pid:
             try:
                 os.kill(demo_pid, signal.SIGTERM)
