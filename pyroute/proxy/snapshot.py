@@ -527,9 +527,10 @@ class Compiler:
         key = ("unix", path)
         pool = self.pools.pools.get(key)
         if pool is None:
+            # idle connections are dropped after 5s, before the master's API closes them
+            # (10s, pyroute.api.server.READ_TIMEOUT): a request never meets a closing one
             pool = self.pools.pools[key] = Pool(
-                path, socket.AF_UNIX, DEFAULT_MAX_IDLE, 30.0, 0.0, DEFAULT_IDLE_CONN_TIMEOUT,
-                "api@internal", None, None)
+                path, socket.AF_UNIX, 8, 30.0, 0.0, 5.0, "api@internal", None, None)
         return LoadBalancer([Server("http://api.internal", pool, b"api.internal", True)], [1],
                             "wrr", None, None)
 
