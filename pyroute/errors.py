@@ -32,6 +32,11 @@ class ConfigError(PyrouteError):
         self.severity = severity
         super().__init__(self.render())
 
+    def __reduce__(self):
+        # keep the fields (and the subclass) through pickling: errors travel from the loader
+        # process to the master and the workers
+        return (_rebuild, (type(self), dict(self.__dict__)))
+
     def render(self):
         parts = []
         if self.file:
@@ -43,3 +48,10 @@ class ConfigError(PyrouteError):
             parts.append(self.field)
         parts.append(self.message)
         return ": ".join(parts)
+
+
+def _rebuild(cls, fields):
+    err = cls.__new__(cls)
+    err.__dict__.update(fields)
+    PyrouteError.__init__(err, err.render())
+    return err

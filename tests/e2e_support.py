@@ -10,6 +10,32 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 
+# attackbench: an optional outside corpus of attack cases (and its runner and backend). The
+# tests that replay it run only when it is there; pyroute's own cases are
+# tests/test_e2e_attacks.py and tests/test_e2e_attacks_tls.py, which need nothing outside the
+# clone. PYROUTE_ATTACKBENCH points at another copy (a nonexistent path hides it).
+ATTACKBENCH_ENV = "PYROUTE_ATTACKBENCH"
+
+
+def attackbench_dir():
+    """Where the attackbench corpus is looked for: $PYROUTE_ATTACKBENCH, else
+    ../shared/tools/attackbench beside the clone."""
+    return Path(os.environ.get(ATTACKBENCH_ENV) or REPO.parent / "shared" / "tools" / "attackbench")
+
+
+def require_attackbench(*files):
+    """The corpus folder, or skip the calling test module when one of ``files`` is missing
+    there. Call it at module level, before anything reads the corpus."""
+    import pytest
+    where = attackbench_dir()
+    missing = [f for f in files if not (where / f).is_file()]
+    if missing:
+        pytest.skip("attackbench corpus not found at %s (missing %s): optional outside corpus "
+                    "(set %s to use another copy); pyroute's own cases are "
+                    "tests/test_e2e_attacks.py and tests/test_e2e_attacks_tls.py"
+                    % (where, ", ".join(missing), ATTACKBENCH_ENV), allow_module_level=True)
+    return where
+
 
 def free_port():
     s = socket.socket()

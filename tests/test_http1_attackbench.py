@@ -1,15 +1,20 @@
 """The codec's verdict on every public attackbench case it decides by itself (framing, chunked,
-header syntax, request line, host, header limits) is one the case allows."""
+header syntax, request line, host, header limits) is one the case allows.
+
+attackbench is an optional outside corpus (../shared/tools/attackbench, or $PYROUTE_ATTACKBENCH):
+without it this module is skipped. pyroute's own cases for the same rules, end to end, are
+tests/test_e2e_attacks.py; the codec's rules have their unit tests in tests/test_http1_*.py.
+"""
 import json
 import re
-from pathlib import Path
 
 import pytest
 
+from e2e_support import require_attackbench
 from pyroute import http1
 from pyroute.errors import HttpParseError
 
-CASES = Path(__file__).resolve().parents[1].parent / "shared" / "tools" / "attackbench" / "cases-public.json"
+CASES = require_attackbench("cases-public.json") / "cases-public.json"
 DECIDED_BY_CODEC = {"framing", "chunked", "header-syntax", "request-line", "host"}
 HEADER_LIMIT_CASES = {"limit-header-9k", "limit-many-headers"}
 

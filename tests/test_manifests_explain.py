@@ -329,3 +329,28 @@ def test_cli_entrypoint_and_sni_flags(tmp_path):
     res = json.loads(out.stdout)
     assert (res["entrypoint"], res["status"]) == ("websecure", 421)
     assert res["tls"]["sni"] == "blog.example.com"
+
+
+def test_host_header_is_the_requests_host_as_curl_sends_it():
+    # the demo's own curl line: the URL says where the request goes, -H Host what it asks for
+    out = run("explain", DEMO, "GET", "http://127.0.0.1:8000/", "-H", "Host: demo.localhost")
+    assert out.returncode == 0, out.stderr
+    assert "host         demo.localhost" in out.stdout
+    assert "router       default-demo-" in out.stdout
+    assert "status       forwarded to the service" in out.stdout
+    out = run("explain", DEMO, "http://127.0.0.1:8000/api/users", "-H", "host: demo.localhost",
+              "--json")
+    res = json.loads(out.stdout)
+    assert res["host"] == "demo.localhost" and res["status"] is None
+    assert res["router"].startswith("default-demo-")
+    # without a Host header the URL's authority is the Host, as curl sends it
+    res = demo().explain("GET", "http://127.0.0.1:8000/")
+    assert res["host"] == "127.0.0.1:8000" and res["status"] == 404
+    # the entry point still comes from where the request was sent
+    res = demo().explain("GET", "http://127.0.0.1:8000/", [("Host", "demo.localhost")])
+    assert res["entrypoint"] == "web" and res["status"] is None
+
+
+def test_origin_form_url_takes_the_host_header():
+    res = demo().explain("GET", "/", [("Host", "demo.localhost")])
+    assert res["host"] == "demo.localhost" and res["status"] is None

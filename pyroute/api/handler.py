@@ -8,6 +8,8 @@ nothing the master reads.
 """
 import json
 import os
+import pickle
+import threading
 import time
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -157,17 +159,55 @@ class Api:
                             "generation": 1, "error": None}
         base = (api_static.base_path or "/").rstrip("/")
         self.base = base
+        self._lock = threading.Lock()
+        self._seq = self._model_seq = self._result_seq = 0
 
     # -- updates from the master (its thread) -------------------------------------------
+    # Each event gets a sequence number from the master's thread; a configuration the API
+    # unpickles on a thread of its own (reloaded_payload) is installed only if nothing newer
+    # was meanwhile, so the API never goes back to an older configuration or result.
     def reloaded(self, config, trigger):
-        gen = self.model.generation + 1
-        self.model = Model(config, gen)
-        self.last_reload = {"ok": True, "trigger": trigger, "time": _now(),
-                            "generation": gen, "error": None}
+        self._seq += 1
+        self._install(self._seq, Model(config, self._seq + 1), trigger)
+
+    def reloaded_payload(self, payload, trigger):
+        """The master keeps only a small view of a reloaded configuration (it never
+        unpickles it): the API does, off the master's thread."""
+        self._seq += 1
+        threading.Thread(target=self._build, args=(self._seq, payload, trigger),
+                         name="pyroute-api-load", daemon=True).start()
+
+    def _build(self, seq, payload, trigger):
+        try:
+            model = Model(pickle.loads(payload), seq + 1)
+        except Exception as e:   # the workers have it; only the API cannot show it
+            self._result(seq, {"ok": True, "trigger": trigger, "time": _now(),
+                               "generation": self.model.generation,
+                               "error": "the API cannot read this configuration: %r" % e})
+            return
+        self._install(seq, model, trigger)
+
+    def _install(self, seq, model, trigger):
+        with self._lock:
+            if seq > self._model_seq:
+                self._model_seq = seq
+                self.model = model
+        self._result(seq, {"ok": True, "trigger": trigger, "time": _now(),
+                           "generation": model.generation, "error": None})
 
     def refused(self, trigger, error):
-        self.last_reload = {"ok": False, "trigger": trigger, "time": _now(),
-                            "generation": self.model.generation, "error": str(error)}
+        self._seq += 1
+        self._result(self._seq, {"ok": False, "trigger": trigger, "time": _now(),
+                                 "generation": self.model.generation, "error": str(error),
+                                 "refusedProblems": [_problem(e) for e in
+                                                     getattr(error, "errors", ()) or ()
+                                                     if hasattr(e, "message")]})
+
+    def _result(self, seq, result):
+        with self._lock:
+            if seq > self._result_seq:
+                self._result_seq = seq
+                self.last_reload = result
 
     # -- reading (the API thread) ---------------------------------------------------------
     def down(self):

@@ -46,6 +46,8 @@ def render_text(res):
     lines = []
     add = lines.append
     add("entry point  %s" % res["entrypoint"])
+    add("host         %s" % (res.get("host") if res.get("host") is not None else
+                             "(no Host header)"))
     if res.get("path") is not None:
         q = res.get("query")
         add("request      %s%s" % (res["path"], "" if q is None else "?" + q))
@@ -122,7 +124,7 @@ def _health(hc, kind):
 
 
 def _public(res):
-    return {k: res[k] for k in ("status", "entrypoint", "router", "rule", "priority",
+    return {k: res.get(k) for k in ("status", "entrypoint", "host", "router", "rule", "priority",
                                 "middlewares", "service", "tls", "matched", "notes")}
 
 

@@ -11,6 +11,8 @@ from importlib import resources
 import fastjsonschema
 import jsonschema
 
+from .source import field_path
+
 __all__ = ["validate"]
 
 _INT_OR_STRING = {"anyOf": [{"type": "integer"}, {"type": "string"}]}
@@ -18,43 +20,70 @@ _STR = {"type": "string"}
 _BOOL = {"type": "boolean"}
 _STRMAP = {"type": "object", "additionalProperties": {"type": "string"}}
 
+# Core kinds: the API server's strict field validation (what ``kubectl apply`` does by default)
+# refuses a field its type does not have: ``unknown field "spec.ports[0].targetport"``. The
+# field sets below are the Kubernetes API's (core/v1, discovery/v1) for every object pyroute
+# reads, down to the structures it reads; deeper structures it ignores are left open.
+
+
+def _strict(properties, **extra):
+    return dict({"type": "object", "properties": properties, "additionalProperties": False},
+                **extra)
+
+
+_OPEN = {}
+_OBJECT_META = _strict({k: _OPEN for k in (
+    "name", "generateName", "namespace", "selfLink", "uid", "resourceVersion", "generation",
+    "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "labels",
+    "annotations", "ownerReferences", "finalizers", "managedFields")})
+
+
+def _top(properties, **extra):
+    props = {"apiVersion": _OPEN, "kind": _OPEN, "metadata": _OBJECT_META}
+    props.update(properties)
+    return _strict(props, **extra)
+
+
+_ENDPOINT_ADDRESS = _strict({"ip": _STR, "hostname": _OPEN, "nodeName": _OPEN,
+                             "targetRef": _OPEN}, required=["ip"])
+
 CORE = {
-    "Service": {"type": "object", "properties": {"spec": {"type": "object", "properties": {
+    "Service": _top({"status": _OPEN, "spec": _strict({
         "type": {"enum": ["ClusterIP", "NodePort", "LoadBalancer", "ExternalName"]},
         "clusterIP": _STR,
         "externalName": _STR,
-        "ports": {"type": "array", "items": {"type": "object", "required": ["port"],
-                                             "properties": {
-                                                 "name": _STR,
-                                                 "port": {"type": "integer", "minimum": 1,
-                                                          "maximum": 65535},
-                                                 "targetPort": _INT_OR_STRING,
-                                                 "nodePort": {"type": "integer"},
-                                                 "protocol": {"enum": ["TCP", "UDP", "SCTP"]}}}},
-    }}}},
-    "Endpoints": {"type": "object", "properties": {"subsets": {"type": "array", "items": {
-        "type": "object", "properties": {
-            "addresses": {"type": "array", "items": {"type": "object", "required": ["ip"],
-                                                     "properties": {"ip": _STR}}},
-            "notReadyAddresses": {"type": "array", "items": {
-                "type": "object", "required": ["ip"], "properties": {"ip": _STR}}},
-            "ports": {"type": "array", "items": {"type": "object", "required": ["port"],
-                                                 "properties": {"name": _STR,
-                                                                "port": {"type": "integer"}}}},
-        }}}}},
-    "EndpointSlice": {"type": "object", "required": ["addressType"], "properties": {
+        "ports": {"type": "array", "items": _strict({
+            "name": _STR,
+            "port": {"type": "integer", "minimum": 1, "maximum": 65535},
+            "targetPort": _INT_OR_STRING,
+            "nodePort": {"type": "integer"},
+            "appProtocol": _OPEN,
+            "protocol": {"enum": ["TCP", "UDP", "SCTP"]}}, required=["port"])},
+        **{k: _OPEN for k in (
+            "selector", "clusterIPs", "externalIPs", "sessionAffinity", "loadBalancerIP",
+            "loadBalancerSourceRanges", "externalTrafficPolicy", "healthCheckNodePort",
+            "publishNotReadyAddresses", "sessionAffinityConfig", "ipFamilies", "ipFamilyPolicy",
+            "allocateLoadBalancerNodePorts", "loadBalancerClass", "internalTrafficPolicy",
+            "trafficDistribution")}})}),
+    "Endpoints": _top({"subsets": {"type": "array", "items": _strict({
+        "addresses": {"type": "array", "items": _ENDPOINT_ADDRESS},
+        "notReadyAddresses": {"type": "array", "items": _ENDPOINT_ADDRESS},
+        "ports": {"type": "array", "items": _strict({
+            "name": _STR, "port": {"type": "integer"}, "protocol": _OPEN, "appProtocol": _OPEN},
+            required=["port"])},
+    })}}),
+    "EndpointSlice": _top({
         "addressType": {"enum": ["IPv4", "IPv6", "FQDN"]},
-        "endpoints": {"type": "array", "items": {"type": "object", "required": ["addresses"],
-                                                 "properties": {
+        "endpoints": {"type": "array", "items": _strict({
             "addresses": {"type": "array", "items": _STR, "minItems": 1},
-            "conditions": {"type": "object", "properties": {
-                "ready": _BOOL, "serving": _BOOL, "terminating": _BOOL}}}}},
-        "ports": {"type": "array", "items": {"type": "object", "properties": {
-            "name": _STR, "port": {"type": "integer"}, "protocol": _STR}}},
-    }},
-    "Secret": {"type": "object", "properties": {"type": _STR, "data": _STRMAP,
-                                                "stringData": _STRMAP}},
-    "ConfigMap": {"type": "object", "properties": {"data": _STRMAP}},
+            "conditions": _strict({"ready": _BOOL, "serving": _BOOL, "terminating": _BOOL}),
+            **{k: _OPEN for k in ("hostname", "targetRef", "nodeName", "zone", "hints",
+                                  "deprecatedTopology")}}, required=["addresses"])},
+        "ports": {"type": "array", "items": _strict({
+            "name": _STR, "port": {"type": "integer"}, "protocol": _STR, "appProtocol": _OPEN})},
+    }, required=["addressType"]),
+    "Secret": _top({"type": _STR, "data": _STRMAP, "stringData": _STRMAP, "immutable": _OPEN}),
+    "ConfigMap": _top({"data": _STRMAP, "binaryData": _OPEN, "immutable": _OPEN}),
 }
 
 _schemas = {}
@@ -166,7 +195,15 @@ def validate(obj):
         pass
     v = _validator(obj.kind)
     errs = []
+    core = obj.kind in CORE
     for err in v.iter_errors(obj.body):
+        if core and err.validator == "additionalProperties":
+            # worded as the API server's strict field validation, one error per field
+            base = tuple(err.absolute_path)
+            for extra in sorted(set(err.instance) - set(err.schema.get("properties", {}))):
+                errs.append(obj.error('unknown field "%s"' % field_path(base + (extra,)),
+                                      base + (extra,)))
+            continue
         path, msg = _describe(err)
         errs.append(obj.error(msg, path))
     errs.sort(key=lambda e: (e.line or 0, e.field or ""))

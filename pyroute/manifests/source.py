@@ -12,7 +12,7 @@ import yaml
 
 from ..errors import ConfigError
 
-__all__ = ["K8sObject", "read_paths", "field_path", "KNOWN_KINDS"]
+__all__ = ["K8sObject", "read_paths", "field_path", "KNOWN_KINDS", "SourceError"]
 
 try:
     _Loader = yaml.CSafeLoader
@@ -67,6 +67,108 @@ class _Loader(_Loader):
 
 # Kubernetes reads YAML as JSON (sigs.k8s.io/yaml): an unquoted date stays a string.
 _Loader.add_constructor("tag:yaml.org,2002:timestamp", lambda loader, node: node.value)
+
+
+# ---- bounding what aliases expand to (billion laughs) -------------------------------------
+# libyaml composes an alias as a second reference to its anchor's node, so a 439-byte file can
+# describe 10^9 nodes; building Python data (or JSON, or a schema walk) from it copies each
+# reference. Before any data is built, a document that has anchors is measured on its node
+# graph (each node once): what it expands to must stay within the limits below, else the file is
+# refused, as the API server refuses it (go-yaml: "document contains excessive aliasing").
+ALIAS_NODES = 1_000_000     # nodes a file may gain through aliases (over all its documents)
+ALIAS_BYTES = 16 << 20      # scalar bytes a file may gain through aliases
+MAX_DEPTH = 1000            # nesting of one document (Kubernetes' JSON decoder stops at 10000)
+
+
+class _Limit(Exception):
+    """A document expands beyond the limits; ``args``: (message, 0-based line)."""
+
+
+def _alias_ratio(decoded):
+    # go-yaml v2/v3 (decode.go allowedAliasRatio): the share of nodes decoded through aliases
+    # allowed for a document that decodes ``decoded`` nodes
+    if decoded <= 400_000:
+        return 0.99
+    if decoded >= 4_000_000:
+        return 0.10
+    return 0.99 - 0.89 * (decoded - 400_000) / 3_600_000
+
+
+def _measure(root, budget):
+    """(expanded nodes, distinct nodes, expanded scalar bytes, distinct scalar bytes) of a
+    document's node graph, walking each node once; raises _Limit on a recursive alias, on
+    nesting deeper than MAX_DEPTH, or as soon as a node alone expands beyond ``budget``
+    ((nodes, bytes) a file may still gain through aliases)."""
+    memo = {}            # id(node) -> (expanded nodes, expanded bytes)
+    active = set()       # ids of the nodes on the current path (a cycle comes back to one)
+    distinct_bytes = 0
+    max_nodes, max_bytes = budget
+    stack = [(root, False, 0)]
+    while stack:
+        node, done, depth = stack.pop()
+        key = id(node)
+        t = type(node)
+        if done:
+            active.discard(key)
+            n, b = 1, 0
+            if t is _MappingNode:
+                for k, v in node.value:
+                    kn, kb = memo[id(k)]
+                    vn, vb = memo[id(v)]
+                    n += kn + vn
+                    b += kb + vb
+            else:
+                for c in node.value:
+                    cn, cb = memo[id(c)]
+                    n += cn
+                    b += cb
+            memo[key] = (n, b)
+            if n - len(memo) > max_nodes or b - distinct_bytes > max_bytes:
+                raise _Limit("document expands to more than its allowed size through YAML "
+                             "aliases (%d nodes and %d bytes at the node starting here; a file "
+                             "may add at most %d nodes and %d bytes through aliases)"
+                             % (n, b, ALIAS_NODES, ALIAS_BYTES), node.start_mark.line)
+            continue
+        if key in memo:
+            continue
+        if key in active:
+            raise _Limit("anchor value contains itself (a recursive alias)",
+                         node.start_mark.line)
+        if t is _ScalarNode:
+            size = len(node.value)
+            memo[key] = (1, size)
+            distinct_bytes += size
+            continue
+        if depth > MAX_DEPTH:
+            raise _Limit("nesting deeper than %d levels" % MAX_DEPTH, node.start_mark.line)
+        active.add(key)
+        stack.append((node, True, depth))
+        if t is _MappingNode:
+            for k, v in node.value:
+                stack.append((k, False, depth + 1))
+                stack.append((v, False, depth + 1))
+        else:
+            for c in node.value:
+                stack.append((c, False, depth + 1))
+    nodes, size = memo[id(root)]
+    return nodes, len(memo), size, distinct_bytes
+
+
+def _check_expansion(node, budget):
+    """Raise _Limit when ``node`` (a document) expands too much; returns what it gains
+    through aliases as (nodes, bytes)."""
+    decoded, distinct, size, distinct_bytes = _measure(node, budget)
+    aliased = decoded - distinct
+    if aliased > 100 and decoded > 1000 and aliased / decoded > _alias_ratio(decoded):
+        raise _Limit("document contains excessive aliasing (%d of its %d nodes come from "
+                     "YAML aliases)" % (aliased, decoded), node.start_mark.line)
+    return aliased, size - distinct_bytes
+
+
+class SourceError(ConfigError):
+    """A manifest path that could not be read or parsed (missing, unreadable, invalid YAML, over
+    the expansion limits): its objects are unknown, not absent. A reload that meets one keeps
+    the previous configuration, as Traefik's file provider does."""
 
 
 class _Fallback(Exception):
@@ -159,11 +261,12 @@ class K8sObject:
         node = _child(node, self._base) or node
         line = node.start_mark.line + 1
         for key in path:
-            child = _child(node, (key,))
-            if child is None:
+            entry = _entry(node, key)
+            if entry is None:
                 break
-            node = child
-            line = node.start_mark.line + 1
+            # a mapping entry's line is its key's (a block value starts one line below)
+            line = entry[0].start_mark.line + 1
+            node = entry[1]
         return line
 
     def error(self, message, path=(), severity="error"):
@@ -212,7 +315,7 @@ def _files(paths, errors):
         elif os.path.exists(path):
             yield path
         else:
-            errors.append(ConfigError("no such file or directory", file=path))
+            errors.append(SourceError("no such file or directory", file=path))
 
 
 def _read_file(path, errors, out):
@@ -220,17 +323,27 @@ def _read_file(path, errors, out):
         with open(path, "rb") as f:
             data = f.read()
     except OSError as e:
-        errors.append(ConfigError("cannot read: %s" % e.strerror, file=path))
+        errors.append(SourceError("cannot read: %s" % e.strerror, file=path))
         return
     _node_cache.pop(path, None)
     loader = _Loader(data)
     doc = -1
+    # without an anchor there is no alias: nothing expands beyond the file's own text
+    budget = (ALIAS_NODES, ALIAS_BYTES) if b"&" in data else None
     try:
         while loader.check_node():
             node = loader.get_node()
             doc += 1
             if node is None:
                 continue
+            if budget is not None:
+                try:
+                    nodes, size = _check_expansion(node, budget)
+                except _Limit as e:
+                    errors.append(SourceError("invalid YAML: %s" % e.args[0], file=path,
+                                              line=e.args[1] + 1))
+                    return
+                budget = (budget[0] - nodes, budget[1] - size)
             try:
                 body = _construct(node, loader)
             except _Fallback:
@@ -239,7 +352,7 @@ def _read_file(path, errors, out):
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
         problem = getattr(e, "problem", None) or str(e)
-        errors.append(ConfigError("invalid YAML: %s" % problem, file=path,
+        errors.append(SourceError("invalid YAML: %s" % problem, file=path,
                                   line=mark.line + 1 if mark else None))
     finally:
         loader.dispose()
@@ -293,6 +406,19 @@ def _metadata_problem(meta):
         if not isinstance(value, dict) or not all(
                 isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
             return ("metadata", key), "must be a mapping of strings to strings"
+    return None
+
+
+def _entry(node, key):
+    """(key node, value node) of ``key`` in a mapping node, (item, item) of index ``key`` in a
+    sequence node, or None."""
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            if k.value == key:
+                return k, v
+    elif isinstance(node, yaml.SequenceNode) and isinstance(key, int):
+        if 0 <= key < len(node.value):
+            return node.value[key], node.value[key]
     return None
 
 

@@ -56,11 +56,15 @@ class Explainer:
         scheme, authority, target = _split_url(url)
         headers = list(headers)
         tls = scheme == "https"
-        host = authority or _header(headers, "host")
+        # The Host header is the request's host, as on the wire (what curl -H 'Host: ...'
+        # sends); the URL's authority is where the request was sent (entry point port, SNI)
+        # and the Host only when none is given.
+        given = _header(headers, "host")
+        host = given if given is not None else authority
         ep = self._entry_point(entrypoint, authority, tls)
         out = {"status": None, "entrypoint": ep.name if ep else entrypoint, "router": None,
                "rule": None, "priority": None, "middlewares": [], "service": None,
-               "tls": None, "matched": [], "notes": []}
+               "tls": None, "matched": [], "notes": [], "host": host}
         if ep is None:
             out["status"] = 0
             out["notes"].append("no entry point %r (known: %s)" % (
@@ -78,7 +82,9 @@ class Explainer:
             # The server's own decisions (pyroute.tls.TLSConfig): the option and certificate
             # the handshake gets from the SNI, then the 421 check on the Host header.
             from ..tls import canonical_domain
-            server_name = canonical_domain(sni if sni is not None else _hostname(host or ""))
+            # curl's SNI is the URL's host, whatever Host header it sends
+            server_name = canonical_domain(sni if sni is not None else
+                                           _hostname(authority or host or ""))
             cfg = self.tls_config(ep.name)
             option, cert, refused = cfg.handshake_outcome(server_name)
             out["tls"] = {"sni": server_name, "option": option,

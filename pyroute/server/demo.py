@@ -51,6 +51,8 @@ def start_demo_backends():
             s.server_close()
         return pid
     try:
+        from .proctitle import set_title
+        set_title("pyroute: demo backend", "pyroute-demo")
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         import threading

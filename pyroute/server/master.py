@@ -3,7 +3,9 @@
 The master never touches a request. It owns the config: it loads and validates it (at start,
 on SIGHUP, when a watched manifest changes) and hands a valid one to every worker over a
 socketpair (length-prefixed pickle of the RuntimeConfig, written only by this process);
-an invalid one is refused with a log line and the workers keep what they have.
+an invalid one is refused with a log line per problem and the workers keep what they have.
+A reload is loaded in a child process (see ``_start_load``): the master's loop keeps
+supervising meanwhile, and keeps only a small view of the result (``_MasterView``).
 Workers inherit the current config through fork, so a restarted worker is current too.
 The master also runs the active health checks (pyroute.server.health) and sends each status
 change over the same socketpair (a ``("health", ...)`` message).
@@ -20,6 +22,7 @@ import time
 
 from .health import HealthChecks
 from .log import log
+from .proctitle import set_title
 
 CRASH_WINDOW = 60.0      # seconds over which worker deaths count as a crash loop
 CRASH_LIMIT = 5          # deaths of one worker slot within CRASH_WINDOW -> give up on it
@@ -38,6 +41,55 @@ class _Slot:
         self.restart_at = 0.0  # 0: no restart pending
         self.given_up = False
         self.spawns = 0        # forks so far (the API shows spawns - 1 as restarts)
+
+
+class _Load:
+    __slots__ = ("pid", "fd", "why", "chunks", "started")
+
+    def __init__(self, pid, fd, why):
+        self.pid = pid
+        self.fd = fd
+        self.why = why
+        self.chunks = []
+        self.started = time.monotonic()
+
+
+class _MasterView:
+    """What the master needs of a configuration: its static part, the services its health
+    checks probe (with the ServersTransports they use), its problems and its summary line."""
+
+    def __init__(self, config, summary):
+        from .health import _used_services
+        http = config.dynamic.get("http", {})
+        used = _used_services(config.dynamic)
+        checked = {name: spec for name, spec in (http.get("services") or {}).items()
+                   if name in used and (spec.get("loadBalancer") or {}).get("healthCheck")
+                   is not None}
+        self.static = config.static
+        self.dynamic = {"http": {"services": checked,
+                                 "routers": {name: {"service": name} for name in checked},
+                                 "serversTransports": http.get("serversTransports") or {}}}
+        self.errors = tuple(config.errors)
+        self.summary = summary
+
+
+class _Refusal(Exception):
+    def __init__(self, message, level, errors):
+        super().__init__(message)
+        self.level = level
+        self.errors = errors
+
+
+def _log_errors(errors, level=None):
+    """Each configuration problem on its own line, as ``pyroute check`` prints it."""
+    from ..manifests.check import render
+    for e in errors:
+        try:
+            line = render(e)
+        except Exception:
+            line = str(e)
+        log(level or ("warn" if getattr(e, "severity", "error") == "warning" else "error"),
+            line)
 
 
 def send_config(sock, config):
@@ -71,6 +123,10 @@ class Master:
         self.pending_signals = []
         self.reload_at = 0.0
         self.exit_code = 0
+        self.config_payload = None   # the current config's pickle when self.config is a view
+        self.sel = None
+        self.loading = None      # the reload being loaded in a child process (_Load)
+        self.load_again = None   # a reload asked for meanwhile: its trigger
         # active health checks: probed here, once for all workers (see pyroute.server.health)
         self.health = HealthChecks()
         self.health.configure(config)
@@ -93,13 +149,20 @@ class Master:
                 for other in self.slots:
                     if other.pipe is not None:
                         other.pipe.close()
+                if self.loading is not None:
+                    os.close(self.loading.fd)
                 signal.set_wakeup_fd(-1)
                 for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGCHLD, signal.SIGQUIT):
                     signal.signal(sig, signal.SIG_DFL)
                 # Ctrl-C reaches the whole process group: the master turns it into SIGTERM.
                 signal.signal(signal.SIGINT, signal.SIG_IGN)
+                set_title("pyroute: worker %d" % slot.index, "pyroute-wrk%d" % slot.index)
                 # the servers health checks found down (inherited, like the config)
-                code = self.worker_main(self.config, child, slot.index, self.health.down())
+                config = self.config
+                if self.config_payload is not None:
+                    config = pickle.loads(self.config_payload)   # the master keeps a view only
+                    self.config_payload = None
+                code = self.worker_main(config, child, slot.index, self.health.down())
             except BaseException as e:  # the worker must never take the master's path
                 log("error", "worker failed", error=repr(e))
             finally:
@@ -150,26 +213,148 @@ class Master:
 
     # ---- config ---------------------------------------------------------------------
 
-    def reload(self, why):
-        try:
-            config = self.loader()
-        except Exception as e:  # any failure refuses the new config, old one keeps serving
-            log("error", "configuration reload refused; keeping the previous one",
-                trigger=why, error=str(e))
-            if self.api is not None:
-                self.api.refused(why, e)
-            return False
-        config = self._keep_entry_points(config)
+    def _refused(self, why, e):
+        level = getattr(e, "level", "error")
+        _log_errors(getattr(e, "errors", ()), level)
+        log(level, "configuration reload refused; keeping the previous one",
+            trigger=why, error=str(e))
+        if self.api is not None:
+            self.api.refused(why, e)
+
+    def _apply(self, config, why, payload=None):
+        """Make ``config`` current; ``payload``: its pickle, when it arrived as one (sent to
+        the workers as is)."""
+        kept = self._keep_entry_points(config)
+        if kept is not config:
+            config, payload = kept, None
         self.config = config
+        self.config_payload = None
         # health status first (servers that stay keep theirs), then the config it applies to
         self.health.configure(config)
         self.health.take_changes()
         self._send_all(("health", True, self.health.down()))
-        self._send_all(config)
+        if payload is None:
+            self._send_all(config)
+        else:
+            self._send_raw(struct.pack("!I", len(payload)) + payload)
+        _log_errors(getattr(config, "errors", ()))
         if self.api is not None:
             self.api.reloaded(config, why)
         log("info", "configuration reloaded", trigger=why, summary=self.describe(config))
-        return True
+
+    # ---- loading off the supervision path ---------------------------------------------
+    # Loading and compile-checking a big configuration takes seconds (a 50 MB manifest: tens of
+    # seconds); the master's loop must keep reaping and restarting workers, probing health and
+    # answering signals meanwhile. A reload is loaded in a child process forked for it (the
+    # process image has no other thread, so fork is safe), which writes the pickled result on a
+    # pipe and exits; the loop reads the pipe between its other events. Reloads asked for while
+    # one loads are coalesced into one more after it.
+
+    def _start_load(self, why):
+        if self.loading is not None:
+            self.load_again = why
+            return
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the loader
+            code = 0
+            try:
+                os.close(r)
+                for slot in self.slots:
+                    if slot.pipe is not None:
+                        slot.pipe.close()   # a worker must see EOF when the master is gone
+                signal.set_wakeup_fd(-1)
+                for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
+                    signal.signal(sig, signal.SIG_DFL)
+                set_title("pyroute: loader", "pyroute-loader")
+                try:
+                    config = self.loader()
+                    view = pickle.dumps(_MasterView(config, self.describe(config)),
+                                        protocol=pickle.HIGHEST_PROTOCOL)
+                    out = b"".join((b"C", struct.pack("!I", len(view)), view,
+                                    pickle.dumps(config, protocol=pickle.HIGHEST_PROTOCOL)))
+                except Exception as e:
+                    errs = list(getattr(e, "errors", ()))
+                    out = b"E" + pickle.dumps((str(e), getattr(e, "level", "error"), errs),
+                                              protocol=pickle.HIGHEST_PROTOCOL)
+                view = memoryview(out)
+                while view:
+                    view = view[os.write(w, view):]
+            except BaseException:
+                code = 1
+            finally:
+                os._exit(code)
+        os.close(w)
+        os.set_blocking(r, False)
+        self.loading = _Load(pid, r, why)
+        self.sel.register(r, selectors.EVENT_READ, "loader")
+
+    def _on_loader(self):
+        load = self.loading
+        while True:
+            try:
+                chunk = os.read(load.fd, 1 << 20)
+            except BlockingIOError:
+                return
+            except OSError:
+                chunk = b""
+            if not chunk:
+                break
+            load.chunks.append(chunk)
+        self.sel.unregister(load.fd)
+        os.close(load.fd)
+        self.loading = None
+        data = b"".join(load.chunks)
+        load.chunks = []
+        took = "%.2fs" % (time.monotonic() - load.started)
+        if not self.stopping:
+            if data[:1] == b"C":
+                (n,) = struct.unpack_from("!I", data, 1)
+                try:
+                    view = pickle.loads(data[5:5 + n])
+                except Exception as e:
+                    log("error", "configuration reload refused; keeping the previous one",
+                        trigger=load.why, error="unreadable result from the loader: %r" % e)
+                else:
+                    log("debug", "configuration loaded", trigger=load.why, took=took)
+                    self._apply_view(view, data[5 + n:], load.why)
+            elif data[:1] == b"E":
+                message, level, errs = pickle.loads(data[1:])
+                exc = _Refusal(message, level, errs)
+                self._refused(load.why, exc)
+            else:
+                log("error", "configuration reload refused; keeping the previous one",
+                    trigger=load.why, error="the loader process died")
+        if self.load_again and not self.stopping:
+            why, self.load_again = self.load_again, None
+            self._start_load(why)
+
+    def _apply_view(self, view, payload, why):
+        """Make current the config whose pickle is ``payload``, knowing only its ``view``: the
+        master never unpickles a big configuration (that alone takes ~0.5 s for 10,000
+        routes); workers forked later unpickle it themselves."""
+        if view.static.entry_points != self.entry_points:
+            # rare (a restart is needed anyway): the full config, its entry points replaced
+            self._apply(pickle.loads(payload), why)
+            return
+        self.config = view
+        self.config_payload = payload
+        self.health.configure(view)
+        self.health.take_changes()
+        self._send_all(("health", True, self.health.down()))
+        self._send_raw(struct.pack("!I", len(payload)) + payload)
+        _log_errors(view.errors)
+        if self.api is not None:
+            self.api.reloaded_payload(payload, why)   # unpickled by the API, not here
+        log("info", "configuration reloaded", trigger=why, summary=view.summary)
+
+    def _send_raw(self, data):
+        for slot in self.slots:
+            if slot.pipe is not None:
+                try:
+                    slot.pipe.sendall(data)
+                except OSError:
+                    pass
 
     def _send_all(self, message):
         for slot in self.slots:
@@ -203,7 +388,8 @@ class Master:
         self.pending_signals.append(signum)
 
     def run(self):
-        sel = selectors.DefaultSelector()
+        set_title("pyroute: master", "pyroute-master")
+        sel = self.sel = selectors.DefaultSelector()
         rsock, wsock = socket.socketpair()
         rsock.setblocking(False)
         wsock.setblocking(False)
@@ -243,14 +429,17 @@ class Master:
                                 pass
                         except BlockingIOError:
                             pass
+                    elif key.data == "loader":
+                        self._on_loader()
                     elif key.data == "watch" and watcher.relevant():
+                        # settle: a reload once the writes have stopped for a moment
                         self.reload_at = time.monotonic() + RELOAD_DEBOUNCE
                 signals, self.pending_signals = self.pending_signals, []
                 for signum in signals:
                     if signum == signal.SIGCHLD:
                         self._reap()
                     elif signum == signal.SIGHUP and not self.stopping:
-                        self.reload("SIGHUP")
+                        self._start_load("SIGHUP")
                     elif signum in (signal.SIGTERM, signal.SIGINT):
                         self._stop(signum)
                 self._reap()
@@ -262,7 +451,7 @@ class Master:
                         self._send_all(("health", False, changes))
                 if self.reload_at and now >= self.reload_at and not self.stopping:
                     self.reload_at = 0.0
-                    self.reload("file change")
+                    self._start_load("file change")
                 if self.stopping:
                     if not any(s.pid for s in self.slots):
                         break
@@ -278,6 +467,11 @@ class Master:
             signal.set_wakeup_fd(-1)
             if watcher is not None:
                 watcher.close()
+            if self.loading is not None:
+                try:
+                    os.kill(self.loading.pid, signal.SIGKILL)
+                except OSError:
+                    pass
             self._kill_all(signal.SIGKILL)
             self._reap()
         return self.exit_code

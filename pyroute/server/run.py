@@ -37,6 +37,36 @@ def load_config(static_path, paths):
     return config
 
 
+class ReloadRefused(Exception):
+    """A reload that must not be applied; ``errors``: the ConfigErrors that say why."""
+
+    def __init__(self, message, errors, level="error"):
+        super().__init__(message)
+        self.errors = tuple(errors)
+        self.level = level
+
+
+def reload_config(static_path, paths):
+    """``load_config`` for a reload: a manifest path that cannot be read or parsed (missing,
+    unreadable, invalid YAML, over the expansion limits) refuses the whole reload, so the
+    previous configuration keeps serving — Traefik's file provider keeps its previous
+    configuration when a file fails to parse (and when its path is gone)."""
+    from ..manifests.source import SourceError
+    config = load_config(static_path, paths)
+    bad = [e for e in config.errors if isinstance(e, SourceError)]
+    if bad:
+        missing = all(e.message == "no such file or directory" for e in bad)
+        raise ReloadRefused("%d manifest path(s) cannot be %s" % (
+            len(bad), "found" if missing else "read or parsed"), bad,
+            level="warn" if missing else "error")
+    return config
+
+
+def missing_paths(config):
+    """The manifest paths (given, or from providers.kubernetesCRD.paths) that do not exist."""
+    return [p for p in getattr(config, "paths", ()) or () if not os.path.exists(p)]
+
+
 def describe(config):
     routers = config.dynamic.get("http", {}).get("routers", {})
     services = config.dynamic.get("http", {}).get("services", {})
@@ -97,6 +127,12 @@ def main(args):
         return 1
     set_level(config.static.log.level)
     _print_errors(config)
+    missing = missing_paths(config)
+    if missing:
+        # serving nothing from a mistyped path, forever, helps nobody: refuse to start
+        print("pyroute: no such file or directory: %s (manifest paths must exist at start)"
+              % ", ".join(missing), file=sys.stderr)
+        return 1
     workers = args.workers or os.cpu_count() or 1
     for name, ep in config.static.entry_points.items():
         print(listening_line(config, name, ep.address), flush=True)
@@ -117,7 +153,7 @@ def main(args):
     watch = list(config.sources) + list(getattr(config, "paths", ()) or ()) + \
         [p for p in paths if os.path.isdir(p)] + ([args.config] if args.config else [])
     grace = max([ep.grace_timeout for ep in config.static.entry_points.values()] or [10.0])
-    master = Master(config, lambda: load_config(args.config, paths), worker_main, workers,
+    master = Master(config, lambda: reload_config(args.config, paths), worker_main, workers,
                     grace, watch_paths=watch, describe=describe)
     from .. import api as api_mod
     if getattr(config.static, "api", None) is not None:

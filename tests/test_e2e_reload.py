@@ -1,0 +1,309 @@
+"""End to end: safe reloads — a file that stops parsing keeps the previous configuration,
+reload errors logged one per line, every kind of writer (slow in-place, atomic rename,
+ConfigMap ..data swap, new file) read only once complete, missing paths, process names, and
+a slow reload that does not stall the master's supervision."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from e2e_backend import Backend
+from e2e_support import REPO, Pyroute, free_port, get, static_yaml
+from test_e2e_lifecycle import Load, manifests, wait_version
+
+
+def wait_log(proxy, text, timeout=10.0, after=0):
+    end = time.time() + timeout
+    while time.time() < end:
+        if text in proxy.output()[after:]:
+            return
+        time.sleep(0.05)
+    raise AssertionError("never logged %r: %s" % (text, proxy.output()[-3000:]))
+
+
+def wait_listening(port, proc, timeout=30.0):
+    import socket
+    end = time.time() + timeout
+    while time.time() < end:
+        assert proc.poll() is None, "pyroute exited"
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError("pyroute did not listen")
+
+
+def route(name, host, svc="svc"):
+    return ("---\napiVersion: traefik.io/v1alpha1\nkind: IngressRoute\n"
+            "metadata: {name: %s, namespace: default}\nspec:\n  entryPoints: [web]\n"
+            "  routes:\n    - match: Host(`%s`)\n      kind: Rule\n"
+            "      services: [{name: %s, port: 80}]\n" % (name, host, svc))
+
+
+def replace(path, text):
+    tmp = path.parent / (".%s.tmp" % path.name)
+    tmp.write_text(text)
+    os.rename(tmp, path)
+
+
+def procs(master_pid):
+    """{pid: (comm, cmdline)} of the master's children."""
+    out = {}
+    for pid in subprocess.run(["pgrep", "-P", str(master_pid)], capture_output=True,
+                              text=True).stdout.split():
+        try:
+            with open("/proc/%s/comm" % pid) as f:
+                comm = f.read().strip()
+            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                cmdline = f.read().replace(b"\0", b" ").decode().strip()
+        except OSError:
+            continue
+        out[int(pid)] = (comm, cmdline)
+    return out
+
+
+def workers(master_pid):
+    return sorted(p for p, (comm, _) in procs(master_pid).items() if comm.startswith("pyroute-wrk"))
+
+
+def test_unparsable_file_keeps_the_previous_configuration_and_errors_are_logged(tmp_path):
+    be = Backend("a")
+    proxy = Pyroute(tmp_path, manifests(be.port, 1), workers=1)
+    other = proxy.mdir / "other.yaml"
+    other.write_text(route("other", "b.test"))
+    try:
+        proxy.start()
+        wait_version(proxy.port, 1)
+        assert get(proxy.port, "/", "b.test")[0] == 200
+        # one bad indentation: the file stops parsing
+        mark = len(proxy.output())
+        replace(other, route("other", "b.test").replace("  entryPoints", " entryPoints"))
+        wait_log(proxy, "configuration reload refused; keeping the previous one", after=mark)
+        out = proxy.output()[mark:]
+        assert "%s:7: invalid YAML:" % other in out, out
+        for _ in range(5):
+            assert get(proxy.port, "/", "b.test")[0] == 200      # its routers stay
+            assert get(proxy.port, "/", "a.test")[0] == 200
+        # as Traefik's file provider: while one file is broken, no reload is applied
+        mark = len(proxy.output())
+        replace(proxy.mdir / "config.yaml", manifests(be.port, 2))
+        wait_log(proxy, "configuration reload refused", after=mark)
+        assert get(proxy.port, "/", "a.test")[1]["x-version"] == "1"
+        # fixed: applied; a reload's errors are logged each, as `pyroute check` prints them
+        mark = len(proxy.output())
+        replace(other, route("other", "b.test") + route("broken", "c.test", svc="nosuch"))
+        wait_log(proxy, "configuration reloaded", after=mark)
+        wait_version(proxy.port, 2)
+        out = proxy.output()[mark:]
+        assert "%s:" % other in out and "IngressRoute default/broken" in out, out
+        assert "nosuch" in out
+    finally:
+        proxy.stop()
+        be.close()
+
+
+def test_slow_in_place_writer_is_read_once_closed_with_requests_flowing(tmp_path):
+    be = Backend("a")
+    proxy = Pyroute(tmp_path, manifests(be.port, 0), workers=2)
+    try:
+        proxy.start()
+        wait_version(proxy.port, 0)
+        load = Load(proxy.port)
+        path = proxy.mdir / "config.yaml"
+        for v in (1, 2, 3):
+            text = manifests(be.port, v)
+            with open(path, "w") as f:            # truncates: the file is empty now
+                for i in range(0, len(text), 300):
+                    f.write(text[i:i + 300])
+                    f.flush()
+                    time.sleep(0.4)               # longer than the settle time
+            wait_version(proxy.port, v)
+        time.sleep(0.3)
+        load.stop()
+        assert load.failures == [], load.failures[:5]
+        assert load.ok > 50
+    finally:
+        proxy.stop()
+        be.close()
+
+
+def test_atomic_rename_configmap_swap_and_new_file_are_reloaded(tmp_path):
+    be = Backend("a")
+    port = free_port()
+    static = tmp_path / "static.yaml"
+    static.write_text(static_yaml(port))
+    cm = tmp_path / "cm"          # laid out as the kubelet lays out a ConfigMap volume
+    cm.mkdir()
+
+    def publish(version, stamp):
+        d = cm / ("..2026_12_02_%02d" % stamp)
+        d.mkdir()
+        (d / "config.yaml").write_text(manifests(be.port, version))
+        time.sleep(0.5)                          # longer than the settle time
+        tmp = cm / "..data_tmp"
+        os.symlink(d.name, tmp)
+        os.rename(tmp, cm / "..data")            # the atomic swap
+
+    publish(1, 1)
+    os.symlink("..data/config.yaml", cm / "config.yaml")
+    log = open(tmp_path / "log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "pyroute", "run", "-c", str(static),
+                             str(cm), "-w", "1"], stdout=log, stderr=subprocess.STDOUT,
+                            cwd=str(REPO))
+    try:
+        wait_listening(port, proc)
+        wait_version(port, 1)
+        publish(2, 2)                                 # ConfigMap update
+        wait_version(port, 2)
+        tmp = cm / ".edit.tmp"                       # an editor's atomic write
+        tmp.write_text(manifests(be.port, 3))
+        os.remove(cm / "config.yaml")
+        os.rename(tmp, cm / "config.yaml")
+        wait_version(port, 3)
+        assert get(port, "/", "new.test")[0] == 404
+        (cm / "new.yaml").write_text(route("new", "new.test"))   # a new file
+        end = time.time() + 10
+        while get(port, "/", "new.test")[0] != 200:
+            assert time.time() < end, (tmp_path / "log").read_text()
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(15)
+        log.close()
+        be.close()
+
+
+def test_missing_path_is_an_error_at_start_and_a_warning_on_reload(tmp_path):
+    port = free_port()
+    static = tmp_path / "static.yaml"
+    static.write_text(static_yaml(port))
+    out = subprocess.run([sys.executable, "-m", "pyroute", "run", "-c", str(static),
+                          str(tmp_path / "nonexist"), "-w", "1"], capture_output=True,
+                         text=True, timeout=60, cwd=str(REPO))
+    assert out.returncode != 0
+    assert "no such file or directory: %s" % (tmp_path / "nonexist") in out.stderr
+    be = Backend("a")
+    proxy = Pyroute(tmp_path, manifests(be.port, 1), workers=1)
+    extra = tmp_path / "extra.yaml"
+    extra.write_text(route("extra", "b.test"))
+    proxy.start = lambda wait=True: _start_with(proxy, extra)
+    try:
+        proxy.start()
+        wait_version(proxy.port, 1)
+        assert get(proxy.port, "/", "b.test")[0] == 200
+        os.remove(extra)
+        mark = len(proxy.output())
+        proxy.signal(signal.SIGHUP)
+        wait_log(proxy, "configuration reload refused", after=mark)
+        out = proxy.output()[mark:]
+        assert "level=warn" in out and "%s: no such file or directory" % extra in out, out
+        assert get(proxy.port, "/", "b.test")[0] == 200
+    finally:
+        proxy.stop()
+        be.close()
+
+
+def _start_with(proxy, extra):
+    proxy.logf = open(proxy.log, "wb")
+    proxy.proc = subprocess.Popen(
+        [sys.executable, "-m", "pyroute", "run", "-c", str(proxy.static), str(proxy.mdir),
+         str(extra), "-w", "1"], stdout=proxy.logf, stderr=subprocess.STDOUT, cwd=str(REPO))
+    proxy.wait_ready()
+    return proxy
+
+
+def test_processes_are_named(tmp_path):
+    be = Backend("a")
+    proxy = Pyroute(tmp_path, manifests(be.port, 1), workers=2)
+    try:
+        proxy.start()
+        end = time.time() + 10
+        while len(workers(proxy.proc.pid)) < 2 and time.time() < end:
+            time.sleep(0.05)
+        with open("/proc/%d/cmdline" % proxy.proc.pid, "rb") as f:
+            assert f.read().rstrip(b"\0") == b"pyroute: master"
+        with open("/proc/%d/comm" % proxy.proc.pid) as f:
+            assert f.read().strip() == "pyroute-master"
+        names = sorted(procs(proxy.proc.pid).values())
+        assert names == [("pyroute-wrk0", "pyroute: worker 0"),
+                         ("pyroute-wrk1", "pyroute: worker 1")], names
+    finally:
+        proxy.stop()
+        be.close()
+
+
+def test_bare_demo_backend_is_named():
+    port_free = subprocess.run(["ss", "-ltn", "sport = :8000"], capture_output=True, text=True)
+    if ":8000" in port_free.stdout:
+        pytest.skip("port 8000 is taken")
+    proc = subprocess.Popen([sys.executable, "-m", "pyroute", "run", "-w", "1"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=str(REPO))
+    try:
+        end = time.time() + 30
+        names = {}
+        while time.time() < end:
+            names = {comm: cmd for comm, cmd in procs(proc.pid).values()}
+            if "pyroute-demo" in names and "pyroute-wrk0" in names:
+                break
+            if proc.poll() is not None:
+                pytest.skip("the demo's fixed ports are taken (another test runs the demo)")
+            time.sleep(0.1)
+        assert names.get("pyroute-demo") == "pyroute: demo backend", names
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(15)
+
+
+BIG_ROUTE = """\
+---
+apiVersion: traefik.io/v1alpha1
+kind: IngressRoute
+metadata: {name: app-%d, namespace: default}
+spec:
+  entryPoints: [web]
+  routes:
+    - match: Host(`app-%d.example.com`) && PathPrefix(`/api`)
+      kind: Rule
+      services: [{name: svc, port: 80}]
+"""
+
+
+def test_killed_worker_is_restarted_within_a_second_during_a_slow_reload(tmp_path):
+    be = Backend("a")
+    proxy = Pyroute(tmp_path, manifests(be.port, 1), workers=2)
+    try:
+        proxy.start()
+        wait_version(proxy.port, 1)
+        end = time.time() + 10
+        while len(workers(proxy.proc.pid)) < 2 and time.time() < end:
+            time.sleep(0.05)
+        before = workers(proxy.proc.pid)
+        assert len(before) == 2
+        # a big configuration: its load takes seconds
+        big = proxy.mdir / "big.yaml"
+        tmp = proxy.mdir / ".big.tmp"
+        tmp.write_text("".join(BIG_ROUTE % (i, i) for i in range(8000)))
+        os.rename(tmp, big)
+        time.sleep(0.5)                       # settle time passed: the loader runs
+        mark = len(proxy.output())
+        os.kill(before[0], signal.SIGKILL)
+        killed = time.monotonic()
+        while True:
+            now = workers(proxy.proc.pid)
+            if len(now) == 2 and before[0] not in now:
+                break
+            assert time.monotonic() - killed < 1.0, "worker not restarted within 1 s"
+            time.sleep(0.01)
+        restarted = time.monotonic() - killed
+        # the restart happened while the reload was still loading
+        assert "configuration reloaded" not in proxy.output()[mark:], restarted
+        assert get(proxy.port, "/", "a.test")[0] == 200
+        wait_log(proxy, "configuration reloaded", timeout=120, after=mark)
+        assert get(proxy.port, "/api", "app-7999.example.com")[0] == 200
+    finally:
+        proxy.stop()
+        be.close()
