@@ -246,7 +246,8 @@ class Master:
     # Loading and compile-checking a big configuration takes seconds (a 50 MB manifest: tens of
     # seconds); the master's loop must keep reaping and restarting workers, probing health and
     # answering signals meanwhile. A reload is loaded in a child process forked for it (the
-    # process image has no other thread, so fork is safe), which writes the pickled result on a
+    # only other threads are the API's, which hold no lock a child uses: fork is safe), which
+    # writes the pickled result on a
     # pipe and exits; the loop reads the pipe between its other events. Reloads asked for while
     # one loads are coalesced into one more after it.
 
