@@ -233,7 +233,15 @@ def test_api_follows_reloads_and_reports_refused_ones(tmp_path):
             time.sleep(0.1)
         rel = get_json(proxy, "/api/pyroute/reload")
         assert "bogusKey" in rel["error"] and rel["generation"] == 2
+        assert isinstance(rel["refusedProblems"], list)
         assert len(get_json(proxy, "/api/http/routers")) == len(after)
+        # fixed again: applied, and the generation counts applied configurations only
+        proxy.static.write_text(good)
+        end = time.time() + 15
+        while not get_json(proxy, "/api/pyroute/reload")["ok"]:
+            assert time.time() < end, proxy.output()
+            time.sleep(0.1)
+        assert get_json(proxy, "/api/pyroute/generation")["generation"] == 3
     finally:
         proxy.stop()
 

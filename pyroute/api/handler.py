@@ -161,6 +161,7 @@ class Api:
         self.base = base
         self._lock = threading.Lock()
         self._seq = self._model_seq = self._result_seq = 0
+        self._applied = 0         # reloads applied (generation = 1 + this)
 
     # -- updates from the master (its thread) -------------------------------------------
     # Each event gets a sequence number from the master's thread; a configuration the API
@@ -168,18 +169,21 @@ class Api:
     # was meanwhile, so the API never goes back to an older configuration or result.
     def reloaded(self, config, trigger):
         self._seq += 1
-        self._install(self._seq, Model(config, self._seq + 1), trigger)
+        self._applied += 1
+        self._install(self._seq, Model(config, self._applied + 1), trigger)
 
     def reloaded_payload(self, payload, trigger):
         """The master keeps only a small view of a reloaded configuration (it never
         unpickles it): the API does, off the master's thread."""
         self._seq += 1
-        threading.Thread(target=self._build, args=(self._seq, payload, trigger),
+        self._applied += 1
+        threading.Thread(target=self._build, args=(self._seq, self._applied + 1, payload,
+                                                   trigger),
                          name="pyroute-api-load", daemon=True).start()
 
-    def _build(self, seq, payload, trigger):
+    def _build(self, seq, generation, payload, trigger):
         try:
-            model = Model(pickle.loads(payload), seq + 1)
+            model = Model(pickle.loads(payload), generation)
         except Exception as e:   # the workers have it; only the API cannot show it
             self._result(seq, {"ok": True, "trigger": trigger, "time": _now(),
                                "generation": self.model.generation,
