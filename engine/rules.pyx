@@ -1821,7 +1821,8 @@ cdef class RouteTable:
             priority = int(priority or 0)
             if priority == 0:
                 priority = rule.priority   # Traefik: priority 0 means "use the default"
-            if priority > MAX_USER_PRIORITY:
+            if priority > MAX_USER_PRIORITY and not str(name).endswith("@internal"):
+                # (Traefik's internal routers, e.g. entry point redirections, sit above)
                 raise ValueError("router %s: the router priority %d exceeds the max "
                                  "user-defined priority %d" % (name, priority, MAX_USER_PRIORITY))
             self.names.append(name)

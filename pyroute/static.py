@@ -1,45 +1,32 @@
-"""The static configuration: entry points, the manifests provider, logs — in Traefik's shape.
+"""The static configuration, read exactly as Traefik v3 reads its own.
 
-``load_static(path)`` reads a YAML file shaped like Traefik's static configuration (the subset
-pyroute implements) and returns an immutable :class:`StaticConfig`; ``load_static(None)`` returns
-the defaults. Any key pyroute does not know is a :class:`ConfigError` naming the key, so a typo
-never silently falls back to a default.
+Three sources, as Traefik (``pkg/cli`` loaders, paerser): a configuration file (YAML or TOML:
+``-c FILE`` / ``--configFile=FILE``, else Traefik's default locations
+``/etc/traefik/traefik.{toml,yaml,yml}``, ``$XDG_CONFIG_HOME/traefik.*``,
+``$HOME/.config/traefik.*``, ``./traefik.*``), else command-line flags
+(``--entryPoints.web.address=:8000/tcp``, ``--providers.kubernetescrd``, ...), else
+``TRAEFIK_*`` environment variables (``TRAEFIK_ENTRYPOINTS_WEB_ADDRESS=:8000``). Only one source
+is read: the first present wins, the others are ignored (pyroute says so in a warning).
+Key names are case-insensitive in every form, as paerser matches them.
 
-Defaults (``load_static(None)``): one entry point ``web`` on ``127.0.0.1:8000`` — loopback and an
-unprivileged port, so a bare ``pyroute run`` exposes nothing to the network; write
+Every key of Traefik v3.7's static configuration is known (:data:`STATIC_KEYS`, built from
+``pyroute/static_keys.py``): a key pyroute implements behaves as Traefik's; a valid key it does
+not implement gives one warning (``StaticConfig.warnings``, printed by ``pyroute check`` and at
+start) and never stops pyroute; a key Traefik does not know, or a value of the wrong type, is a
+:class:`ConfigError` naming the file, line and key, with the closest valid key suggested.
+
+Defaults (``load_static(None)``, or a configuration without ``entryPoints``): one entry point
+``web`` on ``127.0.0.1:8000`` — loopback and an unprivileged port, so a bare ``pyroute run``
+exposes nothing to the network (Traefik would create ``http`` on ``:80``); write
 ``address: ":8000"`` to listen on every interface. Traefik's own defaults are kept for everything
 else (readTimeout 60s, writeTimeout 0, idleTimeout 180s, graceTimeOut 10s, sanitizePath true,
-maxHeaderBytes 1 MiB).
+maxHeaderBytes 1 MiB, redirections scheme https / permanent / priority MaxInt-1).
 
-Shape::
-
-    entryPoints:
-      web:
-        address: ":8000"                    # [host]:port, optional /tcp
-        asDefault: true
-        transport:
-          respondingTimeouts: {readTimeout: 60s, writeTimeout: 0s, idleTimeout: 180s}
-          lifeCycle: {requestAcceptGraceTimeout: 0s, graceTimeOut: 10s}
-        forwardedHeaders: {trustedIPs: ["10.0.0.0/8"], insecure: false}
-        http:
-          sanitizePath: true
-          encodeQuerySemicolons: false
-          maxHeaderBytes: 1048576
-          encodedCharacters: {allowEncodedSlash: false, ...}  # Traefik >= v3.6.4: see below
-    providers:
-      kubernetesCRD:
-        allowCrossNamespace: false
-        allowExternalNameServices: false
-        allowEmptyServices: false
-        nativeLBByDefault: false
-        namespaces: []
-        labelSelector: ""
-        ingressClass: ""
-        paths: ["manifests/"]               # pyroute: where manifests are read (relative to
-                                            # this file); CLI paths are added to these
-    log: {level: INFO, format: common}
-    accessLog: {filePath: "", format: common}
+pyroute's one extension: ``providers.kubernetesCRD.paths`` (manifest files or folders, relative
+to the configuration file; paths given on the command line are added to them).
 """
+import dataclasses
+import difflib
 import ipaddress
 import os
 import re
@@ -48,11 +35,166 @@ from dataclasses import dataclass, field
 import yaml
 
 from .errors import ConfigError
+from .static_keys import KEY_TYPES as _TRAEFIK_KEY_TYPES
 
 __all__ = ["StaticConfig", "EntryPoint", "ProvidersCRD", "Log", "AccessLog", "Api", "load_static",
-           "parse_duration", "DEFAULT_MAX_HEADER_BYTES"]
+           "static_from_mapping", "parse_duration", "parse_flags", "DEFAULT_MAX_HEADER_BYTES",
+           "STATIC_KEYS", "KEY_TYPES", "TOP_LEVEL_KEYS", "is_traefik_flag"]
 
 DEFAULT_MAX_HEADER_BYTES = 1 << 20  # Traefik: http.DefaultMaxHeaderBytes (1 MiB)
+MAX_INT = (1 << 63) - 1             # Go's math.MaxInt on 64-bit
+
+# ---------------------------------------------------------------------------------------------
+# The key tree: every key, its type (static_keys.py, generated from Traefik's reference) and
+# what pyroute does with it. This is the one place that says so; docs/compatibility.md is
+# generated from STATIC_KEYS.
+
+KEY_TYPES = dict(_TRAEFIK_KEY_TYPES)
+KEY_TYPES["providers.kubernetesCRD.paths"] = "list"     # pyroute extension
+
+_EP = "entryPoints.<name>."
+_CRD = "providers.kubernetesCRD."
+_PYROUTE_ONLY = {"providers.kubernetesCRD.paths"}
+
+# key -> note, for the keys pyroute implements as Traefik does
+_SUPPORTED = {
+    "entryPoints.<name>": "",
+    _EP + "address": "TCP only: an address ending in /udp is reported and not served",
+    _EP + "asDefault": "",
+    _EP + "transport.respondingTimeouts.readTimeout": "",
+    _EP + "transport.respondingTimeouts.writeTimeout": "",
+    _EP + "transport.respondingTimeouts.idleTimeout": "",
+    _EP + "transport.lifeCycle.requestAcceptGraceTimeout": "",
+    _EP + "transport.lifeCycle.graceTimeOut": "",
+    _EP + "transport.keepAliveMaxRequests": "",
+    _EP + "transport.keepAliveMaxTime": "",
+    _EP + "proxyProtocol": "",
+    _EP + "proxyProtocol.insecure": "",
+    _EP + "proxyProtocol.trustedIPs": "",
+    _EP + "forwardedHeaders.trustedIPs": "",
+    _EP + "forwardedHeaders.insecure": "",
+    _EP + "http.redirections.entryPoint.to": "",
+    _EP + "http.redirections.entryPoint.scheme": "",
+    _EP + "http.redirections.entryPoint.permanent": "",
+    _EP + "http.redirections.entryPoint.priority": "",
+    _EP + "http.middlewares": "",
+    _EP + "http.tls": "",
+    _EP + "http.tls.options": "",
+    _EP + "http.tls.certResolver": "copied to the routers; pyroute has no ACME resolver, such "
+                                   "routers are reported and served the store's certificate",
+    _EP + "http.tls.domains": "copied to the routers (see certResolver)",
+    _EP + "http.tls.domains[n].main": "",
+    _EP + "http.tls.domains[n].sans": "",
+    _EP + "http.encodedCharacters.allowEncodedSlash": "",
+    _EP + "http.encodedCharacters.allowEncodedBackSlash": "",
+    _EP + "http.encodedCharacters.allowEncodedNullCharacter": "",
+    _EP + "http.encodedCharacters.allowEncodedSemicolon": "",
+    _EP + "http.encodedCharacters.allowEncodedPercent": "",
+    _EP + "http.encodedCharacters.allowEncodedQuestionMark": "",
+    _EP + "http.encodedCharacters.allowEncodedHash": "",
+    _EP + "http.encodeQuerySemicolons": "",
+    _EP + "http.sanitizePath": "",
+    _EP + "http.maxHeaderBytes": "",
+    "providers.kubernetesCRD": "manifests are read from files (providers.kubernetesCRD.paths "
+                               "and the command line), not from a cluster",
+    _CRD + "namespaces": "",
+    _CRD + "labelSelector": "",
+    _CRD + "ingressClass": "",
+    _CRD + "allowCrossNamespace": "",
+    _CRD + "allowExternalNameServices": "",
+    _CRD + "allowEmptyServices": "",
+    _CRD + "nativeLBByDefault": "",
+    _CRD + "disableClusterScopeResources": "",
+    _CRD + "crossProviderNamespaces": "",
+    _CRD + "paths": "pyroute extension: manifest files or folders, relative to the file",
+    "log.level": "",
+    "core.defaultRuleSyntax": "v2 is deprecated (Traefik warns too)",
+    "serversTransport.insecureSkipVerify": "",
+    "serversTransport.rootCAs": "",
+    "serversTransport.maxIdleConnsPerHost": "",
+    "serversTransport.forwardingTimeouts.dialTimeout": "",
+    "serversTransport.forwardingTimeouts.responseHeaderTimeout": "",
+    "serversTransport.forwardingTimeouts.idleConnTimeout": "",
+    "api": "served by the master (docs/api.md)",
+    "api.insecure": "the entry point traefik is the master's, not the workers'",
+    "api.dashboard": "pyroute's own dashboard, not Traefik's web UI",
+    "api.basePath": "",
+    "api.disableDashboardAd": "",
+    "api.dashboardName": "",
+}
+
+# longest matching prefix -> why pyroute ignores the keys under it
+_IGNORED_NOTES = [
+    ("global", "pyroute sends no version check or usage data"),
+    ("serversTransport.spiffe", "pyroute has no SPIFFE support"),
+    ("tcpServersTransport", "pyroute has no TCP routing"),
+    ("entryPoints.<name>.allowACMEByPass", "pyroute has no ACME"),
+    ("entryPoints.<name>.reusePort", "pyroute always binds with SO_REUSEPORT"),
+    ("entryPoints.<name>.forwardedHeaders", "not implemented"),
+    ("entryPoints.<name>.http.underscoreHeadersStrategy", "not implemented: headers with "
+                                                          "underscores are kept"),
+    ("entryPoints.<name>.http2", "pyroute serves HTTP/1.1 only"),
+    ("entryPoints.<name>.http3", "pyroute serves HTTP/1.1 only"),
+    ("entryPoints.<name>.udp", "pyroute has no UDP routing"),
+    ("entryPoints.<name>.observability", "pyroute has no access log, metrics or tracing"),
+    ("providers", "pyroute reads Kubernetes CRD manifests from files only"),
+    ("providers.kubernetesCRD", "meaningless for manifests read from files"),
+    ("providers.kubernetesCRD.throttleDuration", "not implemented: file changes are coalesced "
+                                                 "with pyroute's own 0.2 s settle time"),
+    ("api.debug", "pyroute has no debug endpoints (/debug/vars, pprof)"),
+    ("ping", "pyroute has no ping endpoint"),
+    ("metrics", "pyroute has no metrics"),
+    ("log", "pyroute logs to stderr in its own format"),
+    ("accessLog", "pyroute has no access log"),
+    ("tracing", "pyroute has no tracing"),
+    ("hostResolver", "not implemented"),
+    ("certificatesResolvers", "pyroute has no ACME or Tailscale resolver"),
+    ("experimental", "pyroute has no plugins or experimental features"),
+    ("spiffe", "pyroute has no SPIFFE support"),
+    ("ocsp", "pyroute does no OCSP stapling"),
+]
+
+
+def _pattern_matches(prefix, key):
+    return key == prefix or key.startswith(prefix + ".") or key.startswith(prefix + "[")
+
+
+def _build_keys():
+    keys = {}
+    supported_sections = set()
+    for k in _SUPPORTED:
+        parts = k.split(".")
+        for i in range(1, len(parts)):
+            supported_sections.add(".".join(parts[:i]))
+    for key in sorted(KEY_TYPES):
+        if key in _SUPPORTED:
+            keys[key] = ("supported", _SUPPORTED[key])
+        elif key in supported_sections:
+            keys[key] = ("supported", "")
+        else:
+            note = ""
+            best = -1
+            for prefix, text in _IGNORED_NOTES:
+                if _pattern_matches(prefix, key) and len(prefix) > best:
+                    note, best = text, len(prefix)
+            keys[key] = ("ignored", note)
+    return keys
+
+
+#: dotted key (map keys as ``<name>``, list items as ``[n]``) -> (status, note);
+#: status "supported" | "ignored" | "refused".
+STATIC_KEYS = _build_keys()
+TOP_LEVEL_KEYS = sorted({k.split(".")[0] for k in KEY_TYPES})
+
+# parent key -> {lower-case child name: canonical child key segment}; "" is the root
+_CHILDREN = {}
+for _k in KEY_TYPES:
+    _parent, _, _leaf = _k.rpartition(".")
+    _CHILDREN.setdefault(_parent, {})[_leaf.lower()] = _leaf
+# a key is "quiet" under a warning given for an ignored ancestor: one warning per subtree
+_SUBTREE_IGNORED = {k: all(STATIC_KEYS[d][0] == "ignored" for d in STATIC_KEYS
+                           if _pattern_matches(k, d))
+                    for k in STATIC_KEYS}
 
 
 # Traefik mapDeniedCharacters: option -> the escapes it allows.
@@ -96,6 +238,20 @@ class EntryPoint:
     # v3.6.4 (CVE-2025-66490) encoded '/', '\\', NUL, ';', '?' and '#' are refused unless allowed;
     # '%25' stays allowed.
     denied_encoded_characters: frozenset = DEFAULT_DENIED_ENCODED
+    # proxyProtocol: None (off) or {"trusted_ips": [CIDR...], "insecure": bool}
+    proxy_protocol: object = None
+    # http.redirections.entryPoint: None or {"to", "scheme", "permanent", "priority", "port"}
+    # ("port": the port the redirect names, from ":443" or the target entry point's address)
+    redirections: object = None
+    # http.middlewares: qualified middleware names put before every router's own
+    middlewares: tuple = ()
+    # http.tls: None or the router tls section it gives routers without one
+    # ({"options": ..., "certResolver": ..., "domains": [...]}, empty fields left out)
+    tls: object = None
+    # Traefik builds an entry point "model" (internal provider, entryPointModels) when http
+    # has middlewares, tls or encodedCharacters, or observability is set: routers on several
+    # entry points are then split per entry point (``<ep>-<router>``)
+    has_model: bool = False
 
     @property
     def address(self):
@@ -109,10 +265,15 @@ class ProvidersCRD:
     allow_external_name_services: bool = False
     allow_empty_services: bool = False
     native_lb_by_default: bool = False
+    disable_cluster_scope_resources: bool = False
     namespaces: tuple = ()           # empty = all namespaces
     label_selector: str = ""
     ingress_class: str = ""
     paths: tuple = ()                # absolute paths of manifest files/folders
+    throttle_duration: float = 0.0   # seconds; Traefik's default 0 (no throttling)
+    # Traefik crossProviderNamespaces: None (unset) = every namespace may name ``x@provider``
+    # objects; a tuple = only those namespaces (an empty tuple: none)
+    cross_provider_namespaces: object = None
 
 
 @dataclass(frozen=True)
@@ -154,9 +315,14 @@ class StaticConfig:
     log: Log = Log()
     access_log: AccessLog = AccessLog()
     source: str = ""                                   # file read, "" for defaults
+    origin: str = "default"                            # "file" | "flags" | "env" | "default"
+    warnings: tuple = ()                               # ConfigError(severity="warning")
+    # serversTransport: the transport of services that name none, as Traefik's internal
+    # provider writes it (``default@internal``, dynamic ServersTransport shape), or None
+    servers_transport: object = None
+    # core.defaultRuleSyntax: "" without a core section, else "v3" (the default) or "v2"
+    default_rule_syntax: str = ""
     api: object = None                                 # Api, or None without ``api``
-    warnings: tuple = ()                               # ConfigError (severity "warning"):
-                                                       # read but not done as Traefik does
 
     def default_entry_points(self):
         """Names of the entry points a router without ``entryPoints`` attaches to.
@@ -174,7 +340,7 @@ _UNITS = {"ns": 1e-9, "us": 1e-6, "\u00b5s": 1e-6, "\u03bcs": 1e-6, "ms": 1e-3, 
 _DURATION = re.compile(r"([0-9]*(?:\.[0-9]*)?)(ns|us|\u00b5s|\u03bcs|ms|s|m|h)")
 
 
-def parse_duration(value):
+def parse_duration(value, allow_negative=False):
     """Seconds (float) from a Traefik duration: an int/float (seconds) or Go's "1m30s" form.
 
     Raises ValueError with a message on anything else.
@@ -182,14 +348,14 @@ def parse_duration(value):
     if isinstance(value, bool):
         raise ValueError("expected a duration, got a boolean")
     if isinstance(value, (int, float)):
-        if value < 0:
+        if value < 0 and not allow_negative:
             raise ValueError("duration must not be negative")
         return float(value)
     if not isinstance(value, str):
         raise ValueError("expected a duration such as \"60s\"")
     text = value.strip()
-    if re.fullmatch(r"[0-9]+", text):   # paerser: a bare number is seconds
-        return float(text)
+    if re.fullmatch(r"-?[0-9]+", text):   # paerser: a bare number is seconds
+        return parse_duration(int(text), allow_negative)
     if text in ("0", ""):
         return 0.0
     sign = 1.0
@@ -204,272 +370,862 @@ def parse_duration(value):
         total += float(m.group(1)) * _UNITS[m.group(2)]
         pos = m.end()
     if sign < 0 and total:
-        raise ValueError("duration must not be negative")
+        if not allow_negative:
+            raise ValueError("duration must not be negative")
+        return -total
     return total
 
 
-class _Reader:
-    """Walks a mapping, refusing unknown keys and wrong types with ConfigError."""
+# ---------------------------------------------------------------------------------------------
+# Sources -> one raw tree (nested dicts / lists / scalars) plus where each key was written.
 
-    def __init__(self, source):
-        self.source = source
+class _Source:
+    """Where a raw tree came from: names the file, line and key spelling in messages."""
 
-    def error(self, field, message):
-        return ConfigError(message, file=self.source or None, field=field)
+    def __init__(self, origin, name, lines=None, spelling=None):
+        self.origin = origin            # "file" | "flags" | "env" | "mapping"
+        self.name = name                # the file path, "command line", "environment"
+        self.lines = lines or {}        # lower-case path tuple -> line number
+        self.spelling = spelling or {}  # lower-case path tuple -> flag / variable as written
 
-    def mapping(self, value, field, allowed):
-        if value is None:
+    def line(self, path):
+        path = tuple(p.lower() if isinstance(p, str) else p for p in path)
+        while path:
+            if path in self.lines:
+                return self.lines[path]
+            path = path[:-1]
+        return None
+
+    def error(self, path, message, severity="error"):
+        dotted = _dotted(path)
+        low = tuple(p.lower() if isinstance(p, str) else p for p in path)
+        written = self.spelling.get(low)
+        if written is None:      # a section: name the first flag / variable under it
+            written = next((w for p, w in self.spelling.items() if p[:len(low)] == low), None)
+        if written:
+            message = "%s (%s)" % (message, written)
+        return ConfigError(message, file=self.name or None, line=self.line(path),
+                           field=dotted or None, severity=severity)
+
+
+def _dotted(path):
+    out = ""
+    for p in path:
+        if isinstance(p, int):
+            out += "[%d]" % p
+        else:
+            out += ("." if out else "") + p
+    return out
+
+
+def _yaml_tree(text, path_name):
+    """YAML -> (tree, lines): the plain data and the line of every mapping key."""
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    try:
+        node = yaml.compose(text, Loader=loader)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        raise ConfigError("invalid YAML: %s" % getattr(e, "problem", e), file=path_name,
+                          line=mark.line + 1 if mark else None) from None
+    lines = {}
+    constructor = loader("")
+
+    def build(n, path):
+        if isinstance(n, yaml.MappingNode):
+            out = {}
+            for k, v in n.value:
+                key = constructor.construct_object(k, deep=True)
+                if not isinstance(key, str):
+                    key = str(key)
+                p = path + (key.lower(),)
+                lines.setdefault(p, k.start_mark.line + 1)
+                out[key] = build(v, p)
+            return out
+        if isinstance(n, yaml.SequenceNode):
+            items = []
+            for i, v in enumerate(n.value):
+                lines.setdefault(path + (i,), v.start_mark.line + 1)
+                items.append(build(v, path + (i,)))
+            return items
+        return constructor.construct_object(n, deep=True)
+
+    try:
+        tree = build(node, ()) if node is not None else None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        raise ConfigError("invalid YAML: %s" % getattr(e, "problem", e), file=path_name,
+                          line=mark.line + 1 if mark else None) from None
+    return tree, lines
+
+
+def _toml_module():
+    try:
+        import tomllib
+    except ImportError:          # Python < 3.11
+        import tomli as tomllib  # a dependency there
+    return tomllib
+
+
+_TOML_KEY = re.compile(r'\s*("(?:[^"\\]|\\.)*"|\'[^\']*\'|[A-Za-z0-9_.\s"\'-]+?)\s*=')
+
+
+def _toml_split(text):
+    parts = []
+    for m in re.finditer(r'"((?:[^"\\]|\\.)*)"|\'([^\']*)\'|([A-Za-z0-9_-]+)', text):
+        parts.append(next(g for g in m.groups() if g is not None))
+    return parts
+
+
+def _toml_tree(text, path_name):
+    tomllib = _toml_module()
+    try:
+        tree = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        m = re.search(r"line (\d+)", str(e))
+        raise ConfigError("invalid TOML: %s" % e, file=path_name,
+                          line=int(m.group(1)) if m else None) from None
+    # tomllib keeps no positions: find each key's line with a light scan of the text
+    lines = {}
+    table = ()
+    counters = {}
+    for no, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("[["):
+            keys = tuple(k.lower() for k in _toml_split(line[2:line.find("]]")]))
+            idx = counters.get(keys, -1) + 1
+            counters[keys] = idx
+            table = keys + (idx,)
+            for i in range(1, len(keys) + 1):
+                lines.setdefault(keys[:i], no)
+            lines.setdefault(table, no)
+            continue
+        if line.startswith("["):
+            keys = tuple(k.lower() for k in _toml_split(line[1:line.find("]")]))
+            table = keys
+            for i in range(1, len(keys) + 1):
+                lines.setdefault(keys[:i], no)
+            continue
+        m = _TOML_KEY.match(line)
+        if m:
+            keys = tuple(k.lower() for k in _toml_split(m.group(1)))
+            for i in range(1, len(keys) + 1):
+                lines.setdefault(table + keys[:i], no)
+    return tree, lines
+
+
+def _read_file(path):
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise ConfigError("cannot read static configuration: %s" % e.strerror, file=path) from None
+    text = data.decode("utf-8", "replace")
+    if path.lower().endswith(".toml"):
+        tree, lines = _toml_tree(text, path)
+    else:
+        tree, lines = _yaml_tree(text, path)
+    return tree, _Source("file", path, lines)
+
+
+def _key_type(segments):
+    """The schema key and type for a path of given names (case-insensitive), or (None, None)."""
+    key = ""
+    for seg in segments:
+        kids = _CHILDREN.get(key, {})
+        if isinstance(seg, int):
+            if KEY_TYPES.get(key) != "sections":
+                return None, None
+            key += "[n]"
+            continue
+        low = seg.lower()
+        name = kids.get(low)
+        if name is None and "<name>" in kids:
+            name = "<name>"
+        if name is None:
+            if KEY_TYPES.get(key) == "any":
+                return key, "any"
+            return None, None
+        key = key + "." + name if key else name
+    return key, ("section" if key.endswith("[n]") else KEY_TYPES.get(key))
+
+
+_INDEXED = re.compile(r"^(.*?)\[(\d+)\]$")
+
+
+def _flat_segments(name):
+    segs = []
+    for part in name.split("."):
+        m = _INDEXED.match(part)
+        if m:
+            segs.append(m.group(1))
+            segs.append(int(m.group(2)))
+        else:
+            segs.append(part)
+    return segs
+
+
+def is_traefik_flag(arg):
+    """True for a command-line argument naming a Traefik static configuration key
+    (``--entryPoints.web.address=:80``, ``--providers.kubernetescrd``, ``--configFile=x``)."""
+    if not arg.startswith("-") or arg in ("-", "--"):
+        return False
+    name = arg.lstrip("-").split("=", 1)[0]
+    top = name.split(".", 1)[0].split("[", 1)[0].lower()
+    return top == "configfile" or top in {t.lower() for t in TOP_LEVEL_KEYS}
+
+
+def parse_flags(args):
+    """Traefik's flag syntax (paerser flag.Parse) -> [(name as written, value)].
+
+    ``--name=value``, ``--name value``, a bare ``--name`` for a boolean or a section (true),
+    ``-name`` with one dash as well; repeated list flags are joined with commas.
+    """
+    out = []
+    index = {}
+    args = list(args)
+    while args:
+        s = args.pop(0)
+        if s == "--":
+            break
+        if len(s) < 2 or s[0] != "-":
+            raise ConfigError("unexpected argument %r among Traefik flags" % s,
+                              file="command line")
+        name = s[2:] if s[1] == "-" else s[1:]
+        if not name or name[0] in "-=":
+            raise ConfigError("bad flag syntax: %s" % s, file="command line")
+        if "=" in name[1:]:
+            name, value = name.split("=", 1)
+        else:
+            _, typ = _key_type(_flat_segments(name))
+            if typ in ("bool", "section"):
+                value = "true"
+            elif args:
+                value = args.pop(0)
+            else:
+                raise ConfigError("flag needs an argument: %s" % s, file="command line")
+        low = name.lower()
+        _, typ = _key_type(_flat_segments(name))
+        if low in index and typ and typ.startswith("list"):
+            i = index[low]
+            out[i] = (out[i][0], out[i][1] + "," + value)
+            continue
+        if low in index:
+            out[index[low]] = (out[index[low]][0], value)
+            continue
+        index[low] = len(out)
+        out.append((name, value))
+    return out
+
+
+def _flat_tree(pairs, origin, name, spelling_of):
+    """[(dotted name, value)] -> (tree, source), building sections as paerser does."""
+    tree = {}
+    spelling = {}
+    for dotted, value in pairs:
+        segs = _flat_segments(dotted)
+        node = tree
+        path = ()
+        for i, seg in enumerate(segs):
+            last = i == len(segs) - 1
+            if isinstance(seg, int):
+                seg_key = seg
+            else:
+                # keys are case-insensitive: reuse the spelling seen first
+                seg_key = next((k for k in node if isinstance(k, str) and k.lower() == seg.lower()),
+                               seg)
+            path += (seg_key.lower() if isinstance(seg_key, str) else seg_key,)
+            if last:
+                if isinstance(node.get(seg_key), dict):
+                    node[seg_key].setdefault("", value)   # "--providers.x" and its children
+                else:
+                    node[seg_key] = value
+                spelling[path] = spelling_of(dotted)
+            else:
+                child = node.get(seg_key)
+                if not isinstance(child, dict):
+                    child = {} if child is None else {"": child}
+                    node[seg_key] = child
+                node = child
+    return tree, _Source(origin, name, spelling=spelling)
+
+
+def _env_pairs(environ):
+    """The TRAEFIK_* variables Traefik's EnvLoader reads (those naming a top-level key)."""
+    prefixes = tuple("TRAEFIK_" + t.upper() for t in TOP_LEVEL_KEYS)
+    pairs = []
+    names = {}
+    for var in sorted(environ):
+        if not var.startswith(prefixes):
+            continue
+        # (a list index is a plain segment, DOMAINS_0_MAIN: read as such where a list is)
+        dotted = var[len("TRAEFIK_"):].lower().replace("_", ".")
+        pairs.append((dotted, environ[var]))
+        names[dotted] = var
+    return pairs, names
+
+
+# ---------------------------------------------------------------------------------------------
+# Raw tree -> canonical tree: keys checked against the schema and spelled as Traefik does,
+# values converted to their type; warnings for what pyroute ignores.
+
+_TRUE = {"1", "t", "T", "TRUE", "true", "True"}
+_FALSE = {"0", "f", "F", "FALSE", "false", "False"}
+
+
+class _Normalizer:
+    def __init__(self, src):
+        self.src = src
+        self.warnings = []
+        self.seen_warnings = set()
+
+    def warn(self, path, key):
+        status, note = STATIC_KEYS[key]
+        message = "pyroute ignores this key" + (" (%s)" % note if note else "")
+        w = self.src.error(path, message, severity="warning")
+        k = (w.field, w.message)
+        if k not in self.seen_warnings:
+            self.seen_warnings.add(k)
+            self.warnings.append(w)
+
+    def unknown(self, parent_key, path, name):
+        kids = _CHILDREN.get(parent_key, {})
+        names = sorted(set(kids.values()) - {"<name>"})
+        close = difflib.get_close_matches(name.lower(), [n.lower() for n in names], n=1,
+                                          cutoff=0.6)
+        if close:
+            hint = "did you mean %r?" % next(n for n in names if n.lower() == close[0])
+        else:
+            hint = "known: %s" % ", ".join(names)
+        return self.src.error(path + (name,), "unknown key %r: Traefik's static configuration "
+                              "has no such key (%s)" % (name, hint))
+
+    def run(self, tree):
+        if tree is None:
             return {}
-        if not isinstance(value, dict):
-            raise self.error(field, "expected a mapping")
-        for key in value:
-            if key not in allowed:
-                raise self.error("%s.%s" % (field, key) if field else str(key),
-                                 "unknown key %r (known: %s)" % (key, ", ".join(sorted(allowed))))
-        return value
+        if not isinstance(tree, dict):
+            raise self.src.error((), "expected a mapping of static configuration keys")
+        return self.section("", (), tree, quiet=False)
 
-    def boolean(self, m, key, field, default):
-        v = m.get(key, default)
-        if not isinstance(v, bool):
-            raise self.error("%s.%s" % (field, key), "expected true or false")
-        return v
+    def section(self, key, path, value, quiet):
+        out = {}
+        for name, v in value.items():
+            if name == "":          # "--providers.kubernetescrd=true" next to its children
+                continue
+            if not isinstance(name, str):
+                name = str(name)
+            kids = _CHILDREN.get(key, {})
+            child = kids.get(name.lower())
+            if child is None and "<name>" in kids:
+                child_key = (key + "." if key else "") + "<name>"
+                canonical = name                   # a map name keeps its spelling
+            elif child is None:
+                raise self.unknown(key, path, name)
+            else:
+                child_key = (key + "." if key else "") + child
+                canonical = child
+            if canonical in out:
+                raise self.src.error(path + (name,), "key given twice (keys are "
+                                     "case-insensitive)")
+            converted = self.value(child_key, path + (canonical,), v, quiet)
+            if converted is not _DISABLED:
+                out[canonical] = converted
+        return out
 
-    def string(self, m, key, field, default):
-        v = m.get(key, default)
-        if not isinstance(v, str):
-            raise self.error("%s.%s" % (field, key), "expected a string")
-        return v
+    def value(self, key, path, v, quiet):
+        typ = KEY_TYPES[key]
+        status = STATIC_KEYS[key][0]
+        if typ == "any":
+            return v
+        if typ == "section":
+            if isinstance(v, dict) and "" in v:
+                flag = v[""]
+                if isinstance(flag, str) and flag not in _TRUE:
+                    return _DISABLED
+            if v is None or v is True or (isinstance(v, str) and v in _TRUE):
+                v = {}
+            elif v is False or (isinstance(v, str) and v in _FALSE) or v == "":
+                return _DISABLED                   # paerser: "false" disables the section
+            if not isinstance(v, dict):
+                raise self.src.error(path, "expected a mapping (or true/false)")
+            if status == "ignored" and not quiet and _SUBTREE_IGNORED.get(key):
+                self.warn(path, key)
+                quiet = True
+            return self.section(key, path, v, quiet)
+        if status == "ignored" and not quiet and _SUBTREE_IGNORED.get(key):
+            self.warn(path, key)
+            quiet = True
+        if typ == "sections":
+            if isinstance(v, dict) and all(isinstance(k, int) or str(k).isdigit() for k in v):
+                v = [v[k] for k in sorted(v, key=int)]
+            if isinstance(v, dict):
+                v = [v]
+            if not isinstance(v, list):
+                raise self.src.error(path, "expected a list of mappings")
+            items = []
+            for i, item in enumerate(v):
+                if not isinstance(item, dict):
+                    raise self.src.error(path + (i,), "expected a mapping")
+                items.append(self.section(key + "[n]", path + (i,), item, quiet))
+            return items
+        if typ == "map":
+            if v is None:
+                return {}
+            if not isinstance(v, dict):
+                raise self.src.error(path, "expected a mapping of names to values")
+            return {str(k): self.scalar("string", path + (str(k),), x) for k, x in v.items()}
+        if typ.startswith("list"):
+            elem = typ.partition(":")[2] or "string"
+            if v is None:
+                return []
+            if isinstance(v, str):
+                v = [s for s in (p.strip() for p in v.split(",")) if s]
+            elif not isinstance(v, list):
+                v = [v]
+            return [self.scalar(elem, path + (i,), x) for i, x in enumerate(v)]
+        return self.scalar(typ, path, v)
 
-    def duration(self, m, key, field, default):
-        if key not in m:
-            return default
-        try:
-            return parse_duration(m[key])
-        except ValueError as e:
-            raise self.error("%s.%s" % (field, key), str(e)) from None
-
-    def strings(self, m, key, field):
-        v = m.get(key, [])
+    def scalar(self, typ, path, v):
+        if isinstance(v, (dict, list)):
+            raise self.src.error(path, "expected a single value, not a %s"
+                                 % ("mapping" if isinstance(v, dict) else "list"))
+        if typ == "bool":
+            if isinstance(v, bool):
+                return v
+            text = str(v) if v is not None else ""
+            if text in _TRUE:
+                return True
+            if text in _FALSE:
+                return False
+            raise self.src.error(path, "expected true or false")
+        if typ == "int":
+            if isinstance(v, int) and not isinstance(v, bool):
+                return v
+            try:
+                return int(str(v).strip(), 0)
+            except ValueError:
+                raise self.src.error(path, "expected an integer") from None
+        if typ == "float":
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                return float(v)
+            try:
+                return float(str(v))
+            except ValueError:
+                raise self.src.error(path, "expected a number") from None
+        if typ == "duration":
+            try:
+                return parse_duration(v if not isinstance(v, str) else v.strip(),
+                                      allow_negative=True)
+            except ValueError as e:
+                raise self.src.error(path, str(e)) from None
         if v is None:
-            return ()
-        if isinstance(v, str):       # Traefik's CLI form: comma-separated
-            v = [s.strip() for s in v.split(",") if s.strip()]
-        if not isinstance(v, list) or not all(isinstance(s, str) for s in v):
-            raise self.error("%s.%s" % (field, key), "expected a list of strings")
-        return tuple(v)
+            return ""
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        return str(v)
 
 
+_DISABLED = object()
 
 
-def _parse_address(r, field, text):
-    if not isinstance(text, str):
-        raise r.error(field, "expected an address such as \":8000\"")
+# ---------------------------------------------------------------------------------------------
+# Canonical tree -> StaticConfig
+
+class _Reader:
+    """Reads values from the canonical tree; errors name the source, line and key."""
+
+    def __init__(self, src):
+        self.src = src
+
+    def error(self, path, message):
+        if isinstance(path, str):
+            path = tuple(path.split("."))
+        return self.src.error(path, message)
+
+
+def _parse_address(r, path, text):
     addr = text
     if "/" in addr:
         addr, proto = addr.rsplit("/", 1)
-        if proto.lower() != "tcp":
-            raise r.error(field, "pyroute serves HTTP over TCP only (got %r)" % proto)
+        if proto.lower() not in ("tcp", "udp"):
+            raise r.error(path, "invalid protocol %r (Traefik accepts tcp or udp)" % proto)
     m = re.fullmatch(r"(?:\[([0-9a-fA-F:.%]+)\]|([^:\[\]]*)):([0-9]+)", addr)
     if not m:
-        raise r.error(field, "invalid address %r (expected [host]:port, e.g. \":8000\")" % text)
+        raise r.error(path, "invalid address %r (expected [host]:port, e.g. \":8000\")" % text)
     host = m.group(1) if m.group(1) is not None else m.group(2)
     port = int(m.group(3))
     if not 0 < port < 65536:
-        raise r.error(field, "port %d out of range" % port)
+        raise r.error(path, "port %d out of range" % port)
     return host, port
 
 
-def _entry_point(r, name, raw):
-    f = "entryPoints.%s" % name
-    m = r.mapping(raw, f, {"address", "asDefault", "transport", "forwardedHeaders", "http"})
-    if "address" not in m:
-        raise r.error(f + ".address", "required (e.g. \":8000\")")
-    host, port = _parse_address(r, f + ".address", m["address"])
-    transport = r.mapping(m.get("transport"), f + ".transport",
-                          {"respondingTimeouts", "lifeCycle", "keepAliveMaxRequests",
-                           "keepAliveMaxTime"})
-    rt_f = f + ".transport.respondingTimeouts"
-    rt = r.mapping(transport.get("respondingTimeouts"), rt_f,
-                   {"readTimeout", "writeTimeout", "idleTimeout"})
-    lc_f = f + ".transport.lifeCycle"
-    lc = r.mapping(transport.get("lifeCycle"), lc_f,
-                   {"requestAcceptGraceTimeout", "graceTimeOut"})
-    fh_f = f + ".forwardedHeaders"
-    fh = r.mapping(m.get("forwardedHeaders"), fh_f, {"trustedIPs", "insecure"})
-    trusted = r.strings(fh, "trustedIPs", fh_f)
-    for i, cidr in enumerate(trusted):
+def _nonneg(r, path, value, what="duration"):
+    if value < 0:
+        raise r.error(path, "%s must not be negative" % what)
+    return value
+
+
+def _cidrs(r, path, values):
+    for i, cidr in enumerate(values):
         try:
             ipaddress.ip_network(cidr, strict=False)
         except ValueError:
-            raise r.error("%s.trustedIPs[%d]" % (fh_f, i),
-                          "invalid IP or CIDR %r" % cidr) from None
-    http_f = f + ".http"
-    http = r.mapping(m.get("http"), http_f,
-                     {"sanitizePath", "encodeQuerySemicolons", "maxHeaderBytes",
-                      "encodedCharacters"})
-    ec_f = http_f + ".encodedCharacters"
-    ec = r.mapping(http.get("encodedCharacters"), ec_f, set(_ENCODED_CHARACTERS))
+            raise r.error(path + (i,), "invalid IP or CIDR %r" % cidr) from None
+    return tuple(values)
+
+
+def _entry_point(r, name, m):
+    p = ("entryPoints", name)
+    if not m.get("address"):
+        raise r.error(p + ("address",), "required (e.g. \":8000\")")
+    host, port = _parse_address(r, p + ("address",), m["address"])
+    transport = m.get("transport", {})
+    rt = transport.get("respondingTimeouts", {})
+    lc = transport.get("lifeCycle", {})
+    tp = p + ("transport",)
+
+    def dur(sec, sub, k, default):
+        return _nonneg(r, tp + sub + (k,), sec.get(k, default))
+
+    fh = m.get("forwardedHeaders", {})
+    http = m.get("http", {})
+    ec = http.get("encodedCharacters", {})
     denied = frozenset(esc for key, escapes in _ENCODED_CHARACTERS.items()
-                       if not r.boolean(ec, key, ec_f, key in _ENCODED_ALLOWED_BY_DEFAULT)
+                       if not ec.get(key, key in _ENCODED_ALLOWED_BY_DEFAULT)
                        for esc in escapes)
     kmr = transport.get("keepAliveMaxRequests", 0)
-    if isinstance(kmr, bool) or not isinstance(kmr, int) or kmr < 0:
-        raise r.error(f + ".transport.keepAliveMaxRequests",
+    if kmr < 0:
+        raise r.error(tp + ("keepAliveMaxRequests",),
                       "expected a non-negative integer (0 = no limit)")
     mhb = http.get("maxHeaderBytes", DEFAULT_MAX_HEADER_BYTES)
-    if isinstance(mhb, bool) or not isinstance(mhb, int) or mhb <= 0:
-        raise r.error(http_f + ".maxHeaderBytes", "expected a positive integer")
+    if mhb <= 0:
+        raise r.error(p + ("http", "maxHeaderBytes"), "expected a positive integer")
+    pp = m.get("proxyProtocol")
+    proxy_protocol = None
+    if pp is not None:
+        proxy_protocol = {"trusted_ips": list(_cidrs(r, p + ("proxyProtocol", "trustedIPs"),
+                                                     pp.get("trustedIPs", []))),
+                          "insecure": pp.get("insecure", False)}
+    redirections = None
+    red = (http.get("redirections") or {}).get("entryPoint")
+    if red is not None:
+        redirections = {"to": red.get("to", ""), "scheme": red.get("scheme") or "https",
+                        "permanent": red.get("permanent", True),
+                        "priority": red.get("priority", MAX_INT - 1)}
+    tls = None
+    if "tls" in http:
+        t = http["tls"]
+        tls = {}
+        if t.get("options"):
+            tls["options"] = t["options"]
+        if t.get("certResolver"):
+            tls["certResolver"] = t["certResolver"]
+        if t.get("domains"):
+            tls["domains"] = [{k: v for k, v in d.items() if v} for d in t["domains"]]
     return EntryPoint(
         name=name, host=host, port=port,
-        as_default=r.boolean(m, "asDefault", f, False),
-        read_timeout=r.duration(rt, "readTimeout", rt_f, 60.0),
-        write_timeout=r.duration(rt, "writeTimeout", rt_f, 0.0),
-        idle_timeout=r.duration(rt, "idleTimeout", rt_f, 180.0),
-        request_accept_grace_timeout=r.duration(lc, "requestAcceptGraceTimeout", lc_f, 0.0),
-        grace_timeout=r.duration(lc, "graceTimeOut", lc_f, 10.0),
+        as_default=m.get("asDefault", False),
+        read_timeout=dur(rt, ("respondingTimeouts",), "readTimeout", 60.0),
+        write_timeout=dur(rt, ("respondingTimeouts",), "writeTimeout", 0.0),
+        idle_timeout=dur(rt, ("respondingTimeouts",), "idleTimeout", 180.0),
+        request_accept_grace_timeout=dur(lc, ("lifeCycle",), "requestAcceptGraceTimeout", 0.0),
+        grace_timeout=dur(lc, ("lifeCycle",), "graceTimeOut", 10.0),
         keep_alive_max_requests=kmr,
-        keep_alive_max_time=r.duration(transport, "keepAliveMaxTime", f + ".transport", 0.0),
-        trusted_ips=trusted,
-        forwarded_insecure=r.boolean(fh, "insecure", fh_f, False),
-        sanitize_path=r.boolean(http, "sanitizePath", http_f, True),
-        encode_query_semicolons=r.boolean(http, "encodeQuerySemicolons", http_f, False),
+        keep_alive_max_time=_nonneg(r, tp + ("keepAliveMaxTime",),
+                                    transport.get("keepAliveMaxTime", 0.0)),
+        trusted_ips=_cidrs(r, p + ("forwardedHeaders", "trustedIPs"), fh.get("trustedIPs", [])),
+        forwarded_insecure=fh.get("insecure", False),
+        sanitize_path=http.get("sanitizePath", True),
+        encode_query_semicolons=http.get("encodeQuerySemicolons", False),
         max_header_bytes=mhb,
         denied_encoded_characters=denied,
+        proxy_protocol=proxy_protocol,
+        redirections=redirections,
+        middlewares=tuple(http.get("middlewares", ())),
+        tls=tls,
+        has_model=bool(http.get("middlewares") or tls is not None
+                       or "encodedCharacters" in http or "observability" in m),
     )
 
 
-def _providers(r, raw, base_dir):
-    m = r.mapping(raw, "providers", {"kubernetesCRD"})
-    f = "providers.kubernetesCRD"
-    k = r.mapping(m.get("kubernetesCRD"), f, {
-        "allowCrossNamespace", "allowExternalNameServices", "allowEmptyServices",
-        "nativeLBByDefault", "namespaces", "labelSelector", "ingressClass", "paths",
-        "throttleDuration"})
-    if "throttleDuration" in k:
-        r.duration(k, "throttleDuration", f, 0.0)   # accepted for compatibility; validated only
-    paths = tuple(os.path.normpath(os.path.join(base_dir, p)) for p in r.strings(k, "paths", f))
-    selector = r.string(k, "labelSelector", f, "")
+def _redirect_ports(r, eps, warnings):
+    """Traefik's getRedirectPort: ``to`` is ``:port`` or an entry point's name."""
+    out = {}
+    for name, ep in eps.items():
+        red = ep.redirections
+        if red is None:
+            out[name] = ep
+            continue
+        path = ("entryPoints", name, "http", "redirections", "entryPoint", "to")
+        to = red["to"]
+        port = None
+        if not to:
+            warnings.append(r.src.error(path, "unable to create redirection: the entry point "
+                                        "or the port is missing (as Traefik, no redirection "
+                                        "is made)", severity="warning"))
+        elif re.fullmatch(r":\d+", to):
+            port = to[1:]
+        elif to in eps:
+            port = str(eps[to].port)
+        else:
+            warnings.append(r.src.error(path, "'to' entry point field references a "
+                                        "non-existing entry point: %s (as Traefik, no "
+                                        "redirection is made)" % to, severity="warning"))
+        red = dict(red, port=port) if port is not None else None
+        out[name] = dataclasses.replace(ep, redirections=red)
+    return out
+
+
+def _providers(r, m, base_dir):
+    k = m.get("kubernetesCRD", {})
+    f = ("providers", "kubernetesCRD")
+    paths = tuple(os.path.normpath(os.path.join(base_dir, p)) for p in k.get("paths", []))
+    selector = k.get("labelSelector", "")
     from .manifests.labels import parse_selector   # light module, no cycle at import time
     try:
         parse_selector(selector)
     except ValueError as e:
-        raise r.error(f + ".labelSelector", str(e)) from None
+        raise r.error(f + ("labelSelector",), str(e)) from None
     return ProvidersCRD(
-        allow_cross_namespace=r.boolean(k, "allowCrossNamespace", f, False),
-        allow_external_name_services=r.boolean(k, "allowExternalNameServices", f, False),
-        allow_empty_services=r.boolean(k, "allowEmptyServices", f, False),
-        native_lb_by_default=r.boolean(k, "nativeLBByDefault", f, False),
-        namespaces=r.strings(k, "namespaces", f),
+        allow_cross_namespace=k.get("allowCrossNamespace", False),
+        allow_external_name_services=k.get("allowExternalNameServices", False),
+        allow_empty_services=k.get("allowEmptyServices", False),
+        native_lb_by_default=k.get("nativeLBByDefault", False),
+        disable_cluster_scope_resources=k.get("disableClusterScopeResources", False),
+        namespaces=tuple(k.get("namespaces", ())),
         label_selector=selector,
-        ingress_class=r.string(k, "ingressClass", f, ""),
+        ingress_class=k.get("ingressClass", ""),
+        throttle_duration=_nonneg(r, f + ("throttleDuration",), k.get("throttleDuration", 0.0)),
         paths=paths,
+        cross_provider_namespaces=(None if k.get("crossProviderNamespaces") is None
+                                   else tuple(k["crossProviderNamespaces"])),
     )
 
 
-_LEVELS = ("TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL", "PANIC")
+# zerolog.ParseLevel's names
+_LEVELS = ("TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL", "PANIC", "DISABLED")
 
 
-def _log(r, raw):
-    m = r.mapping(raw, "log", {"level", "format"})
-    level = r.string(m, "level", "log", "INFO").upper()
+def _log(r, m, warnings):
+    level = m.get("level", "INFO").upper()
     if level not in _LEVELS:
-        raise r.error("log.level", "unknown level %r (one of %s)" % (level, ", ".join(_LEVELS)))
-    fmt = r.string(m, "format", "log", "common")
-    if fmt not in ("common", "json"):
-        raise r.error("log.format", "expected \"common\" or \"json\"")
-    return Log(level=level, format=fmt)
+        warnings.append(r.src.error(("log", "level"), "invalid log level %r: as Traefik, the "
+                                    "level is set to ERROR" % m.get("level"),
+                                    severity="warning"))
+        level = "ERROR"
+    return Log(level=level, format=m.get("format", "common") or "common")
 
 
-def _access_log(r, raw, present):
-    m = r.mapping(raw, "accessLog", {"filePath", "format"})
-    fmt = r.string(m, "format", "accessLog", "common")
-    if fmt not in ("common", "json"):
-        raise r.error("accessLog.format", "expected \"common\" or \"json\"")
-    return AccessLog(enabled=present, file_path=r.string(m, "filePath", "accessLog", ""),
-                     format=fmt)
+def _access_log(m, present):
+    return AccessLog(enabled=present, file_path=m.get("filePath", ""),
+                     format=m.get("format", "common") or "common")
 
 
-def _api(r, raw, eps):
-    """``api`` -> Api; with ``insecure`` the ``traefik`` entry point moves out of ``eps`` into
-    the Api (the master serves it, not the workers)."""
-    m = r.mapping(raw, "api", {"insecure", "dashboard", "basePath", "debug",
-                               "disableDashboardAd", "dashboardName"})
-    base = r.string(m, "basePath", "api", "/") or "/"
+def _servers_transport(r, m, base_dir):
+    """Traefik's internal serverTransport(): the static serversTransport as ``default@internal``
+    (rootCAs are types.FileOrContent: a file's path, else the PEM itself)."""
+    from .manifests.names import format_duration
+    st = {}
+    if m.get("insecureSkipVerify"):
+        st["insecureSkipVerify"] = True
+    cas = []
+    for i, ca in enumerate(m.get("rootCAs", [])):
+        path = os.path.join(base_dir, ca)
+        if os.path.isfile(path):
+            try:
+                with open(path, encoding="ascii", errors="replace") as f:
+                    ca = f.read()
+            except OSError as e:
+                raise r.error(("serversTransport", "rootCAs", i),
+                              "cannot read %s: %s" % (path, e.strerror)) from None
+        elif "-----BEGIN" not in ca:
+            raise r.error(("serversTransport", "rootCAs", i),
+                          "neither a readable file nor a PEM certificate: %r" % ca)
+        cas.append(ca)
+    if cas:
+        st["rootCAs"] = cas
+    if m.get("maxIdleConnsPerHost"):
+        st["maxIdleConnsPerHost"] = m["maxIdleConnsPerHost"]
+    ft = m.get("forwardingTimeouts")
+    if ft is not None:
+        st["forwardingTimeouts"] = {
+            k: format_duration(_nonneg(r, ("serversTransport", "forwardingTimeouts", k),
+                                       ft.get(k, default)))
+            for k, default in (("dialTimeout", 30.0), ("responseHeaderTimeout", 0.0),
+                               ("idleConnTimeout", 90.0))}
+    return st
+
+
+def _build(tree, src, base_dir, source=""):
+    norm = _Normalizer(src)
+    top = norm.run(tree)
+    warnings = norm.warnings
+    r = _Reader(src)
+    eps = {}
+    for name, raw in (top.get("entryPoints") or {}).items():
+        if not re.fullmatch(r"[A-Za-z0-9._-]+", name):
+            raise r.error(("entryPoints", name), "invalid entry point name %r" % name)
+        ep = _entry_point(r, name, raw)
+        if raw["address"].lower().endswith("/udp"):
+            warnings.append(src.error(("entryPoints", name, "address"), "a UDP entry point: "
+                                      "pyroute has no UDP routing, it is not served",
+                                      severity="warning"))
+            continue
+        eps[name] = ep
+    if not eps:
+        eps = {"web": EntryPoint(name="web")}
+    seen = {}
+    for ep in eps.values():
+        key = (ep.host, ep.port)
+        if key in seen:
+            raise r.error(("entryPoints", ep.name, "address"),
+                          "same address as entry point %r" % seen[key])
+        seen[key] = ep.name
+    eps = _redirect_ports(r, eps, warnings)
+    syntax = ""
+    if "core" in top:
+        syntax = top["core"].get("defaultRuleSyntax") or "v3"     # Core.SetDefaults
+        if syntax not in ("v3", "v2"):
+            raise r.error(("core", "defaultRuleSyntax"), "unsupported default rule syntax "
+                          "configuration: %r (v3 or v2)" % syntax)
+        if syntax == "v2":
+            warnings.append(src.error(("core", "defaultRuleSyntax"), "v2 rules syntax is now "
+                                      "deprecated, please use v3 instead", severity="warning"))
+        # Traefik's entryPointModels: a default rule syntax gives every entry point a model
+        eps = {n: dataclasses.replace(ep, has_model=True) for n, ep in eps.items()}
+    crd = _providers(r, top.get("providers") or {}, base_dir)
+    api = _api(r, top["api"], eps) if "api" in top else None
+    return StaticConfig(
+        entry_points=eps,
+        providers_crd=crd,
+        log=_log(r, top.get("log") or {}, warnings),
+        access_log=_access_log(top.get("accessLog") or {}, "accessLog" in top),
+        source=source,
+        origin=src.origin if src.origin != "mapping" else "file",
+        warnings=tuple(warnings),
+        servers_transport=(_servers_transport(r, top["serversTransport"], base_dir)
+                           if "serversTransport" in top else None),
+        default_rule_syntax=syntax,
+        api=api,
+    )
+
+
+def _api(r, m, eps):
+    """``api`` (normalized) -> Api; with ``insecure`` the ``traefik`` entry point moves out of
+    ``eps`` into the Api (the master serves it, not the workers)."""
+    base = m.get("basePath") or "/"
     if not base.startswith("/"):
-        raise r.error("api.basePath", "expected a path starting with \"/\" (got %r)" % base)
-    insecure = r.boolean(m, "insecure", "api", False)
+        raise r.error(("api", "basePath"), "expected a path starting with \"/\" (got %r)"
+                      % base)
+    insecure = bool(m.get("insecure", False))
     ep = None
     if insecure:
-        ep = eps.pop(INTERNAL_ENTRY_POINT, None) or EntryPoint(
-            name=INTERNAL_ENTRY_POINT, host="", port=8080)
-    return Api(insecure=insecure, dashboard=r.boolean(m, "dashboard", "api", True),
-               base_path=base, debug=r.boolean(m, "debug", "api", False),
-               disable_dashboard_ad=r.boolean(m, "disableDashboardAd", "api", False),
-               dashboard_name=r.string(m, "dashboardName", "api", ""), entry_point=ep)
+        ep = eps.pop(INTERNAL_ENTRY_POINT, None)
+        if ep is None:
+            ep = EntryPoint(name=INTERNAL_ENTRY_POINT, host="", port=8080)
+            for other in eps.values():
+                if (other.host, other.port) == (ep.host, ep.port):
+                    raise r.error(("entryPoints", other.name, "address"),
+                                  "same address as entry point 'traefik' (api.insecure)")
+        if not eps:
+            raise r.error(("entryPoints",), "besides \"traefik\" (the API's, with "
+                          "api.insecure), at least one entry point is needed to serve routes")
+    return Api(insecure=insecure, dashboard=bool(m.get("dashboard", True)), base_path=base,
+               debug=bool(m.get("debug", False)),
+               disable_dashboard_ad=bool(m.get("disableDashboardAd", False)),
+               dashboard_name=m.get("dashboardName") or "", entry_point=ep)
 
 
 def static_from_mapping(data, source=""):
     """Build a StaticConfig from an already-parsed mapping (``source`` names it in errors)."""
-    r = _Reader(source)
-    top = r.mapping(data, "", {"entryPoints", "providers", "log", "accessLog", "api"})
     base_dir = os.path.dirname(os.path.abspath(source)) if source else os.getcwd()
-    eps_raw = top.get("entryPoints")
-    if eps_raw is None:
-        eps = {"web": EntryPoint(name="web")}
-    else:
-        if not isinstance(eps_raw, dict) or not eps_raw:
-            raise r.error("entryPoints", "expected a mapping of at least one entry point")
-        eps = {}
-        for name, raw in eps_raw.items():
-            if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9._-]+", name):
-                raise r.error("entryPoints", "invalid entry point name %r" % (name,))
-            eps[name] = _entry_point(r, name, raw)
-        seen = {}
-        for ep in eps.values():
-            key = (ep.host, ep.port)
-            if key in seen:
-                raise r.error("entryPoints.%s.address" % ep.name,
-                              "same address as entry point %r" % seen[key])
-            seen[key] = ep.name
-    api = _api(r, top["api"], eps) if "api" in top else None
-    warnings = []
-    if api is not None and api.debug:
-        warnings.append(ConfigError(
-            "pyroute has no debug endpoints (/debug/vars, pprof): api.debug is ignored",
-            file=source or None, field="api.debug", severity="warning"))
-    if api is not None and api.insecure:
-        if not eps:
-            raise r.error("entryPoints", "besides \"traefik\" (the API's, with api.insecure), "
-                          "at least one entry point is needed to serve routes")
-        for ep in eps.values():
-            if (ep.host, ep.port) == (api.entry_point.host, api.entry_point.port):
-                raise r.error("entryPoints.%s.address" % ep.name,
-                              "same address as entry point 'traefik' (api.insecure)")
-    return StaticConfig(
-        entry_points=eps,
-        providers_crd=_providers(r, top.get("providers"), base_dir),
-        log=_log(r, top.get("log")),
-        access_log=_access_log(r, top.get("accessLog"), "accessLog" in top),
-        source=source,
-        api=api,
-        warnings=tuple(warnings),
-    )
+    return _build(data, _Source("mapping", source), base_dir, source)
 
 
-def load_static(path=None):
-    """Read the static configuration at ``path`` (YAML), or return the defaults for None.
+_FINDER_BASES = ("/etc/traefik/traefik", "$XDG_CONFIG_HOME/traefik", "$HOME/.config/traefik",
+                 "./traefik")
 
-    Raises ConfigError (naming the file and key) for anything invalid or unknown.
+
+def find_default_file(environ=None):
+    """Traefik's cli.Finder: the first of its default locations that exists, or None."""
+    env = os.environ if environ is None else environ
+    for base in _FINDER_BASES:
+        if "$XDG_CONFIG_HOME" in base and not env.get("XDG_CONFIG_HOME"):
+            continue
+        if "$HOME" in base and not env.get("HOME"):
+            continue
+        base = base.replace("$XDG_CONFIG_HOME", env.get("XDG_CONFIG_HOME", "")).replace(
+            "$HOME", env.get("HOME", ""))
+        for ext in ("toml", "yaml", "yml"):
+            path = base + "." + ext
+            if os.path.isfile(path):
+                return path
+    return None
+
+
+def load_static(path=None, args=None, environ=None, search=False):
+    """The static configuration, from one source as Traefik picks it.
+
+    ``path``: a file (``-c``); ``args``: Traefik flags (``--configFile=`` among them names the
+    file); ``environ``: the environment to read ``TRAEFIK_*`` variables from (None: not read);
+    ``search``: look in Traefik's default file locations. Precedence: the file, else the flags,
+    else the environment, else the defaults. ``load_static(None)`` returns the defaults.
+
+    Raises ConfigError (naming the file, line and key) for anything Traefik would refuse;
+    what pyroute ignores is in ``.warnings``.
     """
-    if path is None:
-        return static_from_mapping({})
-    try:
-        with open(path, "rb") as f:
-            data = yaml.load(f, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    except OSError as e:
-        raise ConfigError("cannot read static configuration: %s" % e.strerror, file=path) from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        raise ConfigError("invalid YAML: %s" % getattr(e, "problem", e), file=path,
-                          line=mark.line + 1 if mark else None) from None
-    return static_from_mapping(data, source=path)
+    pairs = parse_flags(args or ())
+    warnings = []
+    config_file = path
+    flag_file = next((v for n, v in pairs if n.lower() == "configfile"), None)
+    pairs = [(n, v) for n, v in pairs if n.lower() != "configfile"]
+    if config_file is None and flag_file:
+        config_file = flag_file
+    if config_file is None and search:
+        config_file = find_default_file(environ)
+    env_pairs, env_names = _env_pairs(environ) if environ is not None else ([], {})
+    if config_file is not None:
+        tree, src = _read_file(config_file)
+        base_dir = os.path.dirname(os.path.abspath(config_file))
+        st = _build(tree, src, base_dir, config_file)
+        if pairs:
+            warnings.append(ConfigError(
+                "command-line flags ignored (%s): as Traefik, the configuration file %s is the "
+                "only source read" % (" ".join("--" + n for n, _ in pairs), config_file),
+                file="command line", severity="warning"))
+    elif pairs:
+        tree, src = _flat_tree(pairs, "flags", "command line", lambda d: "--" + d)
+        st = _build(tree, src, os.getcwd())
+    elif env_pairs:
+        tree, src = _flat_tree(env_pairs, "env", "environment", lambda d: env_names[d])
+        st = _build(tree, src, os.getcwd())
+    else:
+        return dataclasses.replace(static_from_mapping({}), origin="default")
+    if env_pairs and st.origin != "env":
+        warnings.append(ConfigError(
+            "TRAEFIK_* environment variables ignored (%s): as Traefik, only one configuration "
+            "source is read" % ", ".join(sorted(env_names.values())),
+            file="environment", severity="warning"))
+    if warnings:
+        st = dataclasses.replace(st, warnings=tuple(warnings) + st.warnings)
+    return st
+
+
+def traefik_flags_help():
+    """Text for ``pyroute run --help``: the Traefik flags and how pyroute reads them."""
+    return """\
+Traefik's static configuration, in any of its three forms (one source only, as Traefik:
+the file wins, else the flags, else the environment):
+  -c FILE / --configFile=FILE        YAML or TOML file (else Traefik's default locations:
+                                     /etc/traefik/traefik.{toml,yaml,yml}, ./traefik.* ...)
+  --entryPoints.web.address=:8000/tcp --providers.kubernetescrd --ping=true
+  --log.level=DEBUG --entrypoints.websecure.http.tls=true ...
+                                     Traefik's flags, case-insensitive; a bare flag of a
+                                     boolean or a section means true
+  TRAEFIK_ENTRYPOINTS_WEB_ADDRESS=:8000 ...
+                                     Traefik's environment variables
+Every key of Traefik v3.7 is known: the ones pyroute does not implement are reported
+(one warning each) and ignored; an unknown key is an error naming the closest valid one.
+See docs/configuration.md."""

@@ -933,8 +933,12 @@ class TLSConfig:
     def from_runtime(cls, config):
         """One TLSConfig per entry point of a RuntimeConfig: what the server serves with and
         what ``pyroute explain`` answers from (one build, so they cannot disagree)."""
+        # Traefik associates the hosts of the routers of its runtime configuration: disabled
+        # ones included, those its provider dropped not (RuntimeConfig.tls_routers)
+        routers = (config.tls_routers() if hasattr(config, "tls_routers")
+                   else config.dynamic.get("http", {}).get("routers", {}))
         return cls.build_entry_points(
-            config.dynamic.get("tls"), config.dynamic.get("http", {}).get("routers", {}),
+            config.dynamic.get("tls"), routers,
             list(config.static.entry_points), config.static.default_entry_points())
 
     def _error(self, message, severity="error", **where):

@@ -77,6 +77,14 @@ EXTENSIONS = [
      {"type": "object", "additionalProperties": False, "properties": {},
       "$comment": "pyroute extension (Traefik: File provider only)"})
     for part in ("weighted", "highestRandomWeight", "failover")
+] + [
+    # Traefik v3.7's ServersTransport CRD adds peerCertSANs (the reference CRDs predate it);
+    # pyroute refuses the services of a transport that sets it until it verifies SANs
+    ("ServersTransport", ("spec",), "peerCertSANs",
+     {"type": "array", "items": {"type": "object", "additionalProperties": False,
+                                 "properties": {"type": {"type": "string"},
+                                                "value": {"type": "string"}}},
+      "$comment": "Traefik v3.7 (not in the reference CRD)"}),
 ]
 
 

@@ -211,8 +211,9 @@ def test_explain_agrees_with_served_connections(tmp_path, ca, backend):
     # `pyroute explain` answers from the server's own TLSConfig: the option a handshake gets
     # and the 421 decision agree with real connections, for a conflict (x: modern and tls12 ->
     # default), a wildcard Host (Traefik's HostSNI takes no wildcard: *.example.com maps no
-    # SNI, so w.example.com gets default) and a disabled router (its host is still associated,
-    # as Traefik's GetRoutersByEntryPoints does).
+    # SNI, so w.example.com gets default), a router the runtime disables (its host is still
+    # associated, as Traefik's GetRoutersByEntryPoints does) and one the provider drops (a
+    # missing Service: it never reaches Traefik's runtime, so its host keeps the default).
     from pyroute import manifests, static
     from pyroute.manifests.trace import Explainer
 
@@ -227,7 +228,9 @@ def test_explain_agrees_with_served_connections(tmp_path, ca, backend):
         + route("x2", "x.example.com", "{secretName: cert, options: {name: tls12}}")
         + route("d", "d.example.com", "{secretName: cert}")
         + route("gone", "off.example.com", "{secretName: cert, options: {name: modern}}").replace(
-            "{name: be,", "{name: no-such-service,"))
+            "      services:", "      middlewares: [{name: no-such-middleware}]\n      services:")
+        + route("dropped", "drop.example.com", "{secretName: cert, options: {name: modern}}")
+        .replace("{name: be,", "{name: no-such-service,"))
     with Pyroute(tmp_path, manifests_text) as pr:
         rc = manifests.load([pr.mdir], static.load_static(pr.static))
         assert rc.dynamic["http"]["routers"][next(
@@ -254,7 +257,7 @@ def test_explain_agrees_with_served_connections(tmp_path, ca, backend):
 
         expected = {"m.example.com": "modern", "w.example.com": "default",
                     "x.example.com": "default", "d.example.com": "default",
-                    "off.example.com": "modern"}
+                    "off.example.com": "modern", "drop.example.com": "default"}
         for sni, want in expected.items():
             option = explained(sni, sni)["tls"]["option"]
             assert option.split("-")[-1].split("@")[0] == want, (sni, option)

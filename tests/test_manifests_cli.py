@@ -83,7 +83,8 @@ def test_static_config_errors_and_paths_from_the_static_file(tmp_path):
     bad.write_text("entryPoints:\n  web: {adress: ':80'}\n")
     out = run("check", "-c", str(bad), DEMO)
     assert out.returncode == 1
-    assert "%s: entryPoints.web.adress: unknown key 'adress'" % bad in out.stderr
+    assert "%s:2: entryPoints.web.adress: unknown key 'adress'" % bad in out.stderr
+    assert "did you mean 'address'?" in out.stderr
     good = tmp_path / "static.yaml"
     good.write_text("entryPoints:\n  web: {address: '127.0.0.1:8000'}\n"
                     "providers:\n  kubernetesCRD:\n    paths: [%s]\n" % DEMO)

@@ -169,11 +169,13 @@ endpoints:
 """)
     rc = load(tmp_path)
     name, _ = router(rc, "default", "app", "Host(`a.example.com`)")
-    # ready -> server; serving+terminating -> fenced server; neither -> left out; an endpoint
-    # without conditions counts as not ready (Traefik: ptr.Deref(Ready, false)); addresses are
-    # deduplicated; a slice without the service's port name contributes nothing.
+    # Traefik >= v3.6.7 ("Fix condition used for serving and fenced endpoints"): serving decides,
+    # an unset condition counts as true (ptr.Deref(Serving, true)); terminating -> fenced;
+    # serving false -> left out; addresses are deduplicated; a slice without the service's
+    # port name contributes nothing.
     assert services(rc)[name]["loadBalancer"]["servers"] == [
-        {"url": "http://10.0.0.1:8080"}, {"url": "http://10.0.0.2:8080", "fenced": True}]
+        {"url": "http://10.0.0.1:8080"}, {"url": "http://10.0.0.2:8080", "fenced": True},
+        {"url": "http://10.0.0.4:8080"}]
 
 
 def test_endpoints_object_is_used_when_there_is_no_endpointslice(tmp_path):
@@ -400,7 +402,7 @@ spec:
     _, r = router(rc, "default", "app", "Host(`a.example.com`)")
     # name@kubernetescrd is refused without allowCrossNamespace (the namespace could be anything)
     assert r["status"] == "disabled"
-    assert "with crossnamespace disallowed" in r["error"][0]
+    assert "@kubernetescrd references are disallowed" in r["error"][0]
     rc = load(tmp_path, allowCrossNamespace=True)
     _, r = router(rc, "default", "app", "Host(`a.example.com`)")
     assert r["middlewares"] == ["default-strip@kubernetescrd", "default-auth@kubernetescrd",
@@ -526,9 +528,14 @@ spec:
         "carol:{SHA}5en6G6MezRroT3XKqkdPOmY/BfQ="]
     assert mws["default-both@kubernetescrd"]["chain"]["middlewares"] == [
         "default-auth@kubernetescrd", "default-kauth@kubernetescrd"]
-    assert "default-two-kinds@kubernetescrd" not in mws
-    assert any("exactly one middleware type (found addPrefix, stripPrefix)" in e
-               for e in errors(rc))
+    # Traefik's provider keeps both kinds; its runtime refuses the Middleware
+    two = mws["default-two-kinds@kubernetescrd"]
+    assert two["addPrefix"] == {"prefix": "/a"} and two["stripPrefix"] == {"prefixes": ["/b"]}
+    assert two["status"] == "disabled"
+    assert two["error"] == ["cannot create middleware: multi-types middleware not supported, "
+                            "consider declaring two different pieces of middleware instead"]
+    assert any("multi-types middleware not supported" in e and
+               "(found addPrefix, stripPrefix)" in e for e in errors(rc))
 
 
 def test_errors_middleware_builds_its_service(tmp_path):
@@ -674,7 +681,11 @@ spec:
     assert "entryPoints" not in child
     _, orphan = router(rc, "default", "orphan", "PathPrefix(`/x`)")
     assert orphan["status"] == "disabled"
-    assert "parent IngressRoute default/nobody does not exist" in orphan["error"]
+    assert orphan["error"] == ["Error resolving parent routers: parent IngressRoute "
+                               "default/nobody does not exist"]
+    # Traefik skips the whole IngressRoute: no service is built for it
+    assert "service" not in orphan
+    assert not [n for n in services(rc) if n.startswith("default-orphan-")]
 
 
 def test_provider_qualified_service_references(tmp_path):

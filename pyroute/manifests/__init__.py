@@ -40,10 +40,22 @@ class RuntimeConfig:
     sources: tuple = ()                  # files read (for the reload watcher)
     paths: tuple = ()                    # files/folders searched: a new file there counts too
     router_sources: dict = field(default_factory=dict, repr=False)  # router -> RouteSource
+    # Routers Traefik's provider drops (an unresolvable reference): kept in ``dynamic``,
+    # disabled, to report them, but absent from Traefik's runtime configuration, so no TLS
+    # host -> option association comes from them (see ``tls_routers``).
+    dropped_routers: frozenset = frozenset()
 
     @property
     def has_errors(self):
         return any(e.severity == "error" for e in self.errors)
+
+    def tls_routers(self):
+        """The routers Traefik's runtime configuration holds (every router the provider
+        produced, disabled ones included): what the Host -> TLS option association reads."""
+        routers = self.dynamic["http"]["routers"]
+        if not self.dropped_routers:
+            return routers
+        return {n: r for n, r in routers.items() if n not in self.dropped_routers}
 
     def routers(self, entry_point=None, enabled_only=True):
         """(name, router) pairs, optionally only those on ``entry_point``."""
@@ -96,9 +108,12 @@ def load(paths=(), static=None):
             gc.enable()
     errors = _dedupe(errors)
     errors.sort(key=lambda e: (str(e.file or ""), e.line or 0))
+    # the static configuration's warnings (keys pyroute ignores, ...) come first
+    errors = list(getattr(static, "warnings", ())) + errors
     return RuntimeConfig(static=static, dynamic=dynamic, errors=tuple(errors),
                          sources=tuple(files), paths=tuple(all_paths),
-                         router_sources=resolver.router_sources)
+                         router_sources=resolver.router_sources,
+                         dropped_routers=frozenset(resolver.dropped_routers))
 
 
 def _dedupe(errors):

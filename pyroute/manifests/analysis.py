@@ -174,7 +174,7 @@ def analyse(rc):
                           "option is chosen by the TLS server name; the default option is used"
                           % opt))
     from ..tls import HostOptions
-    routers = rc.dynamic["http"]["routers"]
+    routers = rc.tls_routers()      # Traefik's runtime routers: provider-dropped ones left out
     option_names = rc.dynamic.get("tls", {}).get("options") or {}
     for ep in rc.static.entry_points:
         # the association the server makes (pyroute.tls), disabled routers included as Traefik

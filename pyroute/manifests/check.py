@@ -6,6 +6,7 @@ carry ``warning:`` before the message). Exit status 1 when there is at least one
 configuration (problems then go to stderr).
 """
 import json
+import os
 import sys
 
 
@@ -13,7 +14,8 @@ def add_arguments(parser):
     parser.add_argument("paths", nargs="*", metavar="PATH",
                         help="manifest files or folders (recursively *.yaml, *.yml, *.json)")
     parser.add_argument("-c", "--config", metavar="STATIC",
-                        help="static configuration (YAML, Traefik's shape)")
+                        help="Traefik's static configuration file (YAML or TOML); Traefik's "
+                        "flags and TRAEFIK_* variables work too (see below)")
     parser.add_argument("--dump", action="store_true",
                         help="print the resolved dynamic configuration as JSON")
     parser.add_argument("--no-warnings", action="store_true", help="print errors only")
@@ -38,7 +40,8 @@ def main(args):
     from .analysis import analyse
 
     try:
-        static = load_static(args.config)
+        static = load_static(args.config, args=getattr(args, "traefik_flags", ()),
+                             environ=os.environ, search=True)
         rc = load(args.paths, static)
     except ConfigError as e:
         print(e.render(), file=sys.stderr)

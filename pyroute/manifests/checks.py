@@ -23,6 +23,59 @@ class ChecksMixin:
     def check_services(self):
         services = self.http["services"]
         self._check_status_updaters(services)
+        # A service's own parts first (Traefik's service manager builds a load balancer with
+        # its transport and middlewares), so that a parent of a broken child is disabled too.
+        for name, svc in services.items():
+            st = (svc.get("loadBalancer") or {}).get("serversTransport")
+            if st and st not in self.http["serversTransports"] and svc.get("status") == "enabled":
+                # Traefik's service manager: the transport must exist for the service to build
+                self.disable(svc, "servers transport %r not found" % st)
+                src = self.service_sources.get(name)
+                if src is not None:
+                    self.err(src[0], "service %s: servers transport %r not found" % (name, st),
+                             src[1] + ("serversTransport",))
+            transport = self.http["serversTransports"].get(st) if st else None
+            unverified = [k for k in _UNVERIFIED if (transport or {}).get(k)]
+            if unverified and svc.get("status") == "enabled":
+                # a verification the user asked for is never skipped: not served instead
+                problem = ("servers transport %r sets %s, which pyroute does not verify yet; "
+                           "the service is not served rather than served unverified"
+                           % (st, ", ".join(unverified)))
+                self.disable(svc, problem)
+                src = self.service_sources.get(name)
+                if src is not None:
+                    self.err(src[0], "service %s: %s" % (name, problem),
+                             src[1] + ("serversTransport",))
+            for mw in svc.get("middlewares") or ():
+                if mw not in self.http["middlewares"] and svc.get("status") == "enabled":
+                    self.disable(svc, "middleware %r does not exist" % mw)
+                    src = self.service_sources.get(name)
+                    if src is not None:
+                        self.err(src[0], "service %s: middleware %r does not exist"
+                                 % (name, mw), src[1] + ("middlewares",))
+        self._propagate_disabled(services)
+        # cycles: a service must not reach itself
+        cycles = False
+        for name in list(services):
+            if services[name].get("status") == "enabled" and _reaches(services, name, name):
+                self.disable(services[name], "the service %r is part of a cycle" % name)
+                cycles = True
+                src = self.service_sources.get(name)
+                if src is not None:
+                    self.err(src[0], "service %s is part of a reference cycle" % name, src[1])
+        if cycles:
+            self._propagate_disabled(services)
+        for name, svc in services.items():
+            lb = svc.get("loadBalancer")
+            if svc.get("status") == "enabled" and lb is not None and not lb["servers"]:
+                src = self.service_sources.get(name)
+                if src is not None:
+                    self.err(src[0], "service %s has no servers: every request to it gets 503"
+                             % name, src[1], "warning")
+
+    def _propagate_disabled(self, services):
+        """A weighted/mirroring/failover service whose child is missing or disabled is
+        disabled (Traefik's service manager fails to build it)."""
         changed = True
         while changed:
             changed = False
@@ -44,36 +97,6 @@ class ChecksMixin:
                             self.err(src[0], "service %s: %s" % (name, problem), src[1])
                         changed = True
                         break
-        # cycles: a service must not reach itself
-        for name in list(services):
-            if services[name].get("status") == "enabled" and _reaches(services, name, name):
-                self.disable(services[name], "the service %r is part of a cycle" % name)
-                src = self.service_sources.get(name)
-                if src is not None:
-                    self.err(src[0], "service %s is part of a reference cycle" % name, src[1])
-        for name, svc in services.items():
-            st = (svc.get("loadBalancer") or {}).get("serversTransport")
-            if st and st not in self.http["serversTransports"] and svc.get("status") == "enabled":
-                # Traefik's service manager: the transport must exist for the service to build
-                self.disable(svc, "servers transport %r not found" % st)
-                src = self.service_sources.get(name)
-                if src is not None:
-                    self.err(src[0], "service %s: servers transport %r not found" % (name, st),
-                             src[1] + ("serversTransport",))
-            for mw in svc.get("middlewares") or ():
-                if mw not in self.http["middlewares"] and svc.get("status") == "enabled":
-                    self.disable(svc, "middleware %r does not exist" % mw)
-                    src = self.service_sources.get(name)
-                    if src is not None:
-                        self.err(src[0], "service %s: middleware %r does not exist"
-                                 % (name, mw), src[1] + ("middlewares",))
-        for name, svc in services.items():
-            lb = svc.get("loadBalancer")
-            if svc.get("status") == "enabled" and lb is not None and not lb["servers"]:
-                src = self.service_sources.get(name)
-                if src is not None:
-                    self.err(src[0], "service %s has no servers: every request to it gets 503"
-                             % name, src[1], "warning")
 
     def _check_status_updaters(self, services):
         # Traefik's service manager: a weighted/highestRandomWeight service with healthCheck
@@ -201,6 +224,10 @@ class ChecksMixin:
             if qname in (r.get("parentRefs") or ()):
                 return True
         return False
+
+
+# ServersTransport checks of the backend's certificate that pyroute's upstream TLS lacks
+_UNVERIFIED = ("peerCertURI", "peerCertSANs", "spiffe")
 
 
 def _children(svc):

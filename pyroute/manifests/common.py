@@ -1,6 +1,7 @@
 """What the resolver's parts share: the reference error and Traefik's small helpers."""
 
-__all__ = ["RefError", "is_namespace_allowed", "port_set", "join_host_port"]
+__all__ = ["RefError", "is_namespace_allowed", "is_cross_provider_namespace_allowed",
+           "port_set", "join_host_port"]
 
 
 class RefError(Exception):
@@ -15,6 +16,12 @@ class RefError(Exception):
 def is_namespace_allowed(allow_cross, parent_ns, ns):
     # Traefik isNamespaceAllowed: cross-namespace references only when allowed.
     return allow_cross or parent_ns == ns
+
+
+def is_cross_provider_namespace_allowed(allow_list, namespace):
+    """Traefik isCrossProviderNamespaceAllowed: ``None`` (the option unset) allows every
+    namespace to name ``x@provider`` objects, an empty list none."""
+    return allow_list is None or namespace in allow_list
 
 
 def port_set(port):

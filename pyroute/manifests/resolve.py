@@ -15,9 +15,10 @@ Where Traefik logs an error and skips a route, pyroute keeps the router in the o
 ConfigError pointing at the field; everything else is still served.
 """
 from .checks import ChecksMixin
-from .common import RefError, is_namespace_allowed
+from .common import RefError, is_cross_provider_namespace_allowed, is_namespace_allowed
 from .labels import matches, parse_selector
 from .middlewares import MiddlewaresMixin
+from .entrypoints import apply_models, redirections, servers_transports
 from .names import PROVIDER, SEPARATOR, make_id, make_service_key, normalize, qualified
 from .secrets import SecretsMixin
 from .services import ServicesMixin
@@ -50,6 +51,13 @@ class Store:
         namespaces = set(crd.namespaces)
         self.duplicates = []
         for obj in objects:
+            if obj.kind == "Node":
+                # cluster-scoped: no namespace filter; not watched at all when
+                # disableClusterScopeResources is set
+                if crd.disable_cluster_scope_resources:
+                    continue
+                self.by_kind.setdefault("Node", {})[("", obj.name)] = obj
+                continue
             if namespaces and obj.namespace not in namespaces:
                 continue
             if selector and obj.api_version.startswith("traefik.") and not matches(
@@ -91,6 +99,9 @@ class Resolver(SecretsMixin, ServicesMixin, MiddlewaresMixin, TLSMixin, ChecksMi
         self.service_sources = {}     # qualified service name -> (obj, path)
         self.middleware_sources = {}  # qualified middleware name -> obj
         self.ingress_routers = {}     # (ns, name) of IngressRoute -> [qualified router names]
+        # routers Traefik's provider drops (kept here, disabled, to report them): they are
+        # not in Traefik's runtime configuration, so no TLS host association comes from them
+        self.dropped_routers = set()
         self._servers_cache = {}
         self._current = None
 
@@ -100,14 +111,23 @@ class Resolver(SecretsMixin, ServicesMixin, MiddlewaresMixin, TLSMixin, ChecksMi
         return e
 
     def should_process(self, obj):
+        # Traefik getIngressClassName: spec.ingressClassName when set (even empty), else the
+        # deprecated kubernetes.io/ingress.class annotation when not empty; then
+        # shouldProcessIngress
         wanted = self.crd.ingress_class
-        cls = obj.spec.get("ingressClassName") or (obj.metadata.get("annotations") or {}).get(
-            "kubernetes.io/ingress.class", "")
-        # Traefik shouldProcessIngress
-        return wanted == cls or (not wanted and cls in ("", "traefik"))
+        if "ingressClassName" in obj.spec and obj.spec["ingressClassName"] is not None:
+            cls = obj.spec["ingressClassName"]
+        else:
+            cls = (obj.metadata.get("annotations") or {}).get("kubernetes.io/ingress.class") or ""
+        return wanted == cls or (not wanted and cls == "traefik")
 
     def ingress_routes(self):
         for obj in sorted(self.store.all("IngressRoute"), key=lambda o: (o.namespace, o.name)):
+            if obj.spec.get("ingressClassName") is None and (
+                    obj.metadata.get("annotations") or {}).get("kubernetes.io/ingress.class"):
+                self.err(obj, "'kubernetes.io/ingress.class' is a deprecated annotation, please "
+                         "use spec.ingressClassName instead.",
+                         ("metadata", "annotations", "kubernetes.io/ingress.class"), "warning")
             if not self.should_process(obj):
                 continue
             self.ingress_route(obj)
@@ -127,6 +147,9 @@ class Resolver(SecretsMixin, ServicesMixin, MiddlewaresMixin, TLSMixin, ChecksMi
                     self.err(obj, "Error configuring TLS: " + e.message,
                              ("spec", "tls", "secretName"))
         names = self.ingress_routers.setdefault((ns, obj.name), [])
+        # Traefik resolveParentRouterNames: a parent problem skips the whole IngressRoute
+        # (pyroute keeps its routers, disabled, and builds none of their services).
+        parents, parent_error = self.parent_router_names(obj)
         for i, route in enumerate(spec.get("routes") or ()):
             rpath = ("spec", "routes", i)
             match = route.get("match") or ""
@@ -144,16 +167,22 @@ class Resolver(SecretsMixin, ServicesMixin, MiddlewaresMixin, TLSMixin, ChecksMi
             eps = list(spec.get("entryPoints") or ())
             router["entryPoints"] = eps
             mds = []
+            dropped = parent_error is not None
+            if dropped:
+                errors.append(parent_error)
             try:
                 mds = self.middleware_keys(ns, route.get("middlewares") or (), rpath)
             except RefError as e:
                 errors.append(("Failed to create middleware keys: " + e.message, e.path))
+                dropped = True
             if mds:
                 router["middlewares"] = [qualified(m) for m in mds]
             service_name = rname
             services = route.get("services") or []
             try:
-                if len(services) > 1:
+                if dropped:
+                    service_name = None     # Traefik builds nothing for a dropped route
+                elif len(services) > 1:
                     self.add_service(service_name, self.build_services_lb(
                         ns, services, None, service_name, rpath + ("services",)),
                         (obj, rpath + ("services",)))
@@ -167,6 +196,7 @@ class Resolver(SecretsMixin, ServicesMixin, MiddlewaresMixin, TLSMixin, ChecksMi
                     service_name = None
             except RefError as e:
                 errors.append((e.message, e.path))
+                service_name = None
             if service_name is not None:
                 router["service"] = service_name
             router["rule"] = match
@@ -174,6 +204,10 @@ class Resolver(SecretsMixin, ServicesMixin, MiddlewaresMixin, TLSMixin, ChecksMi
                 router["priority"] = route["priority"]
             if route.get("syntax"):
                 router["ruleSyntax"] = route["syntax"]
+            if obj.spec.get("parentRefs"):
+                router["parentRefs"] = [qualified(p) for p in parents]
+                if not eps:
+                    del router["entryPoints"]      # a child inherits its parents' entry points
             if tls is not None:
                 rtls = {}
                 if tls.get("certResolver"):
@@ -182,21 +216,13 @@ class Resolver(SecretsMixin, ServicesMixin, MiddlewaresMixin, TLSMixin, ChecksMi
                     rtls["domains"] = tls["domains"]
                 opts = tls.get("options") or {}
                 if opts.get("name"):
-                    oname = opts["name"]
-                    ons = opts.get("namespace") or ""
-                    if SEPARATOR not in oname:
-                        ons = ons or ns
-                        oname = make_id(ons, oname)
-                    elif ons:
-                        self.err(obj, "Namespace %r is ignored in cross-provider context" % ons,
-                                 ("spec", "tls", "options", "namespace"), "warning")
-                    if SEPARATOR not in opts["name"] and not is_namespace_allowed(
-                            self.crd.allow_cross_namespace, ns, ons):
-                        errors.append(("TLSOption %s/%s is not in the IngressRoute namespace %s"
-                                       % (ons, opts["name"], ns),
-                                       ("spec", "tls", "options", "namespace")))
-                    else:
-                        rtls["options"] = oname
+                    try:
+                        rtls["options"] = self.resolve_reference(
+                            ns, opts.get("namespace") or "", opts["name"],
+                            ("spec", "tls", "options"))
+                    except RefError as e:
+                        errors.append(("Invalid reference to TLSOption %s: %s"
+                                       % (opts["name"], e.message), e.path))
                 router["tls"] = rtls
             obs = dict(route.get("observability") or {})
             for k in ("accessLogs", "metrics", "tracing"):
@@ -207,6 +233,49 @@ class Resolver(SecretsMixin, ServicesMixin, MiddlewaresMixin, TLSMixin, ChecksMi
             names.append(qname)
             self.set_router(qname, router, obj, errors)
 
+    def parent_router_names(self, obj):
+        """Traefik resolveParentRouterNames: (router names of the parents, error or None)."""
+        refs = obj.spec.get("parentRefs")
+        if not refs:
+            return [], None
+        names = []
+        for k, ref in enumerate(refs):
+            pns = ref.get("namespace") or obj.namespace
+            path = ("spec", "parentRefs", k)
+            if not is_namespace_allowed(self.crd.allow_cross_namespace, obj.namespace, pns):
+                return [], ("Error resolving parent routers: cross-namespace reference to parent "
+                            "IngressRoute %s/%s not allowed (set allowCrossNamespace to allow it)"
+                            % (pns, ref.get("name")), path + ("namespace",))
+            parent = self.store.get("IngressRoute", pns, ref.get("name"))
+            if parent is None:
+                return [], ("Error resolving parent routers: parent IngressRoute %s/%s does not "
+                            "exist" % (pns, ref.get("name")), path + ("name",))
+            for route in parent.spec.get("routes") or ():
+                names.append(normalize(make_id(pns, make_service_key(route.get("match") or "",
+                                                                     parent.name))))
+        return names, None
+
+    def resolve_reference(self, parent_ns, ns, name, path):
+        """Traefik resolveReference: a middleware or TLS option name as a router names it."""
+        if SEPARATOR in name:
+            if not self.crd.allow_cross_namespace and name.endswith(SEPARATOR + PROVIDER):
+                raise RefError("when allowCrossNamespace is disabled, @kubernetescrd references "
+                               "are disallowed", path + ("name",))
+            if not is_cross_provider_namespace_allowed(self.crd.cross_provider_namespaces,
+                                                       parent_ns):
+                raise RefError("namespace %r is not in crossProviderNamespaces" % parent_ns,
+                               path + ("name",))
+            if ns and self._current is not None:
+                self.err(self._current, "Namespace %r is ignored in cross-provider context" % ns,
+                         path + ("namespace",), "warning")
+            return name
+        ns = ns or parent_ns
+        if not is_namespace_allowed(self.crd.allow_cross_namespace, parent_ns, ns):
+            raise RefError("allowCrossNamespace is disabled, cross-namespace are disallowed "
+                           "(%s/%s from namespace %s)" % (ns, name, parent_ns),
+                           path + ("namespace",))
+        return normalize(ns + "-" + name)
+
     def set_router(self, qname, router, obj, errors):
         router["status"] = "enabled"
         if qname in self.http["routers"]:
@@ -214,6 +283,10 @@ class Resolver(SecretsMixin, ServicesMixin, MiddlewaresMixin, TLSMixin, ChecksMi
                      "later one replaces the earlier, as in Traefik" % qname,
                      self.router_sources[qname].path + ("match",), "warning")
         self.http["routers"][qname] = router
+        if errors:
+            self.dropped_routers.add(qname)
+        else:
+            self.dropped_routers.discard(qname)
         for message, path in errors:
             self.disable(router, message)
             src = self.router_sources[qname]
@@ -228,62 +301,25 @@ class Resolver(SecretsMixin, ServicesMixin, MiddlewaresMixin, TLSMixin, ChecksMi
             entry["error"].append(message)
 
     def middleware_keys(self, ns, middlewares, rpath):
+        """Traefik makeMiddlewareKeys."""
         mds = []
         for k, mi in enumerate(middlewares):
-            name = mi.get("name", "")
             mpath = rpath + ("middlewares", k)
-            if not self.crd.allow_cross_namespace and name.endswith(SEPARATOR + PROVIDER):
-                raise RefError("invalid reference to middleware %s: with crossnamespace "
-                               "disallowed, the namespace field needs to be explicitly specified"
-                               % name, mpath + ("name",))
-            if SEPARATOR in name:
-                if mi.get("namespace") and self._current is not None:
-                    self.err(self._current, "namespace %r is ignored in cross-provider context"
-                             % mi["namespace"], mpath + ("namespace",), "warning")
-                mds.append(name)
-                continue
-            mns = ns
-            if mi.get("namespace"):
-                if not is_namespace_allowed(self.crd.allow_cross_namespace, ns, mi["namespace"]):
-                    raise RefError("middleware %s/%s is not in the IngressRoute namespace %s"
-                                   % (mi["namespace"], name, ns), mpath + ("namespace",))
-                mns = mi["namespace"]
-            mds.append(normalize(make_id(mns, name)))
+            try:
+                mds.append(self.resolve_reference(ns, mi.get("namespace") or "",
+                                                  mi.get("name", ""), mpath))
+            except RefError as e:
+                raise RefError("invalid reference to middleware %s: %s"
+                               % (mi.get("name", ""), e.message), e.path) from None
         return mds
 
     def parent_refs(self):
-        """Multi-layer routing: a child IngressRoute's routers name their parents' routers."""
+        """Multi-layer routing: a child IngressRoute inherits its parents' entry points."""
         for obj in self.store.all("IngressRoute"):
-            refs = obj.spec.get("parentRefs")
-            if not refs or not self.should_process(obj):
-                continue
-            parents = []
-            problems = []
-            for k, ref in enumerate(refs):
-                pns = ref.get("namespace") or obj.namespace
-                path = ("spec", "parentRefs", k)
-                if not is_namespace_allowed(self.crd.allow_cross_namespace, obj.namespace, pns):
-                    problems.append(("parent IngressRoute %s/%s is not in the namespace %s (set "
-                                     "allowCrossNamespace to allow it)"
-                                     % (pns, ref.get("name"), obj.namespace), path))
-                    continue
-                names = self.ingress_routers.get((pns, ref.get("name")))
-                if names is None:
-                    problems.append(("parent IngressRoute %s/%s does not exist"
-                                     % (pns, ref.get("name")), path + ("name",)))
-                    continue
-                parents.extend(names)
-            if obj.spec.get("entryPoints"):
+            if obj.spec.get("parentRefs") and obj.spec.get("entryPoints") and \
+                    self.should_process(obj):
                 self.err(obj, "a child IngressRoute (with parentRefs) must not set entryPoints: "
                          "it inherits its parents'", ("spec", "entryPoints"), "warning")
-            for qname in self.ingress_routers.get((obj.namespace, obj.name), ()):
-                router = self.http["routers"][qname]
-                router["parentRefs"] = parents
-                router.pop("entryPoints", None) if not obj.spec.get("entryPoints") else None
-                for message, path in problems:
-                    self.disable(router, message)
-            for message, path in problems:
-                self.err(obj, message, path)
 
     def run(self):
         self._current = None
@@ -295,9 +331,19 @@ class Resolver(SecretsMixin, ServicesMixin, MiddlewaresMixin, TLSMixin, ChecksMi
         self.traefik_services()
         self.servers_transports()
         self.certificates()
+        # entry point models (http.middlewares, http.tls) apply before the checks, so a
+        # missing middleware or TLS option is reported as for the router's own
+        apply_models(self.http["routers"], self.static, self.router_sources)
         self.check_services()
         self.check_middlewares()
         self.check_routers()
+        # Traefik's internal provider: http.redirections routers (reach no check: they are
+        # built from the static configuration, which was checked already)
+        routers, middlewares, services = redirections(self.static)
+        self.http["routers"].update(routers)
+        self.http["middlewares"].update(middlewares)
+        self.http["services"].update(services)
+        self.http["serversTransports"].update(servers_transports(self.static))
         return {"http": self.http, "tls": self.tls}
 
 

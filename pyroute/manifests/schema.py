@@ -84,6 +84,11 @@ CORE = {
     }, required=["addressType"]),
     "Secret": _top({"type": _STR, "data": _STRMAP, "stringData": _STRMAP, "immutable": _OPEN}),
     "ConfigMap": _top({"data": _STRMAP, "binaryData": _OPEN, "immutable": _OPEN}),
+    # Node (v1): pyroute reads status.addresses (nodePortLB); Kubernetes' other fields
+    # (spec, the rest of status) are left open
+    "Node": _top({"spec": _OPEN, "status": {"type": "object", "properties": {
+        "addresses": {"type": "array", "items": _strict({"type": _STR, "address": _STR},
+                                                       required=["type", "address"])}}}}),
 }
 
 _schemas = {}

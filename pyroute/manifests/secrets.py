@@ -18,7 +18,10 @@ class SecretsMixin:
         data = {}
         for k, v in (obj.body.get("data") or {}).items():
             try:
-                data[k] = base64.b64decode(v.encode("ascii"), validate=True).decode("utf-8")
+                # Kubernetes decodes Secret data with Go's base64.StdEncoding, which skips
+                # '\r' and '\n' anywhere: a value wrapped over several lines is valid.
+                raw = v.replace("\r", "").replace("\n", "")
+                data[k] = base64.b64decode(raw.encode("ascii"), validate=True).decode("utf-8")
             except (binascii.Error, ValueError, UnicodeError):
                 self.err(obj, "not valid base64 (Secret data values are base64-encoded; "
                               "use stringData for plain text)", ("data", k))

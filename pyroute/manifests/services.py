@@ -5,7 +5,8 @@ loadServers, buildServicesLB, buildMirroring, parseServiceProtocol) and the Serv
 part of kubernetes.go.
 """
 from ..static import parse_duration
-from .common import RefError, is_namespace_allowed, join_host_port, port_set
+from .common import (RefError, is_cross_provider_namespace_allowed, is_namespace_allowed,
+                     join_host_port, port_set)
 from .names import (PROVIDER, SEPARATOR, format_duration, make_id, normalize, qualified,
                     split_provider)
 
@@ -19,17 +20,28 @@ class ServicesMixin:
         """Traefik nameAndService: (full name, service dict or None for a TraefikService)."""
         name = spec.get("name", "")
         namespace = spec.get("namespace") or parent_ns
-        if not is_namespace_allowed(self.crd.allow_cross_namespace, parent_ns, namespace):
+        if SEPARATOR not in name and not is_namespace_allowed(self.crd.allow_cross_namespace,
+                                                              parent_ns, namespace):
             raise RefError("service %s/%s not in the parent resource namespace %s (set "
                            "allowCrossNamespace to allow it)"
                            % (spec.get("namespace", ""), name, parent_ns), path + ("namespace",))
+        if SEPARATOR in name and not is_cross_provider_namespace_allowed(
+                self.crd.cross_provider_namespaces, parent_ns):
+            raise RefError("service %r reference is not allowed: namespace %r is not in "
+                           "crossProviderNamespaces" % (name, parent_ns), path + ("name",))
         kind = spec.get("kind") or "Service"
         if kind == "Service":
             lb = self.build_servers_lb(namespace, spec, path)
             if spec.get("middlewares"):
-                # Service-level middlewares (run after the router's), named like a route's.
-                lb["middlewares"] = [qualified(m) for m in self.middleware_keys(
-                    parent_ns, spec["middlewares"], path)]
+                # Service-level middlewares (run after the router's), named like a route's,
+                # relative to the Service's namespace (Traefik buildServersLB: svc.Namespace)
+                try:
+                    lb["middlewares"] = [qualified(m) for m in self.middleware_keys(
+                        namespace if SEPARATOR not in name else parent_ns,
+                        spec["middlewares"], path)]
+                except RefError as e:
+                    raise RefError("could not create middleware keys: " + e.message,
+                                   e.path) from None
             return self.full_service_name(namespace, spec, spec.get("port")), lb
         if kind == "TraefikService":
             full = self.full_service_name(namespace, spec, 0)
@@ -73,9 +85,12 @@ class ServicesMixin:
                 hc.get("unhealthyInterval"), parse_duration(hc["interval"]),
                 path + ("healthCheck", "unhealthyInterval")))
             hc.setdefault("followRedirects", True)
-            # Traefik ServerHealthCheck.SetDefaults: mode http (anything but grpc probes HTTP)
-            hc["mode"] = hc.get("mode") or "http"
-            if hc["mode"] == "grpc":
+            # Traefik buildServersLB: SetDefaults sets mode "http", then any mode other than
+            # "http" is copied over it, an unset one ("") included (the health checker probes
+            # HTTP for anything but grpc)
+            if hc.get("mode") in (None, ""):
+                hc.pop("mode", None)
+            if hc.get("mode") == "grpc":
                 raise RefError("healthCheck mode grpc is not supported by pyroute (the gRPC "
                                "health protocol needs HTTP/2); use mode http",
                                path + ("healthCheck", "mode"))
@@ -138,6 +153,10 @@ class ServicesMixin:
             raise RefError("invalid reference to serversTransport %s: namespace-name@kubernetescrd "
                            "format is not allowed when crossnamespace is disallowed" % name, path)
         if SEPARATOR in name:
+            if not is_cross_provider_namespace_allowed(self.crd.cross_provider_namespaces,
+                                                       parent_ns):
+                raise RefError("serversTransport %r reference is not allowed: namespace %r is "
+                               "not in crossProviderNamespaces" % (name, parent_ns), path)
             return name
         return normalize(make_id(parent_ns, name))
 
@@ -200,36 +219,60 @@ class ServicesMixin:
                                "for service: %s/%s" % (namespace, name), path + ("nativeLB",))
             return [{"url": "%s://%s" % (protocol, join_host_port(cip, svc_port["port"]))}]
         if svc_type == "NodePort" and spec.get("nodePortLB"):
-            raise RefError("nodePortLB needs Kubernetes Node objects, which pyroute does not "
-                           "read", path + ("nodePortLB",))
+            return self.node_port_servers(namespace, name, svc_port, protocol, path)
         servers = []
         seen = set()
         for es in self.endpoint_slices(namespace, name):
             port = 0
             for p in es.get("ports") or ():
-                if (p.get("name") or "") == (svc_port.get("name") or ""):
+                # Traefik: p.Name != nil && svcPort.Name == *p.Name (a slice port without a
+                # name matches nothing; the EndpointSlice controller always writes one)
+                if p.get("name") is not None and p["name"] == (svc_port.get("name") or ""):
                     port = p.get("port") or 0
                     break
             if not port:
                 continue
             for ep in es.get("endpoints") or ():
                 cond = ep.get("conditions") or {}
-                # Traefik k8s.EndpointServing: ready || serving (an unset condition is false).
-                if not (cond.get("ready") is True or cond.get("serving") is True):
+                # Traefik loadServers: the serving condition decides, an unset one counts as
+                # true (Kubernetes: "nil should be interpreted as true")
+                if cond.get("serving") is False:
                     continue
                 for address in ep.get("addresses") or ():
                     if address in seen:
                         continue
                     seen.add(address)
                     server = {"url": "%s://%s" % (protocol, join_host_port(address, port))}
-                    if cond.get("terminating") is True and cond.get("serving") is True:
+                    if cond.get("terminating") is True:
                         server["fenced"] = True
                     servers.append(server)
         if not servers and not self.crd.allow_empty_services:
-            raise RefError("no servers found for %s/%s (no ready endpoint in its EndpointSlices "
-                           "or Endpoints for port %s; set allowEmptyServices to keep it)"
-                           % (namespace, name, svc_port.get("name") or svc_port.get("port")),
-                           path + ("name",))
+            raise RefError("no servers found for %s/%s (no serving endpoint in its "
+                           "EndpointSlices or Endpoints for port %s, whose EndpointSlice port "
+                           "must be named %r; set allowEmptyServices to keep it)"
+                           % (namespace, name, svc_port.get("name") or svc_port.get("port"),
+                              svc_port.get("name") or ""), path + ("name",))
+        return servers
+
+    def node_port_servers(self, namespace, name, svc_port, protocol, path):
+        """Traefik loadServers for ``nodePortLB`` on a NodePort Service: every node's
+        InternalIP with the port's nodePort (Node objects read from the manifests)."""
+        if self.crd.disable_cluster_scope_resources:
+            raise RefError("nodes lookup is disabled (disableClusterScopeResources)",
+                           path + ("nodePortLB",))
+        nodes = sorted(self.store.all("Node"), key=lambda o: o.name)
+        if not nodes:
+            raise RefError("nodes not found for NodePort service %s/%s" % (namespace, name),
+                           path + ("nodePortLB",))
+        servers = []
+        for node in nodes:
+            for addr in (node.body.get("status") or {}).get("addresses") or ():
+                if addr.get("type") == "InternalIP":
+                    servers.append({"url": "%s://%s" % (protocol, join_host_port(
+                        addr.get("address", ""), svc_port.get("nodePort") or 0))})
+        if not servers:
+            raise RefError("no servers were generated for service %s in namespace" % name,
+                           path + ("nodePortLB",))
         return servers
 
     def endpoint_slices(self, namespace, name):
@@ -389,6 +432,37 @@ class ServicesMixin:
             out["healthCheck"] = health
         return {"failover": out}
 
+    def transport_tls_versions(self, obj, spec):
+        """cipherSuites, minVersion, maxVersion of a ServersTransport, checked as Traefik's
+        provider checks them (an unknown suite drops the list, an unknown version is ignored,
+        min >= max falls back to VersionTLS12 and no maximum)."""
+        from ..tls import CIPHER_SUITES, VERSIONS
+        out = {}
+        suites = spec.get("cipherSuites")
+        if suites is not None:
+            unknown = [c for c in suites if c not in CIPHER_SUITES]
+            if unknown:
+                self.err(obj, "cipher suite not supported: %s, falling back to default "
+                         "CipherSuite." % unknown[0], ("spec", "cipherSuites"))
+            elif suites:
+                out["cipherSuites"] = list(suites)
+        order = ("VersionTLS10", "VersionTLS11", "VersionTLS12", "VersionTLS13")
+        for key, label in (("minVersion", "minimum"), ("maxVersion", "maximum")):
+            value = spec.get(key) or ""
+            if value and value not in VERSIONS:
+                self.err(obj, "invalid TLS %s version: %s" % (label, value), ("spec", key))
+            elif value:
+                out[key] = value
+        if spec.get("minVersion") and spec.get("maxVersion") and \
+                spec["minVersion"] in VERSIONS and spec["maxVersion"] in VERSIONS and \
+                order.index(spec["minVersion"]) >= order.index(spec["maxVersion"]):
+            self.err(obj, "CipherSuite MinVersion, %s, above or equal to the MaxVersion, %s. "
+                     "Falling back to default MaxVersion and MinVersion"
+                     % (spec["minVersion"], spec["maxVersion"]), ("spec", "minVersion"))
+            out["minVersion"] = "VersionTLS12"
+            out.pop("maxVersion", None)
+        return out
+
     def servers_transports(self):
         for obj in sorted(self.store.all("ServersTransport"), key=lambda o: (o.namespace, o.name)):
             spec = obj.spec
@@ -432,9 +506,10 @@ class ServicesMixin:
                     timeouts[key] = format_duration(default)
             st = {"forwardingTimeouts": timeouts}
             for key in ("serverName", "insecureSkipVerify", "disableHTTP2", "maxIdleConnsPerHost",
-                        "peerCertURI", "spiffe"):
-                if spec.get(key) not in (None, "", False, 0):
+                        "peerCertURI", "peerCertSANs", "spiffe"):
+                if spec.get(key) not in (None, "", False, 0, []):
                     st[key] = spec[key]
+            st.update(self.transport_tls_versions(obj, spec))
             if root_cas:
                 st["rootCAs"] = root_cas
             if certs:

@@ -36,6 +36,7 @@ KNOWN_KINDS = {
     "EndpointSlice": ("discovery.k8s.io/v1",),
     "Secret": ("v1",),
     "ConfigMap": ("v1",),
+    "Node": ("v1",),          # cluster-scoped: nodePortLB servers (Traefik GetNodes)
 }
 
 EXTENSIONS = (".yaml", ".yml", ".json")

@@ -86,21 +86,19 @@ class TLSMixin:
                 store["defaultCertificate"] = {"certFile": c, "keyFile": k}
             if spec.get("defaultGeneratedCert") is not None:
                 store["defaultGeneratedCert"] = spec["defaultGeneratedCert"]
-            failed = False
             for k, cert in enumerate(spec.get("certificates") or ()):
+                # Traefik v3.7 buildCertificates: a certificate that cannot be read is skipped,
+                # the store and its other certificates still load
                 key = obj.namespace + "/" + cert.get("secretName", "")
                 if key in self.tls_configs:
                     continue
                 try:
                     c, pk = self.certificate_blocks(obj.namespace, cert.get("secretName", ""))
                 except RefError as e:
-                    self.err(obj, "Failed to load certificates: unable to read secret %s: %s"
+                    self.err(obj, "Unable to read certificate secret %s, skipping: %s"
                              % (key, e.message), ("spec", "certificates", k, "secretName"))
-                    failed = True
-                    break
+                    continue
                 self.tls_configs[key] = {"certFile": c, "keyFile": pk, "stores": [sid]}
-            if failed:
-                continue
             self.tls["stores"][sid if sid == DEFAULT_TLS else qualified(sid)] = store
         if len(defaults_in) > 1:
             del self.tls["stores"][DEFAULT_TLS]

@@ -26,6 +26,7 @@ from .status import CheckedBalancer, CheckedFailover, register_child
 from .normalize import Normalizer
 from .._engine.conn import EntryTable, Pool, RouteTarget, ServerTarget
 
+DEFAULT_TRANSPORT = "default@internal"   # the static serversTransport (Traefik's internal one)
 DEFAULT_DIAL_TIMEOUT = 30.0        # Traefik ServersTransport forwardingTimeouts defaults
 DEFAULT_IDLE_CONN_TIMEOUT = 90.0
 DEFAULT_MAX_IDLE = 200             # Traefik: maxIdleConnsPerHost 200
@@ -159,6 +160,17 @@ class Unavailable:
 
     def pick(self, conn):
         return None
+
+
+class NoopAnswer:
+    """Traefik's ``noop@internal`` service (the entry point redirection routers' service):
+    ``rw.WriteHeader(http.StatusTeapot)``, reached only when the redirection does not apply."""
+    __slots__ = ()
+    static = False
+
+    def on_request(self, conn):
+        from .responses import status_line
+        return status_line(418) + b"Content-Length: 0\r\n\r\n"
 
 
 class Route(RouteTarget):
@@ -352,9 +364,13 @@ def _client_tls(dynamic, name, host):
     import ssl
     import tempfile
     st = {}
+    transports = dynamic.get("http", {}).get("serversTransports", {})
     if name:
-        transports = dynamic.get("http", {}).get("serversTransports", {})
         st = transports.get(qualified(name)) or transports.get(name) or {}
+    elif DEFAULT_TRANSPORT in transports:
+        # the static configuration's serversTransport (Traefik: default@internal)
+        name = DEFAULT_TRANSPORT
+        st = transports[name]
     if st.get("disableHTTP2") is False:
         pass  # HTTP/2 to backends does not exist in pyroute yet: HTTP/1.1 over TLS either way
     ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
@@ -375,13 +391,36 @@ def _client_tls(dynamic, name, host):
             f.write(cert["certFile"].rstrip() + "\n" + cert["keyFile"].rstrip() + "\n")
             f.flush()
             ctx.load_cert_chain(f.name)
+    _transport_versions(ctx, st)
     server_name = st.get("serverName") or host
     # the pool key changes with the transport's content, so a reload with new CAs or
     # certificates never reuses connections (or a context) made with the old ones
     return ((name or "", repr(sorted(st.items()))), ctx, server_name)
 
 
+def _transport_versions(ctx, st):
+    """ServersTransport minVersion / maxVersion / cipherSuites (TLS 1.2 suites; Go, like
+    OpenSSL here, does not configure TLS 1.3 ones), already checked by pyroute.manifests."""
+    import ssl
+    from ..tls import CIPHER_SUITES
+    versions = {"VersionTLS10": ssl.TLSVersion.TLSv1, "VersionTLS11": ssl.TLSVersion.TLSv1_1,
+                "VersionTLS12": ssl.TLSVersion.TLSv1_2, "VersionTLS13": ssl.TLSVersion.TLSv1_3}
+    if st.get("minVersion") in versions:
+        ctx.minimum_version = versions[st["minVersion"]]
+    if st.get("maxVersion") in versions:
+        ctx.maximum_version = versions[st["maxVersion"]]
+    suites = [CIPHER_SUITES.get(c) for c in st.get("cipherSuites") or ()]
+    suites = [c for c in suites if c]
+    if suites:
+        try:
+            ctx.set_ciphers(":".join(suites))
+        except ssl.SSLError:
+            pass    # none of them in this OpenSSL: its defaults (never weaker ones)
+
+
 def _transport(dynamic, name):
+    if not name and DEFAULT_TRANSPORT in dynamic.get("http", {}).get("serversTransports", {}):
+        name = DEFAULT_TRANSPORT    # the static configuration's serversTransport
     if not name:
         return (DEFAULT_MAX_IDLE, DEFAULT_DIAL_TIMEOUT, 0.0, DEFAULT_IDLE_CONN_TIMEOUT)
     st = dynamic.get("http", {}).get("serversTransports", {}).get(qualified(name)) or \
@@ -635,6 +674,9 @@ def compile_config(config, pools, route_table_factory=None, server_name=None):
                 # (Traefik's buildHTTPHandler: ChildRefs first)
                 route = Route(rname, chain, None, server_name, tls_router,
                               children=layers.table(rname, chain, tls_router, (rname,)))
+            elif router.get("service") == "noop@internal":
+                route = Route(rname, chain + [NoopAnswer()], Unavailable(), server_name,
+                              tls_router)
             else:
                 route = Route(rname, chain, comp.service(router["service"]), server_name,
                               tls_router)

@@ -18,17 +18,24 @@ def add_arguments(parser):
     parser.add_argument("paths", nargs="*", metavar="PATH",
                         help="manifest files or folders (default: the bundled demo)")
     parser.add_argument("-c", "--config", metavar="STATIC",
-                        help="static configuration (YAML, Traefik's shape)")
+                        help="Traefik's static configuration file (YAML or TOML); Traefik's "
+                        "flags and TRAEFIK_* variables work too (see below)")
     parser.add_argument("-w", "--workers", type=int, default=0,
                         help="worker processes (default: the number of CPUs)")
 
 
-def load_config(static_path, paths):
+def load_static_config(static_path, flags=()):
+    """The static configuration as Traefik picks it: ``-c``/``--configFile``, else Traefik's
+    default file locations, else the flags, else TRAEFIK_* variables, else the defaults."""
+    from ..static import load_static
+    return load_static(static_path, args=flags, environ=os.environ, search=True)
+
+
+def load_config(static_path, paths, flags=()):
     """Load and compile-check a configuration; raises ConfigError when it cannot serve."""
     from ..manifests import load
     from ..proxy.snapshot import Pools, compile_config
-    from ..static import load_static
-    static = load_static(static_path)
+    static = load_static_config(static_path, flags)
     config = load(paths, static)
     # compiling here (route tables, middlewares, services) validates what workers will build
     snap = compile_config(config, Pools())
@@ -46,13 +53,13 @@ class ReloadRefused(Exception):
         self.level = level
 
 
-def reload_config(static_path, paths):
+def reload_config(static_path, paths, flags=()):
     """``load_config`` for a reload: a manifest path that cannot be read or parsed (missing,
     unreadable, invalid YAML, over the expansion limits) refuses the whole reload, so the
     previous configuration keeps serving — Traefik's file provider keeps its previous
     configuration when a file fails to parse (and when its path is gone)."""
     from ..manifests.source import SourceError
-    config = load_config(static_path, paths)
+    config = load_config(static_path, paths, flags)
     bad = [e for e in config.errors if isinstance(e, SourceError)]
     if bad:
         missing = all(e.message == "no such file or directory" for e in bad)
@@ -118,10 +125,16 @@ def _print_errors(config):
 def main(args):
     from .master import Master
     from .worker import worker_main
-    demo = not args.paths and not args.config
+    flags = list(getattr(args, "traefik_flags", ()) or ())
+    try:
+        static = load_static_config(args.config, flags)
+    except ConfigError as e:
+        print(e.render(), file=sys.stderr)
+        return 1
+    demo = not args.paths and static.origin == "default"
     paths = [DEMO_DIR] if demo else list(args.paths)
     try:
-        config = load_config(args.config, paths)
+        config = load_config(args.config, paths, flags)
     except ConfigError as e:
         print(e.render(), file=sys.stderr)
         return 1
@@ -151,9 +164,10 @@ def main(args):
     # files read, plus every folder searched (a new manifest there counts too), plus the
     # static configuration itself
     watch = list(config.sources) + list(getattr(config, "paths", ()) or ()) + \
-        [p for p in paths if os.path.isdir(p)] + ([args.config] if args.config else [])
+        [p for p in paths if os.path.isdir(p)] + ([static.source] if static.source else [])
     grace = max([ep.grace_timeout for ep in config.static.entry_points.values()] or [10.0])
-    master = Master(config, lambda: reload_config(args.config, paths), worker_main, workers,
+    master = Master(config, lambda: reload_config(args.config, paths, flags), worker_main,
+                    workers,
                     grace, watch_paths=watch, describe=describe)
     from .. import api as api_mod
     if getattr(config.static, "api", None) is not None:
