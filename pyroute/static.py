@@ -106,6 +106,7 @@ _SUPPORTED = {
     _CRD + "nativeLBByDefault": "",
     _CRD + "disableClusterScopeResources": "",
     _CRD + "crossProviderNamespaces": "",
+    _CRD + "throttleDuration": "file-change reloads at most once per throttleDuration",
     _CRD + "paths": "pyroute extension: manifest files or folders, relative to the file",
     "log.level": "",
     "core.defaultRuleSyntax": "v2 is deprecated (Traefik warns too)",
@@ -139,8 +140,6 @@ _IGNORED_NOTES = [
     ("entryPoints.<name>.observability", "pyroute has no access log, metrics or tracing"),
     ("providers", "pyroute reads Kubernetes CRD manifests from files only"),
     ("providers.kubernetesCRD", "meaningless for manifests read from files"),
-    ("providers.kubernetesCRD.throttleDuration", "not implemented: file changes are coalesced "
-                                                 "with pyroute's own 0.2 s settle time"),
     ("api.debug", "pyroute has no debug endpoints (/debug/vars, pprof)"),
     ("ping", "pyroute has no ping endpoint"),
     ("metrics", "pyroute has no metrics"),

@@ -307,3 +307,27 @@ def test_killed_worker_is_restarted_within_a_second_during_a_slow_reload(tmp_pat
     finally:
         proxy.stop()
         be.close()
+
+
+def test_throttle_duration_spaces_file_change_reloads_and_keeps_the_last_change(tmp_path):
+    # Traefik's providers.kubernetesCRD.throttleDuration: no two configurations from events
+    # closer than that; the change that arrived meanwhile is applied when it has passed
+    be = Backend("a")
+    proxy = Pyroute(tmp_path, manifests(be.port, 1), workers=1)
+    proxy.static.write_text(proxy.static.read_text()
+                            + "providers:\n  kubernetesCRD: {throttleDuration: 3s}\n")
+    try:
+        proxy.start()
+        wait_version(proxy.port, 1)
+        replace(proxy.mdir / "config.yaml", manifests(be.port, 2))
+        wait_version(proxy.port, 2)             # the first change: at once (settle time)
+        t2 = time.monotonic()
+        replace(proxy.mdir / "config.yaml", manifests(be.port, 3))
+        time.sleep(1.5)
+        assert get(proxy.port, "/", "a.test")[1].get("x-version") == "2", \
+            "a second reload came sooner than throttleDuration"
+        wait_version(proxy.port, 3, timeout=8.0)
+        assert time.monotonic() - t2 >= 2.5
+    finally:
+        proxy.stop()
+        be.close()

@@ -93,7 +93,6 @@ def load(paths=(), static=None):
     gc.disable()
     try:
         objects, errors, files = read_paths(all_paths, skip=(static.source,))
-        errors.extend(getattr(static, "warnings", ()))     # static keys read but not done
         valid = []
         for obj in objects:
             problems = schema.validate(obj)

@@ -117,6 +117,7 @@ class Master:
         self.slots = [_Slot(i) for i in range(workers)]
         self.grace_timeout = grace_timeout
         self.watch_paths = list(watch_paths)
+        self.file_reload_at = -1e9       # when the last file-change reload started
         self.describe = describe or (lambda cfg: "")
         self.draining_until = 0.0
         self.stopping = False
@@ -433,8 +434,12 @@ class Master:
                     elif key.data == "loader":
                         self._on_loader()
                     elif key.data == "watch" and watcher.relevant():
-                        # settle: a reload once the writes have stopped for a moment
-                        self.reload_at = time.monotonic() + RELOAD_DEBOUNCE
+                        # settle: a reload once the writes have stopped for a moment; and,
+                        # as Traefik's providers.kubernetesCRD.throttleDuration, no two
+                        # file-change reloads closer than that (the last change is kept)
+                        throttle = self.config.static.providers_crd.throttle_duration
+                        self.reload_at = max(time.monotonic() + RELOAD_DEBOUNCE,
+                                             self.file_reload_at + throttle)
                 signals, self.pending_signals = self.pending_signals, []
                 for signum in signals:
                     if signum == signal.SIGCHLD:
@@ -452,6 +457,7 @@ class Master:
                         self._send_all(("health", False, changes))
                 if self.reload_at and now >= self.reload_at and not self.stopping:
                     self.reload_at = 0.0
+                    self.file_reload_at = now
                     self._start_load("file change")
                 if self.stopping:
                     if not any(s.pid for s in self.slots):
