@@ -8,7 +8,8 @@ pkg/api/testdata at fd5a576df2, MIT licence).
 
 Cases whose Go input cannot come out of a configuration are left out: ``usedBy`` lists set by
 hand without the routers that would produce them (services.json, services-page2.json,
-services-filtered-*.json), and entry points with proxyProtocol (entrypoints*.json).
+services-filtered-*.json). Entry points are compared on the fields the fixtures have (see
+below).
 """
 import json
 import urllib.error
@@ -228,3 +229,89 @@ def test_sorting_as_traefik():
         assert names("?sortBy=status") == ["a@p", "b@p", "c@p"]
     finally:
         server.stop()
+
+
+# ---- entry points (pkg/api/handler_entrypoint_test.go) -----------------------------------
+# Traefik's cases build entry points without defaults; pyroute's always carry theirs
+# (timeouts, http.maxHeaderBytes...): the comparison is on every field the fixture has,
+# ``http`` (always ``{}`` there) left out.
+
+def _ep(name, port, **kw):
+    return EntryPoint(name=name, host="", port=port, **kw)
+
+
+def _eps_server(eps):
+    from pyroute.static import StaticConfig
+    static = StaticConfig(entry_points={e.name: e for e in eps})
+    config = RuntimeConfig(static=static, dynamic={"http": {"routers": {}, "services": {},
+                                                            "middlewares": {}}})
+    return ApiServer(Api(config, ApiSettings(), "test"),
+                     EntryPoint(name="traefik", host="127.0.0.1", port=0)).start()
+
+
+def _project(got, want):
+    if isinstance(want, dict):
+        assert isinstance(got, dict), got
+        return {k: _project(got.get(k), v) for k, v in want.items() if k != "http"}
+    if isinstance(want, list):
+        return [_project(g, w) for g, w in zip(got, want)] if len(got) == len(want) else got
+    return got
+
+
+NS = 1e-9
+EP_CASES = [
+    ("all entry points", "/api/entrypoints", [
+        _ep("web", 80, request_accept_grace_timeout=1 * NS, grace_timeout=2 * NS,
+            read_timeout=3 * NS, write_timeout=4 * NS, idle_timeout=5 * NS,
+            proxy_protocol={"insecure": True, "trusted_ips": ["192.168.1.1", "192.168.1.2"]},
+            forwarded_insecure=True, trusted_ips=("192.168.1.3", "192.168.1.4")),
+        _ep("websecure", 443, request_accept_grace_timeout=10 * NS, grace_timeout=20 * NS,
+            read_timeout=30 * NS, write_timeout=40 * NS, idle_timeout=50 * NS,
+            proxy_protocol={"insecure": True, "trusted_ips": ["192.168.1.10", "192.168.1.20"]},
+            forwarded_insecure=True, trusted_ips=("192.168.1.30", "192.168.1.40"))],
+     200, "1", "entrypoints"),
+    ("all entry points, pagination, 1 res per page, want page 2",
+     "/api/entrypoints?page=2&per_page=1",
+     [_ep("web1", 81), _ep("web2", 82), _ep("web3", 83)], 200, "3", "entrypoints-page2"),
+    ("all entry points, pagination, 19 results overall, 7 res per page, want page 3",
+     "/api/entrypoints?page=3&per_page=7", [_ep("ep%2d" % i, i) for i in range(19)], 200, "1",
+     "entrypoints-many-lastpage"),
+    ("all entry points, pagination, 5 results overall, 10 res per page, want page 2",
+     "/api/entrypoints?page=2&per_page=10", [_ep("ep%2d" % i, i) for i in range(5)], 400, "",
+     None),
+    ("all entry points, pagination, 10 results overall, 10 res per page, want page 2",
+     "/api/entrypoints?page=2&per_page=10", [_ep("ep%2d" % i, i) for i in range(10)], 400, "",
+     None),
+    ("one entry point by id", "/api/entrypoints/bar", [_ep("bar", 81)], 200, "",
+     "entrypoint-bar"),
+    ("one entry point by id, that does not exist", "/api/entrypoints/foo", [_ep("bar", 81)],
+     404, "", None),
+    ("one entry point by id, but no config", "/api/entrypoints/foo", [], 404, "", None),
+]
+
+
+@pytest.mark.parametrize("desc,path,eps,status,next_page,fixture", EP_CASES,
+                         ids=[c[0] for c in EP_CASES])
+def test_entry_points_handler(desc, path, eps, status, next_page, fixture):
+    server = _eps_server(eps)
+    try:
+        code, headers, body = _get(server, path)
+    finally:
+        server.stop()
+    assert code == status, body
+    assert (headers.get("X-Next-Page") or "") == next_page
+    if fixture is None:
+        return
+    want = json.loads((DATA / (fixture + ".json")).read_text())
+    got = json.loads(body)
+    assert _project(got, want) == _project(want, want)
+
+
+def test_entry_points_empty():
+    server = _eps_server([])
+    try:
+        code, headers, body = _get(server, "/api/entrypoints")
+    finally:
+        server.stop()
+    assert (code, headers["X-Next-Page"], json.loads(body)) == (
+        200, "1", json.loads((DATA / "entrypoints-empty.json").read_text()))

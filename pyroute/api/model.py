@@ -86,7 +86,18 @@ def entry_point_json(ep):
         fh["insecure"] = True
     if ep.trusted_ips:
         fh["trustedIPs"] = list(ep.trusted_ips)
-    http = {"maxHeaderBytes": ep.max_header_bytes, "sanitizePath": ep.sanitize_path}
+    http = {}
+    redir = getattr(ep, "redirections", None)
+    if redir:
+        http["redirections"] = {"entryPoint": {k: redir[k] for k in
+                                               ("to", "scheme", "permanent", "priority")
+                                               if redir.get(k) not in (None, "")}}
+    if getattr(ep, "middlewares", ()):
+        http["middlewares"] = list(ep.middlewares)
+    if getattr(ep, "tls", None) is not None:
+        http["tls"] = dict(ep.tls)
+    http["maxHeaderBytes"] = ep.max_header_bytes
+    http["sanitizePath"] = ep.sanitize_path
     if ep.encode_query_semicolons:
         http["encodeQuerySemicolons"] = True
     allowed = {key: True for key, escapes in _ENCODED_CHARACTERS.items()
@@ -98,6 +109,11 @@ def entry_point_json(ep):
         out["asDefault"] = True
     if transport:
         out["transport"] = transport
+    pp = getattr(ep, "proxy_protocol", None)
+    if pp is not None:
+        out["proxyProtocol"] = {k: v for k, v in (("insecure", bool(pp.get("insecure"))),
+                                                  ("trustedIPs", list(pp.get("trusted_ips")
+                                                                      or ()))) if v}
     out["forwardedHeaders"] = fh
     out["http"] = http
     out["name"] = ep.name
