@@ -221,7 +221,8 @@ def test_sorting_as_traefik():
                "c@p": dict(router("s", "Host(`b`)"), priority=5)}
     server = _serve(routers, {}, {})
     try:
-        names = lambda q: [r["name"] for r in json.loads(_get(server, "/api/http/routers" + q)[2])]  # noqa
+        def names(query):
+            return [r["name"] for r in json.loads(_get(server, "/api/http/routers" + query)[2])]
         assert names("") == ["a@p", "b@p", "c@p"]
         assert names("?direction=desc") == ["c@p", "b@p", "a@p"]
         assert names("?sortBy=rule") == ["b@p", "c@p", "a@p"]
