@@ -337,7 +337,8 @@ cdef class UpstreamConn:
         self.handshaking = False
         sock = socket.socket(pool.family, socket.SOCK_STREAM)
         sock.setblocking(False)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if pool.family != socket.AF_UNIX:      # api@internal: the master's unix socket
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sock = sock
         self.fd = sock.fileno()
         err = sock.connect_ex(pool.addr)
