@@ -360,7 +360,8 @@ cdef class UpstreamConn:
                 family, addr = socket.AF_INET, None     # the name has no address: 502
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setblocking(False)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if family != socket.AF_UNIX:      # api@internal: the master's unix socket
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sock = sock
         self.fd = sock.fileno()
         if addr is None:

@@ -239,30 +239,15 @@ class ForwardedHeaders:
 def encoded_characters_notice(static):
     """The one line ``pyroute check`` prints (to stderr, as information) about the entry
     points' ``http.encodedCharacters``: those that allow every encoded character in request
-    paths (Traefik v3.7's default) and how to refuse them, or — pyroute's default, Traefik
-    v3.6.4's refusal of encoded / \\ NUL ; ? # — that Traefik v3.7 would let them through and
-    how to get that; None when every entry point has a setting of its own (docs/security.md)."""
-    from .static import DEFAULT_DENIED_ENCODED
-    eps = static.entry_points
-    open_ = [n for n, ep in eps.items() if not ep.denied_encoded_characters]
-    default = [n for n, ep in eps.items()
-               if ep.denied_encoded_characters == DEFAULT_DENIED_ENCODED]
-
-    def names(lst):
-        return ("entry point%s %s" % ("s" if len(lst) > 1 else "", ", ".join(lst)),
-                "" if len(lst) > 1 else "s")
-    if open_:
-        who, s = names(open_)
-        return ("info: %s allow%s every encoded character in request paths (%%2F %%5C %%00 "
-                "%%3B %%25 %%3F %%23 reach routers and backends, as in Traefik >= v3.6.7); to "
-                "refuse them with 400, set http.encodedCharacters.allowEncodedSlash, "
-                "allowEncodedBackSlash, allowEncodedNullCharacter, allowEncodedSemicolon, "
-                "allowEncodedPercent, allowEncodedQuestionMark, allowEncodedHash to false "
-                "(see docs/security.md)" % (who, s))
-    if default:
-        who, s = names(default)
-        return ("info: %s refuse%s encoded / \\ NUL ; ? # in request paths with 400 "
-                "(pyroute's default, Traefik v3.6.4's; Traefik >= v3.6.7 lets them through): "
-                "to serve them as Traefik v3.7 does, set the http.encodedCharacters allow* "
-                "options to true (see docs/security.md)" % (who, s))
-    return None
+    paths (Traefik v3.7's default) and how to refuse them; None when every entry point
+    refuses some (docs/security.md)."""
+    open_ = [n for n, ep in static.entry_points.items() if not ep.denied_encoded_characters]
+    if not open_:
+        return None
+    who = "entry point%s %s" % ("s" if len(open_) > 1 else "", ", ".join(open_))
+    return ("info: %s allow%s every encoded character in request paths (%%2F %%5C %%00 "
+            "%%3B %%25 %%3F %%23 reach routers and backends, as in Traefik >= v3.6.7); to "
+            "refuse them with 400, set http.encodedCharacters.allowEncodedSlash, "
+            "allowEncodedBackSlash, allowEncodedNullCharacter, allowEncodedSemicolon, "
+            "allowEncodedPercent, allowEncodedQuestionMark, allowEncodedHash to false "
+            "(see docs/security.md)" % (who, "" if len(open_) > 1 else "s"))

@@ -37,7 +37,7 @@ import yaml
 from .errors import ConfigError
 from .static_keys import KEY_TYPES as _TRAEFIK_KEY_TYPES
 
-__all__ = ["StaticConfig", "EntryPoint", "ProvidersCRD", "Log", "AccessLog", "load_static",
+__all__ = ["StaticConfig", "EntryPoint", "ProvidersCRD", "Log", "AccessLog", "Api", "load_static",
            "static_from_mapping", "parse_duration", "parse_flags", "DEFAULT_MAX_HEADER_BYTES",
            "STATIC_KEYS", "KEY_TYPES", "TOP_LEVEL_KEYS", "is_traefik_flag"]
 
@@ -116,6 +116,12 @@ _SUPPORTED = {
     "serversTransport.forwardingTimeouts.dialTimeout": "",
     "serversTransport.forwardingTimeouts.responseHeaderTimeout": "",
     "serversTransport.forwardingTimeouts.idleConnTimeout": "",
+    "api": "served by the master (docs/api.md)",
+    "api.insecure": "the entry point traefik is the master's, not the workers'",
+    "api.dashboard": "pyroute's own dashboard, not Traefik's web UI",
+    "api.basePath": "",
+    "api.disableDashboardAd": "",
+    "api.dashboardName": "",
 }
 
 # longest matching prefix -> why pyroute ignores the keys under it
@@ -134,7 +140,7 @@ _IGNORED_NOTES = [
     ("entryPoints.<name>.observability", "pyroute has no access log, metrics or tracing"),
     ("providers", "pyroute reads Kubernetes CRD manifests from files only"),
     ("providers.kubernetesCRD", "meaningless for manifests read from files"),
-    ("api", "pyroute has no API or dashboard"),
+    ("api.debug", "pyroute has no debug endpoints (/debug/vars, pprof)"),
     ("ping", "pyroute has no ping endpoint"),
     ("metrics", "pyroute has no metrics"),
     ("log", "pyroute logs to stderr in its own format"),
@@ -200,8 +206,11 @@ _ENCODED_CHARACTERS = {
     "allowEncodedQuestionMark": ("%3F", "%3f"),
     "allowEncodedHash": ("%23",),
 }
-# Traefik >= v3.6.4 (CVE-2025-66490): every allow* defaults to false except allowEncodedPercent.
-_ENCODED_ALLOWED_BY_DEFAULT = {"allowEncodedPercent"}
+# Traefik v3.6.4 (CVE-2025-66490) made every allow* default to false except
+# allowEncodedPercent; v3.6.7 turned them all back to true after that broke real applications
+# (APIs with %2F in identifiers). pyroute follows v3.7: everything allowed unless refused
+# (the hardening is one setting away: docs/security.md; `pyroute check` says how).
+_ENCODED_ALLOWED_BY_DEFAULT = set(_ENCODED_CHARACTERS)
 DEFAULT_DENIED_ENCODED = frozenset(esc for key, escapes in _ENCODED_CHARACTERS.items()
                                    if key not in _ENCODED_ALLOWED_BY_DEFAULT for esc in escapes)
 
@@ -227,9 +236,8 @@ class EntryPoint:
     sanitize_path: bool = True
     encode_query_semicolons: bool = False
     max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
-    # Escapes a root router refuses with 400 (http.encodedCharacters). Since Traefik v2.11.32 /
-    # v3.6.4 (CVE-2025-66490) encoded '/', '\\', NUL, ';', '?' and '#' are refused unless allowed;
-    # '%25' stays allowed.
+    # Escapes a root router refuses with 400 (http.encodedCharacters): none by default, as
+    # Traefik >= v3.6.7; each allow*: false adds its escapes.
     denied_encoded_characters: frozenset = DEFAULT_DENIED_ENCODED
     # proxyProtocol: None (off) or {"trusted_ips": [CIDR...], "insecure": bool}
     proxy_protocol: object = None
@@ -282,6 +290,25 @@ class AccessLog:
     format: str = "common"
 
 
+INTERNAL_ENTRY_POINT = "traefik"   # Traefik: static.DefaultInternalEntryPointName
+
+
+@dataclass(frozen=True)
+class Api:
+    """Traefik's static ``api`` section (pyroute.api serves it from the master).
+
+    ``entry_point``: with ``insecure``, the internal entry point ``traefik`` the master's API
+    listens on (``entryPoints.traefik`` when defined, else Traefik's default ``:8080``); it is
+    not among ``StaticConfig.entry_points`` (the workers never bind it)."""
+    insecure: bool = False
+    dashboard: bool = True           # Traefik's SetDefaults: true once ``api`` is present
+    base_path: str = "/"
+    debug: bool = False
+    disable_dashboard_ad: bool = False
+    dashboard_name: str = ""
+    entry_point: object = None       # EntryPoint, with insecure
+
+
 @dataclass(frozen=True)
 class StaticConfig:
     entry_points: dict = field(default_factory=dict)   # name -> EntryPoint (do not mutate)
@@ -296,14 +323,16 @@ class StaticConfig:
     servers_transport: object = None
     # core.defaultRuleSyntax: "" without a core section, else "v3" (the default) or "v2"
     default_rule_syntax: str = ""
+    api: object = None                                 # Api, or None without ``api``
 
     def default_entry_points(self):
         """Names of the entry points a router without ``entryPoints`` attaches to.
 
-        Traefik: the entry points marked ``asDefault``, or all of them when none is.
+        Traefik: the entry points marked ``asDefault``, or all of them when none is, never the
+        internal entry point ``traefik`` (cmd/traefik getDefaultsEntrypoints).
         """
         marked = [n for n, ep in self.entry_points.items() if ep.as_default]
-        return marked or list(self.entry_points)
+        return [n for n in (marked or list(self.entry_points)) if n != INTERNAL_ENTRY_POINT]
 
 
 # Go's time.ParseDuration units, as Traefik's ptypes.Duration accepts them.
@@ -1073,6 +1102,7 @@ def _build(tree, src, base_dir, source=""):
         # Traefik's entryPointModels: a default rule syntax gives every entry point a model
         eps = {n: dataclasses.replace(ep, has_model=True) for n, ep in eps.items()}
     crd = _providers(r, top.get("providers") or {}, base_dir)
+    api = _api(r, top["api"], eps) if "api" in top else None
     return StaticConfig(
         entry_points=eps,
         providers_crd=crd,
@@ -1084,7 +1114,34 @@ def _build(tree, src, base_dir, source=""):
         servers_transport=(_servers_transport(r, top["serversTransport"], base_dir)
                            if "serversTransport" in top else None),
         default_rule_syntax=syntax,
+        api=api,
     )
+
+
+def _api(r, m, eps):
+    """``api`` (normalized) -> Api; with ``insecure`` the ``traefik`` entry point moves out of
+    ``eps`` into the Api (the master serves it, not the workers)."""
+    base = m.get("basePath") or "/"
+    if not base.startswith("/"):
+        raise r.error(("api", "basePath"), "expected a path starting with \"/\" (got %r)"
+                      % base)
+    insecure = bool(m.get("insecure", False))
+    ep = None
+    if insecure:
+        ep = eps.pop(INTERNAL_ENTRY_POINT, None)
+        if ep is None:
+            ep = EntryPoint(name=INTERNAL_ENTRY_POINT, host="", port=8080)
+            for other in eps.values():
+                if (other.host, other.port) == (ep.host, ep.port):
+                    raise r.error(("entryPoints", other.name, "address"),
+                                  "same address as entry point 'traefik' (api.insecure)")
+        if not eps:
+            raise r.error(("entryPoints",), "besides \"traefik\" (the API's, with "
+                          "api.insecure), at least one entry point is needed to serve routes")
+    return Api(insecure=insecure, dashboard=bool(m.get("dashboard", True)), base_path=base,
+               debug=bool(m.get("debug", False)),
+               disable_dashboard_ad=bool(m.get("disableDashboardAd", False)),
+               dashboard_name=m.get("dashboardName") or "", entry_point=ep)
 
 
 def static_from_mapping(data, source=""):

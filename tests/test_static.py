@@ -20,9 +20,9 @@ def test_defaults():
     assert (ep.keep_alive_max_requests, ep.keep_alive_max_time) == (0, 0.0)   # no limit
     assert ep.sanitize_path is True and ep.encode_query_semicolons is False
     assert ep.max_header_bytes == 1 << 20
-    # Traefik >= v3.6.4 (CVE-2025-66490): encoded / \\ NUL ; ? # refused by default, %25 allowed
-    assert ep.denied_encoded_characters == frozenset(
-        {"%2F", "%2f", "%5C", "%5c", "%00", "%3B", "%3b", "%3F", "%3f", "%23"})
+    # Traefik >= v3.6.7: every encoded character allowed by default (v3.6.4's refusal of
+    # / \\ NUL ; ? # broke real applications); the hardening is opt-in
+    assert ep.denied_encoded_characters == frozenset()
     assert st.default_entry_points() == ["web"]
     assert st.providers_crd.allow_cross_namespace is False
 
@@ -178,7 +178,9 @@ def test_static_keys_cover_traefik():
                 "entryPoints.<name>.transport.lifeCycle.requestAcceptGraceTimeout",
                 "providers.kubernetesCRD.namespaces", "providers.kubernetesCRD.throttleDuration"]:
         assert STATIC_KEYS[key][0] == "supported", key
-    for key in ["api", "ping", "metrics.prometheus", "providers.kubernetesIngress",
+    for key in ["api", "api.insecure", "api.dashboard", "api.basePath"]:
+        assert STATIC_KEYS[key][0] == "supported", key          # pyroute.api (issue 15)
+    for key in ["api.debug", "ping", "metrics.prometheus", "providers.kubernetesIngress",
                 "providers.kubernetesCRD.endpoint", "providers.kubernetesCRD.token",
                 "providers.kubernetesCRD.certAuthFilePath", "certificatesResolvers.<name>"]:
         assert STATIC_KEYS[key][0] == "ignored" and STATIC_KEYS[key][1], key
@@ -201,7 +203,8 @@ providers:
 """)
     st = load_static(path)
     got = [(w.field, w.line, w.severity) for w in st.warnings]
-    assert got == [("global", 1, "warning"), ("api", 2, "warning"), ("ping", 3, "warning"),
+    # api is served (pyroute.api, issue 15): no warning for it
+    assert got == [("global", 1, "warning"), ("ping", 3, "warning"),
                    ("metrics", 4, "warning"),
                    ("entryPoints.web.http2", 7, "warning"),
                    ("entryPoints.websecure.http2", 8, "warning"),
@@ -344,10 +347,13 @@ def test_helm_chart_default_args():
         "metrics": 9100, "traefik": 8080, "web": 8000, "websecure": 8443}
     assert st.entry_points["websecure"].tls == {} and st.entry_points["web"].tls is None
     assert st.providers_crd.allow_empty_services is True
-    assert [w.field for w in st.warnings] == ["api", "ping", "metrics",
+    assert [w.field for w in st.warnings] == ["ping", "metrics",
                                               "providers.kubernetesIngress"]
+    # the chart exposes the dashboard with an IngressRoute to api@internal, no api.insecure:
+    # entryPoints.traefik stays one of the workers'
+    assert st.api is not None and not st.api.insecure and st.api.dashboard
     assert all(w.file == "command line" for w in st.warnings)
-    assert "(--ping)" in st.warnings[1].message
+    assert "(--ping)" in st.warnings[0].message
 
 
 def test_flag_forms():
@@ -535,3 +541,49 @@ def test_every_helm_chart_flag_loads():
     st = load_static(None, args=args)
     assert st.entry_points["web"].port == 8000
     assert all(w.severity == "warning" for w in st.warnings)
+# ---- api (issue 15) ---------------------------------------------------------------------
+
+def test_api_section_defaults_and_traefik_entry_point():
+    from pyroute.static import static_from_mapping
+    s = static_from_mapping({"entryPoints": {"web": {"address": ":80"}}})
+    assert s.api is None
+    s = static_from_mapping({"entryPoints": {"web": {"address": ":80"}}, "api": None})
+    assert (s.api.insecure, s.api.dashboard, s.api.base_path, s.api.debug) == (
+        False, True, "/", False)                      # Traefik's API.SetDefaults
+    assert s.api.entry_point is None
+    # insecure: the internal entry point "traefik", ":8080" unless defined; the master's
+    s = static_from_mapping({"entryPoints": {"web": {"address": ":80"}},
+                             "api": {"insecure": True}})
+    assert (s.api.entry_point.name, s.api.entry_point.host, s.api.entry_point.port) == (
+        "traefik", "", 8080)
+    assert list(s.entry_points) == ["web"]
+    s = static_from_mapping({"entryPoints": {"web": {"address": ":80"},
+                                             "traefik": {"address": "127.0.0.1:9000"}},
+                             "api": {"insecure": True, "dashboard": False,
+                                     "basePath": "/x", "debug": True}})
+    assert s.api.entry_point.port == 9000 and list(s.entry_points) == ["web"]
+    assert (s.api.dashboard, s.api.base_path, s.api.debug) == (False, "/x", True)
+
+
+def test_api_section_errors_name_the_key():
+    import pytest
+    from pyroute.errors import ConfigError
+    from pyroute.static import static_from_mapping
+    for raw, field in (({"insecure": "yes"}, "api.insecure"), ({"bogus": 1}, "api.bogus"),
+                       ({"basePath": "x"}, "api.basePath")):
+        with pytest.raises(ConfigError) as e:
+            static_from_mapping({"entryPoints": {"web": {"address": ":80"}}, "api": raw},
+                                source="s.yaml")
+        assert e.value.field == field and e.value.file == "s.yaml"
+    with pytest.raises(ConfigError) as e:
+        static_from_mapping({"entryPoints": {"web": {"address": ":8080"}},
+                             "api": {"insecure": True}})
+    assert "traefik" in str(e.value)
+
+
+def test_traefik_entry_point_is_never_a_default_one():
+    from pyroute.static import static_from_mapping
+    s = static_from_mapping({"entryPoints": {"web": {"address": ":80"},
+                                             "traefik": {"address": ":8080"}}})
+    assert list(s.entry_points) == ["web", "traefik"]
+    assert s.default_entry_points() == ["web"]

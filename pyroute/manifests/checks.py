@@ -8,6 +8,12 @@ from .names import qualified
 from .rulecheck import check_priority, check_rule
 from .tlsconfig import DEFAULT_TLS
 
+# Traefik's internal services (api@internal, dashboard@internal, ...): pyroute's workers do
+# not serve them; the API is served by the master on the traefik entry point (pyroute.api)
+_INTERNAL_SERVICE = ("the service %r is one of Traefik's internal services, which pyroute "
+                     "does not route to yet (of those it serves api@internal, with the static "
+                     "api section)")
+
 __all__ = ["ChecksMixin"]
 
 
@@ -159,6 +165,7 @@ class ChecksMixin:
                 self.disable(mw, "the service %r does not exist" % qualified(es["service"]))
 
     def check_routers(self):
+        api = getattr(self.static, "api", None)
         eps_known = self.static.entry_points
         default_eps = self.static.default_entry_points()
         for name, router in self.http["routers"].items():
@@ -170,15 +177,26 @@ class ChecksMixin:
                     router["entryPoints"] = list(default_eps)
                 missing = [ep for ep in router["entryPoints"] if ep not in eps_known]
                 for ep in missing:
-                    self.err(obj, "entryPoint %r doesn't exist (known: %s)"
-                             % (ep, ", ".join(eps_known)), ("spec", "entryPoints"))
+                    self.err(obj, "entryPoint %r doesn't exist (known: %s)%s"
+                             % (ep, ", ".join(eps_known),
+                                "; with api.insecure the entry point 'traefik' serves only "
+                                "the API, from pyroute's master" if api is not None and
+                                api.insecure and ep == api.entry_point.name else ""),
+                             ("spec", "entryPoints"))
                 if missing and len(missing) == len(router["entryPoints"]):
                     self.disable(router, "no valid entryPoint for this router")
             svc = router.get("service")
             if svc is not None and router.get("status") == "enabled":
                 q = qualified(svc)
                 target = self.http["services"].get(q)
-                if target is None:
+                if target is None and q == "api@internal" and api is not None:
+                    # Traefik's internal provider has api@internal whenever ``api`` is set:
+                    # the workers forward it to the master's API (pyroute.api)
+                    self.http["services"]["api@internal"] = {"status": "enabled"}
+                elif target is None and q.endswith("@internal") and not (
+                        q == "api@internal" and api is None):
+                    problems.append((_INTERNAL_SERVICE % q, ("services",)))
+                elif target is None:
                     problems.append(("the service %r does not exist" % q, ("services",)))
                 elif target.get("status") != "enabled":
                     problems.append(("the service %r is disabled: %s" % (

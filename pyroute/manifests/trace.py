@@ -248,6 +248,10 @@ class Explainer:
             node["type"] = "missing" if svc is None else "cycle"
             return node
         seen = seen | {name}
+        if name == "api@internal":
+            # Traefik's API: the workers forward it to pyroute's master (pyroute.api)
+            node["type"] = "internal"
+            node["servers"] = [{"url": "the master's API (unix socket)", "weight": 1}]
         if "loadBalancer" in svc:
             node["type"] = "loadBalancer"
             node["servers"] = [{"url": s["url"], "weight": s.get("weight", 1)}
@@ -415,7 +419,7 @@ def _client_url(ctx):
 def _has_servers(node):
     if node.get("status") == "disabled" or node["type"] in ("missing", "cycle"):
         return False
-    if node["type"] == "loadBalancer":
+    if node["type"] in ("loadBalancer", "internal"):
         return bool(node["servers"])
     kids = node["children"]
     if node["type"] == "mirroring":

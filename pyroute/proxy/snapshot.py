@@ -697,6 +697,9 @@ class Compiler:
             return self.services[key]
         if key in stack:
             raise ValueError("service %s refers to itself" % key)
+        if key == "api@internal" and getattr(self.config.static, "api", None) is not None:
+            svc = self.services[key] = self._api_internal()
+            return svc
         spec = self.dynamic.get("http", {}).get("services", {}).get(key)
         if spec is None:
             raise ValueError("service %s not found" % key)
@@ -784,6 +787,22 @@ class Compiler:
             svc = Chained(svc, chain)
         self.services[key] = svc
         return svc
+
+    def _api_internal(self):
+        """Traefik's api@internal: forwarded to the master's API over its private unix
+        socket (pyroute.api); without a running master (``pyroute check``) the pool's
+        address is empty and a request would get 502."""
+        from .. import api
+        path = api.internal_socket() or ""
+        key = ("unix", path)
+        pool = self.pools.pools.get(key)
+        if pool is None:
+            # idle connections are dropped after 5s, before the master's API closes them
+            # (10s, pyroute.api.server.READ_TIMEOUT): a request never meets a closing one
+            pool = self.pools.pools[key] = Pool(
+                path, socket.AF_UNIX, 8, 30.0, 0.0, 5.0, "api@internal", None, None)
+        return LoadBalancer([Server("http://api.internal", pool, b"api.internal", True)], [1],
+                            "wrr", None, None)
 
     @staticmethod
     def _listen(parent, children, names):

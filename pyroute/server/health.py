@@ -146,7 +146,8 @@ class HealthChecks:
         now = time.monotonic() if now is None else now
         dynamic = config.dynamic
         services = dynamic.get("http", {}).get("services", {})
-        old, self.targets = self.targets, {}
+        # filled aside, then swapped in whole: the API thread reads self.targets meanwhile
+        old, targets = self.targets, {}
         tls_cache = {}
         used = _used_services(dynamic)
         for name, spec in sorted(services.items()):
@@ -176,14 +177,15 @@ class HealthChecks:
                     log("error", "cannot set up the health check", serviceName=name,
                         targetURL=url, error=str(e))
                     continue
-                if t.key in self.targets:
+                if t.key in targets:
                     continue             # Traefik keys a service's targets by URL
                 prev = old.pop(t.key, None)
                 if prev is not None:
                     t.up, t.next_at, t.probe = prev.up, prev.next_at, prev.probe
                     if t.probe is not None:
                         t.probe.target = t
-                self.targets[t.key] = t
+                targets[t.key] = t
+        self.targets = targets
         for t in old.values():
             if t.probe is not None:
                 t.probe.close()

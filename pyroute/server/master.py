@@ -31,7 +31,7 @@ RELOAD_DEBOUNCE = 0.2    # file changes arrive in bursts (write + rename): reloa
 
 
 class _Slot:
-    __slots__ = ("index", "pid", "pipe", "deaths", "restart_at", "given_up")
+    __slots__ = ("index", "pid", "pipe", "deaths", "restart_at", "given_up", "spawns")
 
     def __init__(self, index):
         self.index = index
@@ -40,6 +40,7 @@ class _Slot:
         self.deaths = []       # monotonic times of recent deaths
         self.restart_at = 0.0  # 0: no restart pending
         self.given_up = False
+        self.spawns = 0        # forks so far (the API shows spawns - 1 as restarts)
 
 
 class _Load:
@@ -133,6 +134,12 @@ class Master:
         # active health checks: probed here, once for all workers (see pyroute.server.health)
         self.health = HealthChecks()
         self.health.configure(config)
+        self.api = None        # pyroute.api.Api: kept current on reloads (see attach_api)
+
+    def attach_api(self, api):
+        """The API (served by a thread of this process) reads the health checker and slots."""
+        self.api = api
+        api.health, api.slots = self.health, self.slots
 
     # ---- processes ------------------------------------------------------------------
 
@@ -187,6 +194,7 @@ class Master:
                                            # queue alive that nobody accepts from
         slot.pid = pid
         slot.pipe = parent
+        slot.spawns += 1
         slot.restart_at = 0.0
         log("debug", "worker started", worker=slot.index, worker_pid=pid)
 
@@ -234,6 +242,8 @@ class Master:
         _log_errors(getattr(e, "errors", ()), level)
         log(level, "configuration reload refused; keeping the previous one",
             trigger=why, error=str(e))
+        if self.api is not None:
+            self.api.refused(why, e)
 
     def _apply(self, config, why, payload=None):
         """Make ``config`` current; ``payload``: its pickle, when it arrived as one (sent to
@@ -252,13 +262,16 @@ class Master:
         else:
             self._send_raw(struct.pack("!I", len(payload)) + payload)
         _log_errors(getattr(config, "errors", ()))
+        if self.api is not None:
+            self.api.reloaded(config, why)
         log("info", "configuration reloaded", trigger=why, summary=self.describe(config))
 
     # ---- loading off the supervision path ---------------------------------------------
     # Loading and compile-checking a big configuration takes seconds (a 50 MB manifest: tens of
     # seconds); the master's loop must keep reaping and restarting workers, probing health and
     # answering signals meanwhile. A reload is loaded in a child process forked for it (the
-    # process image has no other thread, so fork is safe), which writes the pickled result on a
+    # only other threads are the API's, which hold no lock a child uses: fork is safe), which
+    # writes the pickled result on a
     # pipe and exits; the loop reads the pipe between its other events. Reloads asked for while
     # one loads are coalesced into one more after it.
 
@@ -356,6 +369,8 @@ class Master:
         self._send_all(("health", True, self.health.down()))
         self._send_raw(struct.pack("!I", len(payload)) + payload)
         _log_errors(view.errors)
+        if self.api is not None:
+            self.api.reloaded_payload(payload, why)   # unpickled by the API, not here
         log("info", "configuration reloaded", trigger=why, summary=view.summary)
 
     def _send_raw(self, data):

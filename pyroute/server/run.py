@@ -180,10 +180,34 @@ def main(args):
     grace = max([ep.grace_timeout for ep in config.static.entry_points.values()] or [10.0])
     master = Master(config, lambda: reload_config(args.config, paths, flags), worker_main,
                     workers, grace, watch_paths=watch, describe=describe, listeners=listeners)
+    from .. import api as api_mod
+    if getattr(config.static, "api", None) is not None:
+        api_mod.prepare()         # the socket api@internal routes go to (workers compile it)
+    try:
+        api, api_servers = api_mod.start(config)
+    except OSError as e:
+        ep = config.static.api.entry_point
+        print("pyroute: cannot listen on entry point %s (%s) for the API (api.insecure): %s"
+              % (ep.name, ep.address, e.strerror or e), file=sys.stderr)
+        listeners.close()
+        if demo_pid:
+            _stop_demo(demo_pid)
+        return 1
+    if api is not None:
+        master.attach_api(api)
+    if config.static.api is not None and config.static.api.insecure:
+        print("pyroute: API on entry point %s: http://%s%s/api/%s" % (
+            config.static.api.entry_point.name, config.static.api.entry_point.address,
+            api.base, (", dashboard on http://%s%s/dashboard/" % (
+                config.static.api.entry_point.address, api.base))
+            if config.static.api.dashboard else ""), flush=True)
     try:
         return master.run()
     finally:
         listeners.close()
+        for server in api_servers:
+            server.stop()
+        api_mod.cleanup()
         if demo_pid:
             _stop_demo(demo_pid)
 

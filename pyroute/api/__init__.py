@@ -1,0 +1,65 @@
+"""Traefik's API (``api`` in the static configuration), served by the master.
+
+``start(config)`` returns the :class:`~pyroute.api.handler.Api` state and its listening
+servers: on the ``traefik`` entry point with ``api.insecure``, and always (with ``api``) on a
+unix socket in a private folder (mode 0700) that the workers forward ``api@internal`` to —
+the service Traefik users route to from an IngressRoute, usually behind a middleware; only
+this user's processes can reach that socket, so a middleware in front of ``api@internal`` is
+never bypassed over the network. ``prepare()`` picks the socket's path before the
+configuration is loaded (workers compile ``api@internal`` against it, see
+pyroute.proxy.snapshot); without it (``pyroute check``) the service compiles to a pool that
+answers 502. The master then keeps the state current: ``api.reloaded(config, trigger)`` /
+``api.refused(trigger, error)``, and gives it its health checker and worker slots to read.
+"""
+from .handler import Api
+from .model import Model
+
+__all__ = ["Api", "Model", "start", "prepare", "internal_socket", "INTERNAL_SERVICES"]
+
+# Traefik's internal services pyroute routes to (to the master's API)
+INTERNAL_SERVICES = ("api@internal",)
+
+_socket_path = None
+
+
+def prepare():
+    """Choose the path of the master's internal API socket (once per ``pyroute run``)."""
+    global _socket_path
+    if _socket_path is None:
+        import os
+        import tempfile
+        folder = tempfile.mkdtemp(prefix="pyroute-api-")     # 0700: this user only
+        _socket_path = os.path.join(folder, "api.sock")
+    return _socket_path
+
+
+def internal_socket():
+    """The internal socket's path, or None when no ``pyroute run`` prepared one."""
+    return _socket_path
+
+
+def cleanup():
+    import os
+    if _socket_path is not None:
+        for f in (lambda: os.unlink(_socket_path),
+                  lambda: os.rmdir(os.path.dirname(_socket_path))):
+            try:
+                f()
+            except OSError:
+                pass
+
+
+def start(config):
+    """Raises OSError when the ``traefik`` entry point cannot be bound."""
+    from .._version import __version__
+    from .server import ApiServer
+    settings = getattr(config.static, "api", None)
+    if settings is None:
+        return None, []
+    api = Api(config, settings, __version__)
+    servers = []
+    if _socket_path is not None:
+        servers.append(ApiServer(api, None, unix_path=_socket_path, internal=True).start())
+    if settings.insecure:
+        servers.append(ApiServer(api, settings.entry_point).start())
+    return api, servers
