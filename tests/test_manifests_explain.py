@@ -354,3 +354,86 @@ def test_host_header_is_the_requests_host_as_curl_sends_it():
 def test_origin_form_url_takes_the_host_header():
     res = demo().explain("GET", "/", [("Host", "demo.localhost")])
     assert res["host"] == "demo.localhost" and res["status"] is None
+
+
+EXPLAIN_VS_RUN = """\
+apiVersion: traefik.io/v1alpha1
+kind: Middleware
+metadata: {name: strip, namespace: default}
+spec:
+  stripPrefix: {prefixes: [/api]}
+---
+apiVersion: traefik.io/v1alpha1
+kind: Middleware
+metadata: {name: by-depth, namespace: default}
+spec:
+  ipAllowList:
+    sourceRange: ["192.0.2.0/24"]
+    ipStrategy: {depth: 1}
+---
+apiVersion: traefik.io/v1alpha1
+kind: Middleware
+metadata: {name: v6-subnet, namespace: default}
+spec:
+  ipAllowList:
+    sourceRange: ["2001:db8::/64"]
+    ipStrategy: {depth: 1, ipv6Subnet: 64}
+---
+apiVersion: traefik.io/v1alpha1
+kind: IngressRoute
+metadata: {name: r, namespace: default}
+spec:
+  entryPoints: [web]
+  routes:
+    - match: Host(`strip.test`)
+      kind: Rule
+      middlewares: [{name: strip}]
+      services: [{name: svc, port: 80}]
+    - match: Host(`depth.test`)
+      kind: Rule
+      middlewares: [{name: by-depth}]
+      services: [{name: svc, port: 80}]
+    - match: Host(`v6.test`)
+      kind: Rule
+      middlewares: [{name: v6-subnet}]
+      services: [{name: svc, port: 80}]
+"""
+
+
+def test_explain_runs_the_servers_middlewares_and_agrees_with_run(tmp_path):
+    # explain answers with the very middleware objects `pyroute run` serves with: the
+    # stripPrefix dot-segment 400, the depth strategy that never trusts an untrusted peer's
+    # X-Forwarded-For, and ipv6Subnet — each checked against a real `pyroute run`
+    from e2e_backend import Backend
+    from e2e_support import Pyroute, backend_service, request
+    be = Backend("a")
+    text = backend_service("svc", [be.port]) + "---\n" + EXPLAIN_VS_RUN
+    proxy = Pyroute(tmp_path, text, workers=1, trusted=("127.0.0.1",))
+    cases = [
+        # (host, target, extra headers, client ip as explain is told)
+        ("strip.test", "/api./foo", [], "127.0.0.1"),          # 400 (dot segment left)
+        ("strip.test", "/api/foo", [], "127.0.0.1"),           # forwarded, /foo
+        ("depth.test", "/", [("X-Forwarded-For", "192.0.2.7")], "127.0.0.1"),   # trusted: 200
+        ("depth.test", "/", [("X-Forwarded-For", "198.51.100.1")], "127.0.0.1"),  # 403
+        ("v6.test", "/", [("X-Forwarded-For", "2001:db8::1234")], "127.0.0.1"),   # 200
+        ("v6.test", "/", [("X-Forwarded-For", "2001:db8:1::1")], "127.0.0.1"),    # 403
+    ]
+    try:
+        proxy.start()
+        ex = Explainer(manifests.load([str(proxy.mdir)], manifests_static(str(proxy.static))))
+        got_run, got_explain = [], []
+        for host, target, hdrs, ip in cases:
+            raw = ("GET %s HTTP/1.1\r\nHost: %s\r\n%s\r\n" % (
+                target, host, "".join("%s: %s\r\n" % h for h in hdrs))).encode()
+            got_run.append(request(proxy.port, raw)[0])
+            res = ex.explain("GET", "http://%s%s" % (host, target), hdrs, client_ip=ip)
+            got_explain.append(res["status"] or 200)
+        assert got_run == [400, 200, 200, 403, 200, 403]
+        assert got_explain == got_run
+        # and from an untrusted peer a spoofed X-Forwarded-For decides nothing: 403
+        res = ex.explain("GET", "http://depth.test/", [("X-Forwarded-For", "192.0.2.7")],
+                         client_ip="10.9.9.9")
+        assert res["status"] == 403
+    finally:
+        proxy.stop()
+        be.close()

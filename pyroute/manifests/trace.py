@@ -154,7 +154,8 @@ class Explainer:
             for m in chain[start:]:
                 ctx = {"method": method, "tls": tls, "host": host or "",
                        "uri": path + ("?" + t.query if t.query is not None else ""),
-                       "headers": headers, "client_ip": client_ip}
+                       "headers": headers, "client_ip": client_ip,
+                       "trusted": self.forwarded(ep).trusted(client_ip)}
                 answer = _middleware_answer(m, ctx)
                 if answer is not None:
                     out["matched"] = matched
@@ -165,7 +166,7 @@ class Explainer:
                     out["status"], note = answer
                     out["notes"].append("middleware %s answers: %s" % (m["name"], note))
                     return out
-                path, headers = _request_edits(m, path, headers)
+                path, headers = _request_edits(m, path, headers, ctx)
             parent = first
         out["matched"] = matched
         if parent is None:
@@ -194,7 +195,8 @@ class Explainer:
         ctx = {"method": method, "tls": tls, "host": host or "",
                "uri": path + ("?" + t.query if t.query is not None else "")
                if parent is not None else t.request_uri,
-               "headers": headers, "client_ip": client_ip}
+               "headers": headers, "client_ip": client_ip,
+               "trusted": self.forwarded(ep).trusted(client_ip)}
         for m in chain[leaf_start:]:
             answer = _middleware_answer(m, ctx)
             if answer is not None:
@@ -307,45 +309,79 @@ class Explainer:
                                     % (name, "; ".join(r.get("error", []))))
 
 
+# Kinds whose answer (or path edit) explain takes from the very middleware objects the
+# server runs (pyroute.middlewares), so explain and run reach one verdict on them.
+_RUN_KINDS = ("ipAllowList", "ipWhiteList", "redirectScheme", "stripPrefix", "addPrefix")
+
+
+class _Probe:
+    """The request as pyroute's middlewares see a client connection: the parsed head
+    (``req``), the path and query they may rewrite, the peer, whether the entry point trusts
+    its forwarded headers, the request-header edits they add, the entry point's TLS."""
+    __slots__ = ("req", "path", "query", "remote_ip", "trusted", "set_headers", "ep")
+
+    def __init__(self, ctx):
+        from .. import http1
+        uri = ctx["uri"]
+        path, q, query = uri.partition("?")
+        lines = ["%s %s HTTP/1.1" % (ctx["method"], uri or "/")]
+        if ctx["host"] and _header(ctx["headers"], "host") is None:
+            lines.append("Host: " + ctx["host"])
+        lines += ["%s: %s" % (k, v) for k, v in ctx["headers"]]
+        raw = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        self.req = http1.RequestParser(max_line=1 << 30, max_head=1 << 30,
+                                       max_fields=1 << 30).parse(bytearray(raw), 0)
+        self.path = (path or "/").encode("latin-1")
+        self.query = query.encode("latin-1") if q else None
+        self.remote_ip = ctx["client_ip"].encode("latin-1")
+        self.trusted = ctx.get("trusted", False)
+        self.set_headers = None
+        self.ep = _EntryPointTLS(ctx["tls"])
+
+
+class _EntryPointTLS:
+    __slots__ = ("tls",)
+
+    def __init__(self, tls):
+        self.tls = tls
+
+
+def _runtime(m):
+    """The server's middleware object for ``m`` (a chain entry), or None."""
+    from .. import middlewares
+    try:
+        return middlewares.build(m.get("name", ""), {m.get("type"): m.get("config") or {}})
+    except Exception:       # a middleware run refuses disables its router: not reached here
+        return None
+
+
 def _middleware_answer(m, ctx):
     """(status, why) when a middleware answers the request itself, else None.
 
-    Covers the middlewares whose decision depends only on the request: ipAllowList,
-    redirectScheme, and basicAuth/digestAuth without credentials.
+    ipAllowList, redirectScheme and stripPrefix (its 400) are decided by the server's own
+    middleware objects; basicAuth/digestAuth without credentials is a 401.
     """
     kind, cfg = m.get("type"), m.get("config") or {}
-    if kind in ("ipAllowList", "ipWhiteList"):
-        import ipaddress
-        ip = _strategy_ip(cfg.get("ipStrategy"), ctx)
-        try:
-            addr = ipaddress.ip_address(ip)
-            allowed = any(addr in ipaddress.ip_network(r, strict=False)
-                          for r in cfg.get("sourceRange") or ())
-        except ValueError:
-            allowed = False
-        if not allowed:
-            return cfg.get("rejectStatusCode") or 403, "client IP %s is not in %s" % (
-                ip, ", ".join(cfg.get("sourceRange") or ()))
-        return None
-    if kind == "redirectScheme":
-        old = _client_url(ctx)
-        port = str(cfg.get("port") or "")
-        scheme = cfg.get("scheme") or "https"
-        if port and not ((scheme == "http" and port == "80") or (scheme == "https" and
-                                                                 port == "443")):
-            port = ":" + port
-        else:
-            port = ""
-        rest = old.split("://", 1)[1]
-        hostpart, slash, path = rest.partition("/")
-        host = hostpart.rsplit(":", 1)[0] if not hostpart.endswith("]") else hostpart
-        new = "%s://%s%s%s%s" % (scheme, host, port, slash, path)
-        if new == old:
+    if kind in _RUN_KINDS:
+        mw = _runtime(m)
+        if mw is None:
             return None
-        get = ctx["method"] == "GET"
-        if cfg.get("permanent"):
-            return (301 if get else 308), "redirect to " + new
-        return (302 if get else 307), "redirect to " + new
+        try:
+            probe = _Probe(ctx)
+        except Exception:
+            return None
+        answer = mw.on_request(probe)
+        if answer is None:
+            return None
+        status = int(answer[9:12])
+        if kind in ("ipAllowList", "ipWhiteList"):
+            return status, "client IP %s is not in %s" % (
+                mw.client_ip(probe) or "(none)", ", ".join(cfg.get("sourceRange") or ()))
+        if kind == "redirectScheme":
+            loc = [ln for ln in answer.split(b"\r\n") if ln.lower().startswith(b"location:")]
+            return status, "redirect to " + (loc[0][9:].strip().decode("latin-1")
+                                              if loc else "?")
+        return status, "the path left after stripping needs cleaning (dot segments): refused"
     if kind in ("basicAuth", "digestAuth"):
         field = "authorization"
         if not any(k.lower() == field for k, _ in ctx["headers"]):
@@ -353,67 +389,28 @@ def _middleware_answer(m, ctx):
     return None
 
 
-def _request_edits(m, path, headers):
+def _request_edits(m, path, headers, ctx=None):
     """(path, headers) after a middleware's request edits, as the server applies them:
-    stripPrefix (and its X-Forwarded-Prefix), addPrefix, headers' customRequestHeaders."""
+    stripPrefix (and its X-Forwarded-Prefix) and addPrefix by the server's own objects,
+    headers' customRequestHeaders."""
     kind, cfg = m.get("type"), m.get("config") or {}
-    if kind == "stripPrefix":
-        for prefix in cfg.get("prefixes") or ():
-            if path.startswith(prefix):
-                path = path[len(prefix):]
-                path = path if path.startswith("/") else "/" + path
-                headers = [(k, v) for k, v in headers if k.lower() != "x-forwarded-prefix"]
-                headers = headers + [("X-Forwarded-Prefix", prefix.strip())]
-                break
-    elif kind == "addPrefix" and cfg.get("prefix"):
-        prefix = cfg["prefix"]
-        path = (prefix if prefix.startswith("/") else "/" + prefix) + path
+    if kind in ("stripPrefix", "addPrefix") and ctx is not None:
+        mw = _runtime(m)
+        if mw is None:
+            return path, headers
+        probe = _Probe(dict(ctx, uri=path))
+        mw.on_request(probe)
+        path = probe.path.decode("latin-1")
+        # appended as the server appends them (a client's own value, from a trusted peer,
+        # stays before)
+        headers = headers + [(n.decode("latin-1"), v.decode("latin-1"))
+                             for n, v in probe.set_headers or ()]
     elif kind == "headers":
         for name, value in (cfg.get("customRequestHeaders") or {}).items():
             headers = [(k, v) for k, v in headers if k.lower() != name.lower()]
             if value != "":
                 headers = headers + [(name, value)]
     return path, headers
-
-
-def _strategy_ip(strategy, ctx):
-    # Traefik ip strategies: RemoteAddr (default), depth in X-Forwarded-For, excludedIPs pool.
-    if not strategy:
-        return ctx["client_ip"]
-    xff = [v.strip() for k, val in ctx["headers"] if k.lower() == "x-forwarded-for"
-           for v in val.split(",") if v.strip()]
-    depth = strategy.get("depth") or 0
-    if depth > 0:
-        return xff[-depth] if depth <= len(xff) else ""
-    excluded = strategy.get("excludedIPs") or ()
-    if excluded:
-        import ipaddress
-        nets = [ipaddress.ip_network(e, strict=False) for e in excluded]
-        for v in reversed(xff):
-            try:
-                if not any(ipaddress.ip_address(v) in n for n in nets):
-                    return v
-            except ValueError:
-                return v
-        return ""
-    return ctx["client_ip"]
-
-
-def _client_url(ctx):
-    # Traefik redirect clientRequestURL: scheme from TLS / X-Forwarded-Proto, default ports
-    # dropped.
-    scheme = "https" if ctx["tls"] else "http"
-    for k, v in ctx["headers"]:
-        if k.lower() == "x-forwarded-proto" and v:
-            scheme = {"wss": "https", "ws": "http"}.get(v, v)
-    host = ctx["host"]
-    port = ""
-    if (host.startswith("[") and "]:" in host) or (not host.startswith("[") and ":" in host):
-        host, port = host.rsplit(":", 1)
-        port = ":" + port
-    if (scheme == "http" and port == ":80") or (scheme == "https" and port == ":443"):
-        port = ""
-    return "%s://%s%s%s" % (scheme, host, port, ctx["uri"])
 
 
 def _has_servers(node):
