@@ -112,6 +112,7 @@ cdef class UpstreamConn:
     cdef double dial_deadline             # monotonic end of the whole dial; 0: none
     cdef Env env
     cdef void _dial(self) except *
+    cdef bint _dial_next(self) except -1
     cdef void on_event_c(self, int ev) except *
     cdef void on_readable(self) except *
     cdef bint write(self, bytes data) except *

@@ -350,6 +350,16 @@ cdef class UpstreamConn:
         self._dial()
         loop.timed.add(self)
 
+    cdef bint _dial_next(self) except -1:
+        # a name with another address left: drop this attempt and dial that one
+        if self.addrs is None or self.addr_index + 1 >= len(self.addrs):
+            return False
+        self.loop.unregister(self.fd)
+        self.sock.close()
+        self.addr_index += 1
+        self._dial()
+        return True
+
     cdef void _dial(self) except *:
         cdef Pool pool = self.pool
         family, addr = pool.family, pool.addr
@@ -391,13 +401,9 @@ cdef class UpstreamConn:
         if self.connecting:
             err = self.err or self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
             if err:
-                if self.addrs is not None and self.addr_index + 1 < len(self.addrs):
+                if self._dial_next():
                     # Go's dialer: the name's next address, in order, within the same dial
                     # timeout
-                    self.loop.unregister(self.fd)
-                    self.sock.close()
-                    self.addr_index += 1
-                    self._dial()
                     return
                 client = self.client
                 self.close()
@@ -533,13 +539,8 @@ cdef class UpstreamConn:
     def on_timeout(self, now):
         cdef ClientConn client = self.client
         if self.connecting:
-            if (not self.handshaking and self.addrs is not None and
-                    self.addr_index + 1 < len(self.addrs) and now < self.dial_deadline):
+            if not self.handshaking and now < self.dial_deadline and self._dial_next():
                 # this address's share of the dial timeout is over: the next one (Go)
-                self.loop.unregister(self.fd)
-                self.sock.close()
-                self.addr_index += 1
-                self._dial()
                 return
             self.close()
             if client is not None:
