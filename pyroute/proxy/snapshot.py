@@ -1033,7 +1033,13 @@ class Compiler:
             if spec.get("status") == "disabled":
                 raise ConfigError("middleware %s is disabled: %s" % (
                     key, "; ".join(spec.get("error") or ())), kind="Middleware", name=key)
-            self.middlewares[key] = mw_registry.build(key, spec)
+            mw = mw_registry.build(key, spec)
+            bind = getattr(mw, "bind", None)
+            if bind is not None:
+                # a middleware that sends its own requests (forwardAuth) takes its Pool from
+                # the pools every proxied request uses (this process's: the worker's)
+                bind(self.pools)
+            self.middlewares[key] = mw
         return self.middlewares[key]
 
 
