@@ -98,6 +98,24 @@ class Replace:
             head.replace(299, [(b"X-Replaced", b"1")], b"replaced")
 
 
+class Upper:
+    """Response phase wrapping the body: upper-cased, a trailer line at its end."""
+    static = False
+
+    def on_request(self, ex):
+        return None
+
+    def on_response(self, ex, head):
+        ex.wrap_body(self)
+        head.set(b"X-Transformed", b"1")
+
+    def feed(self, data):
+        return data.upper()
+
+    def finish(self):
+        return b"!END"
+
+
 class Count:
     static = False
 
@@ -222,6 +240,7 @@ def h():
                                                       Later(0.05, Deny().on_request(None))])),
         ("PathPrefix(`/thread`)", h.route("thread", [Threaded(0.3)])),
         ("PathPrefix(`/replace`)", h.route("replace", [Replace()])),
+        ("Host(`upper.test`)", h.route("upper", [Upper()])),
         ("PathPrefix(`/count`)", h.route("count", [h.count, Later(0.3)])),
         ("PathPrefix(`/auth`)", h.route("auth", [AskAuth(auth_pool)])),
         ("PathPrefix(`/authdead`)", h.route("authdead", [AskAuth(dead_pool)])),
@@ -271,7 +290,28 @@ class Reader:
         lines = head.decode("latin-1").split("\r\n")
         status = int(lines[0].split()[1])
         fields = [(k.strip(), v.strip()) for k, v in (ln.split(":", 1) for ln in lines[1:])]
-        n = int(dict((k.lower(), v) for k, v in fields).get("content-length", "0"))
+        named = dict((k.lower(), v) for k, v in fields)
+        if named.get("transfer-encoding") == "chunked":
+            body = b""
+            while True:
+                while b"\r\n" not in self.data:
+                    self._more()
+                size, self.data = self.data.split(b"\r\n", 1)
+                n = int(size, 16)
+                while len(self.data) < n + 2:
+                    self._more()
+                body += self.data[:n]
+                self.data = self.data[n + 2:]
+                if n == 0:
+                    return Answer(status, fields, body)
+        if "content-length" not in named and status >= 200:
+            try:
+                while True:
+                    self._more()
+            except ConnectionError:
+                body, self.data = self.data, b""
+                return Answer(status, fields, body)
+        n = int(named.get("content-length", "0"))
         while len(self.data) < n:
             self._more()
         body, self.data = self.data[:n], self.data[n:]
@@ -355,6 +395,25 @@ def test_the_response_phase_can_replace_the_response(h):
         for _ in range(2):
             s.sendall(b"GET /replace HTTP/1.1\r\nHost: a\r\n\r\n")
             assert r.read().body == b"replaced"
+
+
+def test_a_body_transform_reframes_the_response(h):
+    with socket.create_connection(("127.0.0.1", h.port), timeout=10) as s:
+        r = Reader(s)
+        # Content-Length from the backend, then a chunked one, on one keep-alive connection
+        s.sendall(b"GET /x HTTP/1.1\r\nHost: upper.test\r\n\r\n")
+        a = r.read()
+        assert a.get_all("transfer-encoding") == ["chunked"] and not a.get_all("content-length")
+        assert a.body.endswith(b"!END") and b'"TARGET": "/X"' in a.body
+        assert a["x-transformed"] == "1"
+        s.sendall(b"GET /chunked/3000 HTTP/1.1\r\nHost: upper.test\r\n\r\n")
+        a = r.read()
+        assert a.body == b"C" * 3000 + b"!END"
+    # an HTTP/1.0 client: the transformed body until close
+    with socket.create_connection(("127.0.0.1", h.port), timeout=10) as s:
+        s.sendall(b"GET /big/5000 HTTP/1.0\r\nHost: upper.test\r\n\r\n")
+        a = Reader(s).read()
+        assert a.body == b"X" * 5000 + b"!END" and a["connection"].lower() == "close"
 
 
 def test_completion_hook_runs_once_with_the_outcome_also_when_the_client_goes_away(h):
