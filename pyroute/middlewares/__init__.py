@@ -44,7 +44,7 @@ KINDS = {
 NAMED = {"rateLimit", "inFlightReq"}
 
 
-def build(name, config):
+def build(name, config, router=None):
     """The middleware object for ``http.middlewares[name]``; ConfigError when unsupported."""
     kinds = [k for k in config if k not in ("status", "error", "errors")]
     if len(kinds) != 1:
@@ -61,8 +61,9 @@ def build(name, config):
             # (Traefik rebuilds the limiter), one that keeps them keeps the counts
             import json
             return factory(config[kind] or {},
-                           name="%s#%s" % (name, json.dumps(config[kind], sort_keys=True,
-                                                            default=str)))
+                           name="%s#%s#%s" % (name, router or "",
+                                              json.dumps(config[kind], sort_keys=True,
+                                                         default=str)))
         return factory(config[kind] or {})
     except (ValueError, TypeError, KeyError) as e:
         raise ConfigError(str(e), kind="Middleware", name=name, field=kind) from None
