@@ -28,6 +28,7 @@ from . import headers as _headers
 from .headers import Headers, edit_answer  # noqa: F401
 from .ipallowlist import IPAllowList
 from .path import AddPrefix, StripPrefix
+from .circuitbreaker import CircuitBreaker
 from .ratelimit import InFlightReq, RateLimit
 from .redirect import RedirectScheme
 
@@ -39,9 +40,10 @@ KINDS = {
     "ipAllowList": IPAllowList,
     "rateLimit": RateLimit,
     "inFlightReq": InFlightReq,
+    "circuitBreaker": CircuitBreaker,
 }
 # kinds whose state is kept per middleware name (Traefik keys a limiter's sources by it)
-NAMED = {"rateLimit", "inFlightReq"}
+NAMED = {"rateLimit", "inFlightReq", "circuitBreaker"}
 
 
 def build(name, config, router=None):
