@@ -1,0 +1,144 @@
+"""Go's regexp as Traefik's regexp middlewares call it: ``regexp.Compile`` (the compilation
+the rules' matchers use, ``pyroute._engine.rules.go_regexp``: RE2), ``FindStringSubmatch`` /
+``MatchString`` (``Regexp.search``) and ``ReplaceAllString`` with its ``$1`` / ``${name}``
+templates (``Regexp.replace_all``: Go's replaceAll loop and Expand, the template parsed once
+at load).
+"""
+from .._engine.rules import go_regexp
+
+try:
+    import re2 as _re2
+    _UNANCHORED = _re2._Anchor.UNANCHORED
+except Exception:   # pragma: no cover - the engine imports re2 already
+    _UNANCHORED = None
+
+
+def _rune_width(b, i):
+    """utf8.DecodeRune(b[i:])'s width: 0 at the end, 1 for an invalid byte."""
+    n = len(b)
+    if i >= n:
+        return 0
+    if b[i] < 0x80:
+        return 1
+    for w in (2, 3, 4):
+        if i + w > n:
+            break
+        try:
+            b[i:i + w].decode("utf-8")
+            return w
+        except UnicodeDecodeError:
+            continue
+    return 1
+
+
+def _extract(s):
+    """regexp.extract: (name, num, rest) of a ``$`` reference, or None when malformed."""
+    brace = s[:1] == "{"
+    if brace:
+        s = s[1:]
+    i = 0
+    while i < len(s) and (s[i].isalpha() or s[i].isdecimal() or s[i] == "_"):
+        i += 1
+    if i == 0:
+        return None
+    name = s[:i]
+    if brace:
+        if i >= len(s) or s[i] != "}":
+            return None
+        i += 1
+    num = 0
+    for c in name:
+        if not ("0" <= c <= "9") or num >= 100000000:
+            num = -1
+            break
+        num = num * 10 + ord(c) - 48
+    if name[0] == "0" and len(name) > 1:
+        num = -1
+    return name, num, s[i:]
+
+
+class Regexp:
+    """One compiled expression (load time); ``search`` and ``replace_all`` per request."""
+    __slots__ = ("pattern", "match", "groups", "names")
+
+    def __init__(self, pattern):
+        rx = go_regexp(pattern)
+        self.pattern = pattern
+        self.match = rx._regexp.Match
+        self.groups = rx.groups
+        self.names = {k.decode("utf-8", "surrogateescape") if isinstance(k, bytes) else k: v
+                      for k, v in (rx.groupindex or {}).items()}
+
+    def search(self, text, pos=0):
+        """Spans of the leftmost-first match at or after ``pos`` (``text`` before ``pos`` is
+        context for ``^`` and ``\\b``, as Go's doExecute), or None."""
+        spans = self.match(_UNANCHORED, text, pos, len(text))
+        if spans[0][0] < 0:
+            return None
+        return spans
+
+    def template(self, repl):
+        """Go's Expand template ``repl`` compiled: parts of bytes (literal) and ints (group)."""
+        parts = []
+        lit = []
+        t = repl
+        while True:
+            before, dollar, after = t.partition("$")
+            if not dollar:
+                break
+            lit.append(before)
+            t = after
+            if t[:1] == "$":
+                lit.append("$")
+                t = t[1:]
+                continue
+            ref = _extract(t) if t else None
+            if ref is None:
+                lit.append("$")     # malformed: the $ as text
+                continue
+            name, num, t = ref
+            if num < 0:
+                num = self.names.get(name, -1)
+            if num < 0 or num > self.groups:
+                continue            # no such group: nothing
+            if lit:
+                parts.append("".join(lit).encode("utf-8", "surrogateescape"))
+                lit = []
+            parts.append(num)
+        lit.append(t)
+        if "".join(lit):
+            parts.append("".join(lit).encode("utf-8", "surrogateescape"))
+        return tuple(parts)
+
+    def replace_all(self, src, parts):
+        """Regexp.ReplaceAllString(src, template) with ``parts`` from ``template``."""
+        out = []
+        last = 0
+        pos = 0
+        end = len(src)
+        match = self.match
+        while pos <= end:
+            spans = match(_UNANCHORED, src, pos, end)
+            a0, a1 = spans[0]
+            if a0 < 0:
+                break
+            out.append(src[last:a0])
+            # no replacement for an empty match right after the previous match
+            if a1 > last or a0 == 0:
+                for p in parts:
+                    if p.__class__ is int:
+                        s0, s1 = spans[p]
+                        if s0 >= 0:
+                            out.append(src[s0:s1])
+                    else:
+                        out.append(p)
+            last = a1
+            width = _rune_width(src, pos)
+            if pos + width > a1:
+                pos += width
+            elif pos + 1 > a1:
+                pos += 1
+            else:
+                pos = a1
+        out.append(src[last:])
+        return b"".join(out)
