@@ -509,3 +509,33 @@ def test_pyroute_check_names_the_middleware_and_the_field(tmp_path):
     # TestCrossNamespace "HTTP middleware cross namespace disallowed": the chain is dropped
     assert any("spec.chain.middlewares[0].namespace" in ln and
                "allowCrossNamespace is disabled" in ln for ln in line("test-chain"))
+
+
+# -- pyroute explain: the server's own middleware objects decide --------------------------
+
+EXPLAIN_CASES = [
+    ("http://spr-api.test/api./foo", [], 400, "dot segments"),
+    ("http://rp-bad.test/x", [], 500, 'invalid URL escape "%zz"'),
+    ("http://rpr-dots.test/foo../bar", [], 400, "dot segments"),
+    ("http://foo.com:80/x", [("X-Case", "rr-simple")], 302,
+     "redirect to https://foobar.com:443/x"),
+    ("http://foo.com/x", [("X-Case", "rr-invalid-url")], 502, "does not parse"),
+    ("http://chain-deny.test/", [], 403, "not in 192.0.2.1/32"),
+    ("http://wl-deny.test/", [], 403, "not in 192.0.2.1/32"),
+    ("http://chain-redirect.test/r", [], 302, "redirect to https://chain-redirect.test/r"),
+]
+
+
+def test_explain_reaches_the_verdict_of_run(env):
+    tmp = env["tmp"]
+    lines = "".join(json.dumps({"url": u, "headers": h}) + "\n" for u, h, _, _ in EXPLAIN_CASES)
+    out = subprocess.run([sys.executable, "-m", "pyroute", "explain", "-c",
+                          str(tmp / "static.yaml"), str(tmp / "manifests"), "--requests", "-"],
+                         input=lines, capture_output=True, text=True, cwd=str(REPO)).stdout
+    results = [json.loads(line) for line in out.splitlines()]
+    assert len(results) == len(EXPLAIN_CASES)
+    for (url, headers, status, note), res in zip(EXPLAIN_CASES, results):
+        assert res["status"] == status and any(note in n for n in res["notes"]), (url, res)
+        host, _, path = url[len("http://"):].partition("/")
+        extra = "".join("%s: %s\r\n" % h for h in headers)
+        assert get(env, host, "/" + path, extra)[0] == status
