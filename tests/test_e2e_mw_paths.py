@@ -40,6 +40,7 @@ MIDDLEWARES = {
     "spr-t": "{stripPrefixRegex: {regex: [\"/t /test\"]}}",
     "spr-api": "{stripPrefixRegex: {regex: [/api]}}",
     # the first expression that strips wins; an unanchored match must still be a prefix
+    "spr-gen": "{stripPrefixRegex: {regex: [\"/[^/]+/\"]}}",
     "spr-two": "{stripPrefixRegex: {regex: [\"  /nomatch  \", \"[a-z]+/\", /a, /a/b]}}",
     # replace_path_test.go
     "rp-plain": "{replacePath: {path: /replacement-path}}",
@@ -539,3 +540,37 @@ def test_explain_reaches_the_verdict_of_run(env):
         host, _, path = url[len("http://"):].partition("/")
         extra = "".join("%s: %s\r\n" % h for h in headers)
         assert get(env, host, "/" + path, extra)[0] == status
+
+
+# -- attacks -----------------------------------------------------------------------------
+
+def test_a_decoded_line_break_in_the_stripped_prefix_never_reaches_the_backend(env):
+    # stripPrefixRegex puts the decoded matched text in X-Forwarded-Prefix: an encoded CR LF
+    # would start a header line of the client's choosing. Go's Transport refuses a header
+    # value with a control byte, so Traefik answers 500 and sends nothing.
+    before = len(env["a"].requests)
+    for path in ("/a%0d%0aX-Evil:%20yes/rest", "/a%0aX-Evil:%20yes/rest", "/a%00b/rest"):
+        status, _, body = get(env, "spr-gen.test", path)
+        assert status == 500 and body == b"Internal Server Error"
+    assert len(env["a"].requests) == before
+    assert not any("x-evil" in r[2] for r in env["a"].requests)
+    # a tab and bytes above 0x7F are valid in a header value (Go sends them as they are)
+    got, prefixes, _ = upstream(env, "spr-gen.test", "/a%09b/rest")
+    assert got == "/rest" and prefixes == ["/a\tb/"]
+    got, prefixes, _ = upstream(env, "spr-gen.test", "/a%FFb/rest")
+    assert got == "/rest" and prefixes == ["/a\xffb/"]
+
+
+def test_bytes_that_are_not_utf8_match_as_go_reads_them(env):
+    # Go's regexp reads a byte that is not UTF-8 as U+FFFD: [^/]+ matches it
+    got, prefixes, _ = upstream(env, "spr-gen.test", "/%FF%FE/x")
+    assert got == "/x" and prefixes == ["/\xff\xfe/"]
+    # and [a-z0-9] does not
+    assert upstream(env, "spr-b.test", "/b/%FF/x")[:2] == ("/b/%FF/x", [])
+
+
+def test_client_sent_replaced_path_stays_before_traefiks(env):
+    # Header.Add, as Traefik: a backend must read the last X-Replaced-Path line (or not trust
+    # the header from clients); the client's line is not removed
+    _, _, replaced = upstream(env, "rp-plain.test", "/orig", "X-Replaced-Path: /forged\r\n")
+    assert replaced == ["/forged", "/orig"]

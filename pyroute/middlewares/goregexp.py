@@ -31,6 +31,47 @@ def _rune_width(b, i):
     return 1
 
 
+def _valid_width(b, i, n):
+    """Width of the valid UTF-8 sequence at ``b[i]``, 0 when it is not one."""
+    c = b[i]
+    if c < 0x80:
+        return 1
+    w = 2 if c < 0xE0 else 3 if c < 0xF0 else 4
+    if c < 0xC2 or c > 0xF4 or i + w > n:
+        return 0
+    try:
+        b[i:i + w].decode("utf-8")
+    except UnicodeDecodeError:
+        return 0
+    return w
+
+
+def _fold(text):
+    """Go reads a byte that is not UTF-8 as U+FFFD (width 1), RE2 matches no character on
+    it: None for valid UTF-8 (nearly always), else (text with each such byte written as
+    U+FFFD, offset map folded -> original)."""
+    try:
+        text.decode("utf-8")
+        return None
+    except UnicodeDecodeError:
+        pass
+    out = bytearray()
+    where = []
+    i, n = 0, len(text)
+    while i < n:
+        w = _valid_width(text, i, n)
+        if w:
+            out += text[i:i + w]
+            where.extend(range(i, i + w))
+            i += w
+        else:
+            out += b"\xef\xbf\xbd"
+            where.extend((i, i, i))
+            i += 1
+    where.append(n)
+    return bytes(out), where
+
+
 def _extract(s):
     """regexp.extract: (name, num, rest) of a ``$`` reference, or None when malformed."""
     brace = s[:1] == "{"
@@ -72,6 +113,14 @@ class Regexp:
     def search(self, text, pos=0):
         """Spans of the leftmost-first match at or after ``pos`` (``text`` before ``pos`` is
         context for ``^`` and ``\\b``, as Go's doExecute), or None."""
+        folded = _fold(text)
+        if folded is not None:
+            ftext, where = folded
+            spans = self.match(_UNANCHORED, ftext, where.index(pos) if pos else 0,
+                               len(ftext))
+            if spans[0][0] < 0:
+                return None
+            return [(where[a], where[b]) if a >= 0 else (a, b) for a, b in spans]
         spans = self.match(_UNANCHORED, text, pos, len(text))
         if spans[0][0] < 0:
             return None
@@ -112,6 +161,9 @@ class Regexp:
 
     def replace_all(self, src, parts):
         """Regexp.ReplaceAllString(src, template) with ``parts`` from ``template``."""
+        folded = _fold(src)
+        if folded is not None:
+            return self._replace_folded(src, parts, *folded)
         out = []
         last = 0
         pos = 0
@@ -141,4 +193,36 @@ class Regexp:
             else:
                 pos = a1
         out.append(src[last:])
+        return b"".join(out)
+
+    def _replace_folded(self, orig, parts, src, where):
+        # the loop above on the folded text; what is copied comes from the original
+        out = []
+        last = 0
+        pos = 0
+        end = len(src)
+        match = self.match
+        while pos <= end:
+            spans = match(_UNANCHORED, src, pos, end)
+            a0, a1 = spans[0]
+            if a0 < 0:
+                break
+            out.append(orig[where[last]:where[a0]])
+            if a1 > last or a0 == 0:
+                for p in parts:
+                    if p.__class__ is int:
+                        s0, s1 = spans[p]
+                        if s0 >= 0:
+                            out.append(orig[where[s0]:where[s1]])
+                    else:
+                        out.append(p)
+            last = a1
+            width = _rune_width(src, pos)
+            if pos + width > a1:
+                pos += width
+            elif pos + 1 > a1:
+                pos += 1
+            else:
+                pos = a1
+        out.append(orig[where[last]:])
         return b"".join(out)

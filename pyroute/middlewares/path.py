@@ -5,6 +5,7 @@ normalisation); Traefik works on Go's ``URL.Path`` (decoded) and ``URL.RawPath``
 form, when it is not the default encoding) and sends ``URL.EscapedPath()``. The helpers below
 are Go's net/url rules, so the path that reaches the backend is the one Traefik sends.
 """
+import re
 from urllib.parse import unquote_to_bytes
 
 from ..proxy.responses import error_response, status_line
@@ -120,6 +121,15 @@ def _add_header(conn, name, value):
     edits.append((name, value))
 
 
+# httpguts.ValidHeaderFieldValue: no control byte but HTAB
+_HEADER_CTL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+
+# Traefik's proxy ErrorHandler for an error that is no net.Error (here Go's Transport refusing
+# "invalid header field value"): 500 and its status text, Go sniffs text/plain
+INTERNAL_ERROR = (status_line(500) + b"Content-Type: text/plain; charset=utf-8\r\n"
+                  + b"Content-Length: 21\r\n\r\nInternal Server Error")
+
+
 def _strip(conn, raw, path, prefix, stripped):
     """Traefik's stripPrefix / stripPrefixRegex once ``prefix`` (decoded) is found at the
     start of ``path`` (the decoded ``raw``): strip it from the path and, alike, from the raw
@@ -133,6 +143,10 @@ def _strip(conn, raw, path, prefix, stripped):
         cleaned = _join_path(esc)
         if cleaned is not esc and _unescape(cleaned) != new_path:
             return BAD_REQUEST
+    if _HEADER_CTL.search(prefix) is not None:
+        # a decoded CR, LF, NUL... in X-Forwarded-Prefix: Go's Transport refuses to send
+        # the request (500), so no header line can ever be smuggled to the backend
+        return INTERNAL_ERROR
     # Go's RequestURI for an empty path is "/"
     conn.path = esc or b"/"
     _add_header(conn, b"X-Forwarded-Prefix", prefix)
