@@ -98,6 +98,17 @@ MIDDLEWARES = {
     "cyc-y": "{chain: {middlewares: [{name: hdr-a}, {name: cyc-x}]}}",
     "cyc-self": "{chain: {middlewares: [{name: cyc-self}]}}",
     "uses-cyc": "{chain: {middlewares: [{name: cyc-x}]}}",
+    # middlewares_test.go TestBuilder_BuildChainWithContext, "Detects recursion": the error
+    # names the first middleware reached again, with the path from the router's
+    "r-m0": "{chain: {middlewares: [{name: r-m1}]}}",
+    "r-m1": "{chain: {middlewares: [{name: r-m2}]}}",
+    "r-m2": "{chain: {middlewares: [{name: r-m3}]}}",
+    "r-m3": "{chain: {middlewares: [{name: r-m2}]}}",
+    "ok": "{headers: {customRequestHeaders: {X-Ok: ok}}}",
+    "s-m1": "{chain: {middlewares: [{name: s-m2}]}}",
+    "s-m2": "{chain: {middlewares: [{name: ok}, {name: s-m3}]}}",
+    "s-m3": "{chain: {middlewares: [{name: s-m1}]}}",
+    "mw-chain-1": "{chain: {middlewares: [{name: ok}]}}",
     "c-missing": "{chain: {middlewares: [{name: nowhere}]}}",
     # the provider's fixture: a chain to another namespace, one to a missing middleware
     "test-chain": "{chain: {middlewares: [{name: stripprefix, namespace: cross-ns}]}}",
@@ -120,6 +131,10 @@ HOST_ROUTES.update({
     "chain-cycle.test": ["cyc-x"],
     "chain-self.test": ["cyc-self"],
     "chain-uses-cycle.test": ["uses-cyc"],
+    "chain-m0.test": ["r-m0"],
+    "chain-m1.test": ["s-m1"],
+    "chain-ok-m0.test": ["ok", "cyc-self"],
+    "chain-ref.test": ["mw-chain-1"],
     "chain-missing.test": ["c-missing"],
     "chain-cross.test": ["test-chain"],
     "chain-both.test": ["test-chain", "test-chain-cross-provider"],
@@ -432,6 +447,32 @@ def test_chain_cycles_disable_the_routers_and_name_the_middleware(env):
             "->middleware:default-cyc-x@kubernetescrd") in out
     assert ("recursion detected in middleware:default-cyc-self@kubernetescrd"
             "->middleware:default-cyc-self@kubernetescrd") in out
+
+
+def q(name):
+    return "default-%s@kubernetescrd" % name
+
+
+@pytest.mark.parametrize("host,message", [
+    ("chain-m1.test", "could not instantiate middleware %s: recursion detected in "
+     "middleware:%s->middleware:%s->middleware:%s->middleware:%s"
+     % (q("s-m1"), q("s-m1"), q("s-m2"), q("s-m3"), q("s-m1"))),
+    ("chain-ok-m0.test", "could not instantiate middleware %s: recursion detected in "
+     "middleware:%s->middleware:%s" % (q("cyc-self"), q("cyc-self"), q("cyc-self"))),
+    ("chain-m0.test", "could not instantiate middleware %s: recursion detected in "
+     "middleware:%s->middleware:%s->middleware:%s->middleware:%s->middleware:%s"
+     % (q("r-m2"), q("r-m0"), q("r-m1"), q("r-m2"), q("r-m3"), q("r-m2"))),
+])
+def test_chain_recursion_cases(env, host, message):
+    # TestBuilder_BuildChainWithContext's recursion cases: the router is not served, and its
+    # error is Traefik's, naming the middleware reached again and the path to it
+    assert get(env, host)[0] == 404
+    assert message in env["proxy"].output()
+
+
+def test_middleware_that_references_a_chain(env):
+    status, _, body = get(env, "chain-ref.test")
+    assert status == 200 and header_lines(json.loads(body), "X-Ok") == ["ok"]
 
 
 def test_chain_provider_cases(env):
