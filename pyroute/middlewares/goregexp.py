@@ -98,12 +98,39 @@ def _extract(s):
     return name, num, s[i:]
 
 
+# RE2's parse error texts -> Go's regexp/syntax ErrorCode texts (the same conditions)
+_GO_CODES = {
+    "missing )": "missing closing )",
+    "missing ]": "missing closing ]",
+    "invalid perl operator": "invalid or unsupported Perl syntax",
+    "no argument for repetition operator": "missing argument to repetition operator",
+    "bad repetition operator": "invalid nested repetition operator",
+    "invalid repetition size": "invalid repeat count",
+    "invalid named capture group": "invalid named capture",
+    "trailing \\": "trailing backslash at end of expression",
+    "pattern too large - compile failed": "expression too large",
+}
+
+
+def _go_error(message):
+    """Go's ``*syntax.Error`` text for RE2's message: error parsing regexp: CODE: `EXPR`."""
+    text = message[len("error parsing regexp: "):] \
+        if message.startswith("error parsing regexp: ") else message
+    code, sep, expr = text.partition(": ")
+    if not sep and code not in _GO_CODES:
+        return message
+    return "error parsing regexp: %s: `%s`" % (_GO_CODES.get(code, code), expr)
+
+
 class Regexp:
     """One compiled expression (load time); ``search`` and ``replace_all`` per request."""
     __slots__ = ("pattern", "match", "groups", "names")
 
     def __init__(self, pattern):
-        rx = go_regexp(pattern)
+        try:
+            rx = go_regexp(pattern)
+        except ValueError as e:
+            raise ValueError(_go_error(str(e))) from None
         self.pattern = pattern
         self.match = rx._regexp.Match
         self.groups = rx.groups

@@ -172,13 +172,12 @@ def _regexps(value, field, many):
         try:
             out.append(Regexp(v.strip()))
         except ValueError as e:
-            raise ValueError("%s: %s" % ("%s[%d]" % (field, i) if many else field,
-                                         _regexp_message(v, e))) from None
+            # stripPrefixRegex returns regexp.Compile's error as it is, replacePathRegex
+            # wraps it: "error compiling regular expression <regex>: <error>"
+            raise ValueError("%s[%d]: %s" % (field, i, e) if many else
+                             "%s: error compiling regular expression %s: %s" % (field, v, e)
+                             ) from None
     return out
-
-
-def _regexp_message(expr, e):
-    return "error compiling regular expression %s: %s" % (expr, e)
 
 
 class StripPrefixRegex:
