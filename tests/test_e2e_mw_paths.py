@@ -68,7 +68,8 @@ MIDDLEWARES = {
     # redirect_regex_test.go
     "rr-simple": "{redirectRegex: {regex: \"^(?:http?:\\\\/\\\\/)(foo)(\\\\.com)(:\\\\d+)(.*)$\","
                  " replacement: \"https://${1}bar$2:443$4\"}}",
-    "rr-invalid-url": "{redirectRegex: {regex: \"^(.*)$\", replacement: \"http://192.168.0.%31/\"}}",
+    "rr-invalid-url": "{redirectRegex: {regex: \"^(.*)$\","
+                      " replacement: \"http://192.168.0.%31/\"}}",
     "rr-to-https-perm": "{redirectRegex: {regex: \"^http://\", replacement: \"https://$1\","
                         " permanent: true}}",
     "rr-to-http-perm": "{redirectRegex: {regex: \"https://foo\", replacement: \"http://foo\","
@@ -112,7 +113,8 @@ MIDDLEWARES = {
     "c-missing": "{chain: {middlewares: [{name: nowhere}]}}",
     # the provider's fixture: a chain to another namespace, one to a missing middleware
     "test-chain": "{chain: {middlewares: [{name: stripprefix, namespace: cross-ns}]}}",
-    "test-chain-cross-provider": "{chain: {middlewares: [{name: other-middleware@kubernetescrd}]}}",
+    "test-chain-cross-provider":
+        "{chain: {middlewares: [{name: other-middleware@kubernetescrd}]}}",
     # ipWhiteList (deprecated ipAllowList)
     "wl-deny": "{ipWhiteList: {sourceRange: [192.0.2.1/32]}}",
     "wl-loopback": "{ipWhiteList: {sourceRange: [127.0.0.1/32]}}",
