@@ -50,6 +50,8 @@ def _fold(text):
     """Go reads a byte that is not UTF-8 as U+FFFD (width 1), RE2 matches no character on
     it: None for valid UTF-8 (nearly always), else (text with each such byte written as
     U+FFFD, offset map folded -> original)."""
+    if text.isascii():
+        return None
     try:
         text.decode("utf-8")
         return None
