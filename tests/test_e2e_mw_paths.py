@@ -64,6 +64,9 @@ MIDDLEWARES = {
     # Go's template: ${name}, $$, $1x is the (absent) group "1x"
     "rpr-named": "{replacePathRegex: {regex: \"^/u/(?P<id>[0-9]+)(?P<rest>/.*)?$\","
                  " replacement: \"/users/${id}-$$-$1x${rest}\"}}",
+    # a name on two groups: Expand takes the first that took part in the match
+    "rpr-dup": "{replacePathRegex: {regex: \"^/dup/(?:(?P<v>a+)|(?P<v>b+))$\","
+               " replacement: \"/v-${v}\"}}",
     "rpr-badesc": "{replacePathRegex: {regex: \"^/x(.*)\", replacement: \"/%zz$1\"}}",
     # redirect_regex_test.go
     "rr-simple": "{redirectRegex: {regex: \"^(?:http?:\\\\/\\\\/)(foo)(\\\\.com)(:\\\\d+)(.*)$\","
@@ -312,6 +315,8 @@ def test_replace_path_that_does_not_unescape_answers_500(env):
     ("rpr-pathesc-nomatch", "/aaa%2Fbbb", "/aaa%2Fbbb", None),
     ("rpr-bs", "/foo/%08bar", "/%08bar", "/foo/%08bar"),
     ("rpr-named", "/u/42/x", "/users/42-$-/x", "/u/42/x"),
+    ("rpr-dup", "/dup/aa", "/v-aa", "/dup/aa"),
+    ("rpr-dup", "/dup/bb", "/v-bb", "/dup/bb"),
     ("rpr-simple", "/whoami/a?x=%2F", "/who-am-i/a?x=%2F", "/whoami/a"),
 ])
 def test_replace_path_regex_cases(env, host, path, target, replaced):

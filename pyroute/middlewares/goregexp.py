@@ -124,6 +124,54 @@ def _go_error(message):
     return "error parsing regexp: %s: `%s`" % (_GO_CODES.get(code, code), expr)
 
 
+def _capture_names(pattern):
+    """The name (or None) of each capturing group, in order, read from the pattern; None
+    when it cannot tell (the caller checks the result against RE2's own count)."""
+    names = []
+    i, n = 0, len(pattern)
+    in_class = False
+    while i < n:
+        c = pattern[i]
+        if c == "\\":
+            if pattern.startswith("\\Q", i):
+                end = pattern.find("\\E", i + 2)
+                if end < 0:
+                    break
+                i = end + 2
+                continue
+            i += 2
+            continue
+        if in_class:
+            if pattern.startswith("[:", i):
+                end = pattern.find(":]", i + 2)
+                if end >= 0:
+                    i = end + 2
+                    continue
+            if c == "]":
+                in_class = False
+            i += 1
+            continue
+        if c == "[":
+            in_class = True
+            i += 1
+            if pattern.startswith("^", i):
+                i += 1
+            if pattern.startswith("]", i):
+                i += 1          # a ] first in a class is a literal
+            continue
+        if c == "(":
+            if pattern.startswith("(?P<", i) or pattern.startswith("(?<", i):
+                start = pattern.index("<", i) + 1
+                end = pattern.find(">", start)
+                if end < 0:
+                    return None
+                names.append(pattern[start:end])
+            elif not pattern.startswith("(?", i):
+                names.append(None)
+        i += 1
+    return names
+
+
 class Regexp:
     """One compiled expression (load time); ``search`` and ``replace_all`` per request."""
     __slots__ = ("pattern", "match", "groups", "names")
@@ -136,8 +184,20 @@ class Regexp:
         self.pattern = pattern
         self.match = rx._regexp.Match
         self.groups = rx.groups
-        self.names = {k.decode("utf-8", "surrogateescape") if isinstance(k, bytes) else k: v
-                      for k, v in (rx.groupindex or {}).items()}
+        first = {k.decode("utf-8", "surrogateescape") if isinstance(k, bytes) else k: v
+                 for k, v in (rx.groupindex or {}).items()}
+        # Go allows a name on several groups; Expand takes the first of them that took part
+        # in the match (RE2 reports only the first group of a name)
+        self.names = {k: (v,) for k, v in first.items()}
+        names = _capture_names(pattern)
+        if names is not None and len(names) == self.groups:
+            found = {}
+            for index, name in enumerate(names, 1):
+                if name is not None:
+                    found.setdefault(name, []).append(index)
+            if all(found.get(k, (None,))[0] == v for k, v in first.items()) and \
+                    set(found) == set(first):
+                self.names = {k: tuple(v) for k, v in found.items()}
 
     def search(self, text, pos=0):
         """Spans of the leftmost-first match at or after ``pos`` (``text`` before ``pos`` is
@@ -156,7 +216,8 @@ class Regexp:
         return spans
 
     def template(self, repl):
-        """Go's Expand template ``repl`` compiled: parts of bytes (literal) and ints (group)."""
+        """Go's Expand template ``repl`` compiled: parts of bytes (literal), ints (a group)
+        and tuples (the groups of one name: the first that took part)."""
         parts = []
         lit = []
         t = repl
@@ -176,13 +237,18 @@ class Regexp:
                 continue
             name, num, t = ref
             if num < 0:
-                num = self.names.get(name, -1)
-            if num < 0 or num > self.groups:
-                continue            # no such group: nothing
+                ref = self.names.get(name)
+                if ref is None:
+                    continue        # no such group: nothing
+                ref = ref[0] if len(ref) == 1 else ref
+            elif num > self.groups:
+                continue
+            else:
+                ref = num
             if lit:
                 parts.append("".join(lit).encode("utf-8", "surrogateescape"))
                 lit = []
-            parts.append(num)
+            parts.append(ref)
         lit.append(t)
         if "".join(lit):
             parts.append("".join(lit).encode("utf-8", "surrogateescape"))
@@ -207,12 +273,14 @@ class Regexp:
             # no replacement for an empty match right after the previous match
             if a1 > last or a0 == 0:
                 for p in parts:
-                    if p.__class__ is int:
-                        s0, s1 = spans[p]
-                        if s0 >= 0:
-                            out.append(src[s0:s1])
-                    else:
+                    if p.__class__ is bytes:
                         out.append(p)
+                        continue
+                    if p.__class__ is tuple:
+                        p = next((g for g in p if spans[g][0] >= 0), p[0])
+                    s0, s1 = spans[p]
+                    if s0 >= 0:
+                        out.append(src[s0:s1])
             last = a1
             width = _rune_width(src, pos)
             if pos + width > a1:
@@ -239,12 +307,14 @@ class Regexp:
             out.append(orig[where[last]:where[a0]])
             if a1 > last or a0 == 0:
                 for p in parts:
-                    if p.__class__ is int:
-                        s0, s1 = spans[p]
-                        if s0 >= 0:
-                            out.append(orig[where[s0]:where[s1]])
-                    else:
+                    if p.__class__ is bytes:
                         out.append(p)
+                        continue
+                    if p.__class__ is tuple:
+                        p = next((g for g in p if spans[g][0] >= 0), p[0])
+                    s0, s1 = spans[p]
+                    if s0 >= 0:
+                        out.append(orig[where[s0]:where[s1]])
             last = a1
             width = _rune_width(src, pos)
             if pos + width > a1:
