@@ -33,6 +33,7 @@ cdef class Exchange:
     cdef public bint waiting              # a middleware returned WAIT and has not resumed
     cdef public bint cancelled            # the client went away (or the exchange was cut)
     cdef public bint done
+    cdef public list transforms           # body transforms (feed/finish), innermost first
     # --- the upstream side
     cdef public object service            # told ``done(ex)`` when the exchange ends (p2c)
     cdef public object server             # ServerTarget picked
