@@ -6,6 +6,8 @@
 replacePathRegex: an error is their 500). Run at load or only on the requests these
 middlewares rewrite.
 """
+import re
+from urllib.parse import unquote_to_bytes
 
 _HEX = b"0123456789abcdefABCDEF"
 _ALNUM = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
@@ -71,8 +73,30 @@ def should_escape(c, mode):
 _ESC = {m: frozenset(c for c in range(256) if should_escape(c, m)) for m in range(1, 8)}
 
 
+def _class(chars):
+    return re.compile(b"[" + b"".join(b"\\x%02x" % c for c in sorted(chars)) + b"]")
+
+
+# per mode: a byte escape() would escape; a byte that makes validEncoded() false
+_NEEDS_ESCAPE = {m: _class(_ESC[m]) for m in _ESC}
+_NOT_ENCODED = {m: _class(_ESC[m] - frozenset(b"!$&'()*+,;=:@[]%")) for m in _ESC}
+_BAD_PERCENT = re.compile(rb"%(?![0-9a-fA-F]{2})")
+
+
 def unescape(s, mode):
     """net/url unescape; raises URLError."""
+    if mode != ENCODE_HOST and mode != ENCODE_ZONE:
+        # no byte but a bad %-escape is an error here: the fast way, same result
+        if mode == ENCODE_QUERY_COMPONENT and b"+" in s:
+            s0 = s
+        else:
+            s0 = None
+        if b"%" not in s:
+            return s.replace(b"+", b" ") if s0 is not None else s
+        m = _BAD_PERCENT.search(s)
+        if m is not None:
+            raise _escape_error(s[m.start():m.start() + 3])
+        return unquote_to_bytes(s.replace(b"+", b" ") if s0 is not None else s)
     n = len(s)
     i = 0
     pct = False
@@ -115,7 +139,7 @@ def unescape(s, mode):
 def escape(s, mode):
     """net/url escape."""
     esc = _ESC[mode]
-    if not any(c in esc for c in s):
+    if _NEEDS_ESCAPE[mode].search(s) is None:
         return s
     out = bytearray()
     for c in s:
@@ -135,13 +159,7 @@ def path_unescape(s):
 
 def valid_encoded(s, mode):
     """net/url validEncoded."""
-    esc = _ESC[mode]
-    for c in s:
-        if c in b"!$&'()*+,;=:@[]%":
-            continue
-        if c in esc:
-            return False
-    return True
+    return _NOT_ENCODED[mode].search(s) is None
 
 
 def escaped_path(path, raw):
