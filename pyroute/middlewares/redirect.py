@@ -7,6 +7,10 @@ host and port from Host; the request URI as the middlewares before left it), rew
 Traefik's ``uriPattern`` into ``scheme://host[:port]uri``, and the client is redirected when
 the two differ — so a port change redirects too, and a request that already arrived on the
 wanted scheme and port (directly or behind a TLS-terminating proxy that is trusted) passes.
+
+redirectRegex starts from Traefik's ``rawURL`` instead (no X-Forwarded-Proto, Host with its
+port) and rewrites it with the user's regexp (Go's ReplaceAllString). Both parse the new URL
+as Go's url.Parse (an error: 502) and send its String() as Location (``_moved``).
 """
 import re
 
