@@ -28,6 +28,7 @@ from . import headers as _headers
 from .headers import Headers, edit_answer  # noqa: F401
 from .ipallowlist import IPAllowList, IPWhiteList
 from .path import AddPrefix, ReplacePath, ReplacePathRegex, StripPrefix, StripPrefixRegex
+from .ratelimit import InFlightReq, RateLimit
 from .redirect import RedirectRegex, RedirectScheme
 
 
@@ -62,7 +63,11 @@ KINDS = {
     "ipAllowList": IPAllowList,
     "ipWhiteList": IPWhiteList,
     "chain": Chain,
+    "rateLimit": RateLimit,
+    "inFlightReq": InFlightReq,
 }
+# kinds whose state is kept per middleware name (Traefik keys a limiter's sources by it)
+NAMED = {"rateLimit", "inFlightReq"}
 
 # kinds Traefik still runs but logs as deprecated when it builds them
 DEPRECATED_KINDS = {
@@ -108,7 +113,7 @@ def chain_cycles(middlewares):
     return out
 
 
-def build(name, config):
+def build(name, config, router=None):
     """The middleware object for ``http.middlewares[name]``; ConfigError when unsupported."""
     kinds = [k for k in config if k not in ("status", "error", "errors")]
     if len(kinds) != 1:
@@ -120,6 +125,14 @@ def build(name, config):
         raise ConfigError("middleware kind %r is not supported by pyroute yet" % kind,
                           kind="Middleware", name=name, field=kind)
     try:
+        if kind in NAMED:
+            # the parameters are part of the name: a reload that changes them starts afresh
+            # (Traefik rebuilds the limiter), one that keeps them keeps the counts
+            import json
+            return factory(config[kind] or {},
+                           name="%s#%s#%s" % (name, router or "",
+                                              json.dumps(config[kind], sort_keys=True,
+                                                         default=str)))
         return factory(config[kind] or {})
     except (ValueError, TypeError, KeyError) as e:
         raise ConfigError(str(e), kind="Middleware", name=name, field=kind) from None
