@@ -26,6 +26,7 @@ A kind pyroute does not implement (yet) is an error that disables the routers us
 from ..errors import ConfigError
 from . import headers as _headers
 from .headers import Headers, edit_answer  # noqa: F401
+from .circuitbreaker import CircuitBreaker
 from .ipallowlist import IPAllowList, IPWhiteList
 from .path import AddPrefix, ReplacePath, ReplacePathRegex, StripPrefix, StripPrefixRegex
 from .ratelimit import InFlightReq, RateLimit
@@ -65,9 +66,10 @@ KINDS = {
     "chain": Chain,
     "rateLimit": RateLimit,
     "inFlightReq": InFlightReq,
+    "circuitBreaker": CircuitBreaker,
 }
 # kinds whose state is kept per middleware name (Traefik keys a limiter's sources by it)
-NAMED = {"rateLimit", "inFlightReq"}
+NAMED = {"rateLimit", "inFlightReq", "circuitBreaker"}
 
 # kinds Traefik still runs but logs as deprecated when it builds them
 DEPRECATED_KINDS = {
