@@ -113,6 +113,8 @@ MIDDLEWARES = {
     "s-m2": "{chain: {middlewares: [{name: ok}, {name: s-m3}]}}",
     "s-m3": "{chain: {middlewares: [{name: s-m1}]}}",
     "mw-chain-1": "{chain: {middlewares: [{name: ok}]}}",
+    "rl": "{rateLimit: {average: 1, period: 1h, burst: 1}}",
+    "c-rl": "{chain: {middlewares: [{name: rl}]}}",
     "c-missing": "{chain: {middlewares: [{name: nowhere}]}}",
     # the provider's fixture: a chain to another namespace, one to a missing middleware
     "test-chain": "{chain: {middlewares: [{name: stripprefix, namespace: cross-ns}]}}",
@@ -140,6 +142,8 @@ HOST_ROUTES.update({
     "chain-m1.test": ["s-m1"],
     "chain-ok-m0.test": ["ok", "cyc-self"],
     "chain-ref.test": ["mw-chain-1"],
+    "chain-rl-a.test": ["c-rl"],
+    "chain-rl-b.test": ["c-rl"],
     "chain-missing.test": ["c-missing"],
     "chain-cross.test": ["test-chain"],
     "chain-both.test": ["test-chain", "test-chain-cross-provider"],
@@ -480,6 +484,14 @@ def test_chain_recursion_cases(env, host, message):
 def test_middleware_that_references_a_chain(env):
     status, _, body = get(env, "chain-ref.test")
     assert status == 200 and header_lines(json.loads(body), "X-Ok") == ["ok"]
+
+
+def test_chain_members_are_built_per_router(env):
+    # Traefik builds each router's chain, a chain's members included: a rateLimit in a chain
+    # that two routers use limits each router on its own
+    assert get(env, "chain-rl-a.test")[0] == 200
+    assert get(env, "chain-rl-a.test")[0] == 429
+    assert get(env, "chain-rl-b.test")[0] == 200
 
 
 def test_chain_provider_cases(env):
