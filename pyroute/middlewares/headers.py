@@ -216,7 +216,7 @@ class Headers:
                  "origin_regexes", "max_age", "expose", "vary", "vary_static",
                  "acao_custom", "acao_dynamic", "header_static",
                  "allowed_hosts", "hosts_proxy", "ssl_proxy",
-                 "sts", "sts_force", "hpkp", "csp_nonce", "secure_dynamic")
+                 "sts", "hpkp", "csp_nonce", "secure_dynamic", "views")
 
     static = True
 
@@ -307,7 +307,6 @@ class Headers:
                                                                 "permissionsPolicy")))
         # Strict-Transport-Security: STSSeconds != 0, over HTTPS or forced, not in development
         self.sts = None
-        self.sts_force = False
         sts_seconds = g("stsSeconds") or 0
         if sts_seconds != 0 and not dev and STS.lower() not in custom_names:
             value = b"max-age=%d" % sts_seconds
@@ -333,6 +332,7 @@ class Headers:
         self.ssl_proxy = [(_latin(k, "sslProxyHeaders").lower(), _latin(v, "sslProxyHeaders"))
                           for k, v in (g("sslProxyHeaders") or {}).items()]
         self.secure_dynamic = bool(self.sts or self.hpkp or self.csp_nonce)
+        self.views = {}             # route -> (before, at): see _views
 
         # -- the fixed response edits, in Traefik's order: secure, custom, CORS ---------------
         final = {}
@@ -386,10 +386,40 @@ class Headers:
 
     # -- the request as Traefik's middleware sees it -----------------------------------------
 
-    def _header(self, ex, lname):
-        """``req.Header.Get(name)`` in Traefik at this middleware: bytes or None."""
-        if lname in self.req_view:
-            return self.req_view[lname]
+    def _views(self, ex):
+        """(before, at) for the exchange's route: the request header edits of the
+        middlewares before this one in the chain (their customRequestHeaders; lower-case
+        name -> value or None, ``:host`` for Host), without and with this middleware's own.
+        Worked out once per route (the middleware object is built per config load)."""
+        route = ex.route
+        views = self.views.get(route)
+        if views is None:
+            before = {}
+            for m in getattr(route, "chain", None) or ():
+                if m is self:
+                    break
+                edits = getattr(m, "req_view", None)
+                if edits:
+                    before.update(edits)
+            at = dict(before)
+            at.update(self.req_view)
+            views = self.views[route] = (before, at)
+        return views
+
+    def _header(self, ex, lname, own=True):
+        """``req.Header.Get(name)`` in Traefik at this middleware (``own``: after its own
+        customRequestHeaders): bytes or None."""
+        sets = ex.set_headers
+        if sets:
+            for name, value in reversed(sets):
+                if name.lower() == lname:
+                    return value
+        removed = ex.remove_headers
+        if removed and lname in removed:
+            return None
+        view = self._views(ex)[1 if own else 0]
+        if lname in view:
+            return view[lname]
         return forwarded_view(ex, lname)
 
     def _host(self, ex):
@@ -398,7 +428,7 @@ class Headers:
             v = self._header(ex, lname)
             if v:
                 return v
-        v = self.req_view.get(b":host")
+        v = self._views(ex)[1].get(b":host")
         return v if v is not None else ex.req.host
 
     def _ssl(self, ex):
@@ -428,7 +458,7 @@ class Headers:
         if self.credentials:
             out.append(b"Access-Control-Allow-Credentials: true\r\n")
         if self.allow_headers_echo:
-            acrh = forwarded_view(ex, b"access-control-request-headers")
+            acrh = self._header(ex, b"access-control-request-headers", False)
             if acrh:
                 out.append(b"Access-Control-Allow-Headers: " + acrh + b"\r\n")
         elif self.allow_headers:
@@ -489,8 +519,8 @@ def _on_request(self, ex):
     req = ex.req
     # processCorsHeaders runs before the custom request headers are applied
     if self.cors and req.method == _METHOD_OPTIONS:
-        method = forwarded_view(ex, b"access-control-request-method")
-        origin = forwarded_view(ex, b"origin")
+        method = self._header(ex, b"access-control-request-method", False)
+        origin = self._header(ex, b"origin", False)
         if method and origin:
             return self._preflight(ex, method, origin)
     if self.allowed_hosts is not None:
