@@ -98,6 +98,7 @@ MIDDLEWARES = {
     "hosts-edits": "{allowedHosts: [foo.com], frameDeny: true,"
                    " customResponseHeaders: {X-Custom: c, X-Content-Type-Options: ''},"
                    " accessControlAllowOriginList: ['*']}",
+    "strip-original": "{customRequestHeaders: {X-Original-Host: '', X-Is-Https: ''}}",
     # nesting
     "outer": "{contentTypeNosniff: true, customResponseHeaders: {X-Outer: o, X-Order: outer,"
              " X-Inner-Only: ''}}",
@@ -125,6 +126,9 @@ ROUTES.update({
 ROUTES.update({"Header(`X-Route`, `%s`)" % n: ([n], "echo") for n in (
     "hosts", "hosts-proxy", "hosts-custom-proxy", "hosts-dev", "hosts-custom-host",
     "hosts-edits")})
+# a headers middleware in front strips the client's copy of the proxy headers
+ROUTES["Header(`X-Route`, `stripped`)"] = (["strip-original", "hosts-custom-proxy"], "echo")
+ROUTES["stripped-hsts.test"] = (["strip-original", "hsts-custom-proxy"], "echo")
 TLS_ROUTES = {"hsts-tls.test": ["hsts"], "csp-tls.test": ["csp-nonce"],
               "sts-zero-tls.test": ["hsts-dev"]}
 
@@ -606,6 +610,15 @@ def test_allowed_hosts_with_a_custom_proxy_header(env):
     # an empty value is skipped: r.Host decides
     hdrs = (("X-Route", "hosts-custom-proxy"), ("X-Original-Host", ""))
     bad_host(send(env, "boo.com", "/", hdrs))
+
+
+def test_proxy_headers_an_earlier_middleware_removed_are_not_read(env):
+    # Traefik's middlewares share one request: what a headers middleware before this one
+    # removed is gone for this one too (the way to make such a header safe to trust)
+    hdrs = (("X-Route", "stripped"), ("X-Original-Host", "foo.com"))
+    bad_host(send(env, "boo.com", "/", hdrs, source=UNTRUSTED))
+    got = send(env, "stripped-hsts.test", "/", (("X-Is-Https", "on"),), source=UNTRUSTED)
+    assert got.status == 200 and got.get("Strict-Transport-Security") is None
 
 
 def test_allowed_hosts_in_development_lets_every_host_through(env):
