@@ -33,6 +33,7 @@ import os
 
 import re2
 
+from .._engine.http1 import METHOD_OPTIONS
 from .._engine.responses import status_line
 
 CUSTOM = ("customRequestHeaders", "customResponseHeaders")
@@ -81,7 +82,6 @@ STS = b"Strict-Transport-Security"
 HPKP = b"Public-Key-Pins"
 CSP = b"Content-Security-Policy"
 CSPRO = b"Content-Security-Policy-Report-Only"
-_METHOD_OPTIONS = b"OPTIONS"
 
 
 def _set(spec, key):
@@ -240,7 +240,8 @@ class Headers:
                 self.host = value           # req.Host = value
                 self.req_view[b":host"] = value
             else:
-                self.request.append((name.encode("latin-1"), value))
+                # req.Header.Set / Del: Go sends the canonical name upstream
+                self.request.append((_canonical(name), value))
                 self.req_view[lname] = value
 
         # -- CORS (Header.processCorsHeaders / PostRequestModifyResponseHeaders) -------------
@@ -518,7 +519,7 @@ class Headers:
 def _on_request(self, ex):
     req = ex.req
     # processCorsHeaders runs before the custom request headers are applied
-    if self.cors and req.method == _METHOD_OPTIONS:
+    if self.cors and req.method_id == METHOD_OPTIONS:
         method = self._header(ex, b"access-control-request-method", False)
         origin = self._header(ex, b"origin", False)
         if method and origin:
