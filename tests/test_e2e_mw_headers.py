@@ -117,6 +117,8 @@ ROUTES.update({
     "set-resp-empty.test": (["resp-empty"], "set"),
     "set-resp-delete.test": (["resp-delete"], "set"),
     "set-frame.test": (["sec-frame-deny"], "set"),
+    "set-early.test": (["resp-simple", "err-headers"], "set"),
+    "ws.test": (["resp-simple", "err-headers"], "echo"),
     "nested.test": (["outer", "inner"], "echo"),
     "answer-later.test": (["err-headers", "deny"], "echo"),
     "down.test": (["err-headers"], "down"),
@@ -166,6 +168,10 @@ class SetBackend:
                 self.hits += 1
                 target = head.split(b"\r\n")[0].split(b" ")[1].decode()
                 lines = "".join("%s: %s\r\n" % kv for kv in parse_qsl(urlsplit(target).query))
+                if target.startswith("/early"):
+                    # headers_test.go Test1xxResponses: interim answers, then the final one
+                    conn.sendall(b"HTTP/1.1 103 Early Hints\r\n"
+                                 b"Link: </style.css>; rel=preload; as=style\r\n\r\n")
                 conn.sendall(("HTTP/1.1 200 OK\r\n%sContent-Length: 2\r\n\r\nok" % lines)
                              .encode("latin-1"))
 
@@ -459,7 +465,7 @@ def test_an_origin_regexp_go_cannot_compile_disables_the_router(env):
 @pytest.mark.parametrize("host,expected", [
     ("set-resp-simple.test", {"foo": ["bar"], "testing": ["foo"], "testing2": ["bar"]}),
     ("set-resp-empty.test", {"foo": ["bar"], "testing": ["foo"], "testing2": []}),
-    ("set-resp-delete.test", {"foo": [], "testing": ["foo"], "testing2": []}),
+    ("set-resp-delete.test", {"foo": [], "testing": ["foo"], "testing2": ["backend"]}),
 ])
 def test_custom_response_headers(env, host, expected):
     got = send(env, host, "/set?Foo=bar&Testing2=backend")
@@ -678,6 +684,34 @@ def test_pyroutes_own_errors_get_the_headers(env):
     assert got.get("Access-Control-Allow-Origin") == "*" and got.get("Vary") == "Origin"
     got = send(env, "down-hsts.test", "/", (("X-Forwarded-Proto", "https"),))
     assert got.status == 502 and got.get("Strict-Transport-Security") == "max-age=60"
+
+
+def test_interim_and_switching_protocols_answers_are_not_edited(env):
+    # Traefik's ResponseModifier passes 1xx heads through as they are; the 101 of an upgrade
+    # is written by the proxy after hijacking the connection: only final answers get edits
+    with socket.create_connection(("127.0.0.1", env["port"]), timeout=10) as s:
+        s.sendall(b"GET /early?Link=%3C/foo.js%3E HTTP/1.1\r\nHost: set-early.test\r\n\r\n")
+        interim = _read(s)
+        assert interim.status == 103
+        assert interim.all("Link") == ["</style.css>; rel=preload; as=style"]
+        assert interim.get("Testing") is None and interim.get("X-Frame-Options") is None
+        final = _read(s)
+        assert final.status == 200 and final.body == b"ok"
+        assert final.get("Testing") == "foo" and final.get("X-Frame-Options") == "DENY"
+        assert final.all("Link") == ["</foo.js>"]
+    with socket.create_connection(("127.0.0.1", env["port"]), timeout=10) as s:
+        s.sendall(b"GET /ws HTTP/1.1\r\nHost: ws.test\r\nConnection: Upgrade\r\n"
+                  b"Upgrade: websocket\r\n\r\n")
+        s.settimeout(10)
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += s.recv(4096)
+        head = head.split(b"\r\n\r\n")[0].decode("latin-1")
+        assert head.startswith("HTTP/1.1 101 ")
+        names = {ln.split(":")[0].lower() for ln in head.split("\r\n")[1:]}
+        assert not names & {"testing", "x-frame-options", "strict-transport-security", "vary"}
+        s.sendall(b"ping")
+        assert s.recv(4) == b"ping"
 
 
 # -- configuration ------------------------------------------------------------------------

@@ -297,7 +297,9 @@ class Headers:
                 continue
             if nonce:
                 if hname.lower() not in custom_names:
-                    self.csp_nonce.append((hname, _latin(value, field).split(b"%[1]s")))
+                    # fmt.Sprintf(value, nonce): "%[1]s" is the nonce, "%%" a percent sign
+                    self.csp_nonce.append((hname, [p.replace(b"%%", b"%") for p in
+                                                   _latin(value, field).split(b"%[1]s")]))
             else:
                 secure_static.append((hname, _latin(value, field)))
         if g("referrerPolicy"):
@@ -531,6 +533,8 @@ def _on_request(self, ex):
 
 
 def _on_response(self, ex, head):
+    if head.status < 200:
+        return              # 1xx / 101: Traefik's ResponseModifier does not edit them
     if self.secure_dynamic:
         self._secure_response(ex, head)
     self._cors_response(ex, head)
