@@ -101,9 +101,10 @@ MIDDLEWARES = {
     "strip-original": "{customRequestHeaders: {X-Original-Host: '', X-Is-Https: ''}}",
     # nesting
     "outer": "{contentTypeNosniff: true, customResponseHeaders: {X-Outer: o, X-Order: outer,"
-             " X-Inner-Only: ''}}",
+             " X-Inner-Only: ''}, customRequestHeaders: {X-Req-Order: outer, X-Req-Gone: o}}",
     "inner": "{frameDeny: true, accessControlAllowOriginList: ['*'], %s,"
-             " customResponseHeaders: {X-Inner: i, X-Order: inner, X-Inner-Only: set}}" % METHODS,
+             " customResponseHeaders: {X-Inner: i, X-Order: inner, X-Inner-Only: set},"
+             " customRequestHeaders: {X-Req-Order: inner, X-Req-Gone: ''}}" % METHODS,
     "deny": "{ipAllowList: {sourceRange: [192.0.2.1/32]}}",
     "err-headers": "{frameDeny: true, stsSeconds: 5, forceSTSHeader: true,"
                    " accessControlAllowOriginList: ['*'], addVaryHeader: true}",
@@ -657,6 +658,8 @@ def test_nested_headers_middlewares_apply_innermost_first(env):
     assert got.get("X-Inner") == "i" and got.get("X-Outer") == "o"
     assert got.get("X-Frame-Options") == "DENY"
     assert got.get("X-Content-Type-Options") == "nosniff"
+    # request edits in chain order: the inner (later) one sets last, and removes
+    assert got.seen("X-Req-Order") == ["inner"] and got.seen("X-Req-Gone") == []
 
 
 def test_a_preflight_gets_the_outer_middlewares_edits_not_its_own(env):

@@ -208,12 +208,18 @@ class Route(RouteTarget):
 
 
 def _forwarder(chain, server_name, tls):
-    """The head Forwarder of a chain: its static middlewares' header edits compiled in."""
-    req_set, req_remove, resp_set, resp_remove = [], [], [], []
+    """The head Forwarder of a chain: its static middlewares' header edits compiled in.
+
+    Each middleware's edits apply to what the one before left, as Traefik's nested handlers
+    do: request edits in chain order, response edits innermost first; so a later set wins,
+    and a later "" removes what an earlier one set."""
+    req, resp = {}, {}
     host, omit_xff = None, False
     for m in chain:
         if m.static:
-            m.compile_edits(req_set, req_remove, [], [])
+            sets, removes = [], []
+            m.compile_edits(sets, removes, [], [])
+            _fold(req, sets, removes)
             # headers middleware: Host sets req.Host (the innermost wins, it runs last);
             # X-Forwarded-For "" sets the header to nil, a later value sets it again
             if getattr(m, "host", None) is not None:
@@ -222,14 +228,25 @@ def _forwarder(chain, server_name, tls):
                 omit_xff = True
             elif any(n.lower() == b"x-forwarded-for" for n, _ in getattr(m, "request", ())):
                 omit_xff = False
-    # response edits: the innermost middleware's applies first, the outermost's last wins
     for m in reversed(chain):
         if m.static:
-            m.compile_edits([], [], resp_set, resp_remove)
+            sets, removes = [], []
+            m.compile_edits([], [], sets, removes)
+            _fold(resp, sets, removes)
     return Forwarder(server_name=server_name, tls=tls, forwarded=True,
-                     request_set=_last_wins(req_set), request_remove=req_remove,
-                     response_set=_last_wins(resp_set), response_remove=resp_remove,
+                     request_set=[(n, v) for n, v in req.values() if v is not None],
+                     request_remove=[n for n, v in req.values() if v is None],
+                     response_set=[(n, v) for n, v in resp.values() if v is not None],
+                     response_remove=[n for n, v in resp.values() if v is None],
                      request_host=host, omit_forwarded_for=omit_xff)
+
+
+def _fold(edits, sets, removes):
+    # lower-case name -> (name, value), None for removed: the last edit of a name wins
+    for name in removes:
+        edits[name.lower()] = (name, None)
+    for name, value in sets:
+        edits[name.lower()] = (name, value)
 
 
 class _Answering:
