@@ -347,13 +347,6 @@ class Chained:
         return server
 
 
-def _last_wins(edits):
-    seen = {}
-    for name, value in edits:
-        seen[name.lower()] = (name, value)
-    return list(seen.values())
-
-
 class EntryRoutes(EntryTable):
     __slots__ = ()
 
@@ -380,12 +373,14 @@ class ChildRoutes(EntryTable):
         self.targets = targets
         self.needs_headers = table.needs_headers
         self.needs_ip = table.needs_client_ip
-        req_set, req_remove = [], []
+        edits = {}
         for m in inherited:
             if m.static:
-                m.compile_edits(req_set, req_remove, [], [])
-        self.req_set = _last_wins(req_set)
-        self.req_remove = {n.lower() for n in req_remove} | {n.lower() for n, _ in self.req_set}
+                sets, removes = [], []
+                m.compile_edits(sets, removes, [], [])
+                _fold(edits, sets, removes)
+        self.req_set = [(n, v) for n, v in edits.values() if v is not None]
+        self.req_remove = set(edits)
 
     def headers(self, conn):
         """The headers the child rules see (only called when a child rule needs headers)."""
