@@ -258,9 +258,11 @@ class Answer:
         return [v for k, v in self.doc()["headers"] if k.lower() == name.lower()]
 
 
-def _read(sock):
+def _read(sock, pending=None):
+    """One response from ``sock``; ``pending``: a bytearray holding what was read past the
+    previous response on this connection (kept for the next call)."""
     sock.settimeout(10)
-    data = b""
+    data = bytes(pending or b"")
     while b"\r\n\r\n" not in data:
         chunk = sock.recv(65536)
         if not chunk:
@@ -276,6 +278,8 @@ def _read(sock):
         if not chunk:
             raise ConnectionError("closed mid-body")
         rest += chunk
+    if pending is not None:
+        pending[:] = rest[n:]
     return Answer(status, fields, rest[:n])
 
 
@@ -694,11 +698,12 @@ def test_interim_and_switching_protocols_answers_are_not_edited(env):
     # is written by the proxy after hijacking the connection: only final answers get edits
     with socket.create_connection(("127.0.0.1", env["port"]), timeout=10) as s:
         s.sendall(b"GET /early?Link=%3C/foo.js%3E HTTP/1.1\r\nHost: set-early.test\r\n\r\n")
-        interim = _read(s)
+        pending = bytearray()
+        interim = _read(s, pending)
         assert interim.status == 103
         assert interim.all("Link") == ["</style.css>; rel=preload; as=style"]
         assert interim.get("Testing") is None and interim.get("X-Frame-Options") is None
-        final = _read(s)
+        final = _read(s, pending)
         assert final.status == 200 and final.body == b"ok"
         assert final.get("Testing") == "foo" and final.get("X-Frame-Options") == "DENY"
         assert final.all("Link") == ["</foo.js>"]
