@@ -76,10 +76,12 @@ MIDDLEWARES = {
     # the other security options
     "sec-all": "{browserXssFilter: true, contentSecurityPolicy: \"default-src 'self'\","
                " contentSecurityPolicyReportOnly: 'script-src https:',"
-               " referrerPolicy: same-origin, frameDeny: true, customFrameOptionsValue: SAMEORIGIN}",
+               " referrerPolicy: same-origin, frameDeny: true,"
+               " customFrameOptionsValue: SAMEORIGIN}",
     "sec-xss-custom": "{browserXssFilter: true, customBrowserXSSValue: '0'}",
     "sec-custom-wins": "{frameDeny: true, contentTypeNosniff: true,"
-                       " customResponseHeaders: {X-Frame-Options: ALLOW, X-Content-Type-Options: ''}}",
+                       " customResponseHeaders: {X-Frame-Options: ALLOW,"
+                       " X-Content-Type-Options: ''}}",
     "hsts": "{stsSeconds: 31536000, stsIncludeSubdomains: true, stsPreload: true,"
             " publicKey: 'pin-sha256=\"abc\"; max-age=60'}",
     "hsts-proxy": "{stsSeconds: 60, sslProxyHeaders: {X-Forwarded-Proto: https}}",
@@ -393,7 +395,8 @@ def test_a_get_with_preflight_headers_is_an_actual_request(env):
 @pytest.mark.parametrize("mw_name,request_headers,expected", [
     ("cors-origin", (("Origin", "https://foo.bar.org"),),
      {"Access-Control-Allow-Origin": "https://foo.bar.org"}),
-    ("cors-origin-star", (("Origin", "https://foo.bar.org"),), {"Access-Control-Allow-Origin": "*"}),
+    ("cors-origin-star", (("Origin", "https://foo.bar.org"),),
+     {"Access-Control-Allow-Origin": "*"}),
     ("cors-regex", (("Origin", "https://foo.bar.org"),),
      {"Access-Control-Allow-Origin": "https://foo.bar.org"}),
     ("cors-regex-partial", (("Origin", "https://foo.bar.org"),),

@@ -212,7 +212,7 @@ class Headers:
     costs nothing per request."""
     __slots__ = ("request", "response", "host", "omit_xff", "req_view",
                  "cors", "credentials", "allow_headers", "allow_headers_echo",
-                 "allow_methods", "allow_methods_echo", "origins", "origin_star",
+                 "allow_methods", "allow_methods_echo", "origins",
                  "origin_regexes", "max_age", "expose", "vary", "vary_static",
                  "acao_custom", "acao_dynamic", "header_static",
                  "allowed_hosts", "hosts_proxy", "ssl_proxy",
@@ -255,7 +255,6 @@ class Headers:
         self.allow_methods = _latin(",".join(allow_methods), "accessControlAllowMethods")
         self.origins = [_latin(o, "accessControlAllowOriginList")
                         for o in g("accessControlAllowOriginList") or ()]
-        self.origin_star = b"*" in self.origins
         self.origin_regexes = [_compile_origin_regex(i, rx) for i, rx in
                                enumerate(g("accessControlAllowOriginListRegex") or ())]
         self.max_age = (b"%d" % g("accessControlMaxAge")
