@@ -30,6 +30,7 @@ from .ipallowlist import IPAllowList
 from .path import AddPrefix, StripPrefix
 from .circuitbreaker import CircuitBreaker
 from .ratelimit import InFlightReq, RateLimit
+from .retry import Retry
 from .redirect import RedirectScheme
 
 KINDS = {
@@ -41,6 +42,7 @@ KINDS = {
     "rateLimit": RateLimit,
     "inFlightReq": InFlightReq,
     "circuitBreaker": CircuitBreaker,
+    "retry": Retry,
 }
 # kinds whose state is kept per middleware name (Traefik keys a limiter's sources by it)
 NAMED = {"rateLimit", "inFlightReq", "circuitBreaker"}
