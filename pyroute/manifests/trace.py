@@ -316,7 +316,7 @@ class Explainer:
 # Kinds whose answer (or path edit) explain takes from the very middleware objects the
 # server runs (pyroute.middlewares), so explain and run reach one verdict on them.
 _RUN_KINDS = ("ipAllowList", "ipWhiteList", "redirectScheme", "redirectRegex", "stripPrefix",
-              "stripPrefixRegex", "addPrefix", "replacePath", "replacePathRegex")
+              "stripPrefixRegex", "addPrefix", "replacePath", "replacePathRegex", "headers")
 # Kinds that rewrite the path (and add a header) as the server's objects do
 _PATH_KINDS = ("stripPrefix", "stripPrefixRegex", "addPrefix", "replacePath",
                "replacePathRegex", "redirectRegex")
@@ -391,10 +391,19 @@ def _middleware_answer(m, ctx):
             probe = _Probe(ctx)
         except Exception:
             return None
+        if getattr(mw, "on_request", None) is None:
+            return None         # a headers middleware with nothing to decide per request
         answer = mw.on_request(probe)
         if answer is None:
             return None
         status = int(answer[9:12])
+        if kind == "headers":
+            if status == 200:
+                return status, "CORS preflight (OPTIONS with Origin and " \
+                               "Access-Control-Request-Method): answered, nothing forwarded"
+            return status, "host %s is not in allowedHosts %s: Bad Host" % (
+                mw._host(probe).decode("latin-1") or "(none)",
+                ", ".join(cfg.get("allowedHosts") or ()))
         if kind in ("ipAllowList", "ipWhiteList"):
             return status, "client IP %s is not in %s" % (
                 mw.client_ip(probe) or "(none)", ", ".join(cfg.get("sourceRange") or ()))
