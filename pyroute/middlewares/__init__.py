@@ -14,6 +14,7 @@ A kind pyroute does not implement (yet) is an error that disables the routers us
 """
 from ..errors import ConfigError
 from . import headers as _headers
+from .auth import BasicAuth, DigestAuth
 from .headers import Headers, edit_answer  # noqa: F401
 from .ipallowlist import IPAllowList
 from .path import AddPrefix, StripPrefix
@@ -25,6 +26,8 @@ KINDS = {
     "headers": Headers,
     "redirectScheme": RedirectScheme,
     "ipAllowList": IPAllowList,
+    "basicAuth": BasicAuth,
+    "digestAuth": DigestAuth,
 }
 
 
@@ -64,14 +67,18 @@ def check(kind, spec):
         return []
     spec = spec if spec is not None else {}
     out = []
+    built = None
     try:
         if kind == "headers":
             _headers.validate(spec)
         else:
-            factory(spec)
+            built = factory(spec)
     except (ValueError, TypeError, AttributeError) as e:
         field, message = _split_field(str(e))
         out.append(("error", field, message))
+    if built is not None and hasattr(built, "warnings"):
+        # what Traefik accepts silently but a user should know (basicAuth: a user twice)
+        out += [("warning", f, m) for f, m in built.warnings()]
     if kind == "headers" and isinstance(spec, dict):
         out += [("warning", f, m) for f, m in _headers.warnings(spec)]
     if kind == "stripPrefix" and isinstance(spec, dict) and spec.get("forceSlash") is not None:
