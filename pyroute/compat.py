@@ -196,7 +196,9 @@ def _rows():
     kinds = getattr(middlewares, "KINDS", {})
     for kind in _middleware_kinds():
         if kind in kinds:
-            rows[("Middleware", "spec." + kind)] = (SUPPORTED, "")
+            # a kind's own note (pyroute.middlewares.<module>: ``compat_note``), where it differs
+            rows[("Middleware", "spec." + kind)] = (SUPPORTED,
+                                                    getattr(kinds[kind], "compat_note", ""))
         else:
             rows[("Middleware", "spec." + kind)] = (
                 REFUSED, "not implemented: the routers using it are disabled")

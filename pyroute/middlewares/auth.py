@@ -252,6 +252,8 @@ class BasicAuth:
     __slots__ = ("users", "realm", "header_field", "header_name", "header_lower", "remove",
                  "not_found", "challenge", "cache", "pending", "duplicates")
     static = False
+    compat_note = ("bcrypt, $apr1$/$1$ MD5-crypt, {SHA}; bcrypt checked off the event loop, "
+                   "verified credentials remembered")
     CACHE_SIZE = 1024
 
     def __init__(self, spec):
@@ -486,6 +488,8 @@ class DigestAuth:
     __slots__ = ("users", "realm", "header_field", "header_name", "header_lower", "remove",
                  "opaque", "clients", "challenge_head", "stale_head", "duplicates")
     static = False
+    compat_note = ("an unknown user never authenticates (go-http-auth: with an empty HA1); "
+                   "nonces of another worker get stale=true")
     CLIENT_CACHE_SIZE = 1000        # go-http-auth DefaultClientCacheSize
     CLIENT_CACHE_TOLERANCE = 100    # DefaultClientCacheTolerance
 
