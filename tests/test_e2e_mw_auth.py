@@ -651,3 +651,27 @@ def test_digest_with_curl(env):
                           "-u", "test2:nope", "-H", "Host: d-users.test", url],
                          capture_output=True, text=True, timeout=20)
     assert out.stdout == "401"
+
+
+def explain(env, host, *headers):
+    out = subprocess.run(
+        [sys.executable, "-m", "pyroute", "explain", "--json", "-c", str(env["proxy"].static),
+         str(env["proxy"].mdir), "GET", "http://%s/" % host]
+        + [a for h in headers for a in ("-H", h)], capture_output=True, text=True,
+        cwd=str(REPO), timeout=60)
+    return json.loads(out.stdout)
+
+
+def test_explain_decides_basic_auth_with_the_servers_check(env):
+    # pyroute explain and pyroute run reach one verdict (bcrypt included)
+    good = basic("bc", "bc-pass").strip()
+    bad = basic("bc", "nope").strip()
+    res = explain(env, "b-hashes.test", good)
+    assert res["status"] is None and res["service"]["servers"], res     # forwarded
+    for hdr, why in ((bad, "wrong password for bc"), (basic("zz", "x").strip(), "unknown user"),
+                     ("Authorization: Bearer x", "no Basic credentials")):
+        res = explain(env, "b-hashes.test", hdr)
+        assert res["status"] == 401 and any(why in n for n in res["notes"]), res
+        assert get(env, "b-hashes.test", extra=hdr + "\r\n")[0] == 401
+    assert get(env, "b-hashes.test", extra=good + "\r\n")[0] == 200
+    assert explain(env, "d-users.test")["status"] == 401

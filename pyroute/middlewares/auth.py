@@ -289,6 +289,21 @@ class BasicAuth:
         return [("users", "user %s is declared more than once: the last line wins (as Traefik)"
                  % name) for name in dict.fromkeys(self.duplicates)]
 
+    def verify(self, ex):
+        """The check on_request makes, synchronously, bcrypt included (``pyroute explain``):
+        (user, "") or (None, why it fails)."""
+        creds = basic_credentials(ex.req.header(b"authorization"))
+        if creds is None:
+            return None, "no Basic credentials in Authorization"
+        user, password = creds
+        secret = self.users.get(user)
+        if secret is None:
+            check_secret(password, self.not_found)
+            return None, "unknown user %s" % user.decode("utf-8", "replace")
+        if not check_secret(password, secret):
+            return None, "wrong password for %s" % user.decode("utf-8", "replace")
+        return user, ""
+
     def on_request(self, ex):
         value = ex.req.header(b"authorization")
         creds = basic_credentials(value)
