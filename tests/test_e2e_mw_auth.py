@@ -66,6 +66,18 @@ if OPENSSL:
         text=True, check=True).stdout.strip()                      # $1$
 
 
+# go-http-auth's own vectors (basic_test.go basicSecrets, md5crypt_test.go Test_MD5Crypt)
+GO_HTTP_AUTH_USERS = [
+    "test:{SHA}qvTGHdzF6KLavt4PO0gs2a6pQ00=",
+    "test2:$apr1$a0j62R97$mYqFkloXH0/UOaUnAiV2b0",
+    "test16:$apr1$JI4wh3am$AmhephVqLTUyAVpFQeHZC0",
+    "test3:$2y$05$ih3C91zUBSTFcAh2mQnZYuob0UOZVEf16wl/ukgjDhjvj.xgM1WwS",
+    "testmd5broken:$apr10.KbAJur$4G9MiqUjDLCuihkMfmg6e1",
+    "apache:$apr1$J.w5a/..$IW9y6DR0oO/ADuhlMF5/X1",
+    "pass:$1$YeNsbWdH$wvOF8JdqsoiLix754LTW90",
+]
+
+
 def users_yaml(lines):
     return "[%s]" % ", ".join(json.dumps(v) for v in lines)
 
@@ -93,6 +105,7 @@ MIDDLEWARES = {
     "b-hashes": ("basicAuth", [sha_line("sha", "sha-pass"), BCRYPT4, BCRYPT4_2A, "empty:",
                                "emptyhash:{SHA}"] + list(EXTRA.values()), ""),
     "b-slow": ("basicAuth", [BCRYPT12], ""),
+    "b-go": ("basicAuth", GO_HTTP_AUTH_USERS, ""),
     "b-k8s": ("basicAuth", ("basic", "kuser", "k8s p\u00e4ss:word"), ""),
     "b-bad": ("basicAuth", ["test"], ""),                         # TestBasicAuthFail
     "b-comment": ("basicAuth", ["#Comment", APR1_TEST], ""),       # a Secret keeps comments
@@ -219,6 +232,23 @@ def test_basic_each_hash_format(env, user, password):
     assert get(env, "b-hashes.test", extra=basic(user, password))[0] == 200
     assert_basic_401(*get(env, "b-hashes.test", extra=basic(user, password + "x")))
     assert_basic_401(*get(env, "b-hashes.test", extra=basic(user, password[:-1])))
+
+
+@pytest.mark.parametrize("user,password", [
+    ("test", "hello"), ("test2", "hello2"), ("test3", "hello3"), ("test16", "topsecret"),
+    ("apache", "apache"), ("pass", "pass")])
+def test_basic_go_http_auth_vectors(env, user, password):
+    # go-http-auth TestBasicCheckAuth and Test_MD5Crypt
+    assert get(env, "b-go.test", extra=basic(user, password))[0] == 200
+    assert_basic_401(*get(env, "b-go.test", extra=basic(user, password.upper())))
+
+
+@pytest.mark.parametrize("extra", ["", "Authorization: Digest blabla ololo\r\n",
+                                   "Authorization: Basic !@#\r\n",
+                                   basic("testmd5broken", "hello")])
+def test_basic_go_http_auth_bad_headers(env, extra):
+    # go-http-auth TestBasicCheckAuthFailsOnBadHeaders; a hash without its third "$"
+    assert_basic_401(*get(env, "b-go.test", extra=extra))
 
 
 def test_basic_hash_formats_made_by_htpasswd_are_there():
@@ -638,6 +668,18 @@ def test_digest_remove_header(env, digest):
     c = digest("d-remove.test")
     status, _, body = c.get("test", "test")
     assert status == 200 and header_lines(upstream(body), "Authorization") == []
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_digest_parameters_are_parsed_as_go_http_auth(env, digest):
+    # go-http-auth TestParsePairs: a backslash escape inside quotes keeps the character, a
+    # comma inside quotes does not split, unquoted values are taken as they are
+    c = digest("d-users.test")
+    path = "/css?family=Sans:400,700|Code"
+    auth = c.authorization("test", "test", path)
+    auth = auth.replace('username="test"', r'username="\t\est"')
+    status, _, _ = c.raw(auth, path)
+    assert status == 200
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
