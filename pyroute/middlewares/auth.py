@@ -122,10 +122,10 @@ def _user_edits(self_, ex, user):
 
 def _set_user(ex, user):
     # the access log's ClientUsername (Traefik sets it for failed attempts too)
-    try:
-        ex.vars["ClientUsername"] = user
-    except AttributeError:      # a context without per-request state
-        pass
+    v = ex.vars
+    if v is None:
+        ex.vars = v = {}
+    v["ClientUsername"] = user
 
 
 # ---- htpasswd hashes (go-http-auth basic.go, md5crypt.go) --------------------------------
