@@ -209,6 +209,12 @@ def test_basic_last_line_wins_for_a_user_declared_twice(env):
     assert get(env, "b-dup.test", extra=basic("test", "test"))[0] == 200
 
 
+def test_basic_credentials_of_another_realm_are_401(env):
+    # "test:test" opens realm traefiker (b-realm) but not b-go, where test's password differs
+    assert get(env, "b-realm.test", extra=basic("test", "test"))[0] == 200
+    assert_basic_401(*get(env, "b-go.test", extra=basic("test", "test")))
+
+
 def test_basic_plain_text_password_never_matches(env):
     # TestBasicAuthFail: "test:test" is no htpasswd hash
     assert_basic_401(*get(env, "b-plain.test", extra=basic("test", "test")))
