@@ -723,3 +723,45 @@ def test_explain_decides_basic_auth_with_the_servers_check(env):
         assert get(env, "b-hashes.test", extra=hdr + "\r\n")[0] == 401
     assert get(env, "b-hashes.test", extra=good + "\r\n")[0] == 200
     assert explain(env, "d-users.test")["status"] == 401
+
+
+def test_basic_cache_is_dropped_when_the_hash_changes_at_reload(tmp_path):
+    be = Backend("be")
+    old = bcrypt.hashpw(b"old-pass", bcrypt.gensalt(4)).decode()
+    new = bcrypt.hashpw(b"new-pass", bcrypt.gensalt(4)).decode()
+
+    def config(hash_):
+        return (backend_service("svc", [be.port]) + secret("users", ["u:" + hash_])
+                + "---\napiVersion: traefik.io/v1alpha1\nkind: Middleware\n"
+                  "metadata: {name: auth, namespace: default}\nspec:\n  basicAuth:\n"
+                  "    secret: users\n"
+                + "---\napiVersion: traefik.io/v1alpha1\nkind: IngressRoute\n"
+                  "metadata: {name: r, namespace: default}\nspec:\n  entryPoints: [web]\n"
+                  "  routes:\n    - match: Host(`c.test`)\n      kind: Rule\n"
+                  "      middlewares: [{name: auth}]\n      services: [{name: svc, port: 80}]\n")
+    proxy = Pyroute(tmp_path, config(old), workers=1)
+    proxy.start()
+    try:
+        req_old = ("GET / HTTP/1.1\r\nHost: c.test\r\n%s\r\n" % basic("u", "old-pass")).encode()
+        req_new = ("GET / HTTP/1.1\r\nHost: c.test\r\n%s\r\n" % basic("u", "new-pass")).encode()
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=15) as s:
+            for _ in range(2):              # verified, then remembered
+                s.sendall(req_old)
+                assert read_response(s)[0] == 200
+            mark = len(proxy.output())
+            proxy.write_manifests(config(new))
+            end = time.time() + 20
+            while "configuration reloaded" not in proxy.output()[mark:]:
+                assert time.time() < end, proxy.output()[-2000:]
+                time.sleep(0.05)
+            while True:                     # the worker swaps its tables between events
+                s.sendall(req_new)
+                if read_response(s)[0] == 200:
+                    break
+                assert time.time() < end
+                time.sleep(0.05)
+            s.sendall(req_old)              # the same keep-alive connection, remembered before
+            assert read_response(s)[0] == 401
+    finally:
+        proxy.stop()
+        be.close()
