@@ -120,7 +120,14 @@ MIDDLEWARES = {
 
 def manifests(backend):
     m = backend_service("svc", [backend.port])
+    m += ("---\napiVersion: traefik.io/v1alpha1\nkind: Middleware\n"
+          "metadata: {name: outer-hdr, namespace: default}\n"
+          "spec: {headers: {customResponseHeaders: {X-Outer: outer-value}}}\n")
     routes = ["    - match: Host(`open.test`)\n      kind: Rule\n"
+              "      services: [{name: svc, port: 80}]\n",
+              # a headers middleware before the auth one: its response headers reach the 401
+              "    - match: Host(`outer.test`)\n      kind: Rule\n"
+              "      middlewares: [{name: outer-hdr}, {name: b-go}]\n"
               "      services: [{name: svc, port: 80}]\n"]
     for name, (kind, lines, extra) in MIDDLEWARES.items():
         if isinstance(lines, tuple):
@@ -255,6 +262,17 @@ def test_basic_go_http_auth_vectors(env, user, password):
 def test_basic_go_http_auth_bad_headers(env, extra):
     # go-http-auth TestBasicCheckAuthFailsOnBadHeaders; a hash without its third "$"
     assert_basic_401(*get(env, "b-go.test", extra=extra))
+
+
+@pytest.mark.parametrize("user,password,status", [
+    ("test", "hello", 200), ("test", "nope", 401),          # {SHA}: answered at once
+    ("test3", "hello3", 200), ("test3", "nope", 401),       # bcrypt: answered after waiting
+    ("nobody", "x", 401)])
+def test_basic_answer_passes_through_the_middlewares_before(env, user, password, status):
+    # Traefik: the 401 is written through the headers middleware's ResponseWriter
+    st, headers, _ = get(env, "outer.test", extra=basic(user, password))
+    assert st == status
+    assert headers.get("x-outer") == "outer-value"
 
 
 def test_basic_hash_formats_made_by_htpasswd_are_there():

@@ -44,10 +44,7 @@ import time
 
 from ..proxy.responses import error_response, status_line
 
-try:
-    from .._engine.exchange import WAIT
-except ImportError:         # the exchange (issue #12) is not built: bcrypt cannot wait
-    WAIT = None
+from .._engine.exchange import WAIT
 
 DEFAULT_REALM = "traefik"
 # go-http-auth NormalHeaders: UnauthContentType, UnauthResponse
@@ -324,8 +321,6 @@ class BasicAuth:
             # SHA-1 and MD5-crypt: microseconds to a millisecond, checked here
             ok = check_secret(password, secret) and known
             return self._finish(ex, value, user, secret, ok)
-        if WAIT is None:
-            raise RuntimeError("bcrypt needs the exchange (pyroute._engine.exchange)")
         key = (password, secret)
         waiting = self.pending.get(key)
         entry = (ex, value, user if known else None)
