@@ -128,7 +128,10 @@ def manifests(backend):
               # a headers middleware before the auth one: its response headers reach the 401
               "    - match: Host(`outer.test`)\n      kind: Rule\n"
               "      middlewares: [{name: outer-hdr}, {name: b-go}]\n"
-              "      services: [{name: svc, port: 80}]\n"]
+              "      services: [{name: svc, port: 80}]\n",
+              # a service-level basicAuth (runs in front of that service)
+              "    - match: Host(`svc-auth.test`)\n      kind: Rule\n"
+              "      services: [{name: svc, port: 80, middlewares: [{name: b-go}]}]\n"]
     for name, (kind, lines, extra) in MIDDLEWARES.items():
         if isinstance(lines, tuple):
             m += secret("s-" + name, basic=lines[1:])
@@ -273,6 +276,69 @@ def test_basic_answer_passes_through_the_middlewares_before(env, user, password,
     st, headers, _ = get(env, "outer.test", extra=basic(user, password))
     assert st == status
     assert headers.get("x-outer") == "outer-value"
+
+
+@pytest.mark.parametrize("user,password,status", [
+    ("test3", "hello3", 200), ("test3", "nope", 401), ("test", "hello", 200),
+    ("nobody", "x", 401)])
+def test_basic_as_a_service_middleware(env, user, password, status):
+    assert get(env, "svc-auth.test", extra=basic(user, password))[0] == status
+
+
+def test_basic_waiting_request_keeps_its_body_and_pipelined_followers(env):
+    # a POST whose bcrypt check waits: its body goes upstream once it resumes, and requests
+    # pipelined behind it are answered after it, in order
+    body = b"x" * 5000
+    first = ("POST /p1 HTTP/1.1\r\nHost: b-hashes.test\r\n%sContent-Length: %d\r\n\r\n"
+             % (basic("bc", "bc-pass"), len(body))).encode() + body
+    second = ("GET /p2 HTTP/1.1\r\nHost: b-hashes.test\r\n%s\r\n"
+              % basic("bc", "wrong")).encode()
+    third = b"GET /p3 HTTP/1.1\r\nHost: open.test\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", env["port"]), timeout=15) as s:
+        s.sendall(first + second + third)
+        reader = BufferedSocket(s)
+        status, _, got, reader.rest = read_response(reader)
+        assert status == 200
+        doc = upstream(got)
+        assert (doc["method"], doc["target"], doc["body"]) == ("POST", "/p1", body.decode())
+        status, _, _, reader.rest = read_response(reader)
+        assert status == 401
+        status, _, got, _ = read_response(reader)
+        assert status == 200 and upstream(got)["target"] == "/p3"
+
+
+class BufferedSocket:
+    """A socket with bytes already read in front (what read_response left over)."""
+
+    def __init__(self, sock):
+        self.sock, self.rest = sock, b""
+
+    def settimeout(self, t):
+        self.sock.settimeout(t)
+
+    def recv(self, n):
+        if self.rest:
+            data, self.rest = self.rest, b""
+            return data
+        return self.sock.recv(n)
+
+
+def test_basic_client_gone_while_bcrypt_runs(env):
+    # the check finishes for nobody (ex.cancelled): the worker goes on serving
+    for i in range(3):
+        s = socket.create_connection(("127.0.0.1", env["port"]), timeout=15)
+        s.sendall(("GET / HTTP/1.1\r\nHost: b-slow.test\r\n%s\r\n"
+                   % basic("slow", "gone-%d" % i)).encode())
+        s.close()
+    time.sleep(1.5)
+    assert get(env, "b-slow.test", extra=basic("slow", "slow-pass"))[0] == 200
+    assert get(env, "open.test")[0] == 200
+    assert "Traceback" not in env["proxy"].output()
+
+
+def test_basic_head_request_after_a_wait_has_no_body(env):
+    status, headers, body = get(env, "b-hashes.test", method="HEAD", extra=basic("bc", "nope"))
+    assert status == 401 and body == b"" and headers["content-length"] == "17"
 
 
 def test_basic_hash_formats_made_by_htpasswd_are_there():
