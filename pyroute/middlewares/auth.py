@@ -345,13 +345,25 @@ class BasicAuth:
     def _verify(self, loop, key):
         # a pool thread: bcrypt releases the GIL; the answer goes back to the worker's loop
         try:
-            ok = _check_bcrypt(key[0], key[1])
+            waiters = self.pending.get(key) or ()
+            if waiters and all(entry[0].cancelled for entry in list(waiters)):
+                ok = None       # every client gone (a flood of abandoned requests): skip it
+            else:
+                ok = _check_bcrypt(key[0], key[1])
         except Exception:       # noqa: BLE001  (never leave the requests waiting)
             ok = False
         loop.call_soon_threadsafe(self._verified, key, ok)
 
     def _verified(self, key, ok):
-        for ex, value, user in self.pending.pop(key, ()):
+        entries = self.pending.pop(key, ())
+        if ok is None:
+            # skipped for clients that were gone; one that came meanwhile gets a real check
+            live = [e for e in entries if not e[0].cancelled]
+            if live:
+                self.pending[key] = live
+                POOL.submit(self._verify, live[0][0].loop, key)
+            return
+        for ex, value, user in entries:
             if ex.cancelled:
                 continue
             answer = self._finish(ex, value, user, key[1], ok and user is not None)
@@ -576,6 +588,8 @@ class DigestAuth:
             return None, False
         if auth is _PANIC:
             return _PANIC, False
+        if auth.get("username"):
+            _set_user(ex, auth["username"].encode("utf-8"))     # the access log's, as Traefik
         auth.setdefault("algorithm", "MD5")
         if self.opaque != auth.get("opaque", "") or auth["algorithm"] != "MD5" \
                 or auth.get("qop", "") != "auth":
