@@ -846,3 +846,52 @@ def test_basic_cache_is_dropped_when_the_hash_changes_at_reload(tmp_path):
     finally:
         proxy.stop()
         be.close()
+
+
+def test_digest_across_workers(tmp_path):
+    """Two workers: a nonce one issued, answered on a connection the other accepted, is
+    recognised (same opaque; a correct answer gets stale="true" and a nonce of its own, never
+    a plain re-prompt), and a replay is refused whichever worker gets it."""
+    be = Backend("be")
+    m = (backend_service("svc", [be.port]) + secret("users", [DIGEST_TEST])
+         + "---\napiVersion: traefik.io/v1alpha1\nkind: Middleware\n"
+           "metadata: {name: auth, namespace: default}\nspec:\n  digestAuth:\n"
+           "    secret: users\n"
+         + "---\napiVersion: traefik.io/v1alpha1\nkind: IngressRoute\n"
+           "metadata: {name: r, namespace: default}\nspec:\n  entryPoints: [web]\n"
+           "  routes:\n    - match: Host(`w.test`)\n      kind: Rule\n"
+           "      middlewares: [{name: auth}]\n      services: [{name: svc, port: 80}]\n")
+    proxy = Pyroute(tmp_path, m, workers=2)
+    proxy.start()
+    env = {"port": proxy.port}
+    try:
+        first = DigestClient(env, "w.test")
+        first.challenge()
+        opaque, nonce = first.opaque, first.nonce
+        first.close()
+        nc = 0
+        for _ in range(12):                 # new connections: either worker accepts them
+            c = DigestClient(env, "w.test")
+            c.realm, c.nonce, c.opaque = "traefik", nonce, opaque
+            nc += 1
+            status, headers, _ = c.get("test", "test", nc=nc)
+            if status == 401:
+                m2 = CHALLENGE.match(headers["www-authenticate"])
+                assert m2.group(4) == 'stale="true", ' and m2.group(3) == opaque, headers
+                c.nonce = m2.group(2)       # the client retries without asking its user
+                status = c.get("test", "test", nc=1)[0]
+            assert status == 200
+            c.close()
+        # a request that succeeded, replayed on new connections: refused everywhere
+        c = DigestClient(env, "w.test")
+        c.challenge()
+        auth = c.authorization("test", "test")
+        assert c.raw(auth)[0] == 200
+        c.close()
+        for _ in range(6):
+            with socket.create_connection(("127.0.0.1", proxy.port), timeout=15) as s:
+                s.sendall(("GET / HTTP/1.1\r\nHost: w.test\r\n%s\r\n" % auth).encode())
+                assert read_response(s)[0] == 401
+    finally:
+        proxy.stop()
+        be.close()
