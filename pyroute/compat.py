@@ -206,7 +206,10 @@ def _rows():
     kinds = getattr(middlewares, "KINDS", {})
     for kind in _middleware_kinds():
         if kind in kinds:
-            rows[("Middleware", "spec." + kind)] = (SUPPORTED, KIND_NOTES.get(kind, ""))
+            # a kind's own note (pyroute.middlewares.<module>: ``compat_note``), else the
+            # table's, where it differs
+            rows[("Middleware", "spec." + kind)] = (
+                SUPPORTED, getattr(kinds[kind], "compat_note", "") or KIND_NOTES.get(kind, ""))
         else:
             rows[("Middleware", "spec." + kind)] = (
                 REFUSED, "not implemented: the routers using it are disabled")

@@ -416,10 +416,25 @@ def _middleware_answer(m, ctx):
             return status, "the rewritten URL does not parse (Go's url.Parse)"
         body = answer.split(b"\r\n\r\n", 1)[1].strip().decode("utf-8", "replace")
         return status, "the new path does not unescape: " + body
-    if kind in ("basicAuth", "digestAuth"):
-        field = "authorization"
-        if not any(k.lower() == field for k, _ in ctx["headers"]):
-            return 401, "no credentials (Authorization header)"
+    if kind == "basicAuth":
+        # the server's own object checks the credentials (bcrypt too: explain may wait)
+        mw = _runtime(m)
+        if mw is None:
+            return None
+        try:
+            probe = _Probe(ctx)
+        except Exception:
+            return None
+        user, why = mw.verify(probe)
+        if user is None:
+            return 401, "%s (realm %s)" % (why, mw.realm)
+        return None
+    if kind == "digestAuth":
+        value = _header(ctx["headers"], "authorization")
+        if value is None or not value.startswith("Digest "):
+            return 401, "no Digest credentials in Authorization: the challenge"
+        return 401, ("a digest answer holds a nonce the running server issued; explain "
+                     "cannot check it (the server answers it)")
     return None
 
 

@@ -25,6 +25,7 @@ A kind pyroute does not implement (yet) is an error that disables the routers us
 """
 from ..errors import ConfigError
 from . import headers as _headers
+from .auth import BasicAuth, DigestAuth
 from .headers import Headers, edit_answer  # noqa: F401
 from .circuitbreaker import CircuitBreaker
 from .ipallowlist import IPAllowList, IPWhiteList
@@ -65,6 +66,8 @@ KINDS = {
     "ipAllowList": IPAllowList,
     "ipWhiteList": IPWhiteList,
     "chain": Chain,
+    "basicAuth": BasicAuth,
+    "digestAuth": DigestAuth,
     "rateLimit": RateLimit,
     "inFlightReq": InFlightReq,
     "circuitBreaker": CircuitBreaker,
@@ -161,14 +164,18 @@ def check(kind, spec):
         return []
     spec = spec if spec is not None else {}
     out = []
+    built = None
     try:
         if kind == "headers":
             _headers.validate(spec)
         else:
-            factory(spec)
+            built = factory(spec)
     except (ValueError, TypeError, AttributeError) as e:
         field, message = _split_field(str(e))
         out.append(("error", field, message))
+    if built is not None and hasattr(built, "warnings"):
+        # what Traefik accepts silently but a user should know (basicAuth: a user twice)
+        out += [("warning", f, m) for f, m in built.warnings()]
     if kind == "headers" and isinstance(spec, dict):
         out += [("warning", f, m) for f, m in _headers.warnings(spec)]
     if kind in DEPRECATED_KINDS:

@@ -358,10 +358,29 @@ class _Answering:
 
     def on_request(self, conn):
         answer = self.mw.on_request(conn)
-        if answer is not None and answer is not WAIT:
+        if answer is WAIT:
+            # it answers later (ex.answer: a bcrypt check, a sub-request): that answer goes
+            # out through the response phase, where these edits wait for it
+            responders = conn.responders
+            if responders is None:
+                conn.responders = [self._edit_answer]
+            else:
+                responders.append(self._edit_answer)
+        elif answer is not None:
             for sets, removes in self.edits:
                 answer = apply_edits(answer, sets, removes)
         return answer
+
+    def _edit_answer(self, ex, head):
+        # an answer of pyroute's (a body of its own); the backend's response got these edits
+        # from the route's Forwarder already
+        if head.body is None:
+            return
+        for sets, removes in self.edits:
+            for name in removes:
+                head.remove(name)
+            for name, value in sets:
+                head.set(name, value)
 
 
 def _answering(chain, start):
