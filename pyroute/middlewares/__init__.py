@@ -13,7 +13,9 @@ edits apply in reverse declaration order, as Traefik's nested handlers do. ``con
 A kind pyroute does not implement (yet) is an error that disables the routers using it.
 """
 from ..errors import ConfigError
+from . import forwardauth as _forwardauth
 from . import headers as _headers
+from .forwardauth import ForwardAuth
 from .headers import Headers, edit_answer  # noqa: F401
 from .ipallowlist import IPAllowList
 from .path import AddPrefix, StripPrefix
@@ -25,6 +27,7 @@ KINDS = {
     "headers": Headers,
     "redirectScheme": RedirectScheme,
     "ipAllowList": IPAllowList,
+    "forwardAuth": ForwardAuth,
 }
 
 
@@ -74,6 +77,8 @@ def check(kind, spec):
         out.append(("error", field, message))
     if kind == "headers" and isinstance(spec, dict):
         out += [("warning", f, m) for f, m in _headers.warnings(spec)]
+    if kind == "forwardAuth":
+        out += [("warning", f, m) for f, m in _forwardauth.warnings(spec)]
     if kind == "stripPrefix" and isinstance(spec, dict) and spec.get("forceSlash") is not None:
         # Traefik New(): logs this and honours the value
         out.append(("warning", "forceSlash", "`ForceSlash` option is deprecated, please "
