@@ -307,6 +307,7 @@ class ForwardAuth:
         if spec.get("tls") and self.tls is None:
             client_tls(spec.get("tls"), "")       # Traefik builds (and checks) it anyway
         self._hostname = None
+        self._prior = {}
 
     # ---- load --------------------------------------------------------------------------
 
@@ -373,6 +374,16 @@ class ForwardAuth:
                         k = canonical(tok)
                         if not _managed(k):
                             h.pop(k, None)
+        prior = self._prior_edits(ex)
+        if prior is not None:
+            # the request edits of the static middlewares before this one in the chain
+            # (headers' customRequestHeaders): compiled into the Forwarder for the backend,
+            # applied here for the auth server, as Traefik's chain has them on req.Header
+            sets, removes, _ = prior
+            for name in removes:
+                h.pop(name, None)
+            for k, v in sets:
+                h[k] = [v]
         removed = getattr(ex, "remove_headers", None)
         if removed:
             for name in removed:
@@ -388,6 +399,39 @@ class ForwardAuth:
                     seen.add(k)
                     h[k] = [v]
         return h
+
+    def _prior_edits(self, ex):
+        """(sets, removes, host) of the static middlewares before this one in the route's
+        chain, canonical names; None when there are none. Computed once per route."""
+        route = getattr(ex, "route", None)
+        if route is None:
+            return None
+        cache = self._prior
+        hit = cache.get(route, False)
+        if hit is not False:
+            return hit
+        chain = getattr(route, "chain", None) or ()
+        sets, removes, host = [], [], None
+        for m in chain:
+            if m is self:
+                break
+            if getattr(m, "static", False):
+                req_set, req_remove = [], []
+                m.compile_edits(req_set, req_remove, [], [])
+                for n in req_remove:
+                    removes.append(canonical(n))
+                for n, v in req_set:
+                    sets.append((canonical(n), v))
+                if getattr(m, "omit_xff", False):
+                    removes.append(XFF)
+                if getattr(m, "host", None) is not None:
+                    host = m.host
+        else:
+            sets, removes, host = [], [], None        # not in this chain (a wrapper's)
+        hit = (sets, removes, host) if (sets or removes or host is not None) else None
+        if len(cache) < 4096:
+            cache[route] = hit
+        return hit
 
     def auth_headers(self, ex):
         """The header map of the auth request (before Go's client writes it)."""
@@ -408,6 +452,9 @@ class ForwardAuth:
         req = ex.req
         ip = ex.remote_ip
         host = req.host or b""
+        prior = self._prior_edits(ex)
+        if prior is not None and prior[2] is not None:
+            host = prior[2]                 # a headers middleware's Host sets req.Host
         uri = ex.path + (b"?" + ex.query if ex.query is not None else b"")
         tls = ex.tls
         if trust is None:
@@ -506,9 +553,9 @@ class ForwardAuth:
         if ex.cancelled:
             return
         if error:
-            # Traefik: any client error (refused, reset, timeout, bad answer) -> 500; a body
-            # over maxResponseBodySize -> 401
-            ex.answer(ANSWER_401 if error == 413 else ANSWER_500)
+            # Traefik: any client error (refused, reset, timeout, bad answer: the sub-request's
+            # 502/504) -> 500; a body over maxResponseBodySize (its 500) -> 401
+            ex.answer(ANSWER_401 if error == 500 else ANSWER_500)
             return
         auth = {}
         for n, v in head.headers:
@@ -534,7 +581,7 @@ class ForwardAuth:
         if self.header_field:
             user = auth.get(self.header_field)
             if user:
-                ex.vars["forwardauth.user"] = user[0]     # the access log's ClientUsername
+                ex.get_vars()["forwardauth.user"] = user[0]   # the access log's ClientUsername
         if self.signin and status == 401:
             ex.answer(self._signin_answer(ex))
             return
@@ -578,7 +625,7 @@ class ForwardAuth:
         if cookies:
             parsed = _cookies.read_set_cookies(cookies)
             if parsed:
-                ex.vars[self] = parsed
+                ex.get_vars()[self] = parsed
 
     def _error_answer(self, ex, status, auth, body):
         for k in _HOP:
@@ -644,7 +691,8 @@ class ForwardAuth:
         return head + b"Content-Length: 0\r\n\r\n"
 
     def on_response(self, ex, head):
-        auth = ex.vars.get(self)
+        vars_ = ex.vars
+        auth = vars_.get(self) if vars_ is not None else None
         if auth is None:
             return
         backend = _cookies.read_set_cookies(head.get_all(b"set-cookie"))
