@@ -377,6 +377,12 @@ def manifests(env):
         m += mw(name, spec)
     for i in range(len(WRITE_HEADER)):
         m += mw("wh-%d" % i, table_spec(i, auth))
+    # a headers middleware before forwardAuth: its request headers reach the auth server too
+    m += ("---\napiVersion: traefik.io/v1alpha1\nkind: Middleware\n"
+          "metadata: {name: hdr, namespace: default}\nspec:\n  headers:\n"
+          "    customRequestHeaders: {X-From-Chain: chained, X-Drop-Me: \"\"}\n")
+    m += mw("chained", '{address: "%s/allow", trustForwardHeader: false}' % a)
+    m += mw("broken", '{address: "not a url"}')
     m += env["secrets"]
     m += ("---\napiVersion: traefik.io/v1alpha1\nkind: IngressRoute\n"
           "metadata: {name: fa, namespace: default}\nspec:\n  entryPoints: [web]\n  routes:\n")
@@ -384,6 +390,11 @@ def manifests(env):
         svc = "cookies" if name == "success" else "echo"
         m += ("    - match: Host(`%s.test`)\n      kind: Rule\n      middlewares: [{name: %s}]\n"
               "      services: [{name: %s, port: 80}]\n" % (name, name, svc))
+    m += ("    - match: Host(`chained.test`)\n      kind: Rule\n"
+          "      middlewares: [{name: hdr}, {name: chained}]\n"
+          "      services: [{name: echo, port: 80}]\n")
+    m += ("    - match: Host(`broken.test`)\n      kind: Rule\n      middlewares: [{name: broken}]\n"
+          "      services: [{name: echo, port: 80}]\n")
     m += ("    - match: Host(`free.test`)\n      kind: Rule\n"
           "      services: [{name: echo, port: 80}]\n")
     for i in range(len(WRITE_HEADER)):
@@ -750,6 +761,41 @@ def test_client_cannot_assert_an_identity_header(env, host):
     assert echo_values(echoed(body), "X-Auth-User") == []
     status, _, body = get(env, host, extra="X-Auth-User: admin\r\nAuthorization: Bearer good\r\n")
     assert echo_values(echoed(body), "X-Auth-User") == ["verified-user"]
+
+
+def test_headers_middleware_before_it_reaches_the_auth_server(env):
+    status, _, body = get(env, "chained.test", extra="X-Drop-Me: client\r\n")
+    assert status == 200
+    seen = last_auth(env, "/allow")
+    assert seen.values("X-From-Chain") == ["chained"]
+    assert seen.values("X-Drop-Me") == []
+    doc = echoed(body)
+    assert echo_values(doc, "X-From-Chain") == ["chained"]
+
+
+def test_an_address_that_is_not_a_url_answers_500(env):
+    before = backend_count(env)
+    status, _, body = get(env, "broken.test")
+    assert status == 500 and body == b""
+    assert backend_count(env) == before
+
+
+def test_pipelined_requests_are_each_authenticated(env):
+    # a request that arrives while the first one waits for its auth answer is checked too,
+    # and neither request nor body reaches the backend
+    before = backend_count(env)
+    raw = (b"POST / HTTP/1.1\r\nHost: fail.test\r\nContent-Length: 4\r\n\r\nbody"
+           b"GET / HTTP/1.1\r\nHost: fail.test\r\n\r\n")
+    with socket.create_connection(("127.0.0.1", env["port"]), timeout=10) as s:
+        s.sendall(raw)
+        first_status, _, _ = read_full(s)
+        assert first_status == 403
+        try:
+            second = read_full(s)[0]
+        except ConnectionError:
+            second = None           # closed after the first (its body was not read)
+    assert second in (403, None)
+    assert backend_count(env) == before
 
 
 # ---- configuration: pyroute check ----------------------------------------------------------
