@@ -283,7 +283,7 @@ def auth_script(auth):
     s["/hop"] = (b"HTTP/1.1 302 Found\r\nConnection: test\r\nKeep-Alive: test\r\nTe: test\r\n"
                  b"Trailers: test\r\nUpgrade: test\r\nLocation: http://example.com/redirect-test"
                  b"\r\nContent-Type: text/html; charset=utf-8\r\nTransfer-Encoding: chunked\r\n"
-                 b"\r\n3a\r\n<a href=\"http://example.com/redirect-test\">Found</a>.\n\n\r\n"
+                 b"\r\n37\r\n<a href=\"http://example.com/redirect-test\">Found</a>.\n\n\r\n"
                  b"0\r\n\r\n")
     s["/failheaders"] = (403, [("Set-Cookie", "example=testing; Path=/"), ("X-Foo", "bar"),
                                ("Date", "Wed, 02 Dec 2026 06:00:00 GMT"),
@@ -324,7 +324,7 @@ def cookie_backend(be):
 def manifests(env):
     auth, echo, cookies, tls_auth = env["auth"], env["echo"], env["cookies"], env["tls_auth"]
     a = auth.url
-    m = backend_service("echo", [echo.port]) + backend_service("cookies", [cookies.port])
+    m = backend_service("echo", [echo.port]) + "---\n" + backend_service("cookies", [cookies.port])
     dead = env["dead_port"]
     specs = {
         "fail": '{address: "%s/fail"}' % a,
