@@ -642,6 +642,41 @@ def test_forward_body_chunked_and_empty(env):
     assert status == 200 and last_auth(env, "/body").body == b""
 
 
+def test_forward_body_arriving_later_and_expect_continue(env):
+    # the head first, the body later in pieces (read while the chain waits); with
+    # Expect: 100-continue the client is told to send it, as Go's server does on the first read
+    with socket.create_connection(("127.0.0.1", env["port"]), timeout=10) as s:
+        s.sendall(b"PUT /up HTTP/1.1\r\nHost: body.test\r\nContent-Length: 12\r\n"
+                  b"Expect: 100-continue\r\n\r\n")
+        assert s.recv(64) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        s.sendall(b"hello ")
+        time.sleep(0.2)
+        s.sendall(b"world!")
+        status, _, body = read_full(s)
+    assert status == 200
+    seen = last_auth(env, "/body")
+    assert seen.method == "PUT" and seen.body == b"hello world!"
+    assert echoed(body)["body"] == "hello world!"
+
+
+def test_forward_body_chunked_over_the_limit_and_malformed(env):
+    before = backend_count(env)
+    n_auth = len(env["auth"].seen("/body"))
+    raw = (b"POST / HTTP/1.1\r\nHost: body.test\r\nTransfer-Encoding: chunked\r\n\r\n"
+           b"a\r\n0123456789\r\n")
+    with socket.create_connection(("127.0.0.1", env["port"]), timeout=10) as s:
+        s.sendall(raw)
+        time.sleep(0.2)
+        s.sendall(b"a\r\n0123456789\r\n0\r\n\r\n")      # 20 bytes > maxBodySize 15
+        status, _, body = read_full(s)
+    assert status == 401 and body == b""
+    # Traefik: the body cannot be read -> 500
+    status, _, _ = exchange(env["port"], b"POST / HTTP/1.1\r\nHost: body.test\r\n"
+                            b"Transfer-Encoding: chunked\r\n\r\nzz\r\nab\r\n0\r\n\r\n")
+    assert status == 500
+    assert backend_count(env) == before and len(env["auth"].seen("/body")) == n_auth
+
+
 def test_body_not_forwarded_without_forward_body(env):
     status, _, body = get(env, "nobody.test", method="POST", body=b"forwardBodyTest")
     assert status == 200

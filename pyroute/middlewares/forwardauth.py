@@ -522,20 +522,27 @@ class ForwardAuth:
             return ANSWER_500
         if self.forward_body and not (ex.req.method == b"CONNECT"
                                       and ex.req.content_length < 0):
-            read_body = getattr(ex, "read_body", None)
-            if read_body is None:
-                return ANSWER_500           # the engine cannot hand the body over
-            return read_body(self.max_body, self._with_body)
+            # Traefik reads the body first (a CONNECT's unknown-length body is tunnel data)
+            ready = ex.conn.read_body(ex, self.max_body, self._with_body)
+            if ready is None:
+                return WAIT                 # _with_body runs once it is read
+            body, too_large = ready
+            if too_large is None:
+                return ANSWER_500
+            if too_large:
+                return ANSWER_401
+            return self._send(ex, body)
         return self._send(ex, None)
 
     def _with_body(self, ex, body, too_large):
-        """The body was read (``body``: bytes, None when the request has none) or went over
-        maxBodySize: Traefik answers 401 then."""
-        if too_large:
-            ex.answer(ANSWER_401)
-            return
-        if self._send(ex, body or None) is not WAIT:
+        """The body was read (``body``: bytes, None when the request has none), went over
+        maxBodySize (Traefik answers 401) or could not be read (500)."""
+        if too_large is None:
             ex.answer(ANSWER_500)
+        elif too_large:
+            ex.answer(ANSWER_401)
+        else:
+            self._send(ex, body)
 
     def _send(self, ex, body):
         head, gzip = self.auth_head(ex, body)
