@@ -706,7 +706,9 @@ cdef class SubRequest(UpstreamUser):
         self.up = up
         up.write(self.head + self.body if self.body else self.head)
 
-    def cancel(self):
+    def cancel(self, ex=None):
+        # (``ex``: usable as an exchange's completion hook, which a waiting middleware
+        # registers so that a client going away drops its sub-request)
         if not self.finished:
             self.callback = None
             self._finish(502)

@@ -6,7 +6,8 @@ Threads, one per connection, keep-alive. Every request is recorded (``requests``
 body as read, the connection number). ``script[path]`` (the path without the query) is a
 function ``Seen -> answer`` where ``answer`` is ``bytes`` (sent as they are: a complete raw
 response) or ``(status, [(name, value)], body)`` (Content-Length added unless a header names
-Transfer-Encoding or Content-Length); or directly one of these values. ``delay[path]``:
+Transfer-Encoding or Content-Length); or directly one of these values. ``"hold"``: no answer, the
+connection is held until the peer closes it (``closed_at`` notes when). ``delay[path]``:
 seconds to wait before answering. Unscripted paths get 200 with an empty body.
 ``tls``: an ``ssl.SSLContext`` (server side) for an https server.
 """
@@ -50,6 +51,7 @@ class ScriptedServer:
         self.script = {}
         self.delay = {}
         self.requests = []
+        self.closed_at = []         # when peers closed connections held by "hold"
         self.connections = 0
         self.lock = threading.Lock()
         self.running = True
@@ -135,6 +137,17 @@ class ScriptedServer:
                 if self.delay.get(path):
                     time.sleep(self.delay[path])
                 answer = self.script.get(path, (200, [], b""))
+                if answer == "hold":
+                    # no answer: wait for the peer to close, and note when it did
+                    conn.settimeout(10)
+                    try:
+                        while conn.recv(65536):
+                            pass
+                    except OSError:
+                        pass
+                    with self.lock:
+                        self.closed_at.append(time.monotonic())
+                    return
                 if callable(answer):
                     answer = answer(seen)
                 if answer is None:          # hang up without answering

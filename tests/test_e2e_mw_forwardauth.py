@@ -310,6 +310,7 @@ def auth_script(auth):
     s["/slow"] = (200, [("X-Auth-User", "slowpoke")], b"")
     auth.delay["/slow"] = 1.5
     s["/hangup"] = None
+    s["/hold"] = "hold"
     s["/identity"] = lambda r: (200, [("X-Auth-User", "verified-user")], b"") \
         if r.get("Authorization") == "Bearer good" else (200, [], b"")
     s["/body"] = lambda r: (200, [("X-Body-Seen", str(len(r.body)))], b"")
@@ -336,6 +337,7 @@ def manifests(env):
         "failheaders": '{address: "%s/failheaders"}' % a,
         "down": '{address: "http://127.0.0.1:%d/auth"}' % dead,
         "hangup": '{address: "%s/hangup"}' % a,
+        "hold": '{address: "%s/hold"}' % a,
         "preserve": '{address: "%s/relative", preserveLocationHeader: true}' % a,
         "absolute": '{address: "%s/relative"}' % a,
         "method-keep": '{address: "%s/method", preserveRequestMethod: true}' % a,
@@ -744,6 +746,24 @@ def test_slow_auth_server_does_not_stall_the_worker(env):
     status, _, body = result["slow"]
     assert status == 200
     assert echo_values(echoed(body), "X-Auth-User") == ["slowpoke"]
+
+
+def test_client_going_away_cancels_the_auth_request(env):
+    # Traefik's auth request carries the client's context: a client that leaves cancels it
+    auth = env["auth"]
+    n = len(auth.closed_at)
+    s = socket.create_connection(("127.0.0.1", env["port"]), timeout=10)
+    s.sendall(b"GET / HTTP/1.1\r\nHost: hold.test\r\n\r\n")
+    end = time.monotonic() + 5
+    while not auth.seen("/hold") and time.monotonic() < end:
+        time.sleep(0.02)
+    assert auth.seen("/hold")
+    left = time.monotonic()
+    s.close()
+    while len(auth.closed_at) == n and time.monotonic() < end:
+        time.sleep(0.02)
+    assert len(auth.closed_at) > n, "the auth request was not cancelled"
+    assert auth.closed_at[-1] - left < 2.0
 
 
 @pytest.mark.parametrize("host,status", [

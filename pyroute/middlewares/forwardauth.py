@@ -552,8 +552,15 @@ class ForwardAuth:
 
         def done(status, rhead, rbody, error):
             self._answered(ex, status, rhead, rbody, error, gzip)
-        ex.env.subrequest(self.pool, head, body, limit if limit >= 0 else -1,
-                          CLIENT_TIMEOUT, done)
+        sub = ex.env.subrequest(self.pool, head, body, limit if limit >= 0 else -1,
+                                CLIENT_TIMEOUT, done)
+        # the client going away cancels the auth request, as the request context cancels
+        # Traefik's (a completion hook: the exchange ends while it waits)
+        hooks = ex.completers
+        if hooks is None:
+            ex.completers = [sub.cancel]
+        else:
+            hooks.append(sub.cancel)
         return WAIT
 
     def _answered(self, ex, status, head, body, error, gzip):
