@@ -320,12 +320,18 @@ def cookie_backend(be):
     be.script["/"] = (200, [("Set-Cookie", "authCookie=Backend"),
                             ("Set-Cookie", "backendCookie=Backend"),
                             ("Other-Header", "BackendHeaderValue")], b"traefik\n")
+    # cookies Go reads and writes back normalised, and one it cannot read (dropped)
+    be.script["/norm"] = (200, [("Set-Cookie", "b=1; path=/x; httponly; secure; samesite=lax;"
+                                 " max-age=60; domain=.Example.com"),
+                                ("Set-Cookie", "bad name=1"),
+                                ("Set-Cookie", 'q="a b"')], b"")
 
 
 def manifests(env):
     auth, echo, cookies, tls_auth = env["auth"], env["echo"], env["cookies"], env["tls_auth"]
     a = auth.url
     m = backend_service("echo", [echo.port]) + "---\n" + backend_service("cookies", [cookies.port])
+    m += "---\n" + backend_service("nobody", [env["dead_port"]])
     dead = env["dead_port"]
     specs = {
         "fail": '{address: "%s/fail"}' % a,
@@ -333,6 +339,7 @@ def manifests(env):
                     ' authResponseHeadersRegex: "^Foo-", addAuthCookiesToResponse: [authCookie]}'
                     % a),
         "redirect": '{address: "%s/redirect"}' % a,
+        "success-down": ('{address: "%s/success", addAuthCookiesToResponse: [authCookie]}' % a),
         "hop": '{address: "%s/hop"}' % a,
         "failheaders": '{address: "%s/failheaders"}' % a,
         "down": '{address: "http://127.0.0.1:%d/auth"}' % dead,
@@ -389,7 +396,7 @@ def manifests(env):
     m += ("---\napiVersion: traefik.io/v1alpha1\nkind: IngressRoute\n"
           "metadata: {name: fa, namespace: default}\nspec:\n  entryPoints: [web]\n  routes:\n")
     for name in specs:
-        svc = "cookies" if name == "success" else "echo"
+        svc = {"success": "cookies", "success-down": "nobody"}.get(name, "echo")
         m += ("    - match: Host(`%s.test`)\n      kind: Rule\n      middlewares: [{name: %s}]\n"
               "      services: [{name: %s, port: 80}]\n" % (name, name, svc))
     m += ("    - match: Host(`chained.test`)\n      kind: Rule\n"
@@ -490,6 +497,21 @@ def test_auth_success_copies_headers_and_cookies(env):
     assert seen.values("X-Auth-Group") == ["group1", "group2"]
     assert seen.values("Foo-Bar") == ["auth-value"]
     assert seen.values("Foo-Baz") == []
+
+
+def test_auth_cookies_reach_pyroutes_own_error_answers(env):
+    # the cookie modifier wraps the response writer: Traefik's proxy 502 gets them too
+    status, fields, _ = get(env, "success-down.test")
+    assert status == 502
+    assert values(fields, "Set-Cookie") == ["authCookie=Auth"]
+
+
+def test_backend_cookies_are_rewritten_as_go_writes_them(env):
+    status, fields, _ = get(env, "success.test", "/norm")
+    assert status == 200
+    assert values(fields, "Set-Cookie") == [
+        "b=1; Path=/x; Domain=Example.com; Max-Age=60; HttpOnly; Secure; SameSite=Lax",
+        'q="a b"', "authCookie=Auth"]
 
 
 def test_auth_redirect_is_passed_on(env):
