@@ -893,3 +893,15 @@ def test_check_reports_traefiks_warnings_and_refusals(tmp_path):
     assert "error compiling regular expression" in text
     assert "forward authentication requires an address" in text
     assert "failed to parse CA" in text
+
+
+def test_explain_says_the_auth_server_decides(tmp_path):
+    (tmp_path / "m.yaml").write_text(
+        backend_service("echo", [9]) + mw("fa", '{address: "http://auth.example/check"}')
+        + "---\napiVersion: traefik.io/v1alpha1\nkind: IngressRoute\n"
+          "metadata: {name: r, namespace: default}\nspec:\n  routes:\n"
+          "    - match: Host(`a.test`)\n      kind: Rule\n      middlewares: [{name: fa}]\n"
+          "      services: [{name: echo, port: 80}]\n")
+    out = subprocess.run([sys.executable, "-m", "pyroute", "explain", str(tmp_path), "GET",
+                          "http://a.test/"], capture_output=True, text=True, cwd=str(REPO))
+    assert "asks the auth server at http://auth.example/check" in out.stdout + out.stderr

@@ -166,6 +166,7 @@ class Explainer:
                     out["status"], note = answer
                     out["notes"].append("middleware %s answers: %s" % (m["name"], note))
                     return out
+                _middleware_note(m, out)
                 path, headers = _request_edits(m, path, headers, ctx)
             parent = first
         out["matched"] = matched
@@ -203,6 +204,7 @@ class Explainer:
                 out["status"], note = answer
                 out["notes"].append("middleware %s answers: %s" % (m["name"], note))
                 return out
+            _middleware_note(m, out)
         svc = r.get("service")
         if svc is not None:
             out["service"] = self._tree(qualified(svc), None, set())
@@ -400,6 +402,14 @@ def _middleware_answer(m, ctx):
         if not any(k.lower() == field for k, _ in ctx["headers"]):
             return 401, "no credentials (Authorization header)"
     return None
+
+
+def _middleware_note(m, out):
+    """What explain cannot decide alone: forwardAuth asks its auth server per request."""
+    if m.get("type") == "forwardAuth":
+        out["notes"].append("middleware %s asks the auth server at %s (explain does not): a "
+                            "2xx lets the request go on, any other answer is the client's"
+                            % (m["name"], (m.get("config") or {}).get("address") or "?"))
 
 
 def _request_edits(m, path, headers, ctx=None):
