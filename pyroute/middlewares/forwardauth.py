@@ -44,7 +44,7 @@ import socket
 import ssl
 import tempfile
 import zlib
-from urllib.parse import urlsplit, urljoin
+from urllib.parse import quote, urlsplit, urljoin
 
 from ..proxy.responses import REASONS, status_line
 from . import cookies as _cookies
@@ -234,6 +234,11 @@ def _list_option(spec, field):
 
 
 class ForwardAuth:
+    __slots__ = ("address", "trust", "resp_headers", "request_headers", "regex", "auth_cookies",
+                 "header_field", "forward_body", "max_body", "max_response",
+                 "preserve_location", "preserve_method", "signin", "broken", "pool", "tls",
+                 "host", "port", "host_header", "target", "userinfo", "_hostname",
+                 "_prior")
     static = False
 
     def __init__(self, spec):
@@ -282,7 +287,6 @@ class ForwardAuth:
             self.broken = "address %r: %s" % (address, e)
         if parts is not None and (parts.scheme not in ("http", "https") or not parts.hostname):
             self.broken = "address %r: unsupported protocol scheme or no host" % address
-        self.base = address.encode("latin-1")
         self.host = None
         if self.broken is None:
             self.host = parts.hostname
@@ -293,7 +297,8 @@ class ForwardAuth:
             target = parts.path or "/"
             if parts.query or address.endswith("?"):
                 target += "?" + parts.query
-            self.target = target.encode("latin-1")
+            # what Go's URL.RequestURI() writes: non-ASCII bytes percent-encoded
+            self.target = quote(target, safe="/?&=%:@!$'()*+,;~-._[]").encode("ascii")
             self.userinfo = None
             if parts.username is not None:
                 # Go's client: the URL's user info becomes Basic credentials when the
