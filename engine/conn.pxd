@@ -41,6 +41,8 @@ cdef class Env:
     cdef public double now                # monotonic time of the current loop turn
     cdef public bint draining
     cdef public set clients
+    cdef public list observers            # callables(ex) when an exchange ends (access log,
+                                          # metrics); empty: nothing observed
     cdef public object pools
     cdef bytearray rbuf                   # the worker's one receive buffer (recv_into)
     cdef char *rptr                       # its bytes (never resized)
@@ -215,6 +217,7 @@ cdef class ClientConn(UpstreamUser):
     cdef public bint up_ok
     cdef public bytes retry_head
     cdef bint resp_phase                  # the route has response-phase middlewares
+    cdef bint transforming                # the body goes through the exchange's transforms
     cdef bytes orig_path                  # the request's path, when it went through no
                                           # normalisation (sent as is unless replaced)
     cdef bint query_changed               # normalisation changed the query (';' -> '&')
@@ -251,6 +254,7 @@ cdef class ClientConn(UpstreamUser):
     cdef void _answer(self, Exchange ex, bytes answer) except *
     cdef bytes _own_answer(self, Exchange ex, bytes data)
     cdef void _end_exchange(self, int status) except *
+    cdef bytes _transform(self, bytes data, bint last)
     cdef void _request_sent(self) except *
     cdef object _body_ready(self)
     cdef void _body_progress(self) except *

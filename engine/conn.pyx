@@ -139,6 +139,7 @@ cdef class Env:
         self.draining = False
         self.now = loop.now
         self.clients = set()
+        self.observers = []
         self.rbuf = bytearray(RECV_SIZE)
         self.rptr = PyByteArray_AS_STRING(self.rbuf)
 
@@ -911,6 +912,7 @@ cdef class ClientConn(UpstreamUser):
         self.resp_state = R_NONE
         self.ubuf = None
         self.resp_phase = False
+        self.transforming = False
         self.sent_100 = False
         self.up_ok = True
         self.retry_head = None
@@ -1250,6 +1252,15 @@ cdef class ClientConn(UpstreamUser):
             ex.service.done(ex)
             ex.service = None
         ex.complete()
+        if self.env.observers:
+            # observation reads the finished exchange once (access log, metrics): nothing
+            # of it runs when nothing is switched on
+            ex.ended = self.env.now
+            for observe in self.env.observers:
+                try:
+                    observe(ex)
+                except Exception as e:
+                    self.loop._fail(None, e)
 
     cdef bint body_pending(self):
         return self.state == S_BODY
@@ -1870,6 +1881,17 @@ cdef class ClientConn(UpstreamUser):
                 if self.state != S_CLOSED:
                     self._maybe_finish()
                 return
+            if ex.transforms and mode != F_ASIS:
+                # a body transform (compress, ...): the length changes, so the body goes
+                # chunked to an HTTP/1.1 client, until close to an HTTP/1.0 one
+                self.transforming = True
+                rh.remove(b"Content-Length")
+                if http10:
+                    rh.remove(b"Transfer-Encoding")
+                    rh.set(b"Connection", b"close")
+                    self.keep_alive = False
+                else:
+                    rh.set(b"Transfer-Encoding", b"chunked")
             head = rh.serialize()
         self.resp_state = R_BODY
         if mode == F_ASIS:
@@ -1904,7 +1926,7 @@ cdef class ClientConn(UpstreamUser):
             dec = self.resp_dec
             pos = 0
             end = len(data)
-            parts = None if mode == F_CHUNKED else []
+            parts = None if mode == F_CHUNKED and not self.transforming else []
             try:
                 while pos < end and not dec.done:
                     pos = dec.feed(data, pos, end)
@@ -1927,9 +1949,11 @@ cdef class ClientConn(UpstreamUser):
                     data = data[:pos]
             else:
                 data = b"".join(parts)
-        elif mode == F_RECHUNK:
+        elif mode == F_RECHUNK and not self.transforming:
             if data:
                 data = chunk_header(len(data)) + data + b"\r\n"
+        if self.transforming:
+            data = self._transform(data, done)
         self.ex.bytes_out += len(data)
         if head is not None:
             ok = self.write_head(head, data)
@@ -1942,6 +1966,24 @@ cdef class ClientConn(UpstreamUser):
             self._maybe_finish()
         elif not ok:
             up.paused = True
+
+    cdef bytes _transform(self, bytes data, bint last):
+        # the body through the exchange's transforms, in the order they were added (the
+        # innermost middleware's first), framed for the client: chunks to HTTP/1.1 (the last
+        # chunk once the body ended), raw bytes to HTTP/1.0 (the connection closes after)
+        cdef list transforms = self.ex.transforms
+        for t in transforms:
+            if data:
+                data = t.feed(data)
+            if last:
+                data = (data or b"") + (t.finish() or b"")
+        if not data:
+            data = b""
+        if self.req.version == 10:
+            return data
+        if data:
+            data = chunk_header(len(data)) + data + b"\r\n"
+        return data + LAST_CHUNK if last else data
 
     cdef void on_upstream_eof(self, UpstreamConn up) except *:
         if up is not self.up:
@@ -1960,7 +2002,9 @@ cdef class ClientConn(UpstreamUser):
         if self.resp_state == R_BODY and (self.resp_mode == F_RECHUNK or self.resp_mode == F_RAW):
             # the until-close body ended
             self.up_ok = False
-            if self.resp_mode == F_RECHUNK:
+            if self.transforming:
+                self.write(self._transform(b"", True))
+            elif self.resp_mode == F_RECHUNK:
                 self.write(LAST_CHUNK)
             if self.state != S_CLOSED:
                 self.resp_state = R_DONE

@@ -33,6 +33,7 @@ cdef class Exchange:
     cdef public bint waiting              # a middleware returned WAIT and has not resumed
     cdef public bint cancelled            # the client went away (or the exchange was cut)
     cdef public bint done
+    cdef public list transforms           # body transforms (feed/finish), innermost first
     # --- the upstream side
     cdef public object service            # told ``done(ex)`` when the exchange ends (p2c)
     cdef public object server             # ServerTarget picked
@@ -44,6 +45,7 @@ cdef class Exchange:
     cdef public int origin_status         # the backend's status (0: none)
     cdef public double started            # monotonic time the head was read
     cdef public long long bytes_out       # response bytes sent (body included)
+    cdef public double ended              # monotonic time it ended (set when observed)
 
     cdef void complete(self) except *
 

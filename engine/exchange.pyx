@@ -60,6 +60,16 @@ cdef class Exchange:
         self.waiting = False
         self.conn.exchange_answer(self, response)
 
+    def wrap_body(self, transform):
+        """From ``on_response``: pass the response body through ``transform`` —
+        ``feed(bytes) -> bytes`` per piece, ``finish() -> bytes`` at its end. The length
+        changes, so the connection re-frames it (chunked to HTTP/1.1 clients); transforms
+        added by inner middlewares see the body first."""
+        if self.transforms is None:
+            self.transforms = [transform]
+        else:
+            self.transforms.append(transform)
+
     def get_vars(self):
         if self.vars is None:
             self.vars = {}

@@ -20,6 +20,7 @@ from pyroute._engine.exchange import WAIT, ResponseHead
 from pyroute._engine.rules import RouteTable
 from pyroute.proxy.snapshot import (Chained, EntryPointRuntime, EntryRoutes, LoadBalancer,
                                     Pools, Route, Server)
+from pyroute.middlewares import Headers
 from pyroute.server.loop import EPOLLIN, Loop
 from pyroute.static import EntryPoint
 
@@ -96,6 +97,24 @@ class Replace:
     def on_response(self, ex, head):
         if head.status == 200:
             head.replace(299, [(b"X-Replaced", b"1")], b"replaced")
+
+
+class Upper:
+    """Response phase wrapping the body: upper-cased, a trailer line at its end."""
+    static = False
+
+    def on_request(self, ex):
+        return None
+
+    def on_response(self, ex, head):
+        ex.wrap_body(self)
+        head.set(b"X-Transformed", b"1")
+
+    def feed(self, data):
+        return data.upper()
+
+    def finish(self):
+        return b"!END"
 
 
 class Count:
@@ -214,7 +233,13 @@ def h():
     dead.close()
     dead_pool = h.pools.get("127.0.0.1", dead_port, TRANSPORT)
     h.auth = auth
+    dead_server = Server("http://127.0.0.1:%d" % dead_port, dead_pool,
+                         b"127.0.0.1:%d" % dead_port, True)
+    dead_service = LoadBalancer([dead_server], [1], "wrr", None, ())
+    custom = Headers({"customResponseHeaders": {"X-Custom": "yes", "Server": ""}})
     h.serve([
+        ("PathPrefix(`/err-static`)", h.route("es", [custom], dead_service)),
+        ("PathPrefix(`/err-phased`)", h.route("ep", [custom, Mark("m", h.log)], dead_service)),
         ("PathPrefix(`/order`)", h.route("order", [Mark("outer", h.log), Mark("inner", h.log)])),
         ("PathPrefix(`/deny`)", h.route("deny", [Mark("outer", h.log), Deny()])),
         ("PathPrefix(`/later`)", h.route("later", [Later(0.05), Mark("m", h.log)])),
@@ -222,6 +247,7 @@ def h():
                                                       Later(0.05, Deny().on_request(None))])),
         ("PathPrefix(`/thread`)", h.route("thread", [Threaded(0.3)])),
         ("PathPrefix(`/replace`)", h.route("replace", [Replace()])),
+        ("Host(`upper.test`)", h.route("upper", [Upper()])),
         ("PathPrefix(`/count`)", h.route("count", [h.count, Later(0.3)])),
         ("PathPrefix(`/auth`)", h.route("auth", [AskAuth(auth_pool)])),
         ("PathPrefix(`/authdead`)", h.route("authdead", [AskAuth(dead_pool)])),
@@ -271,7 +297,28 @@ class Reader:
         lines = head.decode("latin-1").split("\r\n")
         status = int(lines[0].split()[1])
         fields = [(k.strip(), v.strip()) for k, v in (ln.split(":", 1) for ln in lines[1:])]
-        n = int(dict((k.lower(), v) for k, v in fields).get("content-length", "0"))
+        named = dict((k.lower(), v) for k, v in fields)
+        if named.get("transfer-encoding") == "chunked":
+            body = b""
+            while True:
+                while b"\r\n" not in self.data:
+                    self._more()
+                size, self.data = self.data.split(b"\r\n", 1)
+                n = int(size, 16)
+                while len(self.data) < n + 2:
+                    self._more()
+                body += self.data[:n]
+                self.data = self.data[n + 2:]
+                if n == 0:
+                    return Answer(status, fields, body)
+        if "content-length" not in named and status >= 200:
+            try:
+                while True:
+                    self._more()
+            except ConnectionError:
+                body, self.data = self.data, b""
+                return Answer(status, fields, body)
+        n = int(named.get("content-length", "0"))
         while len(self.data) < n:
             self._more()
         body, self.data = self.data[:n], self.data[n:]
@@ -357,6 +404,25 @@ def test_the_response_phase_can_replace_the_response(h):
             assert r.read().body == b"replaced"
 
 
+def test_a_body_transform_reframes_the_response(h):
+    with socket.create_connection(("127.0.0.1", h.port), timeout=10) as s:
+        r = Reader(s)
+        # Content-Length from the backend, then a chunked one, on one keep-alive connection
+        s.sendall(b"GET /x HTTP/1.1\r\nHost: upper.test\r\n\r\n")
+        a = r.read()
+        assert a.get_all("transfer-encoding") == ["chunked"] and not a.get_all("content-length")
+        assert a.body.endswith(b"!END") and b'"TARGET": "/X"' in a.body
+        assert a["x-transformed"] == "1"
+        s.sendall(b"GET /chunked/3000 HTTP/1.1\r\nHost: upper.test\r\n\r\n")
+        a = r.read()
+        assert a.body == b"C" * 3000 + b"!END"
+    # an HTTP/1.0 client: the transformed body until close
+    with socket.create_connection(("127.0.0.1", h.port), timeout=10) as s:
+        s.sendall(b"GET /big/5000 HTTP/1.0\r\nHost: upper.test\r\n\r\n")
+        a = Reader(s).read()
+        assert a.body == b"X" * 5000 + b"!END" and a["connection"].lower() == "close"
+
+
 def test_completion_hook_runs_once_with_the_outcome_also_when_the_client_goes_away(h):
     h.count.done.clear()
     assert h.get("/count/ok")[0] == 200
@@ -393,6 +459,14 @@ def test_a_service_level_middleware_can_wait(h):
     assert status == 200
     assert _upstream(body, "x-mark") == ["router", "svc"]
     assert [e for e in h.log if e[0] == "resp"] == [("resp", b"svc"), ("resp", b"router")]
+
+
+def test_pyroute_s_own_errors_pass_back_through_the_route_s_middlewares(h):
+    # Traefik: the proxy's 502 is written through the headers middleware's wrapped writer
+    status, headers, _, _ = h.get("/err-static")
+    assert status == 502 and headers["x-custom"] == "yes"
+    status, headers, _, _ = h.get("/err-phased")
+    assert status == 502 and headers["x-custom"] == "yes" and headers["x-seen"] == "m"
 
 
 def test_response_head_editing():

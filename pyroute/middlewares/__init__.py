@@ -30,6 +30,7 @@ from .forwardauth import ForwardAuth
 from .headers import Headers, edit_answer  # noqa: F401
 from .ipallowlist import IPAllowList
 from .path import AddPrefix, StripPrefix
+from .ratelimit import InFlightReq, RateLimit
 from .redirect import RedirectScheme
 
 KINDS = {
@@ -39,7 +40,11 @@ KINDS = {
     "redirectScheme": RedirectScheme,
     "ipAllowList": IPAllowList,
     "forwardAuth": ForwardAuth,
+    "rateLimit": RateLimit,
+    "inFlightReq": InFlightReq,
 }
+# kinds whose state is kept per middleware name (Traefik keys a limiter's sources by it)
+NAMED = {"rateLimit", "inFlightReq"}
 
 
 def build(name, config):
@@ -54,6 +59,13 @@ def build(name, config):
         raise ConfigError("middleware kind %r is not supported by pyroute yet" % kind,
                           kind="Middleware", name=name, field=kind)
     try:
+        if kind in NAMED:
+            # the parameters are part of the name: a reload that changes them starts afresh
+            # (Traefik rebuilds the limiter), one that keeps them keeps the counts
+            import json
+            return factory(config[kind] or {},
+                           name="%s#%s" % (name, json.dumps(config[kind], sort_keys=True,
+                                                            default=str)))
         return factory(config[kind] or {})
     except (ValueError, TypeError, KeyError) as e:
         raise ConfigError(str(e), kind="Middleware", name=name, field=kind) from None
