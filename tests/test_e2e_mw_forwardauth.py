@@ -391,6 +391,9 @@ def manifests(env):
           "metadata: {name: hdr, namespace: default}\nspec:\n  headers:\n"
           "    customRequestHeaders: {X-From-Chain: chained, X-Drop-Me: \"\"}\n")
     m += mw("chained", '{address: "%s/allow", trustForwardHeader: false}' % a)
+    m += ("---\napiVersion: traefik.io/v1alpha1\nkind: Middleware\n"
+          "metadata: {name: hdr-after, namespace: default}\nspec:\n  headers:\n"
+          "    customRequestHeaders: {X-Auth-User: set-after}\n")
     m += mw("broken", '{address: "not a url"}')
     m += env["secrets"]
     m += ("---\napiVersion: traefik.io/v1alpha1\nkind: IngressRoute\n"
@@ -401,6 +404,9 @@ def manifests(env):
               "      services: [{name: %s, port: 80}]\n" % (name, name, svc))
     m += ("    - match: Host(`chained.test`)\n      kind: Rule\n"
           "      middlewares: [{name: hdr}, {name: chained}]\n"
+          "      services: [{name: echo, port: 80}]\n")
+    m += ("    - match: Host(`later.test`)\n      kind: Rule\n"
+          "      middlewares: [{name: identity}, {name: hdr-after}]\n"
           "      services: [{name: echo, port: 80}]\n")
     m += ("    - match: Host(`broken.test`)\n      kind: Rule\n      middlewares: [{name: broken}]\n"
           "      services: [{name: echo, port: 80}]\n")
@@ -848,6 +854,13 @@ def test_headers_middleware_before_it_reaches_the_auth_server(env):
     assert seen.values("X-Drop-Me") == []
     doc = echoed(body)
     assert echo_values(doc, "X-From-Chain") == ["chained"]
+
+
+def test_a_headers_middleware_after_it_has_the_last_word(env):
+    # Traefik: the later handler's req.Header.Set overwrites what forwardAuth copied
+    status, _, body = get(env, "later.test", extra="Authorization: Bearer good\r\n")
+    assert status == 200
+    assert echo_values(echoed(body), "X-Auth-User") == ["set-after"]
 
 
 def test_an_address_that_is_not_a_url_answers_500(env):

@@ -384,7 +384,7 @@ class ForwardAuth:
             # the request edits of the static middlewares before this one in the chain
             # (headers' customRequestHeaders): compiled into the Forwarder for the backend,
             # applied here for the auth server, as Traefik's chain has them on req.Header
-            sets, removes, _ = prior
+            sets, removes, _, _ = prior
             for name in removes:
                 h.pop(name, None)
             for k, v in sets:
@@ -406,8 +406,11 @@ class ForwardAuth:
         return h
 
     def _prior_edits(self, ex):
-        """(sets, removes, host) of the static middlewares before this one in the route's
-        chain, canonical names; None when there are none. Computed once per route."""
+        """(sets, removes, host, later) for this middleware's place in the route's chain:
+        the request edits of the static middlewares before it (canonical names), and the
+        lower-case names the static ones after it set or remove (theirs win over what this
+        one copies, as Traefik's later handlers overwrite req.Header). None when all are
+        empty. Computed once per route."""
         route = getattr(ex, "route", None)
         if route is None:
             return None
@@ -415,25 +418,30 @@ class ForwardAuth:
         hit = cache.get(route, False)
         if hit is not False:
             return hit
-        chain = getattr(route, "chain", None) or ()
-        sets, removes, host = [], [], None
-        for m in chain:
+        sets, removes, host, later = [], [], None, set()
+        seen_self = False
+        for m in getattr(route, "chain", None) or ():
             if m is self:
-                break
-            if getattr(m, "static", False):
-                req_set, req_remove = [], []
-                m.compile_edits(req_set, req_remove, [], [])
-                for n in req_remove:
-                    removes.append(canonical(n))
-                for n, v in req_set:
-                    sets.append((canonical(n), v))
-                if getattr(m, "omit_xff", False):
-                    removes.append(XFF)
-                if getattr(m, "host", None) is not None:
-                    host = m.host
-        else:
-            sets, removes, host = [], [], None        # not in this chain (a wrapper's)
-        hit = (sets, removes, host) if (sets or removes or host is not None) else None
+                seen_self = True
+                continue
+            if not getattr(m, "static", False):
+                continue
+            req_set, req_remove = [], []
+            m.compile_edits(req_set, req_remove, [], [])
+            if seen_self:
+                later.update(n.lower() for n in req_remove)
+                later.update(n.lower() for n, _ in req_set)
+                continue
+            removes.extend(canonical(n) for n in req_remove)
+            sets.extend((canonical(n), v) for n, v in req_set)
+            if getattr(m, "omit_xff", False):
+                removes.append(XFF)
+            if getattr(m, "host", None) is not None:
+                host = m.host
+        if not seen_self:
+            sets, removes, host, later = [], [], None, set()   # not in this chain
+        hit = (sets, removes, host, frozenset(later)) \
+            if (sets or removes or host is not None or later) else None
         if len(cache) < 4096:
             cache[route] = hit
         return hit
@@ -632,6 +640,12 @@ class ForwardAuth:
                 if regex.search(k):
                     remove.add(k.lower())
                     add.extend((k, v) for v in values)
+        edits = self._prior_edits(ex)
+        if edits is not None and edits[3]:
+            # a static middleware after this one sets (or removes) these: it has the last word
+            later = edits[3]
+            remove = {n for n in remove if n not in later}
+            add = [(k, v) for k, v in add if k.lower() not in later]
         if remove:
             prior = getattr(ex, "remove_headers", None)
             ex.remove_headers = list(prior or ()) + sorted(remove)
