@@ -408,7 +408,8 @@ def manifests(env):
     m += ("    - match: Host(`later.test`)\n      kind: Rule\n"
           "      middlewares: [{name: identity}, {name: hdr-after}]\n"
           "      services: [{name: echo, port: 80}]\n")
-    m += ("    - match: Host(`broken.test`)\n      kind: Rule\n      middlewares: [{name: broken}]\n"
+    m += ("    - match: Host(`broken.test`)\n      kind: Rule\n"
+          "      middlewares: [{name: broken}]\n"
           "      services: [{name: echo, port: 80}]\n")
     m += ("    - match: Host(`free.test`)\n      kind: Rule\n"
           "      services: [{name: echo, port: 80}]\n")

@@ -46,14 +46,11 @@ import tempfile
 import zlib
 from urllib.parse import quote, urlsplit, urljoin
 
-from ..proxy.responses import REASONS, status_line
+from ..proxy.responses import status_line
 from . import cookies as _cookies
 from .sniff import detect_content_type
 
-try:                                    # the two-phase chain (issue #12, pyroute._engine.exchange)
-    from .._engine.exchange import WAIT
-except ImportError:                     # pragma: no cover - before the exchange lands
-    WAIT = object()
+from .._engine.exchange import WAIT
 
 # Traefik's http.Client for forwardAuth: Timeout 30 s, over Go's DefaultTransport (dial 30 s,
 # MaxIdleConnsPerHost 2 (DefaultMaxIdleConnsPerHost), IdleConnTimeout 90 s, no response
@@ -168,7 +165,7 @@ ANSWER_500 = _plain_answer(500)
 ANSWER_401 = _plain_answer(401)
 
 
-def _load_pem(value, what):
+def _load_pem(value):
     """Traefik's ClientTLS: a path when such a file exists, else the PEM itself."""
     if os.path.isfile(value):
         with open(value, "rb") as f:
@@ -187,7 +184,7 @@ def client_tls(spec, host):
     if ca:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         try:
-            ctx.load_verify_locations(cadata=_load_pem(ca, "CA"))
+            ctx.load_verify_locations(cadata=_load_pem(ca))
         except (ssl.SSLError, ValueError, OSError):
             raise ValueError("tls.ca: unable to create client TLS configuration: failed to "
                              "parse CA") from None
@@ -197,7 +194,7 @@ def client_tls(spec, host):
         raise ValueError("tls: unable to create client TLS configuration: both TLS cert and "
                          "key must be defined")
     if cert:
-        cert_pem, key_pem = _load_pem(cert, "cert"), _load_pem(key, "key")
+        cert_pem, key_pem = _load_pem(cert), _load_pem(key)
         # ssl reads client certificates from files only: a private temporary file, removed
         # as soon as it is read
         with tempfile.NamedTemporaryFile("w", suffix=".pem") as f:
