@@ -30,7 +30,9 @@ from .forwardauth import ForwardAuth
 from .headers import Headers, edit_answer  # noqa: F401
 from .ipallowlist import IPAllowList
 from .path import AddPrefix, StripPrefix
+from .circuitbreaker import CircuitBreaker
 from .ratelimit import InFlightReq, RateLimit
+from .retry import Retry
 from .redirect import RedirectScheme
 
 KINDS = {
@@ -42,12 +44,14 @@ KINDS = {
     "forwardAuth": ForwardAuth,
     "rateLimit": RateLimit,
     "inFlightReq": InFlightReq,
+    "circuitBreaker": CircuitBreaker,
+    "retry": Retry,
 }
 # kinds whose state is kept per middleware name (Traefik keys a limiter's sources by it)
-NAMED = {"rateLimit", "inFlightReq"}
+NAMED = {"rateLimit", "inFlightReq", "circuitBreaker"}
 
 
-def build(name, config):
+def build(name, config, router=None):
     """The middleware object for ``http.middlewares[name]``; ConfigError when unsupported."""
     kinds = [k for k in config if k not in ("status", "error", "errors")]
     if len(kinds) != 1:
@@ -64,8 +68,9 @@ def build(name, config):
             # (Traefik rebuilds the limiter), one that keeps them keeps the counts
             import json
             return factory(config[kind] or {},
-                           name="%s#%s" % (name, json.dumps(config[kind], sort_keys=True,
-                                                            default=str)))
+                           name="%s#%s#%s" % (name, router or "",
+                                              json.dumps(config[kind], sort_keys=True,
+                                                         default=str)))
         return factory(config[kind] or {})
     except (ValueError, TypeError, KeyError) as e:
         raise ConfigError(str(e), kind="Middleware", name=name, field=kind) from None

@@ -76,9 +76,11 @@ def _seconds(spec, key, default):
 
 
 def _endpoint(text):
+    """(host, port); None for an address go-redis cannot dial ("missing port in address"):
+    as in Traefik, that fails each request (500), not the configuration."""
     host, sep, port = str(text).rpartition(":")
     if not sep or not port.isdigit():
-        raise ValueError("redis.endpoints: %r: expected host:port" % (text,))
+        return None
     return host.strip("[]"), int(port)
 
 
@@ -94,6 +96,11 @@ class RedisBuckets:
         if not isinstance(endpoints, list):
             raise ValueError("redis.endpoints: expected a list of host:port")
         self.nodes = [_endpoint(e) for e in endpoints]
+        self.invalid = None
+        if None in self.nodes:
+            self.invalid = ValueError("dial tcp: address %s: missing port in address"
+                                      % endpoints[self.nodes.index(None)])
+            self.nodes = [n for n in self.nodes if n is not None] or [("localhost", 6379)]
         self.name = name
         self.rate = rate
         self.burst = burst
@@ -160,6 +167,9 @@ class RedisBuckets:
         return out
 
     def allow(self, source, done):
+        if self.invalid is not None:
+            done(None, self.invalid)
+            return
         self.threads.submit(self._run, source, done)
 
     def _run(self, source, done):
