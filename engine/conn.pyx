@@ -179,6 +179,18 @@ cdef inline void _passed(Exchange ex, tuple hooks) except *:
             ex.completers.append(on_complete)
 
 
+cdef bint _header_lines_ok(list lines):
+    # every (name, value) free of the bytes that would end or split a header line
+    cdef bytes part
+    for name, value in lines:
+        for part in (name, value):
+            if memchr(PyBytes_AS_STRING(part), 13, PyBytes_GET_SIZE(part)) != NULL or \
+                    memchr(PyBytes_AS_STRING(part), 10, PyBytes_GET_SIZE(part)) != NULL or \
+                    memchr(PyBytes_AS_STRING(part), 0, PyBytes_GET_SIZE(part)) != NULL:
+                return False
+    return True
+
+
 cdef bytes _drop_lines(bytes head, list names):
     # the forwarded request head without the header lines ``names`` (lower case) name
     cdef list lines = head[:-4].split(b"\r\n")
@@ -1554,6 +1566,13 @@ cdef class ClientConn(UpstreamUser):
         if server is None:
             self.local_response(self._own_answer(ex, _error_response(
                 503, not self.keep_alive, req.method_id == M_HEAD)))
+            return
+        if ex.set_headers and not _header_lines_ok(ex.set_headers):
+            # a middleware copied request data holding CR, LF or NUL into a header: Go's
+            # transport refuses to write it ("invalid header field value") and Traefik's
+            # proxy answers 500 — never a header line the client smuggled in
+            self.local_response(self._own_answer(ex, _error_response(
+                500, not self.keep_alive, req.method_id == M_HEAD)))
             return
         # service-level middlewares put their Route (header edits) in ex.route
         route = <RouteTarget> ex.route

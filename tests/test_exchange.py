@@ -80,6 +80,15 @@ class Threaded:
         return WAIT
 
 
+class Smuggle:
+    """Copies request data into a header unchecked (what the engine must refuse)."""
+    static = False
+
+    def on_request(self, ex):
+        ex.set_headers = [(b"X-Copied", b"a\r\nX-Evil: yes")]
+        return None
+
+
 class Deny:
     static = False
 
@@ -241,6 +250,7 @@ def h():
         ("PathPrefix(`/err-static`)", h.route("es", [custom], dead_service)),
         ("PathPrefix(`/err-phased`)", h.route("ep", [custom, Mark("m", h.log)], dead_service)),
         ("PathPrefix(`/order`)", h.route("order", [Mark("outer", h.log), Mark("inner", h.log)])),
+        ("PathPrefix(`/smuggle`)", h.route("smuggle", [Smuggle()])),
         ("PathPrefix(`/deny`)", h.route("deny", [Mark("outer", h.log), Deny()])),
         ("PathPrefix(`/later`)", h.route("later", [Later(0.05), Mark("m", h.log)])),
         ("PathPrefix(`/answer-late`)", h.route("al", [Mark("outer", h.log),
@@ -467,6 +477,12 @@ def test_pyroute_s_own_errors_pass_back_through_the_route_s_middlewares(h):
     assert status == 502 and headers["x-custom"] == "yes"
     status, headers, _, _ = h.get("/err-phased")
     assert status == 502 and headers["x-custom"] == "yes" and headers["x-seen"] == "m"
+
+
+def test_a_header_value_with_a_line_break_never_reaches_the_backend(h):
+    before = len(h.backend.requests)
+    assert h.get("/smuggle")[0] == 500
+    assert len(h.backend.requests) == before
 
 
 def test_response_head_editing():
