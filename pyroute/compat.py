@@ -142,6 +142,19 @@ ROWS = (
     ("Middleware", "spec", SUPPORTED, ""),
 )
 
+# Notes on middleware kinds (the status comes from pyroute.middlewares.KINDS)
+MIDDLEWARE_NOTES = {
+    "plugin": "pyroute runs no plugins: the Middleware and the routers using it are "
+              "disabled. Traefik Hub's middlewares (apiKey, jwt, oidc, ldap, hmac, opa, "
+              "oAuthClientCredentials, oAuthIntrospection, distributedRateLimit, coraza) are "
+              "written as plugins, which Traefik OSS refuses the same way (\"plugin: unknown "
+              "plugin type\")",
+    "contentType": "Go's sniffing (DetectContentType) on the first body bytes; none without "
+                   "the middleware, as Traefik v3; autoDetect is deprecated (a warning)",
+    "passTLSClientCert": "pem and every info field, in Traefik's header format",
+    "encodedCharacters": "Traefik v3.6's per-router check (400)",
+}
+
 # Ignored fields whose warning another module already gives, with more detail (pyroute.tls).
 WARNED_ELSEWHERE = {("TLSStore", "spec.defaultGeneratedCert")}
 
@@ -196,10 +209,12 @@ def _rows():
     kinds = getattr(middlewares, "KINDS", {})
     for kind in _middleware_kinds():
         if kind in kinds:
-            rows[("Middleware", "spec." + kind)] = (SUPPORTED, "")
+            rows[("Middleware", "spec." + kind)] = (SUPPORTED, MIDDLEWARE_NOTES.get(kind, ""))
         else:
             rows[("Middleware", "spec." + kind)] = (
-                REFUSED, "not implemented: the routers using it are disabled")
+                REFUSED, MIDDLEWARE_NOTES.get(
+                    kind, "not implemented: the Middleware and the routers using it are "
+                          "disabled"))
     # headers options: the middleware module's lists (CUSTOM implemented; DEPRECATED no-ops,
     # as in Traefik v3; the security and CORS options refused)
     supported_headers = getattr(headers, "SUPPORTED", None) or getattr(headers, "CUSTOM", None)

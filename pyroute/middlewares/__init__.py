@@ -10,10 +10,16 @@ edits apply in reverse declaration order, as Traefik's nested handlers do. ``con
 ``conn.path``/``conn.query`` (bytes, may be replaced), ``conn.remote_ip``,
 ``conn.set_headers`` (request header edits, a list or None), ``conn.ep.tls``.
 
-A kind pyroute does not implement (yet) is an error that disables the routers using it.
+A kind pyroute does not implement (yet) is an error on the Middleware (``check``: the
+Middleware is disabled, ``pyroute check`` names its file, line and field) that disables the
+routers using it. The Traefik Hub API Gateway middlewares (apiKey, jwt, oidc, ...) are
+written ``plugin: {jwt: {...}}``; Traefik OSS knows no such plugin and refuses them with
+"plugin: unknown plugin type: jwt", and so does pyroute (it runs no plugins at all).
 """
 from ..errors import ConfigError
 from . import headers as _headers
+from .contenttype import DEPRECATED_AUTODETECT
+from .encoded import EncodedCharacters
 from .headers import Headers, edit_answer  # noqa: F401
 from .ipallowlist import IPAllowList
 from .path import AddPrefix, StripPrefix
@@ -25,7 +31,47 @@ KINDS = {
     "headers": Headers,
     "redirectScheme": RedirectScheme,
     "ipAllowList": IPAllowList,
+    "encodedCharacters": EncodedCharacters,
 }
+
+# Traefik Hub API Gateway middlewares (doc.traefik.io/traefik-hub): plugin name -> what it is.
+# Traefik OSS has none of them (its plugin builder: "unknown plugin type").
+HUB_PLUGINS = {
+    "apiKey": "API Key Authentication",
+    "coraza": "Coraza Web Application Firewall",
+    "distributedRateLimit": "Distributed RateLimit",
+    "hmac": "HMAC",
+    "jwt": "JWT Authentication",
+    "ldap": "LDAP Authentication",
+    "oAuthClientCredentials": "OAuth 2.0 Client Credentials Authentication",
+    "oAuthIntrospection": "OAuth 2.0 Token Introspection Authentication",
+    "oidc": "OpenID Connect Authentication",
+    "opa": "Open Policy Agent",
+}
+
+
+def unsupported(kind, spec):
+    """``(field, message)`` when pyroute cannot run a middleware of ``kind`` (None when it
+    can): the ``field`` (below ``spec.<kind>``, or None) and the message, Traefik's own for
+    a plugin it does not know."""
+    if kind in KINDS:
+        return None
+    if kind == "plugin":
+        # Traefik findPluginConfig, then plugins.Builder.Build
+        if not isinstance(spec, dict) or len(spec) != 1:
+            return None, ("plugin: invalid configuration: no configuration or too many plugin "
+                          "definition")
+        name = next(iter(spec))
+        if not name:
+            return None, "plugin: missing plugin type"
+        message = "plugin: unknown plugin type: %s" % name
+        if name in HUB_PLUGINS:
+            message += (" (%s is Traefik Hub's %s middleware, which Traefik OSS does not have)"
+                        % (name, HUB_PLUGINS[name]))
+        else:
+            message += " (pyroute runs no plugins)"
+        return name, message
+    return None, "middleware kind %r is not supported by pyroute yet" % kind
 
 
 def build(name, config):
@@ -37,8 +83,9 @@ def build(name, config):
     kind = kinds[0]
     factory = KINDS.get(kind)
     if factory is None:
-        raise ConfigError("middleware kind %r is not supported by pyroute yet" % kind,
-                          kind="Middleware", name=name, field=kind)
+        field, message = unsupported(kind, config[kind])
+        raise ConfigError(message, kind="Middleware", name=name,
+                          field=kind + ("." + field if field else ""))
     try:
         return factory(config[kind] or {})
     except (ValueError, TypeError, KeyError) as e:
@@ -57,11 +104,14 @@ def check(kind, spec):
     """Problems with a middleware spec as Traefik sees them, for the manifests layer:
     ``[(severity, field, message)]`` — "error" where Traefik refuses to build the middleware
     (the middleware and its routers are disabled), "warning" for what Traefik accepts but
-    ignores or deprecates. Kinds pyroute does not run, and options of these kinds it cannot
-    run yet, are reported when the configuration is compiled (``build``)."""
+    ignores or deprecates. A kind pyroute does not run is an error too (the Middleware and
+    its routers are disabled, as the compiler would, so ``check --dump`` shows it disabled);
+    options of the kinds it runs that it cannot run yet are reported when the configuration
+    is compiled (``build``)."""
     factory = KINDS.get(kind)
     if factory is None:
-        return []
+        field, message = unsupported(kind, spec)
+        return [("error", field, message)]
     spec = spec if spec is not None else {}
     out = []
     try:
@@ -78,4 +128,7 @@ def check(kind, spec):
         # Traefik New(): logs this and honours the value
         out.append(("warning", "forceSlash", "`ForceSlash` option is deprecated, please "
                     "remove any usage of this option."))
+    if kind == "contentType" and isinstance(spec, dict) and spec.get("autoDetect") is not None:
+        # Traefik contenttype.New() logs this (autoDetect false: the middleware does nothing)
+        out.append(("warning", "autoDetect", DEPRECATED_AUTODETECT))
     return out
