@@ -2,6 +2,7 @@
 cimport cython
 from pyroute._engine.http1 cimport (RequestParser, ResponseParser, Request, Response,
                                     ChunkedDecoder, Forwarder)
+from pyroute._engine.exchange cimport Exchange
 
 
 cdef enum ClientState:
@@ -79,6 +80,12 @@ cdef class RouteTarget:
     cdef public object single             # ServerTarget when the service is one plain server
     cdef public object children           # multi-layer routing: the child routers' EntryTable
                                           # (parent routers; service None), else None
+    cdef public tuple after               # per middleware: (on_response, on_complete) or None;
+                                          # None: no middleware of the chain has either
+    cdef public tuple prefix_responders   # response edits of the routers above, when theirs
+                                          # were compiled into a Forwarder this one lacks
+    cdef public object error_edits        # (sets, removes) static response edits for
+                                          # pyroute's own errors on this route, or None
 
 
 cdef class EntryTable:
@@ -88,6 +95,43 @@ cdef class EntryTable:
     cdef public bint needs_ip
 
 
+cdef class UpstreamUser:
+    # What an upstream connection reports to while it carries a request: the client
+    # connection relaying an exchange, or a sub-request a middleware issued (forwardAuth)
+    cdef bint body_pending(self)          # the request body is still being sent
+    cdef void expect_continue_timeout(self) except *
+    cdef void on_upstream_data(self, UpstreamConn up, bytes data) except *
+    cdef void on_upstream_eof(self, UpstreamConn up) except *
+    cdef void on_upstream_error(self, UpstreamConn up, int status) except *
+    cdef void on_upstream_connected(self, UpstreamConn up) except *
+    cdef void on_upstream_drained(self, UpstreamConn up) except *
+    cpdef close(self)
+
+
+@cython.final
+cdef class SubRequest(UpstreamUser):
+    # one request a middleware sends from the worker's loop (Env.subrequest)
+    cdef Env env
+    cdef Pool pool
+    cdef UpstreamConn up
+    cdef bytes head
+    cdef bytes body
+    cdef long long max_body
+    cdef object callback
+    cdef bytearray rbuf
+    cdef object resp                      # Response once its head is read
+    cdef long long left
+    cdef ChunkedDecoder dec
+    cdef list parts
+    cdef long long size
+    cdef public double deadline
+    cdef bint finished
+    cdef bint retried
+    cdef void _send(self) except *
+    cdef void _finish(self, int error) except *
+    cdef void _body(self, bytes data) except *
+
+
 @cython.final
 cdef class UpstreamConn:
     cdef public object loop
@@ -95,7 +139,7 @@ cdef class UpstreamConn:
     cdef public object sock
     cdef public int fd
     cdef bint raw                         # plain socket: recv/send on fd directly (not TLS)
-    cdef public ClientConn client         # owner during an exchange; None while pooled
+    cdef public UpstreamUser client       # owner during an exchange; None while pooled
     cdef public int events
     cdef public object out                # bytes waiting for EPOLLOUT, or None
     cdef public bint connecting
@@ -123,7 +167,7 @@ cdef class UpstreamConn:
 
 
 @cython.final
-cdef class ClientConn:
+cdef class ClientConn(UpstreamUser):
     cdef public Env env
     cdef public object loop
     cdef public object ep
@@ -146,7 +190,6 @@ cdef class ClientConn:
     cdef public long requests
     cdef public bint paused
     cdef public bint client_eof
-    cdef public int status_code           # 499: the client went away mid-exchange (for logs)
     cdef Py_ssize_t max_head              # request head limit (http.maxHeaderBytes + 4096)
     cdef double read_timeout              # the entry point's respondingTimeouts (s; 0: none)
     cdef double write_timeout
@@ -154,14 +197,12 @@ cdef class ClientConn:
     cdef double idle_timeout
     cdef long max_requests                # transport.keepAliveMaxRequests (0: no limit)
     cdef double close_at                  # accepted + keepAliveMaxTime (0: no limit)
-    # the exchange in progress
+    # the exchange in progress (the HTTP/1.1 relay state below is the connection's: one
+    # exchange at a time; an HTTP/2 stream keeps its own)
+    cdef public Exchange ex
     cdef public Request req
     cdef public bint keep_alive
     cdef public UpstreamConn up
-    cdef public object server
-    cdef public object service            # service to tell when the exchange ends (p2c)
-    cdef public int server_index
-    cdef public object route
     cdef public long long req_left
     cdef public ChunkedDecoder req_dec
     cdef public int resp_state            # RespState
@@ -173,14 +214,13 @@ cdef class ClientConn:
     cdef public bint sent_100
     cdef public bint up_ok
     cdef public bytes retry_head
-    # middleware context
-    cdef public bytes path
-    cdef public object query
-    cdef public list set_headers
-    cdef public list resp_extra
-    cdef public object mirror             # pyroute.proxy.mirror.MirrorRequest, or None
+    cdef bint resp_phase                  # the route has response-phase middlewares
+    cdef bint transforming                # the body goes through the exchange's transforms
+    cdef bytes orig_path                  # the request's path, when it went through no
+                                          # normalisation (sent as is unless replaced)
+    cdef bint query_changed               # normalisation changed the query (';' -> '&')
 
-    cdef void _reset_exchange(self)
+    cdef void _reset_exchange(self) except *
     cdef void on_event_c(self, int ev) except *
     cdef void on_readable(self) except *
     cdef void _received(self, bytes data) except *
@@ -196,21 +236,22 @@ cdef class ClientConn:
     cdef void reject(self, int status) except *
     cdef void _next_request(self) except *
     cdef void begin(self, Request req) except *
-    cdef RouteTarget _route_child(self, RouteTarget route)
+    cdef void _proceed(self, Exchange ex) except *
+    cdef bint _run_chain(self, Exchange ex) except -1
+    cdef void _after_resume(self) except *
+    cdef void _forward(self, Exchange ex, RouteTarget route) except *
+    cdef void _picked(self, Exchange ex, ServerTarget server) except *
+    cdef void _answer(self, Exchange ex, bytes answer) except *
+    cdef bytes _own_answer(self, Exchange ex, bytes data)
+    cdef void _end_exchange(self, int status) except *
+    cdef bytes _transform(self, bytes data, bint last)
     cdef void _request_sent(self) except *
-    cdef void expect_continue_timeout(self) except *
     cdef void feed_body(self, bytes data) except *
     cdef bytes _take_request_chunks(self, bytes data)
-    cdef void on_upstream_data(self, UpstreamConn up, bytes data) except *
     cdef bint _response_head_fast(self, UpstreamConn up, bytes data) except -1
     cdef void _response_head(self, UpstreamConn up) except *
     cdef void _response_start(self, UpstreamConn up, Response resp, bytes rest) except *
     cdef void _response_body(self, UpstreamConn up, bytes data, bytes head) except *
-    cdef void on_upstream_eof(self, UpstreamConn up) except *
     cdef void _retry(self) except *
-    cdef void on_upstream_error(self, UpstreamConn up, int status) except *
-    cdef void on_upstream_connected(self, UpstreamConn up) except *
-    cdef void on_upstream_drained(self, UpstreamConn up) except *
     cdef void _maybe_finish(self) except *
     cdef void _release_upstream(self, bint reusable) except *
-    cpdef close(self)

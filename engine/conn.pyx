@@ -18,8 +18,13 @@ TLS: a client connection's socket-like object needs ``recv_into(buf)``, ``send(b
 it would block), with ``tls`` true and the TLS side of the entry point (``ep.tls``): TLS routers
 only (``snapshot.entries_tls``) and the 421 check of Traefik's SNICheck (``snapshot.tls``).
 
-Middlewares and services see the client connection as their context: ``req``, ``path``,
-``query``, ``remote_ip``, ``ep``, ``set_headers``, ``resp_extra`` (public attributes).
+Middlewares and services get the exchange (engine/exchange.pyx) as their context, never the
+connection: ``req``, ``path``, ``query``, ``remote_ip``, ``ep``, ``set_headers``,
+``resp_extra``, ... The connection runs the exchange's chain (``_proceed``: router chains,
+child routers, the service's chain, the pick; a middleware that returns WAIT resumes it
+through ``exchange_resume``/``exchange_answer``), its response phase (``_response_start``,
+``_answer``, ``_own_answer``) and ends it (``_end_exchange``: completion hooks, p2c's done).
+``SubRequest`` sends a middleware's own request through the same pools (forwardAuth).
 """
 cimport cython
 import errno as _errno_mod
@@ -31,6 +36,10 @@ import ssl
 from pyroute._engine.http1 cimport (RequestParser, ResponseParser, Request, Response,
                                     ChunkedDecoder, Forwarder)
 from pyroute._engine.rules cimport RouteTable
+from pyroute._engine.exchange cimport Exchange, ResponseHead
+from pyroute._engine.exchange import (WAIT as _WAIT_OBJ, apply_edits as _apply_edits_py,
+                                      edit_answer as _edit_answer_py,
+                                      run_response_phase as _run_response_phase_py)
 from pyroute._engine import http1 as _http1
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.bytearray cimport PyByteArray_AS_STRING
@@ -132,6 +141,51 @@ cdef class Env:
         self.clients = set()
         self.rbuf = bytearray(RECV_SIZE)
         self.rptr = PyByteArray_AS_STRING(self.rbuf)
+
+    def subrequest(self, Pool pool, bytes head, bytes body, long long max_body, double timeout,
+                   callback):
+        """A request from the worker's loop through ``pool`` (see ``SubRequest``)."""
+        return SubRequest(self, pool, head, body, max_body, timeout, callback)
+
+
+cdef object _WAIT = _WAIT_OBJ
+cdef object _apply_edits = _apply_edits_py
+cdef object _edit_answer = _edit_answer_py
+cdef object _run_response_phase = _run_response_phase_py
+
+
+cdef inline int _status_of(bytes data):
+    # the status code of a response pyroute answers itself ("HTTP/1.1 403 ...")
+    cdef const char *p = PyBytes_AS_STRING(data)
+    if PyBytes_GET_SIZE(data) < 12:
+        return 0
+    return (p[9] - 48) * 100 + (p[10] - 48) * 10 + (p[11] - 48)
+
+
+cdef inline void _passed(Exchange ex, tuple hooks) except *:
+    # a middleware let the request pass: its response phase and completion hook are due
+    on_response = hooks[0]
+    on_complete = hooks[1]
+    if on_response is not None:
+        if ex.responders is None:
+            ex.responders = [on_response]
+        else:
+            ex.responders.append(on_response)
+    if on_complete is not None:
+        if ex.completers is None:
+            ex.completers = [on_complete]
+        else:
+            ex.completers.append(on_complete)
+
+
+cdef bytes _drop_lines(bytes head, list names):
+    # the forwarded request head without the header lines ``names`` (lower case) name
+    cdef list lines = head[:-4].split(b"\r\n")
+    cdef list kept = [lines[0]]
+    for line in lines[1:]:
+        if line.split(b":", 1)[0].strip().lower() not in names:
+            kept.append(line)
+    return b"\r\n".join(kept) + b"\r\n\r\n"
 
 
 cdef object _os_error(int e):
@@ -325,6 +379,35 @@ cdef class Pool:
         self.idle = []
 
 
+cdef class UpstreamUser:
+    """What an upstream connection reports to while it carries a request (the client
+    connection relaying an exchange, or a middleware's sub-request). The defaults ignore."""
+
+    cdef bint body_pending(self):
+        return False
+
+    cdef void expect_continue_timeout(self) except *:
+        pass
+
+    cdef void on_upstream_data(self, UpstreamConn up, bytes data) except *:
+        pass
+
+    cdef void on_upstream_eof(self, UpstreamConn up) except *:
+        pass
+
+    cdef void on_upstream_error(self, UpstreamConn up, int status) except *:
+        pass
+
+    cdef void on_upstream_connected(self, UpstreamConn up) except *:
+        pass
+
+    cdef void on_upstream_drained(self, UpstreamConn up) except *:
+        pass
+
+    cpdef close(self):
+        pass
+
+
 @cython.final
 cdef class UpstreamConn:
     def __init__(self, Env env, Pool pool):
@@ -396,7 +479,7 @@ cdef class UpstreamConn:
         self.on_event_c(ev)
 
     cdef void on_event_c(self, int ev) except *:
-        cdef ClientConn client
+        cdef UpstreamUser client
         cdef int err
         if self.connecting:
             err = self.err or self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
@@ -432,7 +515,7 @@ cdef class UpstreamConn:
             self.on_readable()
 
     cdef void _handshake(self) except *:
-        cdef ClientConn client
+        cdef UpstreamUser client
         try:
             self.sock.do_handshake()
         except (_SSLWantRead, _SSLWantWrite):
@@ -463,7 +546,7 @@ cdef class UpstreamConn:
             self.flush()
 
     cdef void on_readable(self) except *:
-        cdef ClientConn client
+        cdef UpstreamUser client
         while True:
             try:
                 data = _recv(self.env, self.sock, self.fd, self.raw)
@@ -495,7 +578,7 @@ cdef class UpstreamConn:
     cdef bint write(self, bytes data) except *:
         """Send ``data``; True when all of it left, False when the rest waits."""
         cdef Py_ssize_t n
-        cdef ClientConn client
+        cdef UpstreamUser client
         if self.out is not None:
             self.out = self.out + data
             return False
@@ -517,7 +600,7 @@ cdef class UpstreamConn:
 
     cdef void flush(self) except *:
         cdef Py_ssize_t n
-        cdef ClientConn client
+        cdef UpstreamUser client
         data = self.out
         try:
             n = _send(self.sock, self.fd, self.raw, data)
@@ -537,7 +620,7 @@ cdef class UpstreamConn:
             self.client.on_upstream_drained(self)
 
     def on_timeout(self, now):
-        cdef ClientConn client = self.client
+        cdef UpstreamUser client = self.client
         if self.connecting:
             if not self.handshaking and now < self.dial_deadline and self._dial_next():
                 # this address's share of the dial timeout is over: the next one (Go)
@@ -550,7 +633,7 @@ cdef class UpstreamConn:
             self.pool.discard(self)
             self.close()
             return
-        if client.state == S_BODY:
+        if client.body_pending():
             # the request body is still to come: responseHeaderTimeout has not started (Go
             # starts it once the request is written), the only timer is ExpectContinueTimeout
             self.deadline = 0.0
@@ -560,7 +643,7 @@ cdef class UpstreamConn:
         client.on_upstream_error(self, 504)              # responseHeaderTimeout
 
     def abort(self):
-        cdef ClientConn client = self.client
+        cdef UpstreamUser client = self.client
         self.pool.discard(self)
         self.close()
         if client is not None:
@@ -582,7 +665,194 @@ cdef class UpstreamConn:
 # ---- client side ------------------------------------------------------------------------
 
 @cython.final
-cdef class ClientConn:
+cdef class SubRequest(UpstreamUser):
+    """One request a middleware sends from the worker's loop (``Env.subrequest``): through a
+    Pool, so it dials, reuses keep-alive connections, applies dial timeouts and TLS
+    (ServersTransport or the middleware's own ``tls``) exactly as proxied requests do. The
+    answer is read whole (bounded by ``max_body``) and handed to ``callback(status, head,
+    body, error)`` on the loop: ``head`` a ResponseHead, ``body`` bytes; or ``error`` — 502 the
+    server could not be reached or answered badly, 504 ``timeout`` passed, 500 its body was
+    over ``max_body`` — with the rest None. ``cancel()`` drops it (the client went away)."""
+
+    def __init__(self, Env env, Pool pool, bytes head, bytes body, long long max_body,
+                 double timeout, callback):
+        self.env = env
+        self.pool = pool
+        self.head = head
+        self.body = body
+        self.max_body = max_body
+        self.callback = callback
+        self.rbuf = bytearray()
+        self.resp = None
+        self.dec = None
+        self.parts = []
+        self.size = 0
+        self.left = 0
+        self.finished = False
+        self.retried = False
+        self.deadline = env.now + timeout if timeout > 0 else 0.0
+        env.loop.timed.add(self)
+        self._send()
+
+    cdef void _send(self) except *:
+        cdef UpstreamConn up
+        try:
+            up = self.pool.get(self.env)
+        except OSError:
+            self._finish(502)
+            return
+        up.client = self
+        up.reads += 1
+        self.up = up
+        up.write(self.head + self.body if self.body else self.head)
+
+    def cancel(self):
+        if not self.finished:
+            self.callback = None
+            self._finish(502)
+
+    def on_timeout(self, now):
+        self._finish(504)
+
+    cdef void on_upstream_error(self, UpstreamConn up, int status) except *:
+        if up is self.up:
+            self.up = None
+            self._finish(status)
+
+    cdef void on_upstream_eof(self, UpstreamConn up) except *:
+        if up is not self.up:
+            return
+        if self.resp is None:
+            if not self.rbuf and up.reads > 1 and not self.retried:
+                # a pooled connection the server had closed: once more on a fresh one (Go)
+                self.retried = True
+                up.client = None
+                up.close()
+                self.up = None
+                self._send()
+                return
+            self._finish(502)
+            return
+        if (<Response> self.resp).framing == FR_CLOSE:
+            self.up.client = None
+            self.up.close()
+            self.up = None
+            self._finish(0)
+            return
+        self._finish(502)                # body cut short
+
+    cdef void on_upstream_data(self, UpstreamConn up, bytes data) except *:
+        cdef Response resp
+        if up is not self.up or self.finished:
+            return
+        if self.resp is not None:
+            self._body(data)
+            return
+        self.rbuf += data
+        parser = ResponseParser()
+        while True:
+            try:
+                resp = parser.parse(self.rbuf, 0, self.head.startswith(b"HEAD "))
+            except _HttpParseError:
+                self._finish(502)
+                return
+            if resp is None:
+                if len(self.rbuf) > MAX_RESPONSE_HEAD:
+                    self._finish(502)
+                return
+            del self.rbuf[:resp.head_length]
+            if not (100 <= resp.status < 200):
+                break
+            parser = ResponseParser()      # 1xx: the final head follows
+        self.resp = resp
+        rest = bytes(self.rbuf)
+        self.rbuf = None
+        if resp.framing == FR_LENGTH:
+            self.left = resp.content_length
+            if self.left == 0:
+                self._finish(0)
+                return
+        elif resp.framing == FR_CHUNKED:
+            self.dec = ChunkedDecoder()
+        elif resp.framing != FR_CLOSE:
+            self._finish(0)                # no body (HEAD, 204, 304)
+            return
+        self._body(rest)
+
+    cdef void _body(self, bytes data) except *:
+        cdef Response resp = <Response> self.resp
+        cdef ChunkedDecoder dec = self.dec
+        cdef Py_ssize_t pos = 0, end = len(data)
+        cdef bint done = False
+        if not data:
+            return
+        if resp.framing == FR_LENGTH:
+            if len(data) >= self.left:
+                data = data[:self.left]
+                done = True
+            self.left -= len(data)
+        elif dec is not None:
+            chunks = []
+            try:
+                while pos < end and not dec.done:
+                    pos = dec.feed(data, pos, end)
+                    if dec.data_stop > dec.data_start:
+                        chunks.append(data[dec.data_start:dec.data_stop])
+            except _HttpParseError:
+                self._finish(502)
+                return
+            data = b"".join(chunks)
+            done = dec.done
+        self.size += len(data)
+        if self.max_body >= 0 and self.size > self.max_body:
+            self._finish(500)
+            return
+        self.parts.append(data)
+        if done:
+            self._finish(0)
+
+    cdef void _finish(self, int error) except *:
+        cdef UpstreamConn up = self.up
+        cdef Response resp
+        if self.finished:
+            return
+        self.finished = True
+        self.deadline = 0.0
+        self.env.loop.timed.discard(self)
+        self.up = None
+        if up is not None:
+            resp = <Response> self.resp if self.resp is not None else None
+            if error == 0 and resp is not None and resp.keep_alive and not up.closed \
+                    and up.out is None and not up.connecting and not up.paused:
+                self.pool.put(up, self.env.now)
+            else:
+                up.client = None
+                up.close()
+        callback = self.callback
+        self.callback = None
+        if callback is None:
+            return
+        try:
+            if error:
+                callback(0, None, None, error)
+            else:
+                resp = <Response> self.resp
+                callback(resp.status, ResponseHead(resp.status, resp.headers),
+                         b"".join(self.parts), 0)
+        except Exception as e:
+            self.env.loop._fail(self, e)
+
+    cpdef close(self):
+        # UpstreamConn.abort (an internal failure on its side)
+        self.up = None
+        self._finish(502)
+
+    def abort(self):
+        self.close()
+
+
+@cython.final
+cdef class ClientConn(UpstreamUser):
     def __init__(self, Env env, ep, sock, bytes remote_ip, bint tls=False,
                  bint registered=False):
         # ``registered``: the socket is already in the epoll set with ET_EVENTS (a Sniffer
@@ -615,7 +885,6 @@ cdef class ClientConn:
         self.paused = False
         self.client_eof = False
         self.keep_alive = True
-        self.status_code = 0
         # the entry point's http.maxHeaderBytes as Go's server applies it (a read limit of
         # MaxHeaderBytes + 4096 on the request head)
         self.max_head = getattr(ep, "max_head", 0) or 32768
@@ -629,19 +898,18 @@ cdef class ClientConn:
         self.deadline = self.loop.now + it if it else 0.0
         self.loop.timed.add(self)
 
-    cdef void _reset_exchange(self):
+    cdef void _reset_exchange(self) except *:
+        if self.ex is not None:
+            self._end_exchange(0)
+            self.ex = None
         self.req = None
         self.up = None
-        self.server = None
-        self.service = None
-        self.route = None
         self.req_dec = None
         self.resp_dec = None
         self.resp_state = R_NONE
         self.ubuf = None
-        self.set_headers = None
-        self.resp_extra = None
-        self.mirror = None
+        self.resp_phase = False
+        self.transforming = False
         self.sent_100 = False
         self.up_ok = True
         self.retry_head = None
@@ -673,8 +941,8 @@ cdef class ClientConn:
             try:
                 data = _recv(self.env, self.sock, self.fd, self.raw)
             except OSError:
-                if self.state == S_WAIT or self.state == S_BODY:
-                    self.status_code = 499      # reset by the client mid-exchange
+                if (self.state == S_WAIT or self.state == S_BODY) and self.ex is not None:
+                    self.ex.status = 499        # reset by the client mid-exchange
                 self.close()
                 return
             if data is None:
@@ -721,8 +989,8 @@ cdef class ClientConn:
 
     cdef void on_eof(self) except *:
         if self.state != S_WAIT or self.closing:
-            if self.state == S_BODY:
-                self.status_code = 499      # gone before the request body ended
+            if self.state == S_BODY and self.ex is not None:
+                self.ex.status = 499        # gone before the request body ended
             self.close()
             return
         if not self.buf:
@@ -732,7 +1000,8 @@ cdef class ClientConn:
             # the backend request (logged as 499, "client closed request"). Do the same: the
             # backend connection is closed (never reused, its exchange is cut), both fds freed
             # now instead of when — if ever — the backend answers.
-            self.status_code = 499
+            if self.ex is not None:
+                self.ex.status = 499
             self.up_ok = False
             self.close()
             return
@@ -874,6 +1143,8 @@ cdef class ClientConn:
         self.state = S_WAIT
         self.buf = bytearray()
         self.closing = True
+        if self.ex is not None and not self.ex.status:
+            self.ex.status = status
         if self.write(_bad_request_response(status)):
             self.close()
 
@@ -892,8 +1163,12 @@ cdef class ClientConn:
     def local_response(self, bytes data, bint keep=True):
         """Answer the current request from pyroute itself (router miss, middleware, error)."""
         cdef Request req = self.req
+        cdef Exchange ex = self.ex
         if req.framing != FR_NONE and req.content_length != 0:
             keep = False      # its body was not read: the connection cannot be reused
+        if ex is not None:
+            ex.status = _status_of(data)
+            ex.bytes_out += len(data)
         if req.method_id == M_HEAD:
             data = _head_only(data)
         self.requests += 1
@@ -908,6 +1183,7 @@ cdef class ClientConn:
     def error(self, int status):
         """Answer ``status`` as Traefik does, or close when response bytes already left."""
         cdef bint keep
+        cdef Exchange ex = self.ex
         if self.state == S_CLOSED:
             return
         if self.resp_state == R_BODY or self.resp_state == R_DONE or self.state == S_TUNNEL:
@@ -917,6 +1193,10 @@ cdef class ClientConn:
         keep = self.keep_alive and not self.client_eof and self.state != S_BODY
         data = _error_response(status, not keep,
                                self.req is not None and self.req.method_id == M_HEAD)
+        if ex is not None:
+            data = self._own_answer(ex, data)
+            ex.status = status
+            ex.bytes_out += len(data)
         self.requests += 1
         if not keep:
             self.state = S_WAIT
@@ -928,18 +1208,59 @@ cdef class ClientConn:
         if self.buf and self.state == S_HEAD:
             self.process()
 
+    cdef bytes _own_answer(self, Exchange ex, bytes data):
+        # pyroute's own error (502/503/504, a child router's 404) passes back through the
+        # middlewares the request went through, as Go's errors go through Traefik's wrapped
+        # ResponseWriters: their response phase, or the route's compiled response edits
+        cdef RouteTarget route = ex.route
+        if ex.responders:
+            return _edit_answer(ex, data)
+        if route is not None and route.error_edits is not None:
+            return _apply_edits(data, route.error_edits[0], route.error_edits[1])
+        return data
+
+    cdef void _answer(self, Exchange ex, bytes answer) except *:
+        # a middleware answered: the middlewares before it see the answer on its way out
+        if ex.responders:
+            answer = _edit_answer(ex, answer)
+        self.local_response(answer)
+
+    cdef void _end_exchange(self, int status) except *:
+        cdef Exchange ex = self.ex
+        if ex is None or ex.done:
+            return
+        if status and not ex.status:
+            ex.status = status
+        if ex.waiting or ex.status == 499:
+            ex.cancelled = True
+        if ex.service is not None:
+            ex.service.done(ex)
+            ex.service = None
+        ex.complete()
+
+    cdef bint body_pending(self):
+        return self.state == S_BODY
+
     cdef void begin(self, Request req) except *:
         cdef Env env = self.env
-        cdef UpstreamConn up
-        cdef int rid, framing
-        cdef long long left
-        cdef Py_ssize_t take
-        cdef bytes head, path, query, raw_path
+        cdef int rid
+        cdef bytes path, query
         cdef EntryTable entry
         cdef RouteTarget route
-        cdef ServerTarget server
+        cdef Exchange ex
         ep = self.ep
         self.req = req
+        ex = Exchange.__new__(Exchange)
+        ex.conn = self
+        ex.env = env
+        ex.loop = self.loop
+        ex.ep = ep
+        ex.req = req
+        ex.remote_ip = self.remote_ip
+        ex.trusted = self.trusted
+        ex.tls = self.tls
+        ex.started = env.now
+        self.ex = ex
         self.keep_alive = req.keep_alive and not env.draining
         # Traefik's newKeepAliveMiddleware (pkg/server/keepalive_middleware.go): the response
         # to request number keepAliveMaxRequests, or to a request begun keepAliveMaxTime after
@@ -949,23 +1270,23 @@ cdef class ClientConn:
             self.keep_alive = False
         path = req.get_path()
         query = req.get_query()
-        raw_path = path
-        query_changed = False
+        self.orig_path = path
+        self.query_changed = False
         denied = False
         if path is not None and _plain_path(path, query):
             # nothing for the entry point's normalisation to do (the common case)
-            self.path = path
-            self.query = query
+            ex.path = path
+            ex.query = query
         else:
             norm = ep.normalize(req)
             if norm.__class__ is int:
                 self.reject(norm)
                 return
-            self.path = norm[0]
-            self.query = norm[1]
+            ex.path = norm[0]
+            ex.query = norm[1]
             denied = norm[2]
-            query_changed = self.query != query
-            raw_path = None
+            self.query_changed = ex.query != query
+            self.orig_path = None
         if self.tls:
             # Traefik's SNICheck wraps the HTTPS handler: a Host whose TLS option differs from
             # the one the connection's SNI maps to (domain fronting) gets 421, before routing
@@ -983,8 +1304,8 @@ cdef class ClientConn:
             self.entry = (snap.entries_tls if self.tls else snap.entries).get(self.ep_name)
         entry = self.entry
         rid = -1 if entry is None else (<RouteTable> entry.table).route(
-            req.get_method(), req.get_host(), self.path,
-            self.query if self.query is not None else b"",
+            req.get_method(), req.get_host(), ex.path,
+            ex.query if ex.query is not None else b"",
             req.headers if entry.needs_headers else None, self.remote_ip, self.tls)
         if rid < 0:
             if rid < -1:
@@ -998,47 +1319,162 @@ cdef class ClientConn:
             self.reject(400)
             return
         route = <RouteTarget> entry.targets[rid]
-        self.route = route
-        for mw in route.middlewares:
-            answer = mw.on_request(self)
-            if answer is not None:
-                self.local_response(answer)
+        ex.route = route
+        ex.chain = route.middlewares
+        self._proceed(ex)
+
+    cdef void _proceed(self, Exchange ex) except *:
+        # The request phase from where it stands (a router's chain, then — multi-layer
+        # routing, Traefik v3.6 parentRefs — the chain of each child router matched on the
+        # request as the middlewares above left it), then the service. Returns when the
+        # request is forwarded, answered, or waits for a middleware (``ex.resume``).
+        cdef Request req = ex.req
+        cdef EntryTable children
+        cdef RouteTarget route
+        cdef int rid
+        while True:
+            if ex.chain and not self._run_chain(ex):
                 return
-        if route.children is not None:
-            route = self._route_child(route)      # multi-layer routing (parentRefs)
-            if route is None:
+            route = <RouteTarget> ex.route
+            if route.children is None:
+                break
+            children = <EntryTable> route.children
+            rid = (<RouteTable> children.table).route(
+                req.get_method(), req.get_host(), ex.path,
+                ex.query if ex.query is not None else b"",
+                children.headers(ex) if children.needs_headers else None, self.remote_ip,
+                self.tls)
+            if rid < 0:
+                if rid < -1:
+                    self.reject(400)
+                else:
+                    # the child muxer's 404 goes out through the parents' middlewares
+                    self.local_response(self._own_answer(ex, _error_response(
+                        404, not self.keep_alive, req.method_id == M_HEAD)))
                 return
-        server = route.single
-        if server is None:
-            server = route.service.pick(self)
-            if server is not None:
-                if server.pool is None:
-                    # a service-level middleware answered (pyroute.proxy.snapshot.Chained)
-                    self.local_response((<object> server).answer)
-                    return
-                # service-level middlewares put their Route (header edits) in self.route
-                route = <RouteTarget> self.route
-        if server is None:
-            self.local_response(_error_response(503, not self.keep_alive,
-                                                req.method_id == M_HEAD))
+            route = <RouteTarget> children.targets[rid]
+            if route.prefix_responders:
+                ex.responders = list(route.prefix_responders) + (ex.responders or [])
+            ex.route = route
+            ex.chain = route.middlewares
+            ex.pos = 0
+        self._forward(ex, route)
+
+    cdef bint _run_chain(self, Exchange ex) except -1:
+        # the current chain's request phase from ``ex.pos``; False: answered or waiting
+        cdef tuple chain = ex.chain
+        cdef tuple after = (<RouteTarget> ex.route).after
+        cdef Py_ssize_t i, n = len(chain)
+        while ex.pos < n:
+            i = ex.pos
+            ex.pos = i + 1
+            answer = (<object> chain[i]).on_request(ex)
+            if answer is None:
+                if after is not None and after[i] is not None:
+                    _passed(ex, <tuple> after[i])
+                continue
+            if answer is _WAIT:
+                # the middleware resumes or answers later; bytes that arrive meanwhile (the
+                # body, pipelined requests) wait in ``buf`` (bounded: reading pauses)
+                ex.waiting = True
+                self.state = S_WAIT
+                return False
+            self._answer(ex, answer)
+            return False
+        return True
+
+    def exchange_resume(self, Exchange ex):
+        """``ex.resume()``: the middleware that waited lets the request go on."""
+        cdef tuple after
+        if ex is not self.ex or self.state == S_CLOSED:
             return
-        self.server = server
+        self.state = S_HEAD
+        try:
+            if ex.pending is not None:
+                # a service-level middleware waited: its service's chain goes on
+                pending = ex.pending
+                ex.pending = None
+                self._picked(ex, pending.resume(ex))
+            else:
+                after = (<RouteTarget> ex.route).after
+                if after is not None and after[ex.pos - 1] is not None:
+                    _passed(ex, <tuple> after[ex.pos - 1])
+                self._proceed(ex)
+            self._after_resume()
+        except Exception as e:
+            self.loop._fail(self, e)
+
+    def exchange_answer(self, Exchange ex, bytes answer):
+        """``ex.answer(response)``: the middleware that waited answers."""
+        if ex is not self.ex or self.state == S_CLOSED:
+            return
+        self.state = S_HEAD
+        try:
+            self._answer(ex, answer)
+            self._after_resume()
+        except Exception as e:
+            self.loop._fail(self, e)
+
+    cdef void _after_resume(self) except *:
+        # bytes that arrived while the chain waited: the request's body (now forwarded by
+        # _forward from ``buf``) or pipelined requests once this exchange is answered
+        if self.state == S_CLOSED:
+            return
+        if self.paused and self.state != S_WAIT:
+            self.resume_reading()
+        if self.state == S_HEAD and self.buf and not self.closing:
+            self.process()
+
+    cdef void _forward(self, Exchange ex, RouteTarget route) except *:
+        cdef ServerTarget server = route.single
+        if server is None:
+            server = route.service.pick(ex)
+        self._picked(ex, server)
+
+    cdef void _picked(self, Exchange ex, ServerTarget server) except *:
+        cdef Env env = self.env
+        cdef Request req = ex.req
+        cdef UpstreamConn up
+        cdef RouteTarget route
+        cdef int framing
+        cdef long long left
+        cdef Py_ssize_t take
+        cdef bytes head, path
+        if server is not None and server.pool is None:
+            answer = (<object> server).answer
+            if answer is None:
+                # a service-level middleware waits (pyroute.proxy.snapshot.Chained)
+                ex.pending = server
+                ex.waiting = True
+                self.state = S_WAIT
+                return
+            # a service-level middleware answered
+            self._answer(ex, answer)
+            return
+        if server is None:
+            self.local_response(self._own_answer(ex, _error_response(
+                503, not self.keep_alive, req.method_id == M_HEAD)))
+            return
+        # service-level middlewares put their Route (header edits) in ex.route
+        route = <RouteTarget> ex.route
+        self.resp_phase = bool(ex.responders)
+        ex.server = server
         self.head_req = req.method_id == M_HEAD
         try:
             up = server.pool.get(self.env)
         except OSError:
             # no descriptor (EMFILE/ENFILE) or memory for the backend connection: Go's dial
             # fails and Traefik's proxy answers 502 (the client must not be left unanswered)
-            if self.service is not None:
-                self.service.done(self)
-                self.service = None
-            self.server = None
-            self.local_response(_error_response(502, not self.keep_alive,
-                                                req.method_id == M_HEAD))
+            if ex.service is not None:
+                ex.service.done(ex)
+                ex.service = None
+            ex.server = None
+            self.local_response(self._own_answer(ex, _error_response(
+                502, not self.keep_alive, req.method_id == M_HEAD)))
             return
         up.client = self
         self.up = up
-        path = self.path
+        path = ex.path
         head = route.forwarder.request_head(
             req, self.remote_ip, self.trusted,
             # Go's transport writes the server URL's host when the request's is empty (an
@@ -1047,15 +1483,17 @@ cdef class ClientConn:
             None if server.pass_host and (0 <= req._host.start < req._host.stop
                                           or route.forwarder.request_host is not None)
             else server.host_header,
-            None if path is raw_path else path)
-        if query_changed:
+            None if path is self.orig_path else path)
+        if self.query_changed:
             # the normalised query (';' -> '&') replaces the one the forwarder copies
-            head = (req.method + b" " + path + (b"?" + self.query if self.query is not None
+            head = (req.method + b" " + path + (b"?" + ex.query if ex.query is not None
                                                 else b"") + b" HTTP/1.1"
                     + head[head.index(b"\r\n"):])
-        if self.set_headers:
+        if ex.remove_headers:
+            head = _drop_lines(head, ex.remove_headers)
+        if ex.set_headers:
             # per-request edits (stripPrefix's X-Forwarded-Prefix) go before the blank line
-            head = head[:-2] + b"".join([n + b": " + v + b"\r\n" for n, v in self.set_headers]) \
+            head = head[:-2] + b"".join([n + b": " + v + b"\r\n" for n, v in ex.set_headers]) \
                 + b"\r\n"
         self.resp_state = R_HEAD
         self.ubuf = None
@@ -1084,9 +1522,9 @@ cdef class ClientConn:
             if up.reads:
                 self.retry_head = head    # a reused connection may have been closed: retry
         up.reads += 1
-        if self.mirror is not None:
+        if ex.mirror is not None:
             # copies for mirror services (pyroute.proxy.mirror); never delays the main request
-            self.mirror.start(self, head, self.state != S_BODY)
+            ex.mirror.start(ex, head, self.state != S_BODY)
         if self.state == S_WAIT:
             self._request_sent()
         if self.state == S_BODY:
@@ -1096,38 +1534,6 @@ cdef class ClientConn:
                 self.pause_reading()
         else:
             up.write(head)
-
-    cdef RouteTarget _route_child(self, RouteTarget route):
-        # Multi-layer routing (Traefik v3.6 parentRefs): the parent's middlewares ran; its
-        # children's table (built at config load) picks the next router, on the request as
-        # the middlewares above left it (path, query, headers); that router's middlewares run,
-        # and so on down to a leaf router, whose service answers. No child matches: 404, as
-        # Traefik's child muxer. None: answered here.
-        cdef Request req = self.req
-        cdef EntryTable children
-        cdef int rid
-        while route.children is not None:
-            children = <EntryTable> route.children
-            rid = (<RouteTable> children.table).route(
-                req.get_method(), req.get_host(), self.path,
-                self.query if self.query is not None else b"",
-                children.headers(self) if children.needs_headers else None, self.remote_ip,
-                self.tls)
-            if rid < 0:
-                if rid < -1:
-                    self.reject(400)
-                else:
-                    self.local_response(_error_response(404, not self.keep_alive,
-                                                        req.method_id == M_HEAD))
-                return None
-            route = <RouteTarget> children.targets[rid]
-            self.route = route
-            for mw in route.middlewares:
-                answer = mw.on_request(self)
-                if answer is not None:
-                    self.local_response(answer)
-                    return None
-        return route
 
     cdef void expect_continue_timeout(self) except *:
         # ExpectContinueTimeout passed without the backend's 100: Traefik sends the body
@@ -1168,9 +1574,9 @@ cdef class ClientConn:
             data = self._take_request_chunks(data)
             if self.state == S_CLOSED or self.req is None:
                 return
-        if self.mirror is not None:
+        if self.ex.mirror is not None:
             # the body as forwarded, copied aside for mirror services (sent once complete)
-            self.mirror.body(self, data, self.state != S_BODY)
+            self.ex.mirror.body(self.ex, data, self.state != S_BODY)
         if up is None:
             self._maybe_finish()               # the response already completed
             return
@@ -1257,7 +1663,7 @@ cdef class ClientConn:
         cdef ResponseParser rparser = env.rparser
         cdef Request req = self.req
         cdef Response resp
-        cdef Forwarder fwd = (<RouteTarget> self.route).forwarder
+        cdef Forwarder fwd = (<RouteTarget> self.ex.route).forwarder
         while True:
             if env.rparser_owner is not self:
                 rparser.reset()
@@ -1296,7 +1702,9 @@ cdef class ClientConn:
     cdef void _response_start(self, UpstreamConn up, Response resp, bytes rest) except *:
         # a final response head arrived: ``rest`` = the bytes after it in what was read
         cdef Request req = self.req
-        cdef Forwarder fwd = (<RouteTarget> self.route).forwarder
+        cdef Exchange ex = self.ex
+        cdef Forwarder fwd = (<RouteTarget> ex.route).forwarder
+        cdef ResponseHead rh
         cdef int status, framing, mode
         cdef bint http10, keep
         self.retry_head = None
@@ -1351,9 +1759,40 @@ cdef class ClientConn:
         self.resp_mode = mode
         keep = self.keep_alive
         head = fwd.response_head(resp, keep, chunked, keep and http10)
-        if self.resp_extra:
-            head = head[:-2] + b"".join([n + b": " + v + b"\r\n" for n, v in self.resp_extra]) \
+        if ex.resp_extra:
+            head = head[:-2] + b"".join([n + b": " + v + b"\r\n" for n, v in ex.resp_extra]) \
                 + b"\r\n"
+        ex.origin_status = status
+        ex.status = status
+        if self.resp_phase:
+            # the route's response-phase middlewares, innermost first (Traefik's wrapped
+            # ResponseWriters / ModifyResponse)
+            rh = _run_response_phase(ex, head)
+            ex.status = rh.status
+            if rh.replaced:
+                # the response is replaced: the backend's body is not relayed (its connection
+                # cannot be reused with an unread body)
+                self.up_ok = False
+                self._release_upstream(False)
+                self.resp_state = R_DONE
+                body = rh.body if not self.head_req else b""
+                ex.bytes_out += len(body)
+                self.write_head(rh.serialize(), body)
+                if self.state != S_CLOSED:
+                    self._maybe_finish()
+                return
+            if ex.transforms and mode != F_ASIS:
+                # a body transform (compress, ...): the length changes, so the body goes
+                # chunked to an HTTP/1.1 client, until close to an HTTP/1.0 one
+                self.transforming = True
+                rh.remove(b"Content-Length")
+                if http10:
+                    rh.remove(b"Transfer-Encoding")
+                    rh.set(b"Connection", b"close")
+                    self.keep_alive = False
+                else:
+                    rh.set(b"Transfer-Encoding", b"chunked")
+            head = rh.serialize()
         self.resp_state = R_BODY
         if mode == F_ASIS:
             if rest:
@@ -1387,7 +1826,7 @@ cdef class ClientConn:
             dec = self.resp_dec
             pos = 0
             end = len(data)
-            parts = None if mode == F_CHUNKED else []
+            parts = None if mode == F_CHUNKED and not self.transforming else []
             try:
                 while pos < end and not dec.done:
                     pos = dec.feed(data, pos, end)
@@ -1410,9 +1849,12 @@ cdef class ClientConn:
                     data = data[:pos]
             else:
                 data = b"".join(parts)
-        elif mode == F_RECHUNK:
+        elif mode == F_RECHUNK and not self.transforming:
             if data:
                 data = chunk_header(len(data)) + data + b"\r\n"
+        if self.transforming:
+            data = self._transform(data, done)
+        self.ex.bytes_out += len(data)
         if head is not None:
             ok = self.write_head(head, data)
         else:
@@ -1424,6 +1866,24 @@ cdef class ClientConn:
             self._maybe_finish()
         elif not ok:
             up.paused = True
+
+    cdef bytes _transform(self, bytes data, bint last):
+        # the body through the exchange's transforms, in the order they were added (the
+        # innermost middleware's first), framed for the client: chunks to HTTP/1.1 (the last
+        # chunk once the body ended), raw bytes to HTTP/1.0 (the connection closes after)
+        cdef list transforms = self.ex.transforms
+        for t in transforms:
+            if data:
+                data = t.feed(data)
+            if last:
+                data = (data or b"") + (t.finish() or b"")
+        if not data:
+            data = b""
+        if self.req.version == 10:
+            return data
+        if data:
+            data = chunk_header(len(data)) + data + b"\r\n"
+        return data + LAST_CHUNK if last else data
 
     cdef void on_upstream_eof(self, UpstreamConn up) except *:
         if up is not self.up:
@@ -1442,7 +1902,9 @@ cdef class ClientConn:
         if self.resp_state == R_BODY and (self.resp_mode == F_RECHUNK or self.resp_mode == F_RAW):
             # the until-close body ended
             self.up_ok = False
-            if self.resp_mode == F_RECHUNK:
+            if self.transforming:
+                self.write(self._transform(b"", True))
+            elif self.resp_mode == F_RECHUNK:
                 self.write(LAST_CHUNK)
             if self.state != S_CLOSED:
                 self.resp_state = R_DONE
@@ -1489,8 +1951,6 @@ cdef class ClientConn:
             self._close_after_output()
             return
         self._release_upstream(self.up_ok)
-        if self.service is not None:
-            self.service.done(self)
         self.requests += 1
         if not self.keep_alive:
             self._close_after_output()
@@ -1525,10 +1985,10 @@ cdef class ClientConn:
         if self.state == S_CLOSED:
             return
         self._release_upstream(False)
-        if self.service is not None:
-            self.service.done(self)
-            self.service = None
         self.state = S_CLOSED
+        if self.ex is not None:
+            # cut before its end (client gone, timeout, failure): completion hooks still run
+            self._end_exchange(499 if self.resp_state != R_DONE else 0)
         self.deadline = 0.0
         self.loop.timed.discard(self)
         self.loop.forget(self.fd)     # no epoll_ctl: the close below takes it out of the set
@@ -1577,8 +2037,14 @@ def run_loop(loop, Env env=None):
     cdef PyObject *hp
     cdef object h
     cdef type client_type = ClientConn, upstream_type = UpstreamConn
+    cdef list timers = loop.timers
     while loop.running:
         timeout = loop.next_sweep - loop.now
+        if timers:
+            # a middleware's timer (Loop.call_later) due before the next sweep
+            t = (<object> timers[0]).when - loop.now
+            if t < timeout:
+                timeout = t
         ms = <int>(timeout * 1000.0) + 1 if timeout > 0 else 0
         with nogil:
             n = epoll_wait(epfd, events, MAX_EVENTS, ms)
@@ -1608,6 +2074,8 @@ def run_loop(loop, Env env=None):
                     h.on_event(ev)
             except Exception as e:  # a worker never dies on a request
                 loop._fail(h, e)
+        if timers and (<object> timers[0]).when <= now:
+            loop.run_timers(now)
         if now >= loop.next_sweep:
             loop.next_sweep = now + loop.sweep_interval
             loop.sweep(now)

@@ -317,8 +317,10 @@ _RUN_KINDS = ("ipAllowList", "ipWhiteList", "redirectScheme", "stripPrefix", "ad
 class _Probe:
     """The request as pyroute's middlewares see a client connection: the parsed head
     (``req``), the path and query they may rewrite, the peer, whether the entry point trusts
-    its forwarded headers, the request-header edits they add, the entry point's TLS."""
-    __slots__ = ("req", "path", "query", "remote_ip", "trusted", "set_headers", "ep")
+    its forwarded headers, the request-header edits they add, the entry point's TLS — the
+    attributes of an exchange (engine/exchange.pyx) that a request phase reads offline."""
+    __slots__ = ("req", "path", "query", "remote_ip", "trusted", "set_headers", "ep",
+                 "remove_headers", "resp_extra", "tls", "vars", "route", "conn")
 
     def __init__(self, ctx):
         from .. import http1
@@ -336,7 +338,18 @@ class _Probe:
         self.remote_ip = ctx["client_ip"].encode("latin-1")
         self.trusted = ctx.get("trusted", False)
         self.set_headers = None
+        self.remove_headers = None
+        self.resp_extra = None
+        self.tls = bool(ctx["tls"])
+        self.vars = None
+        self.route = None
+        self.conn = None
         self.ep = _EntryPointTLS(ctx["tls"])
+
+    def get_vars(self):
+        if self.vars is None:
+            self.vars = {}
+        return self.vars
 
 
 class _EntryPointTLS:

@@ -1,14 +1,25 @@
 """HTTP middlewares: the chain mechanism and the kinds pyroute implements.
 
 A middleware is built once per config load from its dynamic-config spec
-(``http.middlewares[name] = {kind: spec}``). Per request the router's chain runs in
-declaration order: ``on_request(conn)`` returns None to continue or the bytes of a complete
-response to answer directly. Middlewares whose effect is fixed at load (``static = True``, e.g.
-custom request/response headers) instead contribute header edits to the route's
-``http1.Forwarder`` (``compile_edits``), so they cost nothing per request; response-phase
-edits apply in reverse declaration order, as Traefik's nested handlers do. ``conn`` is the client connection: ``conn.req`` (the parsed head),
-``conn.path``/``conn.query`` (bytes, may be replaced), ``conn.remote_ip``,
-``conn.set_headers`` (request header edits, a list or None), ``conn.ep.tls``.
+(``http.middlewares[name] = {kind: spec}``). Per request it sees the exchange
+(``pyroute._engine.exchange.Exchange``: ``ex.req`` the parsed head, ``ex.path``/``ex.query``
+(bytes, may be replaced), ``ex.remote_ip``, ``ex.trusted``, ``ex.tls``, ``ex.set_headers`` /
+``ex.remove_headers`` (request header edits), ``ex.resp_extra``, ``ex.loop``, ``ex.env``).
+A middleware object has any of:
+
+- ``static = True`` + ``compile_edits(req_set, req_remove, resp_set, resp_remove)``: header
+  edits fixed at load, compiled into the route's ``http1.Forwarder`` (nothing per request);
+- ``on_request(ex)``: None (go on), the bytes of a complete response (answer), or ``WAIT``
+  (it calls ``ex.resume()`` or ``ex.answer(bytes)`` later, on the loop: a sub-request through
+  ``ex.env.subrequest``, a thread-pool job through ``ex.loop.call_soon_threadsafe``, a timer
+  through ``ex.loop.call_later``);
+- ``on_response(ex, head)``: the response phase, in reverse chain order, over every response
+  that passes back through it (the backend's, later middlewares' answers, pyroute's own
+  errors): ``head`` is a ``pyroute._engine.exchange.ResponseHead``;
+- ``on_complete(ex)``: once when the exchange ends, whatever the outcome.
+
+Routes whose chain has no ``on_response``/``on_complete`` keep every response edit compiled
+(pyroute.proxy.snapshot.Route explains both modes).
 
 A kind pyroute does not implement (yet) is an error on the Middleware (``check``: the
 Middleware is disabled, ``pyroute check`` names its file, line and field) that disables the

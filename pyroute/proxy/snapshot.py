@@ -25,6 +25,7 @@ from .mirror import Mirroring
 from .status import CheckedBalancer, CheckedFailover, register_child
 from .normalize import Normalizer
 from .._engine.conn import EntryTable, Pool, RouteTarget, ServerTarget
+from .._engine.exchange import WAIT, apply_edits
 
 DEFAULT_TRANSPORT = "default@internal"   # the static serversTransport (Traefik's internal one)
 DEFAULT_DIAL_TIMEOUT = 30.0        # Traefik ServersTransport forwardingTimeouts defaults
@@ -189,8 +190,19 @@ class Route(RouteTarget):
     own middlewares ran; ``inherited`` is the chain of the routers above a child, whose static
     header edits its Forwarder applies too (their request-phase middlewares ran already).
     ``chain``: the whole chain (inherited + own), which service-level middlewares extend
-    (``Chained``)."""
-    __slots__ = ("name", "chain", "server_name", "tls")
+    (``Chained``).
+
+    Two ways to run the response phase (pyroute/middlewares: the contract):
+    - a chain whose middlewares only have edits fixed at load ("static") compiles them into
+      the Forwarder: nothing runs per response; answers of request-phase middlewares get the
+      edits of the static ones before them (``_Answering``), pyroute's own errors the whole
+      chain's (``error_edits``);
+    - a chain with a response-phase middleware (``on_response``) or a completion hook
+      (``on_complete``) runs its response phase per exchange: the static middlewares' response
+      edits become response-phase steps at their place in the chain (so nested order holds:
+      innermost first), ``after[i]`` are the hooks of ``middlewares[i]``, registered on the
+      exchange when the request passes it (``engine/exchange.pyx``)."""
+    __slots__ = ("name", "chain", "server_name", "tls", "phased")
 
     def __init__(self, name, chain, service, server_name, tls=False, inherited=(),
                  children=None):
@@ -200,15 +212,94 @@ class Route(RouteTarget):
         self.chain = full
         self.server_name = server_name
         self.tls = tls
-        self.middlewares = _answering(full, len(inherited))
+        self.phased = _phased(full)
+        inherited_phased = _phased(inherited)
+        if self.phased:
+            steps = _steps(full, len(inherited))
+            self.middlewares = tuple(m for m, _ in steps)
+            self.after = tuple(h for _, h in steps)
+            if not any(h is not None for h in self.after):
+                self.after = None
+            # routers above that ran in static mode compiled their response edits into
+            # their Forwarder; this one has none, so they become the outermost steps
+            self.prefix_responders = () if inherited_phased else tuple(
+                h[0] for _, h in _steps(list(inherited), 0) if h is not None)
+            self.error_edits = None
+        else:
+            self.middlewares = _answering(full, len(inherited))
+            self.after = None
+            self.prefix_responders = ()
+            sets, removes = [], []
+            for m in reversed(full):
+                if m.static:
+                    m.compile_edits([], [], sets, removes)
+            self.error_edits = (_last_wins(sets), removes) if sets or removes else None
         self.service = service
         # a plain one-server service: the connection skips the pick call
         self.single = getattr(service, "single", None)
-        self.forwarder = _forwarder(full, server_name, tls)
+        self.forwarder = _forwarder(full, server_name, tls, responses=not self.phased)
 
 
-def _forwarder(chain, server_name, tls):
-    """The head Forwarder of a chain: its static middlewares' header edits compiled in."""
+def _phased(chain):
+    """Whether ``chain`` has a middleware with a per-exchange response phase or hook."""
+    return any(getattr(m, "on_response", None) is not None
+               or getattr(m, "on_complete", None) is not None for m in chain)
+
+
+class _StaticResponse:
+    """A static middleware's response edits as a response-phase step (phased chains)."""
+    __slots__ = ("sets", "removes")
+    static = False
+
+    def __init__(self, sets, removes):
+        self.sets = sets
+        self.removes = removes
+
+    def on_request(self, ex):
+        return None
+
+    def on_response(self, ex, head):
+        for name in self.removes:
+            head.remove(name)
+        for name, value in self.sets:
+            head.set(name, value)
+
+
+def _steps(chain, start):
+    """(request-phase object, (on_response, on_complete) or None) for ``chain[start:]`` of a
+    phased chain: static middlewares contribute their response edits as a step."""
+    out = []
+    for m in chain[start:]:
+        on_response = getattr(m, "on_response", None)
+        on_complete = getattr(m, "on_complete", None)
+        hooks = (on_response, on_complete) if on_response or on_complete else None
+        if getattr(m, "on_request", None) is not None or hooks is not None:
+            out.append((m if getattr(m, "on_request", None) is not None else _PASS, hooks))
+        if m.static:
+            # after the middleware's own step: registered only once the request passed it
+            # (its own answer, a CORS preflight, does not get them, as in Traefik)
+            sets, removes = [], []
+            m.compile_edits([], [], sets, removes)
+            if sets or removes:
+                step = _StaticResponse(_last_wins(sets), removes)
+                out.append((step, (step.on_response, None)))
+    return out
+
+
+class _Pass:
+    __slots__ = ()
+    static = False
+
+    def on_request(self, ex):
+        return None
+
+
+_PASS = _Pass()
+
+
+def _forwarder(chain, server_name, tls, responses=True):
+    """The head Forwarder of a chain: its static middlewares' header edits compiled in
+    (``responses`` False: the request edits only; the response phase does the rest)."""
     req_set, req_remove, resp_set, resp_remove = [], [], [], []
     host, omit_xff = None, False
     for m in chain:
@@ -223,9 +314,10 @@ def _forwarder(chain, server_name, tls):
             elif any(n.lower() == b"x-forwarded-for" for n, _ in getattr(m, "request", ())):
                 omit_xff = False
     # response edits: the innermost middleware's applies first, the outermost's last wins
-    for m in reversed(chain):
-        if m.static:
-            m.compile_edits([], [], resp_set, resp_remove)
+    if responses:
+        for m in reversed(chain):
+            if m.static:
+                m.compile_edits([], [], resp_set, resp_remove)
     return Forwarder(server_name=server_name, tls=tls, forwarded=True,
                      request_set=_last_wins(req_set), request_remove=req_remove,
                      response_set=_last_wins(resp_set), response_remove=resp_remove,
@@ -245,9 +337,9 @@ class _Answering:
 
     def on_request(self, conn):
         answer = self.mw.on_request(conn)
-        if answer is not None:
+        if answer is not None and answer is not WAIT:
             for sets, removes in self.edits:
-                answer = mw_registry.edit_answer(answer, sets, removes)
+                answer = apply_edits(answer, sets, removes)
         return answer
 
 
@@ -257,7 +349,7 @@ def _answering(chain, start):
     out = []
     for i in range(start, len(chain)):
         m = chain[i]
-        if m.static:
+        if m.static and getattr(m, "on_request", None) is None:
             continue
         edits = []
         for outer in reversed(chain[:i]):
@@ -303,31 +395,77 @@ class Chained:
     def register(self):
         return getattr(self.inner, "register", None)
 
-    def pick(self, conn):
-        route = conn.route
+    def pick(self, ex):
+        route = ex.route
         derived = self.derived.get(route)
         if derived is None:
             derived = Route(route.name, self.chain, None, route.server_name, route.tls,
                             inherited=route.chain)
             self.derived[route] = derived
-        path, query, extra = conn.path, conn.query, conn.set_headers
-        n_extra = len(extra) if extra is not None else 0
-        for mw in derived.middlewares:
-            answer = mw.on_request(conn)
-            if answer is not None:
-                return MiddlewareAnswer(answer)
-        conn.route = derived
-        server = self.inner.pick(conn)
+        extra = ex.set_headers
+        saved = (route, ex.path, ex.query, extra, len(extra) if extra is not None else 0,
+                 ex.responders, ex.completers)
+        if derived.prefix_responders:
+            ex.responders = list(derived.prefix_responders) + (ex.responders or [])
+        elif ex.responders is not None:
+            ex.responders = list(ex.responders)
+        if ex.completers is not None:
+            ex.completers = list(ex.completers)
+        return self._run(ex, derived, 0, saved)
+
+    def _run(self, ex, derived, start, saved):
+        middlewares, after = derived.middlewares, derived.after
+        for i in range(start, len(middlewares)):
+            answer = middlewares[i].on_request(ex)
+            if answer is None:
+                if after is not None and after[i] is not None:
+                    _register(ex, after[i])
+                continue
+            if answer is WAIT:
+                return _ServiceWait(self, derived, i + 1, saved)
+            return MiddlewareAnswer(answer)
+        ex.route = derived
+        server = self.inner.pick(ex)
         if server is None:
             # no server here: a failover's fallback must not see this service's changes
-            conn.route = route
-            conn.path, conn.query = path, query
+            route, ex.path, ex.query, extra, n_extra, ex.responders, ex.completers = saved
+            ex.route = route
             if extra is None:
-                conn.set_headers = None
+                ex.set_headers = None
             else:
                 del extra[n_extra:]
-                conn.set_headers = extra
+                ex.set_headers = extra
         return server
+
+
+class _ServiceWait(ServerTarget):
+    """What ``pick`` returns when a service-level middleware waits (``pool`` and ``answer``
+    None): the connection calls ``resume(ex)`` once the middleware resumes, and gets the
+    server (or an answer) as ``pick`` would have returned it."""
+    __slots__ = ("answer", "chained", "derived", "start", "saved")
+
+    def __init__(self, chained, derived, start, saved):
+        self.pool = None
+        self.answer = None
+        self.chained = chained
+        self.derived = derived
+        self.start = start
+        self.saved = saved
+
+    def resume(self, ex):
+        after = self.derived.after
+        if after is not None and after[self.start - 1] is not None:
+            _register(ex, after[self.start - 1])
+        return self.chained._run(ex, self.derived, self.start, self.saved)
+
+
+def _register(ex, hooks):
+    # a middleware let the request pass: its response phase and completion hook are due
+    on_response, on_complete = hooks
+    if on_response is not None:
+        ex.responders = (ex.responders or []) + [on_response]
+    if on_complete is not None:
+        ex.completers = (ex.completers or []) + [on_complete]
 
 
 def _last_wins(edits):
@@ -895,7 +1033,13 @@ class Compiler:
             if spec.get("status") == "disabled":
                 raise ConfigError("middleware %s is disabled: %s" % (
                     key, "; ".join(spec.get("error") or ())), kind="Middleware", name=key)
-            self.middlewares[key] = mw_registry.build(key, spec)
+            mw = mw_registry.build(key, spec)
+            bind = getattr(mw, "bind", None)
+            if bind is not None:
+                # a middleware that sends its own requests (forwardAuth) takes its Pool from
+                # the pools every proxied request uses (this process's: the worker's)
+                bind(self.pools)
+            self.middlewares[key] = mw
         return self.middlewares[key]
 
 

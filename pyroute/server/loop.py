@@ -5,7 +5,15 @@ loop for the fewest system calls and the least Python per event, so it drives ``
 directly. Interest is set once per socket and changed only on backpressure (a peer that cannot
 take more) or half-close, never per request. Timeouts are deadlines on the connection objects,
 checked by a sweep twice a second: no timer object is created per request.
+
+Middlewares that wait (an exchange's request phase returning WAIT) get two more things:
+``call_later`` (a timer heap the loop's poll timeout follows: rate-limit delays, retries) and
+``call_soon_threadsafe`` (a thread-pool job finishing — a bcrypt check — wakes the loop through
+an eventfd and its callback runs on the loop). Neither costs anything until used.
 """
+import collections
+import heapq
+import os
 import select
 import time
 
@@ -27,7 +35,8 @@ class Loop:
     """Dispatches ``handler.on_event(events)``; ``timed`` objects get ``on_timeout(now)``."""
 
     __slots__ = ("ep", "handlers", "timed", "now", "running", "next_sweep", "idle_hooks",
-                 "sweep_interval", "_poll", "_monotonic")
+                 "sweep_interval", "_poll", "_monotonic", "timers", "_seq", "_wakeup",
+                 "_soon")
 
     def __init__(self):
         self.ep = select.epoll()
@@ -40,6 +49,56 @@ class Loop:
         self.sweep_interval = SWEEP_INTERVAL
         self._poll = self.ep.poll
         self._monotonic = time.monotonic
+        self.timers = []         # heap of [when, seq, fn, args] (fn None: cancelled)
+        self._seq = 0
+        self._wakeup = None      # eventfd handler, made on the first call_soon_threadsafe
+        self._soon = collections.deque()
+
+    def call_later(self, delay, fn, *args):
+        """Run ``fn(*args)`` on the loop after ``delay`` seconds; returns a handle with
+        ``cancel()``."""
+        self._seq += 1
+        entry = _Timer(self.now + max(0.0, delay), self._seq, fn, args)
+        heapq.heappush(self.timers, entry)
+        return entry
+
+    def run_timers(self, now):
+        """Called by the dispatch loop when the earliest timer is due."""
+        timers = self.timers
+        while timers and timers[0].when <= now:
+            entry = heapq.heappop(timers)
+            fn = entry.fn
+            if fn is None:
+                continue
+            entry.fn = None
+            try:
+                fn(*entry.args)
+            except Exception as e:
+                self._fail(entry, e)
+
+    def call_soon_threadsafe(self, fn, *args):
+        """From any thread: run ``fn(*args)`` on the loop soon (wakes it up)."""
+        wakeup = self._wakeup
+        if wakeup is None:
+            wakeup = self._make_wakeup()
+        self._soon.append((fn, args))
+        wakeup.poke()
+
+    def _make_wakeup(self):
+        # made once; registering from another thread is safe (epoll_ctl is), and a race
+        # between two first callers only costs a second eventfd that is never poked again
+        wakeup = _Wakeup(self)
+        self._wakeup = wakeup
+        return wakeup
+
+    def run_soon(self):
+        soon = self._soon
+        while soon:
+            fn, args = soon.popleft()
+            try:
+                fn(*args)
+            except Exception as e:
+                self._fail(None, e)
 
     def register(self, fd, events, handler):
         self.ep.register(fd, events)
@@ -83,3 +142,46 @@ class Loop:
             handler.abort()
         except Exception:
             pass
+
+
+class _Timer:
+    __slots__ = ("when", "seq", "fn", "args")
+
+    def __init__(self, when, seq, fn, args):
+        self.when = when
+        self.seq = seq
+        self.fn = fn
+        self.args = args
+
+    def __lt__(self, other):
+        return (self.when, self.seq) < (other.when, other.seq)
+
+    def cancel(self):
+        self.fn = None
+        self.args = ()
+
+    def abort(self):
+        pass
+
+
+class _Wakeup:
+    """An eventfd on the loop: ``poke`` from any thread, the loop runs ``Loop._soon``."""
+    __slots__ = ("loop", "fd")
+
+    def __init__(self, loop):
+        self.loop = loop
+        self.fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        loop.register(self.fd, EPOLLIN, self)
+
+    def poke(self):
+        os.eventfd_write(self.fd, 1)
+
+    def on_event(self, ev):
+        try:
+            os.eventfd_read(self.fd)
+        except BlockingIOError:
+            pass
+        self.loop.run_soon()
+
+    def abort(self):
+        pass
