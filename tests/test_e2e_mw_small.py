@@ -5,12 +5,22 @@ One ``pyroute run`` serves every case (plain HTTP and TLS on one entry point tha
 127.0.0.1; untrusted requests leave from 127.0.0.3). Cases ported from Traefik's tests
 (pkg/middlewares/<kind>/*_test.go) are translated to requests and to what the backend
 receives or the client gets back."""
+import base64
+import datetime
+import ipaddress
 import json
 import socket
+import ssl
 import subprocess
 import sys
+from urllib.parse import unquote_plus
 
 import pytest
+import trustme
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from e2e_backend import Backend
 from e2e_support import Pyroute, backend_service, read_response
@@ -53,6 +63,132 @@ def encoded_manifests():
     return out
 
 
+# ---- passTLSClientCert (pkg/middlewares/passtlsclientcert/pass_tls_client_cert_test.go) -----
+# Certificates equivalent to the test's signingCA, minimalCheeseCrt and completeCheeseCrt:
+# the same subjects and issuers (attribute by attribute, in the same order), serial numbers,
+# validity and SANs, with keys of our own, so that the client can present them.
+
+DC = x509.ObjectIdentifier("0.9.2342.19200300.100.1.25")
+C, ST, L, O, OU, CN, EMAIL = (NameOID.COUNTRY_NAME, NameOID.STATE_OR_PROVINCE_NAME,
+                              NameOID.LOCALITY_NAME, NameOID.ORGANIZATION_NAME,
+                              NameOID.ORGANIZATIONAL_UNIT_NAME, NameOID.COMMON_NAME,
+                              NameOID.EMAIL_ADDRESS)
+
+
+def _name(*pairs):
+    return x509.Name([x509.RelativeDistinguishedName([x509.NameAttribute(o, v)])
+                      for o, v in pairs])
+
+
+SIGNING_CA = _name(
+    (DC, "org"), (DC, "cheese"), (O, "Cheese"), (O, "Cheese 2"), (OU, "Simple Signing Section"),
+    (OU, "Simple Signing Section 2"), (CN, "Simple Signing CA"), (CN, "Simple Signing CA 2"),
+    (C, "FR"), (C, "US"), (L, "TOULOUSE"), (L, "LYON"), (ST, "Signing State"),
+    (ST, "Signing State 2"), (EMAIL, "simple@signing.com"), (EMAIL, "simple2@signing.com"))
+ROOT_CA = _name(
+    (DC, "org"), (DC, "cheese"), (O, "Cheese"), (O, "Cheese 2"), (OU, "Cheese Section"),
+    (OU, "Cheese Section 2"), (CN, "Simple Root CA"), (CN, "Simple Root CA 2"), (C, "FR"),
+    (C, "US"), (L, "TOULOUSE"), (L, "LYON"), (ST, "Root State"), (ST, "Root State 2"),
+    (EMAIL, "root@signing.com"), (EMAIL, "root2@signing.com"))
+COMPLETE = _name(
+    (DC, "org"), (DC, "cheese"), (O, "Cheese"), (O, "Cheese 2"), (OU, "Simple Signing Section"),
+    (OU, "Simple Signing Section 2"), (CN, "*.cheese.org"), (CN, "*.cheese.com"), (C, "FR"),
+    (C, "US"), (L, "TOULOUSE"), (L, "LYON"), (ST, "Cheese org state"),
+    (ST, "Cheese com state"), (EMAIL, "cert@cheese.org"), (EMAIL, "cert@scheese.com"))
+MINIMAL = _name((C, "FR"), (ST, "Some-State"), (O, "Cheese"))
+
+
+def _cert(subject, issuer, signer, serial, nb, na, sans=None, ca=False):
+    key = ec.generate_private_key(ec.SECP256R1())
+    b = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer)
+         .public_key(key.public_key()).serial_number(serial)
+         .not_valid_before(datetime.datetime.fromtimestamp(nb, datetime.timezone.utc))
+         .not_valid_after(datetime.datetime.fromtimestamp(na, datetime.timezone.utc))
+         .add_extension(x509.BasicConstraints(ca=ca, path_length=0 if ca else None), True))
+    if sans:
+        b = b.add_extension(x509.SubjectAlternativeName(sans), False)
+    return b.sign(signer or key, hashes.SHA256()), key
+
+
+def cheese_certs():
+    ca, ca_key = _cert(SIGNING_CA, ROOT_CA, None, 2, 1544094609, 1859454609, ca=True)
+    minimal, minimal_key = _cert(MINIMAL, SIGNING_CA, ca_key,
+                                 481535886039632329873080491016862977516759989652,
+                                 1544094636, 1632568236)
+    complete, complete_key = _cert(COMPLETE, SIGNING_CA, ca_key, 1, 1544094616, 1607166616, [
+        x509.DNSName("*.cheese.org"), x509.DNSName("*.cheese.net"),
+        x509.DNSName("*.cheese.com"), x509.IPAddress(ipaddress.ip_address("10.0.1.0")),
+        x509.IPAddress(ipaddress.ip_address("10.0.1.2")), x509.RFC822Name("test@cheese.org"),
+        x509.RFC822Name("test@cheese.net")])
+    return {"minimal": (minimal, minimal_key), "complete": (complete, complete_key)}
+
+
+# Traefik's expected values (TestPassTLSClientCert_certInfo)
+MINIMAL_ALL_INFO = ";".join([
+    'Subject="C=FR,ST=Some-State,O=Cheese"',
+    'Issuer="DC=org,DC=cheese,C=FR,C=US,ST=Signing State,ST=Signing State 2,L=TOULOUSE,'
+    'L=LYON,O=Cheese,O=Cheese 2,CN=Simple Signing CA 2"',
+    'SerialNumber="481535886039632329873080491016862977516759989652"',
+    'NB="1544094636"',
+    'NA="1632568236"'])
+COMPLETE_ALL_INFO = ";".join([
+    'Subject="DC=org,DC=cheese,C=FR,C=US,ST=Cheese org state,ST=Cheese com state,L=TOULOUSE,'
+    'L=LYON,O=Cheese,O=Cheese 2,OU=Simple Signing Section,OU=Simple Signing Section 2,'
+    'CN=*.cheese.com"',
+    'Issuer="DC=org,DC=cheese,C=FR,C=US,ST=Signing State,ST=Signing State 2,L=TOULOUSE,'
+    'L=LYON,O=Cheese,O=Cheese 2,CN=Simple Signing CA 2"',
+    'SerialNumber="1"',
+    'NB="1544094616"',
+    'NA="1607166616"',
+    'SAN="*.cheese.org,*.cheese.net,*.cheese.com,test@cheese.org,test@cheese.net,10.0.1.0,'
+    '10.0.1.2"'])
+
+ALL_INFO = ("{notAfter: true, notBefore: true, sans: true, serialNumber: true, subject: "
+            "{country: true, province: true, locality: true, organization: true, "
+            "organizationalUnit: true, commonName: true, serialNumber: true, "
+            "domainComponent: true}, issuer: {country: true, province: true, locality: true, "
+            "organization: true, commonName: true, serialNumber: true, domainComponent: true}}")
+PASS_TLS = {    # middleware -> its spec
+    "pt-none": "{}",
+    "pt-pem": "{pem: true}",
+    "pt-all": "{info: %s}" % ALL_INFO,
+    "pt-some": "{info: {notAfter: true, sans: true, subject: {organization: true}, "
+               "issuer: {country: true}}}",
+    "pt-nonexistent": "{info: {notAfter: true, sans: true, subject: {organization: true, "
+                      "organizationalUnit: true}, issuer: {country: true}}}",
+    "pt-subject-all": "{info: {subject: {commonName: true, organization: true, "
+                      "organizationalUnit: true, locality: true, province: true, "
+                      "country: true, serialNumber: true}}}",
+    "pt-empty-subject": "{pem: false, info: {subject: {}}}",
+    "pt-both": "{pem: true, info: %s}" % ALL_INFO,
+}
+
+
+def secret(name, leaf):
+    data = {"tls.crt": b"".join(b.bytes() for b in leaf.cert_chain_pems),
+            "tls.key": leaf.private_key_pem.bytes()}
+    body = "".join("  %s: %s\n" % (k, base64.b64encode(v).decode()) for k, v in data.items())
+    return ("---\napiVersion: v1\nkind: Secret\nmetadata: {name: %s, namespace: default}\n"
+            "type: kubernetes.io/tls\ndata:\n%s" % (name, body))
+
+
+def pass_tls_manifests(server_leaf):
+    out = secret("server-cert", server_leaf)
+    out += ("---\napiVersion: traefik.io/v1alpha1\nkind: TLSOption\n"
+            "metadata: {name: mtls, namespace: default}\n"
+            "spec: {clientAuth: {clientAuthType: RequireAnyClientCert}}\n")
+    tls = "{secretName: server-cert, options: {name: mtls}}"
+    for name, spec in PASS_TLS.items():
+        out += mw(name, "{passTLSClientCert: %s}" % spec)
+        out += route(name, name + ".example.com", [name], tls=tls)
+        # the same middleware on a plain-HTTP router: "No TLS" cases
+        out += route(name + "-plain", name + ".plain.test", [name])
+    # a TLS router whose option asks for no client certificate
+    out += route("pt-nocert", "pt-nocert.example.com", ["pt-both"],
+                 tls="{secretName: server-cert}")
+    return out
+
+
 # ---- reporting: kinds pyroute cannot run --------------------------------------------------
 
 UNSUPPORTED = (mw("rr", "{redirectRegex: {regex: \"^/a\", replacement: /b}}")
@@ -64,13 +200,60 @@ UNSUPPORTED = (mw("rr", "{redirectRegex: {regex: \"^/a\", replacement: /b}}")
 def env(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("mw_small")
     be = Backend("be")
-    manifests = backend_service("be", [be.port]) + encoded_manifests() + UNSUPPORTED
+    server_ca = trustme.CA()
+    certs = cheese_certs()
+    manifests = (backend_service("be", [be.port]) + encoded_manifests() + UNSUPPORTED
+                 + pass_tls_manifests(server_ca.issue_cert("*.example.com")))
     proxy = Pyroute(tmp, manifests, workers=1, trusted=(TRUSTED,))
     proxy.start()
     yield {"port": proxy.port, "be": be, "proxy": proxy, "dir": proxy.mdir,
-           "static": proxy.static}
+           "static": proxy.static, "tmp": tmp, "certs": certs, "server_ca": server_ca}
     proxy.stop()
     be.close()
+
+
+def client_ctx(env, chain=()):
+    """A TLS client context presenting ``chain`` (labels of cheese_certs(), its own first)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    env["server_ca"].configure_trust(ctx)
+    if chain:
+        certs = env["certs"]
+        pem = b"".join(certs[c][0].public_bytes(serialization.Encoding.PEM) for c in chain)
+        crt = env["tmp"] / ("chain-%s.crt" % "-".join(chain))
+        key = env["tmp"] / ("%s.key" % chain[0])
+        crt.write_bytes(pem)
+        key.write_bytes(certs[chain[0]][1].private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption()))
+        ctx.load_cert_chain(str(crt), str(key))
+    return ctx
+
+
+def tls_exchange(env, ctx, host, extra="", source=TRUSTED, session=None, requests=1):
+    """Requests over one TLS connection: [(status, headers, body)], and its session."""
+    out = []
+    with socket.create_connection(("127.0.0.1", env["port"]), timeout=10,
+                                  source_address=(source, 0)) as raw:
+        with ctx.wrap_socket(raw, server_hostname=host, session=session) as s:
+            for _ in range(requests):
+                s.sendall(("GET / HTTP/1.1\r\nHost: %s\r\n%s\r\n" % (host, extra)).encode())
+                status, headers, body, _ = read_response(s)
+                out.append((status, headers, body))
+            return out, s.session, s.session_reused
+
+
+def forwarded(body):
+    """The X-Forwarded-Tls-Client-Cert* lines the backend received: {lower name: [values]}."""
+    out = {}
+    for name, value in json.loads(body)["headers"]:
+        if name.lower().startswith("x-forwarded-tls-client-cert"):
+            out.setdefault(name.lower(), []).append(value)
+    return out
+
+
+def der_b64(env, *labels):
+    return ",".join(base64.b64encode(env["certs"][c][0].public_bytes(
+        serialization.Encoding.DER)).decode() for c in labels)
 
 
 def send(env, raw, source=TRUSTED):
@@ -147,3 +330,102 @@ def test_unsupported_kinds_disable_their_routers_and_are_reported(env):
     assert mws["default-ec-none@kubernetescrd"]["status"] == "enabled"
     uses = [r for k, r in dump["http"]["routers"].items() if k.startswith("default-uses-")]
     assert len(uses) == 2 and all(r["status"] == "disabled" for r in uses), uses
+
+
+def pt(env, mw, chain=(), extra="", source=TRUSTED):
+    """What the backend got through middleware ``mw``: over TLS presenting ``chain``, or over
+    plain HTTP when ``chain`` is None. Returns (forwarded lines, client response headers)."""
+    if chain is None:
+        status, headers, body = get(env, mw + ".plain.test", "/", extra, source)
+    else:
+        (status, headers, body), = tls_exchange(env, client_ctx(env, chain),
+                                                mw + ".example.com", extra, source)[0]
+    assert status == 200, (mw, status, body)
+    assert not any(h.startswith("x-forwarded-tls-client-cert") for h in headers), headers
+    return forwarded(body)
+
+
+def test_pass_tls_client_cert_pem(env):
+    # TestPassTLSClientCert_PEM
+    assert pt(env, "pt-none", None) == {}                       # No TLS, no option
+    assert pt(env, "pt-none", ["minimal"]) == {}                # TLS, no option
+    assert pt(env, "pt-pem", None) == {}                        # No TLS, with pem option true
+    assert pt(env, "pt-pem", ["minimal"]) == {                  # simple certificate
+        "x-forwarded-tls-client-cert": [der_b64(env, "minimal")]}
+    assert pt(env, "pt-pem", ["complete"]) == {                 # complete certificate
+        "x-forwarded-tls-client-cert": [der_b64(env, "complete")]}
+    # two certificates: the client's own, then the one it sent with it, ","-joined
+    assert pt(env, "pt-pem", ["minimal", "complete"]) == {
+        "x-forwarded-tls-client-cert": [der_b64(env, "minimal", "complete")]}
+
+
+def info(env, mw, chain):
+    lines = pt(env, mw, chain)
+    assert list(lines) == ["x-forwarded-tls-client-cert-info"], lines
+    (value,) = lines["x-forwarded-tls-client-cert-info"]
+    return value
+
+
+def test_pass_tls_client_cert_info(env):
+    # TestPassTLSClientCert_certInfo
+    assert pt(env, "pt-none", None) == {}                       # No TLS, no option
+    assert pt(env, "pt-none", ["minimal"]) == {}                # TLS, no option
+    assert pt(env, "pt-subject-all", None) == {}                # No TLS, with subject info
+    assert pt(env, "pt-empty-subject", None) == {}              # No TLS, empty subject info
+    # TLS with simple certificate, with all info
+    assert unquote_plus(info(env, "pt-all", ["minimal"])) == MINIMAL_ALL_INFO
+    # with some info; requesting non-existent info (no OU in this certificate)
+    some = 'Subject="O=Cheese";Issuer="C=FR,C=US";NA="1632568236"'
+    assert unquote_plus(info(env, "pt-some", ["minimal"])) == some
+    assert unquote_plus(info(env, "pt-nonexistent", ["minimal"])) == some
+    # TLS with complete certificate, with all info; with 2 certificates
+    assert unquote_plus(info(env, "pt-all", ["complete"])) == COMPLETE_ALL_INFO
+    assert unquote_plus(info(env, "pt-all", ["minimal", "complete"])) == \
+        MINIMAL_ALL_INFO + "," + COMPLETE_ALL_INFO
+    # the value is escaped as Go's url.QueryEscape does it (space: '+', the rest %XX)
+    assert info(env, "pt-some", ["minimal"]) == (
+        "Subject%3D%22O%3DCheese%22%3BIssuer%3D%22C%3DFR%2CC%3DUS%22%3BNA%3D%221632568236%22")
+    assert info(env, "pt-all", ["minimal"]).startswith(
+        "Subject%3D%22C%3DFR%2CST%3DSome-State%2CO%3DCheese%22%3BIssuer%3D%22DC%3Dorg%2C"
+        "DC%3Dcheese%2CC%3DFR%2CC%3DUS%2CST%3DSigning+State%2CST%3DSigning+State+2%2C")
+    # an info section that selects nothing still sets the header (empty), as Header.Set("")
+    assert info(env, "pt-empty-subject", ["complete"]) == ""
+    assert info(env, "pt-subject-all", ["complete"]) == (
+        "Subject%3D%22C%3DFR%2CC%3DUS%2CST%3DCheese+org+state%2CST%3DCheese+com+state%2C"
+        "L%3DTOULOUSE%2CL%3DLYON%2CO%3DCheese%2CO%3DCheese+2%2COU%3DSimple+Signing+Section%2C"
+        "OU%3DSimple+Signing+Section+2%2CCN%3D%2A.cheese.com%22")
+
+
+SPOOF = ("X-Forwarded-Tls-Client-Cert: forged\r\nX-Forwarded-Tls-Client-Cert-Info: forged\r\n"
+         "X_Forwarded_Tls_Client_Cert: forged\r\n")
+
+
+def test_pass_tls_client_cert_spoofed_headers(env):
+    ours = {"x-forwarded-tls-client-cert": [der_b64(env, "complete")],
+            "x-forwarded-tls-client-cert-info": [
+                info(env, "pt-all", ["complete"])]}
+    # an untrusted client's own headers never reach the backend: without a certificate...
+    assert pt(env, "pt-both", None, SPOOF, UNTRUSTED) == {}
+    (status, _, body), = tls_exchange(env, client_ctx(env), "pt-nocert.example.com", SPOOF,
+                                      UNTRUSTED)[0]
+    assert status == 200 and forwarded(body) == {}
+    # ... and with one, only the values from its certificate do
+    assert pt(env, "pt-both", ["complete"], SPOOF, UNTRUSTED) == ours
+    # a trusted peer's values are replaced when the connection has a certificate
+    # (Header.Set), and kept when it has none (Traefik: nothing to extract)
+    canonical = SPOOF.split("X_")[0]
+    assert pt(env, "pt-both", ["complete"], canonical, TRUSTED) == ours
+    assert pt(env, "pt-both", None, canonical, TRUSTED) == {
+        "x-forwarded-tls-client-cert": ["forged"],
+        "x-forwarded-tls-client-cert-info": ["forged"]}
+
+
+def test_pass_tls_client_cert_keep_alive_and_resumption(env):
+    ctx = client_ctx(env, ["minimal", "complete"])
+    want = {"x-forwarded-tls-client-cert": [der_b64(env, "minimal", "complete")]}
+    first, session, _ = tls_exchange(env, ctx, "pt-pem.example.com", requests=3)
+    assert [forwarded(b) for _, _, b in first] == [want] * 3
+    # a resumed session: the certificates of the full handshake (Go keeps them in tickets)
+    again, _, reused = tls_exchange(env, ctx, "pt-pem.example.com", session=session)
+    assert reused
+    assert forwarded(again[0][2]) == want

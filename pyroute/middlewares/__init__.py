@@ -30,6 +30,7 @@ written ``plugin: {jwt: {...}}``; Traefik OSS knows no such plugin and refuses t
 from ..errors import ConfigError
 from . import headers as _headers
 from .contenttype import DEPRECATED_AUTODETECT
+from .passtls import PassTLSClientCert
 from .encoded import EncodedCharacters
 from .headers import Headers, edit_answer  # noqa: F401
 from .ipallowlist import IPAllowList
@@ -43,6 +44,7 @@ KINDS = {
     "redirectScheme": RedirectScheme,
     "ipAllowList": IPAllowList,
     "encodedCharacters": EncodedCharacters,
+    "passTLSClientCert": PassTLSClientCert,
 }
 
 # Traefik Hub API Gateway middlewares (doc.traefik.io/traefik-hub): plugin name -> what it is.

@@ -58,7 +58,10 @@ def _bools(spec, where, options):
     for key, value in spec.items():
         if key not in options:
             raise ValueError("%s.%s: unknown option" % (where, key))
-        if value is not None and not isinstance(value, bool):
+        if key in ("subject", "issuer"):
+            if value is not None and not isinstance(value, dict):
+                raise ValueError("%s.%s: expected a mapping" % (where, key))
+        elif value is not None and not isinstance(value, bool):
             raise ValueError("%s.%s: expected true or false" % (where, key))
     return spec
 
@@ -126,17 +129,8 @@ class PassTLSClientCert:
                 raise ValueError("%s: unknown option" % key)
         self.info = info is not None
         info = info or {}
-        sub = info.get("subject")
-        iss = info.get("issuer")
-        if sub is not None and not isinstance(sub, dict):
-            raise ValueError("info.subject: expected a mapping")
-        if iss is not None and not isinstance(iss, dict):
-            raise ValueError("info.issuer: expected a mapping")
-        _bools(sub, "info.subject", [o for o, _ in _SUBJECT])
-        _bools(iss, "info.issuer", [o for o, _ in _ISSUER])
-        for key in ("notAfter", "notBefore", "sans", "serialNumber"):
-            if info.get(key) is not None and not isinstance(info.get(key), bool):
-                raise ValueError("info.%s: expected true or false" % key)
+        sub = _bools(info.get("subject"), "info.subject", [o for o, _ in _SUBJECT])
+        iss = _bools(info.get("issuer"), "info.issuer", [o for o, _ in _ISSUER])
         self.subject = None if sub is None else tuple(k for o, k in _SUBJECT if sub.get(o))
         self.issuer = None if iss is None else tuple(k for o, k in _ISSUER if iss.get(o))
         self.serial = bool(info.get("serialNumber"))
@@ -213,10 +207,17 @@ class PassTLSClientCert:
         return None
 
 
+# leaf DER -> the certificates sent with it on a full handshake (this worker's last ones): a
+# resumed session keeps the client's own certificate but not the rest of what it sent
+# (OpenSSL's tickets hold the peer certificate only; Go's hold them all)
+_CHAINS = {}
+_CHAINS_MAX = 4096
+
+
 def peer_certificates(conn):
     """The DER certificates the client sent on a pyOpenSSL server Connection, its own first
     (Go's ``PeerCertificates``); [] when it sent none."""
-    from OpenSSL import crypto
+    from OpenSSL import SSL, crypto
     leaf = conn.get_peer_certificate()
     if leaf is None:
         return []
@@ -228,4 +229,11 @@ def peer_certificates(conn):
         d = crypto.dump_certificate(crypto.FILETYPE_ASN1, c)
         if i or d != der:
             out.append(d)
+    if SSL._lib.SSL_session_reused(conn._ssl):
+        if len(out) == 1:
+            return list(_CHAINS.get(der, out))
+    elif len(out) > 1 or der in _CHAINS:
+        if len(_CHAINS) >= _CHAINS_MAX:
+            _CHAINS.pop(next(iter(_CHAINS)))
+        _CHAINS[der] = tuple(out)
     return out
