@@ -13,6 +13,8 @@ import socket
 import ssl
 import subprocess
 import sys
+import threading
+import time
 from urllib.parse import unquote_plus
 
 import pytest
@@ -189,6 +191,85 @@ def pass_tls_manifests(server_leaf):
     return out
 
 
+# ---- contentType (pkg/middlewares/contenttype/content_type_test.go) -------------------------
+
+HTML = b"<!DOCTYPE HTML><html><body>hi</body></html>"
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 20
+RAW_ANSWERS = {   # path -> (head lines after the status line, body, pause before the body)
+    "/test": (b"Content-Length: 4\r\n", b"Test", 0),
+    "/json": (b"Content-Type: application/json\r\nContent-Length: 4\r\n", b"Test", 0),
+    "/html": (b"Content-Length: %d\r\n" % len(HTML), HTML, 0),
+    "/png": (b"Content-Length: %d\r\n" % len(PNG), PNG, 0),
+    "/empty": (b"Content-Length: 0\r\n", b"", 0),
+    "/empty-ct": (b"Content-Type: \r\nContent-Length: 4\r\n", b"Test", 0),
+    "/gzip": (b"Content-Encoding: gzip\r\nContent-Length: 4\r\n", b"Test", 0),
+    "/no-content": (b"", b"", 0),
+    # the head first, the body later: the head waits for its first bytes
+    "/late-html": (b"Content-Length: %d\r\n" % len(HTML), HTML, 0.3),
+    "/late-chunked": (b"Transfer-Encoding: chunked\r\n",
+                      b"%x\r\n%s\r\n0\r\n\r\n" % (len(HTML), HTML), 0.3),
+    "/close-html": (b"Connection: close\r\n", HTML, 0.3),
+    "/close-empty": (b"Connection: close\r\n", b"", 0.3),
+}
+
+
+class RawBackend:
+    """Answers RAW_ANSWERS byte for byte (no Content-Type unless the case has one)."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn):
+        buf = b""
+        with conn:
+            while True:
+                while b"\r\n\r\n" not in buf:
+                    data = conn.recv(65536)
+                    if not data:
+                        return
+                    buf += data
+                head, buf = buf.split(b"\r\n\r\n", 1)
+                method, path = head.split(b" ")[:2]
+                lines, body, pause = RAW_ANSWERS[path.decode()]
+                status = b"204 No Content" if path == b"/no-content" else b"200 OK"
+                conn.sendall(b"HTTP/1.1 " + status + b"\r\n" + lines + b"\r\n")
+                if method == b"HEAD":
+                    continue
+                if pause:
+                    time.sleep(pause)
+                conn.sendall(body)
+                if b"Connection: close" in lines:
+                    return
+
+    def close(self):
+        self.sock.close()
+
+
+def content_type_manifests(raw_port):
+    return ("---\n" + backend_service("raw", [raw_port])
+            + mw("ct", "{contentType: {}}") + mw("ct-auto", "{contentType: {autoDetect: true}}")
+            + mw("ct-off", "{contentType: {autoDetect: false}}")
+            + mw("ct-hdr", "{headers: {customResponseHeaders: {Content-Type: text/x-set}}}")
+            + route("ct", "ct.test", ["ct"], service="raw")
+            + route("ct-none", "ct-none.test", [], service="raw")
+            + route("ct-auto", "ct-auto.test", ["ct-auto"], service="raw")
+            + route("ct-off", "ct-off.test", ["ct-off"], service="raw")
+            + route("ct-hdr", "ct-hdr.test", ["ct-hdr", "ct"], service="raw")
+            + route("ct-ec", "ct-ec.test", ["ct", "ec-none"], service="raw"))
+
+
 # ---- reporting: kinds pyroute cannot run --------------------------------------------------
 
 UNSUPPORTED = (mw("rr", "{redirectRegex: {regex: \"^/a\", replacement: /b}}")
@@ -200,16 +281,19 @@ UNSUPPORTED = (mw("rr", "{redirectRegex: {regex: \"^/a\", replacement: /b}}")
 def env(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("mw_small")
     be = Backend("be")
+    raw = RawBackend()
     server_ca = trustme.CA()
     certs = cheese_certs()
     manifests = (backend_service("be", [be.port]) + encoded_manifests() + UNSUPPORTED
-                 + pass_tls_manifests(server_ca.issue_cert("*.example.com")))
+                 + pass_tls_manifests(server_ca.issue_cert("*.example.com"))
+                 + content_type_manifests(raw.port))
     proxy = Pyroute(tmp, manifests, workers=1, trusted=(TRUSTED,))
     proxy.start()
     yield {"port": proxy.port, "be": be, "proxy": proxy, "dir": proxy.mdir,
            "static": proxy.static, "tmp": tmp, "certs": certs, "server_ca": server_ca}
     proxy.stop()
     be.close()
+    raw.close()
 
 
 def client_ctx(env, chain=()):
@@ -429,3 +513,49 @@ def test_pass_tls_client_cert_keep_alive_and_resumption(env):
     again, _, reused = tls_exchange(env, ctx, "pt-pem.example.com", session=session)
     assert reused
     assert forwarded(again[0][2]) == want
+
+
+def ct(env, host, path, method="GET"):
+    """(status, Content-Type the client got or None, body)."""
+    with socket.create_connection(("127.0.0.1", env["port"]), timeout=10) as s:
+        s.sendall(("%s %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (method, path, host)).encode())
+        status, headers, body, _ = read_response(s, method == "HEAD")
+        return status, headers.get("content-type"), body
+
+
+def test_content_type_traefik_cases(env):
+    # TestAutoDetection
+    assert ct(env, "ct-none.test", "/json") == (200, "application/json", b"Test")
+    assert ct(env, "ct-none.test", "/test") == (200, None, b"Test")      # no sniffing by default
+    assert ct(env, "ct.test", "/json") == (200, "application/json", b"Test")
+    assert ct(env, "ct.test", "/test") == (200, "text/plain; charset=utf-8", b"Test")
+
+
+def test_content_type_detection(env):
+    assert ct(env, "ct.test", "/html") == (200, "text/html; charset=utf-8", HTML)
+    assert ct(env, "ct.test", "/png") == (200, "image/png", PNG)
+    assert ct(env, "ct-none.test", "/html") == (200, None, HTML)
+    # the head waits for the body's first bytes: Content-Length, chunked, until close
+    assert ct(env, "ct.test", "/late-html") == (200, "text/html; charset=utf-8", HTML)
+    assert ct(env, "ct.test", "/late-chunked") == (200, "text/html; charset=utf-8", HTML)
+    assert ct(env, "ct.test", "/close-html") == (200, "text/html; charset=utf-8", HTML)
+    # Go sniffs only bytes that are written: no body, HEAD, 204 -> no Content-Type
+    assert ct(env, "ct.test", "/empty") == (200, None, b"")
+    assert ct(env, "ct.test", "/close-empty") == (200, None, b"")
+    assert ct(env, "ct.test", "/html", "HEAD")[:2] == (200, None)
+    assert ct(env, "ct.test", "/no-content")[:2] == (204, None)
+    # a Content-Type line (even empty) or a Content-Encoding: left alone
+    assert ct(env, "ct.test", "/empty-ct") == (200, "", b"Test")
+    assert ct(env, "ct.test", "/gzip") == (200, None, b"Test")
+    # a Content-Type set by another middleware wins (Traefik: the middleware has no effect)
+    assert ct(env, "ct-hdr.test", "/html") == (200, "text/x-set", HTML)
+    # autoDetect (deprecated): true sniffs, false turns the middleware off
+    assert ct(env, "ct-auto.test", "/html")[1] == "text/html; charset=utf-8"
+    assert ct(env, "ct-off.test", "/html") == (200, None, HTML)
+    # an answer of a middleware after it with no body (encodedCharacters' 400): none
+    assert ct(env, "ct-ec.test", "/a%2fb") == (400, None, b"")
+    assert ct(env, "ct-ec.test", "/html")[1] == "text/html; charset=utf-8"
+    out = env["proxy"].output()
+    assert ("Middleware default/ct-off: spec.contentType.autoDetect: warning: AutoDetect "
+            "option is deprecated") in out
+    assert "Middleware default/ct-auto: spec.contentType.autoDetect: warning: AutoDetect" in out

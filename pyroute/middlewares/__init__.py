@@ -29,7 +29,7 @@ written ``plugin: {jwt: {...}}``; Traefik OSS knows no such plugin and refuses t
 """
 from ..errors import ConfigError
 from . import headers as _headers
-from .contenttype import DEPRECATED_AUTODETECT
+from .contenttype import DEPRECATED_AUTODETECT, ContentType
 from .passtls import PassTLSClientCert
 from .encoded import EncodedCharacters
 from .headers import Headers, edit_answer  # noqa: F401
@@ -45,6 +45,7 @@ KINDS = {
     "ipAllowList": IPAllowList,
     "encodedCharacters": EncodedCharacters,
     "passTLSClientCert": PassTLSClientCert,
+    "contentType": ContentType,
 }
 
 # Traefik Hub API Gateway middlewares (doc.traefik.io/traefik-hub): plugin name -> what it is.

@@ -179,12 +179,20 @@ class ContentType:
         # Traefik New(): autoDetect false returns next (nothing is re-enabled)
         self.enabled = auto is not False
 
-    @staticmethod
-    def sniffed(status, head, first):
-        """The Content-Type Go's server adds to a response whose head is ``head`` (a
-        ResponseHead) and whose first body bytes are ``first``, or None."""
-        if not first or not body_allowed(status):
-            return None
-        if head.get(b"content-type") is not None or head.get(b"content-encoding"):
-            return None
-        return detect_content_type(first).encode("ascii")
+    def on_response(self, ex, head):
+        # Traefik deletes the entry point's nil Content-Type before calling next: Go's server
+        # then sniffs when the response is written, with the headers it has by then — so
+        # the decision waits for the end of the response phase and the first body bytes
+        if self.enabled:
+            ex.sniff = sniff
+
+
+def sniff(head, first):
+    """Go's chunkWriter.writeHeader: a response with no Content-Type line (an empty one
+    counts as one), no non-empty Content-Encoding, a status that allows a body and body bytes
+    gets Content-Type: DetectContentType(first bytes)."""
+    if not first or not body_allowed(head.status):
+        return
+    if head.get(b"content-type") is not None or head.get(b"content-encoding"):
+        return
+    head.set(b"Content-Type", detect_content_type(first).encode("ascii"))
