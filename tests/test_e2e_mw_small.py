@@ -377,6 +377,16 @@ def test_encoded_characters_denied_by_default_and_allowed_one_by_one(env):
     assert get(env, "ec-slash.test", "/a%252Fb")[0] == 400
     assert get(env, "ec-percent.test", "/a%252fb")[0] == 200
     assert get(env, "ec-none.test", "/plain/path")[0] == 200
+    # pyroute explain reaches the same verdict, with the server's own middleware object
+    for host, path, status in (("ec-none.test", "/foo%2fbar", "400"),
+                               ("ec-slash.test", "/foo%2fbar", None)):
+        out = subprocess.run([sys.executable, "-m", "pyroute", "explain", "-c",
+                              str(env["static"]), str(env["dir"]), "GET",
+                              "http://%s%s" % (host, path)],
+                             capture_output=True, text=True, timeout=120).stdout
+        lines = [ln.split() for ln in out.splitlines()]
+        assert (["status", status] in lines) if status else not any(
+            ln[:2] == ["status", "400"] for ln in lines), out
 
 
 def test_unsupported_kinds_disable_their_routers_and_are_reported(env):

@@ -311,7 +311,8 @@ class Explainer:
 
 # Kinds whose answer (or path edit) explain takes from the very middleware objects the
 # server runs (pyroute.middlewares), so explain and run reach one verdict on them.
-_RUN_KINDS = ("ipAllowList", "ipWhiteList", "redirectScheme", "stripPrefix", "addPrefix")
+_RUN_KINDS = ("ipAllowList", "ipWhiteList", "redirectScheme", "stripPrefix", "addPrefix",
+              "encodedCharacters")
 
 
 class _Probe:
@@ -371,8 +372,8 @@ def _runtime(m):
 def _middleware_answer(m, ctx):
     """(status, why) when a middleware answers the request itself, else None.
 
-    ipAllowList, redirectScheme and stripPrefix (its 400) are decided by the server's own
-    middleware objects; basicAuth/digestAuth without credentials is a 401.
+    ipAllowList, redirectScheme, stripPrefix (its 400) and encodedCharacters are decided by
+    the server's own middleware objects; basicAuth/digestAuth without credentials is a 401.
     """
     kind, cfg = m.get("type"), m.get("config") or {}
     if kind in _RUN_KINDS:
@@ -394,6 +395,8 @@ def _middleware_answer(m, ctx):
             loc = [ln for ln in answer.split(b"\r\n") if ln.lower().startswith(b"location:")]
             return status, "redirect to " + (loc[0][9:].strip().decode("latin-1")
                                               if loc else "?")
+        if kind == "encodedCharacters":
+            return status, "the path holds an encoded character the middleware refuses"
         return status, "the path left after stripping needs cleaning (dot segments): refused"
     if kind in ("basicAuth", "digestAuth"):
         field = "authorization"
