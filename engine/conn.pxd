@@ -41,6 +41,8 @@ cdef class Env:
     cdef public double now                # monotonic time of the current loop turn
     cdef public bint draining
     cdef public set clients
+    cdef public list observers            # callables(ex) when an exchange ends (access log,
+                                          # metrics); empty: nothing observed
     cdef public object pools
     cdef bytearray rbuf                   # the worker's one receive buffer (recv_into)
     cdef char *rptr                       # its bytes (never resized)

@@ -139,6 +139,7 @@ cdef class Env:
         self.draining = False
         self.now = loop.now
         self.clients = set()
+        self.observers = []
         self.rbuf = bytearray(RECV_SIZE)
         self.rptr = PyByteArray_AS_STRING(self.rbuf)
 
@@ -1239,6 +1240,15 @@ cdef class ClientConn(UpstreamUser):
             ex.service.done(ex)
             ex.service = None
         ex.complete()
+        if self.env.observers:
+            # observation reads the finished exchange once (access log, metrics): nothing
+            # of it runs when nothing is switched on
+            ex.ended = self.env.now
+            for observe in self.env.observers:
+                try:
+                    observe(ex)
+                except Exception as e:
+                    self.loop._fail(None, e)
 
     cdef bint body_pending(self):
         return self.state == S_BODY

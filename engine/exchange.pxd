@@ -48,6 +48,7 @@ cdef class Exchange:
     cdef public int origin_status         # the backend's status (0: none)
     cdef public double started            # monotonic time the head was read
     cdef public long long bytes_out       # response bytes sent (body included)
+    cdef public double ended              # monotonic time it ended (set when observed)
 
     cdef void complete(self) except *
 

@@ -59,6 +59,9 @@ SERVICE_ROWS = (
 )
 
 ROWS = (
+    ("Middleware", "spec.rateLimit.redis", REFUSED,
+     "not implemented: the routers using it are disabled (the in-memory limit holds for the "
+     "instance, not across replicas)"),
     ("IngressRoute", "spec.entryPoints", SUPPORTED, ""),
     ("IngressRoute", "spec.ingressClassName", SUPPORTED, "as providers.kubernetesCRD."
                                                          "ingressClass selects"),

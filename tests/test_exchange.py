@@ -20,6 +20,7 @@ from pyroute._engine.exchange import WAIT, ResponseHead
 from pyroute._engine.rules import RouteTable
 from pyroute.proxy.snapshot import (Chained, EntryPointRuntime, EntryRoutes, LoadBalancer,
                                     Pools, Route, Server)
+from pyroute.middlewares import Headers
 from pyroute.server.loop import EPOLLIN, Loop
 from pyroute.static import EntryPoint
 
@@ -232,7 +233,13 @@ def h():
     dead.close()
     dead_pool = h.pools.get("127.0.0.1", dead_port, TRANSPORT)
     h.auth = auth
+    dead_server = Server("http://127.0.0.1:%d" % dead_port, dead_pool,
+                         b"127.0.0.1:%d" % dead_port, True)
+    dead_service = LoadBalancer([dead_server], [1], "wrr", None, ())
+    custom = Headers({"customResponseHeaders": {"X-Custom": "yes", "Server": ""}})
     h.serve([
+        ("PathPrefix(`/err-static`)", h.route("es", [custom], dead_service)),
+        ("PathPrefix(`/err-phased`)", h.route("ep", [custom, Mark("m", h.log)], dead_service)),
         ("PathPrefix(`/order`)", h.route("order", [Mark("outer", h.log), Mark("inner", h.log)])),
         ("PathPrefix(`/deny`)", h.route("deny", [Mark("outer", h.log), Deny()])),
         ("PathPrefix(`/later`)", h.route("later", [Later(0.05), Mark("m", h.log)])),
@@ -452,6 +459,14 @@ def test_a_service_level_middleware_can_wait(h):
     assert status == 200
     assert _upstream(body, "x-mark") == ["router", "svc"]
     assert [e for e in h.log if e[0] == "resp"] == [("resp", b"svc"), ("resp", b"router")]
+
+
+def test_pyroute_s_own_errors_pass_back_through_the_route_s_middlewares(h):
+    # Traefik: the proxy's 502 is written through the headers middleware's wrapped writer
+    status, headers, _, _ = h.get("/err-static")
+    assert status == 502 and headers["x-custom"] == "yes"
+    status, headers, _, _ = h.get("/err-phased")
+    assert status == 502 and headers["x-custom"] == "yes" and headers["x-seen"] == "m"
 
 
 def test_response_head_editing():

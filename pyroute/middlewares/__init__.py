@@ -35,6 +35,7 @@ from .encoded import EncodedCharacters
 from .headers import Headers, edit_answer  # noqa: F401
 from .ipallowlist import IPAllowList
 from .path import AddPrefix, StripPrefix
+from .ratelimit import InFlightReq, RateLimit
 from .redirect import RedirectScheme
 
 KINDS = {
@@ -46,7 +47,11 @@ KINDS = {
     "encodedCharacters": EncodedCharacters,
     "passTLSClientCert": PassTLSClientCert,
     "contentType": ContentType,
+    "rateLimit": RateLimit,
+    "inFlightReq": InFlightReq,
 }
+# kinds whose state is kept per middleware name (Traefik keys a limiter's sources by it)
+NAMED = {"rateLimit", "inFlightReq"}
 
 # Traefik Hub API Gateway middlewares (doc.traefik.io/traefik-hub): plugin name -> what it is.
 # Traefik OSS has none of them (its plugin builder: "unknown plugin type").
@@ -101,6 +106,13 @@ def build(name, config):
         raise ConfigError(message, kind="Middleware", name=name,
                           field=kind + ("." + field if field else ""))
     try:
+        if kind in NAMED:
+            # the parameters are part of the name: a reload that changes them starts afresh
+            # (Traefik rebuilds the limiter), one that keeps them keeps the counts
+            import json
+            return factory(config[kind] or {},
+                           name="%s#%s" % (name, json.dumps(config[kind], sort_keys=True,
+                                                            default=str)))
         return factory(config[kind] or {})
     except (ValueError, TypeError, KeyError) as e:
         raise ConfigError(str(e), kind="Middleware", name=name, field=kind) from None
