@@ -59,9 +59,8 @@ SERVICE_ROWS = (
 )
 
 ROWS = (
-    ("Middleware", "spec.rateLimit.redis", REFUSED,
-     "not implemented: the routers using it are disabled (the in-memory limit holds for the "
-     "instance, not across replicas)"),
+    ("Middleware", "spec.rateLimit.redis.minIdleConns", IGNORED,
+     "redis-py opens connections on demand (poolSize / maxActiveConns bound them)"),
     ("IngressRoute", "spec.entryPoints", SUPPORTED, ""),
     ("IngressRoute", "spec.ingressClassName", SUPPORTED, "as providers.kubernetesCRD."
                                                          "ingressClass selects"),

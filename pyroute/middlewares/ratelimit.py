@@ -7,9 +7,9 @@ up to Traefik's maxDelay (1/(2*rate), 0.5 s below 1 request/s) — on a loop tim
 serving others meanwhile; a longer wait is refused at once: 429 with ``Retry-After`` (whole
 seconds, rounded up) and ``X-Retry-In`` (Go's duration text), body "Too Many Requests".
 The buckets live in memory shared by every worker (engine/limits.pyx): one limit for the
-instance, whichever worker a client reaches. ``redis`` (buckets shared across replicas) is
-not run yet: a middleware that sets it is refused with an error (its routers disabled)
-rather than limiting per instance while the user asked for a shared limit.
+instance, whichever worker a client reaches. With ``redis`` they live in Redis instead, kept
+by Traefik's own script under Traefik's keys (pyroute/middlewares/ratelimit_redis.py): one
+limit across replicas.
 
 inFlightReq: at most ``amount`` requests in flight per source (default: the request host);
 one more gets 429 "max connections reached: <amount>"; the count is released when the
@@ -45,16 +45,21 @@ def _answer(code, body, extra=b""):
             b"Content-Length: %d\r\n\r\n" % len(body) + body)
 
 
+def _go_error(code, text):
+    # Go's http.Error: text/plain, nosniff, the text and a newline
+    body = text + b"\n"
+    return (status_line(code) + b"Content-Type: text/plain; charset=utf-8\r\n"
+            b"X-Content-Type-Options: nosniff\r\nContent-Length: %d\r\n\r\n" % len(body)
+            + body)
+
+
 class RateLimit:
-    __slots__ = ("source", "bucket", "max_delay_ns", "rate", "name")
+    __slots__ = ("source", "bucket", "max_delay_ns", "rate", "name", "redis")
     static = False
 
     def __init__(self, spec, name="rate-limiter"):
         if not isinstance(spec, dict):
             raise ValueError("rateLimit: expected a mapping")
-        if spec.get("redis") is not None:
-            raise ValueError("redis: the Redis-backed rate limiter is not supported by "
-                             "pyroute yet (it would limit per instance, not across replicas)")
         self.name = name
         self.source = SourceCriterion(spec.get("sourceCriterion"), "ip")
         average = _int(spec, "average")
@@ -83,11 +88,26 @@ class RateLimit:
             ttl += int(1 / rate)
         self.bucket = TokenBucket(name.encode("utf-8"), rate, burst, max_delay, ttl)
         self.max_delay_ns = int(max_delay * 1e9)
+        self.redis = None
+        if spec.get("redis") is not None:
+            from .ratelimit_redis import RedisBuckets
+            # Traefik's key is "rate:<middleware name>:<source>": the name as Traefik has it
+            self.redis = RedisBuckets(spec["redis"], name.split("#", 1)[0], rate, burst,
+                                      max_delay, ttl)
 
     def on_request(self, ex):
         if self.bucket.unlimited:
             return None
-        delay = self.bucket.reserve(self.source.get(ex))
+        if self.redis is not None:
+            loop = ex.loop
+
+            def done(delay_us, error):
+                loop.call_soon_threadsafe(self._decided, ex, delay_us, error)
+            self.redis.allow(self.source.get(ex), done)
+            return WAIT
+        return self._decide(ex, self.bucket.reserve(self.source.get(ex)))
+
+    def _decide(self, ex, delay):
         if delay > self.max_delay_ns:
             retry = b"Retry-After: %d\r\nX-Retry-In: %s\r\n" % (
                 math.ceil(delay / 1e9), go_duration(delay).encode("utf-8"))
@@ -96,6 +116,21 @@ class RateLimit:
             return None
         ex.loop.call_later(delay / 1e9, ex.resume)
         return WAIT
+
+    def _decided(self, ex, delay_us, error):
+        # on the loop: the Redis script's answer for a request that waits for it
+        if error is not None:
+            # Traefik: http.Error(rw, "Could not insert/update bucket", 500)
+            ex.answer(_go_error(500, b"Could not insert/update bucket"))
+            return
+        if delay_us is None:
+            ex.answer(_go_error(429, b"No bursty traffic allowed"))
+            return
+        answer = self._decide(ex, int(delay_us * 1000))
+        if answer is None:
+            ex.resume()
+        elif answer is not WAIT:
+            ex.answer(answer)
 
 
 class InFlightReq:
