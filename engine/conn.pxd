@@ -249,6 +249,7 @@ cdef class ClientConn(UpstreamUser):
     cdef bytes _own_answer(self, Exchange ex, bytes data)
     cdef void _end_exchange(self, int status) except *
     cdef bytes _release_held(self, bytes first)
+    cdef void _again(self, UpstreamConn failed) except *
     cdef bytes _transform(self, bytes data, bint last)
     cdef void _request_sent(self) except *
     cdef void feed_body(self, bytes data) except *

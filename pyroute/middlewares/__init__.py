@@ -35,7 +35,9 @@ from .encoded import EncodedCharacters
 from .headers import Headers, edit_answer  # noqa: F401
 from .ipallowlist import IPAllowList
 from .path import AddPrefix, StripPrefix
+from .circuitbreaker import CircuitBreaker
 from .ratelimit import InFlightReq, RateLimit
+from .retry import Retry
 from .redirect import RedirectScheme
 
 KINDS = {
@@ -49,9 +51,11 @@ KINDS = {
     "contentType": ContentType,
     "rateLimit": RateLimit,
     "inFlightReq": InFlightReq,
+    "circuitBreaker": CircuitBreaker,
+    "retry": Retry,
 }
 # kinds whose state is kept per middleware name (Traefik keys a limiter's sources by it)
-NAMED = {"rateLimit", "inFlightReq"}
+NAMED = {"rateLimit", "inFlightReq", "circuitBreaker"}
 
 # Traefik Hub API Gateway middlewares (doc.traefik.io/traefik-hub): plugin name -> what it is.
 # Traefik OSS has none of them (its plugin builder: "unknown plugin type").
