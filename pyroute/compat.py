@@ -153,7 +153,9 @@ MIDDLEWARE_NOTES = {
               "plugin type\")",
     "contentType": "Go's sniffing (DetectContentType) on the first body bytes; none without "
                    "the middleware, as Traefik v3; autoDetect is deprecated (a warning)",
-    "passTLSClientCert": "pem and every info field, in Traefik's header format",
+    "passTLSClientCert": "pem and every info field, in Traefik's header format; a TLS "
+                         "session resumed on another worker than its full handshake passes "
+                         "only the client's own certificate, not the chain it sent",
     "encodedCharacters": "Traefik v3.6's per-router check (400)",
 }
 
