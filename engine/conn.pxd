@@ -2,7 +2,7 @@
 cimport cython
 from pyroute._engine.http1 cimport (RequestParser, ResponseParser, Request, Response,
                                     ChunkedDecoder, Forwarder)
-from pyroute._engine.exchange cimport Exchange
+from pyroute._engine.exchange cimport Exchange, ResponseHead
 
 
 cdef enum ClientState:
@@ -218,6 +218,8 @@ cdef class ClientConn(UpstreamUser):
     cdef public bytes retry_head
     cdef bint resp_phase                  # the route has response-phase middlewares
     cdef bint transforming                # the body goes through the exchange's transforms
+    cdef ResponseHead held                # a head held for its first body bytes (ex.sniff)
+    cdef list held_out                    # output that waits behind it (framing, nothing else)
     cdef bytes orig_path                  # the request's path, when it went through no
                                           # normalisation (sent as is unless replaced)
     cdef bint query_changed               # normalisation changed the query (';' -> '&')
@@ -254,6 +256,7 @@ cdef class ClientConn(UpstreamUser):
     cdef void _answer(self, Exchange ex, bytes answer) except *
     cdef bytes _own_answer(self, Exchange ex, bytes data)
     cdef void _end_exchange(self, int status) except *
+    cdef bytes _release_held(self, bytes first)
     cdef void _again(self, UpstreamConn failed) except *
     cdef bytes _transform(self, bytes data, bint last)
     cdef void _request_sent(self) except *

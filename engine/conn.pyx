@@ -925,6 +925,8 @@ cdef class ClientConn(UpstreamUser):
         self.ubuf = None
         self.resp_phase = False
         self.transforming = False
+        self.held = None
+        self.held_out = None
         self.sent_100 = False
         self.up_ok = True
         self.retry_head = None
@@ -1903,6 +1905,8 @@ cdef class ClientConn(UpstreamUser):
                 self._release_upstream(False)
                 self.resp_state = R_DONE
                 body = rh.body if not self.head_req else b""
+                if ex.sniff is not None:
+                    ex.sniff(rh, body)
                 ex.bytes_out += len(body)
                 self.write_head(rh.serialize(), body)
                 if self.state != S_CLOSED:
@@ -1919,7 +1923,14 @@ cdef class ClientConn(UpstreamUser):
                     self.keep_alive = False
                 else:
                     rh.set(b"Transfer-Encoding", b"chunked")
-            head = rh.serialize()
+            if ex.sniff is not None and mode != F_ASIS and not self.head_req:
+                # a middleware decides on the first body bytes (contentType: Go's server
+                # sniffs the first write): the head waits for them, or for the body's end
+                self.held = rh
+                self.held_out = []
+                head = None
+            else:
+                head = rh.serialize()
         self.resp_state = R_BODY
         if mode == F_ASIS:
             if rest:
@@ -1938,6 +1949,7 @@ cdef class ClientConn(UpstreamUser):
         cdef Py_ssize_t n, pos, end
         cdef ChunkedDecoder dec
         cdef list parts
+        cdef bytes plain = None     # the body bytes of ``data``, for a held head
         if mode == F_LENGTH:
             left = self.resp_left
             n = len(data)
@@ -1953,7 +1965,8 @@ cdef class ClientConn(UpstreamUser):
             dec = self.resp_dec
             pos = 0
             end = len(data)
-            parts = None if mode == F_CHUNKED and not self.transforming else []
+            parts = (None if mode == F_CHUNKED and not self.transforming
+                     and self.held is None else [])
             try:
                 while pos < end and not dec.done:
                     pos = dec.feed(data, pos, end)
@@ -1974,13 +1987,29 @@ cdef class ClientConn(UpstreamUser):
             if parts is None:
                 if pos < end:
                     data = data[:pos]
+            elif mode == F_CHUNKED and not self.transforming:
+                # held head, chunks relayed as they are: the body bytes are for the sniff
+                plain = b"".join(parts)
+                if pos < end:
+                    data = data[:pos]
             else:
                 data = b"".join(parts)
         elif mode == F_RECHUNK and not self.transforming:
             if data:
+                plain = data
                 data = chunk_header(len(data)) + data + b"\r\n"
+        if self.held is not None and plain is None:
+            plain = data
         if self.transforming:
             data = self._transform(data, done)
+        if self.held is not None:
+            if not plain and not done:
+                self.held_out.append(data)       # framing only: wait for body bytes
+                return
+            head = self._release_held(plain)
+            if self.held_out:
+                data = b"".join(self.held_out) + data
+            self.held_out = None
         self.ex.bytes_out += len(data)
         if head is not None:
             ok = self.write_head(head, data)
@@ -1993,6 +2022,14 @@ cdef class ClientConn(UpstreamUser):
             self._maybe_finish()
         elif not ok:
             up.paused = True
+
+    cdef bytes _release_held(self, bytes first):
+        # the held head, once the body's first bytes (or its end) are there: ex.sniff decides
+        # on them, with the head as the whole response phase left it
+        cdef ResponseHead rh = self.held
+        self.held = None
+        self.ex.sniff(rh, first or b"")
+        return rh.serialize()
 
     cdef bytes _transform(self, bytes data, bint last):
         # the body through the exchange's transforms, in the order they were added (the
@@ -2029,6 +2066,10 @@ cdef class ClientConn(UpstreamUser):
         if self.resp_state == R_BODY and (self.resp_mode == F_RECHUNK or self.resp_mode == F_RAW):
             # the until-close body ended
             self.up_ok = False
+            if self.held is not None:
+                # an empty body: the held head leaves as it is
+                self.write(self._release_held(b"") + b"".join(self.held_out))
+                self.held_out = None
             if self.transforming:
                 self.write(self._transform(b"", True))
             elif self.resp_mode == F_RECHUNK:

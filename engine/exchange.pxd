@@ -34,6 +34,9 @@ cdef class Exchange:
     cdef public bint cancelled            # the client went away (or the exchange was cut)
     cdef public bint done
     cdef public list transforms           # body transforms (feed/finish), innermost first
+    cdef public object sniff              # callable(head, first body bytes) run once the
+                                          # response phase is over and before the head leaves
+                                          # (contentType: Go sniffs the first write), or None
     # --- the upstream side
     cdef public object service            # told ``done(ex)`` when the exchange ends (p2c)
     cdef public object server             # ServerTarget picked

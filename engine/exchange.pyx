@@ -226,6 +226,8 @@ def edit_answer(Exchange ex, bytes answer):
     cdef ResponseHead h = run_response_phase(ex, answer[:end + 4], body)
     if h.body is not body and not h.replaced:
         h.set(b"Content-Length", b"%d" % len(h.body))
+    if ex.sniff is not None and ex.req is not None and ex.req.method != b"HEAD":
+        ex.sniff(h, h.body or b"")
     return h.serialize() + (h.body if h.body is not None else b"")
 
 

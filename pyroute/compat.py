@@ -174,6 +174,21 @@ KIND_NOTES = {
     "redirectRegex": "the URL as Traefik's rawURL builds it (X-Forwarded-Proto is not read)",
 }
 
+# Notes on middleware kinds (the status comes from pyroute.middlewares.KINDS)
+MIDDLEWARE_NOTES = {
+    "plugin": "pyroute runs no plugins: the Middleware and the routers using it are "
+              "disabled. Traefik Hub's middlewares (apiKey, jwt, oidc, ldap, hmac, opa, "
+              "oAuthClientCredentials, oAuthIntrospection, distributedRateLimit, coraza) are "
+              "written as plugins, which Traefik OSS refuses the same way (\"plugin: unknown "
+              "plugin type\")",
+    "contentType": "Go's sniffing (DetectContentType) on the first body bytes; none without "
+                   "the middleware, as Traefik v3; autoDetect is deprecated (a warning)",
+    "passTLSClientCert": "pem and every info field, in Traefik's header format; a TLS "
+                         "session resumed on another worker than its full handshake passes "
+                         "only the client's own certificate, not the chain it sent",
+    "encodedCharacters": "Traefik v3.6's per-router check (400)",
+}
+
 # Ignored fields whose warning another module already gives, with more detail (pyroute.tls).
 WARNED_ELSEWHERE = {("TLSStore", "spec.defaultGeneratedCert")}
 
@@ -229,12 +244,15 @@ def _rows():
     for kind in _middleware_kinds():
         if kind in kinds:
             # a kind's own note (pyroute.middlewares.<module>: ``compat_note``), else the
-            # table's, where it differs
+            # tables', where it differs
             rows[("Middleware", "spec." + kind)] = (
-                SUPPORTED, getattr(kinds[kind], "compat_note", "") or KIND_NOTES.get(kind, ""))
+                SUPPORTED, getattr(kinds[kind], "compat_note", "") or KIND_NOTES.get(kind, "")
+                or MIDDLEWARE_NOTES.get(kind, ""))
         else:
             rows[("Middleware", "spec." + kind)] = (
-                REFUSED, "not implemented: the routers using it are disabled")
+                REFUSED, MIDDLEWARE_NOTES.get(
+                    kind, "not implemented: the Middleware and the routers using it are "
+                          "disabled"))
     # headers options: the middleware module's lists (CUSTOM implemented; DEPRECATED no-ops,
     # as in Traefik v3; the security and CORS options refused)
     supported_headers = getattr(headers, "SUPPORTED", None) or getattr(headers, "CUSTOM", None)

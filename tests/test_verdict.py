@@ -277,7 +277,8 @@ def test_explain_never_simulates_a_router_run_disables(tmp_path):
     assert [x["router"] for x in res["disabled"]][0].startswith("default-plug-")
     assert "plugin" in " ".join(res["disabled"][0]["error"])
     assert any("would match but is disabled" in n for n in res["notes"])
-    assert "configuration has 1 error" in err.getvalue()
+    # the Middleware's own error (its kind) and its router's
+    assert "configuration has 2 error(s)" in err.getvalue()
 
 
 def test_explain_disabled_router_alone_is_404(tmp_path):

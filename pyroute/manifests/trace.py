@@ -318,7 +318,8 @@ class Explainer:
 # Kinds whose answer (or path edit) explain takes from the very middleware objects the
 # server runs (pyroute.middlewares), so explain and run reach one verdict on them.
 _RUN_KINDS = ("ipAllowList", "ipWhiteList", "redirectScheme", "redirectRegex", "stripPrefix",
-              "stripPrefixRegex", "addPrefix", "replacePath", "replacePathRegex", "headers")
+              "stripPrefixRegex", "addPrefix", "replacePath", "replacePathRegex", "headers",
+              "encodedCharacters")
 # Kinds that rewrite the path (and add a header) as the server's objects do
 _PATH_KINDS = ("stripPrefix", "stripPrefixRegex", "addPrefix", "replacePath",
                "replacePathRegex", "redirectRegex")
@@ -381,8 +382,8 @@ def _runtime(m):
 def _middleware_answer(m, ctx):
     """(status, why) when a middleware answers the request itself, else None.
 
-    ipAllowList, redirectScheme and stripPrefix (its 400) are decided by the server's own
-    middleware objects; basicAuth/digestAuth without credentials is a 401.
+    ipAllowList, redirectScheme, stripPrefix (its 400) and encodedCharacters are decided by
+    the server's own middleware objects; basicAuth/digestAuth without credentials is a 401.
     """
     kind, cfg = m.get("type"), m.get("config") or {}
     if kind in _RUN_KINDS:
@@ -409,6 +410,8 @@ def _middleware_answer(m, ctx):
         if kind in ("ipAllowList", "ipWhiteList"):
             return status, "client IP %s is not in %s" % (
                 mw.client_ip(probe) or "(none)", ", ".join(cfg.get("sourceRange") or ()))
+        if kind == "encodedCharacters":
+            return status, "the path holds an encoded character the middleware refuses"
         loc = [ln for ln in answer.split(b"\r\n") if ln.lower().startswith(b"location:")]
         if loc:
             return status, "redirect to " + loc[0][9:].strip().decode("latin-1")

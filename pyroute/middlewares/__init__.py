@@ -21,11 +21,18 @@ A middleware object has any of:
 Routes whose chain has no ``on_response``/``on_complete`` keep every response edit compiled
 (pyroute.proxy.snapshot.Route explains both modes).
 
-A kind pyroute does not implement (yet) is an error that disables the routers using it.
+A kind pyroute does not implement (yet) is an error on the Middleware (``check``: the
+Middleware is disabled, ``pyroute check`` names its file, line and field) that disables the
+routers using it. The Traefik Hub API Gateway middlewares (apiKey, jwt, oidc, ...) are
+written ``plugin: {jwt: {...}}``; Traefik OSS knows no such plugin and refuses them with
+"plugin: unknown plugin type: jwt", and so does pyroute (it runs no plugins at all).
 """
 from ..errors import ConfigError
 from . import forwardauth as _forwardauth
 from . import headers as _headers
+from .contenttype import DEPRECATED_AUTODETECT, ContentType
+from .passtls import PassTLSClientCert
+from .encoded import EncodedCharacters
 from .auth import BasicAuth, DigestAuth
 from .forwardauth import ForwardAuth
 from .headers import Headers, edit_answer  # noqa: F401
@@ -66,6 +73,9 @@ KINDS = {
     "redirectScheme": RedirectScheme,
     "redirectRegex": RedirectRegex,
     "ipAllowList": IPAllowList,
+    "encodedCharacters": EncodedCharacters,
+    "passTLSClientCert": PassTLSClientCert,
+    "contentType": ContentType,
     "ipWhiteList": IPWhiteList,
     "chain": Chain,
     "basicAuth": BasicAuth,
@@ -79,6 +89,44 @@ KINDS = {
 # kinds whose state is kept per middleware name (Traefik keys a limiter's sources by it)
 NAMED = {"rateLimit", "inFlightReq", "circuitBreaker"}
 
+# Traefik Hub API Gateway middlewares (doc.traefik.io/traefik-hub): plugin name -> what it is.
+# Traefik OSS has none of them (its plugin builder: "unknown plugin type").
+HUB_PLUGINS = {
+    "apiKey": "API Key Authentication",
+    "coraza": "Coraza Web Application Firewall",
+    "distributedRateLimit": "Distributed RateLimit",
+    "hmac": "HMAC",
+    "jwt": "JWT Authentication",
+    "ldap": "LDAP Authentication",
+    "oAuthClientCredentials": "OAuth 2.0 Client Credentials Authentication",
+    "oAuthIntrospection": "OAuth 2.0 Token Introspection Authentication",
+    "oidc": "OpenID Connect Authentication",
+    "opa": "Open Policy Agent",
+}
+
+
+def unsupported(kind, spec):
+    """``(field, message)`` when pyroute cannot run a middleware of ``kind`` (None when it
+    can): the ``field`` (below ``spec.<kind>``, or None) and the message, Traefik's own for
+    a plugin it does not know."""
+    if kind in KINDS:
+        return None
+    if kind == "plugin":
+        # Traefik findPluginConfig, then plugins.Builder.Build
+        if not isinstance(spec, dict) or len(spec) != 1:
+            return None, ("plugin: invalid configuration: no configuration or too many plugin "
+                          "definition")
+        name = next(iter(spec))
+        if not name:
+            return None, "plugin: missing plugin type"
+        message = "plugin: unknown plugin type: %s" % name
+        if name in HUB_PLUGINS:
+            message += (" (%s is Traefik Hub's %s middleware, which Traefik OSS does not have)"
+                        % (name, HUB_PLUGINS[name]))
+        else:
+            message += " (pyroute runs no plugins)"
+        return name, message
+    return None, "middleware kind %r is not supported by pyroute yet" % kind
 # kinds Traefik still runs but logs as deprecated when it builds them
 DEPRECATED_KINDS = {
     "ipWhiteList": "Middleware of type IPWhiteList is deprecated, please use IPAllowList "
@@ -132,8 +180,9 @@ def build(name, config, router=None):
     kind = kinds[0]
     factory = KINDS.get(kind)
     if factory is None:
-        raise ConfigError("middleware kind %r is not supported by pyroute yet" % kind,
-                          kind="Middleware", name=name, field=kind)
+        field, message = unsupported(kind, config[kind])
+        raise ConfigError(message, kind="Middleware", name=name,
+                          field=kind + ("." + field if field else ""))
     try:
         if kind in NAMED:
             # the parameters are part of the name: a reload that changes them starts afresh
@@ -160,11 +209,14 @@ def check(kind, spec):
     """Problems with a middleware spec as Traefik sees them, for the manifests layer:
     ``[(severity, field, message)]`` — "error" where Traefik refuses to build the middleware
     (the middleware and its routers are disabled), "warning" for what Traefik accepts but
-    ignores or deprecates. Kinds pyroute does not run, and options of these kinds it cannot
-    run yet, are reported when the configuration is compiled (``build``)."""
+    ignores or deprecates. A kind pyroute does not run is an error too (the Middleware and
+    its routers are disabled, as the compiler would, so ``check --dump`` shows it disabled);
+    options of the kinds it runs that it cannot run yet are reported when the configuration
+    is compiled (``build``)."""
     factory = KINDS.get(kind)
     if factory is None:
-        return []
+        field, message = unsupported(kind, spec)
+        return [("error", field, message)]
     spec = spec if spec is not None else {}
     out = []
     built = None
@@ -197,4 +249,7 @@ def check(kind, spec):
         # Traefik New(): logs this and honours the value
         out.append(("warning", "forceSlash", "`ForceSlash` option is deprecated, please "
                     "remove any usage of this option."))
+    if kind == "contentType" and isinstance(spec, dict) and spec.get("autoDetect") is not None:
+        # Traefik contenttype.New() logs this (autoDetect false: the middleware does nothing)
+        out.append(("warning", "autoDetect", DEPRECATED_AUTODETECT))
     return out
