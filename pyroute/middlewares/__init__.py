@@ -25,6 +25,7 @@ A kind pyroute does not implement (yet) is an error that disables the routers us
 """
 from ..errors import ConfigError
 from . import headers as _headers
+from .compress import Compress
 from .headers import Headers, edit_answer  # noqa: F401
 from .ipallowlist import IPAllowList
 from .path import AddPrefix, StripPrefix
@@ -36,6 +37,7 @@ KINDS = {
     "headers": Headers,
     "redirectScheme": RedirectScheme,
     "ipAllowList": IPAllowList,
+    "compress": Compress,
 }
 
 
