@@ -29,6 +29,7 @@ from .compress import Compress
 from .headers import Headers, edit_answer  # noqa: F401
 from .ipallowlist import IPAllowList
 from .path import AddPrefix, StripPrefix
+from .ratelimit import InFlightReq, RateLimit
 from .redirect import RedirectScheme
 
 KINDS = {
@@ -37,11 +38,15 @@ KINDS = {
     "headers": Headers,
     "redirectScheme": RedirectScheme,
     "ipAllowList": IPAllowList,
+    "rateLimit": RateLimit,
+    "inFlightReq": InFlightReq,
     "compress": Compress,
 }
+# kinds whose state is kept per middleware name (Traefik keys a limiter's sources by it)
+NAMED = {"rateLimit", "inFlightReq"}
 
 
-def build(name, config):
+def build(name, config, router=None):
     """The middleware object for ``http.middlewares[name]``; ConfigError when unsupported."""
     kinds = [k for k in config if k not in ("status", "error", "errors")]
     if len(kinds) != 1:
@@ -53,6 +58,14 @@ def build(name, config):
         raise ConfigError("middleware kind %r is not supported by pyroute yet" % kind,
                           kind="Middleware", name=name, field=kind)
     try:
+        if kind in NAMED:
+            # the parameters are part of the name: a reload that changes them starts afresh
+            # (Traefik rebuilds the limiter), one that keeps them keeps the counts
+            import json
+            return factory(config[kind] or {},
+                           name="%s#%s#%s" % (name, router or "",
+                                              json.dumps(config[kind], sort_keys=True,
+                                                         default=str)))
         return factory(config[kind] or {})
     except (ValueError, TypeError, KeyError) as e:
         raise ConfigError(str(e), kind="Middleware", name=name, field=kind) from None
