@@ -148,6 +148,14 @@ ROWS = (
 WARNED_ELSEWHERE = {("TLSStore", "spec.defaultGeneratedCert")}
 
 # Traefik kinds pyroute does not serve: each object is dropped with a warning naming it.
+# notes on middleware kinds pyroute runs (their options follow the kind's status)
+KIND_NOTES = {
+    "compress": "minResponseBodyBytes decided from the head (a Content-Length under it: not "
+                "compressed; no length: compressed, as Traefik's per-write flush does); with "
+                "includedContentTypes, a response without Content-Type is not gzipped (gzhttp "
+                "sniffs one from the body)",
+}
+
 IGNORED_KINDS = {
     "IngressRouteTCP": "TCP routing is not implemented",
     "IngressRouteUDP": "UDP routing is not implemented",
@@ -198,7 +206,7 @@ def _rows():
     kinds = getattr(middlewares, "KINDS", {})
     for kind in _middleware_kinds():
         if kind in kinds:
-            rows[("Middleware", "spec." + kind)] = (SUPPORTED, "")
+            rows[("Middleware", "spec." + kind)] = (SUPPORTED, KIND_NOTES.get(kind, ""))
         else:
             rows[("Middleware", "spec." + kind)] = (
                 REFUSED, "not implemented: the routers using it are disabled")
