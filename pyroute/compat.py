@@ -154,6 +154,9 @@ KIND_NOTES = {
                 "compressed; no length: compressed, as Traefik's per-write flush does); with "
                 "includedContentTypes, a response without Content-Type is not gzipped (gzhttp "
                 "sniffs one from the body)",
+    "errors": "the page through a sub-request to the service's servers; an error service "
+              "with service-level middlewares is refused; X-Forwarded-* not added to the "
+              "page request",
 }
 
 IGNORED_KINDS = {

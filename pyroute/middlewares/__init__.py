@@ -26,6 +26,7 @@ A kind pyroute does not implement (yet) is an error that disables the routers us
 from ..errors import ConfigError
 from . import headers as _headers
 from .compress import Compress
+from .errors import Errors
 from .headers import Headers, edit_answer  # noqa: F401
 from .ipallowlist import IPAllowList
 from .path import AddPrefix, StripPrefix
@@ -41,6 +42,7 @@ KINDS = {
     "rateLimit": RateLimit,
     "inFlightReq": InFlightReq,
     "compress": Compress,
+    "errors": Errors,
 }
 # kinds whose state is kept per middleware name (Traefik keys a limiter's sources by it)
 NAMED = {"rateLimit", "inFlightReq"}
@@ -48,7 +50,9 @@ NAMED = {"rateLimit", "inFlightReq"}
 
 def build(name, config, router=None):
     """The middleware object for ``http.middlewares[name]``; ConfigError when unsupported."""
-    kinds = [k for k in config if k not in ("status", "error", "errors")]
+    # "status"/"error": the runtime shape's state; "errors" is the error-page kind (an object)
+    kinds = [k for k in config if k not in ("status", "error")
+             and not (k == "errors" and not isinstance(config[k], dict))]
     if len(kinds) != 1:
         raise ConfigError("a middleware needs exactly one kind, found %s" % (kinds or "none"),
                           kind="Middleware", name=name)
