@@ -40,6 +40,7 @@ MIDDLEWARES = {
     "e-404": "{errors: {status: [\"403-404\"], service: {name: pages, port: 80},"
              " query: \"/{status}.html\"}}",
     "deny": "{ipAllowList: {sourceRange: [192.0.2.1/32]}}",
+    "gz": "{compress: {}}",
     # bad options
     "e-badstatus": "{errors: {status: [\"5xx\"], service: {name: pages, port: 80}}}",
     "e-badrewrite": "{errors: {status: [\"500\"], service: {name: pages, port: 80},"
@@ -66,6 +67,7 @@ def manifests(be, pages, dead_port):
     m += route("dead", ["e-noquery"], "deadbe")
     m += route("deny", ["e-404", "deny"])
     m += route("deny-outer", ["deny", "e-404"])
+    m += route("gz", ["gz", "e-500"])
     return m
 
 
@@ -229,6 +231,21 @@ def test_keep_alive_goes_on_after_an_error_page(env):
 def test_request_with_a_body(env):
     status, headers, data = get(env, "e-500", "/status/500", method="POST", body=b"x" * 5000)
     assert status == 500 and page(data)["target"] == "/500"
+
+
+def test_an_outer_compress_compresses_the_error_page(env):
+    # compress outside errors: the page (over 1024 bytes: it echoes a long header) is
+    # compressed whole; a small one is sent as it is
+    import gzip
+    status, headers, data = get(env, "gz", "/status/500", "Accept-Encoding: gzip\r\n"
+                                "X-Pad: %s\r\n" % ("p" * 3000))
+    assert status == 500 and headers["content-encoding"] == "gzip"
+    assert int(headers["content-length"]) == len(data)
+    doc = page(gzip.decompress(data))
+    assert doc["target"] == "/500" and hdrs(doc, "x-pad") == ["p" * 3000]
+    status, headers, data = get(env, "gz", "/status/500", "Accept-Encoding: gzip\r\n")
+    assert status == 500 and "content-encoding" not in headers
+    assert page(data)["target"] == "/500"
 
 
 BAD = [("e-badstatus", "status", "5xx"), ("e-badrewrite", "statusRewrites", "a")]

@@ -168,6 +168,24 @@ class Compress:
             # gzhttp sniffs a missing Content-Type from the body before filtering; pyroute
             # decides from the head and does not sniff: not compressed (see the docs)
             return
+        body = head.body
+        if body is not None:
+            # a response pyroute answers itself (a middleware's, an error page, its own
+            # errors): whole, so compressed whole, as Traefik's writer would (under the
+            # minimum: sent as it is)
+            if len(body) < self.min_size:
+                return
+            if enc == "gzip":
+                if head.get(b"Content-Range") is not None:
+                    return
+                head.remove(b"Accept-Ranges")
+            t = _ENCODERS[enc]()
+            data = t.feed(body) + t.finish()
+            lines = [(n, v) for n, v in head.headers if n.lower() != b"content-length"]
+            reason = head.reason
+            head.replace(status, lines + [(b"Content-Encoding", enc.encode())], data)
+            head.reason = reason
+            return
         cl = head.get(b"Content-Length")
         if cl is not None:
             try:
