@@ -27,6 +27,9 @@ cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from libc.stdint cimport uint64_t, int64_t, uint32_t, uintptr_t
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
+from libc.string cimport memset
+cdef extern from "<sched.h>" nogil:
+    int sched_yield()
 import mmap as _mmap
 
 cdef extern from *:
@@ -53,6 +56,18 @@ DEF MAX_WORKERS = 64
 DEF BUCKET_WORDS = 4
 # in-flight slot: key, total, last use (ns), spare, then MAX_WORKERS shares
 DEF FLIGHT_WORDS = 4 + MAX_WORKERS
+
+# circuit breakers: a directory of regions, each a breaker's state and statistics
+DEF REGIONS = 128
+DEF DIR_WORDS = 2                   # key, last use (ns)
+DEF HEADER_WORDS = 8                # state, until, next check, recovery start, ratio, lock
+DEF CODES = 500                     # status codes 100..599
+DEF CNT_BUCKETS = 10                # oxy: 10 buckets of 1 s
+DEF CNT_WORDS = 3 + CODES           # tag (second), total, network errors, codes
+DEF HIST_SUBS = 6                   # oxy: 6 sub-histograms rolled every 10 s
+DEF HIST_BINS = 1792                # latencies in us, 1/64 precision up to 2^32 us
+DEF HIST_WORDS = 1 + HIST_BINS      # tag (10 s period), bins
+DEF REGION_WORDS = HEADER_WORDS + CNT_BUCKETS * CNT_WORDS + HIST_SUBS * HIST_WORDS
 
 cdef int64_t INF_DELAY = 1 << 62
 
@@ -86,19 +101,24 @@ cdef class Arena:
     cdef object map
     cdef int64_t *buckets
     cdef int64_t *flights
+    cdef int64_t *directory
+    cdef int64_t *regions
     cdef uint64_t bucket_mask
     cdef uint64_t flight_mask
     cdef public int worker               # this process's worker index (its in-flight share)
 
     def __init__(self, int bucket_bits=17, int flight_bits=14):
         cdef uint64_t nb = 1 << bucket_bits, nf = 1 << flight_bits
-        cdef Py_ssize_t size = (nb * BUCKET_WORDS + nf * FLIGHT_WORDS) * 8
+        cdef Py_ssize_t size = (nb * BUCKET_WORDS + nf * FLIGHT_WORDS
+                                + REGIONS * (DIR_WORDS + REGION_WORDS)) * 8
         # anonymous + shared: inherited by every process forked after this; pages are only
         # backed once touched
         self.map = _mmap.mmap(-1, size, flags=_mmap.MAP_SHARED | _mmap.MAP_ANONYMOUS)
         cdef unsigned char[::1] view = self.map
         self.buckets = <int64_t *> &view[0]
         self.flights = self.buckets + nb * BUCKET_WORDS
+        self.directory = self.flights + nf * FLIGHT_WORDS
+        self.regions = self.directory + REGIONS * DIR_WORDS
         self.bucket_mask = nb - 1
         self.flight_mask = nf - 1
         self.worker = 0
@@ -228,6 +248,33 @@ cdef class Arena:
                 pr_add(slot + 4 + (worker % MAX_WORKERS), -n)
                 pr_add(slot + 1, -n)
 
+    cdef int64_t *region(self, int64_t key) except NULL:
+        # a breaker's region: its own, else a free one, else one unused for a minute (a
+        # breaker a reload dropped), zeroed for its new owner
+        cdef int64_t now = _now_ns()
+        cdef uint64_t i, idx
+        cdef int64_t *d
+        cdef int64_t k
+        for i in range(REGIONS):
+            idx = (<uint64_t> key + i) % REGIONS
+            d = self.directory + idx * DIR_WORDS
+            k = pr_load(d)
+            if k == key:
+                pr_store(d + 1, now)
+                return self.regions + idx * REGION_WORDS
+        for i in range(REGIONS):
+            idx = (<uint64_t> key + i) % REGIONS
+            d = self.directory + idx * DIR_WORDS
+            k = pr_load(d)
+            if k == 0 or pr_load(d + 1) + 60000000000 <= now:
+                if pr_cas(d, k, key):
+                    memset(self.regions + idx * REGION_WORDS, 0, REGION_WORDS * 8)
+                    pr_store(d + 1, now)
+                    return self.regions + idx * REGION_WORDS
+                if pr_load(d) == key:
+                    return self.regions + idx * REGION_WORDS
+        raise MemoryError("no room left for another circuit breaker (%d in use)" % REGIONS)
+
     def in_flight(self, bytes prefix, bytes source):
         """The count in flight for a source (tests, the API)."""
         cdef int64_t key = _hash(prefix, source)
@@ -311,3 +358,210 @@ cdef class InFlight:
 
     def in_flight(self, bytes source):
         return self.arena.in_flight(self.prefix, source)
+
+
+cdef inline void _lock(int64_t *word) noexcept nogil:
+    # taken only on state changes and during recovery (never per request in standby)
+    while not pr_cas(word, 0, 1):
+        sched_yield()
+
+
+cdef inline void _unlock(int64_t *word) noexcept nogil:
+    pr_store(word, 0)
+
+
+cdef inline int _bin(int64_t v) noexcept nogil:
+    # latency (us) -> histogram bin: exact below 128, then 64 bins per power of two
+    cdef int e = 0
+    cdef int64_t m
+    if v < 0:
+        v = 0
+    if v < 128:
+        return <int> v
+    m = v
+    while m >= 128:
+        m >>= 1
+        e += 1
+    if e > 26:
+        return HIST_BINS - 1
+    return 128 + (e - 1) * 64 + <int> (m - 64)
+
+
+cdef inline int64_t _bin_high(int idx) noexcept nogil:
+    # the highest latency a bin holds (HDR's highestEquivalentValue)
+    cdef int e
+    cdef int64_t m
+    if idx < 128:
+        return idx
+    e = (idx - 128) // 64 + 1
+    m = (idx - 128) % 64 + 64
+    return ((m + 1) << e) - 1
+
+
+# breaker states (oxy cbreaker)
+DEF STANDBY = 0
+DEF TRIPPED = 1
+DEF RECOVERING = 2
+
+
+@cython.final
+cdef class Breaker:
+    """One circuitBreaker's state and statistics (oxy's cbreaker and memmetrics.RTMetrics),
+    in the shared arena: the instance's traffic through it, whichever worker served it.
+
+    Per request: ``admit()`` (standby: one atomic load) and, once it passed, ``record``
+    (atomic adds into the current second's counters and the current latency histogram); the
+    condition is evaluated by the one process that wins the check every ``checkPeriod``."""
+    cdef Arena arena
+    cdef int64_t *r
+    cdef int64_t check_period, fallback, recovery
+
+    def __init__(self, bytes name, double check_period, double fallback, double recovery):
+        self.arena = arena()
+        self.r = self.arena.region(_hash(b"cbreaker", name))
+        self.check_period = <int64_t> (check_period * 1e9)
+        self.fallback = <int64_t> (fallback * 1e9)
+        self.recovery = <int64_t> (recovery * 1e9)
+
+    def admit(self):
+        """False when the fallback answers instead (tripped, or held back while
+        recovering)."""
+        cdef int64_t *r = self.r
+        cdef int64_t now, state, start, packed, allowed, denied
+        cdef double target, ratio
+        if pr_load(r) == STANDBY:
+            return True
+        now = _now_ns()
+        _lock(r + 5)
+        state = pr_load(r)
+        if state == STANDBY:
+            _unlock(r + 5)
+            return True
+        if state == TRIPPED:
+            if now < pr_load(r + 1):
+                _unlock(r + 5)
+                return False
+            # setRecovering: a ratio of requests let through, rising over recoveryDuration
+            pr_store(r, RECOVERING)
+            pr_store(r + 1, now + self.recovery)
+            pr_store(r + 3, now)
+            pr_store(r + 4, 0)
+        if now > pr_load(r + 1):
+            pr_store(r, STANDBY)
+            _unlock(r + 5)
+            return True
+        # ratioController.allowRequest
+        packed = pr_load(r + 4)
+        allowed = packed >> 32
+        denied = packed & 0xffffffff
+        target = (0.5 / self.recovery) * (now - pr_load(r + 3)) if self.recovery else 1.0
+        ratio = (allowed + 1.0) / (allowed + 1.0 + denied)
+        if ratio < target:
+            pr_store(r + 4, ((allowed + 1) << 32) | denied)
+            _unlock(r + 5)
+            return True
+        pr_store(r + 4, (allowed << 32) | (denied + 1))
+        _unlock(r + 5)
+        return False
+
+    def record(self, int code, double latency_us):
+        """Count a request the breaker let through; True when this process should evaluate
+        the condition now (the check period passed and it won the check)."""
+        cdef int64_t *r = self.r
+        cdef int64_t now = _now_ns()
+        cdef int64_t sec = now // 1000000000
+        cdef int64_t period = sec // 10
+        cdef int64_t *b = r + HEADER_WORDS + (sec % CNT_BUCKETS) * CNT_WORDS
+        cdef int64_t *h = r + HEADER_WORDS + CNT_BUCKETS * CNT_WORDS \
+            + (period % HIST_SUBS) * HIST_WORDS
+        cdef int64_t tag, due
+        tag = pr_load(b)
+        if tag != sec and pr_cas(b, tag, sec):
+            memset(b + 1, 0, (CNT_WORDS - 1) * 8)      # a new second in this bucket
+        pr_add(b + 1, 1)
+        if code == 502 or code == 504:
+            pr_add(b + 2, 1)                          # oxy: a network error
+        if 100 <= code < 600:
+            pr_add(b + 3 + code - 100, 1)
+        tag = pr_load(h)
+        if tag != period and pr_cas(h, tag, period):
+            memset(h + 1, 0, (HIST_WORDS - 1) * 8)
+        pr_add(h + 1 + _bin(<int64_t> latency_us), 1)
+        due = pr_load(r + 2)
+        if now < due:
+            return False
+        return pr_cas(r + 2, due, now + self.check_period)
+
+    def state(self):
+        return ("standby", "tripped", "recovering")[pr_load(self.r)]
+
+    def trip(self):
+        """The condition held: tripped for fallbackDuration, statistics reset (oxy)."""
+        cdef int64_t *r = self.r
+        cdef int64_t now = _now_ns()
+        _lock(r + 5)
+        if pr_load(r) != TRIPPED:
+            pr_store(r + 1, now + self.fallback)
+            pr_store(r, TRIPPED)
+            memset(r + HEADER_WORDS, 0, (REGION_WORDS - HEADER_WORDS) * 8)
+        _unlock(r + 5)
+
+    def tripped(self):
+        return pr_load(self.r) == TRIPPED
+
+    cdef int64_t _sum(self, int which):
+        cdef int64_t sec = _now_ns() // 1000000000
+        cdef int64_t total = 0, tag
+        cdef int i
+        cdef int64_t *b
+        for i in range(CNT_BUCKETS):
+            b = self.r + HEADER_WORDS + i * CNT_WORDS
+            tag = pr_load(b)
+            if sec - CNT_BUCKETS < tag <= sec:
+                total += pr_load(b + which)
+        return total
+
+    def total(self):
+        return self._sum(1)
+
+    def network_errors(self):
+        return self._sum(2)
+
+    def code_ratio(self, int start_a, int end_a, int start_b, int end_b):
+        """oxy ResponseCodeRatio: codes in [start_a, end_a) over codes in [start_b, end_b)."""
+        cdef int64_t a = 0, b = 0, n
+        cdef int code
+        for code in range(100, 600):
+            if (start_a <= code < end_a) or (start_b <= code < end_b):
+                n = self._sum(3 + code - 100)
+                if start_a <= code < end_a:
+                    a += n
+                if start_b <= code < end_b:
+                    b += n
+        return a / <double> b if b else 0.0
+
+    def latency_at(self, double q):
+        """HDR's ValueAtQuantile(q) over the rolling histogram, in us (0 when empty)."""
+        cdef int64_t counts[HIST_BINS]
+        cdef int64_t total = 0, want, seen = 0, period = _now_ns() // 10000000000, tag
+        cdef int i, j
+        cdef int64_t *h
+        memset(counts, 0, sizeof(counts))
+        for i in range(HIST_SUBS):
+            h = self.r + HEADER_WORDS + CNT_BUCKETS * CNT_WORDS + i * HIST_WORDS
+            tag = pr_load(h)
+            if period - HIST_SUBS < tag <= period:
+                for j in range(HIST_BINS):
+                    counts[j] += pr_load(h + 1 + j)
+        for j in range(HIST_BINS):
+            total += counts[j]
+        if q > 100:
+            q = 100
+        want = <int64_t> ((q / 100.0) * total + 0.5)
+        if total == 0:
+            return 0
+        for j in range(HIST_BINS):
+            seen += counts[j]
+            if seen >= want and (seen > 0 or want == 0):
+                return j if q == 0 else _bin_high(j)
+        return 0

@@ -144,21 +144,18 @@ ROWS = (
     ("Middleware", "spec", SUPPORTED, ""),
 )
 
+# Notes on middleware kinds pyroute runs (the kind's row).
+KIND_NOTES = {
+    "chain": "flattened into the chain of each router and service using it at load; a chain "
+             "that reaches itself is an error naming the Middleware",
+    "ipWhiteList": "deprecated alias of ipAllowList (always 403): a warning, as Traefik logs",
+    "redirectRegex": "the URL as Traefik's rawURL builds it (X-Forwarded-Proto is not read)",
+}
+
 # Ignored fields whose warning another module already gives, with more detail (pyroute.tls).
 WARNED_ELSEWHERE = {("TLSStore", "spec.defaultGeneratedCert")}
 
 # Traefik kinds pyroute does not serve: each object is dropped with a warning naming it.
-# notes on middleware kinds pyroute runs (their options follow the kind's status)
-KIND_NOTES = {
-    "compress": "minResponseBodyBytes decided from the head (a Content-Length under it: not "
-                "compressed; no length: compressed, as Traefik's per-write flush does); with "
-                "includedContentTypes, a response without Content-Type is not gzipped (gzhttp "
-                "sniffs one from the body)",
-    "errors": "the page through a sub-request to the service's servers; an error service "
-              "with service-level middlewares is refused; X-Forwarded-* not added to the "
-              "page request",
-}
-
 IGNORED_KINDS = {
     "IngressRouteTCP": "TCP routing is not implemented",
     "IngressRouteUDP": "UDP routing is not implemented",
@@ -209,7 +206,10 @@ def _rows():
     kinds = getattr(middlewares, "KINDS", {})
     for kind in _middleware_kinds():
         if kind in kinds:
-            rows[("Middleware", "spec." + kind)] = (SUPPORTED, KIND_NOTES.get(kind, ""))
+            # a kind's own note (pyroute.middlewares.<module>: ``compat_note``), else the
+            # table's, where it differs
+            rows[("Middleware", "spec." + kind)] = (
+                SUPPORTED, getattr(kinds[kind], "compat_note", "") or KIND_NOTES.get(kind, ""))
         else:
             rows[("Middleware", "spec." + kind)] = (
                 REFUSED, "not implemented: the routers using it are disabled")

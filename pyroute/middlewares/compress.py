@@ -59,6 +59,10 @@ def _media_types(values, key):
 
 
 class Compress:
+    compat_note = ("minResponseBodyBytes decided from the head (a Content-Length under it: "
+                   "not compressed; no length: compressed, as Traefik's per-write flush "
+                   "does); with includedContentTypes, a response without Content-Type is "
+                   "not gzipped (gzhttp sniffs one from the body)")
     __slots__ = ("excludes", "req_excludes", "includes", "min_size", "encodings",
                  "default", "priority")
     static = False

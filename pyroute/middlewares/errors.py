@@ -58,6 +58,9 @@ def _contains(ranges, code):
 
 
 class Errors:
+    compat_note = ("the page through a sub-request to the service's servers; an error "
+                   "service with service-level middlewares is refused; X-Forwarded-* not "
+                   "added to the page request")
     __slots__ = ("ranges", "rewrites", "query", "headers", "service_name", "service")
     static = False
 
