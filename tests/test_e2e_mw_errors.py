@@ -41,6 +41,8 @@ MIDDLEWARES = {
              " query: \"/{status}.html\"}}",
     "deny": "{ipAllowList: {sourceRange: [192.0.2.1/32]}}",
     "gz": "{compress: {}}",
+    "e-slow": "{errors: {status: [\"500\"], service: {name: pages, port: 80},"
+              " query: /slow/400}}",
     # bad options
     "e-badstatus": "{errors: {status: [\"5xx\"], service: {name: pages, port: 80}}}",
     "e-badrewrite": "{errors: {status: [\"500\"], service: {name: pages, port: 80},"
@@ -246,6 +248,23 @@ def test_an_outer_compress_compresses_the_error_page(env):
     status, headers, data = get(env, "gz", "/status/500", "Accept-Encoding: gzip\r\n")
     assert status == 500 and "content-encoding" not in headers
     assert page(data)["target"] == "/500"
+
+
+def test_client_gone_while_the_page_is_fetched(env):
+    # the page takes 400 ms; the client leaves after 50: nothing is answered to anyone,
+    # the worker goes on (the sub-request's answer finds the exchange cancelled)
+    import time
+    for _ in range(2):
+        s = socket.create_connection(("127.0.0.1", env["port"]), timeout=10)
+        s.sendall(b"GET /status/500 HTTP/1.1\r\nHost: e-slow.test\r\n\r\n")
+        time.sleep(0.05)
+        s.close()
+    time.sleep(0.6)
+    status, headers, data = get(env, "e-slow", "/status/500")
+    assert status == 500 and page(data)["target"] == "/slow/400"
+    status, headers, data = get(env, "e-500", "/ok")
+    assert status == 200
+    assert "Traceback" not in env["proxy"].output()
 
 
 BAD = [("e-badstatus", "status", "5xx"), ("e-badrewrite", "statusRewrites", "a")]
