@@ -1190,9 +1190,14 @@ cdef class ClientConn(UpstreamUser):
             self._close_after_output()
 
     def local_response(self, bytes data, bint keep=True):
-        """Answer the current request from pyroute itself (router miss, middleware, error)."""
+        """Answer the current request from pyroute itself (router miss, middleware, error);
+        ``data`` None: a response-phase middleware took the answer over (WAIT) and gives it
+        later through ``ex.answer``."""
         cdef Request req = self.req
         cdef Exchange ex = self.ex
+        if data is None:
+            self.state = S_WAIT
+            return
         if req.framing != FR_NONE and req.content_length != 0:
             keep = False      # its body was not read: the connection cannot be reused
         if ex is not None:
@@ -1224,6 +1229,11 @@ cdef class ClientConn(UpstreamUser):
                                self.req is not None and self.req.method_id == M_HEAD)
         if ex is not None:
             data = self._own_answer(ex, data)
+            if data is None:
+                # a response-phase middleware answers later (ex.answer)
+                self.resp_state = R_NONE
+                self.state = S_WAIT
+                return
             ex.status = status
             ex.bytes_out += len(data)
         self.requests += 1
@@ -1238,6 +1248,7 @@ cdef class ClientConn(UpstreamUser):
             self.process()
 
     cdef bytes _own_answer(self, Exchange ex, bytes data):
+        # None: a response-phase middleware returned WAIT and answers later.
         # pyroute's own error (502/503/504, a child router's 404) passes back through the
         # middlewares the request went through, as Go's errors go through Traefik's wrapped
         # ResponseWriters: their response phase, or the route's compiled response edits
@@ -1252,6 +1263,10 @@ cdef class ClientConn(UpstreamUser):
         # a middleware answered: the middlewares before it see the answer on its way out
         if ex.responders:
             answer = _edit_answer(ex, answer)
+            if answer is None:
+                # a response-phase middleware answers later (ex.answer)
+                self.state = S_WAIT
+                return
         self.local_response(answer)
 
     cdef void _end_exchange(self, int status) except *:
@@ -1897,6 +1912,15 @@ cdef class ClientConn(UpstreamUser):
             # the route's response-phase middlewares, innermost first (Traefik's wrapped
             # ResponseWriters / ModifyResponse)
             rh = _run_response_phase(ex, head)
+            if ex.waiting:
+                # a response-phase middleware answers instead, later (``ex.answer``): the
+                # backend's response is dropped (its connection is not reused unread) and
+                # the client's waits, as after a request-phase WAIT
+                self.up_ok = False
+                self._release_upstream(False)
+                self.resp_state = R_NONE
+                self.state = S_WAIT
+                return
             ex.status = rh.status
             if rh.replaced:
                 # the response is replaced: the backend's body is not relayed (its connection

@@ -214,16 +214,25 @@ def run_response_phase(Exchange ex, bytes head, bytes body=None):
     cdef list responders = ex.responders
     cdef Py_ssize_t i
     for i in range(len(responders) - 1, -1, -1):
-        responders[i](ex, h)
+        if responders[i](ex, h) is WAIT:
+            # this middleware answers later instead (``ex.answer``: the errors middleware's
+            # page, fetched through a sub-request): the response so far is dropped, and the
+            # middlewares outside it see the answer when it comes
+            ex.responders = responders[:i]
+            ex.waiting = True
+            return h
     return h
 
 
 def edit_answer(Exchange ex, bytes answer):
     """A complete response pyroute answers itself, through ``ex``'s response phase: the
-    bytes to send (Content-Length follows a changed body)."""
+    bytes to send (Content-Length follows a changed body), or None when a middleware's
+    ``on_response`` returned WAIT (it calls ``ex.answer`` later)."""
     cdef Py_ssize_t end = answer.find(b"\r\n\r\n")
     cdef bytes body = answer[end + 4:]
     cdef ResponseHead h = run_response_phase(ex, answer[:end + 4], body)
+    if ex.waiting:
+        return None                 # a response-phase middleware answers later
     if h.body is not body and not h.replaced:
         h.set(b"Content-Length", b"%d" % len(h.body))
     if ex.sniff is not None and ex.req is not None and ex.req.method != b"HEAD":

@@ -34,6 +34,8 @@ from .contenttype import DEPRECATED_AUTODETECT, ContentType
 from .passtls import PassTLSClientCert
 from .encoded import EncodedCharacters
 from .auth import BasicAuth, DigestAuth
+from .compress import Compress
+from .errors import Errors
 from .forwardauth import ForwardAuth
 from .headers import Headers, edit_answer  # noqa: F401
 from .circuitbreaker import CircuitBreaker
@@ -85,6 +87,8 @@ KINDS = {
     "inFlightReq": InFlightReq,
     "circuitBreaker": CircuitBreaker,
     "retry": Retry,
+    "compress": Compress,
+    "errors": Errors,
 }
 # kinds whose state is kept per middleware name (Traefik keys a limiter's sources by it)
 NAMED = {"rateLimit", "inFlightReq", "circuitBreaker"}
@@ -173,7 +177,9 @@ def chain_cycles(middlewares):
 
 def build(name, config, router=None):
     """The middleware object for ``http.middlewares[name]``; ConfigError when unsupported."""
-    kinds = [k for k in config if k not in ("status", "error", "errors")]
+    # "status"/"error": the runtime shape's state; "errors" is the error-page kind (an object)
+    kinds = [k for k in config if k not in ("status", "error")
+             and not (k == "errors" and not isinstance(config[k], dict))]
     if len(kinds) != 1:
         raise ConfigError("a middleware needs exactly one kind, found %s" % (kinds or "none"),
                           kind="Middleware", name=name)

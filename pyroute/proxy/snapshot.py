@@ -1116,6 +1116,15 @@ class Compiler:
             # a middleware that sends its own requests (forwardAuth) takes its Pool from
             # the pools every proxied request uses (this process's: the worker's)
             bind(self.pools)
+        bind_service = getattr(mw, "bind_service", None)
+        if bind_service is not None:
+            # errors: the compiled service its pages come from
+            try:
+                bind_service(self)
+            except ValueError as e:
+                raise ConfigError("service: %s" % str(e).replace("service: ", "", 1),
+                                  kind="Middleware", name=key, field="errors.service") \
+                    from None
         return mw
 
 
