@@ -45,7 +45,8 @@ class _Handler(BaseHTTPRequestHandler):
             body = self.rfile.read(n)
         try:
             status, headers, data = api.handle(self.command, self.path, body,
-                                               internal=self.server.internal)
+                                               internal=self.server.internal,
+                                               headers=self.headers)
         except Exception as e:  # never take the thread (or the master) down
             status, headers, data = 500, [("Content-Type", "text/plain; charset=utf-8")], \
                 ("internal error: %r\n" % e).encode()
