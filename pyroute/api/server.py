@@ -56,6 +56,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         for k, v in headers:
             self.send_header(k, v)
+        if status == 204 or status == 304 or status < 200:
+            # no body, no Content-Length (RFC 9110 §8.6, §15.3.5): Go writes none either
+            self.end_headers()
+            return
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         if self.command != "HEAD":

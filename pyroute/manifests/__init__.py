@@ -141,7 +141,7 @@ def _internal_routers(dynamic, static):
             continue
         routers[name + "@internal"] = {
             "entryPoints": [ep], "service": name + "@internal", "rule": rule,
-            "ruleSyntax": "default", "priority": MAX_INT, "status": "enabled",
+            "priority": MAX_INT, "status": "enabled",
             "observability": {"accessLogs": True, "metrics": True, "tracing": True,
                               "traceVerbosity": "minimal"}}
 

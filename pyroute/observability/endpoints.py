@@ -60,6 +60,8 @@ class Endpoints:
         # pkg/ping Handler.ServeHTTP: 200, or terminatingStatusCode once Traefik is stopping;
         # the status text as the body
         code = self.ping.terminating_status_code if self.terminating else 200
+        if code == 204 or code == 304 or code < 200:
+            return code, [], b""          # Go's ResponseWriter drops the body of these
         return code, list(_TEXT), _status_text(code).encode()
 
     def answer_metrics(self, accept):

@@ -36,6 +36,29 @@ def _has_token(value, token):
     return False
 
 
+_TLS_VERSIONS = {"TLSv1": "1.0", "TLSv1.1": "1.1", "TLSv1.2": "1.2", "TLSv1.3": "1.3"}
+_CIPHERS = None
+
+
+def tls_labels(stream):
+    """(tls_version, tls_cipher) as Traefik's GetVersion / GetCipherName write them ("1.3",
+    Go's suite name; "unknown" otherwise) for a TLS connection's stream."""
+    global _CIPHERS
+    if _CIPHERS is None:
+        from ..tls import CIPHER_SUITES
+        _CIPHERS = {v: k for k, v in CIPHER_SUITES.items() if v}
+        for name in ("TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384",
+                     "TLS_CHACHA20_POLY1305_SHA256"):
+            _CIPHERS[name] = name               # TLS 1.3: the same names in Go and OpenSSL
+    conn = getattr(stream, "conn", None)
+    try:
+        version = conn.get_protocol_version_name()
+        cipher = conn.get_cipher_name()
+    except Exception:
+        return "unknown", "unknown"
+    return _TLS_VERSIONS.get(version, "unknown"), _CIPHERS.get(cipher, "unknown")
+
+
 def protocol(req):
     """Traefik getRequestProtocol: websocket, sse, grpc-web, grpc, else http."""
     if _has_token(req.upgrade, b"websocket"):
@@ -69,7 +92,7 @@ class Recorder:
         if self.headers:
             hv = tuple((req.header(h) or b"").decode("latin-1") for h in self.headers)
         key = (ex.ep.name, obs, ex.status, _METHODS.get(req.method, "EXTENSION_METHOD"),
-               protocol(req), hv)
+               protocol(req), hv, tls_labels(ex.conn.sock) if ex.tls else None)
         acc = self.data.get(key)
         if acc is None:
             acc = self.data[key] = [0, 0.0, 0, 0] + [0] * self.n
@@ -186,11 +209,13 @@ class Store:
             levels.append(("service", ["service"], "a service",
                            lambda ep, obs: tuple((s,) for s in obs[1])))
         for level, base, where, expand in levels:
-            reqs, reqs_h, bytes_in, bytes_out, hist = {}, {}, {}, {}, {}
-            for (ep, obs, code, method, proto, hv), acc in totals:
+            reqs_h, reqs_tls, bytes_in, bytes_out, hist = {}, {}, {}, {}, {}
+            for (ep, obs, code, method, proto, hv, tls), acc in totals:
                 for names in expand(ep, obs):
                     labels = (str(code), method, proto) + tuple(names)
                     _add(reqs_h, labels + tuple(hv), acc[0])
+                    if tls is not None:
+                        _add(reqs_tls, tuple(tls) + tuple(names), acc[0])
                     _add(bytes_in, labels, acc[2])
                     _add(bytes_out, labels, acc[3])
                     h = hist.get(labels)
@@ -205,11 +230,10 @@ class Store:
                            "How many HTTP requests processed on %s, partitioned by status "
                            "code, protocol, and method." % where,
                            list(_REQ) + base + list(self.header_labels), reqs_h.items())
-            # requests_tls_total: see docs/observability.md (not counted yet)
             yield _counter(CounterMetricFamily, prefix + "requests_tls",
                            "How many HTTP requests with TLS processed on %s, partitioned by "
                            "TLS Version and TLS cipher Used." % where,
-                           ["tls_version", "tls_cipher"] + base, ())
+                           ["tls_version", "tls_cipher"] + base, reqs_tls.items())
             hf = HistogramMetricFamily(prefix + "request_duration_seconds",
                                        "How long it took to process the request on %s, "
                                        "partitioned by status code, protocol, and method."
