@@ -1152,11 +1152,14 @@ def _build(tree, src, base_dir, source=""):
     metrics = _metrics(r, top["metrics"]) if "metrics" in top else None
     internal = api.entry_point if api is not None else None
     prom = metrics.prometheus if metrics is not None else None
-    if internal is None and any(
+    if internal is None and INTERNAL_ENTRY_POINT not in eps and any(
             x is not None and not x.manual_routing and x.entry_point == INTERNAL_ENTRY_POINT
             for x in (ping, prom)):
         # Traefik's SetEffectiveConfiguration: ping / prometheus on the internal entry point
-        # create it (":8080") when it is not defined; pyroute's master serves it
+        # create it (":8080") when it is not defined; pyroute's master serves it. A
+        # ``traefik`` entry point the user defines stays the workers' (IngressRoutes may use
+        # it, as the Helm chart's dashboard route does): ping@internal and
+        # prometheus@internal are routed there like on any other entry point.
         internal = _internal_entry_point(r, eps, "ping / metrics.prometheus")
     for what, x in (("ping", ping), ("metrics.prometheus", prom)):
         if x is not None and not x.manual_routing and x.entry_point != INTERNAL_ENTRY_POINT \

@@ -124,9 +124,11 @@ def _internal_routers(dynamic, static):
     """Traefik's internal provider (pkg/provider/traefik/internal.go pingConfiguration,
     prometheusConfiguration): without ``manualRouting``, a router ``ping@internal`` /
     ``prometheus@internal`` on the configured entry point, rule PathPrefix(`/ping`) /
-    PathPrefix(`/metrics`), priority MaxInt. On the internal entry point ``traefik`` the
-    master answers them itself (pyroute.api); on another one the workers route them."""
-    from ..static import INTERNAL_ENTRY_POINT, MAX_INT
+    PathPrefix(`/metrics`), priority MaxInt. On the internal entry point ``traefik`` when
+    the master serves it (``static.internal_entry_point``: not among ``entry_points``) the
+    master answers them itself (pyroute.api); on a workers' entry point the workers route
+    them to the master."""
+    from ..static import MAX_INT
     http = dynamic.setdefault("http", {})
     routers = http.setdefault("routers", {})
     services = http.setdefault("services", {})
@@ -137,7 +139,7 @@ def _internal_routers(dynamic, static):
             continue
         services[name + "@internal"] = {"status": "enabled"}
         ep = section.entry_point
-        if section.manual_routing or ep == INTERNAL_ENTRY_POINT or ep not in static.entry_points:
+        if section.manual_routing or ep not in static.entry_points:
             continue
         routers[name + "@internal"] = {
             "entryPoints": [ep], "service": name + "@internal", "rule": rule,

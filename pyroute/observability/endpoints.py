@@ -29,8 +29,10 @@ class Endpoints:
         self.terminating = False            # set by the master when it starts draining
         prom = getattr(getattr(static, "metrics", None), "prometheus", None)
 
+        served = getattr(static, "internal_entry_point", None) is not None
+
         def on_traefik(x):
-            return x is not None and not x.manual_routing and \
+            return served and x is not None and not x.manual_routing and \
                 x.entry_point == INTERNAL_ENTRY_POINT
         self.ping_on_traefik = on_traefik(self.ping)
         self.prom_on_traefik = on_traefik(prom) and store is not None
