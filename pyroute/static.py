@@ -152,7 +152,8 @@ _IGNORED_NOTES = [
     ("entryPoints.<name>.http2", "pyroute serves HTTP/1.1 only"),
     ("entryPoints.<name>.http3", "pyroute serves HTTP/1.1 only"),
     ("entryPoints.<name>.udp", "pyroute has no UDP routing"),
-    ("entryPoints.<name>.observability", "pyroute has no access log, metrics or tracing"),
+    ("entryPoints.<name>.observability", "not implemented: each router's own observability "
+                                         "applies (metrics; no access log or tracing yet)"),
     ("providers", "pyroute reads Kubernetes CRD manifests from files only"),
     ("providers.kubernetesCRD", "meaningless for manifests read from files"),
     ("api.debug", "pyroute has no debug endpoints (/debug/vars, pprof)"),

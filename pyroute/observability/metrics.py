@@ -88,11 +88,26 @@ class Recorder:
         if obs is None:               # observability.metrics: false (or an internal router)
             return
         req = ex.req
+        # protocol(req), inlined: the common case (no Upgrade, no SSE Accept, no gRPC
+        # Content-Type) costs three C-level lookups
+        proto = "http"
+        up = req.upgrade
+        if up is not None and _has_token(up, b"websocket"):
+            proto = "websocket"
+        else:
+            accept = req.header(b"accept")
+            if accept is not None and b"event-stream" in accept and \
+                    _has_token(accept, b"text/event-stream"):
+                proto = "sse"
+            else:
+                ct = req.header(b"content-type")
+                if ct is not None and ct.startswith(b"application/grpc"):
+                    proto = "grpc-web" if ct.startswith(b"application/grpc-web") else "grpc"
         hv = ()
         if self.headers:
-            hv = tuple((req.header(h) or b"").decode("latin-1") for h in self.headers)
+            hv = tuple([(req.header(h) or b"").decode("latin-1") for h in self.headers])
         key = (ex.ep.name, obs, ex.status, _METHODS.get(req.method, "EXTENSION_METHOD"),
-               protocol(req), hv, tls_labels(ex.conn.sock) if ex.tls else None)
+               proto, hv, tls_labels(ex.conn.sock) if ex.tls else None)
         acc = self.data.get(key)
         if acc is None:
             acc = self.data[key] = [0, 0.0, 0, 0] + [0] * self.n
