@@ -194,8 +194,8 @@ def chain_proxy(tmp_path):
 
 
 def test_a_tenant_cannot_borrow_another_namespace_s_middleware_through_a_chain(chain_proxy):
-    # (On main this already answers 404 for another reason: pyroute's middleware engine does
-    # not serve chains yet. This guards the isolation for when it does.)
+    # (pyroute serves chains: the 404 is the isolation's, see test_e2e_mw_paths for a chain
+    # that is allowed across namespaces)
     # the attack: team-a's chain pulls in team-b's headers middleware, which injects team-b's
     # credentials into team-a's backend. Without allowCrossNamespace Traefik drops the chain,
     # so the router has no middleware to run and is not served.
@@ -234,8 +234,14 @@ data:
     mws = rc.dynamic["http"]["middlewares"]
     assert mws["default-auth@kubernetescrd"]["basicAuth"]["users"] == ["alice:$apr1$x$y",
                                                                        "bob:$apr1$z$w"]
-    assert mws["default-digest@kubernetescrd"]["status"] == "enabled"
-    assert errors(rc) == []
+    # the same lines read by digestAuth: decoded alike, but "name:hash" is no digest line
+    # (Traefik's digestUserParser wants name:realm:HA1), so that middleware is refused
+    assert mws["default-digest@kubernetescrd"]["digestAuth"]["users"] == ["alice:$apr1$x$y",
+                                                                         "bob:$apr1$z$w"]
+    assert mws["default-digest@kubernetescrd"]["status"] == "disabled"
+    assert [e for e in errors(rc) if "base64" in e] == []
+    assert any("Middleware default/digest: spec.digestAuth.users: error parsing DigestUser: "
+               "alice:$apr1$x$y" in e for e in errors(rc)), errors(rc)
 
 
 def test_rate_limit_redis_reads_its_secrets_and_gets_traefik_s_defaults(tmp_path):

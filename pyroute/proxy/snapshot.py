@@ -231,11 +231,8 @@ class Route(RouteTarget):
             self.middlewares = _answering(full, len(inherited))
             self.after = None
             self.prefix_responders = ()
-            sets, removes = [], []
-            for m in reversed(full):
-                if m.static:
-                    m.compile_edits([], [], sets, removes)
-            self.error_edits = (_last_wins(sets), removes) if sets or removes else None
+            sets, removes = _response_edits(full)
+            self.error_edits = (sets, removes) if sets or removes else None
         self.service = service
         # a plain one-server service: the connection skips the pick call
         self.single = getattr(service, "single", None)
@@ -301,12 +298,18 @@ _PASS = _Pass()
 
 def _forwarder(chain, server_name, tls, responses=True):
     """The head Forwarder of a chain: its static middlewares' header edits compiled in
-    (``responses`` False: the request edits only; the response phase does the rest)."""
-    req_set, req_remove, resp_set, resp_remove = [], [], [], []
+    (``responses`` False: the request edits only; the response phase does the rest).
+
+    Each middleware's edits apply to what the one before left, as Traefik's nested handlers
+    do: request edits in chain order, response edits innermost first; so a later set wins,
+    and a later "" removes what an earlier one set."""
+    req = {}
     host, omit_xff = None, False
     for m in chain:
         if m.static:
-            m.compile_edits(req_set, req_remove, [], [])
+            sets, removes = [], []
+            m.compile_edits(sets, removes, [], [])
+            _fold(req, sets, removes)
             # headers middleware: Host sets req.Host (the innermost wins, it runs last);
             # X-Forwarded-For "" sets the header to nil, a later value sets it again
             if getattr(m, "host", None) is not None:
@@ -315,15 +318,33 @@ def _forwarder(chain, server_name, tls, responses=True):
                 omit_xff = True
             elif any(n.lower() == b"x-forwarded-for" for n, _ in getattr(m, "request", ())):
                 omit_xff = False
-    # response edits: the innermost middleware's applies first, the outermost's last wins
-    if responses:
-        for m in reversed(chain):
-            if m.static:
-                m.compile_edits([], [], resp_set, resp_remove)
+    resp_set, resp_remove = _response_edits(chain) if responses else ([], [])
     return Forwarder(server_name=server_name, tls=tls, forwarded=True,
-                     request_set=_last_wins(req_set), request_remove=req_remove,
-                     response_set=_last_wins(resp_set), response_remove=resp_remove,
+                     request_set=[(n, v) for n, v in req.values() if v is not None],
+                     request_remove=[n for n, v in req.values() if v is None],
+                     response_set=resp_set, response_remove=resp_remove,
                      request_host=host, omit_forwarded_for=omit_xff)
+
+
+def _fold(edits, sets, removes):
+    # lower-case name -> (name, value), None for removed: the last edit of a name wins
+    for name in removes:
+        edits[name.lower()] = (name, None)
+    for name, value in sets:
+        edits[name.lower()] = (name, value)
+
+
+def _response_edits(chain):
+    """(sets, removes) of the static middlewares of ``chain``, innermost first: the
+    outermost's set wins, its "" removes what an inner one set."""
+    edits = {}
+    for m in reversed(chain):
+        if m.static:
+            sets, removes = [], []
+            m.compile_edits([], [], sets, removes)
+            _fold(edits, sets, removes)
+    return ([(n, v) for n, v in edits.values() if v is not None],
+            [n for n, v in edits.values() if v is None])
 
 
 class _Answering:
@@ -339,10 +360,29 @@ class _Answering:
 
     def on_request(self, conn):
         answer = self.mw.on_request(conn)
-        if answer is not None and answer is not WAIT:
+        if answer is WAIT:
+            # it answers later (ex.answer: a bcrypt check, a sub-request): that answer goes
+            # out through the response phase, where these edits wait for it
+            responders = conn.responders
+            if responders is None:
+                conn.responders = [self._edit_answer]
+            else:
+                responders.append(self._edit_answer)
+        elif answer is not None:
             for sets, removes in self.edits:
                 answer = apply_edits(answer, sets, removes)
         return answer
+
+    def _edit_answer(self, ex, head):
+        # an answer of pyroute's (a body of its own); the backend's response got these edits
+        # from the route's Forwarder already
+        if head.body is None:
+            return
+        for sets, removes in self.edits:
+            for name in removes:
+                head.remove(name)
+            for name, value in sets:
+                head.set(name, value)
 
 
 def _answering(chain, start):
@@ -503,12 +543,14 @@ class ChildRoutes(EntryTable):
         self.targets = targets
         self.needs_headers = table.needs_headers
         self.needs_ip = table.needs_client_ip
-        req_set, req_remove = [], []
+        edits = {}
         for m in inherited:
             if m.static:
-                m.compile_edits(req_set, req_remove, [], [])
-        self.req_set = _last_wins(req_set)
-        self.req_remove = {n.lower() for n in req_remove} | {n.lower() for n, _ in self.req_set}
+                sets, removes = [], []
+                m.compile_edits(sets, removes, [], [])
+                _fold(edits, sets, removes)
+        self.req_set = [(n, v) for n, v in edits.values() if v is not None]
+        self.req_remove = set(edits)
 
     def headers(self, conn):
         """The headers the child rules see (only called when a child rule needs headers)."""
@@ -923,7 +965,7 @@ class Compiler:
             raise ValueError("%s services are not supported by pyroute yet" % kind)
         if spec.get("middlewares"):
             # service-level middlewares (Traefik's service manager: chain.Then(lb))
-            chain = [self.middleware(m) for m in spec["middlewares"]]
+            chain = self.chain(spec["middlewares"])
             # its header edits are compiled per route at the first request: check them now
             # (a bad header name or value is a config error, never a failing request)
             _forwarder(chain, b"pyroute", False)
@@ -1035,8 +1077,36 @@ class Compiler:
         return LoadBalancer(servers, weights, "p2c" if strategy == "p2c" else "wrr", sticky,
                             cookies, fenced)
 
-    def middleware(self, name):
+    def chain(self, names, router=None, stack=()):
+        """The middleware objects of a chain of names, chain middlewares flattened into their
+        members (Traefik nests their handlers in the same order, and builds them per router as
+        it builds the router's own); a chain that reaches itself is Traefik's recursion
+        error, naming the Middleware."""
+        out = []
+        for name in names or ():
+            key = qualified(name)
+            mw = self.middleware(key, router)
+            if isinstance(mw, mw_registry.Chain):
+                if key in stack:
+                    raise ConfigError(mw_registry.recursion_error(stack, key),
+                                      kind="Middleware", name=key, field="chain.middlewares")
+                out.extend(self.chain(mw.members, router, stack + (key,)))
+            else:
+                out.append(mw)
+        return out
+
+    def middleware(self, name, router=None):
+        """The middleware object ``name``; kinds that keep state (rateLimit, inFlightReq,
+        circuitBreaker) get one per router, as Traefik builds each router's chain anew
+        ("each router gets its own instance")."""
         key = qualified(name)
+        spec = self.dynamic.get("http", {}).get("middlewares", {}).get(key)
+        if router is not None and spec is not None and any(k in mw_registry.NAMED
+                                                           for k in spec):
+            cache = (key, router)
+            if cache not in self.middlewares:
+                self.middlewares[cache] = self._build_middleware(key, spec, router)
+            return self.middlewares[cache]
         if key not in self.middlewares:
             spec = self.dynamic.get("http", {}).get("middlewares", {}).get(key)
             if spec is None:
@@ -1044,14 +1114,20 @@ class Compiler:
             if spec.get("status") == "disabled":
                 raise ConfigError("middleware %s is disabled: %s" % (
                     key, "; ".join(spec.get("error") or ())), kind="Middleware", name=key)
-            mw = mw_registry.build(key, spec)
-            bind = getattr(mw, "bind", None)
-            if bind is not None:
-                # a middleware that sends its own requests (forwardAuth) takes its Pool from
-                # the pools every proxied request uses (this process's: the worker's)
-                bind(self.pools)
-            self.middlewares[key] = mw
+            self.middlewares[key] = self._build_middleware(key, spec)
         return self.middlewares[key]
+
+    def _build_middleware(self, key, spec, router=None):
+        if spec.get("status") == "disabled":
+            raise ConfigError("middleware %s is disabled: %s" % (
+                key, "; ".join(spec.get("error") or ())), kind="Middleware", name=key)
+        mw = mw_registry.build(key, spec, router)
+        bind = getattr(mw, "bind", None)
+        if bind is not None:
+            # a middleware that sends its own requests (forwardAuth) takes its Pool from
+            # the pools every proxied request uses (this process's: the worker's)
+            bind(self.pools)
+        return mw
 
 
 # Traefik's internal services the master answers (pyroute.api), with the static section
@@ -1115,7 +1191,7 @@ def compile_config(config, pools, route_table_factory=None, server_name=None):
         # connections only (the worker tells them apart by the first byte).
         tls_router = router.get("tls") is not None
         try:
-            chain = [comp.middleware(m) for m in router.get("middlewares") or []]
+            chain = comp.chain(router.get("middlewares"), rname)
             if rname in layers.children:
                 # a parent router: its children are routed to, its service (if any) is not
                 # (Traefik's buildHTTPHandler: ChildRefs first)
@@ -1185,7 +1261,7 @@ class _Layers:
                 continue
             r = self.routers[name]
             try:
-                chain = [self.comp.middleware(m) for m in r.get("middlewares") or []]
+                chain = self.comp.chain(r.get("middlewares"), name)
                 above = list(inherited) + chain
                 if name in self.children:
                     route = Route(name, chain, None, self.server_name, tls, inherited,

@@ -188,6 +188,10 @@ class Master:
             self.metrics.health = self.health
             self.metrics.reloaded()
             self.metrics.certs = certificates(config)
+        # limits that hold for the instance (rateLimit, inFlightReq): memory shared with
+        # every worker, made before the first fork (engine/limits.pyx)
+        from .._engine import limits
+        self.limits = limits.arena()
 
     def attach_api(self, api):
         """The API (served by a thread of this process) reads the health checker and slots."""
@@ -227,6 +231,8 @@ class Master:
                 # Ctrl-C reaches the whole process group: the master turns it into SIGTERM.
                 signal.signal(signal.SIGINT, signal.SIG_IGN)
                 set_title("pyroute: worker %d" % slot.index, "pyroute-wrk%d" % slot.index)
+                from .._engine import limits
+                limits.set_worker(slot.index)     # its share of the in-flight counts
                 # the servers health checks found down (inherited, like the config)
                 config = self.config
                 if self.config_payload is not None:
@@ -283,6 +289,8 @@ class Master:
         self._unwatch(slot)
         if self.metrics is not None:
             self.metrics.worker_gone(slot.index)
+        # what it had in flight (inFlightReq) will never be released by it: given back here
+        self.limits.forget_worker(slot.index)
         if slot.pipe is not None:
             slot.pipe.close()
             slot.pipe = None
