@@ -161,7 +161,9 @@ def metered(tmp_path):
   web:
     address: "127.0.0.1:%d"
     transport: {lifeCycle: {requestAcceptGraceTimeout: 3s, graceTimeOut: 2s}}
-  traefik: {address: "127.0.0.1:%d"}
+  traefik:
+    address: "127.0.0.1:%d"
+    transport: {lifeCycle: {requestAcceptGraceTimeout: 3s, graceTimeOut: 2s}}
 ping: {}
 metrics:
   prometheus:
@@ -258,7 +260,8 @@ def test_counts_labels_buckets_across_two_workers(metered):
     proxy.write_manifests((proxy.mdir / "config.yaml").read_text() + "\n# changed\n")
     samples, _ = wait_for(tport, lambda s: value(s, "traefik_config_reloads_total") >= 2)
     assert value(samples, "traefik_config_reloads_total") == 2
-    # /ping on the master's traefik entry point: 200 "OK", then 503 once draining
+    # /ping on the traefik entry point (defined here, so the workers' entry point, with the
+    # routers ping@internal and prometheus@internal): 200 "OK", then 503 once draining
     assert _http(tport, "/ping") [:1] == (200,)
     assert _http(tport, "/ping")[2] == b"OK"
     proxy.signal(signal.SIGTERM)
@@ -380,6 +383,55 @@ def test_traefik_prometheus_table_and_real_prometheus(metered, tmp_path):
             prom.wait(10)
         except subprocess.TimeoutExpired:
             prom.kill()
+
+
+def test_master_served_traefik_entry_point(tmp_path):
+    """With api.insecure the master serves the traefik entry point: /ping and /metrics are
+    answered there by the master (beside /api), 503 once it drains."""
+    be = HealthBackend("be")
+    tport = free_port()
+    proxy = Pyroute(tmp_path, backend_service("be", [be.port]) + """
+---
+apiVersion: traefik.io/v1alpha1
+kind: IngressRoute
+metadata: {name: r, namespace: default}
+spec:
+  entryPoints: [web]
+  routes:
+    - match: Host(`a.test`)
+      kind: Rule
+      services: [{name: be, port: 80}]
+""", workers=2)
+    proxy.static.write_text(
+        "entryPoints:\n  web:\n    address: \"127.0.0.1:%d\"\n"
+        "    transport: {lifeCycle: {requestAcceptGraceTimeout: 3s, graceTimeOut: 2s}}\n"
+        "  traefik: {address: \"127.0.0.1:%d\"}\n"
+        "api: {insecure: true}\nping: {}\nmetrics: {prometheus: {}}\nlog: {level: INFO}\n"
+        % (proxy.port, tport))
+    try:
+        proxy.start()
+        assert "entry point traefik (served by the master)" in proxy.output()
+        for _ in range(3):
+            assert _req(proxy.port)[0] == 200
+        samples, _ = wait_for(tport, lambda s: value(
+            s, "traefik_entrypoint_requests_total", entrypoint="web") >= 3)
+        assert value(samples, "traefik_entrypoint_requests_total", entrypoint="web") == 3
+        # the master's routes on traefik are not requests of a worker: not counted
+        assert not series(samples, "traefik_entrypoint_requests_total", entrypoint="traefik")
+        assert _http(tport, "/ping")[::2] == (200, b"OK")
+        assert _http(tport, "/api/version")[0] == 200          # the API beside them
+        assert _http(tport, "/ping", "HEAD")[0] == 200
+        proxy.signal(signal.SIGTERM)
+        end = time.time() + 2.5
+        code = 200
+        while time.time() < end and code == 200:
+            code = _http(tport, "/ping")[0]
+            time.sleep(0.05)
+        assert code == 503
+        assert _http(tport, "/ping")[2] == b"Service Unavailable"
+    finally:
+        proxy.stop()
+        be.close()
 
 
 def _healthcheck(static_path, *flags):
@@ -584,3 +636,23 @@ spec:
     finally:
         proxy.stop()
         be.close()
+
+
+@pytest.mark.parametrize("text,field,message", [
+    ("metrics:\n  prometheus:\n    buckets: [0.5, 0.1]\n", "metrics.prometheus.buckets",
+     "histogram buckets must be in increasing order"),
+    ("metrics:\n  prometheus:\n    headerLabels: {code: X-Code}\n",
+     "metrics.prometheus.headerLabels.code", "invalid Prometheus label name 'code'"),
+    ("ping:\n  terminatingStatusCode: 42\n", "ping.terminatingStatusCode",
+     "expected an HTTP status code"),
+])
+def test_static_errors_name_file_line_and_field(tmp_path, text, field, message):
+    from pyroute.errors import ConfigError
+    from pyroute.static import load_static
+    path = tmp_path / "static.yaml"
+    path.write_text("entryPoints:\n  web: {address: \"127.0.0.1:1\"}\n" + text)
+    with pytest.raises(ConfigError) as info:
+        load_static(str(path))
+    e = info.value
+    assert (e.file, e.field) == (str(path), field) and e.line and e.line >= 3, e.render()
+    assert message in e.message
