@@ -519,9 +519,13 @@ spec:
     - match: Host(`ops.test`) && Path(`/stats`)
       kind: Rule
       services: [{name: prometheus@internal, kind: TraefikService}]
+    - match: PathPrefix(`/api`)
+      kind: Rule
+      services: [{name: api@internal, kind: TraefikService}]
 """, workers=2)
     proxy.static.write_text(
         "entryPoints:\n  web: {address: \"127.0.0.1:%d\"}\n"
+        "api: {dashboard: false}\n"
         "ping: {entryPoint: web, manualRouting: true}\n"
         "metrics:\n  prometheus: {entryPoint: web, manualRouting: true}\n"
         "log: {level: INFO}\n" % proxy.port)
@@ -543,6 +547,12 @@ spec:
                     time.time() > end:
                 break
             time.sleep(0.2)
+        # the attacking request: a client's Host never picks another internal service than
+        # the one its route forwards to (api@internal answers the API, not the metrics)
+        for host in ("prometheus.internal", "ping.internal"):
+            status, headers, body = _req(proxy.port, path="/api/version", host=host)
+            assert status == 200 and json.loads(body)["Version"], (status, body)
+            assert b"traefik_" not in body and body != b"OK"
         # 5 to the backend (4 + /ping); /healthz and /stats go to @internal services: not
         # metered without metrics.addInternals
         assert value(samples, "traefik_entrypoint_requests_total", code=200) == 5, samples

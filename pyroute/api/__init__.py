@@ -33,16 +33,26 @@ def prepare():
     return _socket_path
 
 
-def internal_socket():
-    """The internal socket's path, or None when no ``pyroute run`` prepared one."""
-    return _socket_path
+def internal_socket(kind="api"):
+    """The internal socket's path for ``kind`` (``api``, ``ping``, ``prometheus``: one socket
+    each, so what a request reaches is decided by the service it was routed to, never by a
+    header the client sent), or None when no ``pyroute run`` prepared one."""
+    if _socket_path is None:
+        return None
+    if kind == "api":
+        return _socket_path
+    import os
+    return os.path.join(os.path.dirname(_socket_path), kind + ".sock")
+
+
+_KINDS = ("api", "ping", "prometheus")
 
 
 def cleanup():
     import os
     if _socket_path is not None:
-        for f in (lambda: os.unlink(_socket_path),
-                  lambda: os.rmdir(os.path.dirname(_socket_path))):
+        for f in [(lambda k=k: os.unlink(internal_socket(k))) for k in _KINDS] + [
+                lambda: os.rmdir(os.path.dirname(_socket_path))]:
             try:
                 f()
             except OSError:
@@ -71,8 +81,12 @@ def start(config, store=None):
     endpoints = Endpoints(config.static, api, store)
     servers = []
     if _socket_path is not None:
-        servers.append(ApiServer(endpoints, None, unix_path=_socket_path,
-                                 internal=True).start())
+        for kind, on in (("api", api is not None),
+                         ("ping", getattr(config.static, "ping", None) is not None),
+                         ("prometheus", store is not None)):
+            if on:
+                servers.append(ApiServer(endpoints, None, unix_path=internal_socket(kind),
+                                         internal=kind).start())
     internal_ep = getattr(config.static, "internal_entry_point", None)
     if internal_ep is None and settings is not None and settings.insecure:
         internal_ep = settings.entry_point

@@ -3,10 +3,9 @@
 
 Two ways in: the internal entry point ``traefik`` (the master listens on it), routed as
 Traefik's internal provider routes it — PathPrefix(`/ping`) and PathPrefix(`/metrics`) at
-priority MaxInt, then the API's routers — and the private unix socket the workers forward
-``api@internal``, ``ping@internal`` and ``prometheus@internal`` to (the latter two with
-``Host: ping.internal`` / ``prometheus.internal``: their handlers answer whatever the path,
-as Traefik's do).
+priority MaxInt, then the API's routers — and the private unix sockets the workers forward
+``api@internal``, ``ping@internal`` and ``prometheus@internal`` to, one socket per service
+(ping's and prometheus' handlers answer whatever the path, as Traefik's do).
 """
 from urllib.parse import urlsplit
 
@@ -39,14 +38,15 @@ class Endpoints:
         self.api_on_traefik = api is not None and api.settings.insecure
 
     def handle(self, method, target, body=b"", internal=False, headers=None):
-        host = ((headers.get("Host") if headers is not None else None) or "").lower()
         accept = (headers.get("Accept") if headers is not None else None) or ""
         if internal:
-            if host == "ping.internal" and self.ping is not None:
+            # ``internal``: which unix socket it came in on, i.e. the service the worker
+            # routed it to (a header the client sent decides nothing here)
+            if internal == "ping" and self.ping is not None:
                 return self.answer_ping(method)
-            if host == "prometheus.internal" and self.store is not None:
+            if internal == "prometheus" and self.store is not None:
                 return self.answer_metrics(accept)
-            if self.api is not None:
+            if internal in ("api", True) and self.api is not None:
                 return self.api.handle(method, target, body, internal=True)
             return _not_found()
         path = urlsplit(target).path

@@ -977,18 +977,18 @@ class Compiler:
         """Traefik's api@internal: forwarded to the master's API over its private unix
         socket (pyroute.api); without a running master (``pyroute check``) the pool's
         address is empty and a request would get 502. ``host``: ping@internal and
-        prometheus@internal go to the same socket with ``Host: ping.internal`` /
-        ``prometheus.internal`` (the master answers them whatever the path, as Traefik's
-        handlers do)."""
+        prometheus@internal (``ping.internal`` / ``prometheus.internal``) go to sockets of
+        their own (the master answers them whatever the path, as Traefik's handlers do)."""
         from .. import api
-        path = api.internal_socket() or ""
+        path = api.internal_socket(host.split(".")[0] if host else "api") or ""
         key = ("unix", path)
         pool = self.pools.pools.get(key)
         if pool is None:
             # idle connections are dropped after 5s, before the master's API closes them
             # (10s, pyroute.api.server.READ_TIMEOUT): a request never meets a closing one
             pool = self.pools.pools[key] = Pool(
-                path, socket.AF_UNIX, 8, 30.0, 0.0, 5.0, "api@internal", None, None)
+                path, socket.AF_UNIX, 8, 30.0, 0.0, 5.0,
+                "%s@internal" % (host.split(".")[0] if host else "api"), None, None)
         if host is not None:
             return LoadBalancer([Server("http://" + host, pool, host.encode(), False)], [1],
                                 "wrr", None, None)
