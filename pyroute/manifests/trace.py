@@ -166,6 +166,7 @@ class Explainer:
                     out["status"], note = answer
                     out["notes"].append("middleware %s answers: %s" % (m["name"], note))
                     return out
+                _middleware_note(m, out)
                 path, headers = _request_edits(m, path, headers, ctx)
             parent = first
         out["matched"] = matched
@@ -203,6 +204,7 @@ class Explainer:
                 out["status"], note = answer
                 out["notes"].append("middleware %s answers: %s" % (m["name"], note))
                 return out
+            _middleware_note(m, out)
             if m.get("type") in _PATH_KINDS:
                 # the middlewares after it see the path it leaves
                 uri, hdrs = _request_edits(m, ctx["uri"], ctx["headers"], ctx)
@@ -436,6 +438,14 @@ def _middleware_answer(m, ctx):
         return 401, ("a digest answer holds a nonce the running server issued; explain "
                      "cannot check it (the server answers it)")
     return None
+
+
+def _middleware_note(m, out):
+    """What explain cannot decide alone: forwardAuth asks its auth server per request."""
+    if m.get("type") == "forwardAuth":
+        out["notes"].append("middleware %s asks the auth server at %s (explain does not): a "
+                            "2xx lets the request go on, any other answer is the client's"
+                            % (m["name"], (m.get("config") or {}).get("address") or "?"))
 
 
 def _request_edits(m, path, headers, ctx=None):

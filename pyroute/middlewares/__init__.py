@@ -24,8 +24,10 @@ Routes whose chain has no ``on_response``/``on_complete`` keep every response ed
 A kind pyroute does not implement (yet) is an error that disables the routers using it.
 """
 from ..errors import ConfigError
+from . import forwardauth as _forwardauth
 from . import headers as _headers
 from .auth import BasicAuth, DigestAuth
+from .forwardauth import ForwardAuth
 from .headers import Headers, edit_answer  # noqa: F401
 from .circuitbreaker import CircuitBreaker
 from .ipallowlist import IPAllowList, IPWhiteList
@@ -68,6 +70,7 @@ KINDS = {
     "chain": Chain,
     "basicAuth": BasicAuth,
     "digestAuth": DigestAuth,
+    "forwardAuth": ForwardAuth,
     "rateLimit": RateLimit,
     "inFlightReq": InFlightReq,
     "circuitBreaker": CircuitBreaker,
@@ -188,6 +191,8 @@ def check(kind, spec):
                         "answered 500, as Traefik answers it" % (
                             mw.answer.rsplit(b"\r\n\r\n", 1)[1].strip().decode(
                                 "utf-8", "replace"))))
+    if kind == "forwardAuth":
+        out += [("warning", f, m) for f, m in _forwardauth.warnings(spec)]
     if kind == "stripPrefix" and isinstance(spec, dict) and spec.get("forceSlash") is not None:
         # Traefik New(): logs this and honours the value
         out.append(("warning", "forceSlash", "`ForceSlash` option is deprecated, please "
