@@ -1,4 +1,4 @@
-"""The ``pyroute`` command: ``run``, ``check``, ``explain``, ``version``.
+"""The ``pyroute`` command: ``run``, ``check``, ``explain``, ``healthcheck``, ``version``.
 
 Each subcommand lives in the module that owns its concern; that module provides
 ``add_arguments(parser)`` and ``main(args) -> int``. This file only wires them together.
@@ -16,6 +16,8 @@ COMMANDS = (
     ("run", "pyroute.server.run", "serve manifests (no arguments: a bundled demo)"),
     ("check", "pyroute.manifests.check", "validate manifests, one problem per line"),
     ("explain", "pyroute.manifests.explain", "show which router a request reaches, and why"),
+    ("healthcheck", "pyroute.observability.healthcheck",
+     "HEAD /ping on the ping entry point: exit 0 when it answers 200 (traefik healthcheck)"),
     ("version", "pyroute.cli", "print pyroute's version"),
 )
 
@@ -28,6 +30,7 @@ pyroute routes HTTP(S) exactly as Traefik v3 does for Kubernetes IngressRoute ma
                                    the same, with Traefik's flags (or TRAEFIK_* variables)
   pyroute check DIR                validate manifests, one problem per line
   pyroute explain DIR GET URL      show which router a request reaches, and why
+  pyroute healthcheck -c static.yaml   exit 0 when /ping answers 200 (needs ping)
 """
 
 
@@ -55,7 +58,7 @@ def build_parser():
 
 
 # commands that read Traefik's static configuration from flags, as `traefik` does
-TRAEFIK_FLAG_COMMANDS = ("run", "check")
+TRAEFIK_FLAG_COMMANDS = ("run", "check", "healthcheck")
 
 
 def split_traefik_flags(argv):

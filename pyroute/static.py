@@ -117,6 +117,21 @@ _SUPPORTED = {
     "serversTransport.forwardingTimeouts.responseHeaderTimeout": "",
     "serversTransport.forwardingTimeouts.idleConnTimeout": "",
     "api": "served by the master (docs/api.md)",
+    "ping": "served by the master (docs/observability.md)",
+    "ping.entryPoint": "",
+    "ping.manualRouting": "",
+    "ping.terminatingStatusCode": "",
+    "metrics.addInternals": "",
+    "metrics.prometheus": "served by the master; workers hand their counts over every second "
+                          "(docs/observability.md)",
+    "metrics.prometheus.buckets": "",
+    "metrics.prometheus.addEntryPointsLabels": "",
+    "metrics.prometheus.addRoutersLabels": "",
+    "metrics.prometheus.addServicesLabels": "",
+    "metrics.prometheus.entryPoint": "",
+    "metrics.prometheus.manualRouting": "",
+    "metrics.prometheus.headerLabels": "",
+    "metrics.prometheus.headerLabels.<name>": "",
     "api.insecure": "the entry point traefik is the master's, not the workers'",
     "api.dashboard": "pyroute's own dashboard, not Traefik's web UI",
     "api.basePath": "",
@@ -137,12 +152,12 @@ _IGNORED_NOTES = [
     ("entryPoints.<name>.http2", "pyroute serves HTTP/1.1 only"),
     ("entryPoints.<name>.http3", "pyroute serves HTTP/1.1 only"),
     ("entryPoints.<name>.udp", "pyroute has no UDP routing"),
-    ("entryPoints.<name>.observability", "pyroute has no access log, metrics or tracing"),
+    ("entryPoints.<name>.observability", "not implemented: each router's own observability "
+                                         "applies (metrics; no access log or tracing yet)"),
     ("providers", "pyroute reads Kubernetes CRD manifests from files only"),
     ("providers.kubernetesCRD", "meaningless for manifests read from files"),
     ("api.debug", "pyroute has no debug endpoints (/debug/vars, pprof)"),
-    ("ping", "pyroute has no ping endpoint"),
-    ("metrics", "pyroute has no metrics"),
+    ("metrics", "pyroute exports Prometheus metrics only (metrics.prometheus)"),
     ("log", "pyroute logs to stderr in its own format"),
     ("accessLog", "pyroute has no access log"),
     ("tracing", "pyroute has no tracing"),
@@ -310,6 +325,32 @@ class Api:
 
 
 @dataclass(frozen=True)
+class Ping:
+    """Traefik's static ``ping`` (pkg/ping Handler, SetDefaults)."""
+    entry_point: str = INTERNAL_ENTRY_POINT
+    manual_routing: bool = False
+    terminating_status_code: int = 503
+
+
+@dataclass(frozen=True)
+class Prometheus:
+    """Traefik's ``metrics.prometheus`` (pkg/observability/types Prometheus, SetDefaults)."""
+    buckets: tuple = (0.1, 0.3, 1.2, 5.0)
+    add_entry_points_labels: bool = True
+    add_routers_labels: bool = False
+    add_services_labels: bool = True
+    entry_point: str = INTERNAL_ENTRY_POINT
+    manual_routing: bool = False
+    header_labels: tuple = ()        # (label, request header name), in the file's order
+
+
+@dataclass(frozen=True)
+class Metrics:
+    add_internals: bool = False
+    prometheus: object = None        # Prometheus, or None
+
+
+@dataclass(frozen=True)
 class StaticConfig:
     entry_points: dict = field(default_factory=dict)   # name -> EntryPoint (do not mutate)
     providers_crd: ProvidersCRD = ProvidersCRD()
@@ -324,6 +365,11 @@ class StaticConfig:
     # core.defaultRuleSyntax: "" without a core section, else "v3" (the default) or "v2"
     default_rule_syntax: str = ""
     api: object = None                                 # Api, or None without ``api``
+    ping: object = None                                # Ping, or None without ``ping``
+    metrics: object = None                             # Metrics, or None without ``metrics``
+    # the internal entry point ``traefik`` when the master serves it (api.insecure, or ping /
+    # metrics.prometheus on it without manualRouting): not among ``entry_points``
+    internal_entry_point: object = None
 
     def default_entry_points(self):
         """Names of the entry points a router without ``entryPoints`` attaches to.
@@ -1103,6 +1149,26 @@ def _build(tree, src, base_dir, source=""):
         eps = {n: dataclasses.replace(ep, has_model=True) for n, ep in eps.items()}
     crd = _providers(r, top.get("providers") or {}, base_dir)
     api = _api(r, top["api"], eps) if "api" in top else None
+    ping = _ping(r, top["ping"]) if "ping" in top else None
+    metrics = _metrics(r, top["metrics"]) if "metrics" in top else None
+    internal = api.entry_point if api is not None else None
+    prom = metrics.prometheus if metrics is not None else None
+    if internal is None and INTERNAL_ENTRY_POINT not in eps and any(
+            x is not None and not x.manual_routing and x.entry_point == INTERNAL_ENTRY_POINT
+            for x in (ping, prom)):
+        # Traefik's SetEffectiveConfiguration: ping / prometheus on the internal entry point
+        # create it (":8080") when it is not defined; pyroute's master serves it. A
+        # ``traefik`` entry point the user defines stays the workers' (IngressRoutes may use
+        # it, as the Helm chart's dashboard route does): ping@internal and
+        # prometheus@internal are routed there like on any other entry point.
+        internal = _internal_entry_point(r, eps, "ping / metrics.prometheus")
+    for what, x in (("ping", ping), ("metrics.prometheus", prom)):
+        if x is not None and not x.manual_routing and x.entry_point != INTERNAL_ENTRY_POINT \
+                and x.entry_point not in eps:
+            warnings.append(src.error((what.split(".")[0],) + (("prometheus",) if "." in what
+                                                              else ()) + ("entryPoint",),
+                                    "entry point %r does not exist: %s is not served"
+                                    % (x.entry_point, what), severity="warning"))
     return StaticConfig(
         entry_points=eps,
         providers_crd=crd,
@@ -1115,7 +1181,71 @@ def _build(tree, src, base_dir, source=""):
                            if "serversTransport" in top else None),
         default_rule_syntax=syntax,
         api=api,
+        ping=ping,
+        metrics=metrics,
+        internal_entry_point=internal,
     )
+
+
+def _internal_entry_point(r, eps, why):
+    """The ``traefik`` entry point moved out of ``eps`` (the master serves it)."""
+    ep = eps.pop(INTERNAL_ENTRY_POINT, None)
+    if ep is None:
+        ep = EntryPoint(name=INTERNAL_ENTRY_POINT, host="", port=8080)
+        for other in eps.values():
+            if (other.host, other.port) == (ep.host, ep.port):
+                raise r.error(("entryPoints", other.name, "address"),
+                              "same address as entry point 'traefik' (%s)" % why)
+    if not eps:
+        raise r.error(("entryPoints",), "besides \"traefik\" (served by the master for %s), "
+                      "at least one entry point is needed to serve routes" % why)
+    return ep
+
+
+def _ping(r, m):
+    code = m.get("terminatingStatusCode", 503)
+    if isinstance(code, bool) or not isinstance(code, int) or not 100 <= code <= 999:
+        raise r.error(("ping", "terminatingStatusCode"), "expected an HTTP status code (got %r)"
+                      % (code,))
+    return Ping(entry_point=m.get("entryPoint") or INTERNAL_ENTRY_POINT,
+                manual_routing=bool(m.get("manualRouting", False)),
+                terminating_status_code=code)
+
+
+def _metrics(r, m):
+    prom = None
+    p = m.get("prometheus")
+    if p is not None:
+        buckets = p.get("buckets")
+        if buckets is None:
+            buckets = Prometheus.buckets
+        else:
+            try:
+                buckets = tuple(float(b) for b in buckets)
+            except (TypeError, ValueError):
+                raise r.error(("metrics", "prometheus", "buckets"), "expected a list of "
+                              "numbers (got %r)" % (buckets,)) from None
+            if any(b2 <= b1 for b1, b2 in zip(buckets, buckets[1:])):
+                # client_golang: "histogram buckets must be in increasing order"
+                raise r.error(("metrics", "prometheus", "buckets"), "histogram buckets must "
+                              "be in increasing order: %r" % (list(buckets),))
+        labels = []
+        for label, header in (p.get("headerLabels") or {}).items():
+            if not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", label) or label.startswith("__") \
+                    or label in ("code", "method", "protocol", "entrypoint", "router",
+                                 "service"):
+                raise r.error(("metrics", "prometheus", "headerLabels", label),
+                              "invalid Prometheus label name %r" % label)
+            labels.append((label, str(header)))
+        prom = Prometheus(
+            buckets=buckets,
+            add_entry_points_labels=bool(p.get("addEntryPointsLabels", True)),
+            add_routers_labels=bool(p.get("addRoutersLabels", False)),
+            add_services_labels=bool(p.get("addServicesLabels", True)),
+            entry_point=p.get("entryPoint") or INTERNAL_ENTRY_POINT,
+            manual_routing=bool(p.get("manualRouting", False)),
+            header_labels=tuple(labels))
+    return Metrics(add_internals=bool(m.get("addInternals", False)), prometheus=prom)
 
 
 def _api(r, m, eps):

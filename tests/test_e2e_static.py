@@ -149,12 +149,18 @@ def test_helm_chart_default_args(tmp_path, mdir, backend):
         out = run.output()
         warns, errors = warnings_and_errors(out)
         assert errors == [], out
-        # api is served (docs/api.md): no warning for it
+        # api, ping and metrics.prometheus are served (docs/api.md, docs/observability.md):
+        # no warning for them
         assert not any(": api: warning" in w for w in warns), out
-        for key in ("ping", "metrics", "providers.kubernetesIngress"):
-            assert any("command line: %s: warning: pyroute ignores this key" % key in w
-                       for w in warns), out
+        assert not any(": ping: warning" in w or ": metrics: warning" in w for w in warns), out
+        assert any("command line: providers.kubernetesIngress: warning: pyroute ignores this "
+                   "key" in w for w in warns), out
         assert "0 error(s)" in out
+        # ping@internal on the chart's traefik entry point, prometheus@internal on metrics
+        status, _, body = get(ports["traefik"], "/ping", "anything")
+        assert (status, body) == (200, b"OK")
+        status, _, body = get(ports["metrics"], "/metrics", "anything")
+        assert status == 200 and b"traefik_config_reloads_total 1.0" in body
     finally:
         run.stop()
 
@@ -190,6 +196,8 @@ entryPoints:
     http:
       redirections:
         entryPoint: {{to: ":443", permanent: false}}
+  traefik:
+    address: "127.0.0.1:{traefik}"
 certificatesResolvers:
   letsencrypt:
     acme:
@@ -242,6 +250,8 @@ PRODUCTION_TOML = """\
     [entryPoints.other.http.redirections.entryPoint]
       to = ":443"
       permanent = false
+  [entryPoints.traefik]
+    address = "127.0.0.1:{traefik}"
 
 [certificatesResolvers.letsencrypt.acme]
   email = "ops@example.com"
@@ -271,7 +281,7 @@ PRODUCTION_TOML = """\
 @pytest.mark.parametrize("name,text", [("traefik.yaml", PRODUCTION_YAML),
                                        ("traefik.toml", PRODUCTION_TOML)])
 def test_production_file_starts_with_warnings_only(tmp_path, mdir, name, text):
-    ports = {n: free_port() for n in ("web", "websecure", "other")}
+    ports = {n: free_port() for n in ("web", "websecure", "other", "traefik")}
     cfg = tmp_path / name
     cfg.write_text(text.format(**ports))
     run = Run(tmp_path, ["run", "-c", str(cfg), "-w", "1", str(mdir)], ports["other"])
@@ -281,8 +291,14 @@ def test_production_file_starts_with_warnings_only(tmp_path, mdir, name, text):
         # the certResolver the entry point gives its routers is reported (no ACME), nothing
         # else is an error
         assert all("certResolver" in e or "letsencrypt" in e for e in errors), out
-        for key in ("global", "certificatesResolvers", "ping", "metrics", "accessLog"):
+        for key in ("global", "certificatesResolvers", "accessLog"):
             assert any(": %s: warning: pyroute ignores this key" % key in w for w in warns), out
+        # ping and metrics.prometheus are served: on the traefik entry point (its routers
+        # ping@internal and prometheus@internal)
+        assert not any(": ping: warning" in w or ": metrics: warning" in w for w in warns), out
+        assert get(ports["traefik"], "/ping", "x")[:3:2] == (200, b"OK")
+        assert b"# TYPE traefik_entrypoint_requests_total counter" in get(
+            ports["traefik"], "/metrics", "x")[2]
         # http.redirections: Traefik's web-to-websecure router (priority MaxInt-1) answers
         # every request on web, GET with 301 and others with 308, the port of websecure
         status, headers, body = get(ports["web"], "/a/b?c=d", "a.test")
@@ -311,13 +327,20 @@ def test_production_file_starts_with_warnings_only(tmp_path, mdir, name, text):
 
 def test_check_dump_shows_traefiks_internal_routers(tmp_path, mdir):
     cfg = tmp_path / "traefik.yaml"
-    cfg.write_text(PRODUCTION_YAML.format(web=18001, websecure=18002, other=18003))
+    cfg.write_text(PRODUCTION_YAML.format(web=18001, websecure=18002, other=18003,
+                                          traefik=18004))
     out = subprocess.run([sys.executable, "-m", "pyroute", "check", "--dump", "-c", str(cfg),
                           str(mdir)], capture_output=True, text=True, cwd=str(REPO))
     http = json.loads(out.stdout)["http"]
     # pyroute check reports what pyroute ignores, one warning per key, with file and line
     assert "%s:1: global: warning: pyroute ignores this key" % cfg in out.stderr
-    assert out.stderr.count(": ping: warning:") == 1 and ": api: warning:" not in out.stderr
+    assert ": ping: warning:" not in out.stderr and ": api: warning:" not in out.stderr
+    # Traefik's internal provider: ping@internal and prometheus@internal on traefik
+    for name, rule in (("ping@internal", "PathPrefix(`/ping`)"),
+                       ("prometheus@internal", "PathPrefix(`/metrics`)")):
+        assert http["routers"][name]["rule"] == rule
+        assert http["routers"][name]["entryPoints"] == ["traefik"]
+        assert http["routers"][name]["priority"] == (1 << 63) - 1
     rt = http["routers"]["web-to-websecure@internal"]
     assert rt["rule"] == "HostRegexp(`^.+$`)" and rt["priority"] == (1 << 63) - 2
     assert rt["middlewares"] == ["redirect-web-to-websecure@internal"]
@@ -361,11 +384,13 @@ spec:
 def test_environment_variables_and_precedence(tmp_path, mdir):
     port, other = free_port(), free_port()
     env = {"TRAEFIK_ENTRYPOINTS_WEB_ADDRESS": "127.0.0.1:%d" % port,
-           "TRAEFIK_PROVIDERS_KUBERNETESCRD": "true", "TRAEFIK_PING": "true"}
+           "TRAEFIK_PROVIDERS_KUBERNETESCRD": "true", "TRAEFIK_PING": "true",
+           "TRAEFIK_PING_ENTRYPOINT": "web"}
     run = Run(tmp_path, ["run", "-w", "1", str(mdir)], port, env=env)
     try:
         assert get(port, "/x", "a.test")[0] == 200
-        assert "environment: ping: warning: pyroute ignores this key" in run.output()
+        assert "environment: ping: warning" not in run.output()
+        assert get(port, "/ping", "a.test")[:3:2] == (200, b"OK")     # TRAEFIK_PING served
     finally:
         run.stop()
     # flags win over the environment, which is then reported as ignored

@@ -180,7 +180,11 @@ def test_static_keys_cover_traefik():
         assert STATIC_KEYS[key][0] == "supported", key
     for key in ["api", "api.insecure", "api.dashboard", "api.basePath"]:
         assert STATIC_KEYS[key][0] == "supported", key          # pyroute.api (issue 15)
-    for key in ["api.debug", "ping", "metrics.prometheus", "providers.kubernetesIngress",
+    for key in ["ping", "ping.entryPoint", "ping.manualRouting", "ping.terminatingStatusCode",
+                "metrics.prometheus", "metrics.prometheus.buckets",
+                "metrics.prometheus.headerLabels", "metrics.addInternals"]:
+        assert STATIC_KEYS[key][0] == "supported", key          # issue 14
+    for key in ["api.debug", "metrics.datadog", "metrics.otlp", "providers.kubernetesIngress",
                 "providers.kubernetesCRD.endpoint", "providers.kubernetesCRD.token",
                 "providers.kubernetesCRD.certAuthFilePath", "certificatesResolvers.<name>"]:
         assert STATIC_KEYS[key][0] == "ignored" and STATIC_KEYS[key][1], key
@@ -204,14 +208,18 @@ providers:
     st = load_static(path)
     got = [(w.field, w.line, w.severity) for w in st.warnings]
     # api is served (pyroute.api, issue 15): no warning for it
-    assert got == [("global", 1, "warning"), ("ping", 3, "warning"),
-                   ("metrics", 4, "warning"),
+    # nor for ping and metrics.prometheus (issue 14), whose entry point "metrics" is missing
+    assert got == [("global", 1, "warning"),
                    ("entryPoints.web.http2", 7, "warning"),
                    ("entryPoints.websecure.http2", 8, "warning"),
                    ("providers.kubernetesCRD.endpoint", 10, "warning"),
                    ("providers.kubernetesCRD.token", 10, "warning"),
-                   ("providers.kubernetesIngress", 12, "warning")]
-    assert all("pyroute ignores this key" in w.message for w in st.warnings)
+                   ("providers.kubernetesIngress", 12, "warning"),
+                   ("metrics.prometheus.entryPoint", 5, "warning")]
+    assert st.warnings[-1].message == ("entry point 'metrics' does not exist: "
+                                      "metrics.prometheus is not served")
+    assert all("pyroute ignores this key" in w.message for w in st.warnings if
+               w.field != "metrics.prometheus.entryPoint")
     assert all(w.file == path for w in st.warnings)
     crd = st.providers_crd
     assert crd.throttle_duration == 2.0 and crd.disable_cluster_scope_resources is True
@@ -322,7 +330,8 @@ def test_toml_file_with_lines(tmp_path):
     assert st.entry_points["web"].redirections["port"] == "8443"
     assert st.entry_points["websecure"].tls == {}
     assert st.providers_crd.allow_cross_namespace is True
-    assert [(w.field, w.line) for w in st.warnings] == [("global", 1), ("ping", 16)]
+    assert [(w.field, w.line) for w in st.warnings] == [("global", 1)]
+    assert st.ping is not None and st.internal_entry_point.port == 8080
     p.write_text("[entryPoints.web]\n  address = \":8000\"\n  adress = \":1\"\n")
     with pytest.raises(ConfigError) as info:
         load_static(str(p))
@@ -347,13 +356,14 @@ def test_helm_chart_default_args():
         "metrics": 9100, "traefik": 8080, "web": 8000, "websecure": 8443}
     assert st.entry_points["websecure"].tls == {} and st.entry_points["web"].tls is None
     assert st.providers_crd.allow_empty_services is True
-    assert [w.field for w in st.warnings] == ["ping", "metrics",
-                                              "providers.kubernetesIngress"]
+    assert [w.field for w in st.warnings] == ["providers.kubernetesIngress"]
     # the chart exposes the dashboard with an IngressRoute to api@internal, no api.insecure:
-    # entryPoints.traefik stays one of the workers'
+    # entryPoints.traefik stays one of the workers' (ping@internal is routed on it), and
+    # prometheus@internal on the chart's metrics entry point
     assert st.api is not None and not st.api.insecure and st.api.dashboard
+    assert st.internal_entry_point is None
+    assert st.ping.entry_point == "traefik" and st.metrics.prometheus.entry_point == "metrics"
     assert all(w.file == "command line" for w in st.warnings)
-    assert "(--ping)" in st.warnings[0].message
 
 
 def test_flag_forms():
@@ -397,8 +407,7 @@ def test_environment_variables():
     assert st.entry_points["web"].port == 8002
     assert st.entry_points["web"].tls == {"domains": [{"main": "example.com"}]}
     assert st.providers_crd.allow_cross_namespace is True
-    assert [(w.file, w.field) for w in st.warnings] == [("environment", "ping")]
-    assert "TRAEFIK_PING" in st.warnings[0].message
+    assert st.warnings == () and st.ping is not None      # TRAEFIK_PING: served (issue 14)
     with pytest.raises(ConfigError) as info:
         load_static(None, environ={"TRAEFIK_ENTRYPOINTS_WEB_ADRESS": ":1"})
     assert info.value.file == "environment" and "TRAEFIK_ENTRYPOINTS_WEB_ADRESS" in \

@@ -33,33 +33,63 @@ def prepare():
     return _socket_path
 
 
-def internal_socket():
-    """The internal socket's path, or None when no ``pyroute run`` prepared one."""
-    return _socket_path
+def internal_socket(kind="api"):
+    """The internal socket's path for ``kind`` (``api``, ``ping``, ``prometheus``: one socket
+    each, so what a request reaches is decided by the service it was routed to, never by a
+    header the client sent), or None when no ``pyroute run`` prepared one."""
+    if _socket_path is None:
+        return None
+    if kind == "api":
+        return _socket_path
+    import os
+    return os.path.join(os.path.dirname(_socket_path), kind + ".sock")
+
+
+_KINDS = ("api", "ping", "prometheus")
 
 
 def cleanup():
     import os
     if _socket_path is not None:
-        for f in (lambda: os.unlink(_socket_path),
-                  lambda: os.rmdir(os.path.dirname(_socket_path))):
+        for f in [(lambda k=k: os.unlink(internal_socket(k))) for k in _KINDS] + [
+                lambda: os.rmdir(os.path.dirname(_socket_path))]:
             try:
                 f()
             except OSError:
                 pass
 
 
-def start(config):
-    """Raises OSError when the ``traefik`` entry point cannot be bound."""
+def needed(static):
+    """Whether the master serves anything of its own: ``api``, ``ping`` or
+    ``metrics.prometheus`` (pyroute.observability.endpoints)."""
+    return (getattr(static, "api", None) is not None or getattr(static, "ping", None)
+            is not None or getattr(getattr(static, "metrics", None), "prometheus", None)
+            is not None)
+
+
+def start(config, store=None):
+    """``(api, endpoints, servers)``; ``store``: the master's metrics
+    (pyroute.observability.metrics.Store) when ``metrics.prometheus`` is set. Raises OSError
+    when the ``traefik`` entry point cannot be bound."""
     from .._version import __version__
+    from ..observability.endpoints import Endpoints
     from .server import ApiServer
     settings = getattr(config.static, "api", None)
-    if settings is None:
-        return None, []
-    api = Api(config, settings, __version__)
+    if not needed(config.static):
+        return None, None, []
+    api = Api(config, settings, __version__) if settings is not None else None
+    endpoints = Endpoints(config.static, api, store)
     servers = []
     if _socket_path is not None:
-        servers.append(ApiServer(api, None, unix_path=_socket_path, internal=True).start())
-    if settings.insecure:
-        servers.append(ApiServer(api, settings.entry_point).start())
-    return api, servers
+        for kind, on in (("api", api is not None),
+                         ("ping", getattr(config.static, "ping", None) is not None),
+                         ("prometheus", store is not None)):
+            if on:
+                servers.append(ApiServer(endpoints, None, unix_path=internal_socket(kind),
+                                         internal=kind).start())
+    internal_ep = getattr(config.static, "internal_entry_point", None)
+    if internal_ep is None and settings is not None and settings.insecure:
+        internal_ep = settings.entry_point
+    if internal_ep is not None:
+        servers.append(ApiServer(endpoints, internal_ep).start())
+    return api, endpoints, servers

@@ -221,8 +221,9 @@ class Api:
         targets = list(self.health.targets.values())   # one C-level copy: no race
         return frozenset((t.service, t.url) for t in targets if not t.up)
 
-    def handle(self, method, target, body=b"", internal=False):
-        """``internal``: the request came through ``api@internal`` (a worker's route)."""
+    def handle(self, method, target, body=b"", internal=False, headers=None):
+        """``internal``: the request came through ``api@internal`` (a worker's route);
+        ``headers``: the request's (unused here)."""
         parts = urlsplit(target)
         raw_path = parts.path
         query = parse_qs(parts.query, keep_blank_values=True)

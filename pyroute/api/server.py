@@ -45,7 +45,8 @@ class _Handler(BaseHTTPRequestHandler):
             body = self.rfile.read(n)
         try:
             status, headers, data = api.handle(self.command, self.path, body,
-                                               internal=self.server.internal)
+                                               internal=self.server.internal,
+                                               headers=self.headers)
         except Exception as e:  # never take the thread (or the master) down
             status, headers, data = 500, [("Content-Type", "text/plain; charset=utf-8")], \
                 ("internal error: %r\n" % e).encode()
@@ -55,6 +56,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         for k, v in headers:
             self.send_header(k, v)
+        if status == 204 or status == 304 or status < 200:
+            # no body, no Content-Length (RFC 9110 §8.6, §15.3.5): Go writes none either
+            self.end_headers()
+            return
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         if self.command != "HEAD":

@@ -106,6 +106,7 @@ def load(paths=(), static=None):
         errors.extend(compat.static_warnings(static))
         dynamic, resolve_errors, resolver = resolve(valid, static)
         errors.extend(resolve_errors)
+        _internal_routers(dynamic, static)
     finally:
         if gc_was_enabled:
             gc.enable()
@@ -117,6 +118,34 @@ def load(paths=(), static=None):
                          sources=tuple(files), paths=tuple(all_paths),
                          router_sources=resolver.router_sources,
                          dropped_routers=frozenset(resolver.dropped_routers))
+
+
+def _internal_routers(dynamic, static):
+    """Traefik's internal provider (pkg/provider/traefik/internal.go pingConfiguration,
+    prometheusConfiguration): without ``manualRouting``, a router ``ping@internal`` /
+    ``prometheus@internal`` on the configured entry point, rule PathPrefix(`/ping`) /
+    PathPrefix(`/metrics`), priority MaxInt. On the internal entry point ``traefik`` when
+    the master serves it (``static.internal_entry_point``: not among ``entry_points``) the
+    master answers them itself (pyroute.api); on a workers' entry point the workers route
+    them to the master."""
+    from ..static import MAX_INT
+    http = dynamic.setdefault("http", {})
+    routers = http.setdefault("routers", {})
+    services = http.setdefault("services", {})
+    prom = getattr(getattr(static, "metrics", None), "prometheus", None)
+    for name, section, rule in (("ping", getattr(static, "ping", None), "PathPrefix(`/ping`)"),
+                                ("prometheus", prom, "PathPrefix(`/metrics`)")):
+        if section is None:
+            continue
+        services[name + "@internal"] = {"status": "enabled"}
+        ep = section.entry_point
+        if section.manual_routing or ep not in static.entry_points:
+            continue
+        routers[name + "@internal"] = {
+            "entryPoints": [ep], "service": name + "@internal", "rule": rule,
+            "priority": MAX_INT, "status": "enabled",
+            "observability": {"accessLogs": True, "metrics": True, "tracing": True,
+                              "traceVerbosity": "minimal"}}
 
 
 def _dedupe(errors):

@@ -11,8 +11,9 @@ from .tlsconfig import DEFAULT_TLS
 # Traefik's internal services (api@internal, dashboard@internal, ...): pyroute's workers do
 # not serve them; the API is served by the master on the traefik entry point (pyroute.api)
 _INTERNAL_SERVICE = ("the service %r is one of Traefik's internal services, which pyroute "
-                     "does not route to yet (of those it serves api@internal, with the static "
-                     "api section)")
+                     "does not route to yet (of those it serves api@internal, ping@internal and "
+                     "prometheus@internal, with the static api, ping and metrics.prometheus "
+                     "sections)")
 
 __all__ = ["ChecksMixin"]
 
@@ -201,9 +202,21 @@ class ChecksMixin:
                     # Traefik's internal provider has api@internal whenever ``api`` is set:
                     # the workers forward it to the master's API (pyroute.api)
                     self.http["services"]["api@internal"] = {"status": "enabled"}
+                elif target is None and (
+                        (q == "ping@internal" and getattr(self.static, "ping", None)
+                         is not None) or
+                        (q == "prometheus@internal" and getattr(getattr(
+                            self.static, "metrics", None), "prometheus", None) is not None)):
+                    # served by the master (pyroute.api), forwarded there by the workers
+                    self.http["services"][q] = {"status": "enabled"}
                 elif target is None and q.endswith("@internal") and not (
-                        q == "api@internal" and api is None):
+                        q == "api@internal" and api is None) and q not in (
+                        "ping@internal", "prometheus@internal"):
                     problems.append((_INTERNAL_SERVICE % q, ("services",)))
+                elif target is None and q in ("ping@internal", "prometheus@internal"):
+                    problems.append(("the service %r needs the static %s section" % (
+                        q, "ping" if q == "ping@internal" else "metrics.prometheus"),
+                        ("services",)))
                 elif target is None:
                     problems.append(("the service %r does not exist" % q, ("services",)))
                 elif target.get("status") != "enabled":

@@ -202,11 +202,13 @@ class Route(RouteTarget):
       edits become response-phase steps at their place in the chain (so nested order holds:
       innermost first), ``after[i]`` are the hooks of ``middlewares[i]``, registered on the
       exchange when the request passes it (``engine/exchange.pyx``)."""
-    __slots__ = ("name", "chain", "server_name", "tls", "phased")
+    __slots__ = ("name", "chain", "server_name", "tls", "phased", "obs")
 
     def __init__(self, name, chain, service, server_name, tls=False, inherited=(),
                  children=None):
         self.name = name
+        # what pyroute.observability.metrics.Recorder reads (``route_obs``); None: not metered
+        self.obs = None
         self.children = children
         full = list(inherited) + list(chain)
         self.chain = full
@@ -880,6 +882,9 @@ class Compiler:
         if key == "api@internal" and getattr(self.config.static, "api", None) is not None:
             svc = self.services[key] = self._api_internal()
             return svc
+        if key in _MASTER_SERVICES and _MASTER_SERVICES[key](self.config.static):
+            svc = self.services[key] = self._api_internal(key.split("@")[0] + ".internal")
+            return svc
         spec = self.dynamic.get("http", {}).get("services", {}).get(key)
         if spec is None:
             raise ValueError("service %s not found" % key)
@@ -968,19 +973,25 @@ class Compiler:
         self.services[key] = svc
         return svc
 
-    def _api_internal(self):
+    def _api_internal(self, host=None):
         """Traefik's api@internal: forwarded to the master's API over its private unix
         socket (pyroute.api); without a running master (``pyroute check``) the pool's
-        address is empty and a request would get 502."""
+        address is empty and a request would get 502. ``host``: ping@internal and
+        prometheus@internal (``ping.internal`` / ``prometheus.internal``) go to sockets of
+        their own (the master answers them whatever the path, as Traefik's handlers do)."""
         from .. import api
-        path = api.internal_socket() or ""
+        path = api.internal_socket(host.split(".")[0] if host else "api") or ""
         key = ("unix", path)
         pool = self.pools.pools.get(key)
         if pool is None:
             # idle connections are dropped after 5s, before the master's API closes them
             # (10s, pyroute.api.server.READ_TIMEOUT): a request never meets a closing one
             pool = self.pools.pools[key] = Pool(
-                path, socket.AF_UNIX, 8, 30.0, 0.0, 5.0, "api@internal", None, None)
+                path, socket.AF_UNIX, 8, 30.0, 0.0, 5.0,
+                "%s@internal" % (host.split(".")[0] if host else "api"), None, None)
+        if host is not None:
+            return LoadBalancer([Server("http://" + host, pool, host.encode(), False)], [1],
+                                "wrr", None, None)
         return LoadBalancer([Server("http://api.internal", pool, b"api.internal", True)], [1],
                             "wrr", None, None)
 
@@ -1128,6 +1139,44 @@ class Compiler:
         return mw
 
 
+# Traefik's internal services the master answers (pyroute.api), with the static section
+# that creates them
+_MASTER_SERVICES = {
+    "ping@internal": lambda st: getattr(st, "ping", None) is not None,
+    "prometheus@internal": lambda st: getattr(getattr(st, "metrics", None), "prometheus",
+                                              None) is not None,
+}
+
+
+def _metered(config, router):
+    """Traefik ObservabilityMgr.shouldMeter: metrics configured, the router's
+    ``observability.metrics`` not false, an ``@internal`` service only with addInternals."""
+    metrics = getattr(config.static, "metrics", None)
+    if metrics is None or metrics.prometheus is None:
+        return False
+    p = metrics.prometheus
+    if not (p.add_entry_points_labels or p.add_routers_labels or p.add_services_labels):
+        return False
+    if str(router.get("service") or "").endswith("@internal") and not metrics.add_internals:
+        return False
+    return (router.get("observability") or {}).get("metrics", True) is not False
+
+
+def _set_obs(route, config, name, router, parents=()):
+    """Route.obs for the metrics Recorder: the router and the parents above it, each with
+    its service label (a parent's is ``<router>-muxer``, Traefik's router.go), and the
+    service metered (none for a parent: a muxer is not a service)."""
+    from ..observability.metrics import route_obs
+    if route.children is not None:
+        service = "%s-muxer" % name
+    else:
+        service = qualified(router["service"]) if router.get("service") else ""
+    route.obs = route_obs(name, service, _metered(config, router),
+                          tuple((p, "%s-muxer" % p) for p in parents))
+    if route.obs is not None and route.children is not None:
+        route.obs = (route.obs[0], ())
+
+
 def compile_config(config, pools, route_table_factory=None, server_name=None):
     """RuntimeConfig -> Snapshot. Raises only on whole-config failures."""
     if server_name is None:
@@ -1174,6 +1223,7 @@ def compile_config(config, pools, route_table_factory=None, server_name=None):
             errors.append(ConfigError("router disabled: %s" % e, kind="Router", name=rname,
                                       field="service"))
             continue
+        _set_obs(route, config, rname, router)
         target = per_ep_tls if tls_router else per_ep
         for ep in router.get("entryPoints") or config.static.default_entry_points():
             if ep in target:
@@ -1235,6 +1285,7 @@ class _Layers:
                 self._error(name, e if isinstance(e, ValueError) else "the router has no "
                             "service", "service")
                 continue
+            _set_obs(route, self.comp.config, name, r, path)
             items.append((name, r, route))
         built = _tables({parent: items}, self.make_table, self.errors)
         if parent not in built:

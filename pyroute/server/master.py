@@ -31,7 +31,8 @@ RELOAD_DEBOUNCE = 0.2    # file changes arrive in bursts (write + rename): reloa
 
 
 class _Slot:
-    __slots__ = ("index", "pid", "pipe", "deaths", "restart_at", "given_up", "spawns")
+    __slots__ = ("index", "pid", "pipe", "deaths", "restart_at", "given_up", "spawns",
+                 "reader")
 
     def __init__(self, index):
         self.index = index
@@ -41,6 +42,7 @@ class _Slot:
         self.restart_at = 0.0  # 0: no restart pending
         self.given_up = False
         self.spawns = 0        # forks so far (the API shows spawns - 1 as restarts)
+        self.reader = None     # _FromWorker registered in the master's selector
 
 
 class _Load:
@@ -71,6 +73,10 @@ class _MasterView:
                                  "serversTransports": http.get("serversTransports") or {}}}
         self.errors = tuple(config.errors)
         self.summary = summary
+        self.certs = ()
+        if getattr(getattr(config.static, "metrics", None), "prometheus", None) is not None:
+            from ..observability.metrics import certificates
+            self.certs = certificates(config)   # traefik_tls_certs_not_after
 
 
 class _Refusal(Exception):
@@ -90,6 +96,42 @@ def _log_errors(errors, level=None):
             line = str(e)
         log(level or ("warn" if getattr(e, "severity", "error") == "warning" else "error"),
             line)
+
+
+class _FromWorker:
+    """The master's end of a worker's socketpair, read for what the worker sends up: its
+    metric deltas, every FLUSH_INTERVAL (length-prefixed pickles, as the other way)."""
+    __slots__ = ("master", "slot", "sock", "buf")
+
+    def __init__(self, master, slot, sock):
+        self.master = master
+        self.slot = slot
+        self.sock = sock
+        self.buf = b""
+
+    def on_event(self, events):
+        try:
+            data = self.sock.recv(1 << 20, socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self.master._unwatch(self.slot)
+            return
+        self.buf += data
+        while len(self.buf) >= 4:
+            (n,) = struct.unpack_from("!I", self.buf)
+            if len(self.buf) < 4 + n:
+                break
+            payload, self.buf = self.buf[4:4 + n], self.buf[4 + n:]
+            try:
+                msg = pickle.loads(payload)
+            except Exception:
+                continue
+            store = self.master.metrics
+            if store is not None and isinstance(msg, tuple) and msg and msg[0] == "metrics":
+                store.add(self.slot.index, msg[1], msg[2])
 
 
 def send_config(sock, config):
@@ -135,6 +177,17 @@ class Master:
         self.health = HealthChecks()
         self.health.configure(config)
         self.api = None        # pyroute.api.Api: kept current on reloads (see attach_api)
+        self.endpoints = None  # pyroute.observability.endpoints.Endpoints (ping's state)
+        # metrics.prometheus: the totals the workers' deltas add up to (served by the API
+        # thread, pyroute.observability.endpoints)
+        self.metrics = None
+        prom = getattr(getattr(config.static, "metrics", None), "prometheus", None)
+        if prom is not None:
+            from ..observability.metrics import Store, certificates
+            self.metrics = Store(prom)
+            self.metrics.health = self.health
+            self.metrics.reloaded()
+            self.metrics.certs = certificates(config)
         # limits that hold for the instance (rateLimit, inFlightReq): memory shared with
         # every worker, made before the first fork (engine/limits.pyx)
         from .._engine import limits
@@ -200,6 +253,9 @@ class Master:
                                            # queue alive that nobody accepts from
         slot.pid = pid
         slot.pipe = parent
+        if self.metrics is not None and self.sel is not None:
+            slot.reader = _FromWorker(self, slot, parent)
+            self.sel.register(parent, selectors.EVENT_READ, slot.reader)
         slot.spawns += 1
         slot.restart_at = 0.0
         log("debug", "worker started", worker=slot.index, worker_pid=pid)
@@ -216,8 +272,23 @@ class Master:
                 if slot.pid == pid:
                     self._worker_died(slot, status)
 
+    def _unwatch(self, slot):
+        if slot.reader is not None:
+            reader, slot.reader = slot.reader, None
+            try:
+                reader.on_event(0)      # what the worker sent before it went
+            except Exception:
+                pass
+            try:
+                self.sel.unregister(reader.sock)
+            except (KeyError, ValueError, OSError):
+                pass
+
     def _worker_died(self, slot, status):
         slot.pid = 0
+        self._unwatch(slot)
+        if self.metrics is not None:
+            self.metrics.worker_gone(slot.index)
         # what it had in flight (inFlightReq) will never be released by it: given back here
         self.limits.forget_worker(slot.index)
         if slot.pipe is not None:
@@ -270,6 +341,8 @@ class Master:
         else:
             self._send_raw(struct.pack("!I", len(payload)) + payload)
         _log_errors(getattr(config, "errors", ()))
+        if self.metrics is not None:
+            self.metrics.reloaded(config)
         if self.api is not None:
             self.api.reloaded(config, why)
         log("info", "configuration reloaded", trigger=why, summary=self.describe(config))
@@ -377,6 +450,9 @@ class Master:
         self._send_all(("health", True, self.health.down()))
         self._send_raw(struct.pack("!I", len(payload)) + payload)
         _log_errors(view.errors)
+        if self.metrics is not None:
+            self.metrics.reloaded()
+            self.metrics.certs = view.certs
         if self.api is not None:
             self.api.reloaded_payload(payload, why)   # unpickled by the API, not here
         log("info", "configuration reloaded", trigger=why, summary=view.summary)
@@ -522,6 +598,8 @@ class Master:
             self.draining_until = time.monotonic() + 1.0
             return
         self.stopping = True
+        if self.endpoints is not None:
+            self.endpoints.terminating = True    # /ping answers terminatingStatusCode
         log("info", "stopping: draining connections", signal=signal.Signals(signum).name,
             graceTimeOut="%gs" % self.grace_timeout)
         self._kill_all(signal.SIGTERM)

@@ -181,13 +181,15 @@ def main(args):
     master = Master(config, lambda: reload_config(args.config, paths, flags), worker_main,
                     workers, grace, watch_paths=watch, describe=describe, listeners=listeners)
     from .. import api as api_mod
-    if getattr(config.static, "api", None) is not None:
-        api_mod.prepare()         # the socket api@internal routes go to (workers compile it)
+    if api_mod.needed(config.static):
+        # the socket api@internal, ping@internal and prometheus@internal route to (workers
+        # compile it)
+        api_mod.prepare()
     try:
-        api, api_servers = api_mod.start(config)
+        api, endpoints, api_servers = api_mod.start(config, master.metrics)
     except OSError as e:
-        ep = config.static.api.entry_point
-        print("pyroute: cannot listen on entry point %s (%s) for the API (api.insecure): %s"
+        ep = config.static.internal_entry_point or config.static.api.entry_point
+        print("pyroute: cannot listen on entry point %s (%s) for the API, ping or metrics: %s"
               % (ep.name, ep.address, e.strerror or e), file=sys.stderr)
         listeners.close()
         if demo_pid:
@@ -195,6 +197,15 @@ def main(args):
         return 1
     if api is not None:
         master.attach_api(api)
+    if endpoints is not None:
+        master.endpoints = endpoints
+    iep = config.static.internal_entry_point
+    if iep is not None and endpoints is not None and (endpoints.ping_on_traefik or
+                                                       endpoints.prom_on_traefik):
+        print("pyroute: entry point %s (served by the master): %s" % (iep.name, ", ".join(
+            "http://%s%s" % (iep.address, p) for p, on in (
+                ("/ping", endpoints.ping_on_traefik), ("/metrics", endpoints.prom_on_traefik))
+            if on)), flush=True)
     if config.static.api is not None and config.static.api.insecure:
         print("pyroute: API on entry point %s: http://%s%s/api/%s" % (
             config.static.api.entry_point.name, config.static.api.entry_point.address,

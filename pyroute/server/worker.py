@@ -168,6 +168,16 @@ class Worker:
         self.refused = 0              # connections accepted and closed for lack of fds
         self.down = set()             # (service, url) the master's health checks say are down
         self.apply_health(True, down)
+        # metrics.prometheus: counted here per exchange (Env.observers), handed to the master
+        # every FLUSH_INTERVAL over the pipe (pyroute.observability.metrics)
+        self.recorder = None
+        self.up_buf = b""             # what is still to be written up to the master
+        self.flush_at = 0.0
+        prom = getattr(getattr(config.static, "metrics", None), "prometheus", None)
+        if prom is not None and pipe is not None:
+            from ..observability.metrics import Recorder
+            self.recorder = Recorder(prom)
+            self.env.observers.append(self.recorder.observe)
 
     # ---- out of file descriptors --------------------------------------------------------
 
@@ -260,6 +270,39 @@ class Worker:
                 self.down.add((service, url))
             snap.set_health(service, url, up)
 
+    def _flush_metrics(self, now):
+        if now < self.flush_at:
+            return
+        from ..observability.metrics import FLUSH_INTERVAL, open_connections
+        self.flush_at = now + FLUSH_INTERVAL
+        self._send_up(("metrics", self.recorder.take(), open_connections(self.env.clients,
+                                                                    self.entry_points)))
+
+    def _send_up(self, msg):
+        data = pickle.dumps(msg, protocol=pickle.HIGHEST_PROTOCOL)
+        self.up_buf += struct.pack("!I", len(data)) + data
+        try:
+            n = self.pipe.send(self.up_buf)
+        except (BlockingIOError, InterruptedError):
+            n = 0
+        except OSError:
+            self.up_buf = b""        # the master is gone
+            return
+        # the rest goes with the next hand-off (whole frames only are appended)
+        self.up_buf = self.up_buf[n:]
+
+    def final_flush(self):
+        """At exit: the last deltas, written in full (bounded wait)."""
+        if self.recorder is None or self.pipe is None:
+            return
+        try:
+            data = pickle.dumps(("metrics", self.recorder.take(), {}),
+                                protocol=pickle.HIGHEST_PROTOCOL)
+            self.pipe.settimeout(1.0)
+            self.pipe.sendall(self.up_buf + struct.pack("!I", len(data)) + data)
+        except OSError:
+            pass
+
     def start_drain(self, why):
         env = self.env
         if env.draining:
@@ -331,10 +374,16 @@ class Worker:
             cp = ConfigPipe(self, self.pipe)
             self.loop.register(cp.fd, EPOLLIN, cp)
         self.loop.idle_hooks.append(self._check)
+        if self.recorder is not None:
+            self.flush_at = self.loop.now
+            self.loop.idle_hooks.append(self._flush_metrics)
         # everything built so far (config, tables, pools) lives as long as the process: move
         # it out of the cyclic GC's generations so collections only walk per-request objects
         gc.freeze()
-        self.loop.run(self.env)
+        try:
+            self.loop.run(self.env)
+        finally:
+            self.final_flush()
         return 0
 
     def _on_term(self, signum, frame):

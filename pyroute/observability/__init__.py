@@ -1,0 +1,1 @@
+"""Observation of finished exchanges (metrics; see docs/observability.md)."""

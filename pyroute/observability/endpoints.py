@@ -1,0 +1,82 @@
+"""What the master's internal server answers: Traefik's ``ping@internal`` and
+``prometheus@internal`` beside the API (pyroute.api).
+
+Two ways in: the internal entry point ``traefik`` (the master listens on it), routed as
+Traefik's internal provider routes it — PathPrefix(`/ping`) and PathPrefix(`/metrics`) at
+priority MaxInt, then the API's routers — and the private unix sockets the workers forward
+``api@internal``, ``ping@internal`` and ``prometheus@internal`` to, one socket per service
+(ping's and prometheus' handlers answer whatever the path, as Traefik's do).
+"""
+from urllib.parse import urlsplit
+
+from ..static import INTERNAL_ENTRY_POINT
+
+_TEXT = [("Content-Type", "text/plain; charset=utf-8")]
+_STATUS_TEXT = {200: "OK", 503: "Service Unavailable"}
+
+
+def _not_found():
+    return 404, [("Content-Type", "text/plain; charset=utf-8"),
+                 ("X-Content-Type-Options", "nosniff")], b"404 page not found\n"
+
+
+class Endpoints:
+    def __init__(self, static, api=None, store=None):
+        self.api = api                      # pyroute.api.Api, or None
+        self.store = store                  # pyroute.observability.metrics.Store, or None
+        self.ping = getattr(static, "ping", None)
+        self.terminating = False            # set by the master when it starts draining
+        prom = getattr(getattr(static, "metrics", None), "prometheus", None)
+
+        served = getattr(static, "internal_entry_point", None) is not None
+
+        def on_traefik(x):
+            return served and x is not None and not x.manual_routing and \
+                x.entry_point == INTERNAL_ENTRY_POINT
+        self.ping_on_traefik = on_traefik(self.ping)
+        self.prom_on_traefik = on_traefik(prom) and store is not None
+        self.api_on_traefik = api is not None and api.settings.insecure
+
+    def handle(self, method, target, body=b"", internal=False, headers=None):
+        accept = (headers.get("Accept") if headers is not None else None) or ""
+        if internal:
+            # ``internal``: which unix socket it came in on, i.e. the service the worker
+            # routed it to (a header the client sent decides nothing here)
+            if internal == "ping" and self.ping is not None:
+                return self.answer_ping(method)
+            if internal == "prometheus" and self.store is not None:
+                return self.answer_metrics(accept)
+            if internal in ("api", True) and self.api is not None:
+                return self.api.handle(method, target, body, internal=True)
+            return _not_found()
+        path = urlsplit(target).path
+        if self.ping_on_traefik and path.startswith("/ping"):
+            return self.answer_ping(method)
+        if self.prom_on_traefik and path.startswith("/metrics"):
+            return self.answer_metrics(accept)
+        if self.api_on_traefik:
+            return self.api.handle(method, target, body)
+        return _not_found()
+
+    def answer_ping(self, method):
+        # pkg/ping Handler.ServeHTTP: 200, or terminatingStatusCode once Traefik is stopping;
+        # the status text as the body
+        code = self.ping.terminating_status_code if self.terminating else 200
+        if code == 204 or code == 304 or code < 200:
+            return code, [], b""          # Go's ResponseWriter drops the body of these
+        return code, list(_TEXT), _status_text(code).encode()
+
+    def answer_metrics(self, accept):
+        content_type, data = self.store.render(accept)
+        return 200, [("Content-Type", content_type)], data
+
+
+def _status_text(code):
+    text = _STATUS_TEXT.get(code)
+    if text is None:
+        from http import HTTPStatus
+        try:
+            text = HTTPStatus(code).phrase
+        except ValueError:
+            text = ""
+    return text

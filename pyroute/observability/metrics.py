@@ -1,0 +1,381 @@
+"""Prometheus metrics with Traefik's names, types and labels (pkg/observability/metrics).
+
+Two halves:
+
+- ``Recorder`` runs in each worker as one of ``Env.observers``: it reads a finished exchange
+  and adds it to one accumulator (a plain list of numbers) per label set — no
+  prometheus_client object, no lock, no system call per request. ``take()`` hands the
+  accumulated deltas over (the worker sends them to the master every ``FLUSH_INTERVAL``).
+- ``Store`` runs in the master: it adds the workers' deltas into totals and is the one
+  prometheus_client collector of the master's registry, which ``render()`` serves as /metrics.
+
+A worker's key is ``(entry point, obs, code, method, protocol, header values)`` where ``obs``
+is the route's ``(routers, services)``: the master expands one accumulator into the
+entry point, router and service series Traefik's three metrics middlewares would write.
+"""
+import threading
+import time
+from bisect import bisect_left
+
+FLUSH_INTERVAL = 1.0          # seconds between a worker's hand-offs to the master
+
+# Traefik getMethod: the methods of RFC 7231/5789/7540, anything else is EXTENSION_METHOD
+_METHODS = {m.encode(): m for m in ("HEAD", "GET", "POST", "PUT", "DELETE", "CONNECT",
+                                    "OPTIONS", "TRACE", "PATCH", "PRI")}
+EP_ONLY = ((), ())            # obs of a request no router took (Traefik's default handler)
+_LENGTH = 1                   # http1 Framing.LENGTH
+
+
+def _has_token(value, token):
+    # Traefik containsHeader: comma-separated items, trimmed, lower-cased, compared
+    if value is None:
+        return False
+    for item in value.split(b","):
+        if item.strip().lower() == token:
+            return True
+    return False
+
+
+_TLS_VERSIONS = {"TLSv1": "1.0", "TLSv1.1": "1.1", "TLSv1.2": "1.2", "TLSv1.3": "1.3"}
+_CIPHERS = None
+
+
+def tls_labels(stream):
+    """(tls_version, tls_cipher) as Traefik's GetVersion / GetCipherName write them ("1.3",
+    Go's suite name; "unknown" otherwise) for a TLS connection's stream."""
+    global _CIPHERS
+    if _CIPHERS is None:
+        from ..tls import CIPHER_SUITES
+        _CIPHERS = {v: k for k, v in CIPHER_SUITES.items() if v}
+        for name in ("TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384",
+                     "TLS_CHACHA20_POLY1305_SHA256"):
+            _CIPHERS[name] = name               # TLS 1.3: the same names in Go and OpenSSL
+    conn = getattr(stream, "conn", None)
+    try:
+        version = conn.get_protocol_version_name()
+        cipher = conn.get_cipher_name()
+    except Exception:
+        return "unknown", "unknown"
+    return _TLS_VERSIONS.get(version, "unknown"), _CIPHERS.get(cipher, "unknown")
+
+
+def protocol(req):
+    """Traefik getRequestProtocol: websocket, sse, grpc-web, grpc, else http."""
+    if _has_token(req.upgrade, b"websocket"):
+        return "websocket"
+    if _has_token(req.header(b"accept"), b"text/event-stream"):
+        return "sse"
+    ct = req.header(b"content-type")
+    if ct is not None and ct.startswith(b"application/grpc"):
+        return "grpc-web" if ct.startswith(b"application/grpc-web") else "grpc"
+    return "http"
+
+
+class Recorder:
+    """The worker's observer: ``observe(ex)`` once per finished exchange."""
+
+    __slots__ = ("buckets", "n", "data", "headers")
+
+    def __init__(self, prometheus):
+        self.buckets = tuple(prometheus.buckets)
+        self.n = len(self.buckets)
+        self.headers = tuple(h.lower().encode("latin-1") for _, h in prometheus.header_labels)
+        self.data = {}
+
+    def observe(self, ex):
+        route = ex.route
+        obs = EP_ONLY if route is None else getattr(route, "obs", EP_ONLY)
+        if obs is None:               # observability.metrics: false (or an internal router)
+            return
+        req = ex.req
+        # protocol(req), inlined: the common case (no Upgrade, no SSE Accept, no gRPC
+        # Content-Type) costs three C-level lookups
+        proto = "http"
+        up = req.upgrade
+        if up is not None and _has_token(up, b"websocket"):
+            proto = "websocket"
+        else:
+            accept = req.header(b"accept")
+            if accept is not None and b"event-stream" in accept and \
+                    _has_token(accept, b"text/event-stream"):
+                proto = "sse"
+            else:
+                ct = req.header(b"content-type")
+                if ct is not None and ct.startswith(b"application/grpc"):
+                    proto = "grpc-web" if ct.startswith(b"application/grpc-web") else "grpc"
+        hv = ()
+        if self.headers:
+            hv = tuple([(req.header(h) or b"").decode("latin-1") for h in self.headers])
+        key = (ex.ep.name, obs, ex.status, _METHODS.get(req.method, "EXTENSION_METHOD"),
+               proto, hv, tls_labels(ex.conn.sock) if ex.tls else None)
+        acc = self.data.get(key)
+        if acc is None:
+            acc = self.data[key] = [0, 0.0, 0, 0] + [0] * self.n
+        took = ex.ended - ex.started
+        acc[0] += 1
+        acc[1] += took
+        if req.framing == _LENGTH:
+            acc[2] += req.content_length
+        acc[3] += ex.bytes_out
+        i = bisect_left(self.buckets, took)      # le: the first bucket >= took
+        if i < self.n:
+            acc[4 + i] += 1
+
+    def take(self):
+        """The deltas since the last call (and a fresh, empty accumulator)."""
+        data, self.data = self.data, {}
+        return data
+
+
+def open_connections(clients, names=()):
+    """{entry point: open client connections} (Traefik: TCP connections per entry point;
+    ``names``: the worker's entry points, 0 when none is open)."""
+    out = dict.fromkeys(names, 0)
+    for c in clients:
+        ep = getattr(c, "ep", None)
+        name = getattr(ep, "name", None)
+        if name is not None:
+            out[name] = out.get(name, 0) + 1
+    return out
+
+
+# ---- the master's side ---------------------------------------------------------------------
+
+_REQ = ("code", "method", "protocol")
+
+
+class Store:
+    """Totals of every worker's deltas, the config and health gauges; a prometheus_client
+    collector (``collect``) yielding Traefik's metric families."""
+
+    def __init__(self, prometheus):
+        self.settings = prometheus
+        self.buckets = tuple(prometheus.buckets)
+        self.header_labels = tuple(label for label, _ in prometheus.header_labels)
+        self.totals = {}              # worker key -> [count, sum, req bytes, resp bytes, b...]
+        self.open = {}                # worker index -> {entry point: connections}
+        self.reloads = 0
+        self.last_reload = 0.0
+        self.health = None            # pyroute.server.health.HealthChecks (the master's)
+        self.certs = ()               # (cn, serial, sans, not after) of the loaded certificates
+        self._registry = None
+        # the master's thread adds, the API's thread reads: a scrape sees whole hand-offs
+        # (once a second per worker, never per request)
+        self._lock = threading.Lock()
+
+    # -- updates (the master's thread) -------------------------------------------------
+    def add(self, worker, deltas, connections):
+        totals = self.totals
+        with self._lock:
+            for key, acc in deltas.items():
+                tot = totals.get(key)
+                if tot is None:
+                    totals[key] = list(acc)
+                else:
+                    for i, v in enumerate(acc):
+                        tot[i] += v
+            self.open[worker] = connections
+
+    def worker_gone(self, worker):
+        self.open.pop(worker, None)
+
+    def reloaded(self, config=None):
+        # cmd/traefik: every configuration applied counts (the first one too)
+        self.reloads += 1
+        self.last_reload = float(int(time.time()))
+        if config is not None:
+            self.certs = certificates(config)
+
+    # -- exposition (the API thread) ---------------------------------------------------
+    def collect(self):
+        from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
+                                            HistogramMetricFamily)
+        p = self.settings
+        with self._lock:
+            totals = [(k, list(v)) for k, v in self.totals.items()]
+        yield _counter(CounterMetricFamily, "traefik_config_reloads", "Config reloads", [],
+                       [((), self.reloads)])
+        g = GaugeMetricFamily("traefik_config_last_reload_success",
+                              "Last config reload success", labels=[])
+        g.add_metric([], self.last_reload)
+        yield g
+        g = GaugeMetricFamily("traefik_open_connections", "How many open connections exist, "
+                              "by entryPoint and protocol", labels=["entrypoint", "protocol"])
+        conns = {}
+        for per in list(self.open.values()):
+            for ep, n in per.items():
+                conns[ep] = conns.get(ep, 0) + n
+        for ep in sorted(conns):
+            g.add_metric([ep, "TCP"], conns[ep])
+        yield g
+        g = GaugeMetricFamily("traefik_tls_certs_not_after", "Certificate expiration "
+                              "timestamp", labels=["cn", "serial", "sans"])
+        for cn, serial, sans, not_after in self.certs:
+            g.add_metric([cn, serial, sans], not_after)
+        yield g
+        levels = []
+        if p.add_entry_points_labels:
+            levels.append(("entrypoint", ["entrypoint"], "an entrypoint",
+                           lambda ep, obs: ((ep,),)))
+        if p.add_routers_labels:
+            levels.append(("router", ["router", "service"], "a router",
+                           lambda ep, obs: obs[0]))
+        if p.add_services_labels:
+            levels.append(("service", ["service"], "a service",
+                           lambda ep, obs: tuple((s,) for s in obs[1])))
+        for level, base, where, expand in levels:
+            reqs_h, reqs_tls, bytes_in, bytes_out, hist = {}, {}, {}, {}, {}
+            for (ep, obs, code, method, proto, hv, tls), acc in totals:
+                for names in expand(ep, obs):
+                    labels = (str(code), method, proto) + tuple(names)
+                    _add(reqs_h, labels + tuple(hv), acc[0])
+                    if tls is not None:
+                        _add(reqs_tls, tuple(tls) + tuple(names), acc[0])
+                    _add(bytes_in, labels, acc[2])
+                    _add(bytes_out, labels, acc[3])
+                    h = hist.get(labels)
+                    if h is None:
+                        h = hist[labels] = [0.0] + [0] * (len(acc) - 4) + [0]
+                    h[0] += acc[1]
+                    for i in range(4, len(acc)):
+                        h[i - 3] += acc[i]
+                    h[-1] += acc[0]
+            prefix = "traefik_%s_" % level
+            yield _counter(CounterMetricFamily, prefix + "requests",
+                           "How many HTTP requests processed on %s, partitioned by status "
+                           "code, protocol, and method." % where,
+                           list(_REQ) + base + list(self.header_labels), reqs_h.items())
+            yield _counter(CounterMetricFamily, prefix + "requests_tls",
+                           "How many HTTP requests with TLS processed on %s, partitioned by "
+                           "TLS Version and TLS cipher Used." % where,
+                           ["tls_version", "tls_cipher"] + base, reqs_tls.items())
+            hf = HistogramMetricFamily(prefix + "request_duration_seconds",
+                                       "How long it took to process the request on %s, "
+                                       "partitioned by status code, protocol, and method."
+                                       % where, labels=list(_REQ) + base)
+            for labels, h in sorted(hist.items()):
+                cum, out = 0, []
+                for b, n in zip(self.buckets, h[1:-1]):
+                    cum += n
+                    out.append((_fmt(b), cum))
+                out.append(("+Inf", h[-1]))
+                hf.add_metric(list(labels), out, h[0])
+            yield hf
+            yield _counter(CounterMetricFamily, prefix + "requests_bytes",
+                           "The total size of requests in bytes handled by %s, partitioned "
+                           "by status code, protocol, and method." % where,
+                           list(_REQ) + base, bytes_in.items())
+            yield _counter(CounterMetricFamily, prefix + "responses_bytes",
+                           "The total size of responses in bytes handled by %s, partitioned "
+                           "by status code, protocol, and method." % where,
+                           list(_REQ) + base, bytes_out.items())
+            if level == "service":
+                yield _counter(CounterMetricFamily, "traefik_service_retries",
+                               "How many request retries happened on a service.",
+                               ["service"], ())
+                g = GaugeMetricFamily("traefik_service_server_up", "service server is up, "
+                                      "described by gauge value of 0 or 1.",
+                                      labels=["service", "url"])
+                health = self.health
+                if health is not None:
+                    for t in sorted(list(health.targets.values()),
+                                    key=lambda t: (t.service, t.url)):
+                        g.add_metric([t.service, t.url], 1 if t.up else 0)
+                yield g
+
+    def registry(self):
+        if self._registry is None:
+            from prometheus_client import CollectorRegistry
+            from prometheus_client.process_collector import ProcessCollector
+            reg = CollectorRegistry(auto_describe=False)
+            reg.register(_Collector(self))
+            ProcessCollector(registry=reg)     # process_* as Traefik's ProcessCollector
+            self._registry = reg
+        return self._registry
+
+    def render(self, accept=""):
+        """(content type, body) of a scrape."""
+        from prometheus_client import exposition
+        encoder, content_type = exposition.choose_encoder(accept or "")
+        return content_type, encoder(self.registry())
+
+
+class _Collector:
+    def __init__(self, store):
+        self.store = store
+
+    def collect(self):
+        return self.store.collect()
+
+
+def _add(d, key, v):
+    d[key] = d.get(key, 0) + v
+
+
+def _fmt(b):
+    return repr(float(b)) if float(b) != int(b) else "%s" % float(b)
+
+
+def _counter(cls, name, doc, labels, items):
+    c = cls(name, doc, labels=list(labels))
+    for labels_, v in sorted(items):
+        c.add_metric(list(labels_), v)
+    return c
+
+
+def route_obs(router_name, service_name, metrics_on, parents=()):
+    """What a compiled Route carries for the Recorder: None (not metered: the router's
+    ``observability.metrics`` is false) or ``(((router, service), ...), (service, ...))`` —
+    the router and the routers above it (multi-layer routing: Traefik meters each router
+    with service ``<router>-muxer`` for a parent), and the service it forwards to."""
+    if not metrics_on:
+        return None
+    routers = tuple(parents) + ((router_name, service_name),)
+    return routers, ((service_name,) if service_name else ())
+
+
+def certificates(config):
+    """(cn, serial, sans, not after) for the certificates the configuration loads."""
+    out = []
+    try:
+        from cryptography import x509
+        from cryptography.x509.oid import NameOID
+    except ImportError:
+        return ()
+    tls = config.dynamic.get("tls") or {}
+    pems = [cert.get("certFile") for cert in tls.get("certificates") or ()
+            if isinstance(cert, dict)]
+    for store in (tls.get("stores") or {}).values():
+        dc = (store or {}).get("defaultCertificate") if isinstance(store, dict) else None
+        if isinstance(dc, dict):
+            pems.append(dc.get("certFile"))
+    seen = set()
+    for pem in pems:
+        if not pem or not isinstance(pem, (str, bytes)):
+            continue
+        data = pem.encode() if isinstance(pem, str) else pem
+        if b"-----BEGIN" not in data:
+            continue
+        try:
+            c = x509.load_pem_x509_certificate(data)
+        except ValueError:
+            continue
+        cns = c.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        cn = cns[0].value if cns else ""
+        try:
+            san = c.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+            sans = sorted(san.value.get_values_for_type(x509.DNSName))   # appendCertMetric
+        except x509.ExtensionNotFound:
+            sans = []
+        serial = "%d" % c.serial_number
+        key = (cn, serial)
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            not_after = c.not_valid_after_utc.timestamp()
+        except AttributeError:
+            import calendar
+            not_after = calendar.timegm(c.not_valid_after.timetuple())
+        out.append((cn, serial, ",".join(sans), float(int(not_after))))
+    return tuple(out)
