@@ -1169,7 +1169,8 @@ cdef class ClientConn(UpstreamUser):
             keep = False      # its body was not read: the connection cannot be reused
         if ex is not None:
             ex.status = _status_of(data)
-            ex.bytes_out += len(data)
+            ex.resp_head = data
+            ex.bytes_out += len(data) - data.find(b"\r\n\r\n") - 4     # the body
         if req.method_id == M_HEAD:
             data = _head_only(data)
         self.requests += 1
@@ -1197,7 +1198,8 @@ cdef class ClientConn(UpstreamUser):
         if ex is not None:
             data = self._own_answer(ex, data)
             ex.status = status
-            ex.bytes_out += len(data)
+            ex.resp_head = data
+            ex.bytes_out += len(data) - data.find(b"\r\n\r\n") - 4     # the body
         self.requests += 1
         if not keep:
             self.state = S_WAIT
@@ -1242,6 +1244,11 @@ cdef class ClientConn(UpstreamUser):
             # observation reads the finished exchange once (access log, metrics): nothing
             # of it runs when nothing is switched on
             ex.ended = self.env.now
+            if ex.server is not None:
+                if self.req_dec is not None:
+                    ex.bytes_in = self.req_dec.total
+                elif ex.req.framing == FR_LENGTH:
+                    ex.bytes_in = ex.req.content_length - self.req_left
             for observe in self.env.observers:
                 try:
                     observe(ex)
@@ -1469,6 +1476,7 @@ cdef class ClientConn(UpstreamUser):
         route = <RouteTarget> ex.route
         self.resp_phase = bool(ex.responders)
         ex.server = server
+        ex.origin_started = env.now
         self.head_req = req.method_id == M_HEAD
         try:
             up = server.pool.get(self.env)
@@ -1773,6 +1781,7 @@ cdef class ClientConn(UpstreamUser):
             head = head[:-2] + b"".join([n + b": " + v + b"\r\n" for n, v in ex.resp_extra]) \
                 + b"\r\n"
         ex.origin_status = status
+        ex.origin_head = resp.raw
         ex.status = status
         if self.resp_phase:
             # the route's response-phase middlewares, innermost first (Traefik's wrapped
@@ -1787,7 +1796,8 @@ cdef class ClientConn(UpstreamUser):
                 self.resp_state = R_DONE
                 body = rh.body if not self.head_req else b""
                 ex.bytes_out += len(body)
-                self.write_head(rh.serialize(), body)
+                ex.resp_head = rh.serialize()
+                self.write_head(ex.resp_head, body)
                 if self.state != S_CLOSED:
                     self._maybe_finish()
                 return
@@ -1804,6 +1814,7 @@ cdef class ClientConn(UpstreamUser):
                     rh.set(b"Transfer-Encoding", b"chunked")
             head = rh.serialize()
         self.resp_state = R_BODY
+        ex.resp_head = head
         if mode == F_ASIS:
             if rest:
                 self.up_ok = False

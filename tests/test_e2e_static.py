@@ -281,7 +281,7 @@ def test_production_file_starts_with_warnings_only(tmp_path, mdir, name, text):
         # the certResolver the entry point gives its routers is reported (no ACME), nothing
         # else is an error
         assert all("certResolver" in e or "letsencrypt" in e for e in errors), out
-        for key in ("global", "certificatesResolvers", "ping", "metrics", "accessLog"):
+        for key in ("global", "certificatesResolvers", "ping", "metrics"):
             assert any(": %s: warning: pyroute ignores this key" % key in w for w in warns), out
         # http.redirections: Traefik's web-to-websecure router (priority MaxInt-1) answers
         # every request on web, GET with 301 and others with 308, the port of websecure

@@ -1,0 +1,1 @@
+"""Observation of finished exchanges (access log) and pyroute's own log, in Traefik's shapes."""
