@@ -77,8 +77,9 @@ ROWS = (
      "pyroute exports no metrics yet"),
     ("IngressRoute", "spec.routes[].observability.tracing", IGNORED,
      "pyroute writes no traces yet"),
-    ("IngressRoute", "spec.routes[].observability.traceVerbosity", IGNORED,
-     "pyroute writes no traces yet"),
+    ("IngressRoute", "spec.routes[].observability.traceVerbosity", SUPPORTED,
+     "read with tracing only, which pyroute lacks (the static tracing section is reported); "
+     "the CRD's default minimal is set on every route"),
     ("IngressRoute", "spec.tls", SUPPORTED, ""),
     ("IngressRoute", "spec.tls.secretName", SUPPORTED, ""),
     ("IngressRoute", "spec.tls.options", SUPPORTED, ""),
