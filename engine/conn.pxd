@@ -247,6 +247,7 @@ cdef class ClientConn(UpstreamUser):
     cdef void _answer(self, Exchange ex, bytes answer) except *
     cdef bytes _own_answer(self, Exchange ex, bytes data)
     cdef void _end_exchange(self, int status) except *
+    cdef void _again(self, UpstreamConn failed) except *
     cdef bytes _transform(self, bytes data, bint last)
     cdef void _request_sent(self) except *
     cdef void feed_body(self, bytes data) except *

@@ -1728,6 +1728,14 @@ cdef class ClientConn(UpstreamUser):
         self.retry_head = None
         up.deadline = 0.0
         status = resp.status
+        if self.ex.retry is not None and self.state == S_WAIT \
+                and self.ex.retry.status_retry(self.ex, status):
+            # the retry middleware: a status it retries — the answer is dropped before
+            # anything reached the client, and the request goes again
+            self.up_ok = False
+            self._release_upstream(False)
+            self._again(None)
+            return
         if status == 101:
             if req.upgrade is None or resp.upgrade is None:
                 self.up_ok = False
@@ -1934,6 +1942,31 @@ cdef class ClientConn(UpstreamUser):
         # truncated body: nothing honest to add, close the client connection
         self.close()
 
+    cdef void _again(self, UpstreamConn failed) except *:
+        # another attempt for the retry middleware: back to the state the request had when
+        # it passed that middleware (``Retry.rewind``), after its backoff
+        cdef Exchange ex = self.ex
+        if failed is not None:
+            failed.client = None
+            if not failed.closed:
+                failed.close()
+        if ex.service is not None:
+            ex.service.done(ex)
+            ex.service = None
+        ex.server = None
+        ex.mirror = None
+        self.resp_state = R_NONE
+        self.ubuf = None
+        self.retry_head = None
+        self.up_ok = True
+        self.resp_phase = False
+        delay = ex.retry.rewind(ex)
+        ex.waiting = True
+        if delay > 0:
+            self.loop.call_later(delay, ex.resume)
+        else:
+            self.exchange_resume(ex)
+
     cdef void _retry(self) except *:
         # A pooled connection the backend had closed (keep-alive race): send the same
         # body-less request once more on a fresh connection, as Go's Transport does.
@@ -1956,6 +1989,14 @@ cdef class ClientConn(UpstreamUser):
         if self.resp_state == R_HEAD and self.retry_head is not None and not self.ubuf \
                 and status == 502:
             self._retry()
+            return
+        if self.ex.retry is not None and up.connecting and self.state == S_WAIT \
+                and self.ex.retry.network_retry(self.ex):
+            # the retry middleware: the backend could not be reached and nothing of the
+            # request was written to it (Traefik: proxy reached, WroteHeaders not called)
+            self.up = None
+            self.up_ok = False
+            self._again(up)
             return
         self.up = None
         self.up_ok = False

@@ -40,6 +40,8 @@ cdef class Exchange:
     cdef public int server_index
     cdef public object mirror             # pyroute.proxy.mirror.MirrorRequest, or None
     cdef public object pending            # a service-level chain waiting (resume(ex) -> server)
+    cdef public object retry              # the retry middleware's attempt in progress, or None
+    cdef public int attempts              # attempts made (retry; 1 without)
     # --- what observation reads when it completes
     cdef public int status                # status sent to the client; 499: client went away
     cdef public int origin_status         # the backend's status (0: none)

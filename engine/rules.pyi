@@ -11,6 +11,10 @@ MAX_USER_PRIORITY: int  # MaxInt64 - 1000: Traefik reserves the priorities above
 def matcher_spellings(syntax: str = "v3") -> dict[str, str]:
     """Every accepted spelling of a matcher name -> its canonical name."""
 
+def go_regexp(pattern: str) -> object:
+    """A compiled RE2 regexp with Go's regexp.Compile semantics and its capture groups (a
+    google-re2 object); raises ValueError."""
+
 def compile_rule(rule: str, syntax: str = "v3") -> Rule:
     """Parse and compile a rule; raises RuleSyntaxError (a ValueError)."""
 

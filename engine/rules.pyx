@@ -646,6 +646,17 @@ cdef object _compile_re(str pattern):
     return rx._regexp.Match
 
 
+def go_regexp(str pattern):
+    """A regexp as Go's ``regexp.Compile`` builds it (RE2 syntax, leftmost-first, UTF-8
+    patterns; the rules' matchers use the same compilation), with its capture groups, for
+    the middlewares that match and rewrite with one (stripPrefixRegex, replacePathRegex,
+    redirectRegex). Compiled once at load; raises ValueError with RE2's message."""
+    try:
+        return re2.compile(pattern.encode("utf-8", "surrogateescape"), _RE2_CHECK_OPTIONS)
+    except re2.error as e:
+        raise ValueError("error parsing regexp: %s" % _re_error(e)) from None
+
+
 cdef bint _re_matches_empty(object match_fn) except -1:
     return (<tuple>(<list>match_fn(_UNANCHORED, b"", 0, 0))[0])[0] != -1
 

@@ -59,6 +59,8 @@ SERVICE_ROWS = (
 )
 
 ROWS = (
+    ("Middleware", "spec.rateLimit.redis.minIdleConns", IGNORED,
+     "redis-py opens connections on demand (poolSize / maxActiveConns bound them)"),
     ("IngressRoute", "spec.entryPoints", SUPPORTED, ""),
     ("IngressRoute", "spec.ingressClassName", SUPPORTED, "as providers.kubernetesCRD."
                                                          "ingressClass selects"),
@@ -150,6 +152,14 @@ ROWS = (
     ("Middleware", "spec", SUPPORTED, ""),
 )
 
+# Notes on middleware kinds pyroute runs (the kind's row).
+KIND_NOTES = {
+    "chain": "flattened into the chain of each router and service using it at load; a chain "
+             "that reaches itself is an error naming the Middleware",
+    "ipWhiteList": "deprecated alias of ipAllowList (always 403): a warning, as Traefik logs",
+    "redirectRegex": "the URL as Traefik's rawURL builds it (X-Forwarded-Proto is not read)",
+}
+
 # Ignored fields whose warning another module already gives, with more detail (pyroute.tls).
 WARNED_ELSEWHERE = {("TLSStore", "spec.defaultGeneratedCert")}
 
@@ -204,7 +214,7 @@ def _rows():
     kinds = getattr(middlewares, "KINDS", {})
     for kind in _middleware_kinds():
         if kind in kinds:
-            rows[("Middleware", "spec." + kind)] = (SUPPORTED, "")
+            rows[("Middleware", "spec." + kind)] = (SUPPORTED, KIND_NOTES.get(kind, ""))
         else:
             rows[("Middleware", "spec." + kind)] = (
                 REFUSED, "not implemented: the routers using it are disabled")

@@ -194,8 +194,8 @@ def chain_proxy(tmp_path):
 
 
 def test_a_tenant_cannot_borrow_another_namespace_s_middleware_through_a_chain(chain_proxy):
-    # (On main this already answers 404 for another reason: pyroute's middleware engine does
-    # not serve chains yet. This guards the isolation for when it does.)
+    # (pyroute serves chains: the 404 is the isolation's, see test_e2e_mw_paths for a chain
+    # that is allowed across namespaces)
     # the attack: team-a's chain pulls in team-b's headers middleware, which injects team-b's
     # credentials into team-a's backend. Without allowCrossNamespace Traefik drops the chain,
     # so the router has no middleware to run and is not served.

@@ -163,6 +163,14 @@ class ChecksMixin:
             es = mw.get("errors")
             if es and es.get("service") and qualified(es["service"]) not in self.http["services"]:
                 self.disable(mw, "the service %r does not exist" % qualified(es["service"]))
+        # a chain that reaches itself: Traefik's recursion error when a router builds it;
+        # reported here on each chain of the cycle, and the compiler refuses every router
+        # that reaches it with Traefik's message for that router's path
+        from ..middlewares import chain_cycles
+        for name, msg in chain_cycles(mws).items():
+            obj = self.middleware_sources.get(name)
+            if obj is not None:
+                self.err(obj, msg, ("spec", "chain", "middlewares"))
 
     def check_routers(self):
         api = getattr(self.static, "api", None)

@@ -176,7 +176,8 @@ class MiddlewaresMixin:
     def rate_limit(self, ns, conf):
         """Traefik createRateLimitMiddleware (RateLimit and Redis SetDefaults, Secrets read)."""
         out = {"average": conf.get("average", 0), "burst": conf.get("burst", 1),
-               "period": format_duration(self.duration(conf.get("period"), 1.0, ("period",)))}
+               "period": format_duration(self.duration(conf.get("period"), 1.0, ("period",),
+                                                        allow_negative=True))}
         if "sourceCriterion" in conf:
             out["sourceCriterion"] = conf["sourceCriterion"]
         redis = conf.get("redis")

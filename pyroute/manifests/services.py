@@ -140,11 +140,11 @@ class ServicesMixin:
         out.setdefault("path", "/")   # Traefik Cookie.SetDefaults
         return out
 
-    def duration(self, value, default, path):
+    def duration(self, value, default, path, allow_negative=False):
         if value is None or value == "":
             return default
         try:
-            return parse_duration(value)
+            return parse_duration(value, allow_negative)
         except ValueError as e:
             raise RefError(str(e), path) from None
 

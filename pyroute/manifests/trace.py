@@ -203,6 +203,10 @@ class Explainer:
                 out["status"], note = answer
                 out["notes"].append("middleware %s answers: %s" % (m["name"], note))
                 return out
+            if m.get("type") in _PATH_KINDS:
+                # the middlewares after it see the path it leaves
+                uri, hdrs = _request_edits(m, ctx["uri"], ctx["headers"], ctx)
+                ctx = dict(ctx, uri=uri, headers=hdrs)
         svc = r.get("service")
         if svc is not None:
             out["service"] = self._tree(qualified(svc), None, set())
@@ -311,7 +315,11 @@ class Explainer:
 
 # Kinds whose answer (or path edit) explain takes from the very middleware objects the
 # server runs (pyroute.middlewares), so explain and run reach one verdict on them.
-_RUN_KINDS = ("ipAllowList", "ipWhiteList", "redirectScheme", "stripPrefix", "addPrefix")
+_RUN_KINDS = ("ipAllowList", "ipWhiteList", "redirectScheme", "redirectRegex", "stripPrefix",
+              "stripPrefixRegex", "addPrefix", "replacePath", "replacePathRegex")
+# Kinds that rewrite the path (and add a header) as the server's objects do
+_PATH_KINDS = ("stripPrefix", "stripPrefixRegex", "addPrefix", "replacePath",
+               "replacePathRegex", "redirectRegex")
 
 
 class _Probe:
@@ -390,11 +398,15 @@ def _middleware_answer(m, ctx):
         if kind in ("ipAllowList", "ipWhiteList"):
             return status, "client IP %s is not in %s" % (
                 mw.client_ip(probe) or "(none)", ", ".join(cfg.get("sourceRange") or ()))
-        if kind == "redirectScheme":
-            loc = [ln for ln in answer.split(b"\r\n") if ln.lower().startswith(b"location:")]
-            return status, "redirect to " + (loc[0][9:].strip().decode("latin-1")
-                                              if loc else "?")
-        return status, "the path left after stripping needs cleaning (dot segments): refused"
+        loc = [ln for ln in answer.split(b"\r\n") if ln.lower().startswith(b"location:")]
+        if loc:
+            return status, "redirect to " + loc[0][9:].strip().decode("latin-1")
+        if status == 400:
+            return status, "the path left after rewriting needs cleaning (dot segments): refused"
+        if status == 502:
+            return status, "the rewritten URL does not parse (Go's url.Parse)"
+        body = answer.split(b"\r\n\r\n", 1)[1].strip().decode("utf-8", "replace")
+        return status, "the new path does not unescape: " + body
     if kind in ("basicAuth", "digestAuth"):
         field = "authorization"
         if not any(k.lower() == field for k, _ in ctx["headers"]):
@@ -403,17 +415,21 @@ def _middleware_answer(m, ctx):
 
 
 def _request_edits(m, path, headers, ctx=None):
-    """(path, headers) after a middleware's request edits, as the server applies them:
-    stripPrefix (and its X-Forwarded-Prefix) and addPrefix by the server's own objects,
-    headers' customRequestHeaders."""
+    """(path, headers) after a middleware's request edits, as the server applies them: the
+    path kinds (stripPrefix, stripPrefixRegex, addPrefix, replacePath, replacePathRegex,
+    redirectRegex going on) and the headers they add by the server's own objects (``path``
+    with its query when it has one), headers' customRequestHeaders."""
     kind, cfg = m.get("type"), m.get("config") or {}
-    if kind in ("stripPrefix", "addPrefix") and ctx is not None:
+    if kind in _PATH_KINDS and ctx is not None:
         mw = _runtime(m)
         if mw is None:
             return path, headers
         probe = _Probe(dict(ctx, uri=path))
         mw.on_request(probe)
+        with_query = "?" in path
         path = probe.path.decode("latin-1")
+        if with_query and probe.query is not None:
+            path += "?" + probe.query.decode("latin-1")
         # appended as the server appends them (a client's own value, from a trusted peer,
         # stays before)
         headers = headers + [(n.decode("latin-1"), v.decode("latin-1"))

@@ -26,20 +26,98 @@ A kind pyroute does not implement (yet) is an error that disables the routers us
 from ..errors import ConfigError
 from . import headers as _headers
 from .headers import Headers, edit_answer  # noqa: F401
-from .ipallowlist import IPAllowList
-from .path import AddPrefix, StripPrefix
-from .redirect import RedirectScheme
+from .circuitbreaker import CircuitBreaker
+from .ipallowlist import IPAllowList, IPWhiteList
+from .path import AddPrefix, ReplacePath, ReplacePathRegex, StripPrefix, StripPrefixRegex
+from .ratelimit import InFlightReq, RateLimit
+from .retry import Retry
+from .redirect import RedirectRegex, RedirectScheme
+
+
+class Chain:
+    """chain (Traefik pkg/middlewares/chain): its members, in order. Never run itself: the
+    compiler flattens a chain into the chain of every router and service using it (Traefik
+    nests the members' handlers in that order, so the request and response phases are the
+    same), so it costs nothing per request; a chain that reaches itself is an error
+    (``chain_cycles``; the compiler checks it too)."""
+    __slots__ = ("members",)
+    static = False
+
+    def __init__(self, spec):
+        members = spec.get("middlewares")
+        if members is None:
+            members = []
+        if not isinstance(members, list) or not all(isinstance(m, str) and m
+                                                    for m in members):
+            raise ValueError("middlewares: expected a list of middleware names")
+        self.members = list(members)
+
 
 KINDS = {
     "stripPrefix": StripPrefix,
+    "stripPrefixRegex": StripPrefixRegex,
     "addPrefix": AddPrefix,
+    "replacePath": ReplacePath,
+    "replacePathRegex": ReplacePathRegex,
     "headers": Headers,
     "redirectScheme": RedirectScheme,
+    "redirectRegex": RedirectRegex,
     "ipAllowList": IPAllowList,
+    "ipWhiteList": IPWhiteList,
+    "chain": Chain,
+    "rateLimit": RateLimit,
+    "inFlightReq": InFlightReq,
+    "circuitBreaker": CircuitBreaker,
+    "retry": Retry,
+}
+# kinds whose state is kept per middleware name (Traefik keys a limiter's sources by it)
+NAMED = {"rateLimit", "inFlightReq", "circuitBreaker"}
+
+# kinds Traefik still runs but logs as deprecated when it builds them
+DEPRECATED_KINDS = {
+    "ipWhiteList": "Middleware of type IPWhiteList is deprecated, please use IPAllowList "
+                   "instead.",
 }
 
 
-def build(name, config):
+def recursion_error(stack, name):
+    """Traefik's recursion.CheckRecursion message for ``name`` reached again via ``stack``
+    (the middleware names from the router's down)."""
+    return ("could not instantiate middleware %s: recursion detected in %s"
+            % (name, "->".join("middleware:" + n for n in tuple(stack) + (name,))))
+
+
+def chain_cycles(middlewares):
+    """``{name: message}`` for every chain middleware (in ``http.middlewares``, qualified
+    names) that reaches itself through chains, with Traefik's recursion message."""
+    out = {}
+
+    def members(name):
+        conf = middlewares.get(name) or {}
+        chain = conf.get("chain") if isinstance(conf, dict) else None
+        if not isinstance(chain, dict):
+            return ()
+        # (a chain the provider dropped keeps its spec's references: no names)
+        return [m for m in chain.get("middlewares") or () if isinstance(m, str)]
+
+    for start in middlewares:
+        # depth-first from start; the first path back to start is the one reported
+        todo = [(start, (start,))]
+        seen = set()
+        while todo:
+            name, path = todo.pop()
+            for child in members(name):
+                if child == start:
+                    out[start] = recursion_error(path, start)
+                    todo = []
+                    break
+                if child not in seen:
+                    seen.add(child)
+                    todo.append((child, path + (child,)))
+    return out
+
+
+def build(name, config, router=None):
     """The middleware object for ``http.middlewares[name]``; ConfigError when unsupported."""
     kinds = [k for k in config if k not in ("status", "error", "errors")]
     if len(kinds) != 1:
@@ -51,6 +129,14 @@ def build(name, config):
         raise ConfigError("middleware kind %r is not supported by pyroute yet" % kind,
                           kind="Middleware", name=name, field=kind)
     try:
+        if kind in NAMED:
+            # the parameters are part of the name: a reload that changes them starts afresh
+            # (Traefik rebuilds the limiter), one that keeps them keeps the counts
+            import json
+            return factory(config[kind] or {},
+                           name="%s#%s#%s" % (name, router or "",
+                                              json.dumps(config[kind], sort_keys=True,
+                                                         default=str)))
         return factory(config[kind] or {})
     except (ValueError, TypeError, KeyError) as e:
         raise ConfigError(str(e), kind="Middleware", name=name, field=kind) from None
@@ -85,6 +171,16 @@ def check(kind, spec):
         out.append(("error", field, message))
     if kind == "headers" and isinstance(spec, dict):
         out += [("warning", f, m) for f, m in _headers.warnings(spec)]
+    if kind in DEPRECATED_KINDS:
+        out.append(("warning", None, DEPRECATED_KINDS[kind]))
+    if kind == "replacePath" and isinstance(spec, dict) and not out:
+        mw = ReplacePath(spec)
+        if mw.answer is not None:
+            # Traefik builds it and answers every request with 500 (its error text)
+            out.append(("warning", "path", "%s: every request through this middleware is "
+                        "answered 500, as Traefik answers it" % (
+                            mw.answer.rsplit(b"\r\n\r\n", 1)[1].strip().decode(
+                                "utf-8", "replace"))))
     if kind == "stripPrefix" and isinstance(spec, dict) and spec.get("forceSlash") is not None:
         # Traefik New(): logs this and honours the value
         out.append(("warning", "forceSlash", "`ForceSlash` option is deprecated, please "

@@ -181,3 +181,20 @@ class IPAllowList:
             if len(self._cache) < 4096:
                 self._cache[ip] = ok
         return None if ok else self.answer
+
+
+class IPWhiteList(IPAllowList):
+    """ipWhiteList (Traefik pkg/middlewares/ipwhitelist, deprecated): ipAllowList's check and
+    ipStrategy, always 403 (it has no rejectStatusCode), its own error texts; Traefik logs
+    the deprecation when it builds it (pyroute: a warning from check and at start)."""
+    __slots__ = ()
+
+    def __init__(self, spec):
+        if not spec.get("sourceRange"):
+            raise ValueError("sourceRange is empty, IPWhiteLister not created")
+        spec = {k: v for k, v in spec.items() if k != "rejectStatusCode"}
+        try:
+            super().__init__(spec)
+        except ValueError as e:
+            raise ValueError(str(e).replace("cannot parse CIDRs",
+                                            "cannot parse CIDR whitelist")) from None

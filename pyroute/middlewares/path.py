@@ -5,9 +5,12 @@ normalisation); Traefik works on Go's ``URL.Path`` (decoded) and ``URL.RawPath``
 form, when it is not the default encoding) and sends ``URL.EscapedPath()``. The helpers below
 are Go's net/url rules, so the path that reaches the backend is the one Traefik sends.
 """
+import re
 from urllib.parse import unquote_to_bytes
 
-from ..proxy.responses import error_response
+from ..proxy.responses import error_response, status_line
+from . import gourl
+from .goregexp import Regexp
 
 # net/url shouldEscape(c, encodePath) is false for these bytes
 _PATH_SAFE = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
@@ -104,27 +107,191 @@ class StripPrefix:
         raw = conn.path
         path = _unescape(raw)
         for prefix in self.prefixes:
+            if path.startswith(prefix):
+                return _strip(conn, raw, path, prefix, self._stripped)
+        return None
+
+
+def _add_header(conn, name, value):
+    # Header.Add after the forwarded-headers handler ran: it always reaches the backend,
+    # after the client's own lines of that name (kept, as Traefik keeps them)
+    edits = conn.set_headers
+    if edits is None:
+        conn.set_headers = edits = []
+    edits.append((name, value))
+
+
+# httpguts.ValidHeaderFieldValue: no control byte but HTAB
+_HEADER_CTL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+
+# Traefik's proxy ErrorHandler for an error that is no net.Error (here Go's Transport refusing
+# "invalid header field value"): 500 and its status text, Go sniffs text/plain
+INTERNAL_ERROR = (status_line(500) + b"Content-Type: text/plain; charset=utf-8\r\n"
+                  + b"Content-Length: 21\r\n\r\nInternal Server Error")
+
+
+def _strip(conn, raw, path, prefix, stripped):
+    """Traefik's stripPrefix / stripPrefixRegex once ``prefix`` (decoded) is found at the
+    start of ``path`` (the decoded ``raw``): strip it from the path and, alike, from the raw
+    path; X-Forwarded-Prefix; 400 when URL.JoinPath() would change the result."""
+    new_path = stripped(path[len(prefix):])
+    if path is raw:
+        esc = new_path
+    else:
+        esc = escaped_path(new_path, stripped(raw[_encoded_prefix_len(raw, prefix):]))
+    if new_path:
+        cleaned = _join_path(esc)
+        if cleaned is not esc and _unescape(cleaned) != new_path:
+            return BAD_REQUEST
+    if _HEADER_CTL.search(prefix) is not None:
+        # a decoded CR, LF, NUL... in X-Forwarded-Prefix: Go's Transport refuses to send
+        # the request (500), so no header line can ever be smuggled to the backend
+        return INTERNAL_ERROR
+    # Go's RequestURI for an empty path is "/"
+    conn.path = esc or b"/"
+    _add_header(conn, b"X-Forwarded-Prefix", prefix)
+    return None
+
+
+def _regexps(value, field, many):
+    """regexp.Compile(strings.TrimSpace(expr)) of each expression (load time)."""
+    if many:
+        if value is None:
+            return []
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ValueError("%s: expected a list of strings" % field)
+        values = value
+    else:
+        if value is None:
+            value = ""
+        if not isinstance(value, str):
+            raise ValueError("%s: expected a string" % field)
+        values = [value]
+    out = []
+    for i, v in enumerate(values):
+        try:
+            out.append(Regexp(v.strip()))
+        except ValueError as e:
+            # stripPrefixRegex returns regexp.Compile's error as it is, replacePathRegex
+            # wraps it: "error compiling regular expression <regex>: <error>"
+            raise ValueError("%s[%d]: %s" % (field, i, e) if many else
+                             "%s: error compiling regular expression %s: %s" % (field, v, e)
+                             ) from None
+    return out
+
+
+class StripPrefixRegex:
+    """Traefik stripprefixregex: the first expression whose leftmost match in the decoded
+    path is non-empty and a prefix of it strips that text, as stripPrefix strips a prefix
+    (raw path alike, X-Forwarded-Prefix with the matched text, 400 on a dot segment left
+    behind); the others are not tried."""
+    __slots__ = ("exprs",)
+    static = False
+
+    def __init__(self, spec):
+        self.exprs = _regexps(spec.get("regex"), "regex", True)
+
+    def on_request(self, conn):
+        raw = conn.path
+        path = _unescape(raw)
+        for rx in self.exprs:
+            spans = rx.search(path)
+            if spans is None:
+                continue
+            s0, s1 = spans[0]
+            if s1 == s0:
+                continue
+            prefix = path[s0:s1]
             if not path.startswith(prefix):
                 continue
-            new_path = self._stripped(path[len(prefix):])
-            if path is raw:
-                esc = new_path
-            else:
-                esc = escaped_path(new_path, self._stripped(
-                    raw[_encoded_prefix_len(raw, prefix):]))
-            if new_path:
-                cleaned = _join_path(esc)
-                if cleaned is not esc and _unescape(cleaned) != new_path:
-                    return BAD_REQUEST
-            # Go's RequestURI for an empty path is "/"
-            conn.path = esc or b"/"
-            # Traefik adds the header after forwardedheaders ran, so it always reaches
-            # the backend (Header.Add: a client's own X-Forwarded-Prefix stays before it)
-            edits = conn.set_headers
-            if edits is None:
-                conn.set_headers = edits = []
-            edits.append((b"X-Forwarded-Prefix", prefix))
+            return _strip(conn, raw, path, prefix, _leading_slash)
+        return None
+
+
+def go_http_error(code, text):
+    """Go's http.Error(rw, text, code): text/plain, nosniff, the text and a newline."""
+    body = text.encode("utf-8", "surrogateescape") + b"\n"
+    return (status_line(code) + b"Content-Type: text/plain; charset=utf-8\r\n"
+            + b"X-Content-Type-Options: nosniff\r\n"
+            + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+
+
+X_REPLACED_PATH = b"X-Replaced-Path"
+
+
+class ReplacePath:
+    """Traefik replacepath: the path becomes ``path`` (taken as an escaped path: Path its
+    PathUnescape, RawPath itself), the escaped path before goes in X-Replaced-Path; a
+    ``path`` that does not unescape answers 500 with Go's error text, as Traefik."""
+    __slots__ = ("new_path", "answer")
+    static = False
+
+    def __init__(self, spec):
+        path = spec.get("path")
+        if path is None:
+            path = ""
+        if not isinstance(path, str):
+            raise ValueError("path: expected a string")
+        raw = path.encode("utf-8", "surrogateescape")
+        self.new_path = None
+        self.answer = None
+        try:
+            decoded = gourl.path_unescape(raw)
+        except gourl.URLError as e:
+            # Traefik: logged, http.Error(rw, err.Error(), 500) for every request
+            self.answer = go_http_error(500, str(e))
+            return
+        # RequestURI(): EscapedPath() ("/" when empty)
+        self.new_path = gourl.escaped_path(decoded, raw) or b"/"
+
+    def on_request(self, conn):
+        _add_header(conn, X_REPLACED_PATH, conn.path)
+        if self.answer is not None:
+            return self.answer
+        conn.path = self.new_path
+        return None
+
+
+def _request_uri_path(raw_path):
+    """(Path, EscapedPath) of ``URL.RawPath = raw_path; Path = PathUnescape(raw_path)``;
+    raises gourl.URLError."""
+    decoded = gourl.path_unescape(raw_path)
+    return decoded, gourl.escaped_path(decoded, raw_path)
+
+
+class ReplacePathRegex:
+    """Traefik replacepathregex: when ``regex`` matches the escaped path, every match is
+    replaced (Go's ReplaceAllString, ``$1`` / ``${name}``) and the result is the new raw path
+    (500 when it does not unescape, 400 when path cleaning would change it); the escaped path
+    before goes in X-Replaced-Path."""
+    __slots__ = ("rx", "parts")
+    static = False
+
+    def __init__(self, spec):
+        self.rx = _regexps(spec.get("regex"), "regex", False)[0]
+        replacement = spec.get("replacement")
+        if replacement is None:
+            replacement = ""
+        if not isinstance(replacement, str):
+            raise ValueError("replacement: expected a string")
+        self.parts = self.rx.template(replacement.strip())
+
+    def on_request(self, conn):
+        current = conn.path
+        if self.rx.search(current) is None:
             return None
+        _add_header(conn, X_REPLACED_PATH, current)
+        new_raw = self.rx.replace_all(current, self.parts)
+        try:
+            decoded, esc = _request_uri_path(new_raw)
+        except gourl.URLError as e:
+            return go_http_error(500, str(e))
+        # RequestURI is set before the JoinPath check (Go's: EscapedPath, "/" when empty)
+        if decoded:
+            cleaned = _join_path(esc)
+            if cleaned is not esc and _unescape(cleaned) != decoded:
+                return BAD_REQUEST
+        conn.path = esc or b"/"
         return None
 
 

@@ -1,4 +1,5 @@
-"""redirectScheme (Traefik pkg/middlewares/redirect/redirect_scheme.go, redirect.go).
+"""redirectScheme and redirectRegex (Traefik pkg/middlewares/redirect/redirect_scheme.go,
+redirect_regex.go, redirect.go).
 
 The request's URL is rebuilt as Traefik's ``clientRequestURL`` does (scheme from the
 connection, or from X-Forwarded-Proto as the entry point's forwarded-headers handler left it;
@@ -6,10 +7,16 @@ host and port from Host; the request URI as the middlewares before left it), rew
 Traefik's ``uriPattern`` into ``scheme://host[:port]uri``, and the client is redirected when
 the two differ — so a port change redirects too, and a request that already arrived on the
 wanted scheme and port (directly or behind a TLS-terminating proxy that is trusted) passes.
+
+redirectRegex starts from Traefik's ``rawURL`` instead (no X-Forwarded-Proto, Host with its
+port) and rewrites it with the user's regexp (Go's ReplaceAllString). Both parse the new URL
+as Go's url.Parse (an error: 502) and send its String() as Location (``_moved``).
 """
 import re
 
 from ..proxy.responses import REASONS, status_line
+from . import gourl
+from .goregexp import Regexp
 
 # Traefik: uriPattern (the rewrite) and uriRegexp (absolute-form request URIs)
 _URI_PATTERN = re.compile(rb"^(https?://)?(\[[\w:.]+\]|[\w._-]+)?(:\d+)?(.*)$", re.ASCII)
@@ -69,19 +76,7 @@ class RedirectScheme:
         """Traefik's clientRequestURL."""
         req = conn.req
         host, port = _split_host_port(req.host or b"")
-        uri = conn.path + (b"?" + conn.query if conn.query is not None else b"")
-        scheme = b"http"
-        if req.absolute_form:
-            # Go keeps the absolute-form target in RequestURI: its scheme, host and port
-            m = _URI_REGEXP.match(req.target)
-            if m is not None:
-                scheme = m.group(1)
-                if m.group(2):
-                    host = m.group(2)
-                if m.group(3):
-                    port = m.group(3)
-        if conn.ep.tls:
-            scheme = b"https"
+        scheme, host, port, uri = _request_uri(conn, host, port)
         proto = _forwarded_proto(conn).lower()
         if proto in (b"http", b"ws"):
             scheme = b"http"
@@ -99,14 +94,107 @@ class RedirectScheme:
         new = self.scheme + b"://" + (m.group(2) or b"") + self.port + (m.group(4) or b"")
         if new == old:
             return None
-        method = conn.req.method
-        if self.force_permanent:
-            status = 308
-        elif self.permanent:
+        # redirect.go: url.Parse (an error: 502), Location is its String()
+        try:
+            url = gourl.parse(new)
+        except gourl.URLError:
+            return _BAD_GATEWAY
+        return _moved(conn.req.method, url.string(), self.permanent,
+                      308 if self.force_permanent else None)
+
+
+def _request_uri(conn, host, port):
+    """(scheme, host, port, uri) of the request as Traefik's redirect URL builders start:
+    http; Go keeps an absolute-form target in RequestURI, whose scheme, host, port and rest
+    win; https on a TLS connection. ``uri``: else the path and query as the entry point and
+    the middlewares before left them."""
+    req = conn.req
+    path, query = conn.path, conn.query
+    uri = path + (b"?" + query if query is not None else b"")
+    scheme = b"http"
+    # RequestURI stays the absolute-form target until something rewrites the path or query
+    # (the entry point's path normalisation, a middleware: they set the origin form)
+    if req.absolute_form and path == req.path and query == req.query:
+        m = _URI_REGEXP.match(req.target)
+        if m is not None:
+            scheme = m.group(1)
+            if m.group(2):
+                host = m.group(2)
+            if m.group(3):
+                port = m.group(3)
+            uri = m.group(4)
+    if conn.ep.tls:
+        scheme = b"https"
+    return scheme, host, port, uri
+
+
+def _moved(method, location, permanent, status=None):
+    """Traefik's moveHandler: Location, 302/307 (301/308 permanent) by method, the status
+    text as body (Go sniffs text/plain)."""
+    if status is None:
+        if permanent:
             status = 301 if method == b"GET" else 308
         else:
             status = 302 if method == b"GET" else 307
-        body = REASONS[status].encode()
-        return (status_line(status) + b"Location: " + new + b"\r\n"
-                + b"Content-Type: text/plain; charset=utf-8\r\n"
-                + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+    body = REASONS[status].encode()
+    return (status_line(status) + b"Location: " + location + b"\r\n"
+            + b"Content-Type: text/plain; charset=utf-8\r\n"
+            + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+
+
+# oxy's utils.DefaultHandler for the *url.Error of an unparsable rewritten URL (a net.Error
+# that is no timeout): 502 and its status text
+_BAD_GATEWAY = (status_line(502) + b"Content-Type: text/plain; charset=utf-8\r\n"
+                + b"Content-Length: 11\r\n\r\nBad Gateway")
+
+
+class RedirectRegex:
+    """Traefik redirectRegex: the request URL as its rawURL builds it (scheme http, https on
+    TLS or from an absolute-form target; Host as the client sent it, port included; the
+    request URI), matched by ``regex`` (unanchored); every match is replaced (Go's
+    ReplaceAllString, ``$1`` / ``${name}``), the result parsed as Go's url.Parse does (an
+    error: 502); a different URL is a redirect to it (url.String()), the same one goes on."""
+    __slots__ = ("rx", "parts", "permanent")
+    static = False
+
+    def __init__(self, spec):
+        regex = spec.get("regex")
+        if regex is None:
+            regex = ""
+        if not isinstance(regex, str):
+            raise ValueError("regex: expected a string")
+        try:
+            # Traefik: regexp.Compile(conf.Regex), not trimmed
+            self.rx = Regexp(regex)
+        except ValueError as e:
+            raise ValueError("regex: %s" % e) from None
+        replacement = spec.get("replacement")
+        if replacement is None:
+            replacement = ""
+        if not isinstance(replacement, str):
+            raise ValueError("replacement: expected a string")
+        self.parts = self.rx.template(replacement)
+        permanent = spec.get("permanent", False)
+        if permanent is not None and not isinstance(permanent, bool):
+            raise ValueError("permanent: expected a boolean")
+        self.permanent = bool(permanent)
+
+    def request_url(self, conn):
+        """Traefik's rawURL."""
+        scheme, host, port, uri = _request_uri(conn, conn.req.host or b"", b"")
+        return scheme + b"://" + host + port + uri
+
+    def on_request(self, conn):
+        old = self.request_url(conn)
+        if self.rx.search(old) is None:
+            return None
+        new = self.rx.replace_all(old, self.parts)
+        try:
+            url = gourl.parse(new)
+        except gourl.URLError:
+            return _BAD_GATEWAY
+        if new != old:
+            return _moved(conn.req.method, url.string(), self.permanent)
+        # the same URL: the request goes on with req.URL = the parsed URL
+        conn.path, conn.query = url.request_uri()
+        return None

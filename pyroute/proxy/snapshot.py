@@ -927,7 +927,7 @@ class Compiler:
             raise ValueError("%s services are not supported by pyroute yet" % kind)
         if spec.get("middlewares"):
             # service-level middlewares (Traefik's service manager: chain.Then(lb))
-            chain = [self.middleware(m) for m in spec["middlewares"]]
+            chain = self.chain(spec["middlewares"])
             # its header edits are compiled per route at the first request: check them now
             # (a bad header name or value is a config error, never a failing request)
             _forwarder(chain, b"pyroute", False)
@@ -1034,8 +1034,36 @@ class Compiler:
         return LoadBalancer(servers, weights, "p2c" if strategy == "p2c" else "wrr", sticky,
                             cookies, fenced)
 
-    def middleware(self, name):
+    def chain(self, names, router=None, stack=()):
+        """The middleware objects of a chain of names, chain middlewares flattened into their
+        members (Traefik nests their handlers in the same order, and builds them per router as
+        it builds the router's own); a chain that reaches itself is Traefik's recursion
+        error, naming the Middleware."""
+        out = []
+        for name in names or ():
+            key = qualified(name)
+            mw = self.middleware(key, router)
+            if isinstance(mw, mw_registry.Chain):
+                if key in stack:
+                    raise ConfigError(mw_registry.recursion_error(stack, key),
+                                      kind="Middleware", name=key, field="chain.middlewares")
+                out.extend(self.chain(mw.members, router, stack + (key,)))
+            else:
+                out.append(mw)
+        return out
+
+    def middleware(self, name, router=None):
+        """The middleware object ``name``; kinds that keep state (rateLimit, inFlightReq,
+        circuitBreaker) get one per router, as Traefik builds each router's chain anew
+        ("each router gets its own instance")."""
         key = qualified(name)
+        spec = self.dynamic.get("http", {}).get("middlewares", {}).get(key)
+        if router is not None and spec is not None and any(k in mw_registry.NAMED
+                                                           for k in spec):
+            cache = (key, router)
+            if cache not in self.middlewares:
+                self.middlewares[cache] = self._build_middleware(key, spec, router)
+            return self.middlewares[cache]
         if key not in self.middlewares:
             spec = self.dynamic.get("http", {}).get("middlewares", {}).get(key)
             if spec is None:
@@ -1043,14 +1071,20 @@ class Compiler:
             if spec.get("status") == "disabled":
                 raise ConfigError("middleware %s is disabled: %s" % (
                     key, "; ".join(spec.get("error") or ())), kind="Middleware", name=key)
-            mw = mw_registry.build(key, spec)
-            bind = getattr(mw, "bind", None)
-            if bind is not None:
-                # a middleware that sends its own requests (forwardAuth) takes its Pool from
-                # the pools every proxied request uses (this process's: the worker's)
-                bind(self.pools)
-            self.middlewares[key] = mw
+            self.middlewares[key] = self._build_middleware(key, spec)
         return self.middlewares[key]
+
+    def _build_middleware(self, key, spec, router=None):
+        if spec.get("status") == "disabled":
+            raise ConfigError("middleware %s is disabled: %s" % (
+                key, "; ".join(spec.get("error") or ())), kind="Middleware", name=key)
+        mw = mw_registry.build(key, spec, router)
+        bind = getattr(mw, "bind", None)
+        if bind is not None:
+            # a middleware that sends its own requests (forwardAuth) takes its Pool from
+            # the pools every proxied request uses (this process's: the worker's)
+            bind(self.pools)
+        return mw
 
 
 def _observability(route, rname, router, static):
@@ -1097,7 +1131,7 @@ def compile_config(config, pools, route_table_factory=None, server_name=None):
         # connections only (the worker tells them apart by the first byte).
         tls_router = router.get("tls") is not None
         try:
-            chain = [comp.middleware(m) for m in router.get("middlewares") or []]
+            chain = comp.chain(router.get("middlewares"), rname)
             if rname in layers.children:
                 # a parent router: its children are routed to, its service (if any) is not
                 # (Traefik's buildHTTPHandler: ChildRefs first)
@@ -1167,7 +1201,7 @@ class _Layers:
                 continue
             r = self.routers[name]
             try:
-                chain = [self.comp.middleware(m) for m in r.get("middlewares") or []]
+                chain = self.comp.chain(r.get("middlewares"), name)
                 above = list(inherited) + chain
                 if name in self.children:
                     route = Route(name, chain, None, self.server_name, tls, inherited,

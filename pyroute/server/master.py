@@ -135,6 +135,10 @@ class Master:
         self.health = HealthChecks()
         self.health.configure(config)
         self.api = None        # pyroute.api.Api: kept current on reloads (see attach_api)
+        # limits that hold for the instance (rateLimit, inFlightReq): memory shared with
+        # every worker, made before the first fork (engine/limits.pyx)
+        from .._engine import limits
+        self.limits = limits.arena()
 
     def attach_api(self, api):
         """The API (served by a thread of this process) reads the health checker and slots."""
@@ -176,6 +180,8 @@ class Master:
                 # Ctrl-C reaches the whole process group: the master turns it into SIGTERM.
                 signal.signal(signal.SIGINT, signal.SIG_IGN)
                 set_title("pyroute: worker %d" % slot.index, "pyroute-wrk%d" % slot.index)
+                from .._engine import limits
+                limits.set_worker(slot.index)     # its share of the in-flight counts
                 # the servers health checks found down (inherited, like the config)
                 config = self.config
                 if self.config_payload is not None:
@@ -214,6 +220,8 @@ class Master:
 
     def _worker_died(self, slot, status):
         slot.pid = 0
+        # what it had in flight (inFlightReq) will never be released by it: given back here
+        self.limits.forget_worker(slot.index)
         if slot.pipe is not None:
             slot.pipe.close()
             slot.pipe = None

@@ -1,0 +1,166 @@
+"""End to end: the retry middleware through ``pyroute run`` — network errors retried only
+while nothing reached the backend, statuses retried for idempotent methods, the next attempt
+on the next server, attempts and timeout bounding it, Traefik's backoff, config errors."""
+import json
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from e2e_backend import Backend
+from e2e_support import REPO, Pyroute, backend_service, free_port, get, ingressroute, request
+
+
+class Scripted:
+    """A backend answering ``fail`` times with ``code``, then 200 (``fail`` < 0: always)."""
+
+    def __init__(self, code=503, fail=-1):
+        outer = self
+        self.code, self.fail, self.count, self.lock = code, fail, 0, threading.Lock()
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def _answer(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                if n:
+                    self.rfile.read(n)
+                with outer.lock:
+                    outer.count += 1
+                    bad = outer.fail < 0 or outer.count <= outer.fail
+                code = outer.code if bad else 200
+                body = b"attempt %d" % outer.count
+                self.send_response(code)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            do_GET = do_POST = do_HEAD = _answer
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def reset(self, code=503, fail=-1):
+        with self.lock:
+            self.code, self.fail, self.count = code, fail, 0
+
+    def close(self):
+        self.server.shutdown()
+
+
+def middleware(name, spec):
+    return ("---\napiVersion: traefik.io/v1alpha1\nkind: Middleware\n"
+            "metadata: {name: %s, namespace: default}\nspec:\n  retry: %s\n"
+            % (name, json.dumps(spec)))
+
+
+def uses(name):
+    return "      middlewares: [{name: %s}]\n" % name
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("retry")
+    live = Backend("live")
+    flaky = Scripted()
+    dead = free_port()                                   # nothing listens there
+    # round robin over a server nothing listens on and a live one (one server per IP)
+    m = backend_service("mixed", [("127.0.0.2", dead), live.port])
+    m += "---\n" + backend_service("flaky", [flaky.port])
+    m += "---\n" + backend_service("deadonly", [dead])
+    m += middleware("net", {"attempts": 2})
+    m += middleware("status3", {"attempts": 3, "status": ["500-599"]})
+    m += middleware("post", {"attempts": 3, "status": ["503"], "retryNonIdempotentMethod": True})
+    m += middleware("timeout", {"attempts": 10, "status": ["503"], "timeout": "300ms",
+                                "initialInterval": "100ms"})
+    m += middleware("backoff", {"attempts": 3, "status": ["503"], "initialInterval": "200ms"})
+    m += middleware("nonet", {"attempts": 3, "status": ["503"],
+                              "disableRetryOnNetworkError": True})
+    m += middleware("bad-attempts", {"attempts": 0})
+    m += middleware("bad-status", {"attempts": 2, "status": ["5xx"]})
+    m += middleware("bad-none", {"attempts": 2, "disableRetryOnNetworkError": True})
+    m += ingressroute("main", [
+        ("Host(`net.test`)", "mixed", uses("net")),
+        ("Host(`plain.test`)", "mixed", ""),
+        ("Host(`status.test`)", "flaky", uses("status3")),
+        ("Host(`post.test`)", "flaky", uses("post")),
+        ("Host(`timeout.test`)", "flaky", uses("timeout")),
+        ("Host(`backoff.test`)", "flaky", uses("backoff")),
+        ("Host(`nonet.test`)", "deadonly", uses("nonet")),
+        ("Host(`bad1.test`)", "flaky", uses("bad-attempts")),
+        ("Host(`bad2.test`)", "flaky", uses("bad-status")),
+        ("Host(`bad3.test`)", "flaky", uses("bad-none")),
+    ])
+    proxy = Pyroute(tmp, m, workers=1)
+    proxy.start()
+    yield {"port": proxy.port, "flaky": flaky, "live": live, "tmp": tmp}
+    proxy.stop()
+    live.close()
+    flaky.close()
+
+
+def test_a_server_that_cannot_be_reached_is_retried_on_the_next_one(env):
+    assert [get(env["port"], "/", "net.test")[0] for _ in range(8)] == [200] * 8
+    # without the middleware, the round robin's dead server answers 502 half the time
+    assert 502 in [get(env["port"], "/", "plain.test")[0] for _ in range(4)]
+
+
+def test_statuses_are_retried_until_one_is_not(env):
+    env["flaky"].reset(503, fail=2)
+    status, _, body = get(env["port"], "/", "status.test")
+    assert (status, body) == (200, b"attempt 3") and env["flaky"].count == 3
+
+
+def test_the_last_attempt_is_the_client_s_answer(env):
+    env["flaky"].reset(502, fail=-1)
+    status, _, body = get(env["port"], "/", "status.test")
+    assert (status, body) == (502, b"attempt 3") and env["flaky"].count == 3
+
+
+def test_non_idempotent_methods_are_not_retried_on_status_unless_asked(env):
+    env["flaky"].reset(503, fail=1)
+    raw = b"POST / HTTP/1.1\r\nHost: status.test\r\nContent-Length: 0\r\n\r\n"
+    assert request(env["port"], raw)[0] == 503 and env["flaky"].count == 1
+    env["flaky"].reset(503, fail=1)
+    raw = b"POST / HTTP/1.1\r\nHost: post.test\r\nContent-Length: 0\r\n\r\n"
+    assert request(env["port"], raw)[0] == 200 and env["flaky"].count == 2
+
+
+def test_timeout_ends_the_retries(env):
+    env["flaky"].reset(503, fail=-1)
+    t0 = time.monotonic()
+    assert get(env["port"], "/", "timeout.test")[0] == 503
+    elapsed = time.monotonic() - t0
+    # 100 ms (±50%) between attempts, no new attempt once 300 ms passed
+    assert 2 <= env["flaky"].count <= 7 and elapsed < 1.5, (env["flaky"].count, elapsed)
+
+
+def test_backoff_between_attempts(env):
+    env["flaky"].reset(503, fail=-1)
+    t0 = time.monotonic()
+    assert get(env["port"], "/", "backoff.test")[0] == 503
+    elapsed = time.monotonic() - t0
+    # two waits: 200 ms ±50%, then 200*sqrt(2) ms ±50% — at least 0.24 s, at most ~0.8 s
+    assert env["flaky"].count == 3 and 0.24 <= elapsed <= 1.2, elapsed
+
+
+def test_disable_retry_on_network_error(env):
+    assert get(env["port"], "/", "nonet.test")[0] == 502
+
+
+def test_bad_options_are_traefik_s_errors(env):
+    for host in ("bad1.test", "bad2.test", "bad3.test"):
+        assert get(env["port"], "/", host)[0] == 404
+    out = subprocess.run([sys.executable, "-m", "pyroute", "check", "-c",
+                          str(env["tmp"] / "static.yaml"), str(env["tmp"] / "manifests")],
+                         capture_output=True, text=True, cwd=str(REPO))
+    text = out.stdout + out.stderr
+    assert "incorrect (or empty) value for attempt (0)" in text
+    assert "'5xx' does not match" in text          # the CRD's pattern refuses it first
+    assert "requires at least HTTP status codes or retry on TCP" in text
