@@ -121,7 +121,7 @@ _SUPPORTED = {
                                "never waited for",
     "accessLog.filters": "",
     "accessLog.filters.statusCodes": "",
-    "accessLog.filters.retryAttempts": "pyroute has no retry middleware: RetryAttempts is 0",
+    "accessLog.filters.retryAttempts": "",
     "accessLog.filters.minDuration": "",
     "accessLog.fields": "",
     "accessLog.fields.defaultMode": "",

@@ -260,7 +260,7 @@ def _check_formats(px, be):
     got = [json.loads(x) for x in p.lines(1)]
     assert [x["RequestPath"] for x in got] == ["/slow/300"]
     assert got[0]["Duration"] > 150e6 and got[0]["OriginDuration"] > 150e6
-    # retryAttempts: pyroute does not retry, so nothing has attempts > 0
+    # retryAttempts: no route of this proxy retries, so nothing is kept
     p = px["retry"]
     get(p.port, "/r")
     time.sleep(0.3)
@@ -418,3 +418,38 @@ def test_tls_fields(tmp_path, be):
         assert "TLSClientSubject" not in j13                 # no client certificate
     finally:
         p.stop()
+
+
+def test_retry_attempts_field_and_filter(tmp_path, be):
+    """The retry middleware's retries are RetryAttempts; filters.retryAttempts keeps only the
+    requests that were retried."""
+    dead = socket.socket()
+    dead.bind(("127.0.0.2", 0))
+    dead_port = dead.getsockname()[1]
+    dead.close()                                     # nothing listens there
+    m = backend_service("mixed", [("127.0.0.2", dead_port), be.port])
+    m += ("---\napiVersion: traefik.io/v1alpha1\nkind: Middleware\n"
+          "metadata: {name: net, namespace: default}\nspec:\n  retry: {attempts: 2}\n")
+    m += ("---\napiVersion: traefik.io/v1alpha1\nkind: IngressRoute\n"
+          "metadata: {name: r, namespace: default}\nspec:\n  entryPoints: [web]\n  routes:\n"
+          "    - match: Host(`a.test`)\n      kind: Rule\n"
+          "      middlewares: [{name: net}]\n      services: [{name: mixed, port: 80}]\n")
+    every = Proxy(tmp_path / "all", be, "  format: json\n")
+    only = Proxy(tmp_path / "only", be, "  format: json\n  filters: {retryAttempts: true}\n")
+    for p in (every, only):
+        (p.p.mdir / "config.yaml").write_text(m)
+    start_all({"a": every, "o": only})
+    try:
+        for p in (every, only):
+            for i in range(4):
+                assert get(p.port, "/r%d" % i)[0] == 200
+        got = [json.loads(x) for x in every.lines(4)]
+        retried = [x["RequestPath"] for x in got if x["RetryAttempts"] == 1]
+        assert retried and all(x["RetryAttempts"] in (0, 1) for x in got), got
+        assert all(x["ServiceURL"] == "http://127.0.0.1:%d" % be.port for x in got)
+        time.sleep(0.3)
+        kept = [json.loads(x) for x in only.file.read_text().splitlines()]
+        assert kept and all(x["RetryAttempts"] == 1 for x in kept), kept
+    finally:
+        every.stop()
+        only.stop()

@@ -241,10 +241,13 @@ class AccessLogger:
         mono = time.monotonic()
         duration = int((mono - ex.started) * 1e9)
         status = ex.status
-        if self.filtered and not self._keep_line(status, duration):
+        # Traefik's SaveRetries: the request attempt x is retry attempt x-1
+        retries = ex.attempts - 1 if ex.attempts > 1 else 0
+        if self.filtered and not self._keep_line(status, duration, retries):
             return
         self.count += 1
         core = self._core(ex, route, duration, mono, status)
+        core["RetryAttempts"] = retries
         fields = core if self.keep_all else {k: v for k, v in core.items() if self.keep[k]}
         if self.headers_on:
             self._headers(ex, fields)
@@ -264,12 +267,13 @@ class AccessLogger:
             line = self._clf(fields, True)
         self.writer.put(line.encode("utf-8", "replace"))
 
-    def _keep_line(self, status, duration):
+    def _keep_line(self, status, duration, retries):
         # Traefik's keepAccessLog (filters given): any filter that matches keeps the line
         for low, high in self.ranges:
             if low <= status <= high:
                 return True
-        # RetryAttempts: pyroute has no retry middleware, attempts are always 0
+        if self.cfg.retry_attempts and retries > 0:
+            return True
         return self.min_duration_ns > 0 and duration > self.min_duration_ns
 
     def _core(self, ex, route, duration, mono, status):
@@ -328,7 +332,6 @@ class AccessLogger:
             core["OriginContentSize"] = ex.bytes_out
         core["OriginDuration"] = origin_duration
         core["ClientUsername"] = "-"
-        core["RetryAttempts"] = 0
         core["RequestContentSize"] = ex.bytes_in
         core["DownstreamStatus"] = ex.status
         core["Duration"] = duration
