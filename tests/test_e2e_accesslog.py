@@ -453,3 +453,20 @@ def test_retry_attempts_field_and_filter(tmp_path, be):
     finally:
         every.stop()
         only.stop()
+
+
+def test_check_reports_values_traefik_would_not_act_on(tmp_path, be):
+    import subprocess
+    import sys
+    p = Proxy(tmp_path, be, "  format: xml\n  filters: {statusCodes: [\"2xx\"]}\n"
+              "  fields:\n    defaultMode: hide\n    headers: {defaultMode: maybe}\n")
+    out = subprocess.run([sys.executable, "-m", "pyroute", "check", "-c", str(p.p.static),
+                          str(p.p.mdir)], capture_output=True, text=True, timeout=60)
+    text = out.stdout + out.stderr
+    assert out.returncode == 0, text
+    for key, what in (("accessLog.format", "common format is used"),
+                      ("accessLog.filters.statusCodes[0]", "statusCodes filter is ignored"),
+                      ("accessLog.fields.defaultMode", "'keep' applies"),
+                      ("accessLog.fields.headers.defaultMode", "'drop' applies")):
+        assert any(str(p.p.static) in ln and key in ln and "warning" in ln and what in ln
+                   for ln in text.splitlines()), (key, text)
