@@ -372,7 +372,12 @@ def test_pyroute_log_formats(tmp_path, be):
     js = Proxy(tmp_path / "j", be, None, log="log: {level: INFO, format: json}\n")
     cons = Proxy(tmp_path / "c", be, None, log="log: {level: INFO, noColor: true}\n")
     color = Proxy(tmp_path / "k", be, None, log="log: {level: INFO}\n")
-    start_all({"j": js, "c": cons, "k": color})
+    saved = os.environ.pop("NO_COLOR", None)
+    try:
+        start_all({"j": js, "c": cons, "k": color})
+    finally:
+        if saved is not None:
+            os.environ["NO_COLOR"] = saved
     for p in (js, cons, color):
         p.stop()
     lines = [x for x in js.p.output().splitlines() if x.startswith("{")]
@@ -387,6 +392,11 @@ def test_pyroute_log_formats(tmp_path, be):
                                   r"(DBG|INF|WRN|ERR) \S", x) for x in plain), plain
     assert "\x1b[" not in cons.p.output()
     assert "\x1b[32mINF\x1b[0m" in color.p.output()
+    # NO_COLOR (zerolog's switch), as the other tests run pyroute
+    plain = Proxy(tmp_path / "n", be, None, log="log: {level: INFO}\n")
+    plain.start().ready()
+    plain.stop()
+    assert "INF" in plain.p.output() and "\x1b[" not in plain.p.output()
 
 
 def test_tls_fields(tmp_path, be):

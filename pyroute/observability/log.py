@@ -4,7 +4,8 @@ Traefik logs with zerolog (cmd/traefik/logger.go): ``format: json`` writes zerol
 (``{"level":"info",<fields>,"time":"<RFC 3339>","message":"..."}``); any other format
 (``common``, the default) goes through zerolog's ConsoleWriter with ``TimeFormat: RFC3339``:
 ``<time> <LVL> <message> <field>=<value> ...`` — fields sorted by name, ``error`` first,
-colourised unless ``noColor`` is set or the log goes to a file (``filePath``).
+colourised unless ``noColor`` is set, the log goes to a file (``filePath``) or
+``NO_COLOR`` is in the environment (zerolog's rule).
 
 pyroute adds one field Traefik has not: ``pid`` (several processes share the log). Lines are
 written whole with one ``write`` (O_APPEND), so processes never interleave within a line.
@@ -44,7 +45,9 @@ def configure(cfg):
     set_level(cfg.level)
     _s.json = cfg.format == "json"
     _s.path = cfg.file_path or ""
-    _s.color = not (cfg.no_color or _s.path)
+    # zerolog's ConsoleWriter colours unless NoColor (Traefik: noColor or a filePath) or
+    # the NO_COLOR environment variable is set
+    _s.color = not (cfg.no_color or _s.path or os.environ.get("NO_COLOR"))
     if _s.path:
         _open()
 
