@@ -222,6 +222,14 @@ cdef class ClientConn(UpstreamUser):
     cdef bytes orig_path                  # the request's path, when it went through no
                                           # normalisation (sent as is unless replaced)
     cdef bint query_changed               # normalisation changed the query (';' -> '&')
+    # read_body (forwardAuth's forwardBody): the whole body is read into ``buf`` before the
+    # chain goes on; ``body_cb`` waits for it (None: not reading)
+    cdef object body_cb
+    cdef long long body_limit
+    cdef ChunkedDecoder body_dec
+    cdef Py_ssize_t body_pos
+    cdef list body_parts
+    cdef long long body_size
 
     cdef void _reset_exchange(self) except *
     cdef void on_event_c(self, int ev) except *
@@ -250,6 +258,8 @@ cdef class ClientConn(UpstreamUser):
     cdef void _again(self, UpstreamConn failed) except *
     cdef bytes _transform(self, bytes data, bint last)
     cdef void _request_sent(self) except *
+    cdef object _body_ready(self)
+    cdef void _body_progress(self) except *
     cdef void feed_body(self, bytes data) except *
     cdef bytes _take_request_chunks(self, bytes data)
     cdef bint _response_head_fast(self, UpstreamConn up, bytes data) except -1

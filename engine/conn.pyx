@@ -707,7 +707,9 @@ cdef class SubRequest(UpstreamUser):
         self.up = up
         up.write(self.head + self.body if self.body else self.head)
 
-    def cancel(self):
+    def cancel(self, ex=None):
+        # (``ex``: usable as an exchange's completion hook, which a waiting middleware
+        # registers so that a client going away drops its sub-request)
         if not self.finished:
             self.callback = None
             self._finish(502)
@@ -915,6 +917,9 @@ cdef class ClientConn(UpstreamUser):
         self.up_ok = True
         self.retry_head = None
         self.req_left = 0
+        self.body_cb = None
+        self.body_dec = None
+        self.body_parts = None
 
     # ---- events ---------------------------------------------------------------------
 
@@ -977,7 +982,9 @@ cdef class ClientConn(UpstreamUser):
         elif state == S_WAIT:
             # pipelined requests (answered in order once this exchange is over)
             self.buf += data
-            if len(self.buf) > MAX_PIPELINED:
+            if self.body_cb is not None:
+                self._body_progress()       # a middleware waits for the whole body
+            elif len(self.buf) > MAX_PIPELINED:
                 self.pause_reading()
 
     cdef void pause_reading(self) except *:
@@ -989,6 +996,13 @@ cdef class ClientConn(UpstreamUser):
             self.on_readable()       # no edge will come for bytes already waiting
 
     cdef void on_eof(self) except *:
+        if self.body_cb is not None:
+            # gone before the body a middleware waits for was complete
+            self.body_cb = None
+            if self.ex is not None:
+                self.ex.status = 499
+            self.close()
+            return
         if self.state != S_WAIT or self.closing:
             if self.state == S_BODY and self.ex is not None:
                 self.ex.status = 499        # gone before the request body ended
@@ -1418,6 +1432,82 @@ cdef class ClientConn(UpstreamUser):
                     _passed(ex, <tuple> after[ex.pos - 1])
                 self._proceed(ex)
             self._after_resume()
+        except Exception as e:
+            self.loop._fail(self, e)
+
+    def read_body(self, Exchange ex, long long limit, callback):
+        """The request body, read whole before the chain goes on (forwardAuth's
+        ``forwardBody``, which Traefik reads with io.ReadAll / io.ReadFull(limit + 1)).
+
+        Returns ``(body, too_large)`` when that is known now (``body``: the payload, None for
+        a request without one; ``too_large``: more than ``limit`` payload bytes, limit >= 0;
+        None: the body cannot be read, a chunked framing error), else None, and ``callback(ex, body, too_large)`` runs on the loop once it is (the
+        middleware has returned WAIT meanwhile). The bytes stay in ``buf``, framing
+        included, so the request is forwarded from there later as a body that came with its
+        head is; a request the client sent with ``Expect: 100-continue`` is told to send it
+        (Go's server says "100 Continue" when the handler first reads the body). The read
+        timeout runs on; a client that goes away meanwhile ends the exchange (499)."""
+        cdef Request req = ex.req
+        if ex is not self.ex:
+            return (None, False)
+        if req.framing == FR_NONE or (req.framing == FR_LENGTH and req.content_length == 0):
+            return (None, False)
+        if req.framing == FR_LENGTH and 0 <= limit < req.content_length:
+            return (None, True)          # ReadFull(limit + 1) can only fill up: too large
+        self.body_limit = limit
+        self.body_pos = 0
+        self.body_size = 0
+        self.body_parts = []
+        self.body_dec = ChunkedDecoder() if req.framing == FR_CHUNKED else None
+        if req.expect_100_continue and not self.sent_100:
+            self.sent_100 = True
+            self.write(_CONTINUE_100)
+        ready = self._body_ready()
+        if ready is not None:
+            return ready
+        self.body_cb = callback
+        if self.paused:
+            self.resume_reading()        # reading paused over MAX_PIPELINED: the body is due
+        return None
+
+    cdef object _body_ready(self):
+        # (body, too_large) once the body in ``buf`` is complete or over the limit, else None;
+        # (None, None): a chunked body that does not parse (the read fails)
+        cdef Request req = self.ex.req
+        cdef ChunkedDecoder dec = self.body_dec
+        cdef Py_ssize_t end = len(self.buf)
+        cdef long long cl
+        if dec is None:
+            cl = req.content_length
+            if end < cl:
+                return None
+            return (bytes(self.buf[:cl]), False)
+        try:
+            while self.body_pos < end and not dec.done:
+                self.body_pos = dec.feed(self.buf, self.body_pos, end)
+                if dec.data_stop > dec.data_start:
+                    self.body_parts.append(bytes(self.buf[dec.data_start:dec.data_stop]))
+                    self.body_size += dec.data_stop - dec.data_start
+                    if 0 <= self.body_limit < self.body_size:
+                        return (None, True)
+        except _HttpParseError:
+            return (None, None)          # Traefik: "Error while reading Body" -> 500
+        if not dec.done:
+            return None
+        body = b"".join(self.body_parts)
+        return (body if body else None, False)
+
+    cdef void _body_progress(self) except *:
+        ready = self._body_ready()
+        if ready is None:
+            return
+        callback = self.body_cb
+        self.body_cb = None
+        self.body_parts = None
+        if callback is None:
+            return
+        try:
+            callback(self.ex, ready[0], ready[1])
         except Exception as e:
             self.loop._fail(self, e)
 

@@ -1609,6 +1609,9 @@ cdef Py_ssize_t _response_head(Forwarder fw, Response resp, Out *o, bint keep_al
     cdef Field *f
     cdef uint64_t skip = DROP_RESP
     cdef bint te_out = chunked == 1 or (chunked == -1 and (resp.seen & _bit(H_TRANSFER_ENCODING)) != 0)
+    # Traefik's ResponseModifier writes 1xx heads unmodified, and a 101 is written by the
+    # proxy after hijacking: the middlewares' response edits are for final responses only
+    cdef bint edits = resp.status >= 200
     if not te_out:
         skip |= _bit(H_TRAILER)   # trailers only travel in a chunked body
     _puts(o, "HTTP/1.1 ", 9)
@@ -1623,10 +1626,11 @@ cdef Py_ssize_t _response_head(Forwarder fw, Response resp, Out *o, bint keep_al
             continue
         if resp.n_conn_tokens and _named_by_connection(u, f, resp.fields, resp.n_fields):
             continue
-        if fw.n_resp_drop and _in_names(u, f, fw.resp_drop, fw.n_resp_drop):
+        if edits and fw.n_resp_drop and _in_names(u, f, fw.resp_drop, fw.n_resp_drop):
             continue
         _put_field(o, raw, f)
-    _puts(o, PyBytes_AS_STRING(fw.resp_set_blob), PyBytes_GET_SIZE(fw.resp_set_blob))
+    if edits:
+        _puts(o, PyBytes_AS_STRING(fw.resp_set_blob), PyBytes_GET_SIZE(fw.resp_set_blob))
     if extra_n:
         _puts(o, extra, extra_n)
     if resp.status == 101:

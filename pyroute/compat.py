@@ -150,6 +150,28 @@ ROWS = (
      "needs an ACME resolver: the defaultCertificate (or a generated one) is served"),
 
     ("Middleware", "spec", SUPPORTED, ""),
+    ("Middleware", "spec.forwardAuth.address", SUPPORTED,
+     "http and https; one that is not an http(s) URL answers 500, as Traefik"),
+    ("Middleware", "spec.forwardAuth.trustForwardHeader", SUPPORTED,
+     "true, false and unset (Traefik's legacy writer, with its warning)"),
+    ("Middleware", "spec.forwardAuth.authRequestHeaders", SUPPORTED, ""),
+    ("Middleware", "spec.forwardAuth.authResponseHeaders", SUPPORTED, ""),
+    ("Middleware", "spec.forwardAuth.authResponseHeadersRegex", SUPPORTED,
+     "Python's re, not Go's RE2: the common syntax is the same"),
+    ("Middleware", "spec.forwardAuth.addAuthCookiesToResponse", SUPPORTED,
+     "Set-Cookie read and rewritten as Go's net/http does"),
+    ("Middleware", "spec.forwardAuth.forwardBody", SUPPORTED, ""),
+    ("Middleware", "spec.forwardAuth.maxBodySize", SUPPORTED, "over it: 401"),
+    ("Middleware", "spec.forwardAuth.maxResponseBodySize", SUPPORTED, "over it: 401"),
+    ("Middleware", "spec.forwardAuth.preserveLocationHeader", SUPPORTED, ""),
+    ("Middleware", "spec.forwardAuth.preserveRequestMethod", SUPPORTED, ""),
+    ("Middleware", "spec.forwardAuth.authSigninURL", SUPPORTED, "302 on the auth server's 401"),
+    ("Middleware", "spec.forwardAuth.headerField", IGNORED,
+     "it names the user in the access log, which pyroute does not write yet"),
+    ("Middleware", "spec.forwardAuth.tls", SUPPORTED, "caSecret, certSecret, "
+                                                      "insecureSkipVerify"),
+    ("Middleware", "spec.forwardAuth.tls.caOptional", SUPPORTED,
+     "deprecated, no effect in Traefik either (a warning)"),
 )
 
 # Notes on middleware kinds pyroute runs (the kind's row).
@@ -214,7 +236,10 @@ def _rows():
     kinds = getattr(middlewares, "KINDS", {})
     for kind in _middleware_kinds():
         if kind in kinds:
-            rows[("Middleware", "spec." + kind)] = (SUPPORTED, KIND_NOTES.get(kind, ""))
+            # a kind's own note (pyroute.middlewares.<module>: ``compat_note``), else the
+            # table's, where it differs
+            rows[("Middleware", "spec." + kind)] = (
+                SUPPORTED, getattr(kinds[kind], "compat_note", "") or KIND_NOTES.get(kind, ""))
         else:
             rows[("Middleware", "spec." + kind)] = (
                 REFUSED, "not implemented: the routers using it are disabled")
@@ -321,7 +346,7 @@ def table():
     for kind in KINDS_WITH_SCHEMAS:
         for path in schema_fields(kind):
             if kind == "Middleware" and path.count(".") > 1 and not path.startswith(
-                    "spec.headers."):
+                    ("spec.headers.", "spec.forwardAuth.")):
                 continue      # a middleware kind's options follow its kind's status
             if kind == "Middleware" and path.startswith("spec.headers.") and \
                     path.count(".") > 2:

@@ -76,7 +76,7 @@ MIDDLEWARES = {
                   " X-Custom-Request-Header: \"\", Foo: \"\"}}}",
     "hdr-override": "{headers: {customRequestHeaders: {Foo: test}}}",
     "hdr-xff-lower": "{headers: {customRequestHeaders: {x-forwarded-for: \"\"}}}",
-    "frame-deny": "{headers: {frameDeny: true}}",   # security headers: not run by pyroute yet
+    "frame-deny": "{headers: {frameDeny: true}}",
     "sts-zero": "{headers: {stsSeconds: 0}}",     # headers_test.go TestNew_withSTSSecondsZero
     "bad-status": "{ipAllowList: {sourceRange: [127.0.0.1], rejectStatusCode: 700}}",
     "bad-subnet": "{ipAllowList: {sourceRange: [127.0.0.1],"
@@ -517,9 +517,11 @@ def test_pass_host_header_false_wins_over_a_custom_host(env):
     assert header_lines(doc, "Host") == ["127.0.0.1:%d" % env["a"].port]
 
 
-def test_headers_options_pyroute_cannot_run_disable_the_router(env):
-    assert get(env, "frame-deny.test")[0] == 404
-    assert "headers option frameDeny is not supported by pyroute yet" in env["proxy"].output()
+def test_headers_security_options_run(env):
+    # every headers option is run (tests/test_e2e_mw_headers.py has them all)
+    status, hdrs, _ = get(env, "frame-deny.test")
+    assert status == 200 and hdrs["x-frame-options"] == "DENY"
+    assert "headers option frameDeny" not in env["proxy"].output()
 
 
 def test_empty_x_forwarded_for_suppresses_the_header(env):

@@ -87,6 +87,34 @@ spec:
       services: [{name: svc-deep, port: 80}]
 ---
 apiVersion: traefik.io/v1alpha1
+kind: Middleware
+metadata: {name: untier, namespace: default}
+spec: {headers: {customRequestHeaders: {X-Tier: ""}}}
+---
+apiVersion: traefik.io/v1alpha1
+kind: IngressRoute
+metadata: {name: api2, namespace: default}
+spec:
+  entryPoints: [web]
+  routes:
+    - match: Host(`api2.test`)
+      kind: Rule
+      middlewares: [{name: tier}, {name: untier}]
+---
+apiVersion: traefik.io/v1alpha1
+kind: IngressRoute
+metadata: {name: api2-children, namespace: default}
+spec:
+  parentRefs: [{name: api2}]
+  routes:
+    - match: Header(`X-Tier`, `gold`)
+      kind: Rule
+      services: [{name: svc-deep, port: 80}]
+    - match: PathPrefix(`/`)
+      kind: Rule
+      services: [{name: svc-users, port: 80}]
+---
+apiVersion: traefik.io/v1alpha1
 kind: IngressRoute
 metadata: {name: guarded, namespace: default}
 spec:
@@ -268,3 +296,11 @@ spec:
     finally:
         proxy.stop()
         be.close()
+
+
+def test_a_later_parent_middleware_removes_what_an_earlier_one_set(env):
+    # tier sets X-Tier, untier (after it) removes it: the children see no X-Tier
+    status, _, body = get(env["port"], "/x", host="api2.test")
+    assert status == 200
+    doc = _doc(body)
+    assert doc["backend"] == "users" and "x-tier" not in doc["h"]

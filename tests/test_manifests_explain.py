@@ -437,3 +437,79 @@ def test_explain_runs_the_servers_middlewares_and_agrees_with_run(tmp_path):
     finally:
         proxy.stop()
         be.close()
+
+
+HEADERS_EXPLAIN = """\
+apiVersion: traefik.io/v1alpha1
+kind: Middleware
+metadata: {name: cors, namespace: default}
+spec:
+  headers:
+    accessControlAllowOriginList: ["https://a.example"]
+    accessControlAllowMethods: [GET]
+---
+apiVersion: traefik.io/v1alpha1
+kind: Middleware
+metadata: {name: hosts, namespace: default}
+spec:
+  headers:
+    allowedHosts: [ok.test]
+    hostsProxyHeaders: [X-Forwarded-Host]
+---
+apiVersion: traefik.io/v1alpha1
+kind: IngressRoute
+metadata: {name: r, namespace: default}
+spec:
+  entryPoints: [web]
+  routes:
+    - match: PathPrefix(`/cors`)
+      kind: Rule
+      middlewares: [{name: cors}]
+      services: [{name: svc, port: 80}]
+    - match: PathPrefix(`/hosts`)
+      kind: Rule
+      middlewares: [{name: hosts}]
+      services: [{name: svc, port: 80}]
+"""
+
+
+def test_explain_runs_the_headers_middleware_and_agrees_with_run(tmp_path):
+    # the CORS preflight pyroute answers itself and the allowedHosts refusal, decided by the
+    # same middleware objects as `pyroute run`, the proxy header trusted from trusted peers only
+    from e2e_backend import Backend
+    from e2e_support import Pyroute, backend_service, request
+    be = Backend("a")
+    proxy = Pyroute(tmp_path, backend_service("svc", [be.port]) + "---\n" + HEADERS_EXPLAIN,
+                    workers=1, trusted=("127.0.0.1",))
+    preflight = [("Origin", "https://a.example"), ("Access-Control-Request-Method", "GET")]
+    cases = [
+        ("OPTIONS", "x.test", "/cors", preflight),                      # 200, answered
+        ("OPTIONS", "x.test", "/cors", preflight[:1]),                  # forwarded
+        ("GET", "ok.test", "/hosts", []),                               # forwarded
+        ("GET", "bad.test", "/hosts", []),                              # 500 Bad Host
+        ("GET", "bad.test", "/hosts", [("X-Forwarded-Host", "ok.test")]),  # trusted: forwarded
+    ]
+    try:
+        proxy.start()
+        ex = Explainer(manifests.load([str(proxy.mdir)], manifests_static(str(proxy.static))))
+        got_run, got_explain = [], []
+        for method, host, target, hdrs in cases:
+            raw = ("%s %s HTTP/1.1\r\nHost: %s\r\n%s\r\n" % (
+                method, target, host, "".join("%s: %s\r\n" % h for h in hdrs))).encode()
+            got_run.append(request(proxy.port, raw)[0])
+            res = ex.explain(method, "http://%s%s" % (host, target), hdrs,
+                             client_ip="127.0.0.1")
+            got_explain.append(res["status"] or 200)
+            if res["status"]:
+                assert "middleware" in res["notes"][-1]
+        assert got_run == [200, 200, 200, 500, 200]
+        assert got_explain == got_run
+        res = ex.explain("OPTIONS", "http://x.test/cors", preflight, client_ip="127.0.0.1")
+        assert "CORS preflight" in res["notes"][-1]
+        # an untrusted peer's X-Forwarded-Host is not its Host
+        res = ex.explain("GET", "http://bad.test/hosts", [("X-Forwarded-Host", "ok.test")],
+                         client_ip="10.9.9.9")
+        assert res["status"] == 500 and "bad.test is not in allowedHosts" in res["notes"][-1]
+    finally:
+        proxy.stop()
+        be.close()

@@ -38,6 +38,9 @@ def test_refused_by_traefik_is_an_error_that_disables_the_router(tmp_path):
         ("  headers: {frameDeny: false}\n", "spec.headers: headers configuration not valid"),
         ("  headers: {customRequestHeaders: {}}\n",
          "spec.headers: headers configuration not valid"),
+        ("  headers: {accessControlAllowOriginListRegex: ['^https://ok$', 'a(b']}\n",
+         "spec.headers.accessControlAllowOriginListRegex[1]: error occurred during origin "
+         "parsing: missing ): a(b"),
         ("  addPrefix: {}\n", "spec.addPrefix.prefix: prefix cannot be empty"),
         ("  redirectScheme: {port: \"443\"}\n",
          "spec.redirectScheme.scheme: you must provide a target scheme"),
@@ -138,3 +141,46 @@ def test_encoded_characters_notice_once(tmp_path):
     assert "encoded" not in out.stderr
     _, out = check(tmp_path, "  stripPrefix: {prefixes: [/a]}\n", "--no-warnings")
     assert "encoded" not in out.stderr
+
+
+def test_every_headers_option_is_accepted(tmp_path):
+    # Traefik v3.7 runs them all: no error, no warning, the router enabled
+    spec = """\
+  headers:
+    customRequestHeaders: {X-A: a}
+    customResponseHeaders: {X-B: b}
+    accessControlAllowCredentials: true
+    accessControlAllowHeaders: [X-A]
+    accessControlAllowMethods: [GET]
+    accessControlAllowOriginList: ["https://a.example"]
+    accessControlAllowOriginListRegex: ["^https://[a-z]+\\\\.example$"]
+    accessControlExposeHeaders: [X-B]
+    accessControlMaxAge: 60
+    addVaryHeader: true
+    allowedHosts: [a.example.com]
+    hostsProxyHeaders: [X-Forwarded-Host]
+    sslProxyHeaders: {X-Forwarded-Proto: https}
+    stsSeconds: 60
+    stsIncludeSubdomains: true
+    stsPreload: true
+    forceSTSHeader: true
+    frameDeny: true
+    customFrameOptionsValue: SAMEORIGIN
+    contentTypeNosniff: true
+    browserXssFilter: true
+    customBrowserXSSValue: "0"
+    contentSecurityPolicy: "script-src $NONCE"
+    contentSecurityPolicyReportOnly: "default-src 'self'"
+    publicKey: 'pin-sha256="x"'
+    referrerPolicy: same-origin
+    permissionsPolicy: "camera=()"
+    isDevelopment: false
+"""
+    _, out = check(tmp_path, spec, "--dump")
+    assert out.returncode == 0, (out.stdout, out.stderr)
+    dump = json.loads(out.stdout)
+    assert dump["http"]["middlewares"]["default-m@kubernetescrd"]["status"] == "enabled"
+    (router,) = dump["http"]["routers"].values()
+    assert router["status"] == "enabled"
+    _, out = check(tmp_path, spec)
+    assert "warning" not in out.stdout and "not supported" not in out.stdout + out.stderr

@@ -99,10 +99,15 @@ class MiddlewaresMixin:
                                    "'%s/%s', must be single element exactly"
                                    % ("basic auth" if kind == "basicAuth" else "digest auth",
                                       len(data), ns, secret), ("secret",))
-                users = [line for line in next(iter(data.values())).splitlines() if line]
+                # bufio.Scanner's lines: split at "\n", one trailing "\r" dropped, empty skipped
+                users = [line[:-1] if line.endswith("\r") else line
+                         for line in next(iter(data.values())).split("\n")]
+                users = [line for line in users if line]
                 if not users:
-                    raise RefError("secret '%s/%s' does not contain any credentials"
-                                   % (ns, secret), ("secret",))
+                    raise RefError("failed to load %s credentials: secret '%s/%s' does not "
+                                   "contain any credentials"
+                                   % ("basic auth" if kind == "basicAuth" else "digest auth",
+                                      ns, secret), ("secret",))
             out = {"users": users}
             for k in ("realm", "removeHeader", "headerField"):
                 if k in conf:

@@ -166,6 +166,7 @@ class Explainer:
                     out["status"], note = answer
                     out["notes"].append("middleware %s answers: %s" % (m["name"], note))
                     return out
+                _middleware_note(m, out)
                 path, headers = _request_edits(m, path, headers, ctx)
             parent = first
         out["matched"] = matched
@@ -203,6 +204,7 @@ class Explainer:
                 out["status"], note = answer
                 out["notes"].append("middleware %s answers: %s" % (m["name"], note))
                 return out
+            _middleware_note(m, out)
             if m.get("type") in _PATH_KINDS:
                 # the middlewares after it see the path it leaves
                 uri, hdrs = _request_edits(m, ctx["uri"], ctx["headers"], ctx)
@@ -316,7 +318,7 @@ class Explainer:
 # Kinds whose answer (or path edit) explain takes from the very middleware objects the
 # server runs (pyroute.middlewares), so explain and run reach one verdict on them.
 _RUN_KINDS = ("ipAllowList", "ipWhiteList", "redirectScheme", "redirectRegex", "stripPrefix",
-              "stripPrefixRegex", "addPrefix", "replacePath", "replacePathRegex")
+              "stripPrefixRegex", "addPrefix", "replacePath", "replacePathRegex", "headers")
 # Kinds that rewrite the path (and add a header) as the server's objects do
 _PATH_KINDS = ("stripPrefix", "stripPrefixRegex", "addPrefix", "replacePath",
                "replacePathRegex", "redirectRegex")
@@ -391,10 +393,19 @@ def _middleware_answer(m, ctx):
             probe = _Probe(ctx)
         except Exception:
             return None
+        if getattr(mw, "on_request", None) is None:
+            return None         # a headers middleware with nothing to decide per request
         answer = mw.on_request(probe)
         if answer is None:
             return None
         status = int(answer[9:12])
+        if kind == "headers":
+            if status == 200:
+                return status, "CORS preflight (OPTIONS with Origin and " \
+                               "Access-Control-Request-Method): answered, nothing forwarded"
+            return status, "host %s is not in allowedHosts %s: Bad Host" % (
+                mw._host(probe).decode("latin-1") or "(none)",
+                ", ".join(cfg.get("allowedHosts") or ()))
         if kind in ("ipAllowList", "ipWhiteList"):
             return status, "client IP %s is not in %s" % (
                 mw.client_ip(probe) or "(none)", ", ".join(cfg.get("sourceRange") or ()))
@@ -407,11 +418,34 @@ def _middleware_answer(m, ctx):
             return status, "the rewritten URL does not parse (Go's url.Parse)"
         body = answer.split(b"\r\n\r\n", 1)[1].strip().decode("utf-8", "replace")
         return status, "the new path does not unescape: " + body
-    if kind in ("basicAuth", "digestAuth"):
-        field = "authorization"
-        if not any(k.lower() == field for k, _ in ctx["headers"]):
-            return 401, "no credentials (Authorization header)"
+    if kind == "basicAuth":
+        # the server's own object checks the credentials (bcrypt too: explain may wait)
+        mw = _runtime(m)
+        if mw is None:
+            return None
+        try:
+            probe = _Probe(ctx)
+        except Exception:
+            return None
+        user, why = mw.verify(probe)
+        if user is None:
+            return 401, "%s (realm %s)" % (why, mw.realm)
+        return None
+    if kind == "digestAuth":
+        value = _header(ctx["headers"], "authorization")
+        if value is None or not value.startswith("Digest "):
+            return 401, "no Digest credentials in Authorization: the challenge"
+        return 401, ("a digest answer holds a nonce the running server issued; explain "
+                     "cannot check it (the server answers it)")
     return None
+
+
+def _middleware_note(m, out):
+    """What explain cannot decide alone: forwardAuth asks its auth server per request."""
+    if m.get("type") == "forwardAuth":
+        out["notes"].append("middleware %s asks the auth server at %s (explain does not): a "
+                            "2xx lets the request go on, any other answer is the client's"
+                            % (m["name"], (m.get("config") or {}).get("address") or "?"))
 
 
 def _request_edits(m, path, headers, ctx=None):

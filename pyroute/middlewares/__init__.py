@@ -24,7 +24,10 @@ Routes whose chain has no ``on_response``/``on_complete`` keep every response ed
 A kind pyroute does not implement (yet) is an error that disables the routers using it.
 """
 from ..errors import ConfigError
+from . import forwardauth as _forwardauth
 from . import headers as _headers
+from .auth import BasicAuth, DigestAuth
+from .forwardauth import ForwardAuth
 from .headers import Headers, edit_answer  # noqa: F401
 from .circuitbreaker import CircuitBreaker
 from .ipallowlist import IPAllowList, IPWhiteList
@@ -65,6 +68,9 @@ KINDS = {
     "ipAllowList": IPAllowList,
     "ipWhiteList": IPWhiteList,
     "chain": Chain,
+    "basicAuth": BasicAuth,
+    "digestAuth": DigestAuth,
+    "forwardAuth": ForwardAuth,
     "rateLimit": RateLimit,
     "inFlightReq": InFlightReq,
     "circuitBreaker": CircuitBreaker,
@@ -161,14 +167,18 @@ def check(kind, spec):
         return []
     spec = spec if spec is not None else {}
     out = []
+    built = None
     try:
         if kind == "headers":
             _headers.validate(spec)
         else:
-            factory(spec)
+            built = factory(spec)
     except (ValueError, TypeError, AttributeError) as e:
         field, message = _split_field(str(e))
         out.append(("error", field, message))
+    if built is not None and hasattr(built, "warnings"):
+        # what Traefik accepts silently but a user should know (basicAuth: a user twice)
+        out += [("warning", f, m) for f, m in built.warnings()]
     if kind == "headers" and isinstance(spec, dict):
         out += [("warning", f, m) for f, m in _headers.warnings(spec)]
     if kind in DEPRECATED_KINDS:
@@ -181,6 +191,8 @@ def check(kind, spec):
                         "answered 500, as Traefik answers it" % (
                             mw.answer.rsplit(b"\r\n\r\n", 1)[1].strip().decode(
                                 "utf-8", "replace"))))
+    if kind == "forwardAuth":
+        out += [("warning", f, m) for f, m in _forwardauth.warnings(spec)]
     if kind == "stripPrefix" and isinstance(spec, dict) and spec.get("forceSlash") is not None:
         # Traefik New(): logs this and honours the value
         out.append(("warning", "forceSlash", "`ForceSlash` option is deprecated, please "

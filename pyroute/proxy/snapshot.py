@@ -236,11 +236,8 @@ class Route(RouteTarget):
             self.middlewares = _answering(full, len(inherited))
             self.after = None
             self.prefix_responders = ()
-            sets, removes = [], []
-            for m in reversed(full):
-                if m.static:
-                    m.compile_edits([], [], sets, removes)
-            self.error_edits = (_last_wins(sets), removes) if sets or removes else None
+            sets, removes = _response_edits(full)
+            self.error_edits = (sets, removes) if sets or removes else None
         self.service = service
         # a plain one-server service: the connection skips the pick call
         self.single = getattr(service, "single", None)
@@ -306,12 +303,18 @@ _PASS = _Pass()
 
 def _forwarder(chain, server_name, tls, responses=True):
     """The head Forwarder of a chain: its static middlewares' header edits compiled in
-    (``responses`` False: the request edits only; the response phase does the rest)."""
-    req_set, req_remove, resp_set, resp_remove = [], [], [], []
+    (``responses`` False: the request edits only; the response phase does the rest).
+
+    Each middleware's edits apply to what the one before left, as Traefik's nested handlers
+    do: request edits in chain order, response edits innermost first; so a later set wins,
+    and a later "" removes what an earlier one set."""
+    req = {}
     host, omit_xff = None, False
     for m in chain:
         if m.static:
-            m.compile_edits(req_set, req_remove, [], [])
+            sets, removes = [], []
+            m.compile_edits(sets, removes, [], [])
+            _fold(req, sets, removes)
             # headers middleware: Host sets req.Host (the innermost wins, it runs last);
             # X-Forwarded-For "" sets the header to nil, a later value sets it again
             if getattr(m, "host", None) is not None:
@@ -320,15 +323,33 @@ def _forwarder(chain, server_name, tls, responses=True):
                 omit_xff = True
             elif any(n.lower() == b"x-forwarded-for" for n, _ in getattr(m, "request", ())):
                 omit_xff = False
-    # response edits: the innermost middleware's applies first, the outermost's last wins
-    if responses:
-        for m in reversed(chain):
-            if m.static:
-                m.compile_edits([], [], resp_set, resp_remove)
+    resp_set, resp_remove = _response_edits(chain) if responses else ([], [])
     return Forwarder(server_name=server_name, tls=tls, forwarded=True,
-                     request_set=_last_wins(req_set), request_remove=req_remove,
-                     response_set=_last_wins(resp_set), response_remove=resp_remove,
+                     request_set=[(n, v) for n, v in req.values() if v is not None],
+                     request_remove=[n for n, v in req.values() if v is None],
+                     response_set=resp_set, response_remove=resp_remove,
                      request_host=host, omit_forwarded_for=omit_xff)
+
+
+def _fold(edits, sets, removes):
+    # lower-case name -> (name, value), None for removed: the last edit of a name wins
+    for name in removes:
+        edits[name.lower()] = (name, None)
+    for name, value in sets:
+        edits[name.lower()] = (name, value)
+
+
+def _response_edits(chain):
+    """(sets, removes) of the static middlewares of ``chain``, innermost first: the
+    outermost's set wins, its "" removes what an inner one set."""
+    edits = {}
+    for m in reversed(chain):
+        if m.static:
+            sets, removes = [], []
+            m.compile_edits([], [], sets, removes)
+            _fold(edits, sets, removes)
+    return ([(n, v) for n, v in edits.values() if v is not None],
+            [n for n, v in edits.values() if v is None])
 
 
 class _Answering:
@@ -344,10 +365,29 @@ class _Answering:
 
     def on_request(self, conn):
         answer = self.mw.on_request(conn)
-        if answer is not None and answer is not WAIT:
+        if answer is WAIT:
+            # it answers later (ex.answer: a bcrypt check, a sub-request): that answer goes
+            # out through the response phase, where these edits wait for it
+            responders = conn.responders
+            if responders is None:
+                conn.responders = [self._edit_answer]
+            else:
+                responders.append(self._edit_answer)
+        elif answer is not None:
             for sets, removes in self.edits:
                 answer = apply_edits(answer, sets, removes)
         return answer
+
+    def _edit_answer(self, ex, head):
+        # an answer of pyroute's (a body of its own); the backend's response got these edits
+        # from the route's Forwarder already
+        if head.body is None:
+            return
+        for sets, removes in self.edits:
+            for name in removes:
+                head.remove(name)
+            for name, value in sets:
+                head.set(name, value)
 
 
 def _answering(chain, start):
@@ -510,12 +550,14 @@ class ChildRoutes(EntryTable):
         self.targets = targets
         self.needs_headers = table.needs_headers
         self.needs_ip = table.needs_client_ip
-        req_set, req_remove = [], []
+        edits = {}
         for m in inherited:
             if m.static:
-                m.compile_edits(req_set, req_remove, [], [])
-        self.req_set = _last_wins(req_set)
-        self.req_remove = {n.lower() for n in req_remove} | {n.lower() for n, _ in self.req_set}
+                sets, removes = [], []
+                m.compile_edits(sets, removes, [], [])
+                _fold(edits, sets, removes)
+        self.req_set = [(n, v) for n, v in edits.values() if v is not None]
+        self.req_remove = set(edits)
 
     def headers(self, conn):
         """The headers the child rules see (only called when a child rule needs headers)."""
