@@ -480,3 +480,28 @@ def test_check_reports_values_traefik_would_not_act_on(tmp_path, be):
                       ("accessLog.fields.headers.defaultMode", "'drop' applies")):
         assert any(str(p.p.static) in ln and key in ln and "warning" in ln and what in ln
                    for ln in text.splitlines()), (key, text)
+
+
+def test_client_username_from_basic_auth(tmp_path, be):
+    import base64
+    import hashlib
+    line = "alice:{SHA}" + base64.b64encode(hashlib.sha1(b"pw").digest()).decode()
+    m = manifests(be.port, "    - match: Host(`auth.test`)\n      kind: Rule\n"
+                  "      middlewares: [{name: auth}]\n"
+                  "      services: [{name: app, port: 80}]\n")
+    m += ("---\napiVersion: v1\nkind: Secret\nmetadata: {name: users, namespace: default}\n"
+          "type: Opaque\ndata: {users: %s}\n" % base64.b64encode(line.encode()).decode())
+    m += ("---\napiVersion: traefik.io/v1alpha1\nkind: Middleware\n"
+          "metadata: {name: auth, namespace: default}\nspec: {basicAuth: {secret: users}}\n")
+    p = Proxy(tmp_path, be, "")
+    (p.p.mdir / "config.yaml").write_text(m)
+    p.start().ready()
+    try:
+        for cred in (b"alice:pw", b"alice:wrong"):
+            auth = base64.b64encode(cred).decode()
+            get(p.port, "/u", host="auth.test", extra="Authorization: Basic %s\r\n" % auth)
+        ok, bad = p.lines(2)
+        assert ok.startswith('127.0.0.1 - alice [') and '" 200 ' in ok, ok
+        assert bad.startswith('127.0.0.1 - alice [') and '" 401 ' in bad, bad
+    finally:
+        p.stop()

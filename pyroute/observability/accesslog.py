@@ -331,7 +331,12 @@ class AccessLogger:
             core["OriginStatus"] = ex.origin_status or status
             core["OriginContentSize"] = ex.bytes_out
         core["OriginDuration"] = origin_duration
-        core["ClientUsername"] = "-"
+        # basicAuth/digestAuth leave the user in ex.vars (Traefik: failed attempts too)
+        v = ex.vars
+        user = v.get("ClientUsername") if v is not None else None
+        if isinstance(user, bytes):
+            user = user.decode("utf-8", "replace")
+        core["ClientUsername"] = user or "-"
         core["RequestContentSize"] = ex.bytes_in
         core["DownstreamStatus"] = ex.status
         core["Duration"] = duration
