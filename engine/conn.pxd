@@ -185,6 +185,7 @@ cdef class ClientConn(UpstreamUser):
     cdef public int state                 # ClientState
     cdef public bint closing
     cdef public bytes remote_ip
+    cdef public int remote_port           # the client's TCP port (0: unknown)
     cdef public bint tls                  # TLS connection (reads loop until WantRead)
     cdef public bint hup                  # the peer closed its side: read on until EOF
     cdef public bint trusted

@@ -1202,7 +1202,8 @@ cdef class ClientConn(UpstreamUser):
             keep = False      # its body was not read: the connection cannot be reused
         if ex is not None:
             ex.status = _status_of(data)
-            ex.bytes_out += len(data)
+            ex.resp_head = data
+            ex.bytes_out += len(data) - data.find(b"\r\n\r\n") - 4     # the body
         if req.method_id == M_HEAD:
             data = _head_only(data)
         self.requests += 1
@@ -1235,7 +1236,8 @@ cdef class ClientConn(UpstreamUser):
                 self.state = S_WAIT
                 return
             ex.status = status
-            ex.bytes_out += len(data)
+            ex.resp_head = data
+            ex.bytes_out += len(data) - data.find(b"\r\n\r\n") - 4     # the body
         self.requests += 1
         if not keep:
             self.state = S_WAIT
@@ -1285,6 +1287,11 @@ cdef class ClientConn(UpstreamUser):
             # observation reads the finished exchange once (access log, metrics): nothing
             # of it runs when nothing is switched on
             ex.ended = self.env.now
+            if ex.server is not None:
+                if self.req_dec is not None:
+                    ex.bytes_in = self.req_dec.total
+                elif ex.req.framing == FR_LENGTH:
+                    ex.bytes_in = ex.req.content_length - self.req_left
             for observe in self.env.observers:
                 try:
                     observe(ex)
@@ -1595,6 +1602,7 @@ cdef class ClientConn(UpstreamUser):
         route = <RouteTarget> ex.route
         self.resp_phase = bool(ex.responders)
         ex.server = server
+        ex.origin_started = env.now
         self.head_req = req.method_id == M_HEAD
         try:
             up = server.pool.get(self.env)
@@ -1907,6 +1915,7 @@ cdef class ClientConn(UpstreamUser):
             head = head[:-2] + b"".join([n + b": " + v + b"\r\n" for n, v in ex.resp_extra]) \
                 + b"\r\n"
         ex.origin_status = status
+        ex.origin_head = resp.raw
         ex.status = status
         if self.resp_phase:
             # the route's response-phase middlewares, innermost first (Traefik's wrapped
@@ -1932,7 +1941,8 @@ cdef class ClientConn(UpstreamUser):
                 if ex.sniff is not None:
                     ex.sniff(rh, body)
                 ex.bytes_out += len(body)
-                self.write_head(rh.serialize(), body)
+                ex.resp_head = rh.serialize()
+                self.write_head(ex.resp_head, body)
                 if self.state != S_CLOSED:
                     self._maybe_finish()
                 return
@@ -1956,6 +1966,7 @@ cdef class ClientConn(UpstreamUser):
             else:
                 head = rh.serialize()
         self.resp_state = R_BODY
+        ex.resp_head = head
         if mode == F_ASIS:
             if rest:
                 self.up_ok = False

@@ -51,6 +51,13 @@ cdef class Exchange:
     cdef public double started            # monotonic time the head was read
     cdef public long long bytes_out       # response bytes sent (body included)
     cdef public double ended              # monotonic time it ended (set when observed)
+    cdef public double origin_started     # monotonic time the request went to the backend
+                                          # (0: pyroute answered itself)
+    cdef public long long bytes_in        # request body bytes read from the client (set
+                                          # when observed)
+    cdef public bytes origin_head         # the backend's response head as received, or None
+    cdef public bytes resp_head           # the response head sent to the client (a local
+                                          # answer: the whole answer), or None
 
     cdef void complete(self) except *
 

@@ -73,8 +73,8 @@ ROWS = (
     ("IngressRoute", "spec.routes[].middlewares", SUPPORTED, "each middleware kind: see "
                                                              "Middleware"),
     ("IngressRoute", "spec.routes[].observability", SUPPORTED, ""),
-    ("IngressRoute", "spec.routes[].observability.accessLogs", IGNORED,
-     "pyroute writes no access log yet"),
+    ("IngressRoute", "spec.routes[].observability.accessLogs", SUPPORTED,
+     "false: the router's requests are not in the access log"),
     ("IngressRoute", "spec.routes[].observability.tracing", IGNORED,
      "pyroute writes no traces yet"),
     ("IngressRoute", "spec.routes[].observability.traceVerbosity", SUPPORTED,
@@ -218,8 +218,8 @@ STATIC_FALLBACK = {
     "entryPoints.<name>.http": (SUPPORTED, ""),
     "providers.kubernetesCRD": (SUPPORTED, "manifests read from files (paths)"),
     "log.level": (SUPPORTED, ""),
-    "log.format": (IGNORED, "pyroute's log lines have one format (level=... msg=...)"),
-    "accessLog": (IGNORED, "pyroute writes no access log yet"),
+    "log.format": (SUPPORTED, ""),
+    "accessLog": (SUPPORTED, ""),
 }
 
 

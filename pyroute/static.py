@@ -109,6 +109,31 @@ _SUPPORTED = {
     _CRD + "throttleDuration": "file-change reloads at most once per throttleDuration",
     _CRD + "paths": "pyroute extension: manifest files or folders, relative to the file",
     "log.level": "",
+    "log.format": "common (zerolog's console lines) or json; pyroute adds a pid field",
+    "log.filePath": "default stderr (Traefik: stdout, which pyroute check keeps for its "
+                    "report); reopened on SIGUSR1",
+    "log.noColor": "",
+    "accessLog": "",
+    "accessLog.filePath": "reopened on SIGUSR1 (master and workers)",
+    "accessLog.format": "",
+    "accessLog.bufferingSize": "the bound of each worker's in-memory buffer, in lines "
+                               "(default 16384): lines beyond it are counted and reported, "
+                               "never waited for",
+    "accessLog.filters": "",
+    "accessLog.filters.statusCodes": "",
+    "accessLog.filters.retryAttempts": "",
+    "accessLog.filters.minDuration": "",
+    "accessLog.fields": "",
+    "accessLog.fields.defaultMode": "",
+    "accessLog.fields.names": "",
+    "accessLog.fields.names.<name>": "",
+    "accessLog.fields.headers": "",
+    "accessLog.fields.headers.defaultMode": "",
+    "accessLog.fields.headers.names": "",
+    "accessLog.fields.headers.names.<name>": "",
+    "accessLog.fields.queryParameters": "",
+    "accessLog.fields.queryParameters.defaultMode": "",
+    "accessLog.addInternals": "",
     "core.defaultRuleSyntax": "v2 is deprecated (Traefik warns too)",
     "serversTransport.insecureSkipVerify": "",
     "serversTransport.rootCAs": "",
@@ -152,14 +177,16 @@ _IGNORED_NOTES = [
     ("entryPoints.<name>.http2", "pyroute serves HTTP/1.1 only"),
     ("entryPoints.<name>.http3", "pyroute serves HTTP/1.1 only"),
     ("entryPoints.<name>.udp", "pyroute has no UDP routing"),
-    ("entryPoints.<name>.observability", "not implemented: each router's own observability "
-                                         "applies (metrics; no access log or tracing yet)"),
+    ("entryPoints.<name>.observability", "not implemented: entry points' switches (a "
+                                          "router's observability is read)"),
     ("providers", "pyroute reads Kubernetes CRD manifests from files only"),
     ("providers.kubernetesCRD", "meaningless for manifests read from files"),
     ("api.debug", "pyroute has no debug endpoints (/debug/vars, pprof)"),
     ("metrics", "pyroute exports Prometheus metrics only (metrics.prometheus)"),
-    ("log", "pyroute logs to stderr in its own format"),
-    ("accessLog", "pyroute has no access log"),
+    ("log.otlp", "pyroute has no OpenTelemetry log export"),
+    ("log", "pyroute does not rotate its log by size (reopens it on SIGUSR1)"),
+    ("accessLog.otlp", "pyroute has no OpenTelemetry log export"),
+    ("accessLog.dualOutput", "pyroute has no OpenTelemetry log export"),
     ("tracing", "pyroute has no tracing"),
     ("hostResolver", "not implemented"),
     ("certificatesResolvers", "pyroute has no ACME or Tailscale resolver"),
@@ -295,14 +322,28 @@ class ProvidersCRD:
 @dataclass(frozen=True)
 class Log:
     level: str = "INFO"
-    format: str = "common"
+    format: str = "common"           # "json": zerolog's JSON; anything else: ConsoleWriter
+    file_path: str = ""              # "" = stderr
+    no_color: bool = False
 
 
 @dataclass(frozen=True)
 class AccessLog:
+    """Traefik's static ``accessLog`` (pyroute.observability.accesslog), SetDefaults applied:
+    fields kept, headers dropped, query parameters kept."""
     enabled: bool = False
     file_path: str = ""              # "" = stdout
-    format: str = "common"
+    format: str = "common"           # common | genericCLF | json
+    buffering_size: int = 0
+    add_internals: bool = False
+    status_codes: tuple = ()         # ((low, high), ...) from filters.statusCodes
+    retry_attempts: bool = False
+    min_duration: float = 0.0        # seconds
+    default_mode: str = "keep"       # fields.defaultMode
+    names: tuple = ()                # ((lower-case field name, mode), ...)
+    headers_default_mode: str = "drop"
+    header_names: tuple = ()         # ((canonical header name, mode), ...)
+    keep_query: bool = True          # fields.queryParameters.defaultMode != drop
 
 
 INTERNAL_ENTRY_POINT = "traefik"   # Traefik: static.DefaultInternalEntryPointName
@@ -1067,12 +1108,82 @@ def _log(r, m, warnings):
                                     "level is set to ERROR" % m.get("level"),
                                     severity="warning"))
         level = "ERROR"
-    return Log(level=level, format=m.get("format", "common") or "common")
+    fmt = m.get("format", "common") or "common"
+    if fmt not in ("common", "json"):
+        warnings.append(r.src.error(("log", "format"), "unknown log format %r: as Traefik, "
+                                    "the common (console) format is used" % fmt,
+                                    severity="warning"))
+    return Log(level=level, format=fmt, file_path=m.get("filePath", "") or "",
+               no_color=bool(m.get("noColor", False)))
 
 
-def _access_log(m, present):
-    return AccessLog(enabled=present, file_path=m.get("filePath", ""),
-                     format=m.get("format", "common") or "common")
+def _canonical_header(name):
+    # Go's textproto.CanonicalMIMEHeaderKey
+    if not name or any(c in name for c in " \t\r\n:"):
+        return name
+    return "-".join(p[:1].upper() + p[1:].lower() for p in name.split("-"))
+
+
+def _access_log(r, m, present, warnings):
+    """Traefik's accessLog with its SetDefaults; values it would not act on are reported."""
+    def warn(path, msg):
+        warnings.append(r.src.error(("accessLog",) + path, msg, severity="warning"))
+
+    fmt = m.get("format", "common") or "common"
+    if fmt not in ("common", "genericCLF", "json"):
+        warn(("format",), "unsupported access log format %r: as Traefik, the common format "
+                          "is used" % fmt)
+        fmt = "common"
+    filters = m.get("filters") or {}
+    ranges = []
+    for i, block in enumerate(filters.get("statusCodes") or ()):
+        codes = str(block).split("-")
+        if len(codes) == 1:
+            codes.append(codes[0])
+        try:
+            ranges.append((int(codes[0]), int(codes[1])))
+        except ValueError:
+            # Traefik: "Failed to create new HTTP code ranges" and no status filter at all
+            warn(("filters", "statusCodes", i), "invalid status code range %r: as Traefik, "
+                 "the statusCodes filter is ignored" % block)
+            ranges = []
+            break
+    fields = m.get("fields") or {}
+
+    def mode(path, value, allowed, default):
+        if value in allowed:
+            return value
+        if value not in (None, ""):
+            warn(path, "invalid mode %r (%s): as Traefik, %r applies"
+                 % (value, " | ".join(allowed), default))
+        return default
+
+    field_modes = ("keep", "drop")
+    header_modes = ("keep", "drop", "redact")
+    default_mode = mode(("fields", "defaultMode"), fields.get("defaultMode"), field_modes,
+                        "keep")
+    names = tuple((str(k).lower(), mode(("fields", "names", k), v, field_modes, default_mode))
+                  for k, v in (fields.get("names") or {}).items())
+    headers = fields.get("headers") or {}
+    hdefault = mode(("fields", "headers", "defaultMode"), headers.get("defaultMode"),
+                    header_modes, "drop")
+    hnames = tuple((_canonical_header(str(k)), mode(("fields", "headers", "names", k), v,
+                                                     header_modes, hdefault))
+                   for k, v in (headers.get("names") or {}).items())
+    query = fields.get("queryParameters") or {}
+    keep_query = mode(("fields", "queryParameters", "defaultMode"), query.get("defaultMode"),
+                      field_modes, "keep") == "keep"
+    size = m.get("bufferingSize", 0) or 0
+    if size < 0:
+        warn(("bufferingSize",), "bufferingSize must not be negative: 0 is used")
+        size = 0
+    return AccessLog(enabled=present, file_path=m.get("filePath", "") or "", format=fmt,
+                     buffering_size=size, add_internals=bool(m.get("addInternals", False)),
+                     status_codes=tuple(ranges),
+                     retry_attempts=bool(filters.get("retryAttempts", False)),
+                     min_duration=max(0.0, filters.get("minDuration", 0.0) or 0.0),
+                     default_mode=default_mode, names=names, headers_default_mode=hdefault,
+                     header_names=hnames, keep_query=keep_query)
 
 
 def _servers_transport(r, m, base_dir):
@@ -1173,7 +1284,7 @@ def _build(tree, src, base_dir, source=""):
         entry_points=eps,
         providers_crd=crd,
         log=_log(r, top.get("log") or {}, warnings),
-        access_log=_access_log(top.get("accessLog") or {}, "accessLog" in top),
+        access_log=_access_log(r, top.get("accessLog") or {}, "accessLog" in top, warnings),
         source=source,
         origin=src.origin if src.origin != "mapping" else "file",
         warnings=tuple(warnings),

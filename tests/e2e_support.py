@@ -10,6 +10,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 
+# pyroute's console log is coloured as Traefik's (zerolog) unless NO_COLOR is set: the tests
+# read plain lines (tests/test_e2e_accesslog.py checks the colours with it unset)
+os.environ.setdefault("NO_COLOR", "1")
+
 # attackbench: an optional outside corpus of attack cases (and its runner and backend). The
 # tests that replay it run only when it is there; pyroute's own cases are
 # tests/test_e2e_attacks.py and tests/test_e2e_attacks_tls.py, which need nothing outside the

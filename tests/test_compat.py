@@ -39,7 +39,7 @@ spec:
   routes:
     - match: Host(`shop.example`)
       kind: Rule
-      observability: {accessLogs: false}
+      observability: {accessLogs: false, tracing: false}
       services:
         - name: app
           port: 80
@@ -77,11 +77,11 @@ spec:
   dialTimeout: 5s
 """
 
-STATIC_EXTRA = "accessLog: {format: json}\n"
+STATIC_EXTRA = "accessLog: {format: json, dualOutput: true}\n"
 
 
 def _static(port):
-    # log.format and accessLog: parsed, not applied (pyroute logs in its own format)
+    # log.format and accessLog are applied; accessLog.dualOutput (OTLP) is not
     return static_yaml(port).replace("log: {level: INFO}", "log: {level: INFO, format: json}") \
         + STATIC_EXTRA
 
@@ -141,8 +141,9 @@ def test_check_warns_for_each_ignored_field_and_dropped_kind(tmp_path):
 
     def has(*parts):
         return any(all(p in ln for p in parts) for ln in lines)
-    assert has(f + ":", "IngressRoute default/shop", "spec.routes[0].observability",
+    assert has(f + ":", "IngressRoute default/shop", "spec.routes[0].observability.tracing",
                "warning:")
+    assert not has("spec.routes[0].observability.accessLogs")
     assert has(f + ":", "IngressRoute default/shop",
                "spec.routes[0].services[0].passiveHealthCheck", "warning:")
     assert has(f + ":", "ServersTransport default/h2",
@@ -151,8 +152,9 @@ def test_check_warns_for_each_ignored_field_and_dropped_kind(tmp_path):
                        ("MiddlewareTCP", "allow"), ("ServersTransportTCP", "tcp")):
         assert has(f + ":", "%s default/%s" % (kind, name), "warning:", "dropped"), kind
     static_file = str(tmp_path / "static.yaml")
-    assert has(static_file, "log.format", "warning:")
-    assert has(static_file, "accessLog", "warning:")
+    assert not has(static_file, "log.format", "warning:")
+    assert has(static_file, "accessLog.dualOutput", "warning:")
+    assert not has(static_file, "accessLog:", "warning:")
 
 
 def test_run_warns_at_start_too(tmp_path):

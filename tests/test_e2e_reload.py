@@ -200,7 +200,7 @@ def test_missing_path_is_an_error_at_start_and_a_warning_on_reload(tmp_path):
         proxy.signal(signal.SIGHUP)
         wait_log(proxy, "configuration reload refused", after=mark)
         out = proxy.output()[mark:]
-        assert "level=warn" in out and "%s: no such file or directory" % extra in out, out
+        assert "WRN" in out and "%s: no such file or directory" % extra in out, out
         assert get(proxy.port, "/", "b.test")[0] == 200
     finally:
         proxy.stop()

@@ -291,7 +291,7 @@ def test_production_file_starts_with_warnings_only(tmp_path, mdir, name, text):
         # the certResolver the entry point gives its routers is reported (no ACME), nothing
         # else is an error
         assert all("certResolver" in e or "letsencrypt" in e for e in errors), out
-        for key in ("global", "certificatesResolvers", "accessLog"):
+        for key in ("global", "certificatesResolvers"):
             assert any(": %s: warning: pyroute ignores this key" % key in w for w in warns), out
         # ping and metrics.prometheus are served: on the traefik entry point (its routers
         # ping@internal and prometheus@internal)

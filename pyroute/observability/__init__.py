@@ -1,1 +1,2 @@
-"""Observation of finished exchanges (metrics; see docs/observability.md)."""
+"""Observation of finished exchanges (access log, metrics) and pyroute's own log, in
+Traefik's shapes (see docs/observability.md)."""

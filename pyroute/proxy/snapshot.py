@@ -34,10 +34,12 @@ DEFAULT_MAX_IDLE = 200             # Traefik: maxIdleConnsPerHost 200
 
 
 class Server(ServerTarget):
-    __slots__ = ("url",)
+    __slots__ = ("url", "service_name", "addr")
 
-    def __init__(self, url, pool, host_header, pass_host):
+    def __init__(self, url, pool, host_header, pass_host, service_name="", addr=""):
         self.url = url
+        self.service_name = service_name   # the access log's ServiceName (qualified)
+        self.addr = addr                   # its ServiceAddr: the URL's host[:port]
         self.pool = pool
         self.host_header = host_header     # bytes "host:port" for passHostHeader: false
         self.pass_host = pass_host
@@ -202,13 +204,19 @@ class Route(RouteTarget):
       edits become response-phase steps at their place in the chain (so nested order holds:
       innermost first), ``after[i]`` are the hooks of ``middlewares[i]``, registered on the
       exchange when the request passes it (``engine/exchange.pyx``)."""
-    __slots__ = ("name", "chain", "server_name", "tls", "phased", "obs")
+    __slots__ = ("name", "chain", "server_name", "tls", "phased", "obs", "log_name",
+                 "access_log")
 
     def __init__(self, name, chain, service, server_name, tls=False, inherited=(),
                  children=None):
         self.name = name
         # what pyroute.observability.metrics.Recorder reads (``route_obs``); None: not metered
         self.obs = None
+        # the access log: RouterName ("parent -> child" under multi-layer routing, as
+        # Traefik's ConcatFieldHandler) and whether this router's exchanges are logged
+        # (observability.accessLogs of the root router; @internal services: addInternals)
+        self.log_name = name
+        self.access_log = True
         self.children = children
         full = list(inherited) + list(chain)
         self.chain = full
@@ -443,6 +451,8 @@ class Chained:
         if derived is None:
             derived = Route(route.name, self.chain, None, route.server_name, route.tls,
                             inherited=route.chain)
+            derived.log_name = route.log_name
+            derived.access_log = route.access_log
             self.derived[route] = derived
         extra = ex.set_headers
         saved = (route, ex.path, ex.query, extra, len(extra) if extra is not None else 0,
@@ -1043,7 +1053,8 @@ class Compiler:
                     self.tls_contexts[tls_key] = tls
             port = parts.port or (443 if parts.scheme == "https" else 80)
             pool = self.pools.get(parts.hostname, port, transport, tls)
-            servers.append(Server(url, pool, parts.netloc.encode(), pass_host))
+            servers.append(Server(url, pool, parts.netloc.encode(), pass_host, key,
+                                  parts.netloc))
             # fenced: out of the WRR rotation (weight 0 is never picked), its sticky cookie
             # still reaches it (Traefik's WRR keeps fenced servers for sticky sessions)
             weights.append(0 if s.get("fenced") else s.get("weight", 1))
@@ -1175,6 +1186,25 @@ def _set_obs(route, config, name, router, parents=()):
                           tuple((p, "%s-muxer" % p) for p in parents))
     if route.obs is not None and route.children is not None:
         route.obs = (route.obs[0], ())
+def _observability(route, rname, router, static):
+    """The access-log switch and names of a root router and of its child routers (Traefik
+    builds the observability chain of root routers only: their switch holds below)."""
+    obs = router.get("observability") or {}
+    on = obs.get("accessLogs", True) is not False
+    service = router.get("service") or ""
+    if service.endswith("@internal") and not static.access_log.add_internals:
+        on = False
+
+    def mark(r, name, seen):
+        r.log_name = name
+        r.access_log = on
+        children = r.children
+        if children is not None and id(children) not in seen:
+            seen.add(id(children))
+            for child in children.targets:
+                if isinstance(child, Route):
+                    mark(child, name + " -> " + child.name, seen)
+    mark(route, rname, set())
 
 
 def compile_config(config, pools, route_table_factory=None, server_name=None):
@@ -1224,6 +1254,7 @@ def compile_config(config, pools, route_table_factory=None, server_name=None):
                                       field="service"))
             continue
         _set_obs(route, config, rname, router)
+        _observability(route, rname, router, config.static)
         target = per_ep_tls if tls_router else per_ep
         for ep in router.get("entryPoints") or config.static.default_entry_points():
             if ep in target:

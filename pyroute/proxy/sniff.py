@@ -32,10 +32,11 @@ class Sniffer:
     the socket takes it out of the epoll set."""
 
     __slots__ = ("env", "loop", "ep", "tls_ep", "sock", "fd", "remote_ip", "conn", "wait",
-                 "deadline", "hello_wait", "pp")
+                 "deadline", "hello_wait", "pp", "remote_port")
 
-    def __init__(self, env, ep, tls_ep, sock, remote_ip):
+    def __init__(self, env, ep, tls_ep, sock, remote_ip, remote_port=0):
         self.env = env
+        self.remote_port = remote_port   # the access log's ClientPort
         self.loop = env.loop
         self.ep = ep
         self.tls_ep = tls_ep
@@ -89,6 +90,7 @@ class Sniffer:
         self.loop.timed.discard(self)
         self.env.clients.discard(self)
         client = ClientConn(self.env, ep, stream, self.remote_ip, is_tls, True)
+        client.remote_port = self.remote_port
         self.env.clients.add(client)
         # Bytes already there (the peeked request; a request that came with the client's
         # Finished) make no new edge: read now. The edge's hang-up bits go along: a request

@@ -21,7 +21,7 @@ import struct
 import time
 
 from .health import HealthChecks
-from .log import log
+from .log import log, reopen as reopen_log
 from .proctitle import set_title
 
 CRASH_WINDOW = 60.0      # seconds over which worker deaths count as a crash loop
@@ -228,6 +228,8 @@ class Master:
                 signal.set_wakeup_fd(-1)
                 for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGCHLD, signal.SIGQUIT):
                     signal.signal(sig, signal.SIG_DFL)
+                # until the worker's loop handles it: a SIGUSR1 must not kill it
+                signal.signal(signal.SIGUSR1, signal.SIG_IGN)
                 # Ctrl-C reaches the whole process group: the master turns it into SIGTERM.
                 signal.signal(signal.SIGINT, signal.SIG_IGN)
                 set_title("pyroute: worker %d" % slot.index, "pyroute-wrk%d" % slot.index)
@@ -503,7 +505,8 @@ class Master:
         rsock.setblocking(False)
         wsock.setblocking(False)
         signal.set_wakeup_fd(wsock.fileno(), warn_on_full_buffer=False)
-        for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
+        for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGCHLD,
+                    signal.SIGUSR1):
             signal.signal(sig, self._on_signal)
         sel.register(rsock, selectors.EVENT_READ, "signal")
         self.health.sel = sel
@@ -555,6 +558,13 @@ class Master:
                         self._start_load("SIGHUP")
                     elif signum in (signal.SIGTERM, signal.SIGINT):
                         self._stop(signum)
+                    elif signum == signal.SIGUSR1:
+                        # logrotate: reopen pyroute's log here, the access log in every
+                        # worker (Traefik: "Closing and re-opening log files for rotation")
+                        reopen_log()
+                        log("info", "Closing and re-opening log files for rotation",
+                            signal="SIGUSR1")
+                        self._kill_all(signal.SIGUSR1)
                 self._reap()
                 now = time.monotonic()
                 if not self.stopping:

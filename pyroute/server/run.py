@@ -9,7 +9,7 @@ import signal
 import sys
 
 from ..errors import ConfigError
-from .log import log, set_level
+from .log import configure as configure_log, log, set_level
 
 DEMO_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "demo")
 
@@ -137,7 +137,7 @@ def main(args):
     except ConfigError as e:
         print(e.render(), file=sys.stderr)
         return 1
-    set_level(config.static.log.level)
+    configure_log(config.static.log)
     _print_errors(config)
     missing = missing_paths(config)
     if missing:

@@ -20,7 +20,7 @@ import _socket
 from .._engine.conn import Env
 from ..proxy.sniff import Sniffer
 from ..proxy.snapshot import EntryPointRuntime, Pools, compile_config
-from .log import log
+from .log import log, reopen as reopen_log
 from .loop import EPOLLIN, Loop
 
 
@@ -65,7 +65,7 @@ class Acceptor:
         if ip.startswith("::ffff:") and "." in ip:
             ip = ip[7:]
         # TLS or plain is told by the connection's first bytes (Traefik does the same)
-        env.clients.add(Sniffer(env, self.ep, self.tls_ep, conn, ip.encode()))
+        env.clients.add(Sniffer(env, self.ep, self.tls_ep, conn, ip.encode(), addr[1]))
 
     def abort(self):
         pass
@@ -178,6 +178,19 @@ class Worker:
             from ..observability.metrics import Recorder
             self.recorder = Recorder(prom)
             self.env.observers.append(self.recorder.observe)
+        # the access log (static accessLog): an observer of finished exchanges, its writer
+        # thread started here, after the fork
+        self.access_log = None
+        self.reopen = False
+        if config.static.access_log.enabled:
+            from ..observability.accesslog import AccessLogger
+            try:
+                self.access_log = AccessLogger(config.static.access_log)
+            except OSError as e:
+                log("error", "error opening access log file; no access log",
+                    filePath=config.static.access_log.file_path, error=e.strerror or str(e))
+            else:
+                self.env.observers.append(self.access_log.observe)
 
     # ---- out of file descriptors --------------------------------------------------------
 
@@ -324,6 +337,13 @@ class Worker:
             connections=len(env.clients))
 
     def _check(self, now):
+        if self.reopen:
+            self.reopen = False
+            reopen_log()
+            if self.access_log is not None:
+                self.access_log.reopen()
+        if self.access_log is not None:
+            self.access_log.tick(now)
         if self.accept_paused:
             self._resume_accepting(now)
         if self.term:
@@ -361,6 +381,7 @@ class Worker:
         self.accept_until = 0.0
         signal.signal(signal.SIGTERM, self._on_term)
         signal.signal(signal.SIGQUIT, lambda *a: os._exit(0))
+        signal.signal(signal.SIGUSR1, self._on_usr1)
         sig = Signals(self)
         self.loop.register(sig.fd, EPOLLIN, sig)
         for name, ep in self.entry_points.items():
@@ -384,7 +405,13 @@ class Worker:
             self.loop.run(self.env)
         finally:
             self.final_flush()
+            if self.access_log is not None:
+                self.access_log.close()     # what is buffered is written (or reported)
         return 0
+
+    def _on_usr1(self, signum, frame):
+        self.reopen = True
+        self.loop.next_sweep = 0.0
 
     def _on_term(self, signum, frame):
         # handled by the loop (the wakeup fd makes epoll return at once)
