@@ -69,7 +69,8 @@ def needed(static):
 
 def start(config, store=None):
     """``(api, endpoints, servers)``; ``store``: the master's metrics
-    (pyroute.observability.metrics.Store) when ``metrics.prometheus`` is set. Raises OSError
+    (pyroute.observability.metrics.Store) when ``metrics.prometheus`` is set (the API then
+    reports rates from it). ``servers``: what to ``stop()`` when pyroute stops. Raises OSError
     when the ``traefik`` entry point cannot be bound."""
     from .._version import __version__
     from ..observability.endpoints import Endpoints
@@ -80,6 +81,11 @@ def start(config, store=None):
     api = Api(config, settings, __version__) if settings is not None else None
     endpoints = Endpoints(config.static, api, store)
     servers = []
+    if api is not None and store is not None:
+        # /api/pyroute/rates: the sampler is stopped with the servers
+        from ..observability.rates import Rates
+        api.rates = Rates(store).start()
+        servers.append(api.rates)
     if _socket_path is not None:
         for kind, on in (("api", api is not None),
                          ("ping", getattr(config.static, "ping", None) is not None),

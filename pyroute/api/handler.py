@@ -154,6 +154,7 @@ class Api:
         self.model = Model(config, 1)
         self.health = None        # pyroute.server.health.HealthChecks (set by the master)
         self.slots = ()           # the master's worker slots
+        self.rates = None         # pyroute.observability.rates.Rates, with metrics
         self.explainer = None     # (generation, Explainer), built on first use
         self.last_reload = {"ok": True, "trigger": "start", "time": self.start_date,
                             "generation": 1, "error": None}
@@ -356,6 +357,9 @@ class Api:
                 _problem(e) for e in m.config.errors]))
         if what == "workers":
             return _json([_slot(s) for s in self.slots])
+        if what == "rates":
+            from ..observability.rates import OFF
+            return _json(self.rates.report() if self.rates is not None else OFF)
         return _not_found()
 
     def explain(self, req):
