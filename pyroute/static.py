@@ -1261,6 +1261,14 @@ def _build(tree, src, base_dir, source=""):
         eps = {n: dataclasses.replace(ep, has_model=True) for n, ep in eps.items()}
     crd = _providers(r, top.get("providers") or {}, base_dir)
     api = _api(r, top["api"], eps, syntax) if "api" in top else None
+    if api is not None and api.insecure and api.base_path.rstrip("/"):
+        # Traefik's docs: basePath is incompatible with insecure (its router is
+        # PathPrefix(`/api`), its handler answers under basePath only)
+        warnings.append(src.error(("api", "basePath"), "api.basePath %r is incompatible with "
+                                  "api.insecure (as in Traefik): on the entry point traefik "
+                                  "the API's router takes /api, its handler answers only "
+                                  "under the base path; route to api@internal from an "
+                                  "IngressRoute instead" % api.base_path, severity="warning"))
     ping = _ping(r, top["ping"]) if "ping" in top else None
     metrics = _metrics(r, top["metrics"]) if "metrics" in top else None
     internal = None
