@@ -157,9 +157,10 @@ _SUPPORTED = {
     "metrics.prometheus.manualRouting": "",
     "metrics.prometheus.headerLabels": "",
     "metrics.prometheus.headerLabels.<name>": "",
-    "api.insecure": "the entry point traefik is the master's, not the workers'",
+    "api.insecure": "Traefik's internal routers on the entry point traefik (served by the "
+                    "workers, forwarded to the master), beside the IngressRoutes on it",
     "api.dashboard": "pyroute's own dashboard, not Traefik's web UI",
-    "api.basePath": "",
+    "api.basePath": "with api.insecure: warned, incompatible as in Traefik",
     "api.disableDashboardAd": "",
     "api.dashboardName": "",
 }
@@ -409,8 +410,9 @@ class StaticConfig:
     api: object = None                                 # Api, or None without ``api``
     ping: object = None                                # Ping, or None without ``ping``
     metrics: object = None                             # Metrics, or None without ``metrics``
-    # the internal entry point ``traefik`` when the master serves it (api.insecure, or ping /
-    # metrics.prometheus on it without manualRouting): not among ``entry_points``
+    # the internal entry point ``traefik`` when the master serves it (ping /
+    # metrics.prometheus on it without manualRouting, nobody defined it, no api.insecure):
+    # not among ``entry_points``
     internal_entry_point: object = None
 
     def default_entry_points(self):
