@@ -227,6 +227,14 @@ def test_dashboard_shows_request_and_error_rates(tmp_path, browser):
         # live: more traffic shows up without reloading the page
         assert list(send(proxy.port, "a.test", "/status/500", 5)) == [500] * 5
         shows("routers-list-table", names["a"], 25, 0.24, 0.36)
+        # on a phone the Traffic cell fits its card (no horizontal scrolling)
+        browser.set_window_size(390, 844)
+        time.sleep(0.3)
+        width = browser.execute_script("return document.documentElement.scrollWidth")
+        assert width <= 390 + 1, width
+        browser.execute_script("document.querySelector('#routers-list div.rates')"
+                               ".scrollIntoView()")
+        browser.save_screenshot(str(tmp_path / "dashboard-rates-phone.png"))
         assert (tmp_path / "dashboard-rates.png").stat().st_size > 10000
         print("screenshots in", tmp_path)
     finally:
