@@ -36,8 +36,8 @@ class Endpoints:
                 x.entry_point == INTERNAL_ENTRY_POINT
         self.ping_on_traefik = on_traefik(self.ping)
         self.prom_on_traefik = on_traefik(prom) and store is not None
-        # with api.insecure the workers serve ``traefik`` (the master never listens there)
-        self.api_on_traefik = served and api is not None and api.settings.insecure
+        # the API is never answered here: with api.insecure the workers serve ``traefik``
+        # and forward its internal routers over the unix sockets (pyroute.static)
 
     def handle(self, method, target, body=b"", internal=False, headers=None):
         accept = (headers.get("Accept") if headers is not None else None) or ""
@@ -59,8 +59,6 @@ class Endpoints:
             return self.answer_ping(method)
         if self.prom_on_traefik and path.startswith("/metrics"):
             return self.answer_metrics(accept)
-        if self.api_on_traefik:
-            return self.api.handle(method, target, body)
         return _not_found()
 
     def answer_ping(self, method):
