@@ -5,9 +5,8 @@ servers: unix sockets in a private folder (mode 0700) that the workers forward
 ``api@internal`` and ``dashboard@internal`` to — the services of Traefik's internal routers
 on the entry point ``traefik`` with ``api.insecure`` (the workers serve that entry point,
 beside the routers of manifests on it), and the service Traefik users route to from an
-IngressRoute, usually behind a middleware; only
-this user's processes can reach that socket, so a middleware in front of ``api@internal`` is
-never bypassed over the network. ``prepare()`` picks the socket's path before the
+IngressRoute, usually behind a middleware; only this user's processes can reach that socket,
+so a middleware in front of ``api@internal`` is never bypassed over the network. ``prepare()`` picks the socket's path before the
 configuration is loaded (workers compile ``api@internal`` against it, see
 pyroute.proxy.snapshot); without it (``pyroute check``) the service compiles to a pool that
 answers 502. The master then keeps the state current: ``api.reloaded(config, trigger)`` /
@@ -37,9 +36,9 @@ def prepare():
 
 def internal_socket(kind="api"):
     """The internal socket's path for ``kind`` (``api``, ``dashboard``, ``ping``,
-    ``prometheus``: one socket
-    each, so what a request reaches is decided by the service it was routed to, never by a
-    header the client sent), or None when no ``pyroute run`` prepared one."""
+    ``prometheus``: one socket each, so what a request reaches is decided by the service it
+    was routed to, never by a header the client sent), or None when no ``pyroute run``
+    prepared one."""
     if _socket_path is None:
         return None
     if kind == "api":
@@ -74,7 +73,8 @@ def start(config, store=None):
     """``(api, endpoints, servers)``; ``store``: the master's metrics
     (pyroute.observability.metrics.Store) when ``metrics.prometheus`` is set (the API then
     reports rates from it). ``servers``: what to ``stop()`` when pyroute stops. Raises OSError
-    when the ``traefik`` entry point cannot be bound."""
+    when the master's own ``traefik`` entry point (ping / prometheus only) cannot be
+    bound."""
     from .._version import __version__
     from ..observability.endpoints import Endpoints
     from .server import ApiServer
