@@ -20,7 +20,7 @@ from ..errors import ConfigError, RuleSyntaxError
 from .. import middlewares as mw_registry
 from .. import tls
 from ..manifests import qualified
-from ..static import parse_duration
+from ..static import UNDERSCORE_STRATEGIES, parse_duration
 from .mirror import Mirroring
 from .status import CheckedBalancer, CheckedFailover, register_child
 from .normalize import Normalizer
@@ -589,6 +589,7 @@ class EntryPointRuntime:
         # http.maxHeaderBytes: Go's server limits what it reads of a request head to
         # MaxHeaderBytes + 4096 (server.go initialReadLimitSize) and answers 431 beyond
         self.max_head = getattr(ep, "max_header_bytes", 1 << 20) + 4096
+        self.underscore = UNDERSCORE_STRATEGIES[getattr(ep, "underscore_headers", "keep")]
         self.proto = b"https" if tls else b"http"
         self.ws_proto = b"wss" if tls else b"ws"
         self.default_port = b"443" if tls else b"80"
