@@ -200,6 +200,8 @@ cdef class ClientConn(UpstreamUser):
     cdef double idle_timeout
     cdef long max_requests                # transport.keepAliveMaxRequests (0: no limit)
     cdef double close_at                  # accepted + keepAliveMaxTime (0: no limit)
+    cdef int underscore                   # http.underscoreHeadersStrategy: 0 keep, 1 delete,
+                                          # 2 reject (pyroute.static.UNDERSCORE_STRATEGIES)
     # the exchange in progress (the HTTP/1.1 relay state below is the connection's: one
     # exchange at a time; an HTTP/2 stream keeps its own)
     cdef public Exchange ex

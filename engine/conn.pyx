@@ -885,6 +885,7 @@ cdef class ClientConn(UpstreamUser):
         self.max_requests = ep.keep_alive_max_requests
         mt = ep.keep_alive_max_time
         self.close_at = self.loop.now + mt if mt else 0.0
+        self.underscore = ep.underscore
         self.tls = tls                          # a pyOpenSSL Connection (pyroute.tls)
         self.raw = not tls
         self.ep_name = ep.name
@@ -1328,6 +1329,13 @@ cdef class ClientConn(UpstreamUser):
         if (self.max_requests and self.requests + 1 >= self.max_requests) or \
                 (self.close_at and env.now >= self.close_at):
             self.keep_alive = False
+        if self.underscore and req.underscore_fields(self.underscore == 1) and \
+                self.underscore == 2:
+            # Traefik v3.7 rejectHeadersWithUnderscores wraps the entry point's handler
+            # outermost: http.Error 400 before normalisation and routing (keep-alive kept)
+            self.local_response(_error_response(400, not self.keep_alive,
+                                                req.method_id == M_HEAD))
+            return
         path = req.get_path()
         query = req.get_query()
         self.orig_path = path

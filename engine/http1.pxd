@@ -113,6 +113,8 @@ cdef class Request:
     cdef bytes get_host(self)
     cdef bytes get_path(self)
     cdef bytes get_query(self)
+    # header lines whose name holds '_'; ``drop``: removed from the head (never re-read raw)
+    cdef Py_ssize_t underscore_fields(self, bint drop) noexcept
 
 
 @cython.final

@@ -846,6 +846,25 @@ cdef class Request:
             return B_EMPTY
         return _slice(self.raw, self._host)
 
+    cdef Py_ssize_t underscore_fields(self, bint drop) noexcept:
+        # http.underscoreHeadersStrategy (Traefik v3.7 removeHeadersWithUnderscores /
+        # rejectHeadersWithUnderscores): count the header lines whose name holds '_';
+        # ``drop`` removes them, so routing, middlewares and the upstream head never see them
+        cdef const char *raw = PyBytes_AS_STRING(self.raw)
+        cdef Py_ssize_t k, kept = 0, found = 0
+        cdef Field *f
+        for k in range(self.n_fields):
+            f = &self.fields[k]
+            if memchr(raw + f.name.start, 95, f.name.stop - f.name.start) != NULL:
+                found += 1
+                if drop:
+                    continue
+            if kept != k:
+                self.fields[kept] = f[0]
+            kept += 1
+        self.n_fields = kept
+        return found
+
     @property
     def method(self):
         return self.get_method()

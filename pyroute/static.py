@@ -43,6 +43,8 @@ __all__ = ["StaticConfig", "EntryPoint", "ProvidersCRD", "Log", "AccessLog", "Ap
 
 DEFAULT_MAX_HEADER_BYTES = 1 << 20  # Traefik: http.DefaultMaxHeaderBytes (1 MiB)
 MAX_INT = (1 << 63) - 1             # Go's math.MaxInt on 64-bit
+# http.underscoreHeadersStrategy values -> the engine's code (ClientConn.underscore)
+UNDERSCORE_STRATEGIES = {"keep": 0, "delete": 1, "reject": 2}
 
 # ---------------------------------------------------------------------------------------------
 # The key tree: every key, its type (static_keys.py, generated from Traefik's reference) and
@@ -95,6 +97,8 @@ _SUPPORTED = {
     _EP + "http.encodeQuerySemicolons": "",
     _EP + "http.sanitizePath": "",
     _EP + "http.maxHeaderBytes": "",
+    _EP + "http.underscoreHeadersStrategy": "keep, delete or reject request headers whose "
+                                            "name holds an underscore",
     "providers.kubernetesCRD": "manifests are read from files (providers.kubernetesCRD.paths "
                                "and the command line), not from a cluster",
     _CRD + "namespaces": "",
@@ -173,8 +177,6 @@ _IGNORED_NOTES = [
     ("entryPoints.<name>.allowACMEByPass", "pyroute has no ACME"),
     ("entryPoints.<name>.reusePort", "pyroute always binds with SO_REUSEPORT"),
     ("entryPoints.<name>.forwardedHeaders", "not implemented"),
-    ("entryPoints.<name>.http.underscoreHeadersStrategy", "not implemented: headers with "
-                                                          "underscores are kept"),
     ("entryPoints.<name>.http2", "pyroute serves HTTP/1.1 only"),
     ("entryPoints.<name>.http3", "pyroute serves HTTP/1.1 only"),
     ("entryPoints.<name>.udp", "pyroute has no UDP routing"),
@@ -279,6 +281,9 @@ class EntryPoint:
     sanitize_path: bool = True
     encode_query_semicolons: bool = False
     max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
+    # http.underscoreHeadersStrategy (Traefik v3.7): "keep" (default), "delete" or "reject"
+    # request headers whose name holds '_' (server_entrypoint_tcp.go createHTTPServer)
+    underscore_headers: str = "keep"
     # Escapes a root router refuses with 400 (http.encodedCharacters): none by default, as
     # Traefik >= v3.6.7; each allow*: false adds its escapes.
     denied_encoded_characters: frozenset = DEFAULT_DENIED_ENCODED
@@ -993,6 +998,12 @@ def _entry_point(r, name, m):
     mhb = http.get("maxHeaderBytes", DEFAULT_MAX_HEADER_BYTES)
     if mhb <= 0:
         raise r.error(p + ("http", "maxHeaderBytes"), "expected a positive integer")
+    underscore = http.get("underscoreHeadersStrategy") or "keep"
+    if underscore not in UNDERSCORE_STRATEGIES:
+        # Traefik: createHTTPServer fails, so the entry point (and Traefik) does not start
+        raise r.error(p + ("http", "underscoreHeadersStrategy"),
+                      "invalid underscoreHeadersStrategy value %r (expected keep, delete or "
+                      "reject)" % (underscore,))
     pp = m.get("proxyProtocol")
     proxy_protocol = None
     if pp is not None:
@@ -1036,6 +1047,7 @@ def _entry_point(r, name, m):
         sanitize_path=http.get("sanitizePath", True),
         encode_query_semicolons=http.get("encodeQuerySemicolons", False),
         max_header_bytes=mhb,
+        underscore_headers=underscore,
         denied_encoded_characters=denied,
         proxy_protocol=proxy_protocol,
         redirections=redirections,

@@ -15,8 +15,10 @@ What this module mirrors, and where in Traefik it comes from:
   name; no SNI -> the local IP address is the name; no match -> default certificate, or a failed
   handshake when the option is ``sniStrict``.
 - Host -> TLS option association (``pkg/server/router/tcp/manager.go`` buildEntryPointHandler):
-  the ``Host`` domains of every TLS router map to the router's option; a host claimed by two
-  different options maps to ``default`` (the seed's "Conflicting TLS Options"). The option of a
+  the ``Host`` domains of every TLS router map to the router's option, conflicts being
+  arbitrated beforehand as Traefik v3.7's resolveHTTPTLSOptions (pyroute.manifests.tlsresolve:
+  ``<ep>-conflicted-<router>`` copies whose option is ``default``); a host still claimed by two
+  different options maps to ``default``. The option of a
   connection is picked from the SNI *before* the handshake, as Traefik does by peeking the
   ClientHello (``pkg/server/router/tcp/router.go`` clientHelloInfo): that is what lets every option
   field (protocol versions and curves included) apply exactly.

@@ -180,3 +180,60 @@ def test_an_address_that_never_answers_gets_its_share_of_the_dial_timeout():
         lst.close()
         for c in fillers:
             c.close()
+
+
+def _probe_once(checks, timeout=5.0):
+    """Start every target's probe now and drive the selector until they have ended."""
+    import selectors as _sel
+    start = time.monotonic()
+    for t in checks.targets.values():
+        t.next_at = start
+    checks.run_due(start)
+    end = start + timeout
+    while any(t.probe is not None for t in checks.targets.values()) and time.monotonic() < end:
+        for key, mask in checks.sel.select(0.05):
+            key.data.on_event(mask)
+        checks.run_due(time.monotonic())
+    assert not any(t.probe is not None for t in checks.targets.values())
+    return {t.url: t.up for t in checks.targets.values()}
+
+
+def _health_config(urls):
+    from types import SimpleNamespace
+    servers = [{"url": u} for u in urls]
+    return SimpleNamespace(dynamic={"http": {
+        "services": {"svc@file": {"loadBalancer": {"servers": servers,
+                                                   "healthCheck": {"path": "/health"}}}},
+        "routers": {"r@file": {"rule": "Host(`a.test`)", "service": "svc@file",
+                               "status": "enabled"}}}})
+
+
+def test_master_health_probes_resolve_names_as_the_workers_do():
+    # the master's probes use the workers' resolver (pyroute.proxy.dns, the same hook) and
+    # dial every address of the name in order, as Go's dialer: the first refuses, the
+    # second answers, so the server is UP
+    import selectors as _sel
+    from e2e_backend import Backend
+    from pyroute.server.health import HealthChecks
+    be = Backend("health")
+    port = be.port
+    calls = []
+
+    def lookup(host, p):
+        calls.append((host, p))
+        if host == "gone.test":
+            return [(socket.AF_INET, ("127.0.0.2", p))]
+        return [(socket.AF_INET, ("127.0.0.2", p)), (socket.AF_INET, ("127.0.0.1", p))]
+    checks = HealthChecks(_sel.DefaultSelector(), lookup=lookup)
+    try:
+        checks.configure(_health_config(["http://backend.test:%d" % port,
+                                         "http://gone.test:%d" % port]))
+        status = _probe_once(checks)
+        assert status == {"http://backend.test:%d" % port: True,
+                          "http://gone.test:%d" % port: False}
+        assert [r[1] for r in be.requests] == ["/health"]
+        # looked up in the resolver's thread, once per name (cached as the workers' are)
+        assert sorted(calls) == [("backend.test", port), ("gone.test", port)]
+        assert checks.changes == [("svc@file", "http://gone.test:%d" % port, False)]
+    finally:
+        be.close()

@@ -311,3 +311,87 @@ spec:
         proxy.stop()
         main.close()
         mirror.close()
+
+
+def test_mirror_service_middlewares_edit_only_the_copy(tmp_path):
+    # Traefik's mirroring clones the request for each mirror and runs that mirror's handler
+    # (its service-level middlewares) on the clone: the mirror backend sees its headers and
+    # stripPrefix edits, the main backend none of them; the main service's own middlewares
+    # edit only the main request.
+    main, mirror = Backend("main"), Backend("mirror")
+    m = backend_service("main", [main.port]) + "---\n" + backend_service("copy", [mirror.port])
+    m += """---
+apiVersion: traefik.io/v1alpha1
+kind: Middleware
+metadata: {name: mark-mirror, namespace: default}
+spec:
+  headers:
+    customRequestHeaders: {X-Mirror: "1", X-Drop: ""}
+    customResponseHeaders: {X-Mirror-Resp: "leak"}
+---
+apiVersion: traefik.io/v1alpha1
+kind: Middleware
+metadata: {name: strip-api, namespace: default}
+spec:
+  stripPrefix: {prefixes: [/api]}
+---
+apiVersion: traefik.io/v1alpha1
+kind: Middleware
+metadata: {name: mark-main, namespace: default}
+spec:
+  headers:
+    customRequestHeaders: {X-Main: "1"}
+---
+apiVersion: traefik.io/v1alpha1
+kind: TraefikService
+metadata: {name: mirrored, namespace: default}
+spec:
+  mirroring:
+    name: main
+    port: 80
+    middlewares: [{name: mark-main}]
+    mirrors:
+      - {name: copy, port: 80, percent: 100,
+         middlewares: [{name: mark-mirror}, {name: strip-api}]}
+---
+apiVersion: traefik.io/v1alpha1
+kind: IngressRoute
+metadata: {name: r, namespace: default}
+spec:
+  entryPoints: [web]
+  routes:
+    - match: Host(`m.test`)
+      kind: Rule
+      services: [{name: mirrored, kind: TraefikService}]
+"""
+    proxy = Pyroute(tmp_path, m)
+    try:
+        proxy.start()
+        status, hdrs, body = get(proxy.port, "/api/users?id=7", "m.test",
+                                 "X-Drop: from-client\r\n")
+        assert status == 200 and json.loads(body)["backend"] == "main"
+        # the mirror's response edits stay off the main response (its answer is dropped)
+        assert "x-mirror-resp" not in hdrs
+        status, _, body = request(proxy.port, b"POST /api/post HTTP/1.1\r\nHost: m.test\r\n"
+                                  b"Content-Length: 4\r\n\r\nbody")
+        assert status == 200
+        end = time.time() + 5
+        while len(mirror.requests) < 2 and time.time() < end:
+            time.sleep(0.05)
+        (gm, gt, gh, _), (pm, pt, ph, pb) = mirror.requests
+        assert (gm, gt) == ("GET", "/users?id=7")
+        assert gh["x-mirror"] == "1"
+        assert gh["x-forwarded-prefix"] == "/api"
+        assert "x-drop" not in gh and "x-main" not in gh
+        assert gh["host"] == "m.test"
+        assert (pm, pt, pb) == ("POST", "/post", b"body")
+        assert ph["x-mirror"] == "1" and ph["x-forwarded-prefix"] == "/api"
+        (_, mt, mh, _), (_, mt2, _, mb) = main.requests
+        assert mt == "/api/users?id=7" and mt2 == "/api/post" and mb == b"body"
+        assert mh["x-main"] == "1"
+        assert mh["x-drop"] == "from-client"
+        assert "x-mirror" not in mh and "x-forwarded-prefix" not in mh
+    finally:
+        proxy.stop()
+        main.close()
+        mirror.close()

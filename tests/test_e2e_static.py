@@ -161,6 +161,16 @@ def test_helm_chart_default_args(tmp_path, mdir, backend):
         assert (status, body) == (200, b"OK")
         status, _, body = get(ports["metrics"], "/metrics", "anything")
         assert status == 200 and b"traefik_config_reloads_total 1.0" in body
+        # Traefik's ping handler answers HEAD too (pkg/ping: GET and HEAD)
+        status, _, body = request(ports["traefik"], b"HEAD /ping HTTP/1.1\r\nHost: x\r\n\r\n",
+                                  head_request=True)
+        assert (status, body) == (200, b"")
+        # each internal router lives on its own entry point only; api.dashboard without
+        # api.insecure makes no router (the chart adds its own IngressRoute for that)
+        assert get(ports["metrics"], "/ping", "anything")[0] == 404
+        assert get(ports["traefik"], "/metrics", "anything")[0] == 404
+        assert get(ports["traefik"], "/dashboard/", "anything")[0] == 404
+        assert get(ports["traefik"], "/api/rawdata", "anything")[0] == 404
     finally:
         run.stop()
 

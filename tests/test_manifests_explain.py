@@ -190,10 +190,17 @@ spec:
     assert len(never) == 2
     assert "spec.routes[1].match: router default-app-" in never[0]
     assert "spec.routes[2].match: router default-app-" in never[1]
-    conflicts = [w for w in warnings if "different TLS options" in w]
-    assert len(conflicts) == 2
-    assert all("host 'x.example.com' is served on entry point websecure" in w
-               for w in conflicts)
+    # the TLS option conflict: Traefik v3.7 makes both routers websecure-conflicted-* copies
+    # (pyroute.manifests.tlsresolve), which the load reports with Traefik's messages
+    assert not [w for w in warnings if "different TLS options" in w]
+    loaded = [e.render() for e in rc.errors]
+    conflicts = [w for w in loaded if 'Host "x.example.com" is served by multiple routers '
+                 'with different TLS options' in w]
+    assert len(conflicts) == 1 and 'On EntryPoint "websecure"' in conflicts[0]
+    copies = [w for w in loaded if "router's TLSOptions configuration is conflicting" in w]
+    assert len(copies) == 2
+    assert sorted(n.split("-")[3] for n in rc.conflicted_routers) == ["blog", "shop"]
+    assert all(n.startswith("websecure-conflicted-default-") for n in rc.conflicted_routers)
 
 
 def test_invalid_rule_disables_the_router(tmp_path):
@@ -275,9 +282,14 @@ def test_denied_encoded_characters_after_routing(tmp_path):
 def test_tls_option_on_a_router_without_host_warns(tmp_path):
     write(tmp_path, "a.yaml", TLS_ROUTES.replace("Host(`shop.example.com`)", "PathPrefix(`/`)"),
           service("whoami"))
-    warnings = [e.render() for e in analyse(load(tmp_path))]
-    assert any("TLS option default-modern cannot apply: the rule names no Host" in w
+    # Traefik v3.7: such a router conflicts by itself and becomes a conflicted copy
+    # (the default option), with Traefik's "no domain found in rule" error
+    rc = load(tmp_path)
+    warnings = [e.render() for e in rc.errors]
+    assert any("no domain found in rule PathPrefix(`/`), the TLS option "
+               "default-modern@kubernetescrd cannot be applied" in w
                for w in warnings), warnings
+    assert [n.split("-")[3] for n in rc.conflicted_routers] == ["shop"]
 
 
 def test_multi_layer_routing_walks_parent_then_children(tmp_path):

@@ -517,11 +517,18 @@ def test_a_router_the_runtime_disables_still_maps_its_hosts(tmp_path):
     write(tmp_path, "a.yaml", TLS_ROUTES.replace("{name: mw, namespace: elsewhere}",
                                                  "{name: mw}"), service("whoami"))
     rc = load(tmp_path)
-    name, r = router(rc, "default", "broken", "Host(`shop.example.com`) && PathPrefix(`/x`)")
+    name = manifests.qualified(manifests.router_name(
+        "default", "broken", "Host(`shop.example.com`) && PathPrefix(`/x`)"))
+    # Traefik v3.7 resolveHTTPTLSOptions: both routers of the conflict become
+    # web-conflicted-* copies whose option is the default one
+    copy = "web-conflicted-" + name
+    r = rc.dynamic["http"]["routers"][copy]
     assert r["status"] == "disabled" and name not in rc.dropped_routers
+    assert name not in rc.dynamic["http"]["routers"]
+    assert len(rc.conflicted_routers) == 2 and copy in rc.conflicted_routers
     cfg = tls.TLSConfig.from_runtime(rc)["web"]
     assert cfg.host_options == {"shop.example.com": "default"}
-    assert set(cfg.router_options.values()) == {"default", "default-strict@kubernetescrd"}
+    assert set(cfg.router_options.values()) == {"default"}
 
 
 # -- --dump through the command line ---------------------------------------------------------

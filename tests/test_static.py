@@ -535,7 +535,7 @@ _SAMPLES = {"bool": "true", "int": "1", "float": "0.5", "duration": "2s", "list"
             "list:float": "0.1,0.3", "string": "x", "map": None, "section": None, "any": "x"}
 _VALUES = {"address": ":8000/tcp", "to": ":8443", "level": "INFO", "labelSelector": "app=x",
            "trustedIPs": "10.0.0.0/8", "buckets": "0.1,0.3", "explicitBoundaries": "0.1",
-           "defaultRuleSyntax": "v3"}
+           "defaultRuleSyntax": "v3", "underscoreHeadersStrategy": "delete"}
 
 
 def test_every_helm_chart_flag_loads():

@@ -44,6 +44,9 @@ class RuntimeConfig:
     # disabled, to report them, but absent from Traefik's runtime configuration, so no TLS
     # host -> option association comes from them (see ``tls_routers``).
     dropped_routers: frozenset = frozenset()
+    # ``<ep>-conflicted-<router>`` copies (Traefik v3.7 resolveHTTPTLSOptions): their hosts
+    # take the default TLS option whatever their ``tls.options`` says (see ``tls_routers``)
+    conflicted_routers: frozenset = frozenset()
 
     @property
     def has_errors(self):
@@ -53,9 +56,16 @@ class RuntimeConfig:
         """The routers Traefik's runtime configuration holds (every router the provider
         produced, disabled ones included): what the Host -> TLS option association reads."""
         routers = self.dynamic["http"]["routers"]
-        if not self.dropped_routers:
+        if not self.dropped_routers and not self.conflicted_routers:
             return routers
-        return {n: r for n, r in routers.items() if n not in self.dropped_routers}
+        out = {n: r for n, r in routers.items() if n not in self.dropped_routers}
+        for name in self.conflicted_routers:
+            if name in out:
+                # Traefik: TLS.ResolvedOptions = default (the written option stays in the dump)
+                r = dict(out[name])
+                r["tls"] = dict(r.get("tls") or {}, options="default")
+                out[name] = r
+        return out
 
     def routers(self, entry_point=None, enabled_only=True):
         """(name, router) pairs, optionally only those on ``entry_point``."""
@@ -117,7 +127,8 @@ def load(paths=(), static=None):
     return RuntimeConfig(static=static, dynamic=dynamic, errors=tuple(errors),
                          sources=tuple(files), paths=tuple(all_paths),
                          router_sources=resolver.router_sources,
-                         dropped_routers=frozenset(resolver.dropped_routers))
+                         dropped_routers=frozenset(resolver.dropped_routers),
+                         conflicted_routers=resolver.conflicted_routers)
 
 
 def _internal_routers(dynamic, static):

@@ -166,13 +166,8 @@ def analyse(rc):
     found = []
     if rules_available():
         _never_wins(rc, found)
-    for name, r in rc.dynamic["http"]["routers"].items():
-        opt = (r.get("tls") or {}).get("options")
-        if r.get("status") == "enabled" and opt and opt != "default" and not domains(
-                r["rule"], r.get("ruleSyntax", "")) and rules_available():
-            found.append((name, "TLS option %s cannot apply: the rule names no Host, and the "
-                          "option is chosen by the TLS server name; the default option is used"
-                          % opt))
+    # a TLS option on a rule without Host: Traefik's own "no domain found in rule" message,
+    # given where such a router becomes a conflicted copy (resolve.tls_conflicts)
     from ..tls import HostOptions
     routers = rc.tls_routers()      # Traefik's runtime routers: provider-dropped ones left out
     option_names = rc.dynamic.get("tls", {}).get("options") or {}

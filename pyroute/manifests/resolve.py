@@ -19,6 +19,8 @@ from .common import RefError, is_cross_provider_namespace_allowed, is_namespace_
 from .labels import matches, parse_selector
 from .middlewares import MiddlewaresMixin
 from .entrypoints import apply_models, redirections, servers_transports
+from .rulecheck import domains
+from .tlsresolve import resolve_tls_options, resolved_option
 from .names import PROVIDER, SEPARATOR, make_id, make_service_key, normalize, qualified
 from .secrets import SecretsMixin
 from .services import ServicesMixin
@@ -102,6 +104,7 @@ class Resolver(SecretsMixin, ServicesMixin, MiddlewaresMixin, TLSMixin, ChecksMi
         # routers Traefik's provider drops (kept here, disabled, to report them): they are
         # not in Traefik's runtime configuration, so no TLS host association comes from them
         self.dropped_routers = set()
+        self.conflicted_routers = frozenset()
         self._servers_cache = {}
         self._current = None
 
@@ -321,6 +324,39 @@ class Resolver(SecretsMixin, ServicesMixin, MiddlewaresMixin, TLSMixin, ChecksMi
                 self.err(obj, "a child IngressRoute (with parentRefs) must not set entryPoints: "
                          "it inherits its parents'", ("spec", "entryPoints"), "warning")
 
+    def tls_conflicts(self):
+        """Traefik v3.7 resolveHTTPTLSOptions: routers serving a host with different TLS
+        options become ``<ep>-conflicted-<router>`` copies with the default option
+        (tlsresolve)."""
+        copies, logs = resolve_tls_options(self.http["routers"],
+                                           self.static.default_entry_points(),
+                                           self.dropped_routers, self.router_sources)
+        self.conflicted_routers = copies
+        for ep, host, names in logs:
+            src = self.router_sources.get(names[0])
+            if src is None:
+                continue
+            # Traefik logs it as an error; the configuration still serves (a warning here, so
+            # that `pyroute check` passes a configuration Traefik runs)
+            self.err(src.obj, 'On EntryPoint "%s", Host "%s" is served by multiple routers '
+                     "with different TLS options, default TLSOptions will be applied for the "
+                     "following routers: [%s]" % (ep, host, " ".join(names)),
+                     src.path + ("match",), "warning")
+        for name in sorted(copies):
+            router = self.http["routers"][name]
+            src = self.router_sources.get(name)
+            if src is None:
+                continue
+            if domains(router.get("rule") or "", router.get("ruleSyntax") or ""):
+                message = ("router's TLSOptions configuration is conflicting with other routers "
+                           "on the same entrypoint and host, default TLS options will be used "
+                           "instead")
+            else:
+                message = ("no domain found in rule %s, the TLS option %s cannot be applied"
+                           % (router.get("rule"), resolved_option(name, router)))
+            self.err(src.obj, "router %s: %s" % (name, message), src.path + ("tls", "options"),
+                     "warning")
+
     def run(self):
         self._current = None
         self.tls_stores()
@@ -334,6 +370,7 @@ class Resolver(SecretsMixin, ServicesMixin, MiddlewaresMixin, TLSMixin, ChecksMi
         # entry point models (http.middlewares, http.tls) apply before the checks, so a
         # missing middleware or TLS option is reported as for the router's own
         apply_models(self.http["routers"], self.static, self.router_sources)
+        self.tls_conflicts()
         self.check_services()
         self.check_middlewares()
         self.check_routers()

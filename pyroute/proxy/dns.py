@@ -15,6 +15,7 @@ without a restart or a reload.
   ``FIRST_WAIT`` seconds (then: no address, 502).
 - A failed lookup leaves no address (502 until the next lookup succeeds), as Go's dial fails
   when its lookup does; the next one is tried after ``FAILED_TTL``.
+- The master's health-check probes (pyroute.server.health) use this resolver too.
 - ``pyroute check`` and the master's validation never look a name up: DNS is per connection,
   and a name that does not resolve is a 502, not a configuration error (Traefik).
 

@@ -36,32 +36,107 @@ class Mirroring:
         self.mirror_body = mirror_body
         self.max_body = max_body
 
-    def pick(self, conn):
-        server = self.main.pick(conn)
+    def pick(self, ex):
+        # Traefik (mirror.go ServeHTTP): the main handler and each mirror's handler get
+        # their own clone of the request as it reached the mirroring service, so neither
+        # sees the other's service-level middleware edits
+        before = _state(ex)
+        server = self.main.pick(ex)
         if server is None:
             return None
         self.total += 1
-        chosen = None
+        copies = None
+        after = None
         for i, (service, percent) in enumerate(self.mirrors):
             if self.counts[i] * 100 < self.total * percent:
                 self.counts[i] += 1
-                # a mirror's service-level middlewares decide whether it gets a copy (one
-                # that answers keeps it); their request changes stay off the main request
-                saved = (conn.route, conn.path, conn.query, conn.set_headers,
-                         len(conn.set_headers) if conn.set_headers is not None else 0)
-                target = service.pick(conn)
-                conn.route, conn.path, conn.query, extra, n = saved
-                if extra is not None:
-                    del extra[n:]
-                conn.set_headers = extra
-                if target is not None and target.pool is not None:
-                    chosen = (chosen or []) + [target]
-        if chosen:
-            conn.mirror = MirrorRequest(self, chosen)
+                if after is None:
+                    after = _state(ex)
+                _restore(ex, before)
+                # the mirror's service-level middlewares decide whether it gets a copy
+                # (one that answers keeps it) and edit the copy (its path, headers)
+                target = service.pick(ex)
+                if target is not None and getattr(target, "pool", None) is not None:
+                    if ex.service is not None and ex.service is not after[8]:
+                        # a p2c mirror counts no request in flight: the copy is not awaited
+                        ex.service.done(ex)
+                    copies = (copies or []) + [Copy(target, ex)]
+                _restore(ex, after)
+        if copies:
+            ex.mirror = MirrorRequest(self, copies)
         return server
 
     def done(self, conn):
         pass
+
+
+def _state(ex):
+    # what a service's pick (and its service-level middlewares) may change on the exchange;
+    # lists are copied, as middlewares append to them in place
+    return (ex.route, ex.path, ex.query,
+            list(ex.set_headers) if ex.set_headers is not None else None,
+            list(ex.remove_headers) if ex.remove_headers is not None else None,
+            list(ex.responders) if ex.responders is not None else None,
+            list(ex.completers) if ex.completers is not None else None,
+            list(ex.resp_extra) if ex.resp_extra is not None else None,
+            ex.service, ex.server_index)
+
+
+def _restore(ex, st):
+    (ex.route, ex.path, ex.query, ex.set_headers, ex.remove_headers, ex.responders,
+     ex.completers, ex.resp_extra, ex.service, ex.server_index) = \
+        (st[0], st[1], st[2], _copy(st[3]), _copy(st[4]), _copy(st[5]), _copy(st[6]),
+         _copy(st[7]), st[8], st[9])
+
+
+def _copy(lst):
+    return list(lst) if lst is not None else None
+
+
+class Copy:
+    """One mirror's copy: its server and the request as the mirror's service-level
+    middlewares left it (route: their compiled header edits; path, query, per-request header
+    edits), from which its own forwarded head is built."""
+
+    __slots__ = ("server", "route", "path", "query", "set_headers", "remove_headers")
+
+    def __init__(self, server, ex):
+        self.server = server
+        self.route = ex.route
+        self.path = ex.path
+        self.query = ex.query
+        self.set_headers = ex.set_headers
+        self.remove_headers = ex.remove_headers
+
+    def head(self, ex):
+        """This copy's forwarded head (as ClientConn builds the main one), with
+        ``Connection: close`` (fire and forget)."""
+        req = ex.req
+        fwd = self.route.forwarder
+        server = self.server
+        path = self.path
+        head = fwd.request_head(
+            req, ex.remote_ip, ex.trusted,
+            None if server.pass_host and (req.host or fwd.request_host is not None)
+            else server.host_header,
+            None if path == req.path else path)
+        if self.query != req.query:
+            # the normalised query (';' -> '&') replaces the one the forwarder copies
+            head = (req.method + b" " + path + (b"?" + self.query if self.query is not None
+                                                else b"") + b" HTTP/1.1"
+                    + head[head.index(b"\r\n"):])
+        if self.remove_headers:
+            lines = head[:-4].split(b"\r\n")
+            head = b"\r\n".join(
+                [lines[0]] + [ln for ln in lines[1:] if ln.split(b":", 1)[0].strip().lower()
+                              not in self.remove_headers]) + b"\r\n\r\n"
+        if self.set_headers:
+            if any(b"\r" in n + v or b"\n" in n + v or b"\0" in n + v
+                   for n, v in self.set_headers):
+                return None     # Go's transport refuses such a header: the copy fails
+            head = head[:-2] + b"".join([n + b": " + v + b"\r\n"
+                                         for n, v in self.set_headers]) + b"\r\n"
+        return head[:-2] + b"Connection: close\r\n\r\n"
 
 
 def _without_body(head):
@@ -75,12 +150,12 @@ def _without_body(head):
 class MirrorRequest:
     """The copies of one request for its mirrors (``conn.mirror`` while it is forwarded)."""
 
-    __slots__ = ("mirroring", "servers", "head", "parts", "size", "dec")
+    __slots__ = ("mirroring", "copies", "heads", "parts", "size", "dec")
 
-    def __init__(self, mirroring, servers):
+    def __init__(self, mirroring, copies):
         self.mirroring = mirroring
-        self.servers = servers
-        self.head = None
+        self.copies = copies        # [Copy]
+        self.heads = None           # per copy: its forwarded head (None: not sent)
         self.parts = None           # body pieces (payload only), None: nothing to copy
         self.size = 0               # payload bytes copied
         self.dec = None             # ChunkedDecoder over a chunked body's forwarded bytes
@@ -89,20 +164,19 @@ class MirrorRequest:
         """``data``: the forwarded head (with the body bytes that came with it);
         ``complete``: the whole body is in it."""
         end = data.find(b"\r\n\r\n") + 4
-        # the copy closes its connection when answered (fire and forget)
-        head = data[:end - 4] + b"\r\nConnection: close\r\n\r\n"
         req = conn.req
         m = self.mirroring
-        if req.framing == _NONE or req.content_length == 0:
-            self._send(conn, head)
-            return
-        if not m.mirror_body:
-            self._send(conn, _without_body(head))
-            return
-        if req.framing == _LENGTH and 0 <= m.max_body < req.content_length:
+        if req.framing == _LENGTH and m.mirror_body and 0 <= m.max_body < req.content_length:
             conn.mirror = None      # Traefik: "no mirroring, request body larger than allowed"
             return
-        self.head = head
+        self.heads = [c.head(conn) for c in self.copies]
+        if req.framing == _NONE or req.content_length == 0:
+            self._send(conn, b"")
+            return
+        if not m.mirror_body:
+            self.heads = [_without_body(h) if h is not None else None for h in self.heads]
+            self._send(conn, b"")
+            return
         self.parts = []
         if req.framing == _CHUNKED:
             self.dec = ChunkedDecoder()
@@ -134,13 +208,15 @@ class MirrorRequest:
             self.parts = None
             if dec is not None:
                 body = (chunk_header(len(body)) + body + b"\r\n" if body else b"") + LAST_CHUNK
-            self._send(conn, self.head + body)
+            self._send(conn, body)
             conn.mirror = None
 
-    def _send(self, conn, data):
-        for server in self.servers:
+    def _send(self, conn, body):
+        for copy, head in zip(self.copies, self.heads):
+            if head is None:
+                continue
             try:
-                MirrorConn(conn.loop, server.pool, data)
+                MirrorConn(conn.loop, copy.server.pool, head + body)
             except OSError:
                 pass
 

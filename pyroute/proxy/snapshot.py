@@ -20,7 +20,7 @@ from ..errors import ConfigError, RuleSyntaxError
 from .. import middlewares as mw_registry
 from .. import tls
 from ..manifests import qualified
-from ..static import parse_duration
+from ..static import UNDERSCORE_STRATEGIES, parse_duration
 from .mirror import Mirroring
 from .status import CheckedBalancer, CheckedFailover, register_child
 from .normalize import Normalizer
@@ -589,6 +589,7 @@ class EntryPointRuntime:
         # http.maxHeaderBytes: Go's server limits what it reads of a request head to
         # MaxHeaderBytes + 4096 (server.go initialReadLimitSize) and answers 431 beyond
         self.max_head = getattr(ep, "max_header_bytes", 1 << 20) + 4096
+        self.underscore = UNDERSCORE_STRATEGIES[getattr(ep, "underscore_headers", "keep")]
         self.proto = b"https" if tls else b"http"
         self.ws_proto = b"wss" if tls else b"ws"
         self.default_port = b"443" if tls else b"80"
@@ -1026,14 +1027,13 @@ class Compiler:
         pass_host = lb.get("passHostHeader", True)
         strategy = (lb.get("strategy") or "wrr").lower()
         sticky_lb = (lb.get("sticky") or {}).get("cookie") is not None
+        hc = lb.get("healthCheck")
         fenced = []
         for s in lb.get("servers") or []:
-            if s.get("fenced") and (not sticky_lb or strategy == "hrw" or (
-                    strategy == "p2c" and lb.get("healthCheck") is not None)):
+            if s.get("fenced") and hc is None and (not sticky_lb or strategy == "hrw"):
                 # a terminating endpoint (Traefik v3.7 fenced server) receives sticky traffic
-                # only: without a sticky cookie to reach it (hrw has none), none at all.
-                # (p2c with health checks: left out too, a deviation: Traefik keeps it for
-                # its sticky sessions)
+                # only: without a sticky cookie to reach it (hrw has none) and without health
+                # checks (whose status it would count in), it makes no difference: left out
                 continue
             if s.get("fenced"):
                 fenced.append(len(servers))
@@ -1058,13 +1058,12 @@ class Compiler:
                                   parts.netloc))
             # fenced: out of the WRR rotation (weight 0 is never picked), its sticky cookie
             # still reaches it (Traefik's WRR keeps fenced servers for sticky sessions)
-            weights.append(0 if s.get("fenced") else s.get("weight", 1))
+            weights.append(0 if s.get("fenced") and strategy != "hrw" else s.get("weight", 1))
             urls.append(url)
         if not servers:
             # every endpoint is terminating: nothing takes new requests (503)
             return Unavailable()
         sticky, cookies = _sticky(lb.get("sticky"), key, urls)
-        hc = lb.get("healthCheck")
         if hc is not None:
             if hc.get("mode") == "grpc":
                 # Traefik probes gRPC's health protocol over HTTP/2, which pyroute lacks
@@ -1078,7 +1077,8 @@ class Compiler:
                 wrr=WRR(weights) if strategy in ("wrr", "roundrobin", "") else None,
                 p2c=P2C(len(servers)) if strategy == "p2c" else None,
                 hrw=HRW(urls, weights) if strategy == "hrw" else None,
-                sticky=sticky if strategy != "hrw" else None, set_cookies=cookies)
+                sticky=sticky if strategy != "hrw" else None, set_cookies=cookies,
+                fenced=fenced)
             self.health[key] = svc
             return svc
         if strategy == "hrw":

@@ -42,10 +42,11 @@ class CheckedBalancer:
     Traefik's child names (a server's URL, a child service's name), used by ``set_status``.
     """
     __slots__ = ("name", "kind", "children", "names", "servers", "wrr", "p2c", "hrw",
-                 "sticky", "set_cookies", "wants", "updaters", "up", "any_up", "by_name")
+                 "sticky", "set_cookies", "wants", "updaters", "up", "any_up", "by_name",
+                 "fenced", "engine_up")
 
     def __init__(self, name, kind, children, names, servers, wrr=None, p2c=None, hrw=None,
-                 sticky=None, set_cookies=None, wants=True):
+                 sticky=None, set_cookies=None, wants=True, fenced=()):
         self.name = name
         self.kind = kind                  # for messages: "load-balancer", "weighted", ...
         self.children = children
@@ -63,6 +64,14 @@ class CheckedBalancer:
         self.by_name = {}
         for i, n in enumerate(names):
             self.by_name.setdefault(n, []).append(i)
+        # fenced servers (terminating endpoints; Traefik v3.7 wrr/p2c/hrw ``fenced``): never
+        # picked (down in the engine for good), yet probed: their status counts for the
+        # balancer's (Traefik's status set holds them) and lets a sticky cookie reach them
+        self.fenced = frozenset(fenced)
+        engine = wrr or p2c or hrw
+        self.engine_up = self.any_up      # whether the engine has a pickable child up
+        for i in self.fenced:
+            self.engine_up = engine.set_up(i, False)
 
     # ---- Traefik's StatusUpdater / StatusSetter ------------------------------------------
 
@@ -78,10 +87,13 @@ class CheckedBalancer:
         if not idx:
             return
         engine = self.wrr or self.p2c or self.hrw
-        any_up = self.any_up
         for i in idx:
             self.up[i] = up
-            any_up = engine.set_up(i, up)
+            if i not in self.fenced:
+                self.engine_up = engine.set_up(i, up)
+        any_up = self.engine_up
+        if self.fenced and not any_up:
+            any_up = any(self.up[i] for i in self.fenced)
         if any_up != self.any_up:
             self.any_up = any_up
             for fn in self.updaters:

@@ -33,6 +33,7 @@ import ssl
 import time
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
+from ..proxy.dns import Resolver
 from ..static import parse_duration
 from .log import log
 
@@ -128,6 +129,15 @@ class Target:
         self.probe = None
 
 
+def _numeric(host, port):
+    # an IP literal's address, without a lookup (AI_NUMERICHOST never asks DNS); None: a name
+    try:
+        infos = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM, 0, socket.AI_NUMERICHOST)
+    except socket.gaierror:
+        return None
+    return [(infos[0][0], infos[0][4])]
+
+
 class HealthChecks:
     """The master's health checkers: targets from the config, probes in the master's loop.
 
@@ -135,10 +145,25 @@ class HealthChecks:
     ``changes`` collects (service, url, up) until the master sends them to the workers.
     """
 
-    def __init__(self, sel=None):
+    def __init__(self, sel=None, lookup=None):
         self.sel = sel
         self.targets = {}              # key -> Target
         self.changes = []
+        # backend names resolve as the workers' do (pyroute.proxy.dns.Resolver: looked up in
+        # a thread, never on the master's loop after the first answer; every address tried)
+        self.resolvers = {}            # (host, port) -> Resolver
+        self.lookup = lookup           # the resolver hook (default: getaddrinfo)
+
+    def addresses(self, host, port):
+        """``[(family, sockaddr)]`` to dial for ``host:port``, in the resolver's order."""
+        addrs = _numeric(host, port)
+        if addrs is not None:
+            return addrs
+        resolver = self.resolvers.get((host, port))
+        if resolver is None:
+            resolver = self.resolvers[(host, port)] = Resolver(host, port, self.lookup,
+                                                               prefetch=True)
+        return resolver.addresses()
 
     def configure(self, config, now=None):
         """Targets for ``config``; a server whose service and settings stay keeps its status."""
@@ -179,6 +204,13 @@ class HealthChecks:
                     continue
                 if t.key in targets:
                     continue             # Traefik keys a service's targets by URL
+                host, port = parts.hostname, parts.port or (443 if parts.scheme == "https"
+                                                           else 80)
+                if host and (host, port) not in self.resolvers and \
+                        _numeric(host, port) is None:
+                    # a name: its first answer is looked up now, in the background
+                    self.resolvers[(host, port)] = Resolver(host, port, self.lookup,
+                                                            prefetch=True)
                 prev = old.pop(t.key, None)
                 if prev is not None:
                     t.up, t.next_at, t.probe = prev.up, prev.next_at, prev.probe
@@ -239,7 +271,7 @@ class HealthChecks:
 class Probe:
     """One health-check request, driven by the master's selector (never blocks)."""
     __slots__ = ("checks", "target", "deadline", "url", "method", "host", "redirects", "sock",
-                 "state", "out", "buf", "registered")
+                 "state", "out", "buf", "registered", "addrs", "dialing")
 
     def __init__(self, checks, target, now):
         self.checks = checks
@@ -277,15 +309,27 @@ class Probe:
         if parts.scheme not in ("http", "https"):
             raise ValueError("unsupported protocol scheme %r" % parts.scheme)
         port = parts.port or (443 if parts.scheme == "https" else 80)
-        family, _, _, _, addr = socket.getaddrinfo(parts.hostname, port, 0,
-                                                   socket.SOCK_STREAM)[0]
+        self.dialing = "%s:%d" % (parts.hostname, port)
+        # Go's dialer: the name's addresses in order, the next one when a connect fails
+        self.addrs = list(self.checks.addresses(parts.hostname, port))
+        if not self.addrs:
+            raise OSError(0, "dial tcp: lookup %s: no such host" % parts.hostname)
         self.out = self._request(parts)
         self.buf = b""
-        self.sock = socket.socket(family, socket.SOCK_STREAM)
-        self.sock.setblocking(False)
-        err = self.sock.connect_ex(addr)
-        if err not in (0, errno.EINPROGRESS, errno.EAGAIN):
-            raise OSError(err, "dial tcp %s:%d: %s" % (parts.hostname, port, os.strerror(err)))
+        self._dial_next()
+
+    def _dial_next(self):
+        while True:
+            family, addr = self.addrs.pop(0)
+            self.sock = socket.socket(family, socket.SOCK_STREAM)
+            self.sock.setblocking(False)
+            err = self.sock.connect_ex(addr)
+            if err in (0, errno.EINPROGRESS, errno.EAGAIN):
+                break
+            self.sock.close()
+            self.sock = None
+            if not self.addrs:
+                raise OSError(err, "dial tcp %s: %s" % (self.dialing, os.strerror(err)))
         self.state = _CONNECTING
         self._watch(True)
 
@@ -310,8 +354,12 @@ class Probe:
     def _step(self):
         if self.state == _CONNECTING:
             err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if err and self.addrs:
+                self._close_socket()
+                self._dial_next()         # the name's next address
+                return
             if err:
-                raise OSError(err, "dial tcp: %s" % os.strerror(err))
+                raise OSError(err, "dial tcp %s: %s" % (self.dialing, os.strerror(err)))
             tls = self.target.tls if urlsplit(self.url).scheme == "https" else None
             if tls is not None:
                 self.checks.sel.unregister(self.sock)
