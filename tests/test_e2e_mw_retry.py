@@ -17,9 +17,10 @@ from e2e_support import REPO, Pyroute, backend_service, free_port, get, ingressr
 class Scripted:
     """A backend answering ``fail`` times with ``code``, then 200 (``fail`` < 0: always)."""
 
-    def __init__(self, code=503, fail=-1):
+    def __init__(self, code=503, fail=-1, host="127.0.0.1"):
         outer = self
         self.code, self.fail, self.count, self.lock = code, fail, 0, threading.Lock()
+        self.seen = []              # (path, headers, body) of every request
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
@@ -29,9 +30,16 @@ class Scripted:
 
             def _answer(self):
                 n = int(self.headers.get("Content-Length") or 0)
-                if n:
-                    self.rfile.read(n)
+                body = self.rfile.read(n) if n else b""
+                if "chunked" in (self.headers.get("Transfer-Encoding") or ""):
+                    while True:
+                        size = int(self.rfile.readline().split(b";")[0], 16)
+                        body += self.rfile.read(size)
+                        self.rfile.readline()
+                        if not size:
+                            break
                 with outer.lock:
+                    outer.seen.append((self.path, dict(self.headers), body))
                     outer.count += 1
                     bad = outer.fail < 0 or outer.count <= outer.fail
                 code = outer.code if bad else 200
@@ -42,13 +50,14 @@ class Scripted:
                 self.wfile.write(body)
             do_GET = do_POST = do_HEAD = _answer
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer((host, 0), Handler)
         self.port = self.server.server_address[1]
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def reset(self, code=503, fail=-1):
         with self.lock:
             self.code, self.fail, self.count = code, fail, 0
+            self.seen = []
 
     def close(self):
         self.server.shutdown()
@@ -85,7 +94,26 @@ def env(tmp_path_factory):
     m += middleware("bad-attempts", {"attempts": 0})
     m += middleware("bad-status", {"attempts": 2, "status": ["5xx"]})
     m += middleware("bad-none", {"attempts": 2, "disableRetryOnNetworkError": True})
+    failing = Scripted(503, -1, host="127.0.0.3")      # always 503
+    m += "---\n" + backend_service("failing-live", [("127.0.0.3", failing.port), live.port])
+    m += middleware("post-body", {"attempts": 3, "status": ["503"],
+                                  "retryNonIdempotentMethod": True})
+    m += middleware("small-body", {"attempts": 3, "status": ["503"],
+                                   "retryNonIdempotentMethod": True, "maxRequestBodyBytes": 10})
+    m += ("---\napiVersion: traefik.io/v1alpha1\nkind: Middleware\n"
+          "metadata: {name: strip, namespace: default}\nspec:\n  stripPrefix: "
+          "{prefixes: [/api]}\n")
+    # retry among a service's own middlewares (Traefik wraps that service's handler)
+    m += ("---\napiVersion: traefik.io/v1alpha1\nkind: IngressRoute\n"
+          "metadata: {name: svc-level, namespace: default}\nspec:\n  entryPoints: [web]\n"
+          "  routes:\n    - match: Host(`svc.test`)\n      kind: Rule\n"
+          "      services: [{name: flaky, port: 80, middlewares: [{name: strip}, "
+          "{name: status3}]}]\n")
     m += ingressroute("main", [
+        ("Host(`postbody.test`)", "flaky", uses("post-body")),
+        ("Host(`rr.test`)", "failing-live", uses("post-body")),
+        ("Host(`small.test`)", "flaky", uses("small-body")),
+        ("Host(`netbody.test`)", "mixed", uses("net")),
         ("Host(`net.test`)", "mixed", uses("net")),
         ("Host(`plain.test`)", "mixed", ""),
         ("Host(`status.test`)", "flaky", uses("status3")),
@@ -99,10 +127,11 @@ def env(tmp_path_factory):
     ])
     proxy = Pyroute(tmp, m, workers=1)
     proxy.start()
-    yield {"port": proxy.port, "flaky": flaky, "live": live, "tmp": tmp}
+    yield {"port": proxy.port, "flaky": flaky, "live": live, "tmp": tmp, "failing": failing}
     proxy.stop()
     live.close()
     flaky.close()
+    failing.close()
 
 
 def test_a_server_that_cannot_be_reached_is_retried_on_the_next_one(env):
@@ -164,3 +193,74 @@ def test_bad_options_are_traefik_s_errors(env):
     assert "incorrect (or empty) value for attempt (0)" in text
     assert "'5xx' does not match" in text          # the CRD's pattern refuses it first
     assert "requires at least HTTP status codes or retry on TCP" in text
+
+
+def _post(port, host, body, chunked=False):
+    if chunked:
+        framed = b"".join(b"%x\r\n" % len(c) + c + b"\r\n" for c in body) + b"0\r\n\r\n"
+        return request(port, ("POST / HTTP/1.1\r\nHost: %s\r\nTransfer-Encoding: chunked"
+                              "\r\n\r\n" % host).encode() + framed)
+    return request(port, ("POST / HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n\r\n"
+                          % (host, len(body))).encode() + body)
+
+
+def test_a_retried_post_sends_its_body_again(env):
+    # Traefik keeps the body (up to maxRequestBodyBytes) and every attempt sends it
+    flaky = env["flaky"]
+    flaky.reset(503, fail=2)
+    payload = bytes(range(256)) * 40
+    status, _, body = _post(env["port"], "postbody.test", payload)
+    assert (status, body) == (200, b"attempt 3")
+    assert [b for _, _, b in flaky.seen] == [payload] * 3
+    assert all(h["Content-Length"] == str(len(payload)) for _, h, _ in flaky.seen)
+
+
+def test_a_retried_chunked_body_goes_with_a_content_length(env):
+    flaky = env["flaky"]
+    flaky.reset(503, fail=1)
+    status, _, body = _post(env["port"], "postbody.test", [b"hello ", b"world"], chunked=True)
+    assert (status, body) == (200, b"attempt 2")
+    assert [b for _, _, b in flaky.seen] == [b"hello world"] * 2
+    assert all("Transfer-Encoding" not in h and h["Content-Length"] == "11"
+               for _, h, _ in flaky.seen)
+
+
+def test_the_body_arrives_intact_on_the_next_server(env):
+    # round robin over an always-503 server and a live one: whichever comes first, the
+    # live one answers with the body the client sent
+    payload = b"x=1&y=" + b"z" * 5000
+    for _ in range(4):
+        env["failing"].reset(503, fail=-1)
+        status, _, body = _post(env["port"], "rr.test", payload)
+        assert status == 200
+        assert json.loads(body)["body"] == payload.decode()
+        assert all(b == payload for _, _, b in env["failing"].seen)
+
+
+def test_a_body_over_max_request_body_bytes_gets_one_attempt(env):
+    flaky = env["flaky"]
+    flaky.reset(503, fail=1)
+    status, _, _ = _post(env["port"], "small.test", b"0123456789abc")
+    assert status == 503 and [b for _, _, b in flaky.seen] == [b"0123456789abc"]
+    flaky.reset(503, fail=1)
+    status, _, _ = _post(env["port"], "small.test", [b"0123456789", b"abc"], chunked=True)
+    assert status == 503 and [b for _, _, b in flaky.seen] == [b"0123456789abc"]
+    # within it: retried
+    flaky.reset(503, fail=1)
+    status, _, body = _post(env["port"], "small.test", b"0123456789")
+    assert (status, body) == (200, b"attempt 2")
+
+
+def test_network_errors_are_retried_with_the_body(env):
+    for i in range(6):
+        status, _, body = _post(env["port"], "netbody.test", b"payload %d" % i)
+        assert status == 200 and json.loads(body)["body"] == "payload %d" % i
+
+
+def test_retry_in_a_service_level_chain(env):
+    flaky = env["flaky"]
+    flaky.reset(503, fail=2)
+    status, _, body = get(env["port"], "/api/thing", "svc.test")
+    assert (status, body) == (200, b"attempt 3")
+    # each attempt went through the service's chain from its start: stripped once
+    assert [p for p, _, _ in flaky.seen] == ["/thing"] * 3
