@@ -93,18 +93,27 @@ class MirrorRequest:
         head = data[:end - 4] + b"\r\nConnection: close\r\n\r\n"
         req = conn.req
         m = self.mirroring
-        if req.framing == _NONE or req.content_length == 0:
+        framing, length = req.framing, req.content_length
+        kept = conn.body
+        if kept is not None:
+            # the body was read whole (buffering, retry): it goes with a Content-Length
+            framing, length = _LENGTH, kept.size
+            if kept.spooled and length and m.mirror_body:
+                # in a temporary file, never read back into memory for a copy
+                conn.mirror = None
+                return
+        if framing == _NONE or length == 0:
             self._send(conn, head)
             return
         if not m.mirror_body:
             self._send(conn, _without_body(head))
             return
-        if req.framing == _LENGTH and 0 <= m.max_body < req.content_length:
+        if framing == _LENGTH and 0 <= m.max_body < length:
             conn.mirror = None      # Traefik: "no mirroring, request body larger than allowed"
             return
         self.head = head
         self.parts = []
-        if req.framing == _CHUNKED:
+        if framing == _CHUNKED:
             self.dec = ChunkedDecoder()
         self.body(conn, data[end:], complete)
 
