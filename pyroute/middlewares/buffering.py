@@ -20,8 +20,8 @@ holds for an answer, the answer is dropped and the request goes again, through t
 the chain, at most 10 times more (oxy's DefaultMaxRetryAttempts). A parse error is a config
 error with a caret.
 
-``disableRequestBuffer`` / ``disableResponseBuffer`` (Traefik reads them from JSON only, the
-CRD included): that side is not buffered.
+(``disableRequestBuffer`` / ``disableResponseBuffer`` are Traefik's code-only options: not
+in the CRD, whose schema refuses them.)
 """
 import re
 
@@ -194,7 +194,7 @@ def _size(spec, key):
 
 class Buffering:
     __slots__ = ("max_request", "mem_request", "max_response", "mem_response", "expression",
-                 "predicate", "request", "response")
+                 "predicate")
     static = False
     compat_note = ("the request body in memory up to memRequestBodyBytes, then in a temporary "
                    "file, sent with a Content-Length; the response held whole the same way; "
@@ -219,13 +219,9 @@ class Buffering:
         self.mem_response = _size(spec, "memResponseBodyBytes") or DEFAULT_MEM
         self.expression = spec.get("retryExpression") or ""
         self.predicate = compile_expression(self.expression) if self.expression else None
-        self.request = not spec.get("disableRequestBuffer")
-        self.response = not spec.get("disableResponseBuffer")
 
     def on_request(self, ex):
-        if not self.request and not self.response:
-            return None
-        if self.request and ex.body is None and has_body(ex.req):
+        if ex.body is None and has_body(ex.req):
             req = ex.req
             if req.method == b"CONNECT" and req.content_length < 0:
                 return None          # a CONNECT's unknown-length body is tunnel data
@@ -248,8 +244,7 @@ class Buffering:
             return ANSWER_500        # the body could not be read (oxy's error handler)
         if too_large:
             return ANSWER_413
-        if self.response:
-            ex.buffering = self
+        ex.buffering = self
         if self.predicate is not None and (ex.body is not None or not has_body(ex.req)):
             attempt = ex.retry
             while attempt is not None and attempt.mw is not self:
