@@ -1563,11 +1563,11 @@ cdef class ClientConn(UpstreamUser):
         if ex is not self.ex:
             return (None, False)
         if ex.body is not None:
-            # kept already (by buffering, before a retry or forwardAuth)
-            if keep >= -1:
-                return (ex.body, False)
+            # kept already (by buffering or retry, before another of them or forwardAuth)
             if 0 <= limit < (<Spool> ex.body).size:
                 return (None, True)
+            if keep >= -1:
+                return (ex.body, False)
             data = (<Spool> ex.body).whole()
             if data is None:
                 (<Spool> ex.body).rewind()

@@ -115,7 +115,12 @@ def env(tmp_path_factory):
     m += middleware("bad-fn", {"retryExpression": "Foo() == 1"})
     m += middleware("bad-type", {"retryExpression": "ResponseCode() == \"x\""})
     m += middleware("bad-size", {"maxRequestBodyBytes": -1})
+    m += ("---\napiVersion: traefik.io/v1alpha1\nkind: Middleware\n"
+          "metadata: {name: retry2, namespace: default}\nspec:\n  retry: {attempts: 2, "
+          "status: [\"503\"], retryNonIdempotentMethod: true}\n")
     m += ingressroute("main", [
+        ("Host(`retrymax.test`)", "be", uses("retry2", "max4")),
+        ("Host(`nested.test`)", "hashing", uses("retry-code", "retry2")),
         ("Host(`plain.test`)", "be", uses("plain")),
         ("Host(`max4.test`)", "be", uses("max4")),
         ("Host(`max8.test`)", "be", uses("max8mem4")),
@@ -392,3 +397,42 @@ def test_bad_options_are_config_errors(env):
     assert "unsupported function Foo" in text
     assert "expected int, got string" in text
     assert "bad-size" in text
+
+
+def test_a_body_kept_by_retry_still_meets_the_buffering_limit(env):
+    n = len(env["be"].received)
+    status, _, body = post(env["port"], "retrymax.test", b"0123456789")
+    assert (status, body) == (413, b"Request Entity Too Large")
+    assert len(env["be"].received) == n
+    status, _, body = post(env["port"], "retrymax.test", b"0123")
+    assert status == 200 and json.loads(body)["body"] == "0123"
+
+
+def test_a_retry_expression_around_a_retry_middleware(env):
+    # the retry inside tries twice; then the expression around it (Attempts() <= 2) runs
+    # the chain again, and the retry inside starts afresh
+    hashing = env["hashing"]
+    hashing.reset(fail=3, code=503)
+    payload = b"nested body"
+    status, _, body = post(env["port"], "nested.test", payload)
+    got = json.loads(body)
+    assert status == 200 and got["attempt"] == 4 and hashing.count == 4
+    assert got["sha"] == hashlib.sha256(payload).hexdigest()
+
+
+def test_a_response_over_mem_is_held_in_a_file_while_the_client_reads(env):
+    n = 8 * MiB
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.connect(("127.0.0.1", env["port"]))
+        s.sendall(b"GET /big/%d HTTP/1.1\r\nHost: spoolbe.test\r\n\r\n" % n)
+        seen = []
+        end = time.time() + 5
+        while time.time() < end and not seen:
+            seen = _spool_files(env)       # the client reads nothing meanwhile
+            time.sleep(0.02)
+        status, headers, body, _ = read_response(s, timeout=20)
+    assert seen and all(p.endswith("(deleted)") for p in seen)
+    assert status == 200 and headers["content-length"] == str(n) and body == b"x" * n
+    time.sleep(0.2)
+    assert _spool_files(env) == []

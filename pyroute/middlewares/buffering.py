@@ -221,7 +221,7 @@ class Buffering:
         self.predicate = compile_expression(self.expression) if self.expression else None
 
     def on_request(self, ex):
-        if ex.body is None and has_body(ex.req):
+        if has_body(ex.req):
             req = ex.req
             if req.method == b"CONNECT" and req.content_length < 0:
                 return None          # a CONNECT's unknown-length body is tunnel data

@@ -122,7 +122,7 @@ class Retry:
             statuses = None
         if statuses is None and not self.network:
             return None
-        if ex.body is None and has_body(req):
+        if has_body(req):
             if req.method == b"CONNECT" and req.content_length < 0:
                 return None          # a CONNECT's unknown-length body is tunnel data
             # Traefik keeps the body to send it again (up to maxRequestBodyBytes)
