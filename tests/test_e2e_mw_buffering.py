@@ -436,3 +436,46 @@ def test_a_response_over_mem_is_held_in_a_file_while_the_client_reads(env):
     assert status == 200 and headers["content-length"] == str(n) and body == b"x" * n
     time.sleep(0.2)
     assert _spool_files(env) == []
+
+
+def test_a_request_smuggled_behind_a_buffered_body_stays_a_request_of_its_own(env):
+    # the body is taken out of the connection's buffer exactly: bytes after its last chunk
+    # (or its Content-Length) are the next request, never part of the body, and a request
+    # hidden inside a chunk is body data the backend gets with the body's Content-Length
+    be = env["be"]
+    n = len(be.received)
+    inner = b"GET /inner HTTP/1.1\r\nHost: plain.test\r\n\r\n"
+    chunked = (b"POST /first HTTP/1.1\r\nHost: plain.test\r\nTransfer-Encoding: chunked\r\n\r\n"
+               + b"%x\r\n" % len(inner) + inner + b"\r\n0\r\n\r\n")
+    by_length = (b"POST /second HTTP/1.1\r\nHost: plain.test\r\nContent-Length: 5\r\n\r\n"
+                 b"hello")
+    last = b"GET /third HTTP/1.1\r\nHost: plain.test\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", env["port"]), timeout=5) as s:
+        s.sendall(chunked + by_length + last)
+        answers = []
+        rest = b""
+        for _ in range(3):
+            status, _, body, rest = read_response(s) if not rest else _from(s, rest)
+            answers.append((status, json.loads(body)))
+    assert [a[1]["target"] for a in answers] == ["/first", "/second", "/third"]
+    assert answers[0][1]["body"] == inner.decode() and answers[1][1]["body"] == "hello"
+    got = be.received[n:]
+    assert [r.line for r in got] == [b"POST /first HTTP/1.1", b"POST /second HTTP/1.1",
+                                     b"GET /third HTTP/1.1"]
+
+
+def _from(sock, rest):
+    """The next response when part of it was already read with the previous one."""
+    class Prefixed:
+        def __init__(self):
+            self.first = rest
+
+        def settimeout(self, t):
+            sock.settimeout(t)
+
+        def recv(self, n):
+            if self.first:
+                data, self.first = self.first, b""
+                return data
+            return sock.recv(n)
+    return read_response(Prefixed())
