@@ -118,7 +118,10 @@ def env(tmp_path_factory):
     m += ("---\napiVersion: traefik.io/v1alpha1\nkind: Middleware\n"
           "metadata: {name: retry2, namespace: default}\nspec:\n  retry: {attempts: 2, "
           "status: [\"503\"], retryNonIdempotentMethod: true}\n")
+    m += ("---\napiVersion: traefik.io/v1alpha1\nkind: Middleware\n"
+          "metadata: {name: gzip, namespace: default}\nspec:\n  compress: {}\n")
     m += ingressroute("main", [
+        ("Host(`gzip.test`)", "be", uses("plain", "gzip")),
         ("Host(`retrymax.test`)", "be", uses("retry2", "max4")),
         ("Host(`nested.test`)", "hashing", uses("retry-code", "retry2")),
         ("Host(`plain.test`)", "be", uses("plain")),
@@ -479,3 +482,19 @@ def _from(sock, rest):
                 return data
             return sock.recv(n)
     return read_response(Prefixed())
+
+
+def test_a_compressed_response_is_held_whole_with_its_length(env):
+    import gzip
+    status, headers, body = get(env["port"], "/big/20000", "gzip.test",
+                                "Accept-Encoding: gzip\r\n")
+    assert status == 200 and headers["content-encoding"] == "gzip"
+    assert headers["content-length"] == str(len(body)) and "transfer-encoding" not in headers
+    assert gzip.decompress(body) == b"x" * 20000
+
+
+def test_an_http10_client_gets_the_held_response_with_a_content_length(env):
+    status, headers, body = request(env["port"], b"GET /chunked/1500 HTTP/1.0\r\n"
+                                    b"Host: plain.test\r\n\r\n")
+    assert status == 200 and body == b"c" * 1500 and headers["content-length"] == "1500"
+    assert "transfer-encoding" not in headers
