@@ -21,6 +21,7 @@ class Scripted:
         outer = self
         self.code, self.fail, self.count, self.lock = code, fail, 0, threading.Lock()
         self.seen = []              # (path, headers, body) of every request
+        self.sequence = None        # the status of each attempt, in order (else code/fail)
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
@@ -42,7 +43,10 @@ class Scripted:
                     outer.seen.append((self.path, dict(self.headers), body))
                     outer.count += 1
                     bad = outer.fail < 0 or outer.count <= outer.fail
+                    seq = outer.sequence
                 code = outer.code if bad else 200
+                if seq is not None:
+                    code = seq[outer.count - 1] if outer.count <= len(seq) else 403
                 body = b"attempt %d" % outer.count
                 self.send_response(code)
                 self.send_header("Content-Length", str(len(body)))
@@ -54,10 +58,11 @@ class Scripted:
         self.port = self.server.server_address[1]
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
-    def reset(self, code=503, fail=-1):
+    def reset(self, code=503, fail=-1, sequence=None):
         with self.lock:
             self.code, self.fail, self.count = code, fail, 0
             self.seen = []
+            self.sequence = sequence
 
     def close(self):
         self.server.shutdown()
@@ -71,6 +76,39 @@ def middleware(name, spec):
 
 def uses(name):
     return "      middlewares: [{name: %s}]\n" % name
+
+
+BODY = b"test request body"
+# Traefik pkg/middlewares/retry TestRetryHTTPStatusCodes: (desc, config, the backend's
+# statuses, method, body, expected status, expected backend calls)
+TRAEFIK_TABLE = [
+    ("retry on single 503 status code",
+     {"attempts": 3, "status": ["503"], "maxRequestBodyBytes": 1024},
+     [503, 200], "GET", BODY, 200, 2),
+    ("retry on range of 5xx status codes",
+     {"attempts": 4, "status": ["500-599"], "maxRequestBodyBytes": 1024},
+     [500, 502, 503, 200], "GET", BODY, 200, 4),
+    ("retry on multiple specific status codes",
+     {"attempts": 3, "status": ["502", "503", "504"], "maxRequestBodyBytes": 1024},
+     [502, 200], "GET", BODY, 200, 2),
+    ("no retry on non-matching status code",
+     {"attempts": 3, "status": ["503"], "maxRequestBodyBytes": 1024},
+     [500], "GET", b"", 500, 1),
+    ("exhaust all attempts with matching status codes",
+     {"attempts": 3, "status": ["503"]}, [503, 503, 503], "GET", b"", 503, 3),
+    ("retry with body lower than maxRequestBodyBytes",
+     {"attempts": 3, "status": ["502"], "maxRequestBodyBytes": 1024},
+     [502, 200], "GET", BODY, 200, 2),
+    ("retry with body greater than maxRequestBodyBytes",
+     {"attempts": 3, "status": ["502"], "maxRequestBodyBytes": 8},
+     [502, 200], "GET", BODY, 502, 1),
+    ("retry failure on 503 status code with method POST",
+     {"attempts": 3, "status": ["503"], "maxRequestBodyBytes": 1024},
+     [503, 200], "POST", BODY, 503, 1),
+    ("retry success on 503 status code with method POST",
+     {"attempts": 3, "status": ["503"], "retryNonIdempotentMethod": True,
+      "maxRequestBodyBytes": 1024}, [503, 200], "POST", BODY, 200, 2),
+]
 
 
 @pytest.fixture(scope="module")
@@ -109,6 +147,10 @@ def env(tmp_path_factory):
           "  routes:\n    - match: Host(`svc.test`)\n      kind: Rule\n"
           "      services: [{name: flaky, port: 80, middlewares: [{name: strip}, "
           "{name: status3}]}]\n")
+    for i, (_, config, *_rest) in enumerate(TRAEFIK_TABLE):
+        m += middleware("table%d" % i, config)
+    m += ingressroute("table", [("Host(`table%d.test`)" % i, "flaky", uses("table%d" % i))
+                               for i in range(len(TRAEFIK_TABLE))])
     m += ingressroute("main", [
         ("Host(`postbody.test`)", "flaky", uses("post-body")),
         ("Host(`rr.test`)", "failing-live", uses("post-body")),
@@ -264,3 +306,17 @@ def test_retry_in_a_service_level_chain(env):
     assert (status, body) == (200, b"attempt 3")
     # each attempt went through the service's chain from its start: stripped once
     assert [p for p, _, _ in flaky.seen] == ["/thing"] * 3
+
+
+@pytest.mark.parametrize("case", range(len(TRAEFIK_TABLE)),
+                         ids=[c[0] for c in TRAEFIK_TABLE])
+def test_traefik_status_code_table(env, case):
+    _, _, statuses, method, body, want_status, want_calls = TRAEFIK_TABLE[case]
+    flaky = env["flaky"]
+    flaky.reset(sequence=statuses)
+    raw = ("%s /ok HTTP/1.1\r\nHost: table%d.test\r\nContent-Length: %d\r\n\r\n"
+           % (method, case, len(body))).encode() + body
+    status, _, _ = request(env["port"], raw)
+    assert (status, flaky.count) == (want_status, want_calls)
+    # the body is readable on each attempt
+    assert [b for _, _, b in flaky.seen] == [body] * want_calls
