@@ -52,7 +52,7 @@ class Scripted:
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
-            do_GET = do_POST = do_HEAD = _answer
+            do_GET = do_POST = do_HEAD = do_PUT = _answer
 
         self.server = ThreadingHTTPServer((host, 0), Handler)
         self.port = self.server.server_address[1]
@@ -151,6 +151,14 @@ def env(tmp_path_factory):
         m += middleware("table%d" % i, config)
     m += ingressroute("table", [("Host(`table%d.test`)" % i, "flaky", uses("table%d" % i))
                                for i in range(len(TRAEFIK_TABLE))])
+    # retry in a TraefikService child's middlewares (weighted: the child it wraps)
+    m += ("---\napiVersion: traefik.io/v1alpha1\nkind: TraefikService\n"
+          "metadata: {name: weighted, namespace: default}\nspec:\n  weighted:\n"
+          "    services: [{name: flaky, port: 80, weight: 1, middlewares: [{name: status3}]}]\n")
+    m += ("---\napiVersion: traefik.io/v1alpha1\nkind: IngressRoute\n"
+          "metadata: {name: ts-level, namespace: default}\nspec:\n  entryPoints: [web]\n"
+          "  routes:\n    - match: Host(`ts.test`)\n      kind: Rule\n"
+          "      services: [{name: weighted, kind: TraefikService}]\n")
     m += ingressroute("main", [
         ("Host(`postbody.test`)", "flaky", uses("post-body")),
         ("Host(`rr.test`)", "failing-live", uses("post-body")),
@@ -320,3 +328,13 @@ def test_traefik_status_code_table(env, case):
     assert (status, flaky.count) == (want_status, want_calls)
     # the body is readable on each attempt
     assert [b for _, _, b in flaky.seen] == [body] * want_calls
+
+
+def test_retry_in_a_traefik_service_child_s_middlewares(env):
+    flaky = env["flaky"]
+    flaky.reset(503, fail=2)
+    payload = b"weighted body"
+    status, _, body = request(env["port"], b"PUT /w HTTP/1.1\r\nHost: ts.test\r\n"
+                              b"Content-Length: %d\r\n\r\n" % len(payload) + payload)
+    assert (status, body) == (200, b"attempt 3")
+    assert [(p, b) for p, _, b in flaky.seen] == [("/w", payload)] * 3
