@@ -97,6 +97,22 @@ cdef class EntryTable:
     cdef public bint needs_ip
 
 
+@cython.final
+cdef class Spool:
+    # A body read whole (buffering, retry): kept in memory up to ``mem`` bytes, the rest in
+    # an unlinked temporary file (oxy's multibuf), so a huge body is never held in memory.
+    cdef public long long size            # bytes added
+    cdef public long long mem             # in-memory threshold (<0: everything in memory)
+    cdef list parts                       # the bytes while in memory (None once spooled)
+    cdef public object file               # the temporary file, or None
+    cdef void add(self, bytes data) except *
+    cdef bint over(self, long long size) noexcept
+    cdef bytes whole(self)                # the content when in memory, else None
+    cdef void rewind(self) except *
+    cdef bytes read(self, Py_ssize_t n)
+    cpdef close(self)
+
+
 cdef class UpstreamUser:
     # What an upstream connection reports to while it carries a request: the client
     # connection relaying an exchange, or a sub-request a middleware issued (forwardAuth)
@@ -234,6 +250,15 @@ cdef class ClientConn(UpstreamUser):
     cdef Py_ssize_t body_pos
     cdef list body_parts
     cdef long long body_size
+    cdef Spool body_spool                 # read_body keeping the body (ex.body), or None
+    # a kept body spooled to a file, sent to the backend as it drains (None: none/sent)
+    cdef Spool body_out
+    # the response held whole before it leaves (the buffering middleware's response side):
+    # its head, its body, the limit (<0: none); None: the response streams
+    cdef ResponseHead rbuf_head
+    cdef Spool rbuf
+    cdef long long rbuf_max
+    cdef Spool rbuf_out                   # a held response spooled to a file, being sent
 
     cdef void _reset_exchange(self) except *
     cdef void on_event_c(self, int ev) except *
@@ -264,6 +289,7 @@ cdef class ClientConn(UpstreamUser):
     cdef bytes _transform(self, bytes data, bint last)
     cdef void _request_sent(self) except *
     cdef object _body_ready(self)
+    cdef object _kept(self)
     cdef void _body_progress(self) except *
     cdef void feed_body(self, bytes data) except *
     cdef bytes _take_request_chunks(self, bytes data)
@@ -272,5 +298,8 @@ cdef class ClientConn(UpstreamUser):
     cdef void _response_start(self, UpstreamConn up, Response resp, bytes rest) except *
     cdef void _response_body(self, UpstreamConn up, bytes data, bytes head) except *
     cdef void _retry(self) except *
+    cdef void _pump_body(self) except *
+    cdef void _pump_response(self) except *
+    cdef void _held_response_done(self) except *
     cdef void _maybe_finish(self) except *
     cdef void _release_upstream(self, bint reusable) except *

@@ -32,6 +32,7 @@ import os
 import select
 import socket
 import ssl
+import tempfile as _tempfile_mod
 
 from pyroute._engine.http1 cimport (RequestParser, ResponseParser, Request, Response,
                                     ChunkedDecoder, Forwarder)
@@ -390,6 +391,64 @@ cdef class Pool:
         for up in self.idle:
             up.close()
         self.idle = []
+
+
+cdef object _TemporaryFile = _tempfile_mod.TemporaryFile
+cdef bytes _CONTENT_LENGTH = b"content-length"
+cdef bytes _TRANSFER_ENCODING = b"transfer-encoding"
+cdef tuple _SEND_ZERO_LENGTH = (b"POST", b"PUT", b"PATCH")
+
+
+@cython.final
+cdef class Spool:
+    """A body read whole: in memory up to ``mem`` bytes, beyond that in an unlinked temporary
+    file (oxy's multibuf: memBytes, then disk), so a huge body never sits in memory. Only the
+    buffering middleware spools (its memRequestBodyBytes / memResponseBodyBytes); the file
+    is written and read on the worker loop (regular-file I/O, page cache)."""
+
+    def __cinit__(self, long long mem=-1):
+        self.mem = mem
+        self.parts = []
+
+    @property
+    def spooled(self):
+        return self.file is not None
+
+    cdef bint over(self, long long size) noexcept:
+        return self.mem >= 0 and size > self.mem
+
+    cdef void add(self, bytes data) except *:
+        if not data:
+            return
+        self.size += len(data)
+        if self.file is not None:
+            self.file.write(data)
+            return
+        self.parts.append(data)
+        if self.over(self.size):
+            self.file = _TemporaryFile()
+            self.file.write(b"".join(self.parts))
+            self.parts = None
+
+    cdef bytes whole(self):
+        if self.file is not None:
+            return None
+        if len(self.parts) != 1:
+            self.parts = [b"".join(self.parts)]
+        return <bytes> self.parts[0]
+
+    cdef void rewind(self) except *:
+        if self.file is not None:
+            self.file.flush()
+            self.file.seek(0)
+
+    cdef bytes read(self, Py_ssize_t n):
+        return self.file.read(n)
+
+    cpdef close(self):
+        if self.file is not None:
+            self.file.close()
+        self.parts = None
 
 
 cdef class UpstreamUser:
@@ -935,6 +994,11 @@ cdef class ClientConn(UpstreamUser):
         self.body_cb = None
         self.body_dec = None
         self.body_parts = None
+        self.body_spool = None
+        self.body_out = None
+        self.rbuf_head = None
+        self.rbuf = None
+        self.rbuf_out = None
 
     # ---- events ---------------------------------------------------------------------
 
@@ -1099,6 +1163,9 @@ cdef class ClientConn(UpstreamUser):
             self.out = data[n:]
             return
         self.out = None
+        if self.rbuf_out is not None:
+            self._pump_response()
+            return
         if self.state == S_HEAD and self.write_timeout and not self.buf:
             # a finished response's tail has left: the connection is idle from now on
             self.deadline = self.env.now + self.idle_timeout if self.idle_timeout else 0.0
@@ -1199,7 +1266,8 @@ cdef class ClientConn(UpstreamUser):
         if data is None:
             self.state = S_WAIT
             return
-        if req.framing != FR_NONE and req.content_length != 0:
+        if req.framing != FR_NONE and req.content_length != 0 and ex is not None \
+                and ex.body is None:
             keep = False      # its body was not read: the connection cannot be reused
         if ex is not None:
             ex.status = _status_of(data)
@@ -1284,11 +1352,18 @@ cdef class ClientConn(UpstreamUser):
             ex.service.done(ex)
             ex.service = None
         ex.complete()
+        if ex.body is not None:
+            (<Spool> ex.body).close()        # its temporary file, if any, goes now
+        if self.rbuf is not None:
+            self.rbuf.close()
+            self.rbuf = None
         if self.env.observers:
             # observation reads the finished exchange once (access log, metrics): nothing
             # of it runs when nothing is switched on
             ex.ended = self.env.now
-            if ex.server is not None:
+            if ex.body is not None:
+                ex.bytes_in = (<Spool> ex.body).size
+            elif ex.server is not None:
                 if self.req_dec is not None:
                     ex.bytes_in = self.req_dec.total
                 elif ex.req.framing == FR_LENGTH:
@@ -1472,21 +1547,40 @@ cdef class ClientConn(UpstreamUser):
         except Exception as e:
             self.loop._fail(self, e)
 
-    def read_body(self, Exchange ex, long long limit, callback):
+    def read_body(self, Exchange ex, long long limit, callback, long long keep=-2):
         """The request body, read whole before the chain goes on (forwardAuth's
-        ``forwardBody``, which Traefik reads with io.ReadAll / io.ReadFull(limit + 1)).
+        ``forwardBody``, which Traefik reads with io.ReadAll / io.ReadFull(limit + 1); the
+        buffering middleware; retry's copy of the body to send again).
 
         Returns ``(body, too_large)`` when that is known now (``body``: the payload, None for
         a request without one; ``too_large``: more than ``limit`` payload bytes, limit >= 0;
-        None: the body cannot be read, a chunked framing error), else None, and ``callback(ex, body, too_large)`` runs on the loop once it is (the
-        middleware has returned WAIT meanwhile). The bytes stay in ``buf``, framing
-        included, so the request is forwarded from there later as a body that came with its
-        head is; a request the client sent with ``Expect: 100-continue`` is told to send it
-        (Go's server says "100 Continue" when the handler first reads the body). The read
-        timeout runs on; a client that goes away meanwhile ends the exchange (499)."""
+        None: the body cannot be read, a chunked framing error), else None, and
+        ``callback(ex, body, too_large)`` runs on the loop once it is (the middleware has
+        returned WAIT meanwhile). A request the client sent with ``Expect: 100-continue`` is
+        told to send it (Go's server says "100 Continue" when the handler first reads the
+        body). The read timeout runs on; a client that goes away meanwhile ends the exchange
+        (499).
+
+        ``keep`` -2: the bytes stay in ``buf``, framing included, and the request is
+        forwarded from there later as a body that came with its head is. ``keep`` >= -1: the
+        body is taken out of ``buf`` into a ``Spool`` (in memory up to ``keep`` bytes, the
+        rest in a temporary file; -1: all in memory), which becomes ``ex.body`` and
+        ``body``: every attempt sends it with a Content-Length. Too large, the bytes stay in
+        ``buf`` while they are in memory (the request can still be forwarded as it came)."""
         cdef Request req = ex.req
         if ex is not self.ex:
             return (None, False)
+        if ex.body is not None:
+            # kept already (by buffering or retry, before another of them or forwardAuth)
+            if 0 <= limit < (<Spool> ex.body).size:
+                return (None, True)
+            if keep >= -1:
+                return (ex.body, False)
+            data = (<Spool> ex.body).whole()
+            if data is None:
+                (<Spool> ex.body).rewind()
+                data = (<Spool> ex.body).file.read()
+            return (data if data else None, False)
         if req.framing == FR_NONE or (req.framing == FR_LENGTH and req.content_length == 0):
             return (None, False)
         if req.framing == FR_LENGTH and 0 <= limit < req.content_length:
@@ -1496,6 +1590,7 @@ cdef class ClientConn(UpstreamUser):
         self.body_size = 0
         self.body_parts = []
         self.body_dec = ChunkedDecoder() if req.framing == FR_CHUNKED else None
+        self.body_spool = Spool(keep) if keep >= -1 else None
         if req.expect_100_continue and not self.sent_100:
             self.sent_100 = True
             self.write(_CONTINUE_100)
@@ -1512,27 +1607,56 @@ cdef class ClientConn(UpstreamUser):
         # (None, None): a chunked body that does not parse (the read fails)
         cdef Request req = self.ex.req
         cdef ChunkedDecoder dec = self.body_dec
-        cdef Py_ssize_t end = len(self.buf)
-        cdef long long cl
+        cdef Spool spool = self.body_spool
+        cdef bytearray buf = self.buf
+        cdef Py_ssize_t end = len(buf)
+        cdef long long cl, take
         if dec is None:
-            cl = req.content_length
+            cl = req.content_length - self.body_size     # body_size: spooled out of buf
+            if spool is not None and (end >= cl or spool.file is not None
+                                      or spool.over(end)):
+                # kept: out of ``buf`` (into the file as it comes, once over ``mem``)
+                take = cl if end >= cl else end
+                spool.add(bytes(buf[:take]))
+                del buf[:take]
+                self.body_size += take
+                if take < cl:
+                    return None
+                return self._kept()
             if end < cl:
                 return None
-            return (bytes(self.buf[:cl]), False)
+            return (bytes(buf[:cl]), False)
         try:
             while self.body_pos < end and not dec.done:
-                self.body_pos = dec.feed(self.buf, self.body_pos, end)
+                self.body_pos = dec.feed(buf, self.body_pos, end)
                 if dec.data_stop > dec.data_start:
-                    self.body_parts.append(bytes(self.buf[dec.data_start:dec.data_stop]))
+                    self.body_parts.append(bytes(buf[dec.data_start:dec.data_stop]))
                     self.body_size += dec.data_stop - dec.data_start
                     if 0 <= self.body_limit < self.body_size:
                         return (None, True)
         except _HttpParseError:
             return (None, None)          # Traefik: "Error while reading Body" -> 500
+        if spool is not None and (dec.done or spool.file is not None
+                                  or spool.over(self.body_size)):
+            # kept: the payload so far into the spool, its framing out of ``buf``
+            for part in self.body_parts:
+                spool.add(part)
+            self.body_parts = []
+            del buf[:self.body_pos]
+            self.body_pos = 0
+            if not dec.done:
+                return None
+            return self._kept()
         if not dec.done:
             return None
         body = b"".join(self.body_parts)
         return (body if body else None, False)
+
+    cdef object _kept(self):
+        cdef Spool spool = self.body_spool
+        self.body_spool = None
+        self.ex.body = spool
+        return (spool, False)
 
     cdef void _body_progress(self) except *:
         ready = self._body_ready()
@@ -1650,7 +1774,24 @@ cdef class ClientConn(UpstreamUser):
         self.resp_state = R_HEAD
         self.ubuf = None
         framing = req.framing
-        if framing == FR_LENGTH and req.content_length:
+        if ex.body is not None:
+            # the body read whole (buffering, retry) goes with a Content-Length, on every
+            # attempt (oxy's copyRequest: ContentLength = size, TransferEncoding dropped;
+            # Go writes "Content-Length: 0" for an empty POST/PUT/PATCH body)
+            kept = <Spool> ex.body
+            head = _drop_lines(head, [_CONTENT_LENGTH, _TRANSFER_ENCODING])
+            if kept.size or req.method in _SEND_ZERO_LENGTH:
+                head = head[:-2] + b"Content-Length: %d\r\n\r\n" % kept.size
+            data = kept.whole()
+            self.state = S_WAIT
+            if data is not None:
+                head += data
+                if up.reads:
+                    self.retry_head = head    # as a body-less request: complete in ``head``
+            else:
+                kept.rewind()
+                self.body_out = kept          # sent from the file as the backend drains
+        elif framing == FR_LENGTH and req.content_length:
             left = req.content_length
             buf = self.buf
             if buf:
@@ -1677,6 +1818,10 @@ cdef class ClientConn(UpstreamUser):
         if ex.mirror is not None:
             # copies for mirror services (pyroute.proxy.mirror); never delays the main request
             ex.mirror.start(ex, head, self.state != S_BODY)
+        if self.body_out is not None:
+            up.write(head)
+            self._pump_body()
+            return
         if self.state == S_WAIT:
             self._request_sent()
         if self.state == S_BODY:
@@ -1754,7 +1899,26 @@ cdef class ClientConn(UpstreamUser):
             self._request_sent()
         return data
 
+    cdef void _pump_body(self) except *:
+        # a spooled body, from its file, as fast as the backend takes it (bounded memory)
+        cdef Spool sp
+        cdef UpstreamConn up
+        while self.body_out is not None:
+            up = self.up
+            if up is None or up.out is not None:
+                return                         # on_upstream_drained goes on
+            sp = self.body_out
+            data = sp.read(RECV_SIZE)
+            if not data:
+                self.body_out = None
+                self._request_sent()
+                return
+            up.write(data)
+
     cdef void on_upstream_drained(self, UpstreamConn up) except *:
+        if self.body_out is not None:
+            self._pump_body()
+            return
         if self.state == S_BODY or self.state == S_TUNNEL:
             self.resume_reading()
 
@@ -1859,6 +2023,7 @@ cdef class ClientConn(UpstreamUser):
         cdef ResponseHead rh
         cdef int status, framing, mode
         cdef bint http10, keep
+        rh = None
         self.retry_head = None
         up.deadline = 0.0
         status = resp.status
@@ -1973,6 +2138,17 @@ cdef class ClientConn(UpstreamUser):
                 head = None
             else:
                 head = rh.serialize()
+        if ex.buffering is not None and mode != F_ASIS:
+            # the buffering middleware: the response is held whole (memory, then a temporary
+            # file) and leaves with a Content-Length once complete (oxy's bufferWriter)
+            if rh is None:
+                rh = ResponseHead.parse(head)
+            self.held = None
+            self.held_out = None
+            self.rbuf_head = rh
+            self.rbuf = Spool(ex.buffering.mem_response)
+            self.rbuf_max = ex.buffering.max_response
+            head = None
         self.resp_state = R_BODY
         ex.resp_head = head
         if mode == F_ASIS:
@@ -2009,7 +2185,7 @@ cdef class ClientConn(UpstreamUser):
             pos = 0
             end = len(data)
             parts = (None if mode == F_CHUNKED and not self.transforming
-                     and self.held is None else [])
+                     and self.held is None and self.rbuf is None else [])
             try:
                 while pos < end and not dec.done:
                     pos = dec.feed(data, pos, end)
@@ -2030,14 +2206,14 @@ cdef class ClientConn(UpstreamUser):
             if parts is None:
                 if pos < end:
                     data = data[:pos]
-            elif mode == F_CHUNKED and not self.transforming:
+            elif mode == F_CHUNKED and not self.transforming and self.rbuf is None:
                 # held head, chunks relayed as they are: the body bytes are for the sniff
                 plain = b"".join(parts)
                 if pos < end:
                     data = data[:pos]
             else:
                 data = b"".join(parts)
-        elif mode == F_RECHUNK and not self.transforming:
+        elif mode == F_RECHUNK and not self.transforming and self.rbuf is None:
             if data:
                 plain = data
                 data = chunk_header(len(data)) + data + b"\r\n"
@@ -2045,6 +2221,23 @@ cdef class ClientConn(UpstreamUser):
             plain = data
         if self.transforming:
             data = self._transform(data, done)
+        if self.rbuf is not None:
+            if data:
+                self.rbuf.add(data)
+                if 0 <= self.rbuf_max < self.rbuf.size:
+                    # over maxResponseBodyBytes: oxy's write error -> 500, nothing of the
+                    # backend's response reaches the client
+                    self.rbuf.close()
+                    self.rbuf = None
+                    self.rbuf_head = None
+                    self.up_ok = False
+                    self._release_upstream(False)
+                    self.resp_state = R_NONE
+                    self._answer(self.ex, (<object> self.ex.buffering).over_limit)
+                    return
+            if done:
+                self._held_response_done()
+            return
         if self.held is not None:
             if not plain and not done:
                 self.held_out.append(data)       # framing only: wait for body bytes
@@ -2086,8 +2279,8 @@ cdef class ClientConn(UpstreamUser):
                 data = (data or b"") + (t.finish() or b"")
         if not data:
             data = b""
-        if self.req.version == 10:
-            return data
+        if self.req.version == 10 or self.rbuf is not None:
+            return data          # (a held response is framed once complete)
         if data:
             data = chunk_header(len(data)) + data + b"\r\n"
         return data + LAST_CHUNK if last else data
@@ -2109,6 +2302,13 @@ cdef class ClientConn(UpstreamUser):
         if self.resp_state == R_BODY and (self.resp_mode == F_RECHUNK or self.resp_mode == F_RAW):
             # the until-close body ended
             self.up_ok = False
+            if self.rbuf is not None:
+                if self.transforming:
+                    data = self._transform(b"", True)
+                    if data:
+                        self.rbuf.add(data)
+                self._held_response_done()
+                return
             if self.held is not None:
                 # an empty body: the held head leaves as it is
                 self.write(self._release_held(b"") + b"".join(self.held_out))
@@ -2123,6 +2323,57 @@ cdef class ClientConn(UpstreamUser):
             return
         # truncated body: nothing honest to add, close the client connection
         self.close()
+
+    cdef void _held_response_done(self) except *:
+        # the held response is complete: it leaves with its Content-Length (from memory, or
+        # from its file as the client takes it)
+        cdef ResponseHead rh = self.rbuf_head
+        cdef Spool sp = self.rbuf
+        cdef Exchange ex = self.ex
+        self.rbuf_head = None
+        self.rbuf = None
+        self._release_upstream(self.up_ok)       # the backend's part is over
+        rh.remove(b"Transfer-Encoding")
+        rh.set(b"Content-Length", b"%d" % sp.size)
+        data = sp.whole()
+        if data is None:
+            sp.rewind()
+            first = sp.read(RECV_SIZE)
+            sp.rewind()
+        else:
+            first = data
+        if ex.sniff is not None:
+            ex.sniff(rh, first)
+        head = rh.serialize()
+        ex.resp_head = head
+        ex.bytes_out += sp.size
+        if data is not None:
+            sp.close()
+            self.write_head(head, data)
+            if self.state == S_CLOSED:
+                return
+            self.resp_state = R_DONE
+            self._maybe_finish()
+            return
+        self.rbuf_out = sp
+        self.write(head)
+        self._pump_response()
+
+    cdef void _pump_response(self) except *:
+        # a held response spooled to a file, as fast as the client takes it (bounded memory)
+        cdef Spool sp
+        while self.rbuf_out is not None:
+            if self.state == S_CLOSED or self.out is not None:
+                return                          # flush() goes on
+            sp = self.rbuf_out
+            data = sp.read(RECV_SIZE)
+            if not data:
+                self.rbuf_out = None
+                sp.close()
+                self.resp_state = R_DONE
+                self._maybe_finish()
+                return
+            self.write(data)
 
     cdef void _again(self, UpstreamConn failed) except *:
         # another attempt for the retry middleware: back to the state the request had when
@@ -2140,6 +2391,11 @@ cdef class ClientConn(UpstreamUser):
         self.resp_state = R_NONE
         self.ubuf = None
         self.retry_head = None
+        self.body_out = None
+        if self.rbuf is not None:
+            self.rbuf.close()
+            self.rbuf = None
+        self.rbuf_head = None
         self.up_ok = True
         self.resp_phase = False
         delay = ex.retry.rewind(ex)
@@ -2173,9 +2429,20 @@ cdef class ClientConn(UpstreamUser):
             self._retry()
             return
         if self.ex.retry is not None and up.connecting and self.state == S_WAIT \
-                and self.ex.retry.network_retry(self.ex):
+                and self.ex.retry.network_retry(self.ex, status):
             # the retry middleware: the backend could not be reached and nothing of the
             # request was written to it (Traefik: proxy reached, WroteHeaders not called)
+            self.up = None
+            self.up_ok = False
+            self._again(up)
+            return
+        if self.ex.retry is not None and self.state == S_WAIT and self.resp_state == R_HEAD \
+                and not self.ubuf and self.body_out is None \
+                and (self.ex.body is not None or self.req.framing == FR_NONE
+                     or self.req.content_length == 0) \
+                and self.ex.retry.error_retry(self.ex, status):
+            # a buffering retryExpression: the request (its body kept) goes again after the
+            # backend failed with it (oxy's loop sees the proxy's 502/504)
             self.up = None
             self.up_ok = False
             self._again(up)
@@ -2229,6 +2496,9 @@ cdef class ClientConn(UpstreamUser):
         if self.state == S_CLOSED:
             return
         self._release_upstream(False)
+        if self.rbuf_out is not None:
+            self.rbuf_out.close()
+            self.rbuf_out = None
         self.state = S_CLOSED
         if self.ex is not None:
             # cut before its end (client gone, timeout, failure): completion hooks still run

@@ -44,7 +44,16 @@ cdef class Exchange:
     cdef public object mirror             # pyroute.proxy.mirror.MirrorRequest, or None
     cdef public object pending            # a service-level chain waiting (resume(ex) -> server)
     cdef public object retry              # the retry middleware's attempt in progress, or None
+    cdef public tuple service_start       # the request as it stood when the last service-level
+                                          # chain began (pyroute.proxy.snapshot.Chained): where
+                                          # a retry in that chain goes back to, or None
     cdef public int attempts              # attempts made (retry; 1 without)
+    cdef public object body               # conn.Spool: the request body read whole (buffering,
+                                          # retry), sent from here with a Content-Length on
+                                          # every attempt; None: relayed from the connection
+    cdef public object buffering          # the buffering middleware's response side (holds
+                                          # the response whole: max_response, mem_response),
+                                          # or None
     # --- what observation reads when it completes
     cdef public int status                # status sent to the client; 499: client went away
     cdef public int origin_status         # the backend's status (0: none)

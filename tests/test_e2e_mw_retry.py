@@ -17,9 +17,11 @@ from e2e_support import REPO, Pyroute, backend_service, free_port, get, ingressr
 class Scripted:
     """A backend answering ``fail`` times with ``code``, then 200 (``fail`` < 0: always)."""
 
-    def __init__(self, code=503, fail=-1):
+    def __init__(self, code=503, fail=-1, host="127.0.0.1"):
         outer = self
         self.code, self.fail, self.count, self.lock = code, fail, 0, threading.Lock()
+        self.seen = []              # (path, headers, body) of every request
+        self.sequence = None        # the status of each attempt, in order (else code/fail)
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
@@ -29,26 +31,38 @@ class Scripted:
 
             def _answer(self):
                 n = int(self.headers.get("Content-Length") or 0)
-                if n:
-                    self.rfile.read(n)
+                body = self.rfile.read(n) if n else b""
+                if "chunked" in (self.headers.get("Transfer-Encoding") or ""):
+                    while True:
+                        size = int(self.rfile.readline().split(b";")[0], 16)
+                        body += self.rfile.read(size)
+                        self.rfile.readline()
+                        if not size:
+                            break
                 with outer.lock:
+                    outer.seen.append((self.path, dict(self.headers), body))
                     outer.count += 1
                     bad = outer.fail < 0 or outer.count <= outer.fail
+                    seq = outer.sequence
                 code = outer.code if bad else 200
+                if seq is not None:
+                    code = seq[outer.count - 1] if outer.count <= len(seq) else 403
                 body = b"attempt %d" % outer.count
                 self.send_response(code)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
-            do_GET = do_POST = do_HEAD = _answer
+            do_GET = do_POST = do_HEAD = do_PUT = _answer
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer((host, 0), Handler)
         self.port = self.server.server_address[1]
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
-    def reset(self, code=503, fail=-1):
+    def reset(self, code=503, fail=-1, sequence=None):
         with self.lock:
             self.code, self.fail, self.count = code, fail, 0
+            self.seen = []
+            self.sequence = sequence
 
     def close(self):
         self.server.shutdown()
@@ -62,6 +76,39 @@ def middleware(name, spec):
 
 def uses(name):
     return "      middlewares: [{name: %s}]\n" % name
+
+
+BODY = b"test request body"
+# Traefik pkg/middlewares/retry TestRetryHTTPStatusCodes: (desc, config, the backend's
+# statuses, method, body, expected status, expected backend calls)
+TRAEFIK_TABLE = [
+    ("retry on single 503 status code",
+     {"attempts": 3, "status": ["503"], "maxRequestBodyBytes": 1024},
+     [503, 200], "GET", BODY, 200, 2),
+    ("retry on range of 5xx status codes",
+     {"attempts": 4, "status": ["500-599"], "maxRequestBodyBytes": 1024},
+     [500, 502, 503, 200], "GET", BODY, 200, 4),
+    ("retry on multiple specific status codes",
+     {"attempts": 3, "status": ["502", "503", "504"], "maxRequestBodyBytes": 1024},
+     [502, 200], "GET", BODY, 200, 2),
+    ("no retry on non-matching status code",
+     {"attempts": 3, "status": ["503"], "maxRequestBodyBytes": 1024},
+     [500], "GET", b"", 500, 1),
+    ("exhaust all attempts with matching status codes",
+     {"attempts": 3, "status": ["503"]}, [503, 503, 503], "GET", b"", 503, 3),
+    ("retry with body lower than maxRequestBodyBytes",
+     {"attempts": 3, "status": ["502"], "maxRequestBodyBytes": 1024},
+     [502, 200], "GET", BODY, 200, 2),
+    ("retry with body greater than maxRequestBodyBytes",
+     {"attempts": 3, "status": ["502"], "maxRequestBodyBytes": 8},
+     [502, 200], "GET", BODY, 502, 1),
+    ("retry failure on 503 status code with method POST",
+     {"attempts": 3, "status": ["503"], "maxRequestBodyBytes": 1024},
+     [503, 200], "POST", BODY, 503, 1),
+    ("retry success on 503 status code with method POST",
+     {"attempts": 3, "status": ["503"], "retryNonIdempotentMethod": True,
+      "maxRequestBodyBytes": 1024}, [503, 200], "POST", BODY, 200, 2),
+]
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +132,38 @@ def env(tmp_path_factory):
     m += middleware("bad-attempts", {"attempts": 0})
     m += middleware("bad-status", {"attempts": 2, "status": ["5xx"]})
     m += middleware("bad-none", {"attempts": 2, "disableRetryOnNetworkError": True})
+    failing = Scripted(503, -1, host="127.0.0.3")      # always 503
+    m += "---\n" + backend_service("failing-live", [("127.0.0.3", failing.port), live.port])
+    m += middleware("post-body", {"attempts": 3, "status": ["503"],
+                                  "retryNonIdempotentMethod": True})
+    m += middleware("small-body", {"attempts": 3, "status": ["503"],
+                                   "retryNonIdempotentMethod": True, "maxRequestBodyBytes": 10})
+    m += ("---\napiVersion: traefik.io/v1alpha1\nkind: Middleware\n"
+          "metadata: {name: strip, namespace: default}\nspec:\n  stripPrefix: "
+          "{prefixes: [/api]}\n")
+    # retry among a service's own middlewares (Traefik wraps that service's handler)
+    m += ("---\napiVersion: traefik.io/v1alpha1\nkind: IngressRoute\n"
+          "metadata: {name: svc-level, namespace: default}\nspec:\n  entryPoints: [web]\n"
+          "  routes:\n    - match: Host(`svc.test`)\n      kind: Rule\n"
+          "      services: [{name: flaky, port: 80, middlewares: [{name: strip}, "
+          "{name: status3}]}]\n")
+    for i, (_, config, *_rest) in enumerate(TRAEFIK_TABLE):
+        m += middleware("table%d" % i, config)
+    m += ingressroute("table", [("Host(`table%d.test`)" % i, "flaky", uses("table%d" % i))
+                               for i in range(len(TRAEFIK_TABLE))])
+    # retry in a TraefikService child's middlewares (weighted: the child it wraps)
+    m += ("---\napiVersion: traefik.io/v1alpha1\nkind: TraefikService\n"
+          "metadata: {name: weighted, namespace: default}\nspec:\n  weighted:\n"
+          "    services: [{name: flaky, port: 80, weight: 1, middlewares: [{name: status3}]}]\n")
+    m += ("---\napiVersion: traefik.io/v1alpha1\nkind: IngressRoute\n"
+          "metadata: {name: ts-level, namespace: default}\nspec:\n  entryPoints: [web]\n"
+          "  routes:\n    - match: Host(`ts.test`)\n      kind: Rule\n"
+          "      services: [{name: weighted, kind: TraefikService}]\n")
     m += ingressroute("main", [
+        ("Host(`postbody.test`)", "flaky", uses("post-body")),
+        ("Host(`rr.test`)", "failing-live", uses("post-body")),
+        ("Host(`small.test`)", "flaky", uses("small-body")),
+        ("Host(`netbody.test`)", "mixed", uses("net")),
         ("Host(`net.test`)", "mixed", uses("net")),
         ("Host(`plain.test`)", "mixed", ""),
         ("Host(`status.test`)", "flaky", uses("status3")),
@@ -99,10 +177,11 @@ def env(tmp_path_factory):
     ])
     proxy = Pyroute(tmp, m, workers=1)
     proxy.start()
-    yield {"port": proxy.port, "flaky": flaky, "live": live, "tmp": tmp}
+    yield {"port": proxy.port, "flaky": flaky, "live": live, "tmp": tmp, "failing": failing}
     proxy.stop()
     live.close()
     flaky.close()
+    failing.close()
 
 
 def test_a_server_that_cannot_be_reached_is_retried_on_the_next_one(env):
@@ -164,3 +243,98 @@ def test_bad_options_are_traefik_s_errors(env):
     assert "incorrect (or empty) value for attempt (0)" in text
     assert "'5xx' does not match" in text          # the CRD's pattern refuses it first
     assert "requires at least HTTP status codes or retry on TCP" in text
+
+
+def _post(port, host, body, chunked=False):
+    if chunked:
+        framed = b"".join(b"%x\r\n" % len(c) + c + b"\r\n" for c in body) + b"0\r\n\r\n"
+        return request(port, ("POST / HTTP/1.1\r\nHost: %s\r\nTransfer-Encoding: chunked"
+                              "\r\n\r\n" % host).encode() + framed)
+    return request(port, ("POST / HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n\r\n"
+                          % (host, len(body))).encode() + body)
+
+
+def test_a_retried_post_sends_its_body_again(env):
+    # Traefik keeps the body (up to maxRequestBodyBytes) and every attempt sends it
+    flaky = env["flaky"]
+    flaky.reset(503, fail=2)
+    payload = bytes(range(256)) * 40
+    status, _, body = _post(env["port"], "postbody.test", payload)
+    assert (status, body) == (200, b"attempt 3")
+    assert [b for _, _, b in flaky.seen] == [payload] * 3
+    assert all(h["Content-Length"] == str(len(payload)) for _, h, _ in flaky.seen)
+
+
+def test_a_retried_chunked_body_goes_with_a_content_length(env):
+    flaky = env["flaky"]
+    flaky.reset(503, fail=1)
+    status, _, body = _post(env["port"], "postbody.test", [b"hello ", b"world"], chunked=True)
+    assert (status, body) == (200, b"attempt 2")
+    assert [b for _, _, b in flaky.seen] == [b"hello world"] * 2
+    assert all("Transfer-Encoding" not in h and h["Content-Length"] == "11"
+               for _, h, _ in flaky.seen)
+
+
+def test_the_body_arrives_intact_on_the_next_server(env):
+    # round robin over an always-503 server and a live one: whichever comes first, the
+    # live one answers with the body the client sent
+    payload = b"x=1&y=" + b"z" * 5000
+    for _ in range(4):
+        env["failing"].reset(503, fail=-1)
+        status, _, body = _post(env["port"], "rr.test", payload)
+        assert status == 200
+        assert json.loads(body)["body"] == payload.decode()
+        assert all(b == payload for _, _, b in env["failing"].seen)
+
+
+def test_a_body_over_max_request_body_bytes_gets_one_attempt(env):
+    flaky = env["flaky"]
+    flaky.reset(503, fail=1)
+    status, _, _ = _post(env["port"], "small.test", b"0123456789abc")
+    assert status == 503 and [b for _, _, b in flaky.seen] == [b"0123456789abc"]
+    flaky.reset(503, fail=1)
+    status, _, _ = _post(env["port"], "small.test", [b"0123456789", b"abc"], chunked=True)
+    assert status == 503 and [b for _, _, b in flaky.seen] == [b"0123456789abc"]
+    # within it: retried
+    flaky.reset(503, fail=1)
+    status, _, body = _post(env["port"], "small.test", b"0123456789")
+    assert (status, body) == (200, b"attempt 2")
+
+
+def test_network_errors_are_retried_with_the_body(env):
+    for i in range(6):
+        status, _, body = _post(env["port"], "netbody.test", b"payload %d" % i)
+        assert status == 200 and json.loads(body)["body"] == "payload %d" % i
+
+
+def test_retry_in_a_service_level_chain(env):
+    flaky = env["flaky"]
+    flaky.reset(503, fail=2)
+    status, _, body = get(env["port"], "/api/thing", "svc.test")
+    assert (status, body) == (200, b"attempt 3")
+    # each attempt went through the service's chain from its start: stripped once
+    assert [p for p, _, _ in flaky.seen] == ["/thing"] * 3
+
+
+@pytest.mark.parametrize("case", range(len(TRAEFIK_TABLE)),
+                         ids=[c[0] for c in TRAEFIK_TABLE])
+def test_traefik_status_code_table(env, case):
+    _, _, statuses, method, body, want_status, want_calls = TRAEFIK_TABLE[case]
+    flaky = env["flaky"]
+    flaky.reset(sequence=statuses)
+    raw = ("%s /ok HTTP/1.1\r\nHost: table%d.test\r\nContent-Length: %d\r\n\r\n"
+           % (method, case, len(body))).encode() + body
+    status, _, _ = request(env["port"], raw)
+    assert (status, flaky.count) == (want_status, want_calls)
+    # the body is readable on each attempt
+    assert [b for _, _, b in flaky.seen] == [body] * want_calls
+
+
+def test_retry_in_a_traefik_service_child_s_middlewares(env):
+    flaky = env["flaky"]
+    flaky.reset(503, fail=2)
+    payload = b"weighted body"
+    status, _, body = request(env["port"], b"PUT /w HTTP/1.1\r\nHost: ts.test\r\n"
+                              b"Content-Length: %d\r\n\r\n" % len(payload) + payload)
+    assert (status, body) == (200, b"attempt 3")
+    assert [(p, b) for p, _, b in flaky.seen] == [("/w", payload)] * 3

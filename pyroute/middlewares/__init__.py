@@ -34,6 +34,7 @@ from .contenttype import DEPRECATED_AUTODETECT, ContentType
 from .passtls import PassTLSClientCert
 from .encoded import EncodedCharacters
 from .auth import BasicAuth, DigestAuth
+from .buffering import Buffering
 from .compress import Compress
 from .errors import Errors
 from .forwardauth import ForwardAuth
@@ -89,6 +90,7 @@ KINDS = {
     "retry": Retry,
     "compress": Compress,
     "errors": Errors,
+    "buffering": Buffering,
 }
 # kinds whose state is kept per middleware name (Traefik keys a limiter's sources by it)
 NAMED = {"rateLimit", "inFlightReq", "circuitBreaker"}

@@ -14,15 +14,34 @@ that doubles the interval over the attempts). The last attempt's answer is the c
 whatever it is. ``ex.attempts`` counts them (the access log's RetryAttempts, the retries
 metric).
 
-Requests with a body: Traefik keeps up to ``maxRequestBodyBytes`` (2 MiB) to send it again;
-pyroute does not buffer request bodies for a retry yet, so a request with a body gets one
-attempt (as Traefik does for a body over maxRequestBodyBytes).
+Requests with a body: as Traefik (mirror.NewReusableRequest), up to ``maxRequestBodyBytes``
+(default 2 MiB; negative: no limit) of it is read first and kept (``ex.body``, in memory), and
+every attempt sends it again — with a Content-Length (Go would send a chunked request chunked
+again); a body that cannot be read (broken chunked framing) is answered 500 as Traefik does.
+Over the limit the request gets one attempt: Traefik then drops the status retries and keeps
+the network ones, pyroute drops both (the body already went to the first backend).
+
+Inside a service-level chain (``services[].middlewares``, TraefikService children) an attempt
+goes back to where that chain began (``ex.service_start``) and the service picks again, as
+Traefik's retry handler wraps that service's handler. Retries nest (a buffering
+``retryExpression`` around a retry): the innermost decides first, then the one around it.
 """
 import random
 
+from .._engine.exchange import WAIT
+from ..proxy.responses import status_line
 from ..static import parse_duration
 
 IDEMPOTENT_EXCLUDED = (b"POST", b"PATCH", b"LOCK")
+# http.Error(rw, StatusText(500), 500): the body could not be read
+ANSWER_500 = (status_line(500) + b"Content-Type: text/plain; charset=utf-8\r\n"
+              b"X-Content-Type-Options: nosniff\r\nContent-Length: 22\r\n\r\n"
+              b"Internal Server Error\n")
+
+
+def has_body(req):
+    """The request comes with a body (framing and not an empty Content-Length)."""
+    return req.framing != 0 and req.content_length != 0
 
 
 def code_ranges(values, field="status"):
@@ -62,6 +81,9 @@ def _seconds(spec, key):
 
 
 class Retry:
+    compat_note = ("a request body (up to maxRequestBodyBytes) is kept and sent again, with a "
+                   "Content-Length; over it, one attempt (Traefik still retries network "
+                   "errors then)")
     __slots__ = ("attempts", "statuses", "network", "initial", "timeout", "non_idempotent",
                  "max_body", "multiplier")
     static = False
@@ -83,57 +105,125 @@ class Retry:
         self.initial = _seconds(spec, "initialInterval")
         self.timeout = _seconds(spec, "timeout")
         self.non_idempotent = bool(spec.get("retryNonIdempotentMethod"))
-        self.max_body = spec.get("maxRequestBodyBytes", 2 * 1024 * 1024)
+        max_body = spec.get("maxRequestBodyBytes")
+        if max_body is None:
+            max_body = 2 * 1024 * 1024      # dynamic.RetryDefaultMaxRequestBodyBytes
+        if isinstance(max_body, bool) or not isinstance(max_body, int):
+            raise ValueError("maxRequestBodyBytes: expected an integer, got %r" % (max_body,))
+        self.max_body = max_body
         self.multiplier = 2 ** (1 / (attempts - 1)) if attempts > 1 else 1.0
 
     def on_request(self, ex):
         if self.attempts == 1:
             return None
         req = ex.req
-        if req.content_length != 0 and req.framing != 0:
-            return None         # a body: one attempt (see the module docstring)
         statuses = self.statuses
         if not self.non_idempotent and req.method in IDEMPOTENT_EXCLUDED:
             statuses = None
         if statuses is None and not self.network:
             return None
+        if has_body(req):
+            if req.method == b"CONNECT" and req.content_length < 0:
+                return None          # a CONNECT's unknown-length body is tunnel data
+            # Traefik keeps the body to send it again (up to maxRequestBodyBytes)
+            max_body = self.max_body if self.max_body >= 0 else -1
+            ready = ex.conn.read_body(ex, max_body, self._with_body, -1)
+            if ready is None:
+                ex.get_vars()[self] = statuses
+                return WAIT
+            return self._start(ex, statuses, ready[1])
+        return self._start(ex, statuses, False)
+
+    def _with_body(self, ex, body, too_large):
+        statuses = ex.vars.pop(self)
+        answer = self._start(ex, statuses, too_large)
+        if answer is None:
+            ex.resume()
+        else:
+            ex.answer(answer)
+
+    def _start(self, ex, statuses, too_large):
+        if too_large is None:
+            return ANSWER_500
+        if too_large:
+            return None              # over maxRequestBodyBytes: one attempt
+        attempt = ex.retry
+        while attempt is not None:
+            if attempt.mw is self:
+                # this middleware again, as an attempt of its own went back to before it
+                # (a service-level chain runs again): the same attempt goes on
+                ex.retry = attempt
+                return None
+            attempt = attempt.outer
         ex.retry = _Attempt(self, statuses, ex)
-        ex.attempts = 1
+        if not ex.attempts:
+            ex.attempts = 1
         return None
 
 
 class _Attempt:
     """The retry middleware's state for one exchange: where the request stood when it passed
-    the middleware (what each attempt starts from) and the backoff."""
+    the middleware (what each attempt starts from), its attempts and the backoff. The
+    connection asks ``network_retry(ex, status)`` / ``status_retry(ex, status)`` of
+    ``ex.retry``; the attempt that says yes becomes ``ex.retry`` and ``rewind`` goes back
+    to where it stood. ``outer``: the attempt of a retry around this one, asked next."""
     __slots__ = ("mw", "statuses", "start", "pos", "route", "chain", "path", "query",
-                 "set_headers", "remove_headers", "resp_extra", "n_responders",
-                 "n_completers", "interval")
+                 "set_headers", "remove_headers", "resp_extra", "responders", "n_responders",
+                 "n_completers", "interval", "outer", "n", "service", "chained")
 
     def __init__(self, mw, statuses, ex):
         self.mw = mw
         self.statuses = statuses
+        self.outer = ex.retry
+        self.n = 1
         self.start = ex.loop.now
-        self.pos, self.route, self.chain = ex.pos, ex.route, ex.chain
-        self.path, self.query = ex.path, ex.query
-        self.set_headers = list(ex.set_headers) if ex.set_headers else None
+        self.pos, self.chain = ex.pos, ex.chain
         self.remove_headers = list(ex.remove_headers) if ex.remove_headers else None
         self.resp_extra = list(ex.resp_extra) if ex.resp_extra else None
-        self.n_responders = len(ex.responders) if ex.responders else 0
-        self.n_completers = len(ex.completers) if ex.completers else 0
+        saved = ex.service_start
+        self.service = saved is not None
+        self.chained = None
+        if saved is None:
+            self.route = ex.route
+            self.path, self.query = ex.path, ex.query
+            self.set_headers = list(ex.set_headers) if ex.set_headers else None
+            self.responders = None
+            self.n_responders = len(ex.responders) if ex.responders else 0
+            self.n_completers = len(ex.completers) if ex.completers else 0
+        else:
+            # in a service-level chain: back to where that chain began (Chained.pick), the
+            # service picks again and the chain runs again
+            route, self.path, self.query, extra, n_extra, responders, completers, \
+                self.chained = saved
+            self.route = route
+            self.set_headers = list(extra[:n_extra]) if extra else None
+            self.responders = responders
+            self.n_responders = 0
+            self.n_completers = len(completers) if completers else 0
         self.interval = mw.initial
 
     def _more(self, ex):
         mw = self.mw
-        if ex.attempts >= mw.attempts:
+        if self.n >= mw.attempts:
             return False
         return not (mw.timeout > 0 and ex.loop.now - self.start >= mw.timeout)
 
-    def network_retry(self, ex):
-        return self.mw.network and self._more(ex)
+    def network_retry(self, ex, status=502):
+        if self.mw.network and self._more(ex):
+            ex.retry = self
+            return True
+        return self.outer is not None and self.outer.network_retry(ex, status)
 
     def status_retry(self, ex, status):
-        return (self.statuses is not None and contains(self.statuses, status)
-                and self._more(ex))
+        if self.statuses is not None and contains(self.statuses, status) and self._more(ex):
+            ex.retry = self
+            return True
+        return self.outer is not None and self.outer.status_retry(ex, status)
+
+    def error_retry(self, ex, status):
+        # the backend failed after the request was sent: Traefik's retry does not resend
+        # then; a buffering retryExpression around it may (oxy sees the 502/504)
+        return self.outer is not None and self.outer.error_retry(ex, status)
 
     def rewind(self, ex):
         """Back to where the request passed the middleware; the delay before the attempt."""
@@ -142,7 +232,11 @@ class _Attempt:
             hook(ex)                 # the attempt given up is over for what it counted
         if ex.completers:
             del ex.completers[self.n_completers:]
-        if ex.responders:
+        ex.service_start = None
+        if self.service:
+            ex.responders = self.responders
+            ex.pending = self        # exchange_resume: ``resume``, the chain runs again
+        elif ex.responders:
             del ex.responders[self.n_responders:]
         ex.pos, ex.route, ex.chain = self.pos, self.route, self.chain
         ex.path, ex.query = self.path, self.query
@@ -150,6 +244,15 @@ class _Attempt:
         ex.remove_headers = list(self.remove_headers) if self.remove_headers else None
         ex.resp_extra = list(self.resp_extra) if self.resp_extra else None
         ex.attempts += 1
+        self.n += 1
+        return self.delay()
+
+    def resume(self, ex):
+        """``ex.pending`` after a rewind into a service-level chain: that chain again, then
+        its service picks (Traefik's retry wraps that service's handler)."""
+        return self.chained.pick(ex)
+
+    def delay(self):
         mw = self.mw
         if mw.attempts < 2 or mw.initial <= 0:
             return 0.0

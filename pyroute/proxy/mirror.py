@@ -139,6 +139,14 @@ class Copy:
         return head[:-2] + b"Connection: close\r\n\r\n"
 
 
+def _with_length(head, length):
+    """The forwarded head of a request whose body was read whole: ``Content-Length``."""
+    lines = [line for line in head[:-4].split(b"\r\n")
+             if line[:15].lower() != b"content-length:"
+             and line[:18].lower() != b"transfer-encoding:"]
+    return b"\r\n".join(lines) + b"\r\nContent-Length: %d\r\n\r\n" % length
+
+
 def _without_body(head):
     """The forwarded head of a request whose body is not mirrored: Content-Length: 0."""
     lines = [line for line in head[:-4].split(b"\r\n")
@@ -166,11 +174,23 @@ class MirrorRequest:
         end = data.find(b"\r\n\r\n") + 4
         req = conn.req
         m = self.mirroring
-        if req.framing == _LENGTH and m.mirror_body and 0 <= m.max_body < req.content_length:
+        framing, length = req.framing, req.content_length
+        kept = conn.body
+        if kept is not None:
+            # the body was read whole (buffering, retry): it goes with a Content-Length
+            framing, length = _LENGTH, kept.size
+            if kept.spooled and length and m.mirror_body:
+                # in a temporary file, never read back into memory for a copy
+                conn.mirror = None
+                return
+        if framing == _LENGTH and m.mirror_body and 0 <= m.max_body < length:
             conn.mirror = None      # Traefik: "no mirroring, request body larger than allowed"
             return
         self.heads = [c.head(conn) for c in self.copies]
-        if req.framing == _NONE or req.content_length == 0:
+        if kept is not None:
+            self.heads = [_with_length(h, length) if h is not None else None
+                          for h in self.heads]
+        if framing == _NONE or length == 0:
             self._send(conn, b"")
             return
         if not m.mirror_body:
@@ -178,7 +198,7 @@ class MirrorRequest:
             self._send(conn, b"")
             return
         self.parts = []
-        if req.framing == _CHUNKED:
+        if framing == _CHUNKED:
             self.dec = ChunkedDecoder()
         self.body(conn, data[end:], complete)
 

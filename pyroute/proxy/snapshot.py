@@ -456,7 +456,8 @@ class Chained:
             self.derived[route] = derived
         extra = ex.set_headers
         saved = (route, ex.path, ex.query, extra, len(extra) if extra is not None else 0,
-                 ex.responders, ex.completers)
+                 ex.responders, ex.completers, self)
+        ex.service_start = saved         # a retry in this chain goes back to here
         if derived.prefix_responders:
             ex.responders = list(derived.prefix_responders) + (ex.responders or [])
         elif ex.responders is not None:
@@ -480,7 +481,7 @@ class Chained:
         server = self.inner.pick(ex)
         if server is None:
             # no server here: a failover's fallback must not see this service's changes
-            route, ex.path, ex.query, extra, n_extra, ex.responders, ex.completers = saved
+            route, ex.path, ex.query, extra, n_extra, ex.responders, ex.completers, _ = saved
             ex.route = route
             if extra is None:
                 ex.set_headers = None
