@@ -184,7 +184,6 @@ _SUPPORTED = {
     "tracing.otlp.grpc.tls.ca": "",
     "tracing.otlp.grpc.tls.cert": "",
     "tracing.otlp.grpc.tls.key": "",
-    "tracing.otlp.grpc.tls.insecureSkipVerify": "",
     "api.insecure": "the entry point traefik is the master's, not the workers'",
     "api.dashboard": "pyroute's own dashboard, not Traefik's web UI",
     "api.basePath": "",
@@ -215,6 +214,8 @@ _IGNORED_NOTES = [
     ("log", "pyroute does not rotate its log by size (reopens it on SIGUSR1)"),
     ("accessLog.otlp", "pyroute has no OpenTelemetry log export"),
     ("accessLog.dualOutput", "pyroute has no OpenTelemetry log export"),
+    ("tracing.otlp.grpc.tls.insecureSkipVerify", "not implemented: grpcio always verifies "
+                                                 "the collector's certificate"),
     ("hostResolver", "not implemented"),
     ("certificatesResolvers", "pyroute has no ACME or Tailscale resolver"),
     ("experimental", "pyroute has no plugins or experimental features"),
@@ -1310,6 +1311,11 @@ def _build(tree, src, base_dir, source=""):
     ping = _ping(r, top["ping"]) if "ping" in top else None
     metrics = _metrics(r, top["metrics"]) if "metrics" in top else None
     tracing = _tracing(r, top["tracing"] or {}, base_dir) if "tracing" in top else None
+    if tracing is not None:
+        from .observability.tracing import missing_packages
+        missing = missing_packages()
+        if missing is not None:
+            warnings.append(src.error(("tracing",), missing, severity="warning"))
     internal = api.entry_point if api is not None else None
     prom = metrics.prometheus if metrics is not None else None
     if internal is None and INTERNAL_ENTRY_POINT not in eps and any(
