@@ -77,7 +77,7 @@ class Collector:
 
 
 class HttpReceiver(Collector):
-    def __init__(self):
+    def __init__(self, tls=None):
         super().__init__()
         outer = self
 
@@ -100,6 +100,8 @@ class HttpReceiver(Collector):
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        if tls is not None:
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
         self.port = self.server.server_address[1]
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
@@ -389,3 +391,35 @@ def test_sample_rate_out_of_range_is_refused(tmp_path):
     # Traefik: globalAttributes only stand in for unset resourceAttributes
     assert conf.resource_attributes == (("a", "1"),)
     assert conf.endpoint == "https://localhost:4318" and conf.sample_rate == 1.0
+
+
+@pytest.mark.parametrize("tls", ["{ca: ca.pem}", "{insecureSkipVerify: true}"])
+def test_otlp_http_over_tls(tmp_path, tls):
+    import ssl
+    import trustme
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    cert.configure_cert(ctx)
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    rec = HttpReceiver(tls=ctx)
+    be = Backend("be-tls")
+    # no path in the endpoint: otlptracehttp's default /v1/traces; tls.ca relative to the file
+    tracing = ("tracing:\n  otlp:\n    http:\n      endpoint: https://127.0.0.1:%d\n"
+               "      tls: %s\n" % (rec.port, tls))
+    p = start(tmp_path, be, tracing)
+    try:
+        send(p.port, b"GET /t/1 HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        tp, _ = backend_traceparent(be, "/t/1")
+        try:
+            spans = rec.trace(TP.match(tp).group(1), 2)
+        except AssertionError as e:
+            raise AssertionError("%s\n%s" % (e, p.output())) from None
+        assert sorted(s["name"] for s in spans) == ["GET", "ReverseProxy"]
+        assert rec.headers[-1][":path"] == "/v1/traces"
+        assert rec.headers[-1].get("Content-Encoding") == "gzip"     # Traefik: gzip
+    finally:
+        p.stop()
+        be.close()
+        rec.close()

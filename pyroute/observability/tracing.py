@@ -450,15 +450,25 @@ def _span_exporter(conf):
     endpoint = conf.endpoint
     if not urlsplit(endpoint).path:
         endpoint += "/v1/traces"         # otlptracehttp's default URL path
+    session = None
+    if tls:
+        import requests
+
+        class _Session(requests.Session):
+            # the tls section decides what is trusted: requests would let REQUESTS_CA_BUNDLE
+            # / CURL_CA_BUNDLE replace it (Go's CreateTLSConfig uses only the given CA)
+            def merge_environment_settings(self, url, proxies, stream, verify, cert):
+                out = super().merge_environment_settings(url, proxies, stream, verify, cert)
+                out["verify"] = self.verify
+                return out
+        session = _Session()
     exporter = OTLPSpanExporter(endpoint=endpoint, headers=headers or None,
                                 certificate_file=tls.get("ca") or None,
                                 client_key_file=tls.get("key") or None,
                                 client_certificate_file=tls.get("cert") or None,
-                                compression=Compression.Gzip)
+                                compression=Compression.Gzip, session=session)
     if tls.get("insecureSkipVerify"):
-        # the exporter passes its certificate_file to requests as ``verify``; False there
-        # skips verification (the constructor turns a falsy value into True)
-        exporter._certificate_file = False
+        session.verify = False           # set by the exporter's transport: overridden here
     return exporter
 
 
