@@ -96,14 +96,17 @@ class Trace:
 
 
 def decide(req, bound):
-    """(trace_id, parent_id, sampled, tracestate) for a request: the client's trace when its
-    traceparent is valid (ParentBased: its sampled flag decides), else a new one sampled when
-    its lower 64 bits fall under ``bound`` (TraceIDRatioBased)."""
-    parent = parse_traceparent(req.header(b"traceparent"))
-    if parent is not None:
-        return parent[0], parent[1], parent[2], req.header(b"tracestate")
+    """(trace_id, parent_id, sampled, tracestate, client sent trace headers) for a request:
+    the client's trace when its traceparent is valid (ParentBased: its sampled flag decides),
+    else a new one sampled when its lower 64 bits fall under ``bound`` (TraceIDRatioBased)."""
+    tp = req.header(b"traceparent")
+    if tp is not None:
+        parent = parse_traceparent(tp)
+        if parent is not None:
+            return parent[0], parent[1], parent[2], req.header(b"tracestate"), True
     trace_id = _getrandbits(128) or 1
-    return trace_id, 0, (trace_id & _LIMIT64) < bound, None
+    return (trace_id, 0, (trace_id & _LIMIT64) < bound, None,
+            tp is not None or req.header(b"tracestate") is not None)
 
 
 def sample_bound(rate):
@@ -125,7 +128,7 @@ class TraceStart:
         self.middlewares = middlewares  # ((typeName, qualified name), ...) traced, in order
 
     def on_request(self, ex):
-        trace_id, parent_id, sampled, state = decide(ex.req, self.bound)
+        trace_id, parent_id, sampled, state, sent = decide(ex.req, self.bound)
         client_id = _getrandbits(64) or 1
         v = ex.vars
         if v is None:
@@ -134,11 +137,13 @@ class TraceStart:
         # Traefik injects the ReverseProxy span's context, sampled or not (a non-recording
         # span still has a valid context): the backend continues the same trace
         value = b"00-%032x-%016x-%s" % (trace_id, client_id, b"01" if sampled else b"00")
-        rm = ex.remove_headers
-        if rm is None:
-            ex.remove_headers = [b"traceparent", b"tracestate"]
-        else:
-            rm.extend((b"traceparent", b"tracestate"))
+        if sent:
+            # the client's own trace headers are replaced, not forwarded beside ours
+            rm = ex.remove_headers
+            if rm is None:
+                ex.remove_headers = [b"traceparent", b"tracestate"]
+            else:
+                rm.extend((b"traceparent", b"tracestate"))
         add = [(b"traceparent", value)]
         if state:
             add.append((b"tracestate", state))
@@ -283,7 +288,7 @@ class Exporter:
             if ex.route is not None or ex.status != 404:
                 return
             # Traefik's entry point default handler (no router took it) traces the 404
-            trace_id, parent_id, sampled, state = decide(ex.req, self.bound)
+            trace_id, parent_id, sampled, state, _ = decide(ex.req, self.bound)
             if not sampled:
                 return
             t = Trace(trace_id, parent_id, 0, True, state, None)
