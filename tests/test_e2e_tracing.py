@@ -423,3 +423,31 @@ def test_otlp_http_over_tls(tmp_path, tls):
         p.stop()
         be.close()
         rec.close()
+
+
+def test_untrusted_forwarded_proto_does_not_set_the_scheme(http_env):
+    # the entry point trusts nobody: the client's X-Forwarded-Proto is replaced before
+    # tracing reads it (Traefik's forwarded-headers middleware runs first)
+    p, rec, be = http_env
+    trace_id = "99999999999999999999999999999999"
+    send(p.port, b"GET /x/xfp HTTP/1.0\r\nHost: a.test\r\nX-Forwarded-Proto: https\r\n"
+         b"traceparent: 00-%s-1212121212121212-01\r\n\r\n" % trace_id.encode())
+    spans = rec.trace(trace_id, 2)
+    server = next(s for s in spans if s["name"] == "GET")
+    assert server["attrs"]["url.scheme"] == "http"
+    assert server["attrs"]["network.protocol.version"] == "1.0"
+    assert server["attrs"]["http.response.header.content-type"] == ("application/json",)
+
+
+def test_backend_failure_marks_the_spans_as_errors(http_env):
+    # a 502 (the backend answers no status line): the SERVER span is an error (5xx), the CLIENT one too
+    p, rec, be = http_env
+    trace_id = "abababababababababababababababab"
+    status, _, _ = send(p.port, b"GET /fault/no-status HTTP/1.1\r\nHost: a.test\r\n"
+                        b"traceparent: 00-%s-3434343434343434-01\r\n\r\n" % trace_id.encode())
+    assert status == 502
+    spans = rec.trace(trace_id, 2)
+    server = next(s for s in spans if s["name"] == "GET")
+    client = next(s for s in spans if s["name"] == "ReverseProxy")
+    assert server["status"] == STATUS_ERROR and client["status"] == STATUS_ERROR
+    assert server["attrs"]["http.response.status_code"] == 502
