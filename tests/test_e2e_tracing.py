@@ -19,7 +19,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as ts
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc as ts_grpc
 
 from e2e_backend import Backend
-from e2e_support import Pyroute, backend_service, read_response, static_yaml
+from e2e_support import Pyroute, backend_service, read_response, static_yaml, worker_pids
 
 # the SDK's BatchSpanProcessor exports every 5 s by default (Go's too): the standard knob,
 # read by the workers, makes the tests wait less
@@ -152,8 +152,8 @@ def manifests(be_port):
         "      services: [{name: app, port: 80}]\n")
 
 
-def start(tmp, be, tracing):
-    p = Pyroute(tmp, manifests(be.port))
+def start(tmp, be, tracing, workers=1):
+    p = Pyroute(tmp, manifests(be.port), workers=workers)
     p.static.write_text(static_yaml(p.port) + tracing)
     p.start(wait=False)
     p.wait_ready(timeout=60.0)
@@ -451,3 +451,26 @@ def test_backend_failure_marks_the_spans_as_errors(http_env):
     client = next(s for s in spans if s["name"] == "ReverseProxy")
     assert server["status"] == STATUS_ERROR and client["status"] == STATUS_ERROR
     assert server["attrs"]["http.response.status_code"] == 502
+
+
+def test_each_worker_exports_its_own_spans_never_the_master(tmp_path):
+    rec = HttpReceiver()
+    be = Backend("be-w")
+    tracing = ("tracing:\n  otlp:\n    http:\n      endpoint: http://127.0.0.1:%d\n"
+               % rec.port)
+    p = start(tmp_path, be, tracing, workers=2)
+    try:
+        workers = set(worker_pids(p.proc.pid))
+        assert len(workers) == 2
+        traces = []
+        for i in range(30):             # new connections: SO_REUSEPORT spreads them
+            send(p.port, b"GET /w/%d HTTP/1.1\r\nHost: a.test\r\n\r\n" % i)
+            traces.append(TP.match(backend_traceparent(be, "/w/%d" % i)[0]).group(1))
+        pids = set()
+        for t in traces:
+            pids.update(s["resource"]["process.pid"] for s in rec.trace(t, 2))
+        assert pids <= workers and p.proc.pid not in pids, (pids, workers)
+    finally:
+        p.stop()
+        be.close()
+        rec.close()
