@@ -310,6 +310,7 @@ def test_detailed_verbosity_adds_router_middleware_service_spans(http_env):
     assert chain[4]["attrs"]["traefik.service.name"] == router["traefik.service.name"]
     assert chain[5]["id"] == parent
     assert chain[0]["attrs"]["http.request.body.size"] == 3
+    assert chain[0]["attrs"]["url.path"] == "/s/d1"           # as the entry point saw it
     assert chain[5]["attrs"]["url.full"].endswith("/d1")     # stripPrefix ran before
 
 

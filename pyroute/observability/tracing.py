@@ -84,15 +84,18 @@ def parse_traceparent(value):
 
 class Trace:
     """What the request phase decided, read by the Exporter (``ex.vars["trace"]``)."""
-    __slots__ = ("trace_id", "parent_id", "client_id", "sampled", "state", "step")
+    __slots__ = ("trace_id", "parent_id", "client_id", "sampled", "state", "step", "path",
+                 "query")
 
-    def __init__(self, trace_id, parent_id, client_id, sampled, state, step):
+    def __init__(self, trace_id, parent_id, client_id, sampled, state, step, path, query):
         self.trace_id = trace_id
         self.parent_id = parent_id      # the client's span (remote parent), 0: a new trace
         self.client_id = client_id      # the ReverseProxy span: the backend's parent
         self.sampled = sampled
         self.state = state              # the client's tracestate (bytes), or None
         self.step = step                # the TraceStart of the router (its names, verbosity)
+        self.path = path                # the path and query the entry point saw (before the
+        self.query = query              # middlewares rewrote them): the SERVER span's
 
 
 def decide(req, bound):
@@ -133,7 +136,8 @@ class TraceStart:
         v = ex.vars
         if v is None:
             v = ex.vars = {}
-        v["trace"] = Trace(trace_id, parent_id, client_id, sampled, state, self)
+        v["trace"] = Trace(trace_id, parent_id, client_id, sampled, state, self, ex.path,
+                           ex.query)
         # Traefik injects the ReverseProxy span's context, sampled or not (a non-recording
         # span still has a valid context): the backend continues the same trace
         value = b"00-%032x-%016x-%s" % (trace_id, client_id, b"01" if sampled else b"00")
@@ -291,7 +295,7 @@ class Exporter:
             trace_id, parent_id, sampled, state, _ = decide(ex.req, self.bound)
             if not sampled:
                 return
-            t = Trace(trace_id, parent_id, 0, True, state, None)
+            t = Trace(trace_id, parent_id, 0, True, state, None, ex.path, ex.query)
         elif not t.sampled:
             return
         self._spans(ex, t)
@@ -322,7 +326,7 @@ class Exporter:
                                   instrumentation_scope=self.scope))
             return ctx
 
-        attrs = self._server_attrs(ex)
+        attrs = self._server_attrs(ex, t)
         attrs.update(self._resp_attrs(ex.status, ex.resp_head))
         server = span(_decode(req.method), self._SERVER, _getrandbits(64) or 1, parent,
                       start, end, attrs, self._resp_status(ex.status, 500))
@@ -369,7 +373,7 @@ class Exporter:
             if values:
                 attrs[key] = tuple(values)
 
-    def _server_attrs(self, ex):
+    def _server_attrs(self, ex, t):
         # Traefik CaptureServerRequest
         req = ex.req
         if req.framing == 1:
@@ -387,14 +391,14 @@ class Exporter:
             proto = (b"wss" if ex.tls else b"ws") if ws else (b"https" if ex.tls else b"http")
         peer = _decode(ex.remote_ip)
         port = getattr(ex.conn, "remote_port", 0)
-        path = ex.path if ex.path is not None else (req.path or b"")
+        path = t.path if t.path is not None else (req.path or b"")
         attrs = {
             "entry_point": ex.ep.name,
             "http.request.method": _decode(req.method),
             "network.protocol.version": "1.0" if req.version == 10 else "1.1",
             "http.request.body.size": body,
             "url.path": unquote_to_bytes(path).decode("utf-8", "replace"),
-            "url.query": redact_query(ex.query, self.safe),
+            "url.query": redact_query(t.query, self.safe),
             "url.scheme": _decode(proto),
             "user_agent.original": _decode(req.header(b"user-agent")),
             "server.address": _decode(req.host),
