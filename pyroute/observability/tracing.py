@@ -266,7 +266,8 @@ class Exporter:
         attrs.update(dict(conf.resource_attributes))
         # Traefik: the detectors, then serviceName/version, then resourceAttributes, then
         # OTEL_RESOURCE_ATTRIBUTES / OTEL_SERVICE_NAME win
-        self.resource = Resource.create(attrs).merge(OTELResourceDetector().detect())
+        self.resource = _resource_class(Resource)(
+            Resource.create(attrs).merge(OTELResourceDetector().detect()))
         self.scope = InstrumentationScope("github.com/traefik/traefik", version)
         self.processor = BatchSpanProcessor(_span_exporter(conf))
         self._Span = ReadableSpan
@@ -433,6 +434,22 @@ class Exporter:
         }
         self._req_headers(req, attrs)
         return attrs
+
+
+def _resource_class(Resource):
+    class _Resource(Resource):
+        # the same attributes for every span of the worker: the exporter's encoder groups
+        # spans by resource, and Resource.__hash__ JSON-dumps the attributes on every call
+        def __init__(self, base):
+            super().__init__(base.attributes, base.schema_url)
+            self._hash = super().__hash__()
+
+        def __hash__(self):
+            return self._hash
+
+        def __eq__(self, other):
+            return other is self or super().__eq__(other)
+    return _Resource
 
 
 def _span_exporter(conf):
