@@ -205,12 +205,14 @@ def build_baseline(ref):
     return str(py), sha
 
 
-def start_pyroute(tmp, port, origin, cpu, workers=1, python=None, name="pyroute"):
+def start_pyroute(tmp, port, origin, cpu, workers=1, python=None, name="pyroute",
+                  static_extra=""):
     d = tmp / ("pyroute-%d" % port)
     d.mkdir()
     (d / "static.yaml").write_text(
         "entryPoints:\n  web:\n    address: \"127.0.0.1:%d\"\n"
-        "    transport: {respondingTimeouts: {idleTimeout: 300s}}\nlog: {level: ERROR}\n" % port)
+        "    transport: {respondingTimeouts: {idleTimeout: 300s}}\nlog: {level: ERROR}\n" % port
+        + static_extra)
     (d / "m.yaml").write_text("""
 apiVersion: v1
 kind: Service

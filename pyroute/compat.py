@@ -75,11 +75,12 @@ ROWS = (
     ("IngressRoute", "spec.routes[].observability", SUPPORTED, ""),
     ("IngressRoute", "spec.routes[].observability.accessLogs", SUPPORTED,
      "false: the router's requests are not in the access log"),
-    ("IngressRoute", "spec.routes[].observability.tracing", IGNORED,
-     "pyroute writes no traces yet"),
+    ("IngressRoute", "spec.routes[].observability.tracing", SUPPORTED,
+     "false: the router's requests get no spans and no traceparent is injected (the "
+     "client's is forwarded untouched), as Traefik"),
     ("IngressRoute", "spec.routes[].observability.traceVerbosity", SUPPORTED,
-     "the CRD's default (minimal) is always set; it matters only with tracing, which pyroute "
-     "does not have (the static tracing section is reported)"),
+     "minimal: entry point and ReverseProxy spans; detailed adds Router, middleware and "
+     "Service spans (docs/observability.md, Tracing)"),
     ("IngressRoute", "spec.routes[].observability.metrics", SUPPORTED,
      "false: the router's requests are left out of metrics.prometheus (entry point, router "
      "and service series), as Traefik"),

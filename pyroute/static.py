@@ -161,6 +161,33 @@ _SUPPORTED = {
     "metrics.prometheus.manualRouting": "",
     "metrics.prometheus.headerLabels": "",
     "metrics.prometheus.headerLabels.<name>": "",
+    "tracing": "OpenTelemetry spans as Traefik's, exported by each worker "
+               "(docs/observability.md; needs the [tracing] extra)",
+    "tracing.serviceName": "",
+    "tracing.sampleRate": "",
+    "tracing.addInternals": "",
+    "tracing.resourceAttributes": "",
+    "tracing.resourceAttributes.<name>": "",
+    "tracing.globalAttributes": "deprecated in Traefik: resourceAttributes when those are unset",
+    "tracing.globalAttributes.<name>": "",
+    "tracing.capturedRequestHeaders": "",
+    "tracing.capturedResponseHeaders": "",
+    "tracing.safeQueryParams": "",
+    "tracing.otlp": "",
+    "tracing.otlp.http.endpoint": "",
+    "tracing.otlp.http.headers": "",
+    "tracing.otlp.http.headers.<name>": "",
+    "tracing.otlp.http.tls.ca": "",
+    "tracing.otlp.http.tls.cert": "",
+    "tracing.otlp.http.tls.key": "",
+    "tracing.otlp.http.tls.insecureSkipVerify": "",
+    "tracing.otlp.grpc.endpoint": "",
+    "tracing.otlp.grpc.insecure": "",
+    "tracing.otlp.grpc.headers": "",
+    "tracing.otlp.grpc.headers.<name>": "",
+    "tracing.otlp.grpc.tls.ca": "",
+    "tracing.otlp.grpc.tls.cert": "",
+    "tracing.otlp.grpc.tls.key": "",
     "api.insecure": "Traefik's internal routers on the entry point traefik (served by the "
                     "workers, forwarded to the master), beside the IngressRoutes on it",
     "api.dashboard": "pyroute's own dashboard, not Traefik's web UI",
@@ -190,7 +217,8 @@ _IGNORED_NOTES = [
     ("log", "pyroute does not rotate its log by size (reopens it on SIGUSR1)"),
     ("accessLog.otlp", "pyroute has no OpenTelemetry log export"),
     ("accessLog.dualOutput", "pyroute has no OpenTelemetry log export"),
-    ("tracing", "pyroute has no tracing"),
+    ("tracing.otlp.grpc.tls.insecureSkipVerify", "not implemented: grpcio always verifies "
+                                                 "the collector's certificate"),
     ("hostResolver", "not implemented"),
     ("certificatesResolvers", "pyroute has no ACME or Tailscale resolver"),
     ("experimental", "pyroute has no plugins or experimental features"),
@@ -399,6 +427,25 @@ class Metrics:
 
 
 @dataclass(frozen=True)
+class Tracing:
+    """Traefik's static ``tracing`` (pkg/config/static Tracing, SetDefaults applied: OTLP over
+    HTTP to https://localhost:4318, serviceName traefik, sampleRate 1.0); pyroute.observability
+    .tracing exports it from each worker."""
+    service_name: str = "traefik"
+    sample_rate: float = 1.0
+    add_internals: bool = False
+    resource_attributes: tuple = ()          # ((key, value), ...); globalAttributes if unset
+    captured_request_headers: tuple = ()     # canonical header names (Go's CanonicalHeaderKey)
+    captured_response_headers: tuple = ()
+    safe_query_params: tuple = ()            # query parameters whose values are not REDACTED
+    protocol: str = "http"                   # "http" | "grpc" (otlp.grpc present)
+    endpoint: str = "https://localhost:4318"  # http: scheme://host:port/path; grpc: host:port
+    headers: tuple = ()                      # ((name, value), ...) sent with each export
+    insecure: bool = False                   # grpc: no transport security
+    tls: object = None                       # {"ca", "cert", "key", "insecureSkipVerify"}
+
+
+@dataclass(frozen=True)
 class StaticConfig:
     entry_points: dict = field(default_factory=dict)   # name -> EntryPoint (do not mutate)
     providers_crd: ProvidersCRD = ProvidersCRD()
@@ -415,6 +462,7 @@ class StaticConfig:
     api: object = None                                 # Api, or None without ``api``
     ping: object = None                                # Ping, or None without ``ping``
     metrics: object = None                             # Metrics, or None without ``metrics``
+    tracing: object = None                             # Tracing, or None without ``tracing``
     # the internal entry point ``traefik`` when the master serves it (ping /
     # metrics.prometheus on it without manualRouting, nobody defined it, no api.insecure):
     # not among ``entry_points``
@@ -1285,6 +1333,12 @@ def _build(tree, src, base_dir, source=""):
                                   "IngressRoute instead" % api.base_path, severity="warning"))
     ping = _ping(r, top["ping"]) if "ping" in top else None
     metrics = _metrics(r, top["metrics"]) if "metrics" in top else None
+    tracing = _tracing(r, top["tracing"] or {}, base_dir) if "tracing" in top else None
+    if tracing is not None:
+        from .observability.tracing import missing_packages
+        missing = missing_packages()
+        if missing is not None:
+            warnings.append(src.error(("tracing",), missing, severity="warning"))
     internal = None
     prom = metrics.prometheus if metrics is not None else None
     if internal is None and INTERNAL_ENTRY_POINT not in eps and any(
@@ -1317,6 +1371,7 @@ def _build(tree, src, base_dir, source=""):
         api=api,
         ping=ping,
         metrics=metrics,
+        tracing=tracing,
         internal_entry_point=internal,
     )
 
@@ -1380,6 +1435,59 @@ def _metrics(r, m):
             manual_routing=bool(p.get("manualRouting", False)),
             header_labels=tuple(labels))
     return Metrics(add_internals=bool(m.get("addInternals", False)), prometheus=prom)
+
+
+def _tracing(r, m, base_dir):
+    """Traefik's tracing section with its SetDefaults (and SetEffectiveConfiguration:
+    globalAttributes stand for resourceAttributes when those are unset)."""
+    rate = m.get("sampleRate", 1.0)
+    if not 0.0 <= rate <= 1.0:
+        # Go's TraceIDRatioBased: >= 1 samples all, <= 0 none; a rate outside is a mistake
+        raise r.error(("tracing", "sampleRate"), "expected a rate between 0.0 and 1.0 (got %r)"
+                      % rate)
+    attrs = m.get("resourceAttributes")
+    if attrs is None:
+        attrs = m.get("globalAttributes")
+    otlp = m.get("otlp") or {}
+    grpc = otlp.get("grpc")
+    if grpc is not None:
+        grpc = grpc or {}
+        proto, sec = "grpc", grpc
+        endpoint = grpc.get("endpoint") or "localhost:4317"
+        host, sep, port = endpoint.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            # Traefik setupGRPCExporter: net.SplitHostPort
+            raise r.error(("tracing", "otlp", "grpc", "endpoint"), "invalid collector "
+                          "endpoint %r: expected host:port" % endpoint)
+    else:
+        sec = otlp.get("http") or {}
+        proto = "http"
+        endpoint = sec.get("endpoint") or "https://localhost:4318"
+        if not re.match(r"https?://[^/]+", endpoint):
+            raise r.error(("tracing", "otlp", "http", "endpoint"), "invalid collector "
+                          "endpoint %r: expected http(s)://host:port/path" % endpoint)
+    tls = sec.get("tls")
+    if tls is not None:
+        tls = dict(tls or {})
+        for k in ("ca", "cert", "key"):
+            if tls.get(k):
+                tls[k] = os.path.join(base_dir, tls[k])
+        if bool(tls.get("cert")) != bool(tls.get("key")):
+            raise r.error(("tracing", "otlp", proto, "tls"), "tls.cert and tls.key go "
+                          "together")
+    return Tracing(
+        service_name=m.get("serviceName") or "traefik",
+        sample_rate=float(rate),
+        add_internals=bool(m.get("addInternals", False)),
+        resource_attributes=tuple((str(k), str(v)) for k, v in (attrs or {}).items()),
+        captured_request_headers=tuple(_canonical_header(h) for h in
+                                       m.get("capturedRequestHeaders") or ()),
+        captured_response_headers=tuple(_canonical_header(h) for h in
+                                        m.get("capturedResponseHeaders") or ()),
+        safe_query_params=tuple(m.get("safeQueryParams") or ()),
+        protocol=proto, endpoint=endpoint,
+        headers=tuple((str(k), str(v)) for k, v in (sec.get("headers") or {}).items()),
+        insecure=bool(sec.get("insecure", False)), tls=tls)
 
 
 def _api(r, m, eps, syntax=""):

@@ -619,6 +619,6 @@ KEY_TYPES = {
     'tracing.resourceAttributes': 'map',
     'tracing.resourceAttributes.<name>': 'string',
     'tracing.safeQueryParams': 'list',
-    'tracing.sampleRate': 'int',
+    'tracing.sampleRate': 'float',
     'tracing.serviceName': 'string',
 }

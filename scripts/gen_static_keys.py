@@ -82,6 +82,8 @@ EXTRA = {
     # file.yaml's sample value is 42, Go's type float64
     "metrics.prometheus.buckets": "list:float",
     "metrics.otlp.explicitBoundaries": "list:float",
+    # file.yaml's sample value is 42, Go's type float64 (a rate between 0.0 and 1.0)
+    "tracing.sampleRate": "float",
 }
 
 

@@ -273,7 +273,9 @@ class Model:
                      "middlewares": section(self.middlewares)},
             "tcp": {"routers": dict(zero), "services": dict(zero), "middlewares": dict(zero)},
             "udp": {"routers": dict(zero), "services": dict(zero)},
-            "features": {"tracing": "", "metrics": "",
+            # Traefik getTracing: the name of the backend section set (SetDefaults: OTLP)
+            "features": {"tracing": "OTLP" if getattr(static, "tracing", None) else "",
+                         "metrics": "",
                          "accessLog": bool(static.access_log.enabled)},
             "providers": ["KubernetesCRD"],
         }

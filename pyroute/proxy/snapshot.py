@@ -22,6 +22,7 @@ from .. import tls
 from ..manifests import qualified
 from ..static import UNDERSCORE_STRATEGIES, parse_duration
 from .mirror import Mirroring
+from ..observability import tracing
 from .status import CheckedBalancer, CheckedFailover, register_child
 from .normalize import Normalizer
 from .._engine.conn import EntryTable, Pool, RouteTarget, ServerTarget
@@ -1258,6 +1259,7 @@ def compile_config(config, pools, route_table_factory=None, server_name=None):
             continue
         _set_obs(route, config, rname, router)
         _observability(route, rname, router, config.static)
+        tracing.attach(route, rname, router, config, children=route.children is not None)
         target = per_ep_tls if tls_router else per_ep
         for ep in router.get("entryPoints") or config.static.default_entry_points():
             if ep in target:

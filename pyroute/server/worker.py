@@ -192,6 +192,21 @@ class Worker:
             else:
                 self.env.observers.append(self.access_log.observe)
 
+        # tracing: the OpenTelemetry SDK (its export thread) is set up here, in the worker,
+        # after the fork; the routers' TraceStart steps were compiled in with the snapshot
+        self.tracer = None
+        conf = getattr(config.static, "tracing", None)
+        if conf is not None:
+            from ..observability import tracing
+            missing = tracing.missing_packages()
+            if missing is not None:
+                if index == 0:
+                    log("error", missing)
+            else:
+                from .._version import __version__
+                self.tracer = tracing.Exporter(conf, __version__)
+                self.env.observers.append(self.tracer.observe)
+
     # ---- out of file descriptors --------------------------------------------------------
 
     def accept_failed(self, acc, e):
@@ -407,6 +422,8 @@ class Worker:
             self.final_flush()
             if self.access_log is not None:
                 self.access_log.close()     # what is buffered is written (or reported)
+            if self.tracer is not None:
+                self.tracer.close()         # the queued spans are exported (bounded)
         return 0
 
     def _on_usr1(self, signum, frame):
