@@ -445,7 +445,8 @@ cdef int _table_add(Table *t, object name, object value, object field) except -1
     else:
         Py_INCREF(field)
         e.field = <PyObject *>field
-    e.name_hash = PyObject_Hash(name)
+    # only the encoder searches its table by name; a decoder entry (field set) skips the hash
+    e.name_hash = PyObject_Hash(name) if field is None else 0
     e.size = size
     t.count += 1
     t.size += size
@@ -513,9 +514,14 @@ cdef class Decoder:
     """
 
     def __cinit__(self):
+        # a usable state even if __init__ is skipped (Decoder.__new__)
         self._table.slots = NULL
         self._scratch = NULL
         self._scratch_cap = 0
+        _table_init(&self._table, 4096)
+        self._settings_max = 4096
+        self._pending_min = -1
+        self.max_header_list_size = DEFAULT_MAX_HEADER_LIST_SIZE
 
     def __init__(self, Py_ssize_t max_table_size=4096,
                  Py_ssize_t max_header_list_size=DEFAULT_MAX_HEADER_LIST_SIZE):
@@ -607,8 +613,8 @@ cdef class Decoder:
 
     cpdef list decode(self, bytes block):
         """Decodes one complete header block into [(name, value)] (bytes, in order)."""
-        cdef const unsigned char *p = <const unsigned char *>PyBytes_AS_STRING(block)
-        cdef const unsigned char *end = p + PyBytes_GET_SIZE(block)
+        cdef const unsigned char *p
+        cdef const unsigned char *end
         cdef Py_ssize_t budget = self.max_header_list_size
         cdef Py_ssize_t limit
         cdef bint collect = True, at_start = True, index
@@ -619,6 +625,10 @@ cdef class Decoder:
         cdef PyObject *ref = NULL
         cdef Table *t = &self._table
         cdef object name, value, field
+        if block is None:
+            raise TypeError("block must be bytes, not None")
+        p = <const unsigned char *>PyBytes_AS_STRING(block)
+        end = p + PyBytes_GET_SIZE(block)
         if self._broken:
             raise _HpackError("decoder out of sync after an earlier compression error")
         if self._expect_update and (p == end or (p[0] & 0xe0) != 0x20):
@@ -719,6 +729,25 @@ cdef enum:
     _M_NEVER = 0x10         # §6.2.3 literal never indexed, 4-bit prefix
 
 
+cdef int _check_headers(list headers, Py_ssize_t count) except -1:
+    # 1: some item has a third (never-index) element; TypeError on anything but bytes pairs
+    cdef Py_ssize_t i, k
+    cdef int third = 0
+    cdef object item
+    for i in range(count):
+        item = <object>PyList_GET_ITEM(headers, i)
+        if not PyTuple_CheckExact(item):
+            raise TypeError("headers must be (name, value) tuples")
+        k = PyTuple_GET_SIZE(item)
+        if k != 2 and k != 3:
+            raise TypeError("headers must be (name, value) tuples")
+        if (not PyBytes_CheckExact(<object>PyTuple_GET_ITEM(item, 0))
+                or not PyBytes_CheckExact(<object>PyTuple_GET_ITEM(item, 1))):
+            raise TypeError("header names and values must be bytes")
+        third |= k == 3
+    return third
+
+
 @cython.final
 cdef class Encoder:
     """Encodes the header blocks of one direction of one HTTP/2 connection.
@@ -731,6 +760,9 @@ cdef class Encoder:
         self._table.slots = NULL
         self._buf = NULL
         self._buf_cap = 0
+        _table_init(&self._table, 4096)
+        self._cap = 4096
+        self._pending_min = -1
 
     def __init__(self, Py_ssize_t table_size=4096):
         if table_size < 0 or table_size > _MAX_INT:
@@ -878,10 +910,26 @@ cdef class Encoder:
 
     cpdef bytes encode(self, list headers):
         """Encodes [(name, value)] or [(name, value, never_index)] (bytes, names lower-case)
-        into one header block; a true third item sends the field as never indexed."""
-        cdef Py_ssize_t i, count = PyList_GET_SIZE(headers), k
-        cdef object item, name, value
-        cdef int sensitive
+        into one header block; a true third item sends the field as never indexed.
+        A TypeError leaves the table untouched (the list is checked before any field is
+        encoded: a half-encoded block would desynchronise the peer's table)."""
+        cdef Py_ssize_t i, count
+        cdef object item
+        cdef list flags = None
+        if headers is None:
+            raise TypeError("headers must be a list, not None")
+        count = PyList_GET_SIZE(headers)
+        if _check_headers(headers, count):
+            # third items: their truth is tested once, here; __bool__ may run Python code
+            # that changes the list, so it is checked again afterwards
+            flags = [False] * count
+            for i in range(count):
+                item = <object>PyList_GET_ITEM(headers, i)
+                if PyTuple_GET_SIZE(item) == 3:
+                    flags[i] = bool(<object>PyTuple_GET_ITEM(item, 2))
+            if PyList_GET_SIZE(headers) != count:
+                raise TypeError("headers changed while being encoded")
+            _check_headers(headers, count)
         self._len = 0
         if self._pending_min >= 0:
             # §4.2: the smallest size since the last block, then the final size
@@ -892,15 +940,6 @@ cdef class Encoder:
             self._pending_min = -1
         for i in range(count):
             item = <object>PyList_GET_ITEM(headers, i)
-            if not PyTuple_CheckExact(item):
-                raise TypeError("headers must be (name, value) tuples")
-            k = PyTuple_GET_SIZE(item)
-            if k != 2 and k != 3:
-                raise TypeError("headers must be (name, value) tuples")
-            name = <object>PyTuple_GET_ITEM(item, 0)
-            value = <object>PyTuple_GET_ITEM(item, 1)
-            if not PyBytes_CheckExact(name) or not PyBytes_CheckExact(value):
-                raise TypeError("header names and values must be bytes")
-            sensitive = k == 3 and bool(<object>PyTuple_GET_ITEM(item, 2))
-            self._field(name, value, sensitive)
+            self._field(<object>PyTuple_GET_ITEM(item, 0), <object>PyTuple_GET_ITEM(item, 1),
+                        flags is not None and flags[i])
         return PyBytes_FromStringAndSize(<const char *>self._buf, self._len)

@@ -577,3 +577,45 @@ def test_rfc_c1_integer_examples():
     d = Decoder(max_table_size=5000)
     assert d.decode(b"\x3f\x9a\x0a") == []
     assert d.max_table_size == 1337
+
+
+def test_none_is_refused_not_crashed():
+    with pytest.raises(TypeError):
+        Decoder().decode(None)
+    with pytest.raises(TypeError):
+        Encoder().encode(None)
+
+
+def test_bad_item_leaves_encoder_table_untouched():
+    e = Encoder()
+    e.set_peer_table_size(1024)
+    with pytest.raises(TypeError):
+        e.encode([(b"x-a", b"1"), (b"x-b", "not bytes")])
+    assert e.table == []
+    # the size update is still due: the next block carries it, and a peer decodes it
+    d = Decoder()
+    d.set_max_table_size(1024)
+    assert d.decode(e.encode([(b"x-a", b"1")])) == [(b"x-a", b"1")]
+    assert d.table == e.table == [(b"x-a", b"1")]
+
+
+def test_never_index_flag_that_mutates_the_list():
+    headers = [(b"x-a", b"1")]
+
+    class Evil:
+        def __bool__(self):
+            headers.clear()
+            return True
+
+    headers.append((b"x-b", b"2", Evil()))
+    e = Encoder()
+    with pytest.raises(TypeError):
+        e.encode(headers)
+    assert e.table == []
+
+
+def test_new_without_init_is_usable():
+    d = Decoder.__new__(Decoder)
+    assert d.decode(b"\x40\x01a\x01b") == [(b"a", b"b")]
+    e = Encoder.__new__(Encoder)
+    assert Decoder().decode(e.encode([(b"x", b"y")])) == [(b"x", b"y")]
