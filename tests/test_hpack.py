@@ -619,3 +619,64 @@ def test_new_without_init_is_usable():
     assert d.decode(b"\x40\x01a\x01b") == [(b"a", b"b")]
     e = Encoder.__new__(Encoder)
     assert Decoder().decode(e.encode([(b"x", b"y")])) == [(b"x", b"y")]
+
+
+# ---------------------------------------------------------------------------------------------
+# fuzz: mutated blocks either decode as the reference reads them or are refused cleanly
+
+_SEED_BLOCKS = [h(b) for b in C3 + C4 + C5 + C6] + [h(c["wire"]) for s in STORIES[:20]
+                                                     for c in s["cases"][:3]]
+
+
+@settings(max_examples=400, deadline=None, derandomize=True)
+@given(st.sampled_from(_SEED_BLOCKS), st.lists(st.tuples(st.integers(0, 10_000),
+                                                         st.integers(0, 255)), max_size=4),
+       st.integers(0, 10_000))
+def test_fuzz_mutated_blocks_agree_with_reference(block, edits, cut):
+    data = bytearray(block)
+    for pos, byte in edits:
+        data[pos % len(data)] = byte
+    if cut % 3 == 0:
+        data = data[: max(1, cut % (len(data) + 1))]
+    data = bytes(data)
+    ours = Decoder(max_table_size=256)
+    ref = pyhpack.Decoder(max_header_list_size=1 << 24)
+    ref.header_table_size = 256
+    ref.max_allowed_table_size = 256
+    try:
+        want = [(bytes(n), bytes(v)) for n, v in ref.decode(data, raw=True)]
+    except pyhpack.HPACKError:
+        want = None
+    if want is None:
+        with pytest.raises(HpackError):
+            ours.decode(data)
+        return
+    assert ours.decode(data) == want
+    assert ours.table == [(bytes(n), bytes(v)) for n, v in ref.header_table.dynamic_entries]
+
+
+def test_no_leaks_on_success_and_error_paths():
+    # tables (PyMem) and fields (refcounts) are released on every path, errors included
+    def work():
+        e, d = Encoder(table_size=256), Decoder(max_table_size=256)
+        for headers in (RESP1, RESP2, RESP3, REQ3):
+            d.decode(e.encode(headers))
+        for _, bad in ERRORS:
+            with pytest.raises(HpackError):
+                Decoder().decode(bad)
+        with pytest.raises(HeaderListTooLarge):
+            Decoder(max_header_list_size=100).decode(h(C3[0]) + b"\xbe" * 50)
+        with pytest.raises(TypeError):
+            e.encode([(b"a", b"b"), (b"c", 1)])
+
+    for _ in range(50):
+        work()
+    tracemalloc.start()
+    try:
+        start = tracemalloc.get_traced_memory()[0]
+        for _ in range(500):
+            work()
+        grown = tracemalloc.get_traced_memory()[0] - start
+    finally:
+        tracemalloc.stop()
+    assert grown < 20_000
