@@ -5,8 +5,9 @@
 Per header block of a browser-like request (13 fields) and a typical response (11 fields):
 decode and encode, each on a fresh connection ("cold": empty dynamic table, every field a
 literal) and on a connection that has seen the same list once ("warm": the steady state of a
-keep-alive connection, most fields indexed). Prints the best-of-``repeat`` median time per block
-in microseconds and the ratio. Blocks are produced by each side's own encoder, so each decoder
+keep-alive connection, most fields indexed). Prints the time per block in microseconds, the
+best of ``repeat`` runs (timeit's advice: on a shared machine the minimum is the least noisy),
+and the ratio. Blocks are produced by each side's own encoder, so each decoder
 reads what its peer would send it; both encoders' blocks decode to the same list (checked).
 """
 import argparse
@@ -110,8 +111,8 @@ def main():
         print("%s: %d fields; block octets pyroute cold/warm %d/%d, hpack %d/%d"
               % (name, len(headers), *sizes))
         for label, ours, ref in rows:
-            o, _ = per_block(ours, args.repeat, args.number)
-            r, _ = per_block(ref, args.repeat, max(1, args.number // 20))
+            _, o = per_block(ours, args.repeat, args.number)
+            _, r = per_block(ref, args.repeat, max(1, args.number // 20))
             print("  %-20s %12.2f %12.2f %7.0fx" % (label, o, r, r / o))
 
 
