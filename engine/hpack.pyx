@@ -62,6 +62,8 @@ DEFAULT_MAX_HEADER_LIST_SIZE = 1 << 20
 cdef enum:
     _ENTRY_OVERHEAD = 32    # RFC 7541 §4.1
     _STATIC_LEN = 61        # RFC 7541 Appendix A
+    _SCRATCH_KEEP = 8192    # Huffman output buffer a Decoder keeps between strings
+    _BUF_KEEP = 65536       # encoder output buffer kept between blocks; larger is freed after
 # integers past 2^32-1 are refused (no HTTP/2 size or index is larger)
 cdef Py_ssize_t _MAX_INT = 0xFFFFFFFF
 
@@ -333,6 +335,7 @@ _STATIC = (
     (b'www-authenticate', b''),
 )
 STATIC_TABLE = _STATIC
+cdef tuple _STATIC_KEEP = _STATIC      # owns what _static_fields borrows, whatever the globals
 
 cdef PyObject *_static_fields[_STATIC_LEN + 1]   # borrowed from _STATIC, which the module keeps
 
@@ -584,6 +587,7 @@ cdef class Decoder:
         cdef int rc
         cdef Py_ssize_t got
         cdef unsigned char *buf
+        cdef object out
         rc = _read_int(&p, end, 7, &n)
         if rc != _INT_OK:
             self._fail("truncated string length" if rc == _INT_TRUNCATED
@@ -600,12 +604,22 @@ cdef class Decoder:
             if _huff_decode(p, n, NULL) < 0:
                 self._fail("invalid Huffman string (EOS or bad padding)")
             return _SKIPPED
-        if 2 * <Py_ssize_t>n > self._scratch_cap:
-            buf = <unsigned char *>PyMem_Realloc(self._scratch, 2 * <Py_ssize_t>n + 64)
+        if 2 * <Py_ssize_t>n > _SCRATCH_KEEP:
+            # a rare long string: a buffer of its own, so no connection keeps a large one
+            buf = <unsigned char *>PyMem_Malloc(2 * <Py_ssize_t>n)
             if buf == NULL:
                 raise MemoryError()
-            self._scratch = buf
-            self._scratch_cap = 2 * <Py_ssize_t>n + 64
+            got = _huff_decode(p, n, buf)
+            out = PyBytes_FromStringAndSize(<const char *>buf, got) if got >= 0 else None
+            PyMem_Free(buf)
+            if got < 0:
+                self._fail("invalid Huffman string (EOS or bad padding)")
+            return out
+        if self._scratch == NULL:
+            self._scratch = <unsigned char *>PyMem_Malloc(_SCRATCH_KEEP)
+            if self._scratch == NULL:
+                raise MemoryError()
+            self._scratch_cap = _SCRATCH_KEEP
         got = _huff_decode(p, n, self._scratch)
         if got < 0:
             self._fail("invalid Huffman string (EOS or bad padding)")
@@ -915,6 +929,7 @@ cdef class Encoder:
         encoded: a half-encoded block would desynchronise the peer's table)."""
         cdef Py_ssize_t i, count
         cdef object item
+        cdef bytes out
         cdef list flags = None
         if headers is None:
             raise TypeError("headers must be a list, not None")
@@ -942,4 +957,10 @@ cdef class Encoder:
             item = <object>PyList_GET_ITEM(headers, i)
             self._field(<object>PyTuple_GET_ITEM(item, 0), <object>PyTuple_GET_ITEM(item, 1),
                         flags is not None and flags[i])
-        return PyBytes_FromStringAndSize(<const char *>self._buf, self._len)
+        out = PyBytes_FromStringAndSize(<const char *>self._buf, self._len)
+        if self._buf_cap > _BUF_KEEP:
+            # one huge block must not leave every connection holding its buffer
+            PyMem_Free(self._buf)
+            self._buf = NULL
+            self._buf_cap = 0
+        return out

@@ -688,3 +688,18 @@ def test_no_leaks_on_success_and_error_paths():
     finally:
         tracemalloc.stop()
     assert grown < 8_000
+
+
+def test_long_strings_both_ways():
+    # Huffman strings past the decoder's kept buffer, and blocks past the encoder's kept buffer
+    e, d = Encoder(), Decoder()
+    headers = [(b"x-long", b"abc" * 30000), (b"x-short", b"1"), (b"x-long2", bytes(range(256)) * 50)]
+    peer = pyhpack.Decoder(max_header_list_size=1 << 24)
+    for _ in range(2):
+        block = e.encode(headers)
+        assert d.decode(block) == headers
+        assert [(bytes(n), bytes(v)) for n, v in peer.decode(block, raw=True)] == headers
+    for n in (200, 5000):   # a Huffman value that runs into EOS, short and long
+        with pytest.raises(HpackError):
+            Decoder().decode(b"\x00\x01a\xff" + _int_tail(n - 127)
+                             + hpack.huffman_encode(b"a" * 2 * n)[:n - 120] + b"\xff" * 120)
