@@ -20,6 +20,8 @@ class HeaderListTooLarge(HpackError):
 
 def huffman_encode(data: bytes) -> bytes: ...
 def huffman_decode(data: bytes) -> bytes: ...
+def encode_integer(n: int, prefix: int) -> bytes: ...          # RFC 7541 §5.1
+def decode_integer(data: bytes, prefix: int) -> Tuple[int, int]: ...   # (value, octets used)
 
 
 class Decoder:

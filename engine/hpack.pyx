@@ -39,7 +39,7 @@ from pyroute._engine.errors import EngineError
 
 __all__ = ["HpackError", "HeaderListTooLarge", "Decoder", "Encoder", "STATIC_TABLE",
            "DEFAULT_TABLE_SIZE", "DEFAULT_MAX_HEADER_LIST_SIZE", "huffman_encode",
-           "huffman_decode"]
+           "huffman_decode", "encode_integer", "decode_integer"]
 
 
 class HpackError(EngineError):
@@ -251,7 +251,7 @@ cdef Py_ssize_t _huff_encode(const unsigned char *s, Py_ssize_t n, unsigned char
     return o
 
 
-def huffman_encode(bytes data):
+def huffman_encode(bytes data not None):
     """The Huffman coding of data (RFC 7541 Appendix B), padded with ones."""
     cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
     cdef bytes out = PyBytes_FromStringAndSize(NULL, _huff_len(<const unsigned char *>PyBytes_AS_STRING(data), n))
@@ -259,7 +259,7 @@ def huffman_encode(bytes data):
     return out
 
 
-def huffman_decode(bytes data):
+def huffman_decode(bytes data not None):
     """Decodes a Huffman string; HpackError on EOS, bad padding or padding over 7 bits."""
     cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
     cdef bytes buf = PyBytes_FromStringAndSize(NULL, 2 * n)
@@ -500,6 +500,49 @@ cdef inline int _read_int(const unsigned char **pp, const unsigned char *end, in
     out[0] = <uint32_t>v
     pp[0] = p
     return _INT_OK
+
+cdef inline Py_ssize_t _put_int(unsigned char *o, Py_ssize_t n, int prefix,
+                                unsigned char first) noexcept nogil:
+    # §5.1: n with a prefix-bit prefix, the bits above it from first; returns octets written
+    cdef Py_ssize_t mask = (1 << prefix) - 1
+    cdef unsigned char *start = o
+    if n < mask:
+        o[0] = first | <unsigned char>n
+        return 1
+    o[0] = first | <unsigned char>mask
+    o += 1
+    n -= mask
+    while n >= 128:
+        o[0] = <unsigned char>((n & 0x7f) | 0x80)
+        o += 1
+        n >>= 7
+    o[0] = <unsigned char>n
+    return (o + 1) - start
+
+
+def encode_integer(Py_ssize_t n, int prefix):
+    """RFC 7541 §5.1 coding of n with a prefix-bit prefix (1..8), the bits above it zero."""
+    cdef unsigned char out[16]
+    if prefix < 1 or prefix > 8 or n < 0 or n > _MAX_INT:
+        raise ValueError("prefix must be 1..8 and n in [0, 2^32-1]")
+    return PyBytes_FromStringAndSize(<const char *>out, _put_int(out, n, prefix, 0))
+
+
+def decode_integer(bytes data not None, int prefix):
+    """(value, octets consumed) of the §5.1 integer that starts data (the bits above the
+    prefix ignored); HpackError when data ends first or the integer is out of bounds."""
+    cdef const unsigned char *p = <const unsigned char *>PyBytes_AS_STRING(data)
+    cdef const unsigned char *start = p
+    cdef uint32_t v = 0
+    cdef int rc
+    if prefix < 1 or prefix > 8:
+        raise ValueError("prefix must be 1..8")
+    if PyBytes_GET_SIZE(data) == 0:
+        raise _HpackError("truncated integer")
+    rc = _read_int(&p, start + PyBytes_GET_SIZE(data), prefix, &v)
+    if rc != _INT_OK:
+        raise _HpackError("truncated integer" if rc == _INT_TRUNCATED else "integer overflow")
+    return v, p - start
 
 # ---------------------------------------------------------------------------------------------
 # Decoder
@@ -836,22 +879,8 @@ cdef class Encoder:
         return 0
 
     cdef void _int(self, Py_ssize_t n, int prefix, unsigned char first) noexcept:
-        # §5.1; the caller reserved 6 octets (values < 2^35)
-        cdef Py_ssize_t mask = (1 << prefix) - 1
-        cdef unsigned char *o = self._buf + self._len
-        if n < mask:
-            o[0] = first | <unsigned char>n
-            self._len += 1
-            return
-        o[0] = first | <unsigned char>mask
-        o += 1
-        n -= mask
-        while n >= 128:
-            o[0] = <unsigned char>((n & 0x7f) | 0x80)
-            o += 1
-            n >>= 7
-        o[0] = <unsigned char>n
-        self._len = (o + 1) - self._buf
+        # the caller reserved 6 octets (values < 2^35)
+        self._len += _put_int(self._buf + self._len, n, prefix, first)
 
     cdef void _str(self, const unsigned char *s, Py_ssize_t n) noexcept:
         # §5.2, Huffman when strictly shorter; the caller reserved n + 6 octets

@@ -703,3 +703,108 @@ def test_long_strings_both_ways():
         with pytest.raises(HpackError):
             Decoder().decode(b"\x00\x01a\xff" + _int_tail(n - 127)
                              + hpack.huffman_encode(b"a" * 2 * n)[:n - 120] + b"\xff" * 120)
+
+
+# ---------------------------------------------------------------------------------------------
+# Go's x/net/http2/hpack tests (the HPACK under Traefik), table for table
+
+GO_READ_VARINT = [
+    # (prefix, input, (value, consumed) or None: refused)
+    (1, [0], (0, 1)), (2, [2], (2, 1)), (3, [6], (6, 1)), (4, [14], (14, 1)),
+    (5, [30], (30, 1)), (6, [62], (62, 1)), (7, [126], (126, 1)), (8, [254], (254, 1)),
+    # doesn't fit in a byte (Go: errNeedMore; a whole block that ends here is refused)
+    (1, [1], None), (2, [3], None), (3, [7], None), (4, [15], None),
+    (5, [31], None), (6, [63], None), (7, [127], None), (8, [255], None),
+    # the bits above the prefix are ignored
+    (5, [255, 154, 10], (1337, 3)), (5, [159, 154, 10], (1337, 3)), (5, [191, 154, 10], (1337, 3)),
+    (5, [191, 154, 10, 2], (1337, 3)),        # extra byte
+    (5, [191, 154], None),                    # short a byte
+    (1, [255] + [128] * 15, None),            # integer overflow
+]
+
+
+@pytest.mark.parametrize("prefix,data,want", GO_READ_VARINT)
+def test_go_read_varint(prefix, data, want):
+    if want is None:
+        with pytest.raises(HpackError):
+            hpack.decode_integer(bytes(data), prefix)
+    else:
+        assert hpack.decode_integer(bytes(data), prefix) == want
+
+
+@pytest.mark.parametrize("prefix,n,want", [
+    (1, 0, [0]), (2, 2, [2]), (3, 6, [6]), (4, 14, [14]), (5, 30, [30]), (6, 62, [62]),
+    (7, 126, [126]), (8, 254, [254]), (5, 1337, [31, 154, 10]),
+])
+def test_go_append_varint(prefix, n, want):
+    assert hpack.encode_integer(n, prefix) == bytes(want)
+    assert hpack.decode_integer(bytes(want), prefix) == (n, len(want))
+
+
+@pytest.mark.parametrize("bad", [
+    b"\xff",                                  # padding exceeds 7 bits
+    b"\x1f\xff",                              # "a", 1 byte excess padding
+    b"\x1f\xff\xff",                          # "a", 2 bytes excess padding
+    b"\x1f\xff\xff\xff",                      # "a", 3 bytes excess padding
+    b"\xff\x9f\xff\xff\xff",                  # "a", 29 bits excess padding
+    b"R\xbc0\xff\xff\xff\xff",                # padding ends on a partial symbol
+    b"\xff\xff\xff\xff\xfc",                  # EOS, "?"
+    b"\x00",                                  # corrupt padding
+    b"00\x91\xff\xff\xff\xff\xc8",            # Go's fuzz crash
+])
+def test_go_huffman_decode_invalid(bad):
+    with pytest.raises(HpackError):
+        hpack.huffman_decode(bad)
+
+
+@pytest.mark.parametrize("hexed,want", [
+    ("f1e3 c2e5 f23a 6ba0 ab90 f4ff", b"www.example.com"),
+    ("a8eb 1064 9cbf", b"no-cache"),
+    ("25a8 49e9 5ba9 7d7f", b"custom-key"),
+    ("25a8 49e9 5bb8 e8b4 bf", b"custom-value"),
+    ("6402", b"302"),
+    ("aec3 771a 4b", b"private"),
+    ("d07a be94 1054 d444 a820 0595 040b 8166 e082 a62d 1bff", b"Mon, 21 Oct 2013 20:13:21 GMT"),
+    ("9d29 ad17 1863 c78f 0b97 c8e9 ae82 ae43 d3", b"https://www.example.com"),
+    ("9bd9 ab", b"gzip"),
+    ("94e7 821d d7f2 e6c7 b335 dfdf cd5b 3960 d5af 2708 7f36 72c1 ab27 0fb5 291f 9587 3160 65c0 "
+     "03ed 4ee5 b106 3d50 07", COOKIE),
+])
+def test_go_huffman_decode(hexed, want):
+    assert hpack.huffman_decode(h(hexed)) == want
+    assert hpack.huffman_encode(want) == h(hexed)
+
+
+@pytest.mark.parametrize("size1,size2,want", [
+    (2048, 4096, "3fe10f 3fe11f 82"),         # two updates: the interval's smallest, then final
+    (16384, 2048, "3fe10f 82"),               # 16384 is capped at the 4096 kept: one update
+])
+def test_go_encoder_table_size_update(size1, size2, want):
+    e = Encoder()
+    e.set_peer_table_size(size1)
+    e.set_peer_table_size(size2)
+    assert e.encode([(b":method", b"GET")]) == h(want)
+
+
+def test_go_dynamic_size_update_only_at_block_start():
+    e = Encoder()
+    e.set_peer_table_size(255)
+    block = e.encode([(b"foo", b"bar")])
+    d = Decoder()
+    assert d.decode(block) == [(b"foo", b"bar")]
+    assert d.decode(block) == [(b"foo", b"bar")]          # a new block may open with it again
+    with pytest.raises(HpackError):
+        Decoder().decode(block + block)                    # not in the middle of one
+
+
+def test_go_dynamic_table_size_evict():
+    # TestDynamicTableSizeEvict: sizes as entries come and the limit shrinks
+    d = Decoder()
+    d.decode(b"\x40\x04blub\x04blub")                      # 8 + 32 = 40
+    assert d.table_size == 40
+    d.decode(b"\x40\x03foo\x03bar")                        # + 38
+    assert d.table_size == 78
+    d.decode(b"\x3f\x17")                                  # max 54: evicts blub
+    assert d.table == [(b"foo", b"bar")] and d.table_size == 38
+    d.decode(b"\x20")                                      # max 0
+    assert d.table == [] and d.table_size == 0
