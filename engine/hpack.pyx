@@ -544,6 +544,10 @@ def decode_integer(bytes data not None, int prefix):
         raise _HpackError("truncated integer" if rc == _INT_TRUNCATED else "integer overflow")
     return v, p - start
 
+cdef str _int_error(int rc, str what):
+    return ("block ends inside the %s" if rc == _INT_TRUNCATED
+            else "%s over 2^32-1 or longer than 5 continuation octets") % what
+
 # ---------------------------------------------------------------------------------------------
 # Decoder
 cdef object _SKIPPED = object()      # _string's answer when the caller did not need the octets
@@ -633,8 +637,7 @@ cdef class Decoder:
         cdef object out
         rc = _read_int(&p, end, 7, &n)
         if rc != _INT_OK:
-            self._fail("truncated string length" if rc == _INT_TRUNCATED
-                       else "string length overflows")
+            self._fail(_int_error(rc, "string length"))
         if <Py_ssize_t>n > end - p:
             self._fail("string literal runs past the end of the block")
         pp[0] = p + n
@@ -696,7 +699,7 @@ cdef class Decoder:
                 # §6.1 indexed header field
                 rc = _read_int(&p, end, 7, &n)
                 if rc != _INT_OK:
-                    self._fail("integer overflow in index")
+                    self._fail(_int_error(rc, "index"))
                 if n == 0:
                     self._fail("index 0")
                 if n <= _STATIC_LEN:
@@ -715,7 +718,7 @@ cdef class Decoder:
                     self._fail("dynamic table size update after a header field")
                 rc = _read_int(&p, end, 5, &n)
                 if rc != _INT_OK:
-                    self._fail("integer overflow in table size update")
+                    self._fail(_int_error(rc, "table size update"))
                 limit = self._settings_max
                 if self._pending_min >= 0 and self._pending_min < limit:
                     limit = self._pending_min
@@ -731,7 +734,7 @@ cdef class Decoder:
                 index = b & 0x40
                 rc = _read_int(&p, end, 6 if index else 4, &n)
                 if rc != _INT_OK:
-                    self._fail("integer overflow in name index")
+                    self._fail(_int_error(rc, "name index"))
                 if n == 0:
                     if p >= end:
                         self._fail("truncated literal")
