@@ -135,9 +135,10 @@ cdef extern from *:
 # nibble (at most one: no code is shorter than 5 bits) and flags. The table is derived from
 # the code above when the module loads, so it cannot disagree with the encoder's table.
 cdef enum:
-    _H_SYM = 1 << 16        # the nibble completed a symbol (low 8 bits)
-    _H_FAIL = 1 << 17       # the nibble completed EOS: RFC 7541 §5.2 decoding error
-    _H_ACCEPT = 1 << 18     # the bits since the last symbol are a valid padding (<= 7 ones)
+    # entry: symbol (bits 0-7) | next state * 16 (bits 8-19, the row's offset) | flags
+    _H_SYM = 1 << 20        # the nibble completed a symbol (low 8 bits)
+    _H_FAIL = 1 << 21       # the nibble completed EOS: RFC 7541 §5.2 decoding error
+    _H_ACCEPT = 1 << 22     # the bits since the last symbol are a valid padding (<= 7 ones)
 
 cdef uint32_t _huff_fsm[256][16]
 
@@ -186,7 +187,7 @@ cdef int _build_huffman_fsm() except -1:
                     cur = nxt
             if accept[cur]:
                 entry |= _H_ACCEPT
-            _huff_fsm[s][nib] = entry | (<uint32_t>cur << 8)
+            _huff_fsm[s][nib] = entry | (<uint32_t>cur << 12)
     return 0
 
 
@@ -195,31 +196,40 @@ _build_huffman_fsm()
 
 cdef Py_ssize_t _huff_decode(const unsigned char *src, Py_ssize_t n,
                              unsigned char *dst) noexcept nogil:
-    """Decodes n octets into dst (room for 2 * n; NULL: validate only). -1: invalid."""
-    cdef uint32_t t = _H_ACCEPT, state = 0
+    """Decodes n octets into dst (room for 2 * n octets). -1: invalid."""
+    # Branch-free: whether a nibble completes a symbol is data-dependent (about one in two),
+    # so the symbol octet is always stored and the output advances by the SYM bit; FAIL bits
+    # are collected and checked once at the end (the walk after EOS is harmless).
+    cdef const uint32_t *fsm = &_huff_fsm[0][0]
+    cdef uint32_t t = _H_ACCEPT, seen = 0
     cdef Py_ssize_t i, o = 0
     cdef unsigned char c
     for i in range(n):
         c = src[i]
-        t = _huff_fsm[state][c >> 4]
-        if t & (_H_SYM | _H_FAIL):
-            if t & _H_FAIL:
-                return -1
-            if dst != NULL:
-                dst[o] = <unsigned char>t
-            o += 1
-        state = (t >> 8) & 0xff
-        t = _huff_fsm[state][c & 0xf]
-        if t & (_H_SYM | _H_FAIL):
-            if t & _H_FAIL:
-                return -1
-            if dst != NULL:
-                dst[o] = <unsigned char>t
-            o += 1
-        state = (t >> 8) & 0xff
-    if not (t & _H_ACCEPT):
+        t = fsm[((t >> 8) & 0xff0) | (c >> 4)]
+        dst[o] = <unsigned char>t
+        o += (t >> 20) & 1
+        seen |= t
+        t = fsm[((t >> 8) & 0xff0) | (c & 0xf)]
+        dst[o] = <unsigned char>t
+        o += (t >> 20) & 1
+        seen |= t
+    if (seen & _H_FAIL) or not (t & _H_ACCEPT):
         return -1
     return o
+
+
+cdef bint _huff_valid(const unsigned char *src, Py_ssize_t n) noexcept nogil:
+    """_huff_decode's checks without its output (strings the decoder does not keep)."""
+    cdef const uint32_t *fsm = &_huff_fsm[0][0]
+    cdef uint32_t t = _H_ACCEPT, seen = 0
+    cdef Py_ssize_t i
+    for i in range(n):
+        t = fsm[((t >> 8) & 0xff0) | (src[i] >> 4)]
+        seen |= t
+        t = fsm[((t >> 8) & 0xff0) | (src[i] & 0xf)]
+        seen |= t
+    return not (seen & _H_FAIL) and (t & _H_ACCEPT)
 
 
 cdef inline Py_ssize_t _huff_len(const unsigned char *s, Py_ssize_t n) noexcept nogil:
@@ -232,18 +242,30 @@ cdef inline Py_ssize_t _huff_len(const unsigned char *s, Py_ssize_t n) noexcept 
 
 
 cdef Py_ssize_t _huff_encode(const unsigned char *s, Py_ssize_t n, unsigned char *dst) noexcept nogil:
+    """Writes the Huffman coding of s (exactly _huff_len(s, n) octets) to dst."""
+    # bits gather in a 64-bit word and leave 32 at a time: < 32 pending + a 30-bit code fit
     cdef uint64_t acc = 0
-    cdef unsigned int nbits = 0
+    cdef uint32_t w
+    cdef unsigned int nbits = 0, bits
     cdef Py_ssize_t i, o = 0
     cdef unsigned char c
     for i in range(n):
         c = s[i]
-        acc = (acc << pyroute_hpack_huff_bits[c]) | pyroute_hpack_huff_code[c]
-        nbits += pyroute_hpack_huff_bits[c]
-        while nbits >= 8:
-            nbits -= 8
-            dst[o] = <unsigned char>(acc >> nbits)
-            o += 1
+        bits = pyroute_hpack_huff_bits[c]
+        acc = (acc << bits) | pyroute_hpack_huff_code[c]
+        nbits += bits
+        if nbits >= 32:
+            nbits -= 32
+            w = <uint32_t>(acc >> nbits)
+            dst[o] = <unsigned char>(w >> 24)
+            dst[o + 1] = <unsigned char>(w >> 16)
+            dst[o + 2] = <unsigned char>(w >> 8)
+            dst[o + 3] = <unsigned char>w
+            o += 4
+    while nbits >= 8:
+        nbits -= 8
+        dst[o] = <unsigned char>(acc >> nbits)
+        o += 1
     if nbits:
         # RFC 7541 §5.2: pad with the most significant bits of EOS (ones)
         dst[o] = <unsigned char>((acc << (8 - nbits)) | (0xff >> nbits))
@@ -647,7 +669,7 @@ cdef class Decoder:
             return PyBytes_FromStringAndSize(<const char *>p, n)
         # the shortest decoding of n octets: every symbol at the longest code, 30 bits
         if (8 * <Py_ssize_t>n - 7) // 30 > room:
-            if _huff_decode(p, n, NULL) < 0:
+            if not _huff_valid(p, n):
                 self._fail("invalid Huffman string (EOS or bad padding)")
             return _SKIPPED
         if 2 * <Py_ssize_t>n > _SCRATCH_KEEP:
