@@ -146,6 +146,10 @@ _SUPPORTED = {
     "ping.entryPoint": "",
     "ping.manualRouting": "",
     "ping.terminatingStatusCode": "",
+    "entryPoints.<name>.observability": "the default of the entry point's routers (a "
+                                        "router's own value wins) and its 404s",
+    "entryPoints.<name>.observability.accessLogs": "",
+    "entryPoints.<name>.observability.metrics": "",
     "metrics.addInternals": "",
     "metrics.prometheus": "served by the master; workers hand their counts over every second "
                           "(docs/observability.md)",
@@ -177,8 +181,8 @@ _IGNORED_NOTES = [
     ("entryPoints.<name>.http2", "pyroute serves HTTP/1.1 only"),
     ("entryPoints.<name>.http3", "pyroute serves HTTP/1.1 only"),
     ("entryPoints.<name>.udp", "pyroute has no UDP routing"),
-    ("entryPoints.<name>.observability", "not implemented: entry points' switches (a "
-                                          "router's observability is read)"),
+    ("entryPoints.<name>.observability.tracing", "pyroute has no tracing"),
+    ("entryPoints.<name>.observability.traceVerbosity", "pyroute has no tracing"),
     ("providers", "pyroute reads Kubernetes CRD manifests from files only"),
     ("providers.kubernetesCRD", "meaningless for manifests read from files"),
     ("api.debug", "pyroute has no debug endpoints (/debug/vars, pprof)"),
@@ -295,6 +299,20 @@ class EntryPoint:
     # has middlewares, tls or encodedCharacters, or observability is set: routers on several
     # entry points are then split per entry point (``<ep>-<router>``)
     has_model: bool = False
+    # observability (Traefik's ObservabilityConfig, SetDefaults: all on): None without the
+    # section, else {"accessLogs": bool, "metrics": bool, "tracing": bool,
+    # "traceVerbosity": str}, the default of its routers that set no value of their own
+    observability: object = None
+
+    @property
+    def metered(self):
+        """Whether the entry point's own requests (those no router takes) are metered."""
+        return self.observability is None or self.observability["metrics"]
+
+    @property
+    def access_logged(self):
+        """Whether the entry point's own requests (those no router takes) are logged."""
+        return self.observability is None or self.observability["accessLogs"]
 
     @property
     def address(self):
@@ -1040,7 +1058,19 @@ def _entry_point(r, name, m):
         tls=tls,
         has_model=bool(http.get("middlewares") or tls is not None
                        or "encodedCharacters" in http or "observability" in m),
+        observability=_ep_observability(m.get("observability")) if "observability" in m
+        else None,
     )
+
+
+def _ep_observability(o):
+    # pkg/config/static ObservabilityConfig.SetDefaults: a section sets what it names, the
+    # rest is on (traceVerbosity minimal)
+    o = o or {}
+    return {"accessLogs": o.get("accessLogs", True) is not False,
+            "metrics": o.get("metrics", True) is not False,
+            "tracing": o.get("tracing", True) is not False,
+            "traceVerbosity": o.get("traceVerbosity") or "minimal"}
 
 
 def _redirect_ports(r, eps, warnings):

@@ -236,7 +236,11 @@ class AccessLogger:
 
     def observe(self, ex):
         route = ex.route
-        if route is not None and not route.access_log:
+        if route is not None:
+            if not route.access_log:
+                return
+        elif not ex.ep.access_logged:
+            # no router took it: the entry point's observability.accessLogs decides
             return
         mono = time.monotonic()
         duration = int((mono - ex.started) * 1e9)

@@ -74,9 +74,11 @@ class _MasterView:
         self.errors = tuple(config.errors)
         self.summary = summary
         self.certs = ()
+        self.names = None
         if getattr(getattr(config.static, "metrics", None), "prometheus", None) is not None:
-            from ..observability.metrics import certificates
+            from ..observability.metrics import certificates, config_names
             self.certs = certificates(config)   # traefik_tls_certs_not_after
+            self.names = config_names(config)   # its series outlive a reload only if named
 
 
 class _Refusal(Exception):
@@ -183,11 +185,11 @@ class Master:
         self.metrics = None
         prom = getattr(getattr(config.static, "metrics", None), "prometheus", None)
         if prom is not None:
-            from ..observability.metrics import Store, certificates
+            from ..observability.metrics import Store
             self.metrics = Store(prom)
             self.metrics.health = self.health
-            self.metrics.reloaded()
-            self.metrics.certs = certificates(config)
+            # (a _MasterView knows its names; a whole configuration gives them)
+            self.metrics.reloaded(config, getattr(config, "names", None))
         # limits that hold for the instance (rateLimit, inFlightReq): memory shared with
         # every worker, made before the first fork (engine/limits.pyx)
         from .._engine import limits
@@ -453,7 +455,7 @@ class Master:
         self._send_raw(struct.pack("!I", len(payload)) + payload)
         _log_errors(view.errors)
         if self.metrics is not None:
-            self.metrics.reloaded()
+            self.metrics.reloaded(names=view.names)
             self.metrics.certs = view.certs
         if self.api is not None:
             self.api.reloaded_payload(payload, why)   # unpickled by the API, not here
