@@ -215,9 +215,6 @@ class Store:
         """A configuration was applied. ``names``: its (routers, services) names (taken from
         ``config`` when not given): those the previous one had and this one has not are
         dropped after the next scrape (Traefik's SetDynamicConfig, then Collect)."""
-        # cmd/traefik: every configuration applied counts (the first one too)
-        self.reloads += 1
-        self.last_reload = float(int(time.time()))
         if config is not None:
             self.certs = certificates(config)
             if names is None:
@@ -229,6 +226,10 @@ class Store:
                     self.gone[0].update(self.names[0] - routers)
                     self.gone[1].update(self.names[1] - services)
                 self.names = (routers, services)
+        # cmd/traefik: every configuration applied counts (the first one too); counted last,
+        # so that a scrape showing this reload drops what it removed
+        self.reloads += 1
+        self.last_reload = float(int(time.time()))
 
     def _drop_gone(self):
         # after a scrape: the series of routers / services no longer configured (Traefik's
