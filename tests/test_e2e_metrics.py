@@ -793,3 +793,100 @@ log: {level: INFO}
         proxy.stop()
         one.close()
         two.close()
+
+
+def test_entry_point_observability_switches(tmp_path):
+    # entryPoints.<name>.observability is the default of its routers (Traefik's entry point
+    # model, aggregator.go: a router's own value wins) and what its 404s get (the default
+    # handler is built with the entry point's config)
+    from e2e_backend import Backend
+    be = Backend("be")
+    tport, quiet_port = free_port(), free_port()
+    manifests = backend_service("be", [be.port]) + """
+---
+apiVersion: traefik.io/v1alpha1
+kind: IngressRoute
+metadata: {name: q, namespace: default}
+spec:
+  entryPoints: [web, quiet]
+  routes:
+    - match: Host(`plain.test`)
+      kind: Rule
+      services: [{name: be, port: 80}]
+    - match: Host(`own.test`)
+      kind: Rule
+      observability: {metrics: true, accessLogs: true}
+      services: [{name: be, port: 80}]
+"""
+    proxy = Pyroute(tmp_path, manifests, workers=1)
+    log_path = tmp_path / "access.log"
+    proxy.static.write_text("""entryPoints:
+  web: {address: "127.0.0.1:%d"}
+  quiet:
+    address: "127.0.0.1:%d"
+    observability: {metrics: false, accessLogs: false}
+  traefik: {address: "127.0.0.1:%d"}
+metrics:
+  prometheus: {addRoutersLabels: true}
+accessLog: {filePath: "%s", format: json, bufferingSize: 0}
+log: {level: INFO}
+""" % (proxy.port, quiet_port, tport, log_path))
+    proxy.start()
+    try:
+        for port, n in ((proxy.port, 2), (quiet_port, 3)):
+            for _ in range(n):
+                assert _req(port, host="plain.test")[0] == 200
+                assert _req(port, host="own.test")[0] == 200
+                assert _req(port, host="none.test")[0] == 404
+        samples, _ = wait_for(tport, lambda s: value(
+            s, "traefik_entrypoint_requests_total", entrypoint="quiet") >= 3 and value(
+            s, "traefik_entrypoint_requests_total", entrypoint="web") >= 6)
+        # web: everything (2 x 3); quiet: only own.test's 3, whose router switches back on
+        assert value(samples, "traefik_entrypoint_requests_total", entrypoint="web") == 6
+        assert value(samples, "traefik_entrypoint_requests_total", entrypoint="quiet") == 3
+        assert value(samples, "traefik_entrypoint_requests_total", entrypoint="quiet",
+                     code=404) == 0
+        # the router on two entry points with a model on one is split per entry point
+        # (quiet-<router>), as Traefik names it
+        quiet_routers = {ls["router"] for ls in series(samples,
+                                                         "traefik_router_requests_total")
+                         if ls["router"].startswith("quiet-")}
+        assert len(quiet_routers) == 1, quiet_routers
+        assert value(samples, "traefik_router_requests_total",
+                     router=next(iter(quiet_routers))) == 3
+        # the access log: the same switches
+        end = time.time() + 5
+        lines = []
+        while time.time() < end:
+            lines = [json.loads(x) for x in log_path.read_text().splitlines() if x]
+            if len(lines) >= 9:
+                break
+            time.sleep(0.1)
+        time.sleep(0.3)
+        lines = [json.loads(x) for x in log_path.read_text().splitlines() if x]
+        by_ep = {}
+        for line in lines:
+            by_ep.setdefault(line["entryPointName"], []).append(line)
+        assert len(by_ep["web"]) == 6
+        assert len(by_ep["quiet"]) == 3
+        assert {line["RequestHost"] for line in by_ep["quiet"]} == {"own.test"}
+    finally:
+        proxy.stop()
+        be.close()
+
+
+def test_entry_point_observability_is_supported_tracing_reported(tmp_path):
+    from pyroute.static import STATIC_KEYS
+    assert STATIC_KEYS["entryPoints.<name>.observability.metrics"][0] == "supported"
+    assert STATIC_KEYS["entryPoints.<name>.observability.accessLogs"][0] == "supported"
+    assert STATIC_KEYS["entryPoints.<name>.observability.tracing"][0] == "ignored"
+    from pyroute.static import load_static
+    path = tmp_path / "s.yaml"
+    path.write_text("entryPoints:\n  web:\n    address: ':80'\n"
+                    "    observability: {metrics: false, tracing: false}\n")
+    st = load_static(str(path))
+    assert st.entry_points["web"].observability["metrics"] is False
+    assert st.entry_points["web"].observability["accessLogs"] is True   # SetDefaults
+    fields = [w.field for w in st.warnings]
+    assert any("tracing" in str(f) for f in fields), fields
+    assert not any(str(f).endswith("metrics") for f in fields), fields

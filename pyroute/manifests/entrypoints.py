@@ -102,6 +102,20 @@ def apply_models(routers, static, sources=None):
     return renamed
 
 
+def default_observability(routers):
+    """Traefik's applyDefaultObservabilityModel (after the entry point models): what a
+    router's observability leaves unset is on, traceVerbosity minimal."""
+    for router in routers.values():
+        obs = router.get("observability")
+        if obs is None:
+            continue
+        for key in ("accessLogs", "metrics", "tracing"):
+            if obs.get(key) is None:
+                obs[key] = True
+        if not obs.get("traceVerbosity"):
+            obs["traceVerbosity"] = "minimal"
+
+
 def redirections(static):
     """(routers, middlewares, services) of Traefik's internal provider for the entry points'
     ``http.redirections`` (qualified names, runtime status set)."""
@@ -143,5 +157,5 @@ def servers_transports(static):
 DEFAULT_TRANSPORT = "default@internal"
 
 
-__all__ = ["apply_models", "redirections", "servers_transports", "NOOP_SERVICE",
+__all__ = ["apply_models", "default_observability", "redirections", "servers_transports", "NOOP_SERVICE",
            "DEFAULT_TRANSPORT"]
