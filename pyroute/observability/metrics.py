@@ -73,15 +73,39 @@ def protocol(req):
     return "http"
 
 
+def recording(metrics):
+    """(bucket bounds, header labels, levels) the workers count for ``metrics`` (the static
+    Metrics): the union of the Prometheus buckets and the OTLP boundaries (each exposition
+    reads its own bounds out of it exactly), Prometheus' headerLabels (OTLP has none), and
+    the levels (entrypoint / router / service) either one has on."""
+    bounds, levels = set(), set()
+    labels = ()
+    for sink in (metrics.prometheus, getattr(metrics, "otlp", None)):
+        if sink is None:
+            continue
+        bounds.update(float(b) for b in (sink.buckets if sink is metrics.prometheus
+                                         else sink.explicit_boundaries))
+        levels.update(_levels(sink))
+    if metrics.prometheus is not None:
+        labels = tuple(metrics.prometheus.header_labels)
+    return tuple(sorted(bounds)), labels, levels
+
+
+def _levels(sink):
+    return tuple(level for level, on in (("entrypoint", sink.add_entry_points_labels),
+                                         ("router", sink.add_routers_labels),
+                                         ("service", sink.add_services_labels)) if on)
+
+
 class Recorder:
     """The worker's observer: ``observe(ex)`` once per finished exchange."""
 
     __slots__ = ("buckets", "n", "data", "headers")
 
-    def __init__(self, prometheus):
-        self.buckets = tuple(prometheus.buckets)
+    def __init__(self, metrics):
+        self.buckets, labels, _ = recording(metrics)
         self.n = len(self.buckets)
-        self.headers = tuple(h.lower().encode("latin-1") for _, h in prometheus.header_labels)
+        self.headers = tuple(h.lower().encode("latin-1") for _, h in labels)
         self.data = {}
 
     def observe(self, ex):
@@ -162,20 +186,19 @@ class Store:
     """Totals of every worker's deltas, the config and health gauges; a prometheus_client
     collector (``collect``) yielding Traefik's metric families."""
 
-    def __init__(self, prometheus):
-        self.settings = prometheus
-        self.buckets = tuple(prometheus.buckets)
-        self.header_labels = tuple(label for label, _ in prometheus.header_labels)
+    def __init__(self, metrics):
+        self.settings = metrics.prometheus          # None: OTLP only (nothing to scrape)
+        self.otlp = getattr(metrics, "otlp", None)
+        self.buckets, labels, levels = recording(metrics)
+        self.header_labels = tuple(label for label, _ in labels)
+        self.prom_levels = _levels(self.settings) if self.settings is not None else ()
+        # for a histogram of other bounds: the index in ``buckets`` of each of its bounds
+        self.prom_bounds = _bound_index(self.buckets, self.settings.buckets) \
+            if self.settings is not None else ()
+        self.started = time.time()
         # level -> {(names, code, method, protocol, header values, tls): [count, sum,
         # req bytes, resp bytes, bucket counts...]}; names: (entrypoint,), (router,
         # service) or (service,) as the level's labels
-        levels = []
-        if prometheus.add_entry_points_labels:
-            levels.append("entrypoint")
-        if prometheus.add_routers_labels:
-            levels.append("router")
-        if prometheus.add_services_labels:
-            levels.append("service")
         self.series = {level: {} for level in levels}
         self.open = {}                # worker index -> {entry point: connections}
         self.reloads = 0
@@ -258,12 +281,27 @@ class Store:
         finally:
             self._drop_gone()
 
+    def snapshot(self):
+        """{level: [(key, totals)]}: a copy the exposition reads without the lock."""
+        with self._lock:
+            return {level: [(k, list(v)) for k, v in d.items()]
+                    for level, d in self.series.items()}
+
+    def histogram(self, acc, bounds):
+        """(cumulative counts at ``bounds`` (indexes in ``buckets``), count, sum)."""
+        cum, out, at = 0, [], 0
+        for j in bounds:
+            while at <= j:
+                cum += acc[4 + at]
+                at += 1
+            out.append(cum)
+        return out, acc[0], acc[1]
+
     def _collect(self):
         from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
                                             HistogramMetricFamily)
-        with self._lock:
-            series = {level: [(k, list(v)) for k, v in d.items()]
-                      for level, d in self.series.items()}
+        series = self.snapshot()
+        prom_buckets = tuple(self.settings.buckets)
         yield _counter(CounterMetricFamily, "traefik_config_reloads", "Config reloads", [],
                        [((), self.reloads)])
         g = GaugeMetricFamily("traefik_config_last_reload_success",
@@ -287,7 +325,7 @@ class Store:
         for level, base, where in (("entrypoint", ["entrypoint"], "an entrypoint"),
                                    ("router", ["router", "service"], "a router"),
                                    ("service", ["service"], "a service")):
-            if level not in series:
+            if level not in self.prom_levels:
                 continue
             reqs_h, reqs_tls, bytes_in, bytes_out, hist = {}, {}, {}, {}, {}
             for (names, code, method, proto, hv, tls), acc in series[level]:
@@ -297,13 +335,14 @@ class Store:
                     _add(reqs_tls, tuple(tls) + names, acc[0])
                 _add(bytes_in, labels, acc[2])
                 _add(bytes_out, labels, acc[3])
+                cum, count, total = self.histogram(acc, self.prom_bounds)
                 h = hist.get(labels)
                 if h is None:
-                    h = hist[labels] = [0.0] + [0] * (len(acc) - 4) + [0]
-                h[0] += acc[1]
-                for i in range(4, len(acc)):
-                    h[i - 3] += acc[i]
-                h[-1] += acc[0]
+                    h = hist[labels] = [0.0] + [0] * len(cum) + [0]
+                h[0] += total
+                for i, n in enumerate(cum):
+                    h[i + 1] += n
+                h[-1] += count
             prefix = "traefik_%s_" % level
             yield _counter(CounterMetricFamily, prefix + "requests",
                            "How many HTTP requests processed on %s, partitioned by status "
@@ -318,10 +357,7 @@ class Store:
                                        "partitioned by status code, protocol, and method."
                                        % where, labels=list(_REQ) + base)
             for labels, h in sorted(hist.items()):
-                cum, out = 0, []
-                for b, n in zip(self.buckets, h[1:-1]):
-                    cum += n
-                    out.append((_fmt(b), cum))
+                out = [(_fmt(b), n) for b, n in zip(prom_buckets, h[1:-1])]
                 out.append(("+Inf", h[-1]))
                 hf.add_metric(list(labels), out, h[0])
             yield hf
@@ -370,6 +406,10 @@ class _Collector:
 
     def collect(self):
         return self.store.collect()
+
+
+def _bound_index(union, bounds):
+    return tuple(union.index(float(b)) for b in bounds)
 
 
 def _merge(d, key, acc):

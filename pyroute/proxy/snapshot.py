@@ -1167,10 +1167,11 @@ def _metered(config, router):
     """Traefik ObservabilityMgr.shouldMeter: metrics configured, the router's
     ``observability.metrics`` not false, an ``@internal`` service only with addInternals."""
     metrics = getattr(config.static, "metrics", None)
-    if metrics is None or metrics.prometheus is None:
+    if metrics is None:
         return False
-    p = metrics.prometheus
-    if not (p.add_entry_points_labels or p.add_routers_labels or p.add_services_labels):
+    if not any(p is not None and (p.add_entry_points_labels or p.add_routers_labels or
+                                  p.add_services_labels)
+               for p in (metrics.prometheus, getattr(metrics, "otlp", None))):
         return False
     if str(router.get("service") or "").endswith("@internal") and not metrics.add_internals:
         return False

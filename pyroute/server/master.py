@@ -75,7 +75,8 @@ class _MasterView:
         self.summary = summary
         self.certs = ()
         self.names = None
-        if getattr(getattr(config.static, "metrics", None), "prometheus", None) is not None:
+        m = getattr(config.static, "metrics", None)
+        if m is not None and (m.prometheus is not None or getattr(m, "otlp", None) is not None):
             from ..observability.metrics import certificates, config_names
             self.certs = certificates(config)   # traefik_tls_certs_not_after
             self.names = config_names(config)   # its series outlive a reload only if named
@@ -183,10 +184,12 @@ class Master:
         # metrics.prometheus: the totals the workers' deltas add up to (served by the API
         # thread, pyroute.observability.endpoints)
         self.metrics = None
-        prom = getattr(getattr(config.static, "metrics", None), "prometheus", None)
-        if prom is not None:
+        self.otlp = None       # pyroute.observability.otlp.Pusher (metrics.otlp)
+        static_metrics = getattr(config.static, "metrics", None)
+        if static_metrics is not None and (static_metrics.prometheus is not None or
+                                           getattr(static_metrics, "otlp", None) is not None):
             from ..observability.metrics import Store
-            self.metrics = Store(prom)
+            self.metrics = Store(static_metrics)
             self.metrics.health = self.health
             # (a _MasterView knows its names; a whole configuration gives them)
             self.metrics.reloaded(config, getattr(config, "names", None))
