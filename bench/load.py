@@ -17,7 +17,8 @@ commit), measured in the same interleaved rounds — the guard that a route with
 does not get slower as features land (``--proxies pyroute --baseline origin/main``).
 ``--observability`` adds ``pyroute+obs`` (an access log in JSON to a file and Prometheus with
 Traefik's default labels: entry point and service) and ``pyroute+obs+rt`` (router labels too),
-measured in the same rounds: the cost of observability per request.
+measured in the same rounds: the cost of observability per request; ``pyroute+log`` and
+``pyroute+prom`` are each half alone.
 Needs nginx, haproxy, caddy, wrk and strace on PATH (Debian packages).
 """
 import argparse
@@ -210,11 +211,15 @@ def build_baseline(ref):
 
 # --observability: Traefik's defaults switched on (an access log in JSON to a file, Prometheus
 # with entry point and service labels), then with router labels too
+# (manualRouting: no /metrics listener of the master on :8080, which two pyroutes would share)
 OBSERVABILITY = {
     "pyroute+obs": "accessLog: {filePath: %(dir)s/access.log, format: json}\n"
-                   "metrics: {prometheus: {}}\n",
+                   "metrics: {prometheus: {manualRouting: true}}\n",
     "pyroute+obs+rt": "accessLog: {filePath: %(dir)s/access.log, format: json}\n"
-                      "metrics: {prometheus: {addRoutersLabels: true}}\n",
+                      "metrics: {prometheus: {manualRouting: true, addRoutersLabels: true}}\n",
+    # each half alone, to tell their costs apart
+    "pyroute+log": "accessLog: {filePath: %(dir)s/access.log, format: json}\n",
+    "pyroute+prom": "metrics: {prometheus: {manualRouting: true}}\n",
 }
 
 
