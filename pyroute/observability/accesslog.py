@@ -176,6 +176,11 @@ class _Writer:
                 batch.append(data)
                 n += len(data)
             self._write(b"".join(batch))
+            if len(batch) * 4 < self.limit and not self.stopping:
+                # a batch well below the bound: wait for the next, rather than wake (and
+                # take the GIL from the worker's loop) for every few lines — under load
+                # that was a write and two GIL hand-offs per handful of requests
+                time.sleep(FLUSH_INTERVAL)
 
     def _write(self, data):
         view = memoryview(data)
