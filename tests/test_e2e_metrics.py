@@ -890,3 +890,72 @@ def test_entry_point_observability_is_supported_tracing_reported(tmp_path):
     fields = [w.field for w in st.warnings]
     assert any("tracing" in str(f) for f in fields), fields
     assert not any(str(f).endswith("metrics") for f in fields), fields
+
+
+def test_mirror_copies_count_on_the_mirror_service(tmp_path):
+    # Traefik's mirroring handler sends each copy to the mirror's service handler, whose load
+    # balancer's servers are metered: the copies count on the mirror's service (their own
+    # status), not on the entry point or the router; the main request counts as always
+    from e2e_backend import Backend
+    main, copy = Backend("main"), Backend("copy")
+    dead = free_port()                       # nothing listens: the copy fails (502)
+    tport = free_port()
+    manifests = (backend_service("main", [main.port]) + "---\n"
+                 + backend_service("copy", [copy.port]) + "---\n"
+                 + backend_service("dead", [dead]) + """
+---
+apiVersion: traefik.io/v1alpha1
+kind: TraefikService
+metadata: {name: mirrored, namespace: default}
+spec:
+  mirroring:
+    name: main
+    port: 80
+    mirrors: [{name: copy, port: 80, percent: 100}, {name: dead, port: 80, percent: 100}]
+---
+apiVersion: traefik.io/v1alpha1
+kind: IngressRoute
+metadata: {name: m, namespace: default}
+spec:
+  entryPoints: [web]
+  routes:
+    - match: Host(`m.test`)
+      kind: Rule
+      services: [{name: mirrored, kind: TraefikService}]
+""")
+    proxy = Pyroute(tmp_path, manifests, workers=1)
+    proxy.static.write_text("""entryPoints:
+  web: {address: "127.0.0.1:%d"}
+  traefik: {address: "127.0.0.1:%d"}
+metrics:
+  prometheus: {addRoutersLabels: true}
+log: {level: INFO}
+""" % (proxy.port, tport))
+    proxy.start()
+    try:
+        for _ in range(4):
+            assert _req(proxy.port, "POST", "/big/500", host="m.test", body=b"0123456789")[0] \
+                == 200
+
+        def svc(s, prefix, **kw):
+            return sum(value(s, "traefik_service_requests_total", service=n, **kw)
+                       for n in {ls["service"] for ls in series(
+                           s, "traefik_service_requests_total")} if n.startswith(prefix))
+        samples, _ = wait_for(tport, lambda s: svc(s, "default-copy") >= 4 and svc(
+            s, "default-dead") >= 4)
+        assert value(samples, "traefik_entrypoint_requests_total", entrypoint="web") == 4
+        assert value(samples, "traefik_router_requests_total") == 4
+        assert svc(samples, "default-main", code=200) == 4
+        assert svc(samples, "default-copy", code=200, method="POST") == 4
+        assert svc(samples, "default-dead", code=502) == 4
+        copy_name = next(ls["service"] for ls in series(samples,
+                                                        "traefik_service_requests_total")
+                         if ls["service"].startswith("default-copy"))
+        # the copy's bodies: 10 bytes sent each, 500 answered each
+        assert value(samples, "traefik_service_requests_bytes_total", service=copy_name) == 40
+        assert value(samples, "traefik_service_responses_bytes_total",
+                     service=copy_name) == 2000
+    finally:
+        proxy.stop()
+        main.close()
+        copy.close()

@@ -159,6 +159,37 @@ class Recorder:
         if i < self.n:
             acc[4 + i] += 1
 
+    # -- a mirroring service's copies (pyroute.proxy.mirror): the mirror's service only
+    def meter(self, ex, server, body):
+        """What a copy of ``ex`` to ``server`` is counted under (None: not metered)."""
+        route = ex.route
+        if route is None or route.obs is None:
+            return None
+        service = getattr(server, "service_name", "")
+        if not service:
+            return None
+        req = ex.req
+        hv = ()
+        if self.headers:
+            hv = tuple([(req.header(h) or b"").decode("latin-1") for h in self.headers])
+        return (service, _METHODS.get(req.method, "EXTENSION_METHOD"), protocol(req), hv,
+                tls_labels(ex.conn.sock) if ex.tls else None, body)
+
+    def mirror(self, meter, status, took, body_out):
+        service, method, proto, hv, tls, body_in = meter
+        # no entry point and no router: Traefik's mirror handler calls the service directly
+        key = (None, (), service, status, method, proto, hv, tls)
+        acc = self.data.get(key)
+        if acc is None:
+            acc = self.data[key] = [0, 0.0, 0, 0] + [0] * self.n
+        acc[0] += 1
+        acc[1] += took
+        acc[2] += body_in
+        acc[3] += body_out
+        i = bisect_left(self.buckets, took)
+        if i < self.n:
+            acc[4 + i] += 1
+
     def take(self):
         """The deltas since the last call (and a fresh, empty accumulator)."""
         data, self.data = self.data, {}
@@ -222,7 +253,7 @@ class Store:
         with self._lock:
             for (ep, routers, service, code, method, proto, hv, tls), acc in deltas.items():
                 rest = (code, method, proto, hv, tls)
-                if ep_s is not None:
+                if ep_s is not None and ep is not None:     # None: a mirror's copy
                     _merge(ep_s, ((ep,),) + rest, acc)
                 if router_s is not None:
                     for names in routers:

@@ -179,6 +179,8 @@ class Worker:
             from ..observability.metrics import Recorder
             self.recorder = Recorder(metrics)
             self.env.observers.append(self.recorder.observe)
+            from ..proxy import mirror
+            mirror.metering = self.recorder      # mirrors' copies, on their services
         # the access log (static accessLog): an observer of finished exchanges, its writer
         # thread started here, after the fork
         self.access_log = None
