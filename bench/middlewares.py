@@ -69,7 +69,22 @@ CASES = {
     "forwardauth": ({"forwardAuth": {"address": "http://127.0.0.1:{origin}/auth"}}, None,
                     200),
     "redirectscheme": ({"redirectScheme": {"scheme": "https"}}, None, 302),
+    "digestauth": None,         # filled below (needs a challenge round trip per request)
+    "encodedcharacters": ({"encodedCharacters": {}}, None, 200),
+    "contenttype": ({"contentType": {}}, None, 200),
+    # limits far above what the run reaches: the cost of the shared-memory bookkeeping
+    "ratelimit": ({"rateLimit": {"average": 100000000, "burst": 100000000}}, None, 200),
+    "inflightreq": ({"inFlightReq": {"amount": 100000}}, None, 200),
+    "circuitbreaker": ({"circuitBreaker": {"expression": "NetworkErrorRatio() > 0.5"}}, None,
+                       200),
+    "retry": ({"retry": {"attempts": 2}}, None, 200),
+    # a small body (under minResponseBodyBytes): the negotiation and head decision only;
+    # compressing itself is bench/compress_vs_nginx.py
+    "compress": ({"compress": {}}, "Accept-Encoding: gzip", 200),
+    "errors": ({"errors": {"status": ["500-599"], "query": "/small",
+                           "service": {"name": "origin", "port": 80}}}, None, 200),
 }
+del CASES["digestauth"]
 # paths per case: the ones that rewrite the path get a prefix they remove
 PATHS = {"stripprefix": "/p/small", "replacepathregex": "/p/small"}
 
@@ -92,6 +107,13 @@ endpoints: [{addresses: ["127.0.0.1"], conditions: {ready: true}}]""" % origin]
         spec = CASES[case][0]
         mws = ""
         if spec is not None:
+            users = spec.get("basicAuth", {}).get("users")
+            if users:
+                # the CRD reads credentials from a Secret (``users`` is the file provider's)
+                docs.append("apiVersion: v1\nkind: Secret\nmetadata: {name: %s-users, "
+                            "namespace: default}\ntype: Opaque\ndata: {users: %s}" % (
+                                case, base64.b64encode("\n".join(users).encode()).decode()))
+                spec = {"basicAuth": {"secret": case + "-users"}}
             text = json.dumps(spec).replace("{origin}", str(origin))
             docs.append("""apiVersion: traefik.io/v1alpha1
 kind: Middleware

@@ -262,6 +262,19 @@ cdef object _header_get(bytes raw, Field *fields, Py_ssize_t n, name):
     return None
 
 
+cdef list _header_values(bytes raw, Field *fields, Py_ssize_t n, name):
+    # every value of header ``name``, in order (an empty list when absent)
+    cdef bytes lname = (<bytes?>name).lower()
+    cdef const unsigned char *p = <const unsigned char *>PyBytes_AS_STRING(raw)
+    cdef Py_ssize_t k
+    cdef list out = []
+    for k in range(n):
+        if _ieq(p + fields[k].name.start, fields[k].name.stop - fields[k].name.start,
+                <const char *>lname, len(lname)):
+            out.append(_slice(raw, fields[k].value))
+    return out
+
+
 cdef list _connection_options(bytes raw, Field *fields, Py_ssize_t n):
     cdef const unsigned char *p = <const unsigned char *>PyBytes_AS_STRING(raw)
     cdef list out = []
@@ -865,6 +878,11 @@ cdef class Request:
         """The first value of header ``name`` (bytes, any case), or None."""
         return _header_get(self.raw, self.fields, self.n_fields, name)
 
+    def header_values(self, name):
+        """Every value of header ``name`` (bytes, any case), in order: [] when absent. Only
+        the matching values become objects (``headers`` builds the whole list)."""
+        return _header_values(self.raw, self.fields, self.n_fields, name)
+
     @property
     def connection_options(self):
         """Connection options other than close/keep-alive/upgrade (they name hop-by-hop headers)."""
@@ -970,6 +988,11 @@ cdef class Response:
     def header(self, name):
         """The first value of header ``name`` (bytes, any case), or None."""
         return _header_get(self.raw, self.fields, self.n_fields, name)
+
+    def header_values(self, name):
+        """Every value of header ``name`` (bytes, any case), in order: [] when absent. Only
+        the matching values become objects (``headers`` builds the whole list)."""
+        return _header_values(self.raw, self.fields, self.n_fields, name)
 
     @property
     def connection_options(self):

@@ -78,7 +78,8 @@ def matcher_spellings(syntax="v3"):
 
 
 cdef str _check_syntax(syntax):
-    if syntax is None or syntax == "" or syntax == "v3":
+    # "default": what Traefik's internal routers say (pkg/provider/traefik/internal.go), v3
+    if syntax is None or syntax == "" or syntax == "v3" or syntax == "default":
         return "v3"
     if syntax == "v2":
         return "v2"

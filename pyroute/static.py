@@ -191,9 +191,10 @@ _SUPPORTED = {
     "metrics.otlp.grpc.tls.cert": "",
     "metrics.otlp.grpc.tls.key": "",
     "metrics.otlp.grpc.tls.insecureSkipVerify": "",
-    "api.insecure": "the entry point traefik is the master's, not the workers'",
+    "api.insecure": "Traefik's internal routers on the entry point traefik (served by the "
+                    "workers, forwarded to the master), beside the IngressRoutes on it",
     "api.dashboard": "pyroute's own dashboard, not Traefik's web UI",
-    "api.basePath": "",
+    "api.basePath": "with api.insecure: warned, incompatible as in Traefik",
     "api.disableDashboardAd": "",
     "api.dashboardName": "",
 }
@@ -402,9 +403,10 @@ INTERNAL_ENTRY_POINT = "traefik"   # Traefik: static.DefaultInternalEntryPointNa
 class Api:
     """Traefik's static ``api`` section (pyroute.api serves it from the master).
 
-    ``entry_point``: with ``insecure``, the internal entry point ``traefik`` the master's API
-    listens on (``entryPoints.traefik`` when defined, else Traefik's default ``:8080``); it is
-    not among ``StaticConfig.entry_points`` (the workers never bind it)."""
+    ``entry_point``: with ``insecure``, the entry point ``traefik`` the API is served on
+    (``entryPoints.traefik`` when defined, else Traefik's default ``:8080``); it is among
+    ``StaticConfig.entry_points``: the workers serve it, routing the API's internal routers
+    to the master and the routers of manifests that use it to their services."""
     insecure: bool = False
     dashboard: bool = True           # Traefik's SetDefaults: true once ``api`` is present
     base_path: str = "/"
@@ -477,8 +479,9 @@ class StaticConfig:
     api: object = None                                 # Api, or None without ``api``
     ping: object = None                                # Ping, or None without ``ping``
     metrics: object = None                             # Metrics, or None without ``metrics``
-    # the internal entry point ``traefik`` when the master serves it (api.insecure, or ping /
-    # metrics.prometheus on it without manualRouting): not among ``entry_points``
+    # the internal entry point ``traefik`` when the master serves it (ping /
+    # metrics.prometheus on it without manualRouting, nobody defined it, no api.insecure):
+    # not among ``entry_points``
     internal_entry_point: object = None
 
     def default_entry_points(self):
@@ -1340,10 +1343,18 @@ def _build(tree, src, base_dir, source=""):
         # Traefik's entryPointModels: a default rule syntax gives every entry point a model
         eps = {n: dataclasses.replace(ep, has_model=True) for n, ep in eps.items()}
     crd = _providers(r, top.get("providers") or {}, base_dir)
-    api = _api(r, top["api"], eps) if "api" in top else None
+    api = _api(r, top["api"], eps, syntax) if "api" in top else None
+    if api is not None and api.insecure and api.base_path.rstrip("/"):
+        # Traefik's docs: basePath is incompatible with insecure (its router is
+        # PathPrefix(`/api`), its handler answers under basePath only)
+        warnings.append(src.error(("api", "basePath"), "api.basePath %r is incompatible with "
+                                  "api.insecure (as in Traefik): on the entry point traefik "
+                                  "the API's router takes /api, its handler answers only "
+                                  "under the base path; route to api@internal from an "
+                                  "IngressRoute instead" % api.base_path, severity="warning"))
     ping = _ping(r, top["ping"]) if "ping" in top else None
     metrics = _metrics(r, top["metrics"]) if "metrics" in top else None
-    internal = api.entry_point if api is not None else None
+    internal = None
     prom = metrics.prometheus if metrics is not None else None
     if internal is None and INTERNAL_ENTRY_POINT not in eps and any(
             x is not None and not x.manual_routing and x.entry_point == INTERNAL_ENTRY_POINT
@@ -1502,9 +1513,12 @@ def _otlp(r, o):
                                   (o.get("resourceAttributes") or {}).items()))
 
 
-def _api(r, m, eps):
-    """``api`` (normalized) -> Api; with ``insecure`` the ``traefik`` entry point moves out of
-    ``eps`` into the Api (the master serves it, not the workers)."""
+def _api(r, m, eps, syntax=""):
+    """``api`` (normalized) -> Api. With ``insecure`` the API is served on the entry point
+    ``traefik``, created as Traefik's SetEffectiveConfiguration creates it (``:8080``) when
+    not defined; it is a workers' entry point like any other: they route the API's internal
+    routers (pyroute.manifests api_internal) to the master, beside the routers of manifests
+    that use it."""
     base = m.get("basePath") or "/"
     if not base.startswith("/"):
         raise r.error(("api", "basePath"), "expected a path starting with \"/\" (got %r)"
@@ -1512,16 +1526,15 @@ def _api(r, m, eps):
     insecure = bool(m.get("insecure", False))
     ep = None
     if insecure:
-        ep = eps.pop(INTERNAL_ENTRY_POINT, None)
+        ep = eps.get(INTERNAL_ENTRY_POINT)
         if ep is None:
-            ep = EntryPoint(name=INTERNAL_ENTRY_POINT, host="", port=8080)
+            ep = EntryPoint(name=INTERNAL_ENTRY_POINT, host="", port=8080,
+                            has_model=bool(syntax))
             for other in eps.values():
                 if (other.host, other.port) == (ep.host, ep.port):
                     raise r.error(("entryPoints", other.name, "address"),
                                   "same address as entry point 'traefik' (api.insecure)")
-        if not eps:
-            raise r.error(("entryPoints",), "besides \"traefik\" (the API's, with "
-                          "api.insecure), at least one entry point is needed to serve routes")
+            eps[INTERNAL_ENTRY_POINT] = ep
     return Api(insecure=insecure, dashboard=bool(m.get("dashboard", True)), base_path=base,
                debug=bool(m.get("debug", False)),
                disable_dashboard_ad=bool(m.get("disableDashboardAd", False)),

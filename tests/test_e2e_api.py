@@ -100,20 +100,23 @@ def test_api_matches_check_dump_and_traefik_shapes(tmp_path):
         services = get_json(proxy, "/api/http/services")
         middlewares = get_json(proxy, "/api/http/middlewares")
         ours = {n: r for n, r in dump["http"]["routers"].items()}
-        # one source: every router/service/middleware of check --dump, field for field
-        api_routers = {r["name"]: r for r in routers if r["provider"] != "internal"}
+        # one source: every router/service/middleware of check --dump, field for field,
+        # Traefik's internal ones (api.insecure's routers on traefik) included
+        api_routers = {r["name"]: r for r in routers}
         assert set(api_routers) == set(ours)
+        assert {"api@internal", "dashboard@internal"} <= set(ours)
         for name, r in api_routers.items():
             assert {k: v for k, v in r.items() if k not in STRIP_ROUTER} == ours[name]
-            assert r["provider"] == "kubernetescrd"
+            assert r["provider"] == ("internal" if name.endswith("@internal") else
+                                     "kubernetescrd")
             assert r["priorityStr"] == str(ours[name].get("priority", 0))
             assert {k: v for k, v in raw["routers"][name].items() if k != "using"} == ours[name]
-        api_services = {s["name"]: s for s in services if s["provider"] != "internal"}
+        api_services = {s["name"]: s for s in services}
         assert set(api_services) == set(dump["http"]["services"])
         for name, s in api_services.items():
             assert {k: v for k, v in s.items() if k not in STRIP_SERVICE} == \
                 dump["http"]["services"][name]
-        api_mws = {m["name"]: m for m in middlewares if m["provider"] != "internal"}
+        api_mws = {m["name"]: m for m in middlewares}
         assert set(api_mws) == set(dump["http"]["middlewares"])
         for name, m in api_mws.items():
             assert {k: v for k, v in m.items() if k not in STRIP_MIDDLEWARE} == \
@@ -310,7 +313,13 @@ def test_pyroute_explain_is_the_cli_explain_on_the_running_config(tmp_path):
         os.kill(victim, 9)
         end = time.time() + 10
         while True:
-            w0 = get_json(proxy, "/api/pyroute/workers")[0]
+            try:
+                w0 = get_json(proxy, "/api/pyroute/workers")[0]
+            except OSError:
+                # the entry point traefik is the workers': a connection queued at the one
+                # killed is reset (as on any entry point), the next reaches the other
+                time.sleep(0.1)
+                continue
             if w0["pid"] not in (None, victim) and w0["alive"]:
                 break
             assert time.time() < end
@@ -323,36 +332,56 @@ def test_pyroute_explain_is_the_cli_explain_on_the_running_config(tmp_path):
 def test_dashboard_redirects_files_and_attacks(tmp_path):
     proxy = start(tmp_path, MANIFESTS)
     try:
+        here = "127.0.0.1:%d" % proxy.api_port
+        # Traefik's dashboard_redirect@internal: the request's own scheme, host and port
         status, headers, _ = get(proxy, "/")
-        assert (status, headers["Location"]) == (301, "/dashboard/")
-        status, headers, _ = get(proxy, "/dashboard")
-        assert (status, headers["Location"]) == (302, "/dashboard/")
-        # Traefik trusts X-Forwarded-Prefix from its upstream hop; here the client sends it
-        # straight to the master: it never decides where the redirect goes
-        status, headers, _ = get(proxy, "/dashboard", headers={
-            "X-Forwarded-Prefix": "//evil.example"})
-        assert headers["Location"] == "/dashboard/"
+        assert (status, headers["Location"]) == (301, "http://%s/dashboard/" % here)
+        # Traefik trusts X-Forwarded-Prefix from its upstream hop; here the client sends it:
+        # it never decides where the redirect goes
+        status, headers, _ = get(proxy, "/", headers={"X-Forwarded-Prefix": "//evil.example"})
+        assert headers["Location"] == "http://%s/dashboard/" % here
+        # a Host the redirect's regex does not take: no redirect, the dashboard's page
+        status, headers, body = get(proxy, "/", headers={"Host": "a b"})
+        assert status == 400 or (status == 200 and "Location" not in headers)
+        # /dashboard: dashboard_stripprefix@internal makes it /, the page itself
+        status, headers, body = get(proxy, "/dashboard")
+        assert status == 200 and b"<title>pyroute" in body
         status, headers, body = get(proxy, "/dashboard/")
         assert status == 200 and headers["Content-Type"].startswith("text/html")
         assert b"<title>pyroute" in body
         for asset in ("app.js", "style.css"):
             assert get(proxy, "/dashboard/" + asset)[0] == 200
         for bad in ("/dashboard/..%2fapi%2f__init__.py", "/dashboard/%2e%2e/api/handler.py",
-                    "/dashboard/../../static.py", "/dashboard/.hidden"):
-            assert get(proxy, bad)[0] == 404, bad
+                    "/dashboard/../../static.py", "/dashboard/.hidden",
+                    "/dashboard/%2e%2e%2fstatic.py", "/..%2fstatic.py"):
+            status, _, body = get(proxy, bad)
+            assert status in (400, 404) and b"import" not in body, bad
     finally:
         proxy.stop()
 
 
 def test_base_path_and_dashboard_off(tmp_path):
-    proxy = start(tmp_path, MANIFESTS, api="{insecure: true, basePath: /traefik, "
+    """basePath is for the API behind a route of the user's (Traefik's docs: incompatible
+    with api.insecure, whose router is PathPrefix(`/api`)): warned, and served as Traefik
+    serves it — through api@internal under the base path."""
+    manifests = MANIFESTS + (
+        "---\napiVersion: traefik.io/v1alpha1\nkind: IngressRoute\n"
+        "metadata: {name: api, namespace: default}\nspec:\n  entryPoints: [web]\n"
+        "  routes:\n    - {match: PathPrefix(`/traefik`), kind: Rule, services: "
+        "[{name: api@internal, kind: TraefikService}]}\n")
+    proxy = start(tmp_path, manifests, api="{insecure: true, basePath: /traefik, "
                                            "dashboard: false}")
     try:
-        assert get(proxy, "/traefik/api/version")[0] == 200
+        assert "api.basePath" in proxy.output() and "api.insecure" in proxy.output()
+        # on the entry point traefik: PathPrefix(`/api`) reaches a handler under /traefik
         assert get(proxy, "/api/version")[0] == 404
-        assert get(proxy, "/traefik/dashboard/")[0] == 404
-        assert get(proxy, "/traefik")[0] == 404
-        names = {r["name"] for r in get_json(proxy, "/traefik/api/http/routers")}
+        assert get(proxy, "/traefik/api/version")[0] == 404
+        assert get(proxy, "/dashboard/")[0] == 404
+        # through api@internal: the base path
+        import urllib.request as ur
+        with ur.urlopen("http://127.0.0.1:%d/traefik/api/http/routers" % proxy.port,
+                        timeout=10) as r:
+            names = {x["name"] for x in json.loads(r.read())}
         assert "api@internal" in names and "dashboard@internal" not in names
     finally:
         proxy.stop()
@@ -445,7 +474,9 @@ def test_api_entry_point_busy_is_a_clear_start_error(tmp_path):
     proxy.start(wait=False)
     try:
         assert proxy.proc.wait(30) == 1
-        assert "cannot listen on entry point traefik" in proxy.output()
+        # the workers' entry point (pyroute.server.listeners)
+        assert "entry point traefik: cannot listen on 127.0.0.1:%d" % proxy.api_port in \
+            proxy.output()
     finally:
         holder.close()
         proxy.stop()
@@ -501,13 +532,136 @@ def test_idle_and_slow_api_clients_never_hold_the_master(tmp_path):
     assert proxy.proc.returncode == 0
 
 
-def test_routers_on_the_api_entry_point_are_refused_with_the_reason(tmp_path):
+MAXINT = (1 << 63) - 1
+MAX_USER_PRIORITY = MAXINT - 1000          # Traefik's router.go maxUserPriority
+def traefik_ep_app(port):
+    return (backend_service("app", [port])
+            + "---\napiVersion: traefik.io/v1alpha1\nkind: IngressRoute\n"
+              "metadata: {name: on-traefik, namespace: default}\nspec:\n"
+              "  entryPoints: [traefik]\n  routes:\n"
+              "    - {match: Host(`app.localhost`), kind: Rule, services: [{name: app, port: "
+              "80}]}\n"
+              # the highest priority a manifest may give: still below the API's routers
+              "    - {match: Host(`top.localhost`), kind: Rule, priority: %d,\n"
+              "       services: [{name: app, port: 80}]}\n" % MAX_USER_PRIORITY)
+
+
+def _on_traefik(proxy, path, host):
+    return get(proxy, path, headers={"Host": host})
+
+
+def test_an_ingressroute_on_the_traefik_entry_point_beside_the_api(tmp_path):
+    """As in Traefik, the entry point ``traefik`` serves the API's internal router
+    (PathPrefix(`/api`) at MaxInt-1) and the IngressRoutes on it, priorities deciding: with
+    ``api.dashboard: false`` the IngressRoute's Host(`app.localhost`) takes every path but
+    /api. Served by the workers: the master holds no socket on the entry point."""
+    from e2e_backend import Backend
+    be = Backend("app")
+    proxy = start(tmp_path, traefik_ep_app(be.port), api="{insecure: true, dashboard: false}",
+                  workers=2)
+    try:
+        here = "127.0.0.1:%d" % proxy.api_port
+        for host in ("app.localhost", "top.localhost"):
+            for path in ("/hello", "/", "/dashboard/", "/ap"):
+                status, headers, body = _on_traefik(proxy, path, host)
+                assert status == 200 and headers["X-Backend"] == "app", (path, status, body)
+                assert json.loads(body)["target"] == path
+            # /api is the API's, whatever the host (MaxInt-1 above any user router)
+            status, headers, body = _on_traefik(proxy, "/api/version", host)
+            assert status == 200 and json.loads(body)["Codename"] == "pyroute", body
+            assert "X-Backend" not in headers
+            # PathPrefix is a string prefix (Traefik v3): /apix is the API's too
+            status, headers, _ = _on_traefik(proxy, "/apix", host)
+            assert status == 404 and "X-Backend" not in headers
+        status, _, body = _on_traefik(proxy, "/api/overview", here)
+        assert status == 200 and "http" in json.loads(body)
+        status, _, _ = _on_traefik(proxy, "/hello", here)      # no router: pyroute's 404
+        assert status == 404
+        # the API lists the routers on traefik as any other, and its internal one
+        routers = {r["name"]: r for r in get_json(proxy, "/api/http/routers")}
+        mine = {r["rule"]: r for r in routers.values() if r.get("provider") != "internal"}
+        assert mine["Host(`app.localhost`)"]["using"] == ["traefik"]
+        assert mine["Host(`app.localhost`)"]["status"] == "enabled"
+        assert routers["api@internal"]["using"] == ["traefik"]
+        assert routers["api@internal"]["priority"] == MAXINT - 1
+        assert "dashboard@internal" not in routers
+        ex = get_json(proxy, "/api/pyroute/explain?url=http://app.localhost/api/version"
+                             "&entrypoint=traefik")
+        assert ex["router"] == "api@internal", ex
+        # check says nothing against the routers on traefik
+        out = subprocess.run([sys.executable, "-m", "pyroute", "check", "-c",
+                              str(proxy.static), str(proxy.mdir)], capture_output=True,
+                             text=True, cwd=str(REPO), timeout=120)
+        assert out.returncode == 0 and "doesn't exist" not in out.stdout, out.stdout
+        listening = subprocess.run(["ss", "-Hltnp", "sport = :%d" % proxy.api_port],
+                                   capture_output=True, text=True).stdout
+        assert "pid=%d," % proxy.proc.pid not in listening and "pid=" in listening, \
+            listening
+    finally:
+        proxy.stop()
+        be.close()
+
+
+def test_the_dashboards_router_takes_the_traefik_entry_point(tmp_path):
+    """With the dashboard on, Traefik's dashboard@internal router (PathPrefix(`/`) at
+    MaxInt-2, behind dashboard_redirect@internal and dashboard_stripprefix@internal) is
+    above any router a manifest may write (at most MaxInt-1000): an IngressRoute on
+    ``traefik`` is enabled, and the dashboard answers its requests — as Traefik does."""
+    from e2e_backend import Backend
+    be = Backend("app")
+    proxy = start(tmp_path, traefik_ep_app(be.port), workers=2)
+    try:
+        here = "127.0.0.1:%d" % proxy.api_port
+        for host in (here, "app.localhost", "top.localhost"):
+            status, _, body = _on_traefik(proxy, "/api/version", host)
+            assert status == 200 and json.loads(body)["Codename"] == "pyroute", body
+            status, headers, body = _on_traefik(proxy, "/dashboard/", host)
+            assert status == 200 and b"pyroute dashboard" in body, (status, body)
+            assert b'content="/api/"' in body
+            status, headers, body = _on_traefik(proxy, "/dashboard/app.js", host)
+            assert status == 200 and headers["Content-Type"].startswith("text/javascript")
+            # /dashboard (no slash): stripped to /, the page itself (dashboard.Handler)
+            status, _, body = _on_traefik(proxy, "/dashboard", host)
+            assert status == 200 and b"pyroute dashboard" in body
+            # anything else: the dashboard's file server, never the app
+            status, headers, body = _on_traefik(proxy, "/hello", host)
+            assert status == 404 and body == b"404 page not found\n"
+            assert "X-Backend" not in headers
+        # / gets the dashboard_redirect middleware's 301 (Traefik's regex: the request's
+        # own host and port)
+        for host in (here, "app.localhost"):
+            status, headers, _ = _on_traefik(proxy, "/", host)
+            assert status == 301 and headers["Location"] == "http://%s/dashboard/" % host
+        assert not be.requests
+        routers = {r["name"]: r for r in get_json(proxy, "/api/http/routers")}
+        assert routers["dashboard@internal"]["priority"] == MAXINT - 2
+        assert routers["dashboard@internal"]["middlewares"] == [
+            "dashboard_redirect@internal", "dashboard_stripprefix@internal"]
+        mine = [r for r in routers.values() if r.get("rule") == "Host(`top.localhost`)"]
+        assert mine[0]["status"] == "enabled" and mine[0]["priority"] == MAX_USER_PRIORITY
+        ex = get_json(proxy, "/api/pyroute/explain?url=http://top.localhost/hello"
+                             "&entrypoint=traefik")
+        assert ex["router"] == "dashboard@internal", ex
+        assert mine[0]["name"] in [m["router"] for m in ex["matched"]]
+    finally:
+        proxy.stop()
+        be.close()
+
+
+def test_traefik_entry_point_created_when_not_defined(tmp_path):
+    """api.insecure without entryPoints.traefik: Traefik creates it on :8080; it is a
+    workers' entry point here too (an IngressRoute on it is not refused)."""
+    from pyroute.static import load_static
     static_file = tmp_path / "s.yaml"
-    static_file.write_text(static(free_port(), free_port()))
-    (tmp_path / "m.yaml").write_text(MANIFESTS.replace("entryPoints: [web]",
-                                                       "entryPoints: [traefik]"))
+    static_file.write_text("entryPoints:\n  web: {address: \":%d\"}\napi: {insecure: true}\n"
+                           % free_port())
+    st = load_static(str(static_file))
+    assert st.entry_points["traefik"].port == 8080 and st.entry_points["traefik"].host == ""
+    assert st.internal_entry_point is None
+    assert st.default_entry_points() == ["web"]
+    (tmp_path / "m.yaml").write_text(traefik_ep_app(18998))
     out = subprocess.run([sys.executable, "-m", "pyroute", "check", "-c", str(static_file),
                           str(tmp_path / "m.yaml")], capture_output=True, text=True,
                          cwd=str(REPO), timeout=120)
-    assert "entryPoint 'traefik' doesn't exist (known: web); with api.insecure the entry " \
-           "point 'traefik' serves only the API" in out.stdout
+    assert "doesn't exist" not in out.stdout, out.stdout
+    assert out.returncode == 0, out.stdout + out.stderr

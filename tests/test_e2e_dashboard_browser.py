@@ -100,6 +100,12 @@ def test_dashboard_shows_the_api_and_explains(tmp_path, browser):
                 assert err in cells[1].text
             for mw in r.get("middlewares", ()):
                 assert mw in cells[6].text
+        # no metrics in this configuration: the Traffic column says so on every row
+        assert "metrics.prometheus" in get_json(proxy, "/api/pyroute/rates")["reason"]
+        wait(browser, lambda d: all(
+            tr.find_elements(By.TAG_NAME, "td")[8].text == "metrics off"
+            for tr in rows(d, "routers-list-table").values()), what="metrics off")
+        assert "metrics off" in browser.find_element(By.ID, "rates-note").text
         # services with their servers' health; middlewares and who uses them
         api_services = {s["name"]: s for s in get_json(proxy, "/api/http/services")}
         shown = rows(browser, "services-list-table")
@@ -170,3 +176,67 @@ def test_dashboard_shows_the_api_and_explains(tmp_path, browser):
         print("screenshots in", tmp_path)
     finally:
         proxy.stop()
+
+
+def test_dashboard_shows_request_and_error_rates(tmp_path, browser):
+    """With metrics on: after a known mix of 200/404/500 the router and service rows show
+    the rates the API computes, and follow new traffic without a page reload."""
+    from selenium.webdriver.common.by import By
+    from e2e_backend import Backend
+    from test_e2e_api_rates import METRICS, load, manifests, router_names, send, wait_rates
+    be = Backend("be")
+    proxy = start(tmp_path, manifests(be.port), extra=METRICS, workers=2)
+    try:
+        names = router_names(proxy)
+        browser.get("http://127.0.0.1:%d/dashboard/" % proxy.api_port)
+        wait(browser, lambda d: d.find_element(By.TAG_NAME, "body").get_attribute(
+            "data-loaded"), what="first load")
+        load(proxy.port)
+        wait_rates(proxy, names["c"], 3)
+
+        def cell(d, table, name):
+            return rows(d, table)[name].find_element(By.CSS_SELECTOR, "div.rates")
+
+        def shows(table, name, requests, share4xx, share5xx):
+            def ok(d):
+                c = cell(d, table, name)
+                if c.get_attribute("data-requests") != str(requests):
+                    return False
+                minute = c.find_element(By.CSS_SELECTOR, ".rate-1m").text
+                return ("4xx %.1f%%" % (100 * share4xx) in minute and
+                        "5xx %.1f%%" % (100 * share5xx) in minute and
+                        "%d req in" % requests in minute) and minute
+            return wait(browser, ok, what="%s %s shows %d requests" % (table, name, requests))
+
+        shows("routers-list-table", names["a"], 20, 0.3, 0.2)
+        shows("routers-list-table", names["b"], 5, 0.0, 0.0)
+        shows("routers-list-table", names["c"], 3, 1.0, 0.0)
+        shows("services-list-table", names["a service"] + "@kubernetescrd", 20, 0.3, 0.2)
+        shows("services-list-table", names["b service"] + "@kubernetescrd", 8, 0.375, 0.0)
+        # req/s: the window's requests over its seconds (the API's numbers, a poll ago)
+        minute = cell(browser, "routers-list-table", names["a"]).find_element(
+            By.CSS_SELECTOR, ".rate-1m").text
+        words = minute.split()                 # 1m R req/s 4xx P 5xx P N req in Ss
+        assert words[0] == "1m" and words[2] == "req/s" and words[-1].endswith("s"), minute
+        seconds = int(words[-1][:-1])
+        assert 20 / (seconds + 0.6) - 0.01 <= float(words[1]) <= 20 / max(seconds - 0.6, 0.1) \
+            + 0.01, minute
+        assert "4xx and 5xx" in browser.find_element(By.ID, "rates-note").text
+        browser.execute_script("document.getElementById('routers').scrollIntoView()")
+        browser.save_screenshot(str(tmp_path / "dashboard-rates.png"))
+        # live: more traffic shows up without reloading the page
+        assert list(send(proxy.port, "a.test", "/status/500", 5)) == [500] * 5
+        shows("routers-list-table", names["a"], 25, 0.24, 0.36)
+        # on a phone the Traffic cell fits its card (no horizontal scrolling)
+        browser.set_window_size(390, 844)
+        time.sleep(0.3)
+        width = browser.execute_script("return document.documentElement.scrollWidth")
+        assert width <= 390 + 1, width
+        browser.execute_script("document.querySelector('#routers-list div.rates')"
+                               ".scrollIntoView()")
+        browser.save_screenshot(str(tmp_path / "dashboard-rates-phone.png"))
+        assert (tmp_path / "dashboard-rates.png").stat().st_size > 10000
+        print("screenshots in", tmp_path)
+    finally:
+        proxy.stop()
+        be.close()

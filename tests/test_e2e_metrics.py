@@ -385,9 +385,10 @@ def test_traefik_prometheus_table_and_real_prometheus(metered, tmp_path):
             prom.kill()
 
 
-def test_master_served_traefik_entry_point(tmp_path):
-    """With api.insecure the master serves the traefik entry point: /ping and /metrics are
-    answered there by the master (beside /api), 503 once it drains."""
+def test_traefik_entry_point_with_the_api_ping_and_metrics(tmp_path):
+    """With api.insecure the workers serve the traefik entry point (as Traefik, one entry
+    point for the internal routers and the IngressRoutes on it): /ping and /metrics are
+    routed there to the master (beside /api), /ping 503 once it drains."""
     be = HealthBackend("be")
     tport = free_port()
     proxy = Pyroute(tmp_path, backend_service("be", [be.port]) + """
@@ -405,18 +406,21 @@ spec:
     proxy.static.write_text(
         "entryPoints:\n  web:\n    address: \"127.0.0.1:%d\"\n"
         "    transport: {lifeCycle: {requestAcceptGraceTimeout: 3s, graceTimeOut: 2s}}\n"
-        "  traefik: {address: \"127.0.0.1:%d\"}\n"
+        "  traefik:\n    address: \"127.0.0.1:%d\"\n"
+        "    transport: {lifeCycle: {requestAcceptGraceTimeout: 3s, graceTimeOut: 2s}}\n"
         "api: {insecure: true}\nping: {}\nmetrics: {prometheus: {}}\nlog: {level: INFO}\n"
         % (proxy.port, tport))
     try:
         proxy.start()
-        assert "entry point traefik (served by the master)" in proxy.output()
+        assert "entry point traefik (served by the master)" not in proxy.output()
+        assert "entry point traefik listening on http://127.0.0.1:%d" % tport in \
+            proxy.output()
         for _ in range(3):
             assert _req(proxy.port)[0] == 200
         samples, _ = wait_for(tport, lambda s: value(
             s, "traefik_entrypoint_requests_total", entrypoint="web") >= 3)
         assert value(samples, "traefik_entrypoint_requests_total", entrypoint="web") == 3
-        # the master's routes on traefik are not requests of a worker: not counted
+        # the internal routers on traefik are not metered (metrics.addInternals off)
         assert not series(samples, "traefik_entrypoint_requests_total", entrypoint="traefik")
         assert _http(tport, "/ping")[::2] == (200, b"OK")
         assert _http(tport, "/api/version")[0] == 200          # the API beside them

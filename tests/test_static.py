@@ -561,18 +561,29 @@ def test_api_section_defaults_and_traefik_entry_point():
     assert (s.api.insecure, s.api.dashboard, s.api.base_path, s.api.debug) == (
         False, True, "/", False)                      # Traefik's API.SetDefaults
     assert s.api.entry_point is None
-    # insecure: the internal entry point "traefik", ":8080" unless defined; the master's
+    # insecure: the entry point "traefik", ":8080" unless defined (Traefik's
+    # SetEffectiveConfiguration); the workers', never a default one
     s = static_from_mapping({"entryPoints": {"web": {"address": ":80"}},
                              "api": {"insecure": True}})
     assert (s.api.entry_point.name, s.api.entry_point.host, s.api.entry_point.port) == (
         "traefik", "", 8080)
-    assert list(s.entry_points) == ["web"]
+    assert list(s.entry_points) == ["web", "traefik"]
+    assert s.entry_points["traefik"] is s.api.entry_point
+    assert s.default_entry_points() == ["web"] and s.internal_entry_point is None
+    assert not s.warnings
     s = static_from_mapping({"entryPoints": {"web": {"address": ":80"},
                                              "traefik": {"address": "127.0.0.1:9000"}},
                              "api": {"insecure": True, "dashboard": False,
                                      "basePath": "/x", "debug": True}})
-    assert s.api.entry_point.port == 9000 and list(s.entry_points) == ["web"]
+    assert s.api.entry_point.port == 9000 and list(s.entry_points) == ["web", "traefik"]
     assert (s.api.dashboard, s.api.base_path, s.api.debug) == (False, "/x", True)
+    # basePath with insecure: Traefik's docs say incompatible; warned, never refused
+    assert [w.field for w in s.warnings] == ["api.debug", "api.basePath"]
+    assert "incompatible with api.insecure" in s.warnings[1].message
+    # only "traefik" (api.insecure needs no other entry point, as in Traefik)
+    s = static_from_mapping({"entryPoints": {"traefik": {"address": ":9000"}},
+                             "api": {"insecure": True}})
+    assert list(s.entry_points) == ["traefik"] and s.default_entry_points() == []
 
 
 def test_api_section_errors_name_the_key():

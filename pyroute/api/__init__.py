@@ -1,11 +1,12 @@
 """Traefik's API (``api`` in the static configuration), served by the master.
 
 ``start(config)`` returns the :class:`~pyroute.api.handler.Api` state and its listening
-servers: on the ``traefik`` entry point with ``api.insecure``, and always (with ``api``) on a
-unix socket in a private folder (mode 0700) that the workers forward ``api@internal`` to —
-the service Traefik users route to from an IngressRoute, usually behind a middleware; only
-this user's processes can reach that socket, so a middleware in front of ``api@internal`` is
-never bypassed over the network. ``prepare()`` picks the socket's path before the
+servers: unix sockets in a private folder (mode 0700) that the workers forward
+``api@internal`` and ``dashboard@internal`` to — the services of Traefik's internal routers
+on the entry point ``traefik`` with ``api.insecure`` (the workers serve that entry point,
+beside the routers of manifests on it), and the service Traefik users route to from an
+IngressRoute, usually behind a middleware; only this user's processes can reach that socket,
+so a middleware in front of ``api@internal`` is never bypassed over the network. ``prepare()`` picks the socket's path before the
 configuration is loaded (workers compile ``api@internal`` against it, see
 pyroute.proxy.snapshot); without it (``pyroute check``) the service compiles to a pool that
 answers 502. The master then keeps the state current: ``api.reloaded(config, trigger)`` /
@@ -34,9 +35,10 @@ def prepare():
 
 
 def internal_socket(kind="api"):
-    """The internal socket's path for ``kind`` (``api``, ``ping``, ``prometheus``: one socket
-    each, so what a request reaches is decided by the service it was routed to, never by a
-    header the client sent), or None when no ``pyroute run`` prepared one."""
+    """The internal socket's path for ``kind`` (``api``, ``dashboard``, ``ping``,
+    ``prometheus``: one socket each, so what a request reaches is decided by the service it
+    was routed to, never by a header the client sent), or None when no ``pyroute run``
+    prepared one."""
     if _socket_path is None:
         return None
     if kind == "api":
@@ -45,7 +47,7 @@ def internal_socket(kind="api"):
     return os.path.join(os.path.dirname(_socket_path), kind + ".sock")
 
 
-_KINDS = ("api", "ping", "prometheus")
+_KINDS = ("api", "dashboard", "ping", "prometheus")
 
 
 def cleanup():
@@ -69,8 +71,10 @@ def needed(static):
 
 def start(config, store=None):
     """``(api, endpoints, servers)``; ``store``: the master's metrics
-    (pyroute.observability.metrics.Store) when ``metrics.prometheus`` is set. Raises OSError
-    when the ``traefik`` entry point cannot be bound."""
+    (pyroute.observability.metrics.Store) when ``metrics.prometheus`` is set (the API then
+    reports rates from it). ``servers``: what to ``stop()`` when pyroute stops. Raises OSError
+    when the master's own ``traefik`` entry point (ping / prometheus only) cannot be
+    bound."""
     from .._version import __version__
     from ..observability.endpoints import Endpoints
     from .server import ApiServer
@@ -82,16 +86,22 @@ def start(config, store=None):
     api = Api(config, settings, __version__) if settings is not None else None
     endpoints = Endpoints(config.static, api, store)
     servers = []
+    if api is not None and store is not None:
+        # /api/pyroute/rates: the sampler is stopped with the servers
+        from ..observability.rates import Rates
+        api.rates = Rates(store).start()
+        servers.append(api.rates)
     if _socket_path is not None:
         for kind, on in (("api", api is not None),
+                         ("dashboard", api is not None and settings.dashboard),
                          ("ping", getattr(config.static, "ping", None) is not None),
                          ("prometheus", store is not None)):
             if on:
                 servers.append(ApiServer(endpoints, None, unix_path=internal_socket(kind),
                                          internal=kind).start())
+    # the master listens on ``traefik`` only for ping / prometheus without api.insecure (an
+    # entry point nobody defined); with api.insecure the workers serve it (pyroute.static)
     internal_ep = getattr(config.static, "internal_entry_point", None)
-    if internal_ep is None and settings is not None and settings.insecure:
-        internal_ep = settings.entry_point
     if internal_ep is not None:
         servers.append(ApiServer(endpoints, internal_ep).start())
     return api, endpoints, servers

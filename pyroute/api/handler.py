@@ -154,6 +154,7 @@ class Api:
         self.model = Model(config, 1)
         self.health = None        # pyroute.server.health.HealthChecks (set by the master)
         self.slots = ()           # the master's worker slots
+        self.rates = None         # pyroute.observability.rates.Rates, with metrics
         self.explainer = None     # (generation, Explainer), built on first use
         self.last_reload = {"ok": True, "trigger": "start", "time": self.start_date,
                             "generation": 1, "error": None}
@@ -356,6 +357,9 @@ class Api:
                 _problem(e) for e in m.config.errors]))
         if what == "workers":
             return _json([_slot(s) for s in self.slots])
+        if what == "rates":
+            from ..observability.rates import OFF
+            return _json(self.rates.report() if self.rates is not None else OFF)
         return _not_found()
 
     def explain(self, req):
@@ -405,8 +409,21 @@ class Api:
             return code, [("Location", base + "/dashboard/")], b""
         if not path.startswith("/dashboard/"):
             return _not_found()
-        name = path[len("/dashboard/"):] or "index.html"
-        name = unquote(name)
+        return self._asset(unquote(path[len("/dashboard/"):]) or "index.html")
+
+    def dashboard_asset(self, method, target):
+        """``dashboard@internal`` (Traefik's dashboard.Handler): the dashboard's files at
+        the root, ``/`` the page itself — what the internal router ``dashboard@internal``
+        reaches on the entry point ``traefik``, its stripprefix middleware having taken
+        ``/dashboard`` off."""
+        if method not in ("GET", "HEAD"):
+            return 405, [], b""
+        path = urlsplit(target).path
+        if not path.startswith("/"):
+            return _not_found()
+        return self._asset(unquote(path[1:]) or "index.html")
+
+    def _asset(self, name):
         if "/" in name or "\\" in name or name.startswith(".") or "\0" in name:
             return _not_found()
         full = os.path.join(DASHBOARD_DIR, name)
@@ -416,7 +433,7 @@ class Api:
         except OSError:
             return _not_found()
         if name == "index.html":
-            data = data.replace(b"{{ .APIUrl }}", (base + "/api/").encode())
+            data = data.replace(b"{{ .APIUrl }}", (self.base + "/api/").encode())
         ctype = _CONTENT_TYPES.get(os.path.splitext(name)[1], "application/octet-stream")
         return 200, [("Content-Type", ctype), ("Cache-Control", "no-cache"),
                      ("X-Content-Type-Options", "nosniff"),

@@ -13,7 +13,6 @@ health checker on each request (``server_status``).
 import copy
 
 INTERNAL = "internal"
-_MAXINT = (1 << 63) - 1
 # Traefik: the type is the (lower-cased) name of the one field set
 SERVICE_TYPES = ("loadBalancer", "weighted", "mirroring", "failover", "highestRandomWeight")
 _NOT_MIDDLEWARE = {"status", "error", "usedBy"}
@@ -120,42 +119,6 @@ def entry_point_json(ep):
     return out
 
 
-def _internal(api, entry_points):
-    """Traefik's internal provider for ``api`` (routers only with ``insecure``)."""
-    routers, services, middlewares = {}, {}, {}
-    ep = api.entry_point.name if api.entry_point is not None else "traefik"
-    if api.insecure:
-        routers["api@internal"] = {"entryPoints": [ep], "service": "api@internal",
-                                   "rule": "PathPrefix(`/api`)", "ruleSyntax": "default",
-                                   "priority": _MAXINT - 1}
-        if api.dashboard:
-            routers["dashboard@internal"] = {
-                "entryPoints": [ep],
-                "middlewares": ["dashboard_redirect@internal", "dashboard_stripprefix@internal"],
-                "service": "dashboard@internal", "rule": "PathPrefix(`/`)",
-                "ruleSyntax": "default", "priority": _MAXINT - 2}
-            middlewares["dashboard_redirect@internal"] = {"redirectRegex": {
-                "regex": "^(http:\\/\\/(\\[[\\w:.]+\\]|[\\w\\._-]+)(:\\d+)?)\\/$",
-                "replacement": "${1}/dashboard/", "permanent": True}}
-            middlewares["dashboard_stripprefix@internal"] = {"stripPrefix": {
-                "prefixes": ["/dashboard/", "/dashboard"]}}
-        if api.debug:
-            routers["debug@internal"] = {"entryPoints": [ep], "service": "api@internal",
-                                         "rule": "PathPrefix(`/debug`)",
-                                         "ruleSyntax": "default", "priority": _MAXINT - 1}
-    services["api@internal"] = {}
-    if api.dashboard:
-        services["dashboard@internal"] = {}
-    services["noop@internal"] = {}
-    for r in routers.values():
-        r["status"] = "enabled"
-    for s in services.values():
-        s["status"] = "enabled"
-    for m in middlewares.values():
-        m["status"] = "enabled"
-    return routers, services, middlewares
-
-
 def _full(name, provider):
     return name if "@" in name else "%s@%s" % (name, provider)
 
@@ -198,10 +161,12 @@ class Model:
         if api is not None:
             if api.entry_point is not None:
                 self.entry_points[api.entry_point.name] = api.entry_point
-            r, s, m = _internal(api, self.entry_points)
-            routers.update(r)
-            services.update(s)
-            middlewares.update(m)
+            # the configuration has them (pyroute.manifests api_internal, one source); a
+            # configuration pickled by an older pyroute may not
+            from ..manifests import api_internal
+            for have, extra in zip((routers, services, middlewares), api_internal(api)):
+                for k, v in extra.items():
+                    have.setdefault(k, v)
         defaults = static.default_entry_points()
         for name, rt in routers.items():
             rt.setdefault("status", "enabled")

@@ -6,7 +6,7 @@
   "use strict";
   var API = document.querySelector('meta[name="api-url"]').content;
   if (!API || API.indexOf("{{") === 0) { API = "../api/"; }
-  var state = { key: null, routers: [] };
+  var state = { key: null, routers: [], services: [], rates: null };
 
   function h(tag, attrs) {
     var el = document.createElement(tag);
@@ -92,7 +92,7 @@
     var rows = state.routers.filter(function (r) {
       return !q || r.name.toLowerCase().indexOf(q) >= 0 || (r.rule || "").toLowerCase().indexOf(q) >= 0;
     });
-    table("routers-list", ["Status", "Router", "Rule", "Priority", "Entry points", "TLS", "Middlewares", "Service"], rows.map(function (r) {
+    table("routers-list", ["Status", "Router", "Rule", "Priority", "Entry points", "TLS", "Middlewares", "Service", "Traffic"], rows.map(function (r) {
       return { attrs: { "data-name": r.name, "class": "router is-" + r.status }, cells: [
         badge(r.status),
         h("div", null, h("code", { text: r.name }), (r.error || []).map(function (e) { return h("div", { "class": "err", text: e }); })),
@@ -101,11 +101,12 @@
         chips(r.using || r.entryPoints, "nowrap"),
         r.tls ? h("span", null, badge("TLS", "ok"), " ", h("span", { "class": "mono", text: "options " + (r.tls.options || "default") + (r.tls.certResolver ? ", resolver " + r.tls.certResolver : "") })) : h("span", { "class": "muted", text: "no" }),
         chips(r.middlewares),
-        h("code", { text: r.service || "" })] };
+        h("code", { text: r.service || "" }),
+        rateCell("routers", r.name)] };
     }));
   }
-  function renderServices(services) {
-    table("services-list", ["Status", "Service", "Type", "Servers", "Used by"], services.map(function (s) {
+  function renderServices() {
+    table("services-list", ["Status", "Service", "Type", "Servers", "Used by", "Traffic"], state.services.map(function (s) {
       var servers = ((s.loadBalancer || {}).servers || []).map(function (srv) {
         var st = (s.serverStatus || {})[srv.url];
         return h("div", { "class": "server" }, st ? badge(st) : badge("not built", "muted"), " ", h("code", { text: srv.url }));
@@ -128,7 +129,8 @@
         h("div", null, h("code", { text: s.name }), (s.error || []).map(function (e) { return h("div", { "class": "err", text: e }); })),
         h("span", { text: s.type || "" }),
         h("div", null, servers, children, (!servers.length && !children.length) ? h("span", { "class": "muted", text: "-" }) : null),
-        chips(s.usedBy)] };
+        chips(s.usedBy),
+        rateCell("services", s.name)] };
     }));
   }
   function renderMiddlewares(mws) {
@@ -175,6 +177,49 @@
         w.alive ? badge("alive", "ok") : badge(w.givenUp ? "given up" : "restarting", "bad"),
         String(w.restarts)] };
     }));
+  }
+
+  // -- request and error rates (/api/pyroute/rates, from the master's metrics) -------------
+  function pct(x) { return (100 * x).toFixed(1) + "%"; }
+  function rateLine(w, name) {
+    return h("div", { "class": "rate-" + name },
+      h("span", { "class": "mono", text: name + " " + w.perSecond.toFixed(2) + " req/s" }), " ",
+      badge("4xx " + pct(w.share4xx), w.share4xx ? "warning" : "muted"), " ",
+      badge("5xx " + pct(w.share5xx), w.share5xx ? "error" : "muted"), " ",
+      h("span", { "class": "muted", text: w.requests + " req in " + Math.round(w.seconds) + "s" }));
+  }
+  function fillRate(td, kind, name) {
+    td.textContent = "";
+    var r = state.rates;
+    if (!r) { td.appendChild(h("span", { "class": "muted", text: "…" })); return; }
+    if (!r.enabled) { td.appendChild(h("span", { "class": "muted metrics-off", title: r.reason, text: "metrics off" })); return; }
+    var row = (r[kind] || {})[name];
+    if (!row) { td.appendChild(h("span", { "class": "muted", text: "no requests" })); return; }
+    td.setAttribute("data-requests", String(row.total.requests));
+    r.windows.forEach(function (w) { td.appendChild(rateLine(row[w], w)); });
+  }
+  function rateCell(kind, name) {
+    var span = h("div", { "class": "rates", "data-kind": kind });
+    fillRate(span, kind, name);
+    return span;
+  }
+  function refreshRates() {
+    // metrics are a static setting: once off, they stay off until pyroute restarts
+    if (state.rates && !state.rates.enabled) { return Promise.resolve(); }
+    return get("pyroute/rates").then(function (r) {
+      state.rates = r;
+      var note = document.getElementById("rates-note");
+      note.textContent = r.enabled ? "Traffic: requests per second and the share of 4xx and 5xx answers over the last " + r.windows.join(" and ") + ", from pyroute's metrics."
+        : "Traffic: metrics off — " + r.reason + ".";
+      ["routers", "services"].forEach(function (kind) {
+        var rows = document.querySelectorAll("#" + kind + "-list tbody tr");
+        Array.prototype.forEach.call(rows, function (tr) {
+          var cell = tr.querySelector("div.rates");
+          if (cell) { fillRate(cell, kind, tr.getAttribute("data-name")); }
+        });
+      });
+      document.body.setAttribute("data-rates", String(Date.now()));
+    });
   }
 
   // -- explain -----------------------------------------------------------------------------
@@ -248,7 +293,7 @@
       .then(function (r) {
         renderOverview(r[0]); renderEntryPoints(r[1]);
         state.routers = r[2]; renderRouters();
-        renderServices(r[3]); renderMiddlewares(r[4]); renderReload(r[5]); renderWorkers(r[6]);
+        state.services = r[3]; renderServices(); renderMiddlewares(r[4]); renderReload(r[5]); renderWorkers(r[6]);
         document.getElementById("version").textContent = "v" + r[7].Version;
         document.body.setAttribute("data-loaded", String(state.generation));
       });
@@ -260,8 +305,9 @@
       if (key !== state.key) {
         state.key = key;
         state.generation = g.generation;
-        return loadAll();
+        return loadAll().then(refreshRates);
       }
+      return refreshRates();
     }).catch(function (e) {
       document.getElementById("live").textContent = "API unreachable: " + (e.message || e);
     }).then(function () { setTimeout(poll, 2000); });

@@ -122,16 +122,18 @@ def load(paths=(), static=None):
 
 def _internal_routers(dynamic, static):
     """Traefik's internal provider (pkg/provider/traefik/internal.go pingConfiguration,
-    prometheusConfiguration): without ``manualRouting``, a router ``ping@internal`` /
-    ``prometheus@internal`` on the configured entry point, rule PathPrefix(`/ping`) /
-    PathPrefix(`/metrics`), priority MaxInt. On the internal entry point ``traefik`` when
-    the master serves it (``static.internal_entry_point``: not among ``entry_points``) the
-    master answers them itself (pyroute.api); on a workers' entry point the workers route
-    them to the master."""
+    prometheusConfiguration, apiConfiguration): without ``manualRouting``, a router
+    ``ping@internal`` / ``prometheus@internal`` on the configured entry point, rule
+    PathPrefix(`/ping`) / PathPrefix(`/metrics`), priority MaxInt; with ``api.insecure`` the
+    API's routers on the entry point ``traefik`` (``api_internal``). On the internal entry
+    point ``traefik`` when the master serves it (``static.internal_entry_point``: not among
+    ``entry_points``, for ping / prometheus without ``api.insecure``) the master answers them
+    itself (pyroute.api); on a workers' entry point the workers route them to the master."""
     from ..static import MAX_INT
     http = dynamic.setdefault("http", {})
     routers = http.setdefault("routers", {})
     services = http.setdefault("services", {})
+    middlewares = http.setdefault("middlewares", {})
     prom = getattr(getattr(static, "metrics", None), "prometheus", None)
     for name, section, rule in (("ping", getattr(static, "ping", None), "PathPrefix(`/ping`)"),
                                 ("prometheus", prom, "PathPrefix(`/metrics`)")):
@@ -146,6 +148,52 @@ def _internal_routers(dynamic, static):
             "priority": MAX_INT, "status": "enabled",
             "observability": {"accessLogs": True, "metrics": True, "tracing": True,
                               "traceVerbosity": "minimal"}}
+    api = getattr(static, "api", None)
+    if api is not None:
+        r, s, m = api_internal(api)
+        routers.update(r)
+        services.update(s)
+        middlewares.update(m)
+
+
+def api_internal(api):
+    """(routers, services, middlewares) Traefik's internal provider adds for the static
+    ``api`` (apiConfiguration): routers only with ``insecure``, on the entry point
+    ``traefik`` — ``api@internal`` PathPrefix(`/api`) at MaxInt-1 and, with the dashboard,
+    ``dashboard@internal`` PathPrefix(`/`) at MaxInt-2 behind ``dashboard_redirect@internal``
+    (``/`` -> ``/dashboard/``, 301) and ``dashboard_stripprefix@internal``; a router of a
+    manifest on ``traefik`` with a higher priority wins over them, as in Traefik. The
+    workers forward the services to the master (pyroute.api)."""
+    from ..static import INTERNAL_ENTRY_POINT, MAX_INT
+    routers, services, middlewares = {}, {}, {}
+    ep = INTERNAL_ENTRY_POINT
+    if api.insecure:
+        routers["api@internal"] = {"entryPoints": [ep], "service": "api@internal",
+                                   "rule": "PathPrefix(`/api`)", "ruleSyntax": "default",
+                                   "priority": MAX_INT - 1}
+        if api.dashboard:
+            routers["dashboard@internal"] = {
+                "entryPoints": [ep],
+                "middlewares": ["dashboard_redirect@internal", "dashboard_stripprefix@internal"],
+                "service": "dashboard@internal", "rule": "PathPrefix(`/`)",
+                "ruleSyntax": "default", "priority": MAX_INT - 2}
+            middlewares["dashboard_redirect@internal"] = {"redirectRegex": {
+                "regex": "^(http:\\/\\/(\\[[\\w:.]+\\]|[\\w\\._-]+)(:\\d+)?)\\/$",
+                "replacement": "${1}/dashboard/", "permanent": True}}
+            middlewares["dashboard_stripprefix@internal"] = {"stripPrefix": {
+                "prefixes": ["/dashboard/", "/dashboard"]}}
+        if api.debug:
+            routers["debug@internal"] = {"entryPoints": [ep], "service": "api@internal",
+                                         "rule": "PathPrefix(`/debug`)",
+                                         "ruleSyntax": "default", "priority": MAX_INT - 1}
+    services["api@internal"] = {}
+    if api.dashboard:
+        services["dashboard@internal"] = {}
+    services["noop@internal"] = {}
+    for d in (routers, services, middlewares):
+        for v in d.values():
+            v["status"] = "enabled"
+    return routers, services, middlewares
 
 
 def _dedupe(errors):

@@ -8,12 +8,12 @@ from .names import qualified
 from .rulecheck import check_priority, check_rule
 from .tlsconfig import DEFAULT_TLS
 
-# Traefik's internal services (api@internal, dashboard@internal, ...): pyroute's workers do
-# not serve them; the API is served by the master on the traefik entry point (pyroute.api)
+# Traefik's internal services: the workers forward api@internal, dashboard@internal,
+# ping@internal and prometheus@internal to the master (pyroute.api); the others are refused
 _INTERNAL_SERVICE = ("the service %r is one of Traefik's internal services, which pyroute "
-                     "does not route to yet (of those it serves api@internal, ping@internal and "
-                     "prometheus@internal, with the static api, ping and metrics.prometheus "
-                     "sections)")
+                     "does not route to yet (of those it serves api@internal, "
+                     "dashboard@internal, ping@internal and prometheus@internal, with the "
+                     "static api, ping and metrics.prometheus sections)")
 
 __all__ = ["ChecksMixin"]
 
@@ -186,22 +186,20 @@ class ChecksMixin:
                     router["entryPoints"] = list(default_eps)
                 missing = [ep for ep in router["entryPoints"] if ep not in eps_known]
                 for ep in missing:
-                    self.err(obj, "entryPoint %r doesn't exist (known: %s)%s"
-                             % (ep, ", ".join(eps_known),
-                                "; with api.insecure the entry point 'traefik' serves only "
-                                "the API, from pyroute's master" if api is not None and
-                                api.insecure and ep == api.entry_point.name else ""),
-                             ("spec", "entryPoints"))
+                    self.err(obj, "entryPoint %r doesn't exist (known: %s)"
+                             % (ep, ", ".join(eps_known)), ("spec", "entryPoints"))
                 if missing and len(missing) == len(router["entryPoints"]):
                     self.disable(router, "no valid entryPoint for this router")
             svc = router.get("service")
             if svc is not None and router.get("status") == "enabled":
                 q = qualified(svc)
                 target = self.http["services"].get(q)
-                if target is None and q == "api@internal" and api is not None:
-                    # Traefik's internal provider has api@internal whenever ``api`` is set:
-                    # the workers forward it to the master's API (pyroute.api)
-                    self.http["services"]["api@internal"] = {"status": "enabled"}
+                if target is None and api is not None and (
+                        q == "api@internal" or (q == "dashboard@internal" and api.dashboard)):
+                    # Traefik's internal provider has api@internal whenever ``api`` is set,
+                    # dashboard@internal with ``api.dashboard``: the workers forward them to
+                    # the master (pyroute.api)
+                    self.http["services"][q] = {"status": "enabled"}
                 elif target is None and (
                         (q == "ping@internal" and getattr(self.static, "ping", None)
                          is not None) or
@@ -209,9 +207,9 @@ class ChecksMixin:
                             self.static, "metrics", None), "prometheus", None) is not None)):
                     # served by the master (pyroute.api), forwarded there by the workers
                     self.http["services"][q] = {"status": "enabled"}
-                elif target is None and q.endswith("@internal") and not (
-                        q == "api@internal" and api is None) and q not in (
-                        "ping@internal", "prometheus@internal"):
+                elif target is None and q.endswith("@internal") and q not in (
+                        "api@internal", "dashboard@internal", "ping@internal",
+                        "prometheus@internal"):
                     problems.append((_INTERNAL_SERVICE % q, ("services",)))
                 elif target is None and q in ("ping@internal", "prometheus@internal"):
                     problems.append(("the service %r needs the static %s section" % (

@@ -256,10 +256,15 @@ class Explainer:
             node["type"] = "missing" if svc is None else "cycle"
             return node
         seen = seen | {name}
-        if name == "api@internal":
-            # Traefik's API: the workers forward it to pyroute's master (pyroute.api)
+        if name in ("api@internal", "dashboard@internal", "ping@internal",
+                    "prometheus@internal"):
+            # Traefik's internal services: the workers forward them to pyroute's master
+            # (pyroute.api)
             node["type"] = "internal"
-            node["servers"] = [{"url": "the master's API (unix socket)", "weight": 1}]
+            node["servers"] = [{"url": "the master's %s (unix socket)" % {
+                "api@internal": "API", "dashboard@internal": "dashboard",
+                "ping@internal": "ping", "prometheus@internal": "metrics"}[name],
+                "weight": 1}]
         if "loadBalancer" in svc:
             node["type"] = "loadBalancer"
             node["servers"] = [{"url": s["url"], "weight": s.get("weight", 1)}

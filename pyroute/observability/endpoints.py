@@ -1,11 +1,12 @@
 """What the master's internal server answers: Traefik's ``ping@internal`` and
 ``prometheus@internal`` beside the API (pyroute.api).
 
-Two ways in: the internal entry point ``traefik`` (the master listens on it), routed as
-Traefik's internal provider routes it — PathPrefix(`/ping`) and PathPrefix(`/metrics`) at
-priority MaxInt, then the API's routers — and the private unix sockets the workers forward
-``api@internal``, ``ping@internal`` and ``prometheus@internal`` to, one socket per service
-(ping's and prometheus' handlers answer whatever the path, as Traefik's do).
+Two ways in: the internal entry point ``traefik`` when the master listens on it (ping or
+prometheus on it, nobody defined it, no ``api.insecure``), routed as Traefik's internal
+provider routes it — PathPrefix(`/ping`) and PathPrefix(`/metrics`) at priority MaxInt —
+and the private unix sockets the workers forward ``api@internal``, ``dashboard@internal``,
+``ping@internal`` and ``prometheus@internal`` to, one socket per service (ping's and
+prometheus' handlers answer whatever the path, as Traefik's do).
 """
 from urllib.parse import urlsplit
 
@@ -35,7 +36,8 @@ class Endpoints:
                 x.entry_point == INTERNAL_ENTRY_POINT
         self.ping_on_traefik = on_traefik(self.ping)
         self.prom_on_traefik = on_traefik(prom) and store is not None
-        self.api_on_traefik = api is not None and api.settings.insecure
+        # the API is never answered here: with api.insecure the workers serve ``traefik``
+        # and forward its internal routers over the unix sockets (pyroute.static)
 
     def handle(self, method, target, body=b"", internal=False, headers=None):
         accept = (headers.get("Accept") if headers is not None else None) or ""
@@ -48,14 +50,15 @@ class Endpoints:
                 return self.answer_metrics(accept)
             if internal in ("api", True) and self.api is not None:
                 return self.api.handle(method, target, body, internal=True)
+            if internal == "dashboard" and self.api is not None and \
+                    self.api.settings.dashboard:
+                return self.api.dashboard_asset(method, target)
             return _not_found()
         path = urlsplit(target).path
         if self.ping_on_traefik and path.startswith("/ping"):
             return self.answer_ping(method)
         if self.prom_on_traefik and path.startswith("/metrics"):
             return self.answer_metrics(accept)
-        if self.api_on_traefik:
-            return self.api.handle(method, target, body)
         return _not_found()
 
     def answer_ping(self, method):

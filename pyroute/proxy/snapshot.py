@@ -990,9 +990,10 @@ class Compiler:
     def _api_internal(self, host=None):
         """Traefik's api@internal: forwarded to the master's API over its private unix
         socket (pyroute.api); without a running master (``pyroute check``) the pool's
-        address is empty and a request would get 502. ``host``: ping@internal and
-        prometheus@internal (``ping.internal`` / ``prometheus.internal``) go to sockets of
-        their own (the master answers them whatever the path, as Traefik's handlers do)."""
+        address is empty and a request would get 502. ``host``: dashboard@internal,
+        ping@internal and prometheus@internal (``dashboard.internal``, ...) go to sockets of
+        their own (the master answers ping and prometheus whatever the path, as Traefik's
+        handlers do, and the dashboard's files at the root)."""
         from .. import api
         path = api.internal_socket(host.split(".")[0] if host else "api") or ""
         key = ("unix", path)
@@ -1157,6 +1158,7 @@ class Compiler:
 # Traefik's internal services the master answers (pyroute.api), with the static section
 # that creates them
 _MASTER_SERVICES = {
+    "dashboard@internal": lambda st: getattr(st, "api", None) is not None and st.api.dashboard,
     "ping@internal": lambda st: getattr(st, "ping", None) is not None,
     "prometheus@internal": lambda st: getattr(getattr(st, "metrics", None), "prometheus",
                                               None) is not None,
