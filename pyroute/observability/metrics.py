@@ -230,7 +230,10 @@ class Store:
         # level -> {(names, code, method, protocol, header values, tls): [count, sum,
         # req bytes, resp bytes, bucket counts...]}; names: (entrypoint,), (router,
         # service) or (service,) as the level's labels
-        self.series = {level: {} for level in levels}
+        # the router and service levels are kept even when no exposition sends them: the
+        # API's rates (pyroute.observability.rates) read them
+        self.series = {level: {} for level in ("entrypoint", "router", "service")
+                       if level in levels or level != "entrypoint"}
         self.open = {}                # worker index -> {entry point: connections}
         self.reloads = 0
         self.last_reload = 0.0
