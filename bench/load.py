@@ -15,6 +15,10 @@ over a fixed run with 16 connections). ``--unpinned`` runs 2 workers without pin
 commit REF (a detached worktree and its own venv under ~/.cache/pyroute-bench/, built once per
 commit), measured in the same interleaved rounds — the guard that a route without middlewares
 does not get slower as features land (``--proxies pyroute --baseline origin/main``).
+``--observability`` adds ``pyroute+obs`` (an access log in JSON to a file and Prometheus with
+Traefik's default labels: entry point and service) and ``pyroute+obs+rt`` (router labels too),
+measured in the same rounds: the cost of observability per request; ``pyroute+log`` and
+``pyroute+prom`` are each half alone.
 Needs nginx, haproxy, caddy, wrk and strace on PATH (Debian packages).
 """
 import argparse
@@ -205,14 +209,28 @@ def build_baseline(ref):
     return str(py), sha
 
 
-def start_pyroute(tmp, port, origin, cpu, workers=1, python=None, name="pyroute",
+# --observability: Traefik's defaults switched on (an access log in JSON to a file, Prometheus
+# with entry point and service labels), then with router labels too
+# (manualRouting: no /metrics listener of the master on :8080, which two pyroutes would share)
+OBSERVABILITY = {
+    "pyroute+obs": "accessLog: {filePath: %(dir)s/access.log, format: json}\n"
+                   "metrics: {prometheus: {manualRouting: true}}\n",
+    "pyroute+obs+rt": "accessLog: {filePath: %(dir)s/access.log, format: json}\n"
+                      "metrics: {prometheus: {manualRouting: true, addRoutersLabels: true}}\n",
+    # each half alone, to tell their costs apart
+    "pyroute+log": "accessLog: {filePath: %(dir)s/access.log, format: json}\n",
+    "pyroute+prom": "metrics: {prometheus: {manualRouting: true}}\n",
+}
+
+
+def start_pyroute(tmp, port, origin, cpu, workers=1, python=None, name="pyroute", extra="",
                   static_extra=""):
     d = tmp / ("pyroute-%d" % port)
     d.mkdir()
     (d / "static.yaml").write_text(
         "entryPoints:\n  web:\n    address: \"127.0.0.1:%d\"\n"
         "    transport: {respondingTimeouts: {idleTimeout: 300s}}\nlog: {level: ERROR}\n" % port
-        + static_extra)
+        + extra % {"dir": d} + static_extra)
     (d / "m.yaml").write_text("""
 apiVersion: v1
 kind: Service
@@ -390,6 +408,9 @@ def main():
     ap.add_argument("--idle", type=int, default=0)
     ap.add_argument("--strace", action="store_true")
     ap.add_argument("--unpinned", action="store_true", help="2 workers each, no pinning")
+    ap.add_argument("--observability", action="store_true",
+                    help="also pyroute with an access log and Prometheus on (and with router "
+                         "labels): " + ", ".join(OBSERVABILITY))
     ap.add_argument("--baseline", metavar="REF",
                     help="also measure pyroute built from git commit REF (same run)")
     args = ap.parse_args()
@@ -408,6 +429,11 @@ def main():
     cpu = None if args.unpinned else "0"
     wrk_cpu = None if args.unpinned else "1"
     procs = {n: STARTERS[n](tmp, free_port(), origin_port, cpu, workers) for n in names}
+    if args.observability:
+        for n, extra in OBSERVABILITY.items():
+            procs[n] = start_pyroute(tmp, free_port(), origin_port, cpu, workers, name=n,
+                                     extra=extra)
+            names.append(n)
     if args.baseline:
         base_py, sha = build_baseline(args.baseline)
         base = "pyroute@%s" % sha[:7]

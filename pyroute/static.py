@@ -30,6 +30,7 @@ import difflib
 import ipaddress
 import os
 import re
+import urllib.parse
 from dataclasses import dataclass, field
 
 import yaml
@@ -150,6 +151,10 @@ _SUPPORTED = {
     "ping.entryPoint": "",
     "ping.manualRouting": "",
     "ping.terminatingStatusCode": "",
+    "entryPoints.<name>.observability": "the default of the entry point's routers (a "
+                                        "router's own value wins) and its 404s",
+    "entryPoints.<name>.observability.accessLogs": "",
+    "entryPoints.<name>.observability.metrics": "",
     "metrics.addInternals": "",
     "metrics.prometheus": "served by the master; workers hand their counts over every second "
                           "(docs/observability.md)",
@@ -188,6 +193,35 @@ _SUPPORTED = {
     "tracing.otlp.grpc.tls.ca": "",
     "tracing.otlp.grpc.tls.cert": "",
     "tracing.otlp.grpc.tls.key": "",
+    "metrics.otlp": "pushed by the master, with the OpenTelemetry SDK's exporters "
+                    "(pip install pyroute[otlp]; docs/observability.md)",
+    "metrics.otlp.addEntryPointsLabels": "",
+    "metrics.otlp.addRoutersLabels": "",
+    "metrics.otlp.addServicesLabels": "",
+    "metrics.otlp.explicitBoundaries": "",
+    "metrics.otlp.pushInterval": "",
+    "metrics.otlp.serviceName": "",
+    "metrics.otlp.resourceAttributes": "",
+    "metrics.otlp.resourceAttributes.<name>": "",
+    "metrics.otlp.http": "",
+    "metrics.otlp.http.endpoint": "",
+    "metrics.otlp.http.headers": "",
+    "metrics.otlp.http.headers.<name>": "",
+    "metrics.otlp.http.tls": "",
+    "metrics.otlp.http.tls.ca": "",
+    "metrics.otlp.http.tls.cert": "",
+    "metrics.otlp.http.tls.key": "",
+    "metrics.otlp.http.tls.insecureSkipVerify": "",
+    "metrics.otlp.grpc": "",
+    "metrics.otlp.grpc.endpoint": "",
+    "metrics.otlp.grpc.insecure": "",
+    "metrics.otlp.grpc.headers": "",
+    "metrics.otlp.grpc.headers.<name>": "",
+    "metrics.otlp.grpc.tls": "",
+    "metrics.otlp.grpc.tls.ca": "",
+    "metrics.otlp.grpc.tls.cert": "",
+    "metrics.otlp.grpc.tls.key": "",
+    "metrics.otlp.grpc.tls.insecureSkipVerify": "",
     "api.insecure": "Traefik's internal routers on the entry point traefik (served by the "
                     "workers, forwarded to the master), beside the IngressRoutes on it",
     "api.dashboard": "pyroute's own dashboard, not Traefik's web UI",
@@ -207,12 +241,13 @@ _IGNORED_NOTES = [
     ("entryPoints.<name>.http2", "pyroute serves HTTP/1.1 only"),
     ("entryPoints.<name>.http3", "pyroute serves HTTP/1.1 only"),
     ("entryPoints.<name>.udp", "pyroute has no UDP routing"),
-    ("entryPoints.<name>.observability", "not implemented: entry points' switches (a "
-                                          "router's observability is read)"),
+    ("entryPoints.<name>.observability.tracing", "pyroute has no tracing"),
+    ("entryPoints.<name>.observability.traceVerbosity", "pyroute has no tracing"),
     ("providers", "pyroute reads Kubernetes CRD manifests from files only"),
     ("providers.kubernetesCRD", "meaningless for manifests read from files"),
     ("api.debug", "pyroute has no debug endpoints (/debug/vars, pprof)"),
-    ("metrics", "pyroute exports Prometheus metrics only (metrics.prometheus)"),
+    ("metrics", "pyroute exports Prometheus and OTLP metrics only (metrics.prometheus, "
+                "metrics.otlp)"),
     ("log.otlp", "pyroute has no OpenTelemetry log export"),
     ("log", "pyroute does not rotate its log by size (reopens it on SIGUSR1)"),
     ("accessLog.otlp", "pyroute has no OpenTelemetry log export"),
@@ -329,6 +364,20 @@ class EntryPoint:
     # has middlewares, tls or encodedCharacters, or observability is set: routers on several
     # entry points are then split per entry point (``<ep>-<router>``)
     has_model: bool = False
+    # observability (Traefik's ObservabilityConfig, SetDefaults: all on): None without the
+    # section, else {"accessLogs": bool, "metrics": bool, "tracing": bool,
+    # "traceVerbosity": str}, the default of its routers that set no value of their own
+    observability: object = None
+
+    @property
+    def metered(self):
+        """Whether the entry point's own requests (those no router takes) are metered."""
+        return self.observability is None or self.observability["metrics"]
+
+    @property
+    def access_logged(self):
+        """Whether the entry point's own requests (those no router takes) are logged."""
+        return self.observability is None or self.observability["accessLogs"]
 
     @property
     def address(self):
@@ -421,9 +470,29 @@ class Prometheus:
 
 
 @dataclass(frozen=True)
+class Otlp:
+    """Traefik's ``metrics.otlp`` (pkg/observability/types OTLP, SetDefaults): pushed from the
+    master (pyroute.observability.otlp)."""
+    protocol: str = "http"           # "grpc" when the grpc section is set (Traefik: it wins)
+    endpoint: str = "https://localhost:4318"   # http: a URL; grpc: host:port
+    insecure: bool = False           # grpc.insecure (http: the URL's scheme says it)
+    headers: tuple = ()              # (name, value)
+    tls: object = None               # {"ca", "cert", "key", "insecureSkipVerify"} or None
+    add_entry_points_labels: bool = True
+    add_routers_labels: bool = False
+    add_services_labels: bool = True
+    explicit_boundaries: tuple = (.005, .01, .025, .05, .075, .1, .25, .5, .75, 1.0, 2.5, 5.0,
+                                  7.5, 10.0)
+    push_interval: float = 10.0
+    service_name: str = "traefik"
+    resource_attributes: tuple = ()  # (key, value)
+
+
+@dataclass(frozen=True)
 class Metrics:
     add_internals: bool = False
     prometheus: object = None        # Prometheus, or None
+    otlp: object = None              # Otlp, or None
 
 
 @dataclass(frozen=True)
@@ -1103,7 +1172,19 @@ def _entry_point(r, name, m):
         tls=tls,
         has_model=bool(http.get("middlewares") or tls is not None
                        or "encodedCharacters" in http or "observability" in m),
+        observability=_ep_observability(m.get("observability")) if "observability" in m
+        else None,
     )
+
+
+def _ep_observability(o):
+    # pkg/config/static ObservabilityConfig.SetDefaults: a section sets what it names, the
+    # rest is on (traceVerbosity minimal)
+    o = o or {}
+    return {"accessLogs": o.get("accessLogs", True) is not False,
+            "metrics": o.get("metrics", True) is not False,
+            "tracing": o.get("tracing", True) is not False,
+            "traceVerbosity": o.get("traceVerbosity") or "minimal"}
 
 
 def _redirect_ports(r, eps, warnings):
@@ -1434,7 +1515,69 @@ def _metrics(r, m):
             entry_point=p.get("entryPoint") or INTERNAL_ENTRY_POINT,
             manual_routing=bool(p.get("manualRouting", False)),
             header_labels=tuple(labels))
-    return Metrics(add_internals=bool(m.get("addInternals", False)), prometheus=prom)
+    otlp = _otlp(r, m["otlp"] or {}) if "otlp" in m else None
+    return Metrics(add_internals=bool(m.get("addInternals", False)), prometheus=prom,
+                   otlp=otlp)
+
+
+def _otlp(r, o):
+    p = ("metrics", "otlp")
+    bounds = o.get("explicitBoundaries")
+    if bounds is None:
+        bounds = Otlp.explicit_boundaries
+    else:
+        try:
+            bounds = tuple(float(b) for b in bounds)
+        except (TypeError, ValueError):
+            raise r.error(p + ("explicitBoundaries",), "expected a list of numbers (got %r)"
+                          % (bounds,)) from None
+        if any(b2 <= b1 for b1, b2 in zip(bounds, bounds[1:])):
+            raise r.error(p + ("explicitBoundaries",), "boundaries must be in increasing "
+                          "order: %r" % (list(bounds),))
+    interval = Otlp.push_interval
+    if o.get("pushInterval") is not None:
+        try:
+            interval = parse_duration(o["pushInterval"])
+        except ValueError as e:
+            raise r.error(p + ("pushInterval",), str(e)) from None
+        if interval <= 0:
+            # Go's sdkmetric.WithInterval ignores a non-positive interval: its default (60s)
+            interval = 60.0
+    grpc = o.get("grpc")
+    if grpc is not None:
+        grpc = grpc or {}
+        sec, protocol = grpc, "grpc"
+        endpoint = grpc.get("endpoint") or "localhost:4317"
+        host, _, port = endpoint.rpartition(":")
+        if not host or not port.isdigit():
+            raise r.error(p + ("grpc", "endpoint"), "invalid collector endpoint %r "
+                          "(expected host:port)" % endpoint)
+    else:
+        sec, protocol = o.get("http") or {}, "http"
+        endpoint = sec.get("endpoint") or "https://localhost:4318"
+        u = urllib.parse.urlsplit(endpoint)
+        if u.scheme not in ("http", "https") or not u.netloc:
+            raise r.error(p + ("http", "endpoint"), "invalid collector endpoint %r "
+                          "(expected http(s)://host:port[/path])" % endpoint)
+    tls = sec.get("tls")
+    if tls is not None:
+        tls = {"ca": tls.get("ca") or "", "cert": tls.get("cert") or "",
+               "key": tls.get("key") or "",
+               "insecureSkipVerify": bool(tls.get("insecureSkipVerify", False))}
+        if bool(tls["cert"]) != bool(tls["key"]):
+            raise r.error(p + (protocol, "tls"), "cert and key go together (Traefik: both or "
+                          "neither)")
+    return Otlp(
+        protocol=protocol, endpoint=endpoint, insecure=bool(sec.get("insecure", False)),
+        headers=tuple((str(k), str(v)) for k, v in (sec.get("headers") or {}).items()),
+        tls=tls,
+        add_entry_points_labels=bool(o.get("addEntryPointsLabels", True)),
+        add_routers_labels=bool(o.get("addRoutersLabels", False)),
+        add_services_labels=bool(o.get("addServicesLabels", True)),
+        explicit_boundaries=bounds, push_interval=interval,
+        service_name=o.get("serviceName") or "traefik",
+        resource_attributes=tuple((str(k), str(v)) for k, v in
+                                  (o.get("resourceAttributes") or {}).items()))
 
 
 def _tracing(r, m, base_dir):

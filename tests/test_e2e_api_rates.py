@@ -11,7 +11,7 @@ from test_e2e_api import get_json, start
 
 from pyroute.observability.metrics import Store
 from pyroute.observability.rates import Rates
-from pyroute.static import Prometheus
+from pyroute.static import Metrics, Prometheus
 
 METRICS = "metrics: {prometheus: {}}\n"
 
@@ -155,12 +155,14 @@ class Clock:
 
 
 def _add(store, router, service, code, n):
-    key = ("web", (((router, service),), (service,)), code, "GET", "http", (), None)
+    # a worker's key (pyroute.observability.metrics.Recorder): entry point, routers, the
+    # service of the server picked, code, method, protocol, header values, tls
+    key = ("web", ((router, service),), service, code, "GET", "http", (), None)
     store.add(0, {key: [n, 0.0, 0, 0, 0, 0, 0, 0]}, {"web": 0})
 
 
 def test_rates_windows_on_a_store():
-    store = Store(Prometheus())
+    store = Store(Metrics(prometheus=Prometheus()))
     clock = Clock()
     rates = Rates(store, clock)
     rates.sample()                                   # t=1000: nothing yet

@@ -670,3 +670,296 @@ def test_static_errors_name_file_line_and_field(tmp_path, text, field, message):
     e = info.value
     assert (e.file, e.field) == (str(path), field) and e.line and e.line >= 3, e.render()
     assert message in e.message
+
+
+# ---- service series, bytes, stale series, entry points' observability --------------------
+
+def _split_manifests(one, two):
+    # a weighted TraefikService over two Services; a route whose middleware answers (403)
+    return (backend_service("one", [one]) + "---\n" + backend_service("two", [two]) + """
+---
+apiVersion: traefik.io/v1alpha1
+kind: TraefikService
+metadata: {name: split, namespace: default}
+spec:
+  weighted:
+    services: [{name: one, port: 80, weight: 1}, {name: two, port: 80, weight: 1}]
+---
+apiVersion: traefik.io/v1alpha1
+kind: Middleware
+metadata: {name: deny, namespace: default}
+spec:
+  ipAllowList: {sourceRange: [10.0.0.0/8]}
+---
+apiVersion: traefik.io/v1alpha1
+kind: IngressRoute
+metadata: {name: w, namespace: default}
+spec:
+  entryPoints: [web]
+  routes:
+    - match: Host(`w.test`)
+      kind: Rule
+      services: [{name: split, kind: TraefikService}]
+    - match: Host(`deny.test`)
+      kind: Rule
+      middlewares: [{name: deny}]
+      services: [{name: one, port: 80}]
+""")
+
+
+def _chunked_req(port, host, payload, pieces=3):
+    body = b""
+    step = -(-len(payload) // pieces)
+    for i in range(0, len(payload), step):
+        part = payload[i:i + step]
+        body += b"%x\r\n" % len(part) + part + b"\r\n"
+    head = ("POST /post HTTP/1.1\r\nHost: %s\r\nTransfer-Encoding: chunked\r\n\r\n"
+            % host).encode()
+    return _raw(port, head + body + b"0\r\n\r\n")
+
+
+def test_weighted_children_bytes_and_stale_series(tmp_path):
+    # Traefik meters a service around each server of a load balancer
+    # (pkg/server/service getLoadBalancerServiceHandler): a request through a weighted
+    # TraefikService counts for the child load balancer it went to, not for the weighted
+    # service (whose name is the router's service label); a request a middleware answered
+    # reached no server, so no service series. Bytes: the bodies only (capture's counters).
+    from e2e_backend import Backend
+    one, two = Backend("one"), Backend("two")
+    tport = free_port()
+    proxy = Pyroute(tmp_path, _split_manifests(one.port, two.port), workers=2)
+    proxy.static.write_text("""entryPoints:
+  web: {address: "127.0.0.1:%d"}
+  traefik: {address: "127.0.0.1:%d"}
+metrics:
+  prometheus: {addRoutersLabels: true}
+log: {level: INFO}
+""" % (proxy.port, tport))
+    proxy.start()
+    try:
+        for _ in range(6):
+            status, headers, body = _req(proxy.port, path="/big/1000", host="w.test")
+            assert status == 200 and len(body) == 1000
+        for _ in range(3):
+            assert _req(proxy.port, host="deny.test")[0] == 403
+        # a chunked request body counts what was read of it (Traefik's readCounter), not
+        # its chunk framing
+        assert _chunked_req(proxy.port, "w.test", b"z" * 300)[0] == 200
+        samples, _ = wait_for(tport, lambda s: value(
+            s, "traefik_entrypoint_requests_total", entrypoint="web") >= 10)
+        split = "default-split@kubernetescrd"
+        routers = {ls["router"]: ls["service"] for ls in
+                   series(samples, "traefik_router_requests_total")}
+        w_router = next(r for r, svc in routers.items() if svc == split)
+        assert value(samples, "traefik_router_requests_total", router=w_router) == 7
+        services = {ls["service"] for ls in series(samples, "traefik_service_requests_total")}
+        assert split not in services, services
+        children = sorted(s for s in services if s.startswith(("default-one", "default-two")))
+        assert len(children) == 2, services
+        # WRR 1:1 over the children: each got some; together all 7
+        per = [value(samples, "traefik_service_requests_total", service=s) for s in children]
+        assert sum(per) == 7 and min(per) >= 3, per
+        # the 403s: the router counts them, no service does
+        deny = next(r for r in routers if r != w_router)
+        assert value(samples, "traefik_router_requests_total", router=deny, code=403) == 3
+        assert not series(samples, "traefik_service_requests_total", code=403)
+        assert value(samples, "traefik_entrypoint_requests_total", code=403) == 3
+        # bytes: six 1000-byte bodies, the chunked POST's answer is the echo backend's JSON
+        # (its length read from its Content-Length below); the request bodies: 300
+        get = dict(method="GET", code=200)
+        assert value(samples, "traefik_entrypoint_responses_bytes_total", **get) == 6000
+        assert value(samples, "traefik_service_responses_bytes_total", **get) == 6000
+        assert value(samples, "traefik_router_responses_bytes_total", router=w_router,
+                     **get) == 6000
+        assert value(samples, "traefik_entrypoint_requests_bytes_total", method="POST") == 300
+        assert value(samples, "traefik_entrypoint_requests_bytes_total", method="GET") == 0
+        assert value(samples, "traefik_service_requests_bytes_total", method="POST") == 300
+        # the 403 answers are pyroute's own: their body ("Forbidden") counts
+        assert value(samples, "traefik_entrypoint_responses_bytes_total", code=403) == \
+            3 * len(b"Forbidden")
+
+        # a reload removes route w.test and the TraefikService: Traefik's prometheusState
+        # shows their series at the next scrape, then drops them; what stays, stays
+        proxy.write_manifests(_split_manifests(one.port, two.port).replace(
+            "    - match: Host(`w.test`)\n      kind: Rule\n      services: [{name: split, "
+            "kind: TraefikService}]\n", ""))
+        samples, _ = wait_for(tport, lambda s: value(s, "traefik_config_reloads_total") >= 2)
+        assert value(samples, "traefik_config_reloads_total") == 2
+        assert value(samples, "traefik_router_requests_total", router=w_router) == 7
+        samples, _ = parse(scrape(tport))
+        assert not series(samples, "traefik_router_requests_total", router=w_router)
+        assert value(samples, "traefik_router_requests_total", router=deny) == 3
+        # the child services are still configured (services one and two stay): kept
+        assert sum(value(samples, "traefik_service_requests_total", service=s)
+                   for s in children) == 7
+        assert value(samples, "traefik_entrypoint_requests_total", entrypoint="web") == 10
+    finally:
+        proxy.stop()
+        one.close()
+        two.close()
+
+
+def test_entry_point_observability_switches(tmp_path):
+    # entryPoints.<name>.observability is the default of its routers (Traefik's entry point
+    # model, aggregator.go: a router's own value wins) and what its 404s get (the default
+    # handler is built with the entry point's config)
+    from e2e_backend import Backend
+    be = Backend("be")
+    tport, quiet_port = free_port(), free_port()
+    manifests = backend_service("be", [be.port]) + """
+---
+apiVersion: traefik.io/v1alpha1
+kind: IngressRoute
+metadata: {name: q, namespace: default}
+spec:
+  entryPoints: [web, quiet]
+  routes:
+    - match: Host(`plain.test`)
+      kind: Rule
+      services: [{name: be, port: 80}]
+    - match: Host(`own.test`)
+      kind: Rule
+      observability: {metrics: true, accessLogs: true}
+      services: [{name: be, port: 80}]
+"""
+    proxy = Pyroute(tmp_path, manifests, workers=1)
+    log_path = tmp_path / "access.log"
+    proxy.static.write_text("""entryPoints:
+  web: {address: "127.0.0.1:%d"}
+  quiet:
+    address: "127.0.0.1:%d"
+    observability: {metrics: false, accessLogs: false}
+  traefik: {address: "127.0.0.1:%d"}
+metrics:
+  prometheus: {addRoutersLabels: true}
+accessLog: {filePath: "%s", format: json, bufferingSize: 0}
+log: {level: INFO}
+""" % (proxy.port, quiet_port, tport, log_path))
+    proxy.start()
+    try:
+        for port, n in ((proxy.port, 2), (quiet_port, 3)):
+            for _ in range(n):
+                assert _req(port, host="plain.test")[0] == 200
+                assert _req(port, host="own.test")[0] == 200
+                assert _req(port, host="none.test")[0] == 404
+        samples, _ = wait_for(tport, lambda s: value(
+            s, "traefik_entrypoint_requests_total", entrypoint="quiet") >= 3 and value(
+            s, "traefik_entrypoint_requests_total", entrypoint="web") >= 6)
+        # web: everything (2 x 3); quiet: only own.test's 3, whose router switches back on
+        assert value(samples, "traefik_entrypoint_requests_total", entrypoint="web") == 6
+        assert value(samples, "traefik_entrypoint_requests_total", entrypoint="quiet") == 3
+        assert value(samples, "traefik_entrypoint_requests_total", entrypoint="quiet",
+                     code=404) == 0
+        # the router on two entry points with a model on one is split per entry point
+        # (quiet-<router>), as Traefik names it
+        quiet_routers = {ls["router"] for ls in series(samples,
+                                                         "traefik_router_requests_total")
+                         if ls["router"].startswith("quiet-")}
+        assert len(quiet_routers) == 1, quiet_routers
+        assert value(samples, "traefik_router_requests_total",
+                     router=next(iter(quiet_routers))) == 3
+        # the access log: the same switches
+        end = time.time() + 5
+        lines = []
+        while time.time() < end:
+            lines = [json.loads(x) for x in log_path.read_text().splitlines() if x]
+            if len(lines) >= 9:
+                break
+            time.sleep(0.1)
+        time.sleep(0.3)
+        lines = [json.loads(x) for x in log_path.read_text().splitlines() if x]
+        by_ep = {}
+        for line in lines:
+            by_ep.setdefault(line["entryPointName"], []).append(line)
+        assert len(by_ep["web"]) == 6
+        assert len(by_ep["quiet"]) == 3
+        assert {line["RequestHost"] for line in by_ep["quiet"]} == {"own.test"}
+    finally:
+        proxy.stop()
+        be.close()
+
+
+def test_entry_point_observability_is_supported_tracing_reported(tmp_path):
+    from pyroute.static import STATIC_KEYS
+    assert STATIC_KEYS["entryPoints.<name>.observability.metrics"][0] == "supported"
+    assert STATIC_KEYS["entryPoints.<name>.observability.accessLogs"][0] == "supported"
+    assert STATIC_KEYS["entryPoints.<name>.observability.tracing"][0] == "ignored"
+    from pyroute.static import load_static
+    path = tmp_path / "s.yaml"
+    path.write_text("entryPoints:\n  web:\n    address: ':80'\n"
+                    "    observability: {metrics: false, tracing: false}\n")
+    st = load_static(str(path))
+    assert st.entry_points["web"].observability["metrics"] is False
+    assert st.entry_points["web"].observability["accessLogs"] is True   # SetDefaults
+    fields = [w.field for w in st.warnings]
+    assert any("tracing" in str(f) for f in fields), fields
+    assert not any(str(f).endswith("metrics") for f in fields), fields
+
+
+def test_mirror_copies_count_on_the_mirror_service(tmp_path):
+    # Traefik's mirroring handler sends each copy to the mirror's service handler, whose load
+    # balancer's servers are metered: the copies count on the mirror's service (their own
+    # status), not on the entry point or the router; the main request counts as always
+    from e2e_backend import Backend
+    main, copy = Backend("main"), Backend("copy")
+    dead = free_port()                       # nothing listens: the copy fails (502)
+    tport = free_port()
+    manifests = (backend_service("main", [main.port]) + "---\n"
+                 + backend_service("copy", [copy.port]) + "---\n"
+                 + backend_service("dead", [dead]) + """
+---
+apiVersion: traefik.io/v1alpha1
+kind: TraefikService
+metadata: {name: mirrored, namespace: default}
+spec:
+  mirroring:
+    name: main
+    port: 80
+    mirrors: [{name: copy, port: 80, percent: 100}, {name: dead, port: 80, percent: 100}]
+---
+apiVersion: traefik.io/v1alpha1
+kind: IngressRoute
+metadata: {name: m, namespace: default}
+spec:
+  entryPoints: [web]
+  routes:
+    - match: Host(`m.test`)
+      kind: Rule
+      services: [{name: mirrored, kind: TraefikService}]
+""")
+    proxy = Pyroute(tmp_path, manifests, workers=1)
+    proxy.static.write_text("""entryPoints:
+  web: {address: "127.0.0.1:%d"}
+  traefik: {address: "127.0.0.1:%d"}
+metrics:
+  prometheus: {addRoutersLabels: true}
+log: {level: INFO}
+""" % (proxy.port, tport))
+    proxy.start()
+    try:
+        for _ in range(4):
+            assert _req(proxy.port, "POST", "/big/500", host="m.test", body=b"0123456789")[0] \
+                == 200
+
+        def svc(s, prefix, **kw):
+            return sum(value(s, "traefik_service_requests_total", service=n, **kw)
+                       for n in {ls["service"] for ls in series(
+                           s, "traefik_service_requests_total")} if n.startswith(prefix))
+        samples, _ = wait_for(tport, lambda s: svc(s, "default-copy") >= 4 and svc(
+            s, "default-dead") >= 4)
+        assert value(samples, "traefik_entrypoint_requests_total", entrypoint="web") == 4
+        assert value(samples, "traefik_router_requests_total") == 4
+        assert svc(samples, "default-main", code=200) == 4
+        assert svc(samples, "default-copy", code=200, method="POST") == 4
+        assert svc(samples, "default-dead", code=502) == 4
+        copy_name = next(ls["service"] for ls in series(samples,
+                                                        "traefik_service_requests_total")
+                         if ls["service"].startswith("default-copy"))
+        # the copy's bodies: 10 bytes sent each, 500 answered each
+        assert value(samples, "traefik_service_requests_bytes_total", service=copy_name) == 40
+        assert value(samples, "traefik_service_responses_bytes_total",
+                     service=copy_name) == 2000
+    finally:
+        proxy.stop()
+        main.close()
+        copy.close()

@@ -182,9 +182,10 @@ def test_static_keys_cover_traefik():
         assert STATIC_KEYS[key][0] == "supported", key          # pyroute.api (issue 15)
     for key in ["ping", "ping.entryPoint", "ping.manualRouting", "ping.terminatingStatusCode",
                 "metrics.prometheus", "metrics.prometheus.buckets",
-                "metrics.prometheus.headerLabels", "metrics.addInternals"]:
+                "metrics.prometheus.headerLabels", "metrics.addInternals", "metrics.otlp",
+                "metrics.otlp.grpc.endpoint", "entryPoints.<name>.observability.metrics"]:
         assert STATIC_KEYS[key][0] == "supported", key          # issue 14
-    for key in ["api.debug", "metrics.datadog", "metrics.otlp", "providers.kubernetesIngress",
+    for key in ["api.debug", "metrics.datadog", "providers.kubernetesIngress",
                 "providers.kubernetesCRD.endpoint", "providers.kubernetesCRD.token",
                 "providers.kubernetesCRD.certAuthFilePath", "certificatesResolvers.<name>"]:
         assert STATIC_KEYS[key][0] == "ignored" and STATIC_KEYS[key][1], key

@@ -79,6 +79,8 @@ def start(config, store=None):
     from ..observability.endpoints import Endpoints
     from .server import ApiServer
     settings = getattr(config.static, "api", None)
+    if store is not None and store.settings is None:
+        store = None            # metrics.otlp only: nothing to scrape
     if not needed(config.static):
         return None, None, []
     api = Api(config, settings, __version__) if settings is not None else None

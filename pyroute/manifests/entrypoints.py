@@ -4,7 +4,8 @@ provider, ``pkg/provider/traefik/internal.go``, and ``pkg/server/aggregator.go``
 - ``http.middlewares`` / ``http.tls`` (an entry point *model*): every root router on the entry
   point gets the model's middlewares before its own and, when it has none, the model's ``tls``
   section (so the Helm chart's ``--entryPoints.websecure.http.tls=true`` makes every router of
-  websecure a TLS router). A router on several entry points of which one has a model is split
+  websecure a TLS router); ``observability`` fills the switches a router does not set. A
+  router on several entry points of which one has a model is split
   per entry point, named ``<entryPoint>-<router>`` (child routers' ``parentRefs`` follow).
 - ``http.redirections.entryPoint``: a router ``<ep>-to-<to>@internal`` with rule
   ``HostRegexp(`^.+$`)``, the redirection's priority (default MaxInt-1, above any user router),
@@ -37,6 +38,13 @@ def _apply(router, ep, provider):
     if ep.middlewares:
         router["middlewares"] = [_qualify(m, provider) for m in ep.middlewares] + \
             list(router.get("middlewares") or ())
+    if ep.observability is not None:
+        # aggregator.go applyModel: the router's own switches win, the entry point's fill in
+        obs = dict(router.get("observability") or {})
+        for key, value in ep.observability.items():
+            if obs.get(key) in (None, ""):
+                obs[key] = value
+        router["observability"] = obs
 
 
 def apply_models(routers, static, sources=None):
@@ -94,6 +102,20 @@ def apply_models(routers, static, sources=None):
     return renamed
 
 
+def default_observability(routers):
+    """Traefik's applyDefaultObservabilityModel (after the entry point models): what a
+    router's observability leaves unset is on, traceVerbosity minimal."""
+    for router in routers.values():
+        obs = router.get("observability")
+        if obs is None:
+            continue
+        for key in ("accessLogs", "metrics", "tracing"):
+            if obs.get(key) is None:
+                obs[key] = True
+        if not obs.get("traceVerbosity"):
+            obs["traceVerbosity"] = "minimal"
+
+
 def redirections(static):
     """(routers, middlewares, services) of Traefik's internal provider for the entry points'
     ``http.redirections`` (qualified names, runtime status set)."""
@@ -135,5 +157,5 @@ def servers_transports(static):
 DEFAULT_TRANSPORT = "default@internal"
 
 
-__all__ = ["apply_models", "redirections", "servers_transports", "NOOP_SERVICE",
+__all__ = ["apply_models", "default_observability", "redirections", "servers_transports", "NOOP_SERVICE",
            "DEFAULT_TRANSPORT"]

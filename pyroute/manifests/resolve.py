@@ -18,7 +18,8 @@ from .checks import ChecksMixin
 from .common import RefError, is_cross_provider_namespace_allowed, is_namespace_allowed
 from .labels import matches, parse_selector
 from .middlewares import MiddlewaresMixin
-from .entrypoints import apply_models, redirections, servers_transports
+from .entrypoints import (apply_models, default_observability, redirections,
+                          servers_transports)
 from .rulecheck import domains
 from .tlsresolve import resolve_tls_options, resolved_option
 from .names import PROVIDER, SEPARATOR, make_id, make_service_key, normalize, qualified
@@ -227,11 +228,9 @@ class Resolver(SecretsMixin, ServicesMixin, MiddlewaresMixin, TLSMixin, ChecksMi
                         errors.append(("Invalid reference to TLSOption %s: %s"
                                        % (opts["name"], e.message), e.path))
                 router["tls"] = rtls
-            obs = dict(route.get("observability") or {})
-            for k in ("accessLogs", "metrics", "tracing"):
-                obs.setdefault(k, True)   # Traefik applyDefaultObservabilityModel
-            obs.setdefault("traceVerbosity", "minimal")
-            router["observability"] = obs
+            # what the route sets; the entry point's model, then Traefik's defaults fill in
+            # the rest (default_observability, after apply_models)
+            router["observability"] = dict(route.get("observability") or {})
             self.router_sources[qname] = RouteSource(obj, i)
             names.append(qname)
             self.set_router(qname, router, obj, errors)
@@ -371,6 +370,8 @@ class Resolver(SecretsMixin, ServicesMixin, MiddlewaresMixin, TLSMixin, ChecksMi
         # missing middleware or TLS option is reported as for the router's own
         apply_models(self.http["routers"], self.static, self.router_sources)
         self.tls_conflicts()
+        # after the conflicted copies exist: they get the defaults too
+        default_observability(self.http["routers"])
         self.check_services()
         self.check_middlewares()
         self.check_routers()

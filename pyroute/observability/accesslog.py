@@ -66,14 +66,27 @@ def _split_host_port(value):
     return value, "-"
 
 
+# the last second formatted, per zone (UTC, local): every line of that second shares it
+_SECOND = {True: (None, "", ""), False: (None, "", "")}
+
+
+def _second(sec, utc):
+    """(date and time to the second, zone) of Unix second ``sec``, formatted once a second."""
+    last, text, zone = _SECOND[utc]
+    if sec != last:
+        lt = time.gmtime(sec) if utc else time.localtime(sec)
+        text, zone = time.strftime("%Y-%m-%dT%H:%M:%S", lt), _zone(lt, utc)
+        _SECOND[utc] = (sec, text, zone)
+    return text, zone
+
+
 def _rfc3339_nano(ns, utc):
     # Go's time.Time JSON (RFC 3339 with nanoseconds, trailing zeros trimmed)
     sec, frac = divmod(ns, 1_000_000_000)
-    lt = time.gmtime(sec) if utc else time.localtime(sec)
-    text = time.strftime("%Y-%m-%dT%H:%M:%S", lt)
+    text, zone = _second(sec, utc)
     if frac:
         text += ("." + "%09d" % frac).rstrip("0")
-    return text + _zone(lt, utc)
+    return text + zone
 
 
 def _zone(lt, utc):
@@ -163,6 +176,11 @@ class _Writer:
                 batch.append(data)
                 n += len(data)
             self._write(b"".join(batch))
+            if len(batch) * 4 < self.limit and not self.stopping:
+                # a batch well below the bound: wait for the next, rather than wake (and
+                # take the GIL from the worker's loop) for every few lines — under load
+                # that was a write and two GIL hand-offs per handful of requests
+                time.sleep(FLUSH_INTERVAL)
 
     def _write(self, data):
         view = memoryview(data)
@@ -236,7 +254,11 @@ class AccessLogger:
 
     def observe(self, ex):
         route = ex.route
-        if route is not None and not route.access_log:
+        if route is not None:
+            if not route.access_log:
+                return
+        elif not ex.ep.access_logged:
+            # no router took it: the entry point's observability.accessLogs decides
             return
         mono = time.monotonic()
         duration = int((mono - ex.started) * 1e9)
@@ -456,8 +478,8 @@ def _clf_local(ns):
 
 
 def _rfc3339(t):
-    lt = time.localtime(t)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", lt) + _zone(lt, False)
+    text, zone = _second(int(t), False)
+    return text + zone
 
 
 def _subject(cert):

@@ -9,9 +9,12 @@ Two halves:
 - ``Store`` runs in the master: it adds the workers' deltas into totals and is the one
   prometheus_client collector of the master's registry, which ``render()`` serves as /metrics.
 
-A worker's key is ``(entry point, obs, code, method, protocol, header values)`` where ``obs``
-is the route's ``(routers, services)``: the master expands one accumulator into the
-entry point, router and service series Traefik's three metrics middlewares would write.
+A worker's key is ``(entry point, routers, service, code, method, protocol, header values,
+tls)`` where ``routers`` is the route's ``obs`` (the router and the routers above it) and
+``service`` the load balancer of the server the request went to: the master expands one
+accumulator into the entry point, router and service series Traefik's three metrics
+middlewares write, keeping each level's series apart so that those of a router or service a
+reload removed can be dropped (Traefik's prometheusState).
 """
 import threading
 import time
@@ -22,8 +25,7 @@ FLUSH_INTERVAL = 1.0          # seconds between a worker's hand-offs to the mast
 # Traefik getMethod: the methods of RFC 7231/5789/7540, anything else is EXTENSION_METHOD
 _METHODS = {m.encode(): m for m in ("HEAD", "GET", "POST", "PUT", "DELETE", "CONNECT",
                                     "OPTIONS", "TRACE", "PATCH", "PRI")}
-EP_ONLY = ((), ())            # obs of a request no router took (Traefik's default handler)
-_LENGTH = 1                   # http1 Framing.LENGTH
+EP_ONLY = ()                  # routers of a request no router took (Traefik's default handler)
 
 
 def _has_token(value, token):
@@ -71,22 +73,53 @@ def protocol(req):
     return "http"
 
 
+def recording(metrics):
+    """(bucket bounds, header labels, levels) the workers count for ``metrics`` (the static
+    Metrics): the union of the Prometheus buckets and the OTLP boundaries (each exposition
+    reads its own bounds out of it exactly), Prometheus' headerLabels (OTLP has none), and
+    the levels (entrypoint / router / service) either one has on."""
+    bounds, levels = set(), set()
+    labels = ()
+    for sink in (metrics.prometheus, getattr(metrics, "otlp", None)):
+        if sink is None:
+            continue
+        bounds.update(float(b) for b in (sink.buckets if sink is metrics.prometheus
+                                         else sink.explicit_boundaries))
+        levels.update(_levels(sink))
+    if metrics.prometheus is not None:
+        labels = tuple(metrics.prometheus.header_labels)
+    return tuple(sorted(bounds)), labels, levels
+
+
+def _levels(sink):
+    return tuple(level for level, on in (("entrypoint", sink.add_entry_points_labels),
+                                         ("router", sink.add_routers_labels),
+                                         ("service", sink.add_services_labels)) if on)
+
+
 class Recorder:
     """The worker's observer: ``observe(ex)`` once per finished exchange."""
 
     __slots__ = ("buckets", "n", "data", "headers")
 
-    def __init__(self, prometheus):
-        self.buckets = tuple(prometheus.buckets)
+    def __init__(self, metrics):
+        self.buckets, labels, _ = recording(metrics)
         self.n = len(self.buckets)
-        self.headers = tuple(h.lower().encode("latin-1") for _, h in prometheus.header_labels)
+        self.headers = tuple(h.lower().encode("latin-1") for _, h in labels)
         self.data = {}
 
     def observe(self, ex):
         route = ex.route
-        obs = EP_ONLY if route is None else getattr(route, "obs", EP_ONLY)
-        if obs is None:               # observability.metrics: false (or an internal router)
-            return
+        if route is None:
+            # no router took it: Traefik's default handler, metered by the entry point's
+            # observability.metrics switch
+            if not ex.ep.metered:
+                return
+            obs = EP_ONLY
+        else:
+            obs = route.obs
+            if obs is None:           # observability.metrics: false (or an internal router)
+                return
         req = ex.req
         # protocol(req), inlined: the common case (no Upgrade, no SSE Accept, no gRPC
         # Content-Type) costs three C-level lookups
@@ -106,7 +139,13 @@ class Recorder:
         hv = ()
         if self.headers:
             hv = tuple([(req.header(h) or b"").decode("latin-1") for h in self.headers])
-        key = (ex.ep.name, obs, ex.status, _METHODS.get(req.method, "EXTENSION_METHOD"),
+        # Traefik meters a service in its load balancer, around each server's proxy
+        # (pkg/server/service getLoadBalancerServiceHandler): the service series is the
+        # load balancer the picked server belongs to (a weighted / failover / hrw / mirroring
+        # parent has none of its own), and a request no server took has none
+        server = ex.server
+        service = getattr(server, "service_name", "") if server is not None else ""
+        key = (ex.ep.name, obs, service, ex.status, _METHODS.get(req.method, "EXTENSION_METHOD"),
                proto, hv, tls_labels(ex.conn.sock) if ex.tls else None)
         acc = self.data.get(key)
         if acc is None:
@@ -114,10 +153,40 @@ class Recorder:
         took = ex.ended - ex.started
         acc[0] += 1
         acc[1] += took
-        if req.framing == _LENGTH:
-            acc[2] += req.content_length
-        acc[3] += ex.bytes_out
+        acc[2] += ex.bytes_in         # the request body read (Traefik's capture readCounter)
+        acc[3] += ex.bytes_out        # the response body written (capture's Write count)
         i = bisect_left(self.buckets, took)      # le: the first bucket >= took
+        if i < self.n:
+            acc[4 + i] += 1
+
+    # -- a mirroring service's copies (pyroute.proxy.mirror): the mirror's service only
+    def meter(self, ex, server, body):
+        """What a copy of ``ex`` to ``server`` is counted under (None: not metered)."""
+        route = ex.route
+        if route is None or route.obs is None:
+            return None
+        service = getattr(server, "service_name", "")
+        if not service:
+            return None
+        req = ex.req
+        hv = ()
+        if self.headers:
+            hv = tuple([(req.header(h) or b"").decode("latin-1") for h in self.headers])
+        return (service, _METHODS.get(req.method, "EXTENSION_METHOD"), protocol(req), hv,
+                tls_labels(ex.conn.sock) if ex.tls else None, body)
+
+    def mirror(self, meter, status, took, body_out):
+        service, method, proto, hv, tls, body_in = meter
+        # no entry point and no router: Traefik's mirror handler calls the service directly
+        key = (None, (), service, status, method, proto, hv, tls)
+        acc = self.data.get(key)
+        if acc is None:
+            acc = self.data[key] = [0, 0.0, 0, 0] + [0] * self.n
+        acc[0] += 1
+        acc[1] += took
+        acc[2] += body_in
+        acc[3] += body_out
+        i = bisect_left(self.buckets, took)
         if i < self.n:
             acc[4 + i] += 1
 
@@ -148,16 +217,32 @@ class Store:
     """Totals of every worker's deltas, the config and health gauges; a prometheus_client
     collector (``collect``) yielding Traefik's metric families."""
 
-    def __init__(self, prometheus):
-        self.settings = prometheus
-        self.buckets = tuple(prometheus.buckets)
-        self.header_labels = tuple(label for label, _ in prometheus.header_labels)
-        self.totals = {}              # worker key -> [count, sum, req bytes, resp bytes, b...]
+    def __init__(self, metrics):
+        self.settings = metrics.prometheus          # None: OTLP only (nothing to scrape)
+        self.otlp = getattr(metrics, "otlp", None)
+        self.buckets, labels, levels = recording(metrics)
+        self.header_labels = tuple(label for label, _ in labels)
+        self.prom_levels = _levels(self.settings) if self.settings is not None else ()
+        # for a histogram of other bounds: the index in ``buckets`` of each of its bounds
+        self.prom_bounds = _bound_index(self.buckets, self.settings.buckets) \
+            if self.settings is not None else ()
+        self.started = time.time()
+        # level -> {(names, code, method, protocol, header values, tls): [count, sum,
+        # req bytes, resp bytes, bucket counts...]}; names: (entrypoint,), (router,
+        # service) or (service,) as the level's labels
+        # the router and service levels are kept even when no exposition sends them: the
+        # API's rates (pyroute.observability.rates) read them
+        self.series = {level: {} for level in ("entrypoint", "router", "service")
+                       if level in levels or level != "entrypoint"}
         self.open = {}                # worker index -> {entry point: connections}
         self.reloads = 0
         self.last_reload = 0.0
         self.health = None            # pyroute.server.health.HealthChecks (the master's)
         self.certs = ()               # (cn, serial, sans, not after) of the loaded certificates
+        # Traefik's prometheusState: the routers and services of the configuration in force,
+        # and those a reload removed, whose series go after the next scrape showed them
+        self.names = None             # (routers, services) or None before a configuration
+        self.gone = (set(), set())
         self._registry = None
         # the master's thread adds, the API's thread reads: a scrape sees whole hand-offs
         # (once a second per worker, never per request)
@@ -165,34 +250,92 @@ class Store:
 
     # -- updates (the master's thread) -------------------------------------------------
     def add(self, worker, deltas, connections):
-        totals = self.totals
+        series = self.series
+        ep_s, router_s, service_s = (series.get("entrypoint"), series.get("router"),
+                                     series.get("service"))
         with self._lock:
-            for key, acc in deltas.items():
-                tot = totals.get(key)
-                if tot is None:
-                    totals[key] = list(acc)
-                else:
-                    for i, v in enumerate(acc):
-                        tot[i] += v
+            for (ep, routers, service, code, method, proto, hv, tls), acc in deltas.items():
+                rest = (code, method, proto, hv, tls)
+                if ep_s is not None and ep is not None:     # None: a mirror's copy
+                    _merge(ep_s, ((ep,),) + rest, acc)
+                if router_s is not None:
+                    for names in routers:
+                        _merge(router_s, (tuple(names),) + rest, acc)
+                if service_s is not None and service:
+                    _merge(service_s, ((service,),) + rest, acc)
             self.open[worker] = connections
 
     def worker_gone(self, worker):
         self.open.pop(worker, None)
 
-    def reloaded(self, config=None):
-        # cmd/traefik: every configuration applied counts (the first one too)
-        self.reloads += 1
-        self.last_reload = float(int(time.time()))
+    def reloaded(self, config=None, names=None):
+        """A configuration was applied. ``names``: its (routers, services) names (taken from
+        ``config`` when not given): those the previous one had and this one has not are
+        dropped after the next scrape (Traefik's SetDynamicConfig, then Collect)."""
         if config is not None:
             self.certs = certificates(config)
+            if names is None:
+                names = config_names(config)
+        if names is not None:
+            routers, services = set(names[0]), set(names[1])
+            with self._lock:
+                if self.names is not None:
+                    self.gone[0].update(self.names[0] - routers)
+                    self.gone[1].update(self.names[1] - services)
+                self.names = (routers, services)
+        # cmd/traefik: every configuration applied counts (the first one too); counted last,
+        # so that a scrape showing this reload drops what it removed
+        self.reloads += 1
+        self.last_reload = float(int(time.time()))
+
+    def _drop_gone(self):
+        # after a scrape: the series of routers / services no longer configured (Traefik's
+        # DeletePartialMatch: a service's go from the router level too, by its service label)
+        routers, services = self.gone
+        if not routers and not services:
+            return
+        with self._lock:
+            now_r, now_s = self.names
+            routers = {r for r in routers if r not in now_r}
+            services = {s for s in services if s not in now_s}
+            d = self.series.get("router")
+            if d is not None:
+                for key in [k for k in d if k[0][0] in routers or k[0][1] in services]:
+                    del d[key]
+            d = self.series.get("service")
+            if d is not None:
+                for key in [k for k in d if k[0][0] in services]:
+                    del d[key]
+            self.gone = (set(), set())
 
     # -- exposition (the API thread) ---------------------------------------------------
     def collect(self):
+        try:
+            yield from self._collect()
+        finally:
+            self._drop_gone()
+
+    def snapshot(self):
+        """{level: [(key, totals)]}: a copy the exposition reads without the lock."""
+        with self._lock:
+            return {level: [(k, list(v)) for k, v in d.items()]
+                    for level, d in self.series.items()}
+
+    def histogram(self, acc, bounds):
+        """(cumulative counts at ``bounds`` (indexes in ``buckets``), count, sum)."""
+        cum, out, at = 0, [], 0
+        for j in bounds:
+            while at <= j:
+                cum += acc[4 + at]
+                at += 1
+            out.append(cum)
+        return out, acc[0], acc[1]
+
+    def _collect(self):
         from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
                                             HistogramMetricFamily)
-        p = self.settings
-        with self._lock:
-            totals = [(k, list(v)) for k, v in self.totals.items()]
+        series = self.snapshot()
+        prom_buckets = tuple(self.settings.buckets)
         yield _counter(CounterMetricFamily, "traefik_config_reloads", "Config reloads", [],
                        [((), self.reloads)])
         g = GaugeMetricFamily("traefik_config_last_reload_success",
@@ -213,33 +356,27 @@ class Store:
         for cn, serial, sans, not_after in self.certs:
             g.add_metric([cn, serial, sans], not_after)
         yield g
-        levels = []
-        if p.add_entry_points_labels:
-            levels.append(("entrypoint", ["entrypoint"], "an entrypoint",
-                           lambda ep, obs: ((ep,),)))
-        if p.add_routers_labels:
-            levels.append(("router", ["router", "service"], "a router",
-                           lambda ep, obs: obs[0]))
-        if p.add_services_labels:
-            levels.append(("service", ["service"], "a service",
-                           lambda ep, obs: tuple((s,) for s in obs[1])))
-        for level, base, where, expand in levels:
+        for level, base, where in (("entrypoint", ["entrypoint"], "an entrypoint"),
+                                   ("router", ["router", "service"], "a router"),
+                                   ("service", ["service"], "a service")):
+            if level not in self.prom_levels:
+                continue
             reqs_h, reqs_tls, bytes_in, bytes_out, hist = {}, {}, {}, {}, {}
-            for (ep, obs, code, method, proto, hv, tls), acc in totals:
-                for names in expand(ep, obs):
-                    labels = (str(code), method, proto) + tuple(names)
-                    _add(reqs_h, labels + tuple(hv), acc[0])
-                    if tls is not None:
-                        _add(reqs_tls, tuple(tls) + tuple(names), acc[0])
-                    _add(bytes_in, labels, acc[2])
-                    _add(bytes_out, labels, acc[3])
-                    h = hist.get(labels)
-                    if h is None:
-                        h = hist[labels] = [0.0] + [0] * (len(acc) - 4) + [0]
-                    h[0] += acc[1]
-                    for i in range(4, len(acc)):
-                        h[i - 3] += acc[i]
-                    h[-1] += acc[0]
+            for (names, code, method, proto, hv, tls), acc in series[level]:
+                labels = (str(code), method, proto) + names
+                _add(reqs_h, labels + tuple(hv), acc[0])
+                if tls is not None:
+                    _add(reqs_tls, tuple(tls) + names, acc[0])
+                _add(bytes_in, labels, acc[2])
+                _add(bytes_out, labels, acc[3])
+                cum, count, total = self.histogram(acc, self.prom_bounds)
+                h = hist.get(labels)
+                if h is None:
+                    h = hist[labels] = [0.0] + [0] * len(cum) + [0]
+                h[0] += total
+                for i, n in enumerate(cum):
+                    h[i + 1] += n
+                h[-1] += count
             prefix = "traefik_%s_" % level
             yield _counter(CounterMetricFamily, prefix + "requests",
                            "How many HTTP requests processed on %s, partitioned by status "
@@ -254,10 +391,7 @@ class Store:
                                        "partitioned by status code, protocol, and method."
                                        % where, labels=list(_REQ) + base)
             for labels, h in sorted(hist.items()):
-                cum, out = 0, []
-                for b, n in zip(self.buckets, h[1:-1]):
-                    cum += n
-                    out.append((_fmt(b), cum))
+                out = [(_fmt(b), n) for b, n in zip(prom_buckets, h[1:-1])]
                 out.append(("+Inf", h[-1]))
                 hf.add_metric(list(labels), out, h[0])
             yield hf
@@ -308,6 +442,19 @@ class _Collector:
         return self.store.collect()
 
 
+def _bound_index(union, bounds):
+    return tuple(union.index(float(b)) for b in bounds)
+
+
+def _merge(d, key, acc):
+    tot = d.get(key)
+    if tot is None:
+        d[key] = list(acc)
+    else:
+        for i, v in enumerate(acc):
+            tot[i] += v
+
+
 def _add(d, key, v):
     d[key] = d.get(key, 0) + v
 
@@ -325,13 +472,18 @@ def _counter(cls, name, doc, labels, items):
 
 def route_obs(router_name, service_name, metrics_on, parents=()):
     """What a compiled Route carries for the Recorder: None (not metered: the router's
-    ``observability.metrics`` is false) or ``(((router, service), ...), (service, ...))`` —
-    the router and the routers above it (multi-layer routing: Traefik meters each router
-    with service ``<router>-muxer`` for a parent), and the service it forwards to."""
+    ``observability.metrics`` is false) or ``((router, service), ...)`` — the router and the
+    routers above it (multi-layer routing: Traefik meters each router with service
+    ``<router>-muxer`` for a parent), each with its ``service`` label."""
     if not metrics_on:
         return None
-    routers = tuple(parents) + ((router_name, service_name),)
-    return routers, ((service_name,) if service_name else ())
+    return tuple(parents) + ((router_name, service_name),)
+
+
+def config_names(config):
+    """(router names, service names) of a configuration (Traefik's OnConfigurationUpdate)."""
+    http = (getattr(config, "dynamic", None) or {}).get("http") or {}
+    return tuple(http.get("routers") or ()), tuple(http.get("services") or ())
 
 
 def certificates(config):

@@ -21,13 +21,15 @@ WINDOWS = (("10s", 10.0), ("1m", 60.0))  # (name, seconds) of the windows report
 def totals(store):
     """({router: [requests, 4xx, 5xx]}, {service: [...]}) of the Store's totals now."""
     with store._lock:                   # whole hand-offs only (Store.add holds it)
-        items = [(key[1], key[2], acc[0]) for key, acc in store.totals.items()]
+        # the router level's series: ((router, service label), code, ...)
+        items = [(key[0], key[1], acc[0]) for key, acc in store.series["router"].items()]
     routers, services = {}, {}
-    for obs, code, n in items:
+    for (router, service), code, n in items:
         slot = 1 if 400 <= code < 500 else 2 if 500 <= code < 600 else 0
-        for router, _service in obs[0]:
-            _add(routers, router, slot, n)
-        for service in obs[1]:
+        _add(routers, router, slot, n)
+        # a service's rate: the requests of the routers that name it (a TraefikService
+        # too, which has no series of its own); a parent router's "<router>-muxer" is none
+        if service and service != router + "-muxer":
             _add(services, service, slot, n)
     return routers, services
 

@@ -22,6 +22,9 @@ from .._engine.http1 import LAST_CHUNK, ChunkedDecoder, chunk_header
 from ..server.loop import EPOLLIN, EPOLLOUT
 
 MIRROR_TIMEOUT = 30.0
+# metrics (set by the worker when metrics are on: Recorder.mirror): Traefik meters a mirror's
+# copy on the mirror's service (its load balancer's servers are wrapped like any other)
+metering = None
 _NONE, _LENGTH, _CHUNKED = 0, 1, 2        # http1 framing ids (NONE, LENGTH, CHUNKED)
 
 
@@ -155,6 +158,14 @@ def _without_body(head):
     return b"\r\n".join(lines) + b"\r\nContent-Length: 0\r\n\r\n"
 
 
+def _content_length(head):
+    for line in head.split(b"\r\n")[1:]:
+        if line[:15].lower() == b"content-length:":
+            value = line[15:].strip()
+            return int(value) if value.isdigit() else -1
+    return -1
+
+
 class MirrorRequest:
     """The copies of one request for its mirrors (``conn.mirror`` while it is forwarded)."""
 
@@ -232,11 +243,13 @@ class MirrorRequest:
             conn.mirror = None
 
     def _send(self, conn, body):
+        rec = metering
         for copy, head in zip(self.copies, self.heads):
             if head is None:
                 continue
+            meter = rec.meter(conn, copy.server, len(body)) if rec is not None else None
             try:
-                MirrorConn(conn.loop, copy.server.pool, head + body)
+                MirrorConn(conn.loop, copy.server.pool, head + body, meter)
             except OSError:
                 pass
 
@@ -246,10 +259,18 @@ class MirrorConn:
     context and server name), send, read the answer until the backend closes."""
 
     __slots__ = ("loop", "sock", "fd", "out", "deadline", "closed", "connected", "ssl_ctx",
-                 "server_hostname", "handshaking", "verify")
+                 "server_hostname", "handshaking", "verify", "meter", "started", "first",
+                 "head_len", "received")
 
-    def __init__(self, loop, pool, data):
+    def __init__(self, loop, pool, data, meter=None):
         self.loop = loop
+        # metrics: the Recorder's key parts for this copy (None: not metered), and what the
+        # answer was (its status line and head, the bytes after it)
+        self.meter = meter
+        self.started = loop.now
+        self.first = b""
+        self.head_len = -1
+        self.received = 0
         self.out = memoryview(data)       # slices of it cost nothing, whatever the body size
         self.closed = False
         self.connected = False
@@ -299,8 +320,12 @@ class MirrorConn:
                 if self.out is None:
                     self.loop.modify(self.fd, EPOLLIN)
                 return
-            while self.sock.recv(65536):
-                pass
+            while True:
+                got = self.sock.recv(65536)
+                if not got:
+                    break
+                if self.meter is not None and self._seen(got):
+                    break           # the whole answer (Content-Length) is in: done
         except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
             return
         except (OSError, ValueError):
@@ -323,6 +348,32 @@ class MirrorConn:
         self.loop.modify(self.fd, EPOLLOUT)
         return True
 
+    def _seen(self, got):
+        """Count an answer's bytes; True once a Content-Length answer is complete (a backend
+        that keeps the connection open would otherwise be counted only at its timeout)."""
+        self.received += len(got)
+        if self.head_len < 0 and len(self.first) < 65536:
+            self.first += got
+            end = self.first.find(b"\r\n\r\n")
+            if end >= 0:
+                self.head_len = end + 4
+        if self.head_len > 0:
+            length = _content_length(self.first[:self.head_len])
+            return length >= 0 and self.received - self.head_len >= length
+        return False
+
+    def _report(self):
+        # Traefik: a copy its backend never answered gets the proxy's 502
+        status = 0
+        if self.head_len > 0:
+            parts = self.first.split(b" ", 2)
+            if len(parts) >= 2 and parts[1].isdigit():
+                status = int(parts[1])
+        body = self.received - self.head_len if status else 0
+        meter, self.meter = self.meter, None
+        if metering is not None:
+            metering.mirror(meter, status or 502, self.loop.now - self.started, body)
+
     def on_timeout(self, now):
         self.abort()
 
@@ -330,6 +381,8 @@ class MirrorConn:
         if self.closed:
             return
         self.closed = True
+        if self.meter is not None:
+            self._report()
         self.loop.timed.discard(self)
         self.loop.unregister(self.fd)
         self.sock.close()

@@ -592,6 +592,10 @@ class EntryPointRuntime:
         # MaxHeaderBytes + 4096 (server.go initialReadLimitSize) and answers 431 beyond
         self.max_head = getattr(ep, "max_header_bytes", 1 << 20) + 4096
         self.underscore = UNDERSCORE_STRATEGIES[getattr(ep, "underscore_headers", "keep")]
+        # observability: what the requests no router takes get (Traefik's default handler
+        # is built with the entry point's observability config)
+        self.metered = getattr(ep, "metered", True)
+        self.access_logged = getattr(ep, "access_logged", True)
         self.proto = b"https" if tls else b"http"
         self.ws_proto = b"wss" if tls else b"ws"
         self.default_port = b"443" if tls else b"80"
@@ -1167,10 +1171,11 @@ def _metered(config, router):
     """Traefik ObservabilityMgr.shouldMeter: metrics configured, the router's
     ``observability.metrics`` not false, an ``@internal`` service only with addInternals."""
     metrics = getattr(config.static, "metrics", None)
-    if metrics is None or metrics.prometheus is None:
+    if metrics is None:
         return False
-    p = metrics.prometheus
-    if not (p.add_entry_points_labels or p.add_routers_labels or p.add_services_labels):
+    if not any(p is not None and (p.add_entry_points_labels or p.add_routers_labels or
+                                  p.add_services_labels)
+               for p in (metrics.prometheus, getattr(metrics, "otlp", None))):
         return False
     if str(router.get("service") or "").endswith("@internal") and not metrics.add_internals:
         return False
@@ -1179,8 +1184,8 @@ def _metered(config, router):
 
 def _set_obs(route, config, name, router, parents=()):
     """Route.obs for the metrics Recorder: the router and the parents above it, each with
-    its service label (a parent's is ``<router>-muxer``, Traefik's router.go), and the
-    service metered (none for a parent: a muxer is not a service)."""
+    its service label (a parent's is ``<router>-muxer``, Traefik's router.go); the service
+    series is the picked server's load balancer (the Recorder reads it per exchange)."""
     from ..observability.metrics import route_obs
     if route.children is not None:
         service = "%s-muxer" % name
@@ -1188,8 +1193,8 @@ def _set_obs(route, config, name, router, parents=()):
         service = qualified(router["service"]) if router.get("service") else ""
     route.obs = route_obs(name, service, _metered(config, router),
                           tuple((p, "%s-muxer" % p) for p in parents))
-    if route.obs is not None and route.children is not None:
-        route.obs = (route.obs[0], ())
+
+
 def _observability(route, rname, router, static):
     """The access-log switch and names of a root router and of its child routers (Traefik
     builds the observability chain of root routers only: their switch holds below)."""

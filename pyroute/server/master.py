@@ -74,9 +74,12 @@ class _MasterView:
         self.errors = tuple(config.errors)
         self.summary = summary
         self.certs = ()
-        if getattr(getattr(config.static, "metrics", None), "prometheus", None) is not None:
-            from ..observability.metrics import certificates
+        self.names = None
+        m = getattr(config.static, "metrics", None)
+        if m is not None and (m.prometheus is not None or getattr(m, "otlp", None) is not None):
+            from ..observability.metrics import certificates, config_names
             self.certs = certificates(config)   # traefik_tls_certs_not_after
+            self.names = config_names(config)   # its series outlive a reload only if named
 
 
 class _Refusal(Exception):
@@ -181,13 +184,15 @@ class Master:
         # metrics.prometheus: the totals the workers' deltas add up to (served by the API
         # thread, pyroute.observability.endpoints)
         self.metrics = None
-        prom = getattr(getattr(config.static, "metrics", None), "prometheus", None)
-        if prom is not None:
-            from ..observability.metrics import Store, certificates
-            self.metrics = Store(prom)
+        self.otlp = None       # pyroute.observability.otlp.Pusher (metrics.otlp)
+        static_metrics = getattr(config.static, "metrics", None)
+        if static_metrics is not None and (static_metrics.prometheus is not None or
+                                           getattr(static_metrics, "otlp", None) is not None):
+            from ..observability.metrics import Store
+            self.metrics = Store(static_metrics)
             self.metrics.health = self.health
-            self.metrics.reloaded()
-            self.metrics.certs = certificates(config)
+            # (a _MasterView knows its names; a whole configuration gives them)
+            self.metrics.reloaded(config, getattr(config, "names", None))
         # limits that hold for the instance (rateLimit, inFlightReq): memory shared with
         # every worker, made before the first fork (engine/limits.pyx)
         from .._engine import limits
@@ -453,7 +458,7 @@ class Master:
         self._send_raw(struct.pack("!I", len(payload)) + payload)
         _log_errors(view.errors)
         if self.metrics is not None:
-            self.metrics.reloaded()
+            self.metrics.reloaded(names=view.names)
             self.metrics.certs = view.certs
         if self.api is not None:
             self.api.reloaded_payload(payload, why)   # unpickled by the API, not here

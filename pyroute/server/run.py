@@ -212,15 +212,36 @@ def main(args):
             api.base, (", dashboard on http://%s%s/dashboard/" % (
                 config.static.api.entry_point.address, api.base))
             if config.static.api.dashboard else ""), flush=True)
+    pusher = None
+    otlp = getattr(getattr(config.static, "metrics", None), "otlp", None)
+    if otlp is not None and master.metrics is not None:
+        pusher = _otlp_pusher(master.metrics, otlp)
     try:
         return master.run()
     finally:
         listeners.close()
+        if pusher is not None:
+            pusher.stop()       # the last counts go out (Traefik's MeterProvider.Shutdown)
         for server in api_servers:
             server.stop()
         api_mod.cleanup()
         if demo_pid:
             _stop_demo(demo_pid)
+
+
+def _otlp_pusher(store, otlp):
+    """metrics.otlp's exporting thread, or None when the OpenTelemetry SDK is not installed
+    (reported; pyroute serves anyway)."""
+    try:
+        from ..observability.otlp import Pusher
+        import opentelemetry.sdk.metrics.export  # noqa: F401
+    except ImportError as e:
+        log("error", "metrics.otlp needs the OpenTelemetry SDK (pip install pyroute[otlp]): "
+            "no OTLP metrics are exported", error=str(e))
+        return None
+    log("info", "metrics.otlp: pushing to the collector", endpoint=otlp.endpoint,
+        protocol=otlp.protocol, pushInterval="%gs" % otlp.push_interval)
+    return Pusher(store, otlp, log).start()
 
 
 def _stop_demo(pid):

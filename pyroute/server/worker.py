@@ -168,16 +168,19 @@ class Worker:
         self.refused = 0              # connections accepted and closed for lack of fds
         self.down = set()             # (service, url) the master's health checks say are down
         self.apply_health(True, down)
-        # metrics.prometheus: counted here per exchange (Env.observers), handed to the master
+        # metrics.prometheus / otlp: counted here per exchange (Env.observers), handed to the master
         # every FLUSH_INTERVAL over the pipe (pyroute.observability.metrics)
         self.recorder = None
         self.up_buf = b""             # what is still to be written up to the master
         self.flush_at = 0.0
-        prom = getattr(getattr(config.static, "metrics", None), "prometheus", None)
-        if prom is not None and pipe is not None:
+        metrics = getattr(config.static, "metrics", None)
+        if metrics is not None and pipe is not None and (
+                metrics.prometheus is not None or getattr(metrics, "otlp", None) is not None):
             from ..observability.metrics import Recorder
-            self.recorder = Recorder(prom)
+            self.recorder = Recorder(metrics)
             self.env.observers.append(self.recorder.observe)
+            from ..proxy import mirror
+            mirror.metering = self.recorder      # mirrors' copies, on their services
         # the access log (static accessLog): an observer of finished exchanges, its writer
         # thread started here, after the fork
         self.access_log = None
