@@ -1258,6 +1258,13 @@ def _build(tree, src, base_dir, source=""):
                                       "pyroute has no UDP routing, it is not served",
                                       severity="warning"))
             continue
+        h2 = raw.get("http2")
+        if h2 and not ep.http2:
+            # Traefik serves HTTP/2 everywhere; pyroute only where the extension turns it on
+            warnings.append(src.error(("entryPoints", name, "http2"), "pyroute ignores this key "
+                                      "(HTTP/2 is served only with http2.enabled: true, a "
+                                      "pyroute extension: docs/http2.md)",
+                                      severity="warning"))
         eps[name] = ep
     if not eps:
         eps = {"web": EntryPoint(name="web")}

@@ -126,6 +126,11 @@ DEFAULT_CIPHERS = (
     "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
 )
 
+# An option that lists h2 where an entry point does not serve HTTP/2 (dropped in from_runtime
+# when every entry point does)
+H2_ALPN_WARNING = ("'h2' is advertised only on entry points with http2.enabled (a pyroute "
+                   "extension, off by default: docs/http2.md); elsewhere http/1.1 is")
+
 # Traefik's default ALPN list (DefaultTLSOptions, filled in by the manifests layer): served as
 # h2, http/1.1 without a warning (acme-tls/1: pyroute has no ACME).
 TRAEFIK_DEFAULT_ALPN = ("h2", "http/1.1", "acme-tls/1")
@@ -564,6 +569,8 @@ class TLSOption:
                     if proto in SERVED_ALPN:
                         if proto not in served:
                             served.append(proto)
+                        if proto == "h2":
+                            err("alpnProtocols[%d]" % i, H2_ALPN_WARNING, severity="warning")
                     else:
                         err("alpnProtocols[%d]" % i, "%r is not spoken by pyroute (it serves %s); "
                             "it is not advertised" % (proto, ", ".join(SERVED_ALPN)),
@@ -952,6 +959,9 @@ class TLSConfig:
             list(config.static.entry_points), config.static.default_entry_points())
         for name, cfg in configs.items():
             cfg.h2 = bool(getattr(config.static.entry_points.get(name), "http2", False))
+        if configs and all(cfg.h2 for cfg in configs.values()):
+            for cfg in configs.values():
+                cfg.errors = [e for e in cfg.errors if e.message != H2_ALPN_WARNING]
         return configs
 
     def _error(self, message, severity="error", **where):
