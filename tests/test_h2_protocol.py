@@ -534,3 +534,29 @@ def test_graceful_goaway_on_drain(tmp_path):
     finally:
         pr.stop()
         be.close()
+
+
+def test_zero_window_stall_is_cut_by_write_timeout(tmp_path):
+    # a client that opens no window at all never gets a byte of the body: the entry point's
+    # writeTimeout still ends the stream (RST_STREAM), as for an HTTP/1.1 client that does
+    # not read, and the connection serves on
+    be = Backend("be")
+    m = backend_service("be", [be.port]) + ingressroute("r", [("Host(`a.test`)", "be", "")])
+    pr = Pyroute(tmp_path, m, write="1s")
+    pr.static.write_text(pr.static.read_text().replace(
+        "    transport:", "    http2: {enabled: true}\n    transport:", 1))
+    pr.start()
+    try:
+        c = Client(pr.port, settings={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0})
+        c.events(lambda evs: any(isinstance(e, h2.events.SettingsAcknowledged)
+                                 for e in evs))
+        t = time.time()
+        c.get(1, "/big/2000000")          # more than pyroute holds for a stream
+        evs = c.events(ended(1), timeout=10)
+        assert reset_of(evs, 1) is not None and 0.8 < time.time() - t < 5
+        assert not any(isinstance(e, h2.events.DataReceived) and e.data for e in evs)
+        assert response(evs, 1)[0] == 200          # the head went out, the body could not
+        c.close()
+    finally:
+        pr.stop()
+        be.close()
