@@ -2,7 +2,7 @@
 """HTTP/2 to clients (RFC 9113): one ``H2Conn`` per connection, one ``H2Stream`` per stream.
 
 The connection owns the socket (plain, h2c with prior knowledge, or a TLSStream that
-negotiated ``h2`` by ALPN), the frame codec, HPACK (engine/hpack.pyx's interface), SETTINGS,
+negotiated ``h2`` by ALPN), the frame codec, HPACK (engine/hpack.pyx), SETTINGS,
 both flow-control windows and the stream table. Each stream's request runs through a
 ``ClientConn`` without a socket (conn.pyx ``StreamSink``): the stream hands it the request as
 HTTP/1.1 bytes (head rebuilt from the pseudo-headers and fields, ``:authority`` as Host; the
@@ -26,8 +26,7 @@ from pyroute._engine.conn cimport Env, ClientConn, StreamSink
 from pyroute._engine.http1 cimport ResponseParser, Response, ChunkedDecoder
 from pyroute._engine.errors import HttpParseError
 from pyroute._engine import http1 as _http1
-# TEMPORARY shim over the PyPI hpack package until engine/hpack.pyx (branch hpack) is merged
-from pyroute._engine.hpack_shim import Decoder, Encoder, HpackError, HeaderListTooLarge
+from pyroute._engine.hpack import Decoder, Encoder, HpackError, HeaderListTooLarge
 from libc.string cimport memchr
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize
 import select
@@ -521,6 +520,7 @@ cdef class H2Conn:
     cdef object decoder
     cdef object encoder
     cdef int encoder_max                  # maxEncoderHeaderTableSize
+    cdef int decoder_table                # maxDecoderHeaderTableSize
     # the header block being received (HEADERS + CONTINUATION)
     cdef unsigned int cont_sid            # 0: none
     cdef bytearray block
@@ -558,9 +558,13 @@ cdef class H2Conn:
         self.max_streams = getattr(ep, "h2_max_streams", 250)
         # Go's server: MaxHeaderBytes + 10 typical fields x 32 bytes of overhead
         self.max_header_list = getattr(ep, "max_head", (1 << 20) + 4096) - 4096 + 320
-        self.decoder = Decoder(getattr(ep, "h2_decoder_table", 4096), self.max_header_list)
+        # maxDecoderHeaderTableSize: announced in our SETTINGS, in force once acked (until
+        # then the client's encoder may only assume the default 4096)
+        self.decoder_table = getattr(ep, "h2_decoder_table", 4096)
+        self.decoder = Decoder(4096, self.max_header_list)
+        # maxEncoderHeaderTableSize: the most our encoder keeps, whatever the client allows
         self.encoder_max = getattr(ep, "h2_encoder_table", 4096)
-        self.encoder = Encoder(4096 if self.encoder_max > 4096 else self.encoder_max)
+        self.encoder = Encoder(self.encoder_max)
         self.reset_tokens = RESET_BURST
         self.reset_at = env.now
         self.read_timeout = ep.read_timeout
@@ -577,6 +581,8 @@ cdef class H2Conn:
         settings = (b"\x00\x03" + _u32(self.max_streams) +
                     b"\x00\x04" + _u32(STREAM_RECV_WINDOW) +
                     b"\x00\x06" + _u32(self.max_header_list))
+        if self.decoder_table != 4096:
+            settings += b"\x00\x01" + _u32(self.decoder_table)
         self.unacked_settings = 1
         self._queue(_frame(T_SETTINGS, 0, 0, settings))
         self._queue(_frame(T_WINDOW_UPDATE, 0, 0, _u32(CONN_RECV_WINDOW - 65535)))
@@ -942,6 +948,8 @@ cdef class H2Conn:
                 return
             if self.unacked_settings:
                 self.unacked_settings -= 1
+                if self.decoder_table != 4096:
+                    self.decoder.set_max_table_size(self.decoder_table)
             return
         if len(payload) % 6:
             self._conn_error(FRAME_SIZE_ERROR, b"SETTINGS length")
@@ -952,8 +960,7 @@ cdef class H2Conn:
             value = (<unsigned long long> payload[i + 2] << 24) | (payload[i + 3] << 16) | \
                 (payload[i + 4] << 8) | payload[i + 5]
             if key == S_HEADER_TABLE_SIZE:
-                self.encoder.set_peer_table_size(
-                    value if value < <unsigned long long> self.encoder_max else self.encoder_max)
+                self.encoder.set_peer_table_size(value)
             elif key == S_ENABLE_PUSH:
                 if value > 1:
                     self._conn_error(PROTOCOL_ERROR, b"ENABLE_PUSH")
