@@ -1138,6 +1138,11 @@ cdef class ClientConn(UpstreamUser):
             up.paused = False
             up.on_readable()         # bytes that waited for us: no edge announces them
 
+    @property
+    def http2(self):
+        """True when an HTTP/2 stream carries this connection's request (engine/h2.pyx)."""
+        return self.sink is not None
+
     cdef void sink_drained(self) except *:
         # the HTTP/2 stream sent what it held (flow control let it): the backend's response
         # may be read again, as after a flush()

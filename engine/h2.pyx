@@ -531,6 +531,8 @@ cdef class H2Conn:
     cdef bint going_away                  # GOAWAY sent: no new streams
     cdef bint peer_going_away
     cdef unsigned int goaway_sid
+    cdef bint pumping                     # in _pump (see there)
+    cdef bint repump
     cdef double read_timeout
     cdef double idle_timeout
 
@@ -1100,14 +1102,37 @@ cdef class H2Conn:
             self.ready.append(st)
 
     cdef void _pump(self) except *:
-        # DATA for the streams that have some, as the windows and the socket allow, one
-        # frame per stream per round (round robin)
+        # DATA for the streams that have some, as the windows and the socket allow. Not
+        # re-entered: a stream resumed here reads its backend, whose bytes call _pump again
+        # (then only noted, and done by this loop), so the C stack stays flat
+        cdef list resume
         cdef H2Stream st
-        cdef list ready
-        cdef Py_ssize_t n
-        cdef bint progress = True
         if self.closed:
             return
+        if self.pumping:
+            self.repump = True
+            return
+        self.pumping = True
+        try:
+            while True:
+                self.repump = False
+                resume = self._pump_once()
+                for st in resume:
+                    if st.conn is not None and not st.conn_closed and not self.closed:
+                        st.conn.sink_drained()
+                if not self.repump or self.closed:
+                    break
+        finally:
+            self.pumping = False
+
+    cdef list _pump_once(self):
+        # one frame per stream per round (round robin); the streams whose ClientConn may
+        # read its backend again
+        cdef H2Stream st
+        cdef list ready
+        cdef list resume = []
+        cdef Py_ssize_t n
+        cdef bint progress = True
         while self.ready and progress and self.out_size < SOCK_OUT_BOUND:
             progress = False
             ready = self.ready
@@ -1140,13 +1165,13 @@ cdef class H2Conn:
                         self._schedule(st)
                     if st.paused_conn and len(st.pending) < STREAM_OUT_BOUND // 2:
                         st.paused_conn = False
-                        if st.conn is not None and not st.conn_closed:
-                            st.conn.sink_drained()
+                        resume.append(st)
                 elif st.end_pending:
                     self._queue(_frame(T_DATA, F_END_STREAM, st.sid, b""))
                     progress = True
                     self._ended(st)
         self._flush()
+        return resume
 
     cdef void _flush(self) except *:
         cdef Py_ssize_t n

@@ -200,3 +200,25 @@ def test_http2_off_by_default(tmp_path, backend):
         out = curl("--http2", "-H", "Host: a.test", "-w", "\n%{http_version}",
                    "http://127.0.0.1:%d/" % pr.port)
         assert out.stdout.rpartition(b"\n")[2] == b"1.1"
+
+
+def test_access_log_says_http2(tmp_path, backend):
+    m = backend_service("be", [backend.port]) + ingressroute("r", [("Host(`a.test`)", "be", "")])
+    logfile = tmp_path / "access.json"
+    pr = h2_pyroute(tmp_path, m)
+    pr.static.write_text(pr.static.read_text() + "accessLog:\n  filePath: \"%s\"\n"
+                         "  format: json\n  bufferingSize: 0\n" % logfile)
+    with pr:
+        assert curl_json(pr, "/h2")[0] == 200
+        out = curl("-H", "Host: a.test", "http://127.0.0.1:%d/h1" % pr.port)
+        assert out.returncode == 0
+        import time
+        for _ in range(50):
+            lines = logfile.read_text().splitlines() if logfile.exists() else []
+            if len(lines) >= 2:
+                break
+            time.sleep(0.1)
+        entries = {e["RequestPath"]: e for e in map(json.loads, lines)}
+        assert entries["/h2"]["RequestProtocol"] == "HTTP/2.0"
+        assert entries["/h2"]["DownstreamStatus"] == 200
+        assert entries["/h1"]["RequestProtocol"] == "HTTP/1.1"
