@@ -222,3 +222,46 @@ def test_access_log_says_http2(tmp_path, backend):
         assert entries["/h2"]["RequestProtocol"] == "HTTP/2.0"
         assert entries["/h2"]["DownstreamStatus"] == 200
         assert entries["/h1"]["RequestProtocol"] == "HTTP/1.1"
+
+
+def test_misdirected_request_is_per_stream(tmp_path, backend):
+    # Traefik's SNICheck runs per request: on one h2 connection (SNI a.example.com), a
+    # stream for a host under another TLS option is answered 421, the others are served
+    # (browsers coalesce connections across hosts that share a certificate)
+    import h2.config
+    import h2.connection
+    import h2.events
+    from test_e2e_tls import route, secret, tls_option
+    ca = trustme.CA()
+    leaf = ca.issue_cert("a.example.com", "b.example.com", "c.example.com")
+    m = (backend_service("be", [backend.port]) + secret("cert", leaf)
+         + tls_option("strict", "{minVersion: VersionTLS12, sniStrict: true}")
+         + route("a", "a.example.com", "{secretName: cert}")
+         + route("b", "b.example.com", "{secretName: cert, options: {name: strict}}")
+         + route("c", "c.example.com", "{secretName: cert}"))
+    with h2_pyroute(tmp_path, m) as pr:
+        ctx = ssl.create_default_context()
+        ca.configure_trust(ctx)
+        ctx.set_alpn_protocols(["h2"])
+        raw = socket.create_connection(("127.0.0.1", pr.port), timeout=10)
+        s = ctx.wrap_socket(raw, server_hostname="a.example.com")
+        assert s.selected_alpn_protocol() == "h2"
+        c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True,
+                                                                 header_encoding=None))
+        c.initiate_connection()
+        for sid, host in ((1, b"c.example.com"), (3, b"b.example.com"), (5, b"a.example.com")):
+            c.send_headers(sid, [(b":method", b"GET"), (b":scheme", b"https"),
+                                 (b":authority", host), (b":path", b"/")], end_stream=True)
+        s.sendall(c.data_to_send())
+        status, ended = {}, set()
+        while len(ended) < 3:
+            data = s.recv(65536)
+            assert data
+            for e in c.receive_data(data):
+                if isinstance(e, h2.events.ResponseReceived):
+                    status[e.stream_id] = int(dict(e.headers)[b":status"])
+                elif isinstance(e, h2.events.StreamEnded):
+                    ended.add(e.stream_id)
+            s.sendall(c.data_to_send())
+        assert status == {1: 200, 3: 421, 5: 200}
+        s.close()
