@@ -126,6 +126,15 @@ cdef class UpstreamUser:
     cpdef close(self)
 
 
+cdef class StreamSink:
+    # Where a ClientConn without a socket reads its request bytes from and writes its
+    # response bytes to: an HTTP/2 stream (engine/h2.pyx) that turns its frames into an
+    # HTTP/1.1 request and the HTTP/1.1 response back into frames
+    cdef bint sink(self, bytes data) except -1   # response bytes; False: over its bound (pause)
+    cdef bytes take_input(self)                  # request bytes waiting, or None
+    cdef void sink_closed(self) except *         # the ClientConn closed (response over or cut)
+
+
 @cython.final
 cdef class SubRequest(UpstreamUser):
     # one request a middleware sends from the worker's loop (Env.subrequest)
@@ -222,6 +231,7 @@ cdef class ClientConn(UpstreamUser):
     # exchange at a time; an HTTP/2 stream keeps its own)
     cdef public Exchange ex
     cdef public Request req
+    cdef StreamSink sink                  # an HTTP/2 stream carries it (no socket), or None
     cdef public bint keep_alive
     cdef public UpstreamConn up
     cdef public long long req_left
@@ -261,6 +271,7 @@ cdef class ClientConn(UpstreamUser):
     cdef Spool rbuf_out                   # a held response spooled to a file, being sent
 
     cdef void _reset_exchange(self) except *
+    cdef void sink_drained(self) except *
     cdef void on_event_c(self, int ev) except *
     cdef void on_readable(self) except *
     cdef void _received(self, bytes data) except *

@@ -736,6 +736,19 @@ cdef class UpstreamConn:
 
 # ---- client side ------------------------------------------------------------------------
 
+cdef class StreamSink:
+    """What a ClientConn without a socket talks to (engine/h2.pyx ``H2Stream``)."""
+
+    cdef bint sink(self, bytes data) except -1:
+        return True
+
+    cdef bytes take_input(self):
+        return None
+
+    cdef void sink_closed(self) except *:
+        pass
+
+
 @cython.final
 cdef class SubRequest(UpstreamUser):
     """One request a middleware sends from the worker's loop (``Env.subrequest``): through a
@@ -928,15 +941,18 @@ cdef class SubRequest(UpstreamUser):
 @cython.final
 cdef class ClientConn(UpstreamUser):
     def __init__(self, Env env, ep, sock, bytes remote_ip, bint tls=False,
-                 bint registered=False):
+                 bint registered=False, StreamSink sink=None):
         # ``registered``: the socket is already in the epoll set with ET_EVENTS (a Sniffer
         # registered it): take that registration over instead of an epoll_ctl DEL + ADD, and
-        # let the caller read at once (bytes that already arrived make no new edge)
+        # let the caller read at once (bytes that already arrived make no new edge).
+        # ``sink``: an HTTP/2 stream carries this connection's one request (engine/h2.pyx);
+        # ``sock`` is then the HTTP/2 connection's (the SNI check reads it), never used for I/O
         self.env = env
         self.loop = env.loop
         self.ep = ep
         self.sock = sock
-        self.fd = sock.fileno()
+        self.sink = sink
+        self.fd = sock.fileno() if sink is None else -1
         self.remote_ip = remote_ip              # e.g. b"127.0.0.1"
         self.read_timeout = ep.read_timeout
         self.write_timeout = ep.write_timeout
@@ -965,7 +981,10 @@ cdef class ClientConn(UpstreamUser):
         self.max_head = getattr(ep, "max_head", 0) or 32768
         self._reset_exchange()
         self.events = 0       # registered once for everything (ET_EVENTS)
-        if registered:
+        if sink is not None:
+            self.raw = False
+            self.max_requests = 1     # one request per stream: its response ends it
+        elif registered:
             self.loop.handlers[self.fd] = self
         else:
             self.loop.register(self.fd, ET_EVENTS, self)
@@ -1022,6 +1041,14 @@ cdef class ClientConn(UpstreamUser):
 
     cdef void on_readable(self) except *:
         cdef Py_ssize_t n
+        if self.sink is not None:
+            # an HTTP/2 stream: the request bytes its frames carried
+            while not self.paused and self.state != S_CLOSED:
+                data = self.sink.take_input()
+                if data is None:
+                    return
+                self._received(data)
+            return
         while True:
             try:
                 data = _recv(self.env, self.sock, self.fd, self.raw)
@@ -1115,6 +1142,8 @@ cdef class ClientConn(UpstreamUser):
     cdef bint write(self, bytes data) except *:
         """Send ``data`` now if possible; False when some waits (the caller should pause)."""
         cdef Py_ssize_t n
+        if self.sink is not None:
+            return self.sink.sink(data)
         if self.out is not None:
             self.out = self.out + data
             return False
@@ -1176,6 +1205,19 @@ cdef class ClientConn(UpstreamUser):
         if up is not None and not up.closed and up.paused and self.resp_state != R_HEAD:
             up.paused = False
             up.on_readable()         # bytes that waited for us: no edge announces them
+
+    @property
+    def http2(self):
+        """True when an HTTP/2 stream carries this connection's request (engine/h2.pyx)."""
+        return self.sink is not None
+
+    cdef void sink_drained(self) except *:
+        # the HTTP/2 stream sent what it held (flow control let it): the backend's response
+        # may be read again, as after a flush()
+        up = self.up
+        if up is not None and not up.closed and up.paused and self.resp_state != R_HEAD:
+            up.paused = False
+            up.on_readable()
 
     cdef void _close_after_output(self) except *:
         self.closing = True
@@ -2505,10 +2547,15 @@ cdef class ClientConn(UpstreamUser):
             self._end_exchange(499 if self.resp_state != R_DONE else 0)
         self.deadline = 0.0
         self.loop.timed.discard(self)
-        self.loop.forget(self.fd)     # no epoll_ctl: the close below takes it out of the set
-        self.env.clients.discard(self)
         if self.env.parser_owner is self:
             self.env.parser_owner = None
+        if self.sink is not None:
+            # an HTTP/2 stream: the socket is its connection's
+            self.buf = None
+            self.sink.sink_closed()
+            return
+        self.loop.forget(self.fd)     # no epoll_ctl: the close below takes it out of the set
+        self.env.clients.discard(self)
         try:
             self.sock.close()
         except OSError:

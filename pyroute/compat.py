@@ -134,7 +134,9 @@ ROWS = (
      "an HTTP/2 setting; pyroute speaks HTTP/1.1 to backends"),
 
     ("TLSOption", "spec", SUPPORTED, ""),
-    ("TLSOption", "spec.alpnProtocols", SUPPORTED, "only http/1.1 is ever advertised"),
+    ("TLSOption", "spec.alpnProtocols", SUPPORTED, "h2 and http/1.1 (acme-tls/1 never); h2 "
+     "only on entry points with http2.enabled (pyroute extension, off by default: "
+     "docs/http2.md), a warning otherwise"),
     ("TLSOption", "spec.cipherSuites", SUPPORTED, ""),
     ("TLSOption", "spec.clientAuth", SUPPORTED, "all five clientAuthTypes"),
     ("TLSOption", "spec.curvePreferences", SUPPORTED, ""),

@@ -54,16 +54,23 @@ UNDERSCORE_STRATEGIES = {"keep": 0, "delete": 1, "reject": 2}
 
 KEY_TYPES = dict(_TRAEFIK_KEY_TYPES)
 KEY_TYPES["providers.kubernetesCRD.paths"] = "list"     # pyroute extension
+KEY_TYPES["entryPoints.<name>.http2.enabled"] = "bool"  # pyroute extension (docs/http2.md)
 
 _EP = "entryPoints.<name>."
 _CRD = "providers.kubernetesCRD."
-_PYROUTE_ONLY = {"providers.kubernetesCRD.paths"}
+_PYROUTE_ONLY = {"providers.kubernetesCRD.paths", "entryPoints.<name>.http2.enabled"}
 
 # key -> note, for the keys pyroute implements as Traefik does
 _SUPPORTED = {
     "entryPoints.<name>": "",
     _EP + "address": "TCP only: an address ending in /udp is reported and not served",
     _EP + "asDefault": "",
+    _EP + "http2.enabled": "pyroute extension, default false: serve HTTP/2 (h2c with prior "
+                           "knowledge, ALPN h2 on TLS) on this entry point; HTTP/1.1 only "
+                           "otherwise (docs/http2.md)",
+    _EP + "http2.maxConcurrentStreams": "default 250; with http2.enabled",
+    _EP + "http2.maxDecoderHeaderTableSize": "default 4096; with http2.enabled",
+    _EP + "http2.maxEncoderHeaderTableSize": "default 4096; with http2.enabled",
     _EP + "transport.respondingTimeouts.readTimeout": "",
     _EP + "transport.respondingTimeouts.writeTimeout": "",
     _EP + "transport.respondingTimeouts.idleTimeout": "",
@@ -238,7 +245,6 @@ _IGNORED_NOTES = [
     ("entryPoints.<name>.allowACMEByPass", "pyroute has no ACME"),
     ("entryPoints.<name>.reusePort", "pyroute always binds with SO_REUSEPORT"),
     ("entryPoints.<name>.forwardedHeaders", "not implemented"),
-    ("entryPoints.<name>.http2", "pyroute serves HTTP/1.1 only"),
     ("entryPoints.<name>.http3", "pyroute serves HTTP/1.1 only"),
     ("entryPoints.<name>.udp", "pyroute has no UDP routing"),
     ("entryPoints.<name>.observability.tracing", "pyroute has no tracing"),
@@ -347,6 +353,11 @@ class EntryPoint:
     # http.underscoreHeadersStrategy (Traefik v3.7): "keep" (default), "delete" or "reject"
     # request headers whose name holds '_' (server_entrypoint_tcp.go createHTTPServer)
     underscore_headers: str = "keep"
+    # http2: served only with the pyroute extension http2.enabled (docs/http2.md)
+    http2: bool = False
+    h2_max_streams: int = 250
+    h2_decoder_table: int = 4096
+    h2_encoder_table: int = 4096
     # Escapes a root router refuses with 400 (http.encodedCharacters): none by default, as
     # Traefik >= v3.6.7; each allow*: false adds its escapes.
     denied_encoded_characters: frozenset = DEFAULT_DENIED_ENCODED
@@ -1121,6 +1132,15 @@ def _entry_point(r, name, m):
         raise r.error(p + ("http", "underscoreHeadersStrategy"),
                       "invalid underscoreHeadersStrategy value %r (expected keep, delete or "
                       "reject)" % (underscore,))
+    h2 = m.get("http2", {})
+    h2_values = {}
+    for key, attr, default in (("maxConcurrentStreams", "h2_max_streams", 250),
+                               ("maxDecoderHeaderTableSize", "h2_decoder_table", 4096),
+                               ("maxEncoderHeaderTableSize", "h2_encoder_table", 4096)):
+        v = h2.get(key, default)
+        if v <= 0 or v > 0x7fffffff:
+            raise r.error(p + ("http2", key), "expected a positive integer")
+        h2_values[attr] = v
     pp = m.get("proxyProtocol")
     proxy_protocol = None
     if pp is not None:
@@ -1165,6 +1185,8 @@ def _entry_point(r, name, m):
         encode_query_semicolons=http.get("encodeQuerySemicolons", False),
         max_header_bytes=mhb,
         underscore_headers=underscore,
+        http2=bool(h2.get("enabled", False)),
+        **h2_values,
         denied_encoded_characters=denied,
         proxy_protocol=proxy_protocol,
         redirections=redirections,
@@ -1380,6 +1402,13 @@ def _build(tree, src, base_dir, source=""):
                                       "pyroute has no UDP routing, it is not served",
                                       severity="warning"))
             continue
+        h2 = raw.get("http2")
+        if h2 and not ep.http2:
+            # Traefik serves HTTP/2 everywhere; pyroute only where the extension turns it on
+            warnings.append(src.error(("entryPoints", name, "http2"), "pyroute ignores this key "
+                                      "(HTTP/2 is served only with http2.enabled: true, a "
+                                      "pyroute extension: docs/http2.md)",
+                                      severity="warning"))
         eps[name] = ep
     if not eps:
         eps = {"web": EntryPoint(name="web")}

@@ -65,8 +65,9 @@ DEFAULT_STORE = "default"           # Traefik: DefaultTLSStoreName
 DEFAULT_GENERATED_CN = "TRAEFIK DEFAULT CERT"   # Traefik: generate.DefaultDomain
 
 # Application protocols pyroute speaks. Traefik's default is h2, http/1.1, acme-tls/1; pyroute
-# never advertises a protocol it cannot serve (no HTTP/2, no ACME TLS-ALPN yet).
-SERVED_ALPN = ("http/1.1",)
+# never advertises a protocol it cannot serve (no ACME TLS-ALPN yet), and h2 only on entry
+# points with http2.enabled (the pyroute extension that turns HTTP/2 on, docs/http2.md).
+SERVED_ALPN = ("h2", "http/1.1")
 
 # Traefik: MinVersion / MaxVersion maps (pkg/tls/tls.go).
 VERSIONS = {
@@ -127,8 +128,13 @@ DEFAULT_CIPHERS = (
     "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
 )
 
+# An option that lists h2 where an entry point does not serve HTTP/2 (dropped in from_runtime
+# when every entry point does)
+H2_ALPN_WARNING = ("'h2' is advertised only on entry points with http2.enabled (a pyroute "
+                   "extension, off by default: docs/http2.md); elsewhere http/1.1 is")
+
 # Traefik's default ALPN list (DefaultTLSOptions, filled in by the manifests layer): served as
-# http/1.1 only, without a warning, since pyroute speaks neither h2 nor acme-tls/1 yet.
+# h2, http/1.1 without a warning (acme-tls/1: pyroute has no ACME).
 TRAEFIK_DEFAULT_ALPN = ("h2", "http/1.1", "acme-tls/1")
 
 # Added to the default list only when an option allows TLS 1.0/1.1, which have no AEAD suite:
@@ -372,9 +378,10 @@ class CertificateStore:
 class _ConnInfo:
     """What a TLS connection carries (``Connection.get_app_data()``)."""
 
-    __slots__ = ("option", "server_name", "sock", "refused", "certificate")
+    __slots__ = ("option", "server_name", "sock", "refused", "certificate", "h2")
 
-    def __init__(self, option, server_name, sock):
+    def __init__(self, option, server_name, sock, h2=False):
+        self.h2 = h2                      # the entry point serves HTTP/2: ALPN may pick h2
         self.option = option              # TLSOption the connection was made with
         self.server_name = server_name    # SNI as peeked (canonical; "": none; None: unread)
         self.sock = sock                  # for the local address, when the client sends no SNI
@@ -399,6 +406,7 @@ class TLSOption:
 
     __slots__ = ("name", "spec", "error", "min_version", "max_version", "ciphers",
                  "curves", "verify_mode", "verify_any", "client_cas", "sni_strict", "alpn",
+                 "alpn_h1",
                  "tickets", "store", "base", "_by_cert", "_refusing", "_fallback", "_session_id")
 
     def __init__(self, name, spec, store):
@@ -563,12 +571,16 @@ class TLSOption:
                     if proto in SERVED_ALPN:
                         if proto not in served:
                             served.append(proto)
+                        if proto == "h2":
+                            err("alpnProtocols[%d]" % i, H2_ALPN_WARNING, severity="warning")
                     else:
                         err("alpnProtocols[%d]" % i, "%r is not spoken by pyroute (it serves %s); "
                             "it is not advertised" % (proto, ", ".join(SERVED_ALPN)),
                             severity="warning")
                 self.alpn = tuple(served)
         self.alpn = tuple(p.encode() for p in self.alpn)
+        # on entry points without HTTP/2 (http2.enabled false): the list without h2
+        self.alpn_h1 = tuple(p for p in self.alpn if p != b"h2")
 
         if any(p.severity == "error" for p in problems):
             self.error = "; ".join(p.render() for p in problems if p.severity == "error")
@@ -640,7 +652,11 @@ class TLSOption:
     def _select_alpn(self, conn, offered):
         # Traefik/Go: when the client offers ALPN and nothing overlaps, the handshake fails
         # (no_application_protocol alert).
-        for proto in self.alpn:
+        info = conn.get_app_data()
+        protos = self.alpn if info is not None and info.h2 else self.alpn_h1
+        if not protos:
+            return SSL.NO_OVERLAPPING_PROTOCOLS    # only h2 listed, not served here: no ALPN
+        for proto in protos:
             if proto in offered:
                 return proto
         raise _NoALPNOverlap("no application protocol in common (client offered %s, pyroute "
@@ -897,6 +913,7 @@ class TLSConfig:
         self.host_options = {}       # host (lower-case) -> option name, conflicts resolved
         self.router_options = {}     # TLS router name -> option name it asked for
         self._sni_options = {}       # host -> TLSOption, or a str: why its connections close
+        self.h2 = False              # the entry point serves HTTP/2 (ALPN may pick h2)
 
     # -- build --------------------------------------------------------------------------------
 
@@ -939,9 +956,15 @@ class TLSConfig:
         # ones included, those its provider dropped not (RuntimeConfig.tls_routers)
         routers = (config.tls_routers() if hasattr(config, "tls_routers")
                    else config.dynamic.get("http", {}).get("routers", {}))
-        return cls.build_entry_points(
+        configs = cls.build_entry_points(
             config.dynamic.get("tls"), routers,
             list(config.static.entry_points), config.static.default_entry_points())
+        for name, cfg in configs.items():
+            cfg.h2 = bool(getattr(config.static.entry_points.get(name), "http2", False))
+        if configs and all(cfg.h2 for cfg in configs.values()):
+            for cfg in configs.values():
+                cfg.errors = [e for e in cfg.errors if e.message != H2_ALPN_WARNING]
+        return configs
 
     def _error(self, message, severity="error", **where):
         self.errors.append(ConfigError(message, severity=severity, **where))
@@ -1059,7 +1082,7 @@ class TLSConfig:
         if isinstance(option, str):
             raise TLSRefused(option)
         conn = SSL.Connection(option.base, sock)
-        info = _ConnInfo(option, server_name, sock)
+        info = _ConnInfo(option, server_name, sock, self.h2)
         conn.set_app_data(info)
         conn.set_accept_state()
         if server_name is None:

@@ -210,12 +210,13 @@ providers:
     got = [(w.field, w.line, w.severity) for w in st.warnings]
     # api is served (pyroute.api, issue 15): no warning for it
     # nor for ping and metrics.prometheus (issue 14), whose entry point "metrics" is missing
+    # http2 settings without http2.enabled (pyroute extension, docs/http2.md): no effect
     assert got == [("global", 1, "warning"),
-                   ("entryPoints.web.http2", 7, "warning"),
-                   ("entryPoints.websecure.http2", 8, "warning"),
                    ("providers.kubernetesCRD.endpoint", 10, "warning"),
                    ("providers.kubernetesCRD.token", 10, "warning"),
                    ("providers.kubernetesIngress", 12, "warning"),
+                   ("entryPoints.web.http2", 7, "warning"),
+                   ("entryPoints.websecure.http2", 8, "warning"),
                    ("metrics.prometheus.entryPoint", 5, "warning")]
     assert st.warnings[-1].message == ("entry point 'metrics' does not exist: "
                                       "metrics.prometheus is not served")

@@ -314,7 +314,9 @@ def test_unset_cipher_suites_mean_mozilla_intermediate(ca, rsa_leaf):
                                               "minVersion": "VersionTLS12"}})
     assert config.errors == []
     option = config.options["default"]
-    assert (option.ciphers, option.alpn) == (tls.DEFAULT_CIPHERS, (b"http/1.1",))
+    # (h2 is in the list, advertised only on entry points with http2.enabled: alpn_h1 elsewhere)
+    assert (option.ciphers, option.alpn, option.alpn_h1) == (
+        tls.DEFAULT_CIPHERS, (b"h2", b"http/1.1"), (b"http/1.1",))
     with Server(config) as srv:
         # The CBC suites of Go's list are not offered...
         assert refused(srv.port, client_context(ca, maximum=TLS12, ciphers="ECDHE-RSA-AES128-SHA"),

@@ -314,7 +314,9 @@ class AccessLogger:
             path += "?" + query.decode("latin-1")
         core["RequestMethod"] = req.method.decode("latin-1")
         core["RequestPath"] = path
-        core["RequestProtocol"] = "HTTP/1.1" if req.version == 11 else "HTTP/1.0"
+        # an HTTP/2 stream's request reaches the chain as HTTP/1.1 (engine/h2.pyx)
+        core["RequestProtocol"] = ("HTTP/2.0" if getattr(ex.conn, "http2", False) else
+                                   "HTTP/1.1" if req.version == 11 else "HTTP/1.0")
         if ex.tls:
             core["RequestScheme"] = "https"
             self._tls(ex, core)

@@ -596,6 +596,11 @@ class EntryPointRuntime:
         # is built with the entry point's observability config)
         self.metered = getattr(ep, "metered", True)
         self.access_logged = getattr(ep, "access_logged", True)
+        # HTTP/2 (engine/h2.pyx): off unless http2.enabled (pyroute extension)
+        self.http2 = getattr(ep, "http2", False)
+        self.h2_max_streams = getattr(ep, "h2_max_streams", 250)
+        self.h2_decoder_table = getattr(ep, "h2_decoder_table", 4096)
+        self.h2_encoder_table = getattr(ep, "h2_encoder_table", 4096)
         self.proto = b"https" if tls else b"http"
         self.ws_proto = b"wss" if tls else b"ws"
         self.default_port = b"443" if tls else b"80"

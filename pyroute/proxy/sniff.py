@@ -17,6 +17,7 @@ from .. import tls
 from ..server.log import log
 from ..server.loop import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLRDHUP, ET_EVENTS
 from .._engine.conn import ClientConn
+from .._engine.h2 import H2Conn, PREFACE
 from .._engine import proxyproto
 
 _MSG_PEEK = socket.MSG_PEEK
@@ -69,6 +70,8 @@ class Sniffer:
                 self.hello_wait = True   # the rest of the ClientHello is on its way
                 return
             if conn is tls.PLAIN:
+                if self.ep.http2 and not self._h2c_sniffed(ev):
+                    return
                 self._hand_over(self.ep, self.sock, False, ev)
                 return
             self.conn = conn
@@ -86,9 +89,47 @@ class Sniffer:
         else:
             self._hand_over(self.tls_ep, self.conn, True, ev)
 
+    def _h2c_sniffed(self, ev):
+        """HTTP/2 with prior knowledge (RFC 9113 §3.3) on a plain entry point with http2
+        enabled: the connection preface instead of a request line. True: serve it (as h2c
+        or HTTP/1.1, decided); False: the first bytes are a prefix of the preface, wait
+        for more (or it was handed over / closed)."""
+        try:
+            data = self.sock.recv(len(PREFACE), _MSG_PEEK)
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError:
+            self.close()
+            return False
+        if len(data) < len(PREFACE) and data and PREFACE.startswith(data) and \
+                not ev & _HUP_EVENTS:
+            return False
+        if data == PREFACE:
+            self.loop.timed.discard(self)
+            self.env.clients.discard(self)
+            h2 = H2Conn(self.env, self.ep, self.sock, self.remote_ip, False, True)
+            h2.remote_port = self.remote_port
+            self.env.clients.add(h2)
+            try:
+                h2.start()
+            except Exception as e:
+                self.loop._fail(h2, e)
+            return False
+        return True
+
     def _hand_over(self, ep, stream, is_tls=False, ev=0):
         self.loop.timed.discard(self)
         self.env.clients.discard(self)
+        if is_tls and ep.http2 and stream.conn.get_alpn_proto_negotiated() == b"h2":
+            # ALPN picked h2 (only offered where http2 is enabled)
+            h2 = H2Conn(self.env, ep, stream, self.remote_ip, True, True)
+            h2.remote_port = self.remote_port
+            self.env.clients.add(h2)
+            try:
+                h2.start()
+            except Exception as e:
+                self.loop._fail(h2, e)
+            return
         client = ClientConn(self.env, ep, stream, self.remote_ip, is_tls, True)
         client.remote_port = self.remote_port
         self.env.clients.add(client)

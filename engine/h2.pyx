@@ -1,0 +1,1305 @@
+# cython: language_level=3
+"""HTTP/2 to clients (RFC 9113): one ``H2Conn`` per connection, one ``H2Stream`` per stream.
+
+The connection owns the socket (plain, h2c with prior knowledge, or a TLSStream that
+negotiated ``h2`` by ALPN), the frame codec, HPACK (engine/hpack.pyx), SETTINGS,
+both flow-control windows and the stream table. Each stream's request runs through a
+``ClientConn`` without a socket (conn.pyx ``StreamSink``): the stream hands it the request as
+HTTP/1.1 bytes (head rebuilt from the pseudo-headers and fields, ``:authority`` as Host; the
+body from DATA frames, framed by its content-length or chunked), so routing, the middleware
+chain, the balancer pick, the pools, the response phase, timeouts and observation are the
+very code HTTP/1.1 requests run. What the ClientConn answers (HTTP/1.1 bytes) is parsed back
+into HEADERS (names lower-cased, connection-specific fields dropped, as Go's server does) and
+DATA frames.
+
+Bounded everywhere: a stream buffers at most what its receive window allows of the request
+(WINDOW_UPDATE only once the ClientConn took the bytes, so a backend that does not read stops
+the client) and at most ``STREAM_OUT_BOUND`` of the response beyond what flow control lets
+out (the ClientConn is then told to pause its backend read); control frames queued for a
+client that does not read, rapid resets, SETTINGS/PING floods, CONTINUATION floods and
+oversized header lists are refused as Go's and nghttp2's servers do.
+"""
+cimport cython
+import socket
+
+from pyroute._engine.conn cimport Env, ClientConn, StreamSink
+from pyroute._engine.http1 cimport ResponseParser, Response, ChunkedDecoder
+from pyroute._engine.errors import HttpParseError
+from pyroute._engine import http1 as _http1
+from pyroute._engine.hpack import Decoder, Encoder, HpackError, HeaderListTooLarge
+from libc.string cimport memchr
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize
+import select
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+cdef bytes _PREFACE = PREFACE
+
+# frame types (RFC 9113 §6)
+cdef enum:
+    T_DATA = 0
+    T_HEADERS = 1
+    T_PRIORITY = 2
+    T_RST_STREAM = 3
+    T_SETTINGS = 4
+    T_PUSH_PROMISE = 5
+    T_PING = 6
+    T_GOAWAY = 7
+    T_WINDOW_UPDATE = 8
+    T_CONTINUATION = 9
+
+# flags
+cdef enum:
+    F_END_STREAM = 0x1
+    F_ACK = 0x1
+    F_END_HEADERS = 0x4
+    F_PADDED = 0x8
+    F_PRIORITY = 0x20
+
+# error codes (RFC 9113 §7)
+NO_ERROR = 0x0
+PROTOCOL_ERROR = 0x1
+INTERNAL_ERROR = 0x2
+FLOW_CONTROL_ERROR = 0x3
+SETTINGS_TIMEOUT = 0x4
+STREAM_CLOSED = 0x5
+FRAME_SIZE_ERROR = 0x6
+REFUSED_STREAM = 0x7
+CANCEL = 0x8
+COMPRESSION_ERROR = 0x9
+CONNECT_ERROR = 0xa
+ENHANCE_YOUR_CALM = 0xb
+INADEQUATE_SECURITY = 0xc
+HTTP_1_1_REQUIRED = 0xd
+
+# settings (RFC 9113 §6.5.2)
+cdef enum:
+    S_HEADER_TABLE_SIZE = 0x1
+    S_ENABLE_PUSH = 0x2
+    S_MAX_CONCURRENT_STREAMS = 0x3
+    S_INITIAL_WINDOW_SIZE = 0x4
+    S_MAX_FRAME_SIZE = 0x5
+    S_MAX_HEADER_LIST_SIZE = 0x6
+
+cdef long long MAX_WINDOW = 0x7fffffff
+cdef int DEFAULT_FRAME = 16384
+# what pyroute lets a client send ahead: per stream and per connection (Go's server: 1 MiB
+# each); the connection's window bounds what all its streams buffer together
+cdef int STREAM_RECV_WINDOW = 1 << 18
+cdef int CONN_RECV_WINDOW = 1 << 20
+# response bytes a stream holds beyond what flow control lets out before the backend read
+# pauses (one backend read more may land on top)
+cdef Py_ssize_t STREAM_OUT_BOUND = 1 << 16
+# bytes queued for the socket beyond which no more DATA is framed (control frames still are)
+cdef Py_ssize_t SOCK_OUT_BOUND = 1 << 18
+# control frames (SETTINGS/PING acks, RST_STREAM, WINDOW_UPDATE) a client that does not read
+# may make pyroute queue: Go's server closes the connection past maxQueuedControlFrames
+cdef Py_ssize_t MAX_QUEUED_CONTROL = 10000
+# CVE-2023-44487 (rapid reset): streams the client may reset before their response
+# ended, as nghttp2's token bucket (burst 1000, 33 per second); past it GOAWAY
+# ENHANCE_YOUR_CALM
+cdef double RESET_BURST = 1000.0
+cdef double RESET_RATE = 33.0
+# CVE-2024-27316 (CONTINUATION flood): a header block (HEADERS + CONTINUATION) larger than
+# this many times the advertised header list size ends the connection (ENHANCE_YOUR_CALM)
+cdef int BLOCK_FACTOR = 2
+cdef Py_ssize_t RECV_SIZE = 65536
+
+cdef int EPOLLOUT = select.EPOLLOUT
+cdef int HUP = select.EPOLLRDHUP | select.EPOLLHUP | select.EPOLLERR
+cdef object ET_EVENTS = select.EPOLLIN | select.EPOLLOUT | select.EPOLLRDHUP | select.EPOLLET
+cdef object WOULD_BLOCK = (BlockingIOError, InterruptedError)
+cdef object _HttpParseError = HttpParseError
+cdef object _HpackError = HpackError
+cdef object _HeaderListTooLarge = HeaderListTooLarge
+cdef int FR_NONE = _http1.NONE
+cdef int FR_LENGTH = _http1.LENGTH
+cdef int FR_CHUNKED = _http1.CHUNKED
+cdef int FR_CLOSE = _http1.CLOSE
+
+# RFC 9113 §8.2.2: connection-specific fields make a request malformed; Go's server drops
+# them (and Keep-Alive, Proxy-Connection) from responses
+cdef frozenset _CONNECTION_FIELDS = frozenset([b"connection", b"keep-alive",
+                                               b"proxy-connection", b"transfer-encoding",
+                                               b"upgrade"])
+cdef frozenset _PSEUDO_REQUEST = frozenset([b":method", b":scheme", b":authority", b":path",
+                                            b":protocol"])
+
+# RFC 9110 §5.6.2 tchar, lower case only (RFC 9113 §8.2.1: upper case is malformed)
+cdef bytes _TCHAR = (b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz")
+cdef bint _tchar[256]
+cdef int _i
+for _i in range(256):
+    _tchar[_i] = False
+for _i in _TCHAR:
+    _tchar[_i] = True
+_TCHAR_UPPER = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+cdef inline bytes _frame(int ftype, int flags, unsigned int sid, bytes payload):
+    cdef Py_ssize_t n = len(payload)
+    return bytes((n >> 16 & 0xff, n >> 8 & 0xff, n & 0xff, ftype, flags,
+                  sid >> 24 & 0x7f, sid >> 16 & 0xff, sid >> 8 & 0xff, sid & 0xff)) + payload
+
+
+cdef inline bytes _u32(unsigned long long v):
+    return bytes((v >> 24 & 0xff, v >> 16 & 0xff, v >> 8 & 0xff, v & 0xff))
+
+
+cdef bint _token(bytes name):
+    cdef const unsigned char *p = <const unsigned char *> PyBytes_AS_STRING(name)
+    cdef Py_ssize_t i, n = PyBytes_GET_SIZE(name)
+    if n == 0:
+        return False
+    for i in range(n):
+        if not _tchar[p[i]]:
+            return False
+    return True
+
+
+cdef bint _field_value_ok(bytes value):
+    # Go's httpguts.ValidHeaderFieldValue: no CTL but HTAB (so never CR, LF or NUL, which
+    # would split or end the HTTP/1.1 line this value is written into)
+    cdef const unsigned char *p = <const unsigned char *> PyBytes_AS_STRING(value)
+    cdef Py_ssize_t i, n = PyBytes_GET_SIZE(value)
+    cdef unsigned char c
+    for i in range(n):
+        c = p[i]
+        if (c < 0x20 and c != 0x09) or c == 0x7f:
+            return False
+    return True
+
+
+cdef bint _visible(bytes value):
+    # request-target / authority: visible ASCII only (no space, no CTL)
+    cdef const unsigned char *p = <const unsigned char *> PyBytes_AS_STRING(value)
+    cdef Py_ssize_t i, n = PyBytes_GET_SIZE(value)
+    for i in range(n):
+        if p[i] <= 0x20 or p[i] >= 0x7f:
+            return False
+    return True
+
+
+class StreamError(Exception):
+    """A stream error (RFC 9113 §5.4.2): RST_STREAM with ``code``."""
+
+    def __init__(self, code, msg=""):
+        Exception.__init__(self, msg)
+        self.code = code
+
+
+cdef object _StreamError = StreamError
+
+
+# stream states (RFC 9113 §5.1), as far as pyroute needs them
+cdef enum:
+    ST_OPEN = 0
+    ST_HALF_CLOSED_REMOTE = 1     # the client sent END_STREAM
+    ST_CLOSED = 2
+
+# the response's parse state
+cdef enum:
+    RS_HEAD = 0
+    RS_BODY = 1
+    RS_DONE = 2
+
+
+@cython.final
+cdef class H2Stream(StreamSink):
+    cdef H2Conn h2
+    cdef public unsigned int sid
+    cdef public int state
+    cdef ClientConn conn                  # runs the request (None before the head is made)
+    cdef bint conn_closed
+    cdef long long send_window            # what flow control lets pyroute send
+    cdef long long recv_window            # what the client may still send
+    cdef long long recv_unacked           # bytes taken by the ClientConn, not yet given back
+    cdef list inq                         # request bytes (HTTP/1.1 framing) not yet taken
+    cdef long long inq_flow               # flow-controlled bytes of ``inq`` (DATA lengths)
+    cdef bint chunked                     # the body goes to the ClientConn chunked
+    cdef long long declared               # content-length the client sent; -1: none
+    cdef long long received               # DATA payload bytes received
+    cdef bint head_req
+    # the response, parsed back from the ClientConn's HTTP/1.1 bytes
+    cdef int rstate
+    cdef bytearray rbuf
+    cdef int rframing
+    cdef long long rleft
+    cdef ChunkedDecoder rdec
+    cdef bytearray pending                # DATA payload waiting for flow control
+    cdef bint end_pending                 # END_STREAM goes after ``pending``
+    cdef bint ended                       # END_STREAM sent (or RST)
+    cdef bint paused_conn                 # the ClientConn was told to pause (sink False)
+    cdef bint counted                     # counts against MAX_CONCURRENT_STREAMS
+    cdef bint scheduled                   # in the connection's list of streams to send
+
+    def __cinit__(self):
+        self.inq = []
+        self.pending = bytearray()
+        self.declared = -1
+
+    # ---- the ClientConn's side (StreamSink) ------------------------------------------
+
+    cdef bytes take_input(self):
+        cdef bytes data
+        cdef long long flow
+        if not self.inq:
+            return None
+        data = b"".join(self.inq) if len(self.inq) > 1 else self.inq[0]
+        self.inq = []
+        flow = self.inq_flow
+        self.inq_flow = 0
+        if flow:
+            self.h2._consumed(self, flow)
+        return data
+
+    cdef bint sink(self, bytes data) except -1:
+        cdef H2Conn h2 = self.h2
+        if self.ended or h2.closed:
+            return True                   # reset meanwhile: the bytes have nowhere to go
+        if self.rstate == RS_HEAD:
+            if self.rbuf is None:
+                self.rbuf = bytearray(data)
+            else:
+                self.rbuf += data
+            self._head()
+        elif self.rstate == RS_BODY:
+            self._body(data)
+        if self.ended:
+            return True
+        h2._pump()
+        if len(self.pending) >= STREAM_OUT_BOUND:
+            self.paused_conn = True
+            return False
+        return True
+
+    cdef void sink_closed(self) except *:
+        cdef H2Conn h2 = self.h2
+        self.conn_closed = True
+        if self.ended or h2.closed:
+            h2._maybe_forget(self)
+            return
+        if self.rstate == RS_BODY and self.rframing == FR_CLOSE:
+            self.rstate = RS_DONE
+            self.end_pending = True
+        elif self.rstate != RS_DONE:
+            # cut before its response was whole (timeouts, a backend that went away)
+            h2._reset(self, INTERNAL_ERROR)
+            return
+        h2._schedule(self)
+        h2._pump()
+        h2._maybe_forget(self)
+
+    # ---- the response --------------------------------------------------------------
+
+    cdef void _head(self) except *:
+        cdef Response resp
+        cdef H2Conn h2 = self.h2
+        cdef ResponseParser parser
+        cdef list fields
+        cdef bint end
+        while self.rstate == RS_HEAD and self.rbuf:
+            parser = ResponseParser()
+            try:
+                resp = parser.parse(self.rbuf, 0, self.head_req)
+            except _HttpParseError:
+                h2._reset(self, INTERNAL_ERROR)
+                return
+            if resp is None:
+                return
+            del self.rbuf[:resp.head_length]
+            fields = [(b":status", str(resp.status).encode())]
+            for name, value in resp.headers:
+                name = name.lower()
+                if name in _CONNECTION_FIELDS:
+                    continue
+                fields.append((name, value))
+            if 100 <= resp.status < 200:
+                h2._headers(self, fields, False)
+                continue
+            framing = resp.framing
+            end = False
+            if framing == FR_LENGTH:
+                self.rleft = resp.content_length
+                end = self.rleft == 0
+            elif framing == FR_CHUNKED:
+                self.rdec = ChunkedDecoder()
+            elif framing != FR_CLOSE:
+                end = True                # HEAD, 204, 304
+            self.rframing = framing
+            if end:
+                self.rstate = RS_DONE
+                h2._headers(self, fields, True)
+                return
+            self.rstate = RS_BODY
+            h2._headers(self, fields, False)
+            rest = bytes(self.rbuf)
+            self.rbuf = None
+            if rest:
+                self._body(rest)
+
+    cdef void _body(self, bytes data) except *:
+        cdef ChunkedDecoder dec
+        cdef Py_ssize_t pos = 0, end = len(data)
+        if self.rframing == FR_LENGTH:
+            if end >= self.rleft:
+                data = data[:self.rleft]
+                self.rleft = 0
+                self.rstate = RS_DONE
+                self.end_pending = True
+            else:
+                self.rleft -= end
+            self.pending += data
+        elif self.rframing == FR_CHUNKED:
+            dec = self.rdec
+            try:
+                while pos < end and not dec.done:
+                    pos = dec.feed(data, pos, end)
+                    if dec.data_stop > dec.data_start:
+                        self.pending += data[dec.data_start:dec.data_stop]
+            except _HttpParseError:
+                self.h2._reset(self, INTERNAL_ERROR)
+                return
+            if dec.done:
+                self.rstate = RS_DONE
+                self.end_pending = True
+        else:
+            self.pending += data
+        self.h2._schedule(self)
+
+    # ---- the request ---------------------------------------------------------------
+
+    cdef void feed(self, bytes data, long long flow, bint end) except *:
+        # a DATA frame's payload (``flow``: its flow-controlled length, padding included)
+        self.inq_flow += flow
+        n = len(data)
+        self.received += n
+        if self.declared >= 0 and (self.received > self.declared or
+                                   (end and self.received != self.declared)):
+            # RFC 9113 §8.1.1: DATA that does not add up to content-length is malformed
+            raise _StreamError(PROTOCOL_ERROR, "content-length mismatch")
+        if self.chunked:
+            if n:
+                self.inq.append(b"%x\r\n" % n + data + b"\r\n")
+            if end:
+                self.inq.append(b"0\r\n\r\n")
+        elif n:
+            self.inq.append(data)
+        if self.inq and self.conn is not None and not self.conn.paused:
+            self.conn.on_readable()
+        elif self.inq_flow and self.conn is None:
+            pass
+
+    cdef void trailers(self, list fields) except *:
+        # trailers end the request: in the chunked body's trailer section (validated there
+        # by the ClientConn's decoder and forwarded as they are); dropped after a
+        # content-length body, which has nowhere to carry them in HTTP/1.1
+        cdef list lines = []
+        for name, value in fields:
+            if name[:1] == b":":
+                raise _StreamError(PROTOCOL_ERROR, "pseudo-header in trailers")
+            if not _token(name) or not _field_value_ok(value) or name in _CONNECTION_FIELDS:
+                raise _StreamError(PROTOCOL_ERROR, "invalid trailer field")
+            lines.append(name + b": " + value + b"\r\n")
+        if self.declared >= 0 and self.received != self.declared:
+            raise _StreamError(PROTOCOL_ERROR, "content-length mismatch")
+        if self.chunked:
+            self.inq.append(b"0\r\n" + b"".join(lines) + b"\r\n")
+        if self.inq and self.conn is not None and not self.conn.paused:
+            self.conn.on_readable()
+
+
+cdef bytes _request_head(list fields, bint end_stream, H2Stream st):
+    # RFC 9113 §8.3.1: the request's pseudo-headers and fields as an HTTP/1.1 head for the
+    # ClientConn. Raises StreamError(PROTOCOL_ERROR) for a malformed request (§8.1.1).
+    cdef bytes method = None, scheme = None, path = None, authority = None, host = None
+    cdef bint regular = False
+    cdef list lines = []
+    cdef list cookies = None
+    cdef bytes name, value
+    for name, value in fields:
+        if name[:1] == b":":
+            if regular:
+                raise _StreamError(PROTOCOL_ERROR, "pseudo-header after a regular field")
+            if name == b":method" and method is None:
+                method = value
+            elif name == b":scheme" and scheme is None:
+                scheme = value
+            elif name == b":path" and path is None:
+                path = value
+            elif name == b":authority" and authority is None:
+                authority = value
+            else:
+                # unknown, duplicated, a response pseudo-header, or :protocol (extended
+                # CONNECT, RFC 8441, which pyroute does not announce)
+                raise _StreamError(PROTOCOL_ERROR, "invalid pseudo-header %r" % name)
+            continue
+        regular = True
+        if not _token(name):
+            raise _StreamError(PROTOCOL_ERROR, "invalid field name")
+        if not _field_value_ok(value):
+            raise _StreamError(PROTOCOL_ERROR, "invalid field value")
+        if name in _CONNECTION_FIELDS:
+            raise _StreamError(PROTOCOL_ERROR, "connection-specific field")
+        if name == b"te":
+            if value.strip().lower() != b"trailers":
+                raise _StreamError(PROTOCOL_ERROR, "te other than trailers")
+        elif name == b"host":
+            if host is None:
+                host = value
+            continue
+        elif name == b"cookie":
+            # RFC 9113 §8.2.3: crumbs joined back into one field for HTTP/1.1
+            if cookies is None:
+                cookies = []
+            cookies.append(value)
+            continue
+        elif name == b"content-length":
+            if not value.isdigit() or (st.declared >= 0 and int(value) != st.declared):
+                raise _StreamError(PROTOCOL_ERROR, "invalid content-length")
+            if st.declared >= 0:
+                continue
+            st.declared = int(value)
+        lines.append(name + b": " + value + b"\r\n")
+    if method is None or not _token(method.lower()) or method.lower() == b"connect" \
+            and method != b"CONNECT":
+        raise _StreamError(PROTOCOL_ERROR, "missing or invalid :method")
+    if method == b"CONNECT":
+        return None                       # answered 501 by the caller (not served)
+    if scheme is None or path is None or not path or not _visible(path) or \
+            not (path[:1] == b"/" or (path == b"*" and method == b"OPTIONS")):
+        raise _StreamError(PROTOCOL_ERROR, "missing or invalid :scheme/:path")
+    # Go's server: req.Host is :authority, else the Host field
+    if authority is None:
+        authority = host
+    if authority is not None and (not _visible(authority) or b"@" in authority):
+        raise _StreamError(PROTOCOL_ERROR, "invalid :authority")
+    if cookies is not None:
+        lines.append(b"cookie: " + b"; ".join(cookies) + b"\r\n")
+    st.head_req = method == b"HEAD"
+    if not end_stream and st.declared < 0:
+        st.chunked = True
+        lines.append(b"transfer-encoding: chunked\r\n")
+    elif end_stream and st.declared > 0:
+        raise _StreamError(PROTOCOL_ERROR, "content-length without DATA")
+    return (method + b" " + path + b" HTTP/1.1\r\n" +
+            (b"host: " + authority + b"\r\n" if authority is not None else b"") +
+            b"".join(lines) + b"\r\n")
+
+
+@cython.final
+cdef class H2Conn:
+    """One HTTP/2 connection to a client (see the module's docstring)."""
+    cdef public Env env
+    cdef public object loop
+    cdef public object ep
+    cdef public object sock
+    cdef public int fd
+    cdef public bint tls
+    cdef public bytes remote_ip
+    cdef public int remote_port
+    cdef public double deadline
+    cdef public bint closed
+    cdef bytearray ibuf
+    cdef bint preface_seen
+    cdef bint settings_seen               # the client's first SETTINGS came
+    cdef list out                         # bytes for the socket, in order
+    cdef Py_ssize_t out_size
+    cdef int queued_control               # control frames in ``out`` since it last drained
+    cdef dict streams                     # sid -> H2Stream (open, or closed with output left)
+    cdef list ready                       # streams with DATA to send (round robin)
+    cdef unsigned int last_sid            # highest client stream id seen
+    cdef int open_streams                 # streams counting against MAX_CONCURRENT_STREAMS
+    cdef long long send_window            # connection window for pyroute's DATA
+    cdef long long recv_window            # connection window left for the client's DATA
+    cdef long long recv_unacked
+    cdef long long peer_initial_window
+    cdef int peer_max_frame
+    cdef int max_streams                  # ours (entryPoints.*.http2.maxConcurrentStreams)
+    cdef int max_header_list              # ours (SETTINGS_MAX_HEADER_LIST_SIZE)
+    cdef int unacked_settings             # our SETTINGS the client has not acked
+    cdef object decoder
+    cdef object encoder
+    cdef int encoder_max                  # maxEncoderHeaderTableSize
+    cdef int decoder_table                # maxDecoderHeaderTableSize
+    # the header block being received (HEADERS + CONTINUATION)
+    cdef unsigned int cont_sid            # 0: none
+    cdef bytearray block
+    cdef int block_flags
+    # abuse accounting
+    cdef double reset_tokens
+    cdef double reset_at
+    cdef bint going_away                  # GOAWAY sent: no new streams
+    cdef bint peer_going_away
+    cdef unsigned int goaway_sid
+    cdef bint pumping                     # in _pump (see there)
+    cdef bint repump
+    cdef double read_timeout
+    cdef double idle_timeout
+
+    def __init__(self, Env env, ep, sock, bytes remote_ip, bint tls=False,
+                 bint registered=False, bytes initial=b""):
+        # ``initial``: bytes already read from the socket (none: the preface is still there)
+        self.env = env
+        self.loop = env.loop
+        self.ep = ep
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.tls = tls
+        self.remote_ip = remote_ip
+        self.remote_port = 0
+        self.closed = False
+        self.ibuf = bytearray(initial)
+        self.out = []
+        self.out_size = 0
+        self.streams = {}
+        self.ready = []
+        self.send_window = 65535
+        self.recv_window = 65535
+        self.peer_initial_window = 65535
+        self.peer_max_frame = DEFAULT_FRAME
+        self.max_streams = getattr(ep, "h2_max_streams", 250)
+        # Go's server: MaxHeaderBytes + 10 typical fields x 32 bytes of overhead
+        self.max_header_list = getattr(ep, "max_head", (1 << 20) + 4096) - 4096 + 320
+        # maxDecoderHeaderTableSize: announced in our SETTINGS, in force once acked (until
+        # then the client's encoder may only assume the default 4096)
+        self.decoder_table = getattr(ep, "h2_decoder_table", 4096)
+        self.decoder = Decoder(4096, self.max_header_list)
+        # maxEncoderHeaderTableSize: the most our encoder keeps, whatever the client allows
+        self.encoder_max = getattr(ep, "h2_encoder_table", 4096)
+        self.encoder = Encoder(self.encoder_max)
+        self.reset_tokens = RESET_BURST
+        self.reset_at = env.now
+        self.read_timeout = ep.read_timeout
+        self.idle_timeout = ep.idle_timeout
+        if registered:
+            self.loop.handlers[self.fd] = self
+        else:
+            self.loop.register(self.fd, ET_EVENTS, self)
+        # the preface and the client's SETTINGS within the read timeout (Go: ReadTimeout
+        # covers the preface), then the idle timeout whenever no stream is open
+        self.deadline = self.loop.now + self.read_timeout if self.read_timeout else 0.0
+        self.loop.timed.add(self)
+        # RFC 9113 §3.4: the server's preface is a SETTINGS frame
+        settings = (b"\x00\x03" + _u32(self.max_streams) +
+                    b"\x00\x04" + _u32(STREAM_RECV_WINDOW) +
+                    b"\x00\x06" + _u32(self.max_header_list))
+        if self.decoder_table != 4096:
+            settings += b"\x00\x01" + _u32(self.decoder_table)
+        self.unacked_settings = 1
+        self._queue(_frame(T_SETTINGS, 0, 0, settings))
+        self._queue(_frame(T_WINDOW_UPDATE, 0, 0, _u32(CONN_RECV_WINDOW - 65535)))
+        self.recv_window = CONN_RECV_WINDOW
+
+    # ---- the worker's view (drain, metrics) ------------------------------------------
+
+    @property
+    def keep_alive(self):
+        return not self.going_away
+
+    @keep_alive.setter
+    def keep_alive(self, value):
+        # draining: GOAWAY(NO_ERROR) with the last stream taken; those finish, then close
+        if not value and not self.closed:
+            self._goaway(NO_ERROR, b"", False)
+            self._flush()
+            self._maybe_close()
+
+    def is_idle(self):
+        return not self.streams and not self.out
+
+    def on_timeout(self, now):
+        if not self.closed:
+            if self.preface_seen and self.settings_seen:
+                self._goaway(NO_ERROR, b"idle", True)
+            else:
+                self.close()
+
+    def abort(self):
+        self.close()
+
+    # ---- events ----------------------------------------------------------------------
+
+    def on_event(self, int ev):
+        if self.closed:
+            return
+        if ev & EPOLLOUT and self.out:
+            self._flush()
+            if self.closed:
+                return
+            self._pump()
+        if ev & ~EPOLLOUT or (self.tls and ev & EPOLLOUT and self.sock.read_wants_write):
+            self._read()
+
+    cdef void _read(self) except *:
+        cdef Env env = self.env
+        cdef Py_ssize_t n
+        while not self.closed:
+            try:
+                n = self.sock.recv_into(env.rbuf)
+            except WOULD_BLOCK:
+                break
+            except OSError:
+                self.close()
+                return
+            if n == 0:
+                self.close()
+                return
+            self.ibuf += PyBytes_FromStringAndSize(env.rptr, n)
+            self.process()
+            if n < RECV_SIZE and not self.tls:
+                break
+        if not self.closed:
+            self._flush()
+
+    def start(self):
+        """Process bytes handed over with the connection, then whatever is waiting."""
+        if self.ibuf:
+            self.process()
+        if not self.closed:
+            self._read()
+
+    # ---- frames in -------------------------------------------------------------------
+
+    cpdef process(self):
+        cdef bytearray buf = self.ibuf
+        cdef Py_ssize_t pos = 0, n
+        cdef unsigned int length, sid
+        cdef int ftype, flags
+        cdef const unsigned char *p
+        if not self.preface_seen:
+            if len(buf) < 24:
+                if not _PREFACE.startswith(bytes(buf)):
+                    self.close()
+                return
+            if bytes(buf[:24]) != _PREFACE:
+                self.close()              # not HTTP/2: nothing to say in its protocol
+                return
+            self.preface_seen = True
+            pos = 24
+        n = len(buf)
+        try:
+            while not self.closed and n - pos >= 9:
+                p = <const unsigned char *> (<char *> buf) + pos
+                length = (p[0] << 16) | (p[1] << 8) | p[2]
+                ftype = p[3]
+                flags = p[4]
+                sid = ((p[5] & 0x7f) << 24) | (p[6] << 16) | (p[7] << 8) | p[8]
+                if length > DEFAULT_FRAME:
+                    # we never raise SETTINGS_MAX_FRAME_SIZE above the default
+                    self._conn_error(FRAME_SIZE_ERROR, b"frame too large")
+                    return
+                if n - pos < 9 + length:
+                    break
+                payload = bytes(buf[pos + 9:pos + 9 + length])
+                pos += 9 + length
+                if not self.settings_seen and ftype != T_SETTINGS:
+                    # RFC 9113 §3.4: the client's preface ends with SETTINGS
+                    self._conn_error(PROTOCOL_ERROR, b"expected SETTINGS")
+                    return
+                self._frame(ftype, flags, sid, payload)
+        finally:
+            if self.ibuf is not None and pos:
+                del self.ibuf[:pos]
+
+    cdef void _frame(self, int ftype, int flags, unsigned int sid, bytes payload) except *:
+        if self.cont_sid and (ftype != T_CONTINUATION or sid != self.cont_sid):
+            # RFC 9113 §6.10: nothing may come between HEADERS and its CONTINUATION frames
+            self._conn_error(PROTOCOL_ERROR, b"expected CONTINUATION")
+            return
+        if ftype == T_DATA:
+            self._on_data(flags, sid, payload)
+        elif ftype == T_HEADERS:
+            self._on_headers(flags, sid, payload)
+        elif ftype == T_CONTINUATION:
+            self._on_continuation(flags, sid, payload)
+        elif ftype == T_SETTINGS:
+            self._on_settings(flags, sid, payload)
+        elif ftype == T_WINDOW_UPDATE:
+            self._on_window_update(sid, payload)
+        elif ftype == T_PING:
+            if sid != 0:
+                self._conn_error(PROTOCOL_ERROR, b"PING on a stream")
+            elif len(payload) != 8:
+                self._conn_error(FRAME_SIZE_ERROR, b"PING length")
+            elif not flags & F_ACK:
+                self._control(_frame(T_PING, F_ACK, 0, payload))
+        elif ftype == T_RST_STREAM:
+            self._on_rst(sid, payload)
+        elif ftype == T_PRIORITY:
+            if sid == 0:
+                self._conn_error(PROTOCOL_ERROR, b"PRIORITY on stream 0")
+            elif len(payload) != 5:
+                self._stream_error(sid, FRAME_SIZE_ERROR)
+            elif (((payload[0] & 0x7f) << 24) | (payload[1] << 16) | (payload[2] << 8)
+                  | payload[3]) == sid:
+                self._stream_error(sid, PROTOCOL_ERROR)      # §5.3.1: depends on itself
+        elif ftype == T_GOAWAY:
+            if sid != 0:
+                self._conn_error(PROTOCOL_ERROR, b"GOAWAY on a stream")
+                return
+            self.peer_going_away = True
+            self._maybe_close()
+        elif ftype == T_PUSH_PROMISE:
+            self._conn_error(PROTOCOL_ERROR, b"PUSH_PROMISE from a client")
+        # RFC 9113 §5.5: unknown frame types are ignored
+
+    cdef bytes _unpad(self, int flags, bytes payload, unsigned int sid):
+        cdef int pad
+        if not flags & F_PADDED:
+            return payload
+        if not payload:
+            self._conn_error(FRAME_SIZE_ERROR, b"padding")
+            return None
+        pad = payload[0]
+        if pad >= len(payload):
+            # §6.1: padding as long as the payload or longer
+            self._conn_error(PROTOCOL_ERROR, b"padding too long")
+            return None
+        return payload[1:len(payload) - pad]
+
+    cdef void _on_data(self, int flags, unsigned int sid, bytes payload) except *:
+        cdef H2Stream st
+        cdef long long flow = len(payload)
+        if sid == 0:
+            self._conn_error(PROTOCOL_ERROR, b"DATA on stream 0")
+            return
+        if flow > self.recv_window:
+            self._conn_error(FLOW_CONTROL_ERROR, b"connection window exceeded")
+            return
+        self.recv_window -= flow
+        data = self._unpad(flags, payload, sid)
+        if data is None:
+            return
+        st = self.streams.get(sid)
+        if st is None or st.state != ST_OPEN:
+            if sid > self.last_sid:
+                self._conn_error(PROTOCOL_ERROR, b"DATA on an idle stream")
+                return
+            # closed (or half-closed remote): §5.1 STREAM_CLOSED; its bytes still count
+            # against the connection window, given back at once
+            self._give_back(flow)
+            if st is not None and st.state == ST_HALF_CLOSED_REMOTE and not st.ended:
+                self._reset(st, STREAM_CLOSED)
+            # a stream pyroute already closed (or reset): frames in flight are ignored
+            return
+        if flow > st.recv_window:
+            self._give_back(flow)
+            self._reset(st, FLOW_CONTROL_ERROR)
+            return
+        st.recv_window -= flow
+        if flags & F_END_STREAM:
+            st.state = ST_HALF_CLOSED_REMOTE
+        try:
+            st.feed(data, flow, flags & F_END_STREAM)
+        except _StreamError as e:
+            self._reset(st, e.code)
+            return
+        if st.conn is None or st.conn_closed:
+            # the response already ended: nobody takes the body
+            flow = st.inq_flow
+            st.inq = []
+            st.inq_flow = 0
+            self._give_back(flow)
+            self._maybe_forget(st)
+
+    cdef void _on_headers(self, int flags, unsigned int sid, bytes payload) except *:
+        cdef Py_ssize_t off = 0
+        cdef int pad = 0
+        if sid == 0:
+            self._conn_error(PROTOCOL_ERROR, b"HEADERS on stream 0")
+            return
+        if flags & F_PADDED:
+            if not payload:
+                self._conn_error(FRAME_SIZE_ERROR, b"padding")
+                return
+            pad = payload[0]
+            off = 1
+        if flags & F_PRIORITY:
+            if len(payload) < off + 5:
+                self._conn_error(FRAME_SIZE_ERROR, b"HEADERS priority")
+                return
+            dep = ((payload[off] & 0x7f) << 24) | (payload[off + 1] << 16) | \
+                (payload[off + 2] << 8) | payload[off + 3]
+            off += 5
+            if dep == sid:
+                # §5.3.1: a stream depending on itself; the block still goes through HPACK
+                flags |= 0x100
+        if pad > len(payload) - off:
+            self._conn_error(PROTOCOL_ERROR, b"padding too long")
+            return
+        self.block = bytearray(payload[off:len(payload) - pad])
+        self.block_flags = flags
+        if flags & F_END_HEADERS:
+            self._header_block(sid)
+        else:
+            self.cont_sid = sid
+            self._check_block()
+
+    cdef void _on_continuation(self, int flags, unsigned int sid, bytes payload) except *:
+        if not self.cont_sid:
+            self._conn_error(PROTOCOL_ERROR, b"CONTINUATION without HEADERS")
+            return
+        self.block += payload
+        if flags & F_END_HEADERS:
+            self.cont_sid = 0
+            self._header_block(sid)
+        else:
+            self._check_block()
+
+    cdef void _check_block(self) except *:
+        # CVE-2024-27316: an endless header block is never buffered
+        if len(self.block) > BLOCK_FACTOR * self.max_header_list:
+            self._conn_error(ENHANCE_YOUR_CALM, b"header block too large")
+
+    cdef void _header_block(self, unsigned int sid) except *:
+        cdef H2Stream st
+        cdef bytes head
+        cdef bint end_stream = self.block_flags & F_END_STREAM
+        block = bytes(self.block)
+        self.block = None
+        too_large = False
+        try:
+            fields = self.decoder.decode(block)
+        except _HeaderListTooLarge:
+            fields = None
+            too_large = True
+        except _HpackError:
+            self._conn_error(COMPRESSION_ERROR, b"hpack")
+            return
+        st = self.streams.get(sid)
+        if st is not None:
+            # trailers (RFC 9113 §8.1): HEADERS with END_STREAM on an open stream
+            if st.state != ST_OPEN:
+                self._reset(st, STREAM_CLOSED)
+                return
+            if not end_stream or too_large:
+                self._reset(st, PROTOCOL_ERROR)
+                return
+            st.state = ST_HALF_CLOSED_REMOTE
+            try:
+                st.trailers(fields)
+            except _StreamError as e:
+                self._reset(st, e.code)
+            return
+        if sid % 2 == 0:
+            self._conn_error(PROTOCOL_ERROR, b"even stream id")      # §5.1.1
+            return
+        if sid <= self.last_sid:
+            self._conn_error(STREAM_CLOSED, b"HEADERS on a closed stream")     # §5.1
+            return
+        self.last_sid = sid
+        if self.going_away:
+            return                        # after our GOAWAY: ignored (§6.8)
+        if self.block_flags & 0x100:
+            self._control(_frame(T_RST_STREAM, 0, sid, _u32(PROTOCOL_ERROR)))
+            self._flush()
+            return
+        if self.open_streams >= self.max_streams:
+            # Go's server: REFUSED_STREAM while the client may not know the limit yet (our
+            # SETTINGS unacked), PROTOCOL_ERROR after
+            self._control(_frame(T_RST_STREAM, 0, sid, _u32(
+                REFUSED_STREAM if self.unacked_settings else PROTOCOL_ERROR)))
+            return
+        st = H2Stream.__new__(H2Stream)
+        st.h2 = self
+        st.sid = sid
+        st.state = ST_HALF_CLOSED_REMOTE if end_stream else ST_OPEN
+        st.send_window = self.peer_initial_window
+        st.recv_window = STREAM_RECV_WINDOW
+        st.counted = True
+        self.open_streams += 1
+        self.streams[sid] = st
+        self.deadline = 0.0               # a stream is open: not idle
+        if too_large:
+            # Go's server answers a header list over its limit with 431 (the stream only)
+            self._local(st, 431)
+            return
+        try:
+            head = _request_head(fields, end_stream, st)
+        except _StreamError as e:
+            self._reset(st, e.code)
+            return
+        if head is None:
+            self._local(st, 501)          # CONNECT: not served over HTTP/2 (docs/http2.md)
+            return
+        conn = ClientConn(self.env, self.ep, self.sock, self.remote_ip, self.tls, False, st)
+        conn.remote_port = self.remote_port
+        st.conn = conn
+        st.inq.append(head)
+        conn.on_readable()
+
+    cdef void _local(self, H2Stream st, int status) except *:
+        st.rstate = RS_DONE
+        st.conn_closed = True
+        self._headers(st, [(b":status", str(status).encode()), (b"content-length", b"0")],
+                      True)
+        self._maybe_forget(st)
+
+    cdef void _on_settings(self, int flags, unsigned int sid, bytes payload) except *:
+        cdef Py_ssize_t i
+        cdef unsigned int key
+        cdef unsigned long long value
+        cdef long long delta
+        cdef H2Stream st
+        if sid != 0:
+            self._conn_error(PROTOCOL_ERROR, b"SETTINGS on a stream")
+            return
+        if flags & F_ACK:
+            if payload:
+                self._conn_error(FRAME_SIZE_ERROR, b"SETTINGS ack with payload")
+                return
+            if self.unacked_settings:
+                self.unacked_settings -= 1
+                if self.decoder_table != 4096:
+                    self.decoder.set_max_table_size(self.decoder_table)
+            return
+        if len(payload) % 6:
+            self._conn_error(FRAME_SIZE_ERROR, b"SETTINGS length")
+            return
+        self.settings_seen = True
+        for i in range(0, len(payload), 6):
+            key = (payload[i] << 8) | payload[i + 1]
+            value = (<unsigned long long> payload[i + 2] << 24) | (payload[i + 3] << 16) | \
+                (payload[i + 4] << 8) | payload[i + 5]
+            if key == S_HEADER_TABLE_SIZE:
+                self.encoder.set_peer_table_size(value)
+            elif key == S_ENABLE_PUSH:
+                if value > 1:
+                    self._conn_error(PROTOCOL_ERROR, b"ENABLE_PUSH")
+                    return
+            elif key == S_INITIAL_WINDOW_SIZE:
+                if value > <unsigned long long> MAX_WINDOW:
+                    self._conn_error(FLOW_CONTROL_ERROR, b"INITIAL_WINDOW_SIZE")
+                    return
+                # §6.9.2: every stream's window moves by the difference
+                delta = <long long> value - self.peer_initial_window
+                self.peer_initial_window = value
+                for st in self.streams.values():
+                    st.send_window += delta
+                    if st.send_window > MAX_WINDOW:
+                        self._conn_error(FLOW_CONTROL_ERROR, b"window overflow")
+                        return
+                    if delta > 0:
+                        self._schedule(st)
+            elif key == S_MAX_FRAME_SIZE:
+                if value < 16384 or value > 16777215:
+                    self._conn_error(PROTOCOL_ERROR, b"MAX_FRAME_SIZE")
+                    return
+                self.peer_max_frame = value
+            # others (MAX_CONCURRENT_STREAMS: pyroute never pushes; MAX_HEADER_LIST_SIZE,
+            # advisory) and unknown ones are ignored (§6.5.2)
+        self._control(_frame(T_SETTINGS, F_ACK, 0, b""))
+        self._pump()
+
+    cdef void _on_window_update(self, unsigned int sid, bytes payload) except *:
+        cdef long long inc
+        cdef H2Stream st
+        if len(payload) != 4:
+            self._conn_error(FRAME_SIZE_ERROR, b"WINDOW_UPDATE length")
+            return
+        inc = ((payload[0] & 0x7f) << 24) | (payload[1] << 16) | (payload[2] << 8) | payload[3]
+        if sid == 0:
+            if inc == 0:
+                self._conn_error(PROTOCOL_ERROR, b"WINDOW_UPDATE of 0")
+                return
+            self.send_window += inc
+            if self.send_window > MAX_WINDOW:
+                self._conn_error(FLOW_CONTROL_ERROR, b"connection window overflow")
+                return
+            for st in self.streams.values():
+                if st.pending or st.end_pending:
+                    self._schedule(st)
+        else:
+            st = self.streams.get(sid)
+            if st is None:
+                if sid > self.last_sid:
+                    self._conn_error(PROTOCOL_ERROR, b"WINDOW_UPDATE on an idle stream")
+                return                    # closed: ignored (§6.9)
+            if inc == 0:
+                self._reset(st, PROTOCOL_ERROR)
+                return
+            st.send_window += inc
+            if st.send_window > MAX_WINDOW:
+                self._reset(st, FLOW_CONTROL_ERROR)
+                return
+            self._schedule(st)
+        self._pump()
+
+    cdef void _on_rst(self, unsigned int sid, bytes payload) except *:
+        cdef H2Stream st
+        cdef double now
+        if sid == 0:
+            self._conn_error(PROTOCOL_ERROR, b"RST_STREAM on stream 0")
+            return
+        if len(payload) != 4:
+            self._conn_error(FRAME_SIZE_ERROR, b"RST_STREAM length")
+            return
+        if sid > self.last_sid:
+            self._conn_error(PROTOCOL_ERROR, b"RST_STREAM on an idle stream")
+            return
+        st = self.streams.get(sid)
+        if st is None:
+            return
+        if not st.ended:
+            # rapid reset (CVE-2023-44487): a token per stream the client cuts short
+            now = self.env.now
+            self.reset_tokens += (now - self.reset_at) * RESET_RATE
+            if self.reset_tokens > RESET_BURST:
+                self.reset_tokens = RESET_BURST
+            self.reset_at = now
+            self.reset_tokens -= 1.0
+        self._drop(st, True)
+        if self.reset_tokens < 0:
+            self._conn_error(ENHANCE_YOUR_CALM, b"too many stream resets")
+
+    # ---- frames out ------------------------------------------------------------------
+
+    cdef void _queue(self, bytes data) except *:
+        self.out.append(data)
+        self.out_size += len(data)
+
+    cdef void _control(self, bytes frame) except *:
+        # SETTINGS/PING acks, RST_STREAM, WINDOW_UPDATE: a client that sends them faster than
+        # it reads the answers ends its connection (Go: maxQueuedControlFrames)
+        self._queue(frame)
+        self.queued_control += 1
+        if self.queued_control > MAX_QUEUED_CONTROL:
+            self.close()
+
+    cdef void _headers(self, H2Stream st, list fields, bint end) except *:
+        cdef bytes block = self.encoder.encode(fields)
+        cdef int limit = self.peer_max_frame
+        cdef int flags = F_END_STREAM if end else 0
+        if len(block) <= limit:
+            self._queue(_frame(T_HEADERS, flags | F_END_HEADERS, st.sid, block))
+        else:
+            self._queue(_frame(T_HEADERS, flags, st.sid, block[:limit]))
+            block = block[limit:]
+            while len(block) > limit:
+                self._queue(_frame(T_CONTINUATION, 0, st.sid, block[:limit]))
+                block = block[limit:]
+            self._queue(_frame(T_CONTINUATION, F_END_HEADERS, st.sid, block))
+        if end:
+            self._ended(st)
+        self._flush()
+
+    cdef void _ended(self, H2Stream st) except *:
+        # pyroute's END_STREAM left: the stream is closed once the client's side is too;
+        # a client still sending a body is told to stop (RFC 9113 §8.1: RST NO_ERROR)
+        st.ended = True
+        st.end_pending = False
+        if st.counted:
+            st.counted = False
+            self.open_streams -= 1
+        if st.state == ST_OPEN:
+            self._control(_frame(T_RST_STREAM, 0, st.sid, _u32(NO_ERROR)))
+        st.state = ST_CLOSED
+        self._maybe_forget(st)
+
+    cdef void _schedule(self, H2Stream st) except *:
+        if not st.scheduled and not st.ended:
+            st.scheduled = True
+            self.ready.append(st)
+
+    cdef void _pump(self) except *:
+        # DATA for the streams that have some, as the windows and the socket allow. Not
+        # re-entered: a stream resumed here reads its backend, whose bytes call _pump again
+        # (then only noted, and done by this loop), so the C stack stays flat
+        cdef list resume
+        cdef H2Stream st
+        if self.closed:
+            return
+        if self.pumping:
+            self.repump = True
+            return
+        self.pumping = True
+        try:
+            while True:
+                self.repump = False
+                resume = self._pump_once()
+                for st in resume:
+                    if st.conn is not None and not st.conn_closed and not self.closed:
+                        st.conn.sink_drained()
+                if not self.repump or self.closed:
+                    break
+        finally:
+            self.pumping = False
+
+    cdef list _pump_once(self):
+        # one frame per stream per round (round robin); the streams whose ClientConn may
+        # read its backend again
+        cdef H2Stream st
+        cdef list ready
+        cdef list resume = []
+        cdef Py_ssize_t n
+        cdef bint progress = True
+        while self.ready and progress and self.out_size < SOCK_OUT_BOUND:
+            progress = False
+            ready = self.ready
+            self.ready = []
+            for st in ready:
+                st.scheduled = False
+                if st.ended:
+                    continue
+                n = len(st.pending)
+                if n:
+                    if n > st.send_window:
+                        n = st.send_window
+                    if n > self.send_window:
+                        n = self.send_window
+                    if n > self.peer_max_frame:
+                        n = self.peer_max_frame
+                    if n <= 0:
+                        continue          # waits for WINDOW_UPDATE (schedules it again)
+                    chunk = bytes(st.pending[:n])
+                    del st.pending[:n]
+                    st.send_window -= n
+                    self.send_window -= n
+                    last = st.end_pending and not st.pending
+                    self._queue(_frame(T_DATA, F_END_STREAM if last else 0, st.sid, chunk))
+                    progress = True
+                    if last:
+                        self._ended(st)
+                        continue
+                    if st.pending:
+                        self._schedule(st)
+                    if st.paused_conn and len(st.pending) < STREAM_OUT_BOUND // 2:
+                        st.paused_conn = False
+                        resume.append(st)
+                elif st.end_pending:
+                    self._queue(_frame(T_DATA, F_END_STREAM, st.sid, b""))
+                    progress = True
+                    self._ended(st)
+        self._flush()
+        return resume
+
+    cdef void _flush(self) except *:
+        cdef Py_ssize_t n
+        if not self.out or self.closed:
+            return
+        data = b"".join(self.out) if len(self.out) > 1 else self.out[0]
+        try:
+            n = self.sock.send(data)
+        except WOULD_BLOCK:
+            n = 0
+        except OSError:
+            self.close()
+            return
+        if n == len(data):
+            self.out = []
+            self.out_size = 0
+            self.queued_control = 0
+            if self.going_away:
+                self._maybe_close()
+            return
+        self.out = [data[n:]]
+        self.out_size = len(data) - n
+
+    # ---- flow control of what the client sends ---------------------------------------
+
+    cdef void _consumed(self, H2Stream st, long long flow) except *:
+        # the ClientConn took ``flow`` bytes of this stream: the client may send them again
+        st.recv_unacked += flow
+        if st.state == ST_OPEN and st.recv_unacked >= STREAM_RECV_WINDOW // 2:
+            self._control(_frame(T_WINDOW_UPDATE, 0, st.sid, _u32(st.recv_unacked)))
+            st.recv_window += st.recv_unacked
+            st.recv_unacked = 0
+        self._give_back(flow)
+
+    cdef void _give_back(self, long long flow) except *:
+        self.recv_unacked += flow
+        if self.recv_unacked >= CONN_RECV_WINDOW // 2:
+            self._control(_frame(T_WINDOW_UPDATE, 0, 0, _u32(self.recv_unacked)))
+            self.recv_window += self.recv_unacked
+            self.recv_unacked = 0
+            self._flush()
+
+    # ---- errors and teardown ---------------------------------------------------------
+
+    cdef void _stream_error(self, unsigned int sid, int code) except *:
+        cdef H2Stream st = self.streams.get(sid)
+        if st is not None:
+            self._reset(st, code)
+        else:
+            self._control(_frame(T_RST_STREAM, 0, sid, _u32(code)))
+
+    cdef void _reset(self, H2Stream st, int code) except *:
+        if not st.ended:
+            self._control(_frame(T_RST_STREAM, 0, st.sid, _u32(code)))
+        self._drop(st, False)
+        self._flush()
+
+    cdef void _drop(self, H2Stream st, bint by_client) except *:
+        # the stream ends now (RST either way): its ClientConn is cut (499 for the access
+        # log when the client reset it), what it buffered is given back to the window
+        cdef ClientConn conn = st.conn
+        st.ended = True
+        st.end_pending = False
+        st.state = ST_CLOSED
+        st.pending = bytearray()
+        if st.counted:
+            st.counted = False
+            self.open_streams -= 1
+        if st.inq_flow:
+            self._give_back(st.inq_flow)
+            st.inq_flow = 0
+        st.inq = []
+        self.streams.pop(st.sid, None)
+        if conn is not None and not st.conn_closed:
+            st.conn_closed = True
+            if by_client and conn.ex is not None:
+                conn.ex.status = 499
+            conn.close()
+        self._idle_check()
+
+    cdef void _maybe_forget(self, H2Stream st) except *:
+        if st.ended and st.conn_closed:
+            if st.inq_flow:
+                self._give_back(st.inq_flow)
+                st.inq_flow = 0
+            st.inq = []
+            self.streams.pop(st.sid, None)
+            self._idle_check()
+
+    cdef void _idle_check(self) except *:
+        if not self.streams:
+            if self.going_away or self.peer_going_away:
+                self._maybe_close()
+            elif self.idle_timeout and not self.closed:
+                self.deadline = self.env.now + self.idle_timeout
+
+    cdef void _maybe_close(self) except *:
+        if (self.going_away or self.peer_going_away) and not self.streams and not self.out:
+            self.close()
+
+    cdef void _goaway(self, int code, bytes debug, bint close_now) except *:
+        if not self.going_away:
+            self.going_away = True
+            self.goaway_sid = self.last_sid
+            self._queue(_frame(T_GOAWAY, 0, 0, _u32(self.last_sid) + _u32(code) + debug))
+        if close_now:
+            self._flush()
+            self.close()
+
+    cdef void _conn_error(self, int code, bytes debug) except *:
+        # RFC 9113 §5.4.1: GOAWAY with the error, then close
+        self._goaway(code, debug, True)
+
+    def close(self):
+        cdef H2Stream st
+        if self.closed:
+            return
+        self.closed = True
+        self.deadline = 0.0
+        self.loop.timed.discard(self)
+        for st in list(self.streams.values()):
+            self._drop(st, True)
+        self.streams = {}
+        self.loop.forget(self.fd)
+        self.env.clients.discard(self)
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+        self.ibuf = None
+        self.out = []
