@@ -170,8 +170,8 @@ ROWS = (
     ("Middleware", "spec.forwardAuth.preserveLocationHeader", SUPPORTED, ""),
     ("Middleware", "spec.forwardAuth.preserveRequestMethod", SUPPORTED, ""),
     ("Middleware", "spec.forwardAuth.authSigninURL", SUPPORTED, "302 on the auth server's 401"),
-    ("Middleware", "spec.forwardAuth.headerField", IGNORED,
-     "it names the user in the access log, which pyroute does not write yet"),
+    ("Middleware", "spec.forwardAuth.headerField", SUPPORTED,
+     "the auth server's header names the user in the access log (ClientUsername)"),
     ("Middleware", "spec.forwardAuth.tls", SUPPORTED, "caSecret, certSecret, "
                                                       "insecureSkipVerify"),
     ("Middleware", "spec.forwardAuth.tls.caOptional", SUPPORTED,

@@ -505,3 +505,44 @@ def test_client_username_from_basic_auth(tmp_path, be):
         assert bad.startswith('127.0.0.1 - alice [') and '" 401 ' in bad, bad
     finally:
         p.stop()
+
+
+def test_client_username_from_forward_auth_header_field(tmp_path, be):
+    # forwardAuth headerField: the auth server's header names the user in the access log
+    # (Traefik's forward.go sets logData.Core[ClientUsername] from it); without the header
+    # the user stays "-"
+    import http.server
+    import threading
+
+    class Auth(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            if self.headers.get("X-Forwarded-Uri", "").startswith("/known"):
+                self.send_header("X-Auth-User", "bob")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *a):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Auth)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    m = manifests(be.port, "    - match: Host(`fa.test`)\n      kind: Rule\n"
+                  "      middlewares: [{name: fa}]\n"
+                  "      services: [{name: app, port: 80}]\n")
+    m += ("---\napiVersion: traefik.io/v1alpha1\nkind: Middleware\n"
+          "metadata: {name: fa, namespace: default}\nspec: {forwardAuth: {address: "
+          "\"http://127.0.0.1:%d/check\", headerField: x-auth-user, "
+          "trustForwardHeader: false}}\n" % srv.server_address[1])
+    p = Proxy(tmp_path, be, "  format: json\n")
+    (p.p.mdir / "config.yaml").write_text(m)
+    p.start().ready()
+    try:
+        assert get(p.port, "/known", host="fa.test")[0] == 200
+        assert get(p.port, "/other", host="fa.test")[0] == 200
+        known, other = (json.loads(x) for x in p.lines(2))
+        assert known["RequestPath"] == "/known" and known["ClientUsername"] == "bob", known
+        assert other["RequestPath"] == "/other" and other["ClientUsername"] == "-", other
+    finally:
+        p.stop()
+        srv.shutdown()

@@ -605,7 +605,8 @@ class ForwardAuth:
         if self.header_field:
             user = auth.get(self.header_field)
             if user:
-                ex.get_vars()["forwardauth.user"] = user[0]   # the access log's ClientUsername
+                # the access log's ClientUsername (forward.go: the header's first value)
+                ex.get_vars()["ClientUsername"] = user[0]
         if self.signin and status == 401:
             ex.answer(self._signin_answer(ex))
             return
