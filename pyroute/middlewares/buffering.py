@@ -27,8 +27,8 @@ import re
 
 from .._engine.exchange import WAIT
 from ..proxy.responses import status_line
-from .circuitbreaker import _error
 from .retry import _Attempt, has_body
+from .oxyexpr import COMPARE as _COMPARE, ExpressionParser, error as _error
 
 DEFAULT_MEM = 1048576               # multibuf DefaultMemBytes (oxy DefaultMemBodyBytes)
 MAX_RETRY_ATTEMPTS = 10             # oxy DefaultMaxRetryAttempts
@@ -49,9 +49,6 @@ _TOKEN = re.compile(r'\s*(?:(?P<num>\d+)|(?P<str>"(?:[^"\\]|\\.)*"|`[^`]*`)'
 # function -> its result: "bool" (a predicate on its own), int or str (compared)
 FUNCTIONS = {"IsNetworkError": "bool", "Attempts": int, "ResponseCode": int,
              "RequestMethod": str}
-_COMPARE = {">": lambda a, b: a > b, ">=": lambda a, b: a >= b, "<": lambda a, b: a < b,
-            "<=": lambda a, b: a <= b, "==": lambda a, b: a == b, "!=": lambda a, b: a != b}
-
 
 def _tokens(text):
     out, pos = [], 0
@@ -75,52 +72,11 @@ def _tokens(text):
     return out
 
 
-class _Parser:
+class _Parser(ExpressionParser):
     def __init__(self, text):
-        self.text = text
-        self.toks = _tokens(text)
-        self.i = 0
+        super().__init__(text, _tokens(text))
 
-    def peek(self):
-        return self.toks[self.i]
-
-    def take(self, kind=None, value=None):
-        tok = self.toks[self.i]
-        if (kind and tok[0] != kind) or (value is not None and tok[1] != value):
-            want = value or kind
-            raise _error(self.text, tok[2], "expected %s, found %s" % (
-                want, "end of expression" if tok[0] == "end" else repr(tok[1])))
-        self.i += 1
-        return tok
-
-    def parse(self):
-        if self.peek()[0] == "end":
-            raise _error(self.text, 0, "expected operand, found end of expression")
-        node = self.or_()
-        self.take("end")
-        return node
-
-    def or_(self):
-        parts = [self.and_()]
-        while self.peek()[1] == "||":
-            self.take()
-            parts.append(self.and_())
-        return parts[0] if len(parts) == 1 else ("or", parts)
-
-    def and_(self):
-        parts = [self.term()]
-        while self.peek()[1] == "&&":
-            self.take()
-            parts.append(self.term())
-        return parts[0] if len(parts) == 1 else ("and", parts)
-
-    def term(self):
-        if self.peek()[1] == "(":
-            self.take()
-            node = self.or_()
-            self.take("op", ")")
-            return node
-        name_tok = self.take("name")
+    def call(self, name_tok):
         name = name_tok[1]
         if name not in FUNCTIONS:
             raise _error(self.text, name_tok[2], "unsupported function %s (expected one of "

@@ -22,6 +22,7 @@ import re
 from .._engine.limits import Breaker
 from ..proxy.responses import REASONS, status_line
 from ..static import parse_duration
+from .oxyexpr import COMPARE as _COMPARE, ExpressionError, ExpressionParser, error as _error
 
 _TOKEN = re.compile(r"\s*(?:(?P<num>\d+\.\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?"
                     r"|\d+[eE][-+]?\d+|\d+)|(?P<name>[A-Za-z_]\w*)|(?P<op>&&|\|\||==|!=|<=|>=|"
@@ -33,12 +34,6 @@ FUNCTIONS = {
     "LatencyAtQuantileMS": ((float,), int),
     "RequestThreshold": ((), int),
 }
-_COMPARE = {">": lambda a, b: a > b, ">=": lambda a, b: a >= b, "<": lambda a, b: a < b,
-            "<=": lambda a, b: a <= b, "==": lambda a, b: a == b, "!=": lambda a, b: a != b}
-
-
-class ExpressionError(ValueError):
-    pass
 
 
 def _tokens(text):
@@ -62,57 +57,11 @@ def _tokens(text):
     return out
 
 
-def _error(text, pos, message):
-    return ExpressionError("expression: %s at column %d\n  %s\n  %s^"
-                           % (message, pos + 1, text, " " * pos))
-
-
-class _Parser:
+class _Parser(ExpressionParser):
     def __init__(self, text):
-        self.text = text
-        self.toks = _tokens(text)
-        self.i = 0
+        super().__init__(text, _tokens(text))
 
-    def peek(self):
-        return self.toks[self.i]
-
-    def take(self, kind=None, value=None):
-        tok = self.toks[self.i]
-        if (kind and tok[0] != kind) or (value is not None and tok[1] != value):
-            want = value or kind
-            raise _error(self.text, tok[2], "expected %s, found %s" % (
-                want, "end of expression" if tok[0] == "end" else repr(tok[1])))
-        self.i += 1
-        return tok
-
-    def parse(self):
-        if self.peek()[0] == "end":
-            raise _error(self.text, 0, "expected operand, found end of expression")
-        node = self.or_()
-        self.take("end")
-        return node
-
-    def or_(self):
-        parts = [self.and_()]
-        while self.peek()[1] == "||":
-            self.take()
-            parts.append(self.and_())
-        return parts[0] if len(parts) == 1 else ("or", parts)
-
-    def and_(self):
-        parts = [self.term()]
-        while self.peek()[1] == "&&":
-            self.take()
-            parts.append(self.term())
-        return parts[0] if len(parts) == 1 else ("and", parts)
-
-    def term(self):
-        if self.peek()[1] == "(":
-            self.take()
-            node = self.or_()
-            self.take("op", ")")
-            return node
-        name_tok = self.take("name")
+    def call(self, name_tok):
         name = name_tok[1]
         if name not in FUNCTIONS:
             raise _error(self.text, name_tok[2], "unsupported function %s (expected one of "
