@@ -133,11 +133,13 @@ class TraceStart:
     def on_request(self, ex):
         trace_id, parent_id, sampled, state, sent = decide(ex.req, self.bound)
         client_id = _getrandbits(64) or 1
-        v = ex.vars
-        if v is None:
-            v = ex.vars = {}
-        v["trace"] = Trace(trace_id, parent_id, client_id, sampled, state, self, ex.path,
-                           ex.query)
+        if sampled:
+            # only a sampled request is exported: an unsampled one leaves nothing to read
+            v = ex.vars
+            if v is None:
+                v = ex.vars = {}
+            v["trace"] = Trace(trace_id, parent_id, client_id, sampled, state, self, ex.path,
+                               ex.query)
         # Traefik injects the ReverseProxy span's context, sampled or not (a non-recording
         # span still has a valid context): the backend continues the same trace
         value = b"00-%032x-%016x-%s" % (trace_id, client_id, b"01" if sampled else b"00")
