@@ -28,7 +28,7 @@ import re
 from .._engine.exchange import WAIT
 from ..proxy.responses import status_line
 from .retry import _Attempt, has_body
-from .oxyexpr import COMPARE as _COMPARE, ExpressionParser, error as _error
+from .oxyexpr import COMPARE as _COMPARE, ExpressionParser, error as _error, tokens
 
 DEFAULT_MEM = 1048576               # multibuf DefaultMemBytes (oxy DefaultMemBodyBytes)
 MAX_RETRY_ATTEMPTS = 10             # oxy DefaultMaxRetryAttempts
@@ -50,31 +50,16 @@ _TOKEN = re.compile(r'\s*(?:(?P<num>\d+)|(?P<str>"(?:[^"\\]|\\.)*"|`[^`]*`)'
 FUNCTIONS = {"IsNetworkError": "bool", "Attempts": int, "ResponseCode": int,
              "RequestMethod": str}
 
-def _tokens(text):
-    out, pos = [], 0
-    text = text.rstrip()
-    while pos < len(text):
-        m = _TOKEN.match(text, pos)
-        if not m or m.end() == pos:
-            raise _error(text, pos + len(text[pos:]) - len(text[pos:].lstrip()),
-                         "unexpected character")
-        start = m.start(m.lastgroup)
-        kind = m.lastgroup
-        value = m.group(kind)
-        if kind == "num":
-            value = int(value)
-        elif kind == "str":
-            value = value[1:-1] if value[0] == "`" else \
-                re.sub(r"\\(.)", lambda c: c.group(1), value[1:-1])
-        out.append((kind, value, start))
-        pos = m.end()
-    out.append(("end", None, len(text)))
-    return out
+
+def _literal(kind, text):
+    if kind == "num":
+        return int(text)
+    return text[1:-1] if text[0] == "`" else re.sub(r"\\(.)", lambda c: c.group(1), text[1:-1])
 
 
 class _Parser(ExpressionParser):
     def __init__(self, text):
-        super().__init__(text, _tokens(text))
+        super().__init__(text, tokens(text, _TOKEN, _literal))
 
     def call(self, name_tok):
         name = name_tok[1]

@@ -22,7 +22,8 @@ import re
 from .._engine.limits import Breaker
 from ..proxy.responses import REASONS, status_line
 from ..static import parse_duration
-from .oxyexpr import COMPARE as _COMPARE, ExpressionError, ExpressionParser, error as _error
+from .oxyexpr import (COMPARE as _COMPARE, ExpressionError, ExpressionParser,
+                      error as _error, tokens)
 
 _TOKEN = re.compile(r"\s*(?:(?P<num>\d+\.\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?"
                     r"|\d+[eE][-+]?\d+|\d+)|(?P<name>[A-Za-z_]\w*)|(?P<op>&&|\|\||==|!=|<=|>=|"
@@ -36,30 +37,13 @@ FUNCTIONS = {
 }
 
 
-def _tokens(text):
-    out, pos = [], 0
-    text = text.rstrip()
-    while pos < len(text):
-        m = _TOKEN.match(text, pos)
-        if not m or m.end() == pos:
-            raise _error(text, pos + len(text[pos:]) - len(text[pos:].lstrip()),
-                         "unexpected character")
-        start = m.start(m.lastgroup)
-        if m.group("num"):
-            v = m.group("num")
-            out.append(("num", float(v) if any(c in v for c in ".eE") else int(v), start))
-        elif m.group("name"):
-            out.append(("name", m.group("name"), start))
-        else:
-            out.append(("op", m.group("op"), start))
-        pos = m.end()
-    out.append(("end", None, len(text)))
-    return out
+def _literal(kind, text):
+    return float(text) if any(c in text for c in ".eE") else int(text)
 
 
 class _Parser(ExpressionParser):
     def __init__(self, text):
-        super().__init__(text, _tokens(text))
+        super().__init__(text, tokens(text, _TOKEN, _literal))
 
     def call(self, name_tok):
         name = name_tok[1]

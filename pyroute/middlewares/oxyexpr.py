@@ -16,6 +16,27 @@ def error(text, pos, message):
                            % (message, pos + 1, text, " " * pos))
 
 
+def tokens(text, pattern, literal):
+    """``text`` as (kind, value, column) tuples ending with ("end", None, len): ``pattern``'s
+    named group that matched is the kind ("num", "str", "name", "op"); ``literal(kind, text)``
+    is the value of a "num" or "str" token."""
+    out, pos = [], 0
+    text = text.rstrip()
+    while pos < len(text):
+        m = pattern.match(text, pos)
+        if not m or m.end() == pos:
+            raise error(text, pos + len(text[pos:]) - len(text[pos:].lstrip()),
+                        "unexpected character")
+        kind = m.lastgroup
+        value = m.group(kind)
+        if kind == "num" or kind == "str":
+            value = literal(kind, value)
+        out.append((kind, value, m.start(kind)))
+        pos = m.end()
+    out.append(("end", None, len(text)))
+    return out
+
+
 class ExpressionParser:
     """Recursive descent over ``toks`` ((kind, value, column) ..., ending with "end");
     a subclass's ``call(name_tok)`` parses what follows a function name."""
