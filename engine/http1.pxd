@@ -60,6 +60,9 @@ cdef enum HeaderId:
     H_X_FORWARDED_TLS_CLIENT_CERT_INFO
     H_X_SCHEME
     H_X_REAL_IP
+    # one of those in its underscore spelling (X_Forwarded_For): a header of its own for Go
+    # (CanonicalHeaderKey leaves '_' alone), managed only in that untrusted peers lose it
+    H_X_UNDERSCORE
     H_COUNT
 
 

@@ -153,7 +153,7 @@ for _n, _i in (
 
 # bit masks over HeaderId
 cdef uint64_t MANAGED_X = 0       # Traefik's managed X-headers (dropped for untrusted peers)
-for _i in range(H_X_FORWARDED_FOR, H_X_REAL_IP + 1):
+for _i in range(H_X_FORWARDED_FOR, H_X_UNDERSCORE + 1):
     MANAGED_X |= (<uint64_t>1) << _i
 
 
@@ -161,6 +161,7 @@ cdef inline int _known_id(uint32_t h, const unsigned char *name, Py_ssize_t n) n
     cdef int slot = h & (KNOWN_SLOTS - 1)
     cdef Py_ssize_t k
     cdef unsigned char c
+    cdef bint underscored = False
     while _KNOWN[slot].id != 0:
         if _KNOWN[slot].hash == h and _KNOWN[slot].length == n:
             # confirm; '_' stands for '-' only in Traefik's managed X-headers, which Traefik
@@ -170,7 +171,11 @@ cdef inline int _known_id(uint32_t h, const unsigned char *name, Py_ssize_t n) n
                 if c != <unsigned char>_KNOWN[slot].name[k]:
                     if not (c == 95 and _KNOWN[slot].name[k] == 45 and _KNOWN[slot].id >= H_X_FORWARDED_FOR):
                         return H_OTHER
-            return _KNOWN[slot].id
+                    underscored = True
+            # the underscore spelling is another header for Go (Header.Get("X-Forwarded-For")
+            # never sees X_Forwarded_For): deleted with the family for untrusted peers,
+            # forwarded as it is for trusted ones (forwarded_header_test.go)
+            return H_X_UNDERSCORE if underscored else _KNOWN[slot].id
         slot = (slot + 1) & (KNOWN_SLOTS - 1)
     return H_OTHER
 
