@@ -178,12 +178,26 @@ cdef class UpstreamConn:
     cdef public bint handshaking          # TLS handshake in progress
     cdef public bint paused               # backpressure: not reading (the client cannot take it)
     cdef public bint hup                  # the peer closed its side: read on until EOF
-    cdef list addrs                       # the name's addresses when dialing one (Go's dialer)
+    cdef list addrs                       # a name's primaries being dialed (Go's dialSerial)
     cdef int addr_index                   # the address being dialed
     cdef double dial_deadline             # monotonic end of the whole dial; 0: none
+    cdef public bint resolving            # a name's lookup (pyroute.proxy.dns) not answered yet
+    cdef list fallbacks                   # the other family's addresses, raced after
+                                          # FALLBACK_DELAY (Go's dialParallel); None: none
+    cdef object fallback_timer            # loop.call_later handle until the fallback starts
+    cdef object racer                     # the FallbackDial running, None: none (or over)
+    cdef int primary_status               # primaries all failed: 502 refused, 504 timed out;
+                                          # 0: still dialing
     cdef Env env
     cdef void _dial(self) except *
     cdef bint _dial_next(self) except -1
+    cdef bint _primaries_failed(self, int status) except -1
+    cdef void _fallback_failed(self, int status) except *
+    cdef void _adopt(self, object racer, int ev) except *
+    cdef bint _tcp_connected(self) except -1
+    cdef void _stop_fallback(self) except *
+    cdef void _fail(self, int status) except *
+    cdef void _drop_primary(self) except *
     cdef void on_event_c(self, int ev) except *
     cdef void on_readable(self) except *
     cdef bint write(self, bytes data) except *

@@ -480,6 +480,112 @@ cdef class UpstreamUser:
         pass
 
 
+# Go's net.Dialer.FallbackDelay default (RFC 6555 "Happy Eyeballs"): how long a dual-stack
+# name's primaries (the first address's family) dial alone before the other family races them
+cdef double FALLBACK_DELAY = 0.3
+
+
+cdef inline double _share(double deadline, double now, Py_ssize_t left) noexcept:
+    # Go's partialDeadline: the time left shared by the addresses left, at least 2 s (or what
+    # is left, if less); the deadline of this address's attempt
+    cdef double rest = deadline - now
+    cdef double share = rest / (left if left > 0 else 1)
+    if share < 2.0:
+        share = rest if rest < 2.0 else 2.0
+    return now + share
+
+
+@cython.final
+cdef class FallbackDial:
+    """The fallback racer of a dual-stack name (Go's dialParallel): the other family's
+    addresses dialed one at a time on a socket of its own, each with its share of the dial
+    timeout (dialSerial). When one connects before the primaries, the UpstreamConn takes its
+    socket over (``_adopt``); when they all fail it says so (``_fallback_failed``)."""
+    cdef UpstreamConn up
+    cdef list addrs
+    cdef Py_ssize_t index
+    cdef object sock
+    cdef int fd
+    cdef int err                          # connect() error seen at once, 0: none
+    cdef bint closed
+    cdef public double deadline           # this address's share of the dial timeout; 0: none
+
+    def __cinit__(self, UpstreamConn up, list addrs):
+        self.up = up
+        self.addrs = addrs
+        self.fd = -1
+        up.loop.timed.add(self)
+        self._dial()
+
+    cdef void _dial(self) except *:
+        cdef UpstreamConn up = self.up
+        family, addr = self.addrs[self.index]
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock = sock
+        self.fd = sock.fileno()
+        err = sock.connect_ex(addr)
+        self.err = 0 if err in _CONNECT_OK else err
+        # as UpstreamConn's registration, so that it can take the socket over as it is
+        up.loop.register(self.fd, ET_EVENTS, self)
+        if up.dial_deadline:
+            self.deadline = _share(up.dial_deadline, up.loop.now, len(self.addrs) - self.index)
+
+    cdef bint _next(self) except -1:
+        self._close_sock()
+        self.index += 1
+        if self.index >= len(self.addrs) or (self.up.dial_deadline and
+                                             self.up.loop.now >= self.up.dial_deadline):
+            return False
+        self._dial()
+        return True
+
+    cdef void _close_sock(self) except *:
+        if self.sock is not None:
+            self.up.loop.unregister(self.fd)
+            try:
+                self.sock.close()
+            except OSError:
+                pass
+            self.sock = None
+            self.fd = -1
+
+    def on_event(self, int ev):
+        if self.closed:
+            return
+        err = self.err or self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if not err:
+            self.up._adopt(self, ev)          # first connect wins
+            return
+        if self._next():
+            return
+        self.close()
+        self.up._fallback_failed(502)
+
+    def on_timeout(self, now):
+        if self.closed:
+            return
+        if self._next():
+            return
+        self.close()
+        self.up._fallback_failed(504)
+
+    cdef void close(self) except *:
+        if self.closed:
+            return
+        self.closed = True
+        self.deadline = 0.0
+        self.up.loop.timed.discard(self)
+        self._close_sock()
+
+    def abort(self):
+        # the loop's internal-error path
+        cdef UpstreamConn up = self.up
+        self.close()
+        up.abort()
+
+
 @cython.final
 cdef class UpstreamConn:
     def __init__(self, Env env, Pool pool):
@@ -498,12 +604,56 @@ cdef class UpstreamConn:
         self.paused = False
         self.hup = False
         self.events = 0       # registered once for everything (ET_EVENTS)
-        self.addrs = pool.resolver.addresses() if pool.resolver is not None else None
+        self.addrs = None
         self.addr_index = 0
+        self.fd = -1
         self.dial_deadline = loop.now + pool.dial_timeout if pool.dial_timeout else 0.0
         self.deadline = self.dial_deadline
-        self._dial()
+        if pool.resolver is None:
+            self._dial()      # an IP literal: dialed at once
+        else:
+            # a name: looked up for this connection, as Go's dialer does, in a thread
+            # (pyroute.proxy.dns); the dial starts when the answer is back on the loop, and the
+            # lookup counts against the dial timeout (Go's lookup runs under its deadline)
+            self.resolving = True
+            pool.resolver.resolve(loop, self._resolved)
         loop.timed.add(self)
+
+    def _resolved(self, list primaries, list fallbacks, error):
+        # on the loop: the name's addresses split as Go's addrList.partition (the first one's
+        # family, the other), or none: the dial fails as Go's does on a DNSError (502)
+        if self.closed:
+            return
+        self.resolving = False
+        if not primaries:
+            self._fail(502)
+            return
+        self.addrs = primaries
+        if fallbacks:
+            self.fallbacks = fallbacks
+            self.fallback_timer = self.loop.call_later(FALLBACK_DELAY, self._start_fallback)
+        self._dial()
+
+    def _start_fallback(self):
+        # FALLBACK_DELAY passed with no primary connected, or the primaries all failed: the
+        # other family races them (Go's dialParallel starts the fallback racer)
+        self.fallback_timer = None
+        if self.closed or not self.connecting or self.handshaking or self.fallbacks is None:
+            return
+        fallbacks = self.fallbacks
+        self.fallbacks = None
+        self.racer = FallbackDial(self, fallbacks)
+
+    cdef void _stop_fallback(self) except *:
+        # a primary connected first (or the connection is gone): the fallback racer is closed
+        # before or after it started (Go closes the loser's connection)
+        if self.fallback_timer is not None:
+            self.fallback_timer.cancel()
+            self.fallback_timer = None
+        if self.racer is not None:
+            (<FallbackDial>self.racer).close()
+            self.racer = None
+        self.fallbacks = None
 
     cdef bint _dial_next(self) except -1:
         # a name with another address left: drop this attempt and dial that one
@@ -519,63 +669,112 @@ cdef class UpstreamConn:
         cdef Pool pool = self.pool
         family, addr = pool.family, pool.addr
         if self.addrs is not None:
-            if self.addr_index < len(self.addrs):
-                family, addr = self.addrs[self.addr_index]
-            else:
-                family, addr = socket.AF_INET, None     # the name has no address: 502
+            family, addr = self.addrs[self.addr_index]
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setblocking(False)
         if family != socket.AF_UNIX:      # api@internal: the master's unix socket
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sock = sock
         self.fd = sock.fileno()
-        if addr is None:
-            # an unconnected socket: epoll reports it hung up at once, and err is the answer
-            self.err = _errno_mod.EHOSTUNREACH
-        else:
-            err = sock.connect_ex(addr)
-            # refused at once (nothing listens on loopback): reported by the first event,
-            # which epoll delivers at once for a socket whose connect failed
-            self.err = 0 if err in _CONNECT_OK else err
+        err = sock.connect_ex(addr)
+        # refused at once (nothing listens on loopback): reported by the first event,
+        # which epoll delivers at once for a socket whose connect failed
+        self.err = 0 if err in _CONNECT_OK else err
         self.loop.register(self.fd, ET_EVENTS, self)
         if self.addrs is not None and self.dial_deadline:
-            # Go's dialSerial (partialDeadline): each address gets the time left shared by
-            # the addresses left, at least 2 s (or what is left, if less)
-            left = self.dial_deadline - self.loop.now
-            share = left / max(1, len(self.addrs) - self.addr_index)
-            if share < 2.0:
-                share = left if left < 2.0 else 2.0
-            self.deadline = self.loop.now + share
+            # Go's dialSerial: each primary gets its partialDeadline
+            self.deadline = _share(self.dial_deadline, self.loop.now,
+                                   len(self.addrs) - self.addr_index)
+
+    cdef void _drop_primary(self) except *:
+        # the primaries' attempt is over (failed, or the fallback won): its socket goes; the
+        # connection waits for the fallback racer under the whole dial's deadline
+        if self.sock is not None:
+            self.loop.unregister(self.fd)
+            try:
+                self.sock.close()
+            except OSError:
+                pass
+            self.sock = None
+            self.fd = -1
+        self.deadline = self.dial_deadline
+
+    cdef bint _primaries_failed(self, int status) except -1:
+        # Go's dialParallel: the primaries all failed. True: the fallback racer may still
+        # connect (started now if its delay had not passed: Go resets the timer to 0); False:
+        # there is none, or it failed already, and the dial fails
+        if self.fallbacks is None and self.racer is None:
+            return False
+        self.primary_status = status
+        self._drop_primary()
+        if self.racer is None:
+            if self.fallback_timer is not None:
+                self.fallback_timer.cancel()
+            self._start_fallback()
+        return True
+
+    cdef void _fallback_failed(self, int status) except *:
+        # the fallback racer's addresses all failed: the primaries go on alone, or, when they
+        # are out too, the dial fails with their error (Go returns the primary's)
+        self.racer = None
+        if not self.closed and self.primary_status:
+            self._fail(self.primary_status)
+
+    cdef void _adopt(self, object racer, int ev) except *:
+        # the fallback connected first: the primaries' attempt is closed and this connection
+        # goes on on the fallback's socket, whose registration (ET_EVENTS, as ours) it takes
+        # over without an epoll_ctl
+        cdef FallbackDial r = <FallbackDial>racer
+        self._drop_primary()
+        self.racer = None
+        self.sock = r.sock
+        self.fd = r.fd
+        self.deadline = r.deadline
+        self.err = 0
+        r.sock = None
+        r.fd = -1
+        r.close()
+        self.loop.handlers[self.fd] = self
+        self.on_event_c(ev)
+
+    cdef void _fail(self, int status) except *:
+        cdef UpstreamUser client = self.client
+        self.close()
+        if client is not None:
+            client.on_upstream_error(self, status)
+
+    cdef bint _tcp_connected(self) except -1:
+        # this socket's connect won: TLS first for an https server; True when the connection
+        # is ready now (what came with the event is read next)
+        if self.racer is not None or self.fallback_timer is not None:
+            self._stop_fallback()
+        if self.tls and not self.handshaking:
+            # https server (ServersTransport): TLS handshake before the request goes out
+            self.handshaking = True
+            self.sock = self.pool.ssl_ctx.wrap_socket(
+                self.sock, server_hostname=self.pool.server_hostname,
+                do_handshake_on_connect=False)
+        if self.handshaking:
+            self._handshake()
+            return False
+        self._connected()
+        return True
 
     def on_event(self, int ev):
         self.on_event_c(ev)
 
     cdef void on_event_c(self, int ev) except *:
-        cdef UpstreamUser client
         cdef int err
         if self.connecting:
             err = self.err or self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-            if err:
-                if self._dial_next():
-                    # Go's dialer: the name's next address, in order, within the same dial
-                    # timeout
+            if err and not self.handshaking:
+                # Go's dialer: the next primary, in order, within the same dial timeout; then
+                # the fallback racer, if it is still at it
+                if self._dial_next() or self._primaries_failed(502):
                     return
-                client = self.client
-                self.close()
-                if client is not None:
-                    client.on_upstream_error(self, 502)
+                self._fail(502)
                 return
-            if self.tls and not self.handshaking:
-                # https server (ServersTransport): TLS handshake before the request goes out
-                self.handshaking = True
-                self.sock = self.pool.ssl_ctx.wrap_socket(
-                    self.sock, server_hostname=self.pool.server_hostname,
-                    do_handshake_on_connect=False)
-            if self.handshaking:
-                self._handshake()
-                return
-            self._connected()
-            if self.closed or not ev & EPOLLIN:
+            if not self._tcp_connected() or self.closed or not ev & EPOLLIN:
                 return
         if ev & HUP:
             self.hup = True
@@ -694,8 +893,10 @@ cdef class UpstreamConn:
     def on_timeout(self, now):
         cdef UpstreamUser client = self.client
         if self.connecting:
-            if not self.handshaking and now < self.dial_deadline and self._dial_next():
-                # this address's share of the dial timeout is over: the next one (Go)
+            if not self.handshaking and not self.resolving and now < self.dial_deadline and \
+                    (self._dial_next() or self._primaries_failed(504)):
+                # this address's share of the dial timeout is over: the next one, or the
+                # fallback racer (Go)
                 return
             self.close()
             if client is not None:
@@ -727,6 +928,10 @@ cdef class UpstreamConn:
         self.closed = True
         self.deadline = 0.0
         self.loop.timed.discard(self)
+        if self.racer is not None or self.fallback_timer is not None:
+            self._stop_fallback()
+        if self.sock is None:
+            return            # resolving, or waiting for the fallback racer: no socket
         self.loop.unregister(self.fd)
         try:
             self.sock.close()

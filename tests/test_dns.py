@@ -1,25 +1,33 @@
-"""Backend names dialed as Go's dialer does (pyroute.proxy.dns + engine UpstreamConn): every
-address of the name in order, the answer refreshed in the background (the loop never waits
-for DNS after the first answer), a change of addresses followed without a reload.
+"""Backend names dialed as Go's dialer does (pyroute.proxy.dns + engine UpstreamConn): the name
+looked up for every new connection (off the loop, overlapping lookups coalesced), its addresses
+tried in order with Go's share of the dial timeout, and the other address family raced after
+300 ms (dialParallel, RFC 6555).
 
-The pool-level resolver hook (``Pools(lookup=...)``) stands in for DNS: it returns the
-addresses a name would resolve to, here real loopback sockets (127.0.0.2 refuses, 127.0.0.1
-serves)."""
+The pool-level resolver hook (``Pools(lookup=...)``) stands in for DNS only: it returns the
+addresses a name would resolve to; the real engine dials them, here real loopback sockets
+(127.0.0.2 refuses, 127.0.0.1 serves, ::1 where both families are needed, and listeners with
+a full accept queue where an address must swallow SYNs)."""
+import errno
 import socket
 import threading
 import time
 
-from pyroute._engine.conn import Env, UpstreamConn
+import pytest
+
+from pyroute._engine.conn import Env, SubRequest, UpstreamConn
 from pyroute.proxy import dns
 from pyroute.proxy.snapshot import DEFAULT_DIAL_TIMEOUT, Pools
 from pyroute.server.loop import Loop
 
 TRANSPORT = (10, DEFAULT_DIAL_TIMEOUT, 0.0, 90.0)
+V4, V6 = socket.AF_INET, socket.AF_INET6
 
 
-def _listener(host="127.0.0.1"):
-    s = socket.socket()
-    s.bind((host, 0))
+def _listener(host="127.0.0.1", port=0, family=V4):
+    s = socket.socket(family)
+    if family == V6:
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    s.bind((host, port))
     s.listen(16)
     return s
 
@@ -32,19 +40,50 @@ def _free_port_refusing(host="127.0.0.2"):
     return port
 
 
+def _turn(env, wait=0.05):
+    loop = env.loop
+    for fd, ev in loop.ep.poll(wait):
+        handler = loop.handlers.get(fd)
+        if handler is not None:
+            handler.on_event(ev)
+    loop.now = env.now = time.monotonic()
+    if loop.timers and loop.timers[0].when <= loop.now:
+        loop.run_timers(loop.now)
+    loop.sweep(loop.now)      # the deadlines, as the worker's loop checks them
+
+
+def _env(lookup):
+    loop = Loop()
+    loop.now = time.monotonic()
+    pools = Pools(lookup=lookup)
+    return Env(loop, pools), pools
+
+
 def _dial(env, pool, timeout=5.0):
     """One new backend connection, the loop run until it connected or failed."""
-    env.loop.now = time.monotonic()
+    env.loop.now = env.now = time.monotonic()
     up = UpstreamConn(env, pool)
     end = time.monotonic() + timeout
     while up.connecting and not up.closed and time.monotonic() < end:
-        for fd, ev in env.loop.ep.poll(0.05):
-            handler = env.loop.handlers.get(fd)
-            if handler is not None:
-                handler.on_event(ev)
-        env.loop.now = time.monotonic()
-        env.loop.sweep(env.loop.now)      # the deadlines, as the worker's loop checks them
+        _turn(env)
     return up
+
+
+def _subrequest_error(env, pool, timeout=5.0):
+    """The status a request through ``pool`` fails with (the engine's own 502/504)."""
+    got = []
+    env.loop.now = env.now = time.monotonic()
+    SubRequest(env, pool, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", b"", 1 << 20, 0.0,
+               lambda status, head, body, error: got.append(error))
+    end = time.monotonic() + timeout
+    while not got and time.monotonic() < end:
+        _turn(env)
+    assert got, "no answer"
+    return got[0]
+
+
+def _peer(up):
+    return up.sock.getpeername()[:2]
 
 
 def test_each_address_is_tried_in_order_until_one_connects():
@@ -55,104 +94,166 @@ def test_each_address_is_tried_in_order_until_one_connects():
     def lookup(host, p):
         calls.append(host)
         # 127.0.0.2 refuses on this port (nothing listens there), 127.0.0.1 serves
-        return [(socket.AF_INET, ("127.0.0.2", p)), (socket.AF_INET, ("127.0.0.1", p))]
-    loop = Loop()
-    pools = Pools(prefetch=True, lookup=lookup)
-    env = Env(loop, pools)
-    pool = pools.get("backend.test", port, TRANSPORT)
-    up = _dial(env, pool)
+        return [(V4, ("127.0.0.2", p)), (V4, ("127.0.0.1", p))]
+    env, pools = _env(lookup)
+    up = _dial(env, pools.get("backend.test", port, TRANSPORT))
     try:
         assert not up.closed and not up.connecting
-        assert up.sock.getpeername() == ("127.0.0.1", port)
+        assert _peer(up) == ("127.0.0.1", port)
         assert calls == ["backend.test"]
     finally:
         up.close()
         srv.close()
 
 
-def test_a_name_without_addresses_fails_the_dial():
-    loop = Loop()
-    pools = Pools(prefetch=True, lookup=lambda h, p: [])
-    env = Env(loop, pools)
+def test_a_name_without_addresses_or_whose_lookup_fails_is_a_502():
+    # Go's dial fails with a DNSError ("no such host"), not a timeout: Traefik answers 502
+    env, pools = _env(lambda h, p: [])
+    assert _subrequest_error(env, pools.get("gone.test", 80, TRANSPORT)) == 502
+
+    def failing(host, p):
+        raise socket.gaierror(-2, "Name or service not known")
+    env, pools = _env(failing)
     up = _dial(env, pools.get("gone.test", 80, TRANSPORT))
     assert up.closed
+    assert _subrequest_error(env, pools.get("gone.test", 80, TRANSPORT)) == 502
 
 
-def test_ip_literals_need_no_resolver():
-    pools = Pools(prefetch=False, lookup=lambda h, p: 1 / 0)   # never called
+def test_ip_literals_need_no_resolver_and_dial_at_once():
+    pools = Pools(lookup=lambda h, p: 1 / 0)   # never called
     assert pools.get("127.0.0.1", 80, TRANSPORT).resolver is None
     assert pools.get("::1", 80, TRANSPORT).resolver is None
     assert pools.get("name.test", 80, TRANSPORT).resolver is not None
+    srv = _listener()
+    env = Env(Loop(), pools)
+    up = UpstreamConn(env, pools.get("127.0.0.1", srv.getsockname()[1], TRANSPORT))
+    try:
+        # no lookup, no thread: the socket is connecting before the constructor returns
+        assert not up.resolving and up.sock is not None
+    finally:
+        up.close()
+        srv.close()
 
 
-def test_changed_addresses_are_followed_and_the_loop_never_waits(monkeypatch):
+def test_every_new_connection_looks_the_name_up_and_follows_a_changed_answer():
     a, b = _listener(), _listener()
     answer = {"port": a.getsockname()[1]}
-    slow = threading.Event()
+    calls = []
 
     def lookup(host, p):
-        if slow.is_set():
-            time.sleep(0.5)             # a slow DNS server
-        return [(socket.AF_INET, ("127.0.0.1", answer["port"]))]
-    monkeypatch.setattr(dns, "TTL", 0.2)
-    loop = Loop()
-    pools = Pools(prefetch=True, lookup=lookup)
-    env = Env(loop, pools)
+        calls.append(host)
+        return [(V4, ("127.0.0.1", answer["port"]))]
+    env, pools = _env(lookup)
     pool = pools.get("moving.test", 80, TRANSPORT)
-    assert pool.resolver.ttl == 0.2
     up = _dial(env, pool)
-    assert up.sock.getpeername()[1] == a.getsockname()[1]
+    assert _peer(up)[1] == a.getsockname()[1]
     up.close()
-    # the name now points elsewhere: after the TTL, a refresh in the background; the
-    # connection made meanwhile gets the previous answer at once (no wait on DNS)
+    # the name now points elsewhere: the very next new connection goes there (Go keeps no
+    # cache; nothing to wait for, no reload)
     answer["port"] = b.getsockname()[1]
-    slow.set()
-    time.sleep(0.25)
-    t0 = time.monotonic()
     up = _dial(env, pool)
-    assert time.monotonic() - t0 < 0.3
-    assert up.sock.getpeername()[1] == a.getsockname()[1]
+    assert _peer(up)[1] == b.getsockname()[1]
     up.close()
-    time.sleep(0.7)
-    up = _dial(env, pool)
-    assert up.sock.getpeername()[1] == b.getsockname()[1]      # followed, no reload
-    up.close()
+    assert calls == ["moving.test", "moving.test"]
     a.close()
     b.close()
 
 
-def test_failed_lookup_leaves_no_address_then_recovers(monkeypatch):
-    monkeypatch.setattr(dns, "FAILED_TTL", 0.1)
-    state = {"fail": True}
+def test_the_loop_never_waits_for_a_slow_lookup():
+    srv = _listener()
+    port = srv.getsockname()[1]
+    lookup_threads = []
 
     def lookup(host, p):
-        if state["fail"]:
-            raise socket.gaierror(-2, "Name or service not known")
-        return [(socket.AF_INET, ("127.0.0.1", p))]
-    r = dns.Resolver("x.test", 80, lookup, ttl=5.0, prefetch=True)
-    assert r.addresses() == []
-    state["fail"] = False
-    time.sleep(0.15)
-    r.addresses()                     # stale (failed): refresh started
+        lookup_threads.append(threading.current_thread())
+        time.sleep(0.4)             # a slow DNS server
+        return [(V4, ("127.0.0.1", port))]
+    env, pools = _env(lookup)
+    t0 = time.monotonic()
+    up = UpstreamConn(env, pools.get("slow.test", port, TRANSPORT))
+    assert time.monotonic() - t0 < 0.1
+    assert up.resolving and up.connecting and up.sock is None
+    # a request written meanwhile waits with the connection
+    end = time.monotonic() + 3
+    while up.connecting and time.monotonic() < end:
+        _turn(env)
+    try:
+        assert not up.resolving and not up.connecting and _peer(up) == ("127.0.0.1", port)
+        assert lookup_threads and lookup_threads[0] is not threading.main_thread()
+        assert time.monotonic() - t0 >= 0.4
+    finally:
+        up.close()
+        srv.close()
+
+
+def test_overlapping_lookups_of_a_name_are_one():
+    # Go's resolver: concurrent lookups of one name share one (singleflight lookupGroup)
+    srv = _listener()
+    port = srv.getsockname()[1]
+    release = threading.Event()
+    calls = []
+
+    def lookup(host, p):
+        calls.append(host)
+        release.wait(5)
+        return [(V4, ("127.0.0.1", port))]
+    env, pools = _env(lookup)
+    pool = pools.get("busy.test", port, TRANSPORT)
+    ups = [UpstreamConn(env, pool) for _ in range(5)]
     time.sleep(0.1)
-    assert r.addresses() == [(socket.AF_INET, ("127.0.0.1", 80))]
+    release.set()
+    end = time.monotonic() + 3
+    while any(u.connecting for u in ups) and time.monotonic() < end:
+        _turn(env)
+    try:
+        assert calls == ["busy.test"]
+        assert all(_peer(u) == ("127.0.0.1", port) for u in ups)
+        # a lookup that starts after the last one ended is a lookup of its own
+        up = _dial(env, pool)
+        ups.append(up)
+        assert calls == ["busy.test", "busy.test"]
+    finally:
+        for u in ups:
+            u.close()
+        srv.close()
 
 
-def _blackhole(host="127.0.0.3"):
+def test_a_lookup_slower_than_the_dial_timeout_is_a_dial_timeout():
+    # Go's lookup runs under the dial's deadline: past it, a timeout error (504)
+    def lookup(host, p):
+        time.sleep(1.0)
+        return [(V4, ("127.0.0.1", p))]
+    env, pools = _env(lookup)
+    t0 = time.monotonic()
+    assert _subrequest_error(env, pools.get("late.test", 80, (10, 0.3, 0.0, 90.0))) == 504
+    assert time.monotonic() - t0 < 0.9
+
+
+def _blackhole(host="127.0.0.3", port=0, family=V4):
     """A loopback address:port whose SYNs go unanswered (a full accept queue): a connect
     there neither succeeds nor fails until it times out."""
-    lst = socket.socket()
-    lst.bind((host, 0))
+    lst = socket.socket(family)
+    if family == V6:
+        lst.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    lst.bind((host, port))
     lst.listen(0)
     port = lst.getsockname()[1]
     fillers = []
     for _ in range(4):
-        c = socket.socket()
+        c = socket.socket(family)
         c.setblocking(False)
         c.connect_ex((host, port))
         fillers.append(c)
         time.sleep(0.02)
     return lst, fillers, port
+
+
+def _close_all(*socks):
+    for s in socks:
+        if isinstance(s, list):
+            _close_all(*s)
+        elif s is not None:
+            s.close()
 
 
 def test_an_address_that_never_answers_gets_its_share_of_the_dial_timeout():
@@ -161,10 +262,8 @@ def test_an_address_that_never_answers_gets_its_share_of_the_dial_timeout():
     lst, fillers, hole = _blackhole()
 
     def lookup(host, p):
-        return [(socket.AF_INET, ("127.0.0.3", hole)), (socket.AF_INET, ("127.0.0.1", port))]
-    loop = Loop()
-    pools = Pools(prefetch=True, lookup=lookup)
-    env = Env(loop, pools)
+        return [(V4, ("127.0.0.3", hole)), (V4, ("127.0.0.1", port))]
+    env, pools = _env(lookup)
     # Go's partialDeadline: 4 s for two addresses -> 2 s each
     pool = pools.get("slow.test", port, (10, 4.0, 0.0, 90.0))
     t0 = time.monotonic()
@@ -172,19 +271,140 @@ def test_an_address_that_never_answers_gets_its_share_of_the_dial_timeout():
     elapsed = time.monotonic() - t0
     try:
         assert not up.closed and not up.connecting
-        assert up.sock.getpeername() == ("127.0.0.1", port)
+        assert _peer(up) == ("127.0.0.1", port)
         assert 1.5 < elapsed < 3.5, elapsed
     finally:
         up.close()
-        srv.close()
-        lst.close()
-        for c in fillers:
-            c.close()
+        _close_all(srv, lst, fillers)
 
+
+# ---- dual stack: Go's dialParallel ------------------------------------------------------
+
+def _both_families(v6_hole=False, v4_hole=False):
+    """A port P open on ::1 and on 127.0.0.1: each side serving, or swallowing SYNs."""
+    for _ in range(50):
+        probe = socket.socket(V6)
+        probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        probe.bind(("::1", 0))
+        port = probe.getsockname()[1]
+        probe.close()
+        made = []
+        try:
+            for family, host, hole in ((V6, "::1", v6_hole), (V4, "127.0.0.1", v4_hole)):
+                if hole:
+                    lst, fillers, _ = _blackhole(host, port, family)
+                    made.append((lst, fillers))
+                else:
+                    made.append((_listener(host, port, family), []))
+            return port, made
+        except OSError as e:
+            if e.errno != errno.EADDRINUSE:
+                raise
+            _close_all(*[m for pair in made for m in pair])
+    raise AssertionError("no port free on both families")
+
+
+def _dual(port, first):
+    v6 = (V6, ("::1", port, 0, 0))
+    v4 = (V4, ("127.0.0.1", port))
+    return [v6, v4] if first == V6 else [v4, v6]
+
+
+def _fds(env):
+    return {fd for fd, h in env.loop.handlers.items() if isinstance(h, UpstreamConn)
+            or type(h).__name__ == "FallbackDial"}
+
+
+@pytest.mark.parametrize("first", [V6, V4], ids=["v6-first", "v4-first"])
+def test_the_other_family_races_after_300ms_when_the_primary_swallows_syns(first):
+    port, made = _both_families(v6_hole=first == V6, v4_hole=first == V4)
+    env, pools = _env(lambda h, p: _dual(p, first))
+    pool = pools.get("dual.test", port, TRANSPORT)
+    t0 = time.monotonic()
+    up = _dial(env, pool)
+    elapsed = time.monotonic() - t0
+    try:
+        assert not up.closed and not up.connecting
+        assert up.sock.family == (V4 if first == V6 else V6)     # the fallback won
+        assert 0.28 <= elapsed < 0.8, elapsed                    # FallbackDelay: 300 ms
+        # the loser (the primary still waiting for its SYN-ACK) is closed: the loop holds
+        # the winner's socket only
+        assert _fds(env) == {up.fd}
+    finally:
+        up.close()
+        _close_all(*[m for pair in made for m in pair])
+
+
+@pytest.mark.parametrize("first", [V6, V4], ids=["v6-first", "v4-first"])
+def test_a_refused_primary_starts_the_fallback_at_once(first):
+    port, made = _both_families()
+    # the primary family's listener goes away: its connect is refused at once
+    (made[0] if first == V6 else made[1])[0].close()
+    env, pools = _env(lambda h, p: _dual(p, first))
+    t0 = time.monotonic()
+    up = _dial(env, pools.get("dual.test", port, TRANSPORT))
+    elapsed = time.monotonic() - t0
+    try:
+        assert not up.closed and up.sock.family == (V4 if first == V6 else V6)
+        assert elapsed < 0.25, elapsed      # Go resets the fallback timer to 0
+    finally:
+        up.close()
+        _close_all(*[m for pair in made for m in pair])
+
+
+def test_a_primary_that_connects_first_never_starts_the_fallback():
+    port, made = _both_families()
+    env, pools = _env(lambda h, p: _dual(p, V4))
+    up = _dial(env, pools.get("dual.test", port, TRANSPORT))
+    try:
+        assert up.sock.family == V4
+        end = time.monotonic() + 0.5          # past the fallback delay
+        while time.monotonic() < end:
+            _turn(env)
+        assert _fds(env) == {up.fd}
+        v6_listener = made[0][0]
+        v6_listener.setblocking(False)
+        with pytest.raises(BlockingIOError):  # nothing ever dialed ::1
+            v6_listener.accept()
+        v4_listener = made[1][0]
+        conn, _ = v4_listener.accept()
+        conn.close()
+    finally:
+        up.close()
+        _close_all(*[m for pair in made for m in pair])
+
+
+def test_both_families_refusing_fail_the_dial_with_502():
+    port, made = _both_families()
+    _close_all(*[m for pair in made for m in pair])          # nothing listens on P
+    env, pools = _env(lambda h, p: _dual(p, V6))
+    assert _subrequest_error(env, pools.get("dual.test", port, TRANSPORT)) == 502
+    assert not _fds(env)
+
+
+def test_each_family_shares_the_dial_timeout_within_itself():
+    # Go's dialSerial per racer: partialDeadline counts that racer's addresses only. Two v6
+    # addresses swallow SYNs (2 s each of 4 s), the v4 fallback (one address) answers: it
+    # starts after 300 ms and wins, without waiting for the primaries' shares
+    srv = _listener()
+    port = srv.getsockname()[1]
+    h1, f1, p1 = _blackhole("::1", 0, V6)
+    env, pools = _env(lambda h, p: [(V6, ("::1", p1, 0, 0)), (V6, ("::1", p1, 0, 0)),
+                                    (V4, ("127.0.0.1", port))])
+    t0 = time.monotonic()
+    up = _dial(env, pools.get("dual.test", port, (10, 4.0, 0.0, 90.0)))
+    elapsed = time.monotonic() - t0
+    try:
+        assert up.sock.family == V4 and 0.28 <= elapsed < 0.8, elapsed
+    finally:
+        up.close()
+        _close_all(srv, h1, f1)
+
+
+# ---- the master's health probes ---------------------------------------------------------
 
 def _probe_once(checks, timeout=5.0):
     """Start every target's probe now and drive the selector until they have ended."""
-    import selectors as _sel
     start = time.monotonic()
     for t in checks.targets.values():
         t.next_at = start
@@ -209,31 +429,45 @@ def _health_config(urls):
 
 
 def test_master_health_probes_resolve_names_as_the_workers_do():
-    # the master's probes use the workers' resolver (pyroute.proxy.dns, the same hook) and
-    # dial every address of the name in order, as Go's dialer: the first refuses, the
-    # second answers, so the server is UP
+    # the master's probes use the workers' resolver (pyroute.proxy.dns, the same hook): the
+    # name looked up for every probe, off the master's loop, every address dialed in order
     import selectors as _sel
     from e2e_backend import Backend
     from pyroute.server.health import HealthChecks
     be = Backend("health")
     port = be.port
     calls = []
+    answer = {"backend.test": [(V4, ("127.0.0.2", port)), (V4, ("127.0.0.1", port))],
+              "gone.test": [(V4, ("127.0.0.2", port))]}
 
     def lookup(host, p):
         calls.append((host, p))
-        if host == "gone.test":
-            return [(socket.AF_INET, ("127.0.0.2", p))]
-        return [(socket.AF_INET, ("127.0.0.2", p)), (socket.AF_INET, ("127.0.0.1", p))]
+        return answer[host]
     checks = HealthChecks(_sel.DefaultSelector(), lookup=lookup)
     try:
         checks.configure(_health_config(["http://backend.test:%d" % port,
                                          "http://gone.test:%d" % port]))
+        assert calls == []                      # configuring looks nothing up
         status = _probe_once(checks)
         assert status == {"http://backend.test:%d" % port: True,
                           "http://gone.test:%d" % port: False}
         assert [r[1] for r in be.requests] == ["/health"]
-        # looked up in the resolver's thread, once per name (cached as the workers' are)
         assert sorted(calls) == [("backend.test", port), ("gone.test", port)]
         assert checks.changes == [("svc@file", "http://gone.test:%d" % port, False)]
+        # the answers change: the next probes follow them at once (no cache)
+        answer["backend.test"] = [(V4, ("127.0.0.2", port))]
+        answer["gone.test"] = [(V4, ("127.0.0.1", port))]
+        status = _probe_once(checks)
+        assert status == {"http://backend.test:%d" % port: False,
+                          "http://gone.test:%d" % port: True}
+        assert len(calls) == 4
+
+        def failing(host, p):
+            raise socket.gaierror(-2, "Name or service not known")
+        checks.lookup = failing
+        checks.resolvers.clear()
+        status = _probe_once(checks)
+        assert status == {"http://backend.test:%d" % port: False,
+                          "http://gone.test:%d" % port: False}
     finally:
         be.close()

@@ -1,36 +1,39 @@
-"""Backend host names resolved the way Go's dialer uses them, without blocking the event loop.
+"""Backend host names resolved as Go's dialer resolves them: per new connection, off the loop.
 
-Traefik dials a server URL's host per new connection (Go's ``net.Dialer``): the name is looked
-up, and its addresses are tried in order until one connects. pyroute does the same — every new
-backend connection (engine ``UpstreamConn``) dials the addresses its pool's ``Resolver`` holds,
-in the order the system resolver gave them, moving to the next one when a connect fails — but
-never calls the resolver on the event loop: a ``Resolver`` keeps the answer for ``TTL``
-seconds and refreshes it in a background thread, the loop reading the last answer meanwhile
-(stale-while-refresh). So an ExternalName whose addresses change is followed within ``TTL``,
-without a restart or a reload.
+Traefik dials a server URL's host per new connection (Go's ``net.Dialer.DialContext``): the
+name is looked up — Go keeps no cache, so a changed answer is followed by the very next
+connection — and its addresses are split as ``addrList.partition`` splits them: the
+*primaries* are the first address's family, the *fallbacks* the other family. The primaries are
+dialed one at a time (dialSerial, each address with its share of the dial timeout:
+partialDeadline); when there are fallbacks they race the primaries once ``FallbackDelay``
+(300 ms) has passed without a primary connecting, or at once when the primaries have all
+failed (dialParallel, RFC 6555); the first connect wins, the other attempt is closed. The engine
+does the dialing (``UpstreamConn`` and its ``FallbackDial``); this module does the lookups:
 
-- An IP literal needs no resolver (the pool keeps the address): endpoints cost nothing more.
-- The first answer is looked up in the background as soon as the worker builds the pool
-  (``prefetch``); a connection that needs it before it came waits for it at most
-  ``FIRST_WAIT`` seconds (then: no address, 502).
-- A failed lookup leaves no address (502 until the next lookup succeeds), as Go's dial fails
-  when its lookup does; the next one is tried after ``FAILED_TTL``.
-- The master's health-check probes (pyroute.server.health) use this resolver too.
-- ``pyroute check`` and the master's validation never look a name up: DNS is per connection,
-  and a name that does not resolve is a 502, not a configuration error (Traefik).
+- ``Resolver.resolve(loop, callback)`` never blocks: the lookup runs in one of a few threads
+  (``THREADS``) and ``callback(primaries, fallbacks, error)`` runs on ``loop`` (its
+  ``call_soon_threadsafe``: the worker's eventfd, or the master's for health probes).
+- Lookups of one name that overlap are one lookup whose answer every waiting connection gets,
+  as Go's resolver coalesces them (singleflight ``lookupGroup``); one wake-up per loop.
+- A failed lookup (no such host, a failing hook) gives no address: the connection fails with
+  502, as Go's dial fails with a DNSError (not a timeout). A lookup slower than the dial timeout
+  is a dial timeout (504), as in Go, whose lookup runs under the dial's deadline.
+- An IP literal needs no resolver: its pool keeps the address, and its connections dial at
+  once (no thread, no object more).
+- The master's health-check probes (pyroute.server.health) resolve per probe the same way.
+- ``pyroute check`` and the master's validation never look a name up: a name that does not
+  resolve is a 502 per request, not a configuration error (Traefik).
 
-Each address gets Go's share of the dial timeout (engine UpstreamConn: the time left divided by
-the addresses left, at least 2 s). Go re-resolves on every dial (pyroute caches for ``TTL``
-seconds) and races the other address family after 300 ms (pyroute dials one at a time).
+``lookup(host, port)`` -> ``[(family, sockaddr)]`` does the resolution (default:
+``socket.getaddrinfo``, whose order is the system's RFC 6724 sorting, as Go's cgo resolver);
+tests and embedders may pass their own.
 """
 import os
 import socket
 import threading
-import time
+from collections import deque
 
-TTL = 5.0            # seconds an answer is used before it is refreshed (in the background)
-FAILED_TTL = 1.0     # after a failed lookup
-FIRST_WAIT = 1.0     # the most a connection waits for a name's first answer
+THREADS = 8          # lookups of different names at once, per process (Go: one goroutine each)
 
 
 def _lookup(host, port):
@@ -42,58 +45,117 @@ def _lookup(host, port):
     return out
 
 
+def partition(addrs):
+    """Go's ``addrList.partition(isIPv4)``: (the addresses of the first one's family, the
+    others), each in the resolver's order."""
+    if not addrs:
+        return [], []
+    first = addrs[0][0]
+    primaries = [a for a in addrs if a[0] == first]
+    fallbacks = [a for a in addrs if a[0] != first]
+    return primaries, fallbacks
+
+
+class _Threads:
+    """A few daemon threads running lookups, made in the process that needs them (threads do
+    not survive a fork; ``_forked`` resets the state a fork copied)."""
+
+    def __init__(self, size):
+        self.size = size
+        self._forked()
+
+    def _forked(self):
+        self.lock = threading.Lock()
+        self.jobs = deque()
+        self.ready = threading.Condition(self.lock)
+        self.idle = 0
+        self.count = 0
+
+    def submit(self, fn):
+        with self.lock:
+            self.jobs.append(fn)
+            if self.idle >= len(self.jobs):
+                self.ready.notify()
+                return
+            if self.count < self.size:
+                self.count += 1
+                threading.Thread(target=self._work, name="pyroute-dns", daemon=True).start()
+            else:
+                self.ready.notify()
+
+    def _work(self):
+        while True:
+            with self.lock:
+                while not self.jobs:
+                    self.idle += 1
+                    self.ready.wait()
+                    self.idle -= 1
+                fn = self.jobs.popleft()
+            fn()
+
+
+_threads = _Threads(THREADS)
+# in flight: (host, port, lookup) -> [(loop, callback)] waiting for that lookup
+_group = {}
+_group_lock = threading.Lock()
+
+
+def _after_fork():
+    global _group, _group_lock
+    _threads._forked()
+    _group = {}
+    _group_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
+
+def _deliver(callbacks, primaries, fallbacks, error):
+    for callback in callbacks:
+        callback(primaries, fallbacks, error)
+
+
 class Resolver:
-    """The addresses of ``host:port``: ``[(family, sockaddr)]`` in the resolver's order.
+    """The addresses of ``host:port``, looked up anew for each ``resolve``."""
 
-    ``lookup(host, port)`` does the resolution (default: ``socket.getaddrinfo``, run in a
-    thread); tests and embedders may pass their own."""
+    __slots__ = ("host", "port", "lookup", "key")
 
-    __slots__ = ("host", "port", "ttl", "lookup", "addrs", "expires", "_pid", "_busy",
-                 "_first", "_lock")
-
-    def __init__(self, host, port, lookup=None, ttl=None, prefetch=False):
+    def __init__(self, host, port, lookup=None):
         self.host = host
         self.port = port
-        self.ttl = TTL if ttl is None else ttl
         self.lookup = lookup or _lookup
-        self.addrs = None          # None: never answered yet
-        self.expires = 0.0
-        self._pid = 0              # process whose thread is looking up (threads do not fork)
-        self._busy = False
-        self._first = threading.Event()
-        self._lock = threading.Lock()
-        if prefetch:
-            self.refresh()
+        self.key = (host, port, self.lookup)
 
-    def addresses(self):
-        """The current answer (never blocks, except for a name's very first answer)."""
-        if time.monotonic() >= self.expires:
-            self.refresh()
-            if self.addrs is None:
-                self._first.wait(FIRST_WAIT)
-        return self.addrs or []
-
-    def refresh(self):
-        """Start a background lookup unless one is running in this process."""
-        with self._lock:
-            pid = os.getpid()
-            if self._busy and self._pid == pid:
+    def resolve(self, loop, callback):
+        """Look the name up in a thread; ``callback(primaries, fallbacks, error)`` runs on
+        ``loop`` (``primaries`` empty when the lookup failed; ``error``: why, or None). A
+        lookup of this name already running answers this call too (singleflight)."""
+        with _group_lock:
+            waiting = _group.get(self.key)
+            if waiting is not None:
+                waiting.append((loop, callback))
                 return
-            self._busy = True
-            self._pid = pid
-        threading.Thread(target=self._run, name="pyroute-dns %s" % self.host,
-                         daemon=True).start()
+            _group[self.key] = [(loop, callback)]
+        _threads.submit(self._run)
 
     def _run(self):
-        addrs, ttl = [], FAILED_TTL
+        error = None
         try:
             addrs = list(self.lookup(self.host, self.port))
-            ttl = self.ttl
-        except Exception:       # gaierror, a bad name, a failing hook: no address (502)
-            pass
-        finally:
-            self.addrs = addrs               # one reference swap: the loop sees old or new
-            self.expires = time.monotonic() + ttl
-            with self._lock:
-                self._busy = False
-            self._first.set()
+            if not addrs:
+                error = "lookup %s: no such host" % self.host
+        except Exception as e:       # gaierror, a bad name, a failing hook: no address (502)
+            addrs = []
+            error = "lookup %s: %s" % (self.host, e)
+        primaries, fallbacks = partition(addrs)
+        with _group_lock:
+            waiting = _group.pop(self.key, [])
+        by_loop = {}
+        for loop, callback in waiting:
+            entry = by_loop.get(id(loop))
+            if entry is None:
+                by_loop[id(loop)] = (loop, [callback])
+            else:
+                entry[1].append(callback)
+        for loop, callbacks in by_loop.values():
+            loop.call_soon_threadsafe(_deliver, callbacks, primaries, fallbacks, error)

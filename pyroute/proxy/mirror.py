@@ -278,23 +278,32 @@ class MirrorConn:
         self.ssl_ctx = pool.ssl_ctx
         self.server_hostname = pool.server_hostname
         self.verify = pool.verify                 # peerCertURI, checked after the handshake
-        family, addr = pool.family, pool.addr
-        if pool.resolver is not None:
-            # a host name: its first current address (pyroute.proxy.dns; a mirror is
-            # best effort, the other addresses are not tried); none: dropped
-            addrs = pool.resolver.addresses()
-            family, addr = addrs[0] if addrs else (socket.AF_INET, None)
+        self.sock = None
+        self.fd = -1
+        self.deadline = loop.now + MIRROR_TIMEOUT
+        loop.timed.add(self)
+        if pool.resolver is None:
+            self._connect(pool.family, pool.addr)
+        else:
+            # a host name: looked up for this copy, off the loop (pyroute.proxy.dns), then its
+            # first address dialed (a mirror is best effort: the others are not tried)
+            pool.resolver.resolve(loop, self._resolved)
+
+    def _resolved(self, primaries, fallbacks, error):
+        if self.closed:
+            return
+        if not primaries:
+            self.abort()              # the name has no address: the copy is dropped
+            return
+        self._connect(*primaries[0])
+
+    def _connect(self, family, addr):
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setblocking(False)
         self.sock = sock
         self.fd = sock.fileno()
-        if addr is not None:
-            sock.connect_ex(addr)
-        loop.register(self.fd, EPOLLOUT, self)
-        self.deadline = loop.now + MIRROR_TIMEOUT
-        loop.timed.add(self)
-        if addr is None:
-            self.abort()              # the name has no address: the mirror is dropped
+        sock.connect_ex(addr)
+        self.loop.register(self.fd, EPOLLOUT, self)
 
     def on_event(self, ev):
         if not self.connected:
@@ -384,5 +393,6 @@ class MirrorConn:
         if self.meter is not None:
             self._report()
         self.loop.timed.discard(self)
-        self.loop.unregister(self.fd)
-        self.sock.close()
+        if self.sock is not None:
+            self.loop.unregister(self.fd)
+            self.sock.close()

@@ -660,15 +660,13 @@ class EntryPointRuntime:
 class Pools:
     """Connection pools by (address, transport settings); shared by successive snapshots.
 
-    A server whose host is a name gets a ``dns.Resolver``: each new connection dials the
-    name's current addresses in order (pyroute.proxy.dns); nothing is looked up here, so a
-    configuration never depends on DNS. ``prefetch``: start each name's first lookup when its
-    pool is made (the worker); the master's validation and ``pyroute check`` leave it off.
-    ``lookup``: the resolver's lookup function (default getaddrinfo)."""
+    A server whose host is a name gets a ``dns.Resolver``: each new connection looks the
+    name up and dials its addresses as Go's dialer does (pyroute.proxy.dns); nothing is looked
+    up here, so a configuration never depends on DNS. ``lookup``: the resolver's lookup
+    function (default getaddrinfo)."""
 
-    def __init__(self, prefetch=False, lookup=None):
+    def __init__(self, lookup=None):
         self.pools = {}
-        self.prefetch = prefetch
         self.lookup = lookup
 
     def get(self, host, port, transport, tls=None):
@@ -684,7 +682,7 @@ class Pools:
                 addr = (host, port, 0, 0) if ip.version == 6 else (host, port)
             except ValueError:
                 from .dns import Resolver
-                resolver = Resolver(host, port, self.lookup, prefetch=self.prefetch)
+                resolver = Resolver(host, port, self.lookup)
                 family, addr = socket.AF_INET, None
             max_idle, dial, header, idle = transport
             pool = Pool(addr, family, max_idle, dial, header, idle, "%s:%d" % (host, port),

@@ -24,6 +24,7 @@ same health-check settings (Traefik rebuilds its balancers with every server UP 
 probes one interval later — traefik/traefik#13218, PR #13223 — so a known-down server gets
 requests again after every configuration change).
 """
+import collections
 import errno
 import json
 import os
@@ -42,7 +43,7 @@ DEFAULT_TIMEOUT = 5.0       # dynamic.DefaultHealthCheckTimeout
 MAX_REDIRECTS = 10          # Go's http.Client default CheckRedirect
 MAX_HEAD = 65536
 _REDIRECTS = (301, 302, 303, 307, 308)
-_CONNECTING, _HANDSHAKE, _SENDING, _READING = range(4)
+_CONNECTING, _HANDSHAKE, _SENDING, _READING, _RESOLVING = range(5)
 
 
 def _duration(value, default, what, service):
@@ -149,21 +150,33 @@ class HealthChecks:
         self.sel = sel
         self.targets = {}              # key -> Target
         self.changes = []
-        # backend names resolve as the workers' do (pyroute.proxy.dns.Resolver: looked up in
-        # a thread, never on the master's loop after the first answer; every address tried)
+        # backend names resolve as the workers' do (pyroute.proxy.dns.Resolver): looked up
+        # per probe in a thread, the answer handed to this loop through an eventfd
         self.resolvers = {}            # (host, port) -> Resolver
         self.lookup = lookup           # the resolver hook (default: getaddrinfo)
+        self._soon = collections.deque()
+        self._wakeup = None            # _Wakeup on ``sel``, made by the first lookup
 
-    def addresses(self, host, port):
-        """``[(family, sockaddr)]`` to dial for ``host:port``, in the resolver's order."""
-        addrs = _numeric(host, port)
-        if addrs is not None:
-            return addrs
+    def resolve(self, host, port, callback):
+        """Look ``host`` up off the loop; ``callback(primaries, fallbacks, error)`` runs in
+        this loop (from ``sel``'s events). Called on the master's loop."""
+        if self._wakeup is None:
+            self._wakeup = _Wakeup(self)
         resolver = self.resolvers.get((host, port))
         if resolver is None:
-            resolver = self.resolvers[(host, port)] = Resolver(host, port, self.lookup,
-                                                               prefetch=True)
-        return resolver.addresses()
+            resolver = self.resolvers[(host, port)] = Resolver(host, port, self.lookup)
+        resolver.resolve(self, callback)
+
+    def call_soon_threadsafe(self, fn, *args):
+        """From the resolver's thread: run ``fn(*args)`` in the master's loop soon."""
+        self._soon.append((fn, args))
+        self._wakeup.poke()
+
+    def run_soon(self):
+        soon = self._soon
+        while soon:
+            fn, args = soon.popleft()
+            fn(*args)
 
     def configure(self, config, now=None):
         """Targets for ``config``; a server whose service and settings stay keeps its status."""
@@ -204,13 +217,6 @@ class HealthChecks:
                     continue
                 if t.key in targets:
                     continue             # Traefik keys a service's targets by URL
-                host, port = parts.hostname, parts.port or (443 if parts.scheme == "https"
-                                                           else 80)
-                if host and (host, port) not in self.resolvers and \
-                        _numeric(host, port) is None:
-                    # a name: its first answer is looked up now, in the background
-                    self.resolvers[(host, port)] = Resolver(host, port, self.lookup,
-                                                            prefetch=True)
                 prev = old.pop(t.key, None)
                 if prev is not None:
                     t.up, t.next_at, t.probe = prev.up, prev.next_at, prev.probe
@@ -271,7 +277,7 @@ class HealthChecks:
 class Probe:
     """One health-check request, driven by the master's selector (never blocks)."""
     __slots__ = ("checks", "target", "deadline", "url", "method", "host", "redirects", "sock",
-                 "state", "out", "buf", "registered", "addrs", "dialing")
+                 "state", "out", "buf", "registered", "addrs", "dialing", "done")
 
     def __init__(self, checks, target, now):
         self.checks = checks
@@ -285,6 +291,8 @@ class Probe:
         self.redirects = 0
         self.sock = None
         self.registered = False
+        self.done = False
+        self.state = _CONNECTING
         try:
             self._connect()
         except (OSError, ValueError) as e:
@@ -310,13 +318,30 @@ class Probe:
             raise ValueError("unsupported protocol scheme %r" % parts.scheme)
         port = parts.port or (443 if parts.scheme == "https" else 80)
         self.dialing = "%s:%d" % (parts.hostname, port)
-        # Go's dialer: the name's addresses in order, the next one when a connect fails
-        self.addrs = list(self.checks.addresses(parts.hostname, port))
-        if not self.addrs:
-            raise OSError(0, "dial tcp: lookup %s: no such host" % parts.hostname)
         self.out = self._request(parts)
         self.buf = b""
-        self._dial_next()
+        addrs = _numeric(parts.hostname, port)
+        if addrs is not None:
+            self.addrs = addrs
+            self._dial_next()
+            return
+        # a name: looked up for this probe, as the workers' dialer does (pyroute.proxy.dns)
+        self.state = _RESOLVING
+        self.checks.resolve(parts.hostname, port, self._resolved)
+
+    def _resolved(self, primaries, fallbacks, error):
+        if self.done or self.state != _RESOLVING:
+            return          # timed out, or dropped by a reload, meanwhile
+        if not primaries:
+            self.fail("HTTP request failed: dial tcp: %s" % error)
+            return
+        # Go's dialer: every address in order, the next one when a connect fails (the
+        # primaries, then the other family: probes do not race the two)
+        self.addrs = primaries + fallbacks
+        try:
+            self._dial_next()
+        except OSError as e:
+            self.fail("HTTP request failed: %s" % e)
 
     def _dial_next(self):
         while True:
@@ -447,6 +472,7 @@ class Probe:
             self.fail("received error status code: %d expected status code: %d"
                       % (code, t.status))
         else:
+            self.done = True
             self._close_socket()
             self.checks.result(t, None)
         return True
@@ -463,9 +489,32 @@ class Probe:
             self.sock = None
 
     def fail(self, error):
+        self.done = True
         self._close_socket()
         self.checks.result(self.target, error)
 
     def close(self):
         """Dropped by a reload: no result."""
+        self.done = True
         self._close_socket()
+
+
+class _Wakeup:
+    """An eventfd on the master's selector: the resolver's thread pokes it, the loop runs
+    what it handed over (``HealthChecks.run_soon``)."""
+    __slots__ = ("checks", "fd")
+
+    def __init__(self, checks):
+        self.checks = checks
+        self.fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        checks.sel.register(self.fd, selectors.EVENT_READ, self)
+
+    def poke(self):
+        os.eventfd_write(self.fd, 1)
+
+    def on_event(self, mask):
+        try:
+            os.eventfd_read(self.fd)
+        except BlockingIOError:
+            pass
+        self.checks.run_soon()

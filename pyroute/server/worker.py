@@ -149,7 +149,7 @@ class Worker:
         self.index = index
         self.sockets = sockets        # {entry point: listening socket} opened by the master
         self.loop = Loop()
-        self.env = Env(self.loop, Pools(prefetch=True))
+        self.env = Env(self.loop, Pools())
         self.pipe = pipe
         self.listeners = []
         self.entry_points = {name: EntryPointRuntime(ep) for name, ep in
