@@ -382,6 +382,50 @@ def test_both_families_refusing_fail_the_dial_with_502():
     assert not _fds(env)
 
 
+def _subrequest_status(env, pool, timeout=5.0):
+    got = []
+    env.loop.now = env.now = time.monotonic()
+    SubRequest(env, pool, b"GET /won HTTP/1.1\r\nHost: x\r\n\r\n", b"", 1 << 20, 0.0,
+               lambda status, head, body, error: got.append(status or error))
+    end = time.monotonic() + timeout
+    while not got and time.monotonic() < end:
+        _turn(env)
+    assert got, "no answer"
+    return got[0]
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
+def test_a_request_goes_out_on_the_fallback_that_won(tls):
+    # the connection takes the fallback's socket over: the request, the TLS handshake of an
+    # https server and the answer all travel on it
+    import ssl
+    import trustme
+    from e2e_backend import Backend
+    server_ctx = client = None
+    if tls:
+        ca = trustme.CA()
+        server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ca.issue_cert("dual.test").configure_cert(server_ctx)
+        client = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+        ca.configure_trust(client)
+    for _ in range(20):
+        be = Backend("won", tls=server_ctx)
+        try:
+            hole, fillers, _ = _blackhole("::1", be.port, V6)
+            break
+        except OSError:
+            be.close()
+    env, pools = _env(lambda h, p: _dual(p, V6))
+    pool = pools.get("dual.test", be.port, TRANSPORT,
+                     ("k", client, "dual.test") if tls else None)
+    try:
+        assert _subrequest_status(env, pool) == 200
+        assert [r[1] for r in be.requests] == ["/won"]
+    finally:
+        be.close()
+        _close_all(hole, fillers)
+
+
 def test_each_family_shares_the_dial_timeout_within_itself():
     # Go's dialSerial per racer: partialDeadline counts that racer's addresses only. Two v6
     # addresses swallow SYNs (2 s each of 4 s), the v4 fallback (one address) answers: it
