@@ -515,3 +515,33 @@ def test_master_health_probes_resolve_names_as_the_workers_do():
                           "http://gone.test:%d" % port: False}
     finally:
         be.close()
+
+
+def test_master_health_probes_race_the_other_family_as_the_workers_do():
+    # a probe dials as Go's dialer too: the primary (::1) swallows SYNs, the IPv4 fallback
+    # answers after 300 ms, well within the probe's timeout (serially, the primary would
+    # have cost the whole 5 s and the server would be DOWN)
+    import selectors as _sel
+    from e2e_backend import Backend
+    from pyroute.server.health import HealthChecks
+    for _ in range(20):
+        be = Backend("health")
+        try:
+            hole, fillers, _ = _blackhole("::1", be.port, V6)
+            break
+        except OSError:
+            be.close()
+    port = be.port
+    checks = HealthChecks(_sel.DefaultSelector(), lookup=lambda h, p: _dual(p, V6))
+    try:
+        checks.configure(_health_config(["http://dual.test:%d" % port]))
+        t0 = time.monotonic()
+        assert _probe_once(checks) == {"http://dual.test:%d" % port: True}
+        assert 0.28 <= time.monotonic() - t0 < 1.5
+        assert [r[1] for r in be.requests] == ["/health"]
+        # nothing of the probe is left on the selector (the primary's attempt was closed)
+        assert [k for k in checks.sel.get_map().values()
+                if type(k.data).__name__ != "_Wakeup"] == []
+    finally:
+        be.close()
+        _close_all(hole, fillers)

@@ -20,7 +20,8 @@ does the dialing (``UpstreamConn`` and its ``FallbackDial``); this module does t
   is a dial timeout (504), as in Go, whose lookup runs under the dial's deadline.
 - An IP literal needs no resolver: its pool keeps the address, and its connections dial at
   once (no thread, no object more).
-- The master's health-check probes (pyroute.server.health) resolve per probe the same way.
+- The master's health-check probes (pyroute.server.health) resolve per probe the same way
+  and dial as the workers do (its ``_Dial``).
 - ``pyroute check`` and the master's validation never look a name up: a name that does not
   resolve is a 502 per request, not a configuration error (Traefik).
 

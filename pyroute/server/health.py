@@ -17,7 +17,9 @@ request to the server URL resolved with ``path``, ``scheme`` and ``port`` replac
 response head within ``timeout`` (5s; redirects included) or on a status other than
 ``status`` (default: any 2xx/3xx); with ``followRedirects`` (default true) up to 10 redirects
 are followed as Go's client does. Each failure is logged ("Health check failed."), and each
-change of a server's status.
+change of a server's status. A server named by a host name is looked up for every probe (off
+this loop: pyroute.proxy.dns) and dialed as Go's dialer dials (``_Dial``: the primaries one
+at a time with their share of the timeout, the other address family raced after 300 ms).
 
 Deviation, on purpose: a reload keeps the status of a server that stays in a service with the
 same health-check settings (Traefik rebuilds its balancers with every server UP and first
@@ -237,6 +239,8 @@ class HealthChecks:
         best = None
         for t in self.targets.values():
             at = t.probe.deadline if t.probe is not None else t.next_at
+            if t.probe is not None and t.probe.dial is not None:
+                at = min(at, t.probe.dial.due())
             best = at if best is None or at < best else best
         return None if best is None else max(0.0, best - now)
 
@@ -246,6 +250,8 @@ class HealthChecks:
                 if now >= t.probe.deadline:
                     t.probe.fail("HTTP request failed: context deadline exceeded "
                                  "(timeout %gs)" % t.timeout)
+                elif t.probe.dial is not None:
+                    t.probe.dial.tick(now)   # an address's share over, the fallback's start
             elif now >= t.next_at:
                 Probe(self, t, now)          # sets t.probe; a result clears it
 
@@ -277,7 +283,7 @@ class HealthChecks:
 class Probe:
     """One health-check request, driven by the master's selector (never blocks)."""
     __slots__ = ("checks", "target", "deadline", "url", "method", "host", "redirects", "sock",
-                 "state", "out", "buf", "registered", "addrs", "dialing", "done")
+                 "state", "out", "buf", "registered", "dial", "dialing", "done")
 
     def __init__(self, checks, target, now):
         self.checks = checks
@@ -292,6 +298,7 @@ class Probe:
         self.sock = None
         self.registered = False
         self.done = False
+        self.dial = None             # the _Dial connecting, None once connected
         self.state = _CONNECTING
         try:
             self._connect()
@@ -322,8 +329,8 @@ class Probe:
         self.buf = b""
         addrs = _numeric(parts.hostname, port)
         if addrs is not None:
-            self.addrs = addrs
-            self._dial_next()
+            self.state = _CONNECTING
+            self.dial = _Dial(self, addrs, [], time.monotonic())
             return
         # a name: looked up for this probe, as the workers' dialer does (pyroute.proxy.dns)
         self.state = _RESOLVING
@@ -335,28 +342,20 @@ class Probe:
         if not primaries:
             self.fail("HTTP request failed: dial tcp: %s" % error)
             return
-        # Go's dialer: every address in order, the next one when a connect fails (the
-        # primaries, then the other family: probes do not race the two)
-        self.addrs = primaries + fallbacks
-        try:
-            self._dial_next()
-        except OSError as e:
-            self.fail("HTTP request failed: %s" % e)
-
-    def _dial_next(self):
-        while True:
-            family, addr = self.addrs.pop(0)
-            self.sock = socket.socket(family, socket.SOCK_STREAM)
-            self.sock.setblocking(False)
-            err = self.sock.connect_ex(addr)
-            if err in (0, errno.EINPROGRESS, errno.EAGAIN):
-                break
-            self.sock.close()
-            self.sock = None
-            if not self.addrs:
-                raise OSError(err, "dial tcp %s: %s" % (self.dialing, os.strerror(err)))
         self.state = _CONNECTING
+        self.dial = _Dial(self, primaries, fallbacks, time.monotonic())
+
+    def dial_connected(self, sock):
+        """The dialer's winning socket, connected: TLS or the request next."""
+        self.dial = None
+        self.sock = sock
+        self.registered = False
         self._watch(True)
+        self.on_event(selectors.EVENT_WRITE)
+
+    def dial_failed(self, err):
+        self.dial = None
+        self.fail("HTTP request failed: dial tcp %s: %s" % (self.dialing, err))
 
     def _watch(self, write):
         mask = selectors.EVENT_WRITE if write else selectors.EVENT_READ
@@ -378,13 +377,6 @@ class Probe:
 
     def _step(self):
         if self.state == _CONNECTING:
-            err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-            if err and self.addrs:
-                self._close_socket()
-                self._dial_next()         # the name's next address
-                return
-            if err:
-                raise OSError(err, "dial tcp %s: %s" % (self.dialing, os.strerror(err)))
             tls = self.target.tls if urlsplit(self.url).scheme == "https" else None
             if tls is not None:
                 self.checks.sel.unregister(self.sock)
@@ -478,6 +470,9 @@ class Probe:
         return True
 
     def _close_socket(self):
+        if self.dial is not None:
+            self.dial.close()
+            self.dial = None
         if self.sock is not None:
             if self.registered:
                 try:
@@ -518,3 +513,143 @@ class _Wakeup:
         except BlockingIOError:
             pass
         self.checks.run_soon()
+
+
+# Go's net.Dialer.FallbackDelay default, as the workers' (engine/conn.pyx FALLBACK_DELAY)
+FALLBACK_DELAY = 0.3
+
+
+def _share(deadline, now, left):
+    # Go's partialDeadline: the time left shared by the addresses left, at least 2 s (or
+    # what is left, if less)
+    rest = deadline - now
+    share = rest / max(1, left)
+    if share < 2.0:
+        share = rest if rest < 2.0 else 2.0
+    return now + share
+
+
+class _Dial:
+    """A probe's dial, as the workers' (engine UpstreamConn) and Go's dialer: the primaries one
+    at a time, each with its share of the probe's deadline (dialSerial), the other family
+    racing them after FALLBACK_DELAY, at once when the primaries are out (dialParallel); the
+    first connect wins, the other attempt is closed; the primaries' error when both fail."""
+    __slots__ = ("probe", "racers", "fallbacks", "fallback_at", "error")
+
+    def __init__(self, probe, primaries, fallbacks, now):
+        self.probe = probe
+        self.racers = []
+        self.fallbacks = fallbacks or None
+        self.fallback_at = now + FALLBACK_DELAY if fallbacks else 0.0
+        self.error = None
+        self._race(primaries, True, now)
+
+    def _race(self, addrs, primary, now):
+        racer = _Racer(self, addrs, primary)
+        self.racers.append(racer)
+        racer.connect(now)
+
+    def due(self):
+        at = [r.deadline for r in self.racers]
+        if self.fallback_at:
+            at.append(self.fallback_at)
+        return min(at) if at else self.probe.deadline
+
+    def tick(self, now):
+        if self.fallback_at and now >= self.fallback_at:
+            self._start_fallback(now)
+        for r in list(self.racers):
+            if r in self.racers and now >= r.deadline:
+                r.next(now, "i/o timeout")
+
+    def _start_fallback(self, now):
+        self.fallback_at = 0.0
+        fallbacks, self.fallbacks = self.fallbacks, None
+        if fallbacks:
+            self._race(fallbacks, False, now)
+
+    def failed(self, racer, error):
+        self.racers.remove(racer)
+        if racer.primary:
+            self.error = error
+            if self.fallbacks:
+                self._start_fallback(time.monotonic())
+                return
+        if not self.racers and self.fallbacks is None:
+            self.probe.dial_failed(self.error or error)
+
+    def connected(self, racer):
+        for r in self.racers:
+            if r is not racer:
+                r.close()
+        self.racers = []
+        self.fallbacks = None
+        self.probe.dial_connected(racer.take())
+
+    def close(self):
+        for r in self.racers:
+            r.close()
+        self.racers = []
+        self.fallbacks = None
+
+
+class _Racer:
+    """One family's addresses dialed one at a time on the master's selector."""
+    __slots__ = ("dial", "addrs", "primary", "sock", "deadline")
+
+    def __init__(self, dial, addrs, primary):
+        self.dial = dial
+        self.addrs = list(addrs)
+        self.primary = primary
+        self.sock = None
+        self.deadline = 0.0
+
+    def connect(self, now):
+        sel = self.dial.probe.checks.sel
+        while self.addrs:
+            family, addr = self.addrs[0]
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            sock.setblocking(False)
+            err = sock.connect_ex(addr)
+            if err in (0, errno.EINPROGRESS, errno.EAGAIN):
+                self.sock = sock
+                self.deadline = _share(self.dial.probe.deadline, now, len(self.addrs))
+                sel.register(sock, selectors.EVENT_WRITE, self)
+                return
+            sock.close()
+            self.addrs.pop(0)
+            if not self.addrs:
+                self.dial.failed(self, os.strerror(err))
+                return
+
+    def next(self, now, error):
+        """This address failed (``error``): the next one, or the racer is out."""
+        self.close()
+        self.addrs.pop(0)
+        if self.addrs:
+            self.connect(now)
+        else:
+            self.dial.failed(self, error)
+
+    def on_event(self, mask):
+        if self.sock is None:
+            return
+        err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if err:
+            self.next(time.monotonic(), os.strerror(err))
+        else:
+            self.dial.connected(self)
+
+    def take(self):
+        sock, self.sock = self.sock, None
+        self.dial.probe.checks.sel.unregister(sock)
+        return sock
+
+    def close(self):
+        if self.sock is not None:
+            try:
+                self.dial.probe.checks.sel.unregister(self.sock)
+            except (KeyError, ValueError):
+                pass
+            self.sock.close()
+            self.sock = None
