@@ -514,8 +514,8 @@ cdef class FallbackDial:
         self.up = up
         self.addrs = addrs
         self.fd = -1
-        up.loop.timed.add(self)
         self._dial()
+        up.loop.timed.add(self)
 
     cdef void _dial(self) except *:
         cdef UpstreamConn up = self.up
@@ -632,7 +632,13 @@ cdef class UpstreamConn:
         if fallbacks:
             self.fallbacks = fallbacks
             self.fallback_timer = self.loop.call_later(FALLBACK_DELAY, self._start_fallback)
-        self._dial()
+        try:
+            self._dial()
+        except OSError:          # no socket to be had (EMFILE): as a failed dial
+            self.sock = None
+            self.fd = -1
+            if not self._primaries_failed(502):
+                self._fail(502)
 
     def _start_fallback(self):
         # FALLBACK_DELAY passed with no primary connected, or the primaries all failed: the
@@ -642,7 +648,10 @@ cdef class UpstreamConn:
             return
         fallbacks = self.fallbacks
         self.fallbacks = None
-        self.racer = FallbackDial(self, fallbacks)
+        try:
+            self.racer = FallbackDial(self, fallbacks)
+        except OSError:          # no socket to be had (EMFILE): the fallback failed
+            self._fallback_failed(502)
 
     cdef void _stop_fallback(self) except *:
         # a primary connected first (or the connection is gone): the fallback racer is closed
@@ -892,6 +901,8 @@ cdef class UpstreamConn:
 
     def on_timeout(self, now):
         cdef UpstreamUser client = self.client
+        if self.closed:
+            return            # closed by another deadline of the same sweep (its racer's)
         if self.connecting:
             if not self.handshaking and not self.resolving and now < self.dial_deadline and \
                     (self._dial_next() or self._primaries_failed(504)):
