@@ -154,7 +154,7 @@ _SUPPORTED = {
     "serversTransport.forwardingTimeouts.responseHeaderTimeout": "",
     "serversTransport.forwardingTimeouts.idleConnTimeout": "",
     "api": "served by the master (docs/api.md)",
-    "ping": "served by the master (docs/observability.md)",
+    "ping": "ping@internal, answered by the master (docs/observability.md)",
     "ping.entryPoint": "",
     "ping.manualRouting": "",
     "ping.terminatingStatusCode": "",
@@ -162,6 +162,9 @@ _SUPPORTED = {
                                         "router's own value wins) and its 404s",
     "entryPoints.<name>.observability.accessLogs": "",
     "entryPoints.<name>.observability.metrics": "",
+    "entryPoints.<name>.observability.tracing": "",
+    "entryPoints.<name>.observability.traceVerbosity": "minimal or detailed (any other value: "
+                                                       "minimal, as Traefik's Allows)",
     "metrics.addInternals": "",
     "metrics.prometheus": "served by the master; workers hand their counts over every second "
                           "(docs/observability.md)",
@@ -247,8 +250,6 @@ _IGNORED_NOTES = [
     ("entryPoints.<name>.forwardedHeaders", "not implemented"),
     ("entryPoints.<name>.http3", "pyroute serves HTTP/1.1 only"),
     ("entryPoints.<name>.udp", "pyroute has no UDP routing"),
-    ("entryPoints.<name>.observability.tracing", "pyroute has no tracing"),
-    ("entryPoints.<name>.observability.traceVerbosity", "pyroute has no tracing"),
     ("providers", "pyroute reads Kubernetes CRD manifests from files only"),
     ("providers.kubernetesCRD", "meaningless for manifests read from files"),
     ("api.debug", "pyroute has no debug endpoints (/debug/vars, pprof)"),
@@ -389,6 +390,11 @@ class EntryPoint:
     def access_logged(self):
         """Whether the entry point's own requests (those no router takes) are logged."""
         return self.observability is None or self.observability["accessLogs"]
+
+    @property
+    def traced(self):
+        """Whether the entry point's own requests (those no router takes) are traced."""
+        return self.observability is None or self.observability["tracing"]
 
     @property
     def address(self):
@@ -543,10 +549,6 @@ class StaticConfig:
     ping: object = None                                # Ping, or None without ``ping``
     metrics: object = None                             # Metrics, or None without ``metrics``
     tracing: object = None                             # Tracing, or None without ``tracing``
-    # the internal entry point ``traefik`` when the master serves it (ping /
-    # metrics.prometheus on it without manualRouting, nobody defined it, no api.insecure):
-    # not among ``entry_points``
-    internal_entry_point: object = None
 
     def default_entry_points(self):
         """Names of the entry points a router without ``entryPoints`` attaches to.
@@ -1449,17 +1451,14 @@ def _build(tree, src, base_dir, source=""):
         missing = missing_packages()
         if missing is not None:
             warnings.append(src.error(("tracing",), missing, severity="warning"))
-    internal = None
     prom = metrics.prometheus if metrics is not None else None
-    if internal is None and INTERNAL_ENTRY_POINT not in eps and any(
-            x is not None and not x.manual_routing and x.entry_point == INTERNAL_ENTRY_POINT
-            for x in (ping, prom)):
+    if any(x is not None and not x.manual_routing and x.entry_point == INTERNAL_ENTRY_POINT
+           for x in (ping, prom)):
         # Traefik's SetEffectiveConfiguration: ping / prometheus on the internal entry point
-        # create it (":8080") when it is not defined; pyroute's master serves it. A
-        # ``traefik`` entry point the user defines stays the workers' (IngressRoutes may use
-        # it, as the Helm chart's dashboard route does): ping@internal and
-        # prometheus@internal are routed there like on any other entry point.
-        internal = _internal_entry_point(r, eps, "ping / metrics.prometheus")
+        # create it (":8080") when it is not defined, a regular entry point the workers
+        # serve (ping@internal and prometheus@internal are routed there to the master, and
+        # IngressRoutes may use it), as api.insecure does
+        _traefik_entry_point(r, eps, syntax, "ping / metrics.prometheus")
     for what, x in (("ping", ping), ("metrics.prometheus", prom)):
         if x is not None and not x.manual_routing and x.entry_point != INTERNAL_ENTRY_POINT \
                 and x.entry_point not in eps:
@@ -1482,22 +1481,20 @@ def _build(tree, src, base_dir, source=""):
         ping=ping,
         metrics=metrics,
         tracing=tracing,
-        internal_entry_point=internal,
     )
 
 
-def _internal_entry_point(r, eps, why):
-    """The ``traefik`` entry point moved out of ``eps`` (the master serves it)."""
-    ep = eps.pop(INTERNAL_ENTRY_POINT, None)
+def _traefik_entry_point(r, eps, syntax, why):
+    """The entry point ``traefik`` (Traefik's default ``:8080``), added to ``eps`` when the
+    user did not define it; returns it."""
+    ep = eps.get(INTERNAL_ENTRY_POINT)
     if ep is None:
-        ep = EntryPoint(name=INTERNAL_ENTRY_POINT, host="", port=8080)
+        ep = EntryPoint(name=INTERNAL_ENTRY_POINT, host="", port=8080, has_model=bool(syntax))
         for other in eps.values():
             if (other.host, other.port) == (ep.host, ep.port):
                 raise r.error(("entryPoints", other.name, "address"),
                               "same address as entry point 'traefik' (%s)" % why)
-    if not eps:
-        raise r.error(("entryPoints",), "besides \"traefik\" (served by the master for %s), "
-                      "at least one entry point is needed to serve routes" % why)
+        eps[INTERNAL_ENTRY_POINT] = ep
     return ep
 
 
@@ -1673,17 +1670,7 @@ def _api(r, m, eps, syntax=""):
         raise r.error(("api", "basePath"), "expected a path starting with \"/\" (got %r)"
                       % base)
     insecure = bool(m.get("insecure", False))
-    ep = None
-    if insecure:
-        ep = eps.get(INTERNAL_ENTRY_POINT)
-        if ep is None:
-            ep = EntryPoint(name=INTERNAL_ENTRY_POINT, host="", port=8080,
-                            has_model=bool(syntax))
-            for other in eps.values():
-                if (other.host, other.port) == (ep.host, ep.port):
-                    raise r.error(("entryPoints", other.name, "address"),
-                                  "same address as entry point 'traefik' (api.insecure)")
-            eps[INTERNAL_ENTRY_POINT] = ep
+    ep = _traefik_entry_point(r, eps, syntax, "api.insecure") if insecure else None
     return Api(insecure=insecure, dashboard=bool(m.get("dashboard", True)), base_path=base,
                debug=bool(m.get("debug", False)),
                disable_dashboard_ad=bool(m.get("disableDashboardAd", False)),

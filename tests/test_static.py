@@ -333,7 +333,7 @@ def test_toml_file_with_lines(tmp_path):
     assert st.entry_points["websecure"].tls == {}
     assert st.providers_crd.allow_cross_namespace is True
     assert [(w.field, w.line) for w in st.warnings] == [("global", 1)]
-    assert st.ping is not None and st.internal_entry_point.port == 8080
+    assert st.ping is not None and st.entry_points["traefik"].port == 8080   # the workers'
     p.write_text("[entryPoints.web]\n  address = \":8000\"\n  adress = \":1\"\n")
     with pytest.raises(ConfigError) as info:
         load_static(str(p))
@@ -363,7 +363,7 @@ def test_helm_chart_default_args():
     # entryPoints.traefik stays one of the workers' (ping@internal is routed on it), and
     # prometheus@internal on the chart's metrics entry point
     assert st.api is not None and not st.api.insecure and st.api.dashboard
-    assert st.internal_entry_point is None
+    assert "traefik" in st.entry_points
     assert st.ping.entry_point == "traefik" and st.metrics.prometheus.entry_point == "metrics"
     assert all(w.file == "command line" for w in st.warnings)
 
@@ -570,7 +570,7 @@ def test_api_section_defaults_and_traefik_entry_point():
         "traefik", "", 8080)
     assert list(s.entry_points) == ["web", "traefik"]
     assert s.entry_points["traefik"] is s.api.entry_point
-    assert s.default_entry_points() == ["web"] and s.internal_entry_point is None
+    assert s.default_entry_points() == ["web"]
     assert not s.warnings
     s = static_from_mapping({"entryPoints": {"web": {"address": ":80"},
                                              "traefik": {"address": "127.0.0.1:9000"}},

@@ -33,6 +33,12 @@ from ..proxy.responses import status_line
 from ..static import parse_duration
 
 IDEMPOTENT_EXCLUDED = (b"POST", b"PATCH", b"LOCK")
+
+# what an attempt given up is reported to (set in the worker, after the fork): the metrics
+# Recorder (``attempt(ex, status)``: Traefik's service metrics handler sits inside the retry,
+# around each server, so every attempt is metered on its service), the tracing Exporter
+# (its per-attempt spans); each called only while ``ex.server`` is the attempt's
+observers = []
 # http.Error(rw, StatusText(500), 500): the body could not be read
 ANSWER_500 = (status_line(500) + b"Content-Type: text/plain; charset=utf-8\r\n"
               b"X-Content-Type-Options: nosniff\r\nContent-Length: 22\r\n\r\n"
@@ -161,6 +167,11 @@ class Retry:
         return None
 
 
+def _given_up(ex, status):
+    for observe in observers:
+        observe(ex, status)
+
+
 class _Attempt:
     """The retry middleware's state for one exchange: where the request stood when it passed
     the middleware (what each attempt starts from), its attempts and the backoff. The
@@ -211,12 +222,14 @@ class _Attempt:
     def network_retry(self, ex, status=502):
         if self.mw.network and self._more(ex):
             ex.retry = self
+            _given_up(ex, status)
             return True
         return self.outer is not None and self.outer.network_retry(ex, status)
 
     def status_retry(self, ex, status):
         if self.statuses is not None and contains(self.statuses, status) and self._more(ex):
             ex.retry = self
+            _given_up(ex, status)
             return True
         return self.outer is not None and self.outer.status_retry(ex, status)
 

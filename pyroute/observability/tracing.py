@@ -292,9 +292,10 @@ class Exporter:
         v = ex.vars
         t = v.get("trace") if v is not None else None
         if t is None:
-            if ex.route is not None or ex.status != 404:
+            if ex.route is not None or ex.status != 404 or not ex.ep.traced:
                 return
-            # Traefik's entry point default handler (no router took it) traces the 404
+            # Traefik's entry point default handler (no router took it) traces the 404,
+            # with the entry point's observability.tracing switch
             trace_id, parent_id, sampled, state, _ = decide(ex.req, self.bound)
             if not sampled:
                 return

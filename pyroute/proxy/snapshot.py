@@ -596,6 +596,7 @@ class EntryPointRuntime:
         # is built with the entry point's observability config)
         self.metered = getattr(ep, "metered", True)
         self.access_logged = getattr(ep, "access_logged", True)
+        self.traced = getattr(ep, "traced", True)
         # HTTP/2 (engine/h2.pyx): off unless http2.enabled (pyroute extension)
         self.http2 = getattr(ep, "http2", False)
         self.h2_max_streams = getattr(ep, "h2_max_streams", 250)

@@ -181,6 +181,8 @@ class Worker:
             self.env.observers.append(self.recorder.observe)
             from ..proxy import mirror
             mirror.metering = self.recorder      # mirrors' copies, on their services
+            from ..middlewares import retry
+            retry.observers.append(self.recorder.attempt)    # each attempt, on its service
         # the access log (static accessLog): an observer of finished exchanges, its writer
         # thread started here, after the fork
         self.access_log = None
