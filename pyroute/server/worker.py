@@ -211,6 +211,8 @@ class Worker:
                 from .._version import __version__
                 self.tracer = tracing.Exporter(conf, __version__)
                 self.env.observers.append(self.tracer.observe)
+                from ..middlewares import retry
+                retry.observers.append(self.tracer.attempt)     # per-attempt spans
 
     # ---- out of file descriptors --------------------------------------------------------
 
