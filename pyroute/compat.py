@@ -79,8 +79,10 @@ ROWS = (
      "false: the router's requests get no spans and no traceparent is injected (the "
      "client's is forwarded untouched), as Traefik"),
     ("IngressRoute", "spec.routes[].observability.traceVerbosity", SUPPORTED,
-     "minimal: entry point and ReverseProxy spans; detailed adds Router, middleware and "
-     "Service spans (docs/observability.md, Tracing)"),
+     "minimal: entry point and ReverseProxy spans; detailed adds Router (child routers "
+     "too), middleware, Retry (per attempt) and Service spans, each with its own start; "
+     "unset: the entry point's, but a route with an observability section gets the CRD's "
+     "default minimal (docs/observability.md, Tracing)"),
     ("IngressRoute", "spec.routes[].observability.metrics", SUPPORTED,
      "false: the router's requests are left out of metrics.prometheus (entry point, router "
      "and service series), as Traefik"),

@@ -10,14 +10,18 @@ Two halves, so that a request pays only for what it is:
   It builds no span object. A router with tracing off (or no ``tracing`` section) has no
   such step and runs exactly what it ran before.
 - ``Exporter`` runs in each worker, after the fork, as one of ``Env.observers``: for a
-  finished, sampled exchange it builds the spans retroactively, with the exchange's own
-  timestamps, and hands them to the SDK's BatchSpanProcessor (its thread exports them). A
-  request not sampled returns at the first test.
+  finished, sampled exchange it builds the spans retroactively, from the exchange's
+  timestamps and, for a detailed router, the times its ``_Mark`` steps noted (when the
+  request reached each middleware, child router; the retry's attempts given up, through
+  pyroute.middlewares.retry.observers; forwardAuth's auth requests), and hands them to the
+  SDK's BatchSpanProcessor (its thread exports them). A request not sampled returns at the
+  first test.
 
 The span tree is Traefik's: the entry point's SERVER span (named after the method), and
-the ``ReverseProxy`` CLIENT span to the backend; with ``traceVerbosity: detailed`` the
-``Router`` span, one span per traced middleware (Traefik's typeName) and the ``Service``
-span lie between them.
+the ``ReverseProxy`` CLIENT span to the backend (and forwardAuth's ``AuthRequest``); with
+``traceVerbosity: detailed`` the ``Router`` span (and each child router's), one span per
+traced middleware (Traefik's typeName), the ``Retry`` spans of each attempt and the
+``Service`` span lie between them.
 """
 import os
 import random
