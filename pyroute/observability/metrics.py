@@ -109,11 +109,13 @@ _INF = float("inf")
 class Recorder:
     """The worker's observer: ``observe(ex)`` once per finished exchange."""
 
-    __slots__ = ("buckets", "n", "data", "headers")
+    __slots__ = ("buckets", "n", "data", "headers", "minmax")
 
     def __init__(self, metrics):
         self.buckets, labels, _ = recording(metrics)
         self.n = len(self.buckets)
+        # the histograms' min and max: only OTLP sends them (the slots are always there)
+        self.minmax = getattr(metrics, "otlp", None) is not None
         self.headers = tuple(h.lower().encode("latin-1") for _, h in labels)
         self.data = {}
 
@@ -168,12 +170,14 @@ class Recorder:
         i = bisect_left(self.buckets, took)      # le: the first bucket >= took
         if i < n:
             acc[4 + i] += 1
-        # the OTLP histogram's min and max (the Go SDK's explicit-bucket aggregation keeps
-        # them); the last two slots
-        if took < acc[4 + n]:
-            acc[4 + n] = took
-        if took > acc[5 + n]:
-            acc[5 + n] = took
+        if self.minmax:
+            # the OTLP histogram's min and max (the Go SDK's explicit-bucket aggregation
+            # keeps them); the last two slots
+            i = 4 + n
+            if took < acc[i]:
+                acc[i] = took
+            if took > acc[i + 1]:
+                acc[i + 1] = took
 
     # -- an attempt the retry middleware gave up (pyroute.middlewares.retry): its service only
     def attempt(self, ex, status):
