@@ -8,9 +8,10 @@
   config reloads, open connections, a health-checked server's ``server_up``;
 - ``promtool check metrics`` on every scrape, and a real Prometheus scraping pyroute with the
   query results checked (needs Debian's ``prometheus`` package: .ci/run installs it);
-- ``/ping`` on the master's ``traefik`` entry point and through ``ping@internal`` on a
-  worker entry point: 200, then terminatingStatusCode while draining; manualRouting; and
-  ``pyroute healthcheck`` exit codes.
+- ``/ping`` through ``ping@internal`` on the ``traefik`` entry point and on another one:
+  200, then terminatingStatusCode while draining; manualRouting; and ``pyroute healthcheck``
+  exit codes (the ``traefik`` entry point ping creates on ``:8080``:
+  tests/test_e2e_traefik_entrypoint.py).
 """
 import json
 import os

@@ -234,14 +234,19 @@ def _middleware_kinds(config, names, seen=()):
             if kind in TYPE_NAMES]
 
 
-def _instrument(route, rname, router, config):
+def _instrument(route, rname, router, config, root=True):
     """The traced middlewares of a detailed router, ((typeName, name, mark key), ...), and
     its compiled steps wrapped in _Mark so that a sampled request notes when it reached
     each. The compiled steps hold the middlewares' objects (route.chain: the inherited
     ones, then the router's own, in the order of ``_flat``)."""
     flat = _flat(config, router.get("middlewares"))
-    own = list(route.chain)[len(route.chain) - len(flat):] if len(route.chain) >= len(flat) \
-        else []
+    chain = list(route.chain)
+    if len(chain) < len(flat):
+        own = []
+    elif root:
+        own = chain[:len(flat)]      # (noop@internal's answer follows them)
+    else:
+        own = chain[len(chain) - len(flat):]      # after the parents' (inherited)
     traced = []
     where = {}
     for j, (key, kind) in enumerate(flat):
@@ -274,7 +279,7 @@ def _instrument_children(step, route, config, seen):
         if not hasattr(child, "chain") or child.name not in routers:
             continue
         conf = routers[child.name]
-        traced = _instrument(child, child.name, conf, config)
+        traced = _instrument(child, child.name, conf, config, root=False)
         child.middlewares = (_Mark(_PASS, (child.name, "start")),) + tuple(
             child.middlewares or ())
         if child.after is not None:
