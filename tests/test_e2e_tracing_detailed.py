@@ -192,3 +192,32 @@ def test_child_routers_get_their_router_span(env):
     assert child["http.route"] == "PathPrefix(`/c`)"
     assert child["traefik.service.name"] == chain[5]["attrs"]["traefik.service.name"]
     assert all(a["start"] <= b["start"] for a, b in zip(chain, chain[1:]))
+
+
+def test_metrics_handlers_get_their_spans(tmp_path):
+    # with metrics on, Traefik wraps its entry point, router and service metrics handlers
+    # in a Metrics span each (observability.WrapMiddleware; detailed only)
+    rec = HttpReceiver()
+    be = Backend("be-m")
+    p = Pyroute(tmp_path, manifests(be.port, be.port))
+    p.static.write_text(static_yaml(p.port) + (
+        "metrics: {prometheus: {addRoutersLabels: true, manualRouting: true}}\n"
+        "tracing:\n  otlp:\n    http:\n      endpoint: http://127.0.0.1:%d/v1/traces\n"
+        % rec.port))
+    p.start(wait=False)
+    try:
+        p.wait_ready(timeout=60.0)
+        assert send(p.port, b"GET /s/m HTTP/1.1\r\nHost: basic.test\r\n"
+                    b"Authorization: Basic YWRtaW46c2VjcmV0\r\n\r\n") == 200
+        trace_id = TP.match(backend_traceparent(be, "/m")[0]).group(1)
+        chain = path(rec.trace(trace_id, 10))
+        assert [(s["name"], s["attrs"].get("traefik.middleware.name", "")) for s in chain] == [
+            ("GET", ""), ("Metrics", "metrics-entrypoint"), ("Router", ""),
+            ("Metrics", "metrics-router"), ("Headers", "default-hdr@kubernetescrd"),
+            ("BasicAuth", "default-basic@kubernetescrd"),
+            ("StripPrefix", "default-strip@kubernetescrd"), ("Service", ""),
+            ("Metrics", "metrics-service"), ("ReverseProxy", "")]
+    finally:
+        p.stop()
+        be.close()
+        rec.close()

@@ -369,7 +369,7 @@ class Exporter:
     """The worker's observer: ``observe(ex)`` once per finished exchange. Set up after the
     fork (the SDK's export thread must belong to the worker)."""
 
-    def __init__(self, conf, version=""):
+    def __init__(self, conf, version="", metrics=None):
         from opentelemetry.sdk.resources import OTELResourceDetector, Resource
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
         from opentelemetry.sdk.util.instrumentation import InstrumentationScope
@@ -377,6 +377,12 @@ class Exporter:
         from opentelemetry.trace import SpanContext, SpanKind, TraceFlags, TraceState
         from opentelemetry.trace.status import Status, StatusCode
         self.conf = conf
+        # the metrics levels on (static metrics): Traefik wraps its entry point, router and
+        # service metrics handlers in a ``Metrics`` span each in detailed mode
+        self.metric_levels = frozenset()
+        if metrics is not None:
+            from .metrics import recording
+            self.metric_levels = frozenset(recording(metrics)[2])
         self.bound = sample_bound(conf.sample_rate)
         self.safe = frozenset(conf.safe_query_params)
         self.req_headers = tuple((h.lower().encode("latin-1"), "http.request.header." +
@@ -485,7 +491,10 @@ class Exporter:
         (when the request reached it: the _Mark steps), ending with the exchange; returns the
         span the ReverseProxy span goes under."""
         INTERNAL = self._INTERNAL
+        levels = self.metric_levels
         marks = t.marks or {}
+        if "entrypoint" in levels:
+            above = self._metrics_span(span, above, "metrics-entrypoint", ns(ex.started), end)
         # the routers the request went through: the root, then the child routers down to
         # the one whose service answered (ex.route)
         layers = [(step.router, step.rule, step.service, step.middlewares, t.start)]
@@ -507,6 +516,8 @@ class Exporter:
             above = span("Router", INTERNAL, _getrandbits(64) or 1, above, ns(s), end,
                          {"traefik.service.name": service, "traefik.router.name": name,
                           "http.route": rule})
+            if "router" in levels:
+                above = self._metrics_span(span, above, "metrics-router", ns(s), end)
             deeper = li + 1 < len(layers)
             for mi, (type_name, mname, key) in enumerate(traced):
                 m = marks.get(key)
@@ -531,10 +542,17 @@ class Exporter:
                 if type_name == "ForwardAuth" and auth:
                     self._auth_spans(t, span, ns, above, auth, m)
         if reached:
-            above = span("Service", INTERNAL, _getrandbits(64) or 1, above,
-                         ns(max(svc_start, last_at)), end,
+            s = ns(max(svc_start, last_at))
+            above = span("Service", INTERNAL, _getrandbits(64) or 1, above, s, end,
                          {"traefik.service.name": getattr(ex.server, "service_name", "")})
+            if "service" in levels:
+                above = self._metrics_span(span, above, "metrics-service", s, end)
         return above
+
+    def _metrics_span(self, span, above, name, s, e):
+        # pkg/middlewares/metrics: typeName Metrics, wrapped by observability.WrapMiddleware
+        return span("Metrics", self._INTERNAL, _getrandbits(64) or 1, above, s, e,
+                    {"traefik.middleware.name": name})
 
     def _retry_spans(self, ex, span, ns, above, name, at, end, attempts, after):
         """Traefik's retry (pkg/middlewares/retry): a ``Retry`` span per attempt, the next
@@ -566,6 +584,9 @@ class Exporter:
                 under = span("Service", INTERNAL, _getrandbits(64) or 1, under, ns(origin),
                              ns(given_up), {"traefik.service.name":
                                             getattr(server, "service_name", "")})
+                if "service" in self.metric_levels:
+                    under = self._metrics_span(span, under, "metrics-service", ns(origin),
+                                               ns(given_up))
                 self._client_span(ex, span, ns, under, _getrandbits(64) or 1, origin,
                                   given_up, status, None, server)
             s = given_up

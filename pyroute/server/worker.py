@@ -209,7 +209,8 @@ class Worker:
                     log("error", missing)
             else:
                 from .._version import __version__
-                self.tracer = tracing.Exporter(conf, __version__)
+                self.tracer = tracing.Exporter(conf, __version__,
+                                               getattr(config.static, "metrics", None))
                 self.env.observers.append(self.tracer.observe)
                 from ..middlewares import retry
                 retry.observers.append(self.tracer.attempt)     # per-attempt spans
