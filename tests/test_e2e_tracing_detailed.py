@@ -221,3 +221,20 @@ def test_metrics_handlers_get_their_spans(tmp_path):
         p.stop()
         be.close()
         rec.close()
+
+
+def test_unsampled_auth_request_carries_the_context(env):
+    # a client's unsampled trace: nothing exported, but the auth server and the backend get
+    # the trace's context with flags 00 (Traefik injects the non-recording spans' context)
+    p, rec, be, auth = env
+    trace_id = "9e" * 16
+    assert send(p.port, b"GET /fun HTTP/1.1\r\nHost: fa-min.test\r\n"
+                b"traceparent: 00-%s-1111111111111111-00\r\n\r\n" % trace_id.encode()) == 200
+    tp = backend_traceparent(be, "/fun")[0]
+    assert TP.match(tp).group(1, 3) == (trace_id, "00")
+    seen = [h.get("traceparent") for m, target, h, b in list(auth.requests)
+            if trace_id in (h.get("traceparent") or "")]
+    assert len(seen) == 1
+    m = TP.match(seen[0])
+    assert m.group(3) == "00" and m.group(2) not in ("1111111111111111", TP.match(tp).group(2))
+    assert not [s for s in rec.spans if s["trace"] == trace_id]

@@ -561,15 +561,19 @@ class ForwardAuth:
             self._send(ex, body)
 
     def _send(self, ex, body):
-        # a sampled, traced request: the auth request is its AuthRequest CLIENT span
-        # (pyroute.observability.tracing writes it from what is noted here)
+        # a traced request: the auth request is its AuthRequest CLIENT span, whose context
+        # the auth server gets (flags 00 when not sampled, as Traefik's non-recording span);
+        # pyroute.observability.tracing writes a sampled one from what is noted here
         v = ex.vars
         trace = v.get("trace") if v is not None else None
         tp = None
         if trace is not None:
             span_id = random.getrandbits(64) or 1
-            tp = b"00-%032x-%016x-01" % (trace.trace_id, span_id)
+            tp = b"00-%032x-%016x-%s" % (trace.trace_id, span_id,
+                                         b"01" if trace.sampled else b"00")
             started = ex.env.now
+            if not trace.sampled:
+                trace = None
         head, gzip = self.auth_head(ex, body, tp)
         if body is not None and ex.req.content_length < 0:
             body = self.chunked(body)

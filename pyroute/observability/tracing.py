@@ -130,7 +130,8 @@ def sample_bound(rate):
 
 class TraceStart:
     """The request-phase step of a traced root router (see the module's docstring)."""
-    __slots__ = ("bound", "detailed", "router", "rule", "service", "middlewares", "routes")
+    __slots__ = ("bound", "detailed", "router", "rule", "service", "middlewares", "routes",
+                 "auth")
     static = False
 
     def __init__(self, bound, detailed, router, rule, service, middlewares):
@@ -145,17 +146,21 @@ class TraceStart:
         # detailed, multi-layer routing: {id(child Route): (name, rule, service, middlewares,
         # id(parent Route) or None)} of the child routers below
         self.routes = {}
+        # a forwardAuth below: its auth request carries the trace's context, sampled or not
+        # (so an unsampled request keeps its Trace too, on these routers only)
+        self.auth = False
 
     def on_request(self, ex):
         trace_id, parent_id, sampled, state, sent = decide(ex.req, self.bound)
         client_id = _getrandbits(64) or 1
-        if sampled:
+        if sampled or self.auth:
             # only a sampled request is exported: an unsampled one leaves nothing to read
+            # (but forwardAuth's traceparent)
             v = ex.vars
             if v is None:
                 v = ex.vars = {}
             v["trace"] = Trace(trace_id, parent_id, client_id, sampled, state, self, ex.path,
-                               ex.query, ex.env.now, self.detailed)
+                               ex.query, ex.env.now, self.detailed and sampled)
         # Traefik injects the ReverseProxy span's context, sampled or not (a non-recording
         # span still has a valid context): the backend continues the same trace
         value = b"00-%032x-%016x-%s" % (trace_id, client_id, b"01" if sampled else b"00")
@@ -291,6 +296,23 @@ def _instrument_children(step, route, config, seen):
         _instrument_children(step, child, config, seen)
 
 
+def _auth_below(route, config, seen):
+    # a child router (at any depth) with a forwardAuth middleware
+    children = route.children
+    if children is None or id(children) in seen:
+        return False
+    seen.add(id(children))
+    routers = config.dynamic.get("http", {}).get("routers", {})
+    for child in children.targets:
+        conf = routers.get(getattr(child, "name", None))
+        if conf is None:
+            continue
+        if any(kind == "forwardAuth" for _, kind in _flat(config, conf.get("middlewares"))) \
+                or _auth_below(child, config, seen):
+            return True
+    return False
+
+
 def attach(route, rname, router, config, children=False):
     """Puts a TraceStart first in the chain of root router ``rname`` when Traefik's
     ObservabilityMgr.shouldTrace says so: a tracing section, the router's
@@ -311,6 +333,10 @@ def attach(route, rname, router, config, children=False):
     step = TraceStart(sample_bound(conf.sample_rate), detailed, rname, router.get("rule") or "",
                       "%s-muxer" % rname if children else (qualified(service) if service
                                                           else ""), traced)
+    step.auth = any(kind == "forwardAuth" for _, kind in _flat(config,
+                                                                 router.get("middlewares")))
+    if children:
+        step.auth = step.auth or _auth_below(route, config, set())
     if detailed and children:
         _instrument_children(step, route, config, set())
         # the root's own children point to it as None
