@@ -1552,7 +1552,9 @@ cdef class ClientConn(UpstreamUser):
             self.close()
             return
         self._release_upstream(False)
-        keep = self.keep_alive and not self.client_eof and self.state != S_BODY
+        # (a body held for a retry's dial is still in ``buf``, unread: no reuse)
+        keep = self.keep_alive and not self.client_eof and self.state != S_BODY \
+            and self.body_held is None
         data = _error_response(status, not keep,
                                self.req is not None and self.req.method_id == M_HEAD)
         if ex is not None:
@@ -2049,25 +2051,22 @@ cdef class ClientConn(UpstreamUser):
             else:
                 kept.rewind()
                 self.body_out = kept          # sent from the file as the backend drains
+        elif ex.retry is not None and up.connecting \
+                and (framing == FR_CHUNKED or (framing == FR_LENGTH and req.content_length)):
+            # retry, the body streaming (over maxRequestBodyBytes): nothing of it is taken
+            # from the client until the backend is reached, so a dial that fails leaves it
+            # whole for the next attempt — Traefik retries network errors while WroteHeaders
+            # has not been called, its peeked body still unread (on_upstream_connected sends)
+            self.body_held = head
+            self.state = S_WAIT
+            up.reads += 1
+            return
         elif framing == FR_LENGTH and req.content_length:
-            left = req.content_length
-            buf = self.buf
-            if buf:
-                take = left if left < len(buf) else len(buf)
-                head += buf[:take]
-                del buf[:take]
-                left -= take
-            self.req_left = left
-            self.state = S_BODY if left else S_WAIT
+            head = self._body_start(req, head)
         elif framing == FR_CHUNKED:
-            self.req_dec = ChunkedDecoder()
-            self.state = S_BODY
-            if self.buf:
-                data = bytes(self.buf)
-                self.buf = bytearray()
-                head += self._take_request_chunks(data)
-                if self.state == S_CLOSED or self.req is None:
-                    return
+            head = self._body_start(req, head)
+            if self.state == S_CLOSED or self.req is None:
+                return
         else:
             self.state = S_WAIT
             if up.reads:
@@ -2089,6 +2088,51 @@ cdef class ClientConn(UpstreamUser):
                 self.pause_reading()
         else:
             up.write(head)
+
+    cdef bytes _body_start(self, Request req, bytes head):
+        # the request body that came with the head, after it; S_BODY while more is due
+        cdef long long left
+        cdef Py_ssize_t take
+        if req.framing == FR_LENGTH:
+            left = req.content_length
+            buf = self.buf
+            if buf:
+                take = left if left < len(buf) else len(buf)
+                head += buf[:take]
+                del buf[:take]
+                left -= take
+            self.req_left = left
+            self.state = S_BODY if left else S_WAIT
+            return head
+        self.req_dec = ChunkedDecoder()
+        self.state = S_BODY
+        if self.buf:
+            data = bytes(self.buf)
+            self.buf = bytearray()
+            head += self._take_request_chunks(data)
+        return head
+
+    cdef void _send_held(self, UpstreamConn up) except *:
+        # the backend is reached: the held head, and the body from ``buf`` as _picked sends it
+        cdef Exchange ex = self.ex
+        cdef Request req = self.req
+        cdef bytes head = self.body_held
+        self.body_held = None
+        head = self._body_start(req, head)
+        if self.state == S_CLOSED or self.req is None:
+            return
+        if ex.mirror is not None:
+            ex.mirror.start(ex, head, self.state != S_BODY)
+        if self.state == S_WAIT:
+            self._request_sent()
+            up.write(head)
+            return
+        if req.expect_100_continue:
+            up.deadline = self.env.now + EXPECT_CONTINUE_TIMEOUT
+        if not up.write(head):
+            self.pause_reading()
+        elif self.paused:
+            self.resume_reading()        # paused while held (MAX_PIPELINED): the body is due
 
     cdef void expect_continue_timeout(self) except *:
         # ExpectContinueTimeout passed without the backend's 100: Traefik sends the body
@@ -2182,6 +2226,9 @@ cdef class ClientConn(UpstreamUser):
 
     cdef void on_upstream_connected(self, UpstreamConn up) except *:
         # the dial deadline is over; a request already complete starts its header timeout
+        if self.body_held is not None and up is self.up:
+            self._send_held(up)
+            return
         if self.state == S_WAIT and self.resp_state == R_HEAD and up.pool.header_timeout:
             up.deadline = self.env.now + up.pool.header_timeout
         elif self.state == S_BODY and self.req is not None and self.req.expect_100_continue:
@@ -2650,6 +2697,7 @@ cdef class ClientConn(UpstreamUser):
         self.ubuf = None
         self.retry_head = None
         self.body_out = None
+        self.body_held = None
         if self.rbuf is not None:
             self.rbuf.close()
             self.rbuf = None
