@@ -322,6 +322,7 @@ cdef class ClientConn(UpstreamUser):
     cdef void feed_body(self, bytes data) except *
     cdef bytes _take_request_chunks(self, bytes data)
     cdef bytes _body_start(self, Request req, bytes head)
+    cdef void _start_transforming(self, ResponseHead rh) except *
     cdef void _send_held(self, UpstreamConn up) except *
     cdef bint _response_head_fast(self, UpstreamConn up, bytes data) except -1
     cdef void _response_head(self, UpstreamConn up) except *

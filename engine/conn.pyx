@@ -451,6 +451,32 @@ cdef class Spool:
         self.parts = None
 
 
+cdef Spool _through(Spool sp, list transforms, bytes data):
+    # a held body through transforms that start only once it is complete (compress deciding
+    # on the sniffed type of a buffered response); ``data``: the body when in memory
+    cdef Spool out = Spool(sp.mem)
+    if data is not None:
+        out.add(_fed(transforms, data, True))
+    else:
+        while True:
+            piece = sp.read(RECV_SIZE)
+            if not piece:
+                break
+            out.add(_fed(transforms, piece, False))
+        out.add(_fed(transforms, b"", True))
+    sp.close()
+    return out
+
+
+cdef bytes _fed(list transforms, bytes data, bint last):
+    for t in transforms:
+        if data:
+            data = t.feed(data)
+        if last:
+            data = (data or b"") + (t.finish() or b"")
+    return data or b""
+
+
 cdef class UpstreamUser:
     """What an upstream connection reports to while it carries a request (the client
     connection relaying an exchange, or a middleware's sub-request). The defaults ignore."""
@@ -2418,6 +2444,8 @@ cdef class ClientConn(UpstreamUser):
                 body = rh.body if not self.head_req else b""
                 if ex.sniff is not None:
                     ex.sniff(rh, body)
+                    if not self.head_req:
+                        body = rh.body       # (compress on a sniffed type replaces it)
                 ex.bytes_out += len(body)
                 ex.resp_head = rh.serialize()
                 self.write_head(ex.resp_head, body)
@@ -2425,16 +2453,7 @@ cdef class ClientConn(UpstreamUser):
                     self._maybe_finish()
                 return
             if ex.transforms and mode != F_ASIS:
-                # a body transform (compress, ...): the length changes, so the body goes
-                # chunked to an HTTP/1.1 client, until close to an HTTP/1.0 one
-                self.transforming = True
-                rh.remove(b"Content-Length")
-                if http10:
-                    rh.remove(b"Transfer-Encoding")
-                    rh.set(b"Connection", b"close")
-                    self.keep_alive = False
-                else:
-                    rh.set(b"Transfer-Encoding", b"chunked")
+                self._start_transforming(rh)
             if ex.sniff is not None and mode != F_ASIS and not self.head_req:
                 # a middleware decides on the first body bytes (contentType: Go's server
                 # sniffs the first write): the head waits for them, or for the body's end
@@ -2547,8 +2566,13 @@ cdef class ClientConn(UpstreamUser):
             if not plain and not done:
                 self.held_out.append(data)       # framing only: wait for body bytes
                 return
+            was = self.transforming
             head = self._release_held(plain)
-            if self.held_out:
+            if self.transforming and not was:
+                # the sniff started a transform (compress on a sniffed Content-Type): the
+                # body from its first bytes goes through it, framed anew
+                data = self._transform(plain or b"", done)
+            elif self.held_out:
                 data = b"".join(self.held_out) + data
             self.held_out = None
         self.ex.bytes_out += len(data)
@@ -2570,7 +2594,21 @@ cdef class ClientConn(UpstreamUser):
         cdef ResponseHead rh = self.held
         self.held = None
         self.ex.sniff(rh, first or b"")
+        if self.ex.transforms and not self.transforming:
+            self._start_transforming(rh)    # compress decided on the sniffed type
         return rh.serialize()
+
+    cdef void _start_transforming(self, ResponseHead rh) except *:
+        # a body transform (compress, ...): the length changes, so the body goes chunked to
+        # an HTTP/1.1 client, until close to an HTTP/1.0 one
+        self.transforming = True
+        rh.remove(b"Content-Length")
+        if self.req.version == 10:
+            rh.remove(b"Transfer-Encoding")
+            rh.set(b"Connection", b"close")
+            self.keep_alive = False
+        else:
+            rh.set(b"Transfer-Encoding", b"chunked")
 
     cdef bytes _transform(self, bytes data, bint last):
         # the body through the exchange's transforms, in the order they were added (the
@@ -2648,7 +2686,16 @@ cdef class ClientConn(UpstreamUser):
         else:
             first = data
         if ex.sniff is not None:
+            n = len(ex.transforms) if ex.transforms else 0
             ex.sniff(rh, first)
+            if ex.transforms and len(ex.transforms) > n:
+                # compress decided on the sniffed type: the held body goes through it now
+                sp = _through(sp, ex.transforms[n:], data)
+                data = sp.whole()
+                if data is None:
+                    sp.rewind()
+                rh.remove(b"Transfer-Encoding")
+                rh.set(b"Content-Length", b"%d" % sp.size)
         head = rh.serialize()
         ex.resp_head = head
         ex.bytes_out += sp.size
