@@ -286,6 +286,10 @@ cdef class ClientConn(UpstreamUser):
     cdef Spool rbuf
     cdef long long rbuf_max
     cdef Spool rbuf_out                   # a held response spooled to a file, being sent
+    cdef list rbuf_tail                   # the last raw chunked pieces (its trailer section)
+    cdef bytes rbuf_trailer               # the held response's trailer section, or None
+    cdef bytes rbuf_end                   # sent chunked: the last chunk + trailers (or None)
+    cdef list rbuf_declared               # the backend's "Trailer" values (a chunked one)
 
     cdef void _reset_exchange(self) except *
     cdef void sink_drained(self) except *
@@ -323,6 +327,8 @@ cdef class ClientConn(UpstreamUser):
     cdef bytes _take_request_chunks(self, bytes data)
     cdef bytes _body_start(self, Request req, bytes head)
     cdef void _start_transforming(self, ResponseHead rh) except *
+    cdef void _keep_tail(self, bytes data, Py_ssize_t keep) except *
+    cdef bytes _held_trailers(self, ResponseHead rh)
     cdef void _send_held(self, UpstreamConn up) except *
     cdef bint _response_head_fast(self, UpstreamConn up, bytes data) except -1
     cdef void _response_head(self, UpstreamConn up) except *

@@ -2471,6 +2471,13 @@ cdef class ClientConn(UpstreamUser):
             self.held_out = None
             self.rbuf_head = rh
             self.rbuf = Spool(ex.buffering.mem_response)
+            self.rbuf_tail = None
+            self.rbuf_trailer = None
+            self.rbuf_end = None
+            # the backend's declared trailers (Go's Transport: res.Trailer's keys, a chunked
+            # response's "Trailer" header), whatever the client's version
+            self.rbuf_declared = (resp.header_values(b"trailer")
+                                  if resp.framing == FR_CHUNKED else None)
             self.rbuf_max = ex.buffering.max_response
             head = None
         self.resp_state = R_BODY
@@ -2523,6 +2530,17 @@ cdef class ClientConn(UpstreamUser):
                     self.write(head)
                 self.close()
                 return
+            if self.rbuf is not None:
+                # a held response: its trailer section is the last trailer_len bytes read
+                # (the decoder validated them); kept to forward as Go does (_held_trailers)
+                if dec.done:
+                    if dec.trailer_len > 2:
+                        tail = self.rbuf_tail or []
+                        tail.append(data[:pos])
+                        self.rbuf_trailer = b"".join(tail)[-dec.trailer_len:]
+                    self.rbuf_tail = None
+                else:
+                    self._keep_tail(data, dec.max_trailer)
             if dec.done:
                 if pos < end:
                     self.up_ok = False
@@ -2667,6 +2685,56 @@ cdef class ClientConn(UpstreamUser):
         # truncated body: nothing honest to add, close the client connection
         self.close()
 
+    cdef void _keep_tail(self, bytes data, Py_ssize_t keep) except *:
+        # the raw pieces that may hold the start of a trailer section (``keep`` bytes)
+        cdef list tail = self.rbuf_tail
+        cdef Py_ssize_t total = 0
+        if tail is None:
+            tail = self.rbuf_tail = []
+        tail.append(data)
+        for piece in tail:
+            total += len(<bytes> piece)
+        while len(tail) > 1 and total - len(<bytes> tail[0]) >= keep + 2:
+            total -= len(<bytes> tail[0])
+            del tail[0]
+
+    cdef bytes _held_trailers(self, ResponseHead rh):
+        # Traefik + oxy's buffer with a backend's trailers: Go's ReverseProxy announces the
+        # declared names ("Trailer") before WriteHeader and, after the body, copies the
+        # trailers into the header map — oxy's own, which it copies whole before its
+        # WriteHeader: declared trailers (when every one received was declared) show in the
+        # head too; Go's server then sends the response chunked, the trailers after the last
+        # chunk. Returns that end (last chunk + trailer section) or None (Content-Length).
+        cdef bytes section = self.rbuf_trailer
+        self.rbuf_trailer = None
+        self.rbuf_tail = None
+        cdef list values = self.rbuf_declared
+        self.rbuf_declared = None
+        declared = set()
+        for value in values or ():
+            for name in (<bytes> value).split(b","):
+                name = name.strip(b" \t").lower()
+                if name:
+                    declared.add(name)
+        if section is None and not declared:
+            return None
+        if declared and self.req.version == 10:
+            # (the forwarder leaves "Trailer" out of an unchunked head; Go's map has it)
+            for value in values:
+                rh.add(b"Trailer", value)
+        if section is not None and declared:
+            fields = []
+            for line in section.split(b"\r\n"):
+                if line:
+                    name, _, value = line.partition(b":")
+                    fields.append((name.strip(b" \t"), value.strip(b" \t")))
+            if all(n.lower() in declared for n, _ in fields):
+                for n, v in fields:
+                    rh.add(n, v)
+        if self.req.version == 10:
+            return None                      # no chunking: the trailers cannot travel
+        return b"0\r\n" + (section if section is not None else b"\r\n")
+
     cdef void _held_response_done(self) except *:
         # the held response is complete: it leaves with its Content-Length (from memory, or
         # from its file as the client takes it)
@@ -2676,6 +2744,7 @@ cdef class ClientConn(UpstreamUser):
         self.rbuf_head = None
         self.rbuf = None
         self._release_upstream(self.up_ok)       # the backend's part is over
+        end = self._held_trailers(rh)
         rh.remove(b"Transfer-Encoding")
         rh.set(b"Content-Length", b"%d" % sp.size)
         data = sp.whole()
@@ -2696,6 +2765,13 @@ cdef class ClientConn(UpstreamUser):
                     sp.rewind()
                 rh.remove(b"Transfer-Encoding")
                 rh.set(b"Content-Length", b"%d" % sp.size)
+        if end is not None:
+            rh.remove(b"Content-Length")
+            rh.set(b"Transfer-Encoding", b"chunked")
+            if data is not None:
+                data = (chunk_header(len(data)) + data + b"\r\n" if data else b"") + end
+            else:
+                self.rbuf_end = end              # _pump_response frames each piece
         head = rh.serialize()
         ex.resp_head = head
         ex.bytes_out += sp.size
@@ -2722,9 +2798,16 @@ cdef class ClientConn(UpstreamUser):
             if not data:
                 self.rbuf_out = None
                 sp.close()
+                if self.rbuf_end is not None:
+                    self.write(self.rbuf_end)
+                    self.rbuf_end = None
+                    if self.state == S_CLOSED:
+                        return
                 self.resp_state = R_DONE
                 self._maybe_finish()
                 return
+            if self.rbuf_end is not None:
+                data = chunk_header(len(data)) + data + b"\r\n"
             self.write(data)
 
     cdef void _again(self, UpstreamConn failed) except *:
