@@ -59,8 +59,6 @@ SERVICE_ROWS = (
 )
 
 ROWS = (
-    ("Middleware", "spec.rateLimit.redis.minIdleConns", IGNORED,
-     "redis-py opens connections on demand (poolSize / maxActiveConns bound them)"),
     ("IngressRoute", "spec.entryPoints", SUPPORTED, ""),
     ("IngressRoute", "spec.ingressClassName", SUPPORTED, "as providers.kubernetesCRD."
                                                          "ingressClass selects"),

@@ -666,6 +666,10 @@ class Pools:
     up here, so a configuration never depends on DNS. ``lookup``: the resolver's lookup
     function (default getaddrinfo)."""
 
+    # True in a worker (the process that serves): middlewares that keep connections open
+    # ahead of traffic (rateLimit redis.minIdleConns) start only there, not in ``check``
+    serving = False
+
     def __init__(self, lookup=None):
         self.pools = {}
         self.lookup = lookup

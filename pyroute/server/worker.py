@@ -150,6 +150,7 @@ class Worker:
         self.sockets = sockets        # {entry point: listening socket} opened by the master
         self.loop = Loop()
         self.env = Env(self.loop, Pools())
+        self.env.pools.serving = True
         self.pipe = pipe
         self.listeners = []
         self.entry_points = {name: EntryPointRuntime(ep) for name, ep in
