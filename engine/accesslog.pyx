@@ -119,6 +119,7 @@ _HOP_BY_HOP = frozenset((b"connection", b"proxy-connection", b"keep-alive", b"te
                          b"proxy-authorization"))
 _SERVER_ADDED = frozenset((b"connection", b"keep-alive"))
 cdef int CANON_CACHE = 1024     # header names remembered (a client chooses them: bounded)
+cdef long long NO_SECOND = -(1LL << 62)     # the second caches' "nothing formatted yet"
 
 
 # ---- the byte buffer ----------------------------------------------------------------------
@@ -374,7 +375,7 @@ cdef class Formatter:
         self.buf.data = NULL
         self.buf.len = 0
         self.buf.cap = 0
-        self.utc_sec = self.local_sec = self.clf_sec = self.clf_local_sec = -1
+        self.utc_sec = self.local_sec = self.clf_sec = self.clf_local_sec = NO_SECOND
         self.busy = False
 
     def __dealloc__(self):
@@ -674,7 +675,7 @@ cdef class Formatter:
             self._json_headers(b, headers, "request_", &first)
         _key(b, b"time", 4, &first)
         # logrus' default TimestampFormat: RFC 3339 to the second, local time
-        sec = real_ns // 1000000000
+        sec = _floor_sec(real_ns)
         self._second(sec, False)
         _putc(b, b'"')
         _put(b, self.local_text, _cstrlen(self.local_text))
@@ -724,7 +725,7 @@ cdef class Formatter:
 
     cdef int _rfc3339_nano(self, Buf *b, long long ns, bint utc) except -1:
         # Go's time.Time JSON (RFC 3339 with nanoseconds, trailing zeros trimmed)
-        cdef long long sec = ns // 1000000000
+        cdef long long sec = _floor_sec(ns)
         cdef long long frac = ns - sec * 1000000000
         cdef char digits[10]
         cdef int n = 9, i
@@ -820,10 +821,10 @@ cdef class Formatter:
             _putc(b, b'-')
         _put(b, b" [", 2)
         if keep & (1ULL << K_StartUTC):
-            ts = self._clf_time(start_ns // 1000000000, True)
+            ts = self._clf_time(_floor_sec(start_ns), True)
             _put(b, ts, _cstrlen(ts))
         elif keep & (1ULL << K_StartLocal):
-            ts = self._clf_time(start_ns // 1000000000, False)
+            ts = self._clf_time(_floor_sec(start_ns), False)
             _put(b, ts, _cstrlen(ts))
         else:
             _putc(b, b'-')
@@ -968,6 +969,14 @@ cdef Py_ssize_t _split_host_port(const char *s, Py_ssize_t n) noexcept:
             colons += 1
             colon = i
     return colon + 1 if colons == 1 else -1
+
+
+cdef inline long long _floor_sec(long long ns) noexcept:
+    # Python's ns // 10**9 (the C division truncates towards zero)
+    cdef long long sec = ns / 1000000000
+    if ns < 0 and sec * 1000000000 != ns:
+        sec -= 1
+    return sec
 
 
 cdef inline Py_ssize_t _cstrlen(const char *s) noexcept:
