@@ -32,6 +32,9 @@ cdef class Formatter:
     cdef public Py_ssize_t lines          # lines in buf
     cdef public Py_ssize_t limit          # lines buf may hold (bufferingSize, else default)
     cdef public long long dropped         # lines that did not fit, since the last report
+    cdef public object wake               # callable() when buf is half full (the writer's
+                                          # Event.set), once per take; None: never
+    cdef bint woken
     cdef bint busy                        # a line is being appended: take() waits (a Python
                                           # call in the middle may let the writer run)
     # --- the second last formatted (every line of that second shares it)

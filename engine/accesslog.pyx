@@ -377,6 +377,7 @@ cdef class Formatter:
         self.buf.cap = 0
         self.utc_sec = self.local_sec = self.clf_sec = self.clf_local_sec = NO_SECOND
         self.busy = False
+        self.woken = False
 
     def __dealloc__(self):
         PyMem_Free(self.buf.data)
@@ -423,6 +424,10 @@ cdef class Formatter:
             raise
         finally:
             self.busy = False
+        if self.lines * 2 >= self.limit and not self.woken and self.wake is not None:
+            # a burst fills the buffer faster than the writer's interval: it takes it now
+            self.woken = True
+            self.wake()
 
     def line(self, ex, double mono, long long real_ns):
         """The line of ``ex`` as if it ended at ``mono`` (time.monotonic) and ``real_ns``
@@ -452,6 +457,7 @@ cdef class Formatter:
         out = PyBytes_FromStringAndSize(self.buf.data, self.buf.len)
         self.buf.len = 0
         self.lines = 0
+        self.woken = False
         if self.buf.cap > (1 << 22):
             # a burst grew it: give the memory back
             PyMem_Free(self.buf.data)

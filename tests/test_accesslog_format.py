@@ -179,3 +179,16 @@ def test_buffer_taken_whole_and_bounded():
     assert f.take() is None and f.lines == 0
     f.observe(_exchange(path=b"/x?y=1"))
     assert b'"GET /x?y=1 HTTP/1.1" 200 0 "-" "-" 6 "-" "-" ' in f.take()
+
+
+def test_half_full_buffer_wakes_the_writer_once_per_take():
+    f = Formatter(AccessLog(enabled=True, format="json", buffering_size=4), None)
+    woken = []
+    f.wake = lambda: woken.append(f.lines)
+    for _ in range(4):
+        f.observe(_exchange())
+    assert woken == [2]                  # at half the bound, not again before a take
+    assert f.take().count(b"\n") == 4
+    for _ in range(2):
+        f.observe(_exchange())
+    assert woken == [2, 2]
