@@ -514,6 +514,21 @@ def main():
             print("%-7s %-6d %-8s %9.0f %8.2f %8.2f %8.1f %8.1f %8.1f" % (
                 path, conns, n, med["rps"], med["p50"], med["p99"], med["cpu_us"],
                 med["user_us"], med["sys_us"]))
+        if args.observability:
+            # each round's variant against pyroute in the same round: the drift of a shared
+            # machine (other jobs come and go) cancels out of the ratio
+            print("\nCPU per request against pyroute measured in the same round (median of "
+                  "the rounds' ratios; user us: median of the rounds' differences)")
+            for (path, conns, n), rs in results.items():
+                base = results.get((path, conns, "pyroute"))
+                if n == "pyroute" or base is None:
+                    continue
+                ratios = [r["cpu_us"] / b["cpu_us"] - 1 for r, b in zip(rs, base)]
+                users = [r["user_us"] - b["user_us"] for r, b in zip(rs, base)]
+                print("%-7s %-6d %-15s %+6.1f%%  (rounds: %s)  user %+5.1f us" % (
+                    path, conns, n, 100 * statistics.median(ratios),
+                    " ".join("%+.0f%%" % (100 * x) for x in ratios),
+                    statistics.median(users)))
         if args.strace:
             print("\nsystem calls per keep-alive request (strace -c -f, 16 connections)")
             for n in names:

@@ -80,6 +80,9 @@ class _Writer:
         self.formatter = formatter
         self.fd = 1
         self.dropped_total = 0
+        # lines failed writes lost: appended by the writer, popped by the loop (each list
+        # operation atomic under the GIL, where a shared += is not)
+        self.lost = []
         self.reported_at = 0.0
         self.reopen_wanted = False
         self.stopping = False
@@ -126,6 +129,8 @@ class _Writer:
             except OSError as e:
                 log("error", "cannot write the access log", filePath=self.path or "stdout",
                     error=e.strerror or str(e))
+                # the lines of what is left are lost: counted with the dropped ones
+                self.lost.append(view.tobytes().count(b"\n"))
                 return
             view = view[n:]
 
@@ -146,8 +151,11 @@ class _Writer:
     def report(self, now, final=False):
         """Called from the loop: one log line per REPORT_INTERVAL while lines are dropped."""
         f = self.formatter
-        if f.dropped and (final or now >= self.reported_at + REPORT_INTERVAL):
-            dropped, f.dropped = f.dropped, 0
+        if (f.dropped or self.lost) and (final or now >= self.reported_at + REPORT_INTERVAL):
+            dropped = f.dropped
+            f.dropped = 0                 # the loop's own counter (the formatter's)
+            while self.lost:
+                dropped += self.lost.pop()
             self.dropped_total += dropped
             log("warn", "access log lines could not be written in time and were dropped",
                 dropped=dropped, droppedTotal=self.dropped_total,
