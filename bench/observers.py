@@ -6,7 +6,9 @@ load run's CPU per request moves by 5-10 us between rounds; these move by tenths
 
 One finished exchange of the load run's shape (GET /small through a router to one server,
 a Request the engine's parser read, the engine's Exchange): each observer is called
-``--calls`` times per repeat, pinned to CPU 0; the median of the repeats, in ns per call.
+``--calls`` times per repeat, pinned to CPU 0; the median of the repeats, in ns of this
+thread's CPU time per call (CPU time, not wall time: on a shared machine the wall clock counts
+the other jobs' turns on the core too).
 - access log: engine/accesslog.pyx's Formatter (JSON, common) and the Python reference it
   replaced (pyroute/observability/accesslog_ref.py, the json.dumps line);
 - Prometheus: pyroute.observability.metrics.Recorder.observe (the worker's per-request part;
@@ -82,7 +84,7 @@ def python_trace_step(step, ex):
 
 
 def timed(fn, ex, calls, reset=None):
-    t0 = time.perf_counter_ns()
+    t0 = time.thread_time_ns()
     if reset is None:
         for _ in range(calls):
             fn(ex)
@@ -90,7 +92,7 @@ def timed(fn, ex, calls, reset=None):
         for _ in range(calls):
             reset(ex)
             fn(ex)
-    return (time.perf_counter_ns() - t0) / calls
+    return (time.thread_time_ns() - t0) / calls
 
 
 def main():
@@ -135,7 +137,7 @@ def main():
          lambda ex: python_trace_step(step, ex), clear),
         ("(the loop of this script: a no-op call)", lambda ex: None, None),
     ]
-    print("ns per call, median of %d repeats of %d calls, CPU 0" % (args.repeats, args.calls))
+    print("CPU ns per call, median of %d repeats of %d calls, CPU 0" % (args.repeats, args.calls))
     for name, fn, reset in cases:
         runs = [timed(fn, ex, args.calls, reset) for _ in range(args.repeats)]
         if fn is rec.observe:

@@ -513,7 +513,8 @@ cdef class Formatter:
         conn = ex.conn
         if isinstance(conn, ClientConn):
             port = (<ClientConn> conn).remote_port
-            http2 = False
+            # an HTTP/2 stream drives a socketless ClientConn (its sink)
+            http2 = (<ClientConn> conn).sink is not None
         else:
             port = getattr(conn, "remote_port", 0) or 0
             http2 = bool(getattr(conn, "http2", False))
