@@ -6,8 +6,9 @@ Two halves, so that a request pays only for what it is:
 - ``TraceStart`` is a request-phase step put first in the chain of each root router whose
   tracing is on (compile time: ``attach``). Per request it decides sampling (Traefik's
   ``ParentBased(TraceIDRatioBased(sampleRate))``), draws the ids and writes ``traceparent``
-  (and ``tracestate``) into the backend request — what must happen while the request runs.
-  It builds no span object. A router with tracing off (or no ``tracing`` section) has no
+  (and ``tracestate``) into the backend request — what must happen while the request runs,
+  in C (engine/tracectx.pyx: an unsampled request makes no Python object but the header
+  value). It builds no span object. A router with tracing off (or no ``tracing`` section) has no
   such step and runs exactly what it ran before.
 - ``Exporter`` runs in each worker, after the fork, as one of ``Env.observers``: for a
   finished, sampled exchange it builds the spans retroactively, from the exchange's
@@ -28,6 +29,8 @@ import random
 import socket
 import time
 from urllib.parse import parse_qsl, quote_plus, unquote_to_bytes, urlsplit
+
+from .._engine.tracectx import TraceDecider
 
 _getrandbits = random.getrandbits
 _LIMIT64 = (1 << 64) - 1
@@ -128,10 +131,11 @@ def sample_bound(rate):
     return round(rate * (_LIMIT64 + 1))
 
 
-class TraceStart:
-    """The request-phase step of a traced root router (see the module's docstring)."""
-    __slots__ = ("bound", "detailed", "router", "rule", "service", "middlewares", "routes",
-                 "auth")
+class TraceStart(TraceDecider):
+    """The request-phase step of a traced root router (see the module's docstring); its
+    ``on_request`` is engine/tracectx.pyx's: the decision and the injected ``traceparent``
+    in C, ``record`` called for a sampled request only (or, below a forwardAuth, for all)."""
+    __slots__ = ("detailed", "router", "rule", "service", "middlewares", "routes")
     static = False
 
     def __init__(self, bound, detailed, router, rule, service, middlewares):
@@ -150,35 +154,12 @@ class TraceStart:
         # (so an unsampled request keeps its Trace too, on these routers only)
         self.auth = False
 
-    def on_request(self, ex):
-        trace_id, parent_id, sampled, state, sent = decide(ex.req, self.bound)
-        client_id = _getrandbits(64) or 1
-        if sampled or self.auth:
-            # only a sampled request is exported: an unsampled one leaves nothing to read
-            # (but forwardAuth's traceparent)
-            v = ex.vars
-            if v is None:
-                v = ex.vars = {}
-            v["trace"] = Trace(trace_id, parent_id, client_id, sampled, state, self, ex.path,
-                               ex.query, ex.env.now, self.detailed and sampled)
-        # Traefik injects the ReverseProxy span's context, sampled or not (a non-recording
-        # span still has a valid context): the backend continues the same trace
-        value = b"00-%032x-%016x-%s" % (trace_id, client_id, b"01" if sampled else b"00")
-        if sent:
-            # the client's own trace headers are replaced, not forwarded beside ours
-            rm = ex.remove_headers
-            if rm is None:
-                ex.remove_headers = [b"traceparent", b"tracestate"]
-            else:
-                rm.extend((b"traceparent", b"tracestate"))
-        add = [(b"traceparent", value)]
-        if state:
-            add.append((b"tracestate", state))
-        if ex.set_headers is None:
-            ex.set_headers = add
-        else:
-            ex.set_headers.extend(add)
-        return None
+    def record(self, ex, trace_id, parent_id, client_id, state, sampled):
+        v = ex.vars
+        if v is None:
+            v = ex.vars = {}
+        v["trace"] = Trace(trace_id, parent_id, client_id, sampled, state, self, ex.path,
+                           ex.query, ex.env.now, self.detailed and sampled)
 
 
 class _Mark:
