@@ -1,4 +1,4 @@
-"""HTTP/2 load run: pyroute (h2c, http2.enabled) beside nginx (``http2 on``) as h2c reverse
+"""HTTP/2 load run: pyroute (h2c) beside nginx (``http2 on``) as h2c reverse
 proxies to the same HTTP/1.1 origin, in the same run.
 
     .venv/bin/python bench/h2.py [--rounds 3] [--requests 20000] [--streams 1,10,100]
@@ -52,12 +52,12 @@ http { access_log off; keepalive_requests 1000000; keepalive_timeout 300s;
 
 def start_pyroute_h2(tmp, port, origin, cpu):
     proc = start_pyroute(tmp, port, origin, cpu)
-    # the same config as bench/load.py's, with HTTP/2 turned on (restarted with it)
+    # the same config as bench/load.py's, with Traefik's h2 stream limit (restarted with it)
     proc.stop()
     d = tmp / ("pyroute-%d" % port)
     static = d / "static.yaml"
     static.write_text(static.read_text().replace(
-        "    transport:", "    http2: {enabled: true, maxConcurrentStreams: 250}\n"
+        "    transport:", "    http2: {maxConcurrentStreams: 250}\n"
         "    transport:", 1))
     py = str(Path(__file__).resolve().parent.parent / ".venv" / "bin" / "python")
     return Proc("pyroute", [py, "-m", "pyroute", "run", "-c", str(static), str(d / "m.yaml"),

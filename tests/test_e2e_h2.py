@@ -1,7 +1,7 @@
 """HTTP/2 to clients end to end over `pyroute run` with real HTTP/2 clients (curl, nghttp):
 h2c with prior knowledge, ALPN h2 over TLS, bodies both ways, many streams on one connection,
-a large response through flow control, middlewares behaving as for HTTP/1.1, and HTTP/2 off
-by default (docs/http2.md)."""
+a large response through flow control, middlewares behaving as for HTTP/1.1, HTTP/2 on by
+default as in Traefik, and the pyroute opt-out http2.enabled: false (docs/http2.md)."""
 import base64
 import json
 import re
@@ -24,10 +24,12 @@ def backend():
 
 
 def h2_pyroute(tmp_path, manifests, enabled=True, extra=""):
+    # HTTP/2 is on by default (as Traefik); enabled=False sets the pyroute opt-out
     pr = Pyroute(tmp_path, manifests)
-    if enabled:
+    keys = ([] if enabled else ["enabled: false"]) + ([extra.lstrip(", ")] if extra else [])
+    if keys:
         pr.static.write_text(pr.static.read_text().replace(
-            "    transport:", "    http2: {enabled: true%s}\n    transport:" % extra, 1))
+            "    transport:", "    http2: {%s}\n    transport:" % ", ".join(keys), 1))
     return pr
 
 
@@ -189,7 +191,7 @@ def test_tls_alpn_h2(tmp_path, backend):
                 assert s.selected_alpn_protocol() == "h2"
 
 
-def test_http2_off_by_default(tmp_path, backend):
+def test_http2_opt_out(tmp_path, backend):
     m = backend_service("be", [backend.port]) + ingressroute("r", [("Host(`a.test`)", "be", "")])
     with h2_pyroute(tmp_path, m, enabled=False) as pr:
         # prior knowledge: the preface is not an HTTP/1.1 request

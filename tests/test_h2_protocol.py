@@ -27,7 +27,7 @@ def server(tmp_path_factory):
          + ingressroute("r", [("Host(`a.test`)", "be", "")]))
     pr = Pyroute(tmp_path_factory.mktemp("h2"), m)
     pr.static.write_text(pr.static.read_text().replace(
-        "    transport:", "    http2: {enabled: true, maxConcurrentStreams: 8}\n"
+        "    transport:", "    http2: {maxConcurrentStreams: 8}\n"
         "    http:\n      maxHeaderBytes: 8192\n    transport:", 1))
     pr.start()
     yield pr
@@ -508,8 +508,6 @@ def test_graceful_goaway_on_drain(tmp_path):
     be = Backend("be")
     m = backend_service("be", [be.port]) + ingressroute("r", [("Host(`a.test`)", "be", "")])
     pr = Pyroute(tmp_path, m)
-    pr.static.write_text(pr.static.read_text().replace(
-        "    transport:", "    http2: {enabled: true}\n    transport:", 1))
     pr.start()
     try:
         # raw frames: the h2 package stops reading responses once it got a GOAWAY
@@ -543,8 +541,6 @@ def test_zero_window_stall_is_cut_by_write_timeout(tmp_path):
     be = Backend("be")
     m = backend_service("be", [be.port]) + ingressroute("r", [("Host(`a.test`)", "be", "")])
     pr = Pyroute(tmp_path, m, write="1s")
-    pr.static.write_text(pr.static.read_text().replace(
-        "    transport:", "    http2: {enabled: true}\n    transport:", 1))
     pr.start()
     try:
         c = Client(pr.port, settings={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0})
