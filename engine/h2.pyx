@@ -22,13 +22,14 @@ oversized header lists are refused as Go's and nghttp2's servers do.
 cimport cython
 import socket
 
-from pyroute._engine.conn cimport Env, ClientConn, StreamSink
+from pyroute._engine.conn cimport Env, ClientConn, StreamSink, TurnEnd
 from pyroute._engine.http1 cimport ResponseParser, Response, ChunkedDecoder
 from pyroute._engine.errors import HttpParseError
 from pyroute._engine import http1 as _http1
 from pyroute._engine.hpack import Decoder, Encoder, HpackError, HeaderListTooLarge
-from libc.string cimport memchr
+from libc.string cimport memchr, memcpy
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize
+from cpython.bytearray cimport PyByteArray_AS_STRING
 import select
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -135,10 +136,32 @@ for _i in _TCHAR:
 _TCHAR_UPPER = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
+cdef inline void _frame_head(char *p, Py_ssize_t n, int ftype, int flags, unsigned int sid):
+    p[0] = <char> (n >> 16 & 0xff)
+    p[1] = <char> (n >> 8 & 0xff)
+    p[2] = <char> (n & 0xff)
+    p[3] = <char> ftype
+    p[4] = <char> flags
+    p[5] = <char> (sid >> 24 & 0x7f)
+    p[6] = <char> (sid >> 16 & 0xff)
+    p[7] = <char> (sid >> 8 & 0xff)
+    p[8] = <char> (sid & 0xff)
+
+
+cdef inline bytes _frame_from(int ftype, int flags, unsigned int sid, const char *src,
+                              Py_ssize_t n):
+    # one allocation: the 9-byte head and the payload copied after it
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, 9 + n)
+    cdef char *p = PyBytes_AS_STRING(out)
+    _frame_head(p, n, ftype, flags, sid)
+    if n:
+        memcpy(p + 9, src, n)
+    return out
+
+
 cdef inline bytes _frame(int ftype, int flags, unsigned int sid, bytes payload):
-    cdef Py_ssize_t n = len(payload)
-    return bytes((n >> 16 & 0xff, n >> 8 & 0xff, n & 0xff, ftype, flags,
-                  sid >> 24 & 0x7f, sid >> 16 & 0xff, sid >> 8 & 0xff, sid & 0xff)) + payload
+    return _frame_from(ftype, flags, sid, PyBytes_AS_STRING(payload),
+                       PyBytes_GET_SIZE(payload))
 
 
 cdef inline bytes _u32(unsigned long long v):
@@ -487,8 +510,12 @@ cdef bytes _request_head(list fields, bint end_stream, H2Stream st):
 
 
 @cython.final
-cdef class H2Conn:
-    """One HTTP/2 connection to a client (see the module's docstring)."""
+cdef class H2Conn(TurnEnd):
+    """One HTTP/2 connection to a client (see the module's docstring).
+
+    Frames are queued in ``out`` and written once per loop turn (``end_turn``, called by
+    run_loop after the turn's events): the responses of all the streams that came back in
+    one turn leave in one send, as nginx writes a connection's frames once per event."""
     cdef public Env env
     cdef public object loop
     cdef public object ep
@@ -531,6 +558,7 @@ cdef class H2Conn:
     cdef bint going_away                  # GOAWAY sent: no new streams
     cdef bint peer_going_away
     cdef unsigned int goaway_sid
+    cdef bint flush_queued                # in env.turn_end: ``out`` goes at the turn's end
     cdef bint pumping                     # in _pump (see there)
     cdef bint repump
     cdef double read_timeout
@@ -649,7 +677,7 @@ cdef class H2Conn:
             if n < RECV_SIZE and not self.tls:
                 break
         if not self.closed:
-            self._flush()
+            self._flush_later()
 
     def start(self):
         """Process bytes handed over with the connection, then whatever is waiting."""
@@ -892,7 +920,7 @@ cdef class H2Conn:
             return                        # after our GOAWAY: ignored (§6.8)
         if self.block_flags & 0x100:
             self._control(_frame(T_RST_STREAM, 0, sid, _u32(PROTOCOL_ERROR)))
-            self._flush()
+            self._flush_later()
             return
         if self.open_streams >= self.max_streams:
             # Go's server: REFUSED_STREAM while the client may not know the limit yet (our
@@ -1081,7 +1109,7 @@ cdef class H2Conn:
             self._queue(_frame(T_CONTINUATION, F_END_HEADERS, st.sid, block))
         if end:
             self._ended(st)
-        self._flush()
+        self._flush_later()
 
     cdef void _ended(self, H2Stream st) except *:
         # pyroute's END_STREAM left: the stream is closed once the client's side is too;
@@ -1151,12 +1179,13 @@ cdef class H2Conn:
                         n = self.peer_max_frame
                     if n <= 0:
                         continue          # waits for WINDOW_UPDATE (schedules it again)
-                    chunk = bytes(st.pending[:n])
+                    last = st.end_pending and n == len(st.pending)
+                    # framed straight from the stream's buffer (one copy)
+                    self._queue(_frame_from(T_DATA, F_END_STREAM if last else 0, st.sid,
+                                            PyByteArray_AS_STRING(st.pending), n))
                     del st.pending[:n]
                     st.send_window -= n
                     self.send_window -= n
-                    last = st.end_pending and not st.pending
-                    self._queue(_frame(T_DATA, F_END_STREAM if last else 0, st.sid, chunk))
                     progress = True
                     if last:
                         self._ended(st)
@@ -1170,8 +1199,24 @@ cdef class H2Conn:
                     self._queue(_frame(T_DATA, F_END_STREAM, st.sid, b""))
                     progress = True
                     self._ended(st)
-        self._flush()
+        self._flush_later()
         return resume
+
+    cdef inline void _flush_later(self) except *:
+        # ``out`` goes at the end of this loop turn (run_loop calls end_turn)
+        if not self.flush_queued and self.out and not self.closed:
+            self.flush_queued = True
+            self.env.turn_end.append(self)
+
+    cdef void end_turn(self) except *:
+        # the turn's frames in one send; if the socket took them all, the streams that the
+        # bound on ``out`` held back are framed and sent too
+        self._flush()
+        while not self.closed and not self.out and self.ready:
+            self._pump()
+            self._flush()
+        # what the socket did not take waits for EPOLLOUT (on_event)
+        self.flush_queued = False
 
     cdef void _flush(self) except *:
         cdef Py_ssize_t n
@@ -1212,7 +1257,7 @@ cdef class H2Conn:
             self._control(_frame(T_WINDOW_UPDATE, 0, 0, _u32(self.recv_unacked)))
             self.recv_window += self.recv_unacked
             self.recv_unacked = 0
-            self._flush()
+            self._flush_later()
 
     # ---- errors and teardown ---------------------------------------------------------
 
@@ -1227,7 +1272,7 @@ cdef class H2Conn:
         if not st.ended:
             self._control(_frame(T_RST_STREAM, 0, st.sid, _u32(code)))
         self._drop(st, False)
-        self._flush()
+        self._flush_later()
 
     cdef void _drop(self, H2Stream st, bint by_client) except *:
         # the stream ends now (RST either way): its ClientConn is cut (499 for the access
