@@ -26,11 +26,22 @@ from pyroute._engine.conn cimport Env, ClientConn, StreamSink, TurnEnd
 from pyroute._engine.http1 cimport ResponseParser, Response, ChunkedDecoder
 from pyroute._engine.errors import HttpParseError
 from pyroute._engine import http1 as _http1
-from pyroute._engine.hpack import Decoder, Encoder, HpackError, HeaderListTooLarge
+from pyroute._engine.hpack cimport Decoder, Encoder
+from pyroute._engine.hpack import HpackError, HeaderListTooLarge
 from libc.string cimport memchr, memcpy
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize
-from cpython.bytearray cimport PyByteArray_AS_STRING
+from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE, PyByteArray_Resize
+from libc.errno cimport errno, EAGAIN, EINTR
+import os
 import select
+
+# The connection's reads and writes call libc directly on a plain (h2c) socket, as
+# engine/conn.pyx does: socket.recv_into/send cost an argument parse, a buffer export and an
+# exception per EAGAIN each. A TLSStream keeps its Python methods.
+cdef extern from "<sys/socket.h>" nogil:
+    ssize_t c_recv "recv"(int fd, void *buf, size_t n, int flags)
+    ssize_t c_send "send"(int fd, const void *buf, size_t n, int flags)
+    enum: MSG_NOSIGNAL
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 cdef bytes _PREFACE = PREFACE
@@ -162,6 +173,17 @@ cdef inline bytes _frame_from(int ftype, int flags, unsigned int sid, const char
 cdef inline bytes _frame(int ftype, int flags, unsigned int sid, bytes payload):
     return _frame_from(ftype, flags, sid, PyBytes_AS_STRING(payload),
                        PyBytes_GET_SIZE(payload))
+
+
+# ":status" values as bytes, made once
+cdef list _STATUS_BYTES = [str(_i).encode() for _i in range(1000)]
+
+
+cdef inline void _append(bytearray buf, const char *src, Py_ssize_t n) except *:
+    # ``buf += src[:n]`` without an intermediate bytes object
+    cdef Py_ssize_t old = PyByteArray_GET_SIZE(buf)
+    PyByteArray_Resize(buf, old + n)
+    memcpy(PyByteArray_AS_STRING(buf) + old, src, n)
 
 
 cdef inline bytes _u32(unsigned long long v):
@@ -317,20 +339,26 @@ cdef class H2Stream(StreamSink):
     cdef void _head(self) except *:
         cdef Response resp
         cdef H2Conn h2 = self.h2
-        cdef ResponseParser parser
+        cdef ResponseParser parser = h2.rparser
         cdef list fields
         cdef bint end
         while self.rstate == RS_HEAD and self.rbuf:
-            parser = ResponseParser()
+            # the connection's one parser, shared by its streams: it keeps the scan of an
+            # incomplete head (reset when it was another stream's; a whole head resets it)
+            if h2.rparser_owner is not None and h2.rparser_owner is not self:
+                parser.reset()
+            h2.rparser_owner = None
             try:
                 resp = parser.parse(self.rbuf, 0, self.head_req)
             except _HttpParseError:
                 h2._reset(self, INTERNAL_ERROR)
                 return
             if resp is None:
+                h2.rparser_owner = self
                 return
             del self.rbuf[:resp.head_length]
-            fields = [(b":status", str(resp.status).encode())]
+            fields = [(b":status", _STATUS_BYTES[resp.status] if 0 <= resp.status < 1000
+                       else str(resp.status).encode())]
             for name, value in resp.headers:
                 name = name.lower()
                 if name in _CONNECTION_FIELDS:
@@ -544,8 +572,11 @@ cdef class H2Conn(TurnEnd):
     cdef int max_streams                  # ours (entryPoints.*.http2.maxConcurrentStreams)
     cdef int max_header_list              # ours (SETTINGS_MAX_HEADER_LIST_SIZE)
     cdef int unacked_settings             # our SETTINGS the client has not acked
-    cdef object decoder
-    cdef object encoder
+    cdef Decoder decoder
+    cdef Encoder encoder
+    cdef ResponseParser rparser           # parses each stream's response head back
+    cdef object rparser_owner             # the stream whose incomplete head it scanned
+    cdef bint raw                         # a plain socket: libc recv/send on ``fd``
     cdef int encoder_max                  # maxEncoderHeaderTableSize
     cdef int decoder_table                # maxDecoderHeaderTableSize
     # the header block being received (HEADERS + CONTINUATION)
@@ -573,6 +604,8 @@ cdef class H2Conn(TurnEnd):
         self.sock = sock
         self.fd = sock.fileno()
         self.tls = tls
+        self.raw = not tls and type(sock) is socket.socket
+        self.rparser = ResponseParser()
         self.remote_ip = remote_ip
         self.remote_port = 0
         self.closed = False
@@ -661,18 +694,30 @@ cdef class H2Conn(TurnEnd):
     cdef void _read(self) except *:
         cdef Env env = self.env
         cdef Py_ssize_t n
+        cdef int e
         while not self.closed:
-            try:
-                n = self.sock.recv_into(env.rbuf)
-            except WOULD_BLOCK:
-                break
-            except OSError:
-                self.close()
-                return
+            if self.raw:
+                n = c_recv(self.fd, env.rptr, RECV_SIZE, 0)
+                if n < 0:
+                    e = errno
+                    if e == EINTR:
+                        continue
+                    if e != EAGAIN:
+                        self.close()
+                        return
+                    break
+            else:
+                try:
+                    n = self.sock.recv_into(env.rbuf)
+                except WOULD_BLOCK:
+                    break
+                except OSError:
+                    self.close()
+                    return
             if n == 0:
                 self.close()
                 return
-            self.ibuf += PyBytes_FromStringAndSize(env.rptr, n)
+            _append(self.ibuf, env.rptr, n)
             self.process()
             if n < RECV_SIZE and not self.tls:
                 break
@@ -718,7 +763,7 @@ cdef class H2Conn(TurnEnd):
                     return
                 if n - pos < 9 + length:
                     break
-                payload = bytes(buf[pos + 9:pos + 9 + length])
+                payload = PyBytes_FromStringAndSize(<char *> p + 9, length)
                 pos += 9 + length
                 if not self.settings_seen and ftype != T_SETTINGS:
                     # RFC 9113 §3.4: the client's preface ends with SETTINGS
@@ -1222,14 +1267,30 @@ cdef class H2Conn(TurnEnd):
         cdef Py_ssize_t n
         if not self.out or self.closed:
             return
-        data = b"".join(self.out) if len(self.out) > 1 else self.out[0]
-        try:
-            n = self.sock.send(data)
-        except WOULD_BLOCK:
-            n = 0
-        except OSError:
-            self.close()
-            return
+        cdef bytes data = b"".join(self.out) if len(self.out) > 1 else self.out[0]
+        cdef int e
+        if self.raw:
+            while True:
+                n = c_send(self.fd, PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data),
+                           MSG_NOSIGNAL)
+                if n >= 0:
+                    break
+                e = errno
+                if e == EINTR:
+                    continue
+                if e != EAGAIN:
+                    self.close()
+                    return
+                n = 0
+                break
+        else:
+            try:
+                n = self.sock.send(data)
+            except WOULD_BLOCK:
+                n = 0
+            except OSError:
+                self.close()
+                return
         if n == len(data):
             self.out = []
             self.out_size = 0
