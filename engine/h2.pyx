@@ -133,6 +133,12 @@ cdef int FR_CLOSE = _http1.CLOSE
 cdef frozenset _CONNECTION_FIELDS = frozenset([b"connection", b"keep-alive",
                                                b"proxy-connection", b"transfer-encoding",
                                                b"upgrade"])
+# Go's httpguts.ValidTrailerHeader: fields never sent as trailers (lower case)
+cdef frozenset _BAD_TRAILERS = frozenset([
+    b"authorization", b"cache-control", b"connection", b"content-encoding", b"content-length",
+    b"content-range", b"content-type", b"expect", b"host", b"keep-alive", b"max-forwards",
+    b"pragma", b"proxy-authenticate", b"proxy-authorization", b"proxy-connection", b"range",
+    b"realm", b"te", b"trailer", b"transfer-encoding", b"www-authenticate"])
 cdef frozenset _PSEUDO_REQUEST = frozenset([b":method", b":scheme", b":authority", b":path",
                                             b":protocol"])
 
@@ -270,6 +276,9 @@ cdef class H2Stream(StreamSink):
     cdef int rframing
     cdef long long rleft
     cdef ChunkedDecoder rdec
+    cdef bytearray rtail                  # chunked framing since the last data: the last
+                                          # chunk's trailer section once the body ends
+    cdef list rtrailers                   # the response's trailers: a HEADERS frame at the end
     cdef bytearray pending                # DATA payload waiting for flow control
     cdef bint end_pending                 # END_STREAM goes after ``pending``
     cdef bint ended                       # END_STREAM sent (or RST)
@@ -390,7 +399,7 @@ cdef class H2Stream(StreamSink):
 
     cdef void _body(self, bytes data) except *:
         cdef ChunkedDecoder dec
-        cdef Py_ssize_t pos = 0, end = len(data)
+        cdef Py_ssize_t pos = 0, start, end = len(data)
         if self.rframing == FR_LENGTH:
             if end >= self.rleft:
                 data = data[:self.rleft]
@@ -404,15 +413,27 @@ cdef class H2Stream(StreamSink):
             dec = self.rdec
             try:
                 while pos < end and not dec.done:
+                    start = pos
                     pos = dec.feed(data, pos, end)
                     if dec.data_stop > dec.data_start:
                         self.pending += data[dec.data_start:dec.data_stop]
+                        self.rtail = None
+                        start = dec.data_stop
+                    # the framing bytes after the last data: the trailer section is in
+                    # there when the body ends (bounded by the decoder's line limits)
+                    if pos > start:
+                        if self.rtail is None:
+                            self.rtail = bytearray()
+                        self.rtail += data[start:pos]
             except _HttpParseError:
                 self.h2._reset(self, INTERNAL_ERROR)
                 return
             if dec.done:
                 self.rstate = RS_DONE
                 self.end_pending = True
+                if self.rtail is not None:
+                    self.rtrailers = _trailer_fields(self.rtail)
+                    self.rtail = None
         else:
             self.pending += data
         self.h2._schedule(self)
@@ -457,6 +478,28 @@ cdef class H2Stream(StreamSink):
             self.inq.append(b"0\r\n" + b"".join(lines) + b"\r\n")
         if self.inq and self.conn is not None and not self.conn.paused:
             self.conn.on_readable()
+
+
+cdef list _trailer_fields(bytearray tail):
+    # The trailer section of a chunked body (RFC 9112 §7.1.2) that the decoder validated,
+    # from the framing after the last data: the CRLF ending that data, the last-chunk line
+    # ("0", maybe with extensions), the trailer lines, the empty line. As Go's http2 server
+    # writes a ReverseProxy's trailers: names lower-cased, the fields that may not be
+    # trailers dropped. None when there are none.
+    cdef list fields = []
+    cdef list lines = [line[:len(line) - 1] if line.endswith(b"\r") else line
+                       for line in bytes(tail).split(b"\n")]
+    cdef Py_ssize_t i = 0, n = len(lines)
+    while i < n and not lines[i]:
+        i += 1
+    i += 1                                # the last-chunk line
+    while i < n and lines[i]:
+        name, _, value = lines[i].partition(b":")
+        name = name.strip(b" \t").lower()
+        i += 1
+        if name and name not in _BAD_TRAILERS and name not in _CONNECTION_FIELDS:
+            fields.append((name, value.strip(b" \t")))
+    return fields or None
 
 
 cdef bytes _request_head(list fields, bint end_stream, H2Stream st):
@@ -604,7 +647,7 @@ cdef class H2Conn(TurnEnd):
         self.sock = sock
         self.fd = sock.fileno()
         self.tls = tls
-        self.raw = not tls and type(sock) is socket.socket
+        self.raw = not tls                # as ClientConn: plain means a socket.socket
         self.rparser = ResponseParser()
         self.remote_ip = remote_ip
         self.remote_port = 0
@@ -1225,15 +1268,20 @@ cdef class H2Conn(TurnEnd):
                     if n <= 0:
                         continue          # waits for WINDOW_UPDATE (schedules it again)
                     last = st.end_pending and n == len(st.pending)
-                    # framed straight from the stream's buffer (one copy)
-                    self._queue(_frame_from(T_DATA, F_END_STREAM if last else 0, st.sid,
+                    # framed straight from the stream's buffer (one copy); with trailers the
+                    # END_STREAM goes on their HEADERS frame
+                    self._queue(_frame_from(T_DATA, F_END_STREAM if last and
+                                            st.rtrailers is None else 0, st.sid,
                                             PyByteArray_AS_STRING(st.pending), n))
                     del st.pending[:n]
                     st.send_window -= n
                     self.send_window -= n
                     progress = True
                     if last:
-                        self._ended(st)
+                        if st.rtrailers is not None:
+                            self._headers(st, st.rtrailers, True)
+                        else:
+                            self._ended(st)
                         continue
                     if st.pending:
                         self._schedule(st)
@@ -1241,9 +1289,12 @@ cdef class H2Conn(TurnEnd):
                         st.paused_conn = False
                         resume.append(st)
                 elif st.end_pending:
-                    self._queue(_frame(T_DATA, F_END_STREAM, st.sid, b""))
                     progress = True
-                    self._ended(st)
+                    if st.rtrailers is not None:
+                        self._headers(st, st.rtrailers, True)
+                    else:
+                        self._queue(_frame(T_DATA, F_END_STREAM, st.sid, b""))
+                        self._ended(st)
         self._flush_later()
         return resume
 

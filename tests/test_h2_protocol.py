@@ -269,6 +269,45 @@ def test_malformed_requests_are_stream_errors(server, fields, why):
     c.close()
 
 
+def test_extended_connect_as_go_without_http2xconnect(server):
+    # Traefik on Go >= 1.24: SETTINGS_ENABLE_CONNECT_PROTOCOL (RFC 8441 §3) is not announced
+    # unless GODEBUG=http2xconnect=1, and a request with :protocol is then a stream error
+    # PROTOCOL_ERROR (x/net/http2 newWriterAndRequest: "bad_connect"); the connection goes on
+    c = Client(server.port)
+    c.get(1)
+    c.events(ended(1))
+    changed = next(e for e in c.all if isinstance(e, h2.events.RemoteSettingsChanged))
+    assert 0x8 not in changed.changed_settings
+    c.h2.send_headers(3, [(b":method", b"CONNECT"), (b":protocol", b"websocket"),
+                          (b":scheme", b"http"), (b":path", b"/chat"),
+                          (b":authority", b"a.test"), (b"sec-websocket-version", b"13")])
+    c.flush()
+    evs = c.events(ended(3))
+    assert reset_of(evs, 3) == PROTOCOL_ERROR
+    c.get(5)
+    assert response(c.events(ended(5)), 5)[0] == 200
+    c.close()
+
+
+def test_response_trailers_are_a_trailing_headers_frame(server):
+    # a backend's chunked trailers leave as Go's http2 server writes a ReverseProxy's: a
+    # HEADERS frame with END_STREAM after the DATA, names lower-cased, fields that may not be
+    # trailers (Content-Length) dropped
+    c = Client(server.port)
+    c.get(1, "/fault/trailers")
+    evs = c.events(ended(1))
+    status, body = response(evs, 1)
+    assert (status, body) == (200, b"hello world")
+    tr = next(e for e in evs if isinstance(e, h2.events.TrailersReceived))
+    assert tr.headers == [(b"x-checksum", b"abc"), (b"grpc-status", b"0")]
+    kinds = [type(e).__name__ for e in evs if getattr(e, "stream_id", None) == 1]
+    assert kinds.index("TrailersReceived") > max(i for i, k in enumerate(kinds)
+                                                 if k == "DataReceived")
+    # no DATA frame carried END_STREAM: the trailers did
+    assert not any(isinstance(e, h2.events.DataReceived) and e.stream_ended for e in evs)
+    c.close()
+
+
 def test_no_header_injection_reaches_the_backend(server):
     s, frames = raw_conn(server.port)
     import hpack
