@@ -709,7 +709,10 @@ cdef class H2Conn(TurnEnd):
             self._maybe_close()
 
     def is_idle(self):
-        return not self.streams and not self.out
+        # nothing left to finish, for a drain: an HTTP/2 connection is told first (GOAWAY,
+        # as Go's Server.Shutdown does to every HTTP/2 connection, idle ones included), so it
+        # is never idle before its GOAWAY went out
+        return self.closed or (self.going_away and not self.streams and not self.out)
 
     def on_timeout(self, now):
         if not self.closed:

@@ -573,6 +573,50 @@ def test_graceful_goaway_on_drain(tmp_path):
         be.close()
 
 
+def test_idle_connection_gets_goaway_on_drain_and_none_on_reload(tmp_path):
+    # Go's Server.Shutdown tells every HTTP/2 connection, idle ones too (GOAWAY NO_ERROR,
+    # then the close); a reload closes nothing (Traefik swaps its handlers under open
+    # connections): the same connection serves the new routes
+    be = Backend("be")
+    m = backend_service("be", [be.port]) + ingressroute("r", [("Host(`a.test`)", "be", "")])
+    pr = Pyroute(tmp_path, m)
+    pr.start()
+    try:
+        c = Client(pr.port)
+        c.get(1)
+        assert response(c.events(ended(1)), 1)[0] == 200
+        # Traefik's default maxConcurrentStreams (and Go's http2 server's)
+        changed = next(e for e in c.all if isinstance(e, h2.events.RemoteSettingsChanged))
+        assert changed.changed_settings[
+            h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS].new_value == 250
+        pr.write_manifests(m + ingressroute("r2", [("Host(`b.test`)", "be", "")]))
+        import signal
+        pr.signal(signal.SIGHUP)
+        deadline = time.time() + 10
+        sid, status = 1, 404
+        while status != 200 and time.time() < deadline:
+            sid += 2
+            c.h2.send_headers(sid, [(b":method", b"GET"), (b":scheme", b"http"),
+                                    (b":authority", b"b.test"), (b":path", b"/")],
+                              end_stream=True)
+            c.flush()
+            evs = c.events(ended(sid))
+            assert goaway(c.all) is None          # no GOAWAY for a reload
+            status = response(evs, sid)[0]
+            if status != 200:
+                time.sleep(0.2)
+        assert status == 200
+        pr.signal(signal.SIGTERM)
+        evs = c.events(lambda evs: goaway(evs) is not None)
+        g = goaway(evs)
+        assert g is not None and g.error_code == 0 and g.last_stream_id == sid
+        c.events(lambda evs: False, timeout=5)
+        assert c.closed                           # then the close
+    finally:
+        pr.stop()
+        be.close()
+
+
 def test_zero_window_stall_is_cut_by_write_timeout(tmp_path):
     # a client that opens no window at all never gets a byte of the body: the entry point's
     # writeTimeout still ends the stream (RST_STREAM), as for an HTTP/1.1 client that does
