@@ -369,7 +369,7 @@ cdef class H2Stream(StreamSink):
             fields = [(b":status", _STATUS_BYTES[resp.status] if 0 <= resp.status < 1000
                        else str(resp.status).encode())]
             for name, value in resp.headers:
-                name = name.lower()
+                name = _lower(name)
                 if name in _CONNECTION_FIELDS:
                     continue
                 fields.append((name, value))
@@ -502,16 +502,65 @@ cdef list _trailer_fields(bytearray tail):
     return fields or None
 
 
+cdef inline bint _is_pseudo(bytes name):
+    return PyBytes_GET_SIZE(name) > 0 and PyBytes_AS_STRING(name)[0] == b':'
+
+
+cdef bint _method_ok(bytes method):
+    # a token (RFC 9110 §9.1), any case; "connect" in another case than CONNECT is refused
+    # (Go's server compares the method as sent)
+    cdef const unsigned char *p = <const unsigned char *> PyBytes_AS_STRING(method)
+    cdef Py_ssize_t i, n = PyBytes_GET_SIZE(method)
+    cdef unsigned char c
+    if n == 0:
+        return False
+    for i in range(n):
+        c = p[i]
+        if 0x41 <= c <= 0x5a:
+            c += 0x20
+        if not _tchar[c]:
+            return False
+    if n == 7 and method != b"CONNECT" and method.lower() == b"connect":
+        return False
+    return True
+
+
+cdef bytes _lower(bytes name):
+    # the name itself when it has no upper case (no new object), else a lower-cased copy
+    cdef const char *src = PyBytes_AS_STRING(name)
+    cdef Py_ssize_t i, j, n = PyBytes_GET_SIZE(name)
+    cdef bytes out
+    cdef char *p
+    for i in range(n):
+        if b'A' <= src[i] <= b'Z':
+            out = PyBytes_FromStringAndSize(src, n)
+            p = PyBytes_AS_STRING(out)
+            for j in range(i, n):
+                if b'A' <= p[j] <= b'Z':
+                    p[j] += 32
+            return out
+    return name
+
+
+cdef inline char *_put(char *p, bytes b):
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(b)
+    memcpy(p, PyBytes_AS_STRING(b), n)
+    return p + n
+
+
 cdef bytes _request_head(list fields, bint end_stream, H2Stream st):
     # RFC 9113 §8.3.1: the request's pseudo-headers and fields as an HTTP/1.1 head for the
-    # ClientConn. Raises StreamError(PROTOCOL_ERROR) for a malformed request (§8.1.1).
+    # ClientConn, written into one bytes object (no string per line). Raises
+    # StreamError(PROTOCOL_ERROR) for a malformed request (§8.1.1).
     cdef bytes method = None, scheme = None, path = None, authority = None, host = None
     cdef bint regular = False
-    cdef list lines = []
+    cdef list kept = []                   # name, value, name, value...
     cdef list cookies = None
-    cdef bytes name, value
+    cdef bytes name, value, cookie = None, out
+    cdef Py_ssize_t size, i, n
+    cdef char *p
     for name, value in fields:
-        if name[:1] == b":":
+        if _is_pseudo(name):
             if regular:
                 raise _StreamError(PROTOCOL_ERROR, "pseudo-header after a regular field")
             if name == b":method" and method is None:
@@ -553,31 +602,64 @@ cdef bytes _request_head(list fields, bint end_stream, H2Stream st):
             if st.declared >= 0:
                 continue
             st.declared = int(value)
-        lines.append(name + b": " + value + b"\r\n")
-    if method is None or not _token(method.lower()) or method.lower() == b"connect" \
-            and method != b"CONNECT":
+        kept.append(name)
+        kept.append(value)
+    if method is None or not _method_ok(method):
         raise _StreamError(PROTOCOL_ERROR, "missing or invalid :method")
     if method == b"CONNECT":
         return None                       # answered 501 by the caller (not served)
     if scheme is None or path is None or not path or not _visible(path) or \
-            not (path[:1] == b"/" or (path == b"*" and method == b"OPTIONS")):
+            not (PyBytes_AS_STRING(path)[0] == b'/' or (path == b"*" and method == b"OPTIONS")):
         raise _StreamError(PROTOCOL_ERROR, "missing or invalid :scheme/:path")
     # Go's server: req.Host is :authority, else the Host field
     if authority is None:
         authority = host
-    if authority is not None and (not _visible(authority) or b"@" in authority):
+    if authority is not None and (not _visible(authority) or
+                                  memchr(PyBytes_AS_STRING(authority), b'@',
+                                         PyBytes_GET_SIZE(authority)) != NULL):
         raise _StreamError(PROTOCOL_ERROR, "invalid :authority")
     if cookies is not None:
-        lines.append(b"cookie: " + b"; ".join(cookies) + b"\r\n")
+        kept.append(b"cookie")
+        kept.append(b"; ".join(cookies))
     st.head_req = method == b"HEAD"
     if not end_stream and st.declared < 0:
         st.chunked = True
-        lines.append(b"transfer-encoding: chunked\r\n")
+        kept.append(b"transfer-encoding")
+        kept.append(b"chunked")
     elif end_stream and st.declared > 0:
         raise _StreamError(PROTOCOL_ERROR, "content-length without DATA")
-    return (method + b" " + path + b" HTTP/1.1\r\n" +
-            (b"host: " + authority + b"\r\n" if authority is not None else b"") +
-            b"".join(lines) + b"\r\n")
+    # "METHOD PATH HTTP/1.1\r\n" ["host: A\r\n"] ("name: value\r\n")* "\r\n"
+    size = PyBytes_GET_SIZE(method) + 1 + PyBytes_GET_SIZE(path) + 11 + 2
+    if authority is not None:
+        size += 8 + PyBytes_GET_SIZE(authority)
+    n = len(kept)
+    for i in range(0, n, 2):
+        size += PyBytes_GET_SIZE(<bytes> kept[i]) + PyBytes_GET_SIZE(<bytes> kept[i + 1]) + 4
+    out = PyBytes_FromStringAndSize(NULL, size)
+    p = PyBytes_AS_STRING(out)
+    p = _put(p, method)
+    p[0] = b' '
+    p = _put(p + 1, path)
+    memcpy(p, b" HTTP/1.1\r\n", 11)
+    p += 11
+    if authority is not None:
+        memcpy(p, b"host: ", 6)
+        p = _put(p + 6, authority)
+        p[0] = b'\r'
+        p[1] = b'\n'
+        p += 2
+    for i in range(0, n, 2):
+        p = _put(p, <bytes> kept[i])
+        p[0] = b':'
+        p[1] = b' '
+        p = _put(p + 2, <bytes> kept[i + 1])
+        p[0] = b'\r'
+        p[1] = b'\n'
+        p += 2
+    p[0] = b'\r'
+    p[1] = b'\n'
+    assert p + 2 == PyBytes_AS_STRING(out) + size
+    return out
 
 
 @cython.final
