@@ -46,6 +46,14 @@ cdef class Env:
     cdef public object pools
     cdef bytearray rbuf                   # the worker's one receive buffer (recv_into)
     cdef char *rptr                       # its bytes (never resized)
+    cdef public list turn_end             # TurnEnd handlers run_loop calls after the turn
+
+
+cdef class TurnEnd:
+    # A connection that writes once per loop turn (an HTTP/2 connection: every stream's
+    # frames of the turn in one send): it appends itself to Env.turn_end, and run_loop calls
+    # end_turn after the turn's events, timers and sweep
+    cdef void end_turn(self) except *
 
 
 @cython.final

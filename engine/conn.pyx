@@ -143,11 +143,17 @@ cdef class Env:
         self.observers = []
         self.rbuf = bytearray(RECV_SIZE)
         self.rptr = PyByteArray_AS_STRING(self.rbuf)
+        self.turn_end = []
 
     def subrequest(self, Pool pool, bytes head, bytes body, long long max_body, double timeout,
                    callback):
         """A request from the worker's loop through ``pool`` (see ``SubRequest``)."""
         return SubRequest(self, pool, head, body, max_body, timeout, callback)
+
+
+cdef class TurnEnd:
+    cdef void end_turn(self) except *:
+        pass
 
 
 cdef object _WAIT = _WAIT_OBJ
@@ -2974,6 +2980,21 @@ cdef inline double _monotonic() noexcept nogil:
     return ts.tv_sec + ts.tv_nsec * 1e-9
 
 
+cdef void _end_turn(loop, Env env) except *:
+    # what the turn's handlers queued goes out now, once per connection (TurnEnd); one that
+    # queues again meanwhile (more framed) is called again
+    cdef list todo
+    cdef TurnEnd h
+    while env.turn_end:
+        todo = env.turn_end
+        env.turn_end = []
+        for h in todo:
+            try:
+                h.end_turn()
+            except Exception as e:  # a worker never dies on a request
+                loop._fail(h, e)
+
+
 def run_loop(loop, Env env=None):
     """The worker's epoll loop (``pyroute.server.loop.Loop`` holds its state): dispatches
     ``handler.on_event(events)``, keeps ``loop.now`` (monotonic) current and calls
@@ -3034,3 +3055,5 @@ def run_loop(loop, Env env=None):
         if now >= loop.next_sweep:
             loop.next_sweep = now + loop.sweep_interval
             loop.sweep(now)
+        if env is not None and env.turn_end:
+            _end_turn(loop, env)

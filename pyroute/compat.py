@@ -135,8 +135,8 @@ ROWS = (
 
     ("TLSOption", "spec", SUPPORTED, ""),
     ("TLSOption", "spec.alpnProtocols", SUPPORTED, "h2 and http/1.1 (acme-tls/1 never); h2 "
-     "only on entry points with http2.enabled (pyroute extension, off by default: "
-     "docs/http2.md), a warning otherwise"),
+     "not on entry points with http2.enabled: false (pyroute extension: docs/http2.md), a "
+     "warning there"),
     ("TLSOption", "spec.cipherSuites", SUPPORTED, ""),
     ("TLSOption", "spec.clientAuth", SUPPORTED, "all five clientAuthTypes"),
     ("TLSOption", "spec.curvePreferences", SUPPORTED, ""),

@@ -65,12 +65,12 @@ _SUPPORTED = {
     "entryPoints.<name>": "",
     _EP + "address": "TCP only: an address ending in /udp is reported and not served",
     _EP + "asDefault": "",
-    _EP + "http2.enabled": "pyroute extension, default false: serve HTTP/2 (h2c with prior "
-                           "knowledge, ALPN h2 on TLS) on this entry point; HTTP/1.1 only "
-                           "otherwise (docs/http2.md)",
-    _EP + "http2.maxConcurrentStreams": "default 250; with http2.enabled",
-    _EP + "http2.maxDecoderHeaderTableSize": "default 4096; with http2.enabled",
-    _EP + "http2.maxEncoderHeaderTableSize": "default 4096; with http2.enabled",
+    _EP + "http2.enabled": "pyroute extension (a warning where set), default true: false "
+                           "turns HTTP/2 off on this entry point (no h2c, ALPN http/1.1 only; "
+                           "docs/http2.md)",
+    _EP + "http2.maxConcurrentStreams": "default 250",
+    _EP + "http2.maxDecoderHeaderTableSize": "default 4096",
+    _EP + "http2.maxEncoderHeaderTableSize": "default 4096",
     _EP + "transport.respondingTimeouts.readTimeout": "",
     _EP + "transport.respondingTimeouts.writeTimeout": "",
     _EP + "transport.respondingTimeouts.idleTimeout": "",
@@ -354,8 +354,9 @@ class EntryPoint:
     # http.underscoreHeadersStrategy (Traefik v3.7): "keep" (default), "delete" or "reject"
     # request headers whose name holds '_' (server_entrypoint_tcp.go createHTTPServer)
     underscore_headers: str = "keep"
-    # http2: served only with the pyroute extension http2.enabled (docs/http2.md)
-    http2: bool = False
+    # HTTP/2 served (h2c prior knowledge, ALPN h2), as Traefik on every entry point; the
+    # pyroute extension http2.enabled: false turns it off (docs/http2.md)
+    http2: bool = True
     h2_max_streams: int = 250
     h2_decoder_table: int = 4096
     h2_encoder_table: int = 4096
@@ -1187,7 +1188,7 @@ def _entry_point(r, name, m):
         encode_query_semicolons=http.get("encodeQuerySemicolons", False),
         max_header_bytes=mhb,
         underscore_headers=underscore,
-        http2=bool(h2.get("enabled", False)),
+        http2=bool(h2.get("enabled", True)),
         **h2_values,
         denied_encoded_characters=denied,
         proxy_protocol=proxy_protocol,
@@ -1405,12 +1406,18 @@ def _build(tree, src, base_dir, source=""):
                                       severity="warning"))
             continue
         h2 = raw.get("http2")
-        if h2 and not ep.http2:
-            # Traefik serves HTTP/2 everywhere; pyroute only where the extension turns it on
-            warnings.append(src.error(("entryPoints", name, "http2"), "pyroute ignores this key "
-                                      "(HTTP/2 is served only with http2.enabled: true, a "
-                                      "pyroute extension: docs/http2.md)",
+        if isinstance(h2, dict) and "enabled" in h2:
+            # Traefik has no such key (it serves HTTP/2 on every entry point and would refuse
+            # the file): said, so a config shared with Traefik keeps it out
+            warnings.append(src.error(("entryPoints", name, "http2", "enabled"),
+                                      "a pyroute extension (Traefik has no such key and serves "
+                                      "HTTP/2 on every entry point): docs/http2.md",
                                       severity="warning"))
+            others = [k for k in h2 if k != "enabled"]
+            if others and not ep.http2:
+                warnings.append(src.error(("entryPoints", name, "http2"), "pyroute ignores "
+                                          "this key (HTTP/2 is off here: http2.enabled false)",
+                                          severity="warning"))
         eps[name] = ep
     if not eps:
         eps = {"web": EntryPoint(name="web")}
