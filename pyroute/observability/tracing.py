@@ -158,8 +158,10 @@ class TraceStart(TraceDecider):
         v = ex.vars
         if v is None:
             v = ex.vars = {}
+        env = ex.env                    # None: an exchange made outside a worker (tests)
         v["trace"] = Trace(trace_id, parent_id, client_id, sampled, state, self, ex.path,
-                           ex.query, ex.env.now, self.detailed and sampled)
+                           ex.query, env.now if env is not None else 0.0,
+                           self.detailed and sampled)
 
 
 class _Mark:
