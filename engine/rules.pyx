@@ -1802,8 +1802,9 @@ cdef class RouteTable:
         self.catch_all = NULL
 
     def __init__(self, routes, syntax="v3", index=True):
-        """routes: (name, rule, priority) or (name, rule, priority, syntax) tuples; priority 0
-        means Traefik's default. index=False puts every route in the catch-all list (a linear
+        """routes: (name, rule, priority) or (name, rule, priority, syntax) tuples, the rule a
+        text or a Rule from compile_rule (compiled with its own syntax); priority 0 means
+        Traefik's default. index=False puts every route in the catch-all list (a linear
         scan in priority order: the benchmarks' peer)."""
         cdef int i, rank
         cdef Rule rule
@@ -1825,11 +1826,16 @@ cdef class RouteTable:
             else:
                 name, text, priority = route
                 rsyntax = default_syntax
-            try:
-                rule = compile_rule(text, rsyntax)
-            except RuleSyntaxError as e:
-                e.router = name
-                raise
+            if isinstance(text, Rule):
+                # compiled ahead (pyroute.proxy.snapshot builds a reload's rules in slices
+                # across loop turns): this constructor then only sorts and indexes
+                rule = <Rule>text
+            else:
+                try:
+                    rule = compile_rule(text, rsyntax)
+                except RuleSyntaxError as e:
+                    e.router = name
+                    raise
             priority = int(priority or 0)
             if priority == 0:
                 priority = rule.priority   # Traefik: priority 0 means "use the default"

@@ -1221,9 +1221,22 @@ def _observability(route, rname, router, static):
 
 def compile_config(config, pools, route_table_factory=None, server_name=None):
     """RuntimeConfig -> Snapshot. Raises only on whole-config failures."""
+    steps = compile_steps(config, pools, route_table_factory, server_name)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+
+
+def compile_steps(config, pools, route_table_factory=None, server_name=None):
+    """``compile_config`` as a generator: it yields after each router and each rule (each a
+    few tens of microseconds), and returns the Snapshot. A worker taking a reload runs it in
+    slices between its events (pyroute.server.worker.Reload), so a config of 10,000 routers
+    never holds the loop for more than a slice (issue #11)."""
     if server_name is None:
         server_name = socket.gethostname().encode("ascii", "replace")
-    from .._engine.rules import RouteTable
+    from .._engine.rules import RouteTable, compile_rule
     make_table = route_table_factory or RouteTable
     comp = Compiler(config, pools)
     errors = []
@@ -1272,8 +1285,23 @@ def compile_config(config, pools, route_table_factory=None, server_name=None):
         for ep in router.get("entryPoints") or config.static.default_entry_points():
             if ep in target:
                 target[ep].append((rname, router, route))
-    entries = _tables(per_ep, make_table, errors)
-    entries_tls = _tables(per_ep_tls, make_table, errors)
+        yield
+    rules = {}
+    if make_table is RouteTable:
+        # the rules compiled ahead, one per step; RouteTable then only sorts and indexes
+        for items in list(per_ep.values()) + list(per_ep_tls.values()):
+            for _, r, _ in items:
+                key = (r["rule"], r.get("ruleSyntax") or "v3")
+                if key not in rules:
+                    try:
+                        rules[key] = compile_rule(*key)
+                    except Exception:
+                        rules[key] = None   # the constructor raises it, naming the router
+                    yield
+    entries = _tables(per_ep, make_table, errors, rules)
+    yield
+    entries_tls = _tables(per_ep_tls, make_table, errors, rules)
+    yield
     tls_configs = tls.TLSConfig.from_runtime(config)
     for cfg in tls_configs.values():
         errors.extend(cfg.errors)
@@ -1338,12 +1366,14 @@ class _Layers:
         return ChildRoutes(entry.table, entry.targets, inherited)
 
 
-def _tables(per_ep, make_table, errors):
+def _tables(per_ep, make_table, errors, rules=None):
+    """entry point -> EntryRoutes; ``rules``: (rule, syntax) -> Rule compiled ahead (None:
+    compiled by the table, which raises naming the router)."""
     entries = {}
     for ep, items in per_ep.items():
         while items:
             try:
-                table = make_table([(name, r["rule"], r.get("priority") or 0,
+                table = make_table([(name, _rule(rules, r), r.get("priority") or 0,
                                      r.get("ruleSyntax") or "") for name, r, _ in items])
             except (RuleSyntaxError, ValueError) as e:
                 # the manifests layer disables routers with bad rules; should one get here
@@ -1358,3 +1388,11 @@ def _tables(per_ep, make_table, errors):
             entries[ep] = EntryRoutes(table, [route for _, _, route in items])
             break
     return entries
+
+
+def _rule(rules, router):
+    if rules:
+        rule = rules.get((router["rule"], router.get("ruleSyntax") or "v3"))
+        if rule is not None:
+            return rule
+    return router["rule"]

@@ -1,7 +1,8 @@
 """A worker process: its own listeners (SO_REUSEPORT, bound once for life), one epoll loop.
 
 The worker serves the compiled Snapshot it holds; a new config arrives from the master on the
-worker's socketpair, is compiled here and swapped in between events — exchanges in flight keep
+worker's socketpair, is loaded and compiled here in slices between events (``Reload``: the old
+config serves meanwhile) and swapped in at once when complete — exchanges in flight keep
 the route/service objects they already hold, so they finish on the config they began with.
 SIGTERM: stop accepting, close idle keep-alive connections, let in-flight exchanges finish
 (their responses say ``Connection: close``), exit when none is left or the grace period ends.
@@ -19,7 +20,8 @@ import _socket
 
 from .._engine.conn import Env
 from ..proxy.sniff import Sniffer
-from ..proxy.snapshot import EntryPointRuntime, Pools, compile_config
+from ..proxy.snapshot import EntryPointRuntime, Pools, compile_config, compile_steps
+from . import handoff
 from .log import log, reopen as reopen_log
 from .loop import EPOLLIN, Loop
 
@@ -87,7 +89,8 @@ def _spare_fd():
 
 
 class ConfigPipe:
-    """Reads config messages (length-prefixed pickles) from the master."""
+    """Reads messages from the master: length-prefixed, a configuration as a
+    pyroute.server.handoff payload (taken in slices: ``Reload``), the rest plain pickles."""
 
     __slots__ = ("worker", "sock", "fd", "buf")
 
@@ -96,7 +99,7 @@ class ConfigPipe:
         self.sock = sock
         self.sock.setblocking(False)
         self.fd = sock.fileno()
-        self.buf = b""
+        self.buf = bytearray()
 
     def on_event(self, ev):
         try:
@@ -113,8 +116,96 @@ class ConfigPipe:
             (n,) = struct.unpack_from("!I", self.buf)
             if len(self.buf) < 4 + n:
                 break
-            payload, self.buf = self.buf[4:4 + n], self.buf[4 + n:]
-            self.worker.apply(pickle.loads(payload))
+            payload = bytes(self.buf[4:4 + n])
+            del self.buf[:4 + n]
+            if payload.startswith(handoff.MAGIC):
+                self.worker.begin_reload(payload)
+            else:
+                self.worker.apply(pickle.loads(payload))
+
+    def abort(self):
+        pass
+
+
+class Reload:
+    """A new configuration taken in slices across loop turns (issue #11: at 10,000 routers,
+    unpickling and compiling it at once held the loop for 1-2 s). Each turn runs the loader
+    (pyroute.server.handoff.loads_steps) and then the compiler
+    (pyroute.proxy.snapshot.compile_steps) for at most ``BUDGET`` and hands the loop back.
+    What drives it is an eventfd left readable while work is pending (level-triggered): each
+    epoll_wait returns at once with it among the ready sockets, which are served in the same
+    turn, at no system call more (a timer due "now" would run again at once in the same
+    timer pass, and call_soon's queue too). The old snapshot serves until the new one is
+    complete; then the worker swaps it in between two events. A newer configuration
+    arriving meanwhile replaces this one.
+
+    The cyclic GC is off while a reload builds: a full collection over the half-built
+    configuration's objects costs ~0.1 s in one piece; at the swap they are frozen out of
+    the collector's generations (as the start-up config is) and the GC comes back on."""
+
+    __slots__ = ("worker", "steps", "started", "turns", "longest", "fd")
+
+    BUDGET = 0.002
+
+    def __init__(self, worker, payload):
+        self.worker = worker
+        self.steps = self._steps(payload)
+        self.started = worker.loop.now
+        self.turns = 0
+        self.longest = 0.0
+        self.fd = os.eventfd(1, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        worker.loop.register(self.fd, EPOLLIN, self)
+
+    def stop(self):
+        if self.fd >= 0:
+            self.worker.loop.forget(self.fd)
+            os.close(self.fd)             # closing it takes it out of the epoll set
+            self.fd = -1
+        self.steps = None
+
+    def on_event(self, ev):
+        self.run()
+
+    def _steps(self, payload):
+        if isinstance(payload, bytes):
+            config = yield from handoff.loads_steps(payload)
+            yield
+        else:
+            config = payload          # already a configuration (apply)
+        snap = yield from compile_steps(config, self.worker.env.pools)
+        return snap
+
+    def run(self):
+        worker = self.worker
+        if worker.reload is not self:
+            self.stop()                   # replaced by a newer configuration
+            return
+        clock = worker.loop._monotonic
+        start = clock()
+        end = start + self.BUDGET
+        steps = self.steps
+        try:
+            while clock() < end:
+                next(steps)
+        except StopIteration as done:
+            worker.reload = None
+            self.stop()
+            self._took(clock() - start)
+            worker.swap(done.value, self)
+            return
+        except Exception as e:  # the master validated it; keep serving the old one anyway
+            worker.reload = None
+            self.stop()
+            gc.enable()
+            log("error", "worker could not compile the new configuration; keeping the old one",
+                error=str(e))
+            return
+        self._took(clock() - start)
+
+    def _took(self, t):
+        self.turns += 1
+        if t > self.longest:
+            self.longest = t
 
     def abort(self):
         pass
@@ -157,6 +248,7 @@ class Worker:
         self.tls_entry_points = {name: EntryPointRuntime(ep, tls=True) for name, ep in
                                  config.static.entry_points.items()}
         self.env.snapshot = compile_config(config, self.env.pools)
+        self.reload = None            # the Reload being built, if any
         self.drain_deadline = 0.0
         # out of descriptors (accept_failed): a spare one to give up, the back-off state
         self.spare = _spare_fd()
@@ -275,17 +367,26 @@ class Worker:
         if isinstance(config, tuple) and config[0] == "health":
             self.apply_health(config[1], config[2])
             return
-        try:
-            snap = compile_config(config, self.env.pools)
-        except Exception as e:  # the master validated it; keep serving the old one anyway
-            log("error", "worker could not compile the new configuration; keeping the old one",
-                error=str(e))
-            return
+        # a configuration sent as one pickle: compiled in slices all the same
+        self.begin_reload(config)
+
+    def begin_reload(self, payload):
+        """A new configuration (its handoff payload, or itself) arrived: build it in slices
+        (``Reload``); one still building is dropped for it."""
+        if self.reload is not None:
+            self.reload.stop()
+        gc.disable()
+        self.reload = Reload(self, payload)
+
+    def swap(self, snap, reload):
         for service, url in self.down:
             snap.set_health(service, url, False)
         self.env.snapshot = snap      # swapped between events: nothing is mid-request here
         gc.freeze()                   # config objects live long: keep them out of GC passes
-        log("debug", "worker swapped configuration", worker=self.index)
+        gc.enable()
+        log("debug", "worker swapped configuration", worker=self.index,
+            took="%.3fs" % (self.loop._monotonic() - reload.started), turns=reload.turns,
+            longestTurn="%.1fms" % (reload.longest * 1000))
 
     def apply_health(self, full, items):
         """Server status from the master's health checks (pyroute.server.health)."""
