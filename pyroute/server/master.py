@@ -21,7 +21,7 @@ import socket
 import struct
 import time
 
-from . import handoff
+from . import handoff, share
 from .health import HealthChecks
 from .log import log, reopen as reopen_log
 from .proctitle import set_title
@@ -510,6 +510,7 @@ class Master:
 
     def run(self):
         set_title("pyroute: master", "pyroute-master")
+        share.init(len(self.slots))      # before the first fork: every worker inherits it
         sel = self.sel = selectors.DefaultSelector()
         rsock, wsock = socket.socketpair()
         rsock.setblocking(False)

@@ -21,7 +21,7 @@ import _socket
 from .._engine.conn import Env
 from ..proxy.sniff import Sniffer
 from ..proxy.snapshot import EntryPointRuntime, Pools, compile_config, compile_steps
-from . import handoff
+from . import handoff, share
 from .log import log, reopen as reopen_log
 from .loop import EPOLLIN, Loop
 
@@ -31,7 +31,7 @@ _IPPROTO_TCP = socket.IPPROTO_TCP
 _TCP_NODELAY = socket.TCP_NODELAY
 
 
-from .listeners import bind_listener  # noqa: E402,F401  (re-exported)
+from .listeners import ListenError, bind_listener  # noqa: E402,F401  (re-exported)
 
 
 class Acceptor:
@@ -79,6 +79,14 @@ _NO_RESOURCES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 ACCEPT_BACKOFF = 0.5      # seconds the listeners are out of the epoll set (nginx: 500 ms)
 LOG_INTERVAL = 10.0       # one log line per interval, with the count of what it stands for
 SPARE_DRAIN = 64          # at most this many queued connections refused per back-off
+LEAVE_DRAIN = 4096        # the most a queue holds (listen backlog): emptied before closing
+REJOIN_ROOM = 0.1         # rejoin the SO_REUSEPORT group with this share of the limit free
+REJOIN_MIN = 4            # (and at least this many descriptors)
+
+
+def _nofile():
+    import resource
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 def _spare_fd():
@@ -258,6 +266,11 @@ class Worker:
         self.accept_log_at = 0.0
         self.accept_other_log_at = 0.0
         self.refused = 0              # connections accepted and closed for lack of fds
+        # out of the SO_REUSEPORT group while saturated (pyroute.server.share)
+        self.shares = share.get()
+        self.left_group = False
+        if self.shares is not None:
+            self.shares.joined(index)
         self.down = set()             # (service, url) the master's health checks say are down
         self.apply_health(True, down)
         # metrics.prometheus / otlp: counted here per exchange (Env.observers), handed to the master
@@ -312,8 +325,9 @@ class Worker:
         and close them at once, so their clients see a close/reset now instead of waiting in
         the queue (libuv's EMFILE trick); a client that retries lands, by SO_REUSEPORT's hash
         of its new source port, most likely on a sibling worker with room. One log line per
-        LOG_INTERVAL, with the count. (Why not leave the SO_REUSEPORT group: see
-        docs/operations.md, "Limits and failures".)"""
+        LOG_INTERVAL, with the count. With a sibling that has room, the worker also leaves
+        the SO_REUSEPORT group until it has room again (``_leave_group``; see
+        docs/operations.md, "Limits and failures")."""
         now = self.loop.now
         if e.errno not in _NO_RESOURCES:
             # e.g. ECONNABORTED (the client reset it while it was queued): nothing to back off
@@ -351,9 +365,75 @@ class Worker:
             for other in self.listeners:
                 self.loop.unregister(other.fd)
             self.loop.next_sweep = min(self.loop.next_sweep, self.accept_resume_at)
+            self._leave_group(acc)
+
+    # ---- a saturated worker out of the SO_REUSEPORT group -------------------------------
+    # Out of descriptors, the worker closes its listening sockets while a sibling still takes
+    # its share (pyroute.server.share): the kernel's hash then sends every new connection to
+    # the siblings instead of refusing a share of them here. Closing a listener resets what
+    # waits in its queue, so the queue is emptied first with the spare descriptor (accepted
+    # and closed, as above: those clients are refused either way); only a connection that
+    # arrives between that last accept and the close is reset. The worker rejoins — fresh
+    # sockets bound to the same addresses — once it has descriptors to spare again.
+
+    def _leave_group(self, acc):
+        if self.left_group or self.shares is None or self.env.draining:
+            return
+        if not self.shares.try_leave(self.index):
+            return                        # no sibling takes its share: stay (and refuse)
+        refused = 0
+        for other in self.listeners:
+            while refused < LEAVE_DRAIN:
+                if self.spare >= 0:
+                    os.close(self.spare)
+                    self.spare = -1
+                try:
+                    fd, _ = other._accept()
+                except OSError:
+                    break
+                refused += 1
+                os.close(fd)
+            other.sock.close()
+        self.refused += refused
+        self.spare = _spare_fd()
+        self.left_group = True
+        log("warn", "out of file descriptors: this worker stopped taking its share of new "
+            "connections; its siblings take them", worker=self.index,
+            entryPointName=acc.ep.name, refused=refused)
+
+    def _rejoin_group(self):
+        """Back in the group once descriptors are spare (REJOIN_ROOM of the limit free)."""
+        soft = _nofile()
+        try:
+            used = len(os.listdir("/proc/self/fd"))
+        except OSError:
+            return False
+        if soft - used < max(REJOIN_MIN, soft * REJOIN_ROOM):
+            return False
+        fresh = []
+        try:
+            for acc in self.listeners:
+                fresh.append(bind_listener(acc.ep.ep))
+        except (ListenError, OSError) as e:
+            for sock in fresh:
+                sock.close()
+            log("warn", "could not listen again; retrying", worker=self.index,
+                error=str(e))
+            return False
+        for acc, sock in zip(self.listeners, fresh):
+            acc.sock = sock
+            acc.fd = sock.fileno()
+            acc._accept = sock._accept
+        self.left_group = False
+        self.shares.joined(self.index)
+        log("info", "this worker takes its share of new connections again", worker=self.index)
+        return True
 
     def _resume_accepting(self, now):
         if not self.accept_paused or now < self.accept_resume_at:
+            return
+        if self.left_group and not self.env.draining and not self._rejoin_group():
+            self.accept_resume_at = now + ACCEPT_BACKOFF    # checked again after a while
             return
         self.accept_paused = False
         if self.env.draining:
