@@ -342,7 +342,8 @@ def test_throttle_duration_spaces_file_change_reloads_and_keeps_the_last_change(
 # and compiled in slices, a 10,000-router reload held the worker's loop for 1.2-1.7 s on this
 # 2-core machine (bench/results/reload-20261203.txt); the slices are 2 ms, the steps left in
 # one piece (a route table's sort and index, the TLS associations) ~10-50 ms there. The bound
-# is far under the old stall and far over what a loaded 2-core CI machine adds by itself.
+# is far under the old stall; on top of it, the longest wait of a quiet window just before
+# (what a loaded machine adds by itself, measured in the same run).
 STALL_BOUND = 0.3
 
 
@@ -373,9 +374,11 @@ def test_reload_of_10000_routes_keeps_serving_and_new_routes_answer_after_the_sw
         wait_version(proxy.port, 1, timeout=120)
         thread = threading.Thread(target=probe, daemon=True)
         thread.start()
-        time.sleep(1.0)
+        time.sleep(2.5)
         assert get(proxy.port, "/", "new.test")[0] == 404
         t0 = time.monotonic()
+        # the machine's own noise, in the same run: the longest wait with nothing reloading
+        quiet = max(s[1] for s in samples if s[0] >= t0 - 2.0)
         replace(proxy.mdir / "config.yaml", manifests(be.port, 2) + route("added", "new.test"))
         end = time.monotonic() + 120
         while not any(s[3] == "2" for s in samples[-20:]):
@@ -389,9 +392,10 @@ def test_reload_of_10000_routes_keeps_serving_and_new_routes_answer_after_the_sw
         during = [s for s in samples if s[0] >= t0]
         assert all(s[2] == 200 for s in during), [s for s in during if s[2] != 200][:5]
         worst = max(during, key=lambda s: s[1])
-        assert worst[1] < STALL_BOUND, (
-            "a request waited %.0f ms, sent %.2f s after the change (new config at %.2f s)"
-            % (worst[1] * 1000, worst[0] - t0, swapped - t0))
+        assert worst[1] < STALL_BOUND + quiet, (
+            "a request waited %.0f ms, sent %.2f s after the change (new config at %.2f s; "
+            "%.0f ms at most before it)" % (worst[1] * 1000, worst[0] - t0, swapped - t0,
+                                              quiet * 1000))
         # requests kept flowing through the whole reload, the old version until the swap
         versions = [s[3] for s in during]
         assert versions[0] == "1" and versions[-1] == "2"

@@ -1298,9 +1298,12 @@ def compile_steps(config, pools, route_table_factory=None, server_name=None):
                     except Exception:
                         rules[key] = None   # the constructor raises it, naming the router
                     yield
-    entries = _tables(per_ep, make_table, errors, rules)
-    yield
-    entries_tls = _tables(per_ep_tls, make_table, errors, rules)
+    if make_table is RouteTable:
+        entries = yield from _staged_tables(per_ep, errors, rules)
+        entries_tls = yield from _staged_tables(per_ep_tls, errors, rules)
+    else:
+        entries = _tables(per_ep, make_table, errors, rules)
+        entries_tls = _tables(per_ep_tls, make_table, errors, rules)
     yield
     tls_configs = tls.TLSConfig.from_runtime(config)
     for cfg in tls_configs.values():
@@ -1387,6 +1390,35 @@ def _tables(per_ep, make_table, errors, rules=None):
                 continue
             entries[ep] = EntryRoutes(table, [route for _, _, route in items])
             break
+    return entries
+
+
+TABLE_SLICE = 200     # routes added to a staged RouteTable per step
+
+
+def _staged_tables(per_ep, errors, rules):
+    """``_tables`` for RouteTable, as a generator: each table is built in stages, TABLE_SLICE
+    routes a step, then sorted and indexed in one (``RouteTable.finish``). A table with a
+    router it refuses (a bad rule or priority the manifests layer let through) is built again
+    the plain way, which leaves that router out and reports it."""
+    from .._engine.rules import RouteTable
+    entries = {}
+    for ep, items in per_ep.items():
+        if not items:
+            continue
+        table = RouteTable((), finish=False)
+        try:
+            for i in range(0, len(items), TABLE_SLICE):
+                table.add([(name, _rule(rules, r), r.get("priority") or 0,
+                            r.get("ruleSyntax") or "") for name, r, _ in
+                           items[i:i + TABLE_SLICE]])
+                yield
+            table.finish()
+        except (RuleSyntaxError, ValueError):
+            entries.update(_tables({ep: items}, RouteTable, errors, rules))
+        else:
+            entries[ep] = EntryRoutes(table, [route for _, _, route in items])
+        yield
     return entries
 
 
