@@ -458,11 +458,10 @@ def test_saturated_worker_leaves_the_reuseport_group_and_its_sibling_takes_every
         for _ in range(400):
             held.append(socket.create_connection(("127.0.0.1", proxy.port)))
             time.sleep(0.005)
-            if LEFT in proxy.output():
+            if "accept failed" in proxy.output():
                 break
-        assert _wait(lambda: LEFT in proxy.output(), 5.0), proxy.output()[-2000:]
-        line = [ln for ln in proxy.output().splitlines() if LEFT in ln][0]
-        assert "worker=" in line
+        assert _wait(lambda: "accept failed" in proxy.output(), 5.0), proxy.output()[-2000:]
+        time.sleep(0.2)
         held = [s for s in held if _state(s) == "held"]
         assert _fds(pid) >= limit - 3          # still saturated: it holds its connections
         # every new connection now reaches the sibling and is answered
@@ -475,6 +474,8 @@ def test_saturated_worker_leaves_the_reuseport_group_and_its_sibling_takes_every
                 statuses.append(repr(e))
         assert statuses == [200] * 80, statuses
         assert worker_pids(proxy.proc.pid)[0] == pid and _fds(pid) <= limit
+        line = [ln for ln in proxy.output().splitlines() if LEFT in ln][0]
+        assert "worker=" in line
         # descriptors free again: the worker rejoins and takes connections again
         for s in held:
             s.close()

@@ -1236,7 +1236,7 @@ def compile_steps(config, pools, route_table_factory=None, server_name=None):
     never holds the loop for more than a slice (issue #11)."""
     if server_name is None:
         server_name = socket.gethostname().encode("ascii", "replace")
-    from .._engine.rules import RouteTable, compile_rule
+    from .._engine.rules import RouteTable, compile_rule, parse_domains
     make_table = route_table_factory or RouteTable
     comp = Compiler(config, pools)
     errors = []
@@ -1305,7 +1305,20 @@ def compile_steps(config, pools, route_table_factory=None, server_name=None):
         entries = _tables(per_ep, make_table, errors, rules)
         entries_tls = _tables(per_ep_tls, make_table, errors, rules)
     yield
-    tls_configs = tls.TLSConfig.from_runtime(config)
+    # the TLS routers' Host names (HostOptions), parsed ahead one per step: with 10,000 TLS
+    # routers, parsing them in from_runtime took ~0.4 s in one piece
+    domains = {}
+    tls_routers = (config.tls_routers() if hasattr(config, "tls_routers") else routers)
+    for r in tls_routers.values():
+        if isinstance(r, dict) and r.get("tls") is not None:
+            key = (r.get("rule") or "", r.get("ruleSyntax") or "v3")
+            if key not in domains:
+                try:
+                    domains[key] = parse_domains(*key)
+                except Exception:
+                    pass                # HostOptions parses it again and reports it
+                yield
+    tls_configs = tls.TLSConfig.from_runtime(config, domains)
     for cfg in tls_configs.values():
         errors.extend(cfg.errors)
     return Snapshot(entries, entries_tls, errors, config, tls_configs, comp.health)
