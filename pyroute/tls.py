@@ -833,9 +833,11 @@ class HostOptions:
 
     __slots__ = ("host_options", "router_options", "claims", "errors")
 
-    def __init__(self, routers, entry_point, default_entry_points, option_names):
+    def __init__(self, routers, entry_point, default_entry_points, option_names, domains=None):
         """``routers``: the dynamic configuration's http.routers; ``entry_point``: None for
-        every entry point; ``option_names``: the keys of tls.options (``default`` implied)."""
+        every entry point; ``option_names``: the keys of tls.options (``default`` implied);
+        ``domains``: (rule, syntax) -> parse_domains' answer, parsed ahead (a worker's reload
+        does it in slices: pyroute.proxy.snapshot.compile_steps)."""
         self.host_options = {}
         self.router_options = {}
         self.claims = claims = {}
@@ -865,8 +867,10 @@ class HostOptions:
                             kind="Router", name=rname, field="tls.certResolver")
             try:
                 # Traefik httpmuxer.ParseDomains: the (non-negated) Host names, lower-cased.
-                hosts = rules.parse_domains(router.get("rule") or "",
-                                            router.get("ruleSyntax") or "v3")
+                key = (router.get("rule") or "", router.get("ruleSyntax") or "v3")
+                hosts = domains.get(key) if domains else None
+                if hosts is None:
+                    hosts = rules.parse_domains(*key)
             except RuleSyntaxError as exc:
                 self._error("invalid rule %s, error: %s" % (router.get("rule"), exc.message),
                             kind="Router", name=rname, field="rule")
@@ -926,7 +930,8 @@ class TLSConfig:
                                       default_entry_points)[entry_point]
 
     @classmethod
-    def build_entry_points(cls, dynamic_tls, routers, entry_points, default_entry_points=None):
+    def build_entry_points(cls, dynamic_tls, routers, entry_points, default_entry_points=None,
+                           domains=None):
         """One TLSConfig per entry point name, sharing the certificate store and the option
         contexts (built once); each has its own host -> option association, as Traefik builds
         one per entry point. Errors about the shared parts are on the first one only; they are
@@ -944,21 +949,22 @@ class TLSConfig:
             config.store = shared.store
             config.options = shared.options
             config.errors = list(shared.errors) if i == 0 else []
-            config._associate_hosts(routers or {}, name, default_entry_points)
+            config._associate_hosts(routers or {}, name, default_entry_points, domains)
             configs[name] = config
         return configs
 
     @classmethod
-    def from_runtime(cls, config):
+    def from_runtime(cls, config, domains=None):
         """One TLSConfig per entry point of a RuntimeConfig: what the server serves with and
-        what ``pyroute explain`` answers from (one build, so they cannot disagree)."""
+        what ``pyroute explain`` answers from (one build, so they cannot disagree);
+        ``domains``: see HostOptions."""
         # Traefik associates the hosts of the routers of its runtime configuration: disabled
         # ones included, those its provider dropped not (RuntimeConfig.tls_routers)
         routers = (config.tls_routers() if hasattr(config, "tls_routers")
                    else config.dynamic.get("http", {}).get("routers", {}))
         configs = cls.build_entry_points(
             config.dynamic.get("tls"), routers,
-            list(config.static.entry_points), config.static.default_entry_points())
+            list(config.static.entry_points), config.static.default_entry_points(), domains)
         for name, cfg in configs.items():
             cfg.h2 = bool(getattr(config.static.entry_points.get(name), "http2", True))
         if configs and all(cfg.h2 for cfg in configs.values()):
@@ -1027,8 +1033,8 @@ class TLSConfig:
             self.errors.extend(option.compile())
             self.options[name] = option
 
-    def _associate_hosts(self, routers, entry_point, default_entry_points):
-        hosts = HostOptions(routers, entry_point, default_entry_points, self.options)
+    def _associate_hosts(self, routers, entry_point, default_entry_points, domains=None):
+        hosts = HostOptions(routers, entry_point, default_entry_points, self.options, domains)
         self.errors.extend(hosts.errors)
         self.host_options = hosts.host_options
         self.router_options = hosts.router_options
