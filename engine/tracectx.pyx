@@ -115,8 +115,11 @@ cdef inline void _put_hex(char *out, uint64_t v, int digits) noexcept:
 cdef class TraceDecider:
     """``on_request(ex)`` of a traced root router (see the module docstring); ``bound``: the
     TraceIDRatioBased bound (round(sampleRate * 2**64)); subclasses define
-    ``sampled(ex, trace_id, parent_id, client_id, tracestate)``."""
+    ``record(ex, trace_id, parent_id, client_id, tracestate, sampled)``, called for a sampled
+    request, and for every request when ``auth`` is set (a forwardAuth below: its auth
+    request carries the trace's context, sampled or not)."""
 
+    cdef public bint auth
     cdef uint64_t _bound
     cdef int _mode                        # 0: never, 1: below _bound, 2: always
     cdef object _bound_value
@@ -194,9 +197,10 @@ cdef class TraceDecider:
             if not sent:
                 sent = _find(req, b"tracestate", 10) >= 0
         client = _next() or 1
-        if sampled:
+        if sampled or self.auth:
             # only a sampled request is exported: an unsampled one leaves nothing to read
-            self.sampled(ex, (<object> hi << 64) | lo, parent, client, state)
+            # (but forwardAuth's traceparent, on the routers that have one)
+            self.record(ex, (<object> hi << 64) | lo, parent, client, state, sampled)
         # Traefik injects the ReverseProxy span's context, sampled or not (a non-recording
         # span still has a valid context): the backend continues the same trace
         value = PyBytes_FromStringAndSize(NULL, 55)

@@ -65,8 +65,8 @@ DEFAULT_STORE = "default"           # Traefik: DefaultTLSStoreName
 DEFAULT_GENERATED_CN = "TRAEFIK DEFAULT CERT"   # Traefik: generate.DefaultDomain
 
 # Application protocols pyroute speaks. Traefik's default is h2, http/1.1, acme-tls/1; pyroute
-# never advertises a protocol it cannot serve (no ACME TLS-ALPN yet), and h2 only on entry
-# points with http2.enabled (the pyroute extension that turns HTTP/2 on, docs/http2.md).
+# never advertises a protocol it cannot serve (no ACME TLS-ALPN yet), and h2 not on entry
+# points whose HTTP/2 the pyroute extension http2.enabled: false turned off (docs/http2.md).
 SERVED_ALPN = ("h2", "http/1.1")
 
 # Traefik: MinVersion / MaxVersion maps (pkg/tls/tls.go).
@@ -129,9 +129,9 @@ DEFAULT_CIPHERS = (
 )
 
 # An option that lists h2 where an entry point does not serve HTTP/2 (dropped in from_runtime
-# when every entry point does)
-H2_ALPN_WARNING = ("'h2' is advertised only on entry points with http2.enabled (a pyroute "
-                   "extension, off by default: docs/http2.md); elsewhere http/1.1 is")
+# when every entry point does: the default)
+H2_ALPN_WARNING = ("'h2' is not advertised on entry points with http2.enabled: false (a "
+                   "pyroute extension: docs/http2.md); there http/1.1 is")
 
 # Traefik's default ALPN list (DefaultTLSOptions, filled in by the manifests layer): served as
 # h2, http/1.1 without a warning (acme-tls/1: pyroute has no ACME).
@@ -579,7 +579,7 @@ class TLSOption:
                             severity="warning")
                 self.alpn = tuple(served)
         self.alpn = tuple(p.encode() for p in self.alpn)
-        # on entry points without HTTP/2 (http2.enabled false): the list without h2
+        # on entry points without HTTP/2 (http2.enabled: false): the list without h2
         self.alpn_h1 = tuple(p for p in self.alpn if p != b"h2")
 
         if any(p.severity == "error" for p in problems):
@@ -913,7 +913,7 @@ class TLSConfig:
         self.host_options = {}       # host (lower-case) -> option name, conflicts resolved
         self.router_options = {}     # TLS router name -> option name it asked for
         self._sni_options = {}       # host -> TLSOption, or a str: why its connections close
-        self.h2 = False              # the entry point serves HTTP/2 (ALPN may pick h2)
+        self.h2 = True               # the entry point serves HTTP/2 (ALPN may pick h2)
 
     # -- build --------------------------------------------------------------------------------
 
@@ -960,7 +960,7 @@ class TLSConfig:
             config.dynamic.get("tls"), routers,
             list(config.static.entry_points), config.static.default_entry_points())
         for name, cfg in configs.items():
-            cfg.h2 = bool(getattr(config.static.entry_points.get(name), "http2", False))
+            cfg.h2 = bool(getattr(config.static.entry_points.get(name), "http2", True))
         if configs and all(cfg.h2 for cfg in configs.values()):
             for cfg in configs.values():
                 cfg.errors = [e for e in cfg.errors if e.message != H2_ALPN_WARNING]
@@ -1114,6 +1114,7 @@ class TLSConfig:
         if not n:
             raise TLSRefused("client closed the connection before its TLS hello")
         if not again and not is_tls_record_start(buf[0]):
+            _local.peek_n = n       # what plain_peek sees (the h2c preface test)
             return PLAIN
         complete, result = _parse_client_hello(buf, n)
         if not complete:
@@ -1128,6 +1129,13 @@ class TLSConfig:
         if again:
             _set_lowat(sock, 1)
         return self.new_connection(sock, result)
+
+    @staticmethod
+    def plain_peek(length):
+        """The first ``length`` bytes (or fewer) of what the accept that just returned PLAIN
+        peeked: the sniffer tells the h2c preface from HTTP/1.1 with them, so a plain
+        connection costs no second peek."""
+        return bytes(_local.peek[:min(length, _local.peek_n)])
 
     @staticmethod
     def option_name_of(stream):

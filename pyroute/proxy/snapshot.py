@@ -596,6 +596,7 @@ class EntryPointRuntime:
         # is built with the entry point's observability config)
         self.metered = getattr(ep, "metered", True)
         self.access_logged = getattr(ep, "access_logged", True)
+        self.traced = getattr(ep, "traced", True)
         # HTTP/2 (engine/h2.pyx): off unless http2.enabled (pyroute extension)
         self.http2 = getattr(ep, "http2", False)
         self.h2_max_streams = getattr(ep, "h2_max_streams", 250)
@@ -664,6 +665,10 @@ class Pools:
     name up and dials its addresses as Go's dialer does (pyroute.proxy.dns); nothing is looked
     up here, so a configuration never depends on DNS. ``lookup``: the resolver's lookup
     function (default getaddrinfo)."""
+
+    # True in a worker (the process that serves): middlewares that keep connections open
+    # ahead of traffic (rateLimit redis.minIdleConns) start only there, not in ``check``
+    serving = False
 
     def __init__(self, lookup=None):
         self.pools = {}

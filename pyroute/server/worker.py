@@ -150,6 +150,7 @@ class Worker:
         self.sockets = sockets        # {entry point: listening socket} opened by the master
         self.loop = Loop()
         self.env = Env(self.loop, Pools())
+        self.env.pools.serving = True
         self.pipe = pipe
         self.listeners = []
         self.entry_points = {name: EntryPointRuntime(ep) for name, ep in
@@ -181,6 +182,8 @@ class Worker:
             self.env.observers.append(self.recorder.observe)
             from ..proxy import mirror
             mirror.metering = self.recorder      # mirrors' copies, on their services
+            from ..middlewares import retry
+            retry.observers.append(self.recorder.attempt)    # each attempt, on its service
         # the access log (static accessLog): an observer of finished exchanges, its writer
         # thread started here, after the fork
         self.access_log = None
@@ -207,8 +210,11 @@ class Worker:
                     log("error", missing)
             else:
                 from .._version import __version__
-                self.tracer = tracing.Exporter(conf, __version__)
+                self.tracer = tracing.Exporter(conf, __version__,
+                                               getattr(config.static, "metrics", None))
                 self.env.observers.append(self.tracer.observe)
+                from ..middlewares import retry
+                retry.observers.append(self.tracer.attempt)     # per-attempt spans
 
     # ---- out of file descriptors --------------------------------------------------------
 
