@@ -120,6 +120,7 @@ def main():
 
     rec = Recorder(Metrics(prometheus=Prometheus()))
     step = tracing.TraceStart(tracing.sample_bound(0.0), False, "r", "", "s", ())
+    ex.env = types.SimpleNamespace(now=ex.started)
 
     def clear(ex):
         ex.set_headers = None

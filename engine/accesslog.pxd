@@ -40,10 +40,13 @@ cdef class Formatter:
     # --- the second last formatted (every line of that second shares it)
     cdef long long utc_sec
     cdef long long local_sec
+    cdef long long now_sec                # the line's "time" (a second of its own: a long
+                                          # request's start is another second)
     cdef long long clf_sec
     cdef long long clf_local_sec
     cdef char utc_text[32]
     cdef char local_text[40]
+    cdef char now_text[40]
     cdef char clf_text[40]
     cdef char clf_local_text[40]
 
@@ -52,6 +55,7 @@ cdef class Formatter:
     cdef int _json_path(self, Buf *b, Request req, const char *raw) except -1
     cdef int _rfc3339_nano(self, Buf *b, long long ns, bint utc) except -1
     cdef int _second(self, long long sec, bint utc) except -1
+    cdef int _local(self, long long sec, long long *cached, char *text) except -1
     cdef const char *_clf_time(self, long long sec, bint utc) except NULL
     cdef int _clf(self, Exchange ex, Request req, Buf *b, unsigned long long keep,
                   long long start_ns, long long duration, object client_host, object user,

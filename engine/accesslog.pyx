@@ -118,6 +118,10 @@ _HOP_BY_HOP = frozenset((b"connection", b"proxy-connection", b"keep-alive", b"te
                          b"trailer", b"transfer-encoding", b"upgrade", b"proxy-authenticate",
                          b"proxy-authorization"))
 _SERVER_ADDED = frozenset((b"connection", b"keep-alive"))
+# the bytes a JSON string carries as they are (printable ASCII but " \\ < > &)
+cdef unsigned char PLAIN[256]
+for _c in range(256):
+    PLAIN[_c] = 0x20 <= _c < 0x80 and chr(_c) not in '"\\<>&'
 cdef int CANON_CACHE = 1024     # header names remembered (a client chooses them: bounded)
 cdef long long NO_SECOND = -(1LL << 62)     # the second caches' "nothing formatted yet"
 
@@ -218,11 +222,10 @@ cdef int _json_inner(Buf *b, const char *p, Py_ssize_t n) except -1:
     _reserve(b, n)
     while i < n:
         c = s[i]
+        if PLAIN[c]:
+            i += 1
+            continue
         if c < 0x80:
-            if c >= 0x20 and c != b'"' and c != b'\\' and c != b'<' and c != b'>' \
-                    and c != b'&':
-                i += 1
-                continue
             _put(b, p + start, i - start)
             if c == b'"' or c == b'\\':
                 _putc(b, b'\\')
@@ -375,7 +378,8 @@ cdef class Formatter:
         self.buf.data = NULL
         self.buf.len = 0
         self.buf.cap = 0
-        self.utc_sec = self.local_sec = self.clf_sec = self.clf_local_sec = NO_SECOND
+        self.utc_sec = self.local_sec = self.now_sec = NO_SECOND
+        self.clf_sec = self.clf_local_sec = NO_SECOND
         self.busy = False
         self.woken = False
 
@@ -683,9 +687,9 @@ cdef class Formatter:
         _key(b, b"time", 4, &first)
         # logrus' default TimestampFormat: RFC 3339 to the second, local time
         sec = _floor_sec(real_ns)
-        self._second(sec, False)
+        self._local(sec, &self.now_sec, self.now_text)
         _putc(b, b'"')
-        _put(b, self.local_text, _cstrlen(self.local_text))
+        _put(b, self.now_text, _cstrlen(self.now_text))
         _putc(b, b'"')
         _put(b, b"}\n", 2)
         self.lines += 1
@@ -773,13 +777,20 @@ cdef class Formatter:
             _zone(self.utc_text + n, 32 - n, 0, False)
             self.utc_sec = sec
         else:
-            if sec == self.local_sec:
-                return 0
-            localtime_r(&ts, &t)
-            n = snprintf(self.local_text, 40, "%04d-%02d-%02dT%02d:%02d:%02d", t.tm_year + 1900,
-                         t.tm_mon + 1, t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec)
-            _zone(self.local_text + n, 40 - n, t.tm_gmtoff, False)
-            self.local_sec = sec
+            self._local(sec, &self.local_sec, self.local_text)
+        return 0
+
+    cdef int _local(self, long long sec, long long *cached, char *text) except -1:
+        cdef tm t
+        cdef time_t ts = <time_t> sec
+        cdef int n
+        if sec == cached[0]:
+            return 0
+        localtime_r(&ts, &t)
+        n = snprintf(text, 40, "%04d-%02d-%02dT%02d:%02d:%02d", t.tm_year + 1900,
+                     t.tm_mon + 1, t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec)
+        _zone(text + n, 40 - n, t.tm_gmtoff, False)
+        cached[0] = sec
         return 0
 
     cdef const char *_clf_time(self, long long sec, bint utc) except NULL:

@@ -4,6 +4,7 @@ through the engine's Exchange and a Request the real parser read. tests/test_e2e
 checks the spans and the propagation of real requests against a real OTLP receiver."""
 import os
 import re
+import types
 
 from hypothesis import given, settings, strategies as st
 
@@ -39,6 +40,7 @@ def _exchange(headers):
     ex = Exchange.__new__(Exchange)
     ex.req = RequestParser().parse(bytearray(raw))
     ex.path = b"/p"
+    ex.env = types.SimpleNamespace(now=1.0)     # the worker's Env: its loop time
     return ex
 
 
