@@ -711,6 +711,7 @@ cdef class H2Conn(TurnEnd):
     cdef ResponseParser rparser           # parses each stream's response head back
     cdef object rparser_owner             # the stream whose incomplete head it scanned
     cdef bint raw                         # a plain socket: libc recv/send on ``fd``
+    cdef bint trusted                     # ep.is_trusted(remote_ip), for every stream
     cdef int encoder_max                  # maxEncoderHeaderTableSize
     cdef int decoder_table                # maxDecoderHeaderTableSize
     # the header block being received (HEADERS + CONTINUATION)
@@ -741,6 +742,7 @@ cdef class H2Conn(TurnEnd):
         self.raw = not tls                # as ClientConn: plain means a socket.socket
         self.rparser = ResponseParser()
         self.remote_ip = remote_ip
+        self.trusted = ep.is_trusted(remote_ip)
         self.remote_port = 0
         self.closed = False
         self.ibuf = bytearray(initial)
@@ -1112,6 +1114,7 @@ cdef class H2Conn(TurnEnd):
             return
         st = H2Stream.__new__(H2Stream)
         st.h2 = self
+        st.trusted = self.trusted
         st.sid = sid
         st.state = ST_HALF_CLOSED_REMOTE if end_stream else ST_OPEN
         st.send_window = self.peer_initial_window
