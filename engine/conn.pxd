@@ -138,6 +138,7 @@ cdef class StreamSink:
     # Where a ClientConn without a socket reads its request bytes from and writes its
     # response bytes to: an HTTP/2 stream (engine/h2.pyx) that turns its frames into an
     # HTTP/1.1 request and the HTTP/1.1 response back into frames
+    cdef bint trusted                            # the connection's peer is in trustedIPs
     cdef bint sink(self, bytes data) except -1   # response bytes; False: over its bound (pause)
     cdef bytes take_input(self)                  # request bytes waiting, or None
     cdef void sink_closed(self) except *         # the ClientConn closed (response over or cut)

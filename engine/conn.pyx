@@ -1215,7 +1215,8 @@ cdef class ClientConn(UpstreamUser):
         self.snap = None
         self.entry = None
         self.hup = False
-        self.trusted = ep.is_trusted(remote_ip)
+        # an HTTP/2 stream: its connection's answer, asked once per connection
+        self.trusted = sink.trusted if sink is not None else ep.is_trusted(remote_ip)
         self.buf = bytearray()
         self.out = None
         self.state = S_HEAD

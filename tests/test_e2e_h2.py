@@ -324,3 +324,17 @@ def test_response_trailers_with_curl_and_nghttp(tmp_path, backend):
         assert lines[0].startswith("HTTP/2 200")
         # curl writes the trailers after the head's blank line
         assert lines[lines.index("") + 1:][:2] == ["x-checksum: abc", "grpc-status: 0"]
+
+
+@pytest.mark.parametrize("trusted, expect", [(("127.0.0.1",), "203.0.113.9, 127.0.0.1"),
+                                             ((), "127.0.0.1")])
+def test_forwarded_headers_trust_per_stream(tmp_path, backend, trusted, expect):
+    # forwardedHeaders.trustedIPs decides for each stream as for an HTTP/1.1 request (asked
+    # once per connection): a trusted peer's X-Forwarded-For is extended, another's replaced
+    m = backend_service("be", [backend.port]) + ingressroute("r", [("Host(`a.test`)", "be", "")])
+    pr = Pyroute(tmp_path, m, trusted=trusted)
+    with pr:
+        for path in ("/one", "/two"):
+            code, version, body = curl_json(pr, path, "-H", "X-Forwarded-For: 203.0.113.9")
+            assert (code, version) == (200, b"2")
+            assert headers_of(json.loads(body))["x-forwarded-for"] == expect

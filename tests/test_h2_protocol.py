@@ -229,6 +229,24 @@ def test_response_waits_for_the_clients_window(server):
     c.close()
 
 
+def test_short_writes_keep_frames_whole(server):
+    # wide-open windows and a client that reads late: the socket fills, pyroute's writes of
+    # its queued frames come short and resume on EPOLLOUT; three interleaved 3 MB bodies
+    # still arrive whole (a frame cut wrong would break the h2 package's parser)
+    c = Client(server.port, settings={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 2**31 - 1})
+    c.h2.increment_flow_control_window(2**30)
+    c.flush()
+    for sid in (1, 3, 5):
+        c.get(sid, "/big/3000000")
+    time.sleep(1.0)
+    evs = c.events(lambda evs: all(any(isinstance(e, h2.events.StreamEnded) and
+                                       e.stream_id == s for e in evs) for s in (1, 3, 5)),
+                   timeout=30)
+    assert [response(evs, sid)[0] for sid in (1, 3, 5)] == [200, 200, 200]
+    assert [len(response(evs, sid)[1]) for sid in (1, 3, 5)] == [3000000] * 3
+    c.close()
+
+
 # ---- validation errors (RFC 9113 names them) ---------------------------------------------
 
 @pytest.mark.parametrize("fields, why", [

@@ -597,8 +597,8 @@ class EntryPointRuntime:
         self.metered = getattr(ep, "metered", True)
         self.access_logged = getattr(ep, "access_logged", True)
         self.traced = getattr(ep, "traced", True)
-        # HTTP/2 (engine/h2.pyx): off unless http2.enabled (pyroute extension)
-        self.http2 = getattr(ep, "http2", False)
+        # HTTP/2 (engine/h2.pyx): on unless the pyroute extension http2.enabled: false
+        self.http2 = getattr(ep, "http2", True)
         self.h2_max_streams = getattr(ep, "h2_max_streams", 250)
         self.h2_decoder_table = getattr(ep, "h2_decoder_table", 4096)
         self.h2_encoder_table = getattr(ep, "h2_encoder_table", 4096)
