@@ -343,9 +343,34 @@ cdef inline void _arm_write_timeout(ClientConn c) noexcept:
 
 # ---- upstream side ----------------------------------------------------------------------
 
+cdef class UpstreamStream:
+    """An HTTP/2 stream carrying an UpstreamConn's exchange (engine/h2up.pyx ``H2UpStream``)."""
+
+    cdef bint send(self, bytes data) except -1:
+        return True
+
+    cdef void deliver(self) except *:
+        pass
+
+    cdef void cancel(self) except *:
+        pass
+
+
+cdef class H2Dialer:
+    """A pool's HTTP/2 connections (engine/h2up.pyx ``H2Pool``)."""
+
+    cdef UpstreamStream open(self, UpstreamConn up):
+        return None
+
+    cpdef close_all(self):
+        pass
+
+
 @cython.final
 cdef class Pool:
-    """Idle keep-alive connections to one server (address + transport settings)."""
+    """Idle keep-alive connections to one server (address + transport settings). With ``h2``
+    set (an h2c server) nothing is pooled here: each exchange is a stream of one of the
+    dialer's multiplexed connections."""
 
     def __init__(self, addr, int family, int max_idle, double dial_timeout,
                  double header_timeout, double idle_timeout, str name, ssl_ctx=None,
@@ -374,7 +399,7 @@ cdef class Pool:
         return UpstreamConn(env, self)
 
     cdef void put(self, UpstreamConn up, double now):
-        if len(self.idle) >= self.max_idle:
+        if up.stream is not None or len(self.idle) >= self.max_idle:
             up.close()
             return
         up.client = None
@@ -391,6 +416,8 @@ cdef class Pool:
         for up in self.idle:
             up.close()
         self.idle = []
+        if self.h2 is not None:
+            self.h2.close_all()
 
 
 cdef object _TemporaryFile = _tempfile_mod.TemporaryFile
@@ -588,7 +615,8 @@ cdef class FallbackDial:
 
 @cython.final
 cdef class UpstreamConn:
-    def __init__(self, Env env, Pool pool):
+    def __init__(self, Env env, Pool pool, bint transport=False):
+        # ``transport``: the socket under an HTTP/2 connection of ``pool.h2`` (engine/h2up.pyx)
         loop = env.loop
         self.env = env
         self.loop = loop
@@ -607,6 +635,15 @@ cdef class UpstreamConn:
         self.addrs = None
         self.addr_index = 0
         self.fd = -1
+        if pool.h2 is not None and not transport:
+            # an h2c server: this exchange is a stream on a shared connection, which dials
+            # (and times the dial) on its own; ``connecting`` until it is connected
+            self.raw = False
+            self.dial_deadline = 0.0
+            self.deadline = 0.0
+            self.stream = pool.h2.open(self)
+            loop.timed.add(self)
+            return
         self.dial_deadline = loop.now + pool.dial_timeout if pool.dial_timeout else 0.0
         self.deadline = self.dial_deadline
         if pool.resolver is None:
@@ -827,6 +864,9 @@ cdef class UpstreamConn:
 
     cdef void on_readable(self) except *:
         cdef UpstreamUser client
+        if self.stream is not None:
+            self.stream.deliver()         # response bytes the stream held while paused
+            return
         while True:
             try:
                 data = _recv(self.env, self.sock, self.fd, self.raw)
@@ -859,6 +899,8 @@ cdef class UpstreamConn:
         """Send ``data``; True when all of it left, False when the rest waits."""
         cdef Py_ssize_t n
         cdef UpstreamUser client
+        if self.stream is not None:
+            return self.stream.send(data)
         if self.out is not None:
             self.out = self.out + data
             return False
@@ -939,6 +981,11 @@ cdef class UpstreamConn:
         self.closed = True
         self.deadline = 0.0
         self.loop.timed.discard(self)
+        if self.stream is not None:
+            stream = self.stream
+            self.stream = None
+            (<UpstreamStream>stream).cancel()
+            return
         if self.racer is not None or self.fallback_timer is not None:
             self._stop_fallback()
         if self.sock is None:

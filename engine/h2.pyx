@@ -227,6 +227,9 @@ cdef class H2Stream(StreamSink):
     cdef ChunkedDecoder rdec
     cdef bytearray pending                # DATA payload waiting for flow control
     cdef bint end_pending                 # END_STREAM goes after ``pending``
+    cdef bytearray rtail                  # a chunked response's framing since its last data
+    cdef list rtrailers                   # its trailer fields: HEADERS END_STREAM after
+                                          # ``pending`` (gRPC's grpc-status), or None
     cdef bint ended                       # END_STREAM sent (or RST)
     cdef bint paused_conn                 # the ClientConn was told to pause (sink False)
     cdef bint counted                     # counts against MAX_CONCURRENT_STREAMS
@@ -351,17 +354,26 @@ cdef class H2Stream(StreamSink):
             self.pending += data
         elif self.rframing == FR_CHUNKED:
             dec = self.rdec
+            if self.rtail is None:
+                self.rtail = bytearray()
             try:
                 while pos < end and not dec.done:
+                    start = pos
                     pos = dec.feed(data, pos, end)
                     if dec.data_stop > dec.data_start:
                         self.pending += data[dec.data_start:dec.data_stop]
+                        self.rtail = bytearray(data[dec.data_stop:pos])
+                    else:
+                        # framing only (bounded: size lines and the trailer section)
+                        self.rtail += data[start:pos]
             except _HttpParseError:
                 self.h2._reset(self, INTERNAL_ERROR)
                 return
             if dec.done:
                 self.rstate = RS_DONE
                 self.end_pending = True
+                self.rtrailers = _trailer_fields(bytes(self.rtail))
+                self.rtail = None
         else:
             self.pending += data
         self.h2._schedule(self)
@@ -406,6 +418,27 @@ cdef class H2Stream(StreamSink):
             self.inq.append(b"0\r\n" + b"".join(lines) + b"\r\n")
         if self.inq and self.conn is not None and not self.conn.paused:
             self.conn.on_readable()
+
+
+cdef list _trailer_fields(bytes tail):
+    # the trailer section of a finished chunked body (the decoder validated it): the bytes
+    # after the last chunk's data are "\r\n" (that chunk's end), the "0" line, the trailer
+    # lines and the blank line. None when there are no trailers to send.
+    cdef list fields = []
+    cdef bytes line
+    lines = tail.split(b"\r\n")
+    i = 0
+    while i < len(lines) and not (<bytes> lines[i]).strip():
+        i += 1
+    for line in lines[i + 1:]:
+        if not line:
+            break
+        name, _, value = line.partition(b":")
+        name = name.strip().lower()
+        if name in _CONNECTION_FIELDS or name == b"content-length":
+            continue
+        fields.append((name, value.strip(b" \t")))
+    return fields or None
 
 
 cdef bytes _request_head(list fields, bint end_stream, H2Stream st):
@@ -1156,10 +1189,14 @@ cdef class H2Conn:
                     st.send_window -= n
                     self.send_window -= n
                     last = st.end_pending and not st.pending
-                    self._queue(_frame(T_DATA, F_END_STREAM if last else 0, st.sid, chunk))
+                    self._queue(_frame(T_DATA, F_END_STREAM if last and st.rtrailers is None
+                                       else 0, st.sid, chunk))
                     progress = True
                     if last:
-                        self._ended(st)
+                        if st.rtrailers is not None:
+                            self._headers(st, st.rtrailers, True)   # the response trailers
+                        else:
+                            self._ended(st)
                         continue
                     if st.pending:
                         self._schedule(st)
@@ -1167,9 +1204,12 @@ cdef class H2Conn:
                         st.paused_conn = False
                         resume.append(st)
                 elif st.end_pending:
-                    self._queue(_frame(T_DATA, F_END_STREAM, st.sid, b""))
                     progress = True
-                    self._ended(st)
+                    if st.rtrailers is not None:
+                        self._headers(st, st.rtrailers, True)
+                    else:
+                        self._queue(_frame(T_DATA, F_END_STREAM, st.sid, b""))
+                        self._ended(st)
         self._flush()
         return resume
 

@@ -26,6 +26,7 @@ from ..observability import tracing
 from .status import CheckedBalancer, CheckedFailover, register_child
 from .normalize import Normalizer
 from .._engine.conn import EntryTable, Pool, RouteTarget, ServerTarget
+from .._engine.h2up import H2Pool
 from .._engine.exchange import WAIT, apply_edits
 
 DEFAULT_TRANSPORT = "default@internal"   # the static serversTransport (Traefik's internal one)
@@ -669,10 +670,12 @@ class Pools:
         self.pools = {}
         self.lookup = lookup
 
-    def get(self, host, port, transport, tls=None):
+    def get(self, host, port, transport, tls=None, h2c=False):
         """``tls``: None for http, else (key, ssl.SSLContext, server name[, verify]) for
-        https (``verify``: a check of the peer after the handshake, or None)."""
-        key = (host, port) + transport + ((tls[0], tls[2]) if tls else ())
+        https (``verify``: a check of the peer after the handshake, or None). ``h2c``: the
+        server speaks HTTP/2 with prior knowledge (engine/h2up.pyx multiplexes it)."""
+        key = (host, port) + transport + ((tls[0], tls[2]) if tls else ()) + \
+            (("h2c",) if h2c else ())
         pool = self.pools.get(key)
         if pool is None:
             resolver = None
@@ -688,6 +691,8 @@ class Pools:
             pool = Pool(addr, family, max_idle, dial, header, idle, "%s:%d" % (host, port),
                         tls[1] if tls else None, tls[2] if tls else None, resolver,
                         tls[3] if tls and len(tls) > 3 else None)
+            if h2c:
+                H2Pool(pool)
             self.pools[key] = pool
         return pool
 
@@ -1048,10 +1053,7 @@ class Compiler:
                 fenced.append(len(servers))
             url = s.get("url") or ""
             parts = urlsplit(url)
-            if parts.scheme == "h2c":
-                raise ValueError("server %s: h2c needs HTTP/2, which pyroute does not speak yet"
-                                 % url)
-            if parts.scheme not in ("http", "https"):
+            if parts.scheme not in ("http", "https", "h2c"):
                 raise ValueError("server %s: scheme %r to backends is not supported"
                                  % (url, parts.scheme))
             tls = None
@@ -1062,7 +1064,8 @@ class Compiler:
                     tls = _client_tls(self.dynamic, lb.get("serversTransport"), parts.hostname)
                     self.tls_contexts[tls_key] = tls
             port = parts.port or (443 if parts.scheme == "https" else 80)
-            pool = self.pools.get(parts.hostname, port, transport, tls)
+            pool = self.pools.get(parts.hostname, port, transport, tls,
+                                  h2c=parts.scheme == "h2c")
             servers.append(Server(url, pool, parts.netloc.encode(), pass_host, key,
                                   parts.netloc))
             # fenced: out of the WRR rotation (weight 0 is never picked), its sticky cookie
