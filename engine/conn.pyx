@@ -864,8 +864,9 @@ cdef class UpstreamConn:
 
     cdef void on_readable(self) except *:
         cdef UpstreamUser client
-        if self.stream is not None:
-            self.stream.deliver()         # response bytes the stream held while paused
+        cdef UpstreamStream stream = self.stream     # a reference: delivering may end it
+        if stream is not None:
+            stream.deliver()              # response bytes the stream held while paused
             return
         while True:
             try:
@@ -899,8 +900,9 @@ cdef class UpstreamConn:
         """Send ``data``; True when all of it left, False when the rest waits."""
         cdef Py_ssize_t n
         cdef UpstreamUser client
-        if self.stream is not None:
-            return self.stream.send(data)
+        cdef UpstreamStream stream = self.stream     # a reference: sending may end it
+        if stream is not None:
+            return stream.send(data)
         if self.out is not None:
             self.out = self.out + data
             return False

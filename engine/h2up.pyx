@@ -130,6 +130,8 @@ cdef class H2UpStream(UpstreamStream):
     cdef bint req_done                    # END_STREAM sent
     cdef bint blocked                     # send() said False: on_upstream_drained owed
     cdef long long send_window
+    cdef list wfields                     # HEADERS waiting for a free stream slot, or None
+    cdef bint wend
     # response side
     cdef bint got_final
     cdef bint rchunked                    # the HTTP/1.1 response is chunked
@@ -168,13 +170,15 @@ cdef class H2UpStream(UpstreamStream):
         conn._flush()
         if self.gone or conn.dead:
             return True
-        if self.pending or conn.t.out is not None:
+        if self.pending or not self.sid or conn.t.out is not None:
             self.blocked = True
-            return False
+            self.up.out = b""             # as a socket's unsent bytes: the ClientConn's
+            return False                  # spooled-body pump waits for on_upstream_drained
         return True
 
     cdef void deliver(self) except *:
         cdef UpstreamConn up = self.up
+        cdef H2Upstream conn = self.conn          # a reference: delivering may end us both
         cdef UpstreamUser client
         while self.held and not up.paused and not up.closed:
             data, flow = self.held.pop(0)
@@ -183,7 +187,7 @@ cdef class H2UpStream(UpstreamStream):
                 return
             self._credit(flow)
             client.on_upstream_data(up, data)
-        self.conn._flush()
+        conn._flush()
 
     cdef void cancel(self) except *:
         # the UpstreamConn closed: the exchange is over (response read whole) or dropped
@@ -378,6 +382,8 @@ cdef class H2Upstream(UpstreamUser):
     cdef public UpstreamConn t
     cdef dict streams                     # sid -> H2UpStream
     cdef list attached                    # streams whose HEADERS are not out yet
+    cdef list waiting                     # of those, the ones waiting for a stream slot
+    cdef bint settings_seen               # the server's first SETTINGS came
     cdef public int active                # streams attached (count against the server's limit)
     cdef unsigned int next_sid
     cdef public bint dead
@@ -403,6 +409,7 @@ cdef class H2Upstream(UpstreamUser):
         self.owner = owner
         self.streams = {}
         self.attached = []
+        self.waiting = []
         self.next_sid = 1
         self.out = []
         self.ibuf = bytearray()
@@ -451,14 +458,44 @@ cdef class H2Upstream(UpstreamUser):
         self.t.write(data)                # an error reaches on_upstream_error
 
     cdef void _start(self, H2UpStream st, list fields, bint end) except *:
-        # the stream's HEADERS (and CONTINUATIONs): its id is the next one, now
-        cdef bytes block
-        cdef Py_ssize_t pos, n, step = self.peer_max_frame
-        cdef int flags
+        # the stream's head is known: its HEADERS go now, or once a stream slot is free
+        # (the server's SETTINGS_MAX_CONCURRENT_STREAMS; until its SETTINGS came, one stream
+        # at a time, so that a burst at dial time is never refused). Its body waits with it:
+        # send() says False, so the ClientConn reads no more of it meanwhile.
         try:
             self.attached.remove(st)
         except ValueError:
             pass
+        if self.waiting or len(self.streams) >= (self.peer_max_streams if self.settings_seen
+                                                 else 1):
+            st.wfields = fields
+            st.wend = end
+            self.waiting.append(st)
+            return
+        self._open(st, fields, end)
+
+    cdef void _slots(self) except *:
+        # streams left the table or the limit changed: waiting streams go, in order
+        cdef H2UpStream st
+        cdef list fields
+        cdef bint opened = False
+        while self.waiting and not self.dead and len(self.streams) < (
+                self.peer_max_streams if self.settings_seen else 1):
+            st = self.waiting.pop(0)
+            fields = st.wfields
+            st.wfields = None
+            self._open(st, fields, st.wend)
+            self._pump(st)
+            st.blocked = True             # its ClientConn hears on_upstream_drained
+            opened = True
+        if opened:
+            self._unblock()
+
+    cdef void _open(self, H2UpStream st, list fields, bint end) except *:
+        # the stream's HEADERS (and CONTINUATIONs): its id is the next one, now
+        cdef bytes block
+        cdef Py_ssize_t pos, n, step = self.peer_max_frame
+        cdef int flags
         st.sid = self.next_sid
         self.next_sid += 2
         if self.next_sid > MAX_SID:
@@ -534,8 +571,9 @@ cdef class H2Upstream(UpstreamUser):
         if self.dead or self.t.out is not None:
             return
         for st in list(self.streams.values()):
-            if st.blocked and not st.pending and not st.gone:
+            if st.blocked and not st.pending and not st.gone and st.sid:
                 st.blocked = False
+                st.up.out = None
                 client = st.up.client
                 if client is not None:
                     client.on_upstream_drained(st.up)
@@ -548,6 +586,10 @@ cdef class H2Upstream(UpstreamUser):
         st.held = []
         if st.sid:
             self.streams.pop(st.sid, None)
+            self._slots()
+        elif st.wfields is not None:
+            st.wfields = None
+            self.waiting.remove(st)
         else:
             try:
                 self.attached.remove(st)
@@ -584,9 +626,10 @@ cdef class H2Upstream(UpstreamUser):
             return
         self.dead = True
         self.owner._retire(self)
-        streams = list(self.streams.values()) + self.attached
+        streams = list(self.streams.values()) + self.attached + self.waiting
         self.streams = {}
         self.attached = []
+        self.waiting = []
         self.t.client = None
         self.t.close()
         for st in streams:
@@ -617,7 +660,7 @@ cdef class H2Upstream(UpstreamUser):
     cdef void on_upstream_connected(self, UpstreamConn up) except *:
         cdef H2UpStream st
         cdef UpstreamUser client
-        for st in list(self.streams.values()) + list(self.attached):
+        for st in list(self.streams.values()) + self.attached + self.waiting:
             if st.gone:
                 continue
             st.up.connecting = False
@@ -737,8 +780,9 @@ cdef class H2Upstream(UpstreamUser):
                 self._conn_error(E_PROTOCOL_ERROR)
                 return
             if not flags & F_ACK:
-                self._settings(payload)
                 self._queue(_frame(T_SETTINGS, F_ACK, 0, b""))
+                self.settings_seen = True
+                self._settings(payload)
         elif ftype == T_WINDOW_UPDATE:
             if len(payload) != 4:
                 self._conn_error(E_FRAME_SIZE_ERROR)
@@ -789,7 +833,8 @@ cdef class H2Upstream(UpstreamUser):
             last = int.from_bytes(payload[:4], "big") & 0x7fffffff
             self.goaway = True
             self.owner._retire(self)
-            for st in [s for s in self.streams.values() if s.sid > last] + self.attached:
+            for st in [s for s in self.streams.values() if s.sid > last] + self.attached \
+                    + self.waiting:
                 # not processed by the server: failed (Go retries them on a new connection)
                 self._stream_error(st, 502)
             if self.active == 0:
@@ -815,7 +860,7 @@ cdef class H2Upstream(UpstreamUser):
                 self.peer_initial_window = value
                 for st in self.streams.values():
                     st.send_window += delta
-                for st in self.attached:
+                for st in self.attached + self.waiting:
                     st.send_window += delta
             elif ident == S_MAX_FRAME_SIZE:
                 if value < 16384 or value > 16777215:
@@ -824,6 +869,7 @@ cdef class H2Upstream(UpstreamUser):
                 self.peer_max_frame = value
             elif ident == S_HEADER_TABLE_SIZE:
                 self.encoder.set_peer_table_size(value)
+        self._slots()
         self._unblock()
 
     cdef void _headers(self, unsigned int sid, int flags, bytes block) except *:
@@ -847,8 +893,9 @@ cdef class H2Upstream(UpstreamUser):
     cdef void _finished(self, H2UpStream st) except *:
         # both halves over: the stream leaves the table (its UpstreamConn may live on until
         # the ClientConn read the last bytes held for it)
-        if st.resp_done and st.req_done and not st.gone and not st.held:
-            self.streams.pop(st.sid, None)
+        if st.resp_done and st.req_done and not st.gone and not st.held and \
+                self.streams.pop(st.sid, None) is not None:
+            self._slots()
 
 
 @cython.final

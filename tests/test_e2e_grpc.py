@@ -1,0 +1,175 @@
+"""gRPC through `pyroute run` end to end: grpcio clients (HTTP/2, h2c prior knowledge, to an
+entry point with HTTP/2 on) and a grpcio server behind a `scheme: h2c` service
+(engine/h2up.pyx). Unary and the three streaming kinds, grpc-status trailers, deadlines, large
+messages, cancellation reaching the backend, multiplexing (one connection until the server's
+stream limit, then another, as Go's transport), and a gRPC call from an HTTP/1.1 client (the
+trailers as the chunked trailer section)."""
+import queue
+import socket
+import threading
+import time
+
+import grpc
+import pytest
+
+from e2e_support import Pyroute, backend_service
+from grpc_backend import GrpcBackend
+
+
+def h2c_route(name, port, extra=""):
+    return backend_service(name, [port]) + (
+        "---\napiVersion: traefik.io/v1alpha1\nkind: IngressRoute\n"
+        "metadata: {name: r-%s, namespace: default}\nspec:\n  entryPoints: [web]\n  routes:\n"
+        "    - match: PathPrefix(`/`)\n      kind: Rule\n"
+        "      services: [{name: %s, port: 80, scheme: h2c%s}]\n" % (name, name, extra))
+
+
+def h2_pyroute(tmp_path, manifests):
+    pr = Pyroute(tmp_path, manifests)
+    pr.static.write_text(pr.static.read_text().replace(
+        "    transport:", "    http2: {enabled: true}\n    transport:", 1))
+    return pr
+
+
+@pytest.fixture()
+def backend():
+    be = GrpcBackend()
+    yield be
+    be.close()
+
+
+@pytest.fixture()
+def channel(tmp_path, backend):
+    with h2_pyroute(tmp_path, h2c_route("g", backend.port)) as pr:
+        ch = grpc.insecure_channel("127.0.0.1:%d" % pr.port, options=[
+            ("grpc.max_receive_message_length", 64 << 20),
+            ("grpc.max_send_message_length", 64 << 20)])
+        yield ch
+        ch.close()
+
+
+def wait_for(cond, timeout=5.0):
+    end = time.time() + timeout
+    while time.time() < end:
+        if cond():
+            return True
+        time.sleep(0.02)
+    return cond()
+
+
+def test_unary_status_and_trailers(channel, backend):
+    unary = channel.unary_unary("/t.Echo/Unary")
+    resp, call = unary.with_call(b"hi", timeout=10)
+    assert resp == b"echo:hi"
+    assert call.code() == grpc.StatusCode.OK
+    assert ("x-trailer", "yes") in tuple(call.trailing_metadata())
+    # metadata reaches the backend
+    assert unary(b"md", metadata=(("x-test", "v1"),), timeout=10).startswith(b"v1|grpc-python")
+    # a non-OK status and its message travel in the trailers
+    with pytest.raises(grpc.RpcError) as err:
+        unary(b"fail", timeout=10)
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    assert err.value.details() == "no such thing"
+    # an unknown method: the backend's UNIMPLEMENTED (a trailers-only response)
+    with pytest.raises(grpc.RpcError) as err:
+        channel.unary_unary("/t.Echo/Nope")(b"", timeout=10)
+    assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+def test_server_client_and_bidi_streaming(channel):
+    got = list(channel.unary_stream("/t.Echo/Count")(b"500", timeout=20))
+    assert got == [b"m%d" % i for i in range(500)]
+    msgs = [b"x" * (i % 97) for i in range(300)]
+    assert channel.stream_unary("/t.Echo/Sum")(iter(msgs), timeout=20) == \
+        b"300:%d" % sum(map(len, msgs))
+    # bidi, in lock step: each message is sent only after the answer to the one before
+    # came back, so both directions stream through pyroute at the same time
+    answers = queue.Queue()
+    sent = []
+
+    def requests():
+        for i in range(50):
+            m = b"ping%d" % i
+            sent.append(m)
+            yield m
+            assert answers.get(timeout=10) == b"re:" + m
+
+    for reply in channel.stream_stream("/t.Echo/Chat")(requests(), timeout=30):
+        answers.put(reply)
+    assert len(sent) == 50
+
+
+def test_large_messages(channel):
+    # 5 MiB up (past every flow-control window: stream 4 MiB, connection 1 GiB) and 6 MiB down
+    big = bytes(range(256)) * (5 * 4096)
+    assert channel.stream_unary("/t.Echo/Sum")(iter([big, big]), timeout=30) == \
+        b"2:%d" % (2 * len(big))
+    resp = channel.unary_unary("/t.Echo/Unary")(b"big:%d" % (6 << 20), timeout=30)
+    assert len(resp) == 6 << 20 and resp == b"b" * (6 << 20)
+
+
+def test_deadline_and_cancellation_reach_the_backend(channel, backend):
+    hold = channel.unary_unary("/t.Echo/Hold")
+    # the deadline (grpc-timeout) is the backend's to enforce; the client gives up too
+    start = time.time()
+    with pytest.raises(grpc.RpcError) as err:
+        hold(b"10", timeout=0.5)
+    assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert time.time() - start < 5
+    assert wait_for(lambda: backend.cancelled == [True])
+    # the client cancels: its RST_STREAM reaches pyroute, which resets the backend stream
+    fut = hold.future(b"10", timeout=30)
+    time.sleep(0.5)
+    fut.cancel()
+    assert wait_for(lambda: backend.cancelled == [True, True])
+    # and the connection goes on serving
+    assert channel.unary_unary("/t.Echo/Unary")(b"after", timeout=10) == b"echo:after"
+
+
+def test_one_connection_carries_concurrent_calls(channel, backend):
+    peer = channel.unary_unary("/t.Echo/Peer")
+    futs = [peer.future(b"0.3", timeout=20) for _ in range(20)]
+    assert all(f.result().startswith(b"ipv4:127.0.0.1:") for f in futs)
+    assert len(set(backend.peers)) == 1
+
+
+def test_stream_limit_opens_another_connection(tmp_path):
+    be = GrpcBackend(max_streams=2)
+    try:
+        with h2_pyroute(tmp_path, h2c_route("g", be.port)) as pr:
+            with grpc.insecure_channel("127.0.0.1:%d" % pr.port) as ch:
+                peer = ch.unary_unary("/t.Echo/Peer")
+                peer(b"0", timeout=10)      # the server's SETTINGS (2 streams) are known now
+                futs = [peer.future(b"0.5", timeout=20) for _ in range(6)]
+                assert all(f.result().startswith(b"ipv4:") for f in futs)
+        # 6 calls at once, never more than 2 on one connection: the first connection is
+        # full, a second one is dialed (streams beyond its limit wait there for a slot)
+        assert len(set(be.peers)) >= 2
+        assert max(be.most.values()) == 2
+    finally:
+        be.close()
+
+
+def test_grpc_from_an_http11_client(tmp_path, backend):
+    # a gRPC request over HTTP/1.1 (grpc-web proxies and curl do this): the backend's
+    # HTTP/2 trailers arrive as the chunked trailer section
+    with Pyroute(tmp_path, h2c_route("g", backend.port)) as pr:
+        body = b"\x00\x00\x00\x00\x02hi"
+        with socket.create_connection(("127.0.0.1", pr.port), timeout=10) as s:
+            s.sendall(b"POST /t.Echo/Unary HTTP/1.1\r\nHost: a.test\r\n"
+                      b"Content-Type: application/grpc\r\nTE: trailers\r\n"
+                      b"Content-Length: %d\r\n\r\n" % len(body) + body)
+            data = b""
+            while not (b"\r\n0\r\n" in data and data.endswith(b"\r\n\r\n")):
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        head, _, rest = data.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 OK")
+        assert b"transfer-encoding: chunked" in head.lower()
+        assert b"content-type: application/grpc" in head.lower()
+        # one chunk: the length-prefixed message, then the trailers
+        assert rest.startswith(b"c\r\n\x00\x00\x00\x00\x07echo:hi\r\n0\r\n")
+        trailers = rest.split(b"\r\n0\r\n", 1)[1]
+        assert b"grpc-status: 0\r\n" in trailers and b"x-trailer: yes\r\n" in trailers
