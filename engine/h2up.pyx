@@ -402,6 +402,14 @@ cdef class H2Upstream(UpstreamUser):
     cdef int cont_flags
     cdef bytearray block
     cdef bint scheme_https
+    # forwardingTimeouts.readIdleTimeout / pingTimeout (Go's ReadIdleTimeout, PingTimeout):
+    # no frame for ``read_idle`` seconds -> a PING; no answer within ``ping_timeout`` -> the
+    # connection is closed (its exchanges fail)
+    cdef double read_idle
+    cdef double ping_timeout
+    cdef double last_read
+    cdef double ping_deadline             # a health PING is out until then; 0: none
+    cdef object timer
 
     def __init__(self, Env env, Pool pool, H2Pool owner):
         self.env = env
@@ -431,6 +439,33 @@ cdef class H2Upstream(UpstreamUser):
         self.t = UpstreamConn(env, pool, True)
         self.t.client = self
         self._flush()
+        self.read_idle = owner.read_idle
+        self.ping_timeout = owner.ping_timeout
+        if self.read_idle > 0:
+            self.last_read = env.loop.now
+            self.timer = env.loop.call_later(self.read_idle, self._tick)
+
+    def _tick(self):
+        # the health check of Go's http2 transport (healthCheck): a PING after read_idle
+        # without a frame, and the connection closed when its ACK does not come in time
+        cdef double now = self.env.loop.now
+        self.timer = None
+        if self.dead:
+            return
+        if self.ping_deadline:
+            if now >= self.ping_deadline:
+                self._die(502)
+                return
+            self.timer = self.env.loop.call_later(self.ping_deadline - now, self._tick)
+            return
+        if now - self.last_read >= self.read_idle and not self.t.connecting:
+            self._queue(_frame(T_PING, 0, 0, b"pyroute!"))
+            self._flush()
+            self.ping_deadline = now + self.ping_timeout
+            self.timer = self.env.loop.call_later(self.ping_timeout, self._tick)
+            return
+        self.timer = self.env.loop.call_later(
+            max(0.001, self.last_read + self.read_idle - now), self._tick)
 
     cdef bint usable(self):
         return not self.dead and not self.goaway and self.active < self.peer_max_streams
@@ -626,6 +661,9 @@ cdef class H2Upstream(UpstreamUser):
             return
         self.dead = True
         self.owner._retire(self)
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
         streams = list(self.streams.values()) + self.attached + self.waiting
         self.streams = {}
         self.attached = []
@@ -686,6 +724,8 @@ cdef class H2Upstream(UpstreamUser):
         cdef const unsigned char *p
         buf += data
         n = len(buf)
+        if self.read_idle > 0:
+            self.last_read = self.env.loop.now
         try:
             while not self.dead and n - pos >= 9:
                 p = <const unsigned char *> (<char *> buf) + pos
@@ -808,6 +848,8 @@ cdef class H2Upstream(UpstreamUser):
                 return
             if not flags & F_ACK:
                 self._queue(_frame(T_PING, F_ACK, 0, payload))
+            elif payload == b"pyroute!":
+                self.ping_deadline = 0.0      # the health PING was answered
         elif ftype == T_RST_STREAM:
             st = self.streams.get(sid)
             if st is None:
@@ -904,10 +946,15 @@ cdef class H2Pool(H2Dialer):
     can take another stream, else dials a new one."""
     cdef Pool pool
     cdef list conns
+    cdef public double read_idle          # seconds; 0: no health PINGs
+    cdef public double ping_timeout
 
-    def __init__(self, Pool pool):
+    def __init__(self, Pool pool, double read_idle=0.0, double ping_timeout=0.0):
         self.pool = pool
         self.conns = []
+        self.read_idle = read_idle
+        # Go: a PingTimeout of 0 means 15 s
+        self.ping_timeout = ping_timeout if ping_timeout > 0 else 15.0
         pool.h2 = self
 
     cdef UpstreamStream open(self, UpstreamConn up):

@@ -173,3 +173,106 @@ def test_grpc_from_an_http11_client(tmp_path, backend):
         assert rest.startswith(b"c\r\n\x00\x00\x00\x00\x07echo:hi\r\n0\r\n")
         trailers = rest.split(b"\r\n0\r\n", 1)[1]
         assert b"grpc-status: 0\r\n" in trailers and b"x-trailer: yes\r\n" in trailers
+
+
+class ScriptedH2Server:
+    """An h2c server on the `h2` package: answers ``GET /`` after ``delay`` seconds while
+    acking PINGs (``freeze`` False), or stops reading its socket once a request came (``freeze``
+    True: a backend that hangs, PINGs unanswered). ``pings``: PINGs it received."""
+
+    def __init__(self, delay, freeze):
+        import h2.config
+        import h2.connection
+        import h2.events
+        self.h2 = h2
+        self.delay = delay
+        self.freeze = freeze
+        self.pings = 0
+        self.lsock = socket.socket()
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(8)
+        self.port = self.lsock.getsockname()[1]
+        self.stop = False
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        h2 = self.h2
+        sock, _ = self.lsock.accept()
+        sock.settimeout(0.05)
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+        conn.initiate_connection()
+        sock.sendall(conn.data_to_send())
+        due = None
+        while not self.stop:
+            if due is not None and time.time() >= due:
+                conn.send_headers(sid, [(":status", "200"), ("content-length", "2")])
+                conn.send_data(sid, b"ok", end_stream=True)
+                sock.sendall(conn.data_to_send())
+                due = None
+            if self.freeze and due is not None:
+                time.sleep(0.05)      # hangs: reads nothing, answers nothing
+                continue
+            try:
+                data = sock.recv(65536)
+            except socket.timeout:
+                continue
+            except OSError:
+                break
+            if not data:
+                break
+            for ev in conn.receive_data(data):
+                if isinstance(ev, h2.events.RequestReceived):
+                    sid = ev.stream_id
+                    due = time.time() + self.delay
+                elif isinstance(ev, h2.events.PingReceived):
+                    self.pings += 1
+            sock.sendall(conn.data_to_send())
+        sock.close()
+
+    def close(self):
+        self.stop = True
+        self.lsock.close()
+
+
+def ping_manifests(port):
+    return h2c_route("s", port, ", serversTransport: pinger") + (
+        "---\napiVersion: traefik.io/v1alpha1\nkind: ServersTransport\n"
+        "metadata: {name: pinger, namespace: default}\nspec:\n"
+        "  forwardingTimeouts: {readIdleTimeout: 300ms, pingTimeout: 500ms}\n")
+
+
+def test_read_idle_timeout_pings_a_live_server(tmp_path):
+    # a response 1.5 s away: the connection is quiet past readIdleTimeout, pyroute PINGs, the
+    # server answers, the request goes on (Go's http2 health check)
+    srv = ScriptedH2Server(delay=1.5, freeze=False)
+    try:
+        with Pyroute(tmp_path, ping_manifests(srv.port)) as pr:
+            with socket.create_connection(("127.0.0.1", pr.port), timeout=10) as s:
+                s.sendall(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+                data = b""
+                while not data.endswith(b"ok"):
+                    chunk = s.recv(4096)
+                    if not chunk:
+                        break
+                    data += chunk
+            assert data.startswith(b"HTTP/1.1 200 ") and data.endswith(b"\r\n\r\nok")
+        assert srv.pings >= 2
+    finally:
+        srv.close()
+
+
+def test_ping_timeout_closes_a_hung_connection(tmp_path):
+    # the server hangs (reads nothing, so no PING ACK): after readIdleTimeout + pingTimeout
+    # the connection is closed and the request fails with 502, long before any other timeout
+    srv = ScriptedH2Server(delay=30, freeze=True)
+    try:
+        with Pyroute(tmp_path, ping_manifests(srv.port)) as pr:
+            start = time.time()
+            with socket.create_connection(("127.0.0.1", pr.port), timeout=10) as s:
+                s.sendall(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+                data = s.recv(4096)
+            assert data.startswith(b"HTTP/1.1 502 ")
+            assert 0.7 <= time.time() - start < 5
+    finally:
+        srv.close()

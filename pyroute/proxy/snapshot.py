@@ -670,12 +670,13 @@ class Pools:
         self.pools = {}
         self.lookup = lookup
 
-    def get(self, host, port, transport, tls=None, h2c=False):
+    def get(self, host, port, transport, tls=None, h2c=None):
         """``tls``: None for http, else (key, ssl.SSLContext, server name[, verify]) for
         https (``verify``: a check of the peer after the handshake, or None). ``h2c``: the
-        server speaks HTTP/2 with prior knowledge (engine/h2up.pyx multiplexes it)."""
+        server speaks HTTP/2 with prior knowledge (engine/h2up.pyx multiplexes it): its
+        (readIdleTimeout, pingTimeout) in seconds; None: HTTP/1.1."""
         key = (host, port) + transport + ((tls[0], tls[2]) if tls else ()) + \
-            (("h2c",) if h2c else ())
+            (("h2c",) + tuple(h2c) if h2c is not None else ())
         pool = self.pools.get(key)
         if pool is None:
             resolver = None
@@ -691,8 +692,8 @@ class Pools:
             pool = Pool(addr, family, max_idle, dial, header, idle, "%s:%d" % (host, port),
                         tls[1] if tls else None, tls[2] if tls else None, resolver,
                         tls[3] if tls and len(tls) > 3 else None)
-            if h2c:
-                H2Pool(pool)
+            if h2c is not None:
+                H2Pool(pool, *h2c)
             self.pools[key] = pool
         return pool
 
@@ -861,6 +862,19 @@ def _transport(dynamic, name):
             _dur(ft.get("dialTimeout"), DEFAULT_DIAL_TIMEOUT),
             _dur(ft.get("responseHeaderTimeout"), 0.0),
             _dur(ft.get("idleConnTimeout"), DEFAULT_IDLE_CONN_TIMEOUT))
+
+
+def _h2_timeouts(dynamic, name):
+    """The HTTP/2 health check of a ServersTransport: (readIdleTimeout, pingTimeout) in
+    seconds, Go's http2.Transport ReadIdleTimeout and PingTimeout (0: off / Go's 15 s)."""
+    if not name and DEFAULT_TRANSPORT in dynamic.get("http", {}).get("serversTransports", {}):
+        name = DEFAULT_TRANSPORT
+    if not name:
+        return (0.0, 0.0)
+    transports = dynamic.get("http", {}).get("serversTransports", {})
+    st = transports.get(qualified(name)) or transports.get(name) or {}
+    ft = st.get("forwardingTimeouts") or {}
+    return (_dur(ft.get("readIdleTimeout"), 0.0), _dur(ft.get("pingTimeout"), 0.0))
 
 
 def _sticky(spec, service_name, handler_names):
@@ -1065,7 +1079,8 @@ class Compiler:
                     self.tls_contexts[tls_key] = tls
             port = parts.port or (443 if parts.scheme == "https" else 80)
             pool = self.pools.get(parts.hostname, port, transport, tls,
-                                  h2c=parts.scheme == "h2c")
+                                  h2c=_h2_timeouts(self.dynamic, lb.get("serversTransport"))
+                                  if parts.scheme == "h2c" else None)
             servers.append(Server(url, pool, parts.netloc.encode(), pass_host, key,
                                   parts.netloc))
             # fenced: out of the WRR rotation (weight 0 is never picked), its sticky cookie
