@@ -276,3 +276,43 @@ def test_ping_timeout_closes_a_hung_connection(tmp_path):
             assert 0.7 <= time.time() - start < 5
     finally:
         srv.close()
+
+
+def test_health_check_mode_grpc(tmp_path, backend):
+    # Traefik's checkHealthGRPC: grpc.health.v1.Health/Check with an empty service name over
+    # plaintext HTTP/2; SERVING keeps the server in rotation, anything else takes it out
+    m = ("apiVersion: v1\nkind: Service\nmetadata: {name: svc-g, namespace: default}\n"
+         "spec:\n  type: ExternalName\n  externalName: 127.0.0.1\n"
+         "  ports: [{name: grpc, port: %d}]\n"
+         "---\napiVersion: traefik.io/v1alpha1\nkind: IngressRoute\n"
+         "metadata: {name: r, namespace: default}\nspec:\n  entryPoints: [web]\n  routes:\n"
+         "    - match: PathPrefix(`/`)\n      kind: Rule\n"
+         "      services: [{name: svc-g, port: %d, scheme: h2c,"
+         " healthCheck: {mode: grpc, interval: 200ms, timeout: 1s}}]\n"
+         % (backend.port, backend.port))
+    pr = h2_pyroute(tmp_path, m)
+    pr.static.write_text(pr.static.read_text()
+                         + "providers:\n  kubernetesCRD: {allowExternalNameServices: true}\n")
+    with pr, grpc.insecure_channel("127.0.0.1:%d" % pr.port) as ch:
+        unary = ch.unary_unary("/t.Echo/Unary")
+        assert unary(b"up", timeout=10) == b"echo:up"
+        assert wait_for(lambda: len(backend.health_calls) >= 2)
+        assert set(backend.health_calls) == {""}
+
+        def status():
+            try:
+                unary(b"x", timeout=5)
+                return grpc.StatusCode.OK
+            except grpc.RpcError as e:
+                return e.code()
+
+        backend.health[""] = 2                 # NOT_SERVING: out of rotation (503)
+        assert wait_for(lambda: status() == grpc.StatusCode.UNAVAILABLE, 8)
+        backend.health[""] = 1
+        assert wait_for(lambda: status() == grpc.StatusCode.OK, 8)
+        del backend.health[""]                 # the server answers NOT_FOUND: down again
+        assert wait_for(lambda: status() == grpc.StatusCode.UNAVAILABLE, 8)
+    out = pr.output()
+    assert "received gRPC status code: NOT_SERVING" in out, out
+    assert "gRPC health check failed: rpc error: code = NotFound desc = unknown service" in out
+    assert "status=DOWN" in out and "status=UP" in out

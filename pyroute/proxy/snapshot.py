@@ -1092,10 +1092,6 @@ class Compiler:
             return Unavailable()
         sticky, cookies = _sticky(lb.get("sticky"), key, urls)
         if hc is not None:
-            if hc.get("mode") == "grpc":
-                # Traefik probes gRPC's health protocol over HTTP/2, which pyroute lacks
-                raise ValueError("service %s: healthCheck mode grpc is not supported by "
-                                 "pyroute (it needs HTTP/2); use mode http" % key)
             if strategy not in ("wrr", "p2c", "hrw", "roundrobin", ""):
                 raise ValueError("load-balancing strategy %r is not supported yet" % strategy)
             # its servers' status comes from the master's probes (pyroute.server.health)
