@@ -59,7 +59,8 @@ cdef class UpstreamStream:
 
 cdef class H2Dialer:
     # A pool's HTTP/2 connections (scheme h2c; engine/h2up.pyx): a stream for each exchange
-    cdef UpstreamStream open(self, UpstreamConn up)
+    cdef UpstreamStream open(self, UpstreamConn up)   # None: HTTP/1.1 (dial as usual)
+    cdef bint adopt(self, UpstreamConn up) except -1  # its TLS handshake picked h2: True
     cpdef close_all(self)
 
 
@@ -205,6 +206,7 @@ cdef class UpstreamConn:
     cdef int primary_status               # primaries all failed: 502 refused, 504 timed out;
                                           # 0: still dialing
     cdef public UpstreamStream stream     # an HTTP/2 stream carries the exchange (no socket)
+    cdef public bint transport            # the socket of an HTTP/2 connection (h2up.pyx)
     cdef public Env env
     cdef void _dial(self) except *
     cdef bint _dial_next(self) except -1
@@ -221,6 +223,7 @@ cdef class UpstreamConn:
     cdef void flush(self) except *
     cdef void _connected(self) except *
     cdef void _handshake(self) except *
+    cdef UpstreamConn take_socket(self)
     cpdef close(self)
 
 

@@ -362,6 +362,9 @@ cdef class H2Dialer:
     cdef UpstreamStream open(self, UpstreamConn up):
         return None
 
+    cdef bint adopt(self, UpstreamConn up) except -1:
+        return False
+
     cpdef close_all(self):
         pass
 
@@ -635,15 +638,19 @@ cdef class UpstreamConn:
         self.addrs = None
         self.addr_index = 0
         self.fd = -1
+        self.transport = transport
         if pool.h2 is not None and not transport:
-            # an h2c server: this exchange is a stream on a shared connection, which dials
-            # (and times the dial) on its own; ``connecting`` until it is connected
-            self.raw = False
-            self.dial_deadline = 0.0
-            self.deadline = 0.0
-            self.stream = pool.h2.open(self)
-            loop.timed.add(self)
-            return
+            # an HTTP/2 server (h2c, or https that picked h2 by ALPN before): this exchange
+            # is a stream on a shared connection, which dials (and times the dial) on its
+            # own; ``connecting`` until it is connected. None: HTTP/1.1, dialed below
+            stream = pool.h2.open(self)
+            if stream is not None:
+                self.raw = False
+                self.dial_deadline = 0.0
+                self.deadline = 0.0
+                self.stream = stream
+                loop.timed.add(self)
+                return
         self.dial_deadline = loop.now + pool.dial_timeout if pool.dial_timeout else 0.0
         self.deadline = self.dial_deadline
         if pool.resolver is None:
@@ -852,7 +859,31 @@ cdef class UpstreamConn:
             if client is not None:
                 client.on_upstream_error(self, 502)
             return
+        if self.pool.h2 is not None and not self.transport and self.pool.h2.adopt(self):
+            return            # ALPN picked h2: this exchange is now a stream (h2up.pyx)
         self._connected()
+
+    cdef UpstreamConn take_socket(self):
+        # a connected socket handed to a new UpstreamConn (an HTTP/2 connection's transport,
+        # h2up.pyx H2Pool.adopt); this one keeps no socket
+        cdef UpstreamConn t = UpstreamConn.__new__(UpstreamConn)
+        t.env = self.env
+        t.loop = self.loop
+        t.pool = self.pool
+        t.sock = self.sock
+        t.fd = self.fd
+        t.tls = self.tls
+        t.raw = self.raw
+        t.transport = True
+        t.events = self.events
+        self.loop.handlers[self.fd] = t
+        self.loop.timed.add(t)
+        self.sock = None
+        self.fd = -1
+        self.connecting = False
+        self.deadline = 0.0
+        self.dial_deadline = 0.0
+        return t
 
     cdef void _connected(self) except *:
         self.connecting = False

@@ -411,7 +411,7 @@ cdef class H2Upstream(UpstreamUser):
     cdef double ping_deadline             # a health PING is out until then; 0: none
     cdef object timer
 
-    def __init__(self, Env env, Pool pool, H2Pool owner):
+    def __init__(self, Env env, Pool pool, H2Pool owner, UpstreamConn t=None):
         self.env = env
         self.pool = pool
         self.owner = owner
@@ -436,7 +436,8 @@ cdef class H2Upstream(UpstreamUser):
                                          + b"\x00\x04" + _u32(STREAM_WINDOW)
                                          + b"\x00\x06" + _u32(MAX_HEADER_LIST))
                         + _frame(T_WINDOW_UPDATE, 0, 0, _u32(CONN_WINDOW - 65535)))
-        self.t = UpstreamConn(env, pool, True)
+        # ``t``: a connected TLS socket whose ALPN picked h2 (H2Pool.adopt); else one dialed
+        self.t = t if t is not None else UpstreamConn(env, pool, True)
         self.t.client = self
         self._flush()
         self.read_idle = owner.read_idle
@@ -698,6 +699,11 @@ cdef class H2Upstream(UpstreamUser):
     cdef void on_upstream_connected(self, UpstreamConn up) except *:
         cdef H2UpStream st
         cdef UpstreamUser client
+        if self.t.tls and self.t.sock.selected_alpn_protocol() != "h2":
+            # an https server that no longer picks h2: HTTP/1.1 from now on
+            self.owner.learned = 2
+            self._die(502)
+            return
         for st in list(self.streams.values()) + self.attached + self.waiting:
             if st.gone:
                 continue
@@ -948,10 +954,14 @@ cdef class H2Pool(H2Dialer):
     cdef list conns
     cdef public double read_idle          # seconds; 0: no health PINGs
     cdef public double ping_timeout
+    cdef public bint alpn                 # https: h2 only where ALPN picks it
+    cdef public int learned               # https: 0 not known yet, 1 h2, 2 HTTP/1.1
 
-    def __init__(self, Pool pool, double read_idle=0.0, double ping_timeout=0.0):
+    def __init__(self, Pool pool, double read_idle=0.0, double ping_timeout=0.0,
+                 bint alpn=False):
         self.pool = pool
         self.conns = []
+        self.alpn = alpn
         self.read_idle = read_idle
         # Go: a PingTimeout of 0 means 15 s
         self.ping_timeout = ping_timeout if ping_timeout > 0 else 15.0
@@ -960,6 +970,10 @@ cdef class H2Pool(H2Dialer):
     cdef UpstreamStream open(self, UpstreamConn up):
         cdef H2Upstream conn = None, c
         cdef H2UpStream st
+        if self.alpn and self.learned != 1:
+            # https, h2 not known yet (or refused): an HTTP/1.1 dial, whose handshake may
+            # pick h2 (adopt); Go's transport also learns the protocol from the first dial
+            return None
         for c in self.conns:
             if c.usable():
                 conn = c
@@ -971,6 +985,34 @@ cdef class H2Pool(H2Dialer):
         st.up = up
         conn.attach(st)
         return st
+
+    cdef bint adopt(self, UpstreamConn up) except -1:
+        # an HTTP/1.1 dial of an https server whose TLS handshake picked ALPN h2: its socket
+        # becomes a new HTTP/2 connection, the exchange its first stream; what the
+        # ClientConn wrote while it connected is replayed into the stream
+        cdef H2Upstream conn
+        cdef H2UpStream st
+        cdef UpstreamUser client = up.client
+        if up.sock.selected_alpn_protocol() != "h2":
+            self.learned = 2
+            return False
+        self.learned = 1
+        out = up.out
+        up.out = None
+        conn = H2Upstream(up.env, self.pool, self, up.take_socket())
+        self.conns.append(conn)
+        st = H2UpStream()
+        st.up = up
+        conn.attach(st)
+        up.stream = st
+        up.raw = False
+        up.tls = False
+        if client is not None:
+            client.on_upstream_connected(up)
+        if out is not None and up.stream is st:
+            if st.send(out) and client is not None and up.client is client:
+                client.on_upstream_drained(up)
+        return True
 
     cdef void _retire(self, H2Upstream conn) except *:
         try:

@@ -42,9 +42,9 @@ SERVICE_ROWS = (
     ("kind", SUPPORTED, "Service or TraefikService"),
     ("port", SUPPORTED, ""),
     ("weight", SUPPORTED, ""),
-    ("scheme", SUPPORTED, "http, https (HTTP/1.1 only: h2 by ALPN is not negotiated yet) and "
-                          "h2c (HTTP/2 with prior knowledge, multiplexed as Go's transport: "
-                          "docs/http2.md)"),
+    ("scheme", SUPPORTED, "http, https (h2 when ALPN picks it, else HTTP/1.1) and h2c "
+                          "(HTTP/2 with prior knowledge); HTTP/2 multiplexed as Go's "
+                          "transport: docs/http2.md"),
     ("strategy", SUPPORTED, "wrr, p2c, hrw; leasttime is refused (the routers using it are "
                             "disabled)"),
     ("serversTransport", SUPPORTED, ""),
@@ -119,7 +119,7 @@ ROWS = (
     ("ServersTransport", "spec.certificatesSecrets", SUPPORTED, ""),
     ("ServersTransport", "spec.maxIdleConnsPerHost", SUPPORTED, ""),
     ("ServersTransport", "spec.disableHTTP2", SUPPORTED,
-     "pyroute speaks HTTP/1.1 to https backends either way (h2 by ALPN is not negotiated yet)"),
+     "ALPN offers http/1.1 only to https servers (else h2, http/1.1)"),
     ("ServersTransport", "spec.peerCertURI", SUPPORTED,
      "a URI SAN must equal it, on top of the usual checks (else 502)"),
     ("ServersTransport", "spec.cipherSuites", SUPPORTED, "Go's names, as TLSOption's"),
@@ -132,9 +132,9 @@ ROWS = (
      "needs a SPIFFE workload API: the services using the transport are refused"),
     ("ServersTransport", "spec.forwardingTimeouts", SUPPORTED, ""),
     ("ServersTransport", "spec.forwardingTimeouts.readIdleTimeout", SUPPORTED,
-     "h2c backends: a PING after that long without a frame (Go's http2 health check)"),
+     "HTTP/2 backends: a PING after that long without a frame (Go's http2 health check)"),
     ("ServersTransport", "spec.forwardingTimeouts.pingTimeout", SUPPORTED,
-     "h2c backends: no PING ACK within it (0: Go's 15s) closes the connection"),
+     "HTTP/2 backends: no PING ACK within it (0: Go's 15s) closes the connection"),
 
     ("TLSOption", "spec", SUPPORTED, ""),
     ("TLSOption", "spec.alpnProtocols", SUPPORTED, "h2 and http/1.1 (acme-tls/1 never); h2 "

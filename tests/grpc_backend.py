@@ -59,7 +59,8 @@ def _health_service(request):
 
 
 class GrpcBackend:
-    def __init__(self, max_streams=None):
+    def __init__(self, max_streams=None, tls=None):
+        # ``tls``: (key PEM, certificate chain PEM): gRPC over TLS (ALPN h2 only)
         self.cancelled = []
         self.peers = []
         self.lock = threading.Lock()
@@ -84,7 +85,11 @@ class GrpcBackend:
         health = grpc.method_handlers_generic_handler("grpc.health.v1.Health", {
             "Check": grpc.unary_unary_rpc_method_handler(self.check)})
         self.server.add_generic_rpc_handlers((h, health))
-        self.port = self.server.add_insecure_port("127.0.0.1:0")
+        if tls is not None:
+            self.port = self.server.add_secure_port(
+                "127.0.0.1:0", grpc.ssl_server_credentials([tls]))
+        else:
+            self.port = self.server.add_insecure_port("127.0.0.1:0")
         self.server.start()
 
     def close(self):

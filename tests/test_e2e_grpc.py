@@ -316,3 +316,49 @@ def test_health_check_mode_grpc(tmp_path, backend):
     assert "received gRPC status code: NOT_SERVING" in out, out
     assert "gRPC health check failed: rpc error: code = NotFound desc = unknown service" in out
     assert "status=DOWN" in out and "status=UP" in out
+
+
+def tls_backend_manifests(port, disable_h2):
+    return backend_service("gs", [port]) + (
+        "---\napiVersion: traefik.io/v1alpha1\nkind: ServersTransport\n"
+        "metadata: {name: tr, namespace: default}\nspec:\n  insecureSkipVerify: true\n"
+        "  disableHTTP2: %s\n"
+        "---\napiVersion: traefik.io/v1alpha1\nkind: IngressRoute\n"
+        "metadata: {name: r-gs, namespace: default}\nspec:\n  entryPoints: [web]\n  routes:\n"
+        "    - match: PathPrefix(`/`)\n      kind: Rule\n"
+        "      services: [{name: gs, port: 80, scheme: https, serversTransport: tr}]\n"
+        % ("true" if disable_h2 else "false"))
+
+
+@pytest.fixture()
+def tls_backend():
+    import trustme
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    be = GrpcBackend(tls=(cert.private_key_pem.bytes(),
+                          b"".join(c.bytes() for c in cert.cert_chain_pems)))
+    yield be
+    be.close()
+
+
+def test_https_backend_negotiates_h2_by_alpn(tmp_path, tls_backend):
+    # Go's transport offers h2 first: a gRPC server over TLS (which speaks nothing else) is
+    # reached over h2; the first dial learns it, later exchanges share one connection
+    with h2_pyroute(tmp_path, tls_backend_manifests(tls_backend.port, False)) as pr, \
+            grpc.insecure_channel("127.0.0.1:%d" % pr.port) as ch:
+        assert ch.unary_unary("/t.Echo/Unary")(b"tls", timeout=10) == b"echo:tls"
+        assert list(ch.unary_stream("/t.Echo/Count")(b"3", timeout=10)) == [b"m0", b"m1", b"m2"]
+        peer = ch.unary_unary("/t.Echo/Peer")
+        futs = [peer.future(b"0.2", timeout=20) for _ in range(8)]
+        assert all(f.result().startswith(b"ipv4:") for f in futs)
+        assert len(set(tls_backend.peers)) == 1
+
+
+def test_disable_http2_offers_only_http11(tmp_path, tls_backend):
+    # disableHTTP2: ALPN offers http/1.1 only, which a gRPC server refuses: 502 (UNAVAILABLE)
+    with h2_pyroute(tmp_path, tls_backend_manifests(tls_backend.port, True)) as pr, \
+            grpc.insecure_channel("127.0.0.1:%d" % pr.port) as ch:
+        with pytest.raises(grpc.RpcError) as err:
+            ch.unary_unary("/t.Echo/Unary")(b"tls", timeout=10)
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "502" in err.value.details()

@@ -693,7 +693,8 @@ class Pools:
                         tls[1] if tls else None, tls[2] if tls else None, resolver,
                         tls[3] if tls and len(tls) > 3 else None)
             if h2c is not None:
-                H2Pool(pool, *h2c)
+                # h2c: every exchange is a stream; https: once ALPN picked h2 (H2Pool.adopt)
+                H2Pool(pool, *h2c, alpn=tls is not None)
             self.pools[key] = pool
         return pool
 
@@ -727,13 +728,16 @@ def _dur(value, default):
     return parse_duration(value)
 
 
-def _client_tls(dynamic, name, host):
+def _client_tls(dynamic, name, host, h2=False):
     """(key, SSLContext, server name, verify) for https servers, from the ServersTransport:
     serverName, insecureSkipVerify, rootCAs (PEM), certificates (client cert + key, PEM),
     minVersion / maxVersion / cipherSuites (Go's names, as TLSOption's), peerCertURI.
     Without a transport: verified against the system's roots, server name = the URL's host
     (Traefik). ``verify``: None, or the peerCertURI check run after the handshake. Raises
-    ValueError for what pyroute cannot honour (spiffe): never a weaker check than asked."""
+    ValueError for what pyroute cannot honour (spiffe): never a weaker check than asked.
+    ``h2``: offer h2 before http/1.1 by ALPN unless the transport sets disableHTTP2 (the
+    proxy's connections; health probes speak HTTP/1.1 only). ``h2 in key[0]`` then says
+    whether h2 is offered."""
     import ssl
     import tempfile
     import warnings
@@ -751,8 +755,7 @@ def _client_tls(dynamic, name, host):
         raise ValueError("serversTransport %s: spiffe needs a SPIFFE workload API, which "
                          "pyroute does not support; the service is not served rather than "
                          "served without the SPIFFE check" % name)
-    if st.get("disableHTTP2") is False:
-        pass  # HTTP/2 to backends does not exist in pyroute yet: HTTP/1.1 over TLS either way
+    h2 = h2 and not st.get("disableHTTP2")
     ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
     ctx.set_alpn_protocols(["http/1.1"])
     roots = st.get("rootCAs") or []
@@ -831,7 +834,10 @@ def _client_tls(dynamic, name, host):
     server_name = st.get("serverName") or host
     # the pool key changes with the transport's content, so a reload with new CAs or
     # certificates never reuses connections (or a context) made with the old ones
-    return ((name or "", repr(sorted(st.items()))), ctx, server_name, verify)
+    if h2:
+        ctx.set_alpn_protocols(["h2", "http/1.1"])     # Go's transport: h2 first
+    return ((name or "", repr(sorted(st.items()))) + (("h2",) if h2 else ()), ctx,
+            server_name, verify)
 
 
 def _peer_uri_check(uri):
@@ -1075,12 +1081,14 @@ class Compiler:
                 tls_key = (lb.get("serversTransport") or "", parts.hostname)
                 tls = self.tls_contexts.get(tls_key)
                 if tls is None:
-                    tls = _client_tls(self.dynamic, lb.get("serversTransport"), parts.hostname)
+                    tls = _client_tls(self.dynamic, lb.get("serversTransport"), parts.hostname,
+                                      h2=True)
                     self.tls_contexts[tls_key] = tls
             port = parts.port or (443 if parts.scheme == "https" else 80)
-            pool = self.pools.get(parts.hostname, port, transport, tls,
-                                  h2c=_h2_timeouts(self.dynamic, lb.get("serversTransport"))
-                                  if parts.scheme == "h2c" else None)
+            h2 = None
+            if parts.scheme == "h2c" or (tls is not None and "h2" in tls[0]):
+                h2 = _h2_timeouts(self.dynamic, lb.get("serversTransport"))
+            pool = self.pools.get(parts.hostname, port, transport, tls, h2c=h2)
             servers.append(Server(url, pool, parts.netloc.encode(), pass_host, key,
                                   parts.netloc))
             # fenced: out of the WRR rotation (weight 0 is never picked), its sticky cookie
