@@ -362,3 +362,28 @@ def test_disable_http2_offers_only_http11(tmp_path, tls_backend):
             ch.unary_unary("/t.Echo/Unary")(b"tls", timeout=10)
         assert err.value.code() == grpc.StatusCode.UNAVAILABLE
         assert "502" in err.value.details()
+
+
+def test_h2c_backend_down_is_502(tmp_path):
+    port = socket.socket()
+    port.bind(("127.0.0.1", 0))
+    dead = port.getsockname()[1]
+    port.close()                               # nothing listens there
+    with Pyroute(tmp_path, h2c_route("g", dead)) as pr:
+        with socket.create_connection(("127.0.0.1", pr.port), timeout=10) as s:
+            s.sendall(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+            assert s.recv(4096).startswith(b"HTTP/1.1 502 ")
+
+
+def test_http11_client_leaving_cancels_the_backend_stream(tmp_path, backend):
+    # an HTTP/1.1 client closes its connection mid-call: the stream is reset (CANCEL) and
+    # the gRPC server sees the call cancelled, long before its 10 s wait
+    with Pyroute(tmp_path, h2c_route("g", backend.port)) as pr:
+        body = b"\x00\x00\x00\x00\x0210"
+        s = socket.create_connection(("127.0.0.1", pr.port), timeout=10)
+        s.sendall(b"POST /t.Echo/Hold HTTP/1.1\r\nHost: a.test\r\n"
+                  b"Content-Type: application/grpc\r\nTE: trailers\r\n"
+                  b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        time.sleep(0.5)
+        s.close()
+        assert wait_for(lambda: backend.cancelled == [True])
