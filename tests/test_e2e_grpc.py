@@ -387,3 +387,26 @@ def test_http11_client_leaving_cancels_the_backend_stream(tmp_path, backend):
         time.sleep(0.5)
         s.close()
         assert wait_for(lambda: backend.cancelled == [True])
+
+
+def test_grpc_client_over_tls_alpn_h2(tmp_path, backend):
+    # the client side over TLS (ALPN h2 on the entry point), the backend over h2c
+    import base64
+    import trustme
+    ca = trustme.CA()
+    leaf = ca.issue_cert("grpc.example.com")
+    data = {"tls.crt": b"".join(b.bytes() for b in leaf.cert_chain_pems),
+            "tls.key": leaf.private_key_pem.bytes()}
+    m = (h2c_route("g", backend.port).replace("PathPrefix(`/`)", "Host(`grpc.example.com`)")
+         + "  tls: {secretName: cert}\n"
+         + "---\napiVersion: v1\nkind: Secret\nmetadata: {name: cert, namespace: default}\n"
+         "type: kubernetes.io/tls\ndata:\n" + "".join(
+             "  %s: %s\n" % (k, base64.b64encode(v).decode()) for k, v in data.items()))
+    with h2_pyroute(tmp_path, m) as pr:
+        creds = grpc.ssl_channel_credentials(root_certificates=ca.cert_pem.bytes())
+        with grpc.secure_channel("127.0.0.1:%d" % pr.port, creds, options=[
+                ("grpc.ssl_target_name_override", "grpc.example.com"),
+                ("grpc.default_authority", "grpc.example.com")]) as ch:
+            assert ch.unary_unary("/t.Echo/Unary")(b"sec", timeout=10) == b"echo:sec"
+            got = list(ch.stream_stream("/t.Echo/Chat")(iter([b"a", b"b"]), timeout=10))
+            assert got == [b"re:a", b"re:b"]
