@@ -46,6 +46,14 @@ cdef class Env:
     cdef public object pools
     cdef bytearray rbuf                   # the worker's one receive buffer (recv_into)
     cdef char *rptr                       # its bytes (never resized)
+    cdef public list turn_end             # TurnEnd handlers run_loop calls after the turn
+
+
+cdef class TurnEnd:
+    # A connection that writes once per loop turn (an HTTP/2 connection: every stream's
+    # frames of the turn in one send): it appends itself to Env.turn_end, and run_loop calls
+    # end_turn after the turn's events, timers and sweep
+    cdef void end_turn(self) except *
 
 
 cdef class UpstreamStream:
@@ -297,12 +305,19 @@ cdef class ClientConn(UpstreamUser):
     cdef Spool body_spool                 # read_body keeping the body (ex.body), or None
     # a kept body spooled to a file, sent to the backend as it drains (None: none/sent)
     cdef Spool body_out
+    # a streamed request body under retry held in ``buf`` while the backend is dialled: the
+    # head to send once connected (None: nothing held); a failed dial leaves the body whole
+    cdef bytes body_held
     # the response held whole before it leaves (the buffering middleware's response side):
     # its head, its body, the limit (<0: none); None: the response streams
     cdef ResponseHead rbuf_head
     cdef Spool rbuf
     cdef long long rbuf_max
     cdef Spool rbuf_out                   # a held response spooled to a file, being sent
+    cdef list rbuf_tail                   # the last raw chunked pieces (its trailer section)
+    cdef bytes rbuf_trailer               # the held response's trailer section, or None
+    cdef bytes rbuf_end                   # sent chunked: the last chunk + trailers (or None)
+    cdef list rbuf_declared               # the backend's "Trailer" values (a chunked one)
 
     cdef void _reset_exchange(self) except *
     cdef void sink_drained(self) except *
@@ -338,6 +353,11 @@ cdef class ClientConn(UpstreamUser):
     cdef void _body_progress(self) except *
     cdef void feed_body(self, bytes data) except *
     cdef bytes _take_request_chunks(self, bytes data)
+    cdef bytes _body_start(self, Request req, bytes head)
+    cdef void _start_transforming(self, ResponseHead rh) except *
+    cdef void _keep_tail(self, bytes data, Py_ssize_t keep) except *
+    cdef bytes _held_trailers(self, ResponseHead rh)
+    cdef void _send_held(self, UpstreamConn up) except *
     cdef bint _response_head_fast(self, UpstreamConn up, bytes data) except -1
     cdef void _response_head(self, UpstreamConn up) except *
     cdef void _response_start(self, UpstreamConn up, Response resp, bytes rest) except *

@@ -62,8 +62,6 @@ SERVICE_ROWS = (
 )
 
 ROWS = (
-    ("Middleware", "spec.rateLimit.redis.minIdleConns", IGNORED,
-     "redis-py opens connections on demand (poolSize / maxActiveConns bound them)"),
     ("IngressRoute", "spec.entryPoints", SUPPORTED, ""),
     ("IngressRoute", "spec.ingressClassName", SUPPORTED, "as providers.kubernetesCRD."
                                                          "ingressClass selects"),
@@ -82,8 +80,10 @@ ROWS = (
      "false: the router's requests get no spans and no traceparent is injected (the "
      "client's is forwarded untouched), as Traefik"),
     ("IngressRoute", "spec.routes[].observability.traceVerbosity", SUPPORTED,
-     "minimal: entry point and ReverseProxy spans; detailed adds Router, middleware and "
-     "Service spans (docs/observability.md, Tracing)"),
+     "minimal: entry point and ReverseProxy spans; detailed adds Router (child routers "
+     "too), middleware, Retry (per attempt) and Service spans, each with its own start; "
+     "unset: the entry point's, but a route with an observability section gets the CRD's "
+     "default minimal (docs/observability.md, Tracing)"),
     ("IngressRoute", "spec.routes[].observability.metrics", SUPPORTED,
      "false: the router's requests are left out of metrics.prometheus (entry point, router "
      "and service series), as Traefik"),
@@ -138,8 +138,8 @@ ROWS = (
 
     ("TLSOption", "spec", SUPPORTED, ""),
     ("TLSOption", "spec.alpnProtocols", SUPPORTED, "h2 and http/1.1 (acme-tls/1 never); h2 "
-     "only on entry points with http2.enabled (pyroute extension, off by default: "
-     "docs/http2.md), a warning otherwise"),
+     "not on entry points with http2.enabled: false (pyroute extension: docs/http2.md), a "
+     "warning there"),
     ("TLSOption", "spec.cipherSuites", SUPPORTED, ""),
     ("TLSOption", "spec.clientAuth", SUPPORTED, "all five clientAuthTypes"),
     ("TLSOption", "spec.curvePreferences", SUPPORTED, ""),
