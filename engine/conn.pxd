@@ -56,8 +56,25 @@ cdef class TurnEnd:
     cdef void end_turn(self) except *
 
 
+cdef class UpstreamStream:
+    # An HTTP/2 stream carrying an UpstreamConn's exchange (engine/h2up.pyx): the UpstreamConn
+    # keeps its HTTP/1.1 face (the ClientConn writes request bytes, reads response bytes) and
+    # the stream maps them to frames on a connection it shares with other exchanges
+    cdef bint send(self, bytes data) except -1   # request bytes; False: on_upstream_drained follows
+    cdef void deliver(self) except *             # hand on response bytes held while paused
+    cdef void cancel(self) except *              # the UpstreamConn closed (RST_STREAM if unfinished)
+
+
+cdef class H2Dialer:
+    # A pool's HTTP/2 connections (scheme h2c; engine/h2up.pyx): a stream for each exchange
+    cdef UpstreamStream open(self, UpstreamConn up)   # None: HTTP/1.1 (dial as usual)
+    cdef bint adopt(self, UpstreamConn up) except -1  # its TLS handshake picked h2: True
+    cpdef close_all(self)
+
+
 @cython.final
 cdef class Pool:
+    cdef public H2Dialer h2               # h2c server: exchanges are streams; None: HTTP/1.1
     cdef public object addr
     cdef public int family
     cdef public list idle                 # UpstreamConn, most recently used last
@@ -197,7 +214,9 @@ cdef class UpstreamConn:
     cdef object racer                     # the FallbackDial running, None: none (or over)
     cdef int primary_status               # primaries all failed: 502 refused, 504 timed out;
                                           # 0: still dialing
-    cdef Env env
+    cdef public UpstreamStream stream     # an HTTP/2 stream carries the exchange (no socket)
+    cdef public bint transport            # the socket of an HTTP/2 connection (h2up.pyx)
+    cdef public Env env
     cdef void _dial(self) except *
     cdef bint _dial_next(self) except -1
     cdef bint _primaries_failed(self, int status) except -1
@@ -213,6 +232,7 @@ cdef class UpstreamConn:
     cdef void flush(self) except *
     cdef void _connected(self) except *
     cdef void _handshake(self) except *
+    cdef UpstreamConn take_socket(self)
     cpdef close(self)
 
 

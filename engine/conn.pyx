@@ -349,9 +349,37 @@ cdef inline void _arm_write_timeout(ClientConn c) noexcept:
 
 # ---- upstream side ----------------------------------------------------------------------
 
+cdef class UpstreamStream:
+    """An HTTP/2 stream carrying an UpstreamConn's exchange (engine/h2up.pyx ``H2UpStream``)."""
+
+    cdef bint send(self, bytes data) except -1:
+        return True
+
+    cdef void deliver(self) except *:
+        pass
+
+    cdef void cancel(self) except *:
+        pass
+
+
+cdef class H2Dialer:
+    """A pool's HTTP/2 connections (engine/h2up.pyx ``H2Pool``)."""
+
+    cdef UpstreamStream open(self, UpstreamConn up):
+        return None
+
+    cdef bint adopt(self, UpstreamConn up) except -1:
+        return False
+
+    cpdef close_all(self):
+        pass
+
+
 @cython.final
 cdef class Pool:
-    """Idle keep-alive connections to one server (address + transport settings)."""
+    """Idle keep-alive connections to one server (address + transport settings). With ``h2``
+    set (an h2c server) nothing is pooled here: each exchange is a stream of one of the
+    dialer's multiplexed connections."""
 
     def __init__(self, addr, int family, int max_idle, double dial_timeout,
                  double header_timeout, double idle_timeout, str name, ssl_ctx=None,
@@ -380,7 +408,7 @@ cdef class Pool:
         return UpstreamConn(env, self)
 
     cdef void put(self, UpstreamConn up, double now):
-        if len(self.idle) >= self.max_idle:
+        if up.stream is not None or len(self.idle) >= self.max_idle:
             up.close()
             return
         up.client = None
@@ -397,6 +425,8 @@ cdef class Pool:
         for up in self.idle:
             up.close()
         self.idle = []
+        if self.h2 is not None:
+            self.h2.close_all()
 
 
 cdef object _TemporaryFile = _tempfile_mod.TemporaryFile
@@ -620,7 +650,8 @@ cdef class FallbackDial:
 
 @cython.final
 cdef class UpstreamConn:
-    def __init__(self, Env env, Pool pool):
+    def __init__(self, Env env, Pool pool, bint transport=False):
+        # ``transport``: the socket under an HTTP/2 connection of ``pool.h2`` (engine/h2up.pyx)
         loop = env.loop
         self.env = env
         self.loop = loop
@@ -639,6 +670,19 @@ cdef class UpstreamConn:
         self.addrs = None
         self.addr_index = 0
         self.fd = -1
+        self.transport = transport
+        if pool.h2 is not None and not transport:
+            # an HTTP/2 server (h2c, or https that picked h2 by ALPN before): this exchange
+            # is a stream on a shared connection, which dials (and times the dial) on its
+            # own; ``connecting`` until it is connected. None: HTTP/1.1, dialed below
+            stream = pool.h2.open(self)
+            if stream is not None:
+                self.raw = False
+                self.dial_deadline = 0.0
+                self.deadline = 0.0
+                self.stream = stream
+                loop.timed.add(self)
+                return
         self.dial_deadline = loop.now + pool.dial_timeout if pool.dial_timeout else 0.0
         self.deadline = self.dial_deadline
         if pool.resolver is None:
@@ -847,7 +891,31 @@ cdef class UpstreamConn:
             if client is not None:
                 client.on_upstream_error(self, 502)
             return
+        if self.pool.h2 is not None and not self.transport and self.pool.h2.adopt(self):
+            return            # ALPN picked h2: this exchange is now a stream (h2up.pyx)
         self._connected()
+
+    cdef UpstreamConn take_socket(self):
+        # a connected socket handed to a new UpstreamConn (an HTTP/2 connection's transport,
+        # h2up.pyx H2Pool.adopt); this one keeps no socket
+        cdef UpstreamConn t = UpstreamConn.__new__(UpstreamConn)
+        t.env = self.env
+        t.loop = self.loop
+        t.pool = self.pool
+        t.sock = self.sock
+        t.fd = self.fd
+        t.tls = self.tls
+        t.raw = self.raw
+        t.transport = True
+        t.events = self.events
+        self.loop.handlers[self.fd] = t
+        self.loop.timed.add(t)
+        self.sock = None
+        self.fd = -1
+        self.connecting = False
+        self.deadline = 0.0
+        self.dial_deadline = 0.0
+        return t
 
     cdef void _connected(self) except *:
         self.connecting = False
@@ -859,6 +927,10 @@ cdef class UpstreamConn:
 
     cdef void on_readable(self) except *:
         cdef UpstreamUser client
+        cdef UpstreamStream stream = self.stream     # a reference: delivering may end it
+        if stream is not None:
+            stream.deliver()              # response bytes the stream held while paused
+            return
         while True:
             try:
                 data = _recv(self.env, self.sock, self.fd, self.raw)
@@ -891,6 +963,9 @@ cdef class UpstreamConn:
         """Send ``data``; True when all of it left, False when the rest waits."""
         cdef Py_ssize_t n
         cdef UpstreamUser client
+        cdef UpstreamStream stream = self.stream     # a reference: sending may end it
+        if stream is not None:
+            return stream.send(data)
         if self.out is not None:
             self.out = self.out + data
             return False
@@ -971,6 +1046,11 @@ cdef class UpstreamConn:
         self.closed = True
         self.deadline = 0.0
         self.loop.timed.discard(self)
+        if self.stream is not None:
+            stream = self.stream
+            self.stream = None
+            (<UpstreamStream>stream).cancel()
+            return
         if self.racer is not None or self.fallback_timer is not None:
             self._stop_fallback()
         if self.sock is None:

@@ -1499,6 +1499,9 @@ cdef class H2Conn(TurnEnd):
             self._control(_frame(T_WINDOW_UPDATE, 0, st.sid, _u32(st.recv_unacked)))
             st.recv_window += st.recv_unacked
             st.recv_unacked = 0
+            # out now: the ClientConn may take the bytes outside this connection's events
+            # (its backend drained), and nothing else would send the update
+            self._flush()
         self._give_back(flow)
 
     cdef void _give_back(self, long long flow) except *:

@@ -26,6 +26,7 @@ from ..observability import tracing
 from .status import CheckedBalancer, CheckedFailover, register_child
 from .normalize import Normalizer
 from .._engine.conn import EntryTable, Pool, RouteTarget, ServerTarget
+from .._engine.h2up import H2Pool
 from .._engine.exchange import WAIT, apply_edits
 
 DEFAULT_TRANSPORT = "default@internal"   # the static serversTransport (Traefik's internal one)
@@ -674,10 +675,13 @@ class Pools:
         self.pools = {}
         self.lookup = lookup
 
-    def get(self, host, port, transport, tls=None):
+    def get(self, host, port, transport, tls=None, h2c=None):
         """``tls``: None for http, else (key, ssl.SSLContext, server name[, verify]) for
-        https (``verify``: a check of the peer after the handshake, or None)."""
-        key = (host, port) + transport + ((tls[0], tls[2]) if tls else ())
+        https (``verify``: a check of the peer after the handshake, or None). ``h2c``: the
+        server speaks HTTP/2 with prior knowledge (engine/h2up.pyx multiplexes it): its
+        (readIdleTimeout, pingTimeout) in seconds; None: HTTP/1.1."""
+        key = (host, port) + transport + ((tls[0], tls[2]) if tls else ()) + \
+            (("h2c",) + tuple(h2c) if h2c is not None else ())
         pool = self.pools.get(key)
         if pool is None:
             resolver = None
@@ -693,6 +697,9 @@ class Pools:
             pool = Pool(addr, family, max_idle, dial, header, idle, "%s:%d" % (host, port),
                         tls[1] if tls else None, tls[2] if tls else None, resolver,
                         tls[3] if tls and len(tls) > 3 else None)
+            if h2c is not None:
+                # h2c: every exchange is a stream; https: once ALPN picked h2 (H2Pool.adopt)
+                H2Pool(pool, *h2c, alpn=tls is not None)
             self.pools[key] = pool
         return pool
 
@@ -726,13 +733,16 @@ def _dur(value, default):
     return parse_duration(value)
 
 
-def _client_tls(dynamic, name, host):
+def _client_tls(dynamic, name, host, h2=False):
     """(key, SSLContext, server name, verify) for https servers, from the ServersTransport:
     serverName, insecureSkipVerify, rootCAs (PEM), certificates (client cert + key, PEM),
     minVersion / maxVersion / cipherSuites (Go's names, as TLSOption's), peerCertURI.
     Without a transport: verified against the system's roots, server name = the URL's host
     (Traefik). ``verify``: None, or the peerCertURI check run after the handshake. Raises
-    ValueError for what pyroute cannot honour (spiffe): never a weaker check than asked."""
+    ValueError for what pyroute cannot honour (spiffe): never a weaker check than asked.
+    ``h2``: offer h2 before http/1.1 by ALPN unless the transport sets disableHTTP2 (the
+    proxy's connections; health probes speak HTTP/1.1 only). ``h2 in key[0]`` then says
+    whether h2 is offered."""
     import ssl
     import tempfile
     import warnings
@@ -750,8 +760,7 @@ def _client_tls(dynamic, name, host):
         raise ValueError("serversTransport %s: spiffe needs a SPIFFE workload API, which "
                          "pyroute does not support; the service is not served rather than "
                          "served without the SPIFFE check" % name)
-    if st.get("disableHTTP2") is False:
-        pass  # HTTP/2 to backends does not exist in pyroute yet: HTTP/1.1 over TLS either way
+    h2 = h2 and not st.get("disableHTTP2")
     ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
     ctx.set_alpn_protocols(["http/1.1"])
     roots = st.get("rootCAs") or []
@@ -830,7 +839,10 @@ def _client_tls(dynamic, name, host):
     server_name = st.get("serverName") or host
     # the pool key changes with the transport's content, so a reload with new CAs or
     # certificates never reuses connections (or a context) made with the old ones
-    return ((name or "", repr(sorted(st.items()))), ctx, server_name, verify)
+    if h2:
+        ctx.set_alpn_protocols(["h2", "http/1.1"])     # Go's transport: h2 first
+    return ((name or "", repr(sorted(st.items()))) + (("h2",) if h2 else ()), ctx,
+            server_name, verify)
 
 
 def _peer_uri_check(uri):
@@ -861,6 +873,19 @@ def _transport(dynamic, name):
             _dur(ft.get("dialTimeout"), DEFAULT_DIAL_TIMEOUT),
             _dur(ft.get("responseHeaderTimeout"), 0.0),
             _dur(ft.get("idleConnTimeout"), DEFAULT_IDLE_CONN_TIMEOUT))
+
+
+def _h2_timeouts(dynamic, name):
+    """The HTTP/2 health check of a ServersTransport: (readIdleTimeout, pingTimeout) in
+    seconds, Go's http2.Transport ReadIdleTimeout and PingTimeout (0: off / Go's 15 s)."""
+    if not name and DEFAULT_TRANSPORT in dynamic.get("http", {}).get("serversTransports", {}):
+        name = DEFAULT_TRANSPORT
+    if not name:
+        return (0.0, 0.0)
+    transports = dynamic.get("http", {}).get("serversTransports", {})
+    st = transports.get(qualified(name)) or transports.get(name) or {}
+    ft = st.get("forwardingTimeouts") or {}
+    return (_dur(ft.get("readIdleTimeout"), 0.0), _dur(ft.get("pingTimeout"), 0.0))
 
 
 def _sticky(spec, service_name, handler_names):
@@ -1053,10 +1078,7 @@ class Compiler:
                 fenced.append(len(servers))
             url = s.get("url") or ""
             parts = urlsplit(url)
-            if parts.scheme == "h2c":
-                raise ValueError("server %s: h2c needs HTTP/2, which pyroute does not speak yet"
-                                 % url)
-            if parts.scheme not in ("http", "https"):
+            if parts.scheme not in ("http", "https", "h2c"):
                 raise ValueError("server %s: scheme %r to backends is not supported"
                                  % (url, parts.scheme))
             tls = None
@@ -1064,10 +1086,14 @@ class Compiler:
                 tls_key = (lb.get("serversTransport") or "", parts.hostname)
                 tls = self.tls_contexts.get(tls_key)
                 if tls is None:
-                    tls = _client_tls(self.dynamic, lb.get("serversTransport"), parts.hostname)
+                    tls = _client_tls(self.dynamic, lb.get("serversTransport"), parts.hostname,
+                                      h2=True)
                     self.tls_contexts[tls_key] = tls
             port = parts.port or (443 if parts.scheme == "https" else 80)
-            pool = self.pools.get(parts.hostname, port, transport, tls)
+            h2 = None
+            if parts.scheme == "h2c" or (tls is not None and "h2" in tls[0]):
+                h2 = _h2_timeouts(self.dynamic, lb.get("serversTransport"))
+            pool = self.pools.get(parts.hostname, port, transport, tls, h2c=h2)
             servers.append(Server(url, pool, parts.netloc.encode(), pass_host, key,
                                   parts.netloc))
             # fenced: out of the WRR rotation (weight 0 is never picked), its sticky cookie
@@ -1079,10 +1105,6 @@ class Compiler:
             return Unavailable()
         sticky, cookies = _sticky(lb.get("sticky"), key, urls)
         if hc is not None:
-            if hc.get("mode") == "grpc":
-                # Traefik probes gRPC's health protocol over HTTP/2, which pyroute lacks
-                raise ValueError("service %s: healthCheck mode grpc is not supported by "
-                                 "pyroute (it needs HTTP/2); use mode http" % key)
             if strategy not in ("wrr", "p2c", "hrw", "roundrobin", ""):
                 raise ValueError("load-balancing strategy %r is not supported yet" % strategy)
             # its servers' status comes from the master's probes (pyroute.server.health)
