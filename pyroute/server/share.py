@@ -15,7 +15,6 @@ when a worker saturates or recovers, never per connection.
 import fcntl
 import mmap
 import os
-import tempfile
 
 _shares = None
 
@@ -23,8 +22,9 @@ _shares = None
 class Shares:
     def __init__(self, n):
         self.n = max(1, n)
-        fd, path = tempfile.mkstemp(prefix="pyroute-shares-")
-        os.unlink(path)
+        # a memfd, not a file in TMPDIR: nothing on disk, and the workers' temporary-file
+        # folder (buffering's spool) holds only what they spool
+        fd = os.memfd_create("pyroute-shares", os.MFD_CLOEXEC)
         os.ftruncate(fd, self.n)
         self.fd = fd
         self.map = mmap.mmap(fd, self.n)
