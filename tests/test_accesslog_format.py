@@ -5,6 +5,7 @@ mode, header mode and filter. The exchanges are the engine's own Exchange with a
 real parser read; tests/test_e2e_accesslog.py checks the lines of real requests field by
 field against Traefik's names."""
 import json
+import os
 import types
 
 import pytest
@@ -192,3 +193,27 @@ def test_half_full_buffer_wakes_the_writer_once_per_take():
     for _ in range(2):
         f.observe(_exchange())
     assert woken == [2, 2]
+
+
+def test_writer_writes_whole_lines_in_chunks(tmp_path, monkeypatch):
+    # at most WRITE_CHUNK bytes per write(2), each ending with a line's end (workers share the
+    # file: O_APPEND keeps one write whole, not a line cut in two)
+    from pyroute.observability import accesslog
+    path = tmp_path / "a.log"
+    logger = accesslog.AccessLogger(AccessLog(enabled=True, format="common",
+                                              file_path=str(path)))
+    sizes = []
+    real_write = os.write
+
+    def spy(fd, data):
+        n = real_write(fd, data)
+        if fd == logger.writer.fd:
+            sizes.append((n, bytes(data[n - 1:n])))
+        return n
+    monkeypatch.setattr(accesslog.os, "write", spy)
+    data = b"".join(b"%d %s\n" % (i, b"x" * (i % 700)) for i in range(2000))
+    logger.writer._write(data)
+    logger.close()
+    assert path.read_bytes() == data
+    assert len(sizes) > 5 and all(n <= accesslog.WRITE_CHUNK and end == b"\n"
+                                  for n, end in sizes)
