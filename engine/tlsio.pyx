@@ -81,6 +81,7 @@ cdef extern from "openssl/ssl.h" nogil:
     int SSL_CTX_set_session_id_context(SSL_CTX *, const unsigned char *, unsigned int)
     long SSL_CTX_set_session_cache_mode(SSL_CTX *, long)
     long SSL_CTX_set_timeout(SSL_CTX *, long)
+    int SSL_CTX_set_num_tickets(SSL_CTX *, size_t)
     void SSL_CTX_set_alpn_select_cb(SSL_CTX *, int (*)(SSL *, const unsigned char **,
                                     unsigned char *, const unsigned char *, unsigned int,
                                     void *) noexcept nogil, void *)
@@ -521,6 +522,9 @@ cdef class Context:
         # Go accepts a ticket for 7 days (maxSessionTicketLifetime) and tells TLS 1.3 clients
         # so; OpenSSL's default (300 s) would end sessions long before the key expires
         SSL_CTX_set_timeout(self.ctx, 7 * 24 * 3600)
+        # Go's TLS 1.3 server sends one NewSessionTicket per handshake (OpenSSL's default is
+        # two): one ticket encrypted and written per handshake, not two
+        SSL_CTX_set_num_tickets(self.ctx, 1)
 
     def __dealloc__(self):
         if self.ctx != NULL:

@@ -239,6 +239,20 @@ def test_ticket_keys_shared_by_workers_and_rotated_by_the_master(tmp_path, backe
         assert len(again) == 2 and all(all(r) for r in again.values()), again
 
 
+def test_one_tls13_ticket_per_handshake_as_go(tmp_path, backend):
+    # Go's TLS 1.3 server sends one NewSessionTicket after a handshake (OpenSSL would send
+    # two); counted by a real peer, openssl s_client -msg
+    manifests = backend_service("be", [backend.port]) + route("r", "r.example.com", "{}")
+    with Pyroute(tmp_path, manifests) as pr:
+        out = subprocess.run(
+            ["openssl", "s_client", "-connect", "127.0.0.1:%d" % pr.port, "-servername",
+             "r.example.com", "-tls1_3", "-msg", "-ign_eof"],
+            input=b"GET / HTTP/1.1\r\nHost: r.example.com\r\nConnection: close\r\n\r\n",
+            capture_output=True, timeout=20).stdout.decode("latin-1")
+        assert "HTTP/1.1 200" in out
+        assert out.count("NewSessionTicket") == 1, out
+
+
 def test_reload_swaps_certificates_and_keeps_connections(tmp_path, ca, backend):
     old = ca.issue_cert("r.example.com")
     new = ca.issue_cert("r.example.com", "new.example.com")
