@@ -289,11 +289,11 @@ cdef inline void _write_end() noexcept nogil:
 
 cdef extern from *:
     """
-    #define __pyx_atomic_load(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
-    #define __pyx_fence() __atomic_thread_fence(__ATOMIC_ACQUIRE)
+    #define _pr_atomic_load(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
+    #define _pr_fence() __atomic_thread_fence(__ATOMIC_ACQUIRE)
     """
-    uint64_t __pyx_atomic_load(uint64_t *) nogil
-    void __pyx_fence() nogil
+    uint64_t _pr_atomic_load(uint64_t *) nogil
+    void _pr_fence() nogil
     uint64_t __atomic_fetch_add(uint64_t *, uint64_t, int) nogil
     int __ATOMIC_ACQ_REL
 
@@ -303,12 +303,12 @@ cdef int _snapshot(TicketRing *copy) noexcept nogil:
     cdef uint64_t before, after
     cdef int tries
     for tries in range(1000):
-        before = __pyx_atomic_load(&_ring.seq)
+        before = _pr_atomic_load(&_ring.seq)
         if before & 1:
             continue
         memcpy(copy, _ring, sizeof(TicketRing))
-        __pyx_fence()
-        after = __pyx_atomic_load(&_ring.seq)
+        _pr_fence()
+        after = _pr_atomic_load(&_ring.seq)
         if before == after:
             return 1
     copy.count = 0
