@@ -1,13 +1,18 @@
-"""HTTP/2 load run: pyroute (h2c, http2.enabled) beside nginx (``http2 on``) as h2c reverse
+"""HTTP/2 load run: pyroute (h2c) beside nginx (``http2 on``) as h2c reverse
 proxies to the same HTTP/1.1 origin, in the same run.
 
     .venv/bin/python bench/h2.py [--rounds 3] [--requests 20000] [--streams 1,10,100]
+                                 [--baseline-python /work/main/.venv/bin/python]
 
 The origin is bench/load.py's (nginx, one worker, /small and /16k). Each proxy runs one worker
 pinned to CPU 0; h2load and the origin share CPU 1. Rounds are interleaved (every proxy once
 per round for each case) and medians reported: requests/s and the proxy's CPU time per request
 (utime + stime of its processes over the run, divided by the requests h2load completed).
-Needs nginx and h2load (Debian: nginx, nghttp2-client).
+``--baseline-python PY`` adds ``pyroute@base``: pyroute as that interpreter's environment
+imports it (another checkout's .venv, built), in the same interleaved rounds, so a change is
+measured against the code before it on the same noisy machine. Its entry point gets
+``http2: {enabled: true}`` (builds before HTTP/2 was on by default need it; later ones only
+warn). Needs nginx and h2load (Debian: nginx, nghttp2-client).
 """
 import argparse
 import re
@@ -50,18 +55,18 @@ http { access_log off; keepalive_requests 1000000; keepalive_timeout 300s;
                 worker_pids=lambda pid: children(pid))
 
 
-def start_pyroute_h2(tmp, port, origin, cpu):
-    proc = start_pyroute(tmp, port, origin, cpu)
-    # the same config as bench/load.py's, with HTTP/2 turned on (restarted with it)
+def start_pyroute_h2(tmp, port, origin, cpu, python=None, name="pyroute", h2=""):
+    proc = start_pyroute(tmp, port, origin, cpu, python=python, name=name)
+    # the same config as bench/load.py's, with Traefik's h2 stream limit (restarted with it)
     proc.stop()
     d = tmp / ("pyroute-%d" % port)
     static = d / "static.yaml"
     static.write_text(static.read_text().replace(
-        "    transport:", "    http2: {enabled: true, maxConcurrentStreams: 250}\n"
-        "    transport:", 1))
-    py = str(Path(__file__).resolve().parent.parent / ".venv" / "bin" / "python")
-    return Proc("pyroute", [py, "-m", "pyroute", "run", "-c", str(static), str(d / "m.yaml"),
-                            "-w", "1"], port, cpu, worker_pids=lambda pid: children(pid),
+        "    transport:", "    http2: {%smaxConcurrentStreams: 250}\n"
+        "    transport:" % h2, 1))
+    py = python or str(Path(__file__).resolve().parent.parent / ".venv" / "bin" / "python")
+    return Proc(name, [py, "-m", "pyroute", "run", "-c", str(static), str(d / "m.yaml"),
+                       "-w", "1"], port, cpu, worker_pids=lambda pid: children(pid),
                 cwd=str(d))
 
 
@@ -91,6 +96,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--requests", type=int, default=20000)
     ap.add_argument("--streams", default="1,10,100")
+    ap.add_argument("--baseline-python", metavar="PY",
+                    help="also run pyroute@base: pyroute as imported by this interpreter")
     args = ap.parse_args()
     for tool in ("nginx", "h2load", "taskset"):
         if not shutil.which(tool):
@@ -99,8 +106,12 @@ def main():
     tmp.chmod(0o755)
     origin_port = free_port()
     origin = start_origin(tmp, origin_port)
-    procs = [start_pyroute_h2(tmp, free_port(), origin_port, "0"),
-             start_nginx_h2(tmp, free_port(), origin_port, "0")]
+    procs = [start_pyroute_h2(tmp, free_port(), origin_port, "0")]
+    if args.baseline_python:
+        procs.append(start_pyroute_h2(tmp, free_port(), origin_port, "0",
+                                      python=args.baseline_python, name="pyroute@base",
+                                      h2="enabled: true, "))
+    procs.append(start_nginx_h2(tmp, free_port(), origin_port, "0"))
     cases = [(path, int(m)) for path in ("/small", "/16k") for m in args.streams.split(",")]
     results = {}
     try:
@@ -118,13 +129,15 @@ def main():
         for proc in procs:
             proc.stop()
         origin.stop()
-    print("%-6s %7s  %-8s %10s %12s" % ("path", "streams", "proxy", "req/s", "CPU us/req"))
+    print("%-6s %7s  %-12s %10s %12s %9s" % ("path", "streams", "proxy", "req/s",
+                                              "CPU us/req", "vs nginx"))
     for path, m in cases:
+        ngx = statistics.median(r["cpu_us"] for r in results[(path, m, "nginx")])
         for proc in procs:
             rs = results[(path, m, proc.name)]
-            print("%-6s %7d  %-8s %10.0f %12.1f" % (
-                path, m, proc.name, statistics.median(r["rps"] for r in rs),
-                statistics.median(r["cpu_us"] for r in rs)))
+            cpu = statistics.median(r["cpu_us"] for r in rs)
+            print("%-6s %7d  %-12s %10.0f %12.1f %8.2fx" % (
+                path, m, proc.name, statistics.median(r["rps"] for r in rs), cpu, cpu / ngx))
 
 
 if __name__ == "__main__":

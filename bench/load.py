@@ -18,7 +18,8 @@ does not get slower as features land (``--proxies pyroute --baseline origin/main
 ``--observability`` adds ``pyroute+obs`` (an access log in JSON to a file and Prometheus with
 Traefik's default labels: entry point and service) and ``pyroute+obs+rt`` (router labels too),
 measured in the same rounds: the cost of observability per request; ``pyroute+log`` and
-``pyroute+prom`` are each half alone.
+``pyroute+prom`` are each half alone; ``pyroute+trace0`` / ``pyroute+trace1`` trace at
+sampleRate 0.0 / 1.0 (OTLP/HTTP to a sink in this process, on wrk's CPU).
 Needs nginx, haproxy, caddy, wrk and strace on PATH (Debian packages).
 """
 import argparse
@@ -220,17 +221,50 @@ OBSERVABILITY = {
     # each half alone, to tell their costs apart
     "pyroute+log": "accessLog: {filePath: %(dir)s/access.log, format: json}\n",
     "pyroute+prom": "metrics: {prometheus: {manualRouting: true}}\n",
+    # tracing: nothing sampled (a trace id drawn, traceparent injected, no span), and every
+    # request's spans exported over OTLP/HTTP to OTLPSink (in this process, on wrk's CPU)
+    "pyroute+trace0": "tracing: {sampleRate: 0.0, otlp: {http: {endpoint: "
+                      "'http://127.0.0.1:%(otlp)d'}}}\n",
+    "pyroute+trace1": "tracing: {sampleRate: 1.0, otlp: {http: {endpoint: "
+                      "'http://127.0.0.1:%(otlp)d'}}}\n",
 }
 
 
+class OTLPSink:
+    """An OTLP/HTTP endpoint that accepts and drops every export, its thread on ``cpu``."""
+
+    def __init__(self, cpu):
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        class H(BaseHTTPRequestHandler):
+            def do_POST(self):
+                self.rfile.read(int(self.headers["Content-Length"]))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *a):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.port = self.server.server_address[1]
+
+        def serve():
+            if cpu is not None:
+                os.sched_setaffinity(0, {int(cpu)})     # this thread (and its children)
+            self.server.serve_forever()
+        threading.Thread(target=serve, daemon=True).start()
+
+
 def start_pyroute(tmp, port, origin, cpu, workers=1, python=None, name="pyroute", extra="",
-                  static_extra=""):
+                  static_extra="", otlp=0):
     d = tmp / ("pyroute-%d" % port)
     d.mkdir()
     (d / "static.yaml").write_text(
         "entryPoints:\n  web:\n    address: \"127.0.0.1:%d\"\n"
         "    transport: {respondingTimeouts: {idleTimeout: 300s}}\nlog: {level: ERROR}\n" % port
-        + extra % {"dir": d} + static_extra)
+        + extra % {"dir": d, "otlp": otlp} + static_extra)
     (d / "m.yaml").write_text("""
 apiVersion: v1
 kind: Service
@@ -430,9 +464,10 @@ def main():
     wrk_cpu = None if args.unpinned else "1"
     procs = {n: STARTERS[n](tmp, free_port(), origin_port, cpu, workers) for n in names}
     if args.observability:
+        sink = OTLPSink(wrk_cpu)
         for n, extra in OBSERVABILITY.items():
             procs[n] = start_pyroute(tmp, free_port(), origin_port, cpu, workers, name=n,
-                                     extra=extra)
+                                     extra=extra, otlp=sink.port)
             names.append(n)
     if args.baseline:
         base_py, sha = build_baseline(args.baseline)
@@ -479,6 +514,21 @@ def main():
             print("%-7s %-6d %-8s %9.0f %8.2f %8.2f %8.1f %8.1f %8.1f" % (
                 path, conns, n, med["rps"], med["p50"], med["p99"], med["cpu_us"],
                 med["user_us"], med["sys_us"]))
+        if args.observability:
+            # each round's variant against pyroute in the same round: the drift of a shared
+            # machine (other jobs come and go) cancels out of the ratio
+            print("\nCPU per request against pyroute measured in the same round (median of "
+                  "the rounds' ratios; user us: median of the rounds' differences)")
+            for (path, conns, n), rs in results.items():
+                base = results.get((path, conns, "pyroute"))
+                if n == "pyroute" or base is None:
+                    continue
+                ratios = [r["cpu_us"] / b["cpu_us"] - 1 for r, b in zip(rs, base)]
+                users = [r["user_us"] - b["user_us"] for r, b in zip(rs, base)]
+                print("%-7s %-6d %-15s %+6.1f%%  (rounds: %s)  user %+5.1f us" % (
+                    path, conns, n, 100 * statistics.median(ratios),
+                    " ".join("%+.0f%%" % (100 * x) for x in ratios),
+                    statistics.median(users)))
         if args.strace:
             print("\nsystem calls per keep-alive request (strace -c -f, 16 connections)")
             for n in names:

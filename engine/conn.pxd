@@ -46,10 +46,35 @@ cdef class Env:
     cdef public object pools
     cdef bytearray rbuf                   # the worker's one receive buffer (recv_into)
     cdef char *rptr                       # its bytes (never resized)
+    cdef public list turn_end             # TurnEnd handlers run_loop calls after the turn
+
+
+cdef class TurnEnd:
+    # A connection that writes once per loop turn (an HTTP/2 connection: every stream's
+    # frames of the turn in one send): it appends itself to Env.turn_end, and run_loop calls
+    # end_turn after the turn's events, timers and sweep
+    cdef void end_turn(self) except *
+
+
+cdef class UpstreamStream:
+    # An HTTP/2 stream carrying an UpstreamConn's exchange (engine/h2up.pyx): the UpstreamConn
+    # keeps its HTTP/1.1 face (the ClientConn writes request bytes, reads response bytes) and
+    # the stream maps them to frames on a connection it shares with other exchanges
+    cdef bint send(self, bytes data) except -1   # request bytes; False: on_upstream_drained follows
+    cdef void deliver(self) except *             # hand on response bytes held while paused
+    cdef void cancel(self) except *              # the UpstreamConn closed (RST_STREAM if unfinished)
+
+
+cdef class H2Dialer:
+    # A pool's HTTP/2 connections (scheme h2c; engine/h2up.pyx): a stream for each exchange
+    cdef UpstreamStream open(self, UpstreamConn up)   # None: HTTP/1.1 (dial as usual)
+    cdef bint adopt(self, UpstreamConn up) except -1  # its TLS handshake picked h2: True
+    cpdef close_all(self)
 
 
 @cython.final
 cdef class Pool:
+    cdef public H2Dialer h2               # h2c server: exchanges are streams; None: HTTP/1.1
     cdef public object addr
     cdef public int family
     cdef public list idle                 # UpstreamConn, most recently used last
@@ -130,6 +155,7 @@ cdef class StreamSink:
     # Where a ClientConn without a socket reads its request bytes from and writes its
     # response bytes to: an HTTP/2 stream (engine/h2.pyx) that turns its frames into an
     # HTTP/1.1 request and the HTTP/1.1 response back into frames
+    cdef bint trusted                            # the connection's peer is in trustedIPs
     cdef bint sink(self, bytes data) except -1   # response bytes; False: over its bound (pause)
     cdef bytes take_input(self)                  # request bytes waiting, or None
     cdef void sink_closed(self) except *         # the ClientConn closed (response over or cut)
@@ -188,7 +214,9 @@ cdef class UpstreamConn:
     cdef object racer                     # the FallbackDial running, None: none (or over)
     cdef int primary_status               # primaries all failed: 502 refused, 504 timed out;
                                           # 0: still dialing
-    cdef Env env
+    cdef public UpstreamStream stream     # an HTTP/2 stream carries the exchange (no socket)
+    cdef public bint transport            # the socket of an HTTP/2 connection (h2up.pyx)
+    cdef public Env env
     cdef void _dial(self) except *
     cdef bint _dial_next(self) except -1
     cdef bint _primaries_failed(self, int status) except -1
@@ -204,6 +232,7 @@ cdef class UpstreamConn:
     cdef void flush(self) except *
     cdef void _connected(self) except *
     cdef void _handshake(self) except *
+    cdef UpstreamConn take_socket(self)
     cpdef close(self)
 
 
@@ -277,12 +306,19 @@ cdef class ClientConn(UpstreamUser):
     cdef Spool body_spool                 # read_body keeping the body (ex.body), or None
     # a kept body spooled to a file, sent to the backend as it drains (None: none/sent)
     cdef Spool body_out
+    # a streamed request body under retry held in ``buf`` while the backend is dialled: the
+    # head to send once connected (None: nothing held); a failed dial leaves the body whole
+    cdef bytes body_held
     # the response held whole before it leaves (the buffering middleware's response side):
     # its head, its body, the limit (<0: none); None: the response streams
     cdef ResponseHead rbuf_head
     cdef Spool rbuf
     cdef long long rbuf_max
     cdef Spool rbuf_out                   # a held response spooled to a file, being sent
+    cdef list rbuf_tail                   # the last raw chunked pieces (its trailer section)
+    cdef bytes rbuf_trailer               # the held response's trailer section, or None
+    cdef bytes rbuf_end                   # sent chunked: the last chunk + trailers (or None)
+    cdef list rbuf_declared               # the backend's "Trailer" values (a chunked one)
 
     cdef void _reset_exchange(self) except *
     cdef void sink_drained(self) except *
@@ -318,6 +354,11 @@ cdef class ClientConn(UpstreamUser):
     cdef void _body_progress(self) except *
     cdef void feed_body(self, bytes data) except *
     cdef bytes _take_request_chunks(self, bytes data)
+    cdef bytes _body_start(self, Request req, bytes head)
+    cdef void _start_transforming(self, ResponseHead rh) except *
+    cdef void _keep_tail(self, bytes data, Py_ssize_t keep) except *
+    cdef bytes _held_trailers(self, ResponseHead rh)
+    cdef void _send_held(self, UpstreamConn up) except *
     cdef bint _response_head_fast(self, UpstreamConn up, bytes data) except -1
     cdef void _response_head(self, UpstreamConn up) except *
     cdef void _response_start(self, UpstreamConn up, Response resp, bytes rest) except *

@@ -143,11 +143,17 @@ cdef class Env:
         self.observers = []
         self.rbuf = bytearray(RECV_SIZE)
         self.rptr = PyByteArray_AS_STRING(self.rbuf)
+        self.turn_end = []
 
     def subrequest(self, Pool pool, bytes head, bytes body, long long max_body, double timeout,
                    callback):
         """A request from the worker's loop through ``pool`` (see ``SubRequest``)."""
         return SubRequest(self, pool, head, body, max_body, timeout, callback)
+
+
+cdef class TurnEnd:
+    cdef void end_turn(self) except *:
+        pass
 
 
 cdef object _WAIT = _WAIT_OBJ
@@ -343,9 +349,37 @@ cdef inline void _arm_write_timeout(ClientConn c) noexcept:
 
 # ---- upstream side ----------------------------------------------------------------------
 
+cdef class UpstreamStream:
+    """An HTTP/2 stream carrying an UpstreamConn's exchange (engine/h2up.pyx ``H2UpStream``)."""
+
+    cdef bint send(self, bytes data) except -1:
+        return True
+
+    cdef void deliver(self) except *:
+        pass
+
+    cdef void cancel(self) except *:
+        pass
+
+
+cdef class H2Dialer:
+    """A pool's HTTP/2 connections (engine/h2up.pyx ``H2Pool``)."""
+
+    cdef UpstreamStream open(self, UpstreamConn up):
+        return None
+
+    cdef bint adopt(self, UpstreamConn up) except -1:
+        return False
+
+    cpdef close_all(self):
+        pass
+
+
 @cython.final
 cdef class Pool:
-    """Idle keep-alive connections to one server (address + transport settings)."""
+    """Idle keep-alive connections to one server (address + transport settings). With ``h2``
+    set (an h2c server) nothing is pooled here: each exchange is a stream of one of the
+    dialer's multiplexed connections."""
 
     def __init__(self, addr, int family, int max_idle, double dial_timeout,
                  double header_timeout, double idle_timeout, str name, ssl_ctx=None,
@@ -374,7 +408,7 @@ cdef class Pool:
         return UpstreamConn(env, self)
 
     cdef void put(self, UpstreamConn up, double now):
-        if len(self.idle) >= self.max_idle:
+        if up.stream is not None or len(self.idle) >= self.max_idle:
             up.close()
             return
         up.client = None
@@ -391,6 +425,8 @@ cdef class Pool:
         for up in self.idle:
             up.close()
         self.idle = []
+        if self.h2 is not None:
+            self.h2.close_all()
 
 
 cdef object _TemporaryFile = _tempfile_mod.TemporaryFile
@@ -449,6 +485,32 @@ cdef class Spool:
         if self.file is not None:
             self.file.close()
         self.parts = None
+
+
+cdef Spool _through(Spool sp, list transforms, bytes data):
+    # a held body through transforms that start only once it is complete (compress deciding
+    # on the sniffed type of a buffered response); ``data``: the body when in memory
+    cdef Spool out = Spool(sp.mem)
+    if data is not None:
+        out.add(_fed(transforms, data, True))
+    else:
+        while True:
+            piece = sp.read(RECV_SIZE)
+            if not piece:
+                break
+            out.add(_fed(transforms, piece, False))
+        out.add(_fed(transforms, b"", True))
+    sp.close()
+    return out
+
+
+cdef bytes _fed(list transforms, bytes data, bint last):
+    for t in transforms:
+        if data:
+            data = t.feed(data)
+        if last:
+            data = (data or b"") + (t.finish() or b"")
+    return data or b""
 
 
 cdef class UpstreamUser:
@@ -588,7 +650,8 @@ cdef class FallbackDial:
 
 @cython.final
 cdef class UpstreamConn:
-    def __init__(self, Env env, Pool pool):
+    def __init__(self, Env env, Pool pool, bint transport=False):
+        # ``transport``: the socket under an HTTP/2 connection of ``pool.h2`` (engine/h2up.pyx)
         loop = env.loop
         self.env = env
         self.loop = loop
@@ -607,6 +670,19 @@ cdef class UpstreamConn:
         self.addrs = None
         self.addr_index = 0
         self.fd = -1
+        self.transport = transport
+        if pool.h2 is not None and not transport:
+            # an HTTP/2 server (h2c, or https that picked h2 by ALPN before): this exchange
+            # is a stream on a shared connection, which dials (and times the dial) on its
+            # own; ``connecting`` until it is connected. None: HTTP/1.1, dialed below
+            stream = pool.h2.open(self)
+            if stream is not None:
+                self.raw = False
+                self.dial_deadline = 0.0
+                self.deadline = 0.0
+                self.stream = stream
+                loop.timed.add(self)
+                return
         self.dial_deadline = loop.now + pool.dial_timeout if pool.dial_timeout else 0.0
         self.deadline = self.dial_deadline
         if pool.resolver is None:
@@ -815,7 +891,31 @@ cdef class UpstreamConn:
             if client is not None:
                 client.on_upstream_error(self, 502)
             return
+        if self.pool.h2 is not None and not self.transport and self.pool.h2.adopt(self):
+            return            # ALPN picked h2: this exchange is now a stream (h2up.pyx)
         self._connected()
+
+    cdef UpstreamConn take_socket(self):
+        # a connected socket handed to a new UpstreamConn (an HTTP/2 connection's transport,
+        # h2up.pyx H2Pool.adopt); this one keeps no socket
+        cdef UpstreamConn t = UpstreamConn.__new__(UpstreamConn)
+        t.env = self.env
+        t.loop = self.loop
+        t.pool = self.pool
+        t.sock = self.sock
+        t.fd = self.fd
+        t.tls = self.tls
+        t.raw = self.raw
+        t.transport = True
+        t.events = self.events
+        self.loop.handlers[self.fd] = t
+        self.loop.timed.add(t)
+        self.sock = None
+        self.fd = -1
+        self.connecting = False
+        self.deadline = 0.0
+        self.dial_deadline = 0.0
+        return t
 
     cdef void _connected(self) except *:
         self.connecting = False
@@ -827,6 +927,10 @@ cdef class UpstreamConn:
 
     cdef void on_readable(self) except *:
         cdef UpstreamUser client
+        cdef UpstreamStream stream = self.stream     # a reference: delivering may end it
+        if stream is not None:
+            stream.deliver()              # response bytes the stream held while paused
+            return
         while True:
             try:
                 data = _recv(self.env, self.sock, self.fd, self.raw)
@@ -859,6 +963,9 @@ cdef class UpstreamConn:
         """Send ``data``; True when all of it left, False when the rest waits."""
         cdef Py_ssize_t n
         cdef UpstreamUser client
+        cdef UpstreamStream stream = self.stream     # a reference: sending may end it
+        if stream is not None:
+            return stream.send(data)
         if self.out is not None:
             self.out = self.out + data
             return False
@@ -939,6 +1046,11 @@ cdef class UpstreamConn:
         self.closed = True
         self.deadline = 0.0
         self.loop.timed.discard(self)
+        if self.stream is not None:
+            stream = self.stream
+            self.stream = None
+            (<UpstreamStream>stream).cancel()
+            return
         if self.racer is not None or self.fallback_timer is not None:
             self._stop_fallback()
         if self.sock is None:
@@ -1183,7 +1295,8 @@ cdef class ClientConn(UpstreamUser):
         self.snap = None
         self.entry = None
         self.hup = False
-        self.trusted = ep.is_trusted(remote_ip)
+        # an HTTP/2 stream: its connection's answer, asked once per connection
+        self.trusted = sink.trusted if sink is not None else ep.is_trusted(remote_ip)
         self.buf = bytearray()
         self.out = None
         self.state = S_HEAD
@@ -1552,7 +1665,9 @@ cdef class ClientConn(UpstreamUser):
             self.close()
             return
         self._release_upstream(False)
-        keep = self.keep_alive and not self.client_eof and self.state != S_BODY
+        # (a body held for a retry's dial is still in ``buf``, unread: no reuse)
+        keep = self.keep_alive and not self.client_eof and self.state != S_BODY \
+            and self.body_held is None
         data = _error_response(status, not keep,
                                self.req is not None and self.req.method_id == M_HEAD)
         if ex is not None:
@@ -2049,25 +2164,22 @@ cdef class ClientConn(UpstreamUser):
             else:
                 kept.rewind()
                 self.body_out = kept          # sent from the file as the backend drains
+        elif ex.retry is not None and up.connecting \
+                and (framing == FR_CHUNKED or (framing == FR_LENGTH and req.content_length)):
+            # retry, the body streaming (over maxRequestBodyBytes): nothing of it is taken
+            # from the client until the backend is reached, so a dial that fails leaves it
+            # whole for the next attempt — Traefik retries network errors while WroteHeaders
+            # has not been called, its peeked body still unread (on_upstream_connected sends)
+            self.body_held = head
+            self.state = S_WAIT
+            up.reads += 1
+            return
         elif framing == FR_LENGTH and req.content_length:
-            left = req.content_length
-            buf = self.buf
-            if buf:
-                take = left if left < len(buf) else len(buf)
-                head += buf[:take]
-                del buf[:take]
-                left -= take
-            self.req_left = left
-            self.state = S_BODY if left else S_WAIT
+            head = self._body_start(req, head)
         elif framing == FR_CHUNKED:
-            self.req_dec = ChunkedDecoder()
-            self.state = S_BODY
-            if self.buf:
-                data = bytes(self.buf)
-                self.buf = bytearray()
-                head += self._take_request_chunks(data)
-                if self.state == S_CLOSED or self.req is None:
-                    return
+            head = self._body_start(req, head)
+            if self.state == S_CLOSED or self.req is None:
+                return
         else:
             self.state = S_WAIT
             if up.reads:
@@ -2089,6 +2201,51 @@ cdef class ClientConn(UpstreamUser):
                 self.pause_reading()
         else:
             up.write(head)
+
+    cdef bytes _body_start(self, Request req, bytes head):
+        # the request body that came with the head, after it; S_BODY while more is due
+        cdef long long left
+        cdef Py_ssize_t take
+        if req.framing == FR_LENGTH:
+            left = req.content_length
+            buf = self.buf
+            if buf:
+                take = left if left < len(buf) else len(buf)
+                head += buf[:take]
+                del buf[:take]
+                left -= take
+            self.req_left = left
+            self.state = S_BODY if left else S_WAIT
+            return head
+        self.req_dec = ChunkedDecoder()
+        self.state = S_BODY
+        if self.buf:
+            data = bytes(self.buf)
+            self.buf = bytearray()
+            head += self._take_request_chunks(data)
+        return head
+
+    cdef void _send_held(self, UpstreamConn up) except *:
+        # the backend is reached: the held head, and the body from ``buf`` as _picked sends it
+        cdef Exchange ex = self.ex
+        cdef Request req = self.req
+        cdef bytes head = self.body_held
+        self.body_held = None
+        head = self._body_start(req, head)
+        if self.state == S_CLOSED or self.req is None:
+            return
+        if ex.mirror is not None:
+            ex.mirror.start(ex, head, self.state != S_BODY)
+        if self.state == S_WAIT:
+            self._request_sent()
+            up.write(head)
+            return
+        if req.expect_100_continue:
+            up.deadline = self.env.now + EXPECT_CONTINUE_TIMEOUT
+        if not up.write(head):
+            self.pause_reading()
+        elif self.paused:
+            self.resume_reading()        # paused while held (MAX_PIPELINED): the body is due
 
     cdef void expect_continue_timeout(self) except *:
         # ExpectContinueTimeout passed without the backend's 100: Traefik sends the body
@@ -2182,6 +2339,9 @@ cdef class ClientConn(UpstreamUser):
 
     cdef void on_upstream_connected(self, UpstreamConn up) except *:
         # the dial deadline is over; a request already complete starts its header timeout
+        if self.body_held is not None and up is self.up:
+            self._send_held(up)
+            return
         if self.state == S_WAIT and self.resp_state == R_HEAD and up.pool.header_timeout:
             up.deadline = self.env.now + up.pool.header_timeout
         elif self.state == S_BODY and self.req is not None and self.req.expect_100_continue:
@@ -2371,6 +2531,8 @@ cdef class ClientConn(UpstreamUser):
                 body = rh.body if not self.head_req else b""
                 if ex.sniff is not None:
                     ex.sniff(rh, body)
+                    if not self.head_req:
+                        body = rh.body       # (compress on a sniffed type replaces it)
                 ex.bytes_out += len(body)
                 ex.resp_head = rh.serialize()
                 self.write_head(ex.resp_head, body)
@@ -2378,16 +2540,7 @@ cdef class ClientConn(UpstreamUser):
                     self._maybe_finish()
                 return
             if ex.transforms and mode != F_ASIS:
-                # a body transform (compress, ...): the length changes, so the body goes
-                # chunked to an HTTP/1.1 client, until close to an HTTP/1.0 one
-                self.transforming = True
-                rh.remove(b"Content-Length")
-                if http10:
-                    rh.remove(b"Transfer-Encoding")
-                    rh.set(b"Connection", b"close")
-                    self.keep_alive = False
-                else:
-                    rh.set(b"Transfer-Encoding", b"chunked")
+                self._start_transforming(rh)
             if ex.sniff is not None and mode != F_ASIS and not self.head_req:
                 # a middleware decides on the first body bytes (contentType: Go's server
                 # sniffs the first write): the head waits for them, or for the body's end
@@ -2405,6 +2558,13 @@ cdef class ClientConn(UpstreamUser):
             self.held_out = None
             self.rbuf_head = rh
             self.rbuf = Spool(ex.buffering.mem_response)
+            self.rbuf_tail = None
+            self.rbuf_trailer = None
+            self.rbuf_end = None
+            # the backend's declared trailers (Go's Transport: res.Trailer's keys, a chunked
+            # response's "Trailer" header), whatever the client's version
+            self.rbuf_declared = (resp.header_values(b"trailer")
+                                  if resp.framing == FR_CHUNKED else None)
             self.rbuf_max = ex.buffering.max_response
             head = None
         self.resp_state = R_BODY
@@ -2457,6 +2617,17 @@ cdef class ClientConn(UpstreamUser):
                     self.write(head)
                 self.close()
                 return
+            if self.rbuf is not None:
+                # a held response: its trailer section is the last trailer_len bytes read
+                # (the decoder validated them); kept to forward as Go does (_held_trailers)
+                if dec.done:
+                    if dec.trailer_len > 2:
+                        tail = self.rbuf_tail or []
+                        tail.append(data[:pos])
+                        self.rbuf_trailer = b"".join(tail)[-dec.trailer_len:]
+                    self.rbuf_tail = None
+                else:
+                    self._keep_tail(data, dec.max_trailer)
             if dec.done:
                 if pos < end:
                     self.up_ok = False
@@ -2500,8 +2671,13 @@ cdef class ClientConn(UpstreamUser):
             if not plain and not done:
                 self.held_out.append(data)       # framing only: wait for body bytes
                 return
+            was = self.transforming
             head = self._release_held(plain)
-            if self.held_out:
+            if self.transforming and not was:
+                # the sniff started a transform (compress on a sniffed Content-Type): the
+                # body from its first bytes goes through it, framed anew
+                data = self._transform(plain or b"", done)
+            elif self.held_out:
                 data = b"".join(self.held_out) + data
             self.held_out = None
         self.ex.bytes_out += len(data)
@@ -2523,7 +2699,21 @@ cdef class ClientConn(UpstreamUser):
         cdef ResponseHead rh = self.held
         self.held = None
         self.ex.sniff(rh, first or b"")
+        if self.ex.transforms and not self.transforming:
+            self._start_transforming(rh)    # compress decided on the sniffed type
         return rh.serialize()
+
+    cdef void _start_transforming(self, ResponseHead rh) except *:
+        # a body transform (compress, ...): the length changes, so the body goes chunked to
+        # an HTTP/1.1 client, until close to an HTTP/1.0 one
+        self.transforming = True
+        rh.remove(b"Content-Length")
+        if self.req.version == 10:
+            rh.remove(b"Transfer-Encoding")
+            rh.set(b"Connection", b"close")
+            self.keep_alive = False
+        else:
+            rh.set(b"Transfer-Encoding", b"chunked")
 
     cdef bytes _transform(self, bytes data, bint last):
         # the body through the exchange's transforms, in the order they were added (the
@@ -2582,6 +2772,56 @@ cdef class ClientConn(UpstreamUser):
         # truncated body: nothing honest to add, close the client connection
         self.close()
 
+    cdef void _keep_tail(self, bytes data, Py_ssize_t keep) except *:
+        # the raw pieces that may hold the start of a trailer section (``keep`` bytes)
+        cdef list tail = self.rbuf_tail
+        cdef Py_ssize_t total = 0
+        if tail is None:
+            tail = self.rbuf_tail = []
+        tail.append(data)
+        for piece in tail:
+            total += len(<bytes> piece)
+        while len(tail) > 1 and total - len(<bytes> tail[0]) >= keep + 2:
+            total -= len(<bytes> tail[0])
+            del tail[0]
+
+    cdef bytes _held_trailers(self, ResponseHead rh):
+        # Traefik + oxy's buffer with a backend's trailers: Go's ReverseProxy announces the
+        # declared names ("Trailer") before WriteHeader and, after the body, copies the
+        # trailers into the header map — oxy's own, which it copies whole before its
+        # WriteHeader: declared trailers (when every one received was declared) show in the
+        # head too; Go's server then sends the response chunked, the trailers after the last
+        # chunk. Returns that end (last chunk + trailer section) or None (Content-Length).
+        cdef bytes section = self.rbuf_trailer
+        self.rbuf_trailer = None
+        self.rbuf_tail = None
+        cdef list values = self.rbuf_declared
+        self.rbuf_declared = None
+        declared = set()
+        for value in values or ():
+            for name in (<bytes> value).split(b","):
+                name = name.strip(b" \t").lower()
+                if name:
+                    declared.add(name)
+        if section is None and not declared:
+            return None
+        if declared and self.req.version == 10:
+            # (the forwarder leaves "Trailer" out of an unchunked head; Go's map has it)
+            for value in values:
+                rh.add(b"Trailer", value)
+        if section is not None and declared:
+            fields = []
+            for line in section.split(b"\r\n"):
+                if line:
+                    name, _, value = line.partition(b":")
+                    fields.append((name.strip(b" \t"), value.strip(b" \t")))
+            if all(n.lower() in declared for n, _ in fields):
+                for n, v in fields:
+                    rh.add(n, v)
+        if self.req.version == 10:
+            return None                      # no chunking: the trailers cannot travel
+        return b"0\r\n" + (section if section is not None else b"\r\n")
+
     cdef void _held_response_done(self) except *:
         # the held response is complete: it leaves with its Content-Length (from memory, or
         # from its file as the client takes it)
@@ -2591,6 +2831,7 @@ cdef class ClientConn(UpstreamUser):
         self.rbuf_head = None
         self.rbuf = None
         self._release_upstream(self.up_ok)       # the backend's part is over
+        end = self._held_trailers(rh)
         rh.remove(b"Transfer-Encoding")
         rh.set(b"Content-Length", b"%d" % sp.size)
         data = sp.whole()
@@ -2601,7 +2842,23 @@ cdef class ClientConn(UpstreamUser):
         else:
             first = data
         if ex.sniff is not None:
+            n = len(ex.transforms) if ex.transforms else 0
             ex.sniff(rh, first)
+            if ex.transforms and len(ex.transforms) > n:
+                # compress decided on the sniffed type: the held body goes through it now
+                sp = _through(sp, ex.transforms[n:], data)
+                data = sp.whole()
+                if data is None:
+                    sp.rewind()
+                rh.remove(b"Transfer-Encoding")
+                rh.set(b"Content-Length", b"%d" % sp.size)
+        if end is not None:
+            rh.remove(b"Content-Length")
+            rh.set(b"Transfer-Encoding", b"chunked")
+            if data is not None:
+                data = (chunk_header(len(data)) + data + b"\r\n" if data else b"") + end
+            else:
+                self.rbuf_end = end              # _pump_response frames each piece
         head = rh.serialize()
         ex.resp_head = head
         ex.bytes_out += sp.size
@@ -2628,9 +2885,16 @@ cdef class ClientConn(UpstreamUser):
             if not data:
                 self.rbuf_out = None
                 sp.close()
+                if self.rbuf_end is not None:
+                    self.write(self.rbuf_end)
+                    self.rbuf_end = None
+                    if self.state == S_CLOSED:
+                        return
                 self.resp_state = R_DONE
                 self._maybe_finish()
                 return
+            if self.rbuf_end is not None:
+                data = chunk_header(len(data)) + data + b"\r\n"
             self.write(data)
 
     cdef void _again(self, UpstreamConn failed) except *:
@@ -2650,6 +2914,7 @@ cdef class ClientConn(UpstreamUser):
         self.ubuf = None
         self.retry_head = None
         self.body_out = None
+        self.body_held = None
         if self.rbuf is not None:
             self.rbuf.close()
             self.rbuf = None
@@ -2796,6 +3061,21 @@ cdef inline double _monotonic() noexcept nogil:
     return ts.tv_sec + ts.tv_nsec * 1e-9
 
 
+cdef void _end_turn(loop, Env env) except *:
+    # what the turn's handlers queued goes out now, once per connection (TurnEnd); one that
+    # queues again meanwhile (more framed) is called again
+    cdef list todo
+    cdef TurnEnd h
+    while env.turn_end:
+        todo = env.turn_end
+        env.turn_end = []
+        for h in todo:
+            try:
+                h.end_turn()
+            except Exception as e:  # a worker never dies on a request
+                loop._fail(h, e)
+
+
 cdef extern from "<time.h>" nogil:
     int CLOCK_THREAD_CPUTIME_ID
 
@@ -2902,6 +3182,8 @@ def run_loop(loop, Env env=None, stats=None):
                       [events_hist[i] for i in range(33)], [cpu_hist[i] for i in range(32)])
             else:
                 loop.sweep(now)
+        if env is not None and env.turn_end:
+            _end_turn(loop, env)
         if with_stats and n > 0:
             turn_hist[_log2_bucket(_monotonic() - now)] += 1
             cpu_hist[_log2_bucket(_cpu_time() - cpu_start)] += 1

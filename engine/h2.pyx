@@ -22,14 +22,35 @@ oversized header lists are refused as Go's and nghttp2's servers do.
 cimport cython
 import socket
 
-from pyroute._engine.conn cimport Env, ClientConn, StreamSink
+from pyroute._engine.conn cimport Env, ClientConn, StreamSink, TurnEnd
 from pyroute._engine.http1 cimport ResponseParser, Response, ChunkedDecoder
 from pyroute._engine.errors import HttpParseError
 from pyroute._engine import http1 as _http1
-from pyroute._engine.hpack import Decoder, Encoder, HpackError, HeaderListTooLarge
-from libc.string cimport memchr
+from pyroute._engine.hpack cimport Decoder, Encoder
+from pyroute._engine.hpack import HpackError, HeaderListTooLarge
+from libc.string cimport memchr, memcpy
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize
+from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE, PyByteArray_Resize
+from libc.errno cimport errno, EAGAIN, EINTR
+import os
 import select
+
+# The connection's reads and writes call libc directly on a plain (h2c) socket, as
+# engine/conn.pyx does: socket.recv_into/send cost an argument parse, a buffer export and an
+# exception per EAGAIN each. A TLSStream keeps its Python methods.
+cdef extern from "<sys/socket.h>" nogil:
+    ssize_t c_recv "recv"(int fd, void *buf, size_t n, int flags)
+    ssize_t c_send "send"(int fd, const void *buf, size_t n, int flags)
+    enum: MSG_NOSIGNAL
+
+cdef extern from "<sys/uio.h>" nogil:
+    cdef struct iovec:
+        void *iov_base
+        size_t iov_len
+    ssize_t c_writev "writev"(int fd, const iovec *iov, int n)
+
+cdef enum:
+    IOV_BATCH = 64                        # frames per writev (IOV_MAX is 1024)
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 cdef bytes _PREFACE = PREFACE
@@ -121,6 +142,12 @@ cdef int FR_CLOSE = _http1.CLOSE
 cdef frozenset _CONNECTION_FIELDS = frozenset([b"connection", b"keep-alive",
                                                b"proxy-connection", b"transfer-encoding",
                                                b"upgrade"])
+# Go's httpguts.ValidTrailerHeader: fields never sent as trailers (lower case)
+cdef frozenset _BAD_TRAILERS = frozenset([
+    b"authorization", b"cache-control", b"connection", b"content-encoding", b"content-length",
+    b"content-range", b"content-type", b"expect", b"host", b"keep-alive", b"max-forwards",
+    b"pragma", b"proxy-authenticate", b"proxy-authorization", b"proxy-connection", b"range",
+    b"realm", b"te", b"trailer", b"transfer-encoding", b"www-authenticate"])
 cdef frozenset _PSEUDO_REQUEST = frozenset([b":method", b":scheme", b":authority", b":path",
                                             b":protocol"])
 
@@ -135,10 +162,43 @@ for _i in _TCHAR:
 _TCHAR_UPPER = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
+cdef inline void _frame_head(char *p, Py_ssize_t n, int ftype, int flags, unsigned int sid):
+    p[0] = <char> (n >> 16 & 0xff)
+    p[1] = <char> (n >> 8 & 0xff)
+    p[2] = <char> (n & 0xff)
+    p[3] = <char> ftype
+    p[4] = <char> flags
+    p[5] = <char> (sid >> 24 & 0x7f)
+    p[6] = <char> (sid >> 16 & 0xff)
+    p[7] = <char> (sid >> 8 & 0xff)
+    p[8] = <char> (sid & 0xff)
+
+
+cdef inline bytes _frame_from(int ftype, int flags, unsigned int sid, const char *src,
+                              Py_ssize_t n):
+    # one allocation: the 9-byte head and the payload copied after it
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, 9 + n)
+    cdef char *p = PyBytes_AS_STRING(out)
+    _frame_head(p, n, ftype, flags, sid)
+    if n:
+        memcpy(p + 9, src, n)
+    return out
+
+
 cdef inline bytes _frame(int ftype, int flags, unsigned int sid, bytes payload):
-    cdef Py_ssize_t n = len(payload)
-    return bytes((n >> 16 & 0xff, n >> 8 & 0xff, n & 0xff, ftype, flags,
-                  sid >> 24 & 0x7f, sid >> 16 & 0xff, sid >> 8 & 0xff, sid & 0xff)) + payload
+    return _frame_from(ftype, flags, sid, PyBytes_AS_STRING(payload),
+                       PyBytes_GET_SIZE(payload))
+
+
+# ":status" values as bytes, made once
+cdef list _STATUS_BYTES = [str(_i).encode() for _i in range(1000)]
+
+
+cdef inline void _append(bytearray buf, const char *src, Py_ssize_t n) except *:
+    # ``buf += src[:n]`` without an intermediate bytes object
+    cdef Py_ssize_t old = PyByteArray_GET_SIZE(buf)
+    PyByteArray_Resize(buf, old + n)
+    memcpy(PyByteArray_AS_STRING(buf) + old, src, n)
 
 
 cdef inline bytes _u32(unsigned long long v):
@@ -225,6 +285,9 @@ cdef class H2Stream(StreamSink):
     cdef int rframing
     cdef long long rleft
     cdef ChunkedDecoder rdec
+    cdef bytearray rtail                  # chunked framing since the last data: the last
+                                          # chunk's trailer section once the body ends
+    cdef list rtrailers                   # the response's trailers: a HEADERS frame at the end
     cdef bytearray pending                # DATA payload waiting for flow control
     cdef bint end_pending                 # END_STREAM goes after ``pending``
     cdef bint ended                       # END_STREAM sent (or RST)
@@ -294,22 +357,28 @@ cdef class H2Stream(StreamSink):
     cdef void _head(self) except *:
         cdef Response resp
         cdef H2Conn h2 = self.h2
-        cdef ResponseParser parser
+        cdef ResponseParser parser = h2.rparser
         cdef list fields
         cdef bint end
         while self.rstate == RS_HEAD and self.rbuf:
-            parser = ResponseParser()
+            # the connection's one parser, shared by its streams: it keeps the scan of an
+            # incomplete head (reset when it was another stream's; a whole head resets it)
+            if h2.rparser_owner is not None and h2.rparser_owner is not self:
+                parser.reset()
+            h2.rparser_owner = None
             try:
                 resp = parser.parse(self.rbuf, 0, self.head_req)
             except _HttpParseError:
                 h2._reset(self, INTERNAL_ERROR)
                 return
             if resp is None:
+                h2.rparser_owner = self
                 return
             del self.rbuf[:resp.head_length]
-            fields = [(b":status", str(resp.status).encode())]
+            fields = [(b":status", _STATUS_BYTES[resp.status] if 0 <= resp.status < 1000
+                       else str(resp.status).encode())]
             for name, value in resp.headers:
-                name = name.lower()
+                name = _lower(name)
                 if name in _CONNECTION_FIELDS:
                     continue
                 fields.append((name, value))
@@ -339,7 +408,7 @@ cdef class H2Stream(StreamSink):
 
     cdef void _body(self, bytes data) except *:
         cdef ChunkedDecoder dec
-        cdef Py_ssize_t pos = 0, end = len(data)
+        cdef Py_ssize_t pos = 0, start, end = len(data)
         if self.rframing == FR_LENGTH:
             if end >= self.rleft:
                 data = data[:self.rleft]
@@ -353,15 +422,27 @@ cdef class H2Stream(StreamSink):
             dec = self.rdec
             try:
                 while pos < end and not dec.done:
+                    start = pos
                     pos = dec.feed(data, pos, end)
                     if dec.data_stop > dec.data_start:
                         self.pending += data[dec.data_start:dec.data_stop]
+                        self.rtail = None
+                        start = dec.data_stop
+                    # the framing bytes after the last data: the trailer section is in
+                    # there when the body ends (bounded by the decoder's line limits)
+                    if pos > start:
+                        if self.rtail is None:
+                            self.rtail = bytearray()
+                        self.rtail += data[start:pos]
             except _HttpParseError:
                 self.h2._reset(self, INTERNAL_ERROR)
                 return
             if dec.done:
                 self.rstate = RS_DONE
                 self.end_pending = True
+                if self.rtail is not None:
+                    self.rtrailers = _trailer_fields(self.rtail)
+                    self.rtail = None
         else:
             self.pending += data
         self.h2._schedule(self)
@@ -408,16 +489,87 @@ cdef class H2Stream(StreamSink):
             self.conn.on_readable()
 
 
+cdef list _trailer_fields(bytearray tail):
+    # The trailer section of a chunked body (RFC 9112 §7.1.2) that the decoder validated,
+    # from the framing after the last data: the CRLF ending that data, the last-chunk line
+    # ("0", maybe with extensions), the trailer lines, the empty line. As Go's http2 server
+    # writes a ReverseProxy's trailers: names lower-cased, the fields that may not be
+    # trailers dropped. None when there are none.
+    cdef list fields = []
+    cdef list lines = [line[:len(line) - 1] if line.endswith(b"\r") else line
+                       for line in bytes(tail).split(b"\n")]
+    cdef Py_ssize_t i = 0, n = len(lines)
+    while i < n and not lines[i]:
+        i += 1
+    i += 1                                # the last-chunk line
+    while i < n and lines[i]:
+        name, _, value = lines[i].partition(b":")
+        name = name.strip(b" \t").lower()
+        i += 1
+        if name and name not in _BAD_TRAILERS and name not in _CONNECTION_FIELDS:
+            fields.append((name, value.strip(b" \t")))
+    return fields or None
+
+
+cdef inline bint _is_pseudo(bytes name):
+    return PyBytes_GET_SIZE(name) > 0 and PyBytes_AS_STRING(name)[0] == b':'
+
+
+cdef bint _method_ok(bytes method):
+    # a token (RFC 9110 §9.1), any case; "connect" in another case than CONNECT is refused
+    # (Go's server compares the method as sent)
+    cdef const unsigned char *p = <const unsigned char *> PyBytes_AS_STRING(method)
+    cdef Py_ssize_t i, n = PyBytes_GET_SIZE(method)
+    cdef unsigned char c
+    if n == 0:
+        return False
+    for i in range(n):
+        c = p[i]
+        if 0x41 <= c <= 0x5a:
+            c += 0x20
+        if not _tchar[c]:
+            return False
+    if n == 7 and method != b"CONNECT" and method.lower() == b"connect":
+        return False
+    return True
+
+
+cdef bytes _lower(bytes name):
+    # the name itself when it has no upper case (no new object), else a lower-cased copy
+    cdef const char *src = PyBytes_AS_STRING(name)
+    cdef Py_ssize_t i, j, n = PyBytes_GET_SIZE(name)
+    cdef bytes out
+    cdef char *p
+    for i in range(n):
+        if b'A' <= src[i] <= b'Z':
+            out = PyBytes_FromStringAndSize(src, n)
+            p = PyBytes_AS_STRING(out)
+            for j in range(i, n):
+                if b'A' <= p[j] <= b'Z':
+                    p[j] += 32
+            return out
+    return name
+
+
+cdef inline char *_put(char *p, bytes b):
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(b)
+    memcpy(p, PyBytes_AS_STRING(b), n)
+    return p + n
+
+
 cdef bytes _request_head(list fields, bint end_stream, H2Stream st):
     # RFC 9113 §8.3.1: the request's pseudo-headers and fields as an HTTP/1.1 head for the
-    # ClientConn. Raises StreamError(PROTOCOL_ERROR) for a malformed request (§8.1.1).
+    # ClientConn, written into one bytes object (no string per line). Raises
+    # StreamError(PROTOCOL_ERROR) for a malformed request (§8.1.1).
     cdef bytes method = None, scheme = None, path = None, authority = None, host = None
     cdef bint regular = False
-    cdef list lines = []
+    cdef list kept = []                   # name, value, name, value...
     cdef list cookies = None
-    cdef bytes name, value
+    cdef bytes name, value, cookie = None, out
+    cdef Py_ssize_t size, i, n
+    cdef char *p
     for name, value in fields:
-        if name[:1] == b":":
+        if _is_pseudo(name):
             if regular:
                 raise _StreamError(PROTOCOL_ERROR, "pseudo-header after a regular field")
             if name == b":method" and method is None:
@@ -459,36 +611,73 @@ cdef bytes _request_head(list fields, bint end_stream, H2Stream st):
             if st.declared >= 0:
                 continue
             st.declared = int(value)
-        lines.append(name + b": " + value + b"\r\n")
-    if method is None or not _token(method.lower()) or method.lower() == b"connect" \
-            and method != b"CONNECT":
+        kept.append(name)
+        kept.append(value)
+    if method is None or not _method_ok(method):
         raise _StreamError(PROTOCOL_ERROR, "missing or invalid :method")
     if method == b"CONNECT":
         return None                       # answered 501 by the caller (not served)
     if scheme is None or path is None or not path or not _visible(path) or \
-            not (path[:1] == b"/" or (path == b"*" and method == b"OPTIONS")):
+            not (PyBytes_AS_STRING(path)[0] == b'/' or (path == b"*" and method == b"OPTIONS")):
         raise _StreamError(PROTOCOL_ERROR, "missing or invalid :scheme/:path")
     # Go's server: req.Host is :authority, else the Host field
     if authority is None:
         authority = host
-    if authority is not None and (not _visible(authority) or b"@" in authority):
+    if authority is not None and (not _visible(authority) or
+                                  memchr(PyBytes_AS_STRING(authority), b'@',
+                                         PyBytes_GET_SIZE(authority)) != NULL):
         raise _StreamError(PROTOCOL_ERROR, "invalid :authority")
     if cookies is not None:
-        lines.append(b"cookie: " + b"; ".join(cookies) + b"\r\n")
+        kept.append(b"cookie")
+        kept.append(b"; ".join(cookies))
     st.head_req = method == b"HEAD"
     if not end_stream and st.declared < 0:
         st.chunked = True
-        lines.append(b"transfer-encoding: chunked\r\n")
+        kept.append(b"transfer-encoding")
+        kept.append(b"chunked")
     elif end_stream and st.declared > 0:
         raise _StreamError(PROTOCOL_ERROR, "content-length without DATA")
-    return (method + b" " + path + b" HTTP/1.1\r\n" +
-            (b"host: " + authority + b"\r\n" if authority is not None else b"") +
-            b"".join(lines) + b"\r\n")
+    # "METHOD PATH HTTP/1.1\r\n" ["host: A\r\n"] ("name: value\r\n")* "\r\n"
+    size = PyBytes_GET_SIZE(method) + 1 + PyBytes_GET_SIZE(path) + 11 + 2
+    if authority is not None:
+        size += 8 + PyBytes_GET_SIZE(authority)
+    n = len(kept)
+    for i in range(0, n, 2):
+        size += PyBytes_GET_SIZE(<bytes> kept[i]) + PyBytes_GET_SIZE(<bytes> kept[i + 1]) + 4
+    out = PyBytes_FromStringAndSize(NULL, size)
+    p = PyBytes_AS_STRING(out)
+    p = _put(p, method)
+    p[0] = b' '
+    p = _put(p + 1, path)
+    memcpy(p, b" HTTP/1.1\r\n", 11)
+    p += 11
+    if authority is not None:
+        memcpy(p, b"host: ", 6)
+        p = _put(p + 6, authority)
+        p[0] = b'\r'
+        p[1] = b'\n'
+        p += 2
+    for i in range(0, n, 2):
+        p = _put(p, <bytes> kept[i])
+        p[0] = b':'
+        p[1] = b' '
+        p = _put(p + 2, <bytes> kept[i + 1])
+        p[0] = b'\r'
+        p[1] = b'\n'
+        p += 2
+    p[0] = b'\r'
+    p[1] = b'\n'
+    assert p + 2 == PyBytes_AS_STRING(out) + size
+    return out
 
 
 @cython.final
-cdef class H2Conn:
-    """One HTTP/2 connection to a client (see the module's docstring)."""
+cdef class H2Conn(TurnEnd):
+    """One HTTP/2 connection to a client (see the module's docstring).
+
+    Frames are queued in ``out`` and written once per loop turn (``end_turn``, called by
+    run_loop after the turn's events): the responses of all the streams that came back in
+    one turn leave in one send, as nginx writes a connection's frames once per event."""
     cdef public Env env
     cdef public object loop
     cdef public object ep
@@ -517,8 +706,12 @@ cdef class H2Conn:
     cdef int max_streams                  # ours (entryPoints.*.http2.maxConcurrentStreams)
     cdef int max_header_list              # ours (SETTINGS_MAX_HEADER_LIST_SIZE)
     cdef int unacked_settings             # our SETTINGS the client has not acked
-    cdef object decoder
-    cdef object encoder
+    cdef Decoder decoder
+    cdef Encoder encoder
+    cdef ResponseParser rparser           # parses each stream's response head back
+    cdef object rparser_owner             # the stream whose incomplete head it scanned
+    cdef bint raw                         # a plain socket: libc recv/send on ``fd``
+    cdef bint trusted                     # ep.is_trusted(remote_ip), for every stream
     cdef int encoder_max                  # maxEncoderHeaderTableSize
     cdef int decoder_table                # maxDecoderHeaderTableSize
     # the header block being received (HEADERS + CONTINUATION)
@@ -531,6 +724,7 @@ cdef class H2Conn:
     cdef bint going_away                  # GOAWAY sent: no new streams
     cdef bint peer_going_away
     cdef unsigned int goaway_sid
+    cdef bint flush_queued                # in env.turn_end: ``out`` goes at the turn's end
     cdef bint pumping                     # in _pump (see there)
     cdef bint repump
     cdef double read_timeout
@@ -545,7 +739,10 @@ cdef class H2Conn:
         self.sock = sock
         self.fd = sock.fileno()
         self.tls = tls
+        self.raw = not tls                # as ClientConn: plain means a socket.socket
+        self.rparser = ResponseParser()
         self.remote_ip = remote_ip
+        self.trusted = ep.is_trusted(remote_ip)
         self.remote_port = 0
         self.closed = False
         self.ibuf = bytearray(initial)
@@ -605,7 +802,10 @@ cdef class H2Conn:
             self._maybe_close()
 
     def is_idle(self):
-        return not self.streams and not self.out
+        # nothing left to finish, for a drain: an HTTP/2 connection is told first (GOAWAY,
+        # as Go's Server.Shutdown does to every HTTP/2 connection, idle ones included), so it
+        # is never idle before its GOAWAY went out
+        return self.closed or (self.going_away and not self.streams and not self.out)
 
     def on_timeout(self, now):
         if not self.closed:
@@ -633,23 +833,35 @@ cdef class H2Conn:
     cdef void _read(self) except *:
         cdef Env env = self.env
         cdef Py_ssize_t n
+        cdef int e
         while not self.closed:
-            try:
-                n = self.sock.recv_into(env.rbuf)
-            except WOULD_BLOCK:
-                break
-            except OSError:
-                self.close()
-                return
+            if self.raw:
+                n = c_recv(self.fd, env.rptr, RECV_SIZE, 0)
+                if n < 0:
+                    e = errno
+                    if e == EINTR:
+                        continue
+                    if e != EAGAIN:
+                        self.close()
+                        return
+                    break
+            else:
+                try:
+                    n = self.sock.recv_into(env.rbuf)
+                except WOULD_BLOCK:
+                    break
+                except OSError:
+                    self.close()
+                    return
             if n == 0:
                 self.close()
                 return
-            self.ibuf += PyBytes_FromStringAndSize(env.rptr, n)
+            _append(self.ibuf, env.rptr, n)
             self.process()
             if n < RECV_SIZE and not self.tls:
                 break
         if not self.closed:
-            self._flush()
+            self._flush_later()
 
     def start(self):
         """Process bytes handed over with the connection, then whatever is waiting."""
@@ -690,7 +902,7 @@ cdef class H2Conn:
                     return
                 if n - pos < 9 + length:
                     break
-                payload = bytes(buf[pos + 9:pos + 9 + length])
+                payload = PyBytes_FromStringAndSize(<char *> p + 9, length)
                 pos += 9 + length
                 if not self.settings_seen and ftype != T_SETTINGS:
                     # RFC 9113 §3.4: the client's preface ends with SETTINGS
@@ -892,7 +1104,7 @@ cdef class H2Conn:
             return                        # after our GOAWAY: ignored (§6.8)
         if self.block_flags & 0x100:
             self._control(_frame(T_RST_STREAM, 0, sid, _u32(PROTOCOL_ERROR)))
-            self._flush()
+            self._flush_later()
             return
         if self.open_streams >= self.max_streams:
             # Go's server: REFUSED_STREAM while the client may not know the limit yet (our
@@ -902,6 +1114,7 @@ cdef class H2Conn:
             return
         st = H2Stream.__new__(H2Stream)
         st.h2 = self
+        st.trusted = self.trusted
         st.sid = sid
         st.state = ST_HALF_CLOSED_REMOTE if end_stream else ST_OPEN
         st.send_window = self.peer_initial_window
@@ -1081,7 +1294,7 @@ cdef class H2Conn:
             self._queue(_frame(T_CONTINUATION, F_END_HEADERS, st.sid, block))
         if end:
             self._ended(st)
-        self._flush()
+        self._flush_later()
 
     cdef void _ended(self, H2Stream st) except *:
         # pyroute's END_STREAM left: the stream is closed once the client's side is too;
@@ -1151,15 +1364,21 @@ cdef class H2Conn:
                         n = self.peer_max_frame
                     if n <= 0:
                         continue          # waits for WINDOW_UPDATE (schedules it again)
-                    chunk = bytes(st.pending[:n])
+                    last = st.end_pending and n == len(st.pending)
+                    # framed straight from the stream's buffer (one copy); with trailers the
+                    # END_STREAM goes on their HEADERS frame
+                    self._queue(_frame_from(T_DATA, F_END_STREAM if last and
+                                            st.rtrailers is None else 0, st.sid,
+                                            PyByteArray_AS_STRING(st.pending), n))
                     del st.pending[:n]
                     st.send_window -= n
                     self.send_window -= n
-                    last = st.end_pending and not st.pending
-                    self._queue(_frame(T_DATA, F_END_STREAM if last else 0, st.sid, chunk))
                     progress = True
                     if last:
-                        self._ended(st)
+                        if st.rtrailers is not None:
+                            self._headers(st, st.rtrailers, True)
+                        else:
+                            self._ended(st)
                         continue
                     if st.pending:
                         self._schedule(st)
@@ -1167,33 +1386,109 @@ cdef class H2Conn:
                         st.paused_conn = False
                         resume.append(st)
                 elif st.end_pending:
-                    self._queue(_frame(T_DATA, F_END_STREAM, st.sid, b""))
                     progress = True
-                    self._ended(st)
-        self._flush()
+                    if st.rtrailers is not None:
+                        self._headers(st, st.rtrailers, True)
+                    else:
+                        self._queue(_frame(T_DATA, F_END_STREAM, st.sid, b""))
+                        self._ended(st)
+        self._flush_later()
         return resume
 
+    cdef inline void _flush_later(self) except *:
+        # ``out`` goes at the end of this loop turn (run_loop calls end_turn)
+        if not self.flush_queued and self.out and not self.closed:
+            self.flush_queued = True
+            self.env.turn_end.append(self)
+
+    cdef void end_turn(self) except *:
+        # the turn's frames in one send; if the socket took them all, the streams that the
+        # bound on ``out`` held back are framed and sent too
+        self._flush()
+        while not self.closed and not self.out and self.ready:
+            self._pump()
+            self._flush()
+        # what the socket did not take waits for EPOLLOUT (on_event)
+        self.flush_queued = False
+
     cdef void _flush(self) except *:
-        cdef Py_ssize_t n
-        if not self.out or self.closed:
+        cdef Py_ssize_t n, total
+        cdef list out = self.out
+        cdef bytes data
+        if not out or self.closed:
             return
-        data = b"".join(self.out) if len(self.out) > 1 else self.out[0]
-        try:
-            n = self.sock.send(data)
-        except WOULD_BLOCK:
-            n = 0
-        except OSError:
-            self.close()
-            return
-        if n == len(data):
+        if self.raw:
+            # the frames as they are, in one writev (no joined copy of the bodies)
+            n = self._writev(out)
+            if n < 0:
+                self.close()
+                return
+            total = self.out_size
+        else:
+            data = b"".join(out) if len(out) > 1 else out[0]
+            total = len(data)
+            try:
+                n = self.sock.send(data)
+            except WOULD_BLOCK:
+                n = 0
+            except OSError:
+                self.close()
+                return
+        if n == total:
             self.out = []
             self.out_size = 0
             self.queued_control = 0
             if self.going_away:
                 self._maybe_close()
             return
-        self.out = [data[n:]]
-        self.out_size = len(data) - n
+        self._drop_sent(n)
+
+    cdef Py_ssize_t _writev(self, list out) except -2:
+        # bytes the kernel took (0: it would block); -1: the connection failed
+        cdef iovec iov[IOV_BATCH]
+        cdef Py_ssize_t i = 0, k, n, batch, sent = 0, m = len(out)
+        cdef bytes b
+        cdef int e
+        while i < m:
+            k = 0
+            batch = 0
+            while i + k < m and k < IOV_BATCH:
+                b = <bytes> out[i + k]
+                iov[k].iov_base = <void *> PyBytes_AS_STRING(b)
+                iov[k].iov_len = PyBytes_GET_SIZE(b)
+                batch += PyBytes_GET_SIZE(b)
+                k += 1
+            n = c_writev(self.fd, iov, <int> k)
+            if n < 0:
+                e = errno
+                if e == EINTR:
+                    continue
+                return sent if e == EAGAIN else -1
+            sent += n
+            if n < batch:
+                return sent               # a short write: the socket is full
+            i += k
+        return sent
+
+    cdef void _drop_sent(self, Py_ssize_t n) except *:
+        # keep what the socket did not take (the first frame cut where it stopped)
+        cdef list out = self.out
+        cdef Py_ssize_t i = 0, size
+        cdef bytes b
+        while n > 0:
+            b = <bytes> out[i]
+            size = PyBytes_GET_SIZE(b)
+            if n < size:
+                out[i] = b[n:]
+                break
+            n -= size
+            i += 1
+        if i:
+            del out[:i]
+        size = 0
+        for b in out:
+            size += PyBytes_GET_SIZE(b)
+        self.out_size = size
 
     # ---- flow control of what the client sends ---------------------------------------
 
@@ -1204,6 +1499,9 @@ cdef class H2Conn:
             self._control(_frame(T_WINDOW_UPDATE, 0, st.sid, _u32(st.recv_unacked)))
             st.recv_window += st.recv_unacked
             st.recv_unacked = 0
+            # out now: the ClientConn may take the bytes outside this connection's events
+            # (its backend drained), and nothing else would send the update
+            self._flush()
         self._give_back(flow)
 
     cdef void _give_back(self, long long flow) except *:
@@ -1212,7 +1510,7 @@ cdef class H2Conn:
             self._control(_frame(T_WINDOW_UPDATE, 0, 0, _u32(self.recv_unacked)))
             self.recv_window += self.recv_unacked
             self.recv_unacked = 0
-            self._flush()
+            self._flush_later()
 
     # ---- errors and teardown ---------------------------------------------------------
 
@@ -1227,7 +1525,7 @@ cdef class H2Conn:
         if not st.ended:
             self._control(_frame(T_RST_STREAM, 0, st.sid, _u32(code)))
         self._drop(st, False)
-        self._flush()
+        self._flush_later()
 
     cdef void _drop(self, H2Stream st, bint by_client) except *:
         # the stream ends now (RST either way): its ClientConn is cut (499 for the access

@@ -65,7 +65,11 @@ DEF CODES = 500                     # status codes 100..599
 DEF CNT_BUCKETS = 10                # oxy: 10 buckets of 1 s
 DEF CNT_WORDS = 3 + CODES           # tag (second), total, network errors, codes
 DEF HIST_SUBS = 6                   # oxy: 6 sub-histograms rolled every 10 s
-DEF HIST_BINS = 1792                # latencies in us, 1/64 precision up to 2^32 us
+# oxy's latency histogram: hdrhistogram-go New(1 us, 1 h, 2 significant figures) — 256
+# sub-buckets (exact below 256 us), then 128 per power of two (1/128: oxy's "1% precision"),
+# 25 buckets, so (25 + 1) * 128 counts; values from 2^32 us on are refused, as HDR's are
+DEF HIST_BINS = 3328
+DEF HIST_SUB_HALF_MAG = 7           # log2(subBucketHalfCount)
 DEF HIST_WORDS = 1 + HIST_BINS      # tag (10 s period), bins
 DEF REGION_WORDS = HEADER_WORDS + CNT_BUCKETS * CNT_WORDS + HIST_SUBS * HIST_WORDS
 
@@ -371,31 +375,30 @@ cdef inline void _unlock(int64_t *word) noexcept nogil:
 
 
 cdef inline int _bin(int64_t v) noexcept nogil:
-    # latency (us) -> histogram bin: exact below 128, then 64 bins per power of two
-    cdef int e = 0
-    cdef int64_t m
+    # latency (us) -> HDR countsIndexFor(v): bucket = bitLen(v | 255) - 8, sub-bucket
+    # v >> bucket, index (bucket + 1) * 128 + sub - 128; -1 when HDR cannot record it
+    cdef int bucket = 0
+    cdef int64_t m, idx
     if v < 0:
-        v = 0
-    if v < 128:
-        return <int> v
-    m = v
-    while m >= 128:
+        return -1
+    m = (v | 255) >> 8
+    while m:
         m >>= 1
-        e += 1
-    if e > 26:
-        return HIST_BINS - 1
-    return 128 + (e - 1) * 64 + <int> (m - 64)
+        bucket += 1
+    idx = ((<int64_t> (bucket + 1)) << HIST_SUB_HALF_MAG) + (v >> bucket) - 128
+    if idx >= HIST_BINS:
+        return -1
+    return <int> idx
 
 
 cdef inline int64_t _bin_high(int idx) noexcept nogil:
-    # the highest latency a bin holds (HDR's highestEquivalentValue)
-    cdef int e
-    cdef int64_t m
-    if idx < 128:
-        return idx
-    e = (idx - 128) // 64 + 1
-    m = (idx - 128) % 64 + 64
-    return ((m + 1) << e) - 1
+    # HDR highestEquivalentValue(valueFromIndex(bucket, sub)) of counts index ``idx``
+    cdef int bucket = (idx >> HIST_SUB_HALF_MAG) - 1
+    cdef int64_t sub
+    if bucket < 0:
+        bucket = 0
+    sub = idx - (bucket << HIST_SUB_HALF_MAG)
+    return ((sub + 1) << bucket) - 1
 
 
 # breaker states (oxy cbreaker)
@@ -475,6 +478,7 @@ cdef class Breaker:
         cdef int64_t *h = r + HEADER_WORDS + CNT_BUCKETS * CNT_WORDS \
             + (period % HIST_SUBS) * HIST_WORDS
         cdef int64_t tag, due
+        cdef int idx
         tag = pr_load(b)
         if tag != sec and pr_cas(b, tag, sec):
             memset(b + 1, 0, (CNT_WORDS - 1) * 8)      # a new second in this bucket
@@ -486,7 +490,9 @@ cdef class Breaker:
         tag = pr_load(h)
         if tag != period and pr_cas(h, tag, period):
             memset(h + 1, 0, (HIST_WORDS - 1) * 8)
-        pr_add(h + 1 + _bin(<int64_t> latency_us), 1)
+        idx = _bin(<int64_t> latency_us)
+        if idx >= 0:
+            pr_add(h + 1 + idx, 1)              # (HDR: "too large to be recorded")
         due = pr_load(r + 2)
         if now < due:
             return False
@@ -560,8 +566,10 @@ cdef class Breaker:
         want = <int64_t> ((q / 100.0) * total + 0.5)
         if total == 0:
             return 0
+        if want == 0:
+            return 0                 # HDR: no count to reach, value 0 (q 0 included)
         for j in range(HIST_BINS):
             seen += counts[j]
-            if seen >= want and (seen > 0 or want == 0):
-                return j if q == 0 else _bin_high(j)
+            if seen >= want:
+                return _bin_high(j)
         return 0

@@ -45,11 +45,18 @@ class RouteTable:
     needs_headers: bool          # some rule reads headers: build the headers list
     needs_query: bool            # some rule reads the query
     needs_client_ip: bool        # some rule reads the peer IP
-    def __init__(self, routes: Iterable[Union[Tuple[str, str, int], Tuple[str, str, int, str]]],
-                 syntax: str = "v3", index: bool = True) -> None:
-        """(name, rule, priority[, syntax]); priority 0 = default. Order: priority descending,
-        then name ascending, then constructor position. Raises RuleSyntaxError (with .router set)
-        or ValueError (priority above MAX_USER_PRIORITY)."""
+    def __init__(self, routes: Iterable[Union[Tuple[str, Union[str, Rule], int],
+                                              Tuple[str, Union[str, Rule], int, str]]] = (),
+                 syntax: str = "v3", index: bool = True, finish: bool = True) -> None:
+        """(name, rule, priority[, syntax]), the rule a text or a compiled Rule; priority 0 =
+        default. Order: priority descending, then name ascending, then constructor position.
+        Raises RuleSyntaxError (with .router set) or ValueError (priority above
+        MAX_USER_PRIORITY). finish=False: built in stages, add() then finish() before use."""
+    def add(self, routes: Iterable[Union[Tuple[str, Union[str, Rule], int],
+                                         Tuple[str, Union[str, Rule], int, str]]]) -> None:
+        """More routes, for a table made with finish=False."""
+    def finish(self) -> None:
+        """Sort and index the routes added; immutable from here on."""
     def __len__(self) -> int: ...
     def match(self, method: Text = "GET", host: Optional[Text] = None, path: Text = "/",
               query: Optional[Text] = "", headers: HeaderList = None,

@@ -17,6 +17,7 @@ from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cpython.ref cimport Py_INCREF, Py_XDECREF, PyObject
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
+from libc.stdlib cimport qsort
 from libc.string cimport memchr, memcmp, memcpy, memset
 
 import ipaddress
@@ -1738,8 +1739,14 @@ cdef unsigned long long _hash(const unsigned char* s, Py_ssize_t n) noexcept:
     return h
 
 
-cdef Bucket* _buckets_build(dict buckets, list keep, Py_ssize_t* cap_out) except NULL:
-    # Open addressing, load factor <= 1/2; keys owned by keep.
+cdef int _cmp_int(const void* a, const void* b) noexcept nogil:
+    return (<const int*>a)[0] - (<const int*>b)[0]
+
+
+cdef Bucket* _buckets_build(dict buckets, list keep, Py_ssize_t* cap_out,
+                            const int* rank_of) except NULL:
+    # Open addressing, load factor <= 1/2; keys owned by keep. ``buckets`` holds constructor
+    # indices; rank_of maps them to ranks, each bucket's ranks sorted ascending.
     cdef Py_ssize_t cap = 8, j
     cdef unsigned long long h
     cdef Bucket* bk
@@ -1766,8 +1773,10 @@ cdef Bucket* _buckets_build(dict buckets, list keep, Py_ssize_t* cap_out) except
         bk.ranks = <int*>PyMem_Malloc(len(ranks) * sizeof(int))
         if bk.ranks == NULL:
             raise MemoryError()
-        for i, rank in enumerate(ranks):
-            bk.ranks[i] = rank
+        for i, index in enumerate(ranks):
+            bk.ranks[i] = rank_of[<int>index]
+        if bk.n > 1:
+            qsort(bk.ranks, bk.n, sizeof(int), _cmp_int)
     return slots
 
 
@@ -1801,35 +1810,57 @@ cdef class RouteTable:
         self.wslots = NULL
         self.catch_all = NULL
 
-    def __init__(self, routes, syntax="v3", index=True):
-        """routes: (name, rule, priority) or (name, rule, priority, syntax) tuples; priority 0
-        means Traefik's default. index=False puts every route in the catch-all list (a linear
-        scan in priority order: the benchmarks' peer)."""
-        cdef int i, rank
-        cdef Rule rule
-        cdef Bucket* bk
-        cdef unsigned long long h
-        cdef Py_ssize_t j
-        if self.by_rank != NULL:
+    def __init__(self, routes=(), syntax="v3", index=True, finish=True):
+        """routes: (name, rule, priority) or (name, rule, priority, syntax) tuples, the rule a
+        text or a Rule from compile_rule (compiled with its own syntax); priority 0 means
+        Traefik's default. index=False puts every route in the catch-all list (a linear
+        scan in priority order: the benchmarks' peer).
+
+        finish=False: a table built in stages — ``add`` more routes, then ``finish`` once,
+        before any lookup (pyroute.proxy.snapshot builds a reload's tables in slices across
+        the worker's loop turns, so no turn pays for 10,000 routes at once)."""
+        if self.by_rank != NULL or self._entries is not None:
             raise TypeError("RouteTable is immutable: build a new one")
-        default_syntax = _check_syntax(syntax)
+        self._default_syntax = _check_syntax(syntax)
+        self._index = index
         self.names = []
         self.priorities = []
         self._rules = []
         self._keys = []
-        entries = []
-        for i, route in enumerate(routes):
+        self._entries = []
+        self._catch_idx = []
+        self._bidx = {}
+        self._wbidx = {}
+        self.add(routes)
+        if finish:
+            self.finish()
+
+    def add(self, routes):
+        """More routes for a table made with finish=False (see __init__)."""
+        cdef int i
+        cdef Rule rule
+        if self._entries is None:
+            raise TypeError("RouteTable is immutable: build a new one")
+        default_syntax = self._default_syntax
+        entries = self._entries
+        i = len(self.names)
+        for route in routes:
             if len(route) == 4:
                 name, text, priority, rsyntax = route
                 rsyntax = _check_syntax(rsyntax) if rsyntax else default_syntax
             else:
                 name, text, priority = route
                 rsyntax = default_syntax
-            try:
-                rule = compile_rule(text, rsyntax)
-            except RuleSyntaxError as e:
-                e.router = name
-                raise
+            if isinstance(text, Rule):
+                # compiled ahead (pyroute.proxy.snapshot compiles a reload's rules in slices
+                # across loop turns): the table only sorts and indexes it
+                rule = <Rule>text
+            else:
+                try:
+                    rule = compile_rule(text, rsyntax)
+                except RuleSyntaxError as e:
+                    e.router = name
+                    raise
             priority = int(priority or 0)
             if priority == 0:
                 priority = rule.priority   # Traefik: priority 0 means "use the default"
@@ -1845,6 +1876,25 @@ cdef class RouteTable:
             # equal priorities come out in no fixed order); pyroute breaks such ties by router
             # name, then by position, to stay deterministic.
             entries.append((-priority, str(name), i))
+            # the host index by constructor index here, turned into ranks by finish(): the
+            # per-route work is done as routes are added, finish() only sorts and maps
+            if rule.host_keys is None or not self._index:
+                self._catch_idx.append(i)
+            else:
+                for key in rule.host_keys:
+                    self._bidx.setdefault(key, []).append(i)
+                for key in rule.wildcard_keys:
+                    self._wbidx.setdefault(key, []).append(i)
+            i += 1
+
+    def finish(self):
+        """Sort and index what was added; the table is immutable from here on."""
+        cdef int i, rank, k
+        cdef int* rank_of
+        if self._entries is None:
+            raise TypeError("RouteTable is immutable: build a new one")
+        entries = self._entries
+        self._entries = None
         entries.sort()
         self.n = len(entries)
         self.needs_headers = bool(self.uses & U_HEADERS)
@@ -1853,24 +1903,30 @@ cdef class RouteTable:
         self.by_rank = <PyObject**>PyMem_Malloc(max(1, self.n) * sizeof(PyObject*))
         self.index_of_rank = <int*>PyMem_Malloc(max(1, self.n) * sizeof(int))
         self.catch_all = <int*>PyMem_Malloc(max(1, self.n) * sizeof(int))
-        if self.by_rank == NULL or self.index_of_rank == NULL or self.catch_all == NULL:
+        rank_of = <int*>PyMem_Malloc(max(1, self.n) * sizeof(int))
+        if self.by_rank == NULL or self.index_of_rank == NULL or self.catch_all == NULL or \
+                rank_of == NULL:
+            PyMem_Free(rank_of)
             raise MemoryError()
-        buckets = {}
-        wbuckets = {}
-        for rank, (_, _, i) in enumerate(entries):
-            rule = self._rules[i]
-            self.by_rank[rank] = <PyObject*>rule
-            self.index_of_rank[rank] = i
-            if rule.host_keys is None or not index:
-                self.catch_all[self.n_catch_all] = rank
-                self.n_catch_all += 1
-            else:
-                for key in rule.host_keys:
-                    buckets.setdefault(key, []).append(rank)
-                for key in rule.wildcard_keys:
-                    wbuckets.setdefault(key, []).append(rank)
-        self.slots = _buckets_build(buckets, self._keys, &self.cap)
-        self.wslots = _buckets_build(wbuckets, self._keys, &self.wcap)
+        try:
+            rules = self._rules
+            for rank in range(self.n):
+                i = <int>(<tuple>entries[rank])[2]
+                self.by_rank[rank] = <PyObject*>rules[i]
+                self.index_of_rank[rank] = i
+                rank_of[i] = rank
+            for k in range(len(self._catch_idx)):
+                self.catch_all[k] = rank_of[<int>self._catch_idx[k]]
+            self.n_catch_all = len(self._catch_idx)
+            if self.n_catch_all > 1:
+                qsort(self.catch_all, self.n_catch_all, sizeof(int), _cmp_int)
+            self.slots = _buckets_build(self._bidx, self._keys, &self.cap, rank_of)
+            self.wslots = _buckets_build(self._wbidx, self._keys, &self.wcap, rank_of)
+        finally:
+            PyMem_Free(rank_of)
+        self._catch_idx = None
+        self._bidx = None
+        self._wbidx = None
 
     def __dealloc__(self):
         _buckets_free(self.slots, self.cap)

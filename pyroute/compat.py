@@ -42,7 +42,9 @@ SERVICE_ROWS = (
     ("kind", SUPPORTED, "Service or TraefikService"),
     ("port", SUPPORTED, ""),
     ("weight", SUPPORTED, ""),
-    ("scheme", SUPPORTED, "http and https; h2c is refused (pyroute speaks no HTTP/2)"),
+    ("scheme", SUPPORTED, "http, https (h2 when ALPN picks it, else HTTP/1.1) and h2c "
+                          "(HTTP/2 with prior knowledge); HTTP/2 multiplexed as Go's "
+                          "transport: docs/http2.md"),
     ("strategy", SUPPORTED, "wrr, p2c, hrw; leasttime is refused (the routers using it are "
                             "disabled)"),
     ("serversTransport", SUPPORTED, ""),
@@ -50,7 +52,8 @@ SERVICE_ROWS = (
     ("responseForwarding", SUPPORTED, "every read from the backend is written at once, which "
                                       "meets any flushInterval"),
     ("sticky", SUPPORTED, "Traefik's cookie name and value scheme"),
-    ("healthCheck", SUPPORTED, "mode grpc is refused (needs HTTP/2)"),
+    ("healthCheck", SUPPORTED, "mode http and mode grpc (grpc.health.v1 Check over plaintext "
+                               "HTTP/2, as Traefik)"),
     ("nativeLB", SUPPORTED, ""),
     ("nodePortLB", REFUSED, "needs Kubernetes Node objects, which pyroute does not read"),
     ("passiveHealthCheck", IGNORED, "passive health checks (failures counted on live "
@@ -59,8 +62,6 @@ SERVICE_ROWS = (
 )
 
 ROWS = (
-    ("Middleware", "spec.rateLimit.redis.minIdleConns", IGNORED,
-     "redis-py opens connections on demand (poolSize / maxActiveConns bound them)"),
     ("IngressRoute", "spec.entryPoints", SUPPORTED, ""),
     ("IngressRoute", "spec.ingressClassName", SUPPORTED, "as providers.kubernetesCRD."
                                                          "ingressClass selects"),
@@ -79,8 +80,10 @@ ROWS = (
      "false: the router's requests get no spans and no traceparent is injected (the "
      "client's is forwarded untouched), as Traefik"),
     ("IngressRoute", "spec.routes[].observability.traceVerbosity", SUPPORTED,
-     "minimal: entry point and ReverseProxy spans; detailed adds Router, middleware and "
-     "Service spans (docs/observability.md, Tracing)"),
+     "minimal: entry point and ReverseProxy spans; detailed adds Router (child routers "
+     "too), middleware, Retry (per attempt) and Service spans, each with its own start; "
+     "unset: the entry point's, but a route with an observability section gets the CRD's "
+     "default minimal (docs/observability.md, Tracing)"),
     ("IngressRoute", "spec.routes[].observability.metrics", SUPPORTED,
      "false: the router's requests are left out of metrics.prometheus (entry point, router "
      "and service series), as Traefik"),
@@ -116,7 +119,7 @@ ROWS = (
     ("ServersTransport", "spec.certificatesSecrets", SUPPORTED, ""),
     ("ServersTransport", "spec.maxIdleConnsPerHost", SUPPORTED, ""),
     ("ServersTransport", "spec.disableHTTP2", SUPPORTED,
-     "pyroute always speaks HTTP/1.1 to backends"),
+     "ALPN offers http/1.1 only to https servers (else h2, http/1.1)"),
     ("ServersTransport", "spec.peerCertURI", SUPPORTED,
      "a URI SAN must equal it, on top of the usual checks (else 502)"),
     ("ServersTransport", "spec.cipherSuites", SUPPORTED, "Go's names, as TLSOption's"),
@@ -128,15 +131,15 @@ ROWS = (
     ("ServersTransport", "spec.spiffe", REFUSED,
      "needs a SPIFFE workload API: the services using the transport are refused"),
     ("ServersTransport", "spec.forwardingTimeouts", SUPPORTED, ""),
-    ("ServersTransport", "spec.forwardingTimeouts.readIdleTimeout", IGNORED,
-     "an HTTP/2 setting; pyroute speaks HTTP/1.1 to backends"),
-    ("ServersTransport", "spec.forwardingTimeouts.pingTimeout", IGNORED,
-     "an HTTP/2 setting; pyroute speaks HTTP/1.1 to backends"),
+    ("ServersTransport", "spec.forwardingTimeouts.readIdleTimeout", SUPPORTED,
+     "HTTP/2 backends: a PING after that long without a frame (Go's http2 health check)"),
+    ("ServersTransport", "spec.forwardingTimeouts.pingTimeout", SUPPORTED,
+     "HTTP/2 backends: no PING ACK within it (0: Go's 15s) closes the connection"),
 
     ("TLSOption", "spec", SUPPORTED, ""),
     ("TLSOption", "spec.alpnProtocols", SUPPORTED, "h2 and http/1.1 (acme-tls/1 never); h2 "
-     "only on entry points with http2.enabled (pyroute extension, off by default: "
-     "docs/http2.md), a warning otherwise"),
+     "not on entry points with http2.enabled: false (pyroute extension: docs/http2.md), a "
+     "warning there"),
     ("TLSOption", "spec.cipherSuites", SUPPORTED, ""),
     ("TLSOption", "spec.clientAuth", SUPPORTED, "all five clientAuthTypes"),
     ("TLSOption", "spec.curvePreferences", SUPPORTED, ""),

@@ -65,12 +65,12 @@ _SUPPORTED = {
     "entryPoints.<name>": "",
     _EP + "address": "TCP only: an address ending in /udp is reported and not served",
     _EP + "asDefault": "",
-    _EP + "http2.enabled": "pyroute extension, default false: serve HTTP/2 (h2c with prior "
-                           "knowledge, ALPN h2 on TLS) on this entry point; HTTP/1.1 only "
-                           "otherwise (docs/http2.md)",
-    _EP + "http2.maxConcurrentStreams": "default 250; with http2.enabled",
-    _EP + "http2.maxDecoderHeaderTableSize": "default 4096; with http2.enabled",
-    _EP + "http2.maxEncoderHeaderTableSize": "default 4096; with http2.enabled",
+    _EP + "http2.enabled": "pyroute extension (a warning where set), default true: false "
+                           "turns HTTP/2 off on this entry point (no h2c, ALPN http/1.1 only; "
+                           "docs/http2.md)",
+    _EP + "http2.maxConcurrentStreams": "default 250",
+    _EP + "http2.maxDecoderHeaderTableSize": "default 4096",
+    _EP + "http2.maxEncoderHeaderTableSize": "default 4096",
     _EP + "transport.respondingTimeouts.readTimeout": "",
     _EP + "transport.respondingTimeouts.writeTimeout": "",
     _EP + "transport.respondingTimeouts.idleTimeout": "",
@@ -154,7 +154,7 @@ _SUPPORTED = {
     "serversTransport.forwardingTimeouts.responseHeaderTimeout": "",
     "serversTransport.forwardingTimeouts.idleConnTimeout": "",
     "api": "served by the master (docs/api.md)",
-    "ping": "served by the master (docs/observability.md)",
+    "ping": "ping@internal, answered by the master (docs/observability.md)",
     "ping.entryPoint": "",
     "ping.manualRouting": "",
     "ping.terminatingStatusCode": "",
@@ -162,6 +162,9 @@ _SUPPORTED = {
                                         "router's own value wins) and its 404s",
     "entryPoints.<name>.observability.accessLogs": "",
     "entryPoints.<name>.observability.metrics": "",
+    "entryPoints.<name>.observability.tracing": "",
+    "entryPoints.<name>.observability.traceVerbosity": "minimal or detailed (any other value: "
+                                                       "minimal, as Traefik's Allows)",
     "metrics.addInternals": "",
     "metrics.prometheus": "served by the master; workers hand their counts over every second "
                           "(docs/observability.md)",
@@ -247,8 +250,6 @@ _IGNORED_NOTES = [
     ("entryPoints.<name>.forwardedHeaders", "not implemented"),
     ("entryPoints.<name>.http3", "pyroute serves HTTP/1.1 only"),
     ("entryPoints.<name>.udp", "pyroute has no UDP routing"),
-    ("entryPoints.<name>.observability.tracing", "pyroute has no tracing"),
-    ("entryPoints.<name>.observability.traceVerbosity", "pyroute has no tracing"),
     ("providers", "pyroute reads Kubernetes CRD manifests from files only"),
     ("providers.kubernetesCRD", "meaningless for manifests read from files"),
     ("api.debug", "pyroute has no debug endpoints (/debug/vars, pprof)"),
@@ -353,8 +354,9 @@ class EntryPoint:
     # http.underscoreHeadersStrategy (Traefik v3.7): "keep" (default), "delete" or "reject"
     # request headers whose name holds '_' (server_entrypoint_tcp.go createHTTPServer)
     underscore_headers: str = "keep"
-    # http2: served only with the pyroute extension http2.enabled (docs/http2.md)
-    http2: bool = False
+    # HTTP/2 served (h2c prior knowledge, ALPN h2), as Traefik on every entry point; the
+    # pyroute extension http2.enabled: false turns it off (docs/http2.md)
+    http2: bool = True
     h2_max_streams: int = 250
     h2_decoder_table: int = 4096
     h2_encoder_table: int = 4096
@@ -389,6 +391,11 @@ class EntryPoint:
     def access_logged(self):
         """Whether the entry point's own requests (those no router takes) are logged."""
         return self.observability is None or self.observability["accessLogs"]
+
+    @property
+    def traced(self):
+        """Whether the entry point's own requests (those no router takes) are traced."""
+        return self.observability is None or self.observability["tracing"]
 
     @property
     def address(self):
@@ -543,10 +550,6 @@ class StaticConfig:
     ping: object = None                                # Ping, or None without ``ping``
     metrics: object = None                             # Metrics, or None without ``metrics``
     tracing: object = None                             # Tracing, or None without ``tracing``
-    # the internal entry point ``traefik`` when the master serves it (ping /
-    # metrics.prometheus on it without manualRouting, nobody defined it, no api.insecure):
-    # not among ``entry_points``
-    internal_entry_point: object = None
 
     def default_entry_points(self):
         """Names of the entry points a router without ``entryPoints`` attaches to.
@@ -1185,7 +1188,7 @@ def _entry_point(r, name, m):
         encode_query_semicolons=http.get("encodeQuerySemicolons", False),
         max_header_bytes=mhb,
         underscore_headers=underscore,
-        http2=bool(h2.get("enabled", False)),
+        http2=bool(h2.get("enabled", True)),
         **h2_values,
         denied_encoded_characters=denied,
         proxy_protocol=proxy_protocol,
@@ -1403,12 +1406,18 @@ def _build(tree, src, base_dir, source=""):
                                       severity="warning"))
             continue
         h2 = raw.get("http2")
-        if h2 and not ep.http2:
-            # Traefik serves HTTP/2 everywhere; pyroute only where the extension turns it on
-            warnings.append(src.error(("entryPoints", name, "http2"), "pyroute ignores this key "
-                                      "(HTTP/2 is served only with http2.enabled: true, a "
-                                      "pyroute extension: docs/http2.md)",
+        if isinstance(h2, dict) and "enabled" in h2:
+            # Traefik has no such key (it serves HTTP/2 on every entry point and would refuse
+            # the file): said, so a config shared with Traefik keeps it out
+            warnings.append(src.error(("entryPoints", name, "http2", "enabled"),
+                                      "a pyroute extension (Traefik has no such key and serves "
+                                      "HTTP/2 on every entry point): docs/http2.md",
                                       severity="warning"))
+            others = [k for k in h2 if k != "enabled"]
+            if others and not ep.http2:
+                warnings.append(src.error(("entryPoints", name, "http2"), "pyroute ignores "
+                                          "this key (HTTP/2 is off here: http2.enabled false)",
+                                          severity="warning"))
         eps[name] = ep
     if not eps:
         eps = {"web": EntryPoint(name="web")}
@@ -1449,17 +1458,14 @@ def _build(tree, src, base_dir, source=""):
         missing = missing_packages()
         if missing is not None:
             warnings.append(src.error(("tracing",), missing, severity="warning"))
-    internal = None
     prom = metrics.prometheus if metrics is not None else None
-    if internal is None and INTERNAL_ENTRY_POINT not in eps and any(
-            x is not None and not x.manual_routing and x.entry_point == INTERNAL_ENTRY_POINT
-            for x in (ping, prom)):
+    if any(x is not None and not x.manual_routing and x.entry_point == INTERNAL_ENTRY_POINT
+           for x in (ping, prom)):
         # Traefik's SetEffectiveConfiguration: ping / prometheus on the internal entry point
-        # create it (":8080") when it is not defined; pyroute's master serves it. A
-        # ``traefik`` entry point the user defines stays the workers' (IngressRoutes may use
-        # it, as the Helm chart's dashboard route does): ping@internal and
-        # prometheus@internal are routed there like on any other entry point.
-        internal = _internal_entry_point(r, eps, "ping / metrics.prometheus")
+        # create it (":8080") when it is not defined, a regular entry point the workers
+        # serve (ping@internal and prometheus@internal are routed there to the master, and
+        # IngressRoutes may use it), as api.insecure does
+        _traefik_entry_point(r, eps, syntax, "ping / metrics.prometheus")
     for what, x in (("ping", ping), ("metrics.prometheus", prom)):
         if x is not None and not x.manual_routing and x.entry_point != INTERNAL_ENTRY_POINT \
                 and x.entry_point not in eps:
@@ -1482,22 +1488,20 @@ def _build(tree, src, base_dir, source=""):
         ping=ping,
         metrics=metrics,
         tracing=tracing,
-        internal_entry_point=internal,
     )
 
 
-def _internal_entry_point(r, eps, why):
-    """The ``traefik`` entry point moved out of ``eps`` (the master serves it)."""
-    ep = eps.pop(INTERNAL_ENTRY_POINT, None)
+def _traefik_entry_point(r, eps, syntax, why):
+    """The entry point ``traefik`` (Traefik's default ``:8080``), added to ``eps`` when the
+    user did not define it; returns it."""
+    ep = eps.get(INTERNAL_ENTRY_POINT)
     if ep is None:
-        ep = EntryPoint(name=INTERNAL_ENTRY_POINT, host="", port=8080)
+        ep = EntryPoint(name=INTERNAL_ENTRY_POINT, host="", port=8080, has_model=bool(syntax))
         for other in eps.values():
             if (other.host, other.port) == (ep.host, ep.port):
                 raise r.error(("entryPoints", other.name, "address"),
                               "same address as entry point 'traefik' (%s)" % why)
-    if not eps:
-        raise r.error(("entryPoints",), "besides \"traefik\" (served by the master for %s), "
-                      "at least one entry point is needed to serve routes" % why)
+        eps[INTERNAL_ENTRY_POINT] = ep
     return ep
 
 
@@ -1673,17 +1677,7 @@ def _api(r, m, eps, syntax=""):
         raise r.error(("api", "basePath"), "expected a path starting with \"/\" (got %r)"
                       % base)
     insecure = bool(m.get("insecure", False))
-    ep = None
-    if insecure:
-        ep = eps.get(INTERNAL_ENTRY_POINT)
-        if ep is None:
-            ep = EntryPoint(name=INTERNAL_ENTRY_POINT, host="", port=8080,
-                            has_model=bool(syntax))
-            for other in eps.values():
-                if (other.host, other.port) == (ep.host, ep.port):
-                    raise r.error(("entryPoints", other.name, "address"),
-                                  "same address as entry point 'traefik' (api.insecure)")
-            eps[INTERNAL_ENTRY_POINT] = ep
+    ep = _traefik_entry_point(r, eps, syntax, "api.insecure") if insecure else None
     return Api(insecure=insecure, dashboard=bool(m.get("dashboard", True)), base_path=base,
                debug=bool(m.get("debug", False)),
                disable_dashboard_ad=bool(m.get("disableDashboardAd", False)),

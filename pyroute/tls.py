@@ -64,8 +64,8 @@ DEFAULT_STORE = "default"           # Traefik: DefaultTLSStoreName
 DEFAULT_GENERATED_CN = "TRAEFIK DEFAULT CERT"   # Traefik: generate.DefaultDomain
 
 # Application protocols pyroute speaks. Traefik's default is h2, http/1.1, acme-tls/1; pyroute
-# never advertises a protocol it cannot serve (no ACME TLS-ALPN yet), and h2 only on entry
-# points with http2.enabled (the pyroute extension that turns HTTP/2 on, docs/http2.md).
+# never advertises a protocol it cannot serve (no ACME TLS-ALPN yet), and h2 not on entry
+# points whose HTTP/2 the pyroute extension http2.enabled: false turned off (docs/http2.md).
 SERVED_ALPN = ("h2", "http/1.1")
 
 # Traefik: MinVersion / MaxVersion maps (pkg/tls/tls.go).
@@ -128,9 +128,9 @@ DEFAULT_CIPHERS = (
 )
 
 # An option that lists h2 where an entry point does not serve HTTP/2 (dropped in from_runtime
-# when every entry point does)
-H2_ALPN_WARNING = ("'h2' is advertised only on entry points with http2.enabled (a pyroute "
-                   "extension, off by default: docs/http2.md); elsewhere http/1.1 is")
+# when every entry point does: the default)
+H2_ALPN_WARNING = ("'h2' is not advertised on entry points with http2.enabled: false (a "
+                   "pyroute extension: docs/http2.md); there http/1.1 is")
 
 # Traefik's default ALPN list (DefaultTLSOptions, filled in by the manifests layer): served as
 # h2, http/1.1 without a warning (acme-tls/1: pyroute has no ACME).
@@ -578,7 +578,7 @@ class TLSOption:
                             severity="warning")
                 self.alpn = tuple(served)
         self.alpn = tuple(p.encode() for p in self.alpn)
-        # on entry points without HTTP/2 (http2.enabled false): the list without h2
+        # on entry points without HTTP/2 (http2.enabled: false): the list without h2
         self.alpn_h1 = tuple(p for p in self.alpn if p != b"h2")
 
         if any(p.severity == "error" for p in problems):
@@ -819,9 +819,11 @@ class HostOptions:
 
     __slots__ = ("host_options", "router_options", "claims", "errors")
 
-    def __init__(self, routers, entry_point, default_entry_points, option_names):
+    def __init__(self, routers, entry_point, default_entry_points, option_names, domains=None):
         """``routers``: the dynamic configuration's http.routers; ``entry_point``: None for
-        every entry point; ``option_names``: the keys of tls.options (``default`` implied)."""
+        every entry point; ``option_names``: the keys of tls.options (``default`` implied);
+        ``domains``: (rule, syntax) -> parse_domains' answer, parsed ahead (a worker's reload
+        does it in slices: pyroute.proxy.snapshot.compile_steps)."""
         self.host_options = {}
         self.router_options = {}
         self.claims = claims = {}
@@ -851,8 +853,10 @@ class HostOptions:
                             kind="Router", name=rname, field="tls.certResolver")
             try:
                 # Traefik httpmuxer.ParseDomains: the (non-negated) Host names, lower-cased.
-                hosts = rules.parse_domains(router.get("rule") or "",
-                                            router.get("ruleSyntax") or "v3")
+                key = (router.get("rule") or "", router.get("ruleSyntax") or "v3")
+                hosts = domains.get(key) if domains else None
+                if hosts is None:
+                    hosts = rules.parse_domains(*key)
             except RuleSyntaxError as exc:
                 self._error("invalid rule %s, error: %s" % (router.get("rule"), exc.message),
                             kind="Router", name=rname, field="rule")
@@ -899,7 +903,7 @@ class TLSConfig:
         self.host_options = {}       # host (lower-case) -> option name, conflicts resolved
         self.router_options = {}     # TLS router name -> option name it asked for
         self._sni_options = {}       # host -> TLSOption, or a str: why its connections close
-        self.h2 = False              # the entry point serves HTTP/2 (ALPN may pick h2)
+        self.h2 = True               # the entry point serves HTTP/2 (ALPN may pick h2)
 
     # -- build --------------------------------------------------------------------------------
 
@@ -912,7 +916,8 @@ class TLSConfig:
                                       default_entry_points)[entry_point]
 
     @classmethod
-    def build_entry_points(cls, dynamic_tls, routers, entry_points, default_entry_points=None):
+    def build_entry_points(cls, dynamic_tls, routers, entry_points, default_entry_points=None,
+                           domains=None):
         """One TLSConfig per entry point name, sharing the certificate store and the option
         contexts (built once); each has its own host -> option association, as Traefik builds
         one per entry point. Errors about the shared parts are on the first one only; they are
@@ -930,23 +935,24 @@ class TLSConfig:
             config.store = shared.store
             config.options = shared.options
             config.errors = list(shared.errors) if i == 0 else []
-            config._associate_hosts(routers or {}, name, default_entry_points)
+            config._associate_hosts(routers or {}, name, default_entry_points, domains)
             configs[name] = config
         return configs
 
     @classmethod
-    def from_runtime(cls, config):
+    def from_runtime(cls, config, domains=None):
         """One TLSConfig per entry point of a RuntimeConfig: what the server serves with and
-        what ``pyroute explain`` answers from (one build, so they cannot disagree)."""
+        what ``pyroute explain`` answers from (one build, so they cannot disagree);
+        ``domains``: see HostOptions."""
         # Traefik associates the hosts of the routers of its runtime configuration: disabled
         # ones included, those its provider dropped not (RuntimeConfig.tls_routers)
         routers = (config.tls_routers() if hasattr(config, "tls_routers")
                    else config.dynamic.get("http", {}).get("routers", {}))
         configs = cls.build_entry_points(
             config.dynamic.get("tls"), routers,
-            list(config.static.entry_points), config.static.default_entry_points())
+            list(config.static.entry_points), config.static.default_entry_points(), domains)
         for name, cfg in configs.items():
-            cfg.h2 = bool(getattr(config.static.entry_points.get(name), "http2", False))
+            cfg.h2 = bool(getattr(config.static.entry_points.get(name), "http2", True))
         if configs and all(cfg.h2 for cfg in configs.values()):
             for cfg in configs.values():
                 cfg.errors = [e for e in cfg.errors if e.message != H2_ALPN_WARNING]
@@ -1013,8 +1019,8 @@ class TLSConfig:
             self.errors.extend(option.compile())
             self.options[name] = option
 
-    def _associate_hosts(self, routers, entry_point, default_entry_points):
-        hosts = HostOptions(routers, entry_point, default_entry_points, self.options)
+    def _associate_hosts(self, routers, entry_point, default_entry_points, domains=None):
+        hosts = HostOptions(routers, entry_point, default_entry_points, self.options, domains)
         self.errors.extend(hosts.errors)
         self.host_options = hosts.host_options
         self.router_options = hosts.router_options
@@ -1100,6 +1106,7 @@ class TLSConfig:
         if not n:
             raise TLSRefused("client closed the connection before its TLS hello")
         if not again and not is_tls_record_start(buf[0]):
+            _local.peek_n = n       # what plain_peek sees (the h2c preface test)
             return PLAIN
         complete, result = _parse_client_hello(buf, n)
         if not complete:
@@ -1114,6 +1121,13 @@ class TLSConfig:
         if again:
             _set_lowat(sock, 1)
         return self.new_connection(sock, result)
+
+    @staticmethod
+    def plain_peek(length):
+        """The first ``length`` bytes (or fewer) of what the accept that just returned PLAIN
+        peeked: the sniffer tells the h2c preface from HTTP/1.1 with them, so a plain
+        connection costs no second peek."""
+        return bytes(_local.peek[:min(length, _local.peek_n)])
 
     @staticmethod
     def option_name_of(stream):

@@ -42,6 +42,11 @@ FAULTS = {
                    b"Upgrade: websocket\r\n\r\n",
     "huge-header": b"HTTP/1.1 200 OK\r\nX-Huge: " + b"h" * 102400
                    + b"\r\nContent-Length: 3\r\n\r\nabc",
+    # not a fault: a chunked body with a trailer section (gRPC's grpc-status, a checksum),
+    # Content-Length among them (never a valid trailer)
+    "trailers": b"HTTP/1.1 200 OK\r\nTrailer: X-Checksum, Grpc-Status\r\n"
+                b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6;ext=1\r\n world\r\n"
+                b"0\r\nX-Checksum: abc\r\nGrpc-Status: 0\r\nContent-Length: 9\r\n\r\n",
     # a WebSocket handshake the backend turns down: HTTP goes on on this connection
     "ws-426": b"HTTP/1.1 426 Upgrade Required\r\nSec-WebSocket-Version: 13\r\n"
               b"Content-Length: 0\r\n\r\n",

@@ -657,7 +657,6 @@ def test_traefik_entry_point_created_when_not_defined(tmp_path):
                            % free_port())
     st = load_static(str(static_file))
     assert st.entry_points["traefik"].port == 8080 and st.entry_points["traefik"].host == ""
-    assert st.internal_entry_point is None
     assert st.default_entry_points() == ["web"]
     (tmp_path / "m.yaml").write_text(traefik_ep_app(18998))
     out = subprocess.run([sys.executable, "-m", "pyroute", "check", "-c", str(static_file),

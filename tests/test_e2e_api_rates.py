@@ -158,7 +158,7 @@ def _add(store, router, service, code, n):
     # a worker's key (pyroute.observability.metrics.Recorder): entry point, routers, the
     # service of the server picked, code, method, protocol, header values, tls
     key = ("web", ((router, service),), service, code, "GET", "http", (), None)
-    store.add(0, {key: [n, 0.0, 0, 0, 0, 0, 0, 0]}, {"web": 0})
+    store.add(0, {key: [n, 0.0, 0, 0, 0, 0, 0, 0, 0.0, 0.0]}, {"web": 0})   # ..., min, max
 
 
 def test_rates_windows_on_a_store():

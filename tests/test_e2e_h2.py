@@ -1,7 +1,7 @@
 """HTTP/2 to clients end to end over `pyroute run` with real HTTP/2 clients (curl, nghttp):
 h2c with prior knowledge, ALPN h2 over TLS, bodies both ways, many streams on one connection,
-a large response through flow control, middlewares behaving as for HTTP/1.1, and HTTP/2 off
-by default (docs/http2.md)."""
+a large response through flow control, middlewares behaving as for HTTP/1.1, HTTP/2 on by
+default as in Traefik, and the pyroute opt-out http2.enabled: false (docs/http2.md)."""
 import base64
 import json
 import re
@@ -24,10 +24,12 @@ def backend():
 
 
 def h2_pyroute(tmp_path, manifests, enabled=True, extra=""):
+    # HTTP/2 is on by default (as Traefik); enabled=False sets the pyroute opt-out
     pr = Pyroute(tmp_path, manifests)
-    if enabled:
+    keys = ([] if enabled else ["enabled: false"]) + ([extra.lstrip(", ")] if extra else [])
+    if keys:
         pr.static.write_text(pr.static.read_text().replace(
-            "    transport:", "    http2: {enabled: true%s}\n    transport:" % extra, 1))
+            "    transport:", "    http2: {%s}\n    transport:" % ", ".join(keys), 1))
     return pr
 
 
@@ -189,7 +191,7 @@ def test_tls_alpn_h2(tmp_path, backend):
                 assert s.selected_alpn_protocol() == "h2"
 
 
-def test_http2_off_by_default(tmp_path, backend):
+def test_http2_opt_out(tmp_path, backend):
     m = backend_service("be", [backend.port]) + ingressroute("r", [("Host(`a.test`)", "be", "")])
     with h2_pyroute(tmp_path, m, enabled=False) as pr:
         # prior knowledge: the preface is not an HTTP/1.1 request
@@ -265,3 +267,74 @@ def test_misdirected_request_is_per_stream(tmp_path, backend):
             s.sendall(c.data_to_send())
         assert status == {1: 200, 3: 421, 5: 200}
         s.close()
+
+
+def test_upgrade_h2c_is_an_ordinary_upgrade_as_traefik(tmp_path, backend):
+    # Traefik v3 serves h2c through Go's http.Server Protocols (UnencryptedHTTP2: prior
+    # knowledge only; Go has no `Upgrade: h2c` server side). Such a request is an HTTP/1.1
+    # request like any other: its ReverseProxy forwards the upgrade (Connection: Upgrade,
+    # Upgrade: h2c) and drops HTTP2-Settings, a field the Connection header names
+    m = backend_service("be", [backend.port]) + ingressroute("r", [("Host(`a.test`)", "be", "")])
+    with h2_pyroute(tmp_path, m) as pr:
+        with socket.create_connection(("127.0.0.1", pr.port), timeout=10) as s:
+            s.sendall(b"GET /up HTTP/1.1\r\nHost: a.test\r\nConnection: Upgrade, HTTP2-Settings"
+                      b"\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n")
+            data = b""
+            while b"\r\n\r\n" not in data or not data.rstrip().endswith(b"}"):
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        # the backend ignored the upgrade: its HTTP/1.1 answer comes back as it is
+        assert head.startswith(b"HTTP/1.1 200 ")
+        h = headers_of(json.loads(body))
+        assert h["upgrade"] == "h2c" and h["connection"].lower() == "upgrade"
+        assert "http2-settings" not in h
+        # curl --http2 on http:// sends that upgrade: answered over HTTP/1.1
+        out = curl("--http2", "-H", "Host: a.test", "-w", "\n%{http_version}",
+                   "http://127.0.0.1:%d/" % pr.port)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.rpartition(b"\n")[2] == b"1.1"
+
+
+def test_response_trailers_with_curl_and_nghttp(tmp_path, backend):
+    # the backend's chunked trailers reach HTTP/2 clients as a trailing HEADERS frame
+    m = backend_service("be", [backend.port]) + ingressroute("r", [("Host(`a.test`)", "be", "")])
+    with h2_pyroute(tmp_path, m) as pr:
+        url = "http://127.0.0.1:%d/fault/trailers" % pr.port
+        out = subprocess.run(["nghttp", "-v", "-H", ":authority: a.test", url],
+                             capture_output=True, timeout=30)
+        assert out.returncode == 0, out.stderr
+        text = out.stdout.decode()
+        assert "hello world" in text
+        # after the DATA (no END_STREAM on it), a HEADERS frame with the trailers ends the
+        # stream (nghttp prints a frame's fields before the frame)
+        tail = text[text.rindex("recv DATA frame"):]
+        assert "flags=0x00" in tail.splitlines()[0]
+        assert "x-checksum: abc" in tail and "grpc-status: 0" in tail
+        assert "content-length" not in tail
+        frame = tail[tail.index("recv HEADERS frame"):].splitlines()
+        assert "END_STREAM" in frame[1]
+        dump = tmp_path / "headers.txt"
+        out = curl("--http2-prior-knowledge", "-H", "Host: a.test", "-D", str(dump), url)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout == b"hello world"
+        lines = dump.read_text().splitlines()
+        assert lines[0].startswith("HTTP/2 200")
+        # curl writes the trailers after the head's blank line
+        assert lines[lines.index("") + 1:][:2] == ["x-checksum: abc", "grpc-status: 0"]
+
+
+@pytest.mark.parametrize("trusted, expect", [(("127.0.0.1",), "203.0.113.9, 127.0.0.1"),
+                                             ((), "127.0.0.1")])
+def test_forwarded_headers_trust_per_stream(tmp_path, backend, trusted, expect):
+    # forwardedHeaders.trustedIPs decides for each stream as for an HTTP/1.1 request (asked
+    # once per connection): a trusted peer's X-Forwarded-For is extended, another's replaced
+    m = backend_service("be", [backend.port]) + ingressroute("r", [("Host(`a.test`)", "be", "")])
+    pr = Pyroute(tmp_path, m, trusted=trusted)
+    with pr:
+        for path in ("/one", "/two"):
+            code, version, body = curl_json(pr, path, "-H", "X-Forwarded-For: 203.0.113.9")
+            assert (code, version) == (200, b"2")
+            assert headers_of(json.loads(body))["x-forwarded-for"] == expect

@@ -160,6 +160,10 @@ log: {level: INFO}
         assert hp.count == 6 and sum(hp.bucket_counts) == 6
         assert hp.bucket_counts[0] == 5 and hp.bucket_counts[1] == 1   # /slow/300
         assert hp.sum >= 0.3
+        # min and max, as the Go SDK's explicit-bucket histogram exports them
+        assert hp.HasField("min") and hp.HasField("max")
+        assert 0 < hp.min < 0.1 and 0.3 <= hp.max < 1.0
+        assert hp.min * 5 + hp.max <= hp.sum + 1e-9
         assert ms["traefik_config_reloads_total"].sum.data_points[0].as_double == 1
         bytes_out = ms["traefik_entrypoint_responses_bytes_total"]
         assert total(bytes_out, code="200") > 0

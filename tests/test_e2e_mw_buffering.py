@@ -76,6 +76,85 @@ class Hashing:
         self.server.shutdown()
 
 
+class Trailing:
+    """A backend answering ``/t?n=N&declare=A,B&tr=A:1|C:2`` chunked: N bytes of "t" in
+    pieces of 7000, then the trailer fields ``tr``; ``declare``: its Trailer header."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(32)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        from urllib.parse import parse_qs, urlsplit
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            with c:
+                f = c.makefile("rb")
+                target = f.readline().split()[1].decode()
+                while f.readline() not in (b"\r\n", b""):
+                    pass
+                q = {k: v[0] for k, v in parse_qs(urlsplit(target).query).items()}
+                n = int(q.get("n", "0"))
+                head = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n"
+                if q.get("declare"):
+                    head += "Trailer: %s\r\n" % q["declare"]
+                out = [head.encode() + b"\r\n"]
+                for i in range(0, n, 7000):
+                    part = b"t" * min(7000, n - i)
+                    out.append(b"%x\r\n%s\r\n" % (len(part), part))
+                out.append(b"0\r\n")
+                for field in q.get("tr", "").split("|") if q.get("tr") else []:
+                    out.append(field.encode() + b"\r\n")
+                out.append(b"\r\n")
+                for piece in out:
+                    c.sendall(piece)         # separate writes: pieces split the trailers
+                    time.sleep(0.002)
+
+    def close(self):
+        self.sock.close()
+
+
+def raw_chunked(port, host, query, version="1.1"):
+    """(head lines lower-cased -> values, body, trailer fields) of one response, read to EOF
+    and de-chunked here (so the trailer section is seen as sent)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(("GET /t?%s HTTP/%s\r\nHost: %s\r\nConnection: close\r\n\r\n"
+                   % (query, version, host)).encode())
+        data = b""
+        while True:
+            piece = s.recv(65536)
+            if not piece:
+                break
+            data += piece
+    head, _, rest = data.partition(b"\r\n\r\n")
+    headers = {}
+    for line in head.split(b"\r\n")[1:]:
+        k, _, v = line.decode().partition(":")
+        headers.setdefault(k.strip().lower(), []).append(v.strip())
+    if "chunked" not in headers.get("transfer-encoding", [""])[0]:
+        return headers, rest, None
+    body, trailers = b"", []
+    while True:
+        line, _, rest = rest.partition(b"\r\n")
+        size = int(line, 16)
+        if size == 0:
+            break
+        body, rest = body + rest[:size], rest[size + 2:]
+    section, _, after = rest.partition(b"\r\n\r\n")
+    assert after == b""
+    for line in section.split(b"\r\n") if section else []:
+        k, _, v = line.decode().partition(":")
+        trailers.append((k.strip().lower(), v.strip()))
+    return headers, body, trailers
+
+
 def middleware(name, spec):
     return ("---\napiVersion: traefik.io/v1alpha1\nkind: Middleware\n"
             "metadata: {name: %s, namespace: default}\nspec:\n  buffering: %s\n"
@@ -93,8 +172,10 @@ def env(tmp_path_factory):
     spool_dir.mkdir()
     be = Backend("be")
     hashing = Hashing()
+    trailing = Trailing()
     dead = free_port()
     m = backend_service("be", [be.port])
+    m += "---\n" + backend_service("trailing", [trailing.port])
     m += "---\n" + backend_service("hashing", [hashing.port])
     m += "---\n" + backend_service("dead", [dead])
     m += middleware("plain", {})
@@ -125,6 +206,9 @@ def env(tmp_path_factory):
         ("Host(`retrymax.test`)", "be", uses("retry2", "max4")),
         ("Host(`nested.test`)", "hashing", uses("retry-code", "retry2")),
         ("Host(`plain.test`)", "be", uses("plain")),
+        ("Host(`trailers.test`)", "trailing", uses("plain")),
+        ("Host(`trailers-spool.test`)", "trailing", uses("spool")),
+        ("Host(`trailers-raw.test`)", "trailing", ""),
         ("Host(`max4.test`)", "be", uses("max4")),
         ("Host(`max8.test`)", "be", uses("max8mem4")),
         ("Host(`max10.test`)", "be", uses("max10")),
@@ -157,6 +241,7 @@ def env(tmp_path_factory):
            "spool": str(spool_dir)}
     proxy.stop()
     be.close()
+    trailing.close()
     hashing.close()
 
 
@@ -491,6 +576,48 @@ def test_a_compressed_response_is_held_whole_with_its_length(env):
     assert status == 200 and headers["content-encoding"] == "gzip"
     assert headers["content-length"] == str(len(body)) and "transfer-encoding" not in headers
     assert gzip.decompress(body) == b"x" * 20000
+
+
+@pytest.mark.parametrize("host,n", [("trailers.test", 20), ("trailers.test", 30000),
+                                    ("trailers-spool.test", 200000)])
+def test_a_held_response_s_declared_trailers_go_as_traefik_s(env, host, n):
+    # every trailer received was declared: Go's ReverseProxy copies them into the header
+    # map after the body — oxy's, copied whole before its WriteHeader — so they show in the
+    # head as well as after the last chunk (Go's server chunks a response with trailers)
+    headers, body, trailers = raw_chunked(env["port"], host,
+                                          "n=%d&declare=X-Sum&tr=X-Sum:%d" % (n, n))
+    assert body == b"t" * n
+    assert "content-length" not in headers
+    assert headers["trailer"] == ["X-Sum"] and headers["x-sum"] == [str(n)]
+    assert trailers == [("x-sum", str(n))]
+
+
+@pytest.mark.parametrize("host,n", [("trailers.test", 5000), ("trailers-spool.test", 150000)])
+def test_a_held_response_s_undeclared_trailers_stay_trailers(env, host, n):
+    # not all declared (or none): Go's ReverseProxy adds them as "Trailer:"-prefixed keys,
+    # which Go's server sends after the last chunk only
+    headers, body, trailers = raw_chunked(env["port"], host, "n=%d&tr=X-Late:1|X-More:b" % n)
+    assert body == b"t" * n and "x-late" not in headers and "content-length" not in headers
+    assert trailers == [("x-late", "1"), ("x-more", "b")]
+    headers, body, trailers = raw_chunked(env["port"], host,
+                                          "n=%d&declare=X-A&tr=X-A:1|X-B:2" % n)
+    assert headers["trailer"] == ["X-A"] and "x-a" not in headers and "x-b" not in headers
+    assert trailers == [("x-a", "1"), ("x-b", "2")]
+
+
+def test_held_trailers_to_an_http10_client_and_without_buffering(env):
+    # HTTP/1.0: no chunking, so no trailer section; the declared ones are in the head
+    headers, body, trailers = raw_chunked(env["port"], "trailers.test",
+                                          "n=3000&declare=X-Sum&tr=X-Sum:9", version="1.0")
+    assert trailers is None and body == b"t" * 3000 and headers["x-sum"] == ["9"]
+    assert headers["content-length"] == ["3000"]
+    # no trailers: still a Content-Length
+    headers, body, trailers = raw_chunked(env["port"], "trailers.test", "n=3000")
+    assert trailers is None and headers["content-length"] == ["3000"]
+    # without buffering the chunks and trailers stream through as they came
+    headers, body, trailers = raw_chunked(env["port"], "trailers-raw.test",
+                                          "n=3000&declare=X-Sum&tr=X-Sum:9")
+    assert "x-sum" not in headers and trailers == [("x-sum", "9")]
 
 
 def test_an_http10_client_gets_the_held_response_with_a_content_length(env):

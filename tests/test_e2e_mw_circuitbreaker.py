@@ -37,12 +37,20 @@ def env(tmp_path_factory):
     m += middleware("threshold", {"expression": "ResponseCodeRatio(500, 600, 0, 600) > 0.5 "
                                                 "&& RequestThreshold() >= 30",
                                   "checkPeriod": "50ms", "fallbackDuration": "10s"})
+    # oxy's histogram (HDR, 2 significant figures): 2098 ms lands in the bin of values
+    # 2097152..2113535 us, so the median reads 2113 ms (a 1/64 bin would read 2129)
+    m += middleware("lat-hi", {"expression": "LatencyAtQuantileMS(50.0) > 2120",
+                               "checkPeriod": "50ms", "fallbackDuration": "10s"})
+    m += middleware("lat-lo", {"expression": "LatencyAtQuantileMS(50.0) > 2110",
+                               "checkPeriod": "50ms", "fallbackDuration": "10s"})
     m += middleware("bad-type", {"expression": "NetworkErrorRatio() > 1"})
     m += middleware("bad-func", {"expression": "Ratio() > 0.5"})
     m += ingressroute("main", [
         ("Host(`codes.test`)", "svc", uses("codes")),
         ("Host(`latency.test`)", "svc", uses("latency")),
         ("Host(`threshold.test`)", "svc", uses("threshold")),
+        ("Host(`lathi.test`)", "svc", uses("lat-hi")),
+        ("Host(`latlo.test`)", "svc", uses("lat-lo")),
         ("Host(`bad1.test`)", "svc", uses("bad-type")),
         ("Host(`bad2.test`)", "svc", uses("bad-func")),
     ])
@@ -92,6 +100,25 @@ def test_latency_quantile_trips_with_the_configured_response_code(env):
     assert get(port, "/slow/250", "latency.test")[0] == 200
     status, headers, body = get(port, "/", "latency.test")
     assert status == 429 and body == b"Too Many Requests"
+
+
+def test_latency_quantile_has_oxy_s_hdr_precision(env):
+    # one request of 2098 ms through each breaker (in parallel): HDR's highest equivalent
+    # value of its bin is 2113535 us -> 2113 ms: over 2110, not over 2120
+    import threading
+    port = env["port"]
+    codes = {}
+
+    def slow(host):
+        codes[host] = get(port, "/slow/2098", host)[0]
+    threads = [threading.Thread(target=slow, args=(h,)) for h in ("lathi.test", "latlo.test")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert codes == {"lathi.test": 200, "latlo.test": 200}
+    assert get(port, "/", "latlo.test")[0] == 503           # tripped: 2113 > 2110
+    assert get(port, "/", "lathi.test")[0] == 200           # standby: 2113 <= 2120
 
 
 def test_request_threshold_keeps_it_closed_until_enough_requests(env):

@@ -104,3 +104,76 @@ def test_redis_down_is_traefik_s_500_and_nothing_forwarded(env):
     assert len(env["be"].requests) == before
     assert status == 500 and body == b"Could not insert/update bucket\n"
     assert headers["x-content-type-options"] == "nosniff"
+
+
+def _redis_server(port):
+    server = subprocess.Popen([REDIS, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                               "--appendonly", "no"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    import redis
+    client = redis.Redis(port=port)
+    for _ in range(100):
+        try:
+            client.ping()
+            return server, client
+        except redis.exceptions.ConnectionError:
+            time.sleep(0.05)
+    raise AssertionError("redis-server did not start")
+
+
+def _others(client):
+    """The connections CLIENT LIST shows, less the test's own."""
+    me = client.client_id()
+    return [c for c in client.client_list() if int(c["id"]) != me]
+
+
+def _wait_count(client, n, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        others = _others(client)
+        if len(others) == n or time.monotonic() > deadline:
+            return others
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("min_idle", [0, 3])
+def test_min_idle_conns_are_opened_ahead_of_traffic_and_kept(tmp_path, min_idle):
+    # go-redis's pool: MinIdleConns connections opened in the background as the client is
+    # made, and each one taken is replaced while the pool is under its size; 0: on demand
+    port = free_port()
+    server, client = _redis_server(port)
+    be = Backend("be")
+    try:
+        spec = {"average": 100, "burst": 100,
+                "redis": {"endpoints": ["127.0.0.1:%d" % port], "minIdleConns": min_idle}}
+        m = backend_service("svc", [be.port])
+        m += ("---\napiVersion: traefik.io/v1alpha1\nkind: Middleware\n"
+              "metadata: {name: idle, namespace: default}\nspec:\n  rateLimit: %s\n"
+              % json.dumps(spec))
+        m += ingressroute("main", [("Host(`rl.test`)", "svc",
+                                    "      middlewares: [{name: idle}]\n")])
+        with Pyroute(tmp_path, m, workers=2) as p:
+            # before any request: 3 per worker (each worker's client has its own pool)
+            others = _wait_count(client, 2 * min_idle)
+            assert len(others) == 2 * min_idle, others
+            time.sleep(0.3)                       # and no more than that
+            assert len(_others(client)) == 2 * min_idle
+            for _ in range(6):
+                assert get(p.port, "/", "rl.test")[0] == 200
+            # one at a time: a worker that took one of its idle connections opened another
+            # (min_idle + 1), or, with 0, the one connection it made on demand is kept
+            time.sleep(0.3)
+            others = _others(client)
+            assert 2 * min_idle + 1 <= len(others) <= 2 * (min_idle + 1), others
+            ran = [c for c in others if c["cmd"] in ("evalsha", "eval")]
+            assert ran, others                # the script ran on the pooled connections
+            if min_idle:
+                # a reload that changes the middleware makes a new client (Traefik rebuilds
+                # the limiter); the old one's connections are closed, not leaked
+                p.write_manifests(m.replace('"burst": 100', '"burst": 99'))
+                others = _wait_count(client, 2 * min_idle, timeout=10)
+                assert len(others) == 2 * min_idle, others
+    finally:
+        be.close()
+        server.terminate()
+        server.wait(5)

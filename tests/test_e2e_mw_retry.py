@@ -122,6 +122,10 @@ def env(tmp_path_factory):
     m += "---\n" + backend_service("flaky", [flaky.port])
     m += "---\n" + backend_service("deadonly", [dead])
     m += middleware("net", {"attempts": 2})
+    # over maxRequestBodyBytes: Traefik drops the status retries, keeps the network ones
+    m += middleware("net-small", {"attempts": 2, "status": ["503"], "maxRequestBodyBytes": 10})
+    m += middleware("net-small-off", {"attempts": 2, "maxRequestBodyBytes": 10,
+                                      "status": ["503"], "disableRetryOnNetworkError": True})
     m += middleware("status3", {"attempts": 3, "status": ["500-599"]})
     m += middleware("post", {"attempts": 3, "status": ["503"], "retryNonIdempotentMethod": True})
     m += middleware("timeout", {"attempts": 10, "status": ["503"], "timeout": "300ms",
@@ -164,6 +168,10 @@ def env(tmp_path_factory):
         ("Host(`rr.test`)", "failing-live", uses("post-body")),
         ("Host(`small.test`)", "flaky", uses("small-body")),
         ("Host(`netbody.test`)", "mixed", uses("net")),
+        ("Host(`netbig.test`)", "mixed", uses("net-small")),
+        ("Host(`netbigdead.test`)", "deadonly", uses("net-small")),
+        ("Host(`netbigoff.test`)", "mixed", uses("net-small-off")),
+        ("Host(`smallnet.test`)", "flaky", uses("net-small")),
         ("Host(`net.test`)", "mixed", uses("net")),
         ("Host(`plain.test`)", "mixed", ""),
         ("Host(`status.test`)", "flaky", uses("status3")),
@@ -299,6 +307,48 @@ def test_a_body_over_max_request_body_bytes_gets_one_attempt(env):
     flaky.reset(503, fail=1)
     status, _, body = _post(env["port"], "small.test", b"0123456789")
     assert (status, body) == (200, b"attempt 2")
+
+
+@pytest.mark.parametrize("size", [5000, 300000])
+@pytest.mark.parametrize("chunked", [False, True])
+def test_over_max_request_body_bytes_network_errors_are_still_retried(env, size, chunked):
+    # Traefik (retry.go): over the limit the body is peeked, statusCodes dropped, and an
+    # attempt whose dial failed (WroteHeaders not called) goes again with the whole body;
+    # round robin over a refused server and a live one: every request reaches the live one
+    payload = bytes(range(256)) * (size // 256)
+    for i in range(4):
+        body = b"%d:" % i + payload
+        parts = [body[:size // 2], body[size // 2:]] if chunked else body
+        status, _, answer = _post(env["port"], "netbig.test", parts, chunked=chunked)
+        assert status == 200, (i, status, answer[:200])
+        assert json.loads(answer)["body"] == body.decode("latin-1")
+
+
+def test_over_max_request_body_bytes_statuses_are_not_retried_network_errors_are(env):
+    flaky = env["flaky"]
+    flaky.reset(503, fail=1)
+    status, _, _ = _post(env["port"], "smallnet.test", b"0123456789abc")
+    assert status == 503 and [b for _, _, b in flaky.seen] == [b"0123456789abc"]
+    # disableRetryOnNetworkError: over the limit nothing is retried, the dead server's 502
+    # reaches the client in turn
+    codes = [_post(env["port"], "netbigoff.test", b"x" * 100)[0] for _ in range(4)]
+    assert 502 in codes and 200 in codes
+
+
+def test_a_held_body_whose_dials_all_fail_closes_the_connection(env):
+    # the last attempt's 502 is the client's; the body was never read, so the connection is
+    # not reused (its bytes are never taken for a next request)
+    import socket
+    from e2e_support import read_response
+    smuggled = b"GET /smuggled HTTP/1.1\r\nHost: net.test\r\n\r\n"
+    raw = (b"POST / HTTP/1.1\r\nHost: netbigdead.test\r\nContent-Length: %d\r\n\r\n"
+           % len(smuggled)) + smuggled
+    with socket.create_connection(("127.0.0.1", env["port"]), timeout=5) as s:
+        s.sendall(raw)
+        status, headers, _, _ = read_response(s)
+        assert status == 502 and headers.get("connection") == "close"
+        s.settimeout(2)
+        assert s.recv(65536) == b""
 
 
 def test_network_errors_are_retried_with_the_body(env):

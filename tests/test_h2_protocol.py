@@ -27,7 +27,7 @@ def server(tmp_path_factory):
          + ingressroute("r", [("Host(`a.test`)", "be", "")]))
     pr = Pyroute(tmp_path_factory.mktemp("h2"), m)
     pr.static.write_text(pr.static.read_text().replace(
-        "    transport:", "    http2: {enabled: true, maxConcurrentStreams: 8}\n"
+        "    transport:", "    http2: {maxConcurrentStreams: 8}\n"
         "    http:\n      maxHeaderBytes: 8192\n    transport:", 1))
     pr.start()
     yield pr
@@ -229,6 +229,24 @@ def test_response_waits_for_the_clients_window(server):
     c.close()
 
 
+def test_short_writes_keep_frames_whole(server):
+    # wide-open windows and a client that reads late: the socket fills, pyroute's writes of
+    # its queued frames come short and resume on EPOLLOUT; three interleaved 3 MB bodies
+    # still arrive whole (a frame cut wrong would break the h2 package's parser)
+    c = Client(server.port, settings={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 2**31 - 1})
+    c.h2.increment_flow_control_window(2**30)
+    c.flush()
+    for sid in (1, 3, 5):
+        c.get(sid, "/big/3000000")
+    time.sleep(1.0)
+    evs = c.events(lambda evs: all(any(isinstance(e, h2.events.StreamEnded) and
+                                       e.stream_id == s for e in evs) for s in (1, 3, 5)),
+                   timeout=30)
+    assert [response(evs, sid)[0] for sid in (1, 3, 5)] == [200, 200, 200]
+    assert [len(response(evs, sid)[1]) for sid in (1, 3, 5)] == [3000000] * 3
+    c.close()
+
+
 # ---- validation errors (RFC 9113 names them) ---------------------------------------------
 
 @pytest.mark.parametrize("fields, why", [
@@ -266,6 +284,45 @@ def test_malformed_requests_are_stream_errors(server, fields, why):
     c.get(3)
     evs = c.events(ended(3))
     assert response(evs, 3)[0] == 200, why
+    c.close()
+
+
+def test_extended_connect_as_go_without_http2xconnect(server):
+    # Traefik on Go >= 1.24: SETTINGS_ENABLE_CONNECT_PROTOCOL (RFC 8441 §3) is not announced
+    # unless GODEBUG=http2xconnect=1, and a request with :protocol is then a stream error
+    # PROTOCOL_ERROR (x/net/http2 newWriterAndRequest: "bad_connect"); the connection goes on
+    c = Client(server.port)
+    c.get(1)
+    c.events(ended(1))
+    changed = next(e for e in c.all if isinstance(e, h2.events.RemoteSettingsChanged))
+    assert 0x8 not in changed.changed_settings
+    c.h2.send_headers(3, [(b":method", b"CONNECT"), (b":protocol", b"websocket"),
+                          (b":scheme", b"http"), (b":path", b"/chat"),
+                          (b":authority", b"a.test"), (b"sec-websocket-version", b"13")])
+    c.flush()
+    evs = c.events(ended(3))
+    assert reset_of(evs, 3) == PROTOCOL_ERROR
+    c.get(5)
+    assert response(c.events(ended(5)), 5)[0] == 200
+    c.close()
+
+
+def test_response_trailers_are_a_trailing_headers_frame(server):
+    # a backend's chunked trailers leave as Go's http2 server writes a ReverseProxy's: a
+    # HEADERS frame with END_STREAM after the DATA, names lower-cased, fields that may not be
+    # trailers (Content-Length) dropped
+    c = Client(server.port)
+    c.get(1, "/fault/trailers")
+    evs = c.events(ended(1))
+    status, body = response(evs, 1)
+    assert (status, body) == (200, b"hello world")
+    tr = next(e for e in evs if isinstance(e, h2.events.TrailersReceived))
+    assert tr.headers == [(b"x-checksum", b"abc"), (b"grpc-status", b"0")]
+    kinds = [type(e).__name__ for e in evs if getattr(e, "stream_id", None) == 1]
+    assert kinds.index("TrailersReceived") > max(i for i, k in enumerate(kinds)
+                                                 if k == "DataReceived")
+    # no DATA frame carried END_STREAM: the trailers did
+    assert not any(isinstance(e, h2.events.DataReceived) and e.stream_ended for e in evs)
     c.close()
 
 
@@ -508,8 +565,6 @@ def test_graceful_goaway_on_drain(tmp_path):
     be = Backend("be")
     m = backend_service("be", [be.port]) + ingressroute("r", [("Host(`a.test`)", "be", "")])
     pr = Pyroute(tmp_path, m)
-    pr.static.write_text(pr.static.read_text().replace(
-        "    transport:", "    http2: {enabled: true}\n    transport:", 1))
     pr.start()
     try:
         # raw frames: the h2 package stops reading responses once it got a GOAWAY
@@ -536,6 +591,50 @@ def test_graceful_goaway_on_drain(tmp_path):
         be.close()
 
 
+def test_idle_connection_gets_goaway_on_drain_and_none_on_reload(tmp_path):
+    # Go's Server.Shutdown tells every HTTP/2 connection, idle ones too (GOAWAY NO_ERROR,
+    # then the close); a reload closes nothing (Traefik swaps its handlers under open
+    # connections): the same connection serves the new routes
+    be = Backend("be")
+    m = backend_service("be", [be.port]) + ingressroute("r", [("Host(`a.test`)", "be", "")])
+    pr = Pyroute(tmp_path, m)
+    pr.start()
+    try:
+        c = Client(pr.port)
+        c.get(1)
+        assert response(c.events(ended(1)), 1)[0] == 200
+        # Traefik's default maxConcurrentStreams (and Go's http2 server's)
+        changed = next(e for e in c.all if isinstance(e, h2.events.RemoteSettingsChanged))
+        assert changed.changed_settings[
+            h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS].new_value == 250
+        pr.write_manifests(m + ingressroute("r2", [("Host(`b.test`)", "be", "")]))
+        import signal
+        pr.signal(signal.SIGHUP)
+        deadline = time.time() + 10
+        sid, status = 1, 404
+        while status != 200 and time.time() < deadline:
+            sid += 2
+            c.h2.send_headers(sid, [(b":method", b"GET"), (b":scheme", b"http"),
+                                    (b":authority", b"b.test"), (b":path", b"/")],
+                              end_stream=True)
+            c.flush()
+            evs = c.events(ended(sid))
+            assert goaway(c.all) is None          # no GOAWAY for a reload
+            status = response(evs, sid)[0]
+            if status != 200:
+                time.sleep(0.2)
+        assert status == 200
+        pr.signal(signal.SIGTERM)
+        evs = c.events(lambda evs: goaway(evs) is not None)
+        g = goaway(evs)
+        assert g is not None and g.error_code == 0 and g.last_stream_id == sid
+        c.events(lambda evs: False, timeout=5)
+        assert c.closed                           # then the close
+    finally:
+        pr.stop()
+        be.close()
+
+
 def test_zero_window_stall_is_cut_by_write_timeout(tmp_path):
     # a client that opens no window at all never gets a byte of the body: the entry point's
     # writeTimeout still ends the stream (RST_STREAM), as for an HTTP/1.1 client that does
@@ -543,8 +642,6 @@ def test_zero_window_stall_is_cut_by_write_timeout(tmp_path):
     be = Backend("be")
     m = backend_service("be", [be.port]) + ingressroute("r", [("Host(`a.test`)", "be", "")])
     pr = Pyroute(tmp_path, m, write="1s")
-    pr.static.write_text(pr.static.read_text().replace(
-        "    transport:", "    http2: {enabled: true}\n    transport:", 1))
     pr.start()
     try:
         c = Client(pr.port, settings={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0})

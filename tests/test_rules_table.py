@@ -201,3 +201,31 @@ def test_parse_domains_like_traefik():
     assert rules.parse_domains("PathPrefix(`/`)") == []
     with pytest.raises(rules.RuleSyntaxError):
         rules.parse_domains("Host(`a`")
+
+
+def test_a_table_built_in_stages_from_precompiled_rules_is_the_same_table():
+    # a reload builds its tables this way, a slice of routes per loop turn
+    # (pyroute.proxy.snapshot._staged_tables)
+    routes = [("r%d" % i, "Host(`h%d.example`) && PathPrefix(`/p%d`)" % (i, i % 7), 0)
+              for i in range(500)]
+    routes += [("fallback", "PathPrefix(`/`)", 1), ("wild", "HostRegexp(`^.+\\.w\\.example$`)", 0),
+               ("old", "Headers(`X`, `1`)", 0, "v2"), ("b-tie", "Path(`/tie`)", 7),
+               ("a-tie", "Path(`/tie`)", 7)]
+    whole = rules.RouteTable(routes)
+    staged = rules.RouteTable((), finish=False)
+    for i in range(0, len(routes), 97):
+        part = [(r[0], rules.compile(r[1], r[3] if len(r) == 4 else "v3")) + tuple(r[2:])
+                for r in routes[i:i + 97]]
+        staged.add(part)
+    staged.finish()
+    assert staged.names == whole.names and staged.priorities == whole.priorities
+    for host, path, headers in [("h123.example", "/p4/x", None), ("h123.example", "/p5", None),
+                                ("x.w.example", "/", None), (None, "/tie", None),
+                                ("nope", "/", [("X", "1")]), ("h499.example", "/p2", None)]:
+        assert staged.match(host=host, path=path, headers=headers) == \
+            whole.match(host=host, path=path, headers=headers)
+    assert staged.match(host=None, path="/tie") == "a-tie"
+    with pytest.raises(TypeError):
+        staged.add([("late", "Path(`/late`)", 0)])
+    with pytest.raises(TypeError):
+        staged.finish()

@@ -200,7 +200,7 @@ metrics:
   prometheus: {entryPoint: metrics, addRoutersLabels: true}
 entryPoints:
   web: {address: ":8000", http2: {maxConcurrentStreams: 100}}
-  websecure: {address: ":8443", http2: {maxConcurrentStreams: 100}}
+  websecure: {address: ":8443", http2: {enabled: false, maxConcurrentStreams: 100}}
 providers:
   kubernetesCRD: {endpoint: "https://k8s", token: x, throttleDuration: 2s,
                   disableClusterScopeResources: true, namespaces: [a]}
@@ -210,18 +210,23 @@ providers:
     got = [(w.field, w.line, w.severity) for w in st.warnings]
     # api is served (pyroute.api, issue 15): no warning for it
     # nor for ping and metrics.prometheus (issue 14), whose entry point "metrics" is missing
-    # http2 settings without http2.enabled (pyroute extension, docs/http2.md): no effect
+    # HTTP/2 is served by default (web's setting applies, no warning); the pyroute opt-out
+    # http2.enabled: false is said to be an extension, and the settings beside it do nothing
     assert got == [("global", 1, "warning"),
                    ("providers.kubernetesCRD.endpoint", 10, "warning"),
                    ("providers.kubernetesCRD.token", 10, "warning"),
                    ("providers.kubernetesIngress", 12, "warning"),
-                   ("entryPoints.web.http2", 7, "warning"),
+                   ("entryPoints.websecure.http2.enabled", 8, "warning"),
                    ("entryPoints.websecure.http2", 8, "warning"),
                    ("metrics.prometheus.entryPoint", 5, "warning")]
     assert st.warnings[-1].message == ("entry point 'metrics' does not exist: "
                                       "metrics.prometheus is not served")
+    assert "a pyroute extension" in st.warnings[4].message
     assert all("pyroute ignores this key" in w.message for w in st.warnings if
-               w.field != "metrics.prometheus.entryPoint")
+               w.field not in ("metrics.prometheus.entryPoint",
+                               "entryPoints.websecure.http2.enabled"))
+    assert st.entry_points["web"].http2 and st.entry_points["web"].h2_max_streams == 100
+    assert not st.entry_points["websecure"].http2
     assert all(w.file == path for w in st.warnings)
     crd = st.providers_crd
     assert crd.throttle_duration == 2.0 and crd.disable_cluster_scope_resources is True
@@ -333,7 +338,7 @@ def test_toml_file_with_lines(tmp_path):
     assert st.entry_points["websecure"].tls == {}
     assert st.providers_crd.allow_cross_namespace is True
     assert [(w.field, w.line) for w in st.warnings] == [("global", 1)]
-    assert st.ping is not None and st.internal_entry_point.port == 8080
+    assert st.ping is not None and st.entry_points["traefik"].port == 8080   # the workers'
     p.write_text("[entryPoints.web]\n  address = \":8000\"\n  adress = \":1\"\n")
     with pytest.raises(ConfigError) as info:
         load_static(str(p))
@@ -363,7 +368,7 @@ def test_helm_chart_default_args():
     # entryPoints.traefik stays one of the workers' (ping@internal is routed on it), and
     # prometheus@internal on the chart's metrics entry point
     assert st.api is not None and not st.api.insecure and st.api.dashboard
-    assert st.internal_entry_point is None
+    assert "traefik" in st.entry_points
     assert st.ping.entry_point == "traefik" and st.metrics.prometheus.entry_point == "metrics"
     assert all(w.file == "command line" for w in st.warnings)
 
@@ -570,7 +575,7 @@ def test_api_section_defaults_and_traefik_entry_point():
         "traefik", "", 8080)
     assert list(s.entry_points) == ["web", "traefik"]
     assert s.entry_points["traefik"] is s.api.entry_point
-    assert s.default_entry_points() == ["web"] and s.internal_entry_point is None
+    assert s.default_entry_points() == ["web"]
     assert not s.warnings
     s = static_from_mapping({"entryPoints": {"web": {"address": ":80"},
                                              "traefik": {"address": "127.0.0.1:9000"}},

@@ -255,12 +255,31 @@ def test_client_auth_errors(ca, rsa_leaf):
         "RequireAnyClientCert, VerifyClientCertIfGiven, RequireAndVerifyClientCert)"]
 
 
+def test_alpn_h2_by_default_as_traefik(ca, rsa_leaf):
+    # Traefik's entry points serve HTTP/2: ALPN picks h2 when the client offers it (the
+    # default list and an option listing h2), http/1.1 for a client that offers only that.
+    config = serve(ca, rsa_leaf, {"both": {"alpnProtocols": ["h2", "http/1.1"]}},
+                   {"both.example.com": "both"})
+    assert config.h2
+    with Server(config) as srv:
+        for name in ("a.example.com", "both.example.com"):
+            assert fetch(srv.port, client_context(ca, alpn=("h2", "http/1.1")),
+                         name)[2].alpn == "h2"
+            assert fetch(srv.port, client_context(ca, alpn=("http/1.1",)),
+                         name)[2].alpn == "http/1.1"
+            assert fetch(srv.port, client_context(ca, alpn=()), name)[2].alpn is None
+
+
 def test_alpn_never_advertises_what_pyroute_cannot_speak(ca, rsa_leaf):
+    # an entry point with the pyroute extension http2.enabled: false serves no h2
     config = serve(ca, rsa_leaf, {"both": {"alpnProtocols": ["h2", "http/1.1"]},
                                   "h2only": {"alpnProtocols": ["h2"]}},
                    {"both.example.com": "both", "h2only.example.com": "h2only"})
+    config.h2 = False
+    # (built outside from_runtime, which drops these when every entry point serves h2)
     assert sorted((e.name, e.field, e.severity) for e in config.errors) == [
         ("both", "alpnProtocols[0]", "warning"), ("h2only", "alpnProtocols[0]", "warning")]
+    assert all(e.message == tls.H2_ALPN_WARNING for e in config.errors)
     with Server(config) as srv:
         for name in ("a.example.com", "both.example.com"):
             _, body, peer = fetch(srv.port, client_context(ca, alpn=("h2", "http/1.1")), name)
@@ -314,7 +333,7 @@ def test_unset_cipher_suites_mean_mozilla_intermediate(ca, rsa_leaf):
                                               "minVersion": "VersionTLS12"}})
     assert config.errors == []
     option = config.options["default"]
-    # (h2 is in the list, advertised only on entry points with http2.enabled: alpn_h1 elsewhere)
+    # (h2 is in the list, not advertised on entry points with http2.enabled: false: alpn_h1)
     assert (option.ciphers, option.alpn, option.alpn_h1) == (
         tls.DEFAULT_CIPHERS, (b"h2", b"http/1.1"), (b"http/1.1",))
     with Server(config) as srv:

@@ -73,8 +73,7 @@ def start(config, store=None):
     """``(api, endpoints, servers)``; ``store``: the master's metrics
     (pyroute.observability.metrics.Store) when ``metrics.prometheus`` is set (the API then
     reports rates from it). ``servers``: what to ``stop()`` when pyroute stops. Raises OSError
-    when the master's own ``traefik`` entry point (ping / prometheus only) cannot be
-    bound."""
+    when a unix socket cannot be bound."""
     from .._version import __version__
     from ..observability.endpoints import Endpoints
     from .server import ApiServer
@@ -99,9 +98,4 @@ def start(config, store=None):
             if on:
                 servers.append(ApiServer(endpoints, None, unix_path=internal_socket(kind),
                                          internal=kind).start())
-    # the master listens on ``traefik`` only for ping / prometheus without api.insecure (an
-    # entry point nobody defined); with api.insecure the workers serve it (pyroute.static)
-    internal_ep = getattr(config.static, "internal_entry_point", None)
-    if internal_ep is not None:
-        servers.append(ApiServer(endpoints, internal_ep).start())
     return api, endpoints, servers

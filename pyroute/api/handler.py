@@ -8,11 +8,11 @@ nothing the master reads.
 """
 import json
 import os
-import pickle
 import threading
 import time
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from ..server import handoff
 from .model import Model
 
 DEFAULT_PER_PAGE = 100
@@ -184,7 +184,7 @@ class Api:
 
     def _build(self, seq, generation, payload, trigger):
         try:
-            model = Model(pickle.loads(payload), generation)
+            model = Model(handoff.loads(payload), generation)
         except Exception as e:   # the workers have it; only the API cannot show it
             self._result(seq, {"ok": True, "trigger": trigger, "time": _now(),
                                "generation": self.model.generation,

@@ -136,10 +136,8 @@ def _internal_routers(dynamic, static):
     prometheusConfiguration, apiConfiguration): without ``manualRouting``, a router
     ``ping@internal`` / ``prometheus@internal`` on the configured entry point, rule
     PathPrefix(`/ping`) / PathPrefix(`/metrics`), priority MaxInt; with ``api.insecure`` the
-    API's routers on the entry point ``traefik`` (``api_internal``). On the internal entry
-    point ``traefik`` when the master serves it (``static.internal_entry_point``: not among
-    ``entry_points``, for ping / prometheus without ``api.insecure``) the master answers them
-    itself (pyroute.api); on a workers' entry point the workers route them to the master."""
+    API's routers on the entry point ``traefik`` (``api_internal``). The workers route them
+    to the master (pyroute.api), on ``traefik`` as on any entry point."""
     from ..static import MAX_INT
     http = dynamic.setdefault("http", {})
     routers = http.setdefault("routers", {})

@@ -230,7 +230,13 @@ class Resolver(SecretsMixin, ServicesMixin, MiddlewaresMixin, TLSMixin, ChecksMi
                 router["tls"] = rtls
             # what the route sets; the entry point's model, then Traefik's defaults fill in
             # the rest (default_observability, after apply_models)
-            router["observability"] = dict(route.get("observability") or {})
+            obs = route.get("observability")
+            router["observability"] = dict(obs or {})
+            if isinstance(obs, dict) and not obs.get("traceVerbosity"):
+                # the CRD's schema default (``default: minimal``): the API server writes it
+                # into every route that has an observability section, so such a route's
+                # verbosity is minimal whatever its entry point says
+                router["observability"]["traceVerbosity"] = "minimal"
             self.router_sources[qname] = RouteSource(obj, i)
             names.append(qname)
             self.set_router(qname, router, obj, errors)

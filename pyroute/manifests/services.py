@@ -90,11 +90,8 @@ class ServicesMixin:
             # HTTP for anything but grpc)
             if hc.get("mode") in (None, ""):
                 hc.pop("mode", None)
-            if hc.get("mode") == "grpc":
-                raise RefError("healthCheck mode grpc is not supported by pyroute (the gRPC "
-                               "health protocol needs HTTP/2); use mode http",
-                               path + ("healthCheck", "mode"))
-            if hc.get("scheme") not in (None, "", "http", "https"):
+            if hc.get("scheme") not in (None, "", "http", "https") and not (
+                    hc.get("mode") == "grpc" and hc.get("scheme") == "h2c"):
                 raise RefError("healthCheck scheme %r is not supported (http or https)"
                                % hc["scheme"], path + ("healthCheck", "scheme"))
             lb["healthCheck"] = hc

@@ -8,8 +8,9 @@ then standby). The condition tripping resets the statistics.
 
 Statistics (oxy RTMetrics): requests, network errors (502 and 504 answers) and status codes
 over a rolling 10 s window (10 buckets of 1 s), latencies in a rolling histogram (6 periods of
-10 s). They describe the instance's traffic through the breaker, not one worker's: they live
-in the memory the workers share (engine/limits.pyx ``Breaker``), and so does the state.
+10 s; oxy's HDR layout, 1 us to 1 h with 2 significant figures). They describe the
+instance's traffic through the breaker, not one worker's: they live in the memory the
+workers share (engine/limits.pyx ``Breaker``), and so does the state.
 
 The expression is vulcand/predicate's language as oxy defines it: ``NetworkErrorRatio()``,
 ``ResponseCodeRatio(from, to, dividedByFrom, dividedByTo)``, ``LatencyAtQuantileMS(q)``,

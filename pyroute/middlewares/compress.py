@@ -33,7 +33,7 @@ try:
 except ImportError:         # pragma: no cover - a build without the wheel
     import zlib
 
-from . import mimetype
+from . import contenttype, mimetype
 
 DEFAULT_MIN_SIZE = 1024
 SUPPORTED = ("gzip", "br", "zstd")
@@ -66,8 +66,8 @@ def _media_types(values, key):
 class Compress:
     compat_note = ("minResponseBodyBytes decided from the head (a Content-Length under it: "
                    "not compressed; no length: compressed, as Traefik's per-write flush "
-                   "does); with includedContentTypes, a response without Content-Type is "
-                   "not gzipped (gzhttp sniffs one from the body)")
+                   "does); gzip of a response without Content-Type filtered on the type "
+                   "sniffed from its first bytes, as gzhttp")
     __slots__ = ("excludes", "req_excludes", "includes", "min_size", "encodings",
                  "default", "priority", "_negotiated", "_types")
     static = False
@@ -191,10 +191,26 @@ class Compress:
                 self._types[ct] = ok
             if not ok:
                 return
-        elif self.includes and enc == "gzip":
-            # gzhttp sniffs a missing Content-Type from the body before filtering; pyroute
-            # decides from the head and does not sniff: not compressed (see the docs)
+        elif enc == "gzip":
+            if head.get(b"Content-Range") is not None:
+                return
+            cl = head.get(b"Content-Length")
+            if head.body is None and cl is not None:
+                try:
+                    if int(cl) < self.min_size:
+                        return              # gzhttp: plain, without sniffing
+                except ValueError:
+                    return
+            # gzhttp sniffs the type of a response without one (DetectContentType on the
+            # first bytes written) and filters that: decided once the first body bytes are
+            # there (the connection holds the head for them, as for contentType)
+            prev = ex.sniff
+            ex.sniff = _GzipSniff(self, ex, prev, getattr(prev, "autodetect",
+                                                          prev is contenttype.sniff))
             return
+        self._compress(ex, head, enc)
+
+    def _compress(self, ex, head, enc):
         body = head.body
         if body is not None:
             # a response pyroute answers itself (a middleware's, an error page, its own
@@ -210,7 +226,7 @@ class Compress:
             data = t.feed(body) + t.finish()
             lines = [(n, v) for n, v in head.headers if n.lower() != b"content-length"]
             reason = head.reason
-            head.replace(status, lines + [(b"Content-Encoding", enc.encode())], data)
+            head.replace(head.status, lines + [(b"Content-Encoding", enc.encode())], data)
             head.reason = reason
             return
         cl = head.get(b"Content-Length")
@@ -227,6 +243,30 @@ class Compress:
         head.remove(b"Content-Length")
         head.set(b"Content-Encoding", enc.encode())
         ex.wrap_body(_ENCODERS[enc]())
+
+
+class _GzipSniff:
+    """``ex.sniff`` for a gzip response without Content-Type: gzhttp's Write/Flush/Close
+    sniff ``DetectContentType(first bytes)`` (a status that allows a body, bytes there), set
+    it as Content-Type when the entry point's nil entry is gone (``autodetect``: a
+    contentType middleware in the chain, as Traefik's deletes it for the whole exchange),
+    and compress iff the include/exclude lists allow that type; no bytes: plain. ``after``:
+    the sniff that was there (contentType's, Go's server sniff, which then finds the type
+    set or the body encoded)."""
+    __slots__ = ("mw", "ex", "after", "autodetect")
+
+    def __init__(self, mw, ex, after, autodetect):
+        self.mw, self.ex, self.after, self.autodetect = mw, ex, after, autodetect
+
+    def __call__(self, head, first):
+        if first and contenttype.body_allowed(head.status):
+            ct = contenttype.detect_content_type(first)
+            if self.autodetect and head.get(b"Content-Type") is None:
+                head.set(b"Content-Type", ct.encode("ascii"))
+            if self.mw._compressible(ct.encode("ascii")):
+                self.mw._compress(self.ex, head, "gzip")
+        if self.after is not None:
+            self.after(head, first)
 
 
 def _go_float(text):

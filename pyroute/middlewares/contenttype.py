@@ -184,7 +184,14 @@ class ContentType:
         # then sniffs when the response is written, with the headers it has by then — so
         # the decision waits for the end of the response phase and the first body bytes
         if self.enabled:
-            ex.sniff = sniff
+            prev = ex.sniff
+            if prev is not None and hasattr(prev, "autodetect"):
+                # compress's gzip sniff (gzhttp) runs first; with the nil entry deleted it
+                # sets the type it sniffs, then Go's server sniff (this) finds it set
+                prev.autodetect = True
+                prev.after = sniff
+            else:
+                ex.sniff = sniff
 
 
 def sniff(head, first):

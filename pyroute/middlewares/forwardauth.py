@@ -39,6 +39,7 @@ Everything fixed by the configuration (URL, pool, TLS context, header name sets,
 is computed once at load; per request the work is the header list of one auth request.
 """
 import os
+import random
 import re
 import socket
 import ssl
@@ -488,9 +489,14 @@ class ForwardAuth:
                 h[XFURI] = [uri]
         return h
 
-    def auth_head(self, ex, body):
-        """The auth request's head bytes, as Go's client writes them."""
+    def auth_head(self, ex, body, traceparent=None):
+        """The auth request's head bytes, as Go's client writes them (``traceparent``: the
+        AuthRequest span's context, injected as Traefik's tracing.InjectContextIntoCarrier
+        does)."""
         h = self.auth_headers(ex)
+        if traceparent is not None:
+            h.pop(b"Tracestate", None)
+            h[b"Traceparent"] = [traceparent]
         method = ex.req.method if self.preserve_method else b"GET"
         out = [method, b" ", self.target, b" HTTP/1.1\r\nHost: ", self.host_header, b"\r\n"]
         ua = h.get(b"User-Agent")
@@ -555,12 +561,30 @@ class ForwardAuth:
             self._send(ex, body)
 
     def _send(self, ex, body):
-        head, gzip = self.auth_head(ex, body)
+        # a traced request: the auth request is its AuthRequest CLIENT span, whose context
+        # the auth server gets (flags 00 when not sampled, as Traefik's non-recording span);
+        # pyroute.observability.tracing writes a sampled one from what is noted here
+        v = ex.vars
+        trace = v.get("trace") if v is not None else None
+        tp = None
+        if trace is not None:
+            span_id = random.getrandbits(64) or 1
+            tp = b"00-%032x-%016x-%s" % (trace.trace_id, span_id,
+                                         b"01" if trace.sampled else b"00")
+            started = ex.env.now
+            if not trace.sampled:
+                trace = None
+        head, gzip = self.auth_head(ex, body, tp)
         if body is not None and ex.req.content_length < 0:
             body = self.chunked(body)
         limit = self.max_response
 
         def done(status, rhead, rbody, error):
+            if trace is not None:
+                code = 0 if error else (302 if self.signin and status == 401 else status)
+                if trace.auth is None:
+                    trace.auth = []
+                trace.auth.append((span_id, started, ex.env.now, code, self.address))
             self._answered(ex, status, rhead, rbody, error, gzip)
         sub = ex.env.subrequest(self.pool, head, body, limit if limit >= 0 else -1,
                                 CLIENT_TIMEOUT, done)

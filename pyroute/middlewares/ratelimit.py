@@ -95,6 +95,12 @@ class RateLimit:
             self.redis = RedisBuckets(spec["redis"], name.split("#", 1)[0], rate, burst,
                                       max_delay, ttl)
 
+    def bind(self, pools):
+        """The serving process's pools (``pools.serving``; ``check`` compiles too): the
+        Redis client starts keeping its ``minIdleConns`` there only."""
+        if self.redis is not None and getattr(pools, "serving", False):
+            self.redis.serve()
+
     def on_request(self, ex):
         if self.bucket.unlimited:
             return None

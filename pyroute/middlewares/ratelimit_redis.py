@@ -8,9 +8,14 @@ timeouts, TLS), called from a small thread pool so the worker's loop never waits
 network: the request WAITs, the answer comes back through ``loop.call_soon_threadsafe``.
 Redis unreachable or failing: Traefik's answer, 500 "Could not insert/update bucket", and
 nothing forwarded.
+
+``minIdleConns`` is go-redis's: the serving process opens that many connections in the
+background as the client is made, and whenever taking one leaves fewer idle (and the pool is
+below its size) opens another, so the pool keeps that many ready (``IdleKeeper``).
 """
 import os
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -106,6 +111,9 @@ class RedisBuckets:
         self.burst = burst
         self.max_delay_us = int(max_delay * 1e6)
         self.ttl = ttl
+        min_idle = spec.get("minIdleConns") or 0
+        if isinstance(min_idle, bool) or not isinstance(min_idle, int) or min_idle < 0:
+            raise ValueError("redis.minIdleConns: expected a non-negative integer")
         db = spec.get("db") or 0
         if isinstance(db, bool) or not isinstance(db, int):
             raise ValueError("redis.db: expected an integer")
@@ -140,6 +148,20 @@ class RedisBuckets:
         self.script = self.client.register_script(SCRIPT)
         self.threads = ThreadPoolExecutor(max_workers=min(size, 16),
                                           thread_name_prefix="pyroute-redis")
+        self.min_idle = min_idle
+        self.keeper = None
+
+    def serve(self):
+        """Called in the process that serves with this middleware (not by ``check``): start
+        keeping ``minIdleConns`` idle connections, as go-redis's NewConnPool does."""
+        if self.min_idle and self.keeper is None and self.invalid is None:
+            if hasattr(self.client, "get_nodes"):
+                pools = [n.redis_connection.connection_pool for n in self.client.get_nodes()
+                         if n.redis_connection is not None]
+            else:
+                pools = [self.client.connection_pool]
+            self.keeper = IdleKeeper(pools, self.min_idle)
+            self.keeper.top_up()
 
     def _tls(self, tls):
         out = {"ssl": True}
@@ -173,6 +195,9 @@ class RedisBuckets:
         self.threads.submit(self._run, source, done)
 
     def _run(self, source, done):
+        if self.keeper is not None:
+            # go-redis: taking an idle connection below minIdleConns opens another
+            self.keeper.top_up(taking=1)
         try:
             v = self.script(keys=[PREFIX + self.name + ":" + source.decode("latin-1")],
                             args=[float(self.rate / 1000000), self.burst, self.ttl,
@@ -183,3 +208,52 @@ class RedisBuckets:
             done(None, e)
             return
         done(delay if ok else None, None)
+
+
+class IdleKeeper:
+    """go-redis's checkMinIdleConns over redis-py pools: while a pool has fewer than
+    ``min_idle`` idle connections and fewer than its size in all, open one more in the
+    background (a failed dial is dropped, as go-redis's addIdleConn; the next check tries
+    again). redis-py keeps idle connections until they are used, as go-redis with its
+    default (lazy) idle expiry."""
+
+    def __init__(self, pools, min_idle):
+        self.pools = pools
+        self.min_idle = min_idle
+        self.pending = {id(p): 0 for p in pools}
+        self.lock = threading.Lock()
+        self.dialers = ThreadPoolExecutor(max_workers=min(min_idle, 4),
+                                          thread_name_prefix="pyroute-redis-idle")
+
+    def top_up(self, taking=0):
+        for pool in self.pools:
+            with self.lock, pool._lock:
+                pending = self.pending[id(pool)]
+                idle = len(pool._available_connections) - taking + pending
+                total = (len(pool._available_connections) + len(pool._in_use_connections)
+                         + pending)
+                need = min(self.min_idle - idle, pool.max_connections - total)
+                if need <= 0:
+                    continue
+                self.pending[id(pool)] = pending + need
+            for _ in range(need):
+                self.dialers.submit(self._open, pool)
+
+    def _open(self, pool):
+        conn = None
+        try:
+            with pool._lock:
+                conn = pool.make_connection()
+            conn.connect()
+        except Exception:           # unreachable, auth: dropped, as go-redis's addIdleConn
+            with pool._lock:
+                if conn is not None:
+                    pool._created_connections -= 1
+            if conn is not None:
+                conn.disconnect()
+            conn = None
+        with self.lock:
+            self.pending[id(pool)] -= 1
+            if conn is not None:
+                with pool._lock:
+                    pool._available_connections.append(conn)

@@ -18,8 +18,10 @@ Requests with a body: as Traefik (mirror.NewReusableRequest), up to ``maxRequest
 (default 2 MiB; negative: no limit) of it is read first and kept (``ex.body``, in memory), and
 every attempt sends it again — with a Content-Length (Go would send a chunked request chunked
 again); a body that cannot be read (broken chunked framing) is answered 500 as Traefik does.
-Over the limit the request gets one attempt: Traefik then drops the status retries and keeps
-the network ones, pyroute drops both (the body already went to the first backend).
+Over the limit, as Traefik (its body peeked, statusCodes dropped), only network errors are
+retried: the body streams from the client, and none of it is taken until the backend is
+reached, so a dial that fails (nothing written: Traefik's WroteHeaders not called) leaves it
+whole for the next attempt; once the request went out, its answer is the client's.
 
 Inside a service-level chain (``services[].middlewares``, TraefikService children) an attempt
 goes back to where that chain began (``ex.service_start``) and the service picks again, as
@@ -33,6 +35,12 @@ from ..proxy.responses import status_line
 from ..static import parse_duration
 
 IDEMPOTENT_EXCLUDED = (b"POST", b"PATCH", b"LOCK")
+
+# what an attempt given up is reported to (set in the worker, after the fork): the metrics
+# Recorder (``attempt(ex, status)``: Traefik's service metrics handler sits inside the retry,
+# around each server, so every attempt is metered on its service), the tracing Exporter
+# (its per-attempt spans); each called only while ``ex.server`` is the attempt's
+observers = []
 # http.Error(rw, StatusText(500), 500): the body could not be read
 ANSWER_500 = (status_line(500) + b"Content-Type: text/plain; charset=utf-8\r\n"
               b"X-Content-Type-Options: nosniff\r\nContent-Length: 22\r\n\r\n"
@@ -82,8 +90,7 @@ def _seconds(spec, key):
 
 class Retry:
     compat_note = ("a request body (up to maxRequestBodyBytes) is kept and sent again, with a "
-                   "Content-Length; over it, one attempt (Traefik still retries network "
-                   "errors then)")
+                   "Content-Length; over it, network errors only are retried, as Traefik")
     __slots__ = ("attempts", "statuses", "network", "initial", "timeout", "non_idempotent",
                  "max_body", "multiplier")
     static = False
@@ -146,7 +153,12 @@ class Retry:
         if too_large is None:
             return ANSWER_500
         if too_large:
-            return None              # over maxRequestBodyBytes: one attempt
+            # over maxRequestBodyBytes: Traefik drops the status retries (statusCodes = nil)
+            # and keeps the network ones; the body streams, held until the backend is
+            # reached (ClientConn.body_held), so a failed dial can send it again
+            if not self.network:
+                return None
+            statuses = None
         attempt = ex.retry
         while attempt is not None:
             if attempt.mw is self:
@@ -159,6 +171,11 @@ class Retry:
         if not ex.attempts:
             ex.attempts = 1
         return None
+
+
+def _given_up(ex, status):
+    for observe in observers:
+        observe(ex, status)
 
 
 class _Attempt:
@@ -211,12 +228,14 @@ class _Attempt:
     def network_retry(self, ex, status=502):
         if self.mw.network and self._more(ex):
             ex.retry = self
+            _given_up(ex, status)
             return True
         return self.outer is not None and self.outer.network_retry(ex, status)
 
     def status_retry(self, ex, status):
         if self.statuses is not None and contains(self.statuses, status) and self._more(ex):
             ex.retry = self
+            _given_up(ex, status)
             return True
         return self.outer is not None and self.outer.status_retry(ex, status)
 

@@ -1,17 +1,13 @@
 """What the master's internal server answers: Traefik's ``ping@internal`` and
 ``prometheus@internal`` beside the API (pyroute.api).
 
-Two ways in: the internal entry point ``traefik`` when the master listens on it (ping or
-prometheus on it, nobody defined it, no ``api.insecure``), routed as Traefik's internal
-provider routes it — PathPrefix(`/ping`) and PathPrefix(`/metrics`) at priority MaxInt —
-and the private unix sockets the workers forward ``api@internal``, ``dashboard@internal``,
-``ping@internal`` and ``prometheus@internal`` to, one socket per service (ping's and
-prometheus' handlers answer whatever the path, as Traefik's do).
+One way in: the private unix sockets the workers forward ``api@internal``,
+``dashboard@internal``, ``ping@internal`` and ``prometheus@internal`` to, one socket per
+service (ping's and prometheus' handlers answer whatever the path, as Traefik's do). Every
+entry point is the workers', ``traefik`` included (the one ping, prometheus or api.insecure
+create on ``:8080``): the master listens on none, so a scrape through any worker shows the
+instance's totals (the master's Store).
 """
-from urllib.parse import urlsplit
-
-from ..static import INTERNAL_ENTRY_POINT
-
 _TEXT = [("Content-Type", "text/plain; charset=utf-8")]
 _STATUS_TEXT = {200: "OK", 503: "Service Unavailable"}
 
@@ -27,17 +23,6 @@ class Endpoints:
         self.store = store                  # pyroute.observability.metrics.Store, or None
         self.ping = getattr(static, "ping", None)
         self.terminating = False            # set by the master when it starts draining
-        prom = getattr(getattr(static, "metrics", None), "prometheus", None)
-
-        served = getattr(static, "internal_entry_point", None) is not None
-
-        def on_traefik(x):
-            return served and x is not None and not x.manual_routing and \
-                x.entry_point == INTERNAL_ENTRY_POINT
-        self.ping_on_traefik = on_traefik(self.ping)
-        self.prom_on_traefik = on_traefik(prom) and store is not None
-        # the API is never answered here: with api.insecure the workers serve ``traefik``
-        # and forward its internal routers over the unix sockets (pyroute.static)
 
     def handle(self, method, target, body=b"", internal=False, headers=None):
         accept = (headers.get("Accept") if headers is not None else None) or ""
@@ -53,12 +38,6 @@ class Endpoints:
             if internal == "dashboard" and self.api is not None and \
                     self.api.settings.dashboard:
                 return self.api.dashboard_asset(method, target)
-            return _not_found()
-        path = urlsplit(target).path
-        if self.ping_on_traefik and path.startswith("/ping"):
-            return self.answer_ping(method)
-        if self.prom_on_traefik and path.startswith("/metrics"):
-            return self.answer_metrics(accept)
         return _not_found()
 
     def answer_ping(self, method):

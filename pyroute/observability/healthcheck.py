@@ -26,9 +26,6 @@ def entry_point(static):
         return None, "please enable `ping` to use health check"
     name = ping.entry_point or INTERNAL_ENTRY_POINT
     ep = static.entry_points.get(name)
-    if ep is None and static.internal_entry_point is not None and \
-            static.internal_entry_point.name == name:
-        ep = static.internal_entry_point
     if ep is None:
         return None, "ping: missing %s entry point" % name
     return ep, None

@@ -97,14 +97,25 @@ def _levels(sink):
                                          ("service", sink.add_services_labels)) if on)
 
 
+def new_acc(n):
+    """A series' counts for ``n`` bucket bounds: [requests, duration sum, request bytes,
+    response bytes, n per-bucket counts (the last bucket, +Inf, is the rest), min, max]."""
+    return [0, 0.0, 0, 0] + [0] * n + [_INF, 0.0]
+
+
+_INF = float("inf")
+
+
 class Recorder:
     """The worker's observer: ``observe(ex)`` once per finished exchange."""
 
-    __slots__ = ("buckets", "n", "data", "headers")
+    __slots__ = ("buckets", "n", "data", "headers", "minmax")
 
     def __init__(self, metrics):
         self.buckets, labels, _ = recording(metrics)
         self.n = len(self.buckets)
+        # the histograms' min and max: only OTLP sends them (the slots are always there)
+        self.minmax = getattr(metrics, "otlp", None) is not None
         self.headers = tuple(h.lower().encode("latin-1") for _, h in labels)
         self.data = {}
 
@@ -149,15 +160,42 @@ class Recorder:
                proto, hv, tls_labels(ex.conn.sock) if ex.tls else None)
         acc = self.data.get(key)
         if acc is None:
-            acc = self.data[key] = [0, 0.0, 0, 0] + [0] * self.n
+            acc = self.data[key] = new_acc(self.n)
         took = ex.ended - ex.started
         acc[0] += 1
         acc[1] += took
         acc[2] += ex.bytes_in         # the request body read (Traefik's capture readCounter)
         acc[3] += ex.bytes_out        # the response body written (capture's Write count)
+        n = self.n
         i = bisect_left(self.buckets, took)      # le: the first bucket >= took
-        if i < self.n:
+        if i < n:
             acc[4 + i] += 1
+        if self.minmax:
+            # the OTLP histogram's min and max (the Go SDK's explicit-bucket aggregation
+            # keeps them); the last two slots
+            i = 4 + n
+            if took < acc[i]:
+                acc[i] = took
+            if took > acc[i + 1]:
+                acc[i + 1] = took
+
+    # -- an attempt the retry middleware gave up (pyroute.middlewares.retry): its service only
+    def attempt(self, ex, status):
+        """Traefik meters a service around each server's proxy, inside the retry: every
+        attempt counts on its service (code, duration since the server was picked, the body
+        sent), the entry point and the router count the exchange once (``observe``). The
+        dropped answer's body is not read, so not counted in the response bytes (Traefik's
+        retry writer counts what the proxy copied into it)."""
+        route = ex.route
+        server = ex.server
+        if route is None or route.obs is None or server is None or not ex.origin_started:
+            return
+        service = getattr(server, "service_name", "")
+        if not service:
+            return
+        meter = self.meter(ex, server, ex.body.size if ex.body is not None else 0)
+        if meter is not None:
+            self.mirror(meter, status, ex.loop.now - ex.origin_started, 0)
 
     # -- a mirroring service's copies (pyroute.proxy.mirror): the mirror's service only
     def meter(self, ex, server, body):
@@ -181,14 +219,19 @@ class Recorder:
         key = (None, (), service, status, method, proto, hv, tls)
         acc = self.data.get(key)
         if acc is None:
-            acc = self.data[key] = [0, 0.0, 0, 0] + [0] * self.n
+            acc = self.data[key] = new_acc(self.n)
         acc[0] += 1
         acc[1] += took
         acc[2] += body_in
         acc[3] += body_out
+        n = self.n
         i = bisect_left(self.buckets, took)
-        if i < self.n:
+        if i < n:
             acc[4 + i] += 1
+        if took < acc[4 + n]:
+            acc[4 + n] = took
+        if took > acc[5 + n]:
+            acc[5 + n] = took
 
     def take(self):
         """The deltas since the last call (and a fresh, empty accumulator)."""
@@ -451,8 +494,14 @@ def _merge(d, key, acc):
     if tot is None:
         d[key] = list(acc)
     else:
-        for i, v in enumerate(acc):
-            tot[i] += v
+        # counts add up; the last two (min, max) are the least and the greatest
+        m = len(acc) - 2
+        for i in range(m):
+            tot[i] += acc[i]
+        if acc[m] < tot[m]:
+            tot[m] = acc[m]
+        if acc[m + 1] > tot[m + 1]:
+            tot[m + 1] = acc[m + 1]
 
 
 def _add(d, key, v):

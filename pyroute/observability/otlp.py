@@ -127,11 +127,13 @@ def metrics_data(store, otlp, now_ns=None):
             cum, count, total = store.histogram(acc, index)
             h = hist.get(labels)
             if h is None:
-                h = hist[labels] = [0, 0.0, [0] * len(cum)]
+                h = hist[labels] = [0, 0.0, [0] * len(cum), acc[-2], acc[-1]]
             h[0] += count
             h[1] += total
             for i, n in enumerate(cum):
                 h[2][i] += n
+            h[3] = min(h[3], acc[-2])
+            h[4] = max(h[4], acc[-1])
         prefix = "traefik_%s_" % level
         desc = _DESC[level]
         for suffix, table in (("requests_total", reqs), ("requests_tls_total", tls_reqs),
@@ -140,7 +142,7 @@ def metrics_data(store, otlp, now_ns=None):
             out.append(counter(prefix + suffix, desc[suffix],
                                [point(dict(k), float(v)) for k, v in sorted(table.items())]))
         points = []
-        for labels, (count, total, cum) in sorted(hist.items()):
+        for labels, (count, total, cum, least, most) in sorted(hist.items()):
             # OTLP's buckets are per bucket (not cumulative), one more than the bounds
             per, prev = [], 0
             for c in cum:
@@ -150,7 +152,9 @@ def metrics_data(store, otlp, now_ns=None):
             points.append(HistogramDataPoint(
                 attributes=dict(labels), start_time_unix_nano=start, time_unix_nano=now,
                 count=count, sum=total, bucket_counts=per, explicit_bounds=bounds,
-                min=None, max=None))
+                # the Go SDK's explicit-bucket histogram records min and max (NoMinMax
+                # false), over the whole cumulative period
+                min=least, max=most))
         out.append(Metric(name=prefix + "request_duration_seconds",
                           description=desc["request_duration_seconds"], unit="s",
                           data=Histogram(data_points=points,

@@ -6,24 +6,31 @@ Two halves, so that a request pays only for what it is:
 - ``TraceStart`` is a request-phase step put first in the chain of each root router whose
   tracing is on (compile time: ``attach``). Per request it decides sampling (Traefik's
   ``ParentBased(TraceIDRatioBased(sampleRate))``), draws the ids and writes ``traceparent``
-  (and ``tracestate``) into the backend request — what must happen while the request runs.
-  It builds no span object. A router with tracing off (or no ``tracing`` section) has no
+  (and ``tracestate``) into the backend request — what must happen while the request runs,
+  in C (engine/tracectx.pyx: an unsampled request makes no Python object but the header
+  value). It builds no span object. A router with tracing off (or no ``tracing`` section) has no
   such step and runs exactly what it ran before.
 - ``Exporter`` runs in each worker, after the fork, as one of ``Env.observers``: for a
-  finished, sampled exchange it builds the spans retroactively, with the exchange's own
-  timestamps, and hands them to the SDK's BatchSpanProcessor (its thread exports them). A
-  request not sampled returns at the first test.
+  finished, sampled exchange it builds the spans retroactively, from the exchange's
+  timestamps and, for a detailed router, the times its ``_Mark`` steps noted (when the
+  request reached each middleware, child router; the retry's attempts given up, through
+  pyroute.middlewares.retry.observers; forwardAuth's auth requests), and hands them to the
+  SDK's BatchSpanProcessor (its thread exports them). A request not sampled returns at the
+  first test.
 
 The span tree is Traefik's: the entry point's SERVER span (named after the method), and
-the ``ReverseProxy`` CLIENT span to the backend; with ``traceVerbosity: detailed`` the
-``Router`` span, one span per traced middleware (Traefik's typeName) and the ``Service``
-span lie between them.
+the ``ReverseProxy`` CLIENT span to the backend (and forwardAuth's ``AuthRequest``); with
+``traceVerbosity: detailed`` the ``Router`` span (and each child router's), one span per
+traced middleware (Traefik's typeName), the ``Retry`` spans of each attempt and the
+``Service`` span lie between them.
 """
 import os
 import random
 import socket
 import time
 from urllib.parse import parse_qsl, quote_plus, unquote_to_bytes, urlsplit
+
+from .._engine.tracectx import TraceDecider
 
 _getrandbits = random.getrandbits
 _LIMIT64 = (1 << 64) - 1
@@ -85,9 +92,10 @@ def parse_traceparent(value):
 class Trace:
     """What the request phase decided, read by the Exporter (``ex.vars["trace"]``)."""
     __slots__ = ("trace_id", "parent_id", "client_id", "sampled", "state", "step", "path",
-                 "query")
+                 "query", "start", "marks", "attempts", "auth")
 
-    def __init__(self, trace_id, parent_id, client_id, sampled, state, step, path, query):
+    def __init__(self, trace_id, parent_id, client_id, sampled, state, step, path, query,
+                 start=0.0, detailed=False):
         self.trace_id = trace_id
         self.parent_id = parent_id      # the client's span (remote parent), 0: a new trace
         self.client_id = client_id      # the ReverseProxy span: the backend's parent
@@ -96,6 +104,12 @@ class Trace:
         self.step = step                # the TraceStart of the router (its names, verbosity)
         self.path = path                # the path and query the entry point saw (before the
         self.query = query              # middlewares rewrote them): the SERVER span's
+        self.start = start              # when the router's chain began (its Router span)
+        # detailed: {mark key: monotonic time the request reached it} (the _Mark steps), the
+        # retry's attempts given up and forwardAuth's auth requests; None otherwise
+        self.marks = {} if detailed else None
+        self.attempts = None            # [_GivenUp] (pyroute.middlewares.retry observers)
+        self.auth = None                # [(span id, start, end, status, url)]
 
 
 def decide(req, bound):
@@ -117,9 +131,11 @@ def sample_bound(rate):
     return round(rate * (_LIMIT64 + 1))
 
 
-class TraceStart:
-    """The request-phase step of a traced root router (see the module's docstring)."""
-    __slots__ = ("bound", "detailed", "router", "rule", "service", "middlewares")
+class TraceStart(TraceDecider):
+    """The request-phase step of a traced root router (see the module's docstring); its
+    ``on_request`` is engine/tracectx.pyx's: the decision and the injected ``traceparent``
+    in C, ``record`` called for a sampled request only (or, below a forwardAuth, for all)."""
+    __slots__ = ("detailed", "router", "rule", "service", "middlewares", "routes")
     static = False
 
     def __init__(self, bound, detailed, router, rule, service, middlewares):
@@ -128,41 +144,61 @@ class TraceStart:
         self.router = router            # Traefik's traefik.router.name
         self.rule = rule                # http.route
         self.service = service          # traefik.service.name (``<router>-muxer``: a parent)
-        self.middlewares = middlewares  # ((typeName, qualified name), ...) traced, in order
+        # ((typeName, qualified name, mark key), ...) traced, in order (typeName "Retry":
+        # the retry middleware, which writes one span per attempt)
+        self.middlewares = middlewares
+        # detailed, multi-layer routing: {id(child Route): (name, rule, service, middlewares,
+        # id(parent Route) or None)} of the child routers below
+        self.routes = {}
+        # a forwardAuth below: its auth request carries the trace's context, sampled or not
+        # (so an unsampled request keeps its Trace too, on these routers only)
+        self.auth = False
+
+    def record(self, ex, trace_id, parent_id, client_id, state, sampled):
+        v = ex.vars
+        if v is None:
+            v = ex.vars = {}
+        env = ex.env                    # None: an exchange made outside a worker (tests)
+        v["trace"] = Trace(trace_id, parent_id, client_id, sampled, state, self, ex.path,
+                           ex.query, env.now if env is not None else 0.0,
+                           self.detailed and sampled)
+
+
+class _Mark:
+    """A compiled step of a detailed router, wrapped: a sampled request notes when it reached
+    it (its span's own start), then the step runs. Only routers with ``traceVerbosity:
+    detailed`` have these."""
+    __slots__ = ("inner", "key")
+    static = False
+
+    def __init__(self, inner, key):
+        self.inner = inner
+        self.key = key
 
     def on_request(self, ex):
-        trace_id, parent_id, sampled, state, sent = decide(ex.req, self.bound)
-        client_id = _getrandbits(64) or 1
-        if sampled:
-            # only a sampled request is exported: an unsampled one leaves nothing to read
-            v = ex.vars
-            if v is None:
-                v = ex.vars = {}
-            v["trace"] = Trace(trace_id, parent_id, client_id, sampled, state, self, ex.path,
-                               ex.query)
-        # Traefik injects the ReverseProxy span's context, sampled or not (a non-recording
-        # span still has a valid context): the backend continues the same trace
-        value = b"00-%032x-%016x-%s" % (trace_id, client_id, b"01" if sampled else b"00")
-        if sent:
-            # the client's own trace headers are replaced, not forwarded beside ours
-            rm = ex.remove_headers
-            if rm is None:
-                ex.remove_headers = [b"traceparent", b"tracestate"]
-            else:
-                rm.extend((b"traceparent", b"tracestate"))
-        add = [(b"traceparent", value)]
-        if state:
-            add.append((b"tracestate", state))
-        if ex.set_headers is None:
-            ex.set_headers = add
-        else:
-            ex.set_headers.extend(add)
+        v = ex.vars
+        if v is not None:
+            t = v.get("trace")
+            if t is not None and t.marks is not None:
+                t.marks[self.key] = ex.env.now
+        return self.inner.on_request(ex)
+
+
+class _Pass:
+    __slots__ = ()
+    static = False
+
+    def on_request(self, ex):
         return None
 
 
-def _middleware_kinds(config, names, seen=()):
-    """((typeName, qualified name), ...) of a router's middlewares as Traefik wraps them:
-    a chain's members in its place (the chain itself is not traced)."""
+_PASS = _Pass()
+
+
+def _flat(config, names, seen=()):
+    """[(qualified name, kind)] of a router's middlewares as Traefik wraps them (and as
+    pyroute.proxy.snapshot.Compiler.chain lists their objects): a chain's members in its
+    place."""
     from ..manifests import qualified
     specs = config.dynamic.get("http", {}).get("middlewares", {})
     out = []
@@ -170,12 +206,94 @@ def _middleware_kinds(config, names, seen=()):
         key = qualified(name)
         spec = specs.get(key) or {}
         kind = next((k for k in spec if k not in ("status", "error")), None)
-        if kind == "chain" and key not in seen:
-            out.extend(_middleware_kinds(config, (spec.get("chain") or {}).get(
-                "middlewares"), seen + (key,)))
-        elif kind in TYPE_NAMES:
-            out.append((TYPE_NAMES[kind], key))
+        if kind == "chain":
+            if key not in seen:
+                out.extend(_flat(config, (spec.get("chain") or {}).get("middlewares"),
+                                 seen + (key,)))
+        else:
+            out.append((key, kind))
     return out
+
+
+def _middleware_kinds(config, names, seen=()):
+    """((typeName, qualified name), ...) of a router's traced middlewares (the chain itself
+    is not traced)."""
+    return [(TYPE_NAMES[kind], key) for key, kind in _flat(config, names, seen)
+            if kind in TYPE_NAMES]
+
+
+def _instrument(route, rname, router, config, root=True):
+    """The traced middlewares of a detailed router, ((typeName, name, mark key), ...), and
+    its compiled steps wrapped in _Mark so that a sampled request notes when it reached
+    each. The compiled steps hold the middlewares' objects (route.chain: the inherited
+    ones, then the router's own, in the order of ``_flat``)."""
+    flat = _flat(config, router.get("middlewares"))
+    chain = list(route.chain)
+    if len(chain) < len(flat):
+        own = []
+    elif root:
+        own = chain[:len(flat)]      # (noop@internal's answer follows them)
+    else:
+        own = chain[len(chain) - len(flat):]      # after the parents' (inherited)
+    traced = []
+    where = {}
+    for j, (key, kind) in enumerate(flat):
+        if kind in TYPE_NAMES or kind == "retry":
+            name = "Retry" if kind == "retry" else TYPE_NAMES[kind]
+            traced.append((name, key, (rname, j)))
+            if j < len(own):
+                where.setdefault(id(own[j]), []).append(j)
+    steps = list(route.middlewares or ())
+    for i, st in enumerate(steps):
+        inner = st.mw if hasattr(st, "edits") and hasattr(st, "mw") else st
+        js = where.get(id(inner))
+        if js:
+            steps[i] = _Mark(st, (rname, js.pop(0)))
+    route.middlewares = tuple(steps)
+    return tuple(traced)
+
+
+def _instrument_children(step, route, config, seen):
+    """Child routers of multi-layer routing (Traefik builds each with its own Router span,
+    pkg/server/router buildHTTPHandler): a start mark first in each child's chain, its
+    middlewares marked, their span data in ``step.routes``."""
+    children = route.children
+    if children is None or id(children) in seen:
+        return
+    seen.add(id(children))
+    from ..manifests import qualified
+    routers = config.dynamic.get("http", {}).get("routers", {})
+    for child in children.targets:
+        if not hasattr(child, "chain") or child.name not in routers:
+            continue
+        conf = routers[child.name]
+        traced = _instrument(child, child.name, conf, config, root=False)
+        child.middlewares = (_Mark(_PASS, (child.name, "start")),) + tuple(
+            child.middlewares or ())
+        if child.after is not None:
+            child.after = (None,) + tuple(child.after)
+        service = "%s-muxer" % child.name if child.children is not None else (
+            qualified(conf["service"]) if conf.get("service") else "")
+        step.routes[id(child)] = (child.name, conf.get("rule") or "", service, traced,
+                                  id(route) if route is not step else None)
+        _instrument_children(step, child, config, seen)
+
+
+def _auth_below(route, config, seen):
+    # a child router (at any depth) with a forwardAuth middleware
+    children = route.children
+    if children is None or id(children) in seen:
+        return False
+    seen.add(id(children))
+    routers = config.dynamic.get("http", {}).get("routers", {})
+    for child in children.targets:
+        conf = routers.get(getattr(child, "name", None))
+        if conf is None:
+            continue
+        if any(kind == "forwardAuth" for _, kind in _flat(config, conf.get("middlewares"))) \
+                or _auth_below(child, config, seen):
+            return True
+    return False
 
 
 def attach(route, rname, router, config, children=False):
@@ -193,10 +311,21 @@ def attach(route, rname, router, config, children=False):
         return
     from ..manifests import qualified
     detailed = obs.get("traceVerbosity") == "detailed"
+    traced = _instrument(route, rname, router, config) if detailed else tuple(
+        (name, key, None) for name, key in _middleware_kinds(config, router.get("middlewares")))
     step = TraceStart(sample_bound(conf.sample_rate), detailed, rname, router.get("rule") or "",
                       "%s-muxer" % rname if children else (qualified(service) if service
-                                                          else ""),
-                      tuple(_middleware_kinds(config, router.get("middlewares"))))
+                                                          else ""), traced)
+    step.auth = any(kind == "forwardAuth" for _, kind in _flat(config,
+                                                                 router.get("middlewares")))
+    if children:
+        step.auth = step.auth or _auth_below(route, config, set())
+    if detailed and children:
+        _instrument_children(step, route, config, set())
+        # the root's own children point to it as None
+        for key, info in list(step.routes.items()):
+            if info[4] == id(route):
+                step.routes[key] = info[:4] + (None,)
     route.middlewares = (step,) + tuple(route.middlewares or ())
     if route.after is not None:
         route.after = (None,) + tuple(route.after)
@@ -249,7 +378,7 @@ class Exporter:
     """The worker's observer: ``observe(ex)`` once per finished exchange. Set up after the
     fork (the SDK's export thread must belong to the worker)."""
 
-    def __init__(self, conf, version=""):
+    def __init__(self, conf, version="", metrics=None):
         from opentelemetry.sdk.resources import OTELResourceDetector, Resource
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
         from opentelemetry.sdk.util.instrumentation import InstrumentationScope
@@ -257,6 +386,12 @@ class Exporter:
         from opentelemetry.trace import SpanContext, SpanKind, TraceFlags, TraceState
         from opentelemetry.trace.status import Status, StatusCode
         self.conf = conf
+        # the metrics levels on (static metrics): Traefik wraps its entry point, router and
+        # service metrics handlers in a ``Metrics`` span each in detailed mode
+        self.metric_levels = frozenset()
+        if metrics is not None:
+            from .metrics import recording
+            self.metric_levels = frozenset(recording(metrics)[2])
         self.bound = sample_bound(conf.sample_rate)
         self.safe = frozenset(conf.safe_query_params)
         self.req_headers = tuple((h.lower().encode("latin-1"), "http.request.header." +
@@ -292,9 +427,10 @@ class Exporter:
         v = ex.vars
         t = v.get("trace") if v is not None else None
         if t is None:
-            if ex.route is not None or ex.status != 404:
+            if ex.route is not None or ex.status != 404 or not ex.ep.traced:
                 return
-            # Traefik's entry point default handler (no router took it) traces the 404
+            # Traefik's entry point default handler (no router took it) traces the 404,
+            # with the entry point's observability.tracing switch
             trace_id, parent_id, sampled, state, _ = decide(ex.req, self.bound)
             if not sampled:
                 return
@@ -335,28 +471,164 @@ class Exporter:
                       start, end, attrs, self._resp_status(ex.status, 500))
         above = server
         step = t.step
+        reached = bool(ex.origin_started) and ex.server is not None
         if step is not None and step.detailed:
-            above = span("Router", self._INTERNAL, _getrandbits(64) or 1, above, start, end,
-                         {"traefik.service.name": step.service,
-                          "traefik.router.name": step.router, "http.route": step.rule})
-            if ex.origin_started:
-                # the request reached the service: it passed every middleware
-                for type_name, name in step.middlewares:
-                    above = span(type_name, self._INTERNAL, _getrandbits(64) or 1, above,
-                                 start, end, {"traefik.middleware.name": name})
-                if ex.server is not None:
-                    above = span("Service", self._INTERNAL, _getrandbits(64) or 1, above,
-                                 ns(ex.origin_started), end,
-                                 {"traefik.service.name":
-                                  getattr(ex.server, "service_name", "")})
-        if ex.origin_started and ex.server is not None and t.client_id:
-            code = ex.origin_status or ex.status
-            attrs = self._client_attrs(ex)
-            attrs.update(self._resp_attrs(code, ex.origin_head))
-            span("ReverseProxy", self._CLIENT, t.client_id, above, ns(ex.origin_started),
-                 end, attrs, self._resp_status(code, 400))
+            above = self._detailed(ex, t, step, span, ns, above, end, reached)
+        elif t.auth:
+            # forwardAuth's AuthRequest is traced in minimal mode too (TracingEnabled)
+            self._auth_spans(t, span, ns, above, set(t.auth))
+        if reached and t.client_id:
+            self._client_span(ex, span, ns, above, t.client_id, ex.origin_started, ex.ended,
+                              ex.origin_status or ex.status, ex.origin_head, ex.server)
         for s in out:
             self.processor.on_end(s)
+
+    def attempt(self, ex, status):
+        """An attempt the retry middleware gave up (pyroute.middlewares.retry.observers):
+        kept for its spans (Traefik: a Retry span per attempt, the Service and ReverseProxy
+        spans of that attempt under it)."""
+        v = ex.vars
+        t = v.get("trace") if v is not None else None
+        if t is None or t.marks is None:
+            return
+        if t.attempts is None:
+            t.attempts = []
+        t.attempts.append((dict(t.marks), ex.server, ex.origin_started, ex.env.now, status))
+
+    def _detailed(self, ex, t, step, span, ns, above, end, reached):
+        """Router, middleware, child Router, Retry and Service spans, each with its own start
+        (when the request reached it: the _Mark steps), ending with the exchange; returns the
+        span the ReverseProxy span goes under."""
+        INTERNAL = self._INTERNAL
+        levels = self.metric_levels
+        marks = t.marks or {}
+        if "entrypoint" in levels:
+            above = self._metrics_span(span, above, "metrics-entrypoint", ns(ex.started), end)
+        # the routers the request went through: the root, then the child routers down to
+        # the one whose service answered (ex.route)
+        layers = [(step.router, step.rule, step.service, step.middlewares, t.start)]
+        chain, at = [], step.routes.get(id(ex.route))
+        while at is not None:
+            chain.append(at)
+            at = step.routes.get(at[4]) if at[4] is not None else None
+        for name, rule, service, traced, _parent in reversed(chain):
+            s = marks.get((name, "start"))
+            if s is None:
+                break
+            layers.append((name, rule, service, traced, s))
+        auth = set(t.auth or ())
+        attempts = t.attempts or ()
+        svc_start = ex.origin_started if reached else 0.0
+        last_at = t.start
+        for li, (name, rule, service, traced, s) in enumerate(layers):
+            last_at = max(last_at, s)
+            above = span("Router", INTERNAL, _getrandbits(64) or 1, above, ns(s), end,
+                         {"traefik.service.name": service, "traefik.router.name": name,
+                          "http.route": rule})
+            if "router" in levels:
+                above = self._metrics_span(span, above, "metrics-router", ns(s), end)
+            deeper = li + 1 < len(layers)
+            for mi, (type_name, mname, key) in enumerate(traced):
+                m = marks.get(key)
+                if m is None:
+                    # a middleware compiled away (static header edits): it ran, at the time
+                    # the next one was reached, if the request went further
+                    later = [marks[k] for _, _, k in traced[mi + 1:] if k in marks]
+                    if later:
+                        m = min(later)
+                    elif deeper or reached:
+                        m = svc_start if not deeper else layers[li + 1][4]
+                    else:
+                        break
+                m = max(m, last_at)
+                last_at = m
+                if type_name == "Retry" and attempts:
+                    above = self._retry_spans(ex, span, ns, above, mname, m, end, attempts,
+                                              traced[mi + 1:])
+                    continue
+                above = span(type_name, INTERNAL, _getrandbits(64) or 1, above, ns(m), end,
+                             {"traefik.middleware.name": mname})
+                if type_name == "ForwardAuth" and auth:
+                    self._auth_spans(t, span, ns, above, auth, m)
+        if reached:
+            s = ns(max(svc_start, last_at))
+            above = span("Service", INTERNAL, _getrandbits(64) or 1, above, s, end,
+                         {"traefik.service.name": getattr(ex.server, "service_name", "")})
+            if "service" in levels:
+                above = self._metrics_span(span, above, "metrics-service", s, end)
+        return above
+
+    def _metrics_span(self, span, above, name, s, e):
+        # pkg/middlewares/metrics: typeName Metrics, wrapped by observability.WrapMiddleware
+        return span("Metrics", self._INTERNAL, _getrandbits(64) or 1, above, s, e,
+                    {"traefik.middleware.name": name})
+
+    def _retry_spans(self, ex, span, ns, above, name, at, end, attempts, after):
+        """Traefik's retry (pkg/middlewares/retry): a ``Retry`` span per attempt, the next
+        one starting when the previous ended, ``http.resend_count`` from the second; each
+        given-up attempt's middlewares after it, Service and ReverseProxy spans under it.
+        Returns the last attempt's span (the final one's spans go under it)."""
+        INTERNAL = self._INTERNAL
+        s = at
+        for n, (amarks, server, origin, given_up, status) in enumerate(attempts):
+            attrs = {"traefik.middleware.name": name}
+            if n:
+                attrs["http.request.resend_count"] = n
+            r = span("Retry", INTERNAL, _getrandbits(64) or 1, above, ns(s), ns(given_up),
+                     attrs)
+            under = r
+            for k, (type_name, mname, key) in enumerate(after):
+                m = amarks.get(key)
+                if m is None or m < s:
+                    # compiled away (static edits): it ran if the attempt went further
+                    later = [amarks[x] for _, _, x in after[k + 1:]
+                             if x in amarks and amarks[x] >= s]
+                    m = min(later) if later else (origin if server is not None and origin
+                                                  else None)
+                    if m is None:
+                        break
+                under = span(type_name, INTERNAL, _getrandbits(64) or 1, under,
+                             ns(max(m, s)), ns(given_up), {"traefik.middleware.name": mname})
+            if server is not None and origin:
+                under = span("Service", INTERNAL, _getrandbits(64) or 1, under, ns(origin),
+                             ns(given_up), {"traefik.service.name":
+                                            getattr(server, "service_name", "")})
+                if "service" in self.metric_levels:
+                    under = self._metrics_span(span, under, "metrics-service", ns(origin),
+                                               ns(given_up))
+                self._client_span(ex, span, ns, under, _getrandbits(64) or 1, origin,
+                                  given_up, status, None, server)
+            s = given_up
+        attrs = {"traefik.middleware.name": name,
+                 "http.request.resend_count": len(attempts)}
+        return span("Retry", INTERNAL, _getrandbits(64) or 1, above, ns(s), end, attrs)
+
+    def _auth_spans(self, t, span, ns, above, auth, after=None):
+        # forwardAuth's AuthRequest CLIENT span(s) (pkg/middlewares/auth/forward.go): from
+        # the auth request's start to its answer handled
+        for item in sorted(auth, key=lambda a: a[1]):
+            span_id, s, e, status, url = item
+            if after is not None and s < after:
+                continue
+            auth.discard(item)
+            u = urlsplit(url)
+            port = u.port or (443 if u.scheme == "https" else 80)
+            attrs = {"http.request.method": "GET", "url.full": url, "url.scheme": u.scheme,
+                     "network.peer.address": u.hostname or "", "network.peer.port": port,
+                     "server.address": u.hostname or "", "server.port": port}
+            if status > 0:
+                attrs["http.response.status_code"] = status
+            # no answer (refused, timed out): Traefik's span ends without a response
+            span("AuthRequest", self._CLIENT, span_id, above, ns(s), ns(e), attrs,
+                 self._resp_status(status, 400) if status > 0 else None)
+            if after is not None:
+                break
+
+    def _client_span(self, ex, span, ns, above, span_id, s, e, code, head, server):
+        attrs = self._client_attrs(ex, server)
+        attrs.update(self._resp_attrs(code, head))
+        span("ReverseProxy", self._CLIENT, span_id, above, ns(s), ns(e), attrs,
+             self._resp_status(code, 400))
 
     def _resp_status(self, code, limit):
         err, desc = _status(code, limit)
@@ -413,10 +685,10 @@ class Exporter:
         self._req_headers(req, attrs)
         return attrs
 
-    def _client_attrs(self, ex):
+    def _client_attrs(self, ex, server):
         # Traefik CaptureClientRequest, on the request as it left for the backend
         req = ex.req
-        url = urlsplit(getattr(ex.server, "url", "") or "")
+        url = urlsplit(getattr(server, "url", "") or "")
         scheme = url.scheme or "http"
         host = url.hostname or ""
         port = url.port or (443 if scheme == "https" else 80)

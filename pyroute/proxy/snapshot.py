@@ -26,6 +26,7 @@ from ..observability import tracing
 from .status import CheckedBalancer, CheckedFailover, register_child
 from .normalize import Normalizer
 from .._engine.conn import EntryTable, Pool, RouteTarget, ServerTarget
+from .._engine.h2up import H2Pool
 from .._engine.exchange import WAIT, apply_edits
 
 DEFAULT_TRANSPORT = "default@internal"   # the static serversTransport (Traefik's internal one)
@@ -596,8 +597,9 @@ class EntryPointRuntime:
         # is built with the entry point's observability config)
         self.metered = getattr(ep, "metered", True)
         self.access_logged = getattr(ep, "access_logged", True)
-        # HTTP/2 (engine/h2.pyx): off unless http2.enabled (pyroute extension)
-        self.http2 = getattr(ep, "http2", False)
+        self.traced = getattr(ep, "traced", True)
+        # HTTP/2 (engine/h2.pyx): on unless the pyroute extension http2.enabled: false
+        self.http2 = getattr(ep, "http2", True)
         self.h2_max_streams = getattr(ep, "h2_max_streams", 250)
         self.h2_decoder_table = getattr(ep, "h2_decoder_table", 4096)
         self.h2_encoder_table = getattr(ep, "h2_encoder_table", 4096)
@@ -665,14 +667,21 @@ class Pools:
     up here, so a configuration never depends on DNS. ``lookup``: the resolver's lookup
     function (default getaddrinfo)."""
 
+    # True in a worker (the process that serves): middlewares that keep connections open
+    # ahead of traffic (rateLimit redis.minIdleConns) start only there, not in ``check``
+    serving = False
+
     def __init__(self, lookup=None):
         self.pools = {}
         self.lookup = lookup
 
-    def get(self, host, port, transport, tls=None):
+    def get(self, host, port, transport, tls=None, h2c=None):
         """``tls``: None for http, else (key, ssl.SSLContext, server name[, verify]) for
-        https (``verify``: a check of the peer after the handshake, or None)."""
-        key = (host, port) + transport + ((tls[0], tls[2]) if tls else ())
+        https (``verify``: a check of the peer after the handshake, or None). ``h2c``: the
+        server speaks HTTP/2 with prior knowledge (engine/h2up.pyx multiplexes it): its
+        (readIdleTimeout, pingTimeout) in seconds; None: HTTP/1.1."""
+        key = (host, port) + transport + ((tls[0], tls[2]) if tls else ()) + \
+            (("h2c",) + tuple(h2c) if h2c is not None else ())
         pool = self.pools.get(key)
         if pool is None:
             resolver = None
@@ -688,6 +697,9 @@ class Pools:
             pool = Pool(addr, family, max_idle, dial, header, idle, "%s:%d" % (host, port),
                         tls[1] if tls else None, tls[2] if tls else None, resolver,
                         tls[3] if tls and len(tls) > 3 else None)
+            if h2c is not None:
+                # h2c: every exchange is a stream; https: once ALPN picked h2 (H2Pool.adopt)
+                H2Pool(pool, *h2c, alpn=tls is not None)
             self.pools[key] = pool
         return pool
 
@@ -721,13 +733,16 @@ def _dur(value, default):
     return parse_duration(value)
 
 
-def _client_tls(dynamic, name, host):
+def _client_tls(dynamic, name, host, h2=False):
     """(key, SSLContext, server name, verify) for https servers, from the ServersTransport:
     serverName, insecureSkipVerify, rootCAs (PEM), certificates (client cert + key, PEM),
     minVersion / maxVersion / cipherSuites (Go's names, as TLSOption's), peerCertURI.
     Without a transport: verified against the system's roots, server name = the URL's host
     (Traefik). ``verify``: None, or the peerCertURI check run after the handshake. Raises
-    ValueError for what pyroute cannot honour (spiffe): never a weaker check than asked."""
+    ValueError for what pyroute cannot honour (spiffe): never a weaker check than asked.
+    ``h2``: offer h2 before http/1.1 by ALPN unless the transport sets disableHTTP2 (the
+    proxy's connections; health probes speak HTTP/1.1 only). ``h2 in key[0]`` then says
+    whether h2 is offered."""
     import ssl
     import tempfile
     import warnings
@@ -745,8 +760,7 @@ def _client_tls(dynamic, name, host):
         raise ValueError("serversTransport %s: spiffe needs a SPIFFE workload API, which "
                          "pyroute does not support; the service is not served rather than "
                          "served without the SPIFFE check" % name)
-    if st.get("disableHTTP2") is False:
-        pass  # HTTP/2 to backends does not exist in pyroute yet: HTTP/1.1 over TLS either way
+    h2 = h2 and not st.get("disableHTTP2")
     ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
     ctx.set_alpn_protocols(["http/1.1"])
     roots = st.get("rootCAs") or []
@@ -825,7 +839,10 @@ def _client_tls(dynamic, name, host):
     server_name = st.get("serverName") or host
     # the pool key changes with the transport's content, so a reload with new CAs or
     # certificates never reuses connections (or a context) made with the old ones
-    return ((name or "", repr(sorted(st.items()))), ctx, server_name, verify)
+    if h2:
+        ctx.set_alpn_protocols(["h2", "http/1.1"])     # Go's transport: h2 first
+    return ((name or "", repr(sorted(st.items()))) + (("h2",) if h2 else ()), ctx,
+            server_name, verify)
 
 
 def _peer_uri_check(uri):
@@ -856,6 +873,19 @@ def _transport(dynamic, name):
             _dur(ft.get("dialTimeout"), DEFAULT_DIAL_TIMEOUT),
             _dur(ft.get("responseHeaderTimeout"), 0.0),
             _dur(ft.get("idleConnTimeout"), DEFAULT_IDLE_CONN_TIMEOUT))
+
+
+def _h2_timeouts(dynamic, name):
+    """The HTTP/2 health check of a ServersTransport: (readIdleTimeout, pingTimeout) in
+    seconds, Go's http2.Transport ReadIdleTimeout and PingTimeout (0: off / Go's 15 s)."""
+    if not name and DEFAULT_TRANSPORT in dynamic.get("http", {}).get("serversTransports", {}):
+        name = DEFAULT_TRANSPORT
+    if not name:
+        return (0.0, 0.0)
+    transports = dynamic.get("http", {}).get("serversTransports", {})
+    st = transports.get(qualified(name)) or transports.get(name) or {}
+    ft = st.get("forwardingTimeouts") or {}
+    return (_dur(ft.get("readIdleTimeout"), 0.0), _dur(ft.get("pingTimeout"), 0.0))
 
 
 def _sticky(spec, service_name, handler_names):
@@ -1048,10 +1078,7 @@ class Compiler:
                 fenced.append(len(servers))
             url = s.get("url") or ""
             parts = urlsplit(url)
-            if parts.scheme == "h2c":
-                raise ValueError("server %s: h2c needs HTTP/2, which pyroute does not speak yet"
-                                 % url)
-            if parts.scheme not in ("http", "https"):
+            if parts.scheme not in ("http", "https", "h2c"):
                 raise ValueError("server %s: scheme %r to backends is not supported"
                                  % (url, parts.scheme))
             tls = None
@@ -1059,10 +1086,14 @@ class Compiler:
                 tls_key = (lb.get("serversTransport") or "", parts.hostname)
                 tls = self.tls_contexts.get(tls_key)
                 if tls is None:
-                    tls = _client_tls(self.dynamic, lb.get("serversTransport"), parts.hostname)
+                    tls = _client_tls(self.dynamic, lb.get("serversTransport"), parts.hostname,
+                                      h2=True)
                     self.tls_contexts[tls_key] = tls
             port = parts.port or (443 if parts.scheme == "https" else 80)
-            pool = self.pools.get(parts.hostname, port, transport, tls)
+            h2 = None
+            if parts.scheme == "h2c" or (tls is not None and "h2" in tls[0]):
+                h2 = _h2_timeouts(self.dynamic, lb.get("serversTransport"))
+            pool = self.pools.get(parts.hostname, port, transport, tls, h2c=h2)
             servers.append(Server(url, pool, parts.netloc.encode(), pass_host, key,
                                   parts.netloc))
             # fenced: out of the WRR rotation (weight 0 is never picked), its sticky cookie
@@ -1074,10 +1105,6 @@ class Compiler:
             return Unavailable()
         sticky, cookies = _sticky(lb.get("sticky"), key, urls)
         if hc is not None:
-            if hc.get("mode") == "grpc":
-                # Traefik probes gRPC's health protocol over HTTP/2, which pyroute lacks
-                raise ValueError("service %s: healthCheck mode grpc is not supported by "
-                                 "pyroute (it needs HTTP/2); use mode http" % key)
             if strategy not in ("wrr", "p2c", "hrw", "roundrobin", ""):
                 raise ValueError("load-balancing strategy %r is not supported yet" % strategy)
             # its servers' status comes from the master's probes (pyroute.server.health)
@@ -1221,9 +1248,22 @@ def _observability(route, rname, router, static):
 
 def compile_config(config, pools, route_table_factory=None, server_name=None):
     """RuntimeConfig -> Snapshot. Raises only on whole-config failures."""
+    steps = compile_steps(config, pools, route_table_factory, server_name)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+
+
+def compile_steps(config, pools, route_table_factory=None, server_name=None):
+    """``compile_config`` as a generator: it yields after each router and each rule (each a
+    few tens of microseconds), and returns the Snapshot. A worker taking a reload runs it in
+    slices between its events (pyroute.server.worker.Reload), so a config of 10,000 routers
+    never holds the loop for more than a slice (issue #11)."""
     if server_name is None:
         server_name = socket.gethostname().encode("ascii", "replace")
-    from .._engine.rules import RouteTable
+    from .._engine.rules import RouteTable, compile_rule, parse_domains
     make_table = route_table_factory or RouteTable
     comp = Compiler(config, pools)
     errors = []
@@ -1272,9 +1312,40 @@ def compile_config(config, pools, route_table_factory=None, server_name=None):
         for ep in router.get("entryPoints") or config.static.default_entry_points():
             if ep in target:
                 target[ep].append((rname, router, route))
-    entries = _tables(per_ep, make_table, errors)
-    entries_tls = _tables(per_ep_tls, make_table, errors)
-    tls_configs = tls.TLSConfig.from_runtime(config)
+        yield
+    rules = {}
+    if make_table is RouteTable:
+        # the rules compiled ahead, one per step; RouteTable then only sorts and indexes
+        for items in list(per_ep.values()) + list(per_ep_tls.values()):
+            for _, r, _ in items:
+                key = (r["rule"], r.get("ruleSyntax") or "v3")
+                if key not in rules:
+                    try:
+                        rules[key] = compile_rule(*key)
+                    except Exception:
+                        rules[key] = None   # the constructor raises it, naming the router
+                    yield
+    if make_table is RouteTable:
+        entries = yield from _staged_tables(per_ep, errors, rules)
+        entries_tls = yield from _staged_tables(per_ep_tls, errors, rules)
+    else:
+        entries = _tables(per_ep, make_table, errors, rules)
+        entries_tls = _tables(per_ep_tls, make_table, errors, rules)
+    yield
+    # the TLS routers' Host names (HostOptions), parsed ahead one per step: with 10,000 TLS
+    # routers, parsing them in from_runtime took ~0.4 s in one piece
+    domains = {}
+    tls_routers = (config.tls_routers() if hasattr(config, "tls_routers") else routers)
+    for r in tls_routers.values():
+        if isinstance(r, dict) and r.get("tls") is not None:
+            key = (r.get("rule") or "", r.get("ruleSyntax") or "v3")
+            if key not in domains:
+                try:
+                    domains[key] = parse_domains(*key)
+                except Exception:
+                    pass                # HostOptions parses it again and reports it
+                yield
+    tls_configs = tls.TLSConfig.from_runtime(config, domains)
     for cfg in tls_configs.values():
         errors.extend(cfg.errors)
     return Snapshot(entries, entries_tls, errors, config, tls_configs, comp.health)
@@ -1338,12 +1409,14 @@ class _Layers:
         return ChildRoutes(entry.table, entry.targets, inherited)
 
 
-def _tables(per_ep, make_table, errors):
+def _tables(per_ep, make_table, errors, rules=None):
+    """entry point -> EntryRoutes; ``rules``: (rule, syntax) -> Rule compiled ahead (None:
+    compiled by the table, which raises naming the router)."""
     entries = {}
     for ep, items in per_ep.items():
         while items:
             try:
-                table = make_table([(name, r["rule"], r.get("priority") or 0,
+                table = make_table([(name, _rule(rules, r), r.get("priority") or 0,
                                      r.get("ruleSyntax") or "") for name, r, _ in items])
             except (RuleSyntaxError, ValueError) as e:
                 # the manifests layer disables routers with bad rules; should one get here
@@ -1358,3 +1431,40 @@ def _tables(per_ep, make_table, errors):
             entries[ep] = EntryRoutes(table, [route for _, _, route in items])
             break
     return entries
+
+
+TABLE_SLICE = 200     # routes added to a staged RouteTable per step
+
+
+def _staged_tables(per_ep, errors, rules):
+    """``_tables`` for RouteTable, as a generator: each table is built in stages, TABLE_SLICE
+    routes a step, then sorted and indexed in one (``RouteTable.finish``). A table with a
+    router it refuses (a bad rule or priority the manifests layer let through) is built again
+    the plain way, which leaves that router out and reports it."""
+    from .._engine.rules import RouteTable
+    entries = {}
+    for ep, items in per_ep.items():
+        if not items:
+            continue
+        table = RouteTable((), finish=False)
+        try:
+            for i in range(0, len(items), TABLE_SLICE):
+                table.add([(name, _rule(rules, r), r.get("priority") or 0,
+                            r.get("ruleSyntax") or "") for name, r, _ in
+                           items[i:i + TABLE_SLICE]])
+                yield
+            table.finish()
+        except (RuleSyntaxError, ValueError):
+            entries.update(_tables({ep: items}, RouteTable, errors, rules))
+        else:
+            entries[ep] = EntryRoutes(table, [route for _, _, route in items])
+        yield
+    return entries
+
+
+def _rule(rules, router):
+    if rules:
+        rule = rules.get((router["rule"], router.get("ruleSyntax") or "v3"))
+        if rule is not None:
+            return rule
+    return router["rule"]

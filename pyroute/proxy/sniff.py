@@ -90,19 +90,13 @@ class Sniffer:
             self._hand_over(self.tls_ep, self.conn, True, ev)
 
     def _h2c_sniffed(self, ev):
-        """HTTP/2 with prior knowledge (RFC 9113 §3.3) on a plain entry point with http2
-        enabled: the connection preface instead of a request line. True: serve it (as h2c
-        or HTTP/1.1, decided); False: the first bytes are a prefix of the preface, wait
-        for more (or it was handed over / closed)."""
-        try:
-            data = self.sock.recv(len(PREFACE), _MSG_PEEK)
-        except (BlockingIOError, InterruptedError):
-            return False
-        except OSError:
-            self.close()
-            return False
-        if len(data) < len(PREFACE) and data and PREFACE.startswith(data) and \
-                not ev & _HUP_EVENTS:
+        """HTTP/2 with prior knowledge (RFC 9113 §3.3) on a plain entry point that serves
+        HTTP/2 (the default): the connection preface instead of a request line, told from the
+        bytes the TLS test just peeked (no syscall more for an HTTP/1.1 connection). True:
+        serve it as HTTP/1.1; False: it was handed to an H2Conn, or the first bytes are a
+        prefix of the preface: wait for more (the next edge peeks again)."""
+        data = tls.TLSConfig.plain_peek(len(PREFACE))
+        if len(data) < len(PREFACE) and PREFACE.startswith(data) and not ev & _HUP_EVENTS:
             return False
         if data == PREFACE:
             self.loop.timed.discard(self)

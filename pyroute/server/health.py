@@ -197,8 +197,6 @@ class HealthChecks:
             if not lb or spec.get("status") == "disabled" or lb.get("healthCheck") is None:
                 continue
             hc = lb["healthCheck"]
-            if hc.get("mode") == "grpc":
-                continue                 # refused by the config layer
             for server in lb.get("servers") or ():
                 url = server.get("url") or ""
                 try:
@@ -283,7 +281,7 @@ class HealthChecks:
 class Probe:
     """One health-check request, driven by the master's selector (never blocks)."""
     __slots__ = ("checks", "target", "deadline", "url", "method", "host", "redirects", "sock",
-                 "state", "out", "buf", "registered", "dial", "dialing", "done")
+                 "state", "out", "buf", "registered", "dial", "dialing", "done", "grpc")
 
     def __init__(self, checks, target, now):
         self.checks = checks
@@ -299,6 +297,7 @@ class Probe:
         self.registered = False
         self.done = False
         self.dial = None             # the _Dial connecting, None once connected
+        self.grpc = None             # mode grpc: the _GrpcReply being read
         self.state = _CONNECTING
         try:
             self._connect()
@@ -321,6 +320,9 @@ class Probe:
 
     def _connect(self):
         parts = urlsplit(self.url)
+        if self.target.hc.get("mode") == "grpc":
+            self._connect_grpc()
+            return
         if parts.scheme not in ("http", "https"):
             raise ValueError("unsupported protocol scheme %r" % parts.scheme)
         port = parts.port or (443 if parts.scheme == "https" else 80)
@@ -333,6 +335,28 @@ class Probe:
             self.dial = _Dial(self, addrs, [], time.monotonic())
             return
         # a name: looked up for this probe, as the workers' dialer does (pyroute.proxy.dns)
+        self.state = _RESOLVING
+        self.checks.resolve(parts.hostname, port, self._resolved)
+
+    def _connect_grpc(self):
+        # Traefik's checkHealthGRPC: the server's host and port (healthCheck.port replaces
+        # it; path, hostname, headers and method play no part), plaintext HTTP/2 unless
+        # healthCheck.scheme asks for something else, which grpc.DialContext then refuses
+        # for want of transport credentials
+        parts = urlsplit(self.target.url)
+        if (self.target.hc.get("scheme") or "") not in ("", "http", "h2c"):
+            raise ValueError("grpc: no transport security set (use grpc.WithTransportCredentials"
+                             "(insecure.NewCredentials()) explicitly or set credentials)")
+        port = int(self.target.hc.get("port") or parts.port or 80)
+        self.dialing = "%s:%d" % (parts.hostname, port)
+        self.out = _grpc_check_request(self.dialing)
+        self.buf = b""
+        self.grpc = _GrpcReply()
+        addrs = _numeric(parts.hostname, port)
+        if addrs is not None:
+            self.state = _CONNECTING
+            self.dial = _Dial(self, addrs, [], time.monotonic())
+            return
         self.state = _RESOLVING
         self.checks.resolve(parts.hostname, port, self._resolved)
 
@@ -416,6 +440,10 @@ class Probe:
                 return
             if not data:
                 raise OSError(0, "EOF before a response head")
+            if self.grpc is not None:
+                if self._grpc_response(data):
+                    return
+                continue
             self.buf += data
             if self._response():
                 return
@@ -469,6 +497,26 @@ class Probe:
             self.checks.result(t, None)
         return True
 
+    def _grpc_response(self, data):
+        """Frames of the Check call's answer; True when the probe is over."""
+        g = self.grpc
+        error = g.feed(data)
+        if error is None and not g.done:
+            return False
+        if error is None:
+            if g.status != 0:
+                error = _grpc_error(g.status, g.message)
+            elif g.serving != 1:
+                error = "received gRPC status code: %s" % _SERVING_NAMES.get(
+                    g.serving, str(g.serving))
+        if error is not None:
+            self.fail("checking gRPC health: " + error)
+        else:
+            self.done = True
+            self._close_socket()
+            self.checks.result(self.target, None)
+        return True
+
     def _close_socket(self):
         if self.dial is not None:
             self.dial.close()
@@ -492,6 +540,110 @@ class Probe:
         """Dropped by a reload: no result."""
         self.done = True
         self._close_socket()
+
+
+# ---- mode grpc: one grpc.health.v1.Health/Check call over HTTP/2 (prior knowledge) ------
+
+_H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+_SERVING_NAMES = {0: "UNKNOWN", 1: "SERVING", 2: "NOT_SERVING", 3: "SERVICE_UNKNOWN"}
+_GRPC_CODES = ("OK", "Canceled", "Unknown", "InvalidArgument", "DeadlineExceeded", "NotFound",
+               "AlreadyExists", "PermissionDenied", "ResourceExhausted", "FailedPrecondition",
+               "Aborted", "OutOfRange", "Unimplemented", "Internal", "Unavailable", "DataLoss",
+               "Unauthenticated")
+
+
+def _h2_frame(ftype, flags, sid, payload):
+    return len(payload).to_bytes(3, "big") + bytes((ftype, flags)) + \
+        sid.to_bytes(4, "big") + payload
+
+
+def _grpc_check_request(authority):
+    """The connection preface, SETTINGS, and the Check call: HEADERS as grpc-go sends them
+    and one DATA frame with the empty HealthCheckRequest (Traefik sends no service name)."""
+    from .._engine.hpack import Encoder
+    block = Encoder().encode([
+        (b":method", b"POST"), (b":scheme", b"http"), (b":authority", authority.encode()),
+        (b":path", b"/grpc.health.v1.Health/Check"), (b"content-type", b"application/grpc"),
+        (b"user-agent", b"grpc-go/1.72.0"), (b"te", b"trailers")])
+    return (_H2_PREFACE + _h2_frame(4, 0, 0, b"") + _h2_frame(1, 4, 1, block)
+            + _h2_frame(0, 1, 1, b"\x00\x00\x00\x00\x00"))
+
+
+def _grpc_error(code, message):
+    name = _GRPC_CODES[code] if 0 <= code < len(_GRPC_CODES) else "Code(%d)" % code
+    text = "rpc error: code = %s desc = %s" % (name, message)
+    if code == 12:
+        return "gRPC server does not implement the health protocol: " + text
+    if code == 4:
+        return "gRPC health check timeout: " + text
+    return "gRPC health check failed: " + text
+
+
+class _GrpcReply:
+    """Reads the server's frames for stream 1: the response headers, the message (a
+    HealthCheckResponse: field 1, the status enum) and the trailers (grpc-status)."""
+    __slots__ = ("buf", "decoder", "status", "message", "serving", "body", "done", "block")
+
+    def __init__(self):
+        from .._engine.hpack import Decoder
+        self.buf = b""
+        self.decoder = Decoder()
+        self.status = None
+        self.message = ""
+        self.serving = 0
+        self.body = b""
+        self.done = False
+        self.block = b""
+
+    def feed(self, data):
+        """None while all is well (``done`` once the call ended), else the error."""
+        self.buf += data
+        while len(self.buf) >= 9 and not self.done:
+            n = int.from_bytes(self.buf[:3], "big")
+            if len(self.buf) < 9 + n:
+                break
+            ftype, flags = self.buf[3], self.buf[4]
+            sid = int.from_bytes(self.buf[5:9], "big") & 0x7fffffff
+            payload, self.buf = self.buf[9:9 + n], self.buf[9 + n:]
+            if ftype in (1, 9) and sid == 1:           # HEADERS, CONTINUATION
+                if ftype == 1 and flags & 0x8:
+                    payload = payload[1:len(payload) - payload[0]]
+                if ftype == 1 and flags & 0x20:
+                    payload = payload[5:]
+                self.block += payload
+                if flags & 0x4:
+                    fields = dict(self.decoder.decode(self.block))
+                    self.block = b""
+                    if b":status" in fields and fields[b":status"] != b"200":
+                        return "gRPC health check failed: rpc error: code = Unknown desc = " \
+                            "unexpected HTTP status code %s" % fields[b":status"].decode()
+                    if b"grpc-status" in fields:
+                        self.status = int(fields[b"grpc-status"])
+                        self.message = fields.get(b"grpc-message", b"").decode("latin-1")
+                if flags & 0x1:
+                    return self._end()
+            elif ftype == 0 and sid == 1:              # DATA
+                if flags & 0x8:
+                    payload = payload[1:len(payload) - payload[0]]
+                self.body += payload
+                if flags & 0x1:
+                    return self._end()
+            elif ftype == 3 and sid == 1:              # RST_STREAM
+                return "gRPC health check failed: stream reset (code %d)" % \
+                    int.from_bytes(payload[:4], "big")
+            elif ftype == 7:                           # GOAWAY
+                return "gRPC health check failed: connection closed (GOAWAY)"
+        return None
+
+    def _end(self):
+        self.done = True
+        if self.status is None:
+            return "gRPC health check failed: rpc error: code = Internal desc = " \
+                "server closed the stream without sending trailers"
+        msg = self.body[5:] if len(self.body) >= 5 else b""
+        if len(msg) >= 2 and msg[0] == 0x08:
+            self.serving = msg[1]
+        return None
 
 
 class _Wakeup:

@@ -2,7 +2,8 @@
 
 The master never touches a request. It owns the config: it loads and validates it (at start,
 on SIGHUP, when a watched manifest changes) and hands a valid one to every worker over a
-socketpair (length-prefixed pickle of the RuntimeConfig, written only by this process);
+socketpair (a length-prefixed pyroute.server.handoff payload of the RuntimeConfig: framed
+pickles a worker loads in slices; written only by this process);
 an invalid one is refused with a log line per problem and the workers keep what they have.
 A reload is loaded in a child process (see ``_start_load``): the master's loop keeps
 supervising meanwhile, and keeps only a small view of the result (``_MasterView``).
@@ -20,6 +21,7 @@ import socket
 import struct
 import time
 
+from . import handoff, share
 from .health import HealthChecks
 from .log import log, reopen as reopen_log
 from .proctitle import set_title
@@ -139,7 +141,10 @@ class _FromWorker:
 
 def send_config(sock, config):
     """Write one config message (used by the master; read by ``read_config``)."""
-    data = pickle.dumps(config, protocol=pickle.HIGHEST_PROTOCOL)
+    if isinstance(config, tuple):     # ("health", ...): small, one pickle
+        data = pickle.dumps(config, protocol=pickle.HIGHEST_PROTOCOL)
+    else:                             # a configuration: framed, the worker loads it in slices
+        data = handoff.dumps(config)
     sock.sendall(struct.pack("!I", len(data)) + data)
 
 
@@ -252,7 +257,7 @@ class Master:
                 # the servers health checks found down (inherited, like the config)
                 config = self.config
                 if self.config_payload is not None:
-                    config = pickle.loads(self.config_payload)   # the master keeps a view only
+                    config = handoff.loads(self.config_payload)  # the master keeps a view only
                     self.config_payload = None
                 if socks is not None:
                     code = self.worker_main(config, child, slot.index, self.health.down(),
@@ -394,7 +399,7 @@ class Master:
                     view = pickle.dumps(_MasterView(config, self.describe(config)),
                                         protocol=pickle.HIGHEST_PROTOCOL)
                     out = b"".join((b"C", struct.pack("!I", len(view)), view,
-                                    pickle.dumps(config, protocol=pickle.HIGHEST_PROTOCOL)))
+                                    handoff.dumps(config)))
                 except Exception as e:
                     errs = list(getattr(e, "errors", ()))
                     out = b"E" + pickle.dumps((str(e), getattr(e, "level", "error"), errs),
@@ -457,7 +462,7 @@ class Master:
         routes); workers forked later unpickle it themselves."""
         if view.static.entry_points != self.entry_points:
             # rare (a restart is needed anyway): the full config, its entry points replaced
-            self._apply(pickle.loads(payload), why)
+            self._apply(handoff.loads(payload), why)
             return
         self.config = view
         self.config_payload = payload
@@ -514,6 +519,7 @@ class Master:
 
     def run(self):
         set_title("pyroute: master", "pyroute-master")
+        share.init(len(self.slots))      # before the first fork: every worker inherits it
         sel = self.sel = selectors.DefaultSelector()
         rsock, wsock = socket.socketpair()
         rsock.setblocking(False)

@@ -188,9 +188,8 @@ def main(args):
     try:
         api, endpoints, api_servers = api_mod.start(config, master.metrics)
     except OSError as e:
-        ep = config.static.internal_entry_point or config.static.api.entry_point
-        print("pyroute: cannot listen on entry point %s (%s) for the API, ping or metrics: %s"
-              % (ep.name, ep.address, e.strerror or e), file=sys.stderr)
+        print("pyroute: cannot listen on the API's internal sockets: %s"
+              % (e.strerror or e), file=sys.stderr)
         listeners.close()
         if demo_pid:
             _stop_demo(demo_pid)
@@ -199,13 +198,6 @@ def main(args):
         master.attach_api(api)
     if endpoints is not None:
         master.endpoints = endpoints
-    iep = config.static.internal_entry_point
-    if iep is not None and endpoints is not None and (endpoints.ping_on_traefik or
-                                                       endpoints.prom_on_traefik):
-        print("pyroute: entry point %s (served by the master): %s" % (iep.name, ", ".join(
-            "http://%s%s" % (iep.address, p) for p, on in (
-                ("/ping", endpoints.ping_on_traefik), ("/metrics", endpoints.prom_on_traefik))
-            if on)), flush=True)
     if config.static.api is not None and config.static.api.insecure:
         print("pyroute: API on entry point %s: http://%s%s/api/%s" % (
             config.static.api.entry_point.name, config.static.api.entry_point.address,

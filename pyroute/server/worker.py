@@ -1,7 +1,8 @@
 """A worker process: its own listeners (SO_REUSEPORT, bound once for life), one epoll loop.
 
 The worker serves the compiled Snapshot it holds; a new config arrives from the master on the
-worker's socketpair, is compiled here and swapped in between events — exchanges in flight keep
+worker's socketpair, is loaded and compiled here in slices between events (``Reload``: the old
+config serves meanwhile) and swapped in at once when complete — exchanges in flight keep
 the route/service objects they already hold, so they finish on the config they began with.
 SIGTERM: stop accepting, close idle keep-alive connections, let in-flight exchanges finish
 (their responses say ``Connection: close``), exit when none is left or the grace period ends.
@@ -19,7 +20,8 @@ import _socket
 
 from .._engine.conn import Env
 from ..proxy.sniff import Sniffer
-from ..proxy.snapshot import EntryPointRuntime, Pools, compile_config
+from ..proxy.snapshot import EntryPointRuntime, Pools, compile_config, compile_steps
+from . import handoff, share
 from .log import log, reopen as reopen_log
 from .loop import EPOLLIN, Loop
 
@@ -29,7 +31,7 @@ _IPPROTO_TCP = socket.IPPROTO_TCP
 _TCP_NODELAY = socket.TCP_NODELAY
 
 
-from .listeners import bind_listener  # noqa: E402,F401  (re-exported)
+from .listeners import ListenError, bind_listener  # noqa: E402,F401  (re-exported)
 
 
 class Acceptor:
@@ -77,6 +79,14 @@ _NO_RESOURCES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 ACCEPT_BACKOFF = 0.5      # seconds the listeners are out of the epoll set (nginx: 500 ms)
 LOG_INTERVAL = 10.0       # one log line per interval, with the count of what it stands for
 SPARE_DRAIN = 64          # at most this many queued connections refused per back-off
+LEAVE_DRAIN = 4096        # the most a queue holds (listen backlog): emptied before closing
+REJOIN_ROOM = 0.1         # rejoin the SO_REUSEPORT group with this share of the limit free
+REJOIN_MIN = 4            # (and at least this many descriptors)
+
+
+def _nofile():
+    import resource
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 def _spare_fd():
@@ -87,7 +97,8 @@ def _spare_fd():
 
 
 class ConfigPipe:
-    """Reads config messages (length-prefixed pickles) from the master."""
+    """Reads messages from the master: length-prefixed, a configuration as a
+    pyroute.server.handoff payload (taken in slices: ``Reload``), the rest plain pickles."""
 
     __slots__ = ("worker", "sock", "fd", "buf")
 
@@ -96,7 +107,7 @@ class ConfigPipe:
         self.sock = sock
         self.sock.setblocking(False)
         self.fd = sock.fileno()
-        self.buf = b""
+        self.buf = bytearray()
 
     def on_event(self, ev):
         try:
@@ -113,8 +124,96 @@ class ConfigPipe:
             (n,) = struct.unpack_from("!I", self.buf)
             if len(self.buf) < 4 + n:
                 break
-            payload, self.buf = self.buf[4:4 + n], self.buf[4 + n:]
-            self.worker.apply(pickle.loads(payload))
+            payload = bytes(self.buf[4:4 + n])
+            del self.buf[:4 + n]
+            if payload.startswith(handoff.MAGIC):
+                self.worker.begin_reload(payload)
+            else:
+                self.worker.apply(pickle.loads(payload))
+
+    def abort(self):
+        pass
+
+
+class Reload:
+    """A new configuration taken in slices across loop turns (issue #11: at 10,000 routers,
+    unpickling and compiling it at once held the loop for 1-2 s). Each turn runs the loader
+    (pyroute.server.handoff.loads_steps) and then the compiler
+    (pyroute.proxy.snapshot.compile_steps) for at most ``BUDGET`` and hands the loop back.
+    What drives it is an eventfd left readable while work is pending (level-triggered): each
+    epoll_wait returns at once with it among the ready sockets, which are served in the same
+    turn, at no system call more (a timer due "now" would run again at once in the same
+    timer pass, and call_soon's queue too). The old snapshot serves until the new one is
+    complete; then the worker swaps it in between two events. A newer configuration
+    arriving meanwhile replaces this one.
+
+    The cyclic GC is off while a reload builds: a full collection over the half-built
+    configuration's objects costs ~0.1 s in one piece; at the swap they are frozen out of
+    the collector's generations (as the start-up config is) and the GC comes back on."""
+
+    __slots__ = ("worker", "steps", "started", "turns", "longest", "fd")
+
+    BUDGET = 0.002
+
+    def __init__(self, worker, payload):
+        self.worker = worker
+        self.steps = self._steps(payload)
+        self.started = worker.loop.now
+        self.turns = 0
+        self.longest = 0.0
+        self.fd = os.eventfd(1, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        worker.loop.register(self.fd, EPOLLIN, self)
+
+    def stop(self):
+        if self.fd >= 0:
+            self.worker.loop.forget(self.fd)
+            os.close(self.fd)             # closing it takes it out of the epoll set
+            self.fd = -1
+        self.steps = None
+
+    def on_event(self, ev):
+        self.run()
+
+    def _steps(self, payload):
+        if isinstance(payload, bytes):
+            config = yield from handoff.loads_steps(payload)
+            yield
+        else:
+            config = payload          # already a configuration (apply)
+        snap = yield from compile_steps(config, self.worker.env.pools)
+        return snap
+
+    def run(self):
+        worker = self.worker
+        if worker.reload is not self:
+            self.stop()                   # replaced by a newer configuration
+            return
+        clock = worker.loop._monotonic
+        start = clock()
+        end = start + self.BUDGET
+        steps = self.steps
+        try:
+            while clock() < end:
+                next(steps)
+        except StopIteration as done:
+            worker.reload = None
+            self.stop()
+            self._took(clock() - start)
+            worker.swap(done.value, self)
+            return
+        except Exception as e:  # the master validated it; keep serving the old one anyway
+            worker.reload = None
+            self.stop()
+            gc.enable()
+            log("error", "worker could not compile the new configuration; keeping the old one",
+                error=str(e))
+            return
+        self._took(clock() - start)
+
+    def _took(self, t):
+        self.turns += 1
+        if t > self.longest:
+            self.longest = t
 
     def abort(self):
         pass
@@ -150,6 +249,7 @@ class Worker:
         self.sockets = sockets        # {entry point: listening socket} opened by the master
         self.loop = Loop()
         self.env = Env(self.loop, Pools())
+        self.env.pools.serving = True
         self.pipe = pipe
         self.listeners = []
         self.entry_points = {name: EntryPointRuntime(ep) for name, ep in
@@ -157,6 +257,7 @@ class Worker:
         self.tls_entry_points = {name: EntryPointRuntime(ep, tls=True) for name, ep in
                                  config.static.entry_points.items()}
         self.env.snapshot = compile_config(config, self.env.pools)
+        self.reload = None            # the Reload being built, if any
         self.drain_deadline = 0.0
         # out of descriptors (accept_failed): a spare one to give up, the back-off state
         self.spare = _spare_fd()
@@ -166,6 +267,11 @@ class Worker:
         self.accept_log_at = 0.0
         self.accept_other_log_at = 0.0
         self.refused = 0              # connections accepted and closed for lack of fds
+        # out of the SO_REUSEPORT group while saturated (pyroute.server.share)
+        self.shares = share.get()
+        self.left_group = False
+        if self.shares is not None:
+            self.shares.joined(index)
         self.down = set()             # (service, url) the master's health checks say are down
         self.apply_health(True, down)
         # metrics.prometheus / otlp: counted here per exchange (Env.observers), handed to the master
@@ -181,6 +287,8 @@ class Worker:
             self.env.observers.append(self.recorder.observe)
             from ..proxy import mirror
             mirror.metering = self.recorder      # mirrors' copies, on their services
+            from ..middlewares import retry
+            retry.observers.append(self.recorder.attempt)    # each attempt, on its service
         # the access log (static accessLog): an observer of finished exchanges, its writer
         # thread started here, after the fork
         self.access_log = None
@@ -207,8 +315,11 @@ class Worker:
                     log("error", missing)
             else:
                 from .._version import __version__
-                self.tracer = tracing.Exporter(conf, __version__)
+                self.tracer = tracing.Exporter(conf, __version__,
+                                               getattr(config.static, "metrics", None))
                 self.env.observers.append(self.tracer.observe)
+                from ..middlewares import retry
+                retry.observers.append(self.tracer.attempt)     # per-attempt spans
 
     # ---- out of file descriptors --------------------------------------------------------
 
@@ -220,8 +331,9 @@ class Worker:
         and close them at once, so their clients see a close/reset now instead of waiting in
         the queue (libuv's EMFILE trick); a client that retries lands, by SO_REUSEPORT's hash
         of its new source port, most likely on a sibling worker with room. One log line per
-        LOG_INTERVAL, with the count. (Why not leave the SO_REUSEPORT group: see
-        docs/operations.md, "Limits and failures".)"""
+        LOG_INTERVAL, with the count. With a sibling that has room, the worker also leaves
+        the SO_REUSEPORT group until it has room again (``_leave_group``; see
+        docs/operations.md, "Limits and failures")."""
         now = self.loop.now
         if e.errno not in _NO_RESOURCES:
             # e.g. ECONNABORTED (the client reset it while it was queued): nothing to back off
@@ -259,9 +371,75 @@ class Worker:
             for other in self.listeners:
                 self.loop.unregister(other.fd)
             self.loop.next_sweep = min(self.loop.next_sweep, self.accept_resume_at)
+            self._leave_group(acc)
+
+    # ---- a saturated worker out of the SO_REUSEPORT group -------------------------------
+    # Out of descriptors, the worker closes its listening sockets while a sibling still takes
+    # its share (pyroute.server.share): the kernel's hash then sends every new connection to
+    # the siblings instead of refusing a share of them here. Closing a listener resets what
+    # waits in its queue, so the queue is emptied first with the spare descriptor (accepted
+    # and closed, as above: those clients are refused either way); only a connection that
+    # arrives between that last accept and the close is reset. The worker rejoins — fresh
+    # sockets bound to the same addresses — once it has descriptors to spare again.
+
+    def _leave_group(self, acc):
+        if self.left_group or self.shares is None or self.env.draining:
+            return
+        if not self.shares.try_leave(self.index):
+            return                        # no sibling takes its share: stay (and refuse)
+        refused = 0
+        for other in self.listeners:
+            while refused < LEAVE_DRAIN:
+                if self.spare >= 0:
+                    os.close(self.spare)
+                    self.spare = -1
+                try:
+                    fd, _ = other._accept()
+                except OSError:
+                    break
+                refused += 1
+                os.close(fd)
+            other.sock.close()
+        self.refused += refused
+        self.spare = _spare_fd()
+        self.left_group = True
+        log("warn", "out of file descriptors: this worker stopped taking its share of new "
+            "connections; its siblings take them", worker=self.index,
+            entryPointName=acc.ep.name, refused=refused)
+
+    def _rejoin_group(self):
+        """Back in the group once descriptors are spare (REJOIN_ROOM of the limit free)."""
+        soft = _nofile()
+        try:
+            used = len(os.listdir("/proc/self/fd"))
+        except OSError:
+            return False
+        if soft - used < max(REJOIN_MIN, soft * REJOIN_ROOM):
+            return False
+        fresh = []
+        try:
+            for acc in self.listeners:
+                fresh.append(bind_listener(acc.ep.ep))
+        except (ListenError, OSError) as e:
+            for sock in fresh:
+                sock.close()
+            log("warn", "could not listen again; retrying", worker=self.index,
+                error=str(e))
+            return False
+        for acc, sock in zip(self.listeners, fresh):
+            acc.sock = sock
+            acc.fd = sock.fileno()
+            acc._accept = sock._accept
+        self.left_group = False
+        self.shares.joined(self.index)
+        log("info", "this worker takes its share of new connections again", worker=self.index)
+        return True
 
     def _resume_accepting(self, now):
         if not self.accept_paused or now < self.accept_resume_at:
+            return
+        if self.left_group and not self.env.draining and not self._rejoin_group():
+            self.accept_resume_at = now + ACCEPT_BACKOFF    # checked again after a while
             return
         self.accept_paused = False
         if self.env.draining:
@@ -275,17 +453,26 @@ class Worker:
         if isinstance(config, tuple) and config[0] == "health":
             self.apply_health(config[1], config[2])
             return
-        try:
-            snap = compile_config(config, self.env.pools)
-        except Exception as e:  # the master validated it; keep serving the old one anyway
-            log("error", "worker could not compile the new configuration; keeping the old one",
-                error=str(e))
-            return
+        # a configuration sent as one pickle: compiled in slices all the same
+        self.begin_reload(config)
+
+    def begin_reload(self, payload):
+        """A new configuration (its handoff payload, or itself) arrived: build it in slices
+        (``Reload``); one still building is dropped for it."""
+        if self.reload is not None:
+            self.reload.stop()
+        gc.disable()
+        self.reload = Reload(self, payload)
+
+    def swap(self, snap, reload):
         for service, url in self.down:
             snap.set_health(service, url, False)
         self.env.snapshot = snap      # swapped between events: nothing is mid-request here
         gc.freeze()                   # config objects live long: keep them out of GC passes
-        log("debug", "worker swapped configuration", worker=self.index)
+        gc.enable()
+        log("debug", "worker swapped configuration", worker=self.index,
+            took="%.3fs" % (self.loop._monotonic() - reload.started), turns=reload.turns,
+            longestTurn="%.1fms" % (reload.longest * 1000))
 
     def apply_health(self, full, items):
         """Server status from the master's health checks (pyroute.server.health)."""
