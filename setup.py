@@ -35,12 +35,19 @@ def _stage_pxd():
         shutil.copy2(pxd, target)
 
 
+# engine/tlsio.pyx runs TLS on the system OpenSSL, the libssl.so.3 Python's own ssl module is
+# linked against (the cryptography wheel's copy is static and exports nothing): building needs
+# its headers (Debian: libssl-dev).
+LIBRARIES = {"tlsio": ["ssl", "crypto"]}
+
+
 def _extensions():
     args = ["-O0", "-g"] if DEBUG else ["-O3"]
     exts = []
     for pyx in sorted(glob.glob(os.path.join("engine", "*.pyx"))):
         mod = os.path.splitext(os.path.basename(pyx))[0]
         exts.append(Extension("pyroute._engine." + mod, [pyx], extra_compile_args=args,
+                              libraries=LIBRARIES.get(mod, []),
                               define_macros=[("CYTHON_TRACE_NOGIL", "1")] if DEBUG else []))
     return exts
 

@@ -56,3 +56,28 @@ def test_misdirected_same_host(benchmark, config):
 def test_misdirected_fronting(benchmark, config):
     assert benchmark(tls.misdirected, config.host_options, "www.example.com",
                      "host3.example.com") is True
+
+
+@pytest.fixture(scope="module")
+def served():
+    import trustme
+    ca = trustme.CA()
+    leaf = ca.issue_cert("www.example.com")
+    entry = {"certFile": b"".join(b.bytes() for b in leaf.cert_chain_pems).decode(),
+             "keyFile": leaf.private_key_pem.bytes().decode()}
+    return tls.TLSConfig.build({"certificates": [entry]}, {})
+
+
+@pytest.mark.benchmark(group="tls-per-connection")
+def test_new_connection(benchmark, served):
+    # what a worker does per TLS connection before OpenSSL's handshake work: the option, a
+    # Connection on its context, the certificate choice, the TLSStream (the gap to nginx in
+    # bench/tls_vs_nginx.py's full handshakes is this and the Python around it)
+    import socket
+    a, b = socket.socketpair()
+    try:
+        stream = benchmark(served.new_connection, a, "www.example.com")
+        assert stream.option == "default" and stream.server_name == "www.example.com"
+    finally:
+        a.close()
+        b.close()

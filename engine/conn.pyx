@@ -47,7 +47,7 @@ from cpython.bytearray cimport PyByteArray_AS_STRING
 from cpython.dict cimport PyDict_GetItem
 from cpython.ref cimport PyObject
 from libc.errno cimport errno, EAGAIN, EINTR
-from libc.string cimport memchr
+from libc.string cimport memchr, memset
 from libc.stdint cimport uint32_t, uint64_t
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 
@@ -3076,7 +3076,28 @@ cdef void _end_turn(loop, Env env) except *:
                 loop._fail(h, e)
 
 
-def run_loop(loop, Env env=None):
+cdef extern from "<time.h>" nogil:
+    int CLOCK_THREAD_CPUTIME_ID
+
+
+cdef inline double _cpu_time() noexcept nogil:
+    # this thread's CPU time: a turn's wall time minus it is time the worker was not running
+    cdef timespec ts
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
+    return ts.tv_sec + ts.tv_nsec * 1e-9
+
+
+cdef inline int _log2_bucket(double seconds) noexcept nogil:
+    # loop statistics: bucket b holds durations in [2^(b-1), 2^b) microseconds (b 0: < 1 us)
+    cdef long us = <long> (seconds * 1e6)
+    cdef int b = 0
+    while us > 0 and b < 31:
+        us >>= 1
+        b += 1
+    return b
+
+
+def run_loop(loop, Env env=None, stats=None):
     """The worker's epoll loop (``pyroute.server.loop.Loop`` holds its state): dispatches
     ``handler.on_event(events)``, keeps ``loop.now`` (monotonic) current and calls
     ``loop.sweep(now)`` (timeouts, drain checks) every ``SWEEP_INTERVAL``. A handler that
@@ -3085,8 +3106,24 @@ def run_loop(loop, Env env=None):
     epoll_wait is called directly into a C array (``select.epoll.poll`` builds a list of
     tuples per call), and the proxy's own connections get their cdef ``on_event_c``
     without a Python method call; other handlers (listeners, signals, config pipe,
-    sniffers, mirrors) get ``on_event``."""
+    sniffers, mirrors) get ``on_event``.
+
+    ``stats`` (bench/tail.py, ``PYROUTE_LOOP_STATS``): a callable given, at every sweep, the
+    histograms so far of turn lengths, their CPU time (the rest: the worker was preempted),
+    and sweep lengths (log2 microsecond buckets) and of
+    events per turn (buckets of 16): what a request late in a long turn waits for. Off, it
+    costs one test per turn."""
     cdef dict handlers = loop.handlers
+    cdef bint with_stats = stats is not None
+    cdef long long turn_hist[32]
+    cdef long long sweep_hist[32]
+    cdef long long events_hist[33]
+    cdef long long cpu_hist[32]
+    cdef double sweep_start, cpu_start = 0
+    memset(cpu_hist, 0, sizeof(cpu_hist))
+    memset(turn_hist, 0, sizeof(turn_hist))
+    memset(sweep_hist, 0, sizeof(sweep_hist))
+    memset(events_hist, 0, sizeof(events_hist))
     cdef int epfd = loop.ep.fileno()
     cdef epoll_event events[MAX_EVENTS]
     cdef int n, i, ms, ev
@@ -3116,6 +3153,8 @@ def run_loop(loop, Env env=None):
         loop.now = now
         if env is not None:
             env.now = now
+        if with_stats:
+            cpu_start = _cpu_time()
         for i in range(n):
             hp = PyDict_GetItem(handlers, events[i].data.fd)
             if hp == NULL:
@@ -3135,6 +3174,17 @@ def run_loop(loop, Env env=None):
             loop.run_timers(now)
         if now >= loop.next_sweep:
             loop.next_sweep = now + loop.sweep_interval
-            loop.sweep(now)
+            if with_stats:
+                sweep_start = _monotonic()
+                loop.sweep(now)
+                sweep_hist[_log2_bucket(_monotonic() - sweep_start)] += 1
+                stats([turn_hist[i] for i in range(32)], [sweep_hist[i] for i in range(32)],
+                      [events_hist[i] for i in range(33)], [cpu_hist[i] for i in range(32)])
+            else:
+                loop.sweep(now)
         if env is not None and env.turn_end:
             _end_turn(loop, env)
+        if with_stats and n > 0:
+            turn_hist[_log2_bucket(_monotonic() - now)] += 1
+            cpu_hist[_log2_bucket(_cpu_time() - cpu_start)] += 1
+            events_hist[(n + 15) // 16] += 1

@@ -1,8 +1,8 @@
-"""TLS termination with pyOpenSSL, as Traefik v3 does it for HTTPS routers.
+"""TLS termination on the system OpenSSL, as Traefik v3 does it for HTTPS routers.
 
 What this module mirrors, and where in Traefik it comes from:
 
-- TLS options (``tls.options``) become one pyOpenSSL context per option
+- TLS options (``tls.options``) become one OpenSSL context per option
   (``pkg/tls/tlsmanager.go`` buildTLSConfig): minVersion/maxVersion, cipherSuites (Go's names,
   ``pkg/tls/cipher.go``, mapped to OpenSSL's), curvePreferences (``CurveIDs``), clientAuth (CA
   bundles + the five Go ``ClientAuthType`` values), sniStrict, alpnProtocols,
@@ -25,7 +25,7 @@ What this module mirrors, and where in Traefik it comes from:
 - The 421 rule (``pkg/middlewares/snicheck``): a request whose Host header maps to another TLS
   option than its SNI does is answered 421 Misdirected Request.
 
-Connections are socket-backed ``OpenSSL.SSL.Connection`` objects in accept state, driven by a
+Connections are socket-backed ``tlsio.Connection`` objects (system OpenSSL) in accept state, driven by a
 ``TLSStream`` (engine/tlsio.pyx: handshake steps, reads and writes are direct OpenSSL calls) in
 a non-blocking event loop: :meth:`TLSConfig.accept` peeks the ClientHello (waiting with
 ``SO_RCVLOWAT`` when it has not fully arrived, so a selector does not spin) and returns the
@@ -42,15 +42,14 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
-from OpenSSL import SSL, crypto
-# pyOpenSSL's cffi handle: SSL_CTX_set1_curves_list and SSL_get_error have no public wrapper.
-# The per-event calls (handshake steps, reads, writes) go straight to OpenSSL from
-# engine/tlsio.pyx; failures are still turned into exceptions by pyOpenSSL's own
-# Connection._raise_ssl_error (the hooks below).
-from OpenSSL._util import lib as _lib
 
 from . import rules
+# Contexts, connections and the shared session ticket keys are engine/tlsio.pyx's, on the
+# system OpenSSL (the one Python's ssl module uses): the cryptography wheel's static copy,
+# which pyOpenSSL drives, cannot set ticket keys (see that module). Its constants keep
+# pyOpenSSL's names, hence ``SSL``.
 from ._engine import tlsio as _tlsio
+from ._engine import tlsio as SSL
 from .errors import ConfigError, RuleSyntaxError
 
 __all__ = [
@@ -398,8 +397,8 @@ class _ConnInfo:
 
 
 class TLSOption:
-    """One TLS option compiled into pyOpenSSL contexts: a base context per option (connections
-    are made on it: sessions and ticket keys live there) and one context per certificate served
+    """One TLS option compiled into OpenSSL contexts: a base context per option (connections
+    are made on it: sessions are resumed under it) and one context per certificate served
     under it, switched to before the handshake from the SNI the peek read (or, for a hello the
     peek could not read, by the SNI callback of the ``fallback`` context). ``error`` is set when
     the option is broken."""
@@ -585,10 +584,9 @@ class TLSOption:
         if any(p.severity == "error" for p in problems):
             self.error = "; ".join(p.render() for p in problems if p.severity == "error")
             return problems
-        # The base context holds the session ticket keys (OpenSSL makes them at SSL_CTX_new).
-        # It is reused while the option's settings and default certificate stay the same: a
-        # context built in the master before the workers fork is then every worker's, so a
-        # ticket issued by one worker resumes on another, and tickets survive reloads.
+        # The base context is reused while the option's settings and default certificate stay
+        # the same (a reload builds no new one). Ticket keys are not the context's: every
+        # context encrypts and decrypts with the ring shared by all workers (engine/tlsio.pyx).
         key = (self.min_version, self.max_version, self.ciphers, self.curves,
                self.verify_mode, self.verify_any,
                tuple(ca.fingerprint(hashes.SHA256()) for ca in self.client_cas), self.tickets,
@@ -600,13 +598,13 @@ class TLSOption:
         try:
             self.base = self._context(self.store.default)
             _base_contexts_used[key] = self.base
-        except (SSL.Error, ValueError) as exc:
+        except (_tlsio.Error, ValueError) as exc:
             self.error = "cannot build TLS context: %s" % (_ssl_error_text(exc),)
             problems.append(ConfigError(self.error, kind="TLSOption", name=self.name))
         return problems
 
     def _context(self, cert, with_callback=False):
-        ctx = SSL.Context(SSL.TLS_SERVER_METHOD)
+        ctx = _tlsio.Context()
         ctx.set_min_proto_version(self.min_version)
         ctx.set_max_proto_version(self.max_version)
         # Safe defaults whatever the option says: no compression (CRIME), no renegotiation,
@@ -619,16 +617,16 @@ class TLSOption:
         if self.ciphers:
             ctx.set_cipher_list(self.ciphers.encode())
         if self.curves is not None:
-            if _lib.SSL_CTX_set1_curves_list(ctx._context, self.curves.encode()) != 1:
+            if not ctx.set1_curves_list(self.curves.encode()):
                 raise ValueError("OpenSSL refused curves %s" % self.curves)
         if self.verify_mode != SSL.VERIFY_NONE:
-            store = ctx.get_cert_store()
             for ca in self.client_cas:
-                store.add_cert(crypto.X509.from_cryptography(ca))
-            for ca in self.client_cas:
-                # The CA names the client is told to pick a certificate for (Go: ClientCAs).
+                # trusted, and named as what the client is to pick a certificate for (Go:
+                # ClientCAs)
                 ctx.add_client_ca(ca)
-            ctx.set_verify(self.verify_mode, _accept_any if self.verify_any else None)
+            # RequestClientCert / RequireAnyClientCert: Go asks for a certificate but does not
+            # verify it
+            ctx.set_verify(self.verify_mode, self.verify_any)
         # Sessions: resumption by tickets only, as Go (hence Traefik) has no server-side session
         # cache: TLS 1.2 tickets and TLS 1.3 stateless tickets, unless disableSessionTickets,
         # which turns resumption off altogether. The session id context is per option, so a
@@ -709,7 +707,7 @@ class TLSOption:
     def fallback_context(self):
         """The option's context with the SNI callback, for a connection whose ClientHello the
         peek could not read: switched to before its handshake (the session context stays the
-        base one, whose ticket keys every worker shares)."""
+        base one)."""
         if self._fallback is None:
             self._fallback = self._context(self.store.default, with_callback=True)
         return self._fallback
@@ -744,11 +742,6 @@ class _NoALPNOverlap(Exception):
     pass
 
 
-def _accept_any(conn, cert, errno, depth, ok):
-    # RequestClientCert / RequireAnyClientCert: Go asks for a certificate but does not verify it.
-    return True
-
-
 def _flag(spec, field, err):
     value = spec.get(field, False)
     if value is None:
@@ -766,11 +759,10 @@ def _cipher_available(name):
     key = ("cipher", name)
     if key not in _availability:
         try:
-            ctx = SSL.Context(SSL.TLS_SERVER_METHOD)
+            ctx = _tlsio.Context()
             ctx.set_cipher_list((name + ":@SECLEVEL=0").encode())
-            listed = SSL.Connection(ctx, None).get_cipher_list()
-            _availability[key] = name in listed
-        except SSL.Error:
+            _availability[key] = name in ctx.cipher_list()
+        except _tlsio.Error:
             _availability[key] = False
     return _availability[key]
 
@@ -778,22 +770,16 @@ def _cipher_available(name):
 def _group_available(name):
     key = ("group", name)
     if key not in _availability:
-        ctx = SSL.Context(SSL.TLS_SERVER_METHOD)
-        ok = _lib.SSL_CTX_set1_curves_list(ctx._context, name.encode()) == 1
-        # A failed set leaves OpenSSL's error queue non-empty: drain it.
-        _lib.ERR_clear_error()
-        _availability[key] = ok
+        _availability[key] = _tlsio.Context().set1_curves_list(name.encode())
     return _availability[key]
 
 
 def _openssl_version():
-    return SSL.OpenSSL_version(SSL.OPENSSL_VERSION).decode()
+    return _tlsio.openssl_version()
 
 
 def _ssl_error_text(exc):
-    if isinstance(exc, SSL.Error) and exc.args and isinstance(exc.args[0], list):
-        return "; ".join(":".join(str(x) for x in e if x) for e in exc.args[0]) or repr(exc)
-    return str(exc)
+    return str(exc) or repr(exc)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1087,7 +1073,7 @@ class TLSConfig:
         option = self.option_for_server_name(server_name)
         if isinstance(option, str):
             raise TLSRefused(option)
-        conn = SSL.Connection(option.base, sock)
+        conn = _tlsio.Connection(option.base, sock)
         info = _ConnInfo(option, server_name, sock, self.h2)
         conn.set_app_data(info)
         conn.set_accept_state()
@@ -1242,56 +1228,43 @@ def session_reused(stream):
     return stream.session_reused()
 
 
-def _handshake_failed(stream, result):
+def _handshake_failed(stream, error, errno, text):
     # tlsio hook: a handshake step failed; raise TLSRefused with the reason for the log
     conn = stream.conn
-    try:
-        conn._raise_ssl_error(conn._ssl, result)
-    except _NoALPNOverlap as exc:
+    exc = conn.callback_error
+    if isinstance(exc, _NoALPNOverlap):
         raise TLSRefused(str(exc)) from None
-    except SSL.ZeroReturnError:
+    if error == _tlsio.ERROR_ZERO_RETURN:
         raise TLSRefused("client closed the TLS connection during the handshake") from None
-    except SSL.SysCallError as exc:
+    if error == _tlsio.ERROR_SYSCALL and not text:
         raise TLSRefused("client connection failed during the TLS handshake: %s"
-                         % (exc.args[1] if len(exc.args) > 1 else exc)) from None
-    except SSL.Error as exc:
-        info = conn.get_app_data()
-        reason = getattr(info, "refused", None)
-        raise TLSRefused(reason or "TLS handshake failed: %s" % _ssl_error_text(exc)) from None
-    raise TLSRefused("TLS handshake failed (OpenSSL error %d)"
-                     % _lib.SSL_get_error(conn._ssl, result))
+                         % (os.strerror(errno) if errno else "unexpected EOF")) from None
+    reason = getattr(conn.get_app_data(), "refused", None)
+    if reason:
+        raise TLSRefused(reason) from None
+    if exc is not None:
+        raise TLSRefused("TLS handshake failed: %s" % (exc,)) from None
+    raise TLSRefused("TLS handshake failed: %s" % (text or "OpenSSL error %d" % error))
 
 
-def _read_failed(stream, result):
+def _read_failed(stream, error, errno, text):
     # tlsio hook: 0 at EOF (close_notify or not), else OSError
-    conn = stream.conn
-    try:
-        conn._raise_ssl_error(conn._ssl, result)
-    except SSL.ZeroReturnError:
+    if error == _tlsio.ERROR_ZERO_RETURN:
         return 0
-    except SSL.SysCallError as exc:
-        if exc.args and exc.args[0] == -1:     # EOF without close_notify
+    if error == _tlsio.ERROR_SYSCALL and not text:
+        if not errno:                          # EOF without close_notify
             return 0
-        raise OSError(exc.args[0] if exc.args else 0, str(exc)) from None
-    except SSL.Error as exc:
-        text = _ssl_error_text(exc)
-        if "unexpected eof" in text:           # OpenSSL 3+: EOF without close_notify
-            return 0
-        raise OSError(0, "TLS read failed: %s" % text) from None
-    return 0
+        raise OSError(errno, os.strerror(errno))
+    if "unexpected eof" in text:               # OpenSSL 3+: EOF without close_notify
+        return 0
+    raise OSError(0, "TLS read failed: %s" % (text or "OpenSSL error %d" % error))
 
 
-def _write_failed(stream, result):
+def _write_failed(stream, error, errno, text):
     # tlsio hook: always raises OSError
-    conn = stream.conn
-    try:
-        conn._raise_ssl_error(conn._ssl, result)
-    except SSL.SysCallError as exc:
-        raise OSError(exc.args[0] if exc.args else 0, str(exc)) from None
-    except SSL.Error as exc:
-        raise OSError(0, "TLS write failed: %s" % _ssl_error_text(exc)) from None
-    raise OSError(0, "TLS write failed (OpenSSL error %d)"
-                  % _lib.SSL_get_error(conn._ssl, result))
+    if error == _tlsio.ERROR_SYSCALL and not text:
+        raise OSError(errno, os.strerror(errno) if errno else "connection closed")
+    raise OSError(0, "TLS write failed: %s" % (text or "OpenSSL error %d" % error))
 
 
 def _server_name_of(stream):

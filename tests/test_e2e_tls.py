@@ -2,6 +2,7 @@
 certificates from Secrets, TLSOptions, the 421 rule, reloads, resumption."""
 import base64
 import json
+import re
 import socket
 import ssl
 import subprocess
@@ -181,6 +182,75 @@ def test_tickets_resume_on_every_worker(tmp_path, backend):
         reused = [tls_get(pr.port, ctx, "r.example.com", session=first["session"])[3]["reused"]
                   for _ in range(12)]
         assert all(reused), reused
+
+
+def _resumed_by(port, ctx, sni, session):
+    """(resumed, pid of the worker that served it) for one TLS connection: the worker is the
+    process that holds the server side of the connection (``ss -p``), asked while it is open."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname=sni, session=session) as s:
+            s.sendall(("GET / HTTP/1.1\r\nHost: %s\r\n\r\n" % sni).encode())
+            assert read_response(s)[0] == 200
+            out = subprocess.run(
+                ["ss", "-Htnp", "state", "established", "( sport = :%d and dport = :%d )"
+                 % (port, s.getsockname()[1])], capture_output=True, text=True).stdout
+            pids = {int(p) for p in re.findall(r"pid=(\d+)", out)}
+            assert len(pids) == 1, out
+            return s.session_reused, pids.pop(), s.session
+
+
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3],
+                         ids=["tls12", "tls13"])
+def test_ticket_keys_shared_by_workers_and_rotated_by_the_master(tmp_path, backend, monkeypatch,
+                                                                 version):
+    # The master makes the keys and rotates them without a restart (here every second, each
+    # accepted 4 s: PYROUTE_TICKET_PERIODS, a test-only knob; Go's 24 h / 7 days otherwise);
+    # workers encrypt and decrypt with the ring they share with it.
+    monkeypatch.setenv("PYROUTE_TICKET_PERIODS", "1,4")
+    manifests = backend_service("be", [backend.port]) + route("r", "r.example.com", "{}")
+    with Pyroute(tmp_path, manifests, workers=2) as pr:
+        ctx = client(maximum_version=version)
+        reused, issuer, first = _resumed_by(pr.port, ctx, "r.example.com", None)
+        issued_at = time.monotonic()
+        assert not reused
+        served = {}
+        for _ in range(40):
+            reused, pid, _ = _resumed_by(pr.port, ctx, "r.example.com", first)
+            served.setdefault(pid, []).append(reused)
+            if len(served) == 2 and len(served[issuer]) and sum(map(len, served.values())) >= 6:
+                break
+        # a ticket issued by one worker resumes on the other, and on itself
+        assert len(served) == 2 and all(all(r) for r in served.values()), served
+        time.sleep(max(0.0, issued_at + 1.5 - time.monotonic()))
+        # at least one rotation since: the first key only decrypts now, and still does
+        assert _resumed_by(pr.port, ctx, "r.example.com", first)[0]
+        time.sleep(max(0.0, issued_at + 6.0 - time.monotonic()))
+        # past its 4 s: refused (a full handshake) on every worker
+        assert not any(_resumed_by(pr.port, ctx, "r.example.com", first)[0] for _ in range(6))
+        # and tickets are still issued (the master kept rotating: the first key alone could
+        # issue none now), resuming on both workers
+        _, _, fresh = _resumed_by(pr.port, ctx, "r.example.com", None)
+        again = {}
+        for _ in range(40):
+            reused, pid, _ = _resumed_by(pr.port, ctx, "r.example.com", fresh)
+            again.setdefault(pid, []).append(reused)
+            if len(again) == 2:
+                break
+        assert len(again) == 2 and all(all(r) for r in again.values()), again
+
+
+def test_one_tls13_ticket_per_handshake_as_go(tmp_path, backend):
+    # Go's TLS 1.3 server sends one NewSessionTicket after a handshake (OpenSSL would send
+    # two); counted by a real peer, openssl s_client -msg
+    manifests = backend_service("be", [backend.port]) + route("r", "r.example.com", "{}")
+    with Pyroute(tmp_path, manifests) as pr:
+        out = subprocess.run(
+            ["openssl", "s_client", "-connect", "127.0.0.1:%d" % pr.port, "-servername",
+             "r.example.com", "-tls1_3", "-msg", "-ign_eof"],
+            input=b"GET / HTTP/1.1\r\nHost: r.example.com\r\nConnection: close\r\n\r\n",
+            capture_output=True, timeout=20).stdout.decode("latin-1")
+        assert "HTTP/1.1 200" in out
+        assert out.count("NewSessionTicket") == 1, out
 
 
 def test_reload_swaps_certificates_and_keeps_connections(tmp_path, ca, backend):

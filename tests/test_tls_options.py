@@ -63,7 +63,7 @@ def test_defaults_are_safe(ca, rsa_leaf):
         # Weak TLS 1.2 suites are not offered at all.
         assert refused(srv.port, client_context(ca, maximum=TLS12, ciphers="AES128-SHA"),
                        "a.example.com")
-    set_options = tls._lib.SSL_CTX_get_options(option.base._context)
+    set_options = option.base.get_options()
     assert set_options & tls.SSL.OP_NO_COMPRESSION
     assert set_options & tls.SSL.OP_NO_RENEGOTIATION
 

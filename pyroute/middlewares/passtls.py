@@ -137,7 +137,7 @@ class PassTLSClientCert:
         self.not_before = bool(info.get("notBefore"))
         self.not_after = bool(info.get("notAfter"))
         self.sans = bool(info.get("sans"))
-        # connection (pyOpenSSL Connection) -> (pem value, info value): fixed per connection
+        # connection (pyroute.tls Connection) -> (pem value, info value): fixed per connection
         self.cache = weakref.WeakKeyDictionary()
 
     # -- the header values, from DER certificates -----------------------------------------
@@ -215,21 +215,18 @@ _CHAINS_MAX = 4096
 
 
 def peer_certificates(conn):
-    """The DER certificates the client sent on a pyOpenSSL server Connection, its own first
-    (Go's ``PeerCertificates``); [] when it sent none."""
-    from OpenSSL import SSL, crypto
-    leaf = conn.get_peer_certificate()
-    if leaf is None:
+    """The DER certificates the client sent on a server Connection (pyroute.tls), its own
+    first (Go's ``PeerCertificates``); [] when it sent none."""
+    der = conn.peer_certificate_der()
+    if der is None:
         return []
-    der = crypto.dump_certificate(crypto.FILETYPE_ASN1, leaf)
     out = [der]
     # server side, OpenSSL's peer chain is the chain without the peer's own certificate
     # (SSL_get_peer_cert_chain); should it start with it, it is not listed twice
-    for i, c in enumerate(conn.get_peer_cert_chain() or ()):
-        d = crypto.dump_certificate(crypto.FILETYPE_ASN1, c)
+    for i, d in enumerate(conn.peer_chain_der()):
         if i or d != der:
             out.append(d)
-    if SSL._lib.SSL_session_reused(conn._ssl):
+    if conn.session_reused():
         if len(out) == 1:
             return list(_CHAINS.get(der, out))
     elif len(out) > 1 or der in _CHAINS:

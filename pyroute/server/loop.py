@@ -13,6 +13,7 @@ an eventfd and its callback runs on the loop). Neither costs anything until used
 """
 import collections
 import heapq
+import json
 import os
 import select
 import time
@@ -123,7 +124,8 @@ class Loop:
         """Run until ``running`` is False; ``env`` (pyroute._engine.conn.Env) gets ``now``
         too. The dispatch loop itself is Cython: it runs for every event."""
         from .._engine.conn import run_loop
-        run_loop(self, env)
+        path = os.environ.get("PYROUTE_LOOP_STATS")   # bench/tail.py: loop turn histograms
+        run_loop(self, env, _stats_writer(path) if path else None)
 
     def sweep(self, now):
         expired = [c for c in self.timed if 0 < c.deadline <= now]
@@ -142,6 +144,32 @@ class Loop:
             handler.abort()
         except Exception:
             pass
+
+
+def _stats_writer(path):
+    # bench/tail.py reads <path>.<pid>: the histograms so far, rewritten at every sweep
+    # and the cyclic GC's pauses, by generation (gc.callbacks; only in this mode)
+    import gc
+    target = "%s.%d" % (path, os.getpid())
+    gc_hist = {0: [0] * 32, 1: [0] * 32, 2: [0] * 32}
+    started = [0.0]
+
+    def on_gc(phase, info):
+        if phase == "start":
+            started[0] = time.perf_counter()
+        else:
+            us = int((time.perf_counter() - started[0]) * 1e6)
+            gc_hist[info["generation"]][min(31, us.bit_length())] += 1
+    gc.callbacks.append(on_gc)
+
+    def write(turns, sweeps, events, cpu):
+        with open(target + ".tmp", "w") as f:
+            json.dump({"turn_us_log2": turns, "sweep_us_log2": sweeps,
+                       "events_by16": events, "turn_cpu_us_log2": cpu,
+                       "gc0_us_log2": gc_hist[0], "gc1_us_log2": gc_hist[1],
+                       "gc2_us_log2": gc_hist[2]}, f)
+        os.replace(target + ".tmp", target)
+    return write
 
 
 class _Timer:

@@ -202,6 +202,15 @@ class Master:
         # every worker, made before the first fork (engine/limits.pyx)
         from .._engine import limits
         self.limits = limits.arena()
+        # session ticket keys: a ring in memory shared with every worker (engine/tlsio.pyx),
+        # filled here and rotated from the loop below as Go rotates its own (a new key every
+        # 24 h, each accepted 7 days): a ticket from one worker resumes on any other
+        from .._engine import tlsio
+        self.tickets = tlsio
+        periods = os.environ.get("PYROUTE_TICKET_PERIODS")   # "rotation,lifetime": tests only
+        if periods:
+            tlsio.ticket_periods(*(int(x) for x in periods.split(",")))
+        tlsio.rotate_ticket_keys()
 
     def attach_api(self, api):
         """The API (served by a thread of this process) reads the health checker and slots."""
@@ -535,6 +544,7 @@ class Master:
             while True:
                 now = time.monotonic()
                 timeout = 1.0
+                self.tickets.rotate_ticket_keys()     # a C check, nothing unless one is due
                 for slot in self.slots:
                     if slot.restart_at:
                         timeout = min(timeout, max(0.0, slot.restart_at - now))
