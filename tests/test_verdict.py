@@ -68,7 +68,6 @@ DISABLING = {
     "---\napiVersion: traefik.io/v1alpha1\nkind: Middleware\nmetadata: {name: plug}\n"
     "spec:\n  plugin:\n    example: {a: b}\n",
     "strategy-leasttime": _route("lt", "Host(`lt.example`)", kind=", strategy: leasttime"),
-    "scheme-h2c": _route("h2c", "Host(`h2c.example`)", kind=", scheme: h2c"),
     "failover-errors": _route("fo", "Host(`fo.example`)", service="fo",
                               kind=", kind: TraefikService") +
     "---\napiVersion: traefik.io/v1alpha1\nkind: TraefikService\nmetadata: {name: fo}\n"
