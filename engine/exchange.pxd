@@ -24,6 +24,9 @@ cdef class Exchange:
     cdef public list remove_headers       # lower-case names dropped from it, or None
     cdef public list resp_extra           # (name, value) added to the response, or None
     cdef public dict vars                 # middlewares' per-request state (created on use)
+    cdef public int grpcweb               # the grpcWeb middleware's mark: 1 grpc-web, 2
+                                          # grpc-web-text; converted by an h2/h2c upstream
+                                          # stream (engine/h2up.pyx), 0: none
     # --- the chain: router middlewares, then child routers', then the service's
     cdef public object route              # RouteTarget whose chain runs / ran last
     cdef public tuple chain               # request-phase middlewares being run

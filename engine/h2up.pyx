@@ -26,7 +26,9 @@ cimport cython
 from http import HTTPStatus
 
 from pyroute._engine.conn cimport (Env, Pool, UpstreamConn, UpstreamUser, UpstreamStream,
-                                   H2Dialer)
+                                   H2Dialer, ClientConn)
+from pyroute._engine.exchange cimport Exchange
+from binascii import a2b_base64, b2a_base64, Error as _B64Error
 from pyroute._engine.hpack cimport Decoder, Encoder
 from pyroute._engine.hpack import HpackError, HeaderListTooLarge
 
@@ -141,6 +143,11 @@ cdef class H2UpStream(UpstreamStream):
     cdef long long recv_window
     cdef long long unacked                # flow handed on, not yet given back
     cdef bint gone                        # forgotten by the connection (reset, cancelled)
+    # grpcWeb (pyroute/middlewares/grpcweb.py marks the exchange): 1 grpc-web, 2 -text
+    cdef int web
+    cdef bytearray b64in                  # -text: request base64 not yet a whole quantum
+    cdef bint b64end                      # -text: padding seen (Go's decoder stops there)
+    cdef set head_names                   # response head names (lower): not trailers again
 
     def __cinit__(self):
         self.qbuf = bytearray()
@@ -210,6 +217,13 @@ cdef class H2UpStream(UpstreamStream):
         cdef bytes authority = None
         cdef long long length = -1
         cdef bint chunked = False
+        cdef bint has_te = False
+        cdef UpstreamUser user = self.up.client
+        cdef Exchange ex
+        if isinstance(user, ClientConn):
+            ex = (<ClientConn> user).ex
+            if ex is not None:
+                self.web = ex.grpcweb
         method, target, _ = (<bytes> lines[0]).split(b" ", 2)
         for line in lines[1:]:
             name, _, value = line.partition(b":")
@@ -222,10 +236,23 @@ cdef class H2UpStream(UpstreamStream):
                     chunked = True
                 elif name == b"te" and b"trailers" in value.lower():
                     fields.append((b"te", b"trailers"))     # the one TE value HTTP/2 allows
+                    has_te = True
                 continue
             if name == b"content-length":
                 length = int(value)
+                if self.web:
+                    # hackIntoNormalGrpcRequest: the HTTP/1.1 length is not the DATA's
+                    continue
+            elif self.web and name == b"content-type":
+                # application/grpc-web(-text)(+proto) -> application/grpc(+proto), the first
+                # occurrence only (strings.Replace n=1)
+                value = value.replace(b"application/grpc-web-text" if self.web == 2
+                                      else b"application/grpc-web", b"application/grpc", 1)
             fields.append((name, value))
+        if self.web:
+            self.b64in = bytearray()
+            if not has_te:
+                fields.append((b"te", b"trailers"))     # what a gRPC server expects
         self.head_req = method == b"HEAD"
         if method == b"CONNECT":
             pseudo = [(b":method", method), (b":authority", target)]
@@ -250,7 +277,12 @@ cdef class H2UpStream(UpstreamStream):
                 take = n - pos
                 if take > self.left:
                     take = self.left
-                self.pending += data[pos:pos + take]
+                if self.web == 2:
+                    self._unbase64(data[pos:pos + take])
+                    if self.gone:
+                        return
+                else:
+                    self.pending += data[pos:pos + take]
                 self.left -= take
                 pos += take
                 if self.left == 0:
@@ -290,6 +322,30 @@ cdef class H2UpStream(UpstreamStream):
         if self.qstate == Q_DONE:
             self.end_pending = True
 
+    cdef void _unbase64(self, bytes data) except *:
+        # grpc-web-text request body: Go's base64.NewDecoder(StdEncoding) over the stream
+        # (CR/LF ignored, whole 4-character quanta decoded as they come, nothing after the
+        # padding); bad base64 fails the exchange (the request body read fails: 502)
+        cdef Py_ssize_t n
+        if b"\r" in data or b"\n" in data:
+            data = data.replace(b"\r", b"").replace(b"\n", b"")
+        self.b64in += data
+        n = len(self.b64in) & ~3
+        if n == 0:
+            return
+        if self.b64end:
+            self.conn._stream_error(self, 502)
+            return
+        chunk = bytes(self.b64in[:n])
+        del self.b64in[:n]
+        try:
+            self.pending += a2b_base64(chunk, strict_mode=True)
+        except _B64Error:
+            self.conn._stream_error(self, 502)
+            return
+        if chunk[n - 1] == 61:            # "=": the end of the encoded data
+            self.b64end = True
+
     # ---- the response -----------------------------------------------------------------
 
     cdef void _credit(self, long long flow) except *:
@@ -323,6 +379,9 @@ cdef class H2UpStream(UpstreamStream):
         if self.got_final:
             # trailers: the chunked trailer section (gRPC's grpc-status, grpc-message)
             self.resp_done = True
+            if self.web:
+                self._web_trailers(fields)
+                return
             if self.rchunked:
                 out = [b"0\r\n"]
                 for name, value in fields:
@@ -335,6 +394,16 @@ cdef class H2UpStream(UpstreamStream):
         for name, value in fields:
             if name == b":status":
                 status = int(value)
+            elif self.web:
+                if name[:1] == b":" or name == b"trailer" or name == b"content-length":
+                    continue              # prepareHeaders: Trailer skipped; length: re-framed
+                if name == b"content-type":
+                    value = value.replace(b"application/grpc", b"application/grpc-web-text"
+                                          if self.web == 2 else b"application/grpc-web", 1)
+                if self.head_names is None:
+                    self.head_names = set()
+                self.head_names.add(name)
+                out.append(_canonical(name) + b": " + value + b"\r\n")
             elif name[:1] != b":":
                 if name == b"content-length":
                     has_length = True
@@ -348,6 +417,17 @@ cdef class H2UpStream(UpstreamStream):
             self._emit(b"".join(out), 0)
             return
         self.got_final = True
+        if self.web and not self.head_req and status != 204 and status != 304:
+            # Go's server sends the wrapped response chunked (flushed, no length); a
+            # trailers-only answer (END_STREAM on the head) has an empty body: its
+            # grpc-status is in the head and no trailer frame follows (nothing left over)
+            out.append(b"transfer-encoding: chunked\r\n\r\n")
+            self.rchunked = True
+            if end:
+                self.resp_done = True
+                out.append(b"0\r\n\r\n")
+            self._emit(b"".join(out), 0)
+            return
         if end:
             self.resp_done = True
             if not has_length and not self.head_req and status != 204 and status != 304:
@@ -364,6 +444,10 @@ cdef class H2UpStream(UpstreamStream):
             return
         if end:
             self.resp_done = True
+        if self.web == 2 and data:
+            # base64ResponseWriter: each piece relayed (Go's proxy flushes every write of a
+            # response without a length) is encoded and closed, so padded parts follow
+            data = b2a_base64(data, newline=False)
         if self.rchunked:
             if data:
                 data = b"%x\r\n" % len(data) + data + (b"\r\n0\r\n\r\n" if end else b"\r\n")
@@ -371,6 +455,38 @@ cdef class H2UpStream(UpstreamStream):
                 data = b"0\r\n\r\n"
         if data or flow:
             self._emit(data, flow)
+
+    cdef void _web_trailers(self, list fields) except *:
+        # copyTrailersToPayload: the trailers (names lower-case, sorted; those already in the
+        # head skipped) as http.Header.Write writes them, behind a 0x80 frame header; none
+        # left: no frame
+        cdef dict by_name = {}
+        cdef bytes name, value, body
+        cdef list block = []
+        for name, value in fields:
+            if name[:1] == b":" or name == b"trailer" or (
+                    self.head_names is not None and name in self.head_names):
+                continue
+            by_name.setdefault(name, []).append(
+                value.replace(b"\r\n", b" ").replace(b"\n", b" ").replace(b"\r", b" ")
+                .strip(b" \t"))
+        for name in sorted(by_name):
+            for value in by_name[name]:
+                block.append(name + b": " + value + b"\r\n")
+        body = b"".join(block)
+        if body:
+            body = b"\x80" + _u32(len(body)) + body
+            if self.web == 2:
+                body = b2a_base64(body, newline=False)
+            body = b"%x\r\n" % len(body) + body + b"\r\n"
+        if self.rchunked:
+            self._emit(body + b"0\r\n\r\n", 0)
+
+
+cdef bytes _canonical(bytes name):
+    # Go's http.CanonicalHeaderKey (the wrapper's keyCase): the first letter and each one
+    # after a hyphen upper case
+    return b"-".join([p[:1].upper() + p[1:] for p in name.split(b"-")])
 
 
 @cython.final

@@ -67,6 +67,7 @@ class GrpcBackend:
         self.busy = {}
         self.most = {}
         self.calls = 0
+        self.release = threading.Event()       # Drip's second message waits for it
         self.health = {"": 1}
         self.health_calls = []
         options = [("grpc.max_receive_message_length", 64 << 20),
@@ -81,6 +82,7 @@ class GrpcBackend:
             "Chat": grpc.stream_stream_rpc_method_handler(self.chat),
             "Hold": grpc.unary_unary_rpc_method_handler(self.hold),
             "Peer": grpc.unary_unary_rpc_method_handler(self.peer),
+            "Drip": grpc.unary_stream_rpc_method_handler(self.drip),
         })
         health = grpc.method_handlers_generic_handler("grpc.health.v1.Health", {
             "Check": grpc.unary_unary_rpc_method_handler(self.check)})
@@ -110,6 +112,12 @@ class GrpcBackend:
     def count(self, request, ctx):
         for i in range(int(request)):
             yield b"m%d" % i
+
+    def drip(self, request, ctx):
+        # one message now, the next only once the test set ``release`` (a stream in flight)
+        yield b"first"
+        self.release.wait(10)
+        yield b"second"
 
     def sum(self, it, ctx):
         n = size = 0

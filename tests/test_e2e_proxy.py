@@ -68,7 +68,7 @@ spec: {ipAllowList: {sourceRange: [127.0.0.1/32]}}
 apiVersion: traefik.io/v1alpha1
 kind: Middleware
 metadata: {name: unknown-kind, namespace: default}
-spec: {grpcWeb: {allowOrigins: ["*"]}}
+spec: {plugin: {nosuch: {a: b}}}
 ---
 apiVersion: traefik.io/v1alpha1
 kind: IngressRoute
@@ -191,7 +191,7 @@ def test_ip_allow_list(env):
 def test_unknown_middleware_kind_disables_its_router_with_an_error(env):
     assert get(env["port"], "/", "unknown.test")[0] == 404
     out = env["proxy"].output()
-    assert "grpcWeb" in out and "not supported" in out
+    assert "unknown-kind" in out and "unknown plugin type: nosuch" in out
 
 
 def test_keep_alive_both_sides(env):

@@ -38,6 +38,7 @@ from .buffering import Buffering
 from .compress import Compress
 from .errors import Errors
 from .forwardauth import ForwardAuth
+from .grpcweb import GrpcWeb
 from .headers import Headers, edit_answer  # noqa: F401
 from .circuitbreaker import CircuitBreaker
 from .ipallowlist import IPAllowList, IPWhiteList
@@ -91,6 +92,7 @@ KINDS = {
     "compress": Compress,
     "errors": Errors,
     "buffering": Buffering,
+    "grpcWeb": GrpcWeb,
 }
 # kinds whose state is kept per middleware name (Traefik keys a limiter's sources by it)
 NAMED = {"rateLimit", "inFlightReq", "circuitBreaker"}
