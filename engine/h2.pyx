@@ -55,26 +55,9 @@ cdef enum:
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 cdef bytes _PREFACE = PREFACE
 
-# frame types (RFC 9113 §6)
-cdef enum:
-    T_DATA = 0
-    T_HEADERS = 1
-    T_PRIORITY = 2
-    T_RST_STREAM = 3
-    T_SETTINGS = 4
-    T_PUSH_PROMISE = 5
-    T_PING = 6
-    T_GOAWAY = 7
-    T_WINDOW_UPDATE = 8
-    T_CONTINUATION = 9
+# frame types, flags, settings: engine/h2frame.pxd
+from pyroute._engine.h2frame cimport *
 
-# flags
-cdef enum:
-    F_END_STREAM = 0x1
-    F_ACK = 0x1
-    F_END_HEADERS = 0x4
-    F_PADDED = 0x8
-    F_PRIORITY = 0x20
 
 # error codes (RFC 9113 §7)
 NO_ERROR = 0x0
@@ -92,14 +75,6 @@ ENHANCE_YOUR_CALM = 0xb
 INADEQUATE_SECURITY = 0xc
 HTTP_1_1_REQUIRED = 0xd
 
-# settings (RFC 9113 §6.5.2)
-cdef enum:
-    S_HEADER_TABLE_SIZE = 0x1
-    S_ENABLE_PUSH = 0x2
-    S_MAX_CONCURRENT_STREAMS = 0x3
-    S_INITIAL_WINDOW_SIZE = 0x4
-    S_MAX_FRAME_SIZE = 0x5
-    S_MAX_HEADER_LIST_SIZE = 0x6
 
 cdef long long MAX_WINDOW = 0x7fffffff
 cdef int DEFAULT_FRAME = 16384
