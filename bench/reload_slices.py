@@ -98,9 +98,9 @@ def where(gen):
         if inner is None or not hasattr(inner, "gi_frame"):
             break
         gen = inner
-    f = gen.gi_frame
-    if f is None:
-        return "?"
+    f = getattr(gen, "gi_frame", None)
+    if f is None or f.f_lineno is None:        # a Cython generator: its name only
+        return getattr(gen, "__qualname__", None) or type(gen).__name__
     return "%s:%d" % (f.f_code.co_name, f.f_lineno)
 
 
@@ -172,20 +172,24 @@ def main():
         if release is not None:
             rel = release.Release(old)
             del old
+            assert rel.ready()
             turns = []
+            clock = time.monotonic
             while True:
                 c0 = time.thread_time()
-                more = rel.step(budget)
+                more = rel.step(clock() + budget, clock)
                 turns.append(time.thread_time() - c0)
                 if not more:
                     break
             swap_cpu.append(max(turns))
-            label = "release (%d turns)" % len(turns)
+            top = sorted(range(len(turns)), key=lambda i: -turns[i])[:4]
+            print("release: %d turns, %.1f ms CPU in all, %d objects; longest turns %s" % (
+                len(turns), sum(turns) * 1000, rel.objects,
+                ", ".join("#%d %.1f ms" % (i, turns[i] * 1000) for i in top)), file=sys.stderr)
         else:
             c0 = time.thread_time()
             del old
             swap_cpu.append(time.thread_time() - c0)
-            label = "drop the old snapshot (one piece)"
         old = snap
         del snap
         print("reload: %d slices, longest %.1f ms CPU (%s)" % (

@@ -167,8 +167,9 @@ cdef class RouteTable:
     cdef int* catch_all                   # ranks of routes outside every bucket, ascending
     cdef int n_catch_all
     cdef int uses
-    cdef list _entries                    # a staged table's (-priority, name, index) rows;
-                                          # None once finished (and the three below)
+    cdef list _entries                    # a staged table's (-priority, name, index) rows,
+                                          # one sorted list per add(); None once finished
+                                          # (and the three below)
     cdef list _catch_idx                  # constructor indices outside every bucket
     cdef dict _bidx                       # exact host -> constructor indices
     cdef dict _wbidx                      # wildcard parent -> constructor indices

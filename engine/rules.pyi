@@ -1,5 +1,5 @@
 # Stub for pyroute._engine.rules (Cython); re-exported by pyroute.rules.
-from typing import Iterable, Optional, Sequence, Tuple, Union
+from typing import Iterable, Iterator, Optional, Sequence, Tuple, Union
 
 Text = Union[str, bytes]
 HeaderList = Optional[Sequence[Tuple[Text, Text]]]
@@ -57,6 +57,8 @@ class RouteTable:
         """More routes, for a table made with finish=False."""
     def finish(self) -> None:
         """Sort and index the routes added; immutable from here on."""
+    def finish_steps(self, step: int = ...) -> Iterator[None]:
+        """finish() as a generator, ``step`` rows a step; use the table once exhausted."""
     def __len__(self) -> int: ...
     def match(self, method: Text = "GET", host: Optional[Text] = None, path: Text = "/",
               query: Optional[Text] = "", headers: HeaderList = None,

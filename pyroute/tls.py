@@ -806,6 +806,18 @@ def _qualified_option(ref, options):
 # --------------------------------------------------------------------------------------------
 # Host -> TLS option association
 
+ASSOCIATE_STEP = 100      # routers (or hosts) associated per step of HostOptions.steps
+
+
+def _drain(steps):
+    """Runs a generator of this module's ``steps`` to its end; returns what it returns."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+
+
 class HostOptions:
     """Traefik's Host -> TLS option association for one entry point (buildEntryPointHandler:
     tlsOptionsForHost, conflicts -> default; tlsOptionsForHostSNI, every option seen per host,
@@ -824,11 +836,28 @@ class HostOptions:
         every entry point; ``option_names``: the keys of tls.options (``default`` implied);
         ``domains``: (rule, syntax) -> parse_domains' answer, parsed ahead (a worker's reload
         does it in slices: pyroute.proxy.snapshot.compile_steps)."""
+        _drain(self._build(routers, entry_point, default_entry_points, option_names, domains))
+
+    @classmethod
+    def steps(cls, routers, entry_point, default_entry_points, option_names, domains=None):
+        """The constructor as a generator: it yields every ``ASSOCIATE_STEP`` routers (and
+        hosts) and returns the HostOptions. With 10,000 TLS routers the association takes
+        ~30-50 ms, which a worker's reload (pyroute.server.worker.Reload) spreads over its
+        loop turns (issue #11)."""
+        self = cls.__new__(cls)
+        yield from self._build(routers, entry_point, default_entry_points, option_names,
+                               domains)
+        return self
+
+    def _build(self, routers, entry_point, default_entry_points, option_names, domains):
+        step = ASSOCIATE_STEP
         self.host_options = {}
         self.router_options = {}
         self.claims = claims = {}
         self.errors = []
-        for rname, router in routers.items():
+        for i, (rname, router) in enumerate(routers.items()):
+            if i % step == step - 1:
+                yield
             if not isinstance(router, dict) or router.get("tls") is None:
                 continue
             # Traefik (GetRoutersByEntryPoints) associates every TLS router's hosts, disabled ones
@@ -865,7 +894,9 @@ class HostOptions:
                 by_option = claims.setdefault(host, {})
                 if rname not in by_option.setdefault(oname, []):
                     by_option[oname].append(rname)
-        for host, by_option in claims.items():
+        for i, (host, by_option) in enumerate(claims.items()):
+            if i % step == step - 1:
+                yield
             if len(by_option) == 1:
                 self.host_options[host] = next(iter(by_option))
                 continue
@@ -922,6 +953,14 @@ class TLSConfig:
         contexts (built once); each has its own host -> option association, as Traefik builds
         one per entry point. Errors about the shared parts are on the first one only; they are
         returned, not logged: the caller reports them with the rest of the configuration's."""
+        return _drain(cls.build_entry_points_steps(dynamic_tls, routers, entry_points,
+                                                   default_entry_points, domains))
+
+    @classmethod
+    def build_entry_points_steps(cls, dynamic_tls, routers, entry_points,
+                                 default_entry_points=None, domains=None):
+        """``build_entry_points`` as a generator (the associations in steps: HostOptions.steps)
+        that returns its answer."""
         global _base_contexts, _base_contexts_used
         shared = cls()
         dynamic_tls = dynamic_tls or {}
@@ -931,11 +970,13 @@ class TLSConfig:
         _base_contexts, _base_contexts_used = _base_contexts_used, {}
         configs = {}
         for i, name in enumerate(entry_points):
+            yield
             config = cls()
             config.store = shared.store
             config.options = shared.options
             config.errors = list(shared.errors) if i == 0 else []
-            config._associate_hosts(routers or {}, name, default_entry_points, domains)
+            yield from config._associate_hosts(routers or {}, name, default_entry_points,
+                                               domains)
             configs[name] = config
         return configs
 
@@ -944,11 +985,19 @@ class TLSConfig:
         """One TLSConfig per entry point of a RuntimeConfig: what the server serves with and
         what ``pyroute explain`` answers from (one build, so they cannot disagree);
         ``domains``: see HostOptions."""
+        return _drain(cls.from_runtime_steps(config, domains))
+
+    @classmethod
+    def from_runtime_steps(cls, config, domains=None, routers=None):
+        """``from_runtime`` as a generator (a worker's reload: pyroute.proxy.snapshot
+        .compile_steps) that returns its answer; ``routers``: ``config.tls_routers()`` when
+        the caller has it already."""
         # Traefik associates the hosts of the routers of its runtime configuration: disabled
         # ones included, those its provider dropped not (RuntimeConfig.tls_routers)
-        routers = (config.tls_routers() if hasattr(config, "tls_routers")
-                   else config.dynamic.get("http", {}).get("routers", {}))
-        configs = cls.build_entry_points(
+        if routers is None:
+            routers = (config.tls_routers() if hasattr(config, "tls_routers")
+                       else config.dynamic.get("http", {}).get("routers", {}))
+        configs = yield from cls.build_entry_points_steps(
             config.dynamic.get("tls"), routers,
             list(config.static.entry_points), config.static.default_entry_points(), domains)
         for name, cfg in configs.items():
@@ -1020,12 +1069,17 @@ class TLSConfig:
             self.options[name] = option
 
     def _associate_hosts(self, routers, entry_point, default_entry_points, domains=None):
-        hosts = HostOptions(routers, entry_point, default_entry_points, self.options, domains)
+        # a generator (steps of ASSOCIATE_STEP routers, then hosts): build_entry_points_steps
+        hosts = yield from HostOptions.steps(routers, entry_point, default_entry_points,
+                                             self.options, domains)
         self.errors.extend(hosts.errors)
         self.host_options = hosts.host_options
         self.router_options = hosts.router_options
         options = self.options
-        for host, oname in self.host_options.items():
+        step = ASSOCIATE_STEP
+        for i, (host, oname) in enumerate(self.host_options.items()):
+            if i % step == step - 1:
+                yield
             # Traefik's HostSNI matcher compares lower-case names, the host without its FQDN dot.
             key = host.rstrip(".") if host != "." else host
             option = options.get(oname)
