@@ -1826,7 +1826,7 @@ cdef Bucket* _buckets_find(Bucket* slots, Py_ssize_t cap, const unsigned char* k
     return NULL
 
 
-FINISH_STEP = 2000       # rows merged (or ranked, or host keys indexed) per finish step
+FINISH_STEP = 1000       # rows merged (or ranked, or host keys indexed) per finish step
 
 
 @cython.final
@@ -1969,28 +1969,37 @@ cdef class RouteTable:
                 rank_of[i] = rank
                 if rank % step == step - 1:
                     yield
+            runs = None
+            while entries:            # the rows let go a step at a time (10,000 tuples)
+                del entries[-step:]
+                yield
             for k in range(len(self._catch_idx)):
                 self.catch_all[k] = rank_of[<int>self._catch_idx[k]]
             self.n_catch_all = len(self._catch_idx)
             if self.n_catch_all > 1:
                 qsort(self.catch_all, self.n_catch_all, sizeof(int), _cmp_int)
             yield
-            # the host indexes, ``step`` keys a step (freed by __dealloc__ if abandoned)
+            self._catch_idx = None
+            # the host indexes, ``step`` keys a step (freed by __dealloc__ if abandoned); the
+            # indices lists let go a step at a time too (10,000 of them at once: ~2 ms)
             for which in range(2):
-                items = list((self._bidx if which == 0 else self._wbidx).items())
                 if which == 0:
+                    items = list(self._bidx.items())
+                    self._bidx = None
                     self.slots = slots = _buckets_alloc(len(items), &self.cap)
                 else:
+                    items = list(self._wbidx.items())
+                    self._wbidx = None
                     self.wslots = slots = _buckets_alloc(len(items), &self.wcap)
-                for start in range(0, len(items), step):
-                    _buckets_fill(slots, self.wcap if which else self.cap, items, start,
-                                  min(start + step, len(items)), self._keys, rank_of)
+                while items:
+                    part = items[-step:]
+                    del items[-step:]
+                    _buckets_fill(slots, self.wcap if which else self.cap, part, 0,
+                                  len(part), self._keys, rank_of)
+                    part = None
                     yield
         finally:
             PyMem_Free(rank_of)
-        self._catch_idx = None
-        self._bidx = None
-        self._wbidx = None
         self.n = n                    # last: what lookups read
 
     def __dealloc__(self):
