@@ -5,14 +5,16 @@ deterministic where bench/load.py's CPU times move by 5-10 us between rounds on 
     .venv/bin/python bench/obs_callgrind.py [--requests 3000] [--variants off,obs,obs+rt]
         [--python PATH]   # another build's python (bench/load.py --baseline's venv)
 
-pyroute (one worker) runs under ``valgrind --tool=callgrind --collect-atstart=no
---toggle-collect=*run_loop*``: only what runs inside the worker's dispatch loop is counted
-(the master's and the worker's start-up work would swamp it). A keep-alive client sends
-GET /small through it to bench/load.py's nginx origin: a warm-up, then the counters are
-zeroed (callgrind_control -z), ``--requests`` requests, a dump (callgrind_control -d); the
-dump's total Ir over the requests is the number. The access log writer's thread runs outside
-run_loop: its instructions (the write(2) calls' user side) are not in the count; the kernel's
-work never is (see bench/load.py --strace for the system calls).
+pyroute (one worker) runs under ``valgrind --tool=callgrind --instr-atstart=no``: nothing
+is counted (the master's and the worker's start-up work would swamp it; a toggle on
+run_loop does not work: the master forks the worker from inside its own run_loop, so the
+child starts with collection on and its toggle turns it off). A keep-alive client sends
+GET /small through it to bench/load.py's nginx origin: a warm-up, then the worker's
+instrumentation is turned on and its counters zeroed (callgrind_control -i on, -z),
+``--requests`` requests, a dump (callgrind_control -d); the dump's total Ir over the
+requests is the number: every user-space instruction of the worker, its threads included
+(the access log writer), its timers too; the kernel's work never is (bench/load.py --strace
+counts the system calls).
 """
 import argparse
 import glob
@@ -60,7 +62,7 @@ def run(variant, python, n, tmp, origin_port):
     out.mkdir()
     wrapper = out / "python"
     wrapper.write_text("#!/bin/sh\nexec valgrind --tool=callgrind --trace-children=yes "
-                       "--collect-atstart=no '--toggle-collect=*run_loop*' "
+                       "--instr-atstart=no "
                        "--callgrind-out-file=%s/callgrind.out.%%p %s \"$@\"\n" % (out, python))
     wrapper.chmod(0o755)
     port = load.free_port()
@@ -71,25 +73,34 @@ def run(variant, python, n, tmp, origin_port):
                                   name=variant, extra=VARIANTS[variant], otlp=0)
     finally:
         load.wait_port.__defaults__ = old
+    workers = []
     try:
         requests(port, 200)                       # warm-up (first-use work, caches)
         time.sleep(1.5)                           # the metrics' first hand-off, the log's
-        subprocess.run(["callgrind_control", "-z"], capture_output=True)
+        # the worker: the master's child that runs under callgrind (not ldconfig's)
+        workers = [str(p) for p in load.children(proc.p.pid)
+                   if b"pyroute" in open("/proc/%d/cmdline" % p, "rb").read()]
+        for w in workers:
+            for arg in ("-i", "-z"):
+                r = subprocess.run(["callgrind_control", arg] + (["on"] if arg == "-i" else [])
+                                   + [w], capture_output=True, text=True)
+                if r.returncode:
+                    print("callgrind_control %s %s: %s" % (arg, w, r.stdout + r.stderr))
         requests(port, n)
-        subprocess.run(["callgrind_control", "-d"], capture_output=True)
+        for w in workers:
+            subprocess.run(["callgrind_control", "-d", w], capture_output=True)
         time.sleep(1)
     finally:
         proc.stop()
     best = None
-    for f in glob.glob(str(out / "callgrind.out.*")):
-        # the dumps (.N suffix) of the process that served: the largest total after zeroing
-        if not re.search(r"\.\d+\.\d+$", f):
-            continue
-        text = open(f).read()
-        m = re.search(r"^totals: (\d+)", text, re.M) or re.search(r"^summary: (\d+)", text,
-                                                                      re.M)
-        if m and (best is None or int(m.group(1)) > best):
-            best = int(m.group(1))
+    for w in workers:
+        # the worker's dump (callgrind.out.<pid>.1): its total since the zeroing
+        for f in glob.glob(str(out / ("callgrind.out.%s.*" % w))):
+            m = re.search(r"^totals: (\d+)", open(f).read(), re.M)
+            if m and int(m.group(1)) > 0:
+                best = int(m.group(1))
+    if best is None:
+        print("%s: no dump of the worker (%s) in %s" % (variant, workers, out), flush=True)
     return best
 
 
@@ -108,7 +119,7 @@ def main():
         for v in a.variants.split(","):
             ir = run(v, a.python, a.requests, tmp, origin_port)
             got[v] = ir
-            print("%-8s %s Ir in run_loop over %d requests: %.0f per request" % (
+            print("%-8s %s Ir in the worker over %d requests: %.0f per request" % (
                 v, ir, a.requests, ir / a.requests if ir else float("nan")), flush=True)
     finally:
         origin.stop()
