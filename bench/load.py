@@ -19,7 +19,9 @@ does not get slower as features land (``--proxies pyroute --baseline origin/main
 Traefik's default labels: entry point and service) and ``pyroute+obs+rt`` (router labels too),
 measured in the same rounds: the cost of observability per request; ``pyroute+log`` and
 ``pyroute+prom`` are each half alone; ``pyroute+trace0`` / ``pyroute+trace1`` trace at
-sampleRate 0.0 / 1.0 (OTLP/HTTP to a sink in this process, on wrk's CPU).
+sampleRate 0.0 / 1.0 (OTLP/HTTP to a sink in this process, on wrk's CPU). With
+``--baseline REF`` too, REF runs with the obs / obs+rt / log / prom settings as well, each
+against REF off in the same round: the before and after of an observability change.
 Needs nginx, haproxy, caddy, wrk and strace on PATH (Debian packages).
 """
 import argparse
@@ -228,6 +230,10 @@ OBSERVABILITY = {
     "pyroute+trace1": "tracing: {sampleRate: 1.0, otlp: {http: {endpoint: "
                       "'http://127.0.0.1:%(otlp)d'}}}\n",
 }
+
+
+# with --baseline REF too: these also run on REF (tracing is left out: its 1.0 run is long)
+BASELINE_OBSERVABILITY = ("pyroute+obs", "pyroute+obs+rt", "pyroute+log", "pyroute+prom")
 
 
 class OTLPSink:
@@ -475,6 +481,15 @@ def main():
         procs[base] = start_pyroute(tmp, free_port(), origin_port, cpu, workers, python=base_py,
                                     name=base)
         names.append(base)
+        if args.observability:
+            # the before of an observability change: REF with the same defaults on, its
+            # ratio against REF off in the same rounds
+            for n in BASELINE_OBSERVABILITY:
+                procs[base + n[7:]] = start_pyroute(tmp, free_port(), origin_port, cpu,
+                                                    workers, python=base_py,
+                                                    name=base + n[7:],
+                                                    extra=OBSERVABILITY[n])
+                names.append(base + n[7:])
     results = {}
     try:
         for n in names:
@@ -520,8 +535,9 @@ def main():
             print("\nCPU per request against pyroute measured in the same round (median of "
                   "the rounds' ratios; user us: median of the rounds' differences)")
             for (path, conns, n), rs in results.items():
-                base = results.get((path, conns, "pyroute"))
-                if n == "pyroute" or base is None:
+                ref = n.split("+")[0]      # pyroute, or pyroute@REF for REF's variants
+                base = results.get((path, conns, ref))
+                if n == ref or base is None:
                     continue
                 ratios = [r["cpu_us"] / b["cpu_us"] - 1 for r, b in zip(rs, base)]
                 users = [r["user_us"] - b["user_us"] for r, b in zip(rs, base)]

@@ -6,8 +6,10 @@ exchange) adds.
     taskset -c 1 .venv/bin/python bench/recorder.py [--against main] [--rounds 9] [--n 200000]
         [--otlp]
 
-The exchange is a plain object with the attributes observe() reads (a finished GET, no
-TLS): only the Recorder's own work is timed.
+The exchange is the engine's Exchange of the load run (bench/observers.py: a finished GET
+/small through a router to one server, no TLS): only the Recorder's own work is timed. Since
+engine/metrics.pyx, ``this`` is the C Counts.observe and ``main`` the Python one it replaced;
+``take()`` of both must give the same deltas (checked before timing).
 """
 import argparse
 import importlib.util
@@ -37,21 +39,13 @@ def load_other(rev):
     return mod
 
 
-class Req:
-    method = b"GET"
-    upgrade = None
-
-    def header(self, name):
-        return None
-
-
 def exchange(obs):
-    ep = types.SimpleNamespace(name="web", metered=True)
-    route = types.SimpleNamespace(obs=obs)
-    server = types.SimpleNamespace(service_name="default-app-80@kubernetescrd")
-    return types.SimpleNamespace(route=route, ep=ep, req=Req(), server=server, status=200,
-                                 tls=False, conn=None, started=10.0, ended=10.0123,
-                                 bytes_in=0, bytes_out=512)
+    # the load run's exchange (bench/observers.py): the engine's Exchange and a parsed head
+    sys.path.insert(0, os.path.join(HERE, "bench"))
+    from observers import exchange as load_exchange
+    ex = load_exchange()
+    ex.route.obs = obs
+    return ex
 
 
 def per_call(rec, ex, n):
@@ -75,6 +69,11 @@ def main():
     conf = Metrics(prometheus=Prometheus(), otlp=Otlp() if a.otlp else None)
     recs = {"this": (this.Recorder(conf), exchange(this.route_obs("r", "s", True, ()))),
             a.against: (other.Recorder(conf), exchange(other.route_obs("r", "s", True, ())))}
+    for rec, ex in recs.values():
+        for _ in range(3):
+            rec.observe(ex)
+    a_, b_ = (rec.take() for rec, _ in recs.values())
+    assert a_ == b_, (a_, b_)
     got = {k: [] for k in recs}
     for _ in range(a.rounds):
         for k, (rec, ex) in recs.items():

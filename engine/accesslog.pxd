@@ -29,6 +29,8 @@ cdef class Formatter:
     # --- per worker state
     cdef public long long count           # Traefik's RequestCount
     cdef Buf buf                          # lines not yet taken by the writer
+    cdef Buf spare                        # the buffer the writer thread writes (write_to),
+                                          # swapped with buf: the lines are never copied
     cdef public Py_ssize_t lines          # lines in buf
     cdef public Py_ssize_t limit          # lines buf may hold (bufferingSize, else default)
     cdef public long long dropped         # lines that did not fit, since the last report

@@ -8,8 +8,9 @@ and field modes (a plan made once here, from the configuration) and appends the 
 byte buffer, all in C. pyroute/observability/accesslog_ref.py says the same in Python.
 
 A writer thread takes the whole buffer every FLUSH_INTERVAL (sooner when it is half full)
-and writes it in writes of at most WRITE_CHUNK bytes, cut at line ends (the GIL released:
-the loop never waits on the disk or a pipe). Lines past the
+and writes it in writes of at most WRITE_CHUNK bytes, cut at line ends, in C with the GIL
+released once per batch (Formatter.write_to: the loop never waits on the disk or a pipe,
+and the two threads hand the GIL over twice per batch, not twice per write). Lines past the
 bound (``bufferingSize`` lines, DEFAULT_LINES without it) while the writer is behind are
 counted and reported in pyroute's log, never waited for. ``reopen`` (SIGUSR1) closes and
 reopens the file, for logrotate.
@@ -20,7 +21,7 @@ without ``addInternals``) cost one attribute read; without ``accessLog`` nothing
 import os
 import threading
 
-from .._engine.accesslog import DEFAULT_LINES, Formatter
+from .._engine.accesslog import DEFAULT_LINES, Formatter, write_lines
 from ..server.log import log
 
 FLUSH_INTERVAL = 0.05           # seconds between the writer thread's takes of the buffer
@@ -106,47 +107,36 @@ class _Writer:
         return os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o664)
 
     def _run(self):
-        take = self.formatter.take
+        write_to = self.formatter.write_to
         while True:
             if self.reopen_wanted:
                 self._reopen()
-            # take() runs under the GIL: the loop never sees the buffer half taken
-            data = take()
-            if data is not None:
-                self._write(data)
+            # the buffer is taken under the GIL (the loop never sees it half taken), then
+            # written in one release of it: one GIL hand-off per interval, not one per write
+            r = write_to(self.fd, WRITE_CHUNK)
+            if r is not None:
+                if r[1]:
+                    self._failed(*r)
             elif self.stopping:
                 return
             if not self.stopping:
-                # one look per interval: under load a whole interval's lines in one write,
+                # one look per interval: under load a whole interval's lines in one batch,
                 # and no wake-up (nor GIL hand-off) per request; a buffer half full wakes
                 # it sooner (Formatter.wake)
                 self.event.wait(FLUSH_INTERVAL)
                 self.event.clear()
 
     def _write(self, data):
-        # WRITE_CHUNK at most per write, cut after a line's end: every worker appends to the
-        # same file (O_APPEND), and a line must not be split by another's write
-        view = memoryview(data)
-        start, size = 0, len(data)
-        while start < size:
-            end = size
-            if size - start > WRITE_CHUNK:
-                cut = data.rfind(b"\n", start, start + WRITE_CHUNK)
-                end = cut + 1 if cut >= 0 else size
-            chunk = view[start:end]
-            while chunk:
-                try:
-                    n = os.write(self.fd, chunk)
-                except InterruptedError:
-                    continue
-                except OSError as e:
-                    log("error", "cannot write the access log", filePath=self.path or "stdout",
-                        error=e.strerror or str(e))
-                    # the lines of what is left are lost: counted with the dropped ones
-                    self.lost.append(data.count(b"\n", end - len(chunk)))
-                    return
-                chunk = chunk[n:]
-            start = end
+        """``data`` (whole lines) written as the buffer is (engine write_lines)."""
+        lost, err = write_lines(self.fd, data, WRITE_CHUNK)
+        if err:
+            self._failed(lost, err)
+
+    def _failed(self, lost, err):
+        log("error", "cannot write the access log", filePath=self.path or "stdout",
+            error=os.strerror(err))
+        # the lines of what is left are lost: counted with the dropped ones
+        self.lost.append(lost)
 
     def _reopen(self):
         self.reopen_wanted = False

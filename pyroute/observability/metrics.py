@@ -2,10 +2,13 @@
 
 Two halves:
 
-- ``Recorder`` runs in each worker as one of ``Env.observers``: it reads a finished exchange
-  and adds it to one accumulator (a plain list of numbers) per label set — no
-  prometheus_client object, no lock, no system call per request. ``take()`` hands the
-  accumulated deltas over (the worker sends them to the master every ``FLUSH_INTERVAL``).
+- ``Recorder`` runs in each worker as one of ``Env.observers``: its ``observe`` is
+  engine/metrics.pyx's (C): a finished exchange adds to its series' C counts, found in an
+  open-addressing table by (entry point, routers, service, code, method, protocol) — no
+  prometheus_client object, no Python object, no lock, no system call per request. TLS
+  exchanges and header labels take ``observe_slow`` (Python: one accumulator, a plain list of
+  numbers, per label set). ``take()`` hands both over as deltas (the worker sends them to
+  the master every ``FLUSH_INTERVAL``).
 - ``Store`` runs in the master: it adds the workers' deltas into totals and is the one
   prometheus_client collector of the master's registry, which ``render()`` serves as /metrics.
 
@@ -19,6 +22,8 @@ reload removed can be dropped (Traefik's prometheusState).
 import threading
 import time
 from bisect import bisect_left
+
+from .._engine.metrics import Counts, method_name, protocol_name
 
 FLUSH_INTERVAL = 1.0          # seconds between a worker's hand-offs to the master
 
@@ -106,73 +111,45 @@ def new_acc(n):
 _INF = float("inf")
 
 
-class Recorder:
-    """The worker's observer: ``observe(ex)`` once per finished exchange."""
+class Recorder(Counts):
+    """The worker's observer: ``observe(ex)`` once per finished exchange.
 
-    __slots__ = ("buckets", "n", "data", "headers", "minmax")
+    ``observe`` is engine/metrics.pyx's Counts.observe (C: a series slot per (entry point,
+    routers, service, code, method, protocol), counts in C arrays); the exchanges whose key
+    needs Python objects come back here (``observe_slow``), as do the retry attempts and the
+    mirrors' copies; ``take()`` hands both over in one dict."""
+
+    __slots__ = ("buckets", "data", "headers")
 
     def __init__(self, metrics):
         self.buckets, labels, _ = recording(metrics)
-        self.n = len(self.buckets)
-        # the histograms' min and max: only OTLP sends them (the slots are always there)
-        self.minmax = getattr(metrics, "otlp", None) is not None
         self.headers = tuple(h.lower().encode("latin-1") for _, h in labels)
+        # the histograms' min and max: only OTLP sends them (the slots are always there)
+        Counts.__init__(self, self.buckets, getattr(metrics, "otlp", None) is not None,
+                        bool(self.headers))
         self.data = {}
 
-    def observe(self, ex):
-        route = ex.route
-        if route is None:
-            # no router took it: Traefik's default handler, metered by the entry point's
-            # observability.metrics switch
-            if not ex.ep.metered:
-                return
-            obs = EP_ONLY
-        else:
-            obs = route.obs
-            if obs is None:           # observability.metrics: false (or an internal router)
-                return
+    def observe_slow(self, ex, obs, service):
+        """A TLS exchange or one with header labels (the C part resolved obs and service)."""
         req = ex.req
-        # protocol(req), inlined: the common case (no Upgrade, no SSE Accept, no gRPC
-        # Content-Type) costs three C-level lookups
-        proto = "http"
-        up = req.upgrade
-        if up is not None and _has_token(up, b"websocket"):
-            proto = "websocket"
-        else:
-            accept = req.header(b"accept")
-            if accept is not None and b"event-stream" in accept and \
-                    _has_token(accept, b"text/event-stream"):
-                proto = "sse"
-            else:
-                ct = req.header(b"content-type")
-                if ct is not None and ct.startswith(b"application/grpc"):
-                    proto = "grpc-web" if ct.startswith(b"application/grpc-web") else "grpc"
         hv = ()
         if self.headers:
             hv = tuple([(req.header(h) or b"").decode("latin-1") for h in self.headers])
-        # Traefik meters a service in its load balancer, around each server's proxy
-        # (pkg/server/service getLoadBalancerServiceHandler): the service series is the
-        # load balancer the picked server belongs to (a weighted / failover / hrw / mirroring
-        # parent has none of its own), and a request no server took has none
-        server = ex.server
-        service = getattr(server, "service_name", "") if server is not None else ""
-        key = (ex.ep.name, obs, service, ex.status, _METHODS.get(req.method, "EXTENSION_METHOD"),
-               proto, hv, tls_labels(ex.conn.sock) if ex.tls else None)
+        key = (ex.ep.name, obs, service, ex.status, method_name(req), protocol_name(req), hv,
+               tls_labels(ex.conn.sock) if ex.tls else None)
         acc = self.data.get(key)
         if acc is None:
             acc = self.data[key] = new_acc(self.n)
         took = ex.ended - ex.started
         acc[0] += 1
         acc[1] += took
-        acc[2] += ex.bytes_in         # the request body read (Traefik's capture readCounter)
-        acc[3] += ex.bytes_out        # the response body written (capture's Write count)
+        acc[2] += ex.bytes_in
+        acc[3] += ex.bytes_out
         n = self.n
         i = bisect_left(self.buckets, took)      # le: the first bucket >= took
         if i < n:
             acc[4 + i] += 1
         if self.minmax:
-            # the OTLP histogram's min and max (the Go SDK's explicit-bucket aggregation
-            # keeps them); the last two slots
             i = 4 + n
             if took < acc[i]:
                 acc[i] = took
@@ -234,9 +211,9 @@ class Recorder:
             acc[5 + n] = took
 
     def take(self):
-        """The deltas since the last call (and a fresh, empty accumulator)."""
+        """The deltas since the last call (and fresh, empty accumulators)."""
         data, self.data = self.data, {}
-        return data
+        return self.take_counts(data)
 
 
 def open_connections(clients, names=()):
