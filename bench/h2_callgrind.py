@@ -30,7 +30,7 @@ from load import free_port, start_origin  # noqa: E402
 from h2 import h2load, start_nginx_h2, start_pyroute_h2  # noqa: E402
 
 
-def wait_port(port, timeout=120):
+def wait_port(port, timeout=300):
     import socket
     end = time.time() + timeout
     while time.time() < end:
