@@ -367,7 +367,8 @@ cdef class H2Stream(StreamSink):
             if resp is None:
                 h2.rparser_owner = self
                 return
-            key = bytes(self.rbuf[:resp.head_length]) if resp.status >= 200 else None
+            key = PyBytes_FromStringAndSize(PyByteArray_AS_STRING(self.rbuf), resp.head_length) \
+                if resp.status >= 200 else None
             del self.rbuf[:resp.head_length]
             fields = [(b":status", _STATUS_BYTES[resp.status] if 0 <= resp.status < 1000
                        else str(resp.status).encode())]
@@ -409,7 +410,9 @@ cdef class H2Stream(StreamSink):
             return
         self.rstate = RS_BODY
         h2._headers(self, fields, False)
-        rest = bytes(self.rbuf)
+        # (a bytes copy made directly: bytes(bytearray) goes through the type call)
+        rest = PyBytes_FromStringAndSize(PyByteArray_AS_STRING(self.rbuf),
+                                         PyByteArray_GET_SIZE(self.rbuf))
         self.rbuf = None
         if rest:
             self._body(rest)
@@ -419,13 +422,15 @@ cdef class H2Stream(StreamSink):
         cdef Py_ssize_t pos = 0, start, end = len(data)
         if self.rframing == FR_LENGTH:
             if end >= self.rleft:
-                data = data[:self.rleft]
+                if end > self.rleft:
+                    data = data[:self.rleft]
+                    end = self.rleft
                 self.rleft = 0
                 self.rstate = RS_DONE
                 self.end_pending = True
             else:
                 self.rleft -= end
-            self.pending += data
+            _append(self.pending, PyBytes_AS_STRING(data), end)
         elif self.rframing == FR_CHUNKED:
             dec = self.rdec
             try:
@@ -1097,7 +1102,8 @@ cdef class H2Conn(TurnEnd):
         cdef Decoder dec = self.decoder
         cdef unsigned long long gen = dec.generation
         cdef bint repeated = False
-        cdef bytes block = bytes(self.block)
+        cdef bytes block = PyBytes_FromStringAndSize(PyByteArray_AS_STRING(self.block),
+                                                     PyByteArray_GET_SIZE(self.block))
         self.block = None
         too_large = False
         if gen == self.rq_gen and self.rq_block is not None and block == self.rq_block:
@@ -1439,7 +1445,10 @@ cdef class H2Conn(TurnEnd):
                     self._queue(_frame_from(T_DATA, F_END_STREAM if last and
                                             st.rtrailers is None else 0, st.sid,
                                             PyByteArray_AS_STRING(st.pending), n))
-                    del st.pending[:n]
+                    if n == PyByteArray_GET_SIZE(st.pending):
+                        PyByteArray_Resize(st.pending, 0)     # all of it (no slice object)
+                    else:
+                        del st.pending[:n]
                     st.send_window -= n
                     self.send_window -= n
                     progress = True
