@@ -10,7 +10,8 @@ loop (``--toggle-collect`` on conn.run_loop's wrapper: the master and start-up a
 After a warm-up the counters are zeroed, h2load sends ``--requests`` on one connection with
 ``--streams`` at a time, and the dump's instruction total divided by the requests is printed
 (user space only: the kernel's share of a syscall is not counted). ``--python`` measures
-another checkout's build; ``--nginx`` counts nginx's worker the same way for scale. With
+another checkout's build; ``--nginx`` counts nginx's worker the same way for scale; ``--h2c`` reaches the origin over
+h2c (``scheme: h2c``, bench/h2c_backend.py's origin) instead of HTTP/1.1. With
 ``--annotate N`` the N costliest functions (inclusive) are listed too.
 """
 import argparse
@@ -94,6 +95,7 @@ def main():
     ap.add_argument("--python", help="the interpreter whose pyroute is measured")
     ap.add_argument("--nginx", action="store_true", help="count nginx's worker instead")
     ap.add_argument("--annotate", type=int, default=0)
+    ap.add_argument("--h2c", action="store_true", help="the backend over h2c")
     args = ap.parse_args()
     for tool in ("valgrind", "callgrind_control", "h2load", "nginx"):
         if not shutil.which(tool):
@@ -101,7 +103,12 @@ def main():
     tmp = Path(tempfile.mkdtemp(prefix="pyroute-h2cg-"))
     tmp.chmod(0o755)
     origin_port = free_port()
-    origin = start_origin(tmp, origin_port)
+    if args.h2c:
+        from h2c_backend import start_origins
+        h2_port = free_port()
+        origin = start_origins(tmp, origin_port, h2_port)
+    else:
+        origin = start_origin(tmp, origin_port)
     port = free_port()
     try:
         if args.nginx:
@@ -114,6 +121,12 @@ def main():
             proc = start_pyroute_h2(tmp, port, origin_port, "", python=args.python)
             argv = list(proc.p.args)
             proc.stop()
+            if args.h2c:
+                m = tmp / ("pyroute-%d" % port) / "m.yaml"
+                m.write_text(m.read_text().replace(
+                    "services: [{name: origin, port: 80}]",
+                    "services: [{name: origin, port: 80, scheme: h2c}]").replace(
+                    "port: %d}]" % origin_port, "port: %d}]" % h2_port))
             toggle = "__pyx_pw_7pyroute_7_engine_4conn_*run_loop"
             cwd = str(tmp / ("pyroute-%d" % port))
         if argv[:1] == ["taskset"]:
@@ -124,8 +137,9 @@ def main():
                     args.annotate)
     finally:
         origin.stop()
-    print("%s %s streams=%d requests=%d: %.0f instructions/request" % (
-        "nginx" if args.nginx else (args.python or "pyroute"), args.path, args.streams, n,
+    print("%s%s %s streams=%d requests=%d: %.0f instructions/request" % (
+        "nginx" if args.nginx else (args.python or "pyroute"), " (h2c backend)" if args.h2c
+        else "", args.path, args.streams, n,
         ir / max(1, n)))
 
 

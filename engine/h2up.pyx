@@ -214,7 +214,7 @@ cdef class H2UpStream(UpstreamStream):
 
     cdef void _headers(self, bytes head) except *:
         # the forwarder's HTTP/1.1 head (well-formed: pyroute wrote it) -> HEADERS
-        cdef list lines = head.split(b"\r\n")
+        cdef list lines
         cdef list fields = []
         cdef bytes name, value, line
         cdef bytes authority = None
@@ -223,10 +223,22 @@ cdef class H2UpStream(UpstreamStream):
         cdef bint has_te = False
         cdef UpstreamUser user = self.up.client
         cdef Exchange ex
+        cdef H2Upstream conn = self.conn
         if isinstance(user, ClientConn):
             ex = (<ClientConn> user).ex
             if ex is not None:
                 self.web = ex.grpcweb
+        if conn.qhead is not None and self.web == conn.qweb and head == conn.qhead:
+            # the connection's last head again (an exchange repeating a request): the same
+            # fields and framing, unparsed
+            self.head_req = conn.qhead_req
+            self.qstate = conn.qstate
+            self.left = conn.qleft
+            if self.web:
+                self.b64in = bytearray()
+            conn._start(self, conn.qfields, self.qstate == Q_DONE)
+            return
+        lines = head.split(b"\r\n")
         method, target, _ = (<bytes> lines[0]).split(b" ", 2)
         for line in lines[1:]:
             name, _, value = line.partition(b":")
@@ -270,7 +282,15 @@ cdef class H2UpStream(UpstreamStream):
             self.left = length
         else:
             self.qstate = Q_DONE
-        self.conn._start(self, pseudo + fields, self.qstate == Q_DONE)
+        fields = pseudo + fields
+        conn.qhead = head
+        conn.qweb = self.web
+        conn.qfields = fields
+        conn.qhead_req = self.head_req
+        conn.qstate = self.qstate
+        conn.qleft = self.left
+        conn.qblock = None
+        conn._start(self, fields, self.qstate == Q_DONE)
 
     cdef void _body(self, bytes data) except *:
         cdef Py_ssize_t pos = 0, n = len(data), take, i
@@ -589,6 +609,16 @@ cdef class H2Upstream(UpstreamUser):
     cdef double last_read
     cdef double ping_deadline             # a health PING is out until then; 0: none
     cdef object timer
+    # the last request head turned into fields (H2UpStream._headers), what it gave, and its
+    # HPACK block while the encoder's table is as that block left it
+    cdef bytes qhead
+    cdef int qweb
+    cdef list qfields
+    cdef bint qhead_req
+    cdef int qstate
+    cdef long long qleft
+    cdef bytes qblock
+    cdef unsigned long long qgen
 
     def __init__(self, Env env, Pool pool, H2Pool owner, UpstreamConn t=None):
         self.env = env
@@ -718,13 +748,25 @@ cdef class H2Upstream(UpstreamUser):
         cdef bytes block
         cdef Py_ssize_t pos, n, step = self.peer_max_frame
         cdef int flags
+        cdef unsigned long long gen
         st.sid = self.next_sid
         self.next_sid += 2
         if self.next_sid > MAX_SID:
             self.goaway = True            # ids spent: new exchanges take a new connection
             self.owner._retire(self)
         self.streams[st.sid] = st
-        block = self.encoder.encode(fields)
+        gen = self.encoder.generation
+        if fields is self.qfields:
+            # the cached head: its block again while the table is as that block left it
+            if self.qblock is not None and gen == self.qgen:
+                block = self.qblock
+            else:
+                block = self.encoder.encode(fields)
+                if self.encoder.generation == gen:
+                    self.qblock = block
+                    self.qgen = gen
+        else:
+            block = self.encoder.encode(fields)
         n = len(block)
         flags = F_END_STREAM if end else 0
         if end:
