@@ -28,7 +28,7 @@ from pyroute._engine.errors import HttpParseError
 from pyroute._engine import http1 as _http1
 from pyroute._engine.hpack cimport Decoder, Encoder
 from pyroute._engine.hpack import HpackError, HeaderListTooLarge
-from libc.string cimport memchr, memcpy
+from libc.string cimport memchr, memcpy, memcmp
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE, PyByteArray_Resize
 from libc.errno cimport errno, EAGAIN, EINTR
@@ -335,7 +335,25 @@ cdef class H2Stream(StreamSink):
         cdef ResponseParser parser = h2.rparser
         cdef list fields
         cdef bint end
+        cdef bytes key
+        cdef Py_ssize_t klen
+        cdef int framing
+        cdef long long length
         while self.rstate == RS_HEAD and self.rbuf:
+            key = h2.rhead_key
+            if key is not None and self.head_req == h2.rhead_headreq:
+                klen = PyBytes_GET_SIZE(key)
+                if PyByteArray_GET_SIZE(self.rbuf) >= klen and memcmp(
+                        PyByteArray_AS_STRING(self.rbuf), PyBytes_AS_STRING(key), klen) == 0:
+                    # the same head as the last final one on this connection (a backend
+                    # answers alike until its Date moves): its fields, framing and HPACK
+                    # block again, unparsed (the same bytes parse the same)
+                    if h2.rparser_owner is self:
+                        parser.reset()
+                        h2.rparser_owner = None
+                    del self.rbuf[:klen]
+                    self._final(h2.rhead_fields, h2.rhead_framing, h2.rhead_length)
+                    return
             # the connection's one parser, shared by its streams: it keeps the scan of an
             # incomplete head (reset when it was another stream's; a whole head resets it)
             if h2.rparser_owner is not None and h2.rparser_owner is not self:
@@ -349,6 +367,8 @@ cdef class H2Stream(StreamSink):
             if resp is None:
                 h2.rparser_owner = self
                 return
+            key = PyBytes_FromStringAndSize(PyByteArray_AS_STRING(self.rbuf), resp.head_length) \
+                if resp.status >= 200 else None
             del self.rbuf[:resp.head_length]
             fields = [(b":status", _STATUS_BYTES[resp.status] if 0 <= resp.status < 1000
                        else str(resp.status).encode())]
@@ -361,38 +381,56 @@ cdef class H2Stream(StreamSink):
                 h2._headers(self, fields, False)
                 continue
             framing = resp.framing
-            end = False
-            if framing == FR_LENGTH:
-                self.rleft = resp.content_length
-                end = self.rleft == 0
-            elif framing == FR_CHUNKED:
-                self.rdec = ChunkedDecoder()
-            elif framing != FR_CLOSE:
-                end = True                # HEAD, 204, 304
-            self.rframing = framing
-            if end:
-                self.rstate = RS_DONE
-                h2._headers(self, fields, True)
-                return
-            self.rstate = RS_BODY
-            h2._headers(self, fields, False)
-            rest = bytes(self.rbuf)
-            self.rbuf = None
-            if rest:
-                self._body(rest)
+            length = resp.content_length
+            if key is not None:
+                h2.rhead_key = key
+                h2.rhead_headreq = self.head_req
+                h2.rhead_fields = fields
+                h2.rhead_framing = framing
+                h2.rhead_length = length
+                h2.rhead_block = None
+            self._final(fields, framing, length)
+            return
+
+    cdef void _final(self, list fields, int framing, long long length) except *:
+        # the final response head: HEADERS, then the body as its framing says
+        cdef H2Conn h2 = self.h2
+        cdef bint end = False
+        if framing == FR_LENGTH:
+            self.rleft = length
+            end = self.rleft == 0
+        elif framing == FR_CHUNKED:
+            self.rdec = ChunkedDecoder()
+        elif framing != FR_CLOSE:
+            end = True                # HEAD, 204, 304
+        self.rframing = framing
+        if end:
+            self.rstate = RS_DONE
+            h2._headers(self, fields, True)
+            return
+        self.rstate = RS_BODY
+        h2._headers(self, fields, False)
+        # (a bytes copy made directly: bytes(bytearray) goes through the type call)
+        rest = PyBytes_FromStringAndSize(PyByteArray_AS_STRING(self.rbuf),
+                                         PyByteArray_GET_SIZE(self.rbuf))
+        self.rbuf = None
+        if rest:
+            self._body(rest)
 
     cdef void _body(self, bytes data) except *:
         cdef ChunkedDecoder dec
         cdef Py_ssize_t pos = 0, start, end = len(data)
         if self.rframing == FR_LENGTH:
             if end >= self.rleft:
-                data = data[:self.rleft]
+                if end > self.rleft:
+                    data = data[:self.rleft]
+                    end = self.rleft
                 self.rleft = 0
                 self.rstate = RS_DONE
                 self.end_pending = True
             else:
                 self.rleft -= end
-            self.pending += data
+            _append(self.pending, PyBytes_AS_STRING(data), end)
         elif self.rframing == FR_CHUNKED:
             dec = self.rdec
             try:
@@ -685,6 +723,25 @@ cdef class H2Conn(TurnEnd):
     cdef Encoder encoder
     cdef ResponseParser rparser           # parses each stream's response head back
     cdef object rparser_owner             # the stream whose incomplete head it scanned
+    # the last final response head parsed back (H2Stream._head): its bytes, what they gave,
+    # and its HPACK block while the encoder's table is as that block left it
+    cdef bytes rhead_key
+    cdef bint rhead_headreq
+    cdef list rhead_fields
+    cdef int rhead_framing
+    cdef long long rhead_length
+    cdef bytes rhead_block
+    cdef unsigned long long rhead_gen
+    # the last request header block that decoded without touching the decoder's table (all
+    # indexed: a client repeating a request), its fields and the HTTP/1.1 head made of them
+    cdef bytes rq_block
+    cdef unsigned long long rq_gen
+    cdef list rq_fields
+    cdef bint rq_end
+    cdef bytes rq_head                    # None: not made yet (or not cacheable)
+    cdef long long rq_declared
+    cdef bint rq_head_req
+    cdef bint rq_chunked
     cdef bint raw                         # a plain socket: libc recv/send on ``fd``
     cdef bint trusted                     # ep.is_trusted(remote_ip), for every stream
     cdef int encoder_max                  # maxEncoderHeaderTableSize
@@ -1042,17 +1099,33 @@ cdef class H2Conn(TurnEnd):
         cdef H2Stream st
         cdef bytes head
         cdef bint end_stream = self.block_flags & F_END_STREAM
-        block = bytes(self.block)
+        cdef Decoder dec = self.decoder
+        cdef unsigned long long gen = dec.generation
+        cdef bint repeated = False
+        cdef bytes block = PyBytes_FromStringAndSize(PyByteArray_AS_STRING(self.block),
+                                                     PyByteArray_GET_SIZE(self.block))
         self.block = None
         too_large = False
-        try:
-            fields = self.decoder.decode(block)
-        except _HeaderListTooLarge:
-            fields = None
-            too_large = True
-        except _HpackError:
-            self._conn_error(COMPRESSION_ERROR, b"hpack")
-            return
+        if gen == self.rq_gen and self.rq_block is not None and block == self.rq_block:
+            # the same block on the same table: the same fields (decoding it changed nothing)
+            fields = self.rq_fields
+            repeated = True
+        else:
+            try:
+                fields = dec.decode(block)
+            except _HeaderListTooLarge:
+                fields = None
+                too_large = True
+            except _HpackError:
+                self._conn_error(COMPRESSION_ERROR, b"hpack")
+                return
+            if dec.generation == gen and fields is not None:
+                self.rq_block = block
+                self.rq_gen = gen
+                self.rq_fields = fields
+                self.rq_head = None
+            else:
+                self.rq_block = None
         st = self.streams.get(sid)
         if st is not None:
             # trailers (RFC 9113 §8.1): HEADERS with END_STREAM on an open stream
@@ -1102,11 +1175,24 @@ cdef class H2Conn(TurnEnd):
             # Go's server answers a header list over its limit with 431 (the stream only)
             self._local(st, 431)
             return
-        try:
-            head = _request_head(fields, end_stream, st)
-        except _StreamError as e:
-            self._reset(st, e.code)
-            return
+        if repeated and self.rq_head is not None and end_stream == self.rq_end:
+            # the HTTP/1.1 head those fields made, and what it noted on its stream
+            head = self.rq_head
+            st.declared = self.rq_declared
+            st.head_req = self.rq_head_req
+            st.chunked = self.rq_chunked
+        else:
+            try:
+                head = _request_head(fields, end_stream, st)
+            except _StreamError as e:
+                self._reset(st, e.code)
+                return
+            if head is not None and fields is self.rq_fields:
+                self.rq_head = head
+                self.rq_end = end_stream
+                self.rq_declared = st.declared
+                self.rq_head_req = st.head_req
+                self.rq_chunked = st.chunked
         if head is None:
             self._local(st, 501)          # CONNECT: not served over HTTP/2 (docs/http2.md)
             return
@@ -1255,8 +1341,22 @@ cdef class H2Conn(TurnEnd):
             self.close()
 
     cdef void _headers(self, H2Stream st, list fields, bint end) except *:
-        cdef bytes block = self.encoder.encode(fields)
+        cdef bytes block
         cdef int limit = self.peer_max_frame
+        cdef Encoder enc = self.encoder
+        cdef unsigned long long gen = enc.generation
+        if fields is self.rhead_fields:
+            # the cached response head: its last block again while the table is as that
+            # block left it (an encoding that inserted nothing: all of it indexed)
+            if self.rhead_block is not None and gen == self.rhead_gen:
+                block = self.rhead_block
+            else:
+                block = enc.encode(fields)
+                if enc.generation == gen:
+                    self.rhead_block = block
+                    self.rhead_gen = gen
+        else:
+            block = enc.encode(fields)
         cdef int flags = F_END_STREAM if end else 0
         if len(block) <= limit:
             self._queue(_frame(T_HEADERS, flags | F_END_HEADERS, st.sid, block))
@@ -1345,7 +1445,10 @@ cdef class H2Conn(TurnEnd):
                     self._queue(_frame_from(T_DATA, F_END_STREAM if last and
                                             st.rtrailers is None else 0, st.sid,
                                             PyByteArray_AS_STRING(st.pending), n))
-                    del st.pending[:n]
+                    if n == PyByteArray_GET_SIZE(st.pending):
+                        PyByteArray_Resize(st.pending, 0)     # all of it (no slice object)
+                    else:
+                        del st.pending[:n]
                     st.send_window -= n
                     self.send_window -= n
                     progress = True

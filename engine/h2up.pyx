@@ -68,6 +68,8 @@ cdef long long CONN_WINDOW = 1 << 30
 cdef int INITIAL_MAX_STREAMS = 100
 cdef int MAX_HEADER_LIST = 10 << 20
 cdef unsigned int MAX_SID = 0x7fffffff
+# Go's RoundTripOpt replays a request the server did not process (retry <= 6: seven times)
+cdef int MAX_REPLAYS = 7
 
 cdef frozenset _HOP = frozenset([b"connection", b"keep-alive", b"proxy-connection",
                                  b"transfer-encoding", b"upgrade", b"host", b"te"])
@@ -125,6 +127,14 @@ cdef class H2UpStream(UpstreamStream):
     cdef bytearray b64in                  # -text: request base64 not yet a whole quantum
     cdef bint b64end                      # -text: padding seen (Go's decoder stops there)
     cdef set head_names                   # response head names (lower): not trailers again
+    # replays (Go's shouldRetryRequest): a stream the server refused or left above a GOAWAY's
+    # last stream id goes again, on another connection, while nothing of it is lost
+    cdef list rfields                     # its HEADERS' fields, kept for a replay
+    cdef bint rend                        # those HEADERS ended the stream
+    cdef bint body_sent                   # request DATA (or trailers) went out: no replay
+    cdef bint answered                    # response bytes went to the ClientConn: no replay
+    cdef int replays
+    cdef object timer                     # a replay's backoff; the stream is on no connection
 
     def __cinit__(self):
         self.qbuf = bytearray()
@@ -136,6 +146,13 @@ cdef class H2UpStream(UpstreamStream):
 
     cdef bint send(self, bytes data) except -1:
         cdef H2Upstream conn = self.conn
+        if conn is None:
+            # waiting for a replay: the body is kept as it comes (the head was parsed before)
+            if not self.gone:
+                self._body(data)
+                self.blocked = True
+                self.up.out = b""
+            return self.gone
         if self.gone or conn.dead:
             return True                   # reset meanwhile: the bytes have nowhere to go
         if self.qstate == Q_HEAD:
@@ -164,6 +181,8 @@ cdef class H2UpStream(UpstreamStream):
         cdef UpstreamConn up = self.up
         cdef H2Upstream conn = self.conn          # a reference: delivering may end us both
         cdef UpstreamUser client
+        if conn is None:
+            return                        # waiting for a replay: nothing held
         while self.held and not up.paused and not up.closed:
             data, flow = self.held.pop(0)
             client = up.client
@@ -179,6 +198,13 @@ cdef class H2UpStream(UpstreamStream):
         cdef H2Upstream conn = self.conn
         if self.gone:
             return
+        if conn is None:
+            # dropped while waiting for a replay
+            self.gone = True
+            if self.timer is not None:
+                self.timer.cancel()
+                self.timer = None
+            return
         if not conn.dead and not (self.resp_done and self.req_done) and self.sid:
             conn._queue(_frame(T_RST_STREAM, 0, self.sid, _u32(E_CANCEL)))
         conn._forget(self)
@@ -188,7 +214,7 @@ cdef class H2UpStream(UpstreamStream):
 
     cdef void _headers(self, bytes head) except *:
         # the forwarder's HTTP/1.1 head (well-formed: pyroute wrote it) -> HEADERS
-        cdef list lines = head.split(b"\r\n")
+        cdef list lines
         cdef list fields = []
         cdef bytes name, value, line
         cdef bytes authority = None
@@ -197,10 +223,22 @@ cdef class H2UpStream(UpstreamStream):
         cdef bint has_te = False
         cdef UpstreamUser user = self.up.client
         cdef Exchange ex
+        cdef H2Upstream conn = self.conn
         if isinstance(user, ClientConn):
             ex = (<ClientConn> user).ex
             if ex is not None:
                 self.web = ex.grpcweb
+        if conn.qhead is not None and self.web == conn.qweb and head == conn.qhead:
+            # the connection's last head again (an exchange repeating a request): the same
+            # fields and framing, unparsed
+            self.head_req = conn.qhead_req
+            self.qstate = conn.qstate
+            self.left = conn.qleft
+            if self.web:
+                self.b64in = bytearray()
+            conn._start(self, conn.qfields, self.qstate == Q_DONE)
+            return
+        lines = head.split(b"\r\n")
         method, target, _ = (<bytes> lines[0]).split(b" ", 2)
         for line in lines[1:]:
             name, _, value = line.partition(b":")
@@ -244,7 +282,15 @@ cdef class H2UpStream(UpstreamStream):
             self.left = length
         else:
             self.qstate = Q_DONE
-        self.conn._start(self, pseudo + fields, self.qstate == Q_DONE)
+        fields = pseudo + fields
+        conn.qhead = head
+        conn.qweb = self.web
+        conn.qfields = fields
+        conn.qhead_req = self.head_req
+        conn.qstate = self.qstate
+        conn.qleft = self.left
+        conn.qblock = None
+        conn._start(self, fields, self.qstate == Q_DONE)
 
     cdef void _body(self, bytes data) except *:
         cdef Py_ssize_t pos = 0, n = len(data), take, i
@@ -311,14 +357,14 @@ cdef class H2UpStream(UpstreamStream):
         if n == 0:
             return
         if self.b64end:
-            self.conn._stream_error(self, 502)
+            self._fail(502)
             return
         chunk = bytes(self.b64in[:n])
         del self.b64in[:n]
         try:
             self.pending += a2b_base64(chunk, strict_mode=True)
         except _B64Error:
-            self.conn._stream_error(self, 502)
+            self._fail(502)
             return
         if chunk[n - 1] == 61:            # "=": the end of the encoded data
             self.b64end = True
@@ -342,11 +388,71 @@ cdef class H2UpStream(UpstreamStream):
     cdef void _emit(self, bytes data, long long flow) except *:
         cdef UpstreamConn up = self.up
         cdef UpstreamUser client = up.client
+        self.answered = True
         if self.held or up.paused or client is None:
             self.held.append((data, flow))
             return
         self._credit(flow)
         client.on_upstream_data(up, data)
+
+    cdef void _fail(self, int status) except *:
+        # the exchange fails: on its connection as a stream error, else (waiting for a
+        # replay) here
+        cdef UpstreamConn up = self.up
+        cdef UpstreamUser client = up.client
+        if self.conn is not None:
+            self.conn._stream_error(self, status)
+            return
+        if self.gone:
+            return
+        self.gone = True
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        up.stream = None
+        up.close()
+        if client is not None:
+            client.on_upstream_error(up, status)
+
+    cdef void _replay(self) except *:
+        # off its connection (H2Upstream._detach), not processed by the server: sent again
+        # as Go's RoundTripOpt does — when the request can be sent whole once more (no body
+        # bytes out yet, nothing of a response relayed), the first replay at once, the later
+        # ones after 1 s, 2 s, 4 s... (time.Second * time.Duration(2^(retry-1)): the 10%
+        # jitter is truncated away), seven at most; else the exchange fails with 502
+        cdef double delay
+        self.conn = None
+        if self.gone or self.answered or self.body_sent or self.replays >= MAX_REPLAYS \
+                or self.up.closed:
+            self._fail(502)
+            return
+        self.replays += 1
+        self.sid = 0
+        self.req_done = False
+        self.resp_done = False
+        self.recv_window = STREAM_WINDOW
+        self.unacked = 0
+        if self.replays == 1:
+            self._resume()
+            return
+        delay = <double> (1 << (self.replays - 2))
+        self.timer = self.up.env.loop.call_later(delay, self._resume)
+
+    def _resume(self):
+        # the replay's turn: a connection that can take it (or a new one), its HEADERS
+        # again, its body as far as the windows go
+        cdef H2Upstream conn
+        cdef UpstreamConn up = self.up
+        self.timer = None
+        if self.gone or up.closed:
+            return
+        owner = (<H2Pool> up.pool.h2)
+        conn = owner._pick(up.env)
+        conn.attach(self)
+        if self.rfields is not None:
+            conn._start(self, self.rfields, self.rend)
+            conn._pump(self)
+        conn._unblock()
 
     cdef void on_headers(self, list fields, bint end) except *:
         cdef bytes name, value
@@ -503,6 +609,16 @@ cdef class H2Upstream(UpstreamUser):
     cdef double last_read
     cdef double ping_deadline             # a health PING is out until then; 0: none
     cdef object timer
+    # the last request head turned into fields (H2UpStream._headers), what it gave, and its
+    # HPACK block while the encoder's table is as that block left it
+    cdef bytes qhead
+    cdef int qweb
+    cdef list qfields
+    cdef bint qhead_req
+    cdef int qstate
+    cdef long long qleft
+    cdef bytes qblock
+    cdef unsigned long long qgen
 
     def __init__(self, Env env, Pool pool, H2Pool owner, UpstreamConn t=None):
         self.env = env
@@ -569,10 +685,15 @@ cdef class H2Upstream(UpstreamUser):
         st.scheme_https = self.scheme_https
         st.send_window = self.peer_initial_window
         self.active += 1
-        self.attached.append(st)
-        st.up.connecting = self.t.connecting
+        if st.rfields is None:
+            self.attached.append(st)      # (a replay's head is known: _start follows)
         if not self.t.connecting:
             self.t.deadline = 0.0         # not idle (a dial keeps its deadline)
+        if st.up.connecting:
+            st.up.connecting = self.t.connecting
+            if st.replays and not self.t.connecting and st.up.client is not None:
+                # a replay from a connection still dialing onto one that is up
+                st.up.client.on_upstream_connected(st.up)
 
     # ---- output -----------------------------------------------------------------------
 
@@ -595,6 +716,8 @@ cdef class H2Upstream(UpstreamUser):
             self.attached.remove(st)
         except ValueError:
             pass
+        st.rfields = fields
+        st.rend = end
         if self.waiting or len(self.streams) >= (self.peer_max_streams if self.settings_seen
                                                  else 1):
             st.wfields = fields
@@ -625,13 +748,25 @@ cdef class H2Upstream(UpstreamUser):
         cdef bytes block
         cdef Py_ssize_t pos, n, step = self.peer_max_frame
         cdef int flags
+        cdef unsigned long long gen
         st.sid = self.next_sid
         self.next_sid += 2
         if self.next_sid > MAX_SID:
             self.goaway = True            # ids spent: new exchanges take a new connection
             self.owner._retire(self)
         self.streams[st.sid] = st
-        block = self.encoder.encode(fields)
+        gen = self.encoder.generation
+        if fields is self.qfields:
+            # the cached head: its block again while the table is as that block left it
+            if self.qblock is not None and gen == self.qgen:
+                block = self.qblock
+            else:
+                block = self.encoder.encode(fields)
+                if self.encoder.generation == gen:
+                    self.qblock = block
+                    self.qgen = gen
+        else:
+            block = self.encoder.encode(fields)
         n = len(block)
         flags = F_END_STREAM if end else 0
         if end:
@@ -665,6 +800,7 @@ cdef class H2Upstream(UpstreamUser):
                 return
             chunk = bytes(st.pending[:n])
             del st.pending[:n]
+            st.body_sent = True
             st.send_window -= n
             self.send_window -= n
             self._queue(_frame(T_DATA, F_END_STREAM if st.end_pending and not st.pending
@@ -675,6 +811,7 @@ cdef class H2Upstream(UpstreamUser):
         if st.end_pending:
             st.req_done = True
             if st.qtrailers is not None:
+                st.body_sent = True
                 trailers = st.qtrailers
                 st.qtrailers = None
                 self._queue(_frame(T_HEADERS, F_END_STREAM | F_END_HEADERS, st.sid,
@@ -713,6 +850,11 @@ cdef class H2Upstream(UpstreamUser):
         st.gone = True
         st.pending = bytearray()
         st.held = []
+        self._detach(st)
+        self._idle()
+
+    cdef void _detach(self, H2UpStream st) except *:
+        # the stream leaves this connection's tables (ended, or to be replayed elsewhere)
         if st.sid:
             self.streams.pop(st.sid, None)
             self._slots()
@@ -725,6 +867,8 @@ cdef class H2Upstream(UpstreamUser):
             except ValueError:
                 pass
         self.active -= 1
+
+    cdef void _idle(self) except *:
         if self.active == 0:
             if self.goaway:
                 self._close_quietly()
@@ -798,8 +942,8 @@ cdef class H2Upstream(UpstreamUser):
             self._die(502)
             return
         for st in list(self.streams.values()) + self.attached + self.waiting:
-            if st.gone:
-                continue
+            if st.gone or not st.up.connecting:
+                continue                  # (a replay whose ClientConn was told already)
             st.up.connecting = False
             client = st.up.client
             if client is not None:
@@ -960,6 +1104,12 @@ cdef class H2Upstream(UpstreamUser):
                 st.pending = bytearray()
                 self._finished(st)
                 return
+            if code == E_REFUSED_STREAM or code == E_PROTOCOL_ERROR:
+                # not processed (§8.7), or Go's golang/go#47635 case: canRetryError
+                self._detach(st)
+                st._replay()
+                self._idle()
+                return
             self._forget(st)              # reset by the server: nothing to reset back
             up = st.up
             client = up.client
@@ -974,10 +1124,16 @@ cdef class H2Upstream(UpstreamUser):
             last = int.from_bytes(payload[:4], "big") & 0x7fffffff
             self.goaway = True
             self.owner._retire(self)
-            for st in [s for s in self.streams.values() if s.sid > last] + self.attached \
-                    + self.waiting:
-                # not processed by the server: failed (Go retries them on a new connection)
-                self._stream_error(st, 502)
+            # the streams the server will not process (above ``last``, or not opened yet)
+            # leave first, then go again on another connection (errClientConnGotGoAway:
+            # canRetryError); those it keeps finish here
+            # (the unopened first: a stream leaving would otherwise open a waiting one here)
+            refused = self.waiting + self.attached \
+                + [s for s in self.streams.values() if s.sid > last]
+            for st in refused:
+                self._detach(st)
+            for st in refused:
+                st._replay()
             if self.active == 0:
                 self._close_quietly()
         elif ftype == T_PUSH_PROMISE:
@@ -1061,23 +1217,27 @@ cdef class H2Pool(H2Dialer):
         pool.h2 = self
 
     cdef UpstreamStream open(self, UpstreamConn up):
-        cdef H2Upstream conn = None, c
+        cdef H2Upstream conn
         cdef H2UpStream st
         if self.alpn and self.learned != 1:
             # https, h2 not known yet (or refused): an HTTP/1.1 dial, whose handshake may
             # pick h2 (adopt); Go's transport also learns the protocol from the first dial
             return None
-        for c in self.conns:
-            if c.usable():
-                conn = c
-                break
-        if conn is None:
-            conn = H2Upstream(up.env, self.pool, self)
-            self.conns.append(conn)
+        conn = self._pick(up.env)
         st = H2UpStream()
         st.up = up
         conn.attach(st)
         return st
+
+    cdef H2Upstream _pick(self, Env env):
+        # Go's transport: the first connection that can take another stream, else a new one
+        cdef H2Upstream c
+        for c in self.conns:
+            if c.usable():
+                return c
+        c = H2Upstream(env, self.pool, self)
+        self.conns.append(c)
+        return c
 
     cdef bint adopt(self, UpstreamConn up) except -1:
         # an HTTP/1.1 dial of an https server whose TLS handshake picked ALPN h2: its socket

@@ -37,6 +37,10 @@ cdef class Decoder:
     cdef unsigned char *_scratch    # Huffman output buffer; owned (PyMem)
     cdef Py_ssize_t _scratch_cap
     cdef public Py_ssize_t max_header_list_size  # RFC 9113 §6.5.2 size: sum(len(n)+len(v)+32)
+    # bumped by every change of the state a decoding depends on (an insertion, a size update
+    # or setting): a block whose decoding left it unchanged decodes alike while it stays
+    # (engine/h2.pyx reuses the fields of a repeated request block)
+    cdef readonly unsigned long long generation
     cpdef list decode(self, bytes block)
     cpdef void set_max_table_size(self, Py_ssize_t n)
     cdef int _fail(self, str reason) except -1
@@ -51,6 +55,10 @@ cdef class Encoder:
     cdef unsigned char *_buf        # output being built; owned (PyMem), reused across blocks
     cdef Py_ssize_t _len
     cdef Py_ssize_t _buf_cap
+    # bumped by every change of the state an encoding depends on (a table insertion, a new
+    # peer table size, a size update sent): a block whose encoding left it unchanged is
+    # what encoding the same fields again yields while it stays (engine/h2.pyx reuses it)
+    cdef readonly unsigned long long generation
     cpdef bytes encode(self, list headers)
     cpdef void set_peer_table_size(self, Py_ssize_t n)
     cdef int _reserve(self, Py_ssize_t extra) except -1

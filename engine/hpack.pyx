@@ -635,6 +635,7 @@ cdef class Decoder:
         if n < 0 or n > _MAX_INT:
             raise ValueError("max table size must be in [0, 2^32-1]")
         self._settings_max = n
+        self.generation += 1
         if self._table.max_size > n:
             self._expect_update = True
             if self._pending_min < 0 or n < self._pending_min:
@@ -750,6 +751,7 @@ cdef class Decoder:
                 self._expect_update = False
                 t.max_size = n
                 _table_evict(t, n)
+                self.generation += 1
                 continue
             else:
                 # §6.2 literal: with incremental indexing (01), without (0000), never (0001)
@@ -782,6 +784,7 @@ cdef class Decoder:
                 if index:
                     field = (name, value)
                     _table_add(t, name, value, field)
+                    self.generation += 1
                 elif not collect:
                     continue
                 elif value is _SKIPPED or name is _SKIPPED:
@@ -888,6 +891,7 @@ cdef class Encoder:
             return
         if self._pending_min < 0 or n < self._pending_min:
             self._pending_min = n
+        self.generation += 1
         self._table.max_size = n
         _table_evict(&self._table, n)
 
@@ -974,6 +978,7 @@ cdef class Encoder:
         self._str(v, vlen)
         if mode == _M_INDEX:
             _table_add(t, name, value, None)
+            self.generation += 1
         return 0
 
     cpdef bytes encode(self, list headers):
@@ -1007,6 +1012,7 @@ cdef class Encoder:
                 self._int(self._pending_min, 5, 0x20)
             self._int(self._table.max_size, 5, 0x20)
             self._pending_min = -1
+            self.generation += 1
         for i in range(count):
             item = <object>PyList_GET_ITEM(headers, i)
             self._field(<object>PyTuple_GET_ITEM(item, 0), <object>PyTuple_GET_ITEM(item, 1),
