@@ -258,15 +258,15 @@ cdef inline Py_ssize_t _send(object sock, int fd, bint raw, bytes data) except -
         return 0
 
 
-cdef Py_ssize_t _send2(int fd, bytes head, bytes body) except -1:
-    # head and body in one writev: one system call, and no concatenated copy of the body
+cdef Py_ssize_t _send2(int fd, bytes head, bytes body, Py_ssize_t skip) except -1:
+    # head and body[skip:] in one writev: one system call, and no concatenated copy of the body
     cdef iovec iov[2]
     cdef Py_ssize_t n
     cdef int e
     iov[0].iov_base = PyBytes_AS_STRING(head)
     iov[0].iov_len = PyBytes_GET_SIZE(head)
-    iov[1].iov_base = PyBytes_AS_STRING(body)
-    iov[1].iov_len = PyBytes_GET_SIZE(body)
+    iov[1].iov_base = PyBytes_AS_STRING(body) + skip
+    iov[1].iov_len = PyBytes_GET_SIZE(body) - skip
     while True:
         n = c_writev(fd, iov, 2)
         if n >= 0:
@@ -1486,23 +1486,25 @@ cdef class ClientConn(UpstreamUser):
         self.out = data[n:]          # sent when the EPOLLOUT edge comes
         return False
 
-    cdef bint write_head(self, bytes head, bytes body) except *:
-        """``write(head + body)`` without building the concatenation (plain sockets)."""
-        cdef Py_ssize_t n, hn
-        if not body:
+    cdef bint write_head(self, bytes head, bytes body, Py_ssize_t skip) except *:
+        """``write(head + body[skip:])`` without building the concatenation (plain sockets),
+        nor the slice: a response's first body bytes leave from the read that carried its
+        head, as they are."""
+        cdef Py_ssize_t n, hn, bn = len(body) - skip
+        if bn <= 0:
             return self.write(head)
         if self.out is not None or not self.raw:
-            return self.write(head + body)
+            return self.write(head + (body[skip:] if skip else body))
         try:
-            n = _send2(self.fd, head, body)
+            n = _send2(self.fd, head, body, skip)
         except OSError:
             self.close()
             return False
         hn = len(head)
-        if n == hn + len(body):
+        if n == hn + bn:
             return True
         # the rest waits for the EPOLLOUT edge
-        self.out = head[n:] + body if n < hn else body[n - hn:]
+        self.out = head[n:] + body[skip:] if n < hn else body[skip + n - hn:]
         return False
 
     cdef void flush(self) except *:
@@ -2352,7 +2354,7 @@ cdef class ClientConn(UpstreamUser):
     cdef void on_upstream_data(self, UpstreamConn up, bytes data) except *:
         cdef int rs = self.resp_state
         if rs == R_BODY:
-            self._response_body(up, data, None)
+            self._response_body(up, data, None, 0)
         elif rs == R_HEAD:
             if not self.ubuf and self._response_head_fast(up, data):
                 return
@@ -2387,8 +2389,7 @@ cdef class ClientConn(UpstreamUser):
             return False
         if 100 <= resp.status < 200:
             return False
-        self._response_start(up, resp, data[resp.head_length:] if len(data) > resp.head_length
-                             else b"")
+        self._response_start(up, resp, data, resp.head_length)
         return True
 
     cdef void _response_head(self, UpstreamConn up) except *:
@@ -2431,10 +2432,12 @@ cdef class ClientConn(UpstreamUser):
                 return
         rest = bytes(ubuf) if ubuf else b""
         self.ubuf = None
-        self._response_start(up, resp, rest)
+        self._response_start(up, resp, rest, 0)
 
-    cdef void _response_start(self, UpstreamConn up, Response resp, bytes rest) except *:
-        # a final response head arrived: ``rest`` = the bytes after it in what was read
+    cdef void _response_start(self, UpstreamConn up, Response resp, bytes data,
+                              Py_ssize_t skip) except *:
+        # a final response head arrived: ``data[skip:]`` = the bytes after it in what was read
+        # (not sliced off here: the common response sends them from ``data`` as they are)
         cdef Request req = self.req
         cdef Exchange ex = self.ex
         cdef Forwarder fwd = (<RouteTarget> ex.route).forwarder
@@ -2462,8 +2465,8 @@ cdef class ClientConn(UpstreamUser):
             self.resp_state = R_DONE
             self.deadline = 0.0
             head = fwd.response_head(resp, True, None)
-            if rest:
-                head += rest
+            if len(data) > skip:
+                head += data[skip:]
             if self.buf:
                 data = bytes(self.buf)
                 self.buf = bytearray()
@@ -2535,7 +2538,7 @@ cdef class ClientConn(UpstreamUser):
                         body = rh.body       # (compress on a sniffed type replaces it)
                 ex.bytes_out += len(body)
                 ex.resp_head = rh.serialize()
-                self.write_head(ex.resp_head, body)
+                self.write_head(ex.resp_head, body, 0)
                 if self.state != S_CLOSED:
                     self._maybe_finish()
                 return
@@ -2570,16 +2573,18 @@ cdef class ClientConn(UpstreamUser):
         self.resp_state = R_BODY
         ex.resp_head = head
         if mode == F_ASIS:
-            if rest:
+            if len(data) > skip:
                 self.up_ok = False
             self.write(head)
             if self.state != S_CLOSED:
                 self.resp_state = R_DONE
                 self._maybe_finish()
             return
-        self._response_body(up, rest, head)
+        self._response_body(up, data, head, skip)
 
-    cdef void _response_body(self, UpstreamConn up, bytes data, bytes head) except *:
+    cdef void _response_body(self, UpstreamConn up, bytes data, bytes head,
+                             Py_ssize_t skip) except *:
+        # the body bytes are data[skip:] (skip > 0: the read that carried the head)
         cdef int mode = self.resp_mode
         cdef bint done = False, ok
         cdef long long left
@@ -2587,13 +2592,18 @@ cdef class ClientConn(UpstreamUser):
         cdef ChunkedDecoder dec
         cdef list parts
         cdef bytes plain = None     # the body bytes of ``data``, for a held head
+        if skip and (mode != F_LENGTH or head is None or self.transforming
+                     or self.rbuf is not None or self.held is not None):
+            data = data[skip:]      # only a plain Content-Length body leaves from ``data``
+            skip = 0
         if mode == F_LENGTH:
             left = self.resp_left
-            n = len(data)
+            n = len(data) - skip
             if n >= left:
                 if n > left:
                     self.up_ok = False          # more than announced: never reuse
-                    data = data[:left]
+                    data = data[skip:skip + left]
+                    skip = 0
                 self.resp_left = 0
                 done = True
             else:
@@ -2680,9 +2690,9 @@ cdef class ClientConn(UpstreamUser):
             elif self.held_out:
                 data = b"".join(self.held_out) + data
             self.held_out = None
-        self.ex.bytes_out += len(data)
+        self.ex.bytes_out += len(data) - skip
         if head is not None:
-            ok = self.write_head(head, data)
+            ok = self.write_head(head, data, skip)
         else:
             ok = self.write(data) if data else True
         if self.state == S_CLOSED:
@@ -2864,7 +2874,7 @@ cdef class ClientConn(UpstreamUser):
         ex.bytes_out += sp.size
         if data is not None:
             sp.close()
-            self.write_head(head, data)
+            self.write_head(head, data, 0)
             if self.state == S_CLOSED:
                 return
             self.resp_state = R_DONE
