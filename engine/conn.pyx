@@ -1563,7 +1563,7 @@ cdef class ClientConn(UpstreamUser):
         cdef RequestParser parser = env.parser
         cdef Request req
         if env.parser_owner is not self:
-            parser.reset()           # one parser per worker; its incremental state is ours now
+            parser.clear()           # one parser per worker; its incremental state is ours now
             parser.limits.max_head = self.max_head
             env.parser_owner = self
         while self.state == S_HEAD and self.buf and not self.closing:
@@ -1586,7 +1586,7 @@ cdef class ClientConn(UpstreamUser):
         cdef RequestParser parser = env.parser
         cdef Request req
         if env.parser_owner is not self:
-            parser.reset()
+            parser.clear()
             parser.limits.max_head = self.max_head
             env.parser_owner = self
         try:
@@ -2382,10 +2382,10 @@ cdef class ClientConn(UpstreamUser):
         try:
             resp = rparser.parse(data, 0, self.head_req)
         except _HttpParseError:
-            rparser.reset()
+            rparser.clear()
             return False           # the slow path parses again and answers 502
         if resp is None:
-            rparser.reset()
+            rparser.clear()
             return False
         if 100 <= resp.status < 200:
             return False
@@ -2401,7 +2401,7 @@ cdef class ClientConn(UpstreamUser):
         cdef Forwarder fwd = (<RouteTarget> self.ex.route).forwarder
         while True:
             if env.rparser_owner is not self:
-                rparser.reset()
+                rparser.clear()
                 env.rparser_owner = self
             try:
                 resp = rparser.parse(ubuf, 0, self.head_req)
@@ -3107,7 +3107,7 @@ cdef inline int _log2_bucket(double seconds) noexcept nogil:
     return b
 
 
-def run_loop(loop, Env env=None, stats=None):
+def run_loop(loop, Env env=None, stats=None, int max_events=MAX_EVENTS):
     """The worker's epoll loop (``pyroute.server.loop.Loop`` holds its state): dispatches
     ``handler.on_event(events)``, keeps ``loop.now`` (monotonic) current and calls
     ``loop.sweep(now)`` (timeouts, drain checks) every ``SWEEP_INTERVAL``. A handler that
@@ -3122,7 +3122,10 @@ def run_loop(loop, Env env=None, stats=None):
     histograms so far of turn lengths, their CPU time (the rest: the worker was preempted),
     and sweep lengths (log2 microsecond buckets) and of
     events per turn (buckets of 16): what a request late in a long turn waits for. Off, it
-    costs one test per turn."""
+    costs one test per turn.
+
+    ``max_events`` (1..512, bench/tail.py's ``PYROUTE_MAX_EVENTS``): how many ready events one
+    epoll_wait hands over; the rest stay queued in the kernel, in order, for the next turn."""
     cdef dict handlers = loop.handlers
     cdef bint with_stats = stats is not None
     cdef long long turn_hist[32]
@@ -3142,6 +3145,8 @@ def run_loop(loop, Env env=None, stats=None):
     cdef object h
     cdef type client_type = ClientConn, upstream_type = UpstreamConn
     cdef list timers = loop.timers
+    if max_events < 1 or max_events > MAX_EVENTS:
+        max_events = MAX_EVENTS
     while loop.running:
         timeout = loop.next_sweep - loop.now
         if timers:
@@ -3151,7 +3156,7 @@ def run_loop(loop, Env env=None, stats=None):
                 timeout = t
         ms = <int>(timeout * 1000.0) + 1 if timeout > 0 else 0
         with nogil:
-            n = epoll_wait(epfd, events, MAX_EVENTS, ms)
+            n = epoll_wait(epfd, events, max_events, ms)
         if n < 0:
             if errno != EINTR:
                 raise _os_error(errno)
