@@ -265,6 +265,17 @@ class OTLPSink:
 
 def start_pyroute(tmp, port, origin, cpu, workers=1, python=None, name="pyroute", extra="",
                   static_extra="", otlp=0):
+    d = pyroute_config(tmp, port, origin, extra, static_extra, otlp)
+    py = python or str(REPO / ".venv" / "bin" / "python")
+    # cwd outside the repository: `python -m pyroute` must import the venv's pyroute, not
+    # the source tree's
+    return Proc(name, [py, "-m", "pyroute", "run", "-c", str(d / "static.yaml"),
+                       str(d / "m.yaml"), "-w", str(workers)], port, cpu,
+                worker_pids=lambda pid: children(pid), cwd=str(d))
+
+
+def pyroute_config(tmp, port, origin, extra="", static_extra="", otlp=0):
+    """The bench's pyroute configuration (one route to the origin) in a new directory."""
     d = tmp / ("pyroute-%d" % port)
     d.mkdir()
     (d / "static.yaml").write_text(
@@ -292,12 +303,7 @@ spec:
   routes:
     - {match: Host(`bench.test`), kind: Rule, services: [{name: origin, port: 80}]}
 """ % origin)
-    py = python or str(REPO / ".venv" / "bin" / "python")
-    # cwd outside the repository: `python -m pyroute` must import the venv's pyroute, not
-    # the source tree's
-    return Proc(name, [py, "-m", "pyroute", "run", "-c", str(d / "static.yaml"),
-                       str(d / "m.yaml"), "-w", str(workers)], port, cpu,
-                worker_pids=lambda pid: children(pid), cwd=str(d))
+    return d
 
 
 STARTERS = {"pyroute": start_pyroute, "nginx": start_nginx, "haproxy": start_haproxy,

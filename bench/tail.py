@@ -14,6 +14,9 @@ HAProxy under ``wrk -c1000`` (as bench/load.py), per proxy and round:
   reuse), closes, and accepts (wrk connects once: a later accept is churn).
 
     .venv/bin/python bench/tail.py [--duration 8] [--trace 3] [--rounds 2]
+                                   [--proxies pyroute,nginx] [--max-events 512,64]
+
+``--max-events`` runs pyroute once per epoll_wait batch size in the same rounds.
 """
 import argparse
 import json
@@ -132,28 +135,43 @@ def main():
     ap.add_argument("--path", default=load.SMALL)
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--proxies", default="pyroute,nginx,haproxy")
+    ap.add_argument("--max-events", default="",
+                    help="comma-separated epoll_wait batch sizes: pyroute once per size "
+                         "(named pyroute-evN), in the same rounds (PYROUTE_MAX_EVENTS)")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="pyroute-tail-"))
     tmp.chmod(0o755)            # the origin's nginx worker (www-data) reads files under it
     soft, hard = load.resource.getrlimit(load.resource.RLIMIT_NOFILE)
     load.resource.setrlimit(load.resource.RLIMIT_NOFILE, (min(hard, 65536), hard))
-    stats_dir = tmp / "loopstats"
-    stats_dir.mkdir()
-    os.environ["PYROUTE_LOOP_STATS"] = str(stats_dir / "loop")
     origin = load.start_origin(tmp, load.free_port())
     procs = []
+    stats = {}          # pyroute's name -> the folder its worker writes its loop stats to
+    names = args.proxies.split(",")
+    if args.max_events:
+        names = [n for n in names if n != "pyroute"] + [
+            "pyroute-ev%d" % int(v) for v in args.max_events.split(",")]
     try:
-        for name in args.proxies.split(","):
-            proc = load.STARTERS[name](tmp, load.free_port(), origin.port, "0", 1)
+        for name in names:
+            if name.startswith("pyroute"):
+                stats[name] = tmp / ("loopstats-" + name)
+                stats[name].mkdir()
+                # read by the worker at start (pyroute/server/loop.py)
+                os.environ["PYROUTE_LOOP_STATS"] = str(stats[name] / "loop")
+                os.environ["PYROUTE_MAX_EVENTS"] = name[len("pyroute-ev"):] \
+                    if name.startswith("pyroute-ev") else ""
+                proc = load.start_pyroute(tmp, load.free_port(), origin.port, "0", 1, name=name)
+            else:
+                proc = load.STARTERS[name](tmp, load.free_port(), origin.port, "0", 1)
             load.wait_port(proc.port)
             load.check_proxied(proc)
             procs.append(proc)
         for rnd in range(args.rounds):
             for proc in procs:
                 load.wrk(proc.port, args.path, args.conns, 2)          # warm: pools, caches
-                before = loop_stats(stats_dir) if proc.name == "pyroute" else None
+                sd = stats.get(proc.name)
+                before = loop_stats(sd) if sd else None
                 plain = load.wrk(proc.port, args.path, args.conns, args.duration)
-                after = loop_stats(stats_dir) if proc.name == "pyroute" else None
+                after = loop_stats(sd) if sd else None
                 out = str(tmp / ("%s-%d.strace" % (proc.name, rnd)))
                 t = threading.Thread(target=load.wrk, args=(proc.port, args.path, args.conns,
                                                             args.duration))
@@ -162,7 +180,7 @@ def main():
                 trace(proc, args.trace, out)
                 t.join()
                 a = analyse(out, args.trace)
-                line = ("round %d %-8s %7.0f req/s p50 %6.2f ms p99 %7.2f ms | connect %4.0f/s "
+                line = ("round %d %-13s %7.0f req/s p50 %6.2f ms p99 %7.2f ms | connect %4.0f/s "
                         "close %4.0f/s accepts %d" % (
                             rnd, proc.name, plain["rps"], plain["p50"], plain["p99"],
                             a["connects_s"], a["closes_s"], a["accepts"]))

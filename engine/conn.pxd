@@ -329,7 +329,7 @@ cdef class ClientConn(UpstreamUser):
     cdef void resume_reading(self) except *
     cdef void on_eof(self) except *
     cdef bint write(self, bytes data) except *
-    cdef bint write_head(self, bytes head, bytes body) except *
+    cdef bint write_head(self, bytes head, bytes body, Py_ssize_t skip) except *
     cdef void flush(self) except *
     cdef void _close_after_output(self) except *
     cdef void process(self) except *
@@ -361,8 +361,8 @@ cdef class ClientConn(UpstreamUser):
     cdef void _send_held(self, UpstreamConn up) except *
     cdef bint _response_head_fast(self, UpstreamConn up, bytes data) except -1
     cdef void _response_head(self, UpstreamConn up) except *
-    cdef void _response_start(self, UpstreamConn up, Response resp, bytes rest) except *
-    cdef void _response_body(self, UpstreamConn up, bytes data, bytes head) except *
+    cdef void _response_start(self, UpstreamConn up, Response resp, bytes data, Py_ssize_t skip) except *
+    cdef void _response_body(self, UpstreamConn up, bytes data, bytes head, Py_ssize_t skip) except *
     cdef void _retry(self) except *
     cdef void _pump_body(self) except *
     cdef void _pump_response(self) except *

@@ -258,15 +258,15 @@ cdef inline Py_ssize_t _send(object sock, int fd, bint raw, bytes data) except -
         return 0
 
 
-cdef Py_ssize_t _send2(int fd, bytes head, bytes body) except -1:
-    # head and body in one writev: one system call, and no concatenated copy of the body
+cdef Py_ssize_t _send2(int fd, bytes head, bytes body, Py_ssize_t skip) except -1:
+    # head and body[skip:] in one writev: one system call, and no concatenated copy of the body
     cdef iovec iov[2]
     cdef Py_ssize_t n
     cdef int e
     iov[0].iov_base = PyBytes_AS_STRING(head)
     iov[0].iov_len = PyBytes_GET_SIZE(head)
-    iov[1].iov_base = PyBytes_AS_STRING(body)
-    iov[1].iov_len = PyBytes_GET_SIZE(body)
+    iov[1].iov_base = PyBytes_AS_STRING(body) + skip
+    iov[1].iov_len = PyBytes_GET_SIZE(body) - skip
     while True:
         n = c_writev(fd, iov, 2)
         if n >= 0:
@@ -1486,23 +1486,25 @@ cdef class ClientConn(UpstreamUser):
         self.out = data[n:]          # sent when the EPOLLOUT edge comes
         return False
 
-    cdef bint write_head(self, bytes head, bytes body) except *:
-        """``write(head + body)`` without building the concatenation (plain sockets)."""
-        cdef Py_ssize_t n, hn
-        if not body:
+    cdef bint write_head(self, bytes head, bytes body, Py_ssize_t skip) except *:
+        """``write(head + body[skip:])`` without building the concatenation (plain sockets),
+        nor the slice: a response's first body bytes leave from the read that carried its
+        head, as they are."""
+        cdef Py_ssize_t n, hn, bn = len(body) - skip
+        if bn <= 0:
             return self.write(head)
         if self.out is not None or not self.raw:
-            return self.write(head + body)
+            return self.write(head + (body[skip:] if skip else body))
         try:
-            n = _send2(self.fd, head, body)
+            n = _send2(self.fd, head, body, skip)
         except OSError:
             self.close()
             return False
         hn = len(head)
-        if n == hn + len(body):
+        if n == hn + bn:
             return True
         # the rest waits for the EPOLLOUT edge
-        self.out = head[n:] + body if n < hn else body[n - hn:]
+        self.out = head[n:] + body[skip:] if n < hn else body[skip + n - hn:]
         return False
 
     cdef void flush(self) except *:
@@ -1561,7 +1563,7 @@ cdef class ClientConn(UpstreamUser):
         cdef RequestParser parser = env.parser
         cdef Request req
         if env.parser_owner is not self:
-            parser.reset()           # one parser per worker; its incremental state is ours now
+            parser.clear()           # one parser per worker; its incremental state is ours now
             parser.limits.max_head = self.max_head
             env.parser_owner = self
         while self.state == S_HEAD and self.buf and not self.closing:
@@ -1584,7 +1586,7 @@ cdef class ClientConn(UpstreamUser):
         cdef RequestParser parser = env.parser
         cdef Request req
         if env.parser_owner is not self:
-            parser.reset()
+            parser.clear()
             parser.limits.max_head = self.max_head
             env.parser_owner = self
         try:
@@ -2352,7 +2354,7 @@ cdef class ClientConn(UpstreamUser):
     cdef void on_upstream_data(self, UpstreamConn up, bytes data) except *:
         cdef int rs = self.resp_state
         if rs == R_BODY:
-            self._response_body(up, data, None)
+            self._response_body(up, data, None, 0)
         elif rs == R_HEAD:
             if not self.ubuf and self._response_head_fast(up, data):
                 return
@@ -2380,15 +2382,14 @@ cdef class ClientConn(UpstreamUser):
         try:
             resp = rparser.parse(data, 0, self.head_req)
         except _HttpParseError:
-            rparser.reset()
+            rparser.clear()
             return False           # the slow path parses again and answers 502
         if resp is None:
-            rparser.reset()
+            rparser.clear()
             return False
         if 100 <= resp.status < 200:
             return False
-        self._response_start(up, resp, data[resp.head_length:] if len(data) > resp.head_length
-                             else b"")
+        self._response_start(up, resp, data, resp.head_length)
         return True
 
     cdef void _response_head(self, UpstreamConn up) except *:
@@ -2400,7 +2401,7 @@ cdef class ClientConn(UpstreamUser):
         cdef Forwarder fwd = (<RouteTarget> self.ex.route).forwarder
         while True:
             if env.rparser_owner is not self:
-                rparser.reset()
+                rparser.clear()
                 env.rparser_owner = self
             try:
                 resp = rparser.parse(ubuf, 0, self.head_req)
@@ -2431,10 +2432,12 @@ cdef class ClientConn(UpstreamUser):
                 return
         rest = bytes(ubuf) if ubuf else b""
         self.ubuf = None
-        self._response_start(up, resp, rest)
+        self._response_start(up, resp, rest, 0)
 
-    cdef void _response_start(self, UpstreamConn up, Response resp, bytes rest) except *:
-        # a final response head arrived: ``rest`` = the bytes after it in what was read
+    cdef void _response_start(self, UpstreamConn up, Response resp, bytes data,
+                              Py_ssize_t skip) except *:
+        # a final response head arrived: ``data[skip:]`` = the bytes after it in what was read
+        # (not sliced off here: the common response sends them from ``data`` as they are)
         cdef Request req = self.req
         cdef Exchange ex = self.ex
         cdef Forwarder fwd = (<RouteTarget> ex.route).forwarder
@@ -2462,8 +2465,8 @@ cdef class ClientConn(UpstreamUser):
             self.resp_state = R_DONE
             self.deadline = 0.0
             head = fwd.response_head(resp, True, None)
-            if rest:
-                head += rest
+            if len(data) > skip:
+                head += data[skip:]
             if self.buf:
                 data = bytes(self.buf)
                 self.buf = bytearray()
@@ -2535,7 +2538,7 @@ cdef class ClientConn(UpstreamUser):
                         body = rh.body       # (compress on a sniffed type replaces it)
                 ex.bytes_out += len(body)
                 ex.resp_head = rh.serialize()
-                self.write_head(ex.resp_head, body)
+                self.write_head(ex.resp_head, body, 0)
                 if self.state != S_CLOSED:
                     self._maybe_finish()
                 return
@@ -2570,16 +2573,18 @@ cdef class ClientConn(UpstreamUser):
         self.resp_state = R_BODY
         ex.resp_head = head
         if mode == F_ASIS:
-            if rest:
+            if len(data) > skip:
                 self.up_ok = False
             self.write(head)
             if self.state != S_CLOSED:
                 self.resp_state = R_DONE
                 self._maybe_finish()
             return
-        self._response_body(up, rest, head)
+        self._response_body(up, data, head, skip)
 
-    cdef void _response_body(self, UpstreamConn up, bytes data, bytes head) except *:
+    cdef void _response_body(self, UpstreamConn up, bytes data, bytes head,
+                             Py_ssize_t skip) except *:
+        # the body bytes are data[skip:] (skip > 0: the read that carried the head)
         cdef int mode = self.resp_mode
         cdef bint done = False, ok
         cdef long long left
@@ -2587,13 +2592,18 @@ cdef class ClientConn(UpstreamUser):
         cdef ChunkedDecoder dec
         cdef list parts
         cdef bytes plain = None     # the body bytes of ``data``, for a held head
+        if skip and (mode != F_LENGTH or head is None or self.transforming
+                     or self.rbuf is not None or self.held is not None):
+            data = data[skip:]      # only a plain Content-Length body leaves from ``data``
+            skip = 0
         if mode == F_LENGTH:
             left = self.resp_left
-            n = len(data)
+            n = len(data) - skip
             if n >= left:
                 if n > left:
                     self.up_ok = False          # more than announced: never reuse
-                    data = data[:left]
+                    data = data[skip:skip + left]
+                    skip = 0
                 self.resp_left = 0
                 done = True
             else:
@@ -2680,9 +2690,9 @@ cdef class ClientConn(UpstreamUser):
             elif self.held_out:
                 data = b"".join(self.held_out) + data
             self.held_out = None
-        self.ex.bytes_out += len(data)
+        self.ex.bytes_out += len(data) - skip
         if head is not None:
-            ok = self.write_head(head, data)
+            ok = self.write_head(head, data, skip)
         else:
             ok = self.write(data) if data else True
         if self.state == S_CLOSED:
@@ -2864,7 +2874,7 @@ cdef class ClientConn(UpstreamUser):
         ex.bytes_out += sp.size
         if data is not None:
             sp.close()
-            self.write_head(head, data)
+            self.write_head(head, data, 0)
             if self.state == S_CLOSED:
                 return
             self.resp_state = R_DONE
@@ -3097,7 +3107,7 @@ cdef inline int _log2_bucket(double seconds) noexcept nogil:
     return b
 
 
-def run_loop(loop, Env env=None, stats=None):
+def run_loop(loop, Env env=None, stats=None, int max_events=MAX_EVENTS):
     """The worker's epoll loop (``pyroute.server.loop.Loop`` holds its state): dispatches
     ``handler.on_event(events)``, keeps ``loop.now`` (monotonic) current and calls
     ``loop.sweep(now)`` (timeouts, drain checks) every ``SWEEP_INTERVAL``. A handler that
@@ -3112,7 +3122,10 @@ def run_loop(loop, Env env=None, stats=None):
     histograms so far of turn lengths, their CPU time (the rest: the worker was preempted),
     and sweep lengths (log2 microsecond buckets) and of
     events per turn (buckets of 16): what a request late in a long turn waits for. Off, it
-    costs one test per turn."""
+    costs one test per turn.
+
+    ``max_events`` (1..512, bench/tail.py's ``PYROUTE_MAX_EVENTS``): how many ready events one
+    epoll_wait hands over; the rest stay queued in the kernel, in order, for the next turn."""
     cdef dict handlers = loop.handlers
     cdef bint with_stats = stats is not None
     cdef long long turn_hist[32]
@@ -3132,6 +3145,8 @@ def run_loop(loop, Env env=None, stats=None):
     cdef object h
     cdef type client_type = ClientConn, upstream_type = UpstreamConn
     cdef list timers = loop.timers
+    if max_events < 1 or max_events > MAX_EVENTS:
+        max_events = MAX_EVENTS
     while loop.running:
         timeout = loop.next_sweep - loop.now
         if timers:
@@ -3141,7 +3156,7 @@ def run_loop(loop, Env env=None, stats=None):
                 timeout = t
         ms = <int>(timeout * 1000.0) + 1 if timeout > 0 else 0
         with nogil:
-            n = epoll_wait(epfd, events, MAX_EVENTS, ms)
+            n = epoll_wait(epfd, events, max_events, ms)
         if n < 0:
             if errno != EINTR:
                 raise _os_error(errno)

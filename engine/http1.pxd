@@ -158,6 +158,7 @@ cdef class RequestParser:
     cdef Limits limits
     cdef HeadScan scan
     cpdef Request parse(self, object buf, Py_ssize_t start=*)
+    cdef void clear(self) noexcept
 
 
 @cython.final
@@ -165,6 +166,7 @@ cdef class ResponseParser:
     cdef Limits limits
     cdef HeadScan scan
     cpdef Response parse(self, object buf, Py_ssize_t start=*, bint head_request=*)
+    cdef void clear(self) noexcept
 
 
 cdef enum ChunkState:

@@ -938,6 +938,11 @@ cdef class RequestParser:
         """Forget a partly scanned head (call after moving bytes inside the buffer)."""
         _scan_reset(&self.scan, -1)
 
+    cdef void clear(self) noexcept:
+        # reset() for engine/conn.pyx, without a Python method call: the worker's one parser
+        # changes hands at almost every request when connections take turns
+        _scan_reset(&self.scan, -1)
+
     cpdef Request parse(self, object buf, Py_ssize_t start=0):
         cdef Py_ssize_t n, end, rc
         cdef const unsigned char *p = _buffer(buf, &n)
@@ -1165,6 +1170,11 @@ cdef class ResponseParser:
 
     def reset(self):
         """Forget a partly scanned head (call after moving bytes inside the buffer)."""
+        _scan_reset(&self.scan, -1)
+
+    cdef void clear(self) noexcept:
+        # reset() for engine/conn.pyx, without a Python method call: the worker's one parser
+        # changes hands at almost every request when connections take turns
         _scan_reset(&self.scan, -1)
 
     cpdef Response parse(self, object buf, Py_ssize_t start=0, bint head_request=False):

@@ -125,7 +125,9 @@ class Loop:
         too. The dispatch loop itself is Cython: it runs for every event."""
         from .._engine.conn import run_loop
         path = os.environ.get("PYROUTE_LOOP_STATS")   # bench/tail.py: loop turn histograms
-        run_loop(self, env, _stats_writer(path) if path else None)
+        # bench/tail.py: events per epoll_wait (default and most: 512), to compare batch sizes
+        max_events = int(os.environ.get("PYROUTE_MAX_EVENTS") or 512)
+        run_loop(self, env, _stats_writer(path) if path else None, max_events)
 
     def sweep(self, now):
         expired = [c for c in self.timed if 0 < c.deadline <= now]
