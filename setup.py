@@ -39,6 +39,13 @@ def _stage_pxd():
 # linked against (the cryptography wheel's copy is static and exports nothing): building needs
 # its headers (Debian: libssl-dev).
 LIBRARIES = {"tlsio": ["ssl", "crypto"]}
+# engine/accesslog.pyx builds a line from ~30 short appends through small inline helpers
+# (_key, _put, _reserve): gcc stops inlining them into the long Formatter._append once that
+# function has grown past its limits, and each one becomes a call with a memcpy of unknown
+# length. Raised for that module only (bench/results/observability-20261203b.txt, callgrind).
+EXTRA_ARGS = {"accesslog": ["--param", "large-function-growth=2000",
+                            "--param", "max-inline-insns-single=800",
+                            "--param", "inline-unit-growth=400"]}
 
 
 def _extensions():
@@ -46,7 +53,8 @@ def _extensions():
     exts = []
     for pyx in sorted(glob.glob(os.path.join("engine", "*.pyx"))):
         mod = os.path.splitext(os.path.basename(pyx))[0]
-        exts.append(Extension("pyroute._engine." + mod, [pyx], extra_compile_args=args,
+        extra = [] if DEBUG else EXTRA_ARGS.get(mod, [])
+        exts.append(Extension("pyroute._engine." + mod, [pyx], extra_compile_args=args + extra,
                               libraries=LIBRARIES.get(mod, []),
                               define_macros=[("CYTHON_TRACE_NOGIL", "1")] if DEBUG else []))
     return exts

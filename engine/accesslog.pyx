@@ -165,18 +165,30 @@ cdef inline int _putc(Buf *b, char c) except -1:
     return 0
 
 
+cdef bytes _DIGITS2 = b"".join([b"%02d" % k for k in range(100)])
+cdef const char *DIGITS2 = _DIGITS2        # "00" .. "99": two digits per division
+
+
 cdef int _put_int(Buf *b, long long v) except -1:
     cdef char tmp[24]
     cdef int i = 24
-    cdef unsigned long long u
+    cdef unsigned long long u, q, r
     cdef bint neg = v < 0
     u = <unsigned long long> (-v) if neg else <unsigned long long> v
-    while True:
+    while u >= 100:
+        q = u // 100
+        r = (u - q * 100) * 2
+        i -= 2
+        tmp[i] = DIGITS2[r]
+        tmp[i + 1] = DIGITS2[r + 1]
+        u = q
+    if u >= 10:
+        i -= 2
+        tmp[i] = DIGITS2[u * 2]
+        tmp[i + 1] = DIGITS2[u * 2 + 1]
+    else:
         i -= 1
-        tmp[i] = <char> (48 + u % 10)
-        u //= 10
-        if u == 0:
-            break
+        tmp[i] = <char> (48 + u)
     if neg:
         i -= 1
         tmp[i] = b'-'
