@@ -6,7 +6,8 @@ version answered) is compared with the longest in the quiet 3 s before the chang
 same process). The worker's longest loop turn
 is at least (and within a request's own cost of) the longest probe latency.
 
-    .venv/bin/python bench/reload.py [--repo DIR] [--routes 10000] [--reloads 5] [--every 2]
+    .venv/bin/python bench/reload.py [--repo DIR] [--routes 10000] [--tls-routes 0]
+        [--reloads 5] [--every 2]
 
 ``--repo``: the checkout whose pyroute runs (its .venv's python), e.g. /work/main for "before".
 """
@@ -38,6 +39,20 @@ spec:
     - match: Host(`app-%d.example.com`) && PathPrefix(`/api`)
       kind: Rule
       services: [{name: svc, port: 80}]
+"""
+
+TLS_ROUTE = """\
+---
+apiVersion: traefik.io/v1alpha1
+kind: IngressRoute
+metadata: {name: tls-%d, namespace: default}
+spec:
+  entryPoints: [web]
+  routes:
+    - match: Host(`tls-%d.example.com`)
+      kind: Rule
+      services: [{name: svc, port: 80}]
+  tls: {}
 """
 
 MAIN = """\
@@ -132,6 +147,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--repo", default=str(HERE.parent))
     ap.add_argument("--routes", type=int, default=10000)
+    ap.add_argument("--tls-routes", type=int, default=0,
+                    help="IngressRoutes with a tls section, on top of --routes")
     ap.add_argument("--reloads", type=int, default=5)
     ap.add_argument("--every", type=float, default=2.0, help="ms between probe requests")
     ap.add_argument("--cpu", default="0", help="taskset CPU list for pyroute")
@@ -145,6 +162,8 @@ def main():
     mdir.mkdir()
     (mdir / "svc.yaml").write_text(backend_service("svc", [be.port]))
     (mdir / "big.yaml").write_text("".join(ROUTE % (i, i) for i in range(args.routes)))
+    if args.tls_routes:
+        (mdir / "tls.yaml").write_text("".join(TLS_ROUTE % (i, i) for i in range(args.tls_routes)))
     (mdir / "main.yaml").write_text(MAIN % (0, 0))
     logf = open(tmp / "pyroute.log", "wb")
     proc = subprocess.Popen(["taskset", "-c", args.cpu, str(repo / ".venv/bin/python"), "-m",
@@ -152,7 +171,7 @@ def main():
                              "-w", "1"], cwd=str(repo), stdout=logf, stderr=subprocess.STDOUT)
     rows = []
     try:
-        assert wait_for(lambda: _ok(port), 300), "pyroute did not start"
+        assert wait_for(lambda: _ok(port), 600), "pyroute did not start"
         probe = Probe(port, args.every / 1000.0)
         probe.start()
         time.sleep(2.0)
@@ -184,10 +203,18 @@ def main():
         proc.terminate()
         proc.wait(30)
         be.close()
+    # the worker's own account (its debug lines): the longest loop turn of each reload, wall
+    # and CPU time of its thread, and of the freeing of the old configuration where it has it
+    worker = []
+    for line in (tmp / "pyroute.log").read_text(errors="replace").splitlines():
+        if "worker swapped configuration" in line or "worker freed an old" in line:
+            fields = dict(f.split("=", 1) for f in line.split() if "=" in f)
+            worker.append(("swap" if "swapped" in line else "free",
+                           fields.get("longestTurn", "-"), fields.get("longestTurnCPU", "-")))
     rev = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"],
                          capture_output=True, text=True).stdout.strip()
-    print("pyroute at %s (%s), 1 worker pinned to CPU %s, %d IngressRoutes, probe every %g ms"
-          % (repo, rev, args.cpu, args.routes, args.every))
+    print("pyroute at %s (%s), 1 worker pinned to CPU %s, %d IngressRoutes + %d with tls, "
+          "probe every %g ms" % (repo, rev, args.cpu, args.routes, args.tls_routes, args.every))
     print("%-7s %12s %12s %12s %14s %7s" % ("reload", "quiet max", "reload max", "reload p99",
                                             "new config in", "failed"))
     for i, (q, m, p99, sw, failed, n) in enumerate(rows, 1):
@@ -195,6 +222,8 @@ def main():
     print("median  %10.1fms %10.1fms %10.1fms %13.2fs" % (
         statistics.median(r[0] for r in rows), statistics.median(r[1] for r in rows),
         statistics.median(r[2] for r in rows), statistics.median(r[3] for r in rows)))
+    print("worker's own longest turn per reload (wall / CPU of its thread):",
+          "; ".join("%s %s / %s" % w for w in worker))
 
 
 def _ok(port):
