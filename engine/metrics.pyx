@@ -297,7 +297,9 @@ cdef class Counts:
         return 0
 
     def observe_slow(self, ex, obs, service):
-        raise NotImplementedError
+        # an abstract hook: pyroute.observability.metrics.Recorder (the only subclass) counts
+        # what needs Python objects; a bare Counts is never built with ``slow`` or TLS on
+        raise TypeError("Counts.observe_slow is Recorder's (pyroute.observability.metrics)")
 
     def take_counts(self, dict into):
         """Add the series counted since the last call to ``into`` (the deltas format, see the
